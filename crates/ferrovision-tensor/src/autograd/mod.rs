@@ -1,0 +1,444 @@
+//! Reverse-mode automatic differentiation over a graph recorded while ops run (like
+//! TensorFlow's GradientTape, always on unless inside [`no_grad`]).
+//!
+//! Each op whose input requires a gradient attaches a [`Node`] to its output. The node holds
+//! edges to the nodes (or leaf variables) of its inputs and a one-shot backward closure that
+//! owns the tensors it saved. `backward` runs the nodes in reverse topological order and drops
+//! each closure, and with it the saved buffers, as soon as it has run.
+
+use crate::{Error, Result, Tensor};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+type BackwardFn = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send>;
+
+/// Gradient slot of a leaf variable (a tensor created with `requires_grad_(true)`).
+#[derive(Default)]
+pub struct LeafCell {
+    grad: Mutex<Option<Tensor>>,
+}
+
+/// One recorded op in the graph.
+pub struct Node {
+    name: &'static str,
+    edges: Vec<Option<Edge>>,
+    input_shapes: Vec<Vec<usize>>,
+    backward: Mutex<Option<BackwardFn>>,
+}
+
+#[derive(Clone)]
+enum Edge {
+    Node(Arc<Node>),
+    Leaf(Arc<LeafCell>),
+}
+
+/// How a tensor takes part in autodiff.
+#[derive(Clone)]
+pub(crate) enum AutogradMeta {
+    Leaf(Arc<LeafCell>),
+    Node(Arc<Node>),
+}
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// True unless the current thread is inside a [`no_grad`] scope.
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Runs `f` without recording any op for autodiff (inference, optimizer updates).
+///
+/// ```
+/// use ferrovision_tensor::{no_grad, Tensor};
+/// let w = Tensor::ones(&[2]).requires_grad_(true);
+/// let y = no_grad(|| w.mul_scalar(2.0)).unwrap();
+/// assert!(!y.requires_grad());
+/// ```
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = NoGradGuard::new();
+    f()
+}
+
+/// Disables gradient recording until dropped.
+pub struct NoGradGuard {
+    prev: bool,
+}
+
+impl NoGradGuard {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let prev = GRAD_ENABLED.with(|g| g.replace(false));
+        NoGradGuard { prev }
+    }
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.prev));
+    }
+}
+
+fn attach(out: Tensor, meta: AutogradMeta) -> Tensor {
+    match Arc::try_unwrap(out.0) {
+        Ok(mut inner) => {
+            inner.autograd = Some(meta);
+            Tensor(Arc::new(inner))
+        }
+        Err(shared) => Tensor::from_parts(
+            shared.storage.clone(),
+            shared.layout.clone(),
+            shared.dtype,
+            Some(meta),
+        ),
+    }
+}
+
+/// Records `out = op(inputs)` with its backward closure when any input requires a gradient.
+///
+/// `backward` receives the gradient of the output (same shape as `out`) and returns one entry
+/// per input, in order: `Some(grad)` with the input's shape, or `None` when that input gets no
+/// gradient. It runs with recording disabled.
+pub fn record(
+    out: Tensor,
+    name: &'static str,
+    inputs: &[&Tensor],
+    backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
+) -> Tensor {
+    if !is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
+        return out;
+    }
+    let node = Node {
+        name,
+        edges: inputs.iter().map(|t| t.edge()).collect(),
+        input_shapes: inputs.iter().map(|t| t.shape().to_vec()).collect(),
+        backward: Mutex::new(Some(Box::new(backward))),
+    };
+    attach(out, AutogradMeta::Node(Arc::new(node)))
+}
+
+/// Records an op that has no gradient: asking for a gradient through it fails with
+/// [`Error::NoGradient`] naming `name`.
+pub fn record_non_differentiable(out: Tensor, name: &'static str, inputs: &[&Tensor]) -> Tensor {
+    record(out, name, inputs, move |_| {
+        Err(Error::NoGradient { op: name })
+    })
+}
+
+/// Applies a user-defined differentiable function.
+///
+/// `forward` runs without recording on the inputs; `backward` maps the output gradient to one
+/// optional gradient per input. This is how gradient reversal or straight-through estimators are
+/// written:
+///
+/// ```
+/// use ferrovision_tensor::{custom_op, Tensor};
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap().requires_grad_(true);
+/// // Gradient reversal: identity forward, negated gradient backward.
+/// let y = custom_op("grad_reverse", &[&x], |xs| Ok(xs[0].clone()), |g| Ok(vec![Some(g.neg()?)])).unwrap();
+/// y.sum_all().unwrap().backward().unwrap();
+/// assert_eq!(x.grad().unwrap().to_vec::<f32>().unwrap(), vec![-1.0, -1.0]);
+/// ```
+pub fn custom_op(
+    name: &'static str,
+    inputs: &[&Tensor],
+    forward: impl FnOnce(&[Tensor]) -> Result<Tensor>,
+    backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
+) -> Result<Tensor> {
+    let detached: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
+    let out = no_grad(|| forward(&detached))?;
+    // A fresh handle so that an identity forward does not alias the input's graph node.
+    let out = out.view_with_layout(out.layout().clone());
+    Ok(record(out, name, inputs, backward))
+}
+
+impl Tensor {
+    /// True when gradients flow to or through this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.0.autograd.is_some()
+    }
+
+    /// True for a tensor with no recorded producer (a variable or a constant).
+    pub fn is_leaf(&self) -> bool {
+        !matches!(self.0.autograd, Some(AutogradMeta::Node(_)))
+    }
+
+    /// A handle on the same data that is a leaf variable collecting gradients (`true`) or a
+    /// constant (`false`).
+    pub fn requires_grad_(self, requires: bool) -> Tensor {
+        let meta = requires.then(crate::tensor::new_leaf_meta);
+        Tensor::from_parts(
+            self.0.storage.clone(),
+            self.0.layout.clone(),
+            self.0.dtype,
+            meta,
+        )
+    }
+
+    /// A handle on the same data cut off from the graph.
+    pub fn detach(&self) -> Tensor {
+        Tensor::from_parts(
+            self.0.storage.clone(),
+            self.0.layout.clone(),
+            self.0.dtype,
+            None,
+        )
+    }
+
+    /// The name of the op that produced this tensor, if it was recorded.
+    pub fn grad_fn_name(&self) -> Option<&'static str> {
+        match &self.0.autograd {
+            Some(AutogradMeta::Node(n)) => Some(n.name),
+            _ => None,
+        }
+    }
+
+    /// The accumulated gradient of a leaf variable.
+    pub fn grad(&self) -> Option<Tensor> {
+        match &self.0.autograd {
+            Some(AutogradMeta::Leaf(cell)) => {
+                cell.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
+            _ => None,
+        }
+    }
+
+    /// Clears the accumulated gradient of a leaf variable.
+    pub fn zero_grad(&self) {
+        if let Some(AutogradMeta::Leaf(cell)) = &self.0.autograd {
+            *cell.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// Replaces the accumulated gradient of a leaf variable (used by gradient clipping).
+    pub fn set_grad(&self, grad: Option<Tensor>) -> Result<()> {
+        match &self.0.autograd {
+            Some(AutogradMeta::Leaf(cell)) => {
+                if let Some(g) = &grad {
+                    if g.shape() != self.shape() {
+                        return Err(Error::shape_mismatch("set_grad", self.shape(), g.shape()));
+                    }
+                }
+                *cell.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad;
+                Ok(())
+            }
+            _ => Err(Error::invalid(
+                "set_grad",
+                "only leaf variables hold gradients",
+            )),
+        }
+    }
+
+    fn edge(&self) -> Option<Edge> {
+        match &self.0.autograd {
+            None => None,
+            Some(AutogradMeta::Leaf(c)) => Some(Edge::Leaf(c.clone())),
+            Some(AutogradMeta::Node(n)) => Some(Edge::Node(n.clone())),
+        }
+    }
+
+    /// Back-propagates from a one-element tensor, adding d(self)/d(leaf) into every leaf
+    /// variable's `grad()`. The graph is freed as it goes; call the forward pass again for a
+    /// second backward.
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(Error::Backward(format!(
+                "backward() needs a one-element tensor, got shape {:?}; pass a seed gradient with backward_with",
+                self.shape()
+            )));
+        }
+        let seed = Tensor::ones(self.shape());
+        self.backward_with(&seed)
+    }
+
+    /// Back-propagates a seed gradient of the same shape as `self`.
+    pub fn backward_with(&self, seed: &Tensor) -> Result<()> {
+        run_backward(self, seed, &mut |cell, g| accumulate_leaf(cell, g))
+    }
+}
+
+fn accumulate_leaf(cell: &Arc<LeafCell>, g: Tensor) -> Result<()> {
+    let mut slot = cell.grad.lock().unwrap_or_else(|e| e.into_inner());
+    *slot = Some(match slot.take() {
+        None => g,
+        Some(prev) => add_same_shape(&prev, &g)?,
+    });
+    Ok(())
+}
+
+/// `a + b` for equal shapes, without recording (gradient accumulation).
+fn add_same_shape(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.shape() != b.shape() {
+        return Err(Error::shape_mismatch(
+            "grad accumulate",
+            a.shape(),
+            b.shape(),
+        ));
+    }
+    let mut out = a.f32_vec("grad accumulate")?;
+    b.with_f32("grad accumulate", |bs| {
+        for (o, &x) in out.iter_mut().zip(bs) {
+            *o += x;
+        }
+    })?;
+    Ok(Tensor::from_f32(out, a.shape()))
+}
+
+/// Gradients of `output` with respect to each of `inputs` (leaf variables), returned instead of
+/// accumulated into `grad()` (like `tf.GradientTape.gradient`). `None` where an input does not
+/// influence the output.
+pub fn grad(output: &Tensor, inputs: &[&Tensor]) -> Result<Vec<Option<Tensor>>> {
+    let mut wanted: HashMap<usize, usize> = HashMap::new();
+    for (i, t) in inputs.iter().enumerate() {
+        match &t.0.autograd {
+            Some(AutogradMeta::Leaf(c)) => {
+                wanted.insert(Arc::as_ptr(c) as usize, i);
+            }
+            _ => {
+                return Err(Error::Backward(format!(
+                    "grad: input {i} is not a leaf variable (create it with requires_grad_(true))"
+                )))
+            }
+        }
+    }
+    if output.numel() != 1 {
+        return Err(Error::Backward(format!(
+            "grad needs a one-element output, got shape {:?}",
+            output.shape()
+        )));
+    }
+    let mut out: Vec<Option<Tensor>> = vec![None; inputs.len()];
+    let seed = Tensor::ones(output.shape());
+    run_backward(output, &seed, &mut |cell, g| {
+        if let Some(&i) = wanted.get(&(Arc::as_ptr(cell) as usize)) {
+            out[i] = Some(match out[i].take() {
+                None => g,
+                Some(prev) => add_same_shape(&prev, &g)?,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn run_backward(
+    root: &Tensor,
+    seed: &Tensor,
+    sink: &mut dyn FnMut(&Arc<LeafCell>, Tensor) -> Result<()>,
+) -> Result<()> {
+    if seed.shape() != root.shape() {
+        return Err(Error::shape_mismatch(
+            "backward seed",
+            root.shape(),
+            seed.shape(),
+        ));
+    }
+    let seed = seed.detach();
+    let root_node =
+        match &root.0.autograd {
+            None => return Err(Error::Backward(
+                "this tensor does not require grad: no input of the computation was a variable \
+                 (requires_grad_(true)) or it was computed inside no_grad"
+                    .into(),
+            )),
+            Some(AutogradMeta::Leaf(c)) => return sink(c, seed),
+            Some(AutogradMeta::Node(n)) => n.clone(),
+        };
+    let _guard = NoGradGuard::new();
+
+    // Count, for every node reachable from the root, how many edges point at it.
+    let key = |n: &Arc<Node>| Arc::as_ptr(n) as usize;
+    let mut pending: HashMap<usize, usize> = HashMap::new();
+    let mut stack = vec![root_node.clone()];
+    pending.insert(key(&root_node), 0);
+    while let Some(n) = stack.pop() {
+        for e in n.edges.iter().flatten() {
+            if let Edge::Node(child) = e {
+                let k = key(child);
+                match pending.get_mut(&k) {
+                    Some(c) => *c += 1,
+                    None => {
+                        pending.insert(k, 1);
+                        stack.push(child.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    let mut grads: HashMap<usize, Tensor> = HashMap::new();
+    grads.insert(key(&root_node), seed);
+    let mut ready = vec![root_node];
+    while let Some(node) = ready.pop() {
+        let g = grads.remove(&key(&node));
+        let backward = node
+            .backward
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let input_grads: Vec<Option<Tensor>> = match (g, backward) {
+            (Some(g), Some(f)) => {
+                let gs = f(&g)?;
+                if gs.len() != node.edges.len() {
+                    return Err(Error::Backward(format!(
+                        "op '{}' returned {} gradients for {} inputs",
+                        node.name,
+                        gs.len(),
+                        node.edges.len()
+                    )));
+                }
+                gs
+            }
+            (Some(_), None) => {
+                return Err(Error::Backward(format!(
+                    "the graph through op '{}' was already freed by an earlier backward; run the \
+                     forward pass again",
+                    node.name
+                )))
+            }
+            // No gradient reached this node (all paths gave None): pass None on.
+            (None, f) => {
+                drop(f);
+                vec![None; node.edges.len()]
+            }
+        };
+        for ((edge, g), shape) in node.edges.iter().zip(input_grads).zip(&node.input_shapes) {
+            if let Some(g) = &g {
+                if g.shape() != shape.as_slice() {
+                    return Err(Error::Backward(format!(
+                        "op '{}' produced a gradient of shape {:?} for an input of shape {:?}",
+                        node.name,
+                        g.shape(),
+                        shape
+                    )));
+                }
+            }
+            match edge {
+                None => {}
+                Some(Edge::Leaf(cell)) => {
+                    if let Some(g) = g {
+                        sink(cell, g)?;
+                    }
+                }
+                Some(Edge::Node(child)) => {
+                    let k = key(child);
+                    if let Some(g) = g {
+                        let merged = match grads.remove(&k) {
+                            None => g,
+                            Some(prev) => add_same_shape(&prev, &g)?,
+                        };
+                        grads.insert(k, merged);
+                    }
+                    let c = pending.get_mut(&k).expect("every child was counted");
+                    *c -= 1;
+                    if *c == 0 {
+                        ready.push(child.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Where a tensor's memory lives. Only the CPU has kernels today; see `docs/engine.md` for how a
+//! CUDA backend plugs in behind [`crate::storage::Buffer`].
+
+/// A compute device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Device {
+    /// Host memory and the CPU kernels in [`crate::kernels`].
+    #[default]
+    Cpu,
+    /// A CUDA device by ordinal (no backend yet: ops on it return `Error::DeviceMismatch`).
+    Cuda(usize),
+}

@@ -1,0 +1,89 @@
+//! CPU kernels. All `unsafe` SIMD code of the engine lives under this module; each kernel has a
+//! portable scalar path that tests compare the SIMD paths against.
+//!
+//! The instruction set is chosen once at run time ([`isa`]); `FERROVISION_ISA=scalar|avx2|avx512`
+//! forces a lower level (tests use [`set_isa_override`] for the same).
+
+pub mod gemm;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+/// The SIMD level the kernels run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Portable Rust (auto-vectorised by the compiler for the baseline target).
+    Scalar = 0,
+    /// x86-64 AVX2 + FMA.
+    Avx2 = 1,
+    /// x86-64 AVX-512 F/BW/DQ/VL.
+    Avx512 = 2,
+}
+
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Scalar
+}
+
+/// The best level this CPU supports, lowered by `FERROVISION_ISA` if set.
+pub fn detected_isa() -> Isa {
+    static DETECTED: OnceLock<Isa> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        let hw = detect();
+        let wanted = match std::env::var("FERROVISION_ISA").ok().as_deref() {
+            Some("scalar") => Isa::Scalar,
+            Some("avx2") => Isa::Avx2,
+            _ => Isa::Avx512,
+        };
+        hw.min(wanted)
+    })
+}
+
+static OVERRIDE: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// Forces a (lower) ISA for this process, `None` to go back to [`detected_isa`]. Requests above
+/// what the CPU supports are clamped.
+pub fn set_isa_override(isa: Option<Isa>) {
+    OVERRIDE.store(isa.map_or(u8::MAX, |i| i as u8), Ordering::Relaxed);
+}
+
+/// The ISA kernels should use now.
+#[inline]
+pub fn isa() -> Isa {
+    let hw = detected_isa();
+    match OVERRIDE.load(Ordering::Relaxed) {
+        0 => Isa::Scalar,
+        1 => hw.min(Isa::Avx2),
+        2 => hw,
+        _ => hw,
+    }
+}
+
+/// Number of threads kernels may use (rayon's pool size).
+pub fn num_threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// Sets the number of kernel threads. Works once, before the first parallel kernel runs;
+/// later calls return an error message. The default is the number of cores
+/// (or `RAYON_NUM_THREADS`).
+pub fn set_num_threads(n: usize) -> Result<(), String> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| format!("set_num_threads({n}): {e}"))
+}

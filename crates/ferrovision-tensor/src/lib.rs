@@ -1,0 +1,33 @@
+//! # ferrovision-tensor
+//!
+//! ferrovision's compute engine: n-dimensional tensors, eager ops with reverse-mode autodiff,
+//! and hand-tuned CPU kernels (packed GEMM with AVX-512/AVX2 micro-kernels, runtime dispatch).
+//!
+//! ```
+//! use ferrovision_tensor::Tensor;
+//! let w = Tensor::from_vec(vec![1.0f32, -2.0, 3.0], &[3]).unwrap().requires_grad_(true);
+//! let x = Tensor::from_vec(vec![0.5f32, 0.5, 0.5], &[3]).unwrap();
+//! let loss = w.mul(&x).unwrap().sum_all().unwrap();
+//! loss.backward().unwrap();
+//! assert_eq!(w.grad().unwrap().to_vec::<f32>().unwrap(), vec![0.5, 0.5, 0.5]);
+//! ```
+//!
+//! Design notes are in `docs/engine.md`.
+
+pub mod autograd;
+mod device;
+mod dtype;
+mod error;
+pub mod gradcheck;
+pub mod kernels;
+pub mod ops;
+pub mod rng;
+pub mod shape;
+pub mod storage;
+mod tensor;
+
+pub use autograd::{custom_op, grad, is_grad_enabled, no_grad, NoGradGuard};
+pub use device::Device;
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use tensor::{BufferElement, Tensor};

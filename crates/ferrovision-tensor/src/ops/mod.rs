@@ -1,0 +1,32 @@
+//! Ops on tensors, each with its forward kernel and its backward rule. One file per family.
+//!
+//! Float ops compute in f32 on the CPU; they check dtype/device/shape first and return a typed
+//! [`crate::Error`] naming the op.
+
+pub mod binary;
+pub mod reduce;
+pub mod unary;
+pub mod view;
+
+use crate::{Error, Result, Tensor};
+
+/// Errors unless `a` and `b` are on the same device.
+pub(crate) fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.device() != b.device() {
+        return Err(Error::DeviceMismatch {
+            op,
+            lhs: a.device(),
+            rhs: b.device(),
+        });
+    }
+    Ok(())
+}
+
+/// Splits `len` items into chunks worth parallelising: `None` when one thread is better.
+pub(crate) fn par_chunk(len: usize, min_per_task: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || len < 2 * min_per_task {
+        return None;
+    }
+    Some(len.div_ceil(threads).max(min_per_task))
+}
