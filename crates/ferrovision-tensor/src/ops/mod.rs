@@ -4,7 +4,18 @@
 //! [`crate::Error`] naming the op.
 
 pub mod binary;
+pub mod compare;
+pub mod conv;
+pub mod creation;
+pub mod dropout;
+pub mod loss;
+pub mod manip;
+pub mod matmul;
+pub mod norm;
+pub mod pool;
 pub mod reduce;
+pub mod resize;
+pub mod softmax;
 pub mod unary;
 pub mod view;
 
