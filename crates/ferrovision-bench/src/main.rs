@@ -1,1 +1,65 @@
-fn main() {}
+//! `ferrovision-bench`: ferrovision's benchmark harness.
+//!
+//! ```text
+//! cargo run --release -p ferrovision-bench -- lenet5      # RESULT lenet5 train_img_s=.. infer_img_s=.. peak_rss_mb=..
+//! cargo run --release -p ferrovision-bench -- resnet18    # RESULT resnet18 train_steps_s=.. infer_img_s=.. peak_rss_mb=..
+//! cargo run --release -p ferrovision-bench -- gemm        # RESULT gemm gflops_1024=.. gflops_256x2304x576=.. peak_fraction=..
+//! cargo run --release -p ferrovision-bench -- compare     # same workloads with PyTorch and TensorFlow, ratio table
+//! ```
+//! Each workload runs alone in its own process and prints one machine-readable last line.
+
+mod compare;
+mod gemm;
+mod lenet5;
+mod resnet18;
+mod util;
+
+const USAGE: &str = "usage: ferrovision-bench <lenet5|resnet18|gemm|compare> [options]
+
+workloads (each prints a last line `RESULT <name> key=value ...`):
+  lenet5     LeNet-5 on 6016 random 1x28x28 images, batch 64, SGD momentum:
+             training img/s over 2 epochs after 1 warm-up epoch, inference img/s at batch 256
+  resnet18   ResNet-18 on random 3x64x64 images, batch 16: median training steps/s over
+             20 steps after 3 warm-up, inference img/s at batch 32
+  gemm       SGEMM GFLOP/s for 1024^3 and 256x2304x576, and the fraction of measured FP32 peak
+  compare    runs the workloads above with ferrovision, PyTorch and TensorFlow in the same run
+             and prints a table of medians and ratios
+             options: --runs N (default 3)  --workloads lenet5,resnet18,gemm
+                      --python PATH (default reference/.venv/bin/python; create it with
+                      reference/setup_venv.sh)
+
+options for every workload:
+  --threads N   kernel threads (default: all cores)";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    let opts = util::Opts::parse(&args[1..]).unwrap_or_else(|e| {
+        eprintln!("error: {e}\n\n{USAGE}");
+        std::process::exit(2);
+    });
+    if let Some(t) = opts.threads {
+        if let Err(e) = ferrovision::tensor::kernels::set_num_threads(t) {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
+    let result = match cmd.as_str() {
+        "lenet5" => lenet5::run(&opts),
+        "resnet18" => resnet18::run(&opts),
+        "gemm" => gemm::run(&opts),
+        "compare" => compare::run(&opts),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown workload '{other}'")),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -103,7 +103,7 @@ impl GradCheck {
                 let a = analytic[j] as f64;
                 let err = (a - numeric).abs();
                 let tol = self.atol + self.rtol * a.abs().max(numeric.abs());
-                if !(err <= tol) {
+                if err.is_nan() || err > tol {
                     return Err(Error::invalid(
                         "gradcheck",
                         format!(

@@ -52,7 +52,7 @@ impl Tensor {
             ));
         }
         let dims: Vec<usize> = if n_infer == 1 {
-            if known == 0 || self.numel() % known != 0 {
+            if known == 0 || !self.numel().is_multiple_of(known) {
                 return Err(Error::invalid(
                     "reshape",
                     format!(

@@ -1,0 +1,76 @@
+//! Small helpers shared by the workloads: options, timing, memory.
+
+use std::time::Instant;
+
+/// Command-line options common to all workloads.
+#[derive(Debug, Default, Clone)]
+pub struct Opts {
+    pub threads: Option<usize>,
+    pub runs: usize,
+    pub workloads: Vec<String>,
+    pub python: Option<String>,
+}
+
+impl Opts {
+    pub fn parse(args: &[String]) -> Result<Opts, String> {
+        let mut o = Opts {
+            runs: 3,
+            workloads: vec!["lenet5".into(), "resnet18".into(), "gemm".into()],
+            ..Default::default()
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match a.as_str() {
+                "--threads" => {
+                    let v = value("--threads")?;
+                    o.threads = Some(v.parse().map_err(|_| format!("--threads: '{v}' is not a number"))?);
+                }
+                "--runs" => {
+                    let v = value("--runs")?;
+                    o.runs = v.parse().map_err(|_| format!("--runs: '{v}' is not a number"))?;
+                }
+                "--workloads" => {
+                    o.workloads = value("--workloads")?.split(',').map(|s| s.trim().to_string()).collect();
+                }
+                "--python" => o.python = Some(value("--python")?),
+                other => return Err(format!("unknown option '{other}'")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Peak resident set size of this process in MiB (VmHWM), 0 where /proc is unavailable.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Seconds taken by `f`.
+pub fn time<R>(f: impl FnOnce() -> R) -> (R, f64) {
+    let t = Instant::now();
+    let r = f();
+    (r, t.elapsed().as_secs_f64())
+}
+
+/// Median of a non-empty list.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
