@@ -176,6 +176,69 @@ fn core_ops_reproduce_bce_fixtures() {
     );
 }
 
+/// `cross_entropy` (class weights, ignore_index, label smoothing, spatial targets) from
+/// log-softmax by core ops and per-position weight masks built here: with `w_c` the class
+/// weights, `A[n,c,s] = w_c·[c = y]` and `B[n,c,s] = w_c` at non-ignored positions (0 elsewhere),
+/// `loss = (1 − ε)·(−Σ_c A·logp) + ε/C·(−Σ_c B·logp)`, and `mean` divides the sum by `Σ A`.
+fn cross_entropy_by_core_ops(c: &Case, l: &Leaves) -> Result<Tensor, String> {
+    let logits = l.get("logits")?;
+    let shape = logits.shape().to_vec();
+    let (n, classes) = (shape[0], shape[1]);
+    let inner: usize = shape[2..].iter().product();
+    let targets = c.inputs["targets"]
+        .tensor()?
+        .to_vec::<i64>()
+        .map_err(|e| e.to_string())?;
+    let weights = match &c.inputs.get("class_weights") {
+        Some(a) => a.f32s()?.to_vec(),
+        None => vec![1.0; classes],
+    };
+    let ignore = c.p_opt_i64("ignore_index")?;
+    let eps = c.p_f32("label_smoothing")?;
+    let mut a = vec![0.0f32; logits.numel()];
+    let mut b = vec![0.0f32; logits.numel()];
+    for ni in 0..n {
+        for s in 0..inner {
+            let y = targets[ni * inner + s];
+            if Some(y) == ignore {
+                continue;
+            }
+            for (ci, &w) in weights.iter().enumerate() {
+                let i = (ni * classes + ci) * inner + s;
+                b[i] = w;
+                if y == ci as i64 {
+                    a[i] = w;
+                }
+            }
+        }
+    }
+    let total_weight: f32 = a.iter().sum();
+    let a = eng(Tensor::from_vec(a, &shape))?;
+    let b = eng(Tensor::from_vec(b, &shape))?;
+    let mut sub = c.clone();
+    sub.params = serde_json::json!({ "axis": 1 });
+    sub.op = "log_softmax".into();
+    let mut x_leaves = Leaves(Default::default());
+    x_leaves.0.insert("x".into(), logits.clone());
+    let logp = softmax_by_core_ops(&sub, &x_leaves)?;
+    let nll = eng(eng(a.mul(&logp))?.sum(&[1], false))?;
+    let smooth = eng(eng(b.mul(&logp))?.sum(&[1], false))?;
+    let loss =
+        eng(eng(nll.mul_scalar(eps - 1.0))?.add(&eng(smooth.mul_scalar(-eps / classes as f32))?))?;
+    match c.p_str("reduction")? {
+        "none" => Ok(loss),
+        "mean" => eng(eng(loss.sum_all())?.mul_scalar(1.0 / total_weight)),
+        "sum" => eng(loss.sum_all()),
+        r => Err(format!("unknown reduction {r}")),
+    }
+}
+
+#[test]
+fn core_ops_reproduce_cross_entropy_fixtures() {
+    let fx = load(fixture_path!("softmax_ce.json"));
+    run_fixture(&only(&fx, &["cross_entropy"]), cross_entropy_by_core_ops);
+}
+
 /// The harness must catch a wrong result (here softmax computed without normalisation).
 #[test]
 #[should_panic(expected = "disagree with PyTorch")]

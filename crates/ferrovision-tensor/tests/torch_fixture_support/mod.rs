@@ -365,31 +365,36 @@ pub fn compare(what: &str, got: &Tensor, want: &Array) -> Result<(), String> {
                 .map_err(|e| format!("{what}: reading f32 values: {e}"))?;
             let scale = w.iter().fold(1.0f32, |m, v| m.max(v.abs()));
             let atol = ATOL * scale;
+            // Error in units of the tolerance; NaN (a NaN result) counts as infinitely off.
+            let ratio = |a: f32, b: f32| {
+                let r = (a - b).abs() / (atol + RTOL * b.abs());
+                if r.is_nan() {
+                    f32::INFINITY
+                } else {
+                    r
+                }
+            };
             let mut worst: Option<(usize, f32)> = None;
+            let mut bad = 0;
             for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
-                let ratio = (a - b).abs() / (atol + RTOL * b.abs());
-                // `!(ratio <= 1)` also catches NaN.
-                if !(ratio <= 1.0) && worst.is_none_or(|(_, r)| !(ratio <= r)) {
-                    worst = Some((i, ratio));
+                let r = ratio(a, b);
+                if r > 1.0 {
+                    bad += 1;
+                    if worst.is_none_or(|(_, rw)| r > rw) {
+                        worst = Some((i, r));
+                    }
                 }
             }
             match worst {
                 None => Ok(()),
-                Some((i, ratio)) => {
-                    let bad = g
-                        .iter()
-                        .zip(w)
-                        .filter(|(a, b)| !((*a - *b).abs() <= atol + RTOL * b.abs()))
-                        .count();
-                    Err(format!(
-                        "{what}: {bad} of {} elements off; worst element {i} (index {:?}) is {}, \
+                Some((i, ratio)) => Err(format!(
+                    "{what}: {bad} of {} elements off; worst element {i} (index {:?}) is {}, \
                          reference {} ({ratio:.1}x the tolerance)",
-                        w.len(),
-                        unravel(i, &want.shape),
-                        g[i],
-                        w[i]
-                    ))
-                }
+                    w.len(),
+                    unravel(i, &want.shape),
+                    g[i],
+                    w[i]
+                )),
             }
         }
     }
