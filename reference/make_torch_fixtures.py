@@ -20,7 +20,6 @@ schema). Usage (from the repository root):
 """
 
 import json
-import math
 import os
 import sys
 import warnings
@@ -590,8 +589,6 @@ def softmax_ce_family():
         softmax(f"{op}_4d_axis_neg3", op, (2, 3, 2, 2), -3)
         softmax(f"{op}_large_logits", op, (2, 6), 1, scale=40.0)
 
-    reductions = {"none": "none", "mean": "mean", "sum": "sum"}
-
     def ce(name, shape, reduction, ignore_index=None, weights=False, smoothing=0.0, force_ignore=0):
         g = Gen(name)
         c = shape[1]
@@ -609,7 +606,7 @@ def softmax_ce_family():
             return F.cross_entropy(
                 t["logits"], t["targets"], weight=t.get("class_weights"),
                 ignore_index=-100 if ignore_index is None else ignore_index,
-                reduction=reductions[reduction], label_smoothing=smoothing,
+                reduction=reduction, label_smoothing=smoothing,
             )
 
         params = {"reduction": reduction, "ignore_index": ignore_index, "label_smoothing": smoothing}
@@ -644,7 +641,7 @@ def softmax_ce_family():
         def fn(t):
             return F.binary_cross_entropy_with_logits(
                 t["logits"], t["targets"], weight=t.get("weight"), pos_weight=t.get("pos_weight"),
-                reduction=reductions[reduction],
+                reduction=reduction,
             )
 
         fam.case(name, "binary_cross_entropy_with_logits", {"reduction": reduction}, inputs, fn, ["logits"], g)
