@@ -456,6 +456,22 @@ fn gather_scatter_gradients() {
         },
         std::slice::from_ref(&x),
     );
+    // 1-D.
+    let v = uniform(&[5], -1.0, 1.0, 15);
+    let idx_1d = ti(&[4, 0, 4, 2], &[4]);
+    assert_eq!(
+        f(&v.gather(0, &idx_1d).unwrap()),
+        [4, 0, 4, 2].map(|k| f(&v)[k]).to_vec()
+    );
+    check(|xs| xs[0].gather(0, &idx_1d), std::slice::from_ref(&v));
+    check(
+        |xs| xs[0].scatter(0, &idx_1d, &xs[1]),
+        &[v.clone(), uniform(&[6], -1.0, 1.0, 16)],
+    );
+    check(
+        |xs| xs[0].scatter_add(0, &idx_1d, &xs[1]),
+        &[v, uniform(&[4], -1.0, 1.0, 17)],
+    );
     // scatter_add: src larger than the index; duplicates.
     let base = uniform(&[3, 4], -1.0, 1.0, 11);
     let src = uniform(&[2, 5], -1.0, 1.0, 12);
@@ -935,6 +951,20 @@ fn big_repeat_and_integer_copies() {
         let o = unravel(k, &[3, 100, 280]);
         assert_eq!(vr[k], ((o[1] % 50) * 70 + o[2] % 70) as i64);
     }
+    // Long single rows (1-D) are split across threads too.
+    let v = iota_i64(&[100_000]);
+    let fl = i(&v.flip(&[0]).unwrap());
+    assert!(fl.iter().enumerate().all(|(k, &x)| x == 99_999 - k as i64));
+    let pd = i(&v.pad(&[(3, 2)], PadMode::Reflect).unwrap());
+    assert_eq!(pd.len(), 100_005);
+    assert_eq!(pd[..5], [3, 2, 1, 0, 1]);
+    assert_eq!(pd[100_001..], [99_998, 99_999, 99_998, 99_997]);
+    let odd = v.slice(0, 1, 100_000, 2).unwrap();
+    let oc = i(&Tensor::cat(&[&odd, &odd], 0).unwrap());
+    assert!(oc
+        .iter()
+        .enumerate()
+        .all(|(k, &x)| x == 2 * (k % 50_000) as i64 + 1));
     let m = Tensor::from_vec(
         (0..200_000).map(|k| k % 3 == 0).collect::<Vec<_>>(),
         &[400, 500],
@@ -948,4 +978,100 @@ fn big_repeat_and_integer_copies() {
         vm.iter().filter(|&&b| b).count(),
         (0..200_000).filter(|k| k % 3 == 0).count()
     );
+}
+
+/// Timings of the copy kernels on typical CNN sizes (run with
+/// `cargo test --release --test manip -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn perf_manip() {
+    use std::time::Instant;
+    fn time(name: &str, bytes: usize, mut f: impl FnMut()) {
+        // FV_PERF=<substring> runs only the matching cases (for profiling one kernel).
+        if std::env::var("FV_PERF").is_ok_and(|only| !name.contains(&only)) {
+            return;
+        }
+        f();
+        // The best of several runs: the machine is shared, so the minimum is the stable number.
+        let s = (0..10)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "{name:<44} {:>8.3} ms  {:>6.1} GB/s (read+write)",
+            s * 1e3,
+            bytes as f64 / s / 1e9
+        );
+    }
+    let x = uniform(&[32, 64, 56, 56], -1.0, 1.0, 1);
+    let n = x.numel();
+    let b4 = 4 * n;
+    time("baseline add_scalar [32,64,56,56]", 2 * b4, || {
+        x.add_scalar(0.0).unwrap();
+    });
+    time("cat axis 1 two [32,64,56,56]", 4 * b4, || {
+        Tensor::cat(&[&x, &x], 1).unwrap();
+    });
+    time("stack axis 0 two [32,64,56,56]", 4 * b4, || {
+        Tensor::stack(&[&x, &x], 0).unwrap();
+    });
+    let p = [(1, 1), (1, 1)];
+    let out = 32 * 64 * 58 * 58 * 4;
+    time("pad constant 1 [32,64,56,56]", b4 + out, || {
+        x.pad(&p, PadMode::Constant(0.0)).unwrap();
+    });
+    time("pad reflect 1 [32,64,56,56]", b4 + out, || {
+        x.pad(&p, PadMode::Reflect).unwrap();
+    });
+    let g = uniform(&[32, 64, 58, 58], -1.0, 1.0, 2);
+    time("pad reflect backward [32,64,58,58]", b4 + out, || {
+        let xr = x.detach().requires_grad_(true);
+        xr.pad(&p, PadMode::Reflect)
+            .unwrap()
+            .backward_with(&g)
+            .unwrap();
+    });
+    time("flip W [32,64,56,56]", 2 * b4, || {
+        x.flip(&[-1]).unwrap();
+    });
+    time("flip H [32,64,56,56]", 2 * b4, || {
+        x.flip(&[-2]).unwrap();
+    });
+    let xt = x.permute(&[0, 2, 3, 1]).unwrap();
+    time("cat of NHWC views axis 3 (strided inputs)", 4 * b4, || {
+        Tensor::cat(&[&xt, &xt], 3).unwrap();
+    });
+    let sel = Tensor::randperm(32, &mut ferrovision_tensor::rng::Rng::new(0));
+    time("index_select axis 0 (batch shuffle)", 2 * b4, || {
+        x.index_select(0, &sel).unwrap();
+    });
+    time("repeat [1,2,1,1]", 3 * b4, || {
+        x.repeat(&[1, 2, 1, 1]).unwrap();
+    });
+    let idx = Tensor::randint(
+        &[32, 64, 56, 56],
+        0,
+        56,
+        &mut ferrovision_tensor::rng::Rng::new(1),
+    )
+    .unwrap();
+    time("gather axis 3 [32,64,56,56] (i64 index)", 4 * b4, || {
+        x.gather(3, &idx).unwrap();
+    });
+    time("scatter_add axis 3 [32,64,56,56]", 5 * b4, || {
+        x.scatter_add(3, &idx, &x).unwrap();
+    });
+    time("scatter axis 3 [32,64,56,56]", 5 * b4, || {
+        x.scatter(3, &idx, &x).unwrap();
+    });
+    let y = uniform(&[32, 64, 56, 56], -1.0, 1.0, 1);
+    time("scatter_add axis 3 src != self", 5 * b4, || {
+        x.scatter_add(3, &idx, &y).unwrap();
+    });
+    time("copy via cat of one", 2 * b4, || {
+        Tensor::cat(&[&x], 0).unwrap();
+    });
 }

@@ -151,13 +151,20 @@ fn with_data<T: Scalar, R>(t: &Tensor, f: impl FnOnce(&[T], &Layout) -> R) -> R 
     f(data, t.layout())
 }
 
+/// `t` itself when contiguous, else a contiguous copy made by the parallel copy kernel.
+fn contiguous_of(t: &Tensor) -> Tensor {
+    if t.is_contiguous() {
+        t.detach()
+    } else {
+        let maps: Vec<Vec<usize>> = t.shape().iter().map(|&n| identity(n)).collect();
+        apply_maps(t, t.layout(), &maps, 0.0)
+    }
+}
+
 /// Runs `f` on the elements of `t` in row-major order (borrowed when contiguous).
 fn with_contig<T: Scalar, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-    let c = if t.is_contiguous() {
-        t.clone()
-    } else {
-        t.copy_data()?
-    };
+    t.check_cpu("copy")?;
+    let c = contiguous_of(t);
     Ok(with_data(&c, |s: &[T], l| {
         f(&s[l.offset..l.offset + l.numel()])
     }))
@@ -189,8 +196,33 @@ fn index_values(op: &'static str, index: &Tensor) -> Result<Vec<i64>> {
     }
 }
 
+/// Runs `f` on the index values, borrowed when `index` is a contiguous i64 tensor that shares
+/// no storage with `others` (the tensors `f` reads).
+fn with_index<R>(
+    op: &'static str,
+    index: &Tensor,
+    others: &[&Tensor],
+    f: impl FnOnce(&[i64]) -> Result<R>,
+) -> Result<R> {
+    index.check_cpu(op)?;
+    if index.dtype() == DType::I64
+        && index.is_contiguous()
+        && !others.iter().any(|t| t.same_storage(index))
+    {
+        return with_data(index, |s: &[i64], l| f(&s[l.offset..l.offset + l.numel()]));
+    }
+    f(&index_values(op, index)?)
+}
+
 /// Errors with [`Error::IndexOutOfRange`] on the first index outside `0..size`.
 fn check_range(op: &'static str, idx: &[i64], size: usize) -> Result<()> {
+    // Branch-free scan (vectorises); negative values wrap to huge u64.
+    let bad = idx
+        .iter()
+        .fold(false, |acc, &v| acc | (v as u64 >= size as u64));
+    if !bad {
+        return Ok(());
+    }
     match idx.iter().find(|&&v| v < 0 || v as u64 >= size as u64) {
         Some(&index) => Err(Error::IndexOutOfRange { op, index, size }),
         None => Ok(()),
@@ -354,36 +386,70 @@ fn map_copy<T: Scalar>(src: &[T], layout: &Layout, maps: &[Vec<usize>], fill: T,
         out[0] = src[layout.offset];
         return;
     }
-    // Merge trailing dimensions that are copied whole, so rows are long and copy as slices.
-    let mut maps = maps.to_vec();
-    let mut shape = layout.shape.clone();
-    let mut strides = layout.strides.clone();
-    while maps.len() >= 2 {
-        let d = maps.len() - 1;
-        if !is_identity(&maps[d], shape[d]) || !is_identity(&maps[d - 1], shape[d - 1]) {
-            break;
-        }
-        let stride = if shape[d] == 1 {
-            strides[d - 1]
-        } else if shape[d - 1] == 1 || strides[d - 1] == strides[d] * shape[d] {
-            strides[d]
-        } else {
-            break;
-        };
-        let n = shape[d - 1] * shape[d];
-        maps.pop();
-        shape.pop();
-        strides.pop();
-        maps[d - 1] = identity(n);
-        shape[d - 1] = n;
-        strides[d - 1] = stride;
-    }
+    // Merge the trailing dimensions that are copied whole into one identity run, so rows are
+    // long and copy as slices (without materialising the merged map).
     let r = maps.len();
-    let row_len = maps[r - 1].len();
-    let last_stride = strides[r - 1];
-    let segs = segments(&maps[r - 1], last_stride);
-    let outer: Vec<usize> = maps[..r - 1].iter().map(Vec::len).collect();
-    let tabs: Vec<Vec<usize>> = (0..r - 1)
+    let (shape, strides) = (&layout.shape, &layout.strides);
+    let mut k = r; // dimensions k.. form the last (merged identity) dimension when k < r
+    let (mut run_len, mut run_stride) = (1usize, 0usize);
+    if is_identity(&maps[r - 1], shape[r - 1]) {
+        k = r - 1;
+        (run_len, run_stride) = (shape[r - 1], strides[r - 1]);
+        while k > 0 && is_identity(&maps[k - 1], shape[k - 1]) {
+            let (s, st) = (shape[k - 1], strides[k - 1]);
+            if run_len == 1 {
+                run_stride = st;
+            } else if s != 1 && st != run_stride * run_len {
+                break;
+            }
+            run_len *= s;
+            k -= 1;
+        }
+    }
+    let (outer_dims, row_len, last_stride, segs) = if k < r {
+        let segs = vec![Seg::Fwd {
+            off: 0,
+            len: run_len,
+        }];
+        (k, run_len, run_stride, segs)
+    } else {
+        let st = strides[r - 1];
+        (r - 1, maps[r - 1].len(), st, segments(&maps[r - 1], st))
+    };
+    let offset = layout.offset;
+    if outer_dims == 0 {
+        // One row: split it across threads.
+        let chunk = if out.len() >= PAR_MIN {
+            super::par_chunk(out.len(), PAR_TASK)
+        } else {
+            None
+        };
+        match chunk {
+            Some(c) => out.par_chunks_mut(c).enumerate().for_each(|(i, o)| {
+                if k < r {
+                    let seg = [Seg::Fwd {
+                        off: i * c * last_stride,
+                        len: o.len(),
+                    }];
+                    copy_row(src, offset, &seg, last_stride, fill, o);
+                } else {
+                    // A general last-dimension map: element by element.
+                    for (j, v) in o.iter_mut().enumerate() {
+                        let m = maps[r - 1][i * c + j];
+                        *v = if m == NONE {
+                            fill
+                        } else {
+                            src[offset + m * last_stride]
+                        };
+                    }
+                }
+            }),
+            None => copy_row(src, offset, &segs, last_stride, fill, out),
+        }
+        return;
+    }
+    let outer: Vec<usize> = maps[..outer_dims].iter().map(Vec::len).collect();
+    let tabs: Vec<Vec<usize>> = (0..outer_dims)
         .map(|d| {
             maps[d]
                 .iter()
@@ -391,10 +457,9 @@ fn map_copy<T: Scalar>(src: &[T], layout: &Layout, maps: &[Vec<usize>], fill: T,
                 .collect()
         })
         .collect();
-    let offset = layout.offset;
     par_rows(out, row_len, |r0, chunk| {
-        for_rows(&outer, &tabs, r0, chunk.len() / row_len, |k, base| {
-            let o = &mut chunk[k * row_len..(k + 1) * row_len];
+        for_rows(&outer, &tabs, r0, chunk.len() / row_len, |i, base| {
+            let o = &mut chunk[i * row_len..(i + 1) * row_len];
             match base {
                 Some(b) => copy_row(src, offset + b, &segs, last_stride, fill, o),
                 None => o.fill(fill),
@@ -486,29 +551,41 @@ fn accumulate_maps(g: &Tensor, maps: &[Vec<usize>], in_shape: &[usize]) -> Resul
 
 // ----- gather / scatter kernels -----
 
-/// Visits the positions `p` of a contiguous index tensor of shape `ishape` whose first
-/// coordinate lies in `r0..r1`, calling `f(p, a, b)` with `a = Σ_{d≠axis} p_d·sa_d` and
-/// `b = Σ_d p_d·sb_d` (both including the `r0` rows skipped).
-fn walk_index(
+/// Walks the rows (last dimension) of a contiguous index tensor of shape `ishape` whose first
+/// coordinate lies in `r0..r1`, calling `f(p, a, b, len)` for each run of `len` positions
+/// starting at position `p`, with `a = Σ_{d≠axis} p_d·sa_d` and `b = Σ_d p_d·sb_d` at the run's
+/// start (both including the `r0` rows skipped). Along a run, `a` advances by `sa_last` and `b`
+/// by `sb_last` of [`run_strides`].
+fn walk_rows(
     ishape: &[usize],
     axis: usize,
     sa: &[usize],
     sb: &[usize],
     r0: usize,
     r1: usize,
-    mut f: impl FnMut(usize, usize, usize),
+    mut f: impl FnMut(usize, usize, usize, usize),
 ) {
     let r = ishape.len();
-    let inner: usize = ishape[1..].iter().product();
-    let mut sa = sa.to_vec();
-    sa[axis] = 0;
-    let mut idx = vec![0usize; r];
+    let last = r - 1;
+    let len = ishape[last];
+    if len == 0 || r0 >= r1 {
+        return;
+    }
+    if r == 1 {
+        f(r0, 0, r0 * sb[0], r1 - r0);
+        return;
+    }
+    let mut sa = sa[..last].to_vec();
+    if axis < last {
+        sa[axis] = 0;
+    }
+    let rows_per: usize = ishape[1..last].iter().product();
+    let mut idx = vec![0usize; last];
     idx[0] = r0;
     let (mut a, mut b) = (r0 * sa[0], r0 * sb[0]);
-    let p0 = r0 * inner;
-    for p in p0..r1 * inner {
-        f(p, a, b);
-        for d in (0..r).rev() {
+    for row in r0 * rows_per..r1 * rows_per {
+        f(row * len, a, b, len);
+        for d in (0..last).rev() {
             idx[d] += 1;
             a += sa[d];
             b += sb[d];
@@ -520,6 +597,12 @@ fn walk_index(
             idx[d] = 0;
         }
     }
+}
+
+/// Steps of `a` and `b` along a run of [`walk_rows`].
+fn run_strides(ishape: &[usize], axis: usize, sa: &[usize], sb: &[usize]) -> (usize, usize) {
+    let last = ishape.len() - 1;
+    (if axis == last { 0 } else { sa[last] }, sb[last])
 }
 
 /// Rows of dimension 0 per parallel task for a walk over `ishape`, or `None` for one thread.
@@ -549,17 +632,30 @@ fn gather_into<T: Scalar>(
     let sax = layout.strides[axis];
     let off = layout.offset;
     let row = out_strides[0];
+    let (sal, sbl) = run_strides(ishape, axis, &layout.strides, out_strides);
     let run = |r0: usize, r1: usize, o: &mut [T]| {
         let shift = r0 * row;
-        walk_index(
+        walk_rows(
             ishape,
             axis,
             &layout.strides,
             out_strides,
             r0,
             r1,
-            |p, a, b| {
-                o[b - shift] = src[off + a + idx[p] as usize * sax];
+            |p, a, b, len| {
+                let ids = &idx[p..p + len];
+                let base = off + a;
+                let ob = b - shift;
+                if sal == 0 && sbl == 1 {
+                    // Along the last axis into a contiguous output: the common case.
+                    for (o, &v) in o[ob..ob + len].iter_mut().zip(ids) {
+                        *o = src[base + v as usize * sax];
+                    }
+                } else {
+                    for (j, &v) in ids.iter().enumerate() {
+                        o[ob + j * sbl] = src[base + j * sal + v as usize * sax];
+                    }
+                }
             },
         );
     };
@@ -592,12 +688,30 @@ fn scatter_into<T: Scalar>(
     let os = contiguous_strides(oshape);
     let sax = os[axis];
     let soff = src_layout.offset;
+    let (sal, sbl) = run_strides(ishape, axis, &os, &src_layout.strides);
     let run = |r0: usize, r1: usize, o: &mut [T], shift: usize| {
-        walk_index(ishape, axis, &os, &src_layout.strides, r0, r1, |p, a, b| {
-            let t = a + idx[p] as usize * sax - shift;
-            let v = src[soff + b];
-            o[t] = if accumulate { o[t].add(v) } else { v };
-        });
+        walk_rows(
+            ishape,
+            axis,
+            &os,
+            &src_layout.strides,
+            r0,
+            r1,
+            |p, a, b, len| {
+                let ids = &idx[p..p + len];
+                let (tb, sbase) = (a - shift, soff + b);
+                if accumulate {
+                    for (j, &v) in ids.iter().enumerate() {
+                        let t = tb + j * sal + v as usize * sax;
+                        o[t] = o[t].add(src[sbase + j * sbl]);
+                    }
+                } else {
+                    for (j, &v) in ids.iter().enumerate() {
+                        o[tb + j * sal + v as usize * sax] = src[sbase + j * sbl];
+                    }
+                }
+            },
+        );
     };
     // Different rows of dimension 0 write disjoint outputs unless the scatter runs along it.
     match walk_tasks(ishape).filter(|_| axis != 0) {
@@ -612,14 +726,14 @@ fn scatter_into<T: Scalar>(
     }
 }
 
-/// Validated operands of gather/scatter: axis and index values.
+/// Checks the operands of gather/scatter (all but the index values) and resolves the axis.
 fn check_index_op(
     op: &'static str,
     input: &Tensor,
     axis: isize,
     index: &Tensor,
     src: Option<&Tensor>,
-) -> Result<(usize, Vec<i64>)> {
+) -> Result<usize> {
     input.check_cpu(op)?;
     let ax = normalize_axis(op, axis, input.rank())?;
     let mismatch = |other: &Tensor, detail: String| Error::ShapeMismatch {
@@ -666,9 +780,7 @@ fn check_index_op(
             });
         }
     }
-    let idx = index_values(op, index)?;
-    check_range(op, &idx, input.shape()[ax])?;
-    Ok((ax, idx))
+    Ok(ax)
 }
 
 /// Gradient of gather: `g` scattered (added) into zeros of `in_shape`.
@@ -726,8 +838,11 @@ fn scatter_backward<T: Scalar>(
     let ss = contiguous_strides(src_shape);
     let mut pairs = Vec::with_capacity(idx.len());
     if !idx.is_empty() {
-        walk_index(ishape, axis, &os, &ss, 0, ishape[0], |p, a, b| {
-            pairs.push((a + idx[p] as usize * os[axis], b))
+        let (sal, sbl) = run_strides(ishape, axis, &os, &ss);
+        walk_rows(ishape, axis, &os, &ss, 0, ishape[0], |p, a, b, len| {
+            for (j, &v) in idx[p..p + len].iter().enumerate() {
+                pairs.push((a + j * sal + v as usize * os[axis], b + j * sbl));
+            }
         });
     }
     let mut taken = vec![false; g.len()];
@@ -755,18 +870,10 @@ fn scatter_backward<T: Scalar>(
 // ----- concatenation -----
 
 /// Concatenates row blocks: output row `r` is input 0's block `r`, then input 1's, ...
-/// (`blocks[i]` elements each). Non-contiguous inputs are copied first.
-fn concat(tensors: &[&Tensor], blocks: &[usize], out_shape: &[usize]) -> Result<Tensor> {
-    let contig: Vec<Tensor> = tensors
-        .iter()
-        .map(|t| {
-            if t.is_contiguous() {
-                Ok(t.detach())
-            } else {
-                t.copy_data()
-            }
-        })
-        .collect::<Result<_>>()?;
+/// (`blocks[i]` elements each). Non-contiguous inputs are copied first. The tensors are checked
+/// CPU tensors of one dtype.
+fn concat(tensors: &[&Tensor], blocks: &[usize], out_shape: &[usize]) -> Tensor {
+    let contig: Vec<Tensor> = tensors.iter().map(|t| contiguous_of(t)).collect();
     // One read guard per distinct storage (the same tensor may appear twice).
     let mut uniq: Vec<&Arc<Storage>> = Vec::new();
     let mut which = Vec::with_capacity(contig.len());
@@ -783,7 +890,7 @@ fn concat(tensors: &[&Tensor], blocks: &[usize], out_shape: &[usize]) -> Result<
     let guards: Vec<_> = uniq.iter().map(|s| s.read()).collect();
     let n = numel(out_shape);
     let row: usize = blocks.iter().sum();
-    Ok(dispatch!(tensors[0].dtype(), T => {
+    dispatch!(tensors[0].dtype(), T => {
         let slices: Vec<&[T]> = contig
             .iter()
             .zip(&which)
@@ -823,7 +930,7 @@ fn concat(tensors: &[&Tensor], blocks: &[usize], out_shape: &[usize]) -> Result<
             }
         }
         Tensor::from_buffer(buf, out_shape)
-    }))
+    })
 }
 
 /// Common checks of cat/stack: non-empty, one dtype, CPU.
@@ -878,7 +985,7 @@ impl Tensor {
         let blocks: Vec<usize> = sizes.iter().map(|s| s * inner).collect();
         let mut out_shape = first.shape().to_vec();
         out_shape[ax] = sizes.iter().sum();
-        let out = concat(tensors, &blocks, &out_shape)?;
+        let out = concat(tensors, &blocks, &out_shape);
         let needs: Vec<bool> = tensors.iter().map(|t| t.requires_grad()).collect();
         Ok(record_op(out, OP, tensors, move |g| {
             let mut start = 0;
@@ -917,7 +1024,7 @@ impl Tensor {
         let blocks = vec![inner; tensors.len()];
         let mut out_shape = first.shape().to_vec();
         out_shape.insert(ax, tensors.len());
-        let out = concat(tensors, &blocks, &out_shape)?;
+        let out = concat(tensors, &blocks, &out_shape);
         let needs: Vec<bool> = tensors.iter().map(|t| t.requires_grad()).collect();
         let in_shape = first.shape().to_vec();
         Ok(record_op(out, OP, tensors, move |g| {
@@ -988,21 +1095,25 @@ impl Tensor {
     /// `axis = 0`. The output has the index's shape.
     pub fn gather(&self, axis: isize, index: &Tensor) -> Result<Tensor> {
         const OP: &str = "gather";
-        let (ax, idx) = check_index_op(OP, self, axis, index, None)?;
+        let ax = check_index_op(OP, self, axis, index, None)?;
         let ishape = index.shape().to_vec();
-        let out = dispatch!(self.dtype(), T => {
-            let mut buf = T::alloc(idx.len());
-            with_data(self, |s: &[T], l| {
-                gather_into(s, l, ax, &idx, &ishape, T::slice_mut(&mut buf), &contiguous_strides(&ishape))
-            });
-            Tensor::from_buffer(buf, &ishape)
-        });
+        let out = with_index(OP, index, &[self], |idx| {
+            check_range(OP, idx, self.shape()[ax])?;
+            Ok(dispatch!(self.dtype(), T => {
+                let mut buf = T::alloc(idx.len());
+                with_data(self, |s: &[T], l| {
+                    gather_into(s, l, ax, idx, &ishape, T::slice_mut(&mut buf), &contiguous_strides(&ishape))
+                });
+                Tensor::from_buffer(buf, &ishape)
+            }))
+        })?;
         let in_shape = self.shape().to_vec();
+        let saved = index.detach();
         Ok(record_op(out, OP, &[self, index], move |g| {
-            Ok(vec![
-                Some(gather_backward(g, ax, &idx, &ishape, &in_shape)),
-                None,
-            ])
+            let gs = with_index(OP, &saved, &[g], |idx| {
+                Ok(gather_backward(g, ax, idx, &ishape, &in_shape))
+            })?;
+            Ok(vec![Some(gs), None])
         }))
     }
 
@@ -1028,28 +1139,40 @@ impl Tensor {
         src: &Tensor,
         accumulate: bool,
     ) -> Result<Tensor> {
-        let (ax, idx) = check_index_op(op, self, axis, index, Some(src))?;
+        let ax = check_index_op(op, self, axis, index, Some(src))?;
         let ishape = index.shape().to_vec();
         let in_shape = self.shape().to_vec();
-        let out = dispatch!(self.dtype(), T => {
-            let maps: Vec<Vec<usize>> = in_shape.iter().map(|&n| identity(n)).collect();
-            let mut buf = T::alloc(numel(&in_shape));
-            with_data(self, |s: &[T], l| map_copy(s, l, &maps, T::ZERO, T::slice_mut(&mut buf)));
-            with_data(src, |s: &[T], l| {
-                scatter_into(T::slice_mut(&mut buf), &in_shape, ax, &idx, &ishape, s, l, accumulate)
-            });
-            Tensor::from_buffer(buf, &in_shape)
-        });
+        let out = with_index(op, index, &[self, src], |idx| {
+            check_range(op, idx, in_shape[ax])?;
+            Ok(dispatch!(self.dtype(), T => {
+                let maps: Vec<Vec<usize>> = in_shape.iter().map(|&n| identity(n)).collect();
+                let mut buf = T::alloc(numel(&in_shape));
+                with_data(self, |s: &[T], l| map_copy(s, l, &maps, T::ZERO, T::slice_mut(&mut buf)));
+                with_data(src, |s: &[T], l| {
+                    scatter_into(T::slice_mut(&mut buf), &in_shape, ax, idx, &ishape, s, l, accumulate)
+                });
+                Tensor::from_buffer(buf, &in_shape)
+            }))
+        })?;
         let src_shape = src.shape().to_vec();
         let (need_in, need_src) = (self.requires_grad(), src.requires_grad());
+        let saved = index.detach();
         Ok(record_op(out, op, &[self, index, src], move |g| {
             if accumulate {
-                let gsrc = need_src.then(|| gather_padded(g, ax, &idx, &ishape, &src_shape));
+                let gsrc = if need_src {
+                    Some(with_index(op, &saved, &[g], |idx| {
+                        Ok(gather_padded(g, ax, idx, &ishape, &src_shape))
+                    })?)
+                } else {
+                    None
+                };
                 return Ok(vec![need_in.then(|| g.clone()), None, gsrc]);
             }
-            let (gin, gsrc) = dispatch!(g.dtype(), T => with_contig(g, |gs: &[T]| {
-                scatter_backward(gs, ax, &idx, &ishape, &in_shape, &src_shape, need_in, need_src)
-            })?);
+            let (gin, gsrc) = with_index(op, &saved, &[g], |idx| {
+                Ok(dispatch!(g.dtype(), T => with_contig(g, |gs: &[T]| {
+                    scatter_backward(gs, ax, idx, &ishape, &in_shape, &src_shape, need_in, need_src)
+                })?))
+            })?;
             Ok(vec![gin, None, gsrc])
         }))
     }
