@@ -5,10 +5,10 @@
 //! over the [`Buffer`] element types. Ops with float outputs are differentiable; integer and bool
 //! outputs are recorded as non-differentiable.
 //!
-//! Most ops are one generic kernel, [`map_copy`]: output element `(i_0, .., i_k)` is input element
+//! Most ops are one generic kernel, `map_copy`: output element `(i_0, .., i_k)` is input element
 //! `(m_0[i_0], .., m_k[i_k])` for per-dimension index maps `m_d`, or a fill value. Padding, flips,
 //! index selection, repetition and crops are all such maps; their gradients are the adjoint kernel
-//! [`map_accumulate`] (or the inverse map where one exists).
+//! `map_accumulate` (or the inverse map where one exists).
 
 use crate::autograd::{record, record_non_differentiable};
 use crate::shape::{contiguous_strides, normalize_axes, normalize_axis, numel, Layout};
