@@ -30,4 +30,5 @@ pub use autograd::{custom_op, grad, is_grad_enabled, no_grad, NoGradGuard};
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
+pub use ops::manip::PadMode;
 pub use tensor::{BufferElement, Tensor};
