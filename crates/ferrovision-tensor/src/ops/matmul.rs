@@ -296,7 +296,7 @@ fn with_storage<R>(t: &Tensor, op: &'static str, f: impl FnOnce(&[f32]) -> R) ->
 
 /// Column sums of a contiguous `[rows, n]` matrix (bias gradients).
 pub(crate) fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
-    let rows = if n == 0 { 0 } else { g.len() / n };
+    let rows = g.len().checked_div(n).unwrap_or(0);
     let partial = |rows: &[f32]| -> Vec<f32> {
         let mut acc = vec![0.0f32; n];
         for r in rows.chunks_exact(n) {
