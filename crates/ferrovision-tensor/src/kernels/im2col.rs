@@ -90,6 +90,23 @@ pub fn col2im(src: &[f32], ld: usize, w: &Window, dx: &mut [f32]) {
 
 /// The 2-d im2col (any stride, padding, dilation).
 pub fn im2col_2d(x: &[f32], w: &Window, dst: &mut [f32], ld: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if super::isa() == super::Isa::Avx512 {
+        // SAFETY: the CPU supports these features (checked by `isa`).
+        unsafe { im2col_2d_avx512(x, w, dst, ld) };
+        return;
+    }
+    im2col_2d_body(x, w, dst, ld)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+unsafe fn im2col_2d_avx512(x: &[f32], w: &Window, dst: &mut [f32], ld: usize) {
+    im2col_2d_body(x, w, dst, ld)
+}
+
+#[inline(always)]
+fn im2col_2d_body(x: &[f32], w: &Window, dst: &mut [f32], ld: usize) {
     let (ih, iw) = (w.input[0], w.input[1]);
     let (oh, ow) = (w.out[0], w.out[1]);
     let (kh, kw) = (w.kernel[0], w.kernel[1]);
@@ -98,6 +115,9 @@ pub fn im2col_2d(x: &[f32], w: &Window, dst: &mut [f32], ld: usize) {
     if p == 0 {
         return;
     }
+    // Stride 1 with input rows as long as output rows: the valid part of a tap's row is one
+    // shifted copy of the input, except for the padding columns at the row ends.
+    let bulk = sh == 1 && sw == 1 && ow == iw;
     for ky in 0..kh {
         let offy = (ky * w.dilation[0]) as isize - w.pad[0] as isize;
         let (ylo, yhi) = valid_range(ih, oh, sh, offy);
@@ -107,12 +127,45 @@ pub fn im2col_2d(x: &[f32], w: &Window, dst: &mut [f32], ld: usize) {
             let row = &mut dst[(ky * kw + kx) * ld..][..p];
             row[..ylo * ow].fill(0.0);
             row[yhi * ow..].fill(0.0);
-            if xlo == xhi {
+            if xlo == xhi || ylo == yhi {
                 row[ylo * ow..yhi * ow].fill(0.0);
                 continue;
             }
             let ix0 = ((xlo * sw) as isize + offx) as usize;
+            if bulk {
+                let (q0, q1) = (ylo * ow + xlo, (yhi - 1) * ow + xhi);
+                let s0 = ((ylo as isize + offy) * iw as isize) as usize + ix0;
+                row[q0..q1].copy_from_slice(&x[s0..s0 + (q1 - q0)]);
+                row[ylo * ow..q0].fill(0.0);
+                row[q1..yhi * ow].fill(0.0);
+                if xlo > 0 || xhi < ow {
+                    for oy in ylo..yhi {
+                        let r = &mut row[oy * ow..][..ow];
+                        r[..xlo].fill(0.0);
+                        r[xhi..].fill(0.0);
+                    }
+                }
+                continue;
+            }
             let len = xhi - xlo;
+            if sw == 2 {
+                for oy in ylo..yhi {
+                    let iy = ((oy * sh) as isize + offy) as usize;
+                    let src = &x[iy * iw..][..iw];
+                    let out = &mut row[oy * ow..][..ow];
+                    out[..xlo].fill(0.0);
+                    out[xhi..].fill(0.0);
+                    let out = &mut out[xlo..xhi];
+                    let src = &src[ix0..ix0 + 2 * len - 1];
+                    // An indexed loop over an exact-length source vectorises (as permutes); the
+                    // iterator form does not.
+                    #[allow(clippy::needless_range_loop)]
+                    for j in 0..len {
+                        out[j] = src[2 * j];
+                    }
+                }
+                continue;
+            }
             for oy in ylo..yhi {
                 let iy = ((oy * sh) as isize + offy) as usize;
                 let src = &x[iy * iw..][..iw];
@@ -366,13 +419,18 @@ mod tests {
             win2([7, 5], [3, 2], [2, 3], [2, 0], [1, 2]),
             win2([4, 4], [1, 1], [1, 1], [0, 0], [1, 1]),
             win2([3, 3], [3, 3], [1, 1], [3, 3], [2, 2]),
+            win2([8, 9], [3, 3], [2, 2], [1, 1], [1, 1]),
+            win2([6, 6], [3, 3], [1, 1], [2, 2], [2, 2]),
+            win2([9, 7], [2, 4], [2, 1], [0, 2], [1, 1]),
         ] {
             let x = data(w.in_numel());
             let want = reference(&x, &w);
             let p = w.out_numel();
             // Put the image at column offset 2 of a wider matrix to exercise `ld`.
             let ld = p + 3;
-            for f in [im2col_2d, im2col_nd] {
+            type Im2col = fn(&[f32], &Window, &mut [f32], usize);
+            let body: Im2col = |x, w, d, ld| im2col_2d_body(x, w, d, ld);
+            for f in [im2col_2d, im2col_nd, body] {
                 let mut dst = vec![f32::NAN; w.kernel_numel() * ld];
                 f(&x, &w, &mut dst[2..], ld);
                 for r in 0..w.kernel_numel() {
