@@ -75,18 +75,20 @@ fn rand(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(v, shape).unwrap()
 }
 
-/// Median milliseconds of `f` over enough runs to fill ~0.3 s (at least 3 after a warm-up).
+/// Best-of milliseconds of `f` over enough runs to fill ~0.3 s (at least 3 after a warm-up).
+/// The minimum is the most stable statistic on a machine shared with other work.
 fn time_ms(mut f: impl FnMut()) -> f64 {
     f();
-    let mut times = Vec::new();
+    let mut best = f64::MAX;
+    let mut runs = 0;
     let start = Instant::now();
-    while times.len() < 3 || (start.elapsed().as_secs_f64() < 0.3 && times.len() < 50) {
+    while runs < 3 || (start.elapsed().as_secs_f64() < 0.3 && runs < 50) {
         let t = Instant::now();
         f();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        runs += 1;
     }
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    times[times.len() / 2]
+    best
 }
 
 fn main() {

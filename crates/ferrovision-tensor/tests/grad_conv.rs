@@ -359,7 +359,46 @@ fn cases() -> Vec<Case> {
             1,
             true,
         ),
+        // Output rows of 16 or more use the row-wise im2col (shorter ones an offset table):
+        // stride 1 with equal row lengths, stride 2, stride 1 valid.
+        case(
+            &[2, 2, 3, 20],
+            &[3, 2, 2, 3],
+            &[1, 1],
+            Same,
+            &[1, 1],
+            1,
+            true,
+        ),
+        case(
+            &[1, 2, 4, 40],
+            &[2, 2, 3, 3],
+            &[1, 2],
+            Explicit(vec![(1, 1), (2, 1)]),
+            &[1, 2],
+            1,
+            true,
+        ),
+        case(
+            &[1, 2, 3, 19],
+            &[2, 2, 2, 3],
+            &[1, 1],
+            Valid,
+            &[1, 1],
+            1,
+            false,
+        ),
         // 1-d.
+        case(
+            &[2, 2, 60],
+            &[3, 2, 4],
+            &[3],
+            Explicit(vec![(2, 1)]),
+            &[1],
+            1,
+            true,
+        ),
+        case(&[1, 2, 30], &[2, 2, 3], &[1], Valid, &[1], 1, false),
         case(
             &[2, 3, 9],
             &[4, 3, 3],
@@ -371,7 +410,16 @@ fn cases() -> Vec<Case> {
         ),
         case(&[2, 4, 8], &[4, 1, 3], &[1], Same, &[2], 4, false),
         case(&[1, 2, 10], &[2, 2, 4], &[3], Same, &[1], 1, true),
-        // 3-d, including grouped.
+        // 3-d, including grouped and a long last dim.
+        case(
+            &[1, 1, 2, 3, 18],
+            &[2, 1, 2, 2, 3],
+            &[1, 1, 1],
+            Same,
+            &[1, 1, 1],
+            1,
+            true,
+        ),
         case(
             &[1, 2, 4, 5, 4],
             &[3, 2, 2, 3, 2],
@@ -685,7 +733,18 @@ fn tcases() -> Vec<TCase> {
             1,
             false,
         ),
+        tcase(
+            &[1, 2, 2, 17],
+            &[2, 2, 2, 3],
+            &[1, 2],
+            &[0, 1],
+            &[0, 1],
+            &[1, 1],
+            1,
+            true,
+        ),
         tcase(&[2, 3, 5], &[3, 2, 3], &[2], &[1], &[1], &[1], 1, true),
+        tcase(&[1, 2, 20], &[2, 2, 3], &[2], &[1], &[0], &[1], 1, false),
         tcase(&[1, 4, 4], &[4, 3, 2], &[3], &[0], &[2], &[2], 2, false),
         tcase(&[1, 2, 5], &[2, 2, 3], &[1], &[2], &[1], &[2], 1, true),
         tcase(

@@ -358,6 +358,75 @@ pub fn col2im_nd(src: &[f32], ld: usize, w: &Window, dx: &mut [f32]) {
     }
 }
 
+/// im2col / col2im through a precomputed table of input offsets, one per (kernel tap, output
+/// position). For small feature maps (short output rows) this beats the row-wise kernels, whose
+/// cost is per row; the table is shared by every channel and image of a convolution.
+#[derive(Debug, Clone)]
+pub struct Gather {
+    /// `kernel_numel() × out_numel()` input offsets, `u32::MAX` in the padding.
+    offsets: Vec<u32>,
+    p: usize,
+}
+
+impl Gather {
+    /// The table of a window, or `None` when an input plane is too large to index with `u32`.
+    pub fn new(w: &Window) -> Option<Gather> {
+        if w.in_numel() >= u32::MAX as usize {
+            return None;
+        }
+        let d = w.rank();
+        let p = w.out_numel();
+        let mut offsets = Vec::with_capacity(w.kernel_numel() * p);
+        let mut kidx = vec![0usize; d];
+        for _ in 0..w.kernel_numel() {
+            let mut oidx = vec![0usize; d];
+            for _ in 0..p {
+                let mut off = 0usize;
+                let mut inside = true;
+                for i in 0..d {
+                    let pos = (oidx[i] * w.stride[i] + kidx[i] * w.dilation[i]) as isize
+                        - w.pad[i] as isize;
+                    if pos < 0 || pos >= w.input[i] as isize {
+                        inside = false;
+                        break;
+                    }
+                    off = off * w.input[i] + pos as usize;
+                }
+                offsets.push(if inside { off as u32 } else { u32::MAX });
+                next_index(&mut oidx, &w.out);
+            }
+            next_index(&mut kidx, &w.kernel);
+        }
+        Some(Gather { offsets, p })
+    }
+
+    /// im2col of one channel plane (same layout as [`im2col`]).
+    pub fn im2col(&self, x: &[f32], dst: &mut [f32], ld: usize) {
+        if self.p == 0 {
+            return;
+        }
+        for (r, offs) in self.offsets.chunks_exact(self.p).enumerate() {
+            for (o, &i) in dst[r * ld..][..self.p].iter_mut().zip(offs) {
+                *o = x.get(i as usize).copied().unwrap_or(0.0);
+            }
+        }
+    }
+
+    /// col2im of one channel plane (same layout as [`col2im`]), adding onto `dx`.
+    pub fn col2im(&self, src: &[f32], ld: usize, dx: &mut [f32]) {
+        if self.p == 0 {
+            return;
+        }
+        for (r, offs) in self.offsets.chunks_exact(self.p).enumerate() {
+            for (&v, &i) in src[r * ld..][..self.p].iter().zip(offs) {
+                if let Some(d) = dx.get_mut(i as usize) {
+                    *d += v;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,7 +499,8 @@ mod tests {
             let ld = p + 3;
             type Im2col = fn(&[f32], &Window, &mut [f32], usize);
             let body: Im2col = |x, w, d, ld| im2col_2d_body(x, w, d, ld);
-            for f in [im2col_2d, im2col_nd, body] {
+            let gathered: Im2col = |x, w, d, ld| Gather::new(w).unwrap().im2col(x, d, ld);
+            for f in [im2col_2d, im2col_nd, body, gathered] {
                 let mut dst = vec![f32::NAN; w.kernel_numel() * ld];
                 f(&x, &w, &mut dst[2..], ld);
                 for r in 0..w.kernel_numel() {
@@ -463,7 +533,8 @@ mod tests {
             im2col(&x, &w, &mut col, w.out_numel());
             let lhs: f64 = col.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
             type Col2im = fn(&[f32], usize, &Window, &mut [f32]);
-            let mut fns: Vec<Col2im> = vec![col2im_nd, col2im];
+            let gathered: Col2im = |s, ld, w, dx| Gather::new(w).unwrap().col2im(s, ld, dx);
+            let mut fns: Vec<Col2im> = vec![col2im_nd, col2im, gathered];
             if w.rank() == 2 {
                 fns.push(col2im_2d);
             }

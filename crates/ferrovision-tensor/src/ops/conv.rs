@@ -19,11 +19,12 @@
 use crate::autograd::record;
 use crate::kernels::depthwise;
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue};
-use crate::kernels::im2col::{self, Window};
+use crate::kernels::im2col::{self, Gather, Window};
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -184,9 +185,30 @@ struct Geom {
     cout: usize,
     groups: usize,
     win: Window,
+    /// Offset table for im2col/col2im on small feature maps.
+    gather: Option<Arc<Gather>>,
 }
 
+/// Output rows shorter than this use the offset-table im2col ([`Gather`]) instead of the
+/// row-wise kernels.
+const GATHER_MAX_ROW: usize = 16;
+
 impl Geom {
+    fn new(n: usize, cin: usize, cout: usize, groups: usize, win: Window) -> Geom {
+        let mut g = Geom {
+            n,
+            cin,
+            cout,
+            groups,
+            win,
+            gather: None,
+        };
+        let row = g.win.out[g.win.rank() - 1];
+        if row < GATHER_MAX_ROW && !g.depthwise() && !g.pointwise() {
+            g.gather = Gather::new(&g.win).map(Arc::new);
+        }
+        g
+    }
     fn kk(&self) -> usize {
         self.win.kernel_numel()
     }
@@ -441,16 +463,7 @@ fn conv_geom(
         pad: pads.iter().map(|p| p.0).collect(),
         dilation,
     });
-    Ok((
-        Geom {
-            n,
-            cin,
-            cout,
-            groups,
-            win,
-        },
-        out_shape,
-    ))
+    Ok((Geom::new(n, cin, cout, groups, win), out_shape))
 }
 
 /// Geometry of a transposed convolution (as the convolution whose input gradient it is), and
@@ -531,16 +544,7 @@ fn conv_t_geom(
         pad: padding,
         dilation,
     });
-    Ok((
-        Geom {
-            n,
-            cin: cout,
-            cout: cin,
-            groups,
-            win,
-        },
-        out_shape,
-    ))
+    Ok((Geom::new(n, cout, cin, groups, win), out_shape))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -571,7 +575,10 @@ fn im2col_images(xs: &[f32], nb: usize, g: &Geom, col: &mut [f32], ld: usize, pa
     let body = |c: usize, block: &mut [f32]| {
         for j in 0..nb {
             let plane = &xs[(j * cin + c) * p_in..][..p_in];
-            im2col::im2col(plane, &g.win, &mut block[j * p..], ld);
+            match &g.gather {
+                Some(t) => t.im2col(plane, &mut block[j * p..], ld),
+                None => im2col::im2col(plane, &g.win, &mut block[j * p..], ld),
+            }
         }
     };
     if par && col.len() >= PAR_MIN_ELEMS && cin > 1 {
@@ -602,7 +609,11 @@ fn col2im_images(
     let body = |idx: usize, plane: &mut [f32]| {
         let (j, c) = (idx / cin, idx % cin);
         plane.fill(init.map_or(0.0, |b| b[c]));
-        im2col::col2im(&dcol[c * kk * ld + j * p..], ld, &g.win, plane);
+        let src = &dcol[c * kk * ld + j * p..];
+        match &g.gather {
+            Some(t) => t.col2im(src, ld, plane),
+            None => im2col::col2im(src, ld, &g.win, plane),
+        }
     };
     if par && dx.len() >= PAR_MIN_ELEMS && nb * cin > 1 {
         dx.par_chunks_mut(p_in)
