@@ -4,7 +4,9 @@
 //! The instruction set is chosen once at run time ([`isa`]); `FERROVISION_ISA=scalar|avx2|avx512`
 //! forces a lower level (tests use [`set_isa_override`] for the same).
 
+pub mod depthwise;
 pub mod gemm;
+pub mod im2col;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
