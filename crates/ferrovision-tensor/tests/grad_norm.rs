@@ -1,6 +1,8 @@
 //! Batch / layer / group / instance norm: values against f64 references, running-statistics
 //! updates computed by hand, errors, and gradient checks (training and inference, with and
 //! without affine parameters, ranks 2 to 4, non-contiguous inputs, parallel sizes).
+// `&[x.clone()]` reads better than `std::slice::from_ref(&x)` in gradient-check calls.
+#![allow(clippy::cloned_ref_to_slice_refs)]
 
 mod common;
 use common::{assert_close, uniform};

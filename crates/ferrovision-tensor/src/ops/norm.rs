@@ -477,7 +477,7 @@ impl Tensor {
         let w = read_param(OP, "weight", weight, normalized_shape)?;
         let b = read_param(OP, "bias", bias, normalized_shape)?;
         let d: usize = normalized_shape.iter().product();
-        let rows = if d == 0 { 0 } else { self.numel() / d };
+        let rows = self.numel().checked_div(d).unwrap_or(0);
         let x = dense(self)?;
         let shape = x.shape().to_vec();
         let stats = x.with_f32(OP, |xs| row_stats(xs, rows, d, eps))?;
