@@ -203,7 +203,14 @@ fn batch_norm_errors() {
 
 #[test]
 fn batch_norm_gradients() {
-    for shape in [vec![5, 3], vec![4, 3, 5], vec![2, 3, 4, 5], vec![3, 2, 20]] {
+    // Short segments (S < 32, row kernels) and long ones (S >= 32, segment kernels).
+    for shape in [
+        vec![5, 3],
+        vec![4, 3, 5],
+        vec![2, 3, 4, 5],
+        vec![3, 2, 20],
+        vec![2, 3, 6, 6],
+    ] {
         let c = shape[1];
         let x = uniform(&shape, -2.0, 2.0, 5);
         let w = uniform(&[c], 0.5, 1.5, 6);

@@ -123,10 +123,18 @@ impl Tensor {
         let mut out = pool::take_uninit(n);
         self.with_f32(OP, |xs| {
             let body = |j: usize, o: &mut [f32], m: &mut [u8]| {
-                fill_mask(m, &mut Rng::new(seeds[j]), threshold);
+                let mut rng = Rng::new(seeds[j]);
                 let x = &xs[j * CHUNK..][..o.len()];
-                for ((o, &x), &k) in o.iter_mut().zip(x).zip(m.iter()) {
-                    *o = x * (k as f32 * scale);
+                // Sub-blocks keep the fresh mask bytes in L1 for the multiply (same stream).
+                for ((o, m), x) in o
+                    .chunks_mut(4096)
+                    .zip(m.chunks_mut(4096))
+                    .zip(x.chunks(4096))
+                {
+                    fill_mask(m, &mut rng, threshold);
+                    for ((o, &x), &k) in o.iter_mut().zip(x).zip(m.iter()) {
+                        *o = x * (k as f32 * scale);
+                    }
                 }
             };
             if n >= 2 * CHUNK && rayon::current_num_threads() > 1 {

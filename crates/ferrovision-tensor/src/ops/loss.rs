@@ -104,6 +104,78 @@ fn par_sum(n: usize, f: impl Fn(usize) -> f32 + Sync + Send) -> f64 {
     parts.iter().sum()
 }
 
+/// `out[start..]` chunks of `n` values filled by `f(start, chunk)`, in parallel when big.
+fn chunked(n: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = pool::take_uninit(n);
+    if n >= PAR_MIN && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(GRAIN)
+            .enumerate()
+            .for_each(|(j, o)| f(j * GRAIN, o));
+    } else {
+        for (j, o) in out.chunks_mut(GRAIN).enumerate() {
+            f(j * GRAIN, o);
+        }
+    }
+    out
+}
+
+/// `o[i] *= w[i]`.
+#[inline]
+fn mul_in_place(o: &mut [f32], w: &[f32]) {
+    for (o, &w) in o.iter_mut().zip(w) {
+        *o *= w;
+    }
+}
+
+/// Per-element losses reduced like [`reduce_losses`], from a materialised vector.
+fn reduce_vec(
+    v: Vec<f32>,
+    shape: &[usize],
+    reduction: Reduction,
+    denom: f64,
+    zero_if_empty: bool,
+) -> Tensor {
+    if reduction == Reduction::None {
+        return Tensor::from_f32(v, shape);
+    }
+    let s = super::softmax::sum_f64(&v);
+    pool::give_back(v);
+    Tensor::scalar(match reduction {
+        Reduction::Mean if denom == 0.0 && zero_if_empty => 0.0,
+        Reduction::Mean => (s / denom) as f32,
+        _ => s as f32,
+    })
+}
+
+/// `σ(x)`, stable and branch-free.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    let e = fast_exp(-x.abs());
+    let r = 1.0 / (1.0 + e);
+    if x >= 0.0 {
+        r
+    } else {
+        e * r
+    }
+}
+
+/// `(1 − y)·x + (1 + (pw − 1)·y)·softplus(−x)` into `o` (the unweighted BCE-with-logits loss).
+#[inline]
+fn bce_logits_unweighted(x: &[f32], y: &[f32], pw: Option<&[f32]>, o: &mut [f32]) {
+    match pw {
+        None => {
+            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                *o = (1.0 - y) * x + softplus_neg(x);
+            }
+        }
+        Some(p) => {
+            for (((o, &x), &y), &p) in o.iter_mut().zip(x).zip(y).zip(p) {
+                *o = (1.0 - y) * x + (1.0 + (p - 1.0) * y) * softplus_neg(x);
+            }
+        }
+    }
+}
+
 /// The output of a loss: per-element values (`None`) or their sum / mean as a 0-d tensor.
 /// `denom` is the mean's denominator; `zero_if_empty` makes a zero denominator give 0
 /// instead of NaN.
@@ -156,6 +228,18 @@ impl GradScale {
             GradScale::Uniform(s) => {
                 let s = *s;
                 par_fill(n, |i| f(i, s))
+            }
+        }
+    }
+
+    /// `v[i] *= scale_i`.
+    fn scale_in_place(&self, v: &mut [f32]) {
+        match self {
+            GradScale::PerElem(s) => mul_in_place(v, s),
+            GradScale::Uniform(s) => {
+                for x in v.iter_mut() {
+                    *x *= *s;
+                }
             }
         }
     }
@@ -217,6 +301,33 @@ fn same_shape(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// `ln(1 + e)` for `e` in `[0, 1]`, branch-free (vectorises), relative error ~1e-7 even for
+/// tiny `e` (never forms `1 + e`): `ln(1 + f) = 2·atanh(f / (2 + f))` with `f = e`, or with
+/// `f = (e − 1) / 2` and `+ ln 2` above `√2 − 1`.
+#[inline(always)]
+fn log1p_unit(e: f32) -> f32 {
+    let big = e > std::f32::consts::SQRT_2 - 1.0;
+    let f = if big { (e - 1.0) * 0.5 } else { e };
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let r = 2.0
+        * s
+        * (1.0
+            + z * (1.0 / 3.0
+                + z * (1.0 / 5.0 + z * (1.0 / 7.0 + z * (1.0 / 9.0 + z * (1.0 / 11.0))))));
+    if big {
+        r + std::f32::consts::LN_2
+    } else {
+        r
+    }
+}
+
+/// `softplus(−x) = −log σ(x) = max(−x, 0) + ln(1 + exp(−|x|))`, stable.
+#[inline(always)]
+fn softplus_neg(x: f32) -> f32 {
+    (-x).max(0.0) + log1p_unit(fast_exp(-x.abs()))
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -607,8 +718,10 @@ fn class_backward(
             let x = &xs[d.at(t.o, k, t.i0)..][..n];
             let wk = ct.cw.as_ref().map_or(1.0, |w| w[k]);
             if normalize {
-                for (i, (o, &xv)) in o.iter_mut().zip(x).enumerate() {
-                    *o = al[i] * fast_exp((xv - m[i]) - ls[i]) - ga[i] * wk;
+                for ((((o, &xv), &a), (&mi, &li)), &g) in
+                    o.iter_mut().zip(x).zip(al).zip(m.iter().zip(ls)).zip(ga)
+                {
+                    *o = a * fast_exp((xv - mi) - li) - g * wk;
                 }
             } else {
                 for (o, &g) in o.iter_mut().zip(ga) {
@@ -736,8 +849,13 @@ fn dense_forward(xs: &[f32], qs: &[f32], d: AxisDims, eps: f32) -> Vec<PosStat> 
         let (m, ls, acc) = (&mut m[..n], &mut ls[..n], &mut acc[..n]);
         tile_lse(xrow, c, m, ls);
         for k in 0..c {
-            for (i, (&v, &q)) in xrow(k).iter().zip(qrow(k)).enumerate() {
-                acc[i] += ((1.0 - eps) * q + ec) * ((m[i] - v) + ls[i]);
+            for (((a, &v), &q), (&mi, &li)) in acc
+                .iter_mut()
+                .zip(xrow(k))
+                .zip(qrow(k))
+                .zip(m.iter().zip(ls.iter()))
+            {
+                *a += ((1.0 - eps) * q + ec) * ((mi - v) + li);
             }
         }
         for (i, s) in t.rows[0].iter_mut().enumerate() {
@@ -813,13 +931,22 @@ fn dense_backward(
             for (i, v) in s.iter_mut().enumerate() {
                 *v = sc.at(p0 + i);
             }
-            let ps = &st[p0..p0 + n];
+            let mut m = [0.0f32; MAX_BLOCK];
+            let mut ls = [0.0f32; MAX_BLOCK];
+            for (i, p) in st[p0..p0 + n].iter().enumerate() {
+                (m[i], ls[i]) = (p.m, p.ls);
+            }
+            let (m, ls) = (&m[..n], &ls[..n]);
             for (k, o) in t.rows.iter_mut().enumerate() {
                 let x = &xs[d.at(t.o, k, t.i0)..][..n];
-                let q = qrow(k);
-                for (i, o) in o.iter_mut().enumerate() {
-                    let qv = (1.0 - eps) * q[i] + ec;
-                    *o = s[i] * (qsum[i] * fast_exp((x[i] - ps[i].m) - ps[i].ls) - qv);
+                for (((o, &xv), &q), ((&si, &qs), (&mi, &li))) in o
+                    .iter_mut()
+                    .zip(x)
+                    .zip(qrow(k))
+                    .zip(s.iter().zip(qsum.iter()).zip(m.iter().zip(ls)))
+                {
+                    let qv = (1.0 - eps) * q + ec;
+                    *o = si * (qs * fast_exp((xv - mi) - li) - qv);
                 }
             }
         });
@@ -929,17 +1056,14 @@ impl Tensor {
         let x = self.to_vec_f32()?;
         let y = targets.to_vec_f32()?;
         let n = x.len();
-        // softplus(−x) = max(−x, 0) + log1p(exp(−|x|))
-        let sp = |v: f32| (-v).max(0.0) + fast_exp(-v.abs()).ln_1p();
-        let unweighted = |i: usize| -> f32 {
-            let lw = pw.as_ref().map_or(1.0, |p| 1.0 + (p[i] - 1.0) * y[i]);
-            (1.0 - y[i]) * x[i] + lw * sp(x[i])
-        };
-        let wt = |i: usize| w.as_ref().map_or(1.0, |w| w[i]);
         let denom = n as f64;
-        let out = reduce_losses(n, &shape, reduction, denom, false, |i| {
-            wt(i) * unweighted(i)
+        let losses = chunked(n, |i0, o| {
+            bce_logits_unweighted(&x[i0..], &y[i0..], pw.as_ref().map(|p| &p[i0..]), o);
+            if let Some(w) = &w {
+                mul_in_place(o, &w[i0..]);
+            }
         });
+        let out = reduce_vec(losses, &shape, reduction, denom, false);
         let mut inputs = vec![self, targets];
         inputs.extend(weight);
         inputs.extend(pos_weight);
@@ -955,40 +1079,72 @@ impl Tensor {
         );
         Ok(record(out, OP, &inputs, move |g| {
             let sc = GradScale::new(g, reduction, denom)?;
-            let sp = |v: f32| (-v).max(0.0) + fast_exp(-v.abs()).ln_1p();
-            let wt = |i: usize| w.as_ref().map_or(1.0, |w| w[i]);
-            let pwt = |i: usize| pw.as_ref().map_or(1.0, |p| p[i]);
-            let t = |v: Vec<f32>| Tensor::from_f32(v, &shape);
+            // One gradient: `body(start, out)` fills a chunk, then weight and scale apply.
+            let grad = |weighted: bool, body: &(dyn Fn(usize, &mut [f32]) + Sync)| {
+                let mut v = chunked(n, |i0, o| {
+                    body(i0, o);
+                    if let (true, Some(w)) = (weighted, &w) {
+                        mul_in_place(o, &w[i0..]);
+                    }
+                });
+                sc.scale_in_place(&mut v);
+                Tensor::from_f32(v, &shape)
+            };
+            let pwc = |i0: usize| pw.as_ref().map(|p| &p[i0..]);
             let dx = flags.0.then(|| {
-                t(sc.fill(n, |i, s| {
-                    // σ(−x), stable
-                    let e = fast_exp(-x[i].abs());
-                    let sig_neg = if x[i] >= 0.0 {
-                        e / (1.0 + e)
-                    } else {
-                        1.0 / (1.0 + e)
-                    };
-                    let lw = 1.0 + (pwt(i) - 1.0) * y[i];
-                    s * wt(i) * ((1.0 - y[i]) - lw * sig_neg)
-                }))
+                grad(true, &|i0, o| {
+                    // (1 − y) − (1 + (pw − 1)·y)·σ(−x)
+                    let (x, y) = (&x[i0..], &y[i0..]);
+                    match pwc(i0) {
+                        None => {
+                            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                                *o = (1.0 - y) - sigmoid(-x);
+                            }
+                        }
+                        Some(p) => {
+                            for (((o, &x), &y), &p) in o.iter_mut().zip(x).zip(y).zip(p) {
+                                *o = (1.0 - y) - (1.0 + (p - 1.0) * y) * sigmoid(-x);
+                            }
+                        }
+                    }
+                })
             });
-            let dy = flags
-                .1
-                .then(|| t(sc.fill(n, |i, s| s * wt(i) * (-x[i] + (pwt(i) - 1.0) * sp(x[i])))));
+            let dy = flags.1.then(|| {
+                grad(true, &|i0, o| {
+                    // −x + (pw − 1)·softplus(−x)
+                    let x = &x[i0..];
+                    match pwc(i0) {
+                        None => {
+                            for (o, &x) in o.iter_mut().zip(x) {
+                                *o = -x;
+                            }
+                        }
+                        Some(p) => {
+                            for ((o, &x), &p) in o.iter_mut().zip(x).zip(p) {
+                                *o = -x + (p - 1.0) * softplus_neg(x);
+                            }
+                        }
+                    }
+                })
+            });
             let dw = match (&shapes.0, flags.2) {
                 (Some(ws), true) => Some(
-                    t(sc.fill(n, |i, s| {
-                        let lw = 1.0 + (pwt(i) - 1.0) * y[i];
-                        s * ((1.0 - y[i]) * x[i] + lw * sp(x[i]))
-                    }))
+                    grad(false, &|i0, o| {
+                        bce_logits_unweighted(&x[i0..], &y[i0..], pwc(i0), o)
+                    })
                     .sum_to_shape(ws)?,
                 ),
                 _ => None,
             };
             let dpw = match (&shapes.1, flags.3) {
-                (Some(ps), true) => {
-                    Some(t(sc.fill(n, |i, s| s * wt(i) * y[i] * sp(x[i]))).sum_to_shape(ps)?)
-                }
+                (Some(ps), true) => Some(
+                    grad(true, &|i0, o| {
+                        for ((o, &x), &y) in o.iter_mut().zip(&x[i0..]).zip(&y[i0..]) {
+                            *o = y * softplus_neg(x);
+                        }
+                    })
+                    .sum_to_shape(ps)?,
+                ),
                 _ => None,
             };
             let mut v = vec![dx, dy];
@@ -1166,4 +1322,31 @@ fn pointwise_loss(
         let dy = if flags.1 { Some(dx.neg()?) } else { None };
         Ok(vec![flags.0.then_some(dx), dy])
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log1p_unit_accuracy() {
+        let mut worst = 0.0f64;
+        let mut e = 0.0f32;
+        while e <= 1.0 {
+            let r = (e as f64).ln_1p();
+            let got = log1p_unit(e) as f64;
+            if r > 0.0 {
+                worst = worst.max(((got - r) / r).abs());
+            }
+            e += 1.0 / 4099.0;
+        }
+        for e in [1e-30f32, 1e-12, 3e-8, 1e-4] {
+            let r = (e as f64).ln_1p();
+            worst = worst.max(((log1p_unit(e) as f64 - r) / r).abs());
+        }
+        assert!(worst < 3e-7, "{worst}");
+        assert_eq!(log1p_unit(0.0), 0.0);
+        assert!((softplus_neg(-100.0) - 100.0).abs() < 1e-5);
+        assert!((softplus_neg(0.0) - std::f32::consts::LN_2).abs() < 1e-7);
+    }
 }

@@ -101,12 +101,58 @@ fn pack_grads(
     v
 }
 
+/// Below this many values per (sample, channel), batch norm works on whole rows (one sample,
+/// `C · S` values) with per-position coefficient vectors instead of per-segment loops.
+const SHORT_SEG: usize = 32;
+
+/// `Σ_rows body(row, acc)`: each row adds into a `width`-long f32 accumulator. Chunks of at
+/// most 256 rows run in parallel when worth it and are combined in f64, in order.
+fn column_sums(
+    rows: usize,
+    width: usize,
+    work_per_row: usize,
+    body: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f64> {
+    let per = (PAR_GRAIN / work_per_row.max(1)).clamp(1, 256);
+    let chunks = rows.div_ceil(per);
+    let run = |j: usize| -> Vec<f32> {
+        let mut acc = vec![0.0f32; width];
+        for r in j * per..((j + 1) * per).min(rows) {
+            body(r, &mut acc);
+        }
+        acc
+    };
+    let parts: Vec<Vec<f32>> =
+        if rows * work_per_row >= PAR_MIN && chunks > 1 && rayon::current_num_threads() > 1 {
+            (0..chunks).into_par_iter().map(run).collect()
+        } else {
+            (0..chunks).map(run).collect()
+        };
+    let mut out = vec![0.0f64; width];
+    for p in parts {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v as f64;
+        }
+    }
+    out
+}
+
+/// Sums each run of `s` consecutive values: `[c · s]` → `[c]`.
+fn fold_channels(v: &[f64], s: usize) -> Vec<f64> {
+    v.chunks(s.max(1)).map(|ch| ch.iter().sum()).collect()
+}
+
+/// Repeats each per-channel value `s` times: `[c]` → `[c · s]`.
+fn expand_channels<T: Copy>(v: &[T], s: usize) -> Vec<T> {
+    v.iter().flat_map(|&x| std::iter::repeat_n(x, s)).collect()
+}
+
 /// Per-channel mean and biased variance of `[n, c, s]` data, in f64.
 fn channel_stats(xs: &[f32], n: usize, c: usize, s: usize) -> (Vec<f64>, Vec<f64>) {
     let m = (n * s) as f64;
     let mut mean = vec![0.0f64; c];
     let mut var = vec![0.0f64; c];
-    if s >= 16 {
+    if s >= SHORT_SEG {
         // One read of memory: per-segment mean and squared deviations (the segment is in cache
         // for the second loop), merged per channel with Chan's parallel-variance formula.
         let segs = map_segs(n * c, s, |i| {
@@ -128,22 +174,22 @@ fn channel_stats(xs: &[f32], n: usize, c: usize, s: usize) -> (Vec<f64>, Vec<f64
             count[ch] = tot;
         }
     } else {
-        // Short segments: two passes with per-channel f64 accumulators.
-        let sums = map_segs(n * c, s, |i| sum_f64(&xs[i * s..][..s]));
-        for (i, v) in sums.iter().enumerate() {
-            mean[i % c] += v;
-        }
-        for v in mean.iter_mut() {
-            *v /= m;
-        }
-        let mean32: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
-        let devs = map_segs(n * c, s, |i| {
-            let mu = mean32[i % c];
-            sum1_f64(&xs[i * s..][..s], |v| (v - mu) * (v - mu))
+        // Short segments: two passes over whole rows with per-position accumulators.
+        let len = c * s;
+        let sums = column_sums(n, len, len, |r, acc| {
+            for (a, &x) in acc.iter_mut().zip(&xs[r * len..][..len]) {
+                *a += x;
+            }
         });
-        for (i, v) in devs.iter().enumerate() {
-            var[i % c] += v;
-        }
+        mean = fold_channels(&sums, s).into_iter().map(|v| v / m).collect();
+        let mean32: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
+        let me = expand_channels(&mean32, s);
+        let devs = column_sums(n, len, len, |r, acc| {
+            for ((a, &x), &mu) in acc.iter_mut().zip(&xs[r * len..][..len]).zip(&me) {
+                *a += (x - mu) * (x - mu);
+            }
+        });
+        var = fold_channels(&devs, s);
         // Correct for rounding the mean to f32 before taking deviations.
         for ch in 0..c {
             let d = mean[ch] - mean32[ch] as f64;
@@ -154,6 +200,76 @@ fn channel_stats(xs: &[f32], n: usize, c: usize, s: usize) -> (Vec<f64>, Vec<f64
         *v = (*v / m).max(0.0);
     }
     (mean, var)
+}
+
+/// Per-channel `(Σ dy, Σ dy·(x − mean)·invstd)` of `[n, c, s]` data.
+fn channel_grad_sums(
+    xs: &[f32],
+    gs: &[f32],
+    (n, c, s): (usize, usize, usize),
+    mean: &[f32],
+    invstd: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    if s >= SHORT_SEG {
+        let sums = seg_grad_sums(xs, gs, n * c, s, |i| (mean[i % c], invstd[i % c]));
+        return sum_over_batch(&sums, c);
+    }
+    let len = c * s;
+    let me = expand_channels(mean, s);
+    let acc = column_sums(n, 2 * len, 2 * len, |r, acc| {
+        let (ady, adx) = acc.split_at_mut(len);
+        let x = &xs[r * len..][..len];
+        let g = &gs[r * len..][..len];
+        for ((((a, b), &xv), &gv), &mu) in ady.iter_mut().zip(adx).zip(x).zip(g).zip(&me) {
+            *a += gv;
+            *b += gv * (xv - mu);
+        }
+    });
+    let (ady, adx) = acc.split_at(len);
+    let sdy = fold_channels(ady, s)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let sdyx = fold_channels(adx, s)
+        .into_iter()
+        .zip(invstd)
+        .map(|(v, &k)| (v * k as f64) as f32)
+        .collect();
+    (sdy, sdyx)
+}
+
+/// `out = f(x, g, coef[channel])` over `[n, c, s]` data (`g` is `x` when absent), per segment
+/// for long segments and per row with expanded coefficients for short ones.
+fn channel_map(
+    xs: &[f32],
+    gs: Option<&[f32]>,
+    (_n, c, s): (usize, usize, usize),
+    coef: &[[f32; 4]],
+    f: impl Fn(f32, f32, &[f32; 4]) -> f32 + Sync + Send,
+) -> Vec<f32> {
+    let gs = gs.unwrap_or(xs);
+    let mut out = pool::take_uninit(xs.len());
+    if s >= SHORT_SEG {
+        apply_segs(&mut out, s, |i, o| {
+            let k = &coef[i % c];
+            let x = &xs[i * s..][..s];
+            let g = &gs[i * s..][..s];
+            for ((o, &xv), &gv) in o.iter_mut().zip(x).zip(g) {
+                *o = f(xv, gv, k);
+            }
+        });
+    } else {
+        let len = c * s;
+        let ce = expand_channels(coef, s);
+        apply_segs(&mut out, len, |r, o| {
+            let x = &xs[r * len..][..len];
+            let g = &gs[r * len..][..len];
+            for (((o, &xv), &gv), k) in o.iter_mut().zip(x).zip(g).zip(&ce) {
+                *o = f(xv, gv, k);
+            }
+        });
+    }
+    out
 }
 
 /// Per-(sample, channel) `(Σ dy, Σ dy·(x − mean)·invstd)` over `[n, c, s]` segments, where
@@ -395,11 +511,16 @@ impl Tensor {
                     .collect(),
             )
         };
-        let out = x.with_f32(OP, |xs| {
-            affine_segments(xs, s, |i| {
-                let ch = i % c;
+        let coef: Vec<[f32; 4]> = (0..c)
+            .map(|ch| {
                 let g = w.as_ref().map_or(1.0, |w| w[ch]);
-                (mean[ch], g * invstd[ch], b.as_ref().map_or(0.0, |b| b[ch]))
+                let sh = b.as_ref().map_or(0.0, |b| b[ch]);
+                [mean[ch], g * invstd[ch], sh, 0.0]
+            })
+            .collect();
+        let out = x.with_f32(OP, |xs| {
+            channel_map(xs, None, (n, c, s), &coef, |x, _, k| {
+                (x - k[0]) * k[1] + k[2]
             })
         })?;
         let out = Tensor::from_f32(out, &shape);
@@ -409,38 +530,27 @@ impl Tensor {
             let gd = dense(g)?;
             let (dx, dw, db) = x.with_f32(OP, |xs| {
                 gd.with_f32(OP, |gs| {
-                    let sums = seg_grad_sums(xs, gs, n * c, s, |i| (mean[i % c], invstd[i % c]));
-                    let (sdy, sdyx) = sum_over_batch(&sums, c);
+                    let (sdy, sdyx) = channel_grad_sums(xs, gs, (n, c, s), &mean, &invstd);
                     let dx = need_dx.then(|| {
                         // Training: dx = γσ⁻¹ (dy − Σdy/M − x̂ Σ(dy x̂)/M); inference: γσ⁻¹ dy.
                         let mf = m as f32;
-                        let coef: Vec<(f32, f32, f32)> = (0..c)
+                        let coef: Vec<[f32; 4]> = (0..c)
                             .map(|ch| {
                                 let k = w.as_ref().map_or(1.0, |w| w[ch]) * invstd[ch];
                                 if training {
-                                    (k, sdy[ch] / mf, sdyx[ch] * invstd[ch] / mf)
+                                    [k, sdy[ch] / mf, sdyx[ch] * invstd[ch] / mf, mean[ch]]
                                 } else {
-                                    (k, 0.0, 0.0)
+                                    [k, 0.0, 0.0, mean[ch]]
                                 }
                             })
                             .collect();
-                        let mut dx = pool::take_uninit(xs.len());
-                        apply_segs(&mut dx, s, |i, o| {
-                            let ch = i % c;
-                            let (k, bb, q) = coef[ch];
-                            let mu = mean[ch];
-                            let x = &xs[i * s..][..s];
-                            let g = &gs[i * s..][..s];
-                            if training {
-                                for ((d, &xv), &gv) in o.iter_mut().zip(x).zip(g) {
-                                    *d = k * (gv - bb - (xv - mu) * q);
-                                }
-                            } else {
-                                for (d, &gv) in o.iter_mut().zip(g) {
-                                    *d = k * gv;
-                                }
-                            }
-                        });
+                        let dx = if training {
+                            channel_map(xs, Some(gs), (n, c, s), &coef, |x, g, k| {
+                                k[0] * (g - k[1] - (x - k[3]) * k[2])
+                            })
+                        } else {
+                            channel_map(xs, Some(gs), (n, c, s), &coef, |_, g, k| k[0] * g)
+                        };
                         Tensor::from_f32(dx, &shape)
                     });
                     let dw = has_w.then(|| Tensor::from_f32(sdyx, &[c]));
