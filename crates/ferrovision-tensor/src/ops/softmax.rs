@@ -1,1 +1,517 @@
-//! (to be written)
+//! Softmax and log-softmax along any axis, numerically stable (max subtraction), with fused
+//! backward kernels.
+//!
+//! The tensor is viewed as `[outer, C, inner]` with the softmax axis in the middle. Two kernels:
+//! - `inner == 1` (last axis, classifier logits): one contiguous row per position;
+//! - `inner > 1` (e.g. axis 1 of NCHW, per-pixel class scores): tiles of up to a few hundred
+//!   neighbouring positions are processed together so every loop runs over contiguous memory
+//!   and vectorises, while the `C × tile` block stays in cache.
+//!
+//! The helpers here (`fast_exp`, the tiling, the lane reductions) are shared with `loss.rs`.
+
+use crate::autograd::record;
+use crate::shape::normalize_axis;
+use crate::storage::pool;
+use crate::{Result, Tensor};
+use rayon::prelude::*;
+
+// ----------------------------------------------------------------------------------------------
+// Shared numeric helpers
+// ----------------------------------------------------------------------------------------------
+
+/// `exp(x)` in f32 without branches, so loops over it vectorise (Cody-Waite range reduction and
+/// a degree-6 polynomial; relative error below 3e-7 over the whole range). Overflows to `inf`
+/// above ~88.72, flushes to 0 below ~-103.9 (through denormals), propagates NaN.
+#[inline(always)]
+pub(crate) fn fast_exp(x: f32) -> f32 {
+    const HI: f32 = 88.722_83;
+    const LO: f32 = -103.972_08;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // clamp (unlike f32::max/min) lets a NaN through.
+    let xc = x.clamp(LO, HI);
+    let t = xc * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r2 = r * r;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let p = p * r2 + r + 1.0;
+    // 2^n built from the integer bits of t, split in two factors so n in [-150, 128] is exact.
+    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let n1 = ni >> 1;
+    let n2 = ni.wrapping_sub(n1);
+    let s1 = f32::from_bits((n1.wrapping_add(127) << 23) as u32);
+    let s2 = f32::from_bits((n2.wrapping_add(127) << 23) as u32);
+    let v = p * s1 * s2;
+    if x > HI {
+        f32::INFINITY
+    } else if x < LO {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// Maximum of a slice (`-inf` when empty); NaNs are skipped here, callers get NaN from the
+/// later `exp(x - max)` anyway.
+#[inline]
+pub(crate) fn max_of(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let mut it = x.chunks_exact(16);
+    for v in &mut it {
+        for i in 0..16 {
+            acc[i] = if v[i] > acc[i] { v[i] } else { acc[i] };
+        }
+    }
+    let mut m = f32::NEG_INFINITY;
+    for &a in acc.iter().chain(it.remainder()) {
+        m = if a > m { a } else { m };
+    }
+    m
+}
+
+/// Sum of a slice in 16 f32 lanes, flushed into f64 every 4096 elements (fast and accurate).
+#[inline]
+pub(crate) fn sum_f64(x: &[f32]) -> f64 {
+    let mut total = 0.0f64;
+    for chunk in x.chunks(4096) {
+        let mut acc = [0.0f32; 16];
+        let mut it = chunk.chunks_exact(16);
+        for v in &mut it {
+            for i in 0..16 {
+                acc[i] += v[i];
+            }
+        }
+        let mut t = 0.0f32;
+        for &a in acc.iter().chain(it.remainder()) {
+            t += a;
+        }
+        total += t as f64;
+    }
+    total
+}
+
+/// `Σ f(a_i, b_i)` over two equal-length slices, in 16 f32 lanes flushed into f64.
+#[inline(always)]
+pub(crate) fn sum2_f64(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut total = 0.0f64;
+    for (ca, cb) in a.chunks(4096).zip(b.chunks(4096)) {
+        let mut acc = [0.0f32; 16];
+        let mut ia = ca.chunks_exact(16);
+        let mut ib = cb.chunks_exact(16);
+        for (va, vb) in (&mut ia).zip(&mut ib) {
+            for i in 0..16 {
+                acc[i] += f(va[i], vb[i]);
+            }
+        }
+        let mut t = 0.0f32;
+        for &x in &acc {
+            t += x;
+        }
+        for (&x, &y) in ia.remainder().iter().zip(ib.remainder()) {
+            t += f(x, y);
+        }
+        total += t as f64;
+    }
+    total
+}
+
+/// `Σ f(a_i)` in 16 f32 lanes flushed into f64.
+#[inline(always)]
+pub(crate) fn sum1_f64(a: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut total = 0.0f64;
+    for ca in a.chunks(4096) {
+        let mut acc = [0.0f32; 16];
+        let mut ia = ca.chunks_exact(16);
+        for va in &mut ia {
+            for i in 0..16 {
+                acc[i] += f(va[i]);
+            }
+        }
+        let mut t = 0.0f32;
+        for &x in acc.iter() {
+            t += x;
+        }
+        for &x in ia.remainder() {
+            t += f(x);
+        }
+        total += t as f64;
+    }
+    total
+}
+
+// ----------------------------------------------------------------------------------------------
+// [outer, C, inner] tiling
+// ----------------------------------------------------------------------------------------------
+
+/// Largest tile (positions) of the `inner > 1` kernels; sizes their stack scratch arrays.
+pub(crate) const MAX_BLOCK: usize = 512;
+
+/// The `[outer, C, inner]` view of a shape around `axis`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AxisDims {
+    pub outer: usize,
+    pub c: usize,
+    pub inner: usize,
+}
+
+impl AxisDims {
+    pub(crate) fn new(shape: &[usize], axis: usize) -> Self {
+        AxisDims {
+            outer: shape[..axis].iter().product(),
+            c: shape[axis],
+            inner: shape[axis + 1..].iter().product(),
+        }
+    }
+
+    /// Positions (= outer · inner), each reduced over C values.
+    pub(crate) fn positions(&self) -> usize {
+        self.outer * self.inner
+    }
+
+    /// Tile width for the `inner > 1` kernels: the `C × block` tile stays around 32 KiB.
+    pub(crate) fn block(&self) -> usize {
+        let b = (8192 / self.c.max(1)).clamp(16, MAX_BLOCK) & !15;
+        b.min(self.inner).max(1)
+    }
+
+    /// Offset of element (o, k, i).
+    #[inline(always)]
+    pub(crate) fn at(&self, o: usize, k: usize, i: usize) -> usize {
+        (o * self.c + k) * self.inner + i
+    }
+}
+
+/// One tile of an `[outer, C, inner]` output: outer index, first inner position, and the C
+/// mutable row pieces (each `len` long) it owns.
+pub(crate) struct Tile<'a, T = f32> {
+    pub o: usize,
+    pub i0: usize,
+    pub len: usize,
+    pub rows: Vec<&'a mut [T]>,
+}
+
+/// Splits a contiguous `[outer, C, inner]` buffer into disjoint tiles of `block` positions, so
+/// tiles can be written in parallel without unsafe code.
+pub(crate) fn split_tiles<T>(out: &mut [T], d: AxisDims, block: usize) -> Vec<Tile<'_, T>> {
+    let nb = d.inner.div_ceil(block);
+    let mut tiles: Vec<Tile<'_, T>> = Vec::with_capacity(d.outer * nb);
+    if d.c == 0 || d.inner == 0 {
+        return tiles;
+    }
+    for (o, plane) in out.chunks_mut(d.c * d.inner).enumerate() {
+        let base = tiles.len();
+        for j in 0..nb {
+            let i0 = j * block;
+            tiles.push(Tile {
+                o,
+                i0,
+                len: block.min(d.inner - i0),
+                rows: Vec::with_capacity(d.c),
+            });
+        }
+        for row in plane.chunks_mut(d.inner) {
+            for (j, piece) in row.chunks_mut(block).enumerate() {
+                tiles[base + j].rows.push(piece);
+            }
+        }
+    }
+    tiles
+}
+
+/// Runs `f` over tiles, in parallel when the total work (`elems`) is worth it.
+pub(crate) fn for_tiles<'a, T: Send>(
+    tiles: Vec<Tile<'a, T>>,
+    elems: usize,
+    f: impl Fn(Tile<'a, T>) + Sync + Send,
+) {
+    if elems >= 1 << 15 && rayon::current_num_threads() > 1 && tiles.len() > 1 {
+        tiles.into_par_iter().for_each(f);
+    } else {
+        tiles.into_iter().for_each(f);
+    }
+}
+
+/// Runs `f(first_row, rows_chunk)` over chunks of `row_len`-long rows of `out`, in parallel
+/// when worth it.
+pub(crate) fn for_rows(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if row_len == 0 || out.is_empty() {
+        return;
+    }
+    match super::par_chunk(out.len(), 1 << 14) {
+        Some(chunk) => {
+            let rows_per = chunk.div_ceil(row_len).max(1);
+            out.par_chunks_mut(rows_per * row_len)
+                .enumerate()
+                .for_each(|(j, o)| f(j * rows_per, o));
+        }
+        None => f(0, out),
+    }
+}
+
+/// Reads a tensor as a contiguous f32 copy-or-share: `self` detached when already dense,
+/// otherwise a contiguous copy (so kernels and saved tensors can borrow one slice).
+pub(crate) fn dense(t: &Tensor) -> Result<Tensor> {
+    if t.is_contiguous() {
+        Ok(t.detach())
+    } else {
+        t.copy_data()
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Softmax kernels
+// ----------------------------------------------------------------------------------------------
+
+/// Forward over contiguous rows of length `c`.
+fn forward_rows(x: &[f32], y: &mut [f32], c: usize, log: bool) {
+    for_rows(y, c, |r0, ys| {
+        for (j, yr) in ys.chunks_mut(c).enumerate() {
+            let xr = &x[(r0 + j) * c..][..c];
+            let m = max_of(xr);
+            if log {
+                // (x − max) − ln Σ, in PyTorch's order (exact for the largest score).
+                let ls = (sum1_f64(xr, |v| fast_exp(v - m)) as f32).ln();
+                for (o, &v) in yr.iter_mut().zip(xr) {
+                    *o = (v - m) - ls;
+                }
+            } else {
+                for (o, &v) in yr.iter_mut().zip(xr) {
+                    *o = fast_exp(v - m);
+                }
+                let inv = 1.0 / sum_f64(yr) as f32;
+                for o in yr.iter_mut() {
+                    *o *= inv;
+                }
+            }
+        }
+    });
+}
+
+/// Forward over `[outer, C, inner]` with `inner > 1`, tile by tile.
+fn forward_tiles(x: &[f32], y: &mut [f32], d: AxisDims, log: bool) {
+    let block = d.block();
+    let tiles = split_tiles(y, d, block);
+    for_tiles(tiles, x.len(), |mut t| {
+        let n = t.len;
+        let mut m = [f32::NEG_INFINITY; MAX_BLOCK];
+        let mut s = [0.0f32; MAX_BLOCK];
+        let (m, s) = (&mut m[..n], &mut s[..n]);
+        let xrow = |k: usize| &x[d.at(t.o, k, t.i0)..][..n];
+        for k in 0..d.c {
+            for (mi, &v) in m.iter_mut().zip(xrow(k)) {
+                *mi = if v > *mi { v } else { *mi };
+            }
+        }
+        if log {
+            for k in 0..d.c {
+                for ((si, &mi), &v) in s.iter_mut().zip(m.iter()).zip(xrow(k)) {
+                    *si += fast_exp(v - mi);
+                }
+            }
+            for si in s.iter_mut() {
+                *si = si.ln();
+            }
+            for (k, yr) in t.rows.iter_mut().enumerate() {
+                for (((o, &v), &mi), &ls) in yr.iter_mut().zip(xrow(k)).zip(m.iter()).zip(s.iter())
+                {
+                    *o = (v - mi) - ls;
+                }
+            }
+        } else {
+            for (k, yr) in t.rows.iter_mut().enumerate() {
+                for (((o, &v), &mi), si) in
+                    yr.iter_mut().zip(xrow(k)).zip(m.iter()).zip(s.iter_mut())
+                {
+                    let e = fast_exp(v - mi);
+                    *o = e;
+                    *si += e;
+                }
+            }
+            for si in s.iter_mut() {
+                *si = 1.0 / *si;
+            }
+            for yr in t.rows.iter_mut() {
+                for (o, &inv) in yr.iter_mut().zip(s.iter()) {
+                    *o *= inv;
+                }
+            }
+        }
+    });
+}
+
+/// Backward over rows: softmax `dx = y (dy - Σ dy y)`, log-softmax `dx = dy - exp(y) Σ dy`.
+fn backward_rows(y: &[f32], dy: &[f32], dx: &mut [f32], c: usize, log: bool) {
+    for_rows(dx, c, |r0, dxs| {
+        for (j, dr) in dxs.chunks_mut(c).enumerate() {
+            let yr = &y[(r0 + j) * c..][..c];
+            let gr = &dy[(r0 + j) * c..][..c];
+            if log {
+                let s = sum_f64(gr) as f32;
+                for ((o, &yv), &g) in dr.iter_mut().zip(yr).zip(gr) {
+                    *o = g - fast_exp(yv) * s;
+                }
+            } else {
+                let s = sum2_f64(gr, yr, |g, yv| g * yv) as f32;
+                for ((o, &yv), &g) in dr.iter_mut().zip(yr).zip(gr) {
+                    *o = yv * (g - s);
+                }
+            }
+        }
+    });
+}
+
+/// Backward over `[outer, C, inner]` tiles.
+fn backward_tiles(y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims, log: bool) {
+    let block = d.block();
+    let tiles = split_tiles(dx, d, block);
+    for_tiles(tiles, y.len(), |mut t| {
+        let n = t.len;
+        let mut s = [0.0f32; MAX_BLOCK];
+        let s = &mut s[..n];
+        let yrow = |k: usize| &y[d.at(t.o, k, t.i0)..][..n];
+        let grow = |k: usize| &dy[d.at(t.o, k, t.i0)..][..n];
+        for k in 0..d.c {
+            if log {
+                for (si, &g) in s.iter_mut().zip(grow(k)) {
+                    *si += g;
+                }
+            } else {
+                for ((si, &g), &yv) in s.iter_mut().zip(grow(k)).zip(yrow(k)) {
+                    *si += g * yv;
+                }
+            }
+        }
+        for (k, dr) in t.rows.iter_mut().enumerate() {
+            let (yr, gr) = (yrow(k), grow(k));
+            if log {
+                for (((o, &yv), &g), &si) in dr.iter_mut().zip(yr).zip(gr).zip(s.iter()) {
+                    *o = g - fast_exp(yv) * si;
+                }
+            } else {
+                for (((o, &yv), &g), &si) in dr.iter_mut().zip(yr).zip(gr).zip(s.iter()) {
+                    *o = yv * (g - si);
+                }
+            }
+        }
+    });
+}
+
+fn softmax_impl(x: &Tensor, axis: isize, log: bool) -> Result<Tensor> {
+    let op = if log { "log_softmax" } else { "softmax" };
+    x.expect_f32(op)?;
+    let shape = x.shape().to_vec();
+    // A 0-d tensor is a single position of one class (like PyTorch).
+    let ax = if shape.is_empty() {
+        normalize_axis(op, axis, 1)?;
+        0
+    } else {
+        normalize_axis(op, axis, shape.len())?
+    };
+    let d = if shape.is_empty() {
+        AxisDims {
+            outer: 1,
+            c: 1,
+            inner: 1,
+        }
+    } else {
+        AxisDims::new(&shape, ax)
+    };
+    let mut out = pool::take_uninit(x.numel());
+    x.with_f32(op, |xs| {
+        if d.inner == 1 {
+            forward_rows(xs, &mut out, d.c, log);
+        } else {
+            forward_tiles(xs, &mut out, d, log);
+        }
+    })?;
+    let out = Tensor::from_f32(out, &shape);
+    let y = out.detach();
+    Ok(record(out, op, &[x], move |g| {
+        let mut dx = pool::take_uninit(y.numel());
+        y.with_f32(op, |ys| {
+            g.with_f32(op, |gs| {
+                if d.inner == 1 {
+                    backward_rows(ys, gs, &mut dx, d.c, log);
+                } else {
+                    backward_tiles(ys, gs, &mut dx, d, log);
+                }
+            })
+        })??;
+        Ok(vec![Some(Tensor::from_f32(dx, y.shape()))])
+    }))
+}
+
+impl Tensor {
+    /// Softmax along `axis` (negative counts from the end): `exp(x - max) / Σ exp(x - max)`.
+    /// Rows that are all `-inf` give NaN (like PyTorch). Fast paths: the last axis, and axis 1
+    /// of NCHW (per-pixel over channels).
+    ///
+    /// ```
+    /// use ferrovision_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 1.0, 1.0, 1.0], &[2, 2]).unwrap();
+    /// assert_eq!(x.softmax(-1).unwrap().to_vec::<f32>().unwrap(), vec![0.5; 4]);
+    /// ```
+    pub fn softmax(&self, axis: isize) -> Result<Tensor> {
+        softmax_impl(self, axis, false)
+    }
+
+    /// Log-softmax along `axis`: `x - max - ln Σ exp(x - max)` (never takes the log of a
+    /// softmax, so it is exact for very negative scores).
+    pub fn log_softmax(&self, axis: isize) -> Result<Tensor> {
+        softmax_impl(self, axis, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_accuracy() {
+        let mut worst = 0.0f64;
+        let mut x = -103.0f32;
+        while x < 88.7 {
+            let e = fast_exp(x) as f64;
+            let r = (x as f64).exp();
+            // Relative error where the result is a normal float.
+            if r > 1.2e-38 {
+                worst = worst.max(((e - r) / r).abs());
+            }
+            x += 0.0137;
+        }
+        assert!(worst < 4e-7, "worst rel error {worst}");
+        assert_eq!(fast_exp(0.0), 1.0);
+        assert_eq!(fast_exp(-200.0), 0.0);
+        assert_eq!(fast_exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(fast_exp(100.0), f32::INFINITY);
+        assert!(fast_exp(f32::NAN).is_nan());
+        assert!(fast_exp(88.7) > 3.0e38);
+    }
+
+    #[test]
+    fn tiles_cover_everything_once() {
+        let d = AxisDims {
+            outer: 3,
+            c: 5,
+            inner: 37,
+        };
+        let mut buf = vec![0.0f32; 3 * 5 * 37];
+        let tiles = split_tiles(&mut buf, d, 16);
+        for_tiles(tiles, 0, |mut t| {
+            for (k, r) in t.rows.iter_mut().enumerate() {
+                for (i, v) in r.iter_mut().enumerate() {
+                    *v += d.at(t.o, k, t.i0 + i) as f32 + 1.0;
+                }
+            }
+        });
+        for (i, v) in buf.iter().enumerate() {
+            assert_eq!(*v, i as f32 + 1.0);
+        }
+    }
+}
