@@ -30,5 +30,8 @@ pub use autograd::{custom_op, grad, is_grad_enabled, no_grad, NoGradGuard};
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
+pub use ops::conv::{ConvOpts, ConvTransposeOpts, Padding};
+pub use ops::loss::{CrossEntropyOpts, Reduction};
 pub use ops::manip::PadMode;
+pub use ops::pool::PoolOpts;
 pub use tensor::{BufferElement, Tensor};
