@@ -1,1 +1,1490 @@
-//! (to be written)
+//! Pooling over 1, 2 or 3 spatial dims (NCL, NCHW, NCDHW, or unbatched CL/CHW/CDHW): max and
+//! average pooling with stride, padding, dilation and ceil mode, max pooling with indices and
+//! unpooling, adaptive pooling and global pooling. Semantics follow PyTorch.
+//!
+//! # How it is computed
+//!
+//! Every op here (and every resize of [`super::resize`]) is *separable*: the window of an output
+//! element is a product of one window per axis. Average pooling divides by a product of per-axis
+//! counts (PyTorch's divisor is `(hend-hstart)*(wend-wstart)` with each factor clipped per axis),
+//! so it is a product of per-axis linear maps; max over a box is the max over each axis in turn.
+//! Each op is therefore run as one 1-D pass per non-trivial axis over each `(n, c)` plane: first
+//! the depth and height passes, whose taps are whole contiguous rows (vectorised elementwise
+//! loops), then the width pass, which shrinks the data first for the cheap strided part. A pass
+//! is described by [`Taps`]: for each output position, the input positions it reads (and their
+//! weights for linear maps). The 2x2-stride-2 and 3x3-stride-2 width passes have specialised
+//! loops.
+//!
+//! Max pooling tracks, per output, the flat index of the chosen element within its plane. Ties
+//! go to the smallest flat index (the first in PyTorch's row-major scan, whatever the pass
+//! order); a NaN in a window wins. The forward pass saves these indices as `i32` when a gradient
+//! is needed and the backward pass scatters the output gradient through them.
+//!
+//! Planes are processed in parallel with rayon above a size threshold.
+
+use crate::autograd::{is_grad_enabled, record};
+use crate::storage::pool as bufpool;
+use crate::{DType, Error, Result, Tensor};
+use rayon::prelude::*;
+
+// ---------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------
+
+/// Window options of max and average pooling, like the arguments of `torch.nn.MaxPool2d` /
+/// `AvgPool2d`.
+///
+/// Each list holds one value (used for every spatial dim) or one value per spatial dim.
+///
+/// ```
+/// use ferrovision_tensor::{ops::pool::PoolOpts, Tensor};
+/// let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4]).unwrap();
+/// let y = x.max_pool2d(&PoolOpts::new(&[2])).unwrap();
+/// assert_eq!(y.to_vec::<f32>().unwrap(), vec![5.0, 7.0, 13.0, 15.0]);
+/// let y = x.avg_pool2d(&PoolOpts::new(&[3]).stride(&[2]).padding(&[1]).count_include_pad(false)).unwrap();
+/// assert_eq!(y.shape(), &[1, 1, 2, 2]);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolOpts {
+    /// Window size.
+    pub kernel: Vec<usize>,
+    /// Step between windows; empty means the kernel size.
+    pub stride: Vec<usize>,
+    /// Implicit padding on both sides of each dim; empty means 0. Must be at most half the
+    /// kernel size (PyTorch's rule). Max pooling pads with -inf, average pooling with zeros.
+    pub padding: Vec<usize>,
+    /// Spacing between window elements (max pooling only; average pooling needs 1); empty
+    /// means 1.
+    pub dilation: Vec<usize>,
+    /// Use ceiling instead of floor to compute the output size. As in PyTorch, a last window
+    /// is only kept if it starts inside the input or the left padding.
+    pub ceil_mode: bool,
+    /// Average pooling: count padded zeros in the divisor (PyTorch default `true`). Windows
+    /// that hang past the right padding in ceil mode never count the part beyond it.
+    pub count_include_pad: bool,
+}
+
+impl PoolOpts {
+    /// Options with the given kernel size (one value for every dim, or one per dim), stride
+    /// equal to the kernel, no padding, dilation 1, floor mode, `count_include_pad = true`.
+    pub fn new(kernel: &[usize]) -> Self {
+        PoolOpts {
+            kernel: kernel.to_vec(),
+            stride: Vec::new(),
+            padding: Vec::new(),
+            dilation: Vec::new(),
+            ceil_mode: false,
+            count_include_pad: true,
+        }
+    }
+
+    /// Sets the stride.
+    pub fn stride(mut self, stride: &[usize]) -> Self {
+        self.stride = stride.to_vec();
+        self
+    }
+
+    /// Sets the symmetric padding.
+    pub fn padding(mut self, padding: &[usize]) -> Self {
+        self.padding = padding.to_vec();
+        self
+    }
+
+    /// Sets the dilation (max pooling only).
+    pub fn dilation(mut self, dilation: &[usize]) -> Self {
+        self.dilation = dilation.to_vec();
+        self
+    }
+
+    /// Sets ceil mode.
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// Sets whether average pooling counts padding in its divisor.
+    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
+        self.count_include_pad = count_include_pad;
+        self
+    }
+}
+
+/// Expands an option list to the three internal axes (D, H, W); leading unused axes get `unused`.
+fn per_axis(
+    op: &'static str,
+    what: &str,
+    v: &[usize],
+    sp: usize,
+    default: usize,
+    unused: usize,
+) -> Result<[usize; 3]> {
+    let mut out = [unused; 3];
+    let vals: Vec<usize> = match v.len() {
+        0 => vec![default; sp],
+        1 => vec![v[0]; sp],
+        n if n == sp => v.to_vec(),
+        n => {
+            return Err(Error::invalid(
+                op,
+                format!("{what} has {n} values {v:?}; expected 1 or {sp}"),
+            ))
+        }
+    };
+    out[3 - sp..].copy_from_slice(&vals);
+    Ok(out)
+}
+
+/// Output length of one pooled axis (PyTorch's `pooling_output_shape`), validating the window.
+#[allow(clippy::too_many_arguments)]
+fn pool_out_len(
+    op: &'static str,
+    len: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+    ceil: bool,
+) -> Result<usize> {
+    if k == 0 || s == 0 || d == 0 {
+        return Err(Error::invalid(
+            op,
+            format!("kernel {k}, stride {s} and dilation {d} must all be positive"),
+        ));
+    }
+    if p > k / 2 {
+        return Err(Error::invalid(
+            op,
+            format!("padding {p} must be at most half the kernel size {k}"),
+        ));
+    }
+    let eff = (d * (k - 1) + 1) as i64;
+    let (len_i, s_i, p_i) = (len as i64, s as i64, p as i64);
+    let num = len_i + 2 * p_i - eff + if ceil { s_i - 1 } else { 0 };
+    let mut out = num.div_euclid(s_i) + 1;
+    if ceil && (out - 1) * s_i >= len_i + p_i {
+        out -= 1;
+    }
+    if out < 1 {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "input size {len} is too small for kernel {k} (dilation {d}, padding {p}, stride {s}): output size would be {out}"
+            ),
+        ));
+    }
+    Ok(out as usize)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Taps: the per-axis description of a separable pass
+// ---------------------------------------------------------------------------------------------
+
+/// Window `o*s - pad + j*d, j < k` shared by the outputs `lo..hi` (all in range, weight `w`).
+#[derive(Debug, Clone, Copy)]
+struct Affine {
+    k: usize,
+    s: usize,
+    d: usize,
+    pad: usize,
+    lo: usize,
+    hi: usize,
+    w: f32,
+}
+
+/// One axis of a separable op: for each output position `o`, the input positions it reads
+/// (ascending for pooling) and their weights (used by linear maps; max ignores them).
+#[derive(Debug, Clone)]
+pub(crate) struct Taps {
+    len_in: usize,
+    len_out: usize,
+    off: Vec<usize>,
+    idx: Vec<usize>,
+    w: Vec<f32>,
+    affine: Option<Affine>,
+}
+
+impl Taps {
+    /// Builds taps by calling `f(o, &mut taps)` for every output position; `f` pushes
+    /// `(input position, weight)` pairs.
+    pub(crate) fn build(
+        len_in: usize,
+        len_out: usize,
+        mut f: impl FnMut(usize, &mut Vec<(usize, f32)>),
+    ) -> Taps {
+        let mut off = Vec::with_capacity(len_out + 1);
+        let mut idx = Vec::new();
+        let mut w = Vec::new();
+        let mut buf = Vec::new();
+        off.push(0);
+        for o in 0..len_out {
+            buf.clear();
+            f(o, &mut buf);
+            for &(i, wt) in &buf {
+                debug_assert!(i < len_in);
+                idx.push(i);
+                w.push(wt);
+            }
+            off.push(idx.len());
+        }
+        Taps {
+            len_in,
+            len_out,
+            off,
+            idx,
+            w,
+            affine: None,
+        }
+    }
+
+    #[inline(always)]
+    fn taps(&self, o: usize) -> (&[usize], &[f32]) {
+        let r = self.off[o]..self.off[o + 1];
+        (&self.idx[r.clone()], &self.w[r])
+    }
+
+    /// Window of a max (`avg = None`) or average (`avg = Some(count_include_pad)`) pooling
+    /// axis; `None` when the axis is the identity.
+    #[allow(clippy::too_many_arguments)]
+    fn pool(
+        len: usize,
+        out: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        d: usize,
+        avg: Option<bool>,
+    ) -> Option<Taps> {
+        if k == 1 && s == 1 && p == 0 && out == len {
+            return None;
+        }
+        let (li, pi) = (len as i64, p as i64);
+        let mut t = Taps::build(len, out, |o, v| {
+            let st = (o * s) as i64 - pi;
+            match avg {
+                None => {
+                    for j in 0..k {
+                        let q = st + (j * d) as i64;
+                        if q >= 0 && q < li {
+                            v.push((q as usize, 1.0));
+                        }
+                    }
+                }
+                Some(include_pad) => {
+                    let end = (st + k as i64).min(li + pi);
+                    let pool_size = end - st;
+                    let (lo, hi) = (st.max(0), end.min(li));
+                    let count = hi - lo;
+                    if count > 0 {
+                        let div = if include_pad { pool_size } else { count };
+                        let w = 1.0 / div as f32;
+                        for q in lo..hi {
+                            v.push((q as usize, w));
+                        }
+                    }
+                }
+            }
+        });
+        // The run of outputs whose window is whole (same weight): fast path of the width pass.
+        let full = |o: usize| -> bool {
+            let st = (o * s) as i64 - pi;
+            st >= 0 && st + (((k - 1) * d) as i64) < li
+        };
+        let lo = (0..out).find(|&o| full(o));
+        if let Some(lo) = lo {
+            let hi = (lo..out).find(|&o| !full(o)).unwrap_or(out);
+            let w = t.w[t.off[lo]];
+            t.affine = Some(Affine {
+                k,
+                s,
+                d,
+                pad: p,
+                lo,
+                hi,
+                w,
+            });
+        }
+        Some(t)
+    }
+
+    /// PyTorch adaptive bins `floor(o*len/out) .. ceil((o+1)*len/out)`, weight `1/count`;
+    /// `None` when the axis is the identity.
+    fn adaptive(len: usize, out: usize) -> Option<Taps> {
+        if len == out {
+            return None;
+        }
+        Some(Taps::build(len, out, |o, v| {
+            let start = o * len / out;
+            let end = ((o + 1) * len).div_ceil(out);
+            let w = 1.0 / (end - start) as f32;
+            for q in start..end {
+                v.push((q, w));
+            }
+        }))
+    }
+}
+
+/// Output dims of a separable op.
+fn out_dims(dims: [usize; 3], taps: &[Option<Taps>; 3]) -> [usize; 3] {
+    let mut o = dims;
+    for a in 0..3 {
+        if let Some(t) = &taps[a] {
+            o[a] = t.len_out;
+        }
+    }
+    o
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shapes
+// ---------------------------------------------------------------------------------------------
+
+/// Leading (batch/channel) dims of a pooled or resized tensor and its spatial dims, padded to
+/// three internal axes (D, H, W) with leading ones.
+pub(crate) struct Spatial {
+    lead: Vec<usize>,
+    planes: usize,
+    pub(crate) dims: [usize; 3],
+    sp: usize,
+}
+
+impl Spatial {
+    /// Accepts `(N, C, *spatial)` or unbatched `(C, *spatial)` with `sp` spatial dims.
+    pub(crate) fn of(x: &Tensor, op: &'static str, sp: usize) -> Result<Spatial> {
+        x.expect_f32(op)?;
+        let r = x.rank();
+        if r != sp + 2 && r != sp + 1 {
+            let names = ["L", "H, W", "D, H, W"][sp - 1];
+            return Err(Error::bad_shape(
+                op,
+                x.shape(),
+                format!("rank {} (N, C, {names}) or {} (C, {names})", sp + 2, sp + 1),
+            ));
+        }
+        let lead = x.shape()[..r - sp].to_vec();
+        let mut dims = [1; 3];
+        dims[3 - sp..].copy_from_slice(&x.shape()[r - sp..]);
+        if dims.iter().product::<usize>() > i32::MAX as usize {
+            return Err(Error::bad_shape(
+                op,
+                x.shape(),
+                "fewer than 2^31 elements per plane",
+            ));
+        }
+        Ok(Spatial {
+            planes: lead.iter().product(),
+            lead,
+            dims,
+            sp,
+        })
+    }
+
+    fn shape_with(&self, dims: &[usize; 3]) -> Vec<usize> {
+        let mut s = self.lead.clone();
+        s.extend_from_slice(&dims[3 - self.sp..]);
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parallel driver
+// ---------------------------------------------------------------------------------------------
+
+/// Below this many elements touched an op runs on one thread.
+const PAR_MIN_WORK: usize = 1 << 15;
+
+/// Runs `body(planes, out_chunk, aux_chunk)` over consecutive chunks of planes, in parallel when
+/// the work is big enough. `out` holds `out_plane` values per plane, `aux` `aux_plane`.
+fn par_planes<T: Send>(
+    planes: usize,
+    work_per_plane: usize,
+    out: &mut [f32],
+    out_plane: usize,
+    aux: &mut [T],
+    aux_plane: usize,
+    body: impl Fn(std::ops::Range<usize>, &mut [f32], &mut [T]) + Sync,
+) {
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || planes < 2 || planes * work_per_plane < PAR_MIN_WORK {
+        body(0..planes, out, aux);
+        return;
+    }
+    // A few chunks per thread balance uneven scheduling without much overhead.
+    let per = planes.div_ceil(threads * 2).max(1);
+    let mut jobs = Vec::with_capacity(planes.div_ceil(per));
+    let (mut o, mut a) = (out, aux);
+    let mut p = 0;
+    while p < planes {
+        let n = per.min(planes - p);
+        let (o1, o2) = o.split_at_mut(n * out_plane);
+        let (a1, a2) = a.split_at_mut(n * aux_plane);
+        jobs.push((p..p + n, o1, a1));
+        o = o2;
+        a = a2;
+        p += n;
+    }
+    jobs.into_par_iter().for_each(|(r, o, a)| body(r, o, a));
+}
+
+/// Per-thread ping-pong buffers of the intermediate passes.
+#[derive(Default)]
+struct Scratch {
+    f: [Vec<f32>; 2],
+    i: [Vec<i32>; 2],
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear separable engine (average pooling, adaptive average pooling, resize)
+// ---------------------------------------------------------------------------------------------
+
+/// `out[a, o, b] = Σ_(l, w) w · x[a, l, b]` over the taps of `o`.
+fn lin_pass(x: &[f32], a: usize, b: usize, t: &Taps, out: &mut [f32]) {
+    let (lin, lout) = (t.len_in, t.len_out);
+    if b == 1 {
+        for (xr, or) in x.chunks_exact(lin).zip(out.chunks_exact_mut(lout)).take(a) {
+            lin_row(xr, t, or);
+        }
+        return;
+    }
+    for (xs, os) in x
+        .chunks_exact(lin * b)
+        .zip(out.chunks_exact_mut(lout * b))
+        .take(a)
+    {
+        for (o, orow) in os.chunks_exact_mut(b).enumerate() {
+            let (ids, ws) = t.taps(o);
+            if ids.is_empty() {
+                orow.fill(0.0);
+                continue;
+            }
+            let w0 = ws[0];
+            for (d, &s) in orow.iter_mut().zip(&xs[ids[0] * b..][..b]) {
+                *d = w0 * s;
+            }
+            for (&l, &w) in ids[1..].iter().zip(&ws[1..]) {
+                for (d, &s) in orow.iter_mut().zip(&xs[l * b..][..b]) {
+                    *d += w * s;
+                }
+            }
+        }
+    }
+}
+
+/// Width pass of [`lin_pass`] on one contiguous row.
+fn lin_row(x: &[f32], t: &Taps, out: &mut [f32]) {
+    let (lo, hi) = match t.affine {
+        Some(af) if af.d == 1 && af.hi > af.lo => {
+            let n = af.hi - af.lo;
+            let base = af.lo * af.s - af.pad;
+            let xs = &x[base..base + (n - 1) * af.s + af.k];
+            let os = &mut out[af.lo..af.hi];
+            match (af.k, af.s) {
+                (2, 2) => sum_row_affine::<2, 2>(xs, os, af.w),
+                (3, 2) => sum_row_affine::<3, 2>(xs, os, af.w),
+                (3, 1) => sum_row_affine::<3, 1>(xs, os, af.w),
+                _ => {
+                    for (i, o) in os.iter_mut().enumerate() {
+                        let s: f32 = xs[i * af.s..i * af.s + af.k].iter().sum();
+                        *o = s * af.w;
+                    }
+                }
+            }
+            (af.lo, af.hi)
+        }
+        _ => (0, 0),
+    };
+    for o in (0..lo).chain(hi..t.len_out) {
+        let (ids, ws) = t.taps(o);
+        let mut acc = 0.0f32;
+        for (&l, &w) in ids.iter().zip(ws) {
+            acc += w * x[l];
+        }
+        out[o] = acc;
+    }
+}
+
+/// `out[i] = w · Σ_{j<K} x[i*S + j]` (the caller sized `x` to cover every window).
+#[inline(always)]
+fn sum_row_affine<const K: usize, const S: usize>(x: &[f32], out: &mut [f32], w: f32) {
+    let n = out.len();
+    assert!(x.len() >= (n - 1) * S + K);
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut acc = x[i * S];
+        for j in 1..K {
+            acc += x[i * S + j];
+        }
+        *o = acc * w;
+    }
+}
+
+/// Transpose of [`lin_pass`]: `gx[a, l, b] += Σ w · g[a, o, b]` (`gx` must start zeroed).
+fn lin_pass_t(g: &[f32], a: usize, b: usize, t: &Taps, gx: &mut [f32]) {
+    let (lin, lout) = (t.len_in, t.len_out);
+    if b == 1 {
+        for (gr, xr) in g.chunks_exact(lout).zip(gx.chunks_exact_mut(lin)).take(a) {
+            lin_row_t(gr, t, xr);
+        }
+        return;
+    }
+    for (gs, xs) in g
+        .chunks_exact(lout * b)
+        .zip(gx.chunks_exact_mut(lin * b))
+        .take(a)
+    {
+        for (o, grow) in gs.chunks_exact(b).enumerate() {
+            let (ids, ws) = t.taps(o);
+            for (&l, &w) in ids.iter().zip(ws) {
+                for (d, &s) in xs[l * b..][..b].iter_mut().zip(grow) {
+                    *d += w * s;
+                }
+            }
+        }
+    }
+}
+
+/// Width pass of [`lin_pass_t`] on one row.
+fn lin_row_t(g: &[f32], t: &Taps, gx: &mut [f32]) {
+    let (lo, hi) = match t.affine {
+        Some(af) if af.d == 1 && af.hi > af.lo => {
+            let n = af.hi - af.lo;
+            let base = af.lo * af.s - af.pad;
+            let xs = &mut gx[base..base + (n - 1) * af.s + af.k];
+            let gs = &g[af.lo..af.hi];
+            match (af.k, af.s) {
+                (2, 2) => {
+                    // Disjoint windows: a plain broadcast, no accumulation.
+                    for (pair, &v) in xs.chunks_exact_mut(2).zip(gs) {
+                        let v = v * af.w;
+                        pair[0] += v;
+                        pair[1] += v;
+                    }
+                }
+                _ => {
+                    for (i, &v) in gs.iter().enumerate() {
+                        let v = v * af.w;
+                        for d in &mut xs[i * af.s..i * af.s + af.k] {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+            (af.lo, af.hi)
+        }
+        _ => (0, 0),
+    };
+    for o in (0..lo).chain(hi..t.len_out) {
+        let (ids, ws) = t.taps(o);
+        let v = g[o];
+        for (&l, &w) in ids.iter().zip(ws) {
+            gx[l] += w * v;
+        }
+    }
+}
+
+/// The non-identity axes of `taps`, in pass order (D, H, then W).
+fn active(taps: &[Option<Taps>; 3]) -> ([usize; 3], usize) {
+    let mut ax = [0; 3];
+    let mut n = 0;
+    for (a, t) in taps.iter().enumerate() {
+        if t.is_some() {
+            ax[n] = a;
+            n += 1;
+        }
+    }
+    (ax, n)
+}
+
+/// Applies the separable linear map to one plane of dims `dims`.
+fn lin_forward_plane(
+    x: &[f32],
+    dims: [usize; 3],
+    taps: &[Option<Taps>; 3],
+    out: &mut [f32],
+    scr: &mut Scratch,
+) {
+    let (axes, n) = active(taps);
+    if n == 0 {
+        out.copy_from_slice(x);
+        return;
+    }
+    let mut cur = dims;
+    for (pi, &ax) in axes[..n].iter().enumerate() {
+        let t = taps[ax].as_ref().expect("active axis");
+        let a: usize = cur[..ax].iter().product();
+        let b: usize = cur[ax + 1..].iter().product();
+        let mut next = cur;
+        next[ax] = t.len_out;
+        let last = pi + 1 == n;
+        let mut dstv = (!last).then(|| {
+            let mut v = std::mem::take(&mut scr.f[pi % 2]);
+            v.resize(next.iter().product(), 0.0);
+            v
+        });
+        {
+            let src: &[f32] = if pi == 0 { x } else { &scr.f[(pi - 1) % 2] };
+            let dst: &mut [f32] = match &mut dstv {
+                Some(v) => v,
+                None => out,
+            };
+            lin_pass(src, a, b, t, dst);
+        }
+        if let Some(v) = dstv {
+            scr.f[pi % 2] = v;
+        }
+        cur = next;
+    }
+}
+
+/// Applies the transpose of the separable linear map to one plane of output gradient `g`
+/// (output dims `odims`), accumulating into `gx` (input dims `dims`, zeroed by the caller).
+fn lin_backward_plane(
+    g: &[f32],
+    dims: [usize; 3],
+    taps: &[Option<Taps>; 3],
+    gx: &mut [f32],
+    scr: &mut Scratch,
+) {
+    let (axes, n) = active(taps);
+    if n == 0 {
+        for (d, &s) in gx.iter_mut().zip(g) {
+            *d += s;
+        }
+        return;
+    }
+    // Dims before each pass of the forward order.
+    let mut before = [dims; 3];
+    let mut cur = dims;
+    for (pi, &ax) in axes[..n].iter().enumerate() {
+        before[pi] = cur;
+        cur[ax] = taps[ax].as_ref().expect("active axis").len_out;
+    }
+    for (step, pi) in (0..n).rev().enumerate() {
+        let ax = axes[pi];
+        let t = taps[ax].as_ref().expect("active axis");
+        let inp = before[pi];
+        let a: usize = inp[..ax].iter().product();
+        let b: usize = inp[ax + 1..].iter().product();
+        let last = pi == 0;
+        let mut dstv = (!last).then(|| {
+            let mut v = std::mem::take(&mut scr.f[step % 2]);
+            v.clear();
+            v.resize(inp.iter().product(), 0.0);
+            v
+        });
+        {
+            let src: &[f32] = if step == 0 { g } else { &scr.f[(step - 1) % 2] };
+            let dst: &mut [f32] = match &mut dstv {
+                Some(v) => v,
+                None => gx,
+            };
+            lin_pass_t(src, a, b, t, dst);
+        }
+        if let Some(v) = dstv {
+            scr.f[step % 2] = v;
+        }
+    }
+}
+
+/// Runs a separable linear map over the last `sp` dims of `x` (validated by [`Spatial::of`])
+/// and records its gradient (the transposed map).
+pub(crate) fn separable_linear(
+    x: &Tensor,
+    op: &'static str,
+    sp: usize,
+    taps: [Option<Taps>; 3],
+) -> Result<Tensor> {
+    let s = Spatial::of(x, op, sp)?;
+    let dims = s.dims;
+    let odims = out_dims(dims, &taps);
+    let (in_plane, out_plane) = (
+        dims.iter().product::<usize>(),
+        odims.iter().product::<usize>(),
+    );
+    let mut out = bufpool::take_uninit(s.planes * out_plane);
+    x.with_f32(op, |xs| {
+        par_planes(
+            s.planes,
+            in_plane + out_plane,
+            &mut out,
+            out_plane,
+            &mut [] as &mut [i32],
+            0,
+            |r, o, _| {
+                let mut scr = Scratch::default();
+                for (k, p) in r.enumerate() {
+                    lin_forward_plane(
+                        &xs[p * in_plane..(p + 1) * in_plane],
+                        dims,
+                        &taps,
+                        &mut o[k * out_plane..(k + 1) * out_plane],
+                        &mut scr,
+                    );
+                }
+            },
+        )
+    })?;
+    let out = Tensor::from_f32(out, &s.shape_with(&odims));
+    let in_shape = x.shape().to_vec();
+    let planes = s.planes;
+    Ok(record(out, op, &[x], move |g| {
+        let mut gx = bufpool::take_zeroed(planes * in_plane);
+        g.with_f32(op, |gs| {
+            par_planes(
+                planes,
+                in_plane + out_plane,
+                &mut gx,
+                in_plane,
+                &mut [] as &mut [i32],
+                0,
+                |r, d, _| {
+                    let mut scr = Scratch::default();
+                    for (k, p) in r.enumerate() {
+                        lin_backward_plane(
+                            &gs[p * out_plane..(p + 1) * out_plane],
+                            dims,
+                            &taps,
+                            &mut d[k * in_plane..(k + 1) * in_plane],
+                            &mut scr,
+                        );
+                    }
+                },
+            )
+        })?;
+        Ok(vec![Some(Tensor::from_f32(gx, &in_shape))])
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Max separable engine
+// ---------------------------------------------------------------------------------------------
+
+/// Where the flat plane index of an input element comes from: its own position (first pass)
+/// or the index carried from an earlier pass.
+trait IdxSrc: Copy {
+    fn at(self, p: usize) -> i32;
+}
+
+#[derive(Clone, Copy)]
+struct Implicit;
+
+impl IdxSrc for Implicit {
+    #[inline(always)]
+    fn at(self, p: usize) -> i32 {
+        p as i32
+    }
+}
+
+impl IdxSrc for &[i32] {
+    #[inline(always)]
+    fn at(self, p: usize) -> i32 {
+        self[p]
+    }
+}
+
+/// True when candidate `(v, i)` replaces the running max `(m, mi)`: larger, or equal with a
+/// smaller flat index (PyTorch's first-in-scan-order), or NaN (which propagates).
+#[inline(always)]
+fn better(v: f32, i: i32, m: f32, mi: i32) -> bool {
+    v > m || (v == m && i < mi) || v.is_nan()
+}
+
+/// Max over the taps of each output; `TRACK` also writes the winning flat index.
+fn max_pass<const TRACK: bool, I: IdxSrc>(
+    x: &[f32],
+    ix: I,
+    a: usize,
+    b: usize,
+    t: &Taps,
+    out: &mut [f32],
+    oidx: &mut [i32],
+) {
+    let (lin, lout) = (t.len_in, t.len_out);
+    if b == 1 {
+        for ai in 0..a {
+            let (xo, oo) = (ai * lin, ai * lout);
+            let (or, oi) = if TRACK {
+                (&mut out[oo..oo + lout], &mut oidx[oo..oo + lout])
+            } else {
+                (&mut out[oo..oo + lout], &mut [][..])
+            };
+            max_row::<TRACK, I>(&x[xo..xo + lin], ix, xo, t, or, oi);
+        }
+        return;
+    }
+    for ai in 0..a {
+        for o in 0..lout {
+            let op = (ai * lout + o) * b;
+            let orow = &mut out[op..op + b];
+            let (ids, _) = t.taps(o);
+            let Some((&l0, rest)) = ids.split_first() else {
+                orow.fill(f32::NEG_INFINITY);
+                if TRACK {
+                    oidx[op..op + b].fill(-1);
+                }
+                continue;
+            };
+            let p0 = (ai * lin + l0) * b;
+            orow.copy_from_slice(&x[p0..p0 + b]);
+            if TRACK {
+                let oi = &mut oidx[op..op + b];
+                for (k, d) in oi.iter_mut().enumerate() {
+                    *d = ix.at(p0 + k);
+                }
+                for &l in rest {
+                    let p = (ai * lin + l) * b;
+                    let xr = &x[p..p + b];
+                    for (k, ((m, mi), &v)) in orow.iter_mut().zip(oi.iter_mut()).zip(xr).enumerate()
+                    {
+                        let i = ix.at(p + k);
+                        if better(v, i, *m, *mi) {
+                            *m = v;
+                            *mi = i;
+                        }
+                    }
+                }
+            } else {
+                for &l in rest {
+                    let p = (ai * lin + l) * b;
+                    for (m, &v) in orow.iter_mut().zip(&x[p..p + b]) {
+                        if v > *m || v.is_nan() {
+                            *m = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Width pass of [`max_pass`] on one row starting at plane offset `base`.
+fn max_row<const TRACK: bool, I: IdxSrc>(
+    x: &[f32],
+    ix: I,
+    base: usize,
+    t: &Taps,
+    out: &mut [f32],
+    oidx: &mut [i32],
+) {
+    let (lo, hi) = match t.affine {
+        Some(af) if af.hi > af.lo => {
+            match (af.k, af.s, af.d) {
+                (2, 2, 1) => max_row_affine::<TRACK, I, 2, 2>(x, ix, base, af, out, oidx),
+                (3, 2, 1) => max_row_affine::<TRACK, I, 3, 2>(x, ix, base, af, out, oidx),
+                (3, 1, 1) => max_row_affine::<TRACK, I, 3, 1>(x, ix, base, af, out, oidx),
+                _ => {
+                    for o in af.lo..af.hi {
+                        let st = o * af.s - af.pad;
+                        let (mut m, mut mi) = (x[st], ix.at(base + st));
+                        for j in 1..af.k {
+                            let q = st + j * af.d;
+                            let (v, i) = (x[q], ix.at(base + q));
+                            if better(v, i, m, mi) {
+                                m = v;
+                                mi = i;
+                            }
+                        }
+                        out[o] = m;
+                        if TRACK {
+                            oidx[o] = mi;
+                        }
+                    }
+                }
+            }
+            (af.lo, af.hi)
+        }
+        _ => (0, 0),
+    };
+    for o in (0..lo).chain(hi..t.len_out) {
+        let (ids, _) = t.taps(o);
+        let (mut m, mut mi) = (f32::NEG_INFINITY, -1);
+        if let Some((&l0, rest)) = ids.split_first() {
+            m = x[l0];
+            mi = ix.at(base + l0);
+            for &l in rest {
+                let (v, i) = (x[l], ix.at(base + l));
+                if better(v, i, m, mi) {
+                    m = v;
+                    mi = i;
+                }
+            }
+        }
+        out[o] = m;
+        if TRACK {
+            oidx[o] = mi;
+        }
+    }
+}
+
+/// Interior of the width pass for a `K`-wide, stride-`S`, undilated window.
+#[inline(always)]
+fn max_row_affine<const TRACK: bool, I: IdxSrc, const K: usize, const S: usize>(
+    x: &[f32],
+    ix: I,
+    base: usize,
+    af: Affine,
+    out: &mut [f32],
+    oidx: &mut [i32],
+) {
+    let n = af.hi - af.lo;
+    let st0 = af.lo * S - af.pad;
+    let xs = &x[st0..st0 + (n - 1) * S + K];
+    let os = &mut out[af.lo..af.hi];
+    if TRACK {
+        let oi = &mut oidx[af.lo..af.hi];
+        for (k, (m_out, i_out)) in os.iter_mut().zip(oi.iter_mut()).enumerate() {
+            let q = k * S;
+            let (mut m, mut mi) = (xs[q], ix.at(base + st0 + q));
+            for j in 1..K {
+                let (v, i) = (xs[q + j], ix.at(base + st0 + q + j));
+                if better(v, i, m, mi) {
+                    m = v;
+                    mi = i;
+                }
+            }
+            *m_out = m;
+            *i_out = mi;
+        }
+    } else {
+        for (k, m_out) in os.iter_mut().enumerate() {
+            let q = k * S;
+            let mut m = xs[q];
+            for j in 1..K {
+                let v = xs[q + j];
+                if v > m || v.is_nan() {
+                    m = v;
+                }
+            }
+            *m_out = m;
+        }
+    }
+}
+
+/// Max over the separable window of one plane; with `TRACK` also the flat input index.
+fn max_forward_plane<const TRACK: bool>(
+    x: &[f32],
+    dims: [usize; 3],
+    taps: &[Option<Taps>; 3],
+    out: &mut [f32],
+    oidx: &mut [i32],
+    scr: &mut Scratch,
+) {
+    let (axes, n) = active(taps);
+    if n == 0 {
+        out.copy_from_slice(x);
+        if TRACK {
+            for (k, d) in oidx.iter_mut().enumerate() {
+                *d = k as i32;
+            }
+        }
+        return;
+    }
+    let mut cur = dims;
+    for (pi, &ax) in axes[..n].iter().enumerate() {
+        let t = taps[ax].as_ref().expect("active axis");
+        let a: usize = cur[..ax].iter().product();
+        let b: usize = cur[ax + 1..].iter().product();
+        let mut next = cur;
+        next[ax] = t.len_out;
+        let next_n: usize = next.iter().product();
+        let last = pi + 1 == n;
+        let mut dstv = (!last).then(|| {
+            let mut v = std::mem::take(&mut scr.f[pi % 2]);
+            v.resize(next_n, 0.0);
+            let mut i = std::mem::take(&mut scr.i[pi % 2]);
+            if TRACK {
+                i.resize(next_n, 0);
+            }
+            (v, i)
+        });
+        {
+            let dst: (&mut [f32], &mut [i32]) = match &mut dstv {
+                Some((v, i)) => (v, i),
+                None => (&mut *out, &mut *oidx),
+            };
+            if pi == 0 {
+                max_pass::<TRACK, Implicit>(x, Implicit, a, b, t, dst.0, dst.1);
+            } else {
+                let src = &scr.f[(pi - 1) % 2];
+                let sidx: &[i32] = &scr.i[(pi - 1) % 2];
+                max_pass::<TRACK, &[i32]>(src, sidx, a, b, t, dst.0, dst.1);
+            }
+        }
+        if let Some((v, i)) = dstv {
+            scr.f[pi % 2] = v;
+            scr.i[pi % 2] = i;
+        }
+        cur = next;
+    }
+}
+
+/// Output of [`separable_max`]: values (with gradient) and, when asked, the flat indices.
+struct MaxOut {
+    values: Tensor,
+    indices: Option<Vec<i32>>,
+}
+
+/// Max over separable windows of the last `sp` dims of `x`, recording the gradient (scatter
+/// through the saved argmax indices). `want_idx` returns the indices too.
+fn separable_max(
+    x: &Tensor,
+    op: &'static str,
+    sp: usize,
+    taps: [Option<Taps>; 3],
+    want_idx: bool,
+) -> Result<MaxOut> {
+    let s = Spatial::of(x, op, sp)?;
+    let dims = s.dims;
+    let odims = out_dims(dims, &taps);
+    let (in_plane, out_plane) = (
+        dims.iter().product::<usize>(),
+        odims.iter().product::<usize>(),
+    );
+    let needs_grad = is_grad_enabled() && x.requires_grad();
+    let track = want_idx || needs_grad;
+    let mut out = bufpool::take_uninit(s.planes * out_plane);
+    let mut idx: Vec<i32> = if track {
+        vec![0; s.planes * out_plane]
+    } else {
+        Vec::new()
+    };
+    let idx_plane = if track { out_plane } else { 0 };
+    x.with_f32(op, |xs| {
+        par_planes(
+            s.planes,
+            in_plane + out_plane,
+            &mut out,
+            out_plane,
+            &mut idx,
+            idx_plane,
+            |r, o, ii| {
+                let mut scr = Scratch::default();
+                for (k, p) in r.enumerate() {
+                    let xp = &xs[p * in_plane..(p + 1) * in_plane];
+                    let op = &mut o[k * out_plane..(k + 1) * out_plane];
+                    if track {
+                        let ip = &mut ii[k * out_plane..(k + 1) * out_plane];
+                        max_forward_plane::<true>(xp, dims, &taps, op, ip, &mut scr);
+                    } else {
+                        max_forward_plane::<false>(xp, dims, &taps, op, &mut [], &mut scr);
+                    }
+                }
+            },
+        )
+    })?;
+    let values = Tensor::from_f32(out, &s.shape_with(&odims));
+    if !needs_grad {
+        return Ok(MaxOut {
+            values,
+            indices: track.then_some(idx),
+        });
+    }
+    let in_shape = x.shape().to_vec();
+    let planes = s.planes;
+    let (indices, saved) = if want_idx {
+        (Some(idx.clone()), idx)
+    } else {
+        (None, idx)
+    };
+    let values = record(values, op, &[x], move |g| {
+        let gx = g.with_f32(op, |gs| {
+            scatter_planes(gs, &saved, planes, out_plane, in_plane)
+        })?;
+        Ok(vec![Some(Tensor::from_f32(gx, &in_shape))])
+    });
+    Ok(MaxOut { values, indices })
+}
+
+/// `dst[plane][idx[o]] += src[plane][o]` for every plane (negative indices are skipped).
+fn scatter_planes(
+    src: &[f32],
+    idx: &[i32],
+    planes: usize,
+    src_plane: usize,
+    dst_plane: usize,
+) -> Vec<f32> {
+    let mut dst = bufpool::take_zeroed(planes * dst_plane);
+    par_planes(
+        planes,
+        src_plane + dst_plane,
+        &mut dst,
+        dst_plane,
+        &mut [] as &mut [i32],
+        0,
+        |r, d, _| {
+            for (k, p) in r.enumerate() {
+                let dp = &mut d[k * dst_plane..(k + 1) * dst_plane];
+                let sp = p * src_plane..(p + 1) * src_plane;
+                for (&v, &i) in src[sp.clone()].iter().zip(&idx[sp]) {
+                    if let Some(slot) = usize::try_from(i).ok().and_then(|i| dp.get_mut(i)) {
+                        *slot += v;
+                    }
+                }
+            }
+        },
+    );
+    dst
+}
+
+/// `dst[plane][o] = src[plane][idx[o]]` for every plane.
+fn gather_planes(
+    src: &[f32],
+    idx: &[i64],
+    planes: usize,
+    src_plane: usize,
+    dst_plane: usize,
+) -> Vec<f32> {
+    let mut dst = bufpool::take_uninit(planes * dst_plane);
+    par_planes(
+        planes,
+        src_plane + dst_plane,
+        &mut dst,
+        dst_plane,
+        &mut [] as &mut [i32],
+        0,
+        |r, d, _| {
+            for (k, p) in r.enumerate() {
+                let sp = &src[p * src_plane..(p + 1) * src_plane];
+                let ip = &idx[p * dst_plane..(p + 1) * dst_plane];
+                for (o, &i) in d[k * dst_plane..(k + 1) * dst_plane].iter_mut().zip(ip) {
+                    *o = sp[i as usize];
+                }
+            }
+        },
+    );
+    dst
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public ops
+// ---------------------------------------------------------------------------------------------
+
+/// Per-axis taps of a max or average pooling with `opts` over `dims`.
+fn pool_taps(
+    op: &'static str,
+    sp: usize,
+    dims: [usize; 3],
+    opts: &PoolOpts,
+    avg: Option<bool>,
+) -> Result<[Option<Taps>; 3]> {
+    if opts.kernel.is_empty() {
+        return Err(Error::invalid(op, "kernel size is empty"));
+    }
+    let k = per_axis(op, "kernel", &opts.kernel, sp, 1, 1)?;
+    let s = if opts.stride.is_empty() {
+        k
+    } else {
+        per_axis(op, "stride", &opts.stride, sp, 1, 1)?
+    };
+    let p = per_axis(op, "padding", &opts.padding, sp, 0, 0)?;
+    let d = per_axis(op, "dilation", &opts.dilation, sp, 1, 1)?;
+    if avg.is_some() && d.iter().any(|&v| v != 1) {
+        return Err(Error::invalid(
+            op,
+            format!("average pooling has no dilation (got {:?})", opts.dilation),
+        ));
+    }
+    let mut taps: [Option<Taps>; 3] = [None, None, None];
+    for a in 3 - sp..3 {
+        let out = pool_out_len(op, dims[a], k[a], s[a], p[a], d[a], opts.ceil_mode)?;
+        taps[a] = Taps::pool(dims[a], out, k[a], s[a], p[a], d[a], avg);
+    }
+    Ok(taps)
+}
+
+/// Per-axis adaptive taps for `output_size` (one value per spatial dim).
+fn adaptive_taps(
+    op: &'static str,
+    sp: usize,
+    dims: [usize; 3],
+    output_size: &[usize],
+) -> Result<[Option<Taps>; 3]> {
+    if output_size.len() != sp {
+        return Err(Error::invalid(
+            op,
+            format!("output_size {output_size:?} must have {sp} value(s), one per spatial dim"),
+        ));
+    }
+    if output_size.contains(&0) {
+        return Err(Error::invalid(
+            op,
+            format!("output_size {output_size:?} must be positive"),
+        ));
+    }
+    let mut taps: [Option<Taps>; 3] = [None, None, None];
+    for (i, a) in (3 - sp..3).enumerate() {
+        if dims[a] == 0 {
+            return Err(Error::invalid(
+                op,
+                format!("spatial input dims {:?} must be non-empty", &dims[3 - sp..]),
+            ));
+        }
+        taps[a] = Taps::adaptive(dims[a], output_size[i]);
+    }
+    Ok(taps)
+}
+
+fn indices_tensor(idx: &[i32], shape: &[usize]) -> Result<Tensor> {
+    Tensor::from_vec(idx.iter().map(|&i| i as i64).collect::<Vec<i64>>(), shape)
+}
+
+impl Tensor {
+    fn max_pool_nd(
+        &self,
+        op: &'static str,
+        sp: usize,
+        opts: &PoolOpts,
+        want_idx: bool,
+    ) -> Result<MaxOut> {
+        let s = Spatial::of(self, op, sp)?;
+        let taps = pool_taps(op, sp, s.dims, opts, None)?;
+        separable_max(self, op, sp, taps, want_idx)
+    }
+
+    fn avg_pool_nd(&self, op: &'static str, sp: usize, opts: &PoolOpts) -> Result<Tensor> {
+        let s = Spatial::of(self, op, sp)?;
+        let taps = pool_taps(op, sp, s.dims, opts, Some(opts.count_include_pad))?;
+        separable_linear(self, op, sp, taps)
+    }
+
+    fn with_indices(&self, m: MaxOut) -> Result<(Tensor, Tensor)> {
+        let idx = m.indices.expect("indices were requested");
+        let i = indices_tensor(&idx, m.values.shape())?;
+        Ok((m.values, i))
+    }
+
+    /// 1-D max pooling of `(N, C, L)` (or `(C, L)`) like `torch.nn.functional.max_pool1d`.
+    pub fn max_pool1d(&self, opts: &PoolOpts) -> Result<Tensor> {
+        Ok(self.max_pool_nd("max_pool1d", 1, opts, false)?.values)
+    }
+
+    /// 2-D max pooling of `(N, C, H, W)` (or `(C, H, W)`) like `torch.nn.functional.max_pool2d`:
+    /// padding counts as -inf, ties pick the first element in row-major order.
+    pub fn max_pool2d(&self, opts: &PoolOpts) -> Result<Tensor> {
+        Ok(self.max_pool_nd("max_pool2d", 2, opts, false)?.values)
+    }
+
+    /// 3-D max pooling of `(N, C, D, H, W)` (or `(C, D, H, W)`).
+    pub fn max_pool3d(&self, opts: &PoolOpts) -> Result<Tensor> {
+        Ok(self.max_pool_nd("max_pool3d", 3, opts, false)?.values)
+    }
+
+    /// [`Tensor::max_pool1d`] and the `I64` index of each maximum within its length-`L` row.
+    pub fn max_pool1d_with_indices(&self, opts: &PoolOpts) -> Result<(Tensor, Tensor)> {
+        let m = self.max_pool_nd("max_pool1d_with_indices", 1, opts, true)?;
+        self.with_indices(m)
+    }
+
+    /// [`Tensor::max_pool2d`] and the `I64` flat index (`h * W + w`) of each maximum within its
+    /// `(n, c)` plane, like PyTorch's `return_indices=True`; feed them to
+    /// [`Tensor::max_unpool2d`].
+    pub fn max_pool2d_with_indices(&self, opts: &PoolOpts) -> Result<(Tensor, Tensor)> {
+        let m = self.max_pool_nd("max_pool2d_with_indices", 2, opts, true)?;
+        self.with_indices(m)
+    }
+
+    /// [`Tensor::max_pool3d`] and the `I64` flat index (`(d * H + h) * W + w`) of each maximum.
+    pub fn max_pool3d_with_indices(&self, opts: &PoolOpts) -> Result<(Tensor, Tensor)> {
+        let m = self.max_pool_nd("max_pool3d_with_indices", 3, opts, true)?;
+        self.with_indices(m)
+    }
+
+    /// 1-D average pooling of `(N, C, L)` (or `(C, L)`) like
+    /// `torch.nn.functional.avg_pool1d`.
+    pub fn avg_pool1d(&self, opts: &PoolOpts) -> Result<Tensor> {
+        self.avg_pool_nd("avg_pool1d", 1, opts)
+    }
+
+    /// 2-D average pooling of `(N, C, H, W)` (or `(C, H, W)`) like
+    /// `torch.nn.functional.avg_pool2d` (without `divisor_override`).
+    pub fn avg_pool2d(&self, opts: &PoolOpts) -> Result<Tensor> {
+        self.avg_pool_nd("avg_pool2d", 2, opts)
+    }
+
+    /// 3-D average pooling of `(N, C, D, H, W)` (or `(C, D, H, W)`).
+    pub fn avg_pool3d(&self, opts: &PoolOpts) -> Result<Tensor> {
+        self.avg_pool_nd("avg_pool3d", 3, opts)
+    }
+
+    /// Adaptive average pooling to length `output_size[0]`: output `i` averages input
+    /// `floor(i*L/out) .. ceil((i+1)*L/out)`.
+    pub fn adaptive_avg_pool1d(&self, output_size: &[usize]) -> Result<Tensor> {
+        self.adaptive_avg_nd("adaptive_avg_pool1d", 1, output_size)
+    }
+
+    /// Adaptive average pooling to `output_size = [H_out, W_out]` (PyTorch bins
+    /// `floor(i*in/out) .. ceil((i+1)*in/out)` per dim).
+    pub fn adaptive_avg_pool2d(&self, output_size: &[usize]) -> Result<Tensor> {
+        self.adaptive_avg_nd("adaptive_avg_pool2d", 2, output_size)
+    }
+
+    /// Adaptive average pooling to `output_size = [D_out, H_out, W_out]`.
+    pub fn adaptive_avg_pool3d(&self, output_size: &[usize]) -> Result<Tensor> {
+        self.adaptive_avg_nd("adaptive_avg_pool3d", 3, output_size)
+    }
+
+    /// Adaptive max pooling to length `output_size[0]` (same bins as the average version).
+    pub fn adaptive_max_pool1d(&self, output_size: &[usize]) -> Result<Tensor> {
+        Ok(self
+            .adaptive_max_nd("adaptive_max_pool1d", 1, output_size, false)?
+            .values)
+    }
+
+    /// Adaptive max pooling to `output_size = [H_out, W_out]`.
+    pub fn adaptive_max_pool2d(&self, output_size: &[usize]) -> Result<Tensor> {
+        Ok(self
+            .adaptive_max_nd("adaptive_max_pool2d", 2, output_size, false)?
+            .values)
+    }
+
+    /// Adaptive max pooling to `output_size = [D_out, H_out, W_out]`.
+    pub fn adaptive_max_pool3d(&self, output_size: &[usize]) -> Result<Tensor> {
+        Ok(self
+            .adaptive_max_nd("adaptive_max_pool3d", 3, output_size, false)?
+            .values)
+    }
+
+    /// [`Tensor::adaptive_max_pool2d`] and the `I64` flat index of each maximum in its plane.
+    pub fn adaptive_max_pool2d_with_indices(
+        &self,
+        output_size: &[usize],
+    ) -> Result<(Tensor, Tensor)> {
+        let m = self.adaptive_max_nd("adaptive_max_pool2d_with_indices", 2, output_size, true)?;
+        self.with_indices(m)
+    }
+
+    fn adaptive_avg_nd(
+        &self,
+        op: &'static str,
+        sp: usize,
+        output_size: &[usize],
+    ) -> Result<Tensor> {
+        let s = Spatial::of(self, op, sp)?;
+        let taps = adaptive_taps(op, sp, s.dims, output_size)?;
+        separable_linear(self, op, sp, taps)
+    }
+
+    fn adaptive_max_nd(
+        &self,
+        op: &'static str,
+        sp: usize,
+        output_size: &[usize],
+        want_idx: bool,
+    ) -> Result<MaxOut> {
+        let s = Spatial::of(self, op, sp)?;
+        let taps = adaptive_taps(op, sp, s.dims, output_size)?;
+        separable_max(self, op, sp, taps, want_idx)
+    }
+
+    /// Mean over the spatial dims of `(N, C, H, W)`, giving `(N, C)` (`(C, H, W)` gives `(C)`).
+    /// For a `(N, C, 1, 1)` result use `adaptive_avg_pool2d(&[1, 1])`.
+    pub fn global_avg_pool2d(&self) -> Result<Tensor> {
+        let op = "global_avg_pool2d";
+        let s = Spatial::of(self, op, 2)?;
+        let y = self.adaptive_avg_nd(op, 2, &[1, 1])?;
+        y.reshape(&s.lead)
+    }
+
+    /// Max over the spatial dims of `(N, C, H, W)`, giving `(N, C)`; the gradient goes to the
+    /// first maximum. For a `(N, C, 1, 1)` result use `adaptive_max_pool2d(&[1, 1])`.
+    pub fn global_max_pool2d(&self) -> Result<Tensor> {
+        let op = "global_max_pool2d";
+        let s = Spatial::of(self, op, 2)?;
+        let y = self.adaptive_max_nd(op, 2, &[1, 1], false)?.values;
+        y.reshape(&s.lead)
+    }
+
+    fn max_unpool_nd(
+        &self,
+        op: &'static str,
+        sp: usize,
+        indices: &Tensor,
+        output_size: &[usize],
+    ) -> Result<Tensor> {
+        let s = Spatial::of(self, op, sp)?;
+        if indices.shape() != self.shape() {
+            return Err(Error::shape_mismatch(op, self.shape(), indices.shape()));
+        }
+        if !matches!(indices.dtype(), DType::I64 | DType::I32) {
+            return Err(Error::dtype(op, indices.dtype(), "I64 or I32 indices"));
+        }
+        indices.check_cpu(op)?;
+        // Accept the spatial size alone or a full shape (like `F.max_unpool2d`'s output_size).
+        let spatial: &[usize] = if output_size.len() == sp {
+            output_size
+        } else if output_size.len() == self.rank() && output_size[..self.rank() - sp] == s.lead[..]
+        {
+            &output_size[self.rank() - sp..]
+        } else {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "output_size {output_size:?} must list the {sp} spatial size(s) (input shape {:?})",
+                    self.shape()
+                ),
+            ));
+        };
+        let mut odims = [1; 3];
+        odims[3 - sp..].copy_from_slice(spatial);
+        let in_plane: usize = s.dims.iter().product();
+        let out_plane: usize = odims.iter().product();
+        let idx: Vec<i64> = indices
+            .to_f64_vec()?
+            .into_iter()
+            .map(|v| v as i64)
+            .collect();
+        if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= out_plane) {
+            return Err(Error::IndexOutOfRange {
+                op,
+                index: bad,
+                size: out_plane,
+            });
+        }
+        let mut out = bufpool::take_zeroed(s.planes * out_plane);
+        self.with_f32(op, |xs| {
+            par_planes(
+                s.planes,
+                in_plane + out_plane,
+                &mut out,
+                out_plane,
+                &mut [] as &mut [i32],
+                0,
+                |r, o, _| {
+                    for (k, p) in r.enumerate() {
+                        let dst = &mut o[k * out_plane..(k + 1) * out_plane];
+                        let pr = p * in_plane..(p + 1) * in_plane;
+                        for (&v, &i) in xs[pr.clone()].iter().zip(&idx[pr]) {
+                            dst[i as usize] = v;
+                        }
+                    }
+                },
+            )
+        })?;
+        let out = Tensor::from_f32(out, &s.shape_with(&odims));
+        let in_shape = self.shape().to_vec();
+        let planes = s.planes;
+        Ok(record(out, op, &[self], move |g| {
+            let gx = g.with_f32(op, |gs| {
+                gather_planes(gs, &idx, planes, out_plane, in_plane)
+            })?;
+            Ok(vec![Some(Tensor::from_f32(gx, &in_shape))])
+        }))
+    }
+
+    /// Inverse of max pooling, like `torch.nn.functional.max_unpool1d`: zeros of length
+    /// `output_size[0]` with each input value written at its index.
+    pub fn max_unpool1d(&self, indices: &Tensor, output_size: &[usize]) -> Result<Tensor> {
+        self.max_unpool_nd("max_unpool1d", 1, indices, output_size)
+    }
+
+    /// Inverse of max pooling, like `torch.nn.functional.max_unpool2d`: a `(N, C, H, W)` tensor
+    /// of zeros (`output_size = [H, W]`, or the full shape) with each input value written at its
+    /// flat plane index from [`Tensor::max_pool2d_with_indices`]. With repeated indices the last
+    /// value wins; the gradient of every input is the output gradient at its index.
+    pub fn max_unpool2d(&self, indices: &Tensor, output_size: &[usize]) -> Result<Tensor> {
+        self.max_unpool_nd("max_unpool2d", 2, indices, output_size)
+    }
+
+    /// Inverse of 3-D max pooling (`output_size = [D, H, W]`).
+    pub fn max_unpool3d(&self, indices: &Tensor, output_size: &[usize]) -> Result<Tensor> {
+        self.max_unpool_nd("max_unpool3d", 3, indices, output_size)
+    }
+}
