@@ -864,6 +864,8 @@ fn max_row<const TRACK: bool, I: IdxSrc>(
     out: &mut [f32],
     oidx: &mut [i32],
 ) {
+    // Index of position `q` of the row; untracked passes have no carried indices to read.
+    let at = |q: usize| if TRACK { ix.at(base + q) } else { 0 };
     let (lo, hi) = match t.affine {
         Some(af) if af.hi > af.lo => {
             match (af.k, af.s, af.d) {
@@ -873,10 +875,10 @@ fn max_row<const TRACK: bool, I: IdxSrc>(
                 _ => {
                     for o in af.lo..af.hi {
                         let st = o * af.s - af.pad;
-                        let (mut m, mut mi) = (x[st], ix.at(base + st));
+                        let (mut m, mut mi) = (x[st], at(st));
                         for j in 1..af.k {
                             let q = st + j * af.d;
-                            let (v, i) = (x[q], ix.at(base + q));
+                            let (v, i) = (x[q], at(q));
                             if better(v, i, m, mi) {
                                 m = v;
                                 mi = i;
@@ -898,9 +900,9 @@ fn max_row<const TRACK: bool, I: IdxSrc>(
         let (mut m, mut mi) = (f32::NEG_INFINITY, -1);
         if let Some((&l0, rest)) = ids.split_first() {
             m = x[l0];
-            mi = ix.at(base + l0);
+            mi = at(l0);
             for &l in rest {
-                let (v, i) = (x[l], ix.at(base + l));
+                let (v, i) = (x[l], at(l));
                 if better(v, i, m, mi) {
                     m = v;
                     mi = i;
@@ -1477,8 +1479,9 @@ impl Tensor {
 
     /// Inverse of max pooling, like `torch.nn.functional.max_unpool2d`: a `(N, C, H, W)` tensor
     /// of zeros (`output_size = [H, W]`, or the full shape) with each input value written at its
-    /// flat plane index from [`Tensor::max_pool2d_with_indices`]. With repeated indices the last
-    /// value wins; the gradient of every input is the output gradient at its index.
+    /// flat plane index from [`Tensor::max_pool2d_with_indices`]. With repeated indices (from
+    /// overlapping windows) the last value is kept (PyTorch leaves this unspecified); the
+    /// gradient of every input is the output gradient at its index, as in PyTorch.
     pub fn max_unpool2d(&self, indices: &Tensor, output_size: &[usize]) -> Result<Tensor> {
         self.max_unpool_nd("max_unpool2d", 2, indices, output_size)
     }
