@@ -425,6 +425,18 @@ fn known_adaptive_and_global_cases() {
     assert_eq!(k.shape(), &[2, 3, 1, 1]);
     let (_, i) = x.adaptive_max_pool2d_with_indices(&[1, 1]).unwrap();
     assert_eq!(idxs(&i), [3; 6]);
+    // Whole-plane maximum with ties in different lanes and in the tail: the first one wins.
+    for (ties, want) in [([21, 5], 5), ([33, 40], 33), ([2, 18], 2)] {
+        let mut v = vec![0.0f32; 41];
+        for k in ties {
+            v[k] = 1.0;
+        }
+        let x = t(&v, &[1, 1, 1, 41]);
+        let (m, i) = x.adaptive_max_pool2d_with_indices(&[1, 1]).unwrap();
+        assert_eq!((vals(&m), idxs(&i)), (vec![1.0], vec![want]));
+        let g = grad_of(&x, &[1.0], |x| x.global_max_pool2d());
+        assert_eq!(g.iter().position(|&v| v == 1.0), Some(want as usize));
+    }
 }
 
 #[test]
@@ -617,11 +629,17 @@ fn adaptive_matches_reference() {
 /// sizes so that edge windows exist (ceil mode), against the reference.
 #[test]
 fn fast_paths_and_parallel_planes_match_reference() {
-    let shape = [3, 16, 19, 17];
+    // Many small planes (grouped, run in parallel), and a few wide ones (full-width blocks).
+    for shape in [[3, 16, 19, 17], [2, 2, 7, 45]] {
+        fast_paths_case(shape);
+    }
+}
+
+fn fast_paths_case(shape: [usize; 4]) {
     let x = uniform(&shape, -1.0, 1.0, 5);
     let xv = vals(&x);
-    let planes = 48;
-    let dims = [1, 19, 17];
+    let planes = shape[0] * shape[1];
+    let dims = [1, shape[2], shape[3]];
     for (k, s, p) in [(2, 2, 0), (3, 2, 1), (3, 1, 1)] {
         for ceil in [false, true] {
             let c = Cfg {

@@ -27,6 +27,51 @@ use crate::storage::pool as bufpool;
 use crate::{DType, Error, Result, Tensor};
 use rayon::prelude::*;
 
+/// Lanes of the vectorised max loops: the running maxima live in registers and are stored once
+/// per block (a select-and-store per tap would become a masked store).
+const LANES: usize = 16;
+
+/// Runs `body` with a block start `$start` and a const block width `$N` over blocks covering
+/// `0..$n`: blocks of width `$w1` (or `$w2`, `$w3` for shorter ranges), the last block shifted
+/// back to end at `$n` (overlapping its neighbour, so bodies must only write values they
+/// recompute), and single elements below `$w3`. This keeps short rows (LeNet's 10 or 14
+/// columns) vectorised.
+macro_rules! cover_blocks {
+    ($n:expr, $w1:literal, $w2:literal, $w3:literal, |$start:ident, $N:ident| $body:block) => {{
+        let n: usize = $n;
+        if n >= $w1 {
+            const $N: usize = $w1;
+            let mut s = 0;
+            while s < n {
+                let $start = s.min(n - $N);
+                $body
+                s += $N;
+            }
+        } else if n >= $w2 {
+            const $N: usize = $w2;
+            let mut s = 0;
+            while s < n {
+                let $start = s.min(n - $N);
+                $body
+                s += $N;
+            }
+        } else if n >= $w3 {
+            const $N: usize = $w3;
+            let mut s = 0;
+            while s < n {
+                let $start = s.min(n - $N);
+                $body
+                s += $N;
+            }
+        } else {
+            const $N: usize = 1;
+            for $start in 0..n {
+                $body
+            }
+        }
+    }};
+}
+
 // ---------------------------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------------------------
@@ -200,6 +245,8 @@ pub(crate) struct Taps {
     off: Vec<usize>,
     idx: Vec<usize>,
     w: Vec<f32>,
+    /// Every output reads this many taps (0 when counts differ): fixed-size inner loops.
+    fixed: usize,
     affine: Option<Affine>,
 }
 
@@ -226,14 +273,24 @@ impl Taps {
             }
             off.push(idx.len());
         }
+        let fixed = match off.get(1) {
+            Some(&k) if (0..len_out).all(|o| off[o + 1] - off[o] == k) => k,
+            _ => 0,
+        };
         Taps {
             len_in,
             len_out,
             off,
             idx,
             w,
+            fixed,
             affine: None,
         }
+    }
+
+    /// True when the single output reads the whole axis (a global reduction).
+    fn whole(&self) -> bool {
+        self.len_out == 1 && self.idx.len() == self.len_in
     }
 
     #[inline(always)]
@@ -490,7 +547,15 @@ fn lin_row(x: &[f32], t: &Taps, out: &mut [f32]) {
             }
             (af.lo, af.hi)
         }
-        _ => (0, 0),
+        _ => {
+            match t.fixed {
+                1 => return gather_row::<1>(x, t, out),
+                2 => return gather_row::<2>(x, t, out),
+                4 => return gather_row::<4>(x, t, out),
+                _ => {}
+            }
+            (0, 0)
+        }
     };
     for o in (0..lo).chain(hi..t.len_out) {
         let (ids, ws) = t.taps(o);
@@ -499,6 +564,31 @@ fn lin_row(x: &[f32], t: &Taps, out: &mut [f32]) {
             acc += w * x[l];
         }
         out[o] = acc;
+    }
+}
+
+/// Width pass with exactly `K` taps per output (interpolation).
+#[inline(always)]
+fn gather_row<const K: usize>(x: &[f32], t: &Taps, out: &mut [f32]) {
+    for (o, (ii, ww)) in out
+        .iter_mut()
+        .zip(t.idx.chunks_exact(K).zip(t.w.chunks_exact(K)))
+    {
+        let mut acc = ww[0] * x[ii[0]];
+        for j in 1..K {
+            acc += ww[j] * x[ii[j]];
+        }
+        *o = acc;
+    }
+}
+
+/// Transpose of [`gather_row`].
+#[inline(always)]
+fn scatter_row<const K: usize>(g: &[f32], t: &Taps, gx: &mut [f32]) {
+    for (&v, (ii, ww)) in g.iter().zip(t.idx.chunks_exact(K).zip(t.w.chunks_exact(K))) {
+        for j in 0..K {
+            gx[ii[j]] += ww[j] * v;
+        }
     }
 }
 
@@ -569,7 +659,15 @@ fn lin_row_t(g: &[f32], t: &Taps, gx: &mut [f32]) {
             }
             (af.lo, af.hi)
         }
-        _ => (0, 0),
+        _ => {
+            match t.fixed {
+                1 => return scatter_row::<1>(g, t, gx),
+                2 => return scatter_row::<2>(g, t, gx),
+                4 => return scatter_row::<4>(g, t, gx),
+                _ => {}
+            }
+            (0, 0)
+        }
     };
     for o in (0..lo).chain(hi..t.len_out) {
         let (ids, ws) = t.taps(o);
@@ -593,9 +691,10 @@ fn active(taps: &[Option<Taps>; 3]) -> ([usize; 3], usize) {
     (ax, n)
 }
 
-/// Applies the separable linear map to one plane of dims `dims`.
-fn lin_forward_plane(
+/// Applies the separable linear map to `np` consecutive planes of dims `dims`.
+fn lin_forward_planes(
     x: &[f32],
+    np: usize,
     dims: [usize; 3],
     taps: &[Option<Taps>; 3],
     out: &mut [f32],
@@ -609,14 +708,14 @@ fn lin_forward_plane(
     let mut cur = dims;
     for (pi, &ax) in axes[..n].iter().enumerate() {
         let t = taps[ax].as_ref().expect("active axis");
-        let a: usize = cur[..ax].iter().product();
+        let a: usize = np * cur[..ax].iter().product::<usize>();
         let b: usize = cur[ax + 1..].iter().product();
         let mut next = cur;
         next[ax] = t.len_out;
         let last = pi + 1 == n;
         let mut dstv = (!last).then(|| {
             let mut v = std::mem::take(&mut scr.f[pi % 2]);
-            v.resize(next.iter().product(), 0.0);
+            v.resize(np * next.iter().product::<usize>(), 0.0);
             v
         });
         {
@@ -634,10 +733,11 @@ fn lin_forward_plane(
     }
 }
 
-/// Applies the transpose of the separable linear map to one plane of output gradient `g`
-/// (output dims `odims`), accumulating into `gx` (input dims `dims`, zeroed by the caller).
-fn lin_backward_plane(
+/// Applies the transpose of the separable linear map to `np` planes of output gradient `g`,
+/// accumulating into `gx` (input dims `dims`, zeroed by the caller).
+fn lin_backward_planes(
     g: &[f32],
+    np: usize,
     dims: [usize; 3],
     taps: &[Option<Taps>; 3],
     gx: &mut [f32],
@@ -661,13 +761,13 @@ fn lin_backward_plane(
         let ax = axes[pi];
         let t = taps[ax].as_ref().expect("active axis");
         let inp = before[pi];
-        let a: usize = inp[..ax].iter().product();
+        let a: usize = np * inp[..ax].iter().product::<usize>();
         let b: usize = inp[ax + 1..].iter().product();
         let last = pi == 0;
         let mut dstv = (!last).then(|| {
             let mut v = std::mem::take(&mut scr.f[step % 2]);
             v.clear();
-            v.resize(inp.iter().product(), 0.0);
+            v.resize(np * inp.iter().product::<usize>(), 0.0);
             v
         });
         {
@@ -682,6 +782,61 @@ fn lin_backward_plane(
             scr.f[step % 2] = v;
         }
     }
+}
+
+/// Elements per group of planes run through the passes together: small planes (LeNet's 5x5,
+/// ResNet's 7x7) would otherwise pay the per-pass overhead per plane.
+const GROUP_ELEMS: usize = 1 << 14;
+
+fn group_size(plane: usize) -> usize {
+    (GROUP_ELEMS / plane.max(1)).max(1)
+}
+
+/// Calls `f(first plane, planes, index of the first plane within r)` over groups of at most `g`
+/// planes of `r`.
+fn for_groups(r: std::ops::Range<usize>, g: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let mut p = r.start;
+    while p < r.end {
+        let np = g.min(r.end - p);
+        f(p, np, p - r.start);
+        p += np;
+    }
+}
+
+/// `Some(weight)` when the op reduces each whole plane to one value with one weight per
+/// element (global pooling): those run as plain plane reductions.
+fn whole_plane(dims: [usize; 3], taps: &[Option<Taps>; 3]) -> Option<f32> {
+    let mut scale = 1.0f32;
+    for a in 0..3 {
+        match &taps[a] {
+            Some(t) if t.whole() => {
+                let w0 = t.w[0];
+                if t.w.iter().any(|&w| w != w0) {
+                    return None;
+                }
+                scale *= w0;
+            }
+            None if dims[a] == 1 => {}
+            _ => return None,
+        }
+    }
+    Some(scale)
+}
+
+/// Sum of a plane in 16 lanes (vectorised, and more accurate than one running sum).
+fn plane_sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    let mut it = x.chunks_exact(16);
+    for c in &mut it {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let mut total: f32 = acc.iter().sum();
+    for &v in it.remainder() {
+        total += v;
+    }
+    total
 }
 
 /// Runs a separable linear map over the last `sp` dims of `x` (validated by [`Spatial::of`])
@@ -699,6 +854,8 @@ pub(crate) fn separable_linear(
         dims.iter().product::<usize>(),
         odims.iter().product::<usize>(),
     );
+    let whole = whole_plane(dims, &taps);
+    let grp = group_size(in_plane.max(out_plane));
     let mut out = bufpool::take_uninit(s.planes * out_plane);
     x.with_f32(op, |xs| {
         par_planes(
@@ -709,16 +866,23 @@ pub(crate) fn separable_linear(
             &mut [] as &mut [i32],
             0,
             |r, o, _| {
+                if let Some(scale) = whole {
+                    for (d, p) in o.iter_mut().zip(r) {
+                        *d = plane_sum(&xs[p * in_plane..(p + 1) * in_plane]) * scale;
+                    }
+                    return;
+                }
                 let mut scr = Scratch::default();
-                for (k, p) in r.enumerate() {
-                    lin_forward_plane(
-                        &xs[p * in_plane..(p + 1) * in_plane],
+                for_groups(r, grp, |p, np, k| {
+                    lin_forward_planes(
+                        &xs[p * in_plane..(p + np) * in_plane],
+                        np,
                         dims,
                         &taps,
-                        &mut o[k * out_plane..(k + 1) * out_plane],
+                        &mut o[k * out_plane..(k + np) * out_plane],
                         &mut scr,
                     );
-                }
+                });
             },
         )
     })?;
@@ -736,16 +900,23 @@ pub(crate) fn separable_linear(
                 &mut [] as &mut [i32],
                 0,
                 |r, d, _| {
+                    if let Some(scale) = whole {
+                        for (dp, p) in d.chunks_exact_mut(in_plane).zip(r) {
+                            dp.fill(gs[p] * scale);
+                        }
+                        return;
+                    }
                     let mut scr = Scratch::default();
-                    for (k, p) in r.enumerate() {
-                        lin_backward_plane(
-                            &gs[p * out_plane..(p + 1) * out_plane],
+                    for_groups(r, grp, |p, np, k| {
+                        lin_backward_planes(
+                            &gs[p * out_plane..(p + np) * out_plane],
+                            np,
                             dims,
                             &taps,
-                            &mut d[k * in_plane..(k + 1) * in_plane],
+                            &mut d[k * in_plane..(k + np) * in_plane],
                             &mut scr,
                         );
-                    }
+                    });
                 },
             )
         })?;
@@ -760,31 +931,70 @@ pub(crate) fn separable_linear(
 /// Where the flat plane index of an input element comes from: its own position (first pass)
 /// or the index carried from an earlier pass.
 trait IdxSrc: Copy {
+    /// Indices grow with positions, so a later tap never wins a tie (taps are ascending).
+    const ORDERED: bool;
+    /// Index of element `p` (relative to this source).
     fn at(self, p: usize) -> i32;
+    /// The source shifted to start at `p` and covering `len` elements.
+    fn sub(self, p: usize, len: usize) -> Self;
 }
 
+/// Indices equal to positions (plus an offset).
 #[derive(Clone, Copy)]
-struct Implicit;
+struct Implicit(usize);
 
 impl IdxSrc for Implicit {
+    const ORDERED: bool = true;
     #[inline(always)]
     fn at(self, p: usize) -> i32 {
-        p as i32
+        (self.0 + p) as i32
+    }
+    #[inline(always)]
+    fn sub(self, p: usize, _len: usize) -> Self {
+        Implicit(self.0 + p)
     }
 }
 
 impl IdxSrc for &[i32] {
+    const ORDERED: bool = false;
     #[inline(always)]
     fn at(self, p: usize) -> i32 {
         self[p]
+    }
+    #[inline(always)]
+    fn sub(self, p: usize, len: usize) -> Self {
+        &self[p..p + len]
     }
 }
 
 /// True when candidate `(v, i)` replaces the running max `(m, mi)`: larger, or equal with a
 /// smaller flat index (PyTorch's first-in-scan-order), or NaN (which propagates).
+///
+/// Non-short-circuit `|`/`&` and select-style updates at the call sites keep the loops
+/// branch-free: on real data the comparisons are unpredictable.
 #[inline(always)]
 fn better(v: f32, i: i32, m: f32, mi: i32) -> bool {
-    v > m || (v == m && i < mi) || v.is_nan()
+    (v > m) | ((v == m) & (i < mi)) | v.is_nan()
+}
+
+/// [`better`] for a candidate from source `I`; ordered sources skip the tie test.
+#[inline(always)]
+fn better_from<I: IdxSrc>(v: f32, i: i32, m: f32, mi: i32) -> bool {
+    if I::ORDERED {
+        (v > m) | v.is_nan()
+    } else {
+        better(v, i, m, mi)
+    }
+}
+
+/// Running NaN-propagating max without indices.
+#[inline(always)]
+fn max_nan(m: f32, v: f32) -> f32 {
+    if (v > m) | v.is_nan() {
+        v
+    } else {
+        m
+    }
 }
 
 /// Max over the taps of each output; `TRACK` also writes the winning flat index.
@@ -811,47 +1021,72 @@ fn max_pass<const TRACK: bool, I: IdxSrc>(
         return;
     }
     for ai in 0..a {
+        let xa = ai * lin * b;
         for o in 0..lout {
             let op = (ai * lout + o) * b;
-            let orow = &mut out[op..op + b];
             let (ids, _) = t.taps(o);
-            let Some((&l0, rest)) = ids.split_first() else {
-                orow.fill(f32::NEG_INFINITY);
+            if ids.is_empty() {
+                out[op..op + b].fill(f32::NEG_INFINITY);
                 if TRACK {
                     oidx[op..op + b].fill(-1);
                 }
                 continue;
-            };
-            let p0 = (ai * lin + l0) * b;
-            orow.copy_from_slice(&x[p0..p0 + b]);
+            }
+            // Tracked lanes carry an index too: half as many fit the registers.
             if TRACK {
-                let oi = &mut oidx[op..op + b];
-                for (k, d) in oi.iter_mut().enumerate() {
-                    *d = ix.at(p0 + k);
-                }
-                for &l in rest {
-                    let p = (ai * lin + l) * b;
-                    let xr = &x[p..p + b];
-                    for (k, ((m, mi), &v)) in orow.iter_mut().zip(oi.iter_mut()).zip(xr).enumerate()
-                    {
-                        let i = ix.at(p + k);
-                        if better(v, i, *m, *mi) {
-                            *m = v;
-                            *mi = i;
-                        }
-                    }
-                }
+                cover_blocks!(b, 8, 4, 2, |col, N| {
+                    let oi = &mut oidx[op + col..op + col + N];
+                    max_cols::<TRACK, I, N>(x, ix, xa + col, b, ids, &mut out[op + col..], oi);
+                });
             } else {
-                for &l in rest {
-                    let p = (ai * lin + l) * b;
-                    for (m, &v) in orow.iter_mut().zip(&x[p..p + b]) {
-                        if v > *m || v.is_nan() {
-                            *m = v;
-                        }
-                    }
-                }
+                cover_blocks!(b, 16, 8, 4, |col, N| {
+                    max_cols::<TRACK, I, N>(x, ix, xa + col, b, ids, &mut out[op + col..], &mut []);
+                });
             }
         }
+    }
+}
+
+/// Max over the rows `ids` (stride `b`, from offset `base`) of `N` consecutive columns.
+#[inline(always)]
+fn max_cols<const TRACK: bool, I: IdxSrc, const N: usize>(
+    x: &[f32],
+    ix: I,
+    base: usize,
+    b: usize,
+    ids: &[usize],
+    out: &mut [f32],
+    oidx: &mut [i32],
+) {
+    let p0 = base + ids[0] * b;
+    let mut m: [f32; N] = x[p0..p0 + N].try_into().expect("N values");
+    let mut mi = [0i32; N];
+    if TRACK {
+        let s = ix.sub(p0, N);
+        for (l, d) in mi.iter_mut().enumerate() {
+            *d = s.at(l);
+        }
+    }
+    for &r in &ids[1..] {
+        let p = base + r * b;
+        let xr: &[f32; N] = x[p..p + N].try_into().expect("N values");
+        if TRACK {
+            let s = ix.sub(p, N);
+            for l in 0..N {
+                let (v, i) = (xr[l], s.at(l));
+                let c = better_from::<I>(v, i, m[l], mi[l]);
+                m[l] = if c { v } else { m[l] };
+                mi[l] = if c { i } else { mi[l] };
+            }
+        } else {
+            for l in 0..N {
+                m[l] = max_nan(m[l], xr[l]);
+            }
+        }
+    }
+    out[..N].copy_from_slice(&m);
+    if TRACK {
+        oidx[..N].copy_from_slice(&mi);
     }
 }
 
@@ -879,10 +1114,9 @@ fn max_row<const TRACK: bool, I: IdxSrc>(
                         for j in 1..af.k {
                             let q = st + j * af.d;
                             let (v, i) = (x[q], at(q));
-                            if better(v, i, m, mi) {
-                                m = v;
-                                mi = i;
-                            }
+                            let c = better(v, i, m, mi);
+                            m = if c { v } else { m };
+                            mi = if c { i } else { mi };
                         }
                         out[o] = m;
                         if TRACK {
@@ -903,10 +1137,9 @@ fn max_row<const TRACK: bool, I: IdxSrc>(
             mi = at(l0);
             for &l in rest {
                 let (v, i) = (x[l], at(l));
-                if better(v, i, m, mi) {
-                    m = v;
-                    mi = i;
-                }
+                let c = better(v, i, m, mi);
+                m = if c { v } else { m };
+                mi = if c { i } else { mi };
             }
         }
         out[o] = m;
@@ -928,41 +1161,67 @@ fn max_row_affine<const TRACK: bool, I: IdxSrc, const K: usize, const S: usize>(
 ) {
     let n = af.hi - af.lo;
     let st0 = af.lo * S - af.pad;
-    let xs = &x[st0..st0 + (n - 1) * S + K];
-    let os = &mut out[af.lo..af.hi];
     if TRACK {
-        let oi = &mut oidx[af.lo..af.hi];
-        for (k, (m_out, i_out)) in os.iter_mut().zip(oi.iter_mut()).enumerate() {
-            let q = k * S;
-            let (mut m, mut mi) = (xs[q], ix.at(base + st0 + q));
-            for j in 1..K {
-                let (v, i) = (xs[q + j], ix.at(base + st0 + q + j));
-                if better(v, i, m, mi) {
-                    m = v;
-                    mi = i;
-                }
-            }
-            *m_out = m;
-            *i_out = mi;
-        }
+        cover_blocks!(n, 8, 4, 2, |o, N| {
+            max_strided::<TRACK, I, K, S, N>(x, ix, base, st0 + o * S, af.lo + o, out, oidx);
+        });
     } else {
-        for (k, m_out) in os.iter_mut().enumerate() {
-            let q = k * S;
-            let mut m = xs[q];
-            for j in 1..K {
-                let v = xs[q + j];
-                if v > m || v.is_nan() {
-                    m = v;
-                }
-            }
-            *m_out = m;
-        }
+        cover_blocks!(n, 16, 8, 4, |o, N| {
+            max_strided::<TRACK, I, K, S, N>(x, ix, base, st0 + o * S, af.lo + o, out, oidx);
+        });
     }
 }
 
-/// Max over the separable window of one plane; with `TRACK` also the flat input index.
-fn max_forward_plane<const TRACK: bool>(
+/// `N` outputs from `o0` of a `K`-wide, stride-`S` max over the row from position `q0`.
+#[inline(always)]
+fn max_strided<const TRACK: bool, I: IdxSrc, const K: usize, const S: usize, const N: usize>(
     x: &[f32],
+    ix: I,
+    base: usize,
+    q0: usize,
+    o0: usize,
+    out: &mut [f32],
+    oidx: &mut [i32],
+) {
+    let span = (N - 1) * S + K;
+    let w = &x[q0..q0 + span];
+    let mut m = [0f32; N];
+    let mut mi = [0i32; N];
+    let s = if TRACK {
+        Some(ix.sub(base + q0, span))
+    } else {
+        None
+    };
+    for l in 0..N {
+        m[l] = w[l * S];
+        if let Some(s) = s {
+            mi[l] = s.at(l * S);
+        }
+    }
+    for j in 1..K {
+        for l in 0..N {
+            let v = w[l * S + j];
+            if let Some(s) = s {
+                let i = s.at(l * S + j);
+                let c = better_from::<I>(v, i, m[l], mi[l]);
+                m[l] = if c { v } else { m[l] };
+                mi[l] = if c { i } else { mi[l] };
+            } else {
+                m[l] = max_nan(m[l], v);
+            }
+        }
+    }
+    out[o0..o0 + N].copy_from_slice(&m);
+    if TRACK {
+        oidx[o0..o0 + N].copy_from_slice(&mi);
+    }
+}
+
+/// Max over the separable window of `np` planes; with `TRACK` also the flat index of each
+/// maximum within its plane.
+fn max_forward_planes<const TRACK: bool>(
+    x: &[f32],
+    np: usize,
     dims: [usize; 3],
     taps: &[Option<Taps>; 3],
     out: &mut [f32],
@@ -970,11 +1229,12 @@ fn max_forward_plane<const TRACK: bool>(
     scr: &mut Scratch,
 ) {
     let (axes, n) = active(taps);
+    let in_plane: usize = dims.iter().product();
     if n == 0 {
         out.copy_from_slice(x);
         if TRACK {
             for (k, d) in oidx.iter_mut().enumerate() {
-                *d = k as i32;
+                *d = (k % in_plane) as i32;
             }
         }
         return;
@@ -982,11 +1242,11 @@ fn max_forward_plane<const TRACK: bool>(
     let mut cur = dims;
     for (pi, &ax) in axes[..n].iter().enumerate() {
         let t = taps[ax].as_ref().expect("active axis");
-        let a: usize = cur[..ax].iter().product();
+        let a: usize = np * cur[..ax].iter().product::<usize>();
         let b: usize = cur[ax + 1..].iter().product();
         let mut next = cur;
         next[ax] = t.len_out;
-        let next_n: usize = next.iter().product();
+        let next_n: usize = np * next.iter().product::<usize>();
         let last = pi + 1 == n;
         let mut dstv = (!last).then(|| {
             let mut v = std::mem::take(&mut scr.f[pi % 2]);
@@ -1003,7 +1263,7 @@ fn max_forward_plane<const TRACK: bool>(
                 None => (&mut *out, &mut *oidx),
             };
             if pi == 0 {
-                max_pass::<TRACK, Implicit>(x, Implicit, a, b, t, dst.0, dst.1);
+                max_pass::<TRACK, Implicit>(x, Implicit(0), a, b, t, dst.0, dst.1);
             } else {
                 let src = &scr.f[(pi - 1) % 2];
                 let sidx: &[i32] = &scr.i[(pi - 1) % 2];
@@ -1016,12 +1276,59 @@ fn max_forward_plane<const TRACK: bool>(
         }
         cur = next;
     }
+    // The passes tracked positions in the whole group; make them relative to each plane.
+    if TRACK && np > 1 {
+        let out_plane = oidx.len() / np;
+        for (k, plane) in oidx.chunks_exact_mut(out_plane).enumerate().skip(1) {
+            let shift = (k * in_plane) as i32;
+            for i in plane {
+                if *i >= 0 {
+                    *i -= shift;
+                }
+            }
+        }
+    }
 }
 
-/// Output of [`separable_max`]: values (with gradient) and, when asked, the flat indices.
+/// First maximum (NaN wins) of a whole plane and its index, in lanes.
+fn plane_argmax(x: &[f32]) -> (f32, i32) {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let mut mi = [-1i32; LANES];
+    let mut it = x.chunks_exact(LANES);
+    for (c, chunk) in (&mut it).enumerate() {
+        let base = (c * LANES) as i32;
+        for l in 0..LANES {
+            let (v, i) = (chunk[l], base + l as i32);
+            // Lanes scan increasing indices, so a strict comparison keeps the first maximum.
+            let take = (v > m[l]) | v.is_nan() | (mi[l] < 0);
+            m[l] = if take { v } else { m[l] };
+            mi[l] = if take { i } else { mi[l] };
+        }
+    }
+    let (mut bm, mut bi) = (f32::NEG_INFINITY, -1i32);
+    let tail = it.remainder();
+    let tail_base = x.len() - tail.len();
+    let cands = m.iter().zip(&mi).map(|(&v, &i)| (v, i)).chain(
+        tail.iter()
+            .enumerate()
+            .map(|(k, &v)| (v, (tail_base + k) as i32)),
+    );
+    for (v, i) in cands {
+        if i < 0 {
+            continue;
+        }
+        if bi < 0 || better(v, i, bm, bi) {
+            bm = v;
+            bi = i;
+        }
+    }
+    (bm, bi)
+}
+
+/// Output of [`separable_max`]: values (with gradient) and, when asked, the `I64` flat indices.
 struct MaxOut {
     values: Tensor,
-    indices: Option<Vec<i32>>,
+    indices: Option<Tensor>,
 }
 
 /// Max over separable windows of the last `sp` dims of `x`, recording the gradient (scatter
@@ -1042,12 +1349,10 @@ fn separable_max(
     );
     let needs_grad = is_grad_enabled() && x.requires_grad();
     let track = want_idx || needs_grad;
+    let whole = whole_plane(dims, &taps).is_some();
+    let grp = group_size(in_plane.max(out_plane));
     let mut out = bufpool::take_uninit(s.planes * out_plane);
-    let mut idx: Vec<i32> = if track {
-        vec![0; s.planes * out_plane]
-    } else {
-        Vec::new()
-    };
+    let mut idx = IdxBuf::take(if track { s.planes * out_plane } else { 0 });
     let idx_plane = if track { out_plane } else { 0 };
     x.with_f32(op, |xs| {
         par_planes(
@@ -1058,41 +1363,101 @@ fn separable_max(
             &mut idx,
             idx_plane,
             |r, o, ii| {
-                let mut scr = Scratch::default();
-                for (k, p) in r.enumerate() {
-                    let xp = &xs[p * in_plane..(p + 1) * in_plane];
-                    let op = &mut o[k * out_plane..(k + 1) * out_plane];
-                    if track {
-                        let ip = &mut ii[k * out_plane..(k + 1) * out_plane];
-                        max_forward_plane::<true>(xp, dims, &taps, op, ip, &mut scr);
-                    } else {
-                        max_forward_plane::<false>(xp, dims, &taps, op, &mut [], &mut scr);
+                if whole {
+                    for (k, p) in r.enumerate() {
+                        let (m, i) = plane_argmax(&xs[p * in_plane..(p + 1) * in_plane]);
+                        o[k] = m;
+                        if track {
+                            ii[k] = i;
+                        }
                     }
+                    return;
                 }
+                let mut scr = Scratch::default();
+                for_groups(r, grp, |p, np, k| {
+                    let xp = &xs[p * in_plane..(p + np) * in_plane];
+                    let op = &mut o[k * out_plane..(k + np) * out_plane];
+                    if track {
+                        let ip = &mut ii[k * out_plane..(k + np) * out_plane];
+                        max_forward_planes::<true>(xp, np, dims, &taps, op, ip, &mut scr);
+                    } else {
+                        max_forward_planes::<false>(xp, np, dims, &taps, op, &mut [], &mut scr);
+                    }
+                });
             },
         )
     })?;
-    let values = Tensor::from_f32(out, &s.shape_with(&odims));
+    let out_shape = s.shape_with(&odims);
+    let values = Tensor::from_f32(out, &out_shape);
+    let indices = if want_idx {
+        let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+        Some(Tensor::from_vec(v, &out_shape)?)
+    } else {
+        None
+    };
     if !needs_grad {
-        return Ok(MaxOut {
-            values,
-            indices: track.then_some(idx),
-        });
+        return Ok(MaxOut { values, indices });
     }
     let in_shape = x.shape().to_vec();
     let planes = s.planes;
-    let (indices, saved) = if want_idx {
-        (Some(idx.clone()), idx)
-    } else {
-        (None, idx)
-    };
     let values = record(values, op, &[x], move |g| {
         let gx = g.with_f32(op, |gs| {
-            scatter_planes(gs, &saved, planes, out_plane, in_plane)
+            scatter_planes(gs, &idx, planes, out_plane, in_plane)
         })?;
         Ok(vec![Some(Tensor::from_f32(gx, &in_shape))])
     });
     Ok(MaxOut { values, indices })
+}
+
+/// An `i32` index buffer recycled through a small free list when dropped, like the f32
+/// buffer pool: a training step saves the argmax indices of every max pooling and frees them
+/// in backward, and fresh multi-megabyte buffers would page-fault on every step.
+struct IdxBuf(Vec<i32>);
+
+/// Buffers below this length are cheap to allocate and are not kept.
+const IDX_POOL_MIN: usize = 4096;
+/// Most buffers kept.
+const IDX_POOL_SLOTS: usize = 16;
+
+static IDX_POOL: std::sync::Mutex<Vec<Vec<i32>>> = std::sync::Mutex::new(Vec::new());
+
+impl IdxBuf {
+    /// A buffer of `len` indices with unspecified contents (every one is written by the caller).
+    fn take(len: usize) -> IdxBuf {
+        if len >= IDX_POOL_MIN {
+            let mut free = IDX_POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(k) = free.iter().position(|v| v.len() == len) {
+                return IdxBuf(free.swap_remove(k));
+            }
+        }
+        IdxBuf(vec![0; len])
+    }
+}
+
+impl std::ops::Deref for IdxBuf {
+    type Target = [i32];
+    fn deref(&self) -> &[i32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for IdxBuf {
+    fn deref_mut(&mut self) -> &mut [i32] {
+        &mut self.0
+    }
+}
+
+impl Drop for IdxBuf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.len() >= IDX_POOL_MIN {
+            let mut free = IDX_POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if free.len() >= IDX_POOL_SLOTS {
+                free.remove(0);
+            }
+            free.push(v);
+        }
+    }
 }
 
 /// `dst[plane][idx[o]] += src[plane][o]` for every plane (negative indices are skipped).
@@ -1224,10 +1589,6 @@ fn adaptive_taps(
     Ok(taps)
 }
 
-fn indices_tensor(idx: &[i32], shape: &[usize]) -> Result<Tensor> {
-    Tensor::from_vec(idx.iter().map(|&i| i as i64).collect::<Vec<i64>>(), shape)
-}
-
 impl Tensor {
     fn max_pool_nd(
         &self,
@@ -1248,8 +1609,7 @@ impl Tensor {
     }
 
     fn with_indices(&self, m: MaxOut) -> Result<(Tensor, Tensor)> {
-        let idx = m.indices.expect("indices were requested");
-        let i = indices_tensor(&idx, m.values.shape())?;
+        let i = m.indices.expect("indices were requested");
         Ok((m.values, i))
     }
 
