@@ -13,6 +13,11 @@ fn check(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) {
     GradCheck::default().run(f, inputs).unwrap();
 }
 
+/// A one-input argument list for [`check`].
+fn one(x: &Tensor) -> [Tensor; 1] {
+    [x.clone()]
+}
+
 fn t(v: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_slice(v, shape).unwrap()
 }
@@ -679,13 +684,13 @@ fn grad_max_pool_1d_2d_3d() {
             .stride(&[2])
             .padding(&[1])
             .ceil_mode(ceil);
-        check(|x| x[0].max_pool1d(&o), &[x1.clone()]);
+        check(|x| x[0].max_pool1d(&o), &one(&x1));
         let o = PoolOpts::new(&[3])
             .stride(&[1])
             .padding(&[1])
             .dilation(&[2])
             .ceil_mode(ceil);
-        check(|x| x[0].max_pool1d(&o), &[x1.clone()]);
+        check(|x| x[0].max_pool1d(&o), &one(&x1));
     }
     let x2 = distinct(&[2, 3, 7, 9], 2);
     for ceil in [false, true] {
@@ -702,7 +707,7 @@ fn grad_max_pool_1d_2d_3d() {
                 .dilation(&[2, 1]),
         ] {
             let o = o.ceil_mode(ceil);
-            check(|x| x[0].max_pool2d(&o), &[x2.clone()]);
+            check(|x| x[0].max_pool2d(&o), &one(&x2));
         }
     }
     let x3 = distinct(&[1, 2, 5, 6, 7], 3);
@@ -712,15 +717,15 @@ fn grad_max_pool_1d_2d_3d() {
             .padding(&[1, 1, 0])
             .dilation(&[1, 1, 2])
             .ceil_mode(ceil);
-        check(|x| x[0].max_pool3d(&o), &[x3.clone()]);
+        check(|x| x[0].max_pool3d(&o), &one(&x3));
         check(
             |x| x[0].max_pool3d(&PoolOpts::new(&[2]).ceil_mode(ceil)),
-            &[x3.clone()],
+            &one(&x3),
         );
     }
     // Values of the with-indices variant carry the gradient too.
     let o = PoolOpts::new(&[3]).stride(&[2]).padding(&[1]);
-    check(|x| Ok(x[0].max_pool2d_with_indices(&o)?.0), &[x2.clone()]);
+    check(|x| Ok(x[0].max_pool2d_with_indices(&o)?.0), &one(&x2));
     check(|x| Ok(x[0].max_pool1d_with_indices(&o)?.0), &[x1]);
     check(|x| Ok(x[0].max_pool3d_with_indices(&o)?.0), &[x3]);
 }
@@ -737,18 +742,18 @@ fn grad_avg_pool_1d_2d_3d() {
                 .padding(&[1])
                 .ceil_mode(ceil)
                 .count_include_pad(include_pad);
-            check(|x| x[0].avg_pool1d(&o), &[x1.clone()]);
-            check(|x| x[0].avg_pool2d(&o), &[x2.clone()]);
-            check(|x| x[0].avg_pool3d(&o), &[x3.clone()]);
+            check(|x| x[0].avg_pool1d(&o), &one(&x1));
+            check(|x| x[0].avg_pool2d(&o), &one(&x2));
+            check(|x| x[0].avg_pool3d(&o), &one(&x3));
             let o = PoolOpts::new(&[2, 4])
                 .stride(&[3, 2])
                 .padding(&[1, 2])
                 .ceil_mode(ceil)
                 .count_include_pad(include_pad);
-            check(|x| x[0].avg_pool2d(&o), &[x2.clone()]);
+            check(|x| x[0].avg_pool2d(&o), &one(&x2));
             check(
                 |x| x[0].avg_pool2d(&PoolOpts::new(&[2]).ceil_mode(ceil)),
-                &[x2.clone()],
+                &one(&x2),
             );
         }
     }
@@ -760,22 +765,22 @@ fn grad_adaptive_and_global() {
     let x2 = distinct(&[2, 2, 7, 5], 8);
     let x3 = distinct(&[1, 2, 5, 4, 3], 9);
     for out in [[3], [4], [9]] {
-        check(|x| x[0].adaptive_avg_pool1d(&out), &[x1.clone()]);
-        check(|x| x[0].adaptive_max_pool1d(&out), &[x1.clone()]);
+        check(|x| x[0].adaptive_avg_pool1d(&out), &one(&x1));
+        check(|x| x[0].adaptive_max_pool1d(&out), &one(&x1));
     }
     for out in [[3, 2], [4, 4], [1, 1], [9, 6]] {
-        check(|x| x[0].adaptive_avg_pool2d(&out), &[x2.clone()]);
-        check(|x| x[0].adaptive_max_pool2d(&out), &[x2.clone()]);
+        check(|x| x[0].adaptive_avg_pool2d(&out), &one(&x2));
+        check(|x| x[0].adaptive_max_pool2d(&out), &one(&x2));
     }
     check(
         |x| Ok(x[0].adaptive_max_pool2d_with_indices(&[3, 2])?.0),
-        &[x2.clone()],
+        &one(&x2),
     );
     for out in [[2, 3, 2], [3, 3, 4]] {
-        check(|x| x[0].adaptive_avg_pool3d(&out), &[x3.clone()]);
-        check(|x| x[0].adaptive_max_pool3d(&out), &[x3.clone()]);
+        check(|x| x[0].adaptive_avg_pool3d(&out), &one(&x3));
+        check(|x| x[0].adaptive_max_pool3d(&out), &one(&x3));
     }
-    check(|x| x[0].global_avg_pool2d(), &[x2.clone()]);
+    check(|x| x[0].global_avg_pool2d(), &one(&x2));
     check(|x| x[0].global_max_pool2d(), &[x2]);
 }
 
@@ -814,17 +819,11 @@ fn non_contiguous_and_unbatched_inputs() {
         .stride(&[2])
         .padding(&[1])
         .ceil_mode(true);
-    check(
-        |x| x[0].permute(&[0, 2, 1, 3])?.max_pool2d(&o),
-        &[x.clone()],
-    );
-    check(
-        |x| x[0].permute(&[0, 2, 1, 3])?.avg_pool2d(&o),
-        &[x.clone()],
-    );
+    check(|x| x[0].permute(&[0, 2, 1, 3])?.max_pool2d(&o), &one(&x));
+    check(|x| x[0].permute(&[0, 2, 1, 3])?.avg_pool2d(&o), &one(&x));
     check(
         |x| x[0].permute(&[0, 2, 1, 3])?.adaptive_avg_pool2d(&[4, 5]),
-        &[x.clone()],
+        &one(&x),
     );
     check(
         |x| {
@@ -832,7 +831,7 @@ fn non_contiguous_and_unbatched_inputs() {
                 .permute(&[0, 2, 1, 3])?
                 .max_pool2d(&PoolOpts::new(&[2]))
         },
-        &[x.clone()],
+        &one(&x),
     );
     // Strided views give the same values as their contiguous copies.
     let v = x.permute(&[0, 2, 1, 3]).unwrap();
@@ -848,7 +847,7 @@ fn non_contiguous_and_unbatched_inputs() {
         vals(&y),
         vals(&u.unsqueeze(0).unwrap().max_pool2d(&o).unwrap())
     );
-    check(|x| x[0].avg_pool2d(&o), &[u.clone()]);
+    check(|x| x[0].avg_pool2d(&o), &one(&u));
     assert_eq!(u.global_avg_pool2d().unwrap().shape(), &[3]);
     let l = distinct(&[3, 8], 15);
     assert_eq!(l.max_pool1d(&PoolOpts::new(&[2])).unwrap().shape(), &[3, 4]);

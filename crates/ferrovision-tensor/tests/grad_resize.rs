@@ -12,6 +12,11 @@ fn check(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) {
     GradCheck::default().run(f, inputs).unwrap();
 }
 
+/// A one-input argument list for [`check`].
+fn one(x: &Tensor) -> [Tensor; 1] {
+    [x.clone()]
+}
+
 fn vals(x: &Tensor) -> Vec<f32> {
     x.to_vec::<f32>().unwrap()
 }
@@ -199,7 +204,7 @@ fn known_small_cases() {
     assert_close(
         &vals(&x.upsample_bicubic2d(&[3, 3], false).unwrap()),
         &[
-            0.7395836, 1.3263891, 1.9131949, 1.9131947, 2.5, 3.0868058, 3.0868061, 3.6736112,
+            0.7395836, 1.3263891, 1.9131949, 1.9131947, 2.5, 3.0868058, 3.086_806, 3.6736112,
             4.2604165,
         ],
         1e-6,
@@ -347,11 +352,11 @@ fn scale_helpers_and_resize_enum() {
 fn grad_nearest() {
     let x1 = uniform(&[2, 2, 5], -1.0, 1.0, 8);
     for out in [[3], [5], [11], [10]] {
-        check(|x| x[0].upsample_nearest1d(&out), &[x1.clone()]);
+        check(|x| x[0].upsample_nearest1d(&out), &one(&x1));
     }
     let x2 = uniform(&[2, 2, 5, 4], -1.0, 1.0, 9);
     for out in [[3, 7], [10, 8], [2, 2], [11, 3]] {
-        check(|x| x[0].upsample_nearest2d(&out), &[x2.clone()]);
+        check(|x| x[0].upsample_nearest2d(&out), &one(&x2));
     }
     check(|x| x[0].upsample_nearest2d_scale(3), &[x2]);
 }
@@ -362,12 +367,12 @@ fn grad_linear_and_bilinear() {
     let x2 = uniform(&[2, 2, 5, 4], -1.0, 1.0, 11);
     for align in [false, true] {
         for out in [[3], [9], [1]] {
-            check(|x| x[0].upsample_linear1d(&out, align), &[x1.clone()]);
+            check(|x| x[0].upsample_linear1d(&out, align), &one(&x1));
         }
         for out in [[3, 7], [11, 9], [2, 2], [1, 6]] {
-            check(|x| x[0].upsample_bilinear2d(&out, align), &[x2.clone()]);
+            check(|x| x[0].upsample_bilinear2d(&out, align), &one(&x2));
         }
-        check(|x| x[0].upsample_bilinear2d_scale(2, align), &[x2.clone()]);
+        check(|x| x[0].upsample_bilinear2d_scale(2, align), &one(&x2));
         check(
             |x| {
                 x[0].resize(
@@ -377,7 +382,7 @@ fn grad_linear_and_bilinear() {
                     },
                 )
             },
-            &[x2.clone()],
+            &one(&x2),
         );
     }
 }
@@ -387,7 +392,7 @@ fn grad_bicubic() {
     let x2 = uniform(&[2, 2, 5, 4], -1.0, 1.0, 12);
     for align in [false, true] {
         for out in [[3, 7], [11, 9], [2, 2], [1, 6]] {
-            check(|x| x[0].upsample_bicubic2d(&out, align), &[x2.clone()]);
+            check(|x| x[0].upsample_bicubic2d(&out, align), &one(&x2));
         }
         check(
             |x| {
@@ -398,7 +403,7 @@ fn grad_bicubic() {
                     },
                 )
             },
-            &[x2.clone()],
+            &one(&x2),
         );
     }
 }
@@ -412,11 +417,11 @@ fn grad_non_contiguous_input() {
             x[0].permute(&[0, 3, 1, 2])?
                 .upsample_bilinear2d(&[7, 9], false)
         },
-        &[x.clone()],
+        &one(&x),
     );
     check(
         |x| x[0].permute(&[0, 3, 1, 2])?.upsample_nearest2d(&[3, 8]),
-        &[x.clone()],
+        &one(&x),
     );
     check(
         |x| {
