@@ -247,6 +247,8 @@ pub(crate) struct Taps {
     w: Vec<f32>,
     /// Every output reads this many taps (0 when counts differ): fixed-size inner loops.
     fixed: usize,
+    /// `f > 0` when output `o` copies input `o / f` (integer-factor nearest upsampling).
+    repeat: usize,
     affine: Option<Affine>,
 }
 
@@ -277,6 +279,17 @@ impl Taps {
             Some(&k) if (0..len_out).all(|o| off[o + 1] - off[o] == k) => k,
             _ => 0,
         };
+        let f = len_out / len_in.max(1);
+        let repeat = if fixed == 1
+            && f > 1
+            && len_out == f * len_in
+            && idx.iter().enumerate().all(|(o, &i)| i == o / f)
+            && w.iter().all(|&v| v == 1.0)
+        {
+            f
+        } else {
+            0
+        };
         Taps {
             len_in,
             len_out,
@@ -284,6 +297,7 @@ impl Taps {
             idx,
             w,
             fixed,
+            repeat,
             affine: None,
         }
     }
@@ -548,6 +562,22 @@ fn lin_row(x: &[f32], t: &Taps, out: &mut [f32]) {
             (af.lo, af.hi)
         }
         _ => {
+            match t.repeat {
+                0 => {}
+                2 => {
+                    for (pair, &v) in out.chunks_exact_mut(2).zip(x) {
+                        pair[0] = v;
+                        pair[1] = v;
+                    }
+                    return;
+                }
+                f => {
+                    for (run, &v) in out.chunks_exact_mut(f).zip(x) {
+                        run.fill(v);
+                    }
+                    return;
+                }
+            }
             match t.fixed {
                 1 => return gather_row::<1>(x, t, out),
                 2 => return gather_row::<2>(x, t, out),
@@ -660,6 +690,12 @@ fn lin_row_t(g: &[f32], t: &Taps, gx: &mut [f32]) {
             (af.lo, af.hi)
         }
         _ => {
+            if t.repeat > 0 {
+                for (d, run) in gx.iter_mut().zip(g.chunks_exact(t.repeat)) {
+                    *d += run.iter().sum::<f32>();
+                }
+                return;
+            }
             match t.fixed {
                 1 => return scatter_row::<1>(g, t, gx),
                 2 => return scatter_row::<2>(g, t, gx),
