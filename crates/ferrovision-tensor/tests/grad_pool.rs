@@ -849,6 +849,11 @@ fn non_contiguous_and_unbatched_inputs() {
     );
     check(|x| x[0].avg_pool2d(&o), &one(&u));
     assert_eq!(u.global_avg_pool2d().unwrap().shape(), &[3]);
+    // An empty batch gives an empty result.
+    let e = Tensor::zeros(&[0, 3, 6, 6]);
+    assert_eq!(e.max_pool2d(&o).unwrap().shape(), &[0, 3, 4, 4]);
+    assert_eq!(e.avg_pool2d(&o).unwrap().shape(), &[0, 3, 4, 4]);
+    assert_eq!(e.global_max_pool2d().unwrap().shape(), &[0, 3]);
     let l = distinct(&[3, 8], 15);
     assert_eq!(l.max_pool1d(&PoolOpts::new(&[2])).unwrap().shape(), &[3, 4]);
     check(

@@ -12,13 +12,17 @@
 //! the depth and height passes, whose taps are whole contiguous rows (vectorised elementwise
 //! loops), then the width pass, which shrinks the data first for the cheap strided part. A pass
 //! is described by [`Taps`]: for each output position, the input positions it reads (and their
-//! weights for linear maps). The 2x2-stride-2 and 3x3-stride-2 width passes have specialised
-//! loops.
+//! weights for linear maps). The 2x2-stride-2, 3x3-stride-2 and 3x3-stride-1 width passes have
+//! specialised loops; small planes are run through the passes in groups, and whole-plane
+//! windows (global pooling) are plain reductions.
 //!
 //! Max pooling tracks, per output, the flat index of the chosen element within its plane. Ties
 //! go to the smallest flat index (the first in PyTorch's row-major scan, whatever the pass
-//! order); a NaN in a window wins. The forward pass saves these indices as `i32` when a gradient
-//! is needed and the backward pass scatters the output gradient through them.
+//! order); a NaN in a window wins. The forward pass saves these indices as `i32` (in buffers
+//! recycled between steps) only when a gradient or the indices are asked for, and the backward
+//! pass scatters the output gradient through them. The max loops are branch-free selects over
+//! register blocks of 16 (8 with indices) outputs, because on real data the comparisons are
+//! unpredictable.
 //!
 //! Planes are processed in parallel with rayon above a size threshold.
 
@@ -1454,6 +1458,8 @@ struct IdxBuf(Vec<i32>);
 const IDX_POOL_MIN: usize = 4096;
 /// Most buffers kept.
 const IDX_POOL_SLOTS: usize = 16;
+/// Most indices kept in all (256 MiB); the oldest buffers go first.
+const IDX_POOL_MAX_ELEMS: usize = 64 << 20;
 
 static IDX_POOL: std::sync::Mutex<Vec<Vec<i32>>> = std::sync::Mutex::new(Vec::new());
 
@@ -1486,10 +1492,13 @@ impl std::ops::DerefMut for IdxBuf {
 impl Drop for IdxBuf {
     fn drop(&mut self) {
         let v = std::mem::take(&mut self.0);
-        if v.len() >= IDX_POOL_MIN {
+        if v.len() >= IDX_POOL_MIN && v.len() <= IDX_POOL_MAX_ELEMS {
             let mut free = IDX_POOL.lock().unwrap_or_else(|e| e.into_inner());
-            if free.len() >= IDX_POOL_SLOTS {
-                free.remove(0);
+            let mut held: usize = free.iter().map(Vec::len).sum();
+            while !free.is_empty()
+                && (free.len() >= IDX_POOL_SLOTS || held + v.len() > IDX_POOL_MAX_ELEMS)
+            {
+                held -= free.remove(0).len();
             }
             free.push(v);
         }
@@ -1824,11 +1833,14 @@ impl Tensor {
         odims[3 - sp..].copy_from_slice(spatial);
         let in_plane: usize = s.dims.iter().product();
         let out_plane: usize = odims.iter().product();
-        let idx: Vec<i64> = indices
-            .to_f64_vec()?
-            .into_iter()
-            .map(|v| v as i64)
-            .collect();
+        let idx: Vec<i64> = match indices.dtype() {
+            DType::I64 => indices.to_vec::<i64>()?,
+            _ => indices
+                .to_vec::<i32>()?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        };
         if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= out_plane) {
             return Err(Error::IndexOutOfRange {
                 op,
