@@ -90,7 +90,7 @@ impl Sgd {
 }
 
 fn random_data(rng: &mut Rng) -> Result<(Tensor, Tensor)> {
-    let images = Tensor::rand(&[N_IMAGES, 1, 28, 28], rng)?;
+    let images = Tensor::rand(&[N_IMAGES, 1, 28, 28], rng);
     let labels = Tensor::randint(&[N_IMAGES], 0, 10, rng)?;
     Ok((images, labels))
 }

@@ -152,7 +152,7 @@ fn run_inner() -> Result<()> {
     let n_params: usize = params.iter().map(|p| p.numel()).sum();
     println!("ResNet-18: {n_params} trainable parameters");
     let mut opt = Sgd::new(&params, 0.01, 0.9);
-    let x = Tensor::rand(&[BATCH, 3, 64, 64], &mut rng)?;
+    let x = Tensor::rand(&[BATCH, 3, 64, 64], &mut rng);
     let y = Tensor::randint(&[BATCH], 0, 10, &mut rng)?;
     let mut step = || -> Result<f64> {
         let loss = model.forward(&x, true)?.cross_entropy(&y, &CrossEntropyOpts::default())?;
@@ -174,7 +174,7 @@ fn run_inner() -> Result<()> {
     println!("loss step 1 {:.4} -> step 20 {:.4}", losses[0], losses[19]);
     let train_steps_s = median(&mut rates);
 
-    let xi = Tensor::rand(&[INFER_BATCH, 3, 64, 64], &mut rng)?;
+    let xi = Tensor::rand(&[INFER_BATCH, 3, 64, 64], &mut rng);
     let infer = || no_grad(|| model.forward(&xi, false).map(|_| ()));
     infer()?;
     let reps = 5;
