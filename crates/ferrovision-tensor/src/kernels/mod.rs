@@ -6,6 +6,7 @@
 
 pub mod depthwise;
 pub mod gemm;
+pub mod simd;
 pub mod im2col;
 
 use std::sync::atomic::{AtomicU8, Ordering};
