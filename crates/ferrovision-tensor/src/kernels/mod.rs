@@ -4,6 +4,7 @@
 //! The instruction set is chosen once at run time ([`isa`]); `FERROVISION_ISA=scalar|avx2|avx512`
 //! forces a lower level (tests use [`set_isa_override`] for the same).
 
+pub mod elementwise;
 pub mod gemm;
 
 use std::sync::atomic::{AtomicU8, Ordering};
