@@ -154,7 +154,7 @@ fn max_ulp(
         } else {
             ulp_err(got, want)
         };
-        if !(e <= worst) {
+        if e.is_nan() || e > worst {
             worst = e;
             worst_x = x;
         }
@@ -179,10 +179,22 @@ fn log_accuracy() {
     // Every octave boundary and subnormal inputs.
     let mut m = 1e-45f32;
     while m < 3e38 {
-        xs.extend([m, m * 0.999_999, m * 1.000_001, m * 1.414_213_5]);
+        xs.extend([
+            m,
+            m * 0.999_999,
+            m * 1.000_001,
+            m * std::f32::consts::SQRT_2,
+        ]);
         m *= 2.0;
     }
-    xs.extend([0.999_999_9, 1.000_000_1, -1.0, -0.0, f32::INFINITY, f32::NAN]);
+    xs.extend([
+        0.999_999_9,
+        1.000_000_1,
+        -1.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NAN,
+    ]);
     let e = max_ulp("log", &xs, ew::log, f64::ln, 0.0, 0.0);
     assert!(e <= 2.0, "log: {e} ulp");
     assert_eq!(ew::log(0.0), f32::NEG_INFINITY);
@@ -268,7 +280,10 @@ fn gradients_of_activation_kernels() {
     for i in 0..=400 {
         let x = -8.0 + 16.0 * i as f64 / 400.0;
         let d = (gelu_ref(x + h) - gelu_ref(x - h)) / (2.0 * h);
-        assert!((ew::gelu_grad(x as f32) as f64 - d).abs() < 1e-5, "gelu' at {x}");
+        assert!(
+            (ew::gelu_grad(x as f32) as f64 - d).abs() < 1e-5,
+            "gelu' at {x}"
+        );
         let d = (gelu_tanh_ref(x + h) - gelu_tanh_ref(x - h)) / (2.0 * h);
         assert!(
             (ew::gelu_tanh_grad(x as f32) as f64 - d).abs() < 1e-5,
@@ -276,7 +291,10 @@ fn gradients_of_activation_kernels() {
         );
         let silu = |x: f64| x * sigmoid_ref(x);
         let d = (silu(x + h) - silu(x - h)) / (2.0 * h);
-        assert!((ew::silu_grad(x as f32) as f64 - d).abs() < 1e-5, "silu' at {x}");
+        assert!(
+            (ew::silu_grad(x as f32) as f64 - d).abs() < 1e-5,
+            "silu' at {x}"
+        );
     }
 }
 
@@ -284,8 +302,7 @@ fn gradients_of_activation_kernels() {
 
 fn bits_eq(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
 }
@@ -319,9 +336,11 @@ fn with_each_isa(mut f: impl FnMut(Isa)) {
     set_isa_override(None);
 }
 
+type SliceKernel = fn(&[f32], &mut [f32]);
+
 #[test]
 fn simd_matches_scalar() {
-    let kernels: Vec<(&str, fn(&[f32], &mut [f32]))> = vec![
+    let kernels: Vec<(&str, SliceKernel)> = vec![
         ("exp", ew::exp_slice),
         ("log", ew::log_slice),
         ("tanh", ew::tanh_slice),
@@ -343,7 +362,10 @@ fn simd_matches_scalar() {
                 outs.push(o);
             });
             for o in &outs[1..] {
-                assert!(bits_eq(&outs[0], o), "{name} n={n}: SIMD differs from scalar");
+                assert!(
+                    bits_eq(&outs[0], o),
+                    "{name} n={n}: SIMD differs from scalar"
+                );
             }
         }
         // Generic maps with fused backward-style closures, and reductions.
@@ -362,7 +384,10 @@ fn simd_matches_scalar() {
             let mut o3 = y.clone();
             ew::apply(&mut o3, ew::log1p);
             ew::zip_apply(&mut o3, &x, |a, b| a.max(b));
-            let finite: Vec<f32> = x.iter().map(|v| if v.is_finite() { *v } else { 0.5 }).collect();
+            let finite: Vec<f32> = x
+                .iter()
+                .map(|v| if v.is_finite() { *v } else { 0.5 })
+                .collect();
             let reds = vec![
                 ew::reduce(&finite, ew::SumOp),
                 ew::reduce(&x, ew::MaxOp),

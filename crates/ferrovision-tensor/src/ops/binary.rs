@@ -100,8 +100,8 @@ impl<const K: usize> Broadcast<K> {
             if size == 1 {
                 continue;
             }
-            let mergeable = !dims.is_empty()
-                && (0..K).all(|k| *st[k].last().unwrap() == strides[k][d] * size);
+            let mergeable =
+                !dims.is_empty() && (0..K).all(|k| *st[k].last().unwrap() == strides[k][d] * size);
             if mergeable {
                 *dims.last_mut().unwrap() *= size;
                 for k in 0..K {
@@ -137,22 +137,23 @@ impl<const K: usize> Broadcast<K> {
         for d in (0..nd).rev() {
             idx[d] = rem % self.outer[d];
             rem /= self.outer[d];
-            for k in 0..K {
-                off[k] += idx[d] * self.outer_strides[k][d];
+            for (o, st) in off.iter_mut().zip(&self.outer_strides) {
+                *o += idx[d] * st[d];
             }
         }
         for r in rows {
             f(r, off);
+            // Advance the multi-index like an odometer.
             for d in (0..nd).rev() {
                 idx[d] += 1;
-                for k in 0..K {
-                    off[k] += self.outer_strides[k][d];
-                }
                 if idx[d] < self.outer[d] {
+                    for (o, st) in off.iter_mut().zip(&self.outer_strides) {
+                        *o += st[d];
+                    }
                     break;
                 }
-                for k in 0..K {
-                    off[k] -= self.outer_strides[k][d] * self.outer[d];
+                for (o, st) in off.iter_mut().zip(&self.outer_strides) {
+                    *o -= st[d] * (self.outer[d] - 1);
                 }
                 idx[d] = 0;
             }
@@ -169,7 +170,11 @@ impl<const K: usize> Broadcast<K> {
 
     /// Runs `f(rows, out_rows)` over the output (row-major, `rows * inner` elements) split into
     /// row blocks, in parallel when the output is large.
-    pub(crate) fn par_rows<T: Send>(&self, out: &mut [T], f: impl Fn(Range<usize>, &mut [T]) + Sync) {
+    pub(crate) fn par_rows<T: Send>(
+        &self,
+        out: &mut [T],
+        f: impl Fn(Range<usize>, &mut [T]) + Sync,
+    ) {
         debug_assert_eq!(out.len(), self.rows * self.inner);
         if self.rows == 0 {
             return;
@@ -209,7 +214,14 @@ fn expect_all_f32(op: &'static str, ts: &[&Tensor]) -> Result<()> {
 
 /// One output row of `f(a, b)` with inner strides `sa`, `sb` (vectorised for strides 0 and 1).
 #[inline(always)]
-fn row2<F: Fn(f32, f32) -> f32 + Copy>(f: F, a: &[f32], sa: usize, b: &[f32], sb: usize, out: &mut [f32]) {
+fn row2<F: Fn(f32, f32) -> f32 + Copy>(
+    f: F,
+    a: &[f32],
+    sa: usize,
+    b: &[f32],
+    sb: usize,
+    out: &mut [f32],
+) {
     match (sa, sb) {
         (1, 1) => ew::map2(a, b, out, f),
         (1, 0) => {
@@ -246,7 +258,14 @@ where
             let r0 = rows.start;
             plan.for_rows(rows, |r, [pa, pb]| {
                 let dst = &mut o[(r - r0) * plan.inner..][..plan.inner];
-                row2(f, plan.row_slice(da, 0, pa), sa, plan.row_slice(db, 1, pb), sb, dst);
+                row2(
+                    f,
+                    plan.row_slice(da, 0, pa),
+                    sa,
+                    plan.row_slice(db, 1, pb),
+                    sb,
+                    dst,
+                );
             })
         });
     }
@@ -433,7 +452,8 @@ impl Tensor {
             let g_over_b = binary_forward(BinOp::Div, g, &b)?;
             let gb = if rb {
                 // d(a/b)/db = -a/b² = -(a/b)/b, so the gradient is -(g/b)·y.
-                let full = super::unary::zip_map_f32(&g_over_b, &y, "div backward", |u, y| -(u * y))?;
+                let full =
+                    super::unary::zip_map_f32(&g_over_b, &y, "div backward", |u, y| -(u * y))?;
                 Some(full.sum_to_shape(b.shape())?)
             } else {
                 None
@@ -511,7 +531,8 @@ impl Tensor {
             })?;
             let gb = if rb {
                 // g - ga is exact: it is 0, g/2 or g.
-                let gb_full = super::unary::zip_map_f32(g, &ga_full, "maximum backward", |g, x| g - x)?;
+                let gb_full =
+                    super::unary::zip_map_f32(g, &ga_full, "maximum backward", |g, x| g - x)?;
                 Some(gb_full.sum_to_shape(b.shape())?)
             } else {
                 None

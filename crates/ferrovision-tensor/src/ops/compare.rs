@@ -196,7 +196,11 @@ fn truth_values(t: &Tensor, op: &'static str) -> Result<Vec<bool>> {
 
 fn expect_bool(op: &'static str, t: &Tensor) -> Result<()> {
     if t.dtype() != DType::Bool {
-        return Err(Error::dtype(op, t.dtype(), "Bool (a mask from a comparison)"));
+        return Err(Error::dtype(
+            op,
+            t.dtype(),
+            "Bool (a mask from a comparison)",
+        ));
     }
     t.check_cpu(op)
 }
@@ -211,13 +215,21 @@ fn mask_grad(cond: &Tensor, g: &Tensor, keep: bool, op: &'static str) -> Result<
     };
     g.with_f32(op, |gs| {
         let lg = Layout::contiguous(&shape);
-        bcast2(dc.as_slice(), cond.layout(), gs, &lg, &shape, &mut out, |c, g| {
-            if c == keep {
-                g
-            } else {
-                0.0
-            }
-        })
+        bcast2(
+            dc.as_slice(),
+            cond.layout(),
+            gs,
+            &lg,
+            &shape,
+            &mut out,
+            |c, g| {
+                if c == keep {
+                    g
+                } else {
+                    0.0
+                }
+            },
+        )
     })?;
     Ok(Tensor::from_f32(out, &shape))
 }
@@ -234,7 +246,13 @@ impl Tensor {
             let (la, lb) = (self.layout(), other.layout());
             macro_rules! typed {
                 ($x:expr, $y:expr) => {
-                    cmp_typed(($x.as_slice(), la), ($y.as_slice(), lb), &shape, cmp, &mut out)
+                    cmp_typed(
+                        ($x.as_slice(), la),
+                        ($y.as_slice(), lb),
+                        &shape,
+                        cmp,
+                        &mut out,
+                    )
                 };
             }
             match (&*ga, &*gb) {
@@ -342,7 +360,12 @@ impl Tensor {
         self.compare_scalar(value, Cmp::Ge)
     }
 
-    fn logical(&self, other: &Tensor, op: &'static str, f: fn(bool, bool) -> bool) -> Result<Tensor> {
+    fn logical(
+        &self,
+        other: &Tensor,
+        op: &'static str,
+        f: fn(bool, bool) -> bool,
+    ) -> Result<Tensor> {
         super::same_device(op, self, other)?;
         let shape = broadcast_shapes(op, self.shape(), other.shape())?;
         let (a, b) = (truth_values(self, op)?, truth_values(other, op)?);
@@ -403,7 +426,11 @@ impl Tensor {
         let shape = broadcast_shapes(OP, self.shape(), &ab)?;
         let n = numel(&shape);
         let out = {
-            let (gc, ga, gb) = (self.storage().read(), a.storage().read(), b.storage().read());
+            let (gc, ga, gb) = (
+                self.storage().read(),
+                a.storage().read(),
+                b.storage().read(),
+            );
             let Buffer::Bool(dc) = &*gc else {
                 unreachable!("dtype checked")
             };
@@ -412,26 +439,40 @@ impl Tensor {
             macro_rules! typed {
                 ($x:expr, $y:expr, $variant:ident) => {{
                     let mut o = vec![Default::default(); n];
-                    bcast3(lc, ($x.as_slice(), la), ($y.as_slice(), lb), &shape, &mut o, |c, x, y| {
-                        if c {
-                            x
-                        } else {
-                            y
-                        }
-                    });
+                    bcast3(
+                        lc,
+                        ($x.as_slice(), la),
+                        ($y.as_slice(), lb),
+                        &shape,
+                        &mut o,
+                        |c, x, y| {
+                            if c {
+                                x
+                            } else {
+                                y
+                            }
+                        },
+                    );
                     Buffer::$variant(o)
                 }};
             }
             let buf = match (&*ga, &*gb) {
                 (Buffer::F32(x), Buffer::F32(y)) => {
                     let mut o = pool::take_uninit(n);
-                    bcast3(lc, (x.as_slice(), la), (y.as_slice(), lb), &shape, &mut o, |c, x, y| {
-                        if c {
-                            x
-                        } else {
-                            y
-                        }
-                    });
+                    bcast3(
+                        lc,
+                        (x.as_slice(), la),
+                        (y.as_slice(), lb),
+                        &shape,
+                        &mut o,
+                        |c, x, y| {
+                            if c {
+                                x
+                            } else {
+                                y
+                            }
+                        },
+                    );
                     Buffer::F32(o)
                 }
                 (Buffer::F16(x), Buffer::F16(y)) => typed!(x, y, F16),
@@ -483,26 +524,42 @@ impl Tensor {
                 ($x:expr, $t:ty, $variant:ident) => {{
                     let v = <$t as Element>::from_f64(value as f64);
                     let mut o = vec![v; n];
-                    bcast2($x.as_slice(), lx, dm.as_slice(), lm, &shape, &mut o, |x, m| {
-                        if m {
-                            v
-                        } else {
-                            x
-                        }
-                    });
+                    bcast2(
+                        $x.as_slice(),
+                        lx,
+                        dm.as_slice(),
+                        lm,
+                        &shape,
+                        &mut o,
+                        |x, m| {
+                            if m {
+                                v
+                            } else {
+                                x
+                            }
+                        },
+                    );
                     Buffer::$variant(o)
                 }};
             }
             let buf = match &*gx {
                 Buffer::F32(x) => {
                     let mut o = pool::take_uninit(n);
-                    bcast2(x.as_slice(), lx, dm.as_slice(), lm, &shape, &mut o, |x, m| {
-                        if m {
-                            value
-                        } else {
-                            x
-                        }
-                    });
+                    bcast2(
+                        x.as_slice(),
+                        lx,
+                        dm.as_slice(),
+                        lm,
+                        &shape,
+                        &mut o,
+                        |x, m| {
+                            if m {
+                                value
+                            } else {
+                                x
+                            }
+                        },
+                    );
                     Buffer::F32(o)
                 }
                 Buffer::F16(x) => typed!(x, half::f16, F16),

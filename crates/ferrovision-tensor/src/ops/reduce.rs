@@ -76,7 +76,12 @@ const ROW_BLOCK: usize = 64;
 
 /// Reduces the row-major `data` of `shape` over the sorted `axes` with `R`, returning the kept
 /// elements in row-major order (identity values when the reduced extent is empty).
-pub(crate) fn reduce_f32<R: Reducer>(data: &[f32], shape: &[usize], axes: &[usize], r: R) -> Vec<f32> {
+pub(crate) fn reduce_f32<R: Reducer>(
+    data: &[f32],
+    shape: &[usize],
+    axes: &[usize],
+    r: R,
+) -> Vec<f32> {
     let n_out: usize = (0..shape.len())
         .filter(|d| !axes.contains(d))
         .map(|d| shape[d])
@@ -258,11 +263,20 @@ fn for_each_group(shape: &[usize], axes: &[usize], mut f: impl FnMut(usize, &[us
 
 impl Tensor {
     /// Runs `R` over `axes` of this f32 tensor into a tensor of the reduced shape (no autodiff).
-    fn reduce_raw<R: Reducer>(&self, op: &'static str, axes: &[usize], keepdim: bool, r: R) -> Result<Tensor> {
+    fn reduce_raw<R: Reducer>(
+        &self,
+        op: &'static str,
+        axes: &[usize],
+        keepdim: bool,
+        r: R,
+    ) -> Result<Tensor> {
         self.expect_f32(op)?;
         let shape = self.shape().to_vec();
         let vals = self.with_f32(op, |x| reduce_f32(x, &shape, axes, r))?;
-        Ok(Tensor::from_f32(vals, &reduced_shape(&shape, axes, keepdim)))
+        Ok(Tensor::from_f32(
+            vals,
+            &reduced_shape(&shape, axes, keepdim),
+        ))
     }
 
     /// Sum over `axes` (negative allowed; empty = all axes).
@@ -334,13 +348,22 @@ impl Tensor {
         self.min(&[], false)
     }
 
-    fn extremum(&self, op: &'static str, axes: &[isize], keepdim: bool, is_max: bool) -> Result<Tensor> {
+    fn extremum(
+        &self,
+        op: &'static str,
+        axes: &[isize],
+        keepdim: bool,
+        is_max: bool,
+    ) -> Result<Tensor> {
         self.expect_f32(op)?;
         let axes = resolve_axes(op, self, axes)?;
         if axes.iter().any(|&d| self.shape()[d] == 0) {
             return Err(Error::invalid(
                 op,
-                format!("cannot reduce over an empty axis of shape {:?}", self.shape()),
+                format!(
+                    "cannot reduce over an empty axis of shape {:?}",
+                    self.shape()
+                ),
             ));
         }
         let out = if is_max {
@@ -396,10 +419,20 @@ impl Tensor {
         self.detach().reshape(&[self.numel()])?.argmin(0, false)
     }
 
-    fn arg_extremum(&self, op: &'static str, axis: isize, keepdim: bool, is_max: bool) -> Result<Tensor> {
+    fn arg_extremum(
+        &self,
+        op: &'static str,
+        axis: isize,
+        keepdim: bool,
+        is_max: bool,
+    ) -> Result<Tensor> {
         self.check_cpu(op)?;
         let ax = normalize_axis(op, axis, self.rank().max(1))?;
-        let shape: Vec<usize> = if self.rank() == 0 { vec![1] } else { self.shape().to_vec() };
+        let shape: Vec<usize> = if self.rank() == 0 {
+            vec![1]
+        } else {
+            self.shape().to_vec()
+        };
         let r = shape[ax];
         if r == 0 {
             return Err(Error::invalid(
@@ -482,7 +515,14 @@ impl Tensor {
         self.var_std("std", axes, correction, keepdim, true)
     }
 
-    fn var_std(&self, op: &'static str, axes: &[isize], correction: usize, keepdim: bool, take_sqrt: bool) -> Result<Tensor> {
+    fn var_std(
+        &self,
+        op: &'static str,
+        axes: &[isize],
+        correction: usize,
+        keepdim: bool,
+        take_sqrt: bool,
+    ) -> Result<Tensor> {
         self.expect_f32(op)?;
         let axes = resolve_axes(op, self, axes)?;
         let count: usize = axes.iter().map(|&d| self.shape()[d]).product();
@@ -623,9 +663,7 @@ impl Tensor {
         let lead = r - shape.len();
         let mut axes = Vec::new();
         for d in 0..r {
-            if d < lead {
-                axes.push(d as isize);
-            } else if shape[d - lead] == 1 && self.shape()[d] != 1 {
+            if d < lead || (shape[d - lead] == 1 && self.shape()[d] != 1) {
                 axes.push(d as isize);
             } else if shape[d - lead] != self.shape()[d] {
                 return Err(Error::shape_mismatch("sum_to_shape", self.shape(), shape));
@@ -639,7 +677,13 @@ impl Tensor {
 }
 
 /// Index of the first extremum along the middle axis of `[k1, r, k2]` data; NaN wins.
-fn arg_kernel<T: Copy + PartialOrd>(x: &[T], k1: usize, r: usize, k2: usize, is_max: bool) -> Vec<i64> {
+fn arg_kernel<T: Copy + PartialOrd>(
+    x: &[T],
+    k1: usize,
+    r: usize,
+    k2: usize,
+    is_max: bool,
+) -> Vec<i64> {
     #[allow(clippy::eq_op)]
     let better = |v: T, best: T| -> bool {
         let v_nan = v != v;
