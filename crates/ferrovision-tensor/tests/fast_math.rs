@@ -202,6 +202,15 @@ fn log_accuracy() {
 }
 
 #[test]
+fn expm1_accuracy() {
+    let mut xs = sweep(-20.0, 20.0);
+    xs.extend(sweep(-1.0, 1.0));
+    xs.extend(specials());
+    let e = max_ulp("expm1", &xs, ew::expm1, f64::exp_m1, 0.0, 0.0);
+    assert!(e <= 2.0, "expm1: {e} ulp");
+}
+
+#[test]
 fn log1p_accuracy() {
     let mut xs: Vec<f32> = sweep(-1.0, 50.0);
     xs.extend(sweep(-1.0, 1e30).into_iter().filter(|&x| x > -1.0));
@@ -349,6 +358,12 @@ fn simd_matches_scalar() {
         ("gelu", ew::gelu_slice),
         ("gelu_tanh", ew::gelu_tanh_slice),
         ("silu", ew::silu_slice),
+        ("expm1", |s, d| ew::map1(s, d, ew::expm1)),
+        ("log1p", |s, d| ew::map1(s, d, ew::log1p)),
+        ("softplus", |s, d| ew::map1(s, d, ew::softplus)),
+        ("gelu_tanh_grad", |s, d| ew::map1(s, d, ew::gelu_tanh_grad)),
+        ("silu_grad", |s, d| ew::map1(s, d, ew::silu_grad)),
+        ("normal_pdf", |s, d| ew::map1(s, d, ew::normal_pdf)),
     ];
     for n in [1usize, 7, 15, 17, 33, 1000] {
         let x = mixed(n, n as u64);

@@ -15,6 +15,7 @@
 //! | function | method | max error found by the tests |
 //! |---|---|---|
 //! | [`exp`] | Cody–Waite reduction by `ln 2`, degree-6 polynomial, two-step `2^n` scaling | 1 ulp (0.99); exact 0 / inf / NaN, correctly scaled subnormal results |
+//! | [`expm1`] | `(2^n − 1) + 2^n·(e^r − 1)` with the reduction of `exp` | 2 ulp (1.73) |
 //! | [`log`] | mantissa in `[√½, √2)`, `2·atanh(s)` series with fitted tail | 2 ulp (1.93); subnormal inputs, `log(±0) = -inf`, `log(<0) = NaN` |
 //! | [`log1p`] | `log(u)·x/(u−1)` with `u = 1+x` | 2.5 ulp (2.24) |
 //! | [`tanh`] | odd polynomial for `|x| < 0.625`, `1 − 2/(e^{2|x|}+1)` above | 1.5 ulp (1.28) |
@@ -143,6 +144,24 @@ fn cap(a: f32, cap: f32) -> f32 {
     } else {
         a
     }
+}
+
+/// Fast `e^x - 1`, accurate near 0 (≤ 2 ulp).
+#[inline(always)]
+pub fn expm1(x: f32) -> f32 {
+    // e^x - 1 = (2^n - 1) + 2^n·(e^r - 1) with the reduction of `exp`; 2^n - 1 is exact for the
+    // n where cancellation matters, and e^r - 1 comes from the polynomial without its leading 1.
+    // Below -30 the result is -1 in f32.
+    let xc = x.clamp(-30.0, 88.8);
+    const MAGIC: f32 = 12_582_912.0;
+    let t = xc * std::f32::consts::LOG2_E + MAGIC;
+    let nf = t - MAGIC;
+    let n = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let r = (xc - nf * LN2_HI) - nf * LN2_LO;
+    let pm1 = r + r * r * poly(&EXP_Q, r);
+    let n1 = n >> 1;
+    let (s1, s2) = (pow2i(n1), pow2i(n - n1));
+    (s1 * s2 - 1.0) + (s1 * pm1) * s2
 }
 
 /// Fast natural logarithm (≤ 2 ulp; `log(±0) = -inf`, `log(x<0) = NaN`, `log(inf) = inf`).
@@ -426,12 +445,39 @@ dispatched! {
     pub fn zip_apply<F: Fn(f32, f32) -> f32>(acc: &mut [f32], b: &[f32], f: F) => zip_apply_body
 }
 
-/// Defines a slice kernel `$name(src, dst)` applying the scalar function `$f`.
+/// Defines slice kernels `$name(src, dst)` applying the scalar function `$f`. The function is
+/// called directly in the dispatched loop, so its `#[inline(always)]` body is always inlined
+/// and vectorised (a generic `F` goes through a call shim that LLVM may decline to inline when
+/// the body is large).
 macro_rules! slice_kernel {
     ($($(#[$meta:meta])* $name:ident => $f:path;)*) => {$(
         $(#[$meta])*
         pub fn $name(src: &[f32], dst: &mut [f32]) {
-            map1(src, dst, $f)
+            #[inline(always)]
+            fn body(src: &[f32], dst: &mut [f32]) {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = $f(s);
+                }
+            }
+            dispatched! { fn run<>(src: &[f32], dst: &mut [f32]) => body }
+            run(src, dst)
+        }
+    )*};
+}
+
+/// Defines fused backward kernels `$name(g, s, dst)` with `dst[i] = $f(g[i], s[i])`.
+macro_rules! zip_kernel {
+    ($($(#[$meta:meta])* $name:ident => $f:path;)*) => {$(
+        $(#[$meta])*
+        pub fn $name(g: &[f32], s: &[f32], dst: &mut [f32]) {
+            #[inline(always)]
+            fn body(g: &[f32], s: &[f32], dst: &mut [f32]) {
+                for ((d, &a), &b) in dst.iter_mut().zip(g).zip(s) {
+                    *d = $f(a, b);
+                }
+            }
+            dispatched! { fn run<>(g: &[f32], s: &[f32], dst: &mut [f32]) => body }
+            run(g, s, dst)
         }
     )*};
 }
@@ -439,8 +485,12 @@ macro_rules! slice_kernel {
 slice_kernel! {
     /// `dst = exp(src)` (see [`exp`]).
     exp_slice => exp;
+    /// `dst = exp(src) - 1` (see [`expm1`]).
+    expm1_slice => expm1;
     /// `dst = ln(src)` (see [`log`]).
     log_slice => log;
+    /// `dst = ln(1 + src)` (see [`log1p`]).
+    log1p_slice => log1p;
     /// `dst = tanh(src)` (see [`tanh`]).
     tanh_slice => tanh;
     /// `dst = σ(src)` (see [`sigmoid`]).
@@ -453,6 +503,104 @@ slice_kernel! {
     gelu_tanh_slice => gelu_tanh;
     /// `dst = silu(src)` (see [`silu`]).
     silu_slice => silu;
+    /// `dst = softplus(src)` (see [`softplus`]).
+    softplus_slice => softplus;
+}
+
+/// `g·(1 - y²)`: tanh backward from its output `y`.
+#[inline(always)]
+pub fn tanh_backward(g: f32, y: f32) -> f32 {
+    g * (1.0 - y * y)
+}
+
+/// `g·y(1 - y)`: sigmoid backward from its output `y`.
+#[inline(always)]
+pub fn sigmoid_backward(g: f32, y: f32) -> f32 {
+    g * (y * (1.0 - y))
+}
+
+/// `g·gelu'(x)`.
+#[inline(always)]
+pub fn gelu_backward(g: f32, x: f32) -> f32 {
+    g * gelu_grad(x)
+}
+
+/// `g·gelu_tanh'(x)`.
+#[inline(always)]
+pub fn gelu_tanh_backward(g: f32, x: f32) -> f32 {
+    g * gelu_tanh_grad(x)
+}
+
+/// `g·silu'(x)`.
+#[inline(always)]
+pub fn silu_backward(g: f32, x: f32) -> f32 {
+    g * silu_grad(x)
+}
+
+/// `g·σ(x)` below PyTorch's threshold 20, `g` above it.
+#[inline(always)]
+pub fn softplus_backward(g: f32, x: f32) -> f32 {
+    if x > 20.0 {
+        g
+    } else {
+        g * sigmoid(x)
+    }
+}
+
+zip_kernel! {
+    /// Tanh backward from the output (see [`tanh_backward`]).
+    tanh_backward_slice => tanh_backward;
+    /// Sigmoid backward from the output (see [`sigmoid_backward`]).
+    sigmoid_backward_slice => sigmoid_backward;
+    /// GELU backward from the input (see [`gelu_backward`]).
+    gelu_backward_slice => gelu_backward;
+    /// Tanh-GELU backward from the input (see [`gelu_tanh_backward`]).
+    gelu_tanh_backward_slice => gelu_tanh_backward;
+    /// SiLU backward from the input (see [`silu_backward`]).
+    silu_backward_slice => silu_backward;
+    /// Softplus backward from the input (see [`softplus_backward`]).
+    softplus_backward_slice => softplus_backward;
+}
+
+/// Scaled ELU `scale·(x > 0 ? x : alpha·(e^x − 1))` (ELU: scale 1; SELU: its constants).
+#[inline(always)]
+pub fn scaled_elu(x: f32, alpha: f32, scale: f32) -> f32 {
+    scale * if x > 0.0 { x } else { alpha * expm1(x) }
+}
+
+/// Backward of [`scaled_elu`] from its input.
+#[inline(always)]
+pub fn scaled_elu_backward(g: f32, x: f32, alpha: f32, scale: f32) -> f32 {
+    if x > 0.0 {
+        g * scale
+    } else {
+        g * (scale * alpha) * exp(x)
+    }
+}
+
+#[inline(always)]
+fn elu_body(src: &[f32], dst: &mut [f32], alpha: f32, scale: f32) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        *d = scaled_elu(x, alpha, scale);
+    }
+}
+
+#[inline(always)]
+fn elu_backward_body(g: &[f32], x: &[f32], dst: &mut [f32], alpha: f32, scale: f32) {
+    for ((d, &g), &x) in dst.iter_mut().zip(g).zip(x) {
+        *d = scaled_elu_backward(g, x, alpha, scale);
+    }
+}
+
+dispatched! {
+    /// `dst = scaled_elu(src, alpha, scale)`.
+    pub fn elu_slice<>(src: &[f32], dst: &mut [f32], alpha: f32, scale: f32) => elu_body
+}
+
+dispatched! {
+    /// `dst = scaled_elu_backward(g, x, alpha, scale)`.
+    pub fn elu_backward_slice<>(g: &[f32], x: &[f32], dst: &mut [f32], alpha: f32, scale: f32)
+        => elu_backward_body
 }
 
 // ----- reductions -----

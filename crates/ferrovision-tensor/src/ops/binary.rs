@@ -452,8 +452,7 @@ impl Tensor {
             let g_over_b = binary_forward(BinOp::Div, g, &b)?;
             let gb = if rb {
                 // d(a/b)/db = -a/b² = -(a/b)/b, so the gradient is -(g/b)·y.
-                let full =
-                    super::unary::zip_map_f32(&g_over_b, &y, "div backward", |u, y| -(u * y))?;
+                let full = super::unary::zip_map(&g_over_b, &y, "div backward", |u, y| -(u * y))?;
                 Some(full.sum_to_shape(b.shape())?)
             } else {
                 None
@@ -531,8 +530,7 @@ impl Tensor {
             })?;
             let gb = if rb {
                 // g - ga is exact: it is 0, g/2 or g.
-                let gb_full =
-                    super::unary::zip_map_f32(g, &ga_full, "maximum backward", |g, x| g - x)?;
+                let gb_full = super::unary::zip_map(g, &ga_full, "maximum backward", |g, x| g - x)?;
                 Some(gb_full.sum_to_shape(b.shape())?)
             } else {
                 None

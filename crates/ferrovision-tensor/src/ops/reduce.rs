@@ -547,7 +547,7 @@ impl Tensor {
             let gk = g.reshape(&keep_shape)?;
             let gx = if take_sqrt {
                 // d std = d var / (2 std)
-                let gs = super::unary::zip_map_f32(&gk, &y.reshape(&keep_shape)?, op, |g, s| {
+                let gs = super::unary::zip_map(&gk, &y.reshape(&keep_shape)?, op, |g, s| {
                     g / (denom * s)
                 })?;
                 broadcast_map3(op, &x, &mean, &gs, &shape, |x, m, g| g * (x - m))?
@@ -570,18 +570,16 @@ impl Tensor {
         m.with_f32_mut("logsumexp", |v| {
             ew::apply(v, |m| if m.is_infinite() { 0.0 } else { m })
         })?;
-        let e = broadcast_map2("logsumexp", &x, &m, |x, m| ew::exp(x - m))?;
+        let e = broadcast_map2("logsumexp", &x, &m, exp_diff)?;
         let s = e.reduce_raw("logsumexp", &axes, true, SumOp)?;
         drop(e);
-        let keep = super::unary::zip_map_f32(&s, &m, "logsumexp", |s, m| ew::log(s) + m)?;
+        let keep = super::unary::zip_map(&s, &m, "logsumexp", |s, m| ew::log(s) + m)?;
         let out = keep.reshape(&reduced_shape(self.shape(), &axes, keepdim))?;
         let keep_shape = keep.shape().to_vec();
         Ok(record(out, "logsumexp", &[self], move |g| {
             let shape = x.shape().to_vec();
             let gk = g.reshape(&keep_shape)?;
-            let gx = broadcast_map3("logsumexp backward", &x, &keep, &gk, &shape, |x, l, g| {
-                g * ew::exp(x - l)
-            })?;
+            let gx = broadcast_map3("logsumexp backward", &x, &keep, &gk, &shape, softmax_grad)?;
             Ok(vec![Some(gx)])
         }))
     }
@@ -708,4 +706,16 @@ fn arg_kernel<T: Copy + PartialOrd>(
         }
     }
     out
+}
+
+/// `e^(x - m)` (kept out of closures so that it inlines into the vectorised loops).
+#[inline(always)]
+fn exp_diff(x: f32, m: f32) -> f32 {
+    ew::exp(x - m)
+}
+
+/// `g·e^(x - lse)`: the gradient of logsumexp.
+#[inline(always)]
+fn softmax_grad(x: f32, lse: f32, g: f32) -> f32 {
+    g * ew::exp(x - lse)
 }

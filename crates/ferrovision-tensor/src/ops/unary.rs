@@ -40,19 +40,30 @@ where
 }
 
 /// Combines two same-shape f32 tensors elementwise into a new tensor (used by backward rules).
+/// Prefer [`zip_map`] with a `Copy` function in hot paths.
+#[allow(dead_code)]
 pub(crate) fn zip_map_f32(
     a: &Tensor,
     b: &Tensor,
     op: &'static str,
     f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> Result<Tensor> {
+    zip_map(a, b, op, &f)
+}
+
+/// [`zip_map_f32`] taking the function by value: a `Copy` function item or closure is called
+/// directly in the vectorised loop (a `&F` adds a call shim that LLVM may not inline for big
+/// bodies such as the GELU derivative).
+pub(crate) fn zip_map<F>(a: &Tensor, b: &Tensor, op: &'static str, f: F) -> Result<Tensor>
+where
+    F: Fn(f32, f32) -> f32 + Copy + Send + Sync,
+{
     if a.shape() != b.shape() {
         return Err(Error::shape_mismatch(op, a.shape(), b.shape()));
     }
     a.expect_f32(op)?;
     b.expect_f32(op)?;
     let mut out = pool::take_uninit(a.numel());
-    let f = &f;
     a.with_f32(op, |xs| {
         b.with_f32(op, |ys| match super::par_chunk(xs.len(), PAR_MIN) {
             Some(chunk) => out
@@ -74,15 +85,41 @@ enum Saved {
     Output,
 }
 
+/// Runs the slice kernel `k(g, s, out)` over two same-shape f32 tensors, in parallel for big
+/// inputs.
+fn zip_slices(
+    a: &Tensor,
+    b: &Tensor,
+    op: &'static str,
+    k: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
+) -> Result<Tensor> {
+    if a.shape() != b.shape() {
+        return Err(Error::shape_mismatch(op, a.shape(), b.shape()));
+    }
+    a.expect_f32(op)?;
+    b.expect_f32(op)?;
+    let mut out = pool::take_uninit(a.numel());
+    a.with_f32(op, |xs| {
+        b.with_f32(op, |ys| match super::par_chunk(xs.len(), PAR_MIN) {
+            Some(chunk) => out
+                .par_chunks_mut(chunk)
+                .zip(xs.par_chunks(chunk).zip(ys.par_chunks(chunk)))
+                .for_each(|(o, (x, y))| k(x, y, o)),
+            None => k(xs, ys, &mut out),
+        })
+    })??;
+    Ok(Tensor::from_f32(out, a.shape()))
+}
+
 impl Tensor {
-    /// Runs an elementwise op whose gradient is `g · d(s)` where `s` is the saved input or
-    /// output and `d` its local derivative.
-    fn unary_op<F, D>(&self, name: &'static str, f: F, saved: Saved, d: D) -> Result<Tensor>
+    /// Runs an elementwise op given as slice kernels: `fwd(x, y)` and the fused backward
+    /// `bwd(g, s, grad_in)` where `s` is the saved input or output.
+    fn unary_op_k<F, B>(&self, name: &'static str, fwd: F, saved: Saved, bwd: B) -> Result<Tensor>
     where
-        F: Fn(f32) -> f32 + Copy + Send + Sync,
-        D: Fn(f32, f32) -> f32 + Copy + Send + Sync + 'static,
+        F: Fn(&[f32], &mut [f32]) + Sync,
+        B: Fn(&[f32], &[f32], &mut [f32]) + Send + Sync + 'static,
     {
-        let out = map_unary(self, name, f)?;
+        let out = map_f32(self, name, fwd)?;
         if !self.requires_grad() || !crate::is_grad_enabled() {
             return Ok(out);
         }
@@ -91,8 +128,23 @@ impl Tensor {
             Saved::Output => out.detach(),
         };
         Ok(record(out, name, &[self], move |g| {
-            Ok(vec![Some(zip_map_f32(g, &s, name, d)?)])
+            Ok(vec![Some(zip_slices(g, &s, name, bwd)?)])
         }))
+    }
+
+    /// Runs an elementwise op whose gradient is `d(g, s)` where `s` is the saved input or
+    /// output. For small `f` and `d` (larger ones get dedicated slice kernels).
+    fn unary_op<F, D>(&self, name: &'static str, f: F, saved: Saved, d: D) -> Result<Tensor>
+    where
+        F: Fn(f32) -> f32 + Copy + Send + Sync,
+        D: Fn(f32, f32) -> f32 + Copy + Send + Sync + 'static,
+    {
+        self.unary_op_k(
+            name,
+            move |x, y| ew::map1(x, y, f),
+            saved,
+            move |g, s, o| ew::map2(g, s, o, d),
+        )
     }
 
     /// An op whose gradient is the output gradient times a constant.
@@ -223,17 +275,23 @@ impl Tensor {
 
     /// `e^self` (fast vectorised kernel, ≤ 1 ulp).
     pub fn exp(&self) -> Result<Tensor> {
-        self.unary_op("exp", ew::exp, Saved::Output, |g, y| g * y)
+        self.unary_op_k("exp", ew::exp_slice, Saved::Output, |g, y, o| {
+            ew::map2(g, y, o, |g, y| g * y)
+        })
     }
 
     /// Natural logarithm (fast vectorised kernel, ≤ 2 ulp).
     pub fn log(&self) -> Result<Tensor> {
-        self.unary_op("log", ew::log, Saved::Input, |g, x| g / x)
+        self.unary_op_k("log", ew::log_slice, Saved::Input, |g, x, o| {
+            ew::map2(g, x, o, |g, x| g / x)
+        })
     }
 
     /// `ln(1 + self)`, accurate near 0.
     pub fn log1p(&self) -> Result<Tensor> {
-        self.unary_op("log1p", ew::log1p, Saved::Input, |g, x| g / (1.0 + x))
+        self.unary_op_k("log1p", ew::log1p_slice, Saved::Input, |g, x, o| {
+            ew::map2(g, x, o, |g, x| g / (1.0 + x))
+        })
     }
 
     /// Sine.
@@ -248,14 +306,22 @@ impl Tensor {
 
     /// Hyperbolic tangent (fast vectorised kernel).
     pub fn tanh(&self) -> Result<Tensor> {
-        self.unary_op("tanh", ew::tanh, Saved::Output, |g, y| g * (1.0 - y * y))
+        self.unary_op_k(
+            "tanh",
+            ew::tanh_slice,
+            Saved::Output,
+            ew::tanh_backward_slice,
+        )
     }
 
     /// Logistic sigmoid `1 / (1 + e^-x)` (fast vectorised kernel).
     pub fn sigmoid(&self) -> Result<Tensor> {
-        self.unary_op("sigmoid", ew::sigmoid, Saved::Output, |g, y| {
-            g * (y * (1.0 - y))
-        })
+        self.unary_op_k(
+            "sigmoid",
+            ew::sigmoid_slice,
+            Saved::Output,
+            ew::sigmoid_backward_slice,
+        )
     }
 
     // ----- activations -----
@@ -292,58 +358,62 @@ impl Tensor {
 
     /// ELU: `x` for `x > 0`, `alpha·(e^x − 1)` otherwise.
     pub fn elu(&self, alpha: f32) -> Result<Tensor> {
-        self.unary_op(
+        self.unary_op_k(
             "elu",
-            move |x| if x > 0.0 { x } else { alpha * x.exp_m1() },
+            move |x, y| ew::elu_slice(x, y, alpha, 1.0),
             Saved::Input,
-            move |g, x| if x > 0.0 { g } else { g * alpha * ew::exp(x) },
+            move |g, x, o| ew::elu_backward_slice(g, x, o, alpha, 1.0),
         )
     }
 
     /// SELU: `scale·elu(x, alpha)` with the constants of Klambauer et al. (as PyTorch).
     pub fn selu(&self) -> Result<Tensor> {
-        const ALPHA: f32 = 1.673_263_2;
-        const SCALE: f32 = 1.050_701;
-        self.unary_op(
+        self.unary_op_k(
             "selu",
-            |x| SCALE * if x > 0.0 { x } else { ALPHA * x.exp_m1() },
+            |x, y| ew::elu_slice(x, y, SELU_ALPHA, SELU_SCALE),
             Saved::Input,
-            |g, x| {
-                if x > 0.0 {
-                    g * SCALE
-                } else {
-                    g * (SCALE * ALPHA) * ew::exp(x)
-                }
-            },
+            |g, x, o| ew::elu_backward_slice(g, x, o, SELU_ALPHA, SELU_SCALE),
         )
     }
 
     /// GELU, exact form `x·Φ(x)` with Φ the standard normal CDF (fast vectorised erf).
     pub fn gelu(&self) -> Result<Tensor> {
-        self.unary_op("gelu", ew::gelu, Saved::Input, |g, x| g * ew::gelu_grad(x))
+        self.unary_op_k(
+            "gelu",
+            ew::gelu_slice,
+            Saved::Input,
+            ew::gelu_backward_slice,
+        )
     }
 
     /// GELU, tanh approximation `0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))`.
     pub fn gelu_tanh(&self) -> Result<Tensor> {
-        self.unary_op("gelu_tanh", ew::gelu_tanh, Saved::Input, |g, x| {
-            g * ew::gelu_tanh_grad(x)
-        })
+        self.unary_op_k(
+            "gelu_tanh",
+            ew::gelu_tanh_slice,
+            Saved::Input,
+            ew::gelu_tanh_backward_slice,
+        )
     }
 
     /// Softplus `ln(1 + e^x)` with β = 1 and PyTorch's threshold 20 (identity above it).
     pub fn softplus(&self) -> Result<Tensor> {
-        self.unary_op("softplus", ew::softplus, Saved::Input, |g, x| {
-            if x > 20.0 {
-                g
-            } else {
-                g * ew::sigmoid(x)
-            }
-        })
+        self.unary_op_k(
+            "softplus",
+            ew::softplus_slice,
+            Saved::Input,
+            ew::softplus_backward_slice,
+        )
     }
 
     /// SiLU `x·σ(x)` (also called swish).
     pub fn silu(&self) -> Result<Tensor> {
-        self.unary_op("silu", ew::silu, Saved::Input, |g, x| g * ew::silu_grad(x))
+        self.unary_op_k(
+            "silu",
+            ew::silu_slice,
+            Saved::Input,
+            ew::silu_backward_slice,
+        )
     }
 
     /// Alias of [`Tensor::silu`].
@@ -424,3 +494,7 @@ fn clamp_f32(x: f32, lo: f32, hi: f32) -> f32 {
         v
     }
 }
+
+/// SELU constants (Klambauer et al., as in PyTorch).
+const SELU_ALPHA: f32 = 1.673_263_2;
+const SELU_SCALE: f32 = 1.050_701;
