@@ -186,6 +186,31 @@ fn tensor_ops() {
         }),
     );
     report(
+        "mul by [1,C,1,1] fwd+bwd (both grads)",
+        best_ms(5, || {
+            xr.zero_grad();
+            br.zero_grad();
+            xr.mul(&br).unwrap().backward_with(&seed).unwrap();
+        }),
+    );
+    let b2 = uniform(&[64, 1, 1], 0.5, 2.0, 4).requires_grad_(true);
+    report(
+        "div by [C,1,1] fwd+bwd (both grads)",
+        best_ms(5, || {
+            xr.zero_grad();
+            b2.zero_grad();
+            xr.div(&b2).unwrap().backward_with(&seed).unwrap();
+        }),
+    );
+    report(
+        "maximum with [C,1,1] fwd+bwd",
+        best_ms(5, || {
+            xr.zero_grad();
+            b2.zero_grad();
+            xr.maximum(&b2).unwrap().backward_with(&seed).unwrap();
+        }),
+    );
+    report(
         "sum over [0,2,3] (batch norm)",
         best_ms(10, || drop(black_box(x.sum(&[0, 2, 3], false).unwrap()))),
     );

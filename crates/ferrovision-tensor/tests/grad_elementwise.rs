@@ -619,3 +619,39 @@ fn pow_gradient_edge_cases_match_pytorch() {
     assert_eq!(vals(&b.grad().unwrap())[0], 0.0);
     assert!((vals(&b.grad().unwrap())[1] - 2f32.ln()).abs() < 1e-6);
 }
+
+#[test]
+fn fused_broadcast_product_gradients_match_unfused() {
+    // Large shapes reach every parallel split of the fused Σ g·x kernels.
+    let cases: Vec<(Vec<usize>, Vec<usize>)> = vec![
+        (vec![2, 70_001], vec![2, 1]),
+        (vec![70_001, 3], vec![3]),
+        (vec![8, 16, 24, 24], vec![1, 16, 1, 1]),
+        (vec![3, 300, 100], vec![3, 1, 100]),
+        (vec![2, 40, 1_000], vec![2, 1, 1_000]),
+        (vec![64, 50, 20], vec![64, 1, 20]),
+        (vec![5, 7], vec![1, 1]),
+    ];
+    for (i, (sa, sb)) in cases.into_iter().enumerate() {
+        let a = uniform(&sa, -1.0, 1.0, 80 + i as u64);
+        let b = uniform(&sb, 0.5, 2.0, 90 + i as u64);
+        let g = uniform(&sa, -1.0, 1.0, 100 + i as u64);
+        let br = b.detach().requires_grad_(true);
+        a.mul(&br).unwrap().backward_with(&g).unwrap();
+        let want = g.mul(&a).unwrap().sum_to_shape(&sb).unwrap();
+        assert_eq!(br.grad().unwrap().shape(), sb.as_slice());
+        assert_close(&vals(&br.grad().unwrap()), &vals(&want), 1e-4, 1e-3);
+        let br = b.detach().requires_grad_(true);
+        a.div(&br).unwrap().backward_with(&g).unwrap();
+        let want = g
+            .mul(&a)
+            .unwrap()
+            .div(&b.mul(&b).unwrap())
+            .unwrap()
+            .neg()
+            .unwrap()
+            .sum_to_shape(&sb)
+            .unwrap();
+        assert_close(&vals(&br.grad().unwrap()), &vals(&want), 1e-4, 1e-3);
+    }
+}

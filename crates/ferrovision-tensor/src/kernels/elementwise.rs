@@ -746,6 +746,46 @@ dispatched! {
     pub fn sum_sq<>(x: &[f32]) -> f32 => sum_sq_body
 }
 
+#[inline(always)]
+fn dot_body(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut total = 0.0f32;
+    for (ba, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let mut acc = [0.0f32; LANES];
+        let mut ia = ba.chunks_exact(LANES);
+        let mut ib = bb.chunks_exact(LANES);
+        for (ca, cb) in (&mut ia).zip(&mut ib) {
+            for i in 0..LANES {
+                acc[i] += ca[i] * cb[i];
+            }
+        }
+        let mut t: f32 = acc.iter().sum();
+        for (&x, &y) in ia.remainder().iter().zip(ib.remainder()) {
+            t += x * y;
+        }
+        total += t;
+    }
+    total
+}
+
+dispatched! {
+    /// `Σ a[i]·b[i]` over the common length, vectorised with the best ISA.
+    pub fn dot<>(a: &[f32], b: &[f32]) -> f32 => dot_body
+}
+
+#[inline(always)]
+fn mul_add_into_body(acc: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((o, &x), &y) in acc.iter_mut().zip(a).zip(b) {
+        *o += x * y;
+    }
+}
+
+dispatched! {
+    /// `acc[i] += a[i]·b[i]`, vectorised with the best ISA.
+    pub fn mul_add_into<>(acc: &mut [f32], a: &[f32], b: &[f32]) => mul_add_into_body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -385,6 +385,40 @@ fn pow_f32(a: f32, b: f32) -> f32 {
     }
 }
 
+/// The axes of `shape` that broadcasting `target` up to `shape` expanded (leading dims and
+/// size-1 dims of `target`), or a `ShapeMismatch` naming `op`.
+fn expanded_axes(op: &'static str, shape: &[usize], target: &[usize]) -> Result<Vec<usize>> {
+    if target.len() > shape.len() {
+        return Err(Error::shape_mismatch(op, shape, target));
+    }
+    let lead = shape.len() - target.len();
+    let mut axes = Vec::new();
+    for d in 0..shape.len() {
+        if d < lead || (target[d - lead] == 1 && shape[d] != 1) {
+            axes.push(d);
+        } else if target[d - lead] != shape[d] {
+            return Err(Error::shape_mismatch(op, shape, target));
+        }
+    }
+    Ok(axes)
+}
+
+/// `(g·x).sum_to_shape(target)`, the gradient of a broadcast factor of a product; fused (no
+/// full-size temporary) when `x` has the shape of `g`.
+fn mul_sum_to_shape(op: &'static str, g: &Tensor, x: &Tensor, target: &[usize]) -> Result<Tensor> {
+    if target == g.shape() || x.shape() != g.shape() {
+        return binary_forward(BinOp::Mul, g, x)?.sum_to_shape(target);
+    }
+    let axes = expanded_axes(op, g.shape(), target)?;
+    let shape = g.shape().to_vec();
+    let v = g.with_f32(op, |gs| {
+        x.with_f32(op, |xs| {
+            super::reduce::dot_reduce_f32(gs, xs, &shape, &axes)
+        })
+    })??;
+    Ok(Tensor::from_f32(v, target))
+}
+
 /// Sums a gradient of the broadcast shape back to an input's shape, when that input wants one.
 fn reduce_grad(g: Tensor, shape: &[usize], wanted: bool) -> Result<Option<Tensor>> {
     if !wanted {
@@ -429,12 +463,12 @@ impl Tensor {
         let (ra, rb) = (self.requires_grad(), other.requires_grad());
         Ok(record(out, "mul", &[self, other], move |g| {
             let ga = if ra {
-                reduce_grad(binary_forward(BinOp::Mul, g, &b)?, a.shape(), true)?
+                Some(mul_sum_to_shape("mul backward", g, &b, a.shape())?)
             } else {
                 None
             };
             let gb = if rb {
-                reduce_grad(binary_forward(BinOp::Mul, g, &a)?, b.shape(), true)?
+                Some(mul_sum_to_shape("mul backward", g, &a, b.shape())?)
             } else {
                 None
             };
@@ -451,9 +485,8 @@ impl Tensor {
         Ok(record(out, "div", &[self, other], move |g| {
             let g_over_b = binary_forward(BinOp::Div, g, &b)?;
             let gb = if rb {
-                // d(a/b)/db = -a/b² = -(a/b)/b, so the gradient is -(g/b)·y.
-                let full = super::unary::zip_map(&g_over_b, &y, "div backward", |u, y| -(u * y))?;
-                Some(full.sum_to_shape(b.shape())?)
+                // d(a/b)/db = -a/b² = -(a/b)/b, so the gradient is -Σ(g/b)·y.
+                Some(mul_sum_to_shape("div backward", &g_over_b, &y, b.shape())?.neg()?)
             } else {
                 None
             };

@@ -235,6 +235,140 @@ fn reduce_mid<R: Reducer>(x: &[f32], k1: usize, r: usize, k2: usize, op: R) -> V
     out
 }
 
+/// `Σ a·b` over the sorted `axes` of two row-major arrays of `shape`, without materialising
+/// the product: the innermost reduced run is folded with fused multiply-add kernels, the rest
+/// by [`reduce_f32`] on the (smaller) partial sums.
+pub(crate) fn dot_reduce_f32(a: &[f32], b: &[f32], shape: &[usize], axes: &[usize]) -> Vec<f32> {
+    debug_assert_eq!(a.len(), b.len());
+    let mut blocks: Vec<(usize, bool)> = Vec::new();
+    for (d, &s) in shape.iter().enumerate() {
+        if s == 1 {
+            continue;
+        }
+        let red = axes.contains(&d);
+        match blocks.last_mut() {
+            Some((size, rr)) if *rr == red => *size *= s,
+            _ => blocks.push((s, red)),
+        }
+    }
+    let Some(j) = blocks.iter().rposition(|b| b.1).filter(|_| !a.is_empty()) else {
+        let mut out = pool::take_uninit(a.len());
+        ew::map2(a, b, &mut out, |x, y| x * y);
+        return reduce_f32(&out, shape, axes, SumOp);
+    };
+    let k1: usize = blocks[..j].iter().map(|b| b.0).product();
+    let rs = blocks[j].0;
+    let k2: usize = blocks[j + 1..].iter().map(|b| b.0).product();
+    let partial = if k2 == 1 {
+        dot_rows(a, b, k1, rs)
+    } else {
+        dot_mid(a, b, k1, rs, k2)
+    };
+    blocks.remove(j);
+    let rest: Vec<usize> = blocks.iter().map(|b| b.0).collect();
+    let rest_axes: Vec<usize> = (0..blocks.len()).filter(|&i| blocks[i].1).collect();
+    if rest_axes.is_empty() {
+        return partial;
+    }
+    let out = reduce_f32(&partial, &rest, &rest_axes, SumOp);
+    pool::give_back(partial);
+    out
+}
+
+/// `out[i] = Σ_j a[i, j]·b[i, j]` for `[k, r]` data.
+fn dot_rows(a: &[f32], b: &[f32], k: usize, r: usize) -> Vec<f32> {
+    let mut out = pool::take_uninit(k);
+    let threads = rayon::current_num_threads();
+    if k * r < PAR_MIN || threads <= 1 {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = ew::dot(&a[i * r..(i + 1) * r], &b[i * r..(i + 1) * r]);
+        }
+    } else if k >= 2 * threads {
+        let per = k.div_ceil(4 * threads).max(1);
+        out.par_chunks_mut(per).enumerate().for_each(|(ci, o)| {
+            for (ii, v) in o.iter_mut().enumerate() {
+                let i = ci * per + ii;
+                *v = ew::dot(&a[i * r..(i + 1) * r], &b[i * r..(i + 1) * r]);
+            }
+        });
+    } else {
+        let per = r.div_ceil(threads).max(4096);
+        for (i, o) in out.iter_mut().enumerate() {
+            let (ra, rb) = (&a[i * r..(i + 1) * r], &b[i * r..(i + 1) * r]);
+            let parts: Vec<f32> = ra
+                .par_chunks(per)
+                .zip(rb.par_chunks(per))
+                .map(|(x, y)| ew::dot(x, y))
+                .collect();
+            *o = parts.iter().sum();
+        }
+    }
+    out
+}
+
+/// `out[c] = Σ_j a[j·stride + c]·b[j·stride + c]` for `j < r` (blocked like [`fold_slab`]).
+fn dot_slab(a: &[f32], b: &[f32], r: usize, stride: usize, out: &mut [f32]) {
+    let w = out.len();
+    out.fill(0.0);
+    let mut blk = pool::take_uninit(w);
+    let mut j = 0;
+    while j < r {
+        let end = (j + ROW_BLOCK).min(r);
+        blk.fill(0.0);
+        for jj in j..end {
+            let o = jj * stride;
+            ew::mul_add_into(&mut blk, &a[o..o + w], &b[o..o + w]);
+        }
+        ew::combine_into(out, &blk, SumOp);
+        j = end;
+    }
+    pool::give_back(blk);
+}
+
+/// `out[i, c] = Σ_j a[i, j, c]·b[i, j, c]` for `[k1, r, k2]` data.
+fn dot_mid(a: &[f32], b: &[f32], k1: usize, r: usize, k2: usize) -> Vec<f32> {
+    let mut out = pool::take_uninit(k1 * k2);
+    let threads = rayon::current_num_threads();
+    let slab = r * k2;
+    if k1 * slab < PAR_MIN || threads <= 1 {
+        for (i, o) in out.chunks_exact_mut(k2).enumerate() {
+            dot_slab(&a[i * slab..], &b[i * slab..], r, k2, o);
+        }
+    } else if k1 >= 2 * threads {
+        out.par_chunks_mut(k2)
+            .enumerate()
+            .for_each(|(i, o)| dot_slab(&a[i * slab..], &b[i * slab..], r, k2, o));
+    } else if k2 >= 256 * threads {
+        let per = k2.div_ceil(threads);
+        for (i, o) in out.chunks_exact_mut(k2).enumerate() {
+            o.par_chunks_mut(per).enumerate().for_each(|(ci, oc)| {
+                let off = i * slab + ci * per;
+                dot_slab(&a[off..], &b[off..], r, k2, oc)
+            });
+        }
+    } else {
+        let per = r.div_ceil(threads);
+        let parts: Vec<Vec<f32>> = (0..r.div_ceil(per))
+            .into_par_iter()
+            .map(|p| {
+                let (j0, j1) = (p * per, ((p + 1) * per).min(r));
+                let mut part = pool::take_uninit(k1 * k2);
+                for (i, o) in part.chunks_exact_mut(k2).enumerate() {
+                    let off = i * slab + j0 * k2;
+                    dot_slab(&a[off..], &b[off..], j1 - j0, k2, o);
+                }
+                part
+            })
+            .collect();
+        out.fill(0.0);
+        for p in parts {
+            ew::combine_into(&mut out, &p, SumOp);
+            pool::give_back(p);
+        }
+    }
+    out
+}
+
 /// Storage offsets (into the row-major input) of each reduction group's elements: calls
 /// `f(group, offsets)` per output element, with the offsets in row-major order of the reduced
 /// axes.
