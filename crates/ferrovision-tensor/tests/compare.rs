@@ -91,6 +91,27 @@ fn scalar_comparisons_round_to_the_tensor_dtype() {
     assert_eq!(bools(&h.eq_scalar(0.1).unwrap()), b(&[1, 0, 0]));
     // Large inputs (parallel path).
     let big = uniform(&[200_000], -1.0, 1.0, 3);
+    let other = uniform(&[200_000], -1.0, 1.0, 4);
+    let got = bools(&big.lt(&other).unwrap());
+    let (bv, ov) = (big.to_vec::<f32>().unwrap(), other.to_vec::<f32>().unwrap());
+    assert_eq!(
+        got,
+        bv.iter().zip(&ov).map(|(a, b)| a < b).collect::<Vec<_>>()
+    );
+    let w = big
+        .lt(&other)
+        .unwrap()
+        .where_(&big, &other)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(
+        w,
+        bv.iter()
+            .zip(&ov)
+            .map(|(a, b)| a.min(*b))
+            .collect::<Vec<_>>()
+    );
     let got = bools(&big.gt_scalar(0.25).unwrap());
     let want: Vec<bool> = big
         .to_vec::<f32>()

@@ -172,6 +172,15 @@ fn unary_forward_values() {
         1e-6,
     );
     forward_matches("pow_scalar 0", &x, |t| t.pow_scalar(0.0), |_| 1.0, 0.0);
+    for p in [1.0f32, 3.0, 0.5, -0.5, -2.0, 2.5] {
+        forward_matches(
+            "pow_scalar p",
+            &pos,
+            |t| t.pow_scalar(p),
+            move |v| v.powf(p as f64),
+            2e-6,
+        );
+    }
     forward_matches("reciprocal", &pos, |t| t.reciprocal(), |v| 1.0 / v, 1e-6);
     forward_matches("add_scalar", &x, |t| t.add_scalar(1.5), |v| v + 1.5, 1e-6);
     forward_matches("sub_scalar", &x, |t| t.sub_scalar(1.5), |v| v - 1.5, 1e-6);
@@ -235,6 +244,10 @@ fn unary_gradients_smooth() {
     check(|t| t[0].pow_scalar(2.0), std::slice::from_ref(&x));
     check(|t| t[0].pow_scalar(3.0), std::slice::from_ref(&x));
     check(|t| t[0].pow_scalar(-0.5), std::slice::from_ref(&pos));
+    check(|t| t[0].pow_scalar(-2.0), std::slice::from_ref(&pos));
+    check(|t| t[0].pow_scalar(0.5), std::slice::from_ref(&pos));
+    check(|t| t[0].pow_scalar(-1.0), std::slice::from_ref(&pos));
+    check(|t| t[0].pow_scalar(1.0), std::slice::from_ref(&x));
     check(|t| t[0].pow_scalar(0.0), std::slice::from_ref(&x));
     check(|t| t[0].reciprocal(), std::slice::from_ref(&pos));
     check(|t| t[0].add_scalar(2.0), std::slice::from_ref(&x));
@@ -479,6 +492,21 @@ fn binary_forward_broadcast_patterns() {
             uniform(&[4, 1], 0.5, 2.0, 45),
         ),
         (uniform(&[0, 3], -2.0, 2.0, 46), uniform(&[3], 0.5, 2.0, 47)),
+        // Big enough for the parallel column split (one long row after merging dims).
+        (
+            uniform(&[300_001], -2.0, 2.0, 50),
+            uniform(&[300_001], 0.5, 2.0, 51),
+        ),
+        (
+            uniform(&[2, 150_000], -2.0, 2.0, 52),
+            uniform(&[1], 0.5, 2.0, 53),
+        ),
+        (
+            uniform(&[3, 100_000], -2.0, 2.0, 54)
+                .slice(1, 1, 100_000, 2)
+                .unwrap(),
+            uniform(&[3, 1], 0.5, 2.0, 55),
+        ),
         // Big enough for the parallel row split.
         (
             uniform(&[8, 64, 130], -2.0, 2.0, 48),

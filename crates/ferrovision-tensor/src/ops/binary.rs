@@ -160,35 +160,63 @@ impl<const K: usize> Broadcast<K> {
         }
     }
 
-    /// The slice of operand `k`'s storage that one row starting at `off` reads.
+    /// The slice of operand `k`'s storage that a row segment of `len` elements starting at
+    /// `off` reads.
     #[inline]
-    pub(crate) fn row_slice<'a, T>(&self, data: &'a [T], k: usize, off: usize) -> &'a [T] {
+    pub(crate) fn row_slice<'a, T>(
+        &self,
+        data: &'a [T],
+        k: usize,
+        off: usize,
+        len: usize,
+    ) -> &'a [T] {
         let s = self.inner_strides[k];
-        let len = if s == 0 { 1 } else { (self.inner - 1) * s + 1 };
-        &data[off..off + len]
+        let span = if s == 0 || len == 0 {
+            1
+        } else {
+            (len - 1) * s + 1
+        };
+        &data[off..off + span]
     }
 
-    /// Runs `f(rows, out_rows)` over the output (row-major, `rows * inner` elements) split into
-    /// row blocks, in parallel when the output is large.
-    pub(crate) fn par_rows<T: Send>(
-        &self,
-        out: &mut [T],
-        f: impl Fn(Range<usize>, &mut [T]) + Sync,
-    ) {
+    /// Calls `f(offsets, dst)` for segments of the output (row-major, `rows * inner` elements):
+    /// `dst` is a run of one row and `offsets` the storage offset of its first element in each
+    /// operand. Big outputs are split over threads, by rows or, for few long rows, by columns.
+    pub(crate) fn par_rows<T: Send>(&self, out: &mut [T], f: impl Fn([usize; K], &mut [T]) + Sync) {
         debug_assert_eq!(out.len(), self.rows * self.inner);
-        if self.rows == 0 {
+        if self.rows == 0 || self.inner == 0 {
             return;
         }
-        let min_rows = (1usize << 15).div_ceil(self.inner.max(1));
-        match super::par_chunk(self.rows, min_rows) {
-            Some(per) => out
-                .par_chunks_mut(per * self.inner)
+        const PAR_MIN: usize = 1 << 15;
+        let inner = self.inner;
+        let threads = rayon::current_num_threads();
+        if out.len() < 2 * PAR_MIN || threads <= 1 {
+            self.for_rows(0..self.rows, |r, off| {
+                f(off, &mut out[r * inner..(r + 1) * inner])
+            });
+        } else if self.rows >= 2 * threads {
+            let per = self.rows.div_ceil(4 * threads).max(PAR_MIN.div_ceil(inner));
+            out.par_chunks_mut(per * inner)
                 .enumerate()
                 .for_each(|(i, o)| {
-                    let start = i * per;
-                    f(start..start + o.len() / self.inner, o)
-                }),
-            None => f(0..self.rows, out),
+                    let r0 = i * per;
+                    self.for_rows(r0..r0 + o.len() / inner, |r, off| {
+                        f(off, &mut o[(r - r0) * inner..(r - r0 + 1) * inner])
+                    })
+                });
+        } else {
+            let cols = inner.div_ceil(2 * threads).max(PAR_MIN / 4);
+            self.for_rows(0..self.rows, |r, off| {
+                out[r * inner..(r + 1) * inner]
+                    .par_chunks_mut(cols)
+                    .enumerate()
+                    .for_each(|(ci, o)| {
+                        let c0 = ci * cols;
+                        let seg: [usize; K] =
+                            std::array::from_fn(|k| off[k] + c0 * self.inner_strides[k]);
+                        f(seg, o)
+                    })
+            });
         }
     }
 }
@@ -254,19 +282,16 @@ where
         let (da, db) = (f32_data(&ga), f32_data(&gb));
         let plan = Broadcast::new(&shape, [a.layout(), b.layout()]);
         let [sa, sb] = plan.inner_strides;
-        plan.par_rows(&mut out, |rows, o| {
-            let r0 = rows.start;
-            plan.for_rows(rows, |r, [pa, pb]| {
-                let dst = &mut o[(r - r0) * plan.inner..][..plan.inner];
-                row2(
-                    f,
-                    plan.row_slice(da, 0, pa),
-                    sa,
-                    plan.row_slice(db, 1, pb),
-                    sb,
-                    dst,
-                );
-            })
+        plan.par_rows(&mut out, |[pa, pb], dst| {
+            let n = dst.len();
+            row2(
+                f,
+                plan.row_slice(da, 0, pa, n),
+                sa,
+                plan.row_slice(db, 1, pb, n),
+                sb,
+                dst,
+            );
         });
     }
     Ok(Tensor::from_f32(out, &shape))
@@ -297,32 +322,29 @@ where
         let (da, db, dc) = (f32_data(&ga), f32_data(&gb), f32_data(&gc));
         let plan = Broadcast::new(shape, [a.layout(), b.layout(), c.layout()]);
         let [sa, sb, sc] = plan.inner_strides;
-        plan.par_rows(&mut out, |rows, o| {
-            let r0 = rows.start;
-            plan.for_rows(rows, |r, [pa, pb, pc]| {
-                let dst = &mut o[(r - r0) * plan.inner..][..plan.inner];
-                let (ra, rb, rc) = (
-                    plan.row_slice(da, 0, pa),
-                    plan.row_slice(db, 1, pb),
-                    plan.row_slice(dc, 2, pc),
-                );
-                match (sa, sb, sc) {
-                    (1, 1, 1) => ew::map3(ra, rb, rc, dst, f),
-                    (1, 1, 0) => {
-                        let z = rc[0];
-                        ew::map2(ra, rb, dst, move |x, y| f(x, y, z))
-                    }
-                    (1, 0, 0) => {
-                        let (y, z) = (rb[0], rc[0]);
-                        ew::map1(ra, dst, move |x| f(x, y, z))
-                    }
-                    _ => {
-                        for (i, d) in dst.iter_mut().enumerate() {
-                            *d = f(ra[i * sa], rb[i * sb], rc[i * sc]);
-                        }
+        plan.par_rows(&mut out, |[pa, pb, pc], dst| {
+            let n = dst.len();
+            let (ra, rb, rc) = (
+                plan.row_slice(da, 0, pa, n),
+                plan.row_slice(db, 1, pb, n),
+                plan.row_slice(dc, 2, pc, n),
+            );
+            match (sa, sb, sc) {
+                (1, 1, 1) => ew::map3(ra, rb, rc, dst, f),
+                (1, 1, 0) => {
+                    let z = rc[0];
+                    ew::map2(ra, rb, dst, move |x, y| f(x, y, z))
+                }
+                (1, 0, 0) => {
+                    let (y, z) = (rb[0], rc[0]);
+                    ew::map1(ra, dst, move |x| f(x, y, z))
+                }
+                _ => {
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d = f(ra[i * sa], rb[i * sb], rc[i * sc]);
                     }
                 }
-            })
+            }
         });
     }
     Ok(Tensor::from_f32(out, shape))
@@ -340,20 +362,14 @@ pub(crate) fn expand_vec(t: &Tensor, shape: &[usize]) -> Result<Vec<f32>> {
         let d = f32_data(&g);
         let plan = Broadcast::new(shape, [t.layout()]);
         let [s] = plan.inner_strides;
-        plan.par_rows(&mut out, |rows, o| {
-            let r0 = rows.start;
-            plan.for_rows(rows, |r, [p]| {
-                let dst = &mut o[(r - r0) * plan.inner..][..plan.inner];
-                match s {
-                    0 => dst.fill(d[p]),
-                    1 => dst.copy_from_slice(&d[p..p + plan.inner]),
-                    _ => {
-                        for (i, v) in dst.iter_mut().enumerate() {
-                            *v = d[p + i * s];
-                        }
-                    }
+        plan.par_rows(&mut out, |[p], dst| match s {
+            0 => dst.fill(d[p]),
+            1 => dst.copy_from_slice(&d[p..p + dst.len()]),
+            _ => {
+                for (i, v) in dst.iter_mut().enumerate() {
+                    *v = d[p + i * s];
                 }
-            })
+            }
         });
     }
     Ok(out)

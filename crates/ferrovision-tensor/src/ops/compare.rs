@@ -64,36 +64,33 @@ fn bcast2<A, B, O>(
 {
     let plan = Broadcast::new(shape, [la, lb]);
     let [sa, sb] = plan.inner_strides;
-    plan.par_rows(out, |rows, o| {
-        let r0 = rows.start;
-        plan.for_rows(rows, |r, [pa, pb]| {
-            let dst = &mut o[(r - r0) * plan.inner..][..plan.inner];
-            let (ra, rb) = (plan.row_slice(da, 0, pa), plan.row_slice(db, 1, pb));
-            match (sa, sb) {
-                (1, 1) => {
-                    for ((d, &x), &y) in dst.iter_mut().zip(ra).zip(rb) {
-                        *d = f(x, y);
-                    }
-                }
-                (1, 0) => {
-                    let y = rb[0];
-                    for (d, &x) in dst.iter_mut().zip(ra) {
-                        *d = f(x, y);
-                    }
-                }
-                (0, 1) => {
-                    let x = ra[0];
-                    for (d, &y) in dst.iter_mut().zip(rb) {
-                        *d = f(x, y);
-                    }
-                }
-                _ => {
-                    for (i, d) in dst.iter_mut().enumerate() {
-                        *d = f(ra[i * sa], rb[i * sb]);
-                    }
+    plan.par_rows(out, |[pa, pb], dst| {
+        let n = dst.len();
+        let (ra, rb) = (plan.row_slice(da, 0, pa, n), plan.row_slice(db, 1, pb, n));
+        match (sa, sb) {
+            (1, 1) => {
+                for ((d, &x), &y) in dst.iter_mut().zip(ra).zip(rb) {
+                    *d = f(x, y);
                 }
             }
-        })
+            (1, 0) => {
+                let y = rb[0];
+                for (d, &x) in dst.iter_mut().zip(ra) {
+                    *d = f(x, y);
+                }
+            }
+            (0, 1) => {
+                let x = ra[0];
+                for (d, &y) in dst.iter_mut().zip(rb) {
+                    *d = f(x, y);
+                }
+            }
+            _ => {
+                for (i, d) in dst.iter_mut().enumerate() {
+                    *d = f(ra[i * sa], rb[i * sb]);
+                }
+            }
+        }
     });
 }
 
@@ -114,25 +111,22 @@ fn bcast3<A, B, C, O>(
 {
     let plan = Broadcast::new(shape, [la, lb, lc]);
     let [sa, sb, sc] = plan.inner_strides;
-    plan.par_rows(out, |rows, o| {
-        let r0 = rows.start;
-        plan.for_rows(rows, |r, [pa, pb, pc]| {
-            let dst = &mut o[(r - r0) * plan.inner..][..plan.inner];
-            let (ra, rb, rc) = (
-                plan.row_slice(da, 0, pa),
-                plan.row_slice(db, 1, pb),
-                plan.row_slice(dc, 2, pc),
-            );
-            if (sa, sb, sc) == (1, 1, 1) {
-                for (((d, &x), &y), &z) in dst.iter_mut().zip(ra).zip(rb).zip(rc) {
-                    *d = f(x, y, z);
-                }
-            } else {
-                for (i, d) in dst.iter_mut().enumerate() {
-                    *d = f(ra[i * sa], rb[i * sb], rc[i * sc]);
-                }
+    plan.par_rows(out, |[pa, pb, pc], dst| {
+        let n = dst.len();
+        let (ra, rb, rc) = (
+            plan.row_slice(da, 0, pa, n),
+            plan.row_slice(db, 1, pb, n),
+            plan.row_slice(dc, 2, pc, n),
+        );
+        if (sa, sb, sc) == (1, 1, 1) {
+            for (((d, &x), &y), &z) in dst.iter_mut().zip(ra).zip(rb).zip(rc) {
+                *d = f(x, y, z);
             }
-        })
+        } else {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = f(ra[i * sa], rb[i * sb], rc[i * sc]);
+            }
+        }
     });
 }
 

@@ -198,37 +198,31 @@ impl Tensor {
         }))
     }
 
-    /// `self ^ p`. Squares, cubes, square roots and reciprocals are computed exactly like
-    /// PyTorch; the gradient `p·x^(p-1)` is 0 for `p = 0`.
+    /// `self ^ p`. Like PyTorch, the exponents 2, 3, 0.5, -0.5, -1 and -2 use exact
+    /// products, square roots and divisions instead of `powf`; the gradient `p·x^(p-1)` is 0 for
+    /// `p = 0`.
     pub fn pow_scalar(&self, p: f32) -> Result<Tensor> {
-        let f = move |x: f32| {
-            if p == 2.0 {
-                x * x
-            } else if p == 1.0 {
-                x
-            } else if p == 0.5 {
-                x.sqrt()
-            } else if p == 3.0 {
-                x * x * x
-            } else if p == -1.0 {
-                1.0 / x
-            } else if p == 0.0 {
-                1.0
-            } else {
-                x.powf(p)
-            }
-        };
-        self.unary_op("pow_scalar", f, Saved::Input, move |g, x| {
-            if p == 0.0 {
-                0.0
-            } else if p == 1.0 {
-                g
-            } else if p == 2.0 {
-                g * 2.0 * x
-            } else {
-                g * p * x.powf(p - 1.0)
-            }
-        })
+        const OP: &str = "pow_scalar";
+        let generic = move |g: f32, x: f32| g * p * x.powf(p - 1.0);
+        if p == 0.0 {
+            self.unary_op(OP, |_| 1.0, Saved::Input, |_, _| 0.0)
+        } else if p == 1.0 {
+            self.unary_op(OP, |x| x, Saved::Input, |g, _| g)
+        } else if p == 2.0 {
+            self.unary_op(OP, |x| x * x, Saved::Input, |g, x| g * 2.0 * x)
+        } else if p == 3.0 {
+            self.unary_op(OP, |x| x * x * x, Saved::Input, |g, x| g * 3.0 * (x * x))
+        } else if p == 0.5 {
+            self.unary_op(OP, f32::sqrt, Saved::Input, generic)
+        } else if p == -0.5 {
+            self.unary_op(OP, |x| 1.0 / x.sqrt(), Saved::Input, generic)
+        } else if p == -1.0 {
+            self.unary_op(OP, |x| 1.0 / x, Saved::Input, generic)
+        } else if p == -2.0 {
+            self.unary_op(OP, |x| 1.0 / (x * x), Saved::Input, generic)
+        } else {
+            self.unary_op(OP, move |x| x.powf(p), Saved::Input, generic)
+        }
     }
 
     /// `1 / self`.
