@@ -193,6 +193,21 @@ fn tensor_ops() {
             xr.mul(&br).unwrap().backward_with(&seed).unwrap();
         }),
     );
+    report(
+        "  bias grad via g*x then sum_to_shape",
+        best_ms(5, || {
+            drop(black_box(
+                seed.mul(&x).unwrap().sum_to_shape(&[1, 64, 1, 1]).unwrap(),
+            ))
+        }),
+    );
+    report(
+        "  bias grad fused (mul backward part)",
+        best_ms(5, || {
+            br.zero_grad();
+            x.mul(&br).unwrap().backward_with(&seed).unwrap();
+        }),
+    );
     let b2 = uniform(&[64, 1, 1], 0.5, 2.0, 4).requires_grad_(true);
     report(
         "div by [C,1,1] fwd+bwd (both grads)",
