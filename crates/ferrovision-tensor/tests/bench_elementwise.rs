@@ -193,21 +193,24 @@ fn tensor_ops() {
             xr.mul(&br).unwrap().backward_with(&seed).unwrap();
         }),
     );
-    report(
-        "  bias grad via g*x then sum_to_shape",
-        best_ms(5, || {
-            drop(black_box(
-                seed.mul(&x).unwrap().sum_to_shape(&[1, 64, 1, 1]).unwrap(),
-            ))
-        }),
-    );
-    report(
-        "  bias grad fused (mul backward part)",
-        best_ms(5, || {
-            br.zero_grad();
-            x.mul(&br).unwrap().backward_with(&seed).unwrap();
-        }),
-    );
+    for _ in 0..2 {
+        report(
+            "mul by [1,C,1,1] + its grad, fused",
+            best_ms(10, || {
+                br.zero_grad();
+                x.mul(&br).unwrap().backward_with(&seed).unwrap();
+            }),
+        );
+        report(
+            "  same, unfused (g*x then sum_to_shape)",
+            best_ms(10, || {
+                drop(black_box(x.mul(&bias).unwrap()));
+                drop(black_box(
+                    seed.mul(&x).unwrap().sum_to_shape(&[1, 64, 1, 1]).unwrap(),
+                ))
+            }),
+        );
+    }
     let b2 = uniform(&[64, 1, 1], 0.5, 2.0, 4).requires_grad_(true);
     report(
         "div by [C,1,1] fwd+bwd (both grads)",
