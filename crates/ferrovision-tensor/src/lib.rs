@@ -34,4 +34,6 @@ pub use ops::conv::{ConvOpts, ConvTransposeOpts, Padding};
 pub use ops::loss::{CrossEntropyOpts, Reduction};
 pub use ops::manip::PadMode;
 pub use ops::pool::PoolOpts;
+pub use ops::reduce::NormOrd;
+pub use ops::resize::ResizeMode;
 pub use tensor::{BufferElement, Tensor};

@@ -5,9 +5,10 @@
 //! forces a lower level (tests use [`set_isa_override`] for the same).
 
 pub mod depthwise;
+pub mod elementwise;
 pub mod gemm;
-pub mod simd;
 pub mod im2col;
+pub mod simd;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
