@@ -19,42 +19,8 @@ use rayon::prelude::*;
 // Shared numeric helpers
 // ----------------------------------------------------------------------------------------------
 
-/// `exp(x)` in f32 without branches, so loops over it vectorise (Cody-Waite range reduction and
-/// a degree-6 polynomial; relative error below 3e-7 over the whole range). Overflows to `inf`
-/// above ~88.72, flushes to 0 below ~-103.9 (through denormals), propagates NaN.
-#[inline(always)]
-pub(crate) fn fast_exp(x: f32) -> f32 {
-    const HI: f32 = 88.722_83;
-    const LO: f32 = -103.972_08;
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // clamp (unlike f32::max/min) lets a NaN through.
-    let xc = x.clamp(LO, HI);
-    let t = xc * std::f32::consts::LOG2_E + MAGIC;
-    let n = t - MAGIC;
-    let r = xc - n * LN2_HI - n * LN2_LO;
-    let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let p = p * r2 + r + 1.0;
-    // 2^n built from the integer bits of t, split in two factors so n in [-150, 128] is exact.
-    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-    let n1 = ni >> 1;
-    let n2 = ni.wrapping_sub(n1);
-    let s1 = f32::from_bits((n1.wrapping_add(127) << 23) as u32);
-    let s2 = f32::from_bits((n2.wrapping_add(127) << 23) as u32);
-    let v = p * s1 * s2;
-    if x > HI {
-        f32::INFINITY
-    } else if x < LO {
-        0.0
-    } else {
-        v
-    }
-}
+/// The engine's vectorisable `exp` (≤ 1 ulp, see `kernels::elementwise`).
+pub(crate) use crate::kernels::elementwise::exp as fast_exp;
 
 /// Maximum of a slice (`-inf` when empty); NaNs are skipped here, callers get NaN from the
 /// later `exp(x - max)` anyway.
