@@ -293,6 +293,9 @@ type DotFn = unsafe fn(
 const DOT_MAX_MN: usize = 4096;
 /// ...and from this depth on.
 const DOT_MIN_K: usize = 256;
+/// ...or when one side of the output is at most this short (the other operand is then
+/// streamed once instead of being packed for few uses).
+const DOT_MAX_SHORT: usize = 8;
 /// Depth chunk of the dot-product path (A and B rows of this length stay in L2).
 const DOT_KC: usize = 4096;
 
@@ -550,7 +553,11 @@ impl Job {
     unsafe fn run(&self, threads: usize, m: usize, n: usize, k: usize) {
         let flops = 2.0 * m as f64 * n as f64 * k as f64;
         if let Some(dot) = self.arch.dot {
-            if self.csa == 1 && self.rsb == 1 && m * n <= DOT_MAX_MN && k >= DOT_MIN_K {
+            if self.csa == 1
+                && self.rsb == 1
+                && (m * n <= DOT_MAX_MN || n <= DOT_MAX_SHORT)
+                && k >= DOT_MIN_K
+            {
                 unsafe { self.run_dot(dot, threads, m, n, k) };
                 return;
             }
@@ -620,36 +627,53 @@ impl Job {
     /// sums, then one pass adds them into C with the epilogue.
     unsafe fn run_dot(&self, dot: DotFn, threads: usize, m: usize, n: usize, k: usize) {
         let flops = 2.0 * m as f64 * n as f64 * k as f64;
-        let parts = if threads > 1 && flops >= PAR_MIN_FLOPS {
-            threads.min(k / 256).max(1)
-        } else {
+        let threads = if flops >= PAR_MIN_FLOPS { threads } else { 1 };
+        // Tall outputs with a modest depth split over rows, the rest over the depth.
+        let row_split = threads > 1 && m >= 48 * threads && k < 2048;
+        let kparts = if row_split {
             1
+        } else {
+            threads.min(k / 256).max(1)
         };
-        let chunk = k.div_ceil(parts).next_multiple_of(16);
-        let parts = k.div_ceil(chunk);
+        let chunk = k.div_ceil(kparts).next_multiple_of(16);
+        let kparts = k.div_ceil(chunk);
         let mn = m * n;
-        let mut partial = vec![0.0f32; parts * mn];
+        let mut partial = vec![0.0f32; kparts * mn];
         let pbase = SendPtr(partial.as_mut_ptr());
         let job = *self;
+        let rows_per = if row_split {
+            m.div_ceil(threads * 4).next_multiple_of(12)
+        } else {
+            m
+        };
+        let rparts = m.div_ceil(rows_per);
         let work = move |t: usize| {
-            // SAFETY: each part owns its partial buffer; extents validated by the caller.
+            let (kt, rt) = (t % kparts, t / kparts);
+            let i0 = rt * rows_per;
+            let rows = rows_per.min(m - i0);
+            // SAFETY: each task owns its rows of its depth part's buffer; extents validated
+            // by the caller.
             unsafe {
-                job.dot_part(
+                job.sub(i0, 0).dot_part(
                     dot,
-                    t * chunk,
-                    ((t + 1) * chunk).min(k),
-                    m,
+                    kt * chunk,
+                    ((kt + 1) * chunk).min(k),
+                    rows,
                     n,
-                    pbase.get().add(t * mn),
+                    pbase.get().add(kt * mn + i0 * n),
                 )
             };
         };
-        if parts == 1 {
+        if kparts * rparts == 1 {
             work(0);
         } else {
             use rayon::prelude::*;
-            (0..parts).into_par_iter().with_max_len(1).for_each(work);
+            (0..kparts * rparts)
+                .into_par_iter()
+                .with_max_len(1)
+                .for_each(work);
         }
+        let parts = kparts;
         for i in 0..m {
             for j in 0..n {
                 let mut v = 0.0;
@@ -1518,6 +1542,40 @@ mod x86 {
         }
     }
 
+    /// Lane `i` of the result is the sum of the 16 lanes of `v[i]`.
+    #[inline(always)]
+    unsafe fn hsum16(v: &[__m512; 16]) -> __m512 {
+        unsafe {
+            let pd = _mm512_castps_pd;
+            let ps = _mm512_castpd_ps;
+            // Per 128-bit lane: pairs of vectors, two partial sums each.
+            let mut s = [_mm512_setzero_ps(); 8];
+            for p in 0..8 {
+                let (a, b) = (v[2 * p], v[2 * p + 1]);
+                s[p] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+            }
+            // Per 128-bit lane: four vectors, one partial sum each.
+            let mut t = [_mm512_setzero_ps(); 4];
+            for q in 0..4 {
+                let (x, y) = (pd(s[2 * q]), pd(s[2 * q + 1]));
+                t[q] = _mm512_add_ps(ps(_mm512_unpacklo_pd(x, y)), ps(_mm512_unpackhi_pd(x, y)));
+            }
+            // Across the 128-bit lanes.
+            let w01 = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(t[0], t[1]),
+                _mm512_shuffle_f32x4::<0xEE>(t[0], t[1]),
+            );
+            let w23 = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(t[2], t[3]),
+                _mm512_shuffle_f32x4::<0xEE>(t[2], t[3]),
+            );
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(w01, w23),
+                _mm512_shuffle_f32x4::<0xDD>(w01, w23),
+            )
+        }
+    }
+
     /// Dot-product tile of R rows × C columns over `kb` depth steps; results are added to
     /// `out` for the first `vr` rows and `vc` columns (pointers past those are duplicates).
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
@@ -1559,9 +1617,22 @@ mod x86 {
                     }
                 }
             }
+            // Horizontal sums, 16 accumulators at a time.
+            let mut flat = [_mm512_setzero_ps(); 32];
+            for i in 0..R {
+                for j in 0..C {
+                    flat[i * C + j] = acc[i][j];
+                }
+            }
+            let mut sums = [0.0f32; 32];
+            for g in 0..(R * C).div_ceil(16) {
+                let mut v = [_mm512_setzero_ps(); 16];
+                v.copy_from_slice(&flat[16 * g..16 * g + 16]);
+                _mm512_storeu_ps(sums.as_mut_ptr().add(16 * g), hsum16(&v));
+            }
             for i in 0..vr {
                 for j in 0..vc {
-                    *out.add(i * ldo + j) += _mm512_reduce_add_ps(acc[i][j]);
+                    *out.add(i * ldo + j) += sums[i * C + j];
                 }
             }
         }
@@ -1579,24 +1650,39 @@ mod x86 {
         out: *mut f32,
         ldo: usize,
     ) {
-        let mut j0 = 0;
-        while j0 < n {
+        // The smaller operand is swept repeatedly (it stays in cache); the larger one once.
+        let col_ptrs = |j0: usize| {
             let vc = C.min(n - j0);
             let mut bc = [b; C];
             for j in 0..C {
                 bc[j] = unsafe { b.add((j0 + j.min(vc - 1)) * csb) };
             }
-            let mut i0 = 0;
-            while i0 < m {
-                let vr = R.min(m - i0);
-                let mut ar = [a; R];
-                for i in 0..R {
-                    ar[i] = unsafe { a.add((i0 + i.min(vr - 1)) * rsa) };
-                }
-                unsafe { dot_tile::<R, C>(kb, &ar, &bc, out.add(i0 * ldo + j0), ldo, vr, vc) };
-                i0 += R;
+            (bc, vc)
+        };
+        let row_ptrs = |i0: usize| {
+            let vr = R.min(m - i0);
+            let mut ar = [a; R];
+            for i in 0..R {
+                ar[i] = unsafe { a.add((i0 + i.min(vr - 1)) * rsa) };
             }
-            j0 += C;
+            (ar, vr)
+        };
+        if m > n {
+            for i0 in (0..m).step_by(R) {
+                let (ar, vr) = row_ptrs(i0);
+                for j0 in (0..n).step_by(C) {
+                    let (bc, vc) = col_ptrs(j0);
+                    unsafe { dot_tile::<R, C>(kb, &ar, &bc, out.add(i0 * ldo + j0), ldo, vr, vc) };
+                }
+            }
+        } else {
+            for j0 in (0..n).step_by(C) {
+                let (bc, vc) = col_ptrs(j0);
+                for i0 in (0..m).step_by(R) {
+                    let (ar, vr) = row_ptrs(i0);
+                    unsafe { dot_tile::<R, C>(kb, &ar, &bc, out.add(i0 * ldo + j0), ldo, vr, vc) };
+                }
+            }
         }
     }
 
@@ -2006,8 +2092,8 @@ mod tests {
                 for &n in &sizes {
                     for &k in &sizes {
                         case += 1;
-                        let ta = case % 2 == 0;
-                        let tb = case % 3 == 0;
+                        let ta = matches!(case % 2, 0);
+                        let tb = matches!(case % 3, 0);
                         let acc = case % 5 < 2;
                         let bias = (case % 3) as u8;
                         let relu = case % 4 == 1;
@@ -2061,6 +2147,9 @@ mod tests {
             check(isa, 2, 6, 25, 4000, false, true, false, 1, true);
             check(isa, 2, 6, 25, 4000, true, false, true, 2, false);
             check(isa, 4, 3, 5, 3000, false, false, true, 0, false);
+            // Dot-product path split over rows (tall output, short n).
+            check(isa, 2, 300, 5, 700, false, true, true, 1, true);
+            check(isa, 2, 1000, 3, 300, false, true, false, 2, false);
         }
     }
 
