@@ -27,7 +27,9 @@ fn parse_result(stdout: &str, workload: &str) -> Option<Metrics> {
 }
 
 fn run_cmd(mut cmd: Command, what: &str, workload: &str) -> Result<Metrics, String> {
-    let out = cmd.output().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
@@ -37,7 +39,8 @@ fn run_cmd(mut cmd: Command, what: &str, workload: &str) -> Result<Metrics, Stri
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    parse_result(&stdout, workload).ok_or_else(|| format!("{what} {workload}: no RESULT line in:\n{stdout}"))
+    parse_result(&stdout, workload)
+        .ok_or_else(|| format!("{what} {workload}: no RESULT line in:\n{stdout}"))
 }
 
 fn repo_root() -> PathBuf {
@@ -57,7 +60,9 @@ pub fn run(opts: &Opts) -> Result<(), String> {
             python.display()
         ));
     }
-    let threads = opts.threads.unwrap_or_else(ferrovision::tensor::kernels::num_threads);
+    let threads = opts
+        .threads
+        .unwrap_or_else(ferrovision::tensor::kernels::num_threads);
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let engines = ["ferrovision", "pytorch", "tensorflow"];
     // results[workload][engine][metric] = samples
@@ -72,7 +77,11 @@ pub fn run(opts: &Opts) -> Result<(), String> {
                         cmd.arg(w).arg("--threads").arg(threads.to_string());
                     }
                     "pytorch" | "tensorflow" => {
-                        let script = if engine == "pytorch" { "torch_bench.py" } else { "tf_bench.py" };
+                        let script = if engine == "pytorch" {
+                            "torch_bench.py"
+                        } else {
+                            "tf_bench.py"
+                        };
                         cmd = Command::new(&python);
                         cmd.arg(root.join("bench/python").join(script))
                             .arg(w)
@@ -83,20 +92,29 @@ pub fn run(opts: &Opts) -> Result<(), String> {
                 }
                 eprintln!("round {}/{}: {engine} {w} ...", round + 1, opts.runs);
                 let m = run_cmd(cmd, engine, w)?;
-                let slot = results.entry(w.clone()).or_default().entry(engine).or_default();
+                let slot = results
+                    .entry(w.clone())
+                    .or_default()
+                    .entry(engine)
+                    .or_default();
                 for (k, v) in m {
                     slot.entry(k).or_default().push(v);
                 }
             }
         }
     }
-    println!("\nmedians of {} runs, {threads} threads (higher is better except peak_rss_mb)", opts.runs);
+    println!(
+        "\nmedians of {} runs, {threads} threads (higher is better except peak_rss_mb)",
+        opts.runs
+    );
     println!(
         "{:<10} {:<22} {:>12} {:>12} {:>12} {:>9} {:>9}",
         "workload", "metric", "ferrovision", "pytorch", "tensorflow", "vs torch", "vs tf"
     );
     for (w, by_engine) in &results {
-        let Some(ours) = by_engine.get("ferrovision") else { continue };
+        let Some(ours) = by_engine.get("ferrovision") else {
+            continue;
+        };
         for (metric, samples) in ours {
             let ours_med = median(&mut samples.clone());
             let other = |e: &str| {

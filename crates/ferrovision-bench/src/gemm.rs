@@ -10,7 +10,21 @@ fn gflops(m: usize, n: usize, k: usize, reps: usize) -> f64 {
     let b: Vec<f32> = (0..k * n).map(|_| rng.next_f32() - 0.5).collect();
     let mut c = vec![0.0f32; m * n];
     let mut run = || {
-        gemm::sgemm(m, n, k, &a, k, 1, &b, n, 1, &mut c, n, false, gemm::Epilogue::default());
+        gemm::sgemm(
+            m,
+            n,
+            k,
+            &a,
+            k,
+            1,
+            &b,
+            n,
+            1,
+            &mut c,
+            n,
+            false,
+            gemm::Epilogue::default(),
+        );
     };
     run();
     let mut best = f64::MAX;
@@ -24,11 +38,20 @@ fn gflops(m: usize, n: usize, k: usize, reps: usize) -> f64 {
 pub fn run(_opts: &Opts) -> Result<(), String> {
     let threads = kernels::num_threads();
     let peak = gemm::measure_peak_gflops(threads);
-    println!("ISA {:?}, {threads} threads, measured FP32 FMA peak {peak:.1} GFLOP/s", kernels::isa());
+    println!(
+        "ISA {:?}, {threads} threads, measured FP32 FMA peak {peak:.1} GFLOP/s",
+        kernels::isa()
+    );
     let g1024 = gflops(1024, 1024, 1024, 10);
-    println!("1024x1024x1024: {g1024:.1} GFLOP/s ({:.0}% of peak)", 100.0 * g1024 / peak);
+    println!(
+        "1024x1024x1024: {g1024:.1} GFLOP/s ({:.0}% of peak)",
+        100.0 * g1024 / peak
+    );
     let g256 = gflops(256, 576, 2304, 20);
-    println!("256x2304x576:   {g256:.1} GFLOP/s ({:.0}% of peak)", 100.0 * g256 / peak);
+    println!(
+        "256x2304x576:   {g256:.1} GFLOP/s ({:.0}% of peak)",
+        100.0 * g256 / peak
+    );
     println!(
         "RESULT gemm gflops_1024={g1024:.1} gflops_256x2304x576={g256:.1} peak_gflops={peak:.1} peak_fraction={:.3}",
         g1024 / peak

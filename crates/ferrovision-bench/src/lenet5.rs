@@ -101,7 +101,9 @@ fn epoch(model: &LeNet5, opt: &mut Sgd, images: &Tensor, labels: &Tensor) -> Res
     for s in 0..steps {
         let x = images.narrow(0, s * BATCH, BATCH)?;
         let y = labels.narrow(0, s * BATCH, BATCH)?;
-        let loss = model.forward(&x)?.cross_entropy(&y, &CrossEntropyOpts::default())?;
+        let loss = model
+            .forward(&x)?
+            .cross_entropy(&y, &CrossEntropyOpts::default())?;
         total += loss.item()?;
         loss.backward()?;
         opt.step(&model.params)?;

@@ -155,7 +155,9 @@ fn run_inner() -> Result<()> {
     let x = Tensor::rand(&[BATCH, 3, 64, 64], &mut rng);
     let y = Tensor::randint(&[BATCH], 0, 10, &mut rng)?;
     let mut step = || -> Result<f64> {
-        let loss = model.forward(&x, true)?.cross_entropy(&y, &CrossEntropyOpts::default())?;
+        let loss = model
+            .forward(&x, true)?
+            .cross_entropy(&y, &CrossEntropyOpts::default())?;
         let l = loss.item()?;
         loss.backward()?;
         opt.step(&params)?;

@@ -28,14 +28,22 @@ impl Opts {
             match a.as_str() {
                 "--threads" => {
                     let v = value("--threads")?;
-                    o.threads = Some(v.parse().map_err(|_| format!("--threads: '{v}' is not a number"))?);
+                    o.threads = Some(
+                        v.parse()
+                            .map_err(|_| format!("--threads: '{v}' is not a number"))?,
+                    );
                 }
                 "--runs" => {
                     let v = value("--runs")?;
-                    o.runs = v.parse().map_err(|_| format!("--runs: '{v}' is not a number"))?;
+                    o.runs = v
+                        .parse()
+                        .map_err(|_| format!("--runs: '{v}' is not a number"))?;
                 }
                 "--workloads" => {
-                    o.workloads = value("--workloads")?.split(',').map(|s| s.trim().to_string()).collect();
+                    o.workloads = value("--workloads")?
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .collect();
                 }
                 "--python" => o.python = Some(value("--python")?),
                 other => return Err(format!("unknown option '{other}'")),
@@ -50,9 +58,11 @@ pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }

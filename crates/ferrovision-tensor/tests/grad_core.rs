@@ -43,10 +43,22 @@ fn reductions_and_views() {
     check(|x| x[0].sum(&[0, 2], true), std::slice::from_ref(&a));
     check(|x| x[0].mean(&[-1], false), std::slice::from_ref(&a));
     check(|x| x[0].sum_all(), std::slice::from_ref(&a));
-    check(|x| x[0].permute(&[2, 0, 1])?.exp(), std::slice::from_ref(&a));
-    check(|x| x[0].slice(2, 1, 5, 2)?.mul_scalar(3.0), std::slice::from_ref(&a));
-    check(|x| x[0].reshape(&[6, 5])?.narrow(0, 2, 3), std::slice::from_ref(&a));
-    check(|x| x[0].unsqueeze(0)?.expand(&[4, 2, 3, 5]), std::slice::from_ref(&a));
+    check(
+        |x| x[0].permute(&[2, 0, 1])?.exp(),
+        std::slice::from_ref(&a),
+    );
+    check(
+        |x| x[0].slice(2, 1, 5, 2)?.mul_scalar(3.0),
+        std::slice::from_ref(&a),
+    );
+    check(
+        |x| x[0].reshape(&[6, 5])?.narrow(0, 2, 3),
+        std::slice::from_ref(&a),
+    );
+    check(
+        |x| x[0].unsqueeze(0)?.expand(&[4, 2, 3, 5]),
+        std::slice::from_ref(&a),
+    );
     check(|x| x[0].slice(1, 0, 3, 2)?.reshape(&[4, 5]), &[a]);
 }
 
