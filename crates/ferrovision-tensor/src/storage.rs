@@ -8,6 +8,7 @@
 use crate::{DType, Device};
 use half::{bf16, f16};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Host memory of one dtype.
@@ -122,28 +123,46 @@ pub mod pool {
         f(p)
     }
 
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    static MISSES: AtomicU64 = AtomicU64::new(0);
+
+    fn take_pooled(len: usize) -> Option<Vec<f32>> {
+        if len < MIN_POOLED {
+            return None;
+        }
+        let v = with_pool(|p| {
+            let v = p.free.get_mut(&len).and_then(|list| list.pop());
+            if v.is_some() {
+                p.elems -= len;
+            }
+            v
+        });
+        let counter = if v.is_some() { &HITS } else { &MISSES };
+        counter.fetch_add(1, Ordering::Relaxed);
+        v
+    }
+
     /// A vector of `len` f32 whose contents are unspecified (all written by the caller).
     pub fn take_uninit(len: usize) -> Vec<f32> {
-        if len >= MIN_POOLED {
-            if let Some(v) = with_pool(|p| {
-                let v = p.free.get_mut(&len).and_then(|list| list.pop());
-                if v.is_some() {
-                    p.elems -= len;
-                }
-                v
-            }) {
-                return v;
-            }
-        }
         // Zeroed allocation is as fast as uninitialised for fresh pages (calloc).
-        vec![0.0; len]
+        take_pooled(len).unwrap_or_else(|| vec![0.0; len])
     }
 
     /// A zero-filled vector of `len` f32.
     pub fn take_zeroed(len: usize) -> Vec<f32> {
-        let mut v = take_uninit(len);
-        v.fill(0.0);
-        v
+        match take_pooled(len) {
+            Some(mut v) => {
+                v.fill(0.0);
+                v
+            }
+            None => vec![0.0; len],
+        }
+    }
+
+    /// (hits, misses): how many pooled-size requests were served from the pool and how many
+    /// went to the allocator since the process started.
+    pub fn stats() -> (u64, u64) {
+        (HITS.load(Ordering::Relaxed), MISSES.load(Ordering::Relaxed))
     }
 
     /// Returns a vector to the pool (or frees it if the pool is full).

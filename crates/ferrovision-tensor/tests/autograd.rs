@@ -17,7 +17,10 @@ fn seed_gradient_and_non_scalar_error() {
     assert!(err.contains("one-element"), "{err}");
     let y = x.mul_scalar(2.0).unwrap();
     y.backward_with(&v(&[1.0, 0.5, -1.0])).unwrap();
-    assert_eq!(x.grad().unwrap().to_vec::<f32>().unwrap(), vec![2.0, 1.0, -2.0]);
+    assert_eq!(
+        x.grad().unwrap().to_vec::<f32>().unwrap(),
+        vec![2.0, 1.0, -2.0]
+    );
     let bad = y.backward_with(&v(&[1.0])).unwrap_err().to_string();
     assert!(bad.contains("backward seed"), "{bad}");
 }
@@ -28,8 +31,14 @@ fn functional_grad_does_not_accumulate() {
     let w = v(&[3.0, 4.0]).requires_grad_(true);
     let loss = x.mul(&w).unwrap().sum_all().unwrap();
     let g = grad(&loss, &[&x, &w]).unwrap();
-    assert_eq!(g[0].as_ref().unwrap().to_vec::<f32>().unwrap(), vec![3.0, 4.0]);
-    assert_eq!(g[1].as_ref().unwrap().to_vec::<f32>().unwrap(), vec![1.0, -2.0]);
+    assert_eq!(
+        g[0].as_ref().unwrap().to_vec::<f32>().unwrap(),
+        vec![3.0, 4.0]
+    );
+    assert_eq!(
+        g[1].as_ref().unwrap().to_vec::<f32>().unwrap(),
+        vec![1.0, -2.0]
+    );
     assert!(x.grad().is_none() && w.grad().is_none());
     // An unrelated variable gets None; a non-leaf input is an error.
     let z = v(&[1.0]).requires_grad_(true);
@@ -59,7 +68,13 @@ fn no_grad_and_detach_cut_the_graph() {
 fn diamond_graph_sums_paths() {
     // y = x*x + exp(x): both paths meet at x.
     let x = v(&[0.5, -1.0]).requires_grad_(true);
-    let y = x.mul(&x).unwrap().add(&x.exp().unwrap()).unwrap().sum_all().unwrap();
+    let y = x
+        .mul(&x)
+        .unwrap()
+        .add(&x.exp().unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap();
     y.backward().unwrap();
     let g = x.grad().unwrap().to_vec::<f32>().unwrap();
     for (gi, xi) in g.iter().zip([0.5f32, -1.0]) {
@@ -82,7 +97,12 @@ fn straight_through_estimator() {
     )
     .unwrap();
     assert_eq!(y.to_vec::<f32>().unwrap(), vec![0.0, 1.0, 2.0]);
-    y.mul_scalar(3.0).unwrap().sum_all().unwrap().backward().unwrap();
+    y.mul_scalar(3.0)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     assert_eq!(x.grad().unwrap().to_vec::<f32>().unwrap(), vec![3.0; 3]);
 }
 
@@ -105,28 +125,51 @@ fn saved_state_is_freed_as_backward_passes() {
     let seen_in_a = Arc::new(AtomicUsize::new(usize::MAX));
     let x = v(&[1.0, 2.0]).requires_grad_(true);
     let (db, seen) = (drops_b.clone(), seen_in_a.clone());
-    let a = custom_op("A", &[&x], |xs| Ok(xs[0].clone()), move |g| {
-        seen.store(db.load(Ordering::SeqCst), Ordering::SeqCst);
-        Ok(vec![Some(g.clone())])
-    })
+    let a = custom_op(
+        "A",
+        &[&x],
+        |xs| Ok(xs[0].clone()),
+        move |g| {
+            seen.store(db.load(Ordering::SeqCst), Ordering::SeqCst);
+            Ok(vec![Some(g.clone())])
+        },
+    )
     .unwrap();
     let sentinel = Sentinel {
         drops: drops_b.clone(),
     };
-    let b = custom_op("B", &[&a], |xs| Ok(xs[0].clone()), move |g| {
-        let _keep = &sentinel;
-        Ok(vec![Some(g.clone())])
-    })
+    let b = custom_op(
+        "B",
+        &[&a],
+        |xs| Ok(xs[0].clone()),
+        move |g| {
+            let _keep = &sentinel;
+            Ok(vec![Some(g.clone())])
+        },
+    )
     .unwrap();
     b.sum_all().unwrap().backward().unwrap();
-    assert_eq!(seen_in_a.load(Ordering::SeqCst), 1, "B's saved state outlived its backward");
+    assert_eq!(
+        seen_in_a.load(Ordering::SeqCst),
+        1,
+        "B's saved state outlived its backward"
+    );
     assert_eq!(x.grad().unwrap().to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
 }
 
 #[test]
 fn wrong_gradient_shape_from_custom_op_is_an_error() {
     let x = v(&[1.0, 2.0]).requires_grad_(true);
-    let y = custom_op("bad", &[&x], |xs| Ok(xs[0].clone()), |_| Ok(vec![Some(v(&[1.0]))])).unwrap();
+    let y = custom_op(
+        "bad",
+        &[&x],
+        |xs| Ok(xs[0].clone()),
+        |_| Ok(vec![Some(v(&[1.0]))]),
+    )
+    .unwrap();
     let err = y.sum_all().unwrap().backward().unwrap_err().to_string();
-    assert!(err.contains("'bad'") && err.contains("[1]") && err.contains("[2]"), "{err}");
+    assert!(
+        err.contains("'bad'") && err.contains("[1]") && err.contains("[2]"),
+        "{err}"
+    );
 }
