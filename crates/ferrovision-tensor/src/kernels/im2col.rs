@@ -366,6 +366,43 @@ pub struct Gather {
     /// `kernel_numel() × out_numel()` input offsets, `u32::MAX` in the padding.
     offsets: Vec<u32>,
     p: usize,
+    /// A 2-d window whose input and output rows fit one 16-lane vector: copied row by row
+    /// with masked AVX-512 loads, lane permutes and stores instead of the table.
+    short: Option<ShortRows>,
+}
+
+/// A short-row window with its per-`kx` lane maps (see [`lane_map`]) and their inverses.
+#[derive(Debug, Clone)]
+struct ShortRows {
+    w: Window,
+    fwd: Vec<([i32; 16], u16)>,
+    inv: Vec<([i32; 16], u16)>,
+}
+
+impl ShortRows {
+    fn new(w: &Window) -> ShortRows {
+        let fwd: Vec<_> = (0..w.kernel[1]).map(|kx| lane_map(w, kx)).collect();
+        // Input lane `ix0 + j * sw` takes output lane `xlo + j`.
+        let inv = fwd
+            .iter()
+            .map(|(f, m)| {
+                let mut inv = [0i32; 16];
+                let mut im = 0u16;
+                for l in 0..16 {
+                    if m & (1 << l) != 0 {
+                        inv[f[l] as usize] = l as i32;
+                        im |= 1 << f[l];
+                    }
+                }
+                (inv, im)
+            })
+            .collect();
+        ShortRows {
+            w: w.clone(),
+            fwd,
+            inv,
+        }
+    }
 }
 
 impl Gather {
@@ -397,13 +434,27 @@ impl Gather {
             }
             next_index(&mut kidx, &w.kernel);
         }
-        Some(Gather { offsets, p })
+        let short = (d == 2 && (1..=16).contains(&w.out[1]) && w.input[1] <= 16 && p > 0)
+            .then(|| ShortRows::new(w));
+        Some(Gather { offsets, p, short })
     }
 
     /// im2col of one channel plane (same layout as [`im2col`]).
     pub fn im2col(&self, x: &[f32], dst: &mut [f32], ld: usize) {
         if self.p == 0 {
             return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(sr) = &self.short {
+            let rows = self.offsets.len() / self.p;
+            if super::isa() == super::Isa::Avx512
+                && x.len() >= sr.w.in_numel()
+                && dst.len() >= (rows - 1) * ld + self.p
+            {
+                // SAFETY: AVX-512 is available (checked by `isa`); lengths checked above.
+                unsafe { im2col_short_rows_avx512(x, sr, dst, ld) };
+                return;
+            }
         }
         for (r, offs) in self.offsets.chunks_exact(self.p).enumerate() {
             for (o, &i) in dst[r * ld..][..self.p].iter_mut().zip(offs) {
@@ -417,12 +468,129 @@ impl Gather {
         if self.p == 0 {
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(sr) = &self.short {
+            let rows = self.offsets.len() / self.p;
+            if super::isa() == super::Isa::Avx512
+                && dx.len() >= sr.w.in_numel()
+                && src.len() >= (rows - 1) * ld + self.p
+            {
+                // SAFETY: AVX-512 is available (checked by `isa`); lengths checked above.
+                unsafe { col2im_short_rows_avx512(src, ld, sr, dx) };
+                return;
+            }
+        }
         for (r, offs) in self.offsets.chunks_exact(self.p).enumerate() {
             for (&v, &i) in src[r * ld..][..self.p].iter().zip(offs) {
                 if let Some(d) = dx.get_mut(i as usize) {
                     *d += v;
                 }
             }
+        }
+    }
+}
+
+/// The low `n` (<= 16) lanes.
+#[inline(always)]
+fn low_mask(n: usize) -> u16 {
+    ((1u32 << n) - 1) as u16
+}
+
+/// Per-tap lane map of a short-row window: output lane `l` in `xlo..xhi` takes input lane
+/// `ix0 + (l - xlo) * sw` of its input row; other lanes are padding (masked off).
+fn lane_map(w: &Window, kx: usize) -> ([i32; 16], u16) {
+    let (iw, ow, sw) = (w.input[1], w.out[1], w.stride[1]);
+    let offx = (kx * w.dilation[1]) as isize - w.pad[1] as isize;
+    let (xlo, xhi) = valid_range(iw, ow, sw, offx);
+    let mut idx = [0i32; 16];
+    let mut m = 0u16;
+    for (l, slot) in idx.iter_mut().enumerate().take(xhi).skip(xlo) {
+        *slot = ((l * sw) as isize + offx) as i32;
+        m |= 1 << l;
+    }
+    (idx, m)
+}
+
+/// im2col of a 2-d window whose input and output rows are at most 16 wide: each output row of
+/// a tap is one masked load of its input row, one lane permute and one masked store. Requires
+/// `x.len() >= in_numel()` and `dst` holding `kernel_numel()` rows of `out_numel()` values `ld`
+/// apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+unsafe fn im2col_short_rows_avx512(x: &[f32], sr: &ShortRows, dst: &mut [f32], ld: usize) {
+    use std::arch::x86_64::*;
+    let w = &sr.w;
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let (oh, ow) = (w.out[0], w.out[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let sh = w.stride[0];
+    let p = oh * ow;
+    let (in_mask, row_mask) = (low_mask(iw), low_mask(ow));
+    let zero = _mm512_setzero_ps();
+    for ky in 0..kh {
+        let offy = (ky * w.dilation[0]) as isize - w.pad[0] as isize;
+        let (ylo, yhi) = valid_range(ih, oh, sh, offy);
+        for kx in 0..kw {
+            let (idx, m) = sr.fwd[kx];
+            let row = &mut dst[(ky * kw + kx) * ld..][..p];
+            // SAFETY: stores cover `row[oy * ow..][..ow]`; loads cover input row `iy < ih`
+            // (`valid_range`), `iw` lanes, inside `x`.
+            unsafe {
+                let idx = _mm512_loadu_si512(idx.as_ptr() as *const _);
+                for oy in 0..oh {
+                    let out = row.as_mut_ptr().add(oy * ow);
+                    if oy < ylo || oy >= yhi || m == 0 {
+                        _mm512_mask_storeu_ps(out, row_mask, zero);
+                        continue;
+                    }
+                    let iy = ((oy * sh) as isize + offy) as usize;
+                    let v = _mm512_maskz_loadu_ps(in_mask, x.as_ptr().add(iy * iw));
+                    _mm512_mask_storeu_ps(out, row_mask, _mm512_maskz_permutexvar_ps(m, idx, v));
+                }
+            }
+        }
+    }
+}
+
+/// col2im (adding onto `dx`) of the windows [`im2col_short_rows_avx512`] handles, one input row
+/// at a time in a register: every tap's contribution is permuted into place and added, then the
+/// row is stored once. Requires `dx.len() >= in_numel()` and `src` holding `kernel_numel()` rows
+/// of `out_numel()` values `ld` apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+unsafe fn col2im_short_rows_avx512(src: &[f32], ld: usize, sr: &ShortRows, dx: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let w = &sr.w;
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let (oh, ow) = (w.out[0], w.out[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let sh = w.stride[0];
+    let p = oh * ow;
+    let (in_mask, row_mask) = (low_mask(iw), low_mask(ow));
+    for iy in 0..ih {
+        // SAFETY: loads cover `src` row `r` at `oy * ow`, `ow` lanes, with `oy < oh`; the
+        // load and store of `dx` cover input row `iy < ih`, `iw` lanes.
+        unsafe {
+            let d = dx.as_mut_ptr().add(iy * iw);
+            let mut acc = _mm512_maskz_loadu_ps(in_mask, d);
+            for ky in 0..kh {
+                let offy = (ky * w.dilation[0]) as isize - w.pad[0] as isize;
+                let t = iy as isize - offy;
+                if t < 0 || t % sh as isize != 0 || (t / sh as isize) as usize >= oh {
+                    continue;
+                }
+                let oy = (t / sh as isize) as usize;
+                for (kx, (inv, im)) in sr.inv.iter().enumerate() {
+                    if *im == 0 {
+                        continue;
+                    }
+                    let row = &src[(ky * kw + kx) * ld..][..p];
+                    let s = _mm512_maskz_loadu_ps(row_mask, row.as_ptr().add(oy * ow));
+                    let idx = _mm512_loadu_si512(inv.as_ptr() as *const _);
+                    acc = _mm512_mask_add_ps(acc, *im, acc, _mm512_permutexvar_ps(idx, s));
+                }
+            }
+            _mm512_mask_storeu_ps(d, in_mask, acc);
         }
     }
 }
@@ -524,6 +692,11 @@ mod tests {
         for w in [
             win2([7, 5], [3, 2], [2, 3], [2, 0], [1, 2]),
             win2([6, 6], [3, 3], [1, 1], [1, 1], [1, 1]),
+            win2([6, 6], [3, 3], [1, 1], [2, 2], [2, 2]),
+            win2([5, 7], [2, 4], [1, 1], [0, 2], [1, 1]),
+            win2([9, 16], [3, 3], [2, 2], [1, 1], [1, 1]),
+            win2([4, 4], [1, 1], [2, 2], [0, 0], [1, 1]),
+            win2([12, 12], [5, 5], [1, 1], [0, 0], [1, 1]),
             w3,
         ] {
             let x = data(w.in_numel());
