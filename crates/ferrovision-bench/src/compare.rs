@@ -43,6 +43,15 @@ fn run_cmd(mut cmd: Command, what: &str, workload: &str) -> Result<Metrics, Stri
         .ok_or_else(|| format!("{what} {workload}: no RESULT line in:\n{stdout}"))
 }
 
+/// A number with one decimal, or three below 10 (ratios, fractions, steps/s).
+fn num(v: f64) -> String {
+    if v.abs() < 10.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -124,7 +133,7 @@ pub fn run(opts: &Opts) -> Result<(), String> {
                     .map(|s| median(&mut s.clone()))
             };
             let (pt, tf) = (other("pytorch"), other("tensorflow"));
-            let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+            let fmt = |v: Option<f64>| v.map_or("-".to_string(), num);
             let ratio = |v: Option<f64>| {
                 v.filter(|v| *v > 0.0).map_or("-".to_string(), |v| {
                     if metric == "peak_rss_mb" {
@@ -135,10 +144,10 @@ pub fn run(opts: &Opts) -> Result<(), String> {
                 })
             };
             println!(
-                "{:<10} {:<22} {:>12.1} {:>12} {:>12} {:>9} {:>9}",
+                "{:<10} {:<22} {:>12} {:>12} {:>12} {:>9} {:>9}",
                 w,
                 metric,
-                ours_med,
+                num(ours_med),
                 fmt(pt),
                 fmt(tf),
                 ratio(pt),
