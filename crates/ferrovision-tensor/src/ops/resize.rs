@@ -169,7 +169,11 @@ impl Tensor {
         if factor == 0 {
             return Err(Error::invalid(op, "scale factor must be positive"));
         }
-        Ok(s.dims[3 - sp..].iter().map(|&d| d * factor).collect())
+        s.dims[3 - sp..]
+            .iter()
+            .map(|&d| d.checked_mul(factor))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| Error::invalid(op, format!("scale factor {factor} is too large")))
     }
 
     /// Nearest-neighbour resize of `(N, C, L)` to length `size[0]`, like
