@@ -163,6 +163,75 @@ fn invalid_views_and_creation() {
     c.err("randint empty range", "randint", || {
         Tensor::randint(&[2], 3, 3, &mut rng)
     });
+    c.err("arange too many", "arange", || {
+        Tensor::arange(0.0, 3e38, 1.0)
+    });
+    c.err("linspace huge", "linspace", || {
+        Tensor::linspace(0.0, 1.0, usize::MAX)
+    });
+    c.err("rand_uniform inf", "rand_uniform", || {
+        Tensor::rand_uniform(&[2], 0.0, f32::INFINITY, &mut rng)
+    });
+    c.finish();
+}
+
+#[test]
+fn huge_sizes_are_errors() {
+    let mut c = Cases(Vec::new(), 0);
+    let x = f(&[1, 1, 2, 2]);
+    let a = f(&[2, 3]);
+    c.err("adaptive_avg huge", "adaptive_avg_pool2d", || {
+        x.adaptive_avg_pool2d(&[usize::MAX, 2])
+    });
+    c.err("adaptive_max huge", "adaptive_max_pool2d", || {
+        x.adaptive_max_pool2d(&[usize::MAX, 2])
+    });
+    c.err("upsample huge", "upsample_nearest2d", || {
+        x.upsample_nearest2d(&[usize::MAX, 2])
+    });
+    c.err("bilinear huge", "upsample_bilinear2d", || {
+        x.upsample_bilinear2d(&[usize::MAX, 2], false)
+    });
+    c.err("bilinear scale huge", "upsample_bilinear2d", || {
+        x.upsample_bilinear2d_scale(usize::MAX / 2, false)
+    });
+    c.err("one_hot huge", "one_hot", || {
+        i64s(&[0, 1], &[2]).one_hot(usize::MAX)
+    });
+    c.err("split overflow", "split", || a.split(&[usize::MAX, 4], 1));
+    c.err("index_select i64::MAX", "index_select", || {
+        a.index_select(1, &i64s(&[i64::MAX], &[1]))
+    });
+    c.err("gather i64::MIN", "gather", || {
+        a.gather(1, &i64s(&[i64::MIN], &[1, 1]))
+    });
+    c.err("max_unpool i64::MAX idx", "max_unpool2d", || {
+        f(&[1, 1, 1, 1]).max_unpool2d(&i64s(&[i64::MAX], &[1, 1, 1, 1]), &[2, 2])
+    });
+    c.err("slice huge end", "slice", || a.slice(1, 0, usize::MAX, 1));
+    c.err("convT out_pad huge", "conv_transpose2d", || {
+        x.conv_transpose2d(
+            &f(&[1, 1, 1, 1]),
+            None,
+            &ConvTransposeOpts::new()
+                .stride(&[usize::MAX])
+                .output_padding(&[usize::MAX - 1]),
+        )
+    });
+    c.err("conv1d huge stride on empty", "conv1d", || {
+        f(&[1, 1, 3]).conv1d(&f(&[1, 1, 4]), None, &ConvOpts::new().stride(&[usize::MAX]))
+    });
+    c.err("pool huge padding", "max_pool2d", || {
+        x.max_pool2d(&PoolOpts::new(&[usize::MAX]).padding(&[usize::MAX / 2]))
+    });
+    c.err("avg_pool huge stride ceil", "avg_pool2d", || {
+        x.avg_pool2d(
+            &PoolOpts::new(&[4])
+                .stride(&[usize::MAX])
+                .padding(&[2])
+                .ceil_mode(true),
+        )
+    });
     c.finish();
 }
 
@@ -963,6 +1032,29 @@ fn push(v: &mut Vec<Tensor>, r: Result<Tensor>) {
     }
 }
 
+/// Backpropagates `sum(y)` to the leaves and checks each gradient's shape.
+fn back(y: &Tensor, leaves: &[&Tensor], finite: bool) -> Result<Option<String>> {
+    let grads = ferrovision_tensor::grad(&y.sum_all()?, leaves)?;
+    for (g, l) in grads.iter().zip(leaves) {
+        if let Some(g) = g {
+            if g.shape() != l.shape() {
+                return Ok(Some(format!(
+                    "gradient shape {:?} for a leaf of shape {:?}",
+                    g.shape(),
+                    l.shape()
+                )));
+            }
+            if finite && g.to_vec::<f32>()?.iter().any(|v| v.is_nan()) {
+                return Ok(Some(format!(
+                    "NaN gradient for a leaf of shape {:?}",
+                    l.shape()
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn pick(v: &[usize], i: usize, default: usize) -> usize {
     match v.len() {
         0 => default,
@@ -992,15 +1084,18 @@ fn fuzz_no_panics() {
         let padv = z.opt(sp, 0, 2);
         let mut ws = vec![cout, cin / groups.max(1)];
         ws.extend(&ks);
-        let x = if z.n(0, 1) == 1 {
-            // A non-contiguous view of the same shape.
+        // The leaf `base` requires grad; `x` is either it or a non-contiguous view of it.
+        let (base, x) = if z.n(0, 1) == 1 {
             let rev: Vec<usize> = xs.iter().rev().copied().collect();
             let perm: Vec<usize> = (0..xs.len()).rev().collect();
-            rand_t(&rev, &mut z.rng).permute(&perm).unwrap()
+            let base = rand_t(&rev, &mut z.rng).requires_grad_(true);
+            let x = base.permute(&perm).unwrap();
+            (base, x)
         } else {
-            rand_t(&xs, &mut z.rng)
+            let base = rand_t(&xs, &mut z.rng).requires_grad_(true);
+            (base.clone(), base)
         };
-        let w = rand_t(&ws, &mut z.rng);
+        let w = rand_t(&ws, &mut z.rng).requires_grad_(true);
         let bias = rand_t(&[cout], &mut z.rng);
         let use_bias = z.n(0, 1) == 1;
         // conv
@@ -1046,12 +1141,12 @@ fn fuzz_no_panics() {
                 _ => xc.conv3d(&wc, b, &o),
             }?;
             // Same padding with even kernels is asymmetric; only check the shape where known.
-            Ok(verdict(&y, want.as_deref(), true))
+            Ok(verdict(&y, want.as_deref(), true).or(back(&y, &[&base, &wc], true)?))
         });
         // transposed conv
         let mut wts = vec![cin, cout / groups.max(1)];
         wts.extend(&ks);
-        let wt = rand_t(&wts, &mut z.rng);
+        let wt = rand_t(&wts, &mut z.rng).requires_grad_(true);
         let opad = z.opt(sp, 0, 2);
         let t = ConvTransposeOpts {
             stride: stride.clone(),
@@ -1093,7 +1188,7 @@ fn fuzz_no_panics() {
                 }
                 s.push(full as usize);
             }
-            Ok(verdict(&y, Some(&s), true))
+            Ok(verdict(&y, Some(&s), true).or(back(&y, &[&base, &wt], true)?))
         });
         // pooling
         let pk: Vec<usize> = z.opt(sp, 0, 3);
@@ -1144,7 +1239,7 @@ fn fuzz_no_panics() {
                     }
                 }
                 // Max pooling of finite input with padding may only produce -inf, never NaN.
-                Ok(verdict(&y, Some(&s), true))
+                Ok(verdict(&y, Some(&s), true).or(back(&y, &[&base], true)?))
             });
         }
         // adaptive pools and resize
@@ -1173,7 +1268,8 @@ fn fuzz_no_panics() {
                 s
             });
             for y in [a, m, r].into_iter().flatten() {
-                if let Some(bad) = verdict(&y, want.as_deref(), true) {
+                if let Some(bad) = verdict(&y, want.as_deref(), true).or(back(&y, &[&base], true)?)
+                {
                     return Ok(Some(bad));
                 }
             }
@@ -1202,7 +1298,9 @@ fn fuzz_no_panics() {
             ];
             for y in outs.into_iter().flatten() {
                 // eps = 0 with a constant group legitimately gives NaN (0/0).
-                if let Some(bad) = verdict(&y, Some(&xs), eps > 0.0) {
+                if let Some(bad) =
+                    verdict(&y, Some(&xs), eps > 0.0).or(back(&y, &[&base], eps > 0.0)?)
+                {
                     return Ok(Some(bad));
                 }
             }
@@ -1210,7 +1308,7 @@ fn fuzz_no_panics() {
         });
         // losses
         let (b, k) = (z.dim(), z.dim());
-        let logits = rand_t(&[b, k], &mut z.rng);
+        let logits = rand_t(&[b, k], &mut z.rng).requires_grad_(true);
         let tv: Vec<i64> = (0..b).map(|_| z.n(0, k + 1) as i64 - 1).collect();
         let smooth = [0.0, 0.1, 1.0][z.n(0, 2)];
         let ign = [None, Some(-1), Some(0)][z.n(0, 2)];
@@ -1234,7 +1332,7 @@ fn fuzz_no_panics() {
             let mse = logits.mse_loss(&p, Reduction::Sum);
             let hub = logits.huber_loss(&p, 0.5, Reduction::None);
             for y in [ce, nll, dense, bcel, mse, hub].into_iter().flatten() {
-                if let Some(bad) = verdict(&y, None, true) {
+                if let Some(bad) = verdict(&y, None, true).or(back(&y, &[&logits], true)?) {
                     return Ok(Some(bad));
                 }
             }
@@ -1245,12 +1343,15 @@ fn fuzz_no_panics() {
         // manipulation, reductions and matmul
         let rank = z.n(0, 3);
         let s = z.shape(rank);
-        let t = if rank >= 2 && z.n(0, 1) == 1 {
+        let (tb, t) = if rank >= 2 && z.n(0, 1) == 1 {
             let mut s2 = s.clone();
             s2.swap(0, rank - 1);
-            rand_t(&s2, &mut z.rng).transpose(0, -1).unwrap()
+            let tb = rand_t(&s2, &mut z.rng).requires_grad_(true);
+            let t = tb.transpose(0, -1).unwrap();
+            (tb, t)
         } else {
-            rand_t(&s, &mut z.rng)
+            let tb = rand_t(&s, &mut z.rng).requires_grad_(true);
+            (tb.clone(), tb)
         };
         let ax = z.n(0, 8) as isize - 4;
         let ax2 = z.n(0, 8) as isize - 4;
@@ -1322,6 +1423,23 @@ fn fuzz_no_panics() {
                 }
                 // Reading the data back must work (exercises strides/offset bookkeeping).
                 let _ = y.contiguous()?.to_f64_vec()?;
+            }
+            // One backward pass through everything differentiable (the graph is freed after
+            // a pass). logsumexp of empty rows and var with too few values give inf/NaN, so only
+            // the gradient's shape is checked.
+            let mut total = Tensor::scalar(0.0);
+            for y in oks
+                .iter()
+                .filter(|y| y.dtype() == DType::F32 && y.requires_grad())
+            {
+                total = total.add(&y.sum_all()?)?;
+            }
+            if total.requires_grad() {
+                match back(&total, &[&tb], false) {
+                    Ok(None) => {}
+                    Ok(Some(bad)) => return Ok(Some(bad)),
+                    Err(e) => return Ok(Some(format!("backward failed: {e}"))),
+                }
             }
             if kk == kk2 {
                 let y = a.matmul(&bm)?;

@@ -1389,6 +1389,7 @@ impl Tensor {
         }
         let idx = index_values(OP, self)?;
         check_range(OP, &idx, num_classes)?;
+        super::view::check_numel(OP, &[idx.len(), num_classes])?;
         let mut out = pool::take_zeroed(idx.len() * num_classes);
         for (row, &v) in out.chunks_mut(num_classes).zip(&idx) {
             row[v as usize] = 1.0;

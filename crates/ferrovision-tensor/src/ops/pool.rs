@@ -1783,6 +1783,7 @@ impl Tensor {
         output_size: &[usize],
     ) -> Result<Tensor> {
         let s = Spatial::of(self, op, sp)?;
+        super::view::check_numel(op, &[&s.lead[..], output_size].concat())?;
         let taps = adaptive_taps(op, sp, s.dims, output_size)?;
         separable_linear(self, op, sp, taps)
     }
@@ -1795,6 +1796,7 @@ impl Tensor {
         want_idx: bool,
     ) -> Result<MaxOut> {
         let s = Spatial::of(self, op, sp)?;
+        super::view::check_numel(op, &[&s.lead[..], output_size].concat())?;
         let taps = adaptive_taps(op, sp, s.dims, output_size)?;
         separable_max(self, op, sp, taps, want_idx)
     }

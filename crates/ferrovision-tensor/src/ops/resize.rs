@@ -157,6 +157,7 @@ impl Tensor {
                 ),
             ));
         }
+        super::view::check_numel(op, &[&self.shape()[..self.rank() - sp], size].concat())?;
         let mut taps: [Option<Taps>; 3] = [None, None, None];
         for (i, a) in (3 - sp..3).enumerate() {
             taps[a] = mode.taps(s.dims[a], size[i]);
