@@ -933,6 +933,54 @@ fn invalid_pool_resize_norm_loss() {
 }
 
 #[test]
+fn non_f32_dtypes_are_errors() {
+    let mut c = Cases(Vec::new(), 0);
+    for dt in [
+        DType::F16,
+        DType::BF16,
+        DType::I32,
+        DType::U8,
+        DType::I64,
+        DType::Bool,
+    ] {
+        let x = f(&[1, 2, 4, 4]).to_dtype(dt).unwrap();
+        let w = f(&[2, 2, 3, 3]);
+        let name = |op: &str| format!("{op} {dt:?}");
+        c.err(&name("conv2d"), "conv2d", || {
+            x.conv2d(&w, None, &ConvOpts::new())
+        });
+        c.err(&name("conv2d weight"), "conv2d", || {
+            f(&[1, 2, 4, 4]).conv2d(&w.to_dtype(dt)?, None, &ConvOpts::new())
+        });
+        c.err(&name("avg_pool2d"), "avg_pool2d", || {
+            x.avg_pool2d(&PoolOpts::new(&[2]))
+        });
+        c.err(&name("adaptive_avg"), "adaptive_avg_pool2d", || {
+            x.adaptive_avg_pool2d(&[1])
+        });
+        c.err(&name("bilinear"), "upsample_bilinear2d", || {
+            x.upsample_bilinear2d(&[8, 8], false)
+        });
+        c.err(&name("softmax"), "softmax", || x.softmax(1));
+        c.err(&name("layer_norm"), "layer_norm", || {
+            x.layer_norm(&[4], None, None, 1e-5)
+        });
+        c.err(&name("group_norm"), "group_norm", || {
+            x.group_norm(1, None, None, 1e-5)
+        });
+        c.err(&name("matmul"), "matmul", || x.matmul(&f(&[4, 4])));
+        c.err(&name("mse"), "mse_loss", || {
+            x.mse_loss(&f(&[1, 2, 4, 4]), Reduction::Mean)
+        });
+        c.err(&name("dropout"), "dropout", || {
+            x.dropout(0.5, true, &mut Rng::new(0))
+        });
+        c.err(&name("sigmoid"), "sigmoid", || x.sigmoid());
+    }
+    c.finish();
+}
+
+#[test]
 fn invalid_autograd() {
     let mut c = Cases(Vec::new(), 0);
     let x = f(&[2, 3]).requires_grad_(true);
