@@ -417,7 +417,14 @@ fn conv_geom(
     let dilation = per_dim(op, "dilation", &opts.dilation, d, 1, 1)?;
     let input = xs[2..].to_vec();
     let kernel = ws[2..].to_vec();
-    let eff: Vec<usize> = (0..d).map(|i| dilation[i] * (kernel[i] - 1) + 1).collect();
+    let eff = (0..d)
+        .map(|i| {
+            dilation[i]
+                .checked_mul(kernel[i] - 1)
+                .and_then(|e| e.checked_add(1))
+        })
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| Error::invalid(op, format!("dilation {dilation:?} is too large")))?;
     let pads: Vec<(usize, usize)> = match &opts.padding {
         Padding::Valid => vec![(0, 0); d],
         Padding::Same => (0..d)
@@ -440,7 +447,12 @@ fn conv_geom(
     };
     let mut out = Vec::with_capacity(d);
     for i in 0..d {
-        let padded = input[i] + pads[i].0 + pads[i].1;
+        let padded = input[i]
+            .checked_add(pads[i].0)
+            .and_then(|p| p.checked_add(pads[i].1))
+            .ok_or_else(|| {
+                Error::invalid(op, format!("padding {:?} is too large", opts.padding))
+            })?;
         if padded < eff[i] {
             return Err(Error::invalid(
                 op,
@@ -455,6 +467,7 @@ fn conv_geom(
     }
     let mut out_shape = vec![n, cout];
     out_shape.extend_from_slice(&out);
+    super::view::check_numel(op, &out_shape)?;
     let win = lift(Window {
         input,
         out,
@@ -521,8 +534,21 @@ fn conv_t_geom(
                 ),
             ));
         }
-        let full = (input[i] - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + out_pad[i] + 1;
-        if full <= 2 * padding[i] {
+        let full = input[i]
+            .checked_sub(1)
+            .and_then(|l| l.checked_mul(stride[i]))
+            .and_then(|l| l.checked_add(dilation[i].checked_mul(kernel[i] - 1)?))
+            .and_then(|l| l.checked_add(out_pad[i] + 1))
+            .ok_or_else(|| {
+                Error::invalid(
+                    op,
+                    format!(
+                        "input {xs:?} with weight {ws:?}, stride {stride:?} and dilation \
+                         {dilation:?} has no valid output size"
+                    ),
+                )
+            })?;
+        if full <= padding[i].saturating_mul(2) {
             return Err(Error::invalid(
                 op,
                 format!(
@@ -535,6 +561,7 @@ fn conv_t_geom(
     }
     let mut out_shape = vec![n, cout];
     out_shape.extend_from_slice(&out);
+    super::view::check_numel(op, &out_shape)?;
     // The convolution whose input gradient this is maps the output back to the input.
     let win = lift(Window {
         input: out,

@@ -1220,6 +1220,12 @@ impl Tensor {
         for (k, &(pb, pa)) in pads.iter().enumerate() {
             let d = first + k;
             let n = self.shape()[d];
+            if n.checked_add(pb).and_then(|v| v.checked_add(pa)).is_none() {
+                return Err(Error::invalid(
+                    "pad",
+                    format!("pads {pads:?} are too large"),
+                ));
+            }
             let src = |i: usize| i as isize - pb as isize;
             maps[d] = match mode {
                 PadMode::Constant(_) => (0..pb + n + pa)
@@ -1333,6 +1339,20 @@ impl Tensor {
             strides,
             offset: l.offset,
         };
+        let out_shape: Option<Vec<usize>> = shape
+            .iter()
+            .zip(reps)
+            .map(|(&n, &r)| n.checked_mul(r))
+            .collect();
+        match out_shape {
+            Some(s) => super::view::check_numel(OP, &s)?,
+            None => {
+                return Err(Error::invalid(
+                    OP,
+                    format!("{reps:?} repetitions overflow the size"),
+                ))
+            }
+        };
         let mut maps = Vec::with_capacity(reps.len());
         for (&n, &r) in shape.iter().zip(reps) {
             let len = n.checked_mul(r).ok_or_else(|| {
@@ -1369,6 +1389,7 @@ impl Tensor {
         }
         let idx = index_values(OP, self)?;
         check_range(OP, &idx, num_classes)?;
+        super::view::check_numel(OP, &[idx.len(), num_classes])?;
         let mut out = pool::take_zeroed(idx.len() * num_classes);
         for (row, &v) in out.chunks_mut(num_classes).zip(&idx) {
             row[v as usize] = 1.0;

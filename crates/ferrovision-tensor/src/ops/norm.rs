@@ -356,6 +356,12 @@ fn group_norm_impl(
     eps: f32,
 ) -> Result<Tensor> {
     x_in.expect_f32(op)?;
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(Error::invalid(
+            op,
+            format!("eps must be finite and >= 0, got {eps}"),
+        ));
+    }
     let (n, c, s) = ncs(op, x_in)?;
     if groups == 0 || c % groups != 0 {
         return Err(Error::invalid(
@@ -456,6 +462,18 @@ impl Tensor {
     ) -> Result<Tensor> {
         const OP: &str = "batch_norm";
         self.expect_f32(OP)?;
+        if !(eps >= 0.0 && eps.is_finite()) {
+            return Err(Error::invalid(
+                OP,
+                format!("eps must be finite and >= 0, got {eps}"),
+            ));
+        }
+        if !momentum.is_finite() {
+            return Err(Error::invalid(
+                OP,
+                format!("momentum must be finite, got {momentum}"),
+            ));
+        }
         let (n, c, s) = ncs(OP, self)?;
         for (name, t) in [("running_mean", running_mean), ("running_var", running_var)] {
             t.expect_f32(OP)?;
@@ -575,6 +593,15 @@ impl Tensor {
     ) -> Result<Tensor> {
         const OP: &str = "layer_norm";
         self.expect_f32(OP)?;
+        if !(eps >= 0.0 && eps.is_finite()) {
+            return Err(Error::invalid(
+                OP,
+                format!("eps must be finite and >= 0, got {eps}"),
+            ));
+        }
+        if normalized_shape.is_empty() {
+            return Err(Error::invalid(OP, "normalized_shape must not be empty"));
+        }
         let r = self.rank();
         let k = normalized_shape.len();
         if k > r || self.shape()[r - k..] != *normalized_shape {

@@ -194,6 +194,9 @@ fn pool_out_len(
     d: usize,
     ceil: bool,
 ) -> Result<usize> {
+    if len == 0 {
+        return Err(Error::invalid(op, "spatial sizes must be non-zero"));
+    }
     if k == 0 || s == 0 || d == 0 {
         return Err(Error::invalid(
             op,
@@ -206,8 +209,23 @@ fn pool_out_len(
             format!("padding {p} must be at most half the kernel size {k}"),
         ));
     }
-    let eff = (d * (k - 1) + 1) as i64;
-    let (len_i, s_i, p_i) = (len as i64, s as i64, p as i64);
+    let too_large = || {
+        Error::invalid(
+            op,
+            format!("kernel {k}, dilation {d} or stride {s} is too large"),
+        )
+    };
+    let eff = d
+        .checked_mul(k - 1)
+        .and_then(|e| i64::try_from(e).ok())
+        .and_then(|e| e.checked_add(1))
+        .ok_or_else(too_large)?;
+    let (len_i, s_i, p_i) = match (i64::try_from(len), i64::try_from(s), i64::try_from(p)) {
+        (Ok(l), Ok(s), Ok(p)) if l.checked_add(2 * p).is_some() && s.checked_add(p).is_some() => {
+            (l, s, p)
+        }
+        _ => return Err(too_large()),
+    };
     let num = len_i + 2 * p_i - eff + if ceil { s_i - 1 } else { 0 };
     let mut out = num.div_euclid(s_i) + 1;
     if ceil && (out - 1) * s_i >= len_i + p_i {
@@ -1765,6 +1783,7 @@ impl Tensor {
         output_size: &[usize],
     ) -> Result<Tensor> {
         let s = Spatial::of(self, op, sp)?;
+        super::view::check_numel(op, &[&s.lead[..], output_size].concat())?;
         let taps = adaptive_taps(op, sp, s.dims, output_size)?;
         separable_linear(self, op, sp, taps)
     }
@@ -1777,6 +1796,7 @@ impl Tensor {
         want_idx: bool,
     ) -> Result<MaxOut> {
         let s = Spatial::of(self, op, sp)?;
+        super::view::check_numel(op, &[&s.lead[..], output_size].concat())?;
         let taps = adaptive_taps(op, sp, s.dims, output_size)?;
         separable_max(self, op, sp, taps, want_idx)
     }
@@ -1832,7 +1852,8 @@ impl Tensor {
         let mut odims = [1; 3];
         odims[3 - sp..].copy_from_slice(spatial);
         let in_plane: usize = s.dims.iter().product();
-        let out_plane: usize = odims.iter().product();
+        let out_plane = super::view::check_numel(op, &odims)?;
+        super::view::check_numel(op, &[out_plane, s.lead.iter().product()])?;
         let idx: Vec<i64> = match indices.dtype() {
             DType::I64 => indices.to_vec::<i64>()?,
             _ => indices

@@ -157,6 +157,7 @@ impl Tensor {
                 ),
             ));
         }
+        super::view::check_numel(op, &[&self.shape()[..self.rank() - sp], size].concat())?;
         let mut taps: [Option<Taps>; 3] = [None, None, None];
         for (i, a) in (3 - sp..3).enumerate() {
             taps[a] = mode.taps(s.dims[a], size[i]);
@@ -169,7 +170,11 @@ impl Tensor {
         if factor == 0 {
             return Err(Error::invalid(op, "scale factor must be positive"));
         }
-        Ok(s.dims[3 - sp..].iter().map(|&d| d * factor).collect())
+        s.dims[3 - sp..]
+            .iter()
+            .map(|&d| d.checked_mul(factor))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| Error::invalid(op, format!("scale factor {factor} is too large")))
     }
 
     /// Nearest-neighbour resize of `(N, C, L)` to length `size[0]`, like

@@ -9,7 +9,7 @@ impl Tensor {
     /// The same elements in a new shape (row-major order); a view when the data is contiguous.
     /// See [`Tensor::reshape_infer`] for a `-1` dimension.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if numel(shape) != self.numel() {
+        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(self.numel()) {
             return Err(Error::ShapeMismatch {
                 op: "reshape",
                 lhs: self.shape().to_vec(),
@@ -148,7 +148,15 @@ impl Tensor {
 
     /// `len` elements of `axis` starting at `start` (a view).
     pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Result<Tensor> {
-        self.slice(axis, start, start + len, 1)
+        let ax = normalize_axis("narrow", axis, self.rank())?;
+        let size = self.shape()[ax];
+        match start.checked_add(len) {
+            Some(end) if end <= size => self.slice(axis, start, end, 1),
+            _ => Err(Error::invalid(
+                "narrow",
+                format!("start {start} + length {len} exceeds size {size} of axis {ax}"),
+            )),
+        }
     }
 
     /// Elements `start, start+step, ... < end` of `axis` (a view), like `x[start:end:step]`.
@@ -176,7 +184,12 @@ impl Tensor {
     /// Broadcasts size-1 (or missing leading) dimensions to `shape` without copying.
     pub fn expand(&self, shape: &[usize]) -> Result<Tensor> {
         let target = crate::shape::broadcast_shapes("expand", self.shape(), shape)?;
-        if target != shape {
+        if target != shape
+            || shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_none()
+        {
             return Err(Error::shape_mismatch("expand", self.shape(), shape));
         }
         if shape == self.shape() {
@@ -244,4 +257,14 @@ fn slice_backward(
         }
     })?;
     Ok(Tensor::from_f32(out, in_shape))
+}
+
+/// Errors unless a tensor of `shape` has a representable element count (no `usize` overflow)
+/// and its f32 buffer fits in `isize::MAX` bytes; ops call it before allocating an output.
+pub(crate) fn check_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize / 8)
+        .ok_or_else(|| Error::invalid(op, format!("output shape {shape:?} is too large")))
 }
