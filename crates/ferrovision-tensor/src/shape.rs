@@ -14,8 +14,16 @@ pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
 }
 
 /// Number of elements of a shape (1 for a scalar).
+///
+/// # Panics
+/// If the count overflows `usize` (use [`checked_numel`] for untrusted shapes).
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    checked_numel(shape).expect("the element count of a shape overflows usize")
+}
+
+/// Number of elements of a shape, or `None` when it overflows `usize`.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
 /// Resolves a possibly negative axis against a rank.

@@ -50,7 +50,12 @@ impl Tensor {
 
     pub(crate) fn from_buffer(buffer: Buffer, shape: &[usize]) -> Tensor {
         let dtype = buffer.dtype();
-        debug_assert_eq!(buffer.len(), numel(shape));
+        // Every kernel trusts numel(shape) == buffer length: enforce it in release too.
+        assert_eq!(
+            crate::shape::checked_numel(shape),
+            Some(buffer.len()),
+            "tensor buffer does not match shape {shape:?}"
+        );
         Tensor::from_parts(
             Arc::new(Storage::new(buffer)),
             Layout::contiguous(shape),
@@ -66,7 +71,12 @@ impl Tensor {
 
     /// A tensor of `shape` from a vector in row-major order.
     pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
-        let expected = numel(shape);
+        let Some(expected) = crate::shape::checked_numel(shape) else {
+            return Err(Error::invalid(
+                "from_vec",
+                format!("the element count of shape {shape:?} overflows usize"),
+            ));
+        };
         if data.len() != expected {
             return Err(Error::DataLength {
                 op: "from_vec",
@@ -89,6 +99,10 @@ impl Tensor {
     }
 
     /// A tensor filled with `value`, of dtype `T`.
+    ///
+    /// # Panics
+    /// If the element count of `shape` overflows `usize` or the allocation fails (as do
+    /// `zeros`, `ones` and `zeros_dtype`).
     pub fn full<T: Element>(shape: &[usize], value: T) -> Tensor {
         if T::DTYPE == DType::F32 {
             let mut v = pool::take_uninit(numel(shape));

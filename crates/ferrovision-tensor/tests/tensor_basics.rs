@@ -371,3 +371,11 @@ fn debug_shows_shape_dtype_and_grad() {
         "Tensor(shape=[1, 1], dtype=Bool, device=Cpu)\n[[false]]"
     );
 }
+
+#[test]
+fn overflowing_shape_is_an_error() {
+    let e = Tensor::from_vec(Vec::<f32>::new(), &[1 << 63, 2])
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("from_vec") && e.contains("overflows"), "{e}");
+}
