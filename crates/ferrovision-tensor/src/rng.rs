@@ -72,6 +72,20 @@ impl Rng {
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
 
+    /// The generator's full state (for checkpoints that resume bit-exactly).
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator continuing exactly from a [`Rng::state`]. An all-zero state (never produced
+    /// by [`Rng::new`]) is replaced by the seed-0 state, since xoshiro would emit only zeros.
+    pub fn from_state(state: [u64; 4]) -> Self {
+        if state == [0; 4] {
+            return Rng::new(0);
+        }
+        Rng { s: state }
+    }
+
     /// A new generator for a sub-stream (e.g. one per worker) derived from this one.
     pub fn fork(&mut self) -> Rng {
         Rng::new(self.next_u64())

@@ -1,0 +1,194 @@
+//! Weight initializers (Keras `initializers`), drawn from the engine's seeded generator.
+
+use crate::{Error, Result};
+use ferrovision_tensor::{rng::Rng, Tensor};
+
+/// How a weight's initial values are drawn. Fans are given by the layer (for a conv kernel
+/// `[out, in/groups, k...]`: fan_in = in/groups * prod(k), fan_out = out * prod(k)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Initializer {
+    Zeros,
+    Ones,
+    Constant(f32),
+    /// U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)). Keras' default for kernels.
+    GlorotUniform,
+    /// Truncated N(0, sqrt(2 / (fan_in + fan_out))).
+    GlorotNormal,
+    /// U(-limit, limit), limit = sqrt(6 / fan_in).
+    HeUniform,
+    /// Truncated N(0, sqrt(2 / fan_in)).
+    HeNormal,
+    /// U(-limit, limit), limit = sqrt(3 / fan_in).
+    LecunUniform,
+    /// Truncated N(0, sqrt(1 / fan_in)).
+    LecunNormal,
+    RandomUniform {
+        min: f32,
+        max: f32,
+    },
+    RandomNormal {
+        mean: f32,
+        stddev: f32,
+    },
+    /// N(mean, stddev) truncated to two standard deviations.
+    TruncatedNormal {
+        mean: f32,
+        stddev: f32,
+    },
+    /// A (semi-)orthogonal matrix over the flattened `[shape[0], rest]` view, times `gain`.
+    Orthogonal {
+        gain: f32,
+    },
+}
+
+/// Keras' truncated-normal variance-scaling correction: the std of N(0,1) truncated at ±2.
+const TRUNC_STD: f32 = 0.879_625_7;
+
+impl Initializer {
+    /// Draws a tensor of `shape`.
+    pub fn init(
+        self,
+        shape: &[usize],
+        fan_in: usize,
+        fan_out: usize,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
+        use Initializer::*;
+        let fi = fan_in.max(1) as f32;
+        let fo = fan_out.max(1) as f32;
+        let uniform = |limit: f32, rng: &mut Rng| Tensor::rand_uniform(shape, -limit, limit, rng);
+        let trunc =
+            |std: f32, rng: &mut Rng| Tensor::truncated_normal(shape, 0.0, std / TRUNC_STD, rng);
+        Ok(match self {
+            Zeros => Tensor::zeros(shape),
+            Ones => Tensor::ones(shape),
+            Constant(c) => Tensor::full(shape, c),
+            GlorotUniform => uniform((6.0 / (fi + fo)).sqrt(), rng)?,
+            GlorotNormal => trunc((2.0 / (fi + fo)).sqrt(), rng)?,
+            HeUniform => uniform((6.0 / fi).sqrt(), rng)?,
+            HeNormal => trunc((2.0 / fi).sqrt(), rng)?,
+            LecunUniform => uniform((3.0 / fi).sqrt(), rng)?,
+            LecunNormal => trunc((1.0 / fi).sqrt(), rng)?,
+            RandomUniform { min, max } => Tensor::rand_uniform(shape, min, max, rng)?,
+            RandomNormal { mean, stddev } => Tensor::randn(shape, mean, stddev, rng)?,
+            TruncatedNormal { mean, stddev } => Tensor::truncated_normal(shape, mean, stddev, rng)?,
+            Orthogonal { gain } => orthogonal(shape, gain, rng)?,
+        })
+    }
+
+    /// Draws from the process-wide generator (seeded by `manual_seed`).
+    pub fn init_global(self, shape: &[usize], fan_in: usize, fan_out: usize) -> Result<Tensor> {
+        ferrovision_tensor::rng::with_global(|rng| self.init(shape, fan_in, fan_out, rng))
+    }
+
+    /// The Keras name (`"glorot_uniform"`, ...).
+    pub fn to_json(self) -> serde_json::Value {
+        use serde_json::json;
+        use Initializer::*;
+        match self {
+            Zeros => json!("zeros"),
+            Ones => json!("ones"),
+            Constant(v) => json!({"name": "constant", "value": v}),
+            GlorotUniform => json!("glorot_uniform"),
+            GlorotNormal => json!("glorot_normal"),
+            HeUniform => json!("he_uniform"),
+            HeNormal => json!("he_normal"),
+            LecunUniform => json!("lecun_uniform"),
+            LecunNormal => json!("lecun_normal"),
+            RandomUniform { min, max } => json!({"name": "random_uniform", "min": min, "max": max}),
+            RandomNormal { mean, stddev } => {
+                json!({"name": "random_normal", "mean": mean, "stddev": stddev})
+            }
+            TruncatedNormal { mean, stddev } => {
+                json!({"name": "truncated_normal", "mean": mean, "stddev": stddev})
+            }
+            Orthogonal { gain } => json!({"name": "orthogonal", "gain": gain}),
+        }
+    }
+
+    /// Parses a name or a [`Initializer::to_json`] object.
+    pub fn from_json(v: &serde_json::Value) -> Result<Self> {
+        use Initializer::*;
+        let (name, obj) = match v {
+            serde_json::Value::String(s) => (s.as_str(), None),
+            serde_json::Value::Object(o) => (
+                o.get("name").and_then(|n| n.as_str()).unwrap_or(""),
+                Some(o),
+            ),
+            _ => return Err(Error::config(format!("bad initializer config {v}"))),
+        };
+        let f = |k: &str, d: f32| {
+            obj.and_then(|o| o.get(k))
+                .and_then(|x| x.as_f64())
+                .map_or(d, |x| x as f32)
+        };
+        Ok(match name {
+            "zeros" => Zeros,
+            "ones" => Ones,
+            "constant" => Constant(f("value", 0.0)),
+            "glorot_uniform" => GlorotUniform,
+            "glorot_normal" => GlorotNormal,
+            "he_uniform" => HeUniform,
+            "he_normal" => HeNormal,
+            "lecun_uniform" => LecunUniform,
+            "lecun_normal" => LecunNormal,
+            "random_uniform" => RandomUniform {
+                min: f("min", -0.05),
+                max: f("max", 0.05),
+            },
+            "random_normal" => RandomNormal {
+                mean: f("mean", 0.0),
+                stddev: f("stddev", 0.05),
+            },
+            "truncated_normal" => TruncatedNormal {
+                mean: f("mean", 0.0),
+                stddev: f("stddev", 0.05),
+            },
+            "orthogonal" => Orthogonal {
+                gain: f("gain", 1.0),
+            },
+            other => return Err(Error::config(format!("unknown initializer '{other}'"))),
+        })
+    }
+}
+
+/// Orthogonal init (Saxe et al.): Gram-Schmidt on Gaussian vectors, which gives an orthonormal
+/// frame uniformly distributed over the orthogonal group.
+fn orthogonal(shape: &[usize], gain: f32, rng: &mut Rng) -> Result<Tensor> {
+    if shape.len() < 2 {
+        return Err(Error::config(format!(
+            "orthogonal initializer needs a shape of rank >= 2, got {shape:?}"
+        )));
+    }
+    let rows = shape[0];
+    let cols: usize = shape[1..].iter().product();
+    // Orthonormalise the vectors of the larger side's transpose when rows > cols.
+    let (n, m) = if rows < cols {
+        (rows, cols)
+    } else {
+        (cols, rows)
+    };
+    // n vectors of length m, orthonormal.
+    let mut v: Vec<Vec<f64>> = (0..n)
+        .map(|_| (0..m).map(|_| rng.normal()).collect())
+        .collect();
+    for i in 0..n {
+        for j in 0..i {
+            let d: f64 = (0..m).map(|k| v[i][k] * v[j][k]).sum();
+            let (head, tail) = v.split_at_mut(i);
+            for (a, b) in tail[0].iter_mut().zip(&head[j]) {
+                *a -= d * b;
+            }
+        }
+        let norm: f64 = v[i].iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+        v[i].iter_mut().for_each(|x| *x /= norm);
+    }
+    let mut out = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            let x = if rows < cols { v[r][c] } else { v[c][r] };
+            out[r * cols + c] = (x * gain as f64) as f32;
+        }
+    }
+    Ok(Tensor::from_vec(out, shape)?)
+}

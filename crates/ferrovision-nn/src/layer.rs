@@ -1,0 +1,139 @@
+//! The [`Layer`] trait every layer (and every model usable as a layer) implements.
+
+use crate::{Error, Param, Result};
+use ferrovision_tensor::Tensor;
+use serde_json::Value;
+
+/// A symbolic shape with the batch axis first; `None` is an unknown size (Keras `None`).
+///
+/// ferrovision is channels-first like the engine: an image input is `[None, Some(3), None, None]`
+/// (batch, channels, height, width).
+pub type Shape = Vec<Option<usize>>;
+
+/// Formats a shape the way Keras prints it: `(None, 6, 28, 28)`.
+pub fn shape_str(shape: &[Option<usize>]) -> String {
+    let parts: Vec<String> = shape
+        .iter()
+        .map(|d| d.map_or("None".to_string(), |v| v.to_string()))
+        .collect();
+    if parts.len() == 1 {
+        format!("({},)", parts[0])
+    } else {
+        format!("({})", parts.join(", "))
+    }
+}
+
+/// The concrete shape of a tensor as a [`Shape`].
+pub fn shape_of(t: &Tensor) -> Shape {
+    t.shape().iter().map(|&d| Some(d)).collect()
+}
+
+/// Per-call state: the training flag and the extra losses layers add (activity
+/// regularization, custom penalties), which the training loop adds to the objective.
+#[derive(Debug, Default)]
+pub struct CallCtx {
+    /// Training mode (dropout active, batch norm uses batch statistics and updates its moving
+    /// averages) or inference mode.
+    pub training: bool,
+    losses: Vec<Tensor>,
+}
+
+impl CallCtx {
+    /// A context in training (`true`) or inference (`false`) mode.
+    pub fn new(training: bool) -> Self {
+        CallCtx {
+            training,
+            losses: Vec::new(),
+        }
+    }
+
+    /// Adds a scalar penalty to the training objective.
+    pub fn add_loss(&mut self, loss: Tensor) {
+        self.losses.push(loss);
+    }
+
+    /// The penalties added so far.
+    pub fn losses(&self) -> &[Tensor] {
+        &self.losses
+    }
+
+    /// Takes the penalties out of the context.
+    pub fn take_losses(&mut self) -> Vec<Tensor> {
+        std::mem::take(&mut self.losses)
+    }
+}
+
+/// A layer: built once from its input shapes, then called on tensors.
+///
+/// To write a custom layer, implement `class_name`, `name`/`set_name` (usually through a
+/// `name: String` field), `build` (create weights with [`Param::new`]), `output_shape`, `call`
+/// and `weights`. `config` and registration with [`crate::layers::register_layer`] are only
+/// needed to save the architecture.
+pub trait Layer: Send + Sync {
+    /// The layer type as shown by `summary()` and stored in configs (`"Conv2D"`).
+    fn class_name(&self) -> &'static str;
+
+    /// The layer's name, unique within its model (empty until the model names it).
+    fn name(&self) -> &str;
+
+    /// Renames the layer (models give unnamed layers names like `conv2d_1`).
+    fn set_name(&mut self, name: String);
+
+    /// Creates the weights for these input shapes (batch axis included). Called once, before
+    /// the first `call`, by the model that owns the layer; calling it again is a no-op.
+    fn build(&mut self, input_shapes: &[Shape]) -> Result<()> {
+        let _ = input_shapes;
+        Ok(())
+    }
+
+    /// The output shape for these input shapes, without running the layer.
+    fn output_shape(&self, input_shapes: &[Shape]) -> Result<Shape>;
+
+    /// Runs the layer. Most layers take exactly one input.
+    fn call(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Tensor>;
+
+    /// All weights, trainable or not, in a stable order.
+    fn weights(&self) -> Vec<Param> {
+        Vec::new()
+    }
+
+    /// Nested layers (models used as layers), for summaries and weight names.
+    fn sublayers(&self) -> Vec<&dyn Layer> {
+        Vec::new()
+    }
+
+    /// Freezes (`false`) or unfreezes every weight of the layer.
+    fn set_trainable(&mut self, trainable: bool) {
+        for w in self.weights() {
+            w.set_trainable(trainable);
+        }
+    }
+
+    /// The constructor arguments as JSON, enough for [`crate::layers::layer_from_config`] to
+    /// rebuild an identical (unbuilt) layer.
+    fn config(&self) -> Value {
+        Value::Null
+    }
+}
+
+/// The single input of a one-input layer, or a clear error.
+pub fn single_input<'a>(layer: &dyn Layer, inputs: &'a [Tensor]) -> Result<&'a Tensor> {
+    match inputs {
+        [x] => Ok(x),
+        _ => Err(Error::layer(
+            layer.name(),
+            format!("expects 1 input, got {}", inputs.len()),
+        )),
+    }
+}
+
+/// The single input shape of a one-input layer, or a clear error.
+pub fn single_shape<'a>(layer: &dyn Layer, shapes: &'a [Shape]) -> Result<&'a Shape> {
+    match shapes {
+        [s] => Ok(s),
+        _ => Err(Error::layer(
+            layer.name(),
+            format!("expects 1 input, got {}", shapes.len()),
+        )),
+    }
+}

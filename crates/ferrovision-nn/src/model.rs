@@ -1,0 +1,799 @@
+//! [`Model`]: compile, fit, evaluate, predict, save and load a [`Network`].
+
+use crate::callbacks::{Callback, Logs, ProgbarLogger, TrainParams};
+use crate::layer::CallCtx;
+use crate::network::{Network, NetworkExt};
+use crate::{Error, Loss, Metric, Optimizer, Param, Result};
+use ferrovision_tensor::rng::Rng;
+use ferrovision_tensor::{no_grad, Tensor};
+
+/// One batch of training or evaluation data.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// One tensor per model input, batch axis first.
+    pub inputs: Vec<Tensor>,
+    /// One tensor per model output (empty for `predict`).
+    pub targets: Vec<Tensor>,
+    /// Optional per-sample weights, shape `[N]`.
+    pub sample_weight: Option<Tensor>,
+}
+
+impl Batch {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.inputs
+            .first()
+            .and_then(|t| t.shape().first().copied())
+            .unwrap_or(0)
+    }
+
+    /// True for a batch without samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Anything `fit`/`evaluate` can iterate over once per epoch: in-memory arrays
+/// ([`ArrayData`]) or a dataset pipeline.
+pub trait BatchSource {
+    /// The batches of epoch `epoch` (sources that shuffle reshuffle per epoch, deterministically).
+    fn batches(&mut self, epoch: usize) -> Result<Box<dyn Iterator<Item = Result<Batch>> + '_>>;
+
+    /// Batches per epoch, when known (for the progress bar).
+    fn num_batches(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// In-memory arrays cut into batches, optionally shuffled with a seed (a new order each epoch,
+/// the same orders in every run with the same seed).
+#[derive(Debug, Clone)]
+pub struct ArrayData {
+    inputs: Vec<Tensor>,
+    targets: Vec<Tensor>,
+    sample_weight: Option<Tensor>,
+    batch_size: usize,
+    shuffle: Option<u64>,
+    len: usize,
+}
+
+impl ArrayData {
+    /// Batches of `batch_size` samples over `inputs` and `targets` (all with the same first
+    /// dimension). Targets may be empty (prediction).
+    pub fn new(inputs: Vec<Tensor>, targets: Vec<Tensor>, batch_size: usize) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::config("batch_size must be at least 1"));
+        }
+        let first = inputs
+            .first()
+            .ok_or_else(|| Error::config("no input arrays given"))?;
+        let len = *first
+            .shape()
+            .first()
+            .ok_or_else(|| Error::config("input arrays need a batch axis"))?;
+        for (what, list) in [("input", &inputs), ("target", &targets)] {
+            for (i, t) in list.iter().enumerate() {
+                if t.shape().first() != Some(&len) {
+                    return Err(Error::config(format!(
+                        "{what} array {i} has shape {:?}; every array needs {len} samples (the first input's)",
+                        t.shape()
+                    )));
+                }
+            }
+        }
+        Ok(ArrayData {
+            inputs,
+            targets,
+            sample_weight: None,
+            batch_size,
+            shuffle: None,
+            len,
+        })
+    }
+
+    /// Per-sample weights `[N]`.
+    pub fn with_sample_weight(mut self, w: Tensor) -> Result<Self> {
+        if w.shape() != [self.len] {
+            return Err(Error::config(format!(
+                "sample_weight has shape {:?}, expected [{}]",
+                w.shape(),
+                self.len
+            )));
+        }
+        self.sample_weight = Some(w);
+        Ok(self)
+    }
+
+    /// Shuffles each epoch with this seed.
+    pub fn shuffled(mut self, seed: u64) -> Self {
+        self.shuffle = Some(seed);
+        self
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True without samples.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Splits off the last `fraction` of the samples (before any shuffling, like Keras'
+    /// `validation_split`): returns (train, validation).
+    pub fn split(self, fraction: f64) -> Result<(ArrayData, ArrayData)> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(Error::config(format!(
+                "validation_split must be in [0, 1), got {fraction}"
+            )));
+        }
+        let n_val = ((self.len as f64) * fraction).round() as usize;
+        let n_train = self.len - n_val;
+        if n_train == 0 || n_val == 0 {
+            return Err(Error::config(format!(
+                "validation_split {fraction} of {} samples leaves an empty part",
+                self.len
+            )));
+        }
+        let cut = |t: &Tensor, start: usize, len: usize| -> Result<Tensor> {
+            Ok(t.narrow(0, start, len)?)
+        };
+        let part = |start: usize, len: usize| -> Result<ArrayData> {
+            Ok(ArrayData {
+                inputs: self
+                    .inputs
+                    .iter()
+                    .map(|t| cut(t, start, len))
+                    .collect::<Result<_>>()?,
+                targets: self
+                    .targets
+                    .iter()
+                    .map(|t| cut(t, start, len))
+                    .collect::<Result<_>>()?,
+                sample_weight: self
+                    .sample_weight
+                    .as_ref()
+                    .map(|t| cut(t, start, len))
+                    .transpose()?,
+                batch_size: self.batch_size,
+                shuffle: self.shuffle,
+                len,
+            })
+        };
+        Ok((part(0, n_train)?, part(n_train, n_val)?.unshuffled()))
+    }
+
+    fn unshuffled(mut self) -> Self {
+        self.shuffle = None;
+        self
+    }
+}
+
+impl BatchSource for ArrayData {
+    fn batches(&mut self, epoch: usize) -> Result<Box<dyn Iterator<Item = Result<Batch>> + '_>> {
+        let order: Option<Tensor> = self.shuffle.map(|seed| {
+            let mut rng = Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            Tensor::randperm(self.len, &mut rng)
+        });
+        let bs = self.batch_size;
+        let n = self.len;
+        let this = &*self;
+        Ok(Box::new((0..n.div_ceil(bs)).map(move |b| {
+            let start = b * bs;
+            let len = bs.min(n - start);
+            let pick = |t: &Tensor| -> Result<Tensor> {
+                Ok(match &order {
+                    Some(o) => t.index_select(0, &o.narrow(0, start, len)?)?,
+                    None => t.narrow(0, start, len)?.contiguous()?,
+                })
+            };
+            Ok(Batch {
+                inputs: this.inputs.iter().map(pick).collect::<Result<_>>()?,
+                targets: this.targets.iter().map(pick).collect::<Result<_>>()?,
+                sample_weight: this.sample_weight.as_ref().map(pick).transpose()?,
+            })
+        })))
+    }
+
+    fn num_batches(&self) -> Option<usize> {
+        Some(self.len.div_ceil(self.batch_size))
+    }
+}
+
+/// What to train with: optimizer, one loss per output (with weights) and metrics per output.
+pub struct Compile {
+    optimizer: Box<dyn Optimizer>,
+    losses: Vec<Box<dyn Loss>>,
+    loss_weights: Vec<f32>,
+    metrics: Vec<(usize, Box<dyn Metric>)>,
+}
+
+impl Compile {
+    /// One optimizer and the loss of the (first) output.
+    pub fn new(optimizer: impl Optimizer + 'static, loss: impl Loss + 'static) -> Self {
+        Compile {
+            optimizer: Box::new(optimizer),
+            losses: vec![Box::new(loss)],
+            loss_weights: vec![1.0],
+            metrics: Vec::new(),
+        }
+    }
+
+    /// From boxed parts (one loss per output).
+    pub fn boxed(optimizer: Box<dyn Optimizer>, losses: Vec<Box<dyn Loss>>) -> Self {
+        let n = losses.len();
+        Compile {
+            optimizer,
+            losses,
+            loss_weights: vec![1.0; n],
+            metrics: Vec::new(),
+        }
+    }
+
+    /// Adds the loss of the next output (multi-output models, in output order).
+    pub fn loss(mut self, loss: impl Loss + 'static) -> Self {
+        self.losses.push(Box::new(loss));
+        self.loss_weights.push(1.0);
+        self
+    }
+
+    /// Weights of the per-output losses in the total.
+    pub fn loss_weights(mut self, weights: &[f32]) -> Self {
+        self.loss_weights = weights.to_vec();
+        self
+    }
+
+    /// Tracks a metric on the first output.
+    pub fn metric(self, metric: impl Metric + 'static) -> Self {
+        self.metric_for(0, metric)
+    }
+
+    /// Tracks a metric on output `output`.
+    pub fn metric_for(mut self, output: usize, metric: impl Metric + 'static) -> Self {
+        self.metrics.push((output, Box::new(metric)));
+        self
+    }
+
+    /// Tracks a boxed metric on output `output`.
+    pub fn metric_boxed(mut self, output: usize, metric: Box<dyn Metric>) -> Self {
+        self.metrics.push((output, metric));
+        self
+    }
+}
+
+struct Compiled {
+    optimizer: Box<dyn Optimizer>,
+    losses: Vec<Box<dyn Loss>>,
+    loss_weights: Vec<f32>,
+    metrics: Vec<(usize, Box<dyn Metric>)>,
+}
+
+/// Options of [`Model::fit`] (Keras defaults: batch 32, shuffle, verbose 1).
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Shuffle the training arrays each epoch.
+    pub shuffle: bool,
+    /// Seed of the shuffling order.
+    pub seed: u64,
+    /// Fraction of the arrays (taken from the end) held out for validation.
+    pub validation_split: f64,
+    /// Validation arrays (inputs, targets).
+    pub validation_data: Option<(Vec<Tensor>, Vec<Tensor>)>,
+    /// Weight per class index (sparse or one-hot targets of the first output).
+    pub class_weight: Option<Vec<f32>>,
+    /// Weight per training sample `[N]`.
+    pub sample_weight: Option<Tensor>,
+    /// Epoch to start from (resuming); defaults to the model's completed epochs.
+    pub initial_epoch: Option<usize>,
+    /// 0 quiet, 1 progress bar, 2 one line per epoch.
+    pub verbose: u8,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            epochs: 1,
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            validation_split: 0.0,
+            validation_data: None,
+            class_weight: None,
+            sample_weight: None,
+            initial_epoch: None,
+            verbose: 1,
+        }
+    }
+}
+
+/// Per-epoch logs of a `fit` run (Keras `History`).
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Epoch indices (from 0).
+    pub epochs: Vec<usize>,
+    /// The logs of each epoch.
+    pub logs: Vec<Logs>,
+}
+
+impl History {
+    /// The series of one key (`"loss"`, `"val_accuracy"`), one value per epoch that has it.
+    pub fn get(&self, key: &str) -> Vec<f64> {
+        self.logs.iter().filter_map(|l| l.get(key)).collect()
+    }
+
+    /// The last epoch's logs.
+    pub fn last(&self) -> Option<&Logs> {
+        self.logs.last()
+    }
+}
+
+/// A network plus what trains it. Keras' `Model` API: `compile`, `fit`, `evaluate`,
+/// `predict`, `summary`, `save`/`load`.
+pub struct Model {
+    net: Box<dyn Network>,
+    compiled: Option<Compiled>,
+    epoch: usize,
+    /// Set by a callback (EarlyStopping, TerminateOnNaN) to end `fit` after the current batch.
+    pub stop_training: bool,
+}
+
+/// Running mean over weighted values.
+#[derive(Default, Clone, Copy)]
+struct Mean {
+    sum: f64,
+    count: f64,
+}
+
+impl Mean {
+    fn add(&mut self, v: f64, n: f64) {
+        self.sum += v * n;
+        self.count += n;
+    }
+    fn get(&self) -> f64 {
+        if self.count > 0.0 {
+            self.sum / self.count
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+impl Model {
+    /// Wraps a network (Sequential, Functional or custom).
+    pub fn new(net: impl Network + 'static) -> Self {
+        Self::from_boxed(Box::new(net))
+    }
+
+    /// Wraps a boxed network.
+    pub fn from_boxed(net: Box<dyn Network>) -> Self {
+        Model {
+            net,
+            compiled: None,
+            epoch: 0,
+            stop_training: false,
+        }
+    }
+
+    /// The network.
+    pub fn network(&self) -> &dyn Network {
+        self.net.as_ref()
+    }
+
+    /// The network, mutable (freezing layers).
+    pub fn network_mut(&mut self) -> &mut dyn Network {
+        self.net.as_mut()
+    }
+
+    /// Epochs completed (restored by `load`, the default `initial_epoch` of `fit`).
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Sets the optimizer, losses and metrics.
+    pub fn compile(&mut self, c: Compile) -> Result<()> {
+        let n_out = self.net.output_shapes().len();
+        if c.losses.len() != n_out {
+            return Err(Error::config(format!(
+                "compile: the model has {n_out} output(s) but {} loss(es) were given",
+                c.losses.len()
+            )));
+        }
+        if c.loss_weights.len() != n_out {
+            return Err(Error::config(format!(
+                "compile: {} loss weight(s) for {n_out} output(s)",
+                c.loss_weights.len()
+            )));
+        }
+        if let Some((o, m)) = c.metrics.iter().find(|(o, _)| *o >= n_out) {
+            return Err(Error::config(format!(
+                "compile: metric '{}' is on output {o}, the model has {n_out}",
+                m.name()
+            )));
+        }
+        self.compiled = Some(Compiled {
+            optimizer: c.optimizer,
+            losses: c.losses,
+            loss_weights: c.loss_weights,
+            metrics: c.metrics,
+        });
+        Ok(())
+    }
+
+    fn compiled(&mut self) -> Result<&mut Compiled> {
+        self.compiled
+            .as_mut()
+            .ok_or_else(|| Error::config("the model is not compiled: call compile() first"))
+    }
+
+    /// The optimizer (after `compile`).
+    pub fn optimizer(&self) -> Option<&dyn Optimizer> {
+        self.compiled.as_ref().map(|c| c.optimizer.as_ref())
+    }
+
+    /// The optimizer, mutable (learning-rate callbacks).
+    pub fn optimizer_mut(&mut self) -> Option<&mut (dyn Optimizer + 'static)> {
+        self.compiled.as_mut().map(|c| c.optimizer.as_mut())
+    }
+
+    /// Names of the logged values in order: `loss`, per-output losses, metrics.
+    pub fn metric_names(&self) -> Vec<String> {
+        let mut names = vec!["loss".to_string()];
+        if let Some(c) = &self.compiled {
+            let outs = self.net.output_names();
+            if c.losses.len() > 1 {
+                names.extend(outs.iter().map(|o| format!("{o}_loss")));
+            }
+            for (o, m) in &c.metrics {
+                names.push(metric_log_name(&outs, c.losses.len(), *o, m.as_ref()));
+            }
+        }
+        names
+    }
+
+    /// Runs the network (training or inference mode) and returns outputs plus the penalties
+    /// layers added (activity regularizers).
+    pub fn forward(&self, inputs: &[Tensor], training: bool) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        let mut ctx = CallCtx::new(training);
+        let outs = self.net.forward(inputs, &mut ctx)?;
+        Ok((outs, ctx.take_losses()))
+    }
+
+    /// The total objective on one batch: weighted per-output losses + layer penalties + weight
+    /// regularization. Returns (total, per-output losses, outputs).
+    fn objective(&self, batch: &Batch, training: bool) -> Result<(Tensor, Vec<f64>, Vec<Tensor>)> {
+        let c = self
+            .compiled
+            .as_ref()
+            .ok_or_else(|| Error::config("the model is not compiled: call compile() first"))?;
+        if batch.targets.len() != c.losses.len() {
+            return Err(Error::config(format!(
+                "the batch has {} target(s), the model has {} output(s)",
+                batch.targets.len(),
+                c.losses.len()
+            )));
+        }
+        let (outs, penalties) = self.forward(&batch.inputs, training)?;
+        let mut total: Option<Tensor> = None;
+        let mut parts = Vec::with_capacity(outs.len());
+        for (i, ((loss, out), y)) in c.losses.iter().zip(&outs).zip(&batch.targets).enumerate() {
+            let l = loss.call(y, out, batch.sample_weight.as_ref())?;
+            parts.push(l.item()?);
+            let l = l.mul_scalar(c.loss_weights[i])?;
+            total = Some(match total {
+                Some(t) => t.add(&l)?,
+                None => l,
+            });
+        }
+        let mut total = total.ok_or_else(|| Error::config("the model has no outputs"))?;
+        for p in penalties {
+            total = total.add(&p)?;
+        }
+        if training {
+            if let Some(r) = self.net.regularization_loss()? {
+                total = total.add(&r)?;
+            }
+        }
+        Ok((total, parts, outs))
+    }
+
+    /// One optimization step on one batch (Keras `train_on_batch`); returns the loss.
+    pub fn train_on_batch(&mut self, batch: &Batch) -> Result<f64> {
+        Ok(self.train_step(batch)?.0)
+    }
+
+    /// One step: forward, loss, backward, optimizer update, metric update.
+    /// Returns (total loss, per-output losses).
+    fn train_step(&mut self, batch: &Batch) -> Result<(f64, Vec<f64>)> {
+        let (total, parts, outs) = self.objective(batch, true)?;
+        let loss = total.item()?;
+        total.backward()?;
+        let params: Vec<(String, Param)> = self.net.trainable_weights();
+        let c = self.compiled()?;
+        c.optimizer.step(&params)?;
+        for (_, p) in &params {
+            p.zero_grad();
+        }
+        no_grad(|| -> Result<()> {
+            for (o, m) in c.metrics.iter_mut() {
+                m.update(
+                    &batch.targets[*o],
+                    &outs[*o].detach(),
+                    batch.sample_weight.as_ref(),
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok((loss, parts))
+    }
+
+    fn reset_metrics(&mut self) {
+        if let Some(c) = &mut self.compiled {
+            for (_, m) in c.metrics.iter_mut() {
+                m.reset();
+            }
+        }
+    }
+
+    fn collect_logs(&self, loss: &Mean, parts: &[Mean], prefix: &str) -> Logs {
+        let mut logs = Logs::new();
+        logs.insert(format!("{prefix}loss"), loss.get());
+        if let Some(c) = &self.compiled {
+            let outs = self.net.output_names();
+            if parts.len() > 1 {
+                for (o, p) in outs.iter().zip(parts) {
+                    logs.insert(format!("{prefix}{o}_loss"), p.get());
+                }
+            }
+            for (o, m) in &c.metrics {
+                let name = metric_log_name(&outs, c.losses.len(), *o, m.as_ref());
+                logs.insert(format!("{prefix}{name}"), m.result());
+            }
+        }
+        logs
+    }
+
+    /// Trains on in-memory arrays (single input and output).
+    pub fn fit(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        opts: FitOptions,
+        callbacks: Vec<Box<dyn Callback>>,
+    ) -> Result<History> {
+        self.fit_arrays(vec![x.clone()], vec![y.clone()], opts, callbacks)
+    }
+
+    /// Trains on in-memory arrays (one per input / output).
+    pub fn fit_arrays(
+        &mut self,
+        x: Vec<Tensor>,
+        y: Vec<Tensor>,
+        opts: FitOptions,
+        callbacks: Vec<Box<dyn Callback>>,
+    ) -> Result<History> {
+        let mut data = ArrayData::new(x, y.clone(), opts.batch_size)?;
+        let mut weights = opts.sample_weight.clone();
+        if let Some(cw) = &opts.class_weight {
+            let first = y
+                .first()
+                .ok_or_else(|| Error::config("class_weight needs targets"))?;
+            let w = class_sample_weights(first, cw)?;
+            weights = Some(match weights {
+                Some(sw) => sw.mul(&w)?,
+                None => w,
+            });
+        }
+        if let Some(w) = weights {
+            data = data.with_sample_weight(w)?;
+        }
+        if opts.shuffle {
+            data = data.shuffled(opts.seed);
+        }
+        let (mut train, mut val) = if opts.validation_split > 0.0 {
+            let (t, v) = data.split(opts.validation_split)?;
+            (t, Some(v))
+        } else {
+            (data, None)
+        };
+        if let Some((vx, vy)) = &opts.validation_data {
+            val = Some(ArrayData::new(vx.clone(), vy.clone(), opts.batch_size)?);
+        }
+        self.fit_source(
+            &mut train,
+            val.as_mut().map(|v| v as &mut dyn BatchSource),
+            &opts,
+            callbacks,
+        )
+    }
+
+    /// Trains on any [`BatchSource`] (arrays, a dataset pipeline), validating on `val` after
+    /// each epoch. Uses `epochs`, `initial_epoch` and `verbose` from `opts`.
+    pub fn fit_source(
+        &mut self,
+        train: &mut dyn BatchSource,
+        mut val: Option<&mut dyn BatchSource>,
+        opts: &FitOptions,
+        mut callbacks: Vec<Box<dyn Callback>>,
+    ) -> Result<History> {
+        self.compiled()?;
+        let initial_epoch = opts.initial_epoch.unwrap_or(self.epoch);
+        let params = TrainParams {
+            epochs: opts.epochs,
+            initial_epoch,
+            steps: train.num_batches(),
+            verbose: opts.verbose,
+        };
+        callbacks.insert(0, Box::new(ProgbarLogger::new(opts.verbose)));
+        self.stop_training = false;
+        for cb in callbacks.iter_mut() {
+            cb.on_train_begin(self, &params)?;
+        }
+        let mut history = History::default();
+        let n_out = self.net.output_shapes().len();
+        let mut last_logs = Logs::new();
+        for epoch in initial_epoch..opts.epochs {
+            for cb in callbacks.iter_mut() {
+                cb.on_epoch_begin(self, epoch)?;
+            }
+            self.reset_metrics();
+            let mut loss = Mean::default();
+            let mut parts = vec![Mean::default(); n_out];
+            let batches: Vec<Result<Batch>> = train.batches(epoch)?.collect();
+            for (b, batch) in batches.into_iter().enumerate() {
+                let batch = batch?;
+                for cb in callbacks.iter_mut() {
+                    cb.on_batch_begin(self, b)?;
+                }
+                let n = batch.len() as f64;
+                let (l, ps) = self.train_step(&batch)?;
+                loss.add(l, n);
+                for (m, p) in parts.iter_mut().zip(ps) {
+                    m.add(p, n);
+                }
+                let logs = self.collect_logs(&loss, &parts, "");
+                for cb in callbacks.iter_mut() {
+                    cb.on_batch_end(self, b, &logs)?;
+                }
+                if self.stop_training {
+                    break;
+                }
+            }
+            let mut logs = self.collect_logs(&loss, &parts, "");
+            if let Some(v) = val.as_deref_mut() {
+                let vlogs = self.evaluate_source(v)?;
+                for (k, x) in vlogs.iter() {
+                    logs.insert(format!("val_{k}"), x);
+                }
+            }
+            if let Some(opt) = self.optimizer() {
+                logs.insert("lr", opt.learning_rate());
+            }
+            self.epoch = epoch + 1;
+            for cb in callbacks.iter_mut() {
+                cb.on_epoch_end(self, epoch, &logs)?;
+            }
+            history.epochs.push(epoch);
+            history.logs.push(logs.clone());
+            last_logs = logs;
+            if self.stop_training {
+                break;
+            }
+        }
+        for cb in callbacks.iter_mut() {
+            cb.on_train_end(self, &last_logs)?;
+        }
+        Ok(history)
+    }
+
+    /// Loss and metrics on arrays, in inference mode (Keras `evaluate`).
+    pub fn evaluate(&mut self, x: &Tensor, y: &Tensor, batch_size: usize) -> Result<Logs> {
+        let mut data = ArrayData::new(vec![x.clone()], vec![y.clone()], batch_size)?;
+        self.evaluate_source(&mut data)
+    }
+
+    /// Loss and metrics over a source, in inference mode. Metrics are computed on fresh copies
+    /// so training metrics are not disturbed.
+    pub fn evaluate_source(&mut self, data: &mut dyn BatchSource) -> Result<Logs> {
+        let n_out = self.net.output_shapes().len();
+        let mut metrics: Vec<(usize, Box<dyn Metric>)> = self
+            .compiled()?
+            .metrics
+            .iter()
+            .map(|(o, m)| (*o, m.fresh()))
+            .collect();
+        let mut loss = Mean::default();
+        let mut parts = vec![Mean::default(); n_out];
+        no_grad(|| -> Result<()> {
+            for batch in data.batches(0)? {
+                let batch = batch?;
+                let n = batch.len() as f64;
+                let (total, ps, outs) = self.objective(&batch, false)?;
+                loss.add(total.item()?, n);
+                for (m, p) in parts.iter_mut().zip(ps) {
+                    m.add(p, n);
+                }
+                for (o, m) in metrics.iter_mut() {
+                    m.update(&batch.targets[*o], &outs[*o], batch.sample_weight.as_ref())?;
+                }
+            }
+            Ok(())
+        })?;
+        let outs = self.net.output_names();
+        let mut logs = Logs::new();
+        logs.insert("loss", loss.get());
+        if n_out > 1 {
+            for (o, p) in outs.iter().zip(&parts) {
+                logs.insert(format!("{o}_loss"), p.get());
+            }
+        }
+        for (o, m) in &metrics {
+            logs.insert(metric_log_name(&outs, n_out, *o, m.as_ref()), m.result());
+        }
+        Ok(logs)
+    }
+
+    /// Outputs for the inputs, in inference mode, computed in batches (Keras `predict`).
+    pub fn predict(&self, x: &Tensor, batch_size: usize) -> Result<Tensor> {
+        let mut outs = self.predict_arrays(vec![x.clone()], batch_size)?;
+        Ok(outs.remove(0))
+    }
+
+    /// Outputs (one tensor per model output) for several inputs.
+    pub fn predict_arrays(&self, x: Vec<Tensor>, batch_size: usize) -> Result<Vec<Tensor>> {
+        let mut data = ArrayData::new(x, vec![], batch_size)?;
+        let n_out = self.net.output_shapes().len();
+        let mut chunks: Vec<Vec<Tensor>> = vec![Vec::new(); n_out];
+        no_grad(|| -> Result<()> {
+            for batch in data.batches(0)? {
+                let (outs, _) = self.forward(&batch?.inputs, false)?;
+                for (c, o) in chunks.iter_mut().zip(outs) {
+                    c.push(o);
+                }
+            }
+            Ok(())
+        })?;
+        chunks
+            .into_iter()
+            .map(|c| {
+                let refs: Vec<&Tensor> = c.iter().collect();
+                Ok(Tensor::cat(&refs, 0)?)
+            })
+            .collect()
+    }
+}
+
+fn metric_log_name(outs: &[String], n_out: usize, output: usize, m: &dyn Metric) -> String {
+    if n_out > 1 {
+        format!("{}_{}", outs[output], m.name())
+    } else {
+        m.name()
+    }
+}
+
+/// Sample weights from class weights: sparse integer targets `[N]` or one-hot `[N, C]`.
+fn class_sample_weights(y: &Tensor, class_weight: &[f32]) -> Result<Tensor> {
+    let classes: Vec<usize> = if y.rank() == 1 {
+        y.to_f64_vec()?.iter().map(|&v| v as usize).collect()
+    } else {
+        y.argmax(-1, false)?
+            .to_f64_vec()?
+            .iter()
+            .map(|&v| v as usize)
+            .collect()
+    };
+    let w = classes
+        .iter()
+        .map(|&c| {
+            class_weight.get(c).copied().ok_or_else(|| {
+                Error::config(format!(
+                    "class_weight has {} entries but a target is class {c}",
+                    class_weight.len()
+                ))
+            })
+        })
+        .collect::<Result<Vec<f32>>>()?;
+    Ok(Tensor::from_vec(w, &[classes.len()])?)
+}

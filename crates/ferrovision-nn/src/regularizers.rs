@@ -1,0 +1,61 @@
+//! Weight and activity penalties (Keras `regularizers`): L1, L2 and L1L2.
+
+use crate::Result;
+use ferrovision_tensor::Tensor;
+
+/// `l1 * sum(|w|) + l2 * sum(w^2)` (Keras semantics: L2 has no factor 1/2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Regularizer {
+    pub l1: f32,
+    pub l2: f32,
+}
+
+impl Regularizer {
+    /// L1 penalty.
+    pub fn l1(l1: f32) -> Self {
+        Regularizer { l1, l2: 0.0 }
+    }
+
+    /// L2 penalty.
+    pub fn l2(l2: f32) -> Self {
+        Regularizer { l1: 0.0, l2 }
+    }
+
+    /// Both penalties.
+    pub fn l1_l2(l1: f32, l2: f32) -> Self {
+        Regularizer { l1, l2 }
+    }
+
+    /// The penalty for `x` as a scalar tensor (differentiable).
+    pub fn penalty(&self, x: &Tensor) -> Result<Tensor> {
+        let mut total: Option<Tensor> = None;
+        if self.l1 != 0.0 {
+            total = Some(x.abs()?.sum_all()?.mul_scalar(self.l1)?);
+        }
+        if self.l2 != 0.0 {
+            let p = x.square()?.sum_all()?.mul_scalar(self.l2)?;
+            total = Some(match total {
+                Some(t) => t.add(&p)?,
+                None => p,
+            });
+        }
+        Ok(total.unwrap_or_else(|| Tensor::scalar(0.0f32)))
+    }
+
+    /// JSON form for configs.
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({"l1": self.l1, "l2": self.l2})
+    }
+
+    /// Parses [`Regularizer::to_json`] output; `null` means none.
+    pub fn from_json(v: &serde_json::Value) -> Result<Option<Self>> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        let get = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0) as f32;
+        if !v.is_object() {
+            return Err(crate::Error::config(format!("bad regularizer config {v}")));
+        }
+        Ok(Some(Regularizer::l1_l2(get("l1"), get("l2"))))
+    }
+}
