@@ -387,6 +387,11 @@ impl Model {
         self.net.as_mut()
     }
 
+    /// The Keras-style summary table of the network.
+    pub fn summary(&self) -> String {
+        crate::summary::summarize(self.net.as_ref())
+    }
+
     /// Epochs completed (restored by `load`, the default `initial_epoch` of `fit`).
     pub fn epoch(&self) -> usize {
         self.epoch
@@ -796,4 +801,29 @@ fn class_sample_weights(y: &Tensor, class_weight: &[f32]) -> Result<Tensor> {
         })
         .collect::<Result<Vec<f32>>>()?;
     Ok(Tensor::from_vec(w, &[classes.len()])?)
+}
+
+impl Model {
+    pub(crate) fn set_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch;
+    }
+
+    /// The compile state as JSON: optimizer config, loss configs and weights, metric configs.
+    pub(crate) fn compile_config(&self) -> Option<serde_json::Value> {
+        let c = self.compiled.as_ref()?;
+        Some(serde_json::json!({
+            "optimizer": c.optimizer.config(),
+            "losses": c.losses.iter().map(|l| l.config()).collect::<Vec<_>>(),
+            "loss_weights": c.loss_weights,
+            "metrics": c.metrics.iter().map(|(o, m)| serde_json::json!({"output": o, "config": m.config()})).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+/// Rebuilds a [`Compile`] from [`Model::compile_config`] output.
+pub(crate) fn compile_from_config(cfg: &serde_json::Value) -> Result<Compile> {
+    // MERGE: wired to optim/losses/metrics registries when those land.
+    Err(Error::config(format!(
+        "restoring the compile state is not available yet: {cfg}"
+    )))
 }

@@ -24,4 +24,10 @@ pub trait Metric: Send {
 
     /// A fresh metric of the same kind and configuration (validation uses its own copy).
     fn fresh(&self) -> Box<dyn Metric>;
+
+    /// Kind and configuration as JSON (saved with the model); `Null` when it cannot be
+    /// restored (closures).
+    fn config(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
