@@ -13,7 +13,8 @@ Each case is rerun with float32 variables and checked against the float64 refere
 tolerance the Rust test uses, so a fixture is only written when a float32 implementation that
 follows Keras' formulas can pass it.
 
-Schedules: values of Keras schedule objects (float64) at a set of steps; `StepDecay` is checked
+Schedules: values of Keras schedule objects (float64 constants, so Keras computes in float64) at
+a set of steps; `StepDecay` is checked
 against PyTorch's `StepLR` and `LinearBurnIn` (darknet/YOLO burn-in, which Keras lacks) against
 the formula `wrapped(step) * (step / burn_in) ** power` on top of a Keras schedule.
 
@@ -166,13 +167,24 @@ CASES = [
 ]
 
 
+def typed_schedule(sched, dtype):
+    """Rebuilds a Keras schedule with its float constants as numpy `dtype` scalars: Keras
+    evaluates a schedule in the dtype of `initial_learning_rate`, and a Python float becomes
+    float32 whatever floatx is (float32 cosine decay loses ~5e-5 near its end)."""
+    cfg = sched.get_config()
+    for k, v in cfg.items():
+        if isinstance(v, float):
+            cfg[k] = np.dtype(dtype).type(v)
+        elif k == "values":
+            cfg[k] = [np.dtype(dtype).type(x) for x in v]
+    return sched.__class__.from_config(cfg)
+
+
 def run_case(cls, kwargs, w0, grads, dtype):
     keras.config.set_floatx(dtype)
     kwargs = dict(kwargs)
     if "learning_rate" in kwargs and isinstance(kwargs["learning_rate"], S.LearningRateSchedule):
-        # Rebuild the schedule under this floatx (its dtype follows the float constants).
-        lr = kwargs["learning_rate"]
-        kwargs["learning_rate"] = lr.__class__.from_config(lr.get_config())
+        kwargs["learning_rate"] = typed_schedule(kwargs["learning_rate"], dtype)
     opt = cls(**kwargs)
     var = [keras.Variable(w.astype(dtype), name=n.replace("/", "_")) for w, n in zip(w0, WEIGHT_NAMES)]
     history = []
@@ -262,8 +274,7 @@ def schedule_fixture():
     keras.config.set_floatx("float64")
     cases = []
     for name, sched in keras_schedules():
-        # Rebuild so float constants take float64.
-        sched = sched.__class__.from_config(sched.get_config())
+        sched = typed_schedule(sched, "float64")
         values = [float(np.asarray(sched(tf.constant(s, dtype=tf.int64)))) for s in SCHEDULE_STEPS]
         cases.append({"name": name, "config": keras.optimizers.schedules.serialize(sched), "values": values})
 
@@ -289,7 +300,7 @@ def schedule_fixture():
             inner_cfg, inner = 0.1, (lambda s: 0.1)
         else:
             k = dict(keras_schedules())[inner_name]
-            k = k.__class__.from_config(k.get_config())
+            k = typed_schedule(k, "float64")
             inner_cfg = keras.optimizers.schedules.serialize(k)
             inner = lambda s, k=k: float(np.asarray(k(tf.constant(s, dtype=tf.int64))))  # noqa: E731
         values = [inner(s) * (s / burn_in) ** power if s < burn_in else inner(s) for s in SCHEDULE_STEPS]
