@@ -523,11 +523,8 @@ impl Model {
         }
         no_grad(|| -> Result<()> {
             for (o, m) in c.metrics.iter_mut() {
-                m.update(
-                    &batch.targets[*o],
-                    &outs[*o].detach(),
-                    batch.sample_weight.as_ref(),
-                )?;
+                // Keras: compiled `metrics` are unweighted (only the loss sees sample weights).
+                m.update(&batch.targets[*o], &outs[*o].detach(), None)?;
             }
             Ok(())
         })?;
@@ -721,7 +718,7 @@ impl Model {
                     m.add(p, n);
                 }
                 for (o, m) in metrics.iter_mut() {
-                    m.update(&batch.targets[*o], &outs[*o], batch.sample_weight.as_ref())?;
+                    m.update(&batch.targets[*o], &outs[*o], None)?;
                 }
             }
             Ok(())
@@ -822,8 +819,21 @@ impl Model {
 
 /// Rebuilds a [`Compile`] from [`Model::compile_config`] output.
 pub(crate) fn compile_from_config(cfg: &serde_json::Value) -> Result<Compile> {
-    // MERGE: wired to optim/losses/metrics registries when those land.
-    Err(Error::config(format!(
-        "restoring the compile state is not available yet: {cfg}"
-    )))
+    let optimizer = crate::optim::optimizer_from_config(&cfg["optimizer"])?;
+    let losses = cfg["losses"]
+        .as_array()
+        .ok_or_else(|| Error::config("compile config needs a 'losses' list"))?
+        .iter()
+        .map(crate::losses::loss_from_config)
+        .collect::<Result<Vec<_>>>()?;
+    let mut c = Compile::boxed(optimizer, losses);
+    if let Some(w) = cfg["loss_weights"].as_array() {
+        let w: Vec<f32> = w.iter().map(|v| v.as_f64().unwrap_or(1.0) as f32).collect();
+        c = c.loss_weights(&w);
+    }
+    for m in cfg["metrics"].as_array().into_iter().flatten() {
+        let output = m["output"].as_u64().unwrap_or(0) as usize;
+        c = c.metric_boxed(output, crate::metrics::metric_from_config(&m["config"])?);
+    }
+    Ok(c)
 }

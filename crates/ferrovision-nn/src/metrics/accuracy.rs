@@ -207,6 +207,15 @@ pub(super) fn sparse_labels(metric: &str, y_true: &Tensor, y_pred: &Tensor) -> R
 }
 
 impl Metric for Accuracy {
+
+    fn config(&self) -> Value {
+
+        // The inherent method (takes precedence over this trait method).
+
+        Self::config(self)
+
+    }
+
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -332,6 +341,15 @@ impl TopKCategoricalAccuracy {
 }
 
 impl Metric for TopKCategoricalAccuracy {
+
+    fn config(&self) -> Value {
+
+        // The inherent method (takes precedence over this trait method).
+
+        Self::config(self)
+
+    }
+
     fn name(&self) -> String {
         self.name.clone()
     }

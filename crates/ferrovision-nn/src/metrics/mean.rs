@@ -115,6 +115,15 @@ impl Mean {
 }
 
 impl Metric for Mean {
+
+    fn config(&self) -> Value {
+
+        // The inherent method (takes precedence over this trait method).
+
+        Self::config(self)
+
+    }
+
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -171,6 +180,15 @@ impl MeanSquaredError {
 }
 
 impl Metric for MeanSquaredError {
+
+    fn config(&self) -> Value {
+
+        // The inherent method (takes precedence over this trait method).
+
+        Self::config(self)
+
+    }
+
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -243,6 +261,15 @@ impl Psnr {
 }
 
 impl Metric for Psnr {
+
+    fn config(&self) -> Value {
+
+        // The inherent method (takes precedence over this trait method).
+
+        Self::config(self)
+
+    }
+
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -374,6 +401,15 @@ impl MeanMetricWrapper {
 }
 
 impl Metric for MeanMetricWrapper {
+
+    fn config(&self) -> Value {
+
+        // The inherent method (takes precedence over this trait method).
+
+        Self::config(self)
+
+    }
+
     fn name(&self) -> String {
         self.name.clone()
     }
