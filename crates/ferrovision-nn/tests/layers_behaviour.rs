@@ -157,6 +157,12 @@ fn output_shapes_with_unknown_dims() {
     for l in cases {
         check_shapes(l, std::slice::from_ref(&vol), std::slice::from_ref(&xv));
     }
+    // Dense on the last axis of a sequence with an unknown length.
+    check_shapes(
+        Box::new(Dense::new(5)),
+        &[sym(&[None, None, Some(2)])],
+        &[randn(&[3, 7, 2], 6)],
+    );
     // Merges with an unknown batch and a broadcast axis.
     let a = randn(&[2, 3, 4], 4);
     let c = randn(&[2, 1, 4], 5);
@@ -419,6 +425,26 @@ fn bad_configs_are_clear_errors() {
         ),
         ("Conv2D", json!([1, 2]), "must be a JSON object"),
         (
+            "Conv2D",
+            json!({"filters": 4, "kernel_size": 3, "kernel_regularizer": {"l2": "big"}}),
+            "'l2' must be a finite number >= 0",
+        ),
+        (
+            "Conv2D",
+            json!({"filters": 4, "kernel_size": 3, "bias_regularizer": 0.1}),
+            "bad regularizer config",
+        ),
+        (
+            "Conv2D",
+            json!({"filters": 4, "kernel_size": 3, "bias_initializer": {"name": "constant", "value": "a"}}),
+            "'value' must be a finite number",
+        ),
+        (
+            "Conv2DTranspose",
+            json!({"filters": 2, "kernel_size": 3, "padding": "causal"}),
+            "'valid' or 'same'",
+        ),
+        (
             "Conv2DTranspose",
             json!({"filters": 2, "kernel_size": 3, "strides": 2, "output_padding": 2}),
             "output_padding",
@@ -523,6 +549,13 @@ fn wrong_inputs_are_clear_errors() {
         Some(9),
     ])]));
     assert!(msg.contains("removes all 6"), "{msg}");
+    let mut ct = Conv2DTranspose::new(2, 2)
+        .padding(PaddingMode::Same)
+        .output_padding(0)
+        .named("t");
+    ct.build(&[sym(&[None, Some(1), None, None])]).unwrap();
+    let msg = err_text(ct.call(&[randn(&[1, 1, 1, 3], 1)], &mut CallCtx::new(false)));
+    assert!(msg.contains("empty output"), "{msg}");
     let msg = err_text(Reshape::new(&[5, -1]).output_shape(&[sym(&[None, Some(3), Some(4)])]));
     assert!(msg.contains("cannot reshape 12"), "{msg}");
     let msg =
