@@ -387,6 +387,11 @@ impl Model {
         self.net.as_mut()
     }
 
+    /// The Keras-style summary table of the network.
+    pub fn summary(&self) -> String {
+        crate::summary::summarize(self.net.as_ref())
+    }
+
     /// Epochs completed (restored by `load`, the default `initial_epoch` of `fit`).
     pub fn epoch(&self) -> usize {
         self.epoch
@@ -518,11 +523,8 @@ impl Model {
         }
         no_grad(|| -> Result<()> {
             for (o, m) in c.metrics.iter_mut() {
-                m.update(
-                    &batch.targets[*o],
-                    &outs[*o].detach(),
-                    batch.sample_weight.as_ref(),
-                )?;
+                // Keras: compiled `metrics` are unweighted (only the loss sees sample weights).
+                m.update(&batch.targets[*o], &outs[*o].detach(), None)?;
             }
             Ok(())
         })?;
@@ -716,7 +718,7 @@ impl Model {
                     m.add(p, n);
                 }
                 for (o, m) in metrics.iter_mut() {
-                    m.update(&batch.targets[*o], &outs[*o], batch.sample_weight.as_ref())?;
+                    m.update(&batch.targets[*o], &outs[*o], None)?;
                 }
             }
             Ok(())
@@ -796,4 +798,42 @@ fn class_sample_weights(y: &Tensor, class_weight: &[f32]) -> Result<Tensor> {
         })
         .collect::<Result<Vec<f32>>>()?;
     Ok(Tensor::from_vec(w, &[classes.len()])?)
+}
+
+impl Model {
+    pub(crate) fn set_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch;
+    }
+
+    /// The compile state as JSON: optimizer config, loss configs and weights, metric configs.
+    pub(crate) fn compile_config(&self) -> Option<serde_json::Value> {
+        let c = self.compiled.as_ref()?;
+        Some(serde_json::json!({
+            "optimizer": c.optimizer.config(),
+            "losses": c.losses.iter().map(|l| l.config()).collect::<Vec<_>>(),
+            "loss_weights": c.loss_weights,
+            "metrics": c.metrics.iter().map(|(o, m)| serde_json::json!({"output": o, "config": m.config()})).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+/// Rebuilds a [`Compile`] from [`Model::compile_config`] output.
+pub(crate) fn compile_from_config(cfg: &serde_json::Value) -> Result<Compile> {
+    let optimizer = crate::optim::optimizer_from_config(&cfg["optimizer"])?;
+    let losses = cfg["losses"]
+        .as_array()
+        .ok_or_else(|| Error::config("compile config needs a 'losses' list"))?
+        .iter()
+        .map(crate::losses::loss_from_config)
+        .collect::<Result<Vec<_>>>()?;
+    let mut c = Compile::boxed(optimizer, losses);
+    if let Some(w) = cfg["loss_weights"].as_array() {
+        let w: Vec<f32> = w.iter().map(|v| v.as_f64().unwrap_or(1.0) as f32).collect();
+        c = c.loss_weights(&w);
+    }
+    for m in cfg["metrics"].as_array().into_iter().flatten() {
+        let output = m["output"].as_u64().unwrap_or(0) as usize;
+        c = c.metric_boxed(output, crate::metrics::metric_from_config(&m["config"])?);
+    }
+    Ok(c)
 }

@@ -2,6 +2,7 @@
 //! built on it (weight names, parameter counts, layer lookup, get/set weights).
 
 use crate::layer::{CallCtx, Layer, Shape};
+use crate::summary::SummaryRow;
 use crate::{Error, Param, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::Value;
@@ -39,6 +40,20 @@ pub trait Network: Send + Sync {
     /// The architecture as JSON, if the model can be rebuilt from it (custom models: `None`).
     fn config(&self) -> Option<Value> {
         None
+    }
+
+    /// Rows of `summary()`: one per layer (custom models: output shapes are unknown).
+    fn summary_rows(&self) -> Vec<SummaryRow> {
+        self.layers()
+            .into_iter()
+            .map(|l| SummaryRow {
+                name: l.name().to_string(),
+                class_name: l.class_name().to_string(),
+                output_shape: vec![],
+                params: l.weights().iter().map(Param::numel).sum(),
+                connected_to: vec![],
+            })
+            .collect()
     }
 }
 
@@ -138,6 +153,12 @@ pub trait NetworkExt: Network {
             p.assign(&v.to_vec::<f32>()?)?;
         }
         Ok(())
+    }
+
+    /// The Keras-style summary table: layer name and type, output shape, parameter counts
+    /// (total, trainable, non-trainable).
+    fn summary(&self) -> String {
+        crate::summary::summarize(self)
     }
 
     /// Sum of the weight-regularization penalties (kernel/bias regularizers).

@@ -87,7 +87,7 @@ impl Param {
 
     /// The regularizer on this weight, if any.
     pub fn regularizer(&self) -> Option<Regularizer> {
-        self.read().regularizer.clone()
+        self.read().regularizer
     }
 
     /// The accumulated gradient.

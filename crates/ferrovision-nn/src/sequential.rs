@@ -3,6 +3,7 @@
 use crate::layer::{shape_of, single_input, single_shape, CallCtx, Layer, Shape};
 use crate::layers::layer_from_config;
 use crate::network::{Network, NetworkExt};
+use crate::summary::SummaryRow;
 use crate::{Error, Param, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::{json, Value};
@@ -286,5 +287,19 @@ impl Network for Sequential {
 
     fn config(&self) -> Option<Value> {
         Some(Layer::config(self))
+    }
+
+    fn summary_rows(&self) -> Vec<SummaryRow> {
+        self.layers
+            .iter()
+            .zip(&self.shapes)
+            .map(|(l, s)| SummaryRow {
+                name: l.name().to_string(),
+                class_name: l.class_name().to_string(),
+                output_shape: s.clone(),
+                params: l.weights().iter().map(Param::numel).sum(),
+                connected_to: vec![],
+            })
+            .collect()
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 /// `activation(x @ kernel + bias)` with `kernel: [in, units]` (Keras layout).
 ///
 /// ```
-/// use ferrovision_nn::{layers::Dense, Activation, Sequential};
+/// use ferrovision_nn::{layers::Dense, Activation, NetworkExt, Sequential};
 /// let model = Sequential::new(&[4])
 ///     .add(Dense::new(8).activation(Activation::Relu))
 ///     .add(Dense::new(2))

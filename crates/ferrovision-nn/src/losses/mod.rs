@@ -1,6 +1,39 @@
 //! Losses (Keras `losses`): each reduces to the batch mean, weighting samples when asked.
+//!
+//! Built-in losses follow Keras 3 (`reduction="sum_over_batch_size"`): per-element losses are
+//! multiplied by the sample weights (`[N]`, broadcast over every non-batch axis) and summed,
+//! then divided by the number of loss values. The class axis is 1 (channels-first), so
+//! per-pixel `[N, C, H, W]` scores work with the cross-entropies. Each built-in also gives
+//! per-sample values ([`PerSampleLoss`]), which [`crate::metrics::MeanMetricWrapper`] averages.
+//!
+//! ```
+//! use ferrovision_nn::losses::{loss_by_name, loss_from_config, SparseCategoricalCrossentropy};
+//! use ferrovision_nn::Loss;
+//! use ferrovision_nn::tensor::Tensor;
+//! let loss = SparseCategoricalCrossentropy::new().from_logits(true);
+//! let logits = Tensor::zeros(&[2, 4]);
+//! let labels = Tensor::from_vec(vec![1i64, 3], &[2])?;
+//! assert!((loss.call(&labels, &logits, None)?.item()? - 4f64.ln()).abs() < 1e-6);
+//! let again = loss_from_config(&loss.config())?;
+//! assert_eq!(again.config(), loss.config());
+//! assert_eq!(loss_by_name("mse")?.name(), "mean_squared_error");
+//! # Ok::<(), ferrovision_nn::Error>(())
+//! ```
 
-use crate::Result;
+mod closure;
+mod crossentropy;
+mod kld;
+mod regression;
+pub(crate) mod util;
+
+pub use closure::FnLoss;
+pub use crossentropy::{
+    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
+};
+pub use kld::KLDivergence;
+pub use regression::{Huber, MeanAbsoluteError, MeanSquaredError};
+
+use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::Value;
 
@@ -22,4 +55,196 @@ pub trait Loss: Send + Sync {
     fn config(&self) -> Value {
         Value::Null
     }
+}
+
+/// A loss that also gives one value per sample (what Keras' loss *functions* return, averaged
+/// over any non-batch axes): used by metrics that track a loss.
+pub trait PerSampleLoss: Loss {
+    /// Unweighted per-sample values `[N]` (no gradient needed; class weights are not applied).
+    fn per_sample(&self, y_true: &Tensor, y_pred: &Tensor) -> Result<Tensor>;
+}
+
+fn cfg_str<'a>(cfg: &'a Value, key: &str, default: &'a str) -> Result<&'a str> {
+    match &cfg[key] {
+        Value::Null => Ok(default),
+        Value::String(s) => Ok(s),
+        v => Err(Error::config(format!(
+            "loss config: '{key}' must be a string, got {v}"
+        ))),
+    }
+}
+
+fn cfg_bool(cfg: &Value, key: &str) -> Result<bool> {
+    match &cfg[key] {
+        Value::Null => Ok(false),
+        Value::Bool(b) => Ok(*b),
+        v => Err(Error::config(format!(
+            "loss config: '{key}' must be true or false, got {v}"
+        ))),
+    }
+}
+
+fn cfg_f32(cfg: &Value, key: &str, default: f32) -> Result<f32> {
+    match &cfg[key] {
+        Value::Null => Ok(default),
+        v => v.as_f64().map(|x| x as f32).ok_or_else(|| {
+            Error::config(format!("loss config: '{key}' must be a number, got {v}"))
+        }),
+    }
+}
+
+fn cfg_weights(cfg: &Value) -> Result<Option<Vec<f32>>> {
+    match &cfg["class_weights"] {
+        Value::Null => Ok(None),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| {
+                v.as_f64().map(|x| x as f32).ok_or_else(|| {
+                    Error::config(format!(
+                        "loss config: class_weights must be numbers, got {v}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some),
+        v => Err(Error::config(format!(
+            "loss config: class_weights must be a list of numbers, got {v}"
+        ))),
+    }
+}
+
+/// Rebuilds a built-in loss (with per-sample values) from its config.
+pub fn per_sample_loss_from_config(value: &Value) -> Result<Box<dyn PerSampleLoss>> {
+    if value.is_null() {
+        return Err(Error::config(
+            "loss config is null: closure losses (FnLoss) cannot be restored from a config; \
+             build the loss in code and compile with it again",
+        ));
+    }
+    let class = value["class_name"].as_str().ok_or_else(|| {
+        Error::config(format!(
+            "loss config needs a 'class_name' string (e.g. \"MeanSquaredError\"), got {value}"
+        ))
+    })?;
+    let cfg = &value["config"];
+    let reduction = cfg_str(cfg, "reduction", "sum_over_batch_size")?;
+    if reduction != "sum_over_batch_size" {
+        return Err(Error::config(format!(
+            "loss '{class}': only reduction \"sum_over_batch_size\" is supported, got \"{reduction}\""
+        )));
+    }
+    let ls = cfg_f32(cfg, "label_smoothing", 0.0)?;
+    let from_logits = cfg_bool(cfg, "from_logits")?;
+    let out: Box<dyn PerSampleLoss> = match class {
+        "MeanSquaredError" => {
+            Box::new(MeanSquaredError::new().named(cfg_str(cfg, "name", "mean_squared_error")?))
+        }
+        "MeanAbsoluteError" => {
+            Box::new(MeanAbsoluteError::new().named(cfg_str(cfg, "name", "mean_absolute_error")?))
+        }
+        "Huber" => {
+            let delta = cfg_f32(cfg, "delta", 1.0)?;
+            if delta.is_nan() || delta <= 0.0 {
+                return Err(Error::config(format!(
+                    "loss 'Huber': delta must be positive, got {delta}"
+                )));
+            }
+            Box::new(Huber::new(delta).named(cfg_str(cfg, "name", "huber_loss")?))
+        }
+        "BinaryCrossentropy" => Box::new(
+            BinaryCrossentropy::new()
+                .from_logits(from_logits)
+                .label_smoothing(ls)
+                .named(cfg_str(cfg, "name", "binary_crossentropy")?),
+        ),
+        "CategoricalCrossentropy" => {
+            let mut l = CategoricalCrossentropy::new()
+                .from_logits(from_logits)
+                .label_smoothing(ls)
+                .named(cfg_str(cfg, "name", "categorical_crossentropy")?);
+            if let Some(w) = cfg_weights(cfg)? {
+                l = l.class_weights(w);
+            }
+            Box::new(l)
+        }
+        "SparseCategoricalCrossentropy" => {
+            let ignore = match &cfg["ignore_class"] {
+                Value::Null => None,
+                v => Some(v.as_i64().ok_or_else(|| {
+                    Error::config(format!(
+                        "loss config: ignore_class must be an integer or null, got {v}"
+                    ))
+                })?),
+            };
+            let mut l = SparseCategoricalCrossentropy::new()
+                .from_logits(from_logits)
+                .ignore_class(ignore)
+                .label_smoothing(ls)
+                .named(cfg_str(cfg, "name", "sparse_categorical_crossentropy")?);
+            if let Some(w) = cfg_weights(cfg)? {
+                l = l.class_weights(w);
+            }
+            Box::new(l)
+        }
+        "KLDivergence" => {
+            Box::new(KLDivergence::new().named(cfg_str(cfg, "name", "kl_divergence")?))
+        }
+        other => {
+            return Err(Error::config(format!(
+                "unknown loss class '{other}' (known: MeanSquaredError, MeanAbsoluteError, Huber, \
+                 BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, \
+                 KLDivergence)"
+            )))
+        }
+    };
+    if !(0.0..=1.0).contains(&ls) {
+        return Err(Error::config(format!(
+            "loss '{class}': label_smoothing must be in [0, 1], got {ls}"
+        )));
+    }
+    Ok(out)
+}
+
+/// Rebuilds a loss from what [`Loss::config`] returned (`{"class_name", "config"}`). A `Null`
+/// config (closure losses) is an error: closures cannot be restored.
+pub fn loss_from_config(config: &Value) -> Result<Box<dyn Loss>> {
+    Ok(per_sample_loss_from_config(config)?)
+}
+
+/// The built-in per-sample loss for a Keras name or alias (`"mse"`, `"mae"`, `"huber"`,
+/// `"binary_crossentropy"`/`"bce"`, `"categorical_crossentropy"`/`"cce"`,
+/// `"sparse_categorical_crossentropy"`/`"scce"`, `"kl_divergence"`/`"kld"`, or a class name
+/// such as `"MeanSquaredError"`), with Keras' defaults (probabilities, not logits).
+pub fn per_sample_loss_by_name(name: &str) -> Result<Box<dyn PerSampleLoss>> {
+    Ok(match name {
+        "mse" | "MSE" | "mean_squared_error" | "MeanSquaredError" => {
+            Box::new(MeanSquaredError::new())
+        }
+        "mae" | "MAE" | "mean_absolute_error" | "MeanAbsoluteError" => {
+            Box::new(MeanAbsoluteError::new())
+        }
+        "huber" | "huber_loss" | "Huber" => Box::new(Huber::default()),
+        "binary_crossentropy" | "bce" | "BinaryCrossentropy" => Box::new(BinaryCrossentropy::new()),
+        "categorical_crossentropy" | "cce" | "CategoricalCrossentropy" => {
+            Box::new(CategoricalCrossentropy::new())
+        }
+        "sparse_categorical_crossentropy" | "scce" | "SparseCategoricalCrossentropy" => {
+            Box::new(SparseCategoricalCrossentropy::new())
+        }
+        "kl_divergence" | "kld" | "KLD" | "kullback_leibler_divergence" | "KLDivergence" => {
+            Box::new(KLDivergence::new())
+        }
+        other => {
+            return Err(Error::config(format!(
+                "unknown loss '{other}' (known: mse, mae, huber, binary_crossentropy, \
+                 categorical_crossentropy, sparse_categorical_crossentropy, kl_divergence)"
+            )))
+        }
+    })
+}
+
+/// A built-in loss by Keras name or alias (see [`per_sample_loss_by_name`] for the list), with
+/// Keras' defaults.
+pub fn loss_by_name(name: &str) -> Result<Box<dyn Loss>> {
+    Ok(per_sample_loss_by_name(name)?)
 }

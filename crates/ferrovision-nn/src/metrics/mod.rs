@@ -1,7 +1,37 @@
 //! Streaming metrics (Keras `metrics`): update per batch, read the result, reset per epoch.
+//!
+//! Values are accumulated in f64. Where Keras weights by `sample_weight` (every metric here),
+//! each sample's value counts with its weight `[N]`; the class axis of `[N, C, ...]`
+//! predictions is 1 (channels-first).
+//!
+//! ```
+//! use ferrovision_nn::metrics::{accuracy_for_loss, metric_by_name, metric_from_config, Precision};
+//! use ferrovision_nn::Metric;
+//! use ferrovision_nn::tensor::Tensor;
+//! let mut acc = accuracy_for_loss("sparse_categorical_crossentropy");
+//! assert_eq!(acc.name(), "accuracy");
+//! let scores = Tensor::from_vec(vec![2.0f32, 1.0, 0.0, 3.0], &[2, 2])?;
+//! let labels = Tensor::from_vec(vec![0i64, 0], &[2])?;
+//! acc.update(&labels, &scores, None)?;
+//! assert_eq!(acc.result(), 0.5);
+//! let p = Precision::new().threshold(0.3);
+//! assert_eq!(metric_from_config(&p.config())?.name(), "precision");
+//! assert_eq!(metric_by_name("mae")?.name(), "mean_absolute_error");
+//! # Ok::<(), ferrovision_nn::Error>(())
+//! ```
 
-use crate::Result;
+mod accuracy;
+mod confusion;
+mod mean;
+
+pub use accuracy::{Accuracy, AccuracyKind, TopKCategoricalAccuracy};
+pub use confusion::{Precision, Recall};
+pub use mean::{Mean, MeanMetricWrapper, MeanSquaredError, Psnr, WeightedMean};
+
+use crate::losses::{per_sample_loss_by_name, per_sample_loss_from_config};
+use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
+use serde_json::Value;
 
 /// A metric accumulated over batches. Usable in custom loops as well as by `fit`.
 pub trait Metric: Send {
@@ -24,4 +54,219 @@ pub trait Metric: Send {
 
     /// A fresh metric of the same kind and configuration (validation uses its own copy).
     fn fresh(&self) -> Box<dyn Metric>;
+
+    /// Kind and configuration as JSON (saved with the model); `Null` when it cannot be
+    /// restored (closures).
+    fn config(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// Per-sample weights `[N]` (or `[N, 1]`) as f64, checked against the batch size.
+pub(crate) fn read_weights(
+    metric: &str,
+    sw: Option<&Tensor>,
+    n: usize,
+) -> Result<Option<Vec<f64>>> {
+    let Some(w) = sw else { return Ok(None) };
+    if w.shape() != [n] && w.shape() != [n, 1] {
+        return Err(Error::config(format!(
+            "metric '{metric}': sample_weight has shape {:?}, expected [{n}] (one weight per sample)",
+            w.shape()
+        )));
+    }
+    Ok(Some(w.to_f64_vec()?))
+}
+
+/// Targets and predictions of the same shape as f64 (Keras aligns `[N]` with `[N, 1]`), with
+/// the batch size.
+pub(crate) fn same_shape_f64(
+    metric: &str,
+    y_true: &Tensor,
+    y_pred: &Tensor,
+) -> Result<(Vec<f64>, Vec<f64>, usize)> {
+    let (ts, ps) = (y_true.shape(), y_pred.shape());
+    let aligned = ts == ps
+        || ts.len() + 1 == ps.len() && ps.last() == Some(&1) && ps[..ps.len() - 1] == *ts
+        || ps.len() + 1 == ts.len() && ts.last() == Some(&1) && ts[..ts.len() - 1] == *ps;
+    if !aligned || ps.is_empty() {
+        return Err(Error::config(format!(
+            "metric '{metric}': y_true has shape {ts:?} and y_pred has shape {ps:?}; they must \
+             have the same shape [N, ...]"
+        )));
+    }
+    Ok((y_true.to_f64_vec()?, y_pred.to_f64_vec()?, ps[0]))
+}
+
+/// The accuracy Keras picks for `metrics=["accuracy"]` given the loss, named `"accuracy"`:
+/// binary for `binary_crossentropy`, sparse for `sparse_categorical_crossentropy`, categorical
+/// for `categorical_crossentropy` and `kl_divergence` (aliases and class names accepted), and
+/// for any other loss the automatic choice from the shapes at the first update (Keras 3's
+/// rule; see [`AccuracyKind::Auto`]).
+pub fn accuracy_for_loss(loss_name: &str) -> Box<dyn Metric> {
+    let kind = match loss_name {
+        "binary_crossentropy" | "bce" | "BinaryCrossentropy" => {
+            AccuracyKind::Binary { threshold: 0.5 }
+        }
+        "sparse_categorical_crossentropy" | "scce" | "SparseCategoricalCrossentropy" => {
+            AccuracyKind::Sparse
+        }
+        "categorical_crossentropy"
+        | "cce"
+        | "CategoricalCrossentropy"
+        | "kl_divergence"
+        | "kld"
+        | "KLDivergence" => AccuracyKind::Categorical,
+        _ => AccuracyKind::Auto,
+    };
+    Box::new(Accuracy::new(kind).named("accuracy"))
+}
+
+/// A metric by Keras name: `"accuracy"`/`"acc"` (automatic kind), `"binary_accuracy"`,
+/// `"categorical_accuracy"`, `"sparse_categorical_accuracy"`, `"top_k_categorical_accuracy"`
+/// and `"sparse_top_k_categorical_accuracy"` (k = 5), `"precision"`, `"recall"`, `"mean"`,
+/// `"mse"`/`"mean_squared_error"`, `"psnr"` (max_val 1.0), or any loss name (`"mae"`,
+/// `"binary_crossentropy"`, ...), which tracks the mean of that loss' per-sample values.
+pub fn metric_by_name(name: &str) -> Result<Box<dyn Metric>> {
+    Ok(match name {
+        "accuracy" | "acc" => Box::new(Accuracy::auto().named(name)),
+        "binary_accuracy" => Box::new(Accuracy::binary()),
+        "categorical_accuracy" => Box::new(Accuracy::categorical()),
+        "sparse_categorical_accuracy" => Box::new(Accuracy::sparse()),
+        "top_k_categorical_accuracy" => Box::new(TopKCategoricalAccuracy::new(5)),
+        "sparse_top_k_categorical_accuracy" => Box::new(TopKCategoricalAccuracy::sparse(5)),
+        "precision" => Box::new(Precision::new()),
+        "recall" => Box::new(Recall::new()),
+        "mean" => Box::new(Mean::new()),
+        "mse" | "mean_squared_error" => Box::new(MeanSquaredError::new()),
+        "psnr" => Box::new(Psnr::new(1.0)),
+        other => match per_sample_loss_by_name(other) {
+            Ok(loss) => Box::new(MeanMetricWrapper::from_boxed_loss(loss)),
+            Err(_) => {
+                return Err(Error::config(format!(
+                    "unknown metric '{other}' (known: accuracy, binary_accuracy, \
+                     categorical_accuracy, sparse_categorical_accuracy, \
+                     top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, precision, \
+                     recall, mean, mse, psnr, or a loss name such as mae)"
+                )))
+            }
+        },
+    })
+}
+
+fn cfg_name(cfg: &Value, default: &str) -> Result<String> {
+    match &cfg["name"] {
+        Value::Null => Ok(default.to_string()),
+        Value::String(s) => Ok(s.clone()),
+        v => Err(Error::config(format!(
+            "metric config: 'name' must be a string, got {v}"
+        ))),
+    }
+}
+
+fn cfg_num(cfg: &Value, key: &str, default: f64) -> Result<f64> {
+    match &cfg[key] {
+        Value::Null => Ok(default),
+        // Keras allows a list of thresholds; one threshold is supported here.
+        Value::Array(a) if a.len() == 1 && a[0].is_number() => Ok(a[0].as_f64().unwrap_or(default)),
+        v => v.as_f64().ok_or_else(|| {
+            Error::config(format!("metric config: '{key}' must be a number, got {v}"))
+        }),
+    }
+}
+
+fn cfg_usize(cfg: &Value, key: &str) -> Result<Option<usize>> {
+    match &cfg[key] {
+        Value::Null => Ok(None),
+        v => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
+            Error::config(format!(
+                "metric config: '{key}' must be a non-negative integer, got {v}"
+            ))
+        }),
+    }
+}
+
+/// Rebuilds a metric from the `config()` of a built-in metric type
+/// (`{"class_name", "config"}`).
+pub fn metric_from_config(value: &Value) -> Result<Box<dyn Metric>> {
+    if value.is_null() {
+        return Err(Error::config(
+            "metric config is null: closure metrics cannot be restored from a config",
+        ));
+    }
+    let class = value["class_name"].as_str().ok_or_else(|| {
+        Error::config(format!(
+            "metric config needs a 'class_name' string, got {value}"
+        ))
+    })?;
+    let cfg = &value["config"];
+    Ok(match class {
+        "BinaryAccuracy" => Box::new(
+            Accuracy::binary_threshold(cfg_num(cfg, "threshold", 0.5)?)
+                .named(&cfg_name(cfg, "binary_accuracy")?),
+        ),
+        "CategoricalAccuracy" => {
+            Box::new(Accuracy::categorical().named(&cfg_name(cfg, "categorical_accuracy")?))
+        }
+        "SparseCategoricalAccuracy" => {
+            Box::new(Accuracy::sparse().named(&cfg_name(cfg, "sparse_categorical_accuracy")?))
+        }
+        "AutoAccuracy" => Box::new(Accuracy::auto().named(&cfg_name(cfg, "accuracy")?)),
+        "TopKCategoricalAccuracy" | "SparseTopKCategoricalAccuracy" => {
+            let k = cfg_usize(cfg, "k")?.unwrap_or(5);
+            let m = if class == "TopKCategoricalAccuracy" {
+                TopKCategoricalAccuracy::new(k)
+            } else {
+                TopKCategoricalAccuracy::sparse(k)
+            };
+            let default = m.name();
+            Box::new(m.named(&cfg_name(cfg, &default)?))
+        }
+        "Precision" | "Recall" => {
+            let t = cfg_num(cfg, "thresholds", 0.5)?;
+            let id = cfg_usize(cfg, "class_id")?;
+            if class == "Precision" {
+                Box::new(
+                    Precision::new()
+                        .threshold(t)
+                        .class_id(id)
+                        .named(&cfg_name(cfg, "precision")?),
+                )
+            } else {
+                Box::new(
+                    Recall::new()
+                        .threshold(t)
+                        .class_id(id)
+                        .named(&cfg_name(cfg, "recall")?),
+                )
+            }
+        }
+        "Mean" => Box::new(Mean::new().named(&cfg_name(cfg, "mean")?)),
+        "MeanSquaredError" => {
+            Box::new(MeanSquaredError::new().named(&cfg_name(cfg, "mean_squared_error")?))
+        }
+        "PSNR" => {
+            let max_val = cfg_num(cfg, "max_val", 1.0)?;
+            if max_val.is_nan() || max_val <= 0.0 {
+                return Err(Error::config(format!(
+                    "metric 'PSNR': max_val must be positive, got {max_val}"
+                )));
+            }
+            Box::new(Psnr::new(max_val).named(&cfg_name(cfg, "psnr")?))
+        }
+        "MeanMetricWrapper" => {
+            let loss = per_sample_loss_from_config(&cfg["loss"])?;
+            let m = MeanMetricWrapper::from_boxed_loss(loss);
+            let default = m.name();
+            Box::new(m.named(&cfg_name(cfg, &default)?))
+        }
+        other => {
+            return Err(Error::config(format!(
+                "unknown metric class '{other}' (known: BinaryAccuracy, CategoricalAccuracy, \
+                 SparseCategoricalAccuracy, AutoAccuracy, TopKCategoricalAccuracy, \
+                 SparseTopKCategoricalAccuracy, Precision, Recall, Mean, MeanSquaredError, PSNR, \
+                 MeanMetricWrapper)"
+            )))
+        }
+    })
 }

@@ -1,4 +1,20 @@
 //! Optimizers (Keras defaults), gradient clipping and learning-rate schedules.
+//!
+//! Every optimizer follows Keras 3's update formulas and defaults (checked against Keras with
+//! the fixtures of `reference/make_nn_optim_fixtures.py`) and shares Keras' common options:
+//! learning rate as a number or a [`LearningRateSchedule`], `clipnorm` (per weight),
+//! `clipvalue`, `global_clipnorm`, decoupled `weight_decay` (`w -= lr * wd * w` before the
+//! update, for every optimizer) and the step counter `iterations`.
+//!
+//! ```
+//! use ferrovision_nn::optim::{Adam, LearningRateSchedule, Sgd};
+//! let sgd = Sgd::new().lr(0.1).momentum(0.9).nesterov(true).clipnorm(1.0);
+//! let adam = Adam::new().lr(LearningRateSchedule::cosine_decay(1e-3, 10_000.0, 0.0));
+//! ```
+//!
+//! Updates run in place on the weights' f32 data, one fused loop per weight (clipping, weight
+//! decay and the rule together); the slot buffers are allocated on a weight's first update.
+//! Weights without a gradient are skipped (their slots are not created or touched).
 
 use crate::{Param, Result};
 use ferrovision_tensor::Tensor;
@@ -32,3 +48,157 @@ pub trait Optimizer: Send {
     /// Name and hyper-parameters as JSON (saved with the model).
     fn config(&self) -> Value;
 }
+
+/// Builder methods, config loading and the [`Optimizer`] impl every optimizer shares.
+macro_rules! optimizer_common {
+    ($ty:ident, $rule:ty) => {
+        impl $ty {
+            /// Sets the learning rate: a number or a [`LearningRateSchedule`].
+            pub fn lr(mut self, lr: impl Into<$crate::optim::LearningRateSchedule>) -> Self {
+                self.base.learning_rate = lr.into();
+                self
+            }
+
+            /// Decoupled weight decay: `w -= lr * weight_decay * w` before each update.
+            pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+                self.base.weight_decay = Some(weight_decay);
+                self
+            }
+
+            /// Clips each weight's gradient to at most this L2 norm.
+            pub fn clipnorm(mut self, clipnorm: f64) -> Self {
+                self.base.clipnorm = Some(clipnorm);
+                self
+            }
+
+            /// Clips gradients element-wise to `[-clipvalue, clipvalue]`.
+            pub fn clipvalue(mut self, clipvalue: f64) -> Self {
+                self.base.clipvalue = Some(clipvalue);
+                self
+            }
+
+            /// Scales all gradients together so their global L2 norm is at most this.
+            pub fn global_clipnorm(mut self, global_clipnorm: f64) -> Self {
+                self.base.global_clipnorm = Some(global_clipnorm);
+                self
+            }
+
+            /// Weights whose name contains one of these substrings get no weight decay
+            /// (e.g. `["bias", "gamma", "beta"]`).
+            pub fn exclude_from_weight_decay(mut self, names: &[&str]) -> Self {
+                self.base.exclude_from_weight_decay = names.iter().map(|s| s.to_string()).collect();
+                self
+            }
+
+            /// Renames the optimizer.
+            pub fn named(mut self, name: &str) -> Self {
+                self.base.name = name.to_string();
+                self
+            }
+
+            /// The shared options and step counter.
+            pub fn base(&self) -> &$crate::optim::OptimizerBase {
+                &self.base
+            }
+
+            /// Builds the optimizer from the `config` object of its serialised form (ours or
+            /// Keras'); absent keys take the Keras defaults.
+            pub fn from_config(config: &serde_json::Value) -> $crate::Result<Self> {
+                let empty = serde_json::Map::new();
+                let map = match config {
+                    serde_json::Value::Object(m) => m,
+                    serde_json::Value::Null => &empty,
+                    other => {
+                        return Err($crate::Error::config(format!(
+                            "optimizer '{}': config must be an object, got {other}",
+                            <$rule as $crate::optim::base::Rule>::CLASS
+                        )))
+                    }
+                };
+                let cfg = $crate::optim::config::Cfg::new(
+                    <$rule as $crate::optim::base::Rule>::CLASS,
+                    map,
+                );
+                let mut o = Self::new();
+                cfg.finish(<$rule as $crate::optim::base::Rule>::KEYS)?;
+                o.base.apply_config(&cfg)?;
+                $crate::optim::base::Rule::apply_config(&mut o.rule, &cfg)?;
+                o.base.validate()?;
+                $crate::optim::base::Rule::validate(&o.rule, &o.base)?;
+                Ok(o)
+            }
+        }
+
+        impl Default for $ty {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl $crate::optim::Optimizer for $ty {
+            fn step(&mut self, params: &[(String, $crate::Param)]) -> $crate::Result<()> {
+                self.base.apply(&mut self.rule, params)
+            }
+
+            fn learning_rate(&self) -> f64 {
+                self.base.learning_rate.value(self.base.iterations)
+            }
+
+            fn set_learning_rate(&mut self, lr: f64) {
+                self.base.learning_rate = $crate::optim::LearningRateSchedule::Constant(lr);
+            }
+
+            fn iterations(&self) -> u64 {
+                self.base.iterations
+            }
+
+            fn state(&self) -> Vec<(String, ferrovision_tensor::Tensor)> {
+                self.base.state(&self.rule)
+            }
+
+            fn load_state(
+                &mut self,
+                iterations: u64,
+                state: &[(String, ferrovision_tensor::Tensor)],
+            ) -> $crate::Result<()> {
+                self.base.load_state(&mut self.rule, iterations, state)
+            }
+
+            fn config(&self) -> serde_json::Value {
+                let mut m = self.base.config();
+                $crate::optim::base::Rule::config(&self.rule, &mut m);
+                serde_json::json!({
+                    "class_name": <$rule as $crate::optim::base::Rule>::CLASS,
+                    "config": m,
+                })
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}", $crate::optim::Optimizer::config(self))
+            }
+        }
+    };
+}
+
+mod adadelta;
+mod adagrad;
+mod adam;
+pub(crate) mod base;
+pub(crate) mod config;
+mod nadam;
+mod registry;
+mod rmsprop;
+mod schedules;
+mod sgd;
+
+pub use adadelta::Adadelta;
+pub use adagrad::Adagrad;
+pub use adam::{Adam, AdamW};
+pub use base::OptimizerBase;
+pub use nadam::Nadam;
+pub use registry::{optimizer_by_name, optimizer_from_config, OPTIMIZER_NAMES};
+pub use rmsprop::RmsProp;
+pub use schedules::LearningRateSchedule;
+pub use sgd::Sgd;

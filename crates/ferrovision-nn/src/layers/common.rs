@@ -1,0 +1,327 @@
+//! Helpers shared by the built-in layers: per-axis size tuples, padding modes, config parsing
+//! with clear errors, shape checks and activity regularization.
+
+use crate::layer::{CallCtx, Layer, Shape};
+use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
+use ferrovision_tensor::Tensor;
+use serde_json::Value;
+
+/// A size per spatial axis (kernel size, strides, pool size, ...): built from one number for
+/// every axis (`3`) or one per axis (`[3, 5]`), like Keras' `int or tuple` arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims<const R: usize>(pub [usize; R]);
+
+impl<const R: usize> From<usize> for Dims<R> {
+    fn from(v: usize) -> Self {
+        Dims([v; R])
+    }
+}
+
+impl<const R: usize> From<[usize; R]> for Dims<R> {
+    fn from(v: [usize; R]) -> Self {
+        Dims(v)
+    }
+}
+
+/// Padding of convolutions and pooling (Keras `padding=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PaddingMode {
+    /// No padding: only windows that fit inside the input.
+    #[default]
+    Valid,
+    /// TensorFlow `SAME`: output size `ceil(in / stride)`, padding split evenly with any odd
+    /// element at the end.
+    Same,
+    /// Left padding only, so output `t` never sees inputs after `t` (`Conv1D` only).
+    Causal,
+}
+
+impl PaddingMode {
+    /// The Keras name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaddingMode::Valid => "valid",
+            PaddingMode::Same => "same",
+            PaddingMode::Causal => "causal",
+        }
+    }
+
+    /// Parses a Keras name (`"valid"`, `"same"`, `"causal"`, any case).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "valid" => Ok(PaddingMode::Valid),
+            "same" => Ok(PaddingMode::Same),
+            "causal" => Ok(PaddingMode::Causal),
+            other => Err(Error::config(format!(
+                "unknown padding '{other}'; expected 'valid', 'same' or 'causal'"
+            ))),
+        }
+    }
+}
+
+/// Reads configs of one layer class, naming the class and field in every error.
+pub(crate) struct Cfg<'a> {
+    pub class: &'static str,
+    pub v: &'a Value,
+}
+
+impl<'a> Cfg<'a> {
+    pub fn new(class: &'static str, v: &'a Value) -> Result<Self> {
+        if !v.is_object() {
+            return Err(Error::config(format!(
+                "{class} config must be a JSON object, got {v}"
+            )));
+        }
+        Ok(Cfg { class, v })
+    }
+
+    fn err(&self, field: &str, expected: &str) -> Error {
+        Error::config(format!(
+            "{} config: field '{field}' must be {expected}, got {}",
+            self.class, self.v[field]
+        ))
+    }
+
+    pub fn name(&self) -> String {
+        self.v["name"].as_str().unwrap_or("").to_string()
+    }
+
+    fn present(&self, field: &str) -> bool {
+        !self.v[field].is_null()
+    }
+
+    pub fn usize(&self, field: &str) -> Result<usize> {
+        self.v[field]
+            .as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| self.err(field, "a non-negative integer"))
+    }
+
+    pub fn usize_or(&self, field: &str, default: usize) -> Result<usize> {
+        if self.present(field) {
+            self.usize(field)
+        } else {
+            Ok(default)
+        }
+    }
+
+    pub fn i64(&self, field: &str) -> Result<i64> {
+        self.v[field]
+            .as_i64()
+            .ok_or_else(|| self.err(field, "an integer"))
+    }
+
+    pub fn f32_or(&self, field: &str, default: f32) -> Result<f32> {
+        if !self.present(field) {
+            return Ok(default);
+        }
+        self.v[field]
+            .as_f64()
+            .map(|x| x as f32)
+            .ok_or_else(|| self.err(field, "a number"))
+    }
+
+    pub fn bool_or(&self, field: &str, default: bool) -> Result<bool> {
+        if !self.present(field) {
+            return Ok(default);
+        }
+        self.v[field]
+            .as_bool()
+            .ok_or_else(|| self.err(field, "true or false"))
+    }
+
+    pub fn str_or(&self, field: &str, default: &'a str) -> Result<&'a str> {
+        if !self.present(field) {
+            return Ok(default);
+        }
+        self.v[field]
+            .as_str()
+            .ok_or_else(|| self.err(field, "a string"))
+    }
+
+    /// An `int` (every axis) or a list of `R` ints.
+    pub fn dims<const R: usize>(&self, field: &str) -> Result<[usize; R]> {
+        let v = &self.v[field];
+        if let Some(x) = v.as_u64() {
+            return Ok([x as usize; R]);
+        }
+        let expected = format!("an integer or a list of {R} integers");
+        let arr = v.as_array().ok_or_else(|| self.err(field, &expected))?;
+        if arr.len() != R {
+            return Err(self.err(field, &expected));
+        }
+        let mut out = [0usize; R];
+        for (o, x) in out.iter_mut().zip(arr) {
+            *o = x.as_u64().ok_or_else(|| self.err(field, &expected))? as usize;
+        }
+        Ok(out)
+    }
+
+    pub fn dims_or<const R: usize>(&self, field: &str, default: [usize; R]) -> Result<[usize; R]> {
+        if self.present(field) {
+            self.dims(field)
+        } else {
+            Ok(default)
+        }
+    }
+
+    pub fn padding(&self) -> Result<PaddingMode> {
+        PaddingMode::parse(self.str_or("padding", "valid")?)
+            .map_err(|e| Error::config(format!("{} config: {e}", self.class)))
+    }
+
+    pub fn activation(&self) -> Result<Activation> {
+        Activation::from_json(&self.v["activation"])
+            .map_err(|e| Error::config(format!("{} config: {e}", self.class)))
+    }
+
+    pub fn initializer(&self, field: &str, default: Initializer) -> Result<Initializer> {
+        if !self.present(field) {
+            return Ok(default);
+        }
+        Initializer::from_json(&self.v[field])
+            .map_err(|e| Error::config(format!("{} config: field '{field}': {e}", self.class)))
+    }
+
+    pub fn regularizer(&self, field: &str) -> Result<Option<Regularizer>> {
+        Regularizer::from_json(&self.v[field])
+            .map_err(|e| Error::config(format!("{} config: field '{field}': {e}", self.class)))
+    }
+}
+
+/// Keras-style JSON for a tuple.
+pub(crate) fn dims_json<const R: usize>(d: [usize; R]) -> Value {
+    Value::from(d.to_vec())
+}
+
+/// The value of a weight created by `build`, or an error naming the layer.
+pub(crate) fn built(layer: &dyn Layer, p: &Option<Param>) -> Result<Tensor> {
+    p.as_ref()
+        .map(|p| p.value())
+        .ok_or_else(|| Error::layer(layer.name(), "called before build"))
+}
+
+/// Checks the rank of a symbolic input shape (batch axis included).
+pub(crate) fn check_rank(layer: &dyn Layer, shape: &Shape, rank: usize, what: &str) -> Result<()> {
+    if shape.len() != rank {
+        return Err(Error::layer(
+            layer.name(),
+            format!(
+                "expects a rank-{rank} input {what}, got shape {}",
+                crate::layer::shape_str(shape)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the rank of a concrete input tensor.
+pub(crate) fn check_tensor_rank(
+    layer: &dyn Layer,
+    x: &Tensor,
+    rank: usize,
+    what: &str,
+) -> Result<()> {
+    if x.rank() != rank {
+        return Err(Error::layer(
+            layer.name(),
+            format!(
+                "expects a rank-{rank} input {what}, got shape {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The channel count (axis 1) of an input shape, which weights need.
+pub(crate) fn known_channels(layer: &dyn Layer, shape: &Shape) -> Result<usize> {
+    match shape.get(1).copied().flatten() {
+        Some(c) if c > 0 => Ok(c),
+        _ => Err(Error::layer(
+            layer.name(),
+            format!(
+                "needs a known, non-zero channel dimension (axis 1), got input shape {}",
+                crate::layer::shape_str(shape)
+            ),
+        )),
+    }
+}
+
+/// Checks that every entry of a size tuple is positive.
+pub(crate) fn check_positive(layer: &dyn Layer, what: &str, v: &[usize]) -> Result<()> {
+    if v.contains(&0) {
+        return Err(Error::layer(
+            layer.name(),
+            format!("{what} must be positive, got {v:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Output length of a sliding window along one axis (`None` stays unknown). Errors when a
+/// `valid` window does not fit.
+pub(crate) fn window_out_len(
+    layer: &dyn Layer,
+    len: Option<usize>,
+    k: usize,
+    stride: usize,
+    dilation: usize,
+    padding: PaddingMode,
+) -> Result<Option<usize>> {
+    let Some(len) = len else { return Ok(None) };
+    let kd = dilation * (k - 1) + 1;
+    match padding {
+        PaddingMode::Same => Ok(Some(len.div_ceil(stride))),
+        PaddingMode::Causal => Ok(Some((len - 1) / stride + 1)),
+        PaddingMode::Valid => {
+            if len < kd {
+                Err(Error::layer(
+                    layer.name(),
+                    format!(
+                        "input size {len} is smaller than the (dilated) window {kd} with 'valid' padding"
+                    ),
+                ))
+            } else {
+                Ok(Some((len - kd) / stride + 1))
+            }
+        }
+    }
+}
+
+/// TensorFlow `SAME` padding `(before, after)` of one axis.
+pub(crate) fn same_pads(len: usize, k: usize, stride: usize, dilation: usize) -> (usize, usize) {
+    let kd = dilation * (k - 1) + 1;
+    let out = len.div_ceil(stride);
+    let total = ((out - 1) * stride + kd).saturating_sub(len);
+    (total / 2, total - total / 2)
+}
+
+/// Adds an activity penalty on `y` (Keras divides it by the batch size) in training mode.
+pub(crate) fn activity_loss(ctx: &mut CallCtx, r: Option<Regularizer>, y: &Tensor) -> Result<()> {
+    if let (Some(r), true) = (r, ctx.training) {
+        let n = y.shape().first().copied().unwrap_or(1).max(1) as f32;
+        ctx.add_loss(r.penalty(y)?.div_scalar(n)?);
+    }
+    Ok(())
+}
+
+/// JSON of an optional regularizer.
+pub(crate) fn reg_json(r: Option<Regularizer>) -> Value {
+    r.map_or(Value::Null, |r| r.to_json())
+}
+
+/// Checks that a symbolic shape and a concrete tensor agree on the known dims (used by layers
+/// whose weights fix the channel count).
+pub(crate) fn check_channels(layer: &dyn Layer, x: &Tensor, channels: usize) -> Result<()> {
+    if x.shape().get(1) != Some(&channels) {
+        return Err(Error::layer(
+            layer.name(),
+            format!(
+                "was built for {channels} input channels (axis 1), got input of shape {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    Ok(())
+}

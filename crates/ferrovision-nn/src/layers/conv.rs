@@ -1,0 +1,362 @@
+//! `Conv1D`, `Conv2D`, `Conv3D`: convolutions over channels-first inputs.
+
+use super::common::{
+    activity_loss, built, check_channels, check_positive, check_rank, check_tensor_rank, dims_json,
+    known_channels, reg_json, window_out_len, Cfg, Dims, PaddingMode,
+};
+use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
+use ferrovision_tensor::{ConvOpts, Padding, Tensor};
+use serde_json::{json, Value};
+
+/// An `R`-d convolution (Keras `Conv1D/2D/3D`, channels-first): input `[N, C, *spatial]`,
+/// kernel `[filters, C / groups, *kernel_size]` (the engine's layout), bias `[filters]`.
+///
+/// Use the aliases [`Conv1D`], [`Conv2D`], [`Conv3D`]. Keras defaults: strides 1, `valid`
+/// padding, dilation 1, one group, no activation, bias on, Glorot-uniform kernel, zero bias.
+///
+/// ```
+/// use ferrovision_nn::layers::{Conv2D, PaddingMode};
+/// use ferrovision_nn::{Activation, Sequential};
+/// let model = Sequential::new(&[1, 28, 28])
+///     .add(Conv2D::new(6, 5).padding(PaddingMode::Same).activation(Activation::Relu))
+///     .build()?;
+/// assert_eq!(model.layer_output_shapes()[0], vec![None, Some(6), Some(28), Some(28)]);
+/// # Ok::<(), ferrovision_nn::Error>(())
+/// ```
+pub struct Conv<const R: usize> {
+    name: String,
+    filters: usize,
+    kernel_size: [usize; R],
+    strides: [usize; R],
+    padding: PaddingMode,
+    dilation_rate: [usize; R],
+    groups: usize,
+    activation: Activation,
+    use_bias: bool,
+    kernel_initializer: Initializer,
+    bias_initializer: Initializer,
+    kernel_regularizer: Option<Regularizer>,
+    bias_regularizer: Option<Regularizer>,
+    activity_regularizer: Option<Regularizer>,
+    in_channels: Option<usize>,
+    kernel: Option<Param>,
+    bias: Option<Param>,
+}
+
+/// 1-d convolution over `[N, C, L]`.
+pub type Conv1D = Conv<1>;
+/// 2-d convolution over `[N, C, H, W]`.
+pub type Conv2D = Conv<2>;
+/// 3-d convolution over `[N, C, D, H, W]`.
+pub type Conv3D = Conv<3>;
+
+fn conv_class(r: usize) -> &'static str {
+    match r {
+        1 => "Conv1D",
+        2 => "Conv2D",
+        _ => "Conv3D",
+    }
+}
+
+impl<const R: usize> Conv<R> {
+    /// `filters` output channels with a `kernel_size` window (one number or one per axis).
+    pub fn new(filters: usize, kernel_size: impl Into<Dims<R>>) -> Self {
+        Conv {
+            name: String::new(),
+            filters,
+            kernel_size: kernel_size.into().0,
+            strides: [1; R],
+            padding: PaddingMode::Valid,
+            dilation_rate: [1; R],
+            groups: 1,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            kernel_regularizer: None,
+            bias_regularizer: None,
+            activity_regularizer: None,
+            in_channels: None,
+            kernel: None,
+            bias: None,
+        }
+    }
+
+    /// Sets the layer name.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// Step between windows (one number or one per axis).
+    pub fn strides(mut self, strides: impl Into<Dims<R>>) -> Self {
+        self.strides = strides.into().0;
+        self
+    }
+
+    /// `Valid`, `Same` or (Conv1D only) `Causal`.
+    pub fn padding(mut self, padding: PaddingMode) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Spacing between kernel taps (atrous convolution).
+    pub fn dilation_rate(mut self, dilation: impl Into<Dims<R>>) -> Self {
+        self.dilation_rate = dilation.into().0;
+        self
+    }
+
+    /// Splits the channels into `groups` independent convolutions (both the input channels and
+    /// `filters` must be multiples of it).
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// Sets the activation (ReLU on a 2-d convolution runs fused in the kernel).
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Adds or removes the bias.
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+
+    /// Sets the kernel initializer.
+    pub fn kernel_initializer(mut self, init: Initializer) -> Self {
+        self.kernel_initializer = init;
+        self
+    }
+
+    /// Sets the bias initializer.
+    pub fn bias_initializer(mut self, init: Initializer) -> Self {
+        self.bias_initializer = init;
+        self
+    }
+
+    /// Penalises the kernel.
+    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
+        self.kernel_regularizer = Some(r);
+        self
+    }
+
+    /// Penalises the bias.
+    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
+        self.bias_regularizer = Some(r);
+        self
+    }
+
+    /// Penalises the layer's output (divided by the batch size, like Keras).
+    pub fn activity_regularizer(mut self, r: Regularizer) -> Self {
+        self.activity_regularizer = Some(r);
+        self
+    }
+
+    /// Rebuilds from [`Layer::config`].
+    pub fn from_config(cfg: &Value) -> Result<Self> {
+        let c = Cfg::new(conv_class(R), cfg)?;
+        let mut l = Conv::<R>::new(c.usize("filters")?, c.dims::<R>("kernel_size")?);
+        l.name = c.name();
+        l.strides = c.dims_or("strides", [1; R])?;
+        l.padding = c.padding()?;
+        l.dilation_rate = c.dims_or("dilation_rate", [1; R])?;
+        l.groups = c.usize_or("groups", 1)?;
+        l.activation = c.activation()?;
+        l.use_bias = c.bool_or("use_bias", true)?;
+        l.kernel_initializer = c.initializer("kernel_initializer", Initializer::GlorotUniform)?;
+        l.bias_initializer = c.initializer("bias_initializer", Initializer::Zeros)?;
+        l.kernel_regularizer = c.regularizer("kernel_regularizer")?;
+        l.bias_regularizer = c.regularizer("bias_regularizer")?;
+        l.activity_regularizer = c.regularizer("activity_regularizer")?;
+        l.validate()
+            .map_err(|e| Error::config(format!("{} config: {e}", conv_class(R))))?;
+        Ok(l)
+    }
+
+    /// Checks the hyper-parameters that do not depend on the input.
+    fn validate(&self) -> Result<()> {
+        if self.filters == 0 {
+            return Err(Error::layer(&self.name, "filters must be positive, got 0"));
+        }
+        check_positive(self, "kernel_size", &self.kernel_size)?;
+        check_positive(self, "strides", &self.strides)?;
+        check_positive(self, "dilation_rate", &self.dilation_rate)?;
+        if self.groups == 0 || !self.filters.is_multiple_of(self.groups) {
+            return Err(Error::layer(
+                &self.name,
+                format!(
+                    "groups must be positive and divide filters ({}), got {}",
+                    self.filters, self.groups
+                ),
+            ));
+        }
+        if self.padding == PaddingMode::Causal && R != 1 {
+            return Err(Error::layer(
+                &self.name,
+                "'causal' padding is only supported by Conv1D",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_input(&self, shape: &Shape) -> Result<()> {
+        self.validate()?;
+        check_rank(self, shape, R + 2, "[N, C, *spatial]")?;
+        if let Some(c) = shape[1] {
+            if c == 0 || !c.is_multiple_of(self.groups) {
+                return Err(Error::layer(
+                    &self.name,
+                    format!(
+                        "input channels ({c}) must be a positive multiple of groups ({})",
+                        self.groups
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn engine_padding(&self) -> Padding {
+        match self.padding {
+            PaddingMode::Valid => Padding::Valid,
+            PaddingMode::Same => Padding::Same,
+            PaddingMode::Causal => Padding::Explicit(
+                self.kernel_size
+                    .iter()
+                    .zip(&self.dilation_rate)
+                    .map(|(&k, &d)| (d * (k - 1), 0))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The kernel weight (after build).
+    pub fn kernel(&self) -> Option<&Param> {
+        self.kernel.as_ref()
+    }
+
+    /// The bias weight (after build, when `use_bias`).
+    pub fn bias(&self) -> Option<&Param> {
+        self.bias.as_ref()
+    }
+}
+
+impl<const R: usize> Layer for Conv<R> {
+    fn class_name(&self) -> &'static str {
+        conv_class(R)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+
+    fn build(&mut self, input_shapes: &[Shape]) -> Result<()> {
+        if self.kernel.is_some() {
+            return Ok(());
+        }
+        let shape = single_shape(self, input_shapes)?;
+        self.check_input(shape)?;
+        let cin = known_channels(self, shape)?;
+        let rf: usize = self.kernel_size.iter().product();
+        let mut kshape = vec![self.filters, cin / self.groups];
+        kshape.extend_from_slice(&self.kernel_size);
+        let (fan_in, fan_out) = (cin / self.groups * rf, self.filters * rf);
+        let k = self
+            .kernel_initializer
+            .init_global(&kshape, fan_in, fan_out)?;
+        self.kernel = Some(Param::new("kernel", k, true).with_regularizer(self.kernel_regularizer));
+        if self.use_bias {
+            let b = self
+                .bias_initializer
+                .init_global(&[self.filters], fan_in, fan_out)?;
+            self.bias = Some(Param::new("bias", b, true).with_regularizer(self.bias_regularizer));
+        }
+        self.in_channels = Some(cin);
+        Ok(())
+    }
+
+    fn output_shape(&self, input_shapes: &[Shape]) -> Result<Shape> {
+        let shape = single_shape(self, input_shapes)?;
+        self.check_input(shape)?;
+        let mut out = vec![shape[0], Some(self.filters)];
+        for i in 0..R {
+            out.push(window_out_len(
+                self,
+                shape[2 + i],
+                self.kernel_size[i],
+                self.strides[i],
+                self.dilation_rate[i],
+                self.padding,
+            )?);
+        }
+        Ok(out)
+    }
+
+    fn call(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Tensor> {
+        let x = single_input(self, inputs)?;
+        check_tensor_rank(self, x, R + 2, "[N, C, *spatial]")?;
+        let kernel = built(self, &self.kernel)?;
+        if let Some(c) = self.in_channels {
+            check_channels(self, x, c)?;
+        }
+        // Shapes are checked here (not only by the engine) so the error names the layer.
+        self.output_shape(&[crate::layer::shape_of(x)])?;
+        let bias = self.bias.as_ref().map(|b| b.value());
+        let opts = ConvOpts::new()
+            .stride(&self.strides)
+            .padding(self.engine_padding())
+            .dilation(&self.dilation_rate)
+            .groups(self.groups);
+        let y = match R {
+            1 => self
+                .activation
+                .apply(&x.conv1d(&kernel, bias.as_ref(), &opts)?)?,
+            2 if self.activation == Activation::Relu => {
+                x.conv2d_relu(&kernel, bias.as_ref(), &opts)?
+            }
+            2 => self
+                .activation
+                .apply(&x.conv2d(&kernel, bias.as_ref(), &opts)?)?,
+            _ => self
+                .activation
+                .apply(&x.conv3d(&kernel, bias.as_ref(), &opts)?)?,
+        };
+        activity_loss(ctx, self.activity_regularizer, &y)?;
+        Ok(y)
+    }
+
+    fn weights(&self) -> Vec<Param> {
+        self.kernel
+            .iter()
+            .chain(self.bias.iter())
+            .cloned()
+            .collect()
+    }
+
+    fn config(&self) -> Value {
+        json!({
+            "name": self.name,
+            "filters": self.filters,
+            "kernel_size": dims_json(self.kernel_size),
+            "strides": dims_json(self.strides),
+            "padding": self.padding.as_str(),
+            "dilation_rate": dims_json(self.dilation_rate),
+            "groups": self.groups,
+            "activation": self.activation.to_json(),
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer.to_json(),
+            "bias_initializer": self.bias_initializer.to_json(),
+            "kernel_regularizer": reg_json(self.kernel_regularizer),
+            "bias_regularizer": reg_json(self.bias_regularizer),
+            "activity_regularizer": reg_json(self.activity_regularizer),
+        })
+    }
+}

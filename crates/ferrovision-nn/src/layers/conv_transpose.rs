@@ -1,0 +1,353 @@
+//! `Conv1DTranspose`, `Conv2DTranspose`, `Conv3DTranspose`: transposed ("deconvolution")
+//! layers with Keras/TensorFlow output sizes.
+
+use super::common::{
+    activity_loss, built, check_channels, check_positive, check_rank, check_tensor_rank, dims_json,
+    known_channels, reg_json, Cfg, Dims, PaddingMode,
+};
+use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
+use ferrovision_tensor::{ConvTransposeOpts, Tensor};
+use serde_json::{json, Value};
+
+/// An `R`-d transposed convolution (Keras `Conv2DTranspose`, channels-first): input
+/// `[N, C, *spatial]`, kernel `[C, filters, *kernel_size]` (the engine's transposed-conv
+/// layout), bias `[filters]`.
+///
+/// Output size per axis, as in Keras (`k` is the dilated kernel size): `valid`:
+/// `(in - 1) * stride + k + output_padding` with `output_padding` defaulting to
+/// `max(k, stride) - k`; `same`: `in * stride`, or `(in - 1) * stride + k % 2 + output_padding`
+/// when `output_padding` is given. The result is the full transposed convolution cropped the
+/// way TensorFlow's `conv_transpose` crops it (padding before = half the excess, rounded down).
+pub struct ConvTranspose<const R: usize> {
+    name: String,
+    filters: usize,
+    kernel_size: [usize; R],
+    strides: [usize; R],
+    padding: PaddingMode,
+    output_padding: Option<[usize; R]>,
+    dilation_rate: [usize; R],
+    activation: Activation,
+    use_bias: bool,
+    kernel_initializer: Initializer,
+    bias_initializer: Initializer,
+    kernel_regularizer: Option<Regularizer>,
+    bias_regularizer: Option<Regularizer>,
+    activity_regularizer: Option<Regularizer>,
+    in_channels: Option<usize>,
+    kernel: Option<Param>,
+    bias: Option<Param>,
+}
+
+/// 1-d transposed convolution over `[N, C, L]`.
+pub type Conv1DTranspose = ConvTranspose<1>;
+/// 2-d transposed convolution over `[N, C, H, W]`.
+pub type Conv2DTranspose = ConvTranspose<2>;
+/// 3-d transposed convolution over `[N, C, D, H, W]`.
+pub type Conv3DTranspose = ConvTranspose<3>;
+
+fn class(r: usize) -> &'static str {
+    match r {
+        1 => "Conv1DTranspose",
+        2 => "Conv2DTranspose",
+        _ => "Conv3DTranspose",
+    }
+}
+
+impl<const R: usize> ConvTranspose<R> {
+    /// `filters` output channels with a `kernel_size` window.
+    pub fn new(filters: usize, kernel_size: impl Into<Dims<R>>) -> Self {
+        ConvTranspose {
+            name: String::new(),
+            filters,
+            kernel_size: kernel_size.into().0,
+            strides: [1; R],
+            padding: PaddingMode::Valid,
+            output_padding: None,
+            dilation_rate: [1; R],
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            kernel_regularizer: None,
+            bias_regularizer: None,
+            activity_regularizer: None,
+            in_channels: None,
+            kernel: None,
+            bias: None,
+        }
+    }
+
+    /// Sets the layer name.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// Upsampling factor per axis.
+    pub fn strides(mut self, strides: impl Into<Dims<R>>) -> Self {
+        self.strides = strides.into().0;
+        self
+    }
+
+    /// `Valid` or `Same`.
+    pub fn padding(mut self, padding: PaddingMode) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Extra output size per axis (must be smaller than the stride).
+    pub fn output_padding(mut self, output_padding: impl Into<Dims<R>>) -> Self {
+        self.output_padding = Some(output_padding.into().0);
+        self
+    }
+
+    /// Spacing between kernel taps.
+    pub fn dilation_rate(mut self, dilation: impl Into<Dims<R>>) -> Self {
+        self.dilation_rate = dilation.into().0;
+        self
+    }
+
+    /// Sets the activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Adds or removes the bias.
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+
+    /// Sets the kernel initializer.
+    pub fn kernel_initializer(mut self, init: Initializer) -> Self {
+        self.kernel_initializer = init;
+        self
+    }
+
+    /// Sets the bias initializer.
+    pub fn bias_initializer(mut self, init: Initializer) -> Self {
+        self.bias_initializer = init;
+        self
+    }
+
+    /// Penalises the kernel.
+    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
+        self.kernel_regularizer = Some(r);
+        self
+    }
+
+    /// Penalises the bias.
+    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
+        self.bias_regularizer = Some(r);
+        self
+    }
+
+    /// Penalises the layer's output.
+    pub fn activity_regularizer(mut self, r: Regularizer) -> Self {
+        self.activity_regularizer = Some(r);
+        self
+    }
+
+    /// Rebuilds from [`Layer::config`].
+    pub fn from_config(cfg: &Value) -> Result<Self> {
+        let c = Cfg::new(class(R), cfg)?;
+        let mut l = Self::new(c.usize("filters")?, c.dims::<R>("kernel_size")?);
+        l.name = c.name();
+        l.strides = c.dims_or("strides", [1; R])?;
+        l.padding = c.padding()?;
+        l.output_padding = if cfg["output_padding"].is_null() {
+            None
+        } else {
+            Some(c.dims("output_padding")?)
+        };
+        l.dilation_rate = c.dims_or("dilation_rate", [1; R])?;
+        l.activation = c.activation()?;
+        l.use_bias = c.bool_or("use_bias", true)?;
+        l.kernel_initializer = c.initializer("kernel_initializer", Initializer::GlorotUniform)?;
+        l.bias_initializer = c.initializer("bias_initializer", Initializer::Zeros)?;
+        l.kernel_regularizer = c.regularizer("kernel_regularizer")?;
+        l.bias_regularizer = c.regularizer("bias_regularizer")?;
+        l.activity_regularizer = c.regularizer("activity_regularizer")?;
+        l.validate()
+            .map_err(|e| Error::config(format!("{} config: {e}", class(R))))?;
+        Ok(l)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.filters == 0 {
+            return Err(Error::layer(&self.name, "filters must be positive, got 0"));
+        }
+        check_positive(self, "kernel_size", &self.kernel_size)?;
+        check_positive(self, "strides", &self.strides)?;
+        check_positive(self, "dilation_rate", &self.dilation_rate)?;
+        if self.padding == PaddingMode::Causal {
+            return Err(Error::layer(
+                &self.name,
+                "padding must be 'valid' or 'same' for a transposed convolution",
+            ));
+        }
+        if let Some(op) = self.output_padding {
+            if op.iter().zip(&self.strides).any(|(o, s)| o >= s) {
+                return Err(Error::layer(
+                    &self.name,
+                    format!(
+                        "output_padding {op:?} must be smaller than the strides {:?}",
+                        self.strides
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keras' output length of axis `i`.
+    fn out_len(&self, i: usize, len: usize) -> Result<usize> {
+        let (k, s) = (self.kernel_size[i], self.strides[i]);
+        let kd = self.dilation_rate[i] * (k - 1) + 1;
+        let op = self.output_padding.map(|o| o[i]);
+        if len == 0 {
+            return Err(Error::layer(
+                &self.name,
+                format!("input size on axis {} must be non-zero", i + 2),
+            ));
+        }
+        Ok(match (self.padding, op) {
+            (PaddingMode::Same, None) => len * s,
+            (PaddingMode::Same, Some(op)) => (len - 1) * s + kd % 2 + op,
+            (_, op) => (len - 1) * s + kd + op.unwrap_or(kd.max(s) - kd),
+        })
+    }
+
+    /// The kernel weight (after build).
+    pub fn kernel(&self) -> Option<&Param> {
+        self.kernel.as_ref()
+    }
+}
+
+impl<const R: usize> Layer for ConvTranspose<R> {
+    fn class_name(&self) -> &'static str {
+        class(R)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+
+    fn build(&mut self, input_shapes: &[Shape]) -> Result<()> {
+        if self.kernel.is_some() {
+            return Ok(());
+        }
+        let shape = single_shape(self, input_shapes)?;
+        self.validate()?;
+        check_rank(self, shape, R + 2, "[N, C, *spatial]")?;
+        let cin = known_channels(self, shape)?;
+        let rf: usize = self.kernel_size.iter().product();
+        let mut kshape = vec![cin, self.filters];
+        kshape.extend_from_slice(&self.kernel_size);
+        // Keras' kernel is (k..., filters, in): its fan-in is filters * rf.
+        let (fan_in, fan_out) = (self.filters * rf, cin * rf);
+        let k = self
+            .kernel_initializer
+            .init_global(&kshape, fan_in, fan_out)?;
+        self.kernel = Some(Param::new("kernel", k, true).with_regularizer(self.kernel_regularizer));
+        if self.use_bias {
+            let b = self
+                .bias_initializer
+                .init_global(&[self.filters], fan_in, fan_out)?;
+            self.bias = Some(Param::new("bias", b, true).with_regularizer(self.bias_regularizer));
+        }
+        self.in_channels = Some(cin);
+        Ok(())
+    }
+
+    fn output_shape(&self, input_shapes: &[Shape]) -> Result<Shape> {
+        let shape = single_shape(self, input_shapes)?;
+        self.validate()?;
+        check_rank(self, shape, R + 2, "[N, C, *spatial]")?;
+        let mut out = vec![shape[0], Some(self.filters)];
+        for i in 0..R {
+            out.push(match shape[2 + i] {
+                Some(len) => Some(self.out_len(i, len)?),
+                None => None,
+            });
+        }
+        Ok(out)
+    }
+
+    fn call(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Tensor> {
+        let x = single_input(self, inputs)?;
+        check_tensor_rank(self, x, R + 2, "[N, C, *spatial]")?;
+        let kernel = built(self, &self.kernel)?;
+        if let Some(c) = self.in_channels {
+            check_channels(self, x, c)?;
+        }
+        // Full transposed convolution (length L per axis), extended at the end or cropped to
+        // Keras' length T the way TensorFlow places it.
+        let mut extend = [0usize; R];
+        let mut crops = [(0usize, 0usize); R];
+        for i in 0..R {
+            let len = x.shape()[2 + i];
+            let kd = self.dilation_rate[i] * (self.kernel_size[i] - 1) + 1;
+            let full = (len - 1) * self.strides[i] + kd;
+            let target = self.out_len(i, len)?;
+            let before = if self.padding == PaddingMode::Same {
+                full.saturating_sub(target) / 2
+            } else {
+                0
+            };
+            extend[i] = (before + target).saturating_sub(full);
+            crops[i] = (before, target);
+        }
+        let bias = self.bias.as_ref().map(|b| b.value());
+        let opts = ConvTransposeOpts::new()
+            .stride(&self.strides)
+            .dilation(&self.dilation_rate)
+            .output_padding(&extend);
+        let mut y = match R {
+            1 => x.conv_transpose1d(&kernel, bias.as_ref(), &opts)?,
+            2 => x.conv_transpose2d(&kernel, bias.as_ref(), &opts)?,
+            _ => x.conv_transpose3d(&kernel, bias.as_ref(), &opts)?,
+        };
+        for (i, &(start, len)) in crops.iter().enumerate() {
+            if start != 0 || len != y.shape()[2 + i] {
+                y = y.narrow(2 + i as isize, start, len)?;
+            }
+        }
+        let y = self.activation.apply(&y)?;
+        activity_loss(ctx, self.activity_regularizer, &y)?;
+        Ok(y)
+    }
+
+    fn weights(&self) -> Vec<Param> {
+        self.kernel
+            .iter()
+            .chain(self.bias.iter())
+            .cloned()
+            .collect()
+    }
+
+    fn config(&self) -> Value {
+        json!({
+            "name": self.name,
+            "filters": self.filters,
+            "kernel_size": dims_json(self.kernel_size),
+            "strides": dims_json(self.strides),
+            "padding": self.padding.as_str(),
+            "output_padding": self.output_padding.map(dims_json),
+            "dilation_rate": dims_json(self.dilation_rate),
+            "activation": self.activation.to_json(),
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer.to_json(),
+            "bias_initializer": self.bias_initializer.to_json(),
+            "kernel_regularizer": reg_json(self.kernel_regularizer),
+            "bias_regularizer": reg_json(self.bias_regularizer),
+            "activity_regularizer": reg_json(self.activity_regularizer),
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! `MaxPooling1D/2D/3D` and `AveragePooling1D/2D/3D`.
+
+use super::common::{
+    check_positive, check_rank, check_tensor_rank, dims_json, same_pads, window_out_len, Cfg, Dims,
+    PaddingMode,
+};
+use crate::layer::{shape_of, single_input, single_shape, CallCtx, Layer, Shape};
+use crate::{Error, Result};
+use ferrovision_tensor::{no_grad, PadMode, PoolOpts, Tensor};
+use serde_json::{json, Value};
+
+/// Max (`MAX = true`) or average pooling over `R` spatial axes of `[N, C, *spatial]` (Keras
+/// `MaxPooling2D` / `AveragePooling2D`, channels-first). Strides default to the pool size.
+/// With `same` padding, max pooling ignores the padding and average pooling divides by the
+/// number of real elements in each window (TensorFlow semantics).
+///
+/// Use the aliases [`MaxPooling1D`], [`MaxPooling2D`], [`MaxPooling3D`],
+/// [`AveragePooling1D`], [`AveragePooling2D`], [`AveragePooling3D`].
+pub struct Pooling<const R: usize, const MAX: bool> {
+    name: String,
+    pool_size: [usize; R],
+    strides: Option<[usize; R]>,
+    padding: PaddingMode,
+}
+
+/// 1-d max pooling over `[N, C, L]`.
+pub type MaxPooling1D = Pooling<1, true>;
+/// 2-d max pooling over `[N, C, H, W]`.
+pub type MaxPooling2D = Pooling<2, true>;
+/// 3-d max pooling over `[N, C, D, H, W]`.
+pub type MaxPooling3D = Pooling<3, true>;
+/// 1-d average pooling over `[N, C, L]`.
+pub type AveragePooling1D = Pooling<1, false>;
+/// 2-d average pooling over `[N, C, H, W]`.
+pub type AveragePooling2D = Pooling<2, false>;
+/// 3-d average pooling over `[N, C, D, H, W]`.
+pub type AveragePooling3D = Pooling<3, false>;
+
+fn class(r: usize, max: bool) -> &'static str {
+    match (r, max) {
+        (1, true) => "MaxPooling1D",
+        (2, true) => "MaxPooling2D",
+        (_, true) => "MaxPooling3D",
+        (1, false) => "AveragePooling1D",
+        (2, false) => "AveragePooling2D",
+        (_, false) => "AveragePooling3D",
+    }
+}
+
+impl<const R: usize, const MAX: bool> Pooling<R, MAX> {
+    /// Pooling with a `pool_size` window, strides = pool size, `valid` padding.
+    pub fn new(pool_size: impl Into<Dims<R>>) -> Self {
+        Pooling {
+            name: String::new(),
+            pool_size: pool_size.into().0,
+            strides: None,
+            padding: PaddingMode::Valid,
+        }
+    }
+
+    /// Sets the layer name.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// Step between windows (default: the pool size).
+    pub fn strides(mut self, strides: impl Into<Dims<R>>) -> Self {
+        self.strides = Some(strides.into().0);
+        self
+    }
+
+    /// `Valid` or `Same`.
+    pub fn padding(mut self, padding: PaddingMode) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    fn stride(&self) -> [usize; R] {
+        self.strides.unwrap_or(self.pool_size)
+    }
+
+    /// Rebuilds from [`Layer::config`].
+    pub fn from_config(cfg: &Value) -> Result<Self> {
+        let c = Cfg::new(class(R, MAX), cfg)?;
+        let mut l = Self::new(c.dims::<R>("pool_size")?);
+        l.name = c.name();
+        if !cfg["strides"].is_null() {
+            l.strides = Some(c.dims("strides")?);
+        }
+        l.padding = c.padding()?;
+        l.validate()
+            .map_err(|e| Error::config(format!("{} config: {e}", class(R, MAX))))?;
+        Ok(l)
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_positive(self, "pool_size", &self.pool_size)?;
+        check_positive(self, "strides", &self.stride())?;
+        if self.padding == PaddingMode::Causal {
+            return Err(Error::layer(
+                &self.name,
+                "padding must be 'valid' or 'same'",
+            ));
+        }
+        Ok(())
+    }
+
+    fn pool(&self, x: &Tensor, opts: &PoolOpts) -> Result<Tensor> {
+        Ok(match (R, MAX) {
+            (1, true) => x.max_pool1d(opts)?,
+            (2, true) => x.max_pool2d(opts)?,
+            (_, true) => x.max_pool3d(opts)?,
+            (1, false) => x.avg_pool1d(opts)?,
+            (2, false) => x.avg_pool2d(opts)?,
+            (_, false) => x.avg_pool3d(opts)?,
+        })
+    }
+}
+
+impl<const R: usize, const MAX: bool> Layer for Pooling<R, MAX> {
+    fn class_name(&self) -> &'static str {
+        class(R, MAX)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+
+    fn output_shape(&self, input_shapes: &[Shape]) -> Result<Shape> {
+        let shape = single_shape(self, input_shapes)?;
+        self.validate()?;
+        check_rank(self, shape, R + 2, "[N, C, *spatial]")?;
+        let stride = self.stride();
+        let mut out = vec![shape[0], shape[1]];
+        for i in 0..R {
+            out.push(window_out_len(
+                self,
+                shape[2 + i],
+                self.pool_size[i],
+                stride[i],
+                1,
+                self.padding,
+            )?);
+        }
+        Ok(out)
+    }
+
+    fn call(&self, inputs: &[Tensor], _ctx: &mut CallCtx) -> Result<Tensor> {
+        let x = single_input(self, inputs)?;
+        check_tensor_rank(self, x, R + 2, "[N, C, *spatial]")?;
+        self.output_shape(&[shape_of(x)])?;
+        let stride = self.stride();
+        let opts = PoolOpts::new(&self.pool_size).stride(&stride);
+        if self.padding == PaddingMode::Valid {
+            return self.pool(x, &opts);
+        }
+        let pads: Vec<(usize, usize)> = (0..R)
+            .map(|i| same_pads(x.shape()[2 + i], self.pool_size[i], stride[i], 1))
+            .collect();
+        // Symmetric padding within half the window: the engine pads implicitly (-inf for max,
+        // excluded from the divisor for average).
+        if pads
+            .iter()
+            .zip(&self.pool_size)
+            .all(|(&(b, a), &k)| b == a && 2 * b <= k)
+        {
+            let p: Vec<usize> = pads.iter().map(|p| p.0).collect();
+            return self.pool(x, &opts.padding(&p).count_include_pad(false));
+        }
+        // TensorFlow puts the odd padding element at the end, which the engine's symmetric
+        // padding cannot express: pad explicitly, then pool without padding.
+        if MAX {
+            let xp = x.pad(&pads, PadMode::Constant(f32::NEG_INFINITY))?;
+            self.pool(&xp, &opts)
+        } else {
+            // Mean over the real elements = mean over the zero-padded window divided by the
+            // fraction of real elements in it (a constant, computed without gradient).
+            let xp = x.pad(&pads, PadMode::Constant(0.0))?;
+            let sums = self.pool(&xp, &opts)?;
+            let mut ones_shape = vec![1, 1];
+            ones_shape.extend_from_slice(&x.shape()[2..]);
+            let frac = no_grad(|| -> Result<Tensor> {
+                let ones = Tensor::ones(&ones_shape).pad(&pads, PadMode::Constant(0.0))?;
+                self.pool(&ones, &opts)
+            })?;
+            Ok(sums.div(&frac)?)
+        }
+    }
+
+    fn config(&self) -> Value {
+        json!({
+            "name": self.name,
+            "pool_size": dims_json(self.pool_size),
+            "strides": dims_json(self.stride()),
+            "padding": self.padding.as_str(),
+        })
+    }
+}

@@ -1,0 +1,564 @@
+//! What every optimizer shares: learning rate (or schedule), gradient clipping, decoupled weight
+//! decay, the step counter and the per-weight slot buffers, plus the driver that runs one
+//! fused in-place update loop per weight.
+
+use super::LearningRateSchedule;
+use crate::{Error, Param, Result};
+use ferrovision_tensor::{DType, Tensor};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+/// Options shared by all optimizers (Keras `BaseOptimizer` arguments) and the step counter.
+#[derive(Clone, Debug)]
+pub struct OptimizerBase {
+    pub(crate) name: String,
+    pub(crate) learning_rate: LearningRateSchedule,
+    pub(crate) weight_decay: Option<f64>,
+    pub(crate) clipnorm: Option<f64>,
+    pub(crate) clipvalue: Option<f64>,
+    pub(crate) global_clipnorm: Option<f64>,
+    pub(crate) exclude_from_weight_decay: Vec<String>,
+    pub(crate) iterations: u64,
+    slots: SlotStore,
+}
+
+impl OptimizerBase {
+    pub(crate) fn new(name: &str, learning_rate: f64) -> Self {
+        OptimizerBase {
+            name: name.to_string(),
+            learning_rate: LearningRateSchedule::Constant(learning_rate),
+            weight_decay: None,
+            clipnorm: None,
+            clipvalue: None,
+            global_clipnorm: None,
+            exclude_from_weight_decay: Vec::new(),
+            iterations: 0,
+            slots: SlotStore::default(),
+        }
+    }
+
+    /// The optimizer's name (Keras `name`, e.g. `adam`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The learning rate or its schedule.
+    pub fn schedule(&self) -> &LearningRateSchedule {
+        &self.learning_rate
+    }
+
+    /// Decoupled weight decay (`w -= lr * weight_decay * w` before each update), if set.
+    pub fn weight_decay(&self) -> Option<f64> {
+        self.weight_decay
+    }
+
+    /// Per-weight gradient norm clipping, if set.
+    pub fn clipnorm(&self) -> Option<f64> {
+        self.clipnorm
+    }
+
+    /// Element-wise gradient clipping to `[-clipvalue, clipvalue]`, if set.
+    pub fn clipvalue(&self) -> Option<f64> {
+        self.clipvalue
+    }
+
+    /// Clipping of all gradients together by their global norm, if set.
+    pub fn global_clipnorm(&self) -> Option<f64> {
+        self.global_clipnorm
+    }
+
+    /// Substrings of weight names that weight decay skips (Keras
+    /// `exclude_from_weight_decay(var_names=...)`).
+    pub fn exclude_from_weight_decay(&self) -> &[String] {
+        &self.exclude_from_weight_decay
+    }
+
+    /// Steps taken.
+    pub fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.learning_rate.validate()?;
+        let set = [self.clipnorm, self.clipvalue, self.global_clipnorm]
+            .iter()
+            .filter(|c| c.is_some())
+            .count();
+        if set > 1 {
+            return Err(Error::config(format!(
+                "optimizer '{}': only one of clipnorm, clipvalue and global_clipnorm can be set \
+                 (got clipnorm={:?}, clipvalue={:?}, global_clipnorm={:?})",
+                self.name, self.clipnorm, self.clipvalue, self.global_clipnorm
+            )));
+        }
+        for (key, v) in [
+            ("clipnorm", self.clipnorm),
+            ("clipvalue", self.clipvalue),
+            ("global_clipnorm", self.global_clipnorm),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(Error::config(format!(
+                        "optimizer '{}': '{key}' must be a finite number > 0, got {v}",
+                        self.name
+                    )));
+                }
+            }
+        }
+        if let Some(wd) = self.weight_decay {
+            if !wd.is_finite() {
+                return Err(Error::config(format!(
+                    "optimizer '{}': 'weight_decay' must be a finite number, got {wd}",
+                    self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The shared keys of the config (Keras names).
+    pub(crate) fn config(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("name".into(), json!(self.name));
+        m.insert("learning_rate".into(), self.learning_rate.to_json());
+        m.insert("weight_decay".into(), json!(self.weight_decay));
+        m.insert("clipnorm".into(), json!(self.clipnorm));
+        m.insert("global_clipnorm".into(), json!(self.global_clipnorm));
+        m.insert("clipvalue".into(), json!(self.clipvalue));
+        if !self.exclude_from_weight_decay.is_empty() {
+            m.insert(
+                "exclude_from_weight_decay".into(),
+                json!(self.exclude_from_weight_decay),
+            );
+        }
+        m
+    }
+
+    /// Reads the shared keys from a config, leaving the optimizer-specific ones to the caller.
+    pub(crate) fn apply_config(&mut self, cfg: &super::config::Cfg) -> Result<()> {
+        if let Some(name) = cfg.opt_str("name")? {
+            self.name = name.to_string();
+        }
+        if let Some(lr) = cfg.get("learning_rate") {
+            self.learning_rate = LearningRateSchedule::from_json(lr).map_err(|e| {
+                Error::config(format!("optimizer '{}': learning_rate: {e}", cfg.class))
+            })?;
+        }
+        if cfg.has("weight_decay") {
+            self.weight_decay = cfg.opt_num("weight_decay")?;
+        }
+        self.clipnorm = cfg.opt_num("clipnorm")?;
+        self.clipvalue = cfg.opt_num("clipvalue")?;
+        self.global_clipnorm = cfg.opt_num("global_clipnorm")?;
+        if let Some(v) = cfg.get("exclude_from_weight_decay") {
+            let list = v.as_array().and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            });
+            self.exclude_from_weight_decay = list.ok_or_else(|| {
+                Error::config(format!(
+                    "optimizer '{}': 'exclude_from_weight_decay' must be a list of strings, got {v}",
+                    cfg.class
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn decays(&self, weight: &str) -> bool {
+        self.weight_decay.is_some_and(|wd| wd != 0.0)
+            && !self
+                .exclude_from_weight_decay
+                .iter()
+                .any(|pat| weight.contains(pat.as_str()))
+    }
+
+    /// One optimizer step over `params` with `rule` (see [`crate::Optimizer::step`]).
+    pub(crate) fn apply<R: Rule>(
+        &mut self,
+        rule: &mut R,
+        params: &[(String, Param)],
+    ) -> Result<()> {
+        self.validate()?;
+        rule.validate(self)?;
+        if params.is_empty() {
+            // Keras: an empty gradient list is a no-op that does not count a step.
+            return Ok(());
+        }
+        if self.slots.pending_check {
+            self.slots.check_loaded(params, R::CLASS)?;
+        }
+        let mut any_grad = false;
+        let mut global_sq = 0.0f64;
+        for (name, p) in params {
+            if let Some(g) = p.grad() {
+                any_grad = true;
+                if self.global_clipnorm.is_some() {
+                    global_sq += g
+                        .with_f32("optimizer gradient norm", sum_sq)
+                        .map_err(|e| weight_err(name, e))?;
+                }
+            }
+        }
+        if !any_grad {
+            return Err(Error::config(format!(
+                "{} step: no gradients for any of the {} weights ({}); call backward() on the loss first",
+                R::CLASS,
+                params.len(),
+                names_preview(params)
+            )));
+        }
+        let lr = self.learning_rate.value(self.iterations);
+        let global_scale = match self.global_clipnorm {
+            // Keras clip_by_global_norm: NaN when the norm is not finite, so the failure shows.
+            Some(c) => {
+                let norm = global_sq.sqrt();
+                c * (1.0 / norm).min(1.0 / c) + (norm - norm)
+            }
+            None => 1.0,
+        };
+        let (lo, hi) = match self.clipvalue {
+            Some(v) => (-v as f32, v as f32),
+            None => (f32::NEG_INFINITY, f32::INFINITY),
+        };
+        rule.prepare(lr, self.iterations + 1);
+        for (name, p) in params {
+            let Some(grad) = p.grad() else { continue };
+            let value = p.value();
+            let idx = self.slots.lookup(name, value.shape(), rule)?;
+            if self.slots.entries[idx].decay.is_none() {
+                let d = self.decays(name);
+                self.slots.entries[idx].decay = Some(d);
+            }
+            let entry = &mut self.slots.entries[idx];
+            let mut scale = global_scale;
+            if let Some(c) = self.clipnorm {
+                let norm = grad
+                    .with_f32("optimizer gradient norm", sum_sq)
+                    .map_err(|e| weight_err(name, e))?
+                    .sqrt();
+                // Keras: g * clipnorm / max(norm, clipnorm).
+                scale *= c / norm.max(c);
+            }
+            let ctx = StepCtx {
+                lr: lr as f32,
+                decay: match (entry.decay, self.weight_decay) {
+                    (Some(true), Some(wd)) => (wd * lr) as f32,
+                    _ => 0.0,
+                },
+                scale: scale as f32,
+                lo,
+                hi,
+            };
+            // A gradient aliasing its own weight would deadlock the two locks below.
+            let grad = if grad.same_storage(&value) {
+                let copy = grad.to_vec::<f32>().map_err(|e| weight_err(name, e))?;
+                Tensor::from_vec(copy, grad.shape())?
+            } else {
+                grad
+            };
+            let bufs = &mut entry.bufs;
+            let done = value
+                .with_f32_mut("optimizer update", |w| {
+                    grad.with_f32("optimizer update", |g| {
+                        if g.len() != w.len() {
+                            return Err(Error::config(format!(
+                                "weight '{name}': gradient has {} values, the weight {}",
+                                g.len(),
+                                w.len()
+                            )));
+                        }
+                        if rule.update(&ctx, w, g, bufs) {
+                            Ok(())
+                        } else {
+                            Err(Error::config(format!(
+                                "{}: internal error, weight '{name}' has {} slots",
+                                R::CLASS,
+                                bufs.len()
+                            )))
+                        }
+                    })
+                })
+                .map_err(|e| weight_err(name, e))?;
+            done.map_err(|e| weight_err(name, e))??;
+        }
+        self.iterations += 1;
+        Ok(())
+    }
+
+    pub(crate) fn state<R: Rule>(&self, rule: &R) -> Vec<(String, Tensor)> {
+        let names = rule.slot_names();
+        let mut out = Vec::new();
+        for e in &self.slots.entries {
+            for (slot, buf) in names.iter().zip(&e.bufs) {
+                // Cannot fail: every buffer has the element count of its shape.
+                if let Ok(t) = Tensor::from_vec(buf.clone(), &e.shape) {
+                    out.push((format!("{}/{}", e.name, slot), t));
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn load_state<R: Rule>(
+        &mut self,
+        rule: &mut R,
+        iterations: u64,
+        state: &[(String, Tensor)],
+    ) -> Result<()> {
+        let names = rule.slot_names();
+        let expected = || {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        let mut entries: Vec<SlotEntry> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut filled: Vec<Vec<bool>> = Vec::new();
+        for (key, t) in state {
+            let bad = |msg: String| Error::config(format!("{} state '{key}': {msg}", R::CLASS));
+            let Some((weight, slot)) = key.rsplit_once('/') else {
+                return Err(bad("expected a name '<weight name>/<slot>'".into()));
+            };
+            let Some(si) = names.iter().position(|s| *s == slot) else {
+                return Err(bad(format!(
+                    "unknown slot '{slot}' (this optimizer's slots: {})",
+                    expected()
+                )));
+            };
+            if weight.is_empty() {
+                return Err(bad("empty weight name".into()));
+            }
+            if t.dtype() != DType::F32 {
+                return Err(bad(format!("expected f32 values, got {:?}", t.dtype())));
+            }
+            let data = t.to_vec::<f32>()?;
+            let idx = match index.get(weight) {
+                Some(&i) => i,
+                None => {
+                    index.insert(weight.to_string(), entries.len());
+                    entries.push(SlotEntry {
+                        name: weight.to_string(),
+                        shape: t.shape().to_vec(),
+                        decay: None,
+                        bufs: vec![Vec::new(); names.len()],
+                    });
+                    filled.push(vec![false; names.len()]);
+                    entries.len() - 1
+                }
+            };
+            let e = &mut entries[idx];
+            if e.shape != t.shape() {
+                return Err(bad(format!(
+                    "shape {:?} differs from the other slots of '{weight}' ({:?})",
+                    t.shape(),
+                    e.shape
+                )));
+            }
+            if filled[idx][si] {
+                return Err(bad("given twice".into()));
+            }
+            filled[idx][si] = true;
+            e.bufs[si] = data;
+        }
+        for (e, f) in entries.iter().zip(&filled) {
+            if let Some(missing) = f.iter().position(|x| !x) {
+                return Err(Error::config(format!(
+                    "{} state: weight '{}' lacks slot '{}' (expected slots: {})",
+                    R::CLASS,
+                    e.name,
+                    names[missing],
+                    expected()
+                )));
+            }
+        }
+        // Against the weights this optimizer has already seen.
+        for e in &entries {
+            if let Some(&i) = self.slots.index.get(&e.name) {
+                let old = &self.slots.entries[i].shape;
+                if *old != e.shape {
+                    return Err(Error::config(format!(
+                        "{} state: slots of '{}' have shape {:?}, but the weight has shape {:?}",
+                        R::CLASS,
+                        e.name,
+                        e.shape,
+                        old
+                    )));
+                }
+            }
+        }
+        self.slots = SlotStore {
+            pending_check: !entries.is_empty(),
+            entries,
+            index,
+        };
+        self.iterations = iterations;
+        rule.reset(iterations);
+        Ok(())
+    }
+}
+
+fn weight_err(name: &str, e: impl Into<Error>) -> Error {
+    match e.into() {
+        Error::Config(msg) if msg.contains(name) => Error::Config(msg),
+        other => Error::config(format!("optimizer update of weight '{name}': {other}")),
+    }
+}
+
+fn names_preview(params: &[(String, Param)]) -> String {
+    let mut s: Vec<&str> = params.iter().take(5).map(|(n, _)| n.as_str()).collect();
+    if params.len() > 5 {
+        s.push("...");
+    }
+    s.join(", ")
+}
+
+/// Sum of squares in f64 (eight partial sums so the loop vectorises).
+pub(crate) fn sum_sq(x: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += (v as f64) * (v as f64);
+        }
+    }
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| (v as f64) * (v as f64))
+        .sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Per-step scalars handed to the update loops.
+pub(crate) struct StepCtx {
+    /// Learning rate of this step.
+    pub lr: f32,
+    /// `learning_rate * weight_decay` for this weight (0 when it does not decay).
+    pub decay: f32,
+    /// Gradient scale from norm clipping (1 without).
+    pub scale: f32,
+    /// Value clipping bounds (infinite without).
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl StepCtx {
+    /// The clipped gradient. Comparisons instead of min/max keep a NaN gradient NaN.
+    #[inline(always)]
+    pub fn g(&self, g: f32) -> f32 {
+        let g = g * self.scale;
+        if g > self.hi {
+            self.hi
+        } else if g < self.lo {
+            self.lo
+        } else {
+            g
+        }
+    }
+
+    /// The weight after decoupled weight decay (exact no-op when the decay is 0).
+    #[inline(always)]
+    pub fn w(&self, w: f32) -> f32 {
+        w - w * self.decay
+    }
+}
+
+/// An update rule: its slots and one fused in-place loop per weight.
+pub(crate) trait Rule: Send {
+    /// Keras class name (`Adam`).
+    const CLASS: &'static str;
+    /// Names of the per-weight slots, in buffer order.
+    fn slot_names(&self) -> &'static [&'static str];
+    /// Initial value of slot `i` (Adagrad's accumulator starts at 0.1).
+    fn slot_init(&self, _slot: usize) -> f32 {
+        0.0
+    }
+    /// Keys of the optimizer-specific config.
+    const KEYS: &'static [&'static str];
+    /// Checks the hyper-parameters (and the shared options this optimizer requires).
+    fn validate(&self, base: &OptimizerBase) -> Result<()>;
+    /// Reads the optimizer-specific keys, keeping the current value for absent ones.
+    fn apply_config(&mut self, cfg: &super::config::Cfg) -> Result<()>;
+    /// Computes per-step scalars (bias corrections) before the weights are updated; `step` is
+    /// 1 for the first update.
+    fn prepare(&mut self, _lr: f64, _step: u64) {}
+    /// Recomputes step-dependent internal state after a restore.
+    fn reset(&mut self, _iterations: u64) {}
+    /// Updates `w` in place from `g`; returns false when the slot count is wrong.
+    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool;
+    /// The optimizer-specific config keys.
+    fn config(&self, m: &mut Map<String, Value>);
+}
+
+#[derive(Clone, Debug)]
+struct SlotEntry {
+    name: String,
+    shape: Vec<usize>,
+    /// Whether weight decay applies (decided on first use from the name).
+    decay: Option<bool>,
+    bufs: Vec<Vec<f32>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct SlotStore {
+    entries: Vec<SlotEntry>,
+    index: HashMap<String, usize>,
+    /// Set by `load_state`: the next step checks the restored weights against its weights.
+    pending_check: bool,
+}
+
+impl SlotStore {
+    fn lookup<R: Rule>(&mut self, name: &str, shape: &[usize], rule: &R) -> Result<usize> {
+        if let Some(&i) = self.index.get(name) {
+            let e = &self.entries[i];
+            if e.shape != shape {
+                return Err(Error::config(format!(
+                    "{}: optimizer state of weight '{name}' has shape {:?}, but the weight has shape {:?}",
+                    R::CLASS,
+                    e.shape,
+                    shape
+                )));
+            }
+            return Ok(i);
+        }
+        let n: usize = shape.iter().product();
+        let bufs = (0..rule.slot_names().len())
+            .map(|s| vec![rule.slot_init(s); n])
+            .collect();
+        self.index.insert(name.to_string(), self.entries.len());
+        self.entries.push(SlotEntry {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            decay: None,
+            bufs,
+        });
+        Ok(self.entries.len() - 1)
+    }
+
+    fn check_loaded(&mut self, params: &[(String, Param)], class: &str) -> Result<()> {
+        for e in &self.entries {
+            let Some((_, p)) = params.iter().find(|(n, _)| *n == e.name) else {
+                return Err(Error::config(format!(
+                    "{class}: the restored optimizer state has slots for weight '{}', which is not among \
+                     the {} weights being trained ({})",
+                    e.name,
+                    params.len(),
+                    names_preview(params)
+                )));
+            };
+            let shape = p.shape();
+            if shape != e.shape {
+                return Err(Error::config(format!(
+                    "{class}: restored optimizer state of weight '{}' has shape {:?}, but the weight has shape {:?}",
+                    e.name, e.shape, shape
+                )));
+            }
+        }
+        self.pending_check = false;
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! Saving and loading: weights alone, or the whole model (architecture, weights, optimizer
+//! state, epoch, random state) in one safetensors file.
+//!
+//! A model file holds the weights as `weights/<layer>/<weight>`, the optimizer slots as
+//! `optimizer/<layer>/<weight>/<slot>`, and JSON in the metadata: `architecture`, `compile`
+//! (optimizer, losses, metrics), `epoch` and `rng` (the process-wide generator, so dropout
+//! continues the same stream and a resumed run is bit-identical to an uninterrupted one).
+
+use crate::io::{load_safetensors, save_safetensors, SafetensorsFile};
+use crate::network::{Network, NetworkExt};
+use crate::{Error, Model, Param, Result};
+use ferrovision_tensor::rng::{with_global, Rng};
+use ferrovision_tensor::Tensor;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
+
+const FORMAT: &str = "ferrovision-model-1";
+
+/// Rebuilds a network from a saved architecture (`Sequential` or `Functional`).
+pub fn network_from_config(arch: &Value) -> Result<Box<dyn Network>> {
+    let class = arch["class_name"].as_str().unwrap_or("");
+    let cfg = &arch["config"];
+    match class {
+        "Sequential" => Ok(Box::new(crate::Sequential::from_config(cfg)?)),
+        "Functional" => Ok(Box::new(crate::Functional::from_config(cfg)?)),
+        other => Err(Error::config(format!(
+            "cannot rebuild a '{other}' network from its config (custom models: build the model in code and use Model::load_checkpoint)"
+        ))),
+    }
+}
+
+/// Copies `file`'s tensors named `<prefix><weight name>` into the weights, checking that the
+/// names and shapes match exactly.
+fn assign_all(
+    path: &Path,
+    file: &SafetensorsFile,
+    prefix: &str,
+    weights: &[(String, Param)],
+) -> Result<()> {
+    for (name, p) in weights {
+        let key = format!("{prefix}{name}");
+        let t = file.get(&key).ok_or_else(|| {
+            Error::format(
+                path,
+                format!(
+                    "missing tensor '{key}' (the model's weight '{name}', shape {:?})",
+                    p.shape()
+                ),
+            )
+        })?;
+        if t.shape() != p.shape().as_slice() {
+            return Err(Error::format(
+                path,
+                format!(
+                    "tensor '{key}' has shape {:?} in the file, the model's weight has shape {:?}",
+                    t.shape(),
+                    p.shape()
+                ),
+            ));
+        }
+    }
+    let known: Vec<String> = weights
+        .iter()
+        .map(|(n, _)| format!("{prefix}{n}"))
+        .collect();
+    if let Some((extra, _)) = file
+        .tensors
+        .iter()
+        .find(|(n, _)| n.starts_with(prefix) && !known.contains(n))
+    {
+        return Err(Error::format(
+            path,
+            format!("tensor '{extra}' in the file matches no weight of the model"),
+        ));
+    }
+    for (name, p) in weights {
+        let t = file.get(&format!("{prefix}{name}")).expect("checked above");
+        p.assign(&t.to_vec::<f32>()?)?;
+    }
+    Ok(())
+}
+
+impl Model {
+    /// Saves all weights to a safetensors file (names `layer/weight`), atomically.
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let tensors: Vec<(String, Tensor)> = self
+            .network()
+            .named_weights()
+            .into_iter()
+            .map(|(n, p)| (n, p.value()))
+            .collect();
+        let meta = HashMap::from([("format".to_string(), "ferrovision-weights-1".to_string())]);
+        save_safetensors(path.as_ref(), &tensors, meta)
+    }
+
+    /// Loads weights saved by [`Model::save_weights`] (or a model file's weights). Every weight
+    /// must be present with the same shape; the error names the tensor and both shapes.
+    pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let file = load_safetensors(path)?;
+        let prefix = if file.tensors.iter().any(|(n, _)| n.starts_with("weights/")) {
+            "weights/"
+        } else {
+            ""
+        };
+        let weights = self.network().named_weights();
+        if prefix.is_empty() {
+            assign_all(path, &file, "", &weights)
+        } else {
+            let only: SafetensorsFile = SafetensorsFile {
+                tensors: file
+                    .tensors
+                    .iter()
+                    .filter(|(n, _)| n.starts_with(prefix))
+                    .cloned()
+                    .collect(),
+                metadata: HashMap::new(),
+            };
+            assign_all(path, &only, prefix, &weights)
+        }
+    }
+
+    /// Saves the whole model in one file, atomically: architecture, weights, optimizer state,
+    /// losses and metrics, completed epochs and the random state. Custom networks (no config)
+    /// are saved too but must be rebuilt in code and restored with [`Model::load_checkpoint`].
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let net = self.network();
+        let mut tensors: Vec<(String, Tensor)> = net
+            .named_weights()
+            .into_iter()
+            .map(|(n, p)| (format!("weights/{n}"), p.value()))
+            .collect();
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), FORMAT.to_string());
+        if let Some(cfg) = net.config() {
+            let arch = json!({"class_name": net.class_name(), "config": cfg});
+            meta.insert("architecture".to_string(), arch.to_string());
+        }
+        if let Some(c) = self.compile_config() {
+            meta.insert("compile".to_string(), c.to_string());
+        }
+        if let Some(opt) = self.optimizer() {
+            meta.insert(
+                "optimizer_iterations".to_string(),
+                opt.iterations().to_string(),
+            );
+            for (n, t) in opt.state() {
+                tensors.push((format!("optimizer/{n}"), t));
+            }
+        }
+        meta.insert("epoch".to_string(), self.epoch().to_string());
+        let state = with_global(|r| r.state());
+        meta.insert("rng".to_string(), json!(state).to_string());
+        save_safetensors(path.as_ref(), &tensors, meta)
+    }
+
+    /// Loads a model saved by [`Model::save`]: rebuilds the network from its architecture,
+    /// restores weights, the compiled optimizer/losses/metrics with their state, the epoch
+    /// count and the random state, so `fit` continues exactly where it stopped.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let file = load_safetensors(path)?;
+        check_format(path, &file)?;
+        let arch = file.metadata.get("architecture").ok_or_else(|| {
+            Error::format(
+                path,
+                "no architecture stored (a custom model or a weights file): build the model in code and use Model::load_checkpoint or load_weights",
+            )
+        })?;
+        let arch: Value = serde_json::from_str(arch)
+            .map_err(|e| Error::format(path, format!("bad architecture JSON: {e}")))?;
+        let net = network_from_config(&arch).map_err(|e| Error::format(path, e.to_string()))?;
+        let mut model = Model::from_boxed(net);
+        if let Some(c) = file.metadata.get("compile") {
+            let c: Value = serde_json::from_str(c)
+                .map_err(|e| Error::format(path, format!("bad compile JSON: {e}")))?;
+            let compile = crate::model::compile_from_config(&c)
+                .map_err(|e| Error::format(path, e.to_string()))?;
+            model.compile(compile)?;
+        }
+        model.restore(path, &file)?;
+        Ok(model)
+    }
+
+    /// Restores weights, optimizer state, epoch and random state from a file written by
+    /// [`Model::save`] into this (already built and compiled) model — the way to resume a
+    /// custom model.
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let file = load_safetensors(path)?;
+        check_format(path, &file)?;
+        self.restore(path, &file)
+    }
+
+    fn restore(&mut self, path: &Path, file: &SafetensorsFile) -> Result<()> {
+        let weights = self.network().named_weights();
+        let only = SafetensorsFile {
+            tensors: file
+                .tensors
+                .iter()
+                .filter(|(n, _)| n.starts_with("weights/"))
+                .cloned()
+                .collect(),
+            metadata: HashMap::new(),
+        };
+        assign_all(path, &only, "weights/", &weights)?;
+        let slots: Vec<(String, Tensor)> = file
+            .tensors
+            .iter()
+            .filter_map(|(n, t)| {
+                n.strip_prefix("optimizer/")
+                    .map(|s| (s.to_string(), t.clone()))
+            })
+            .collect();
+        let iterations: u64 = match file.metadata.get("optimizer_iterations") {
+            Some(s) => s
+                .parse()
+                .map_err(|_| Error::format(path, format!("bad optimizer_iterations '{s}'")))?,
+            None => 0,
+        };
+        if let Some(opt) = self.optimizer_mut() {
+            opt.load_state(iterations, &slots)
+                .map_err(|e| Error::format(path, format!("optimizer state: {e}")))?;
+        } else if !slots.is_empty() {
+            return Err(Error::format(
+                path,
+                "the file holds optimizer state but the model is not compiled",
+            ));
+        }
+        let epoch: usize = match file.metadata.get("epoch") {
+            Some(s) => s
+                .parse()
+                .map_err(|_| Error::format(path, format!("bad epoch '{s}'")))?,
+            None => 0,
+        };
+        self.set_epoch(epoch);
+        if let Some(s) = file.metadata.get("rng") {
+            let state: [u64; 4] = serde_json::from_str(s)
+                .map_err(|e| Error::format(path, format!("bad rng state: {e}")))?;
+            with_global(|r| *r = Rng::from_state(state));
+        }
+        Ok(())
+    }
+}
+
+fn check_format(path: &Path, file: &SafetensorsFile) -> Result<()> {
+    match file.metadata.get("format").map(String::as_str) {
+        Some(FORMAT) => Ok(()),
+        Some(other) => Err(Error::format(
+            path,
+            format!("format '{other}' is not a ferrovision model file ({FORMAT}); use load_weights for weights files"),
+        )),
+        None => Err(Error::format(
+            path,
+            "no ferrovision format tag: not a model saved by Model::save",
+        )),
+    }
+}
