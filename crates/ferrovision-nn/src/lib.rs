@@ -8,6 +8,7 @@
 
 pub mod activations;
 pub mod callbacks;
+pub mod datasets;
 mod error;
 pub mod functional;
 pub mod initializers;

@@ -1,0 +1,223 @@
+//! Command-line arguments (clap derive) and their help texts.
+
+use crate::data::DataSpec;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const ABOUT: &str = "Train, evaluate and use small image classifiers (LeNet-5, an MLP) on \
+MNIST-style 28x28 grey images, with no Python and no downloads.";
+
+const LONG_ABOUT: &str = "Train, evaluate and use small image classifiers (LeNet-5, an MLP) on \
+MNIST-style 28x28 grey images, with no Python and no downloads.
+
+New here? Run `ferrovision demo`: it trains LeNet-5 on a slice of real MNIST digits built into \
+this program, prints the test accuracy, saves the model and classifies a few digits it never saw.
+
+A training run writes everything into one run directory (--out): checkpoints after each epoch, \
+the final model (model.fvm), a CSV log, TensorBoard event files, a plot of the loss and accuracy \
+curves (history.png) and the final numbers (metrics.json).";
+
+const EXAMPLES: &str = "Examples:
+  ferrovision demo
+      Train LeNet-5 on the built-in digits (under a minute) and try it.
+  ferrovision train --model lenet5 --data mnist:/data/mnist --epochs 10 --out runs/lenet5
+      Train on the full MNIST from a directory of IDX files.
+  ferrovision train --out runs/lenet5 --epochs 15 --resume
+      Continue that run from its last checkpoint up to epoch 15.
+  ferrovision evaluate --model-file runs/lenet5/model.fvm --data mnist:/data/mnist
+      Accuracy of a saved model on the MNIST test set.
+  ferrovision predict --model-file runs/lenet5/model.fvm my-digit.png another.jpg
+      Top-3 classes for your own images.
+  ferrovision summary --model lenet5
+      Layers, output shapes and parameter counts.
+
+Data sources (--data):
+  builtin               6000 training + 1000 test MNIST digits inside this program
+                        (MNIST by Yann LeCun, Corinna Cortes and Christopher Burges, CC BY-SA 3.0)
+  mnist:<dir>           MNIST IDX files in <dir> (train-images-idx3-ubyte, t10k-..., raw or .gz)
+  fashion-mnist:<dir>   Fashion-MNIST IDX files in <dir> (same file names)";
+
+/// The `ferrovision` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrovision",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train LeNet-5 on the built-in digits, print the test accuracy, save the model and
+    /// classify a few held-out digits (no downloads; under a minute)
+    #[command(after_help = "Example:\n  ferrovision demo --out runs/demo")]
+    Demo(DemoArgs),
+    /// Train a model and write a run directory (checkpoints, CSV log, TensorBoard events,
+    /// history.png, metrics.json)
+    #[command(after_help = "Examples:
+  ferrovision train
+      LeNet-5 on the built-in digits, 10 epochs, Adam, into runs/lenet5.
+  ferrovision train --model mlp --data mnist:/data/mnist --optimizer sgd --lr 0.01 --epochs 25
+  ferrovision train --data fashion-mnist:/data/fashion-mnist --out runs/fashion
+  ferrovision train --out runs/fashion --epochs 20 --resume")]
+    Train(TrainArgs),
+    /// Print a saved model's loss and accuracy on the test split of a dataset
+    #[command(
+        after_help = "Example:\n  ferrovision evaluate --model-file runs/lenet5/model.fvm --data mnist:/data/mnist"
+    )]
+    Evaluate(EvaluateArgs),
+    /// Classify PNG or JPEG images with a saved model and print the top-3 classes
+    #[command(
+        after_help = "Images can be any size and either white-on-black (like MNIST) or \
+dark ink on light paper: each is converted to grey, inverted if its border is bright, cropped to \
+the ink, scaled to fit 20x20 and centred in 28x28, as MNIST's digits were.
+
+Example:
+  ferrovision predict --model-file runs/demo/model.fvm digit.png photo-of-a-seven.jpg"
+    )]
+    Predict(PredictArgs),
+    /// Print a model's layers, output shapes and parameter counts (like Keras' summary())
+    #[command(after_help = "Examples:
+  ferrovision summary --model lenet5
+  ferrovision summary --model-file runs/lenet5/model.fvm")]
+    Summary(SummaryArgs),
+}
+
+/// The built-in architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelKind {
+    /// LeNet-5 (ReLU, max pooling): Conv(6,5x5,same)-Pool-Conv(16,5x5)-Pool-Dense(120)-Dense(84)-Dense(10)
+    Lenet5,
+    /// Multilayer perceptron: Flatten-Dense(128, ReLU)-Dense(10)
+    Mlp,
+}
+
+impl ModelKind {
+    /// The name used on the command line and in run directories.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Lenet5 => "lenet5",
+            ModelKind::Mlp => "mlp",
+        }
+    }
+}
+
+/// Class names for `predict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClassNames {
+    /// The digits 0-9 (MNIST)
+    Digits,
+    /// The ten Fashion-MNIST garment types
+    Fashion,
+}
+
+/// Options shared by `train` and `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainOpts {
+    /// Passes over the training set; with --resume, the total to reach [default: 10, demo: 8]
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Images per training step [default: 32, demo: 64]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Optimizer: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, nadam, adamw
+    /// [default: adam]
+    #[arg(long, value_name = "NAME")]
+    pub optimizer: Option<String>,
+    /// Learning rate [default: the optimizer's Keras default, e.g. 0.001 for Adam, 0.01 for SGD]
+    #[arg(long, value_name = "RATE")]
+    pub lr: Option<f64>,
+    /// Seed of the weight initialization and the shuffling order (same seed, same run)
+    /// [default: 42]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Progress output: 0 none, 1 a progress bar per epoch, 2 one line per epoch
+    #[arg(long, value_name = "0|1|2", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub verbose: u8,
+}
+
+/// `ferrovision demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Run directory to write (the model ends up in <DIR>/model.fvm)
+    #[arg(long, value_name = "DIR", default_value = "runs/demo")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub train: TrainOpts,
+}
+
+/// `ferrovision train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Architecture to train [default: lenet5]
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    /// Dataset: builtin, mnist:<dir> or fashion-mnist:<dir> [default: builtin]
+    #[arg(long, value_name = "SOURCE")]
+    pub data: Option<DataSpec>,
+    /// Run directory (default: runs/<model>)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint; model, data, optimizer, batch size
+    /// and seed default to the run's own
+    #[arg(long)]
+    pub resume: bool,
+    /// Train on only the first N training images (quick experiments)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub train: TrainOpts,
+}
+
+/// `ferrovision evaluate`.
+#[derive(Debug, Clone, Args)]
+pub struct EvaluateArgs {
+    /// Saved model (a run's model.fvm or one of its checkpoints)
+    #[arg(long, value_name = "FILE")]
+    pub model_file: PathBuf,
+    /// Dataset whose test split to use: builtin, mnist:<dir> or fashion-mnist:<dir>
+    #[arg(long, value_name = "SOURCE", default_value = "builtin")]
+    pub data: DataSpec,
+    /// Images per forward pass
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub batch_size: usize,
+    /// Evaluate on only the first N test images
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// `ferrovision predict`.
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// Saved model (a run's model.fvm or one of its checkpoints)
+    #[arg(long, value_name = "FILE")]
+    pub model_file: PathBuf,
+    /// PNG or JPEG images to classify
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+    /// Names to print for the classes
+    #[arg(long, value_enum, default_value_t = ClassNames::Digits)]
+    pub classes: ClassNames,
+    /// How many of the most likely classes to print
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub top: usize,
+}
+
+/// `ferrovision summary`.
+#[derive(Debug, Clone, Args)]
+pub struct SummaryArgs {
+    /// Built-in architecture to describe
+    #[arg(long, value_enum, default_value_t = ModelKind::Lenet5, conflicts_with = "model_file")]
+    pub model: ModelKind,
+    /// Describe a saved model instead
+    #[arg(long, value_name = "FILE")]
+    pub model_file: Option<PathBuf>,
+}
