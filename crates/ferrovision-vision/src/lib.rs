@@ -1,0 +1,20 @@
+//! # ferrovision-vision
+//!
+//! Vision operations and evaluation for ferrovision: box formats and the IoU family, NMS
+//! (greedy, batched, soft, combined), anchors and box coders, RoI pooling / RoI Align as
+//! differentiable engine ops, COCO and Pascal VOC detection evaluation (numbers equal to
+//! pycocotools), segmentation and image-quality metrics, binary morphology, connected
+//! components, distance transform, watershed, and drawing to PNG.
+//!
+//! Box and mask ops work on plain slices; only RoI pooling/align take and return engine
+//! tensors. Design notes are in `docs/vision.md`.
+
+pub mod anchors;
+pub mod boxes;
+pub mod coder;
+pub mod error;
+pub mod nms;
+pub mod roi;
+
+pub use boxes::{BBox, BoxFormat, IouKind};
+pub use error::{Result, VisionError};
