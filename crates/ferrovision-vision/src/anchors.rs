@@ -132,7 +132,10 @@ pub fn kmeans_anchors(
     if k == 0 || wh.len() < k {
         return Err(VisionError::invalid(
             OP,
-            format!("need k >= 1 and at least k boxes, got k={k} and {} boxes", wh.len()),
+            format!(
+                "need k >= 1 and at least k boxes, got k={k} and {} boxes",
+                wh.len()
+            ),
         ));
     }
     if let Some(i) = wh

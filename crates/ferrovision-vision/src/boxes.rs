@@ -239,7 +239,11 @@ pub fn elementwise(a: &[BBox], b: &[BBox], kind: IouKind) -> Result<Vec<f32>> {
     if a.len() != b.len() {
         return Err(VisionError::invalid(
             "elementwise_iou",
-            format!("{} boxes vs {} boxes: pairs need equal counts", a.len(), b.len()),
+            format!(
+                "{} boxes vs {} boxes: pairs need equal counts",
+                a.len(),
+                b.len()
+            ),
         ));
     }
     Ok(a.iter()
@@ -276,9 +280,13 @@ mod tests {
 
     #[test]
     fn validate_names_the_box() {
-        let e = validate(&[[0.0, 0.0, 1.0, 1.0], [5.0, 0.0, 1.0, 1.0]], BoxFormat::Xyxy, "t")
-            .unwrap_err()
-            .to_string();
+        let e = validate(
+            &[[0.0, 0.0, 1.0, 1.0], [5.0, 0.0, 1.0, 1.0]],
+            BoxFormat::Xyxy,
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("box 1") && e.contains("negative size"), "{e}");
         let e = validate(&[[f32::NAN, 0.0, 1.0, 1.0]], BoxFormat::Xyxy, "t")
             .unwrap_err()
@@ -294,6 +302,9 @@ mod tests {
         // enclosing box 3x3 = 9, union 7: GIoU = 1/7 - 2/9
         assert!((overlap(&a, &b, IouKind::Giou) - (1.0 / 7.0 - 2.0 / 9.0)).abs() < 1e-12);
         assert_eq!(overlap(&a, &a, IouKind::Iou), 1.0);
-        assert_eq!(clip(&[[-1.0, 2.0, 9.0, 3.0]], 5.0, 5.0), vec![[0.0, 2.0, 5.0, 3.0]]);
+        assert_eq!(
+            clip(&[[-1.0, 2.0, 9.0, 3.0]], 5.0, 5.0),
+            vec![[0.0, 2.0, 5.0, 3.0]]
+        );
     }
 }

@@ -11,8 +11,10 @@
 
 pub mod anchors;
 pub mod boxes;
+pub mod coco;
 pub mod coder;
 pub mod error;
+mod json_util;
 pub mod nms;
 pub mod roi;
 

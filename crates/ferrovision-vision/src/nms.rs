@@ -83,7 +83,10 @@ fn greedy(boxes: &[BBox], areas: &[f32], order: &[usize], thr: f64, keep: &mut [
 }
 
 fn areas_f32(boxes: &[BBox]) -> Vec<f32> {
-    boxes.iter().map(|b| (b[2] - b[0]) * (b[3] - b[1])).collect()
+    boxes
+        .iter()
+        .map(|b| (b[2] - b[0]) * (b[3] - b[1]))
+        .collect()
 }
 
 /// Greedy NMS (torchvision `ops.nms`): indices of the kept corner boxes, by decreasing score.
@@ -378,9 +381,7 @@ pub fn combined_nms(
         let mut order: Vec<usize> = (0..n)
             .filter(|&i| scores[i * num_classes + c] > opts.score_threshold)
             .collect();
-        order.sort_by(|&a, &b| {
-            scores[b * num_classes + c].total_cmp(&scores[a * num_classes + c])
-        });
+        order.sort_by(|&a, &b| scores[b * num_classes + c].total_cmp(&scores[a * num_classes + c]));
         let mut selected: Vec<usize> = Vec::new();
         for i in order {
             if selected.len() >= opts.max_output_per_class {
@@ -448,9 +449,13 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_errors() {
-        let e = nms(&[[0.0, 0.0, -1.0, 1.0]], &[1.0], 0.5).unwrap_err().to_string();
+        let e = nms(&[[0.0, 0.0, -1.0, 1.0]], &[1.0], 0.5)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("box 0") && e.contains("negative size"), "{e}");
-        let e = nms(&[[0.0, 0.0, 1.0, 1.0]], &[f32::NAN], 0.5).unwrap_err().to_string();
+        let e = nms(&[[0.0, 0.0, 1.0, 1.0]], &[f32::NAN], 0.5)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("NaN"), "{e}");
         assert!(nms(&[[0.0, 0.0, 1.0, 1.0]], &[], 0.5).is_err());
         assert!(batched_nms(&[[0.0, 0.0, 1.0, 1.0]], &[1.0], &[], 0.5).is_err());

@@ -46,7 +46,10 @@ fn check(op: &'static str, input: &Tensor, rois: &Tensor, out: (usize, usize)) -
     if input.rank() != 4 {
         return Err(VisionError::invalid(
             op,
-            format!("feature map must be [N, C, H, W], got shape {:?}", input.shape()),
+            format!(
+                "feature map must be [N, C, H, W], got shape {:?}",
+                input.shape()
+            ),
         ));
     }
     if input.dtype() != DType::F32 || rois.dtype() != DType::F32 {
@@ -97,7 +100,10 @@ fn read_rois(op: &'static str, rois: &Tensor, n: usize) -> Result<Vec<[f32; 5]>>
         if r[0] < 0.0 || r[0].fract() != 0.0 || r[0] as usize >= n {
             return Err(VisionError::invalid(
                 op,
-                format!("region {i}: batch index {} is not an image index below {n}", r[0]),
+                format!(
+                    "region {i}: batch index {} is not an image index below {n}",
+                    r[0]
+                ),
             ));
         }
         out.push([r[0], r[1], r[2], r[3], r[4]]);
@@ -244,25 +250,23 @@ pub fn roi_align(input: &Tensor, rois: &Tensor, opts: RoiAlignOpts) -> Result<Te
         if plane > 0 {
             let samples: Vec<Samples> = r.iter().map(|roi| align_samples(roi, &g, &opts)).collect();
             gy.with_f32(OP, |gy| {
-                gx.par_chunks_mut(plane)
-                    .enumerate()
-                    .for_each(|(nc, gp)| {
-                        let (b, c) = (nc / g.c, nc % g.c);
-                        for (k, roi) in r.iter().enumerate() {
-                            if roi[0] as usize != b {
-                                continue;
-                            }
-                            let s = &samples[k];
-                            let go = &gy[(k * g.c + c) * bins..][..bins];
-                            for (bin, &gv) in go.iter().enumerate() {
-                                let t = &s.taps[bin * s.points * 4..][..s.points * 4];
-                                let gv = gv / s.count;
-                                for &(pos, w) in t {
-                                    gp[pos as usize] += gv * w;
-                                }
+                gx.par_chunks_mut(plane).enumerate().for_each(|(nc, gp)| {
+                    let (b, c) = (nc / g.c, nc % g.c);
+                    for (k, roi) in r.iter().enumerate() {
+                        if roi[0] as usize != b {
+                            continue;
+                        }
+                        let s = &samples[k];
+                        let go = &gy[(k * g.c + c) * bins..][..bins];
+                        for (bin, &gv) in go.iter().enumerate() {
+                            let t = &s.taps[bin * s.points * 4..][..s.points * 4];
+                            let gv = gv / s.count;
+                            for &(pos, w) in t {
+                                gp[pos as usize] += gv * w;
                             }
                         }
-                    });
+                    }
+                });
             })?;
         }
         Ok(vec![

@@ -8,8 +8,7 @@ use ferrovision_vision::anchors::{base_anchors, grid_anchors};
 use ferrovision_vision::boxes::{elementwise, pairwise, IouKind};
 use ferrovision_vision::coder::BoxCoder;
 use ferrovision_vision::nms::{
-    batched_nms, batched_nms_per_class, combined_nms, nms, soft_nms, CombinedNmsOpts,
-    SoftNmsMethod,
+    batched_nms, batched_nms_per_class, combined_nms, nms, soft_nms, CombinedNmsOpts, SoftNmsMethod,
 };
 use ferrovision_vision::roi::{roi_align, roi_pool, RoiAlignOpts};
 
@@ -25,7 +24,14 @@ fn iou_family_matches_torchvision() {
             ("diou", IouKind::Diou),
             ("ciou", IouKind::Ciou),
         ] {
-            assert_close(name, key, &pairwise(&a, &b, kind), &f32s(&c[key]), 1e-5, 1e-6);
+            assert_close(
+                name,
+                key,
+                &pairwise(&a, &b, kind),
+                &f32s(&c[key]),
+                1e-5,
+                1e-6,
+            );
             let m = a.len().min(b.len());
             if key != "iou" {
                 let pairs = elementwise(&a[..m], &b[..m], kind).unwrap();
@@ -49,7 +55,12 @@ fn box_coder_matches_torchvision() {
     let enc: Vec<f32> = enc.into_iter().flatten().collect();
     assert_close("coder", "encode", &enc, &f32s(&c["encoded"]), 1e-5, 1e-5);
     let deltas: Vec<[f32; 4]> = boxes(&c["deltas"]);
-    let dec: Vec<f32> = coder.decode(&deltas, &anchors).unwrap().into_iter().flatten().collect();
+    let dec: Vec<f32> = coder
+        .decode(&deltas, &anchors)
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
     assert_close("coder", "decode", &dec, &f32s(&c["decoded"]), 1e-5, 1e-5);
 }
 
@@ -117,7 +128,11 @@ fn combined_nms_matches_tensorflow() {
         let q = c["q"].as_u64().unwrap() as usize;
         let ncls = c["num_classes"].as_u64().unwrap() as usize;
         let out = combined_nms(&boxes(&c["boxes"]), q, &f32s(&c["scores"]), ncls, &opts).unwrap();
-        assert_eq!(out.valid, c["valid"].as_u64().unwrap() as usize, "{name} valid");
+        assert_eq!(
+            out.valid,
+            c["valid"].as_u64().unwrap() as usize,
+            "{name} valid"
+        );
         assert_eq!(out.classes, usizes(&c["out_classes"]), "{name} classes");
         assert_eq!(out.scores, f32s(&c["out_scores"]), "{name} scores");
         let flat: Vec<f32> = out.boxes.iter().flatten().copied().collect();
@@ -141,7 +156,14 @@ fn gaussian_soft_nms_matches_tensorflow() {
         )
         .unwrap();
         assert_eq!(sel, usizes(&c["selected"]), "{name}");
-        assert_close(name, "scores", &sc, &f32s(&c["selected_scores"]), 1e-5, 1e-6);
+        assert_close(
+            name,
+            "scores",
+            &sc,
+            &f32s(&c["selected_scores"]),
+            1e-5,
+            1e-6,
+        );
     }
 }
 
@@ -182,7 +204,14 @@ fn roi_ops_forward_and_gradient_match_torchvision() {
         let x = x.requires_grad_(true);
         let y = run_roi(c, &x, &r);
         assert_eq!(y.shape(), usizes(&c["output_shape"]).as_slice(), "{name}");
-        assert_close(name, "output", &y.to_vec::<f32>().unwrap(), &f32s(&c["output"]), 1e-4, 1e-6);
+        assert_close(
+            name,
+            "output",
+            &y.to_vec::<f32>().unwrap(),
+            &f32s(&c["output"]),
+            1e-4,
+            1e-6,
+        );
         let cot = Tensor::from_vec(f32s(&c["cotangent"]), y.shape()).unwrap();
         y.backward_with(&cot).unwrap();
         let g = x.grad().unwrap().to_vec::<f32>().unwrap();
@@ -226,7 +255,9 @@ fn roi_ops_pass_finite_difference_gradcheck() {
 fn roi_ops_reject_bad_regions() {
     let x = Tensor::zeros(&[1, 1, 4, 4]);
     let bad = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 2.0, 2.0], &[1, 5]).unwrap();
-    let e = roi_align(&x, &bad, RoiAlignOpts::default()).unwrap_err().to_string();
+    let e = roi_align(&x, &bad, RoiAlignOpts::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("batch index"), "{e}");
     let nan = Tensor::from_vec(vec![0.0f32, f32::NAN, 0.0, 2.0, 2.0], &[1, 5]).unwrap();
     let e = roi_pool(&x, &nan, (2, 2), 1.0).unwrap_err().to_string();
