@@ -17,6 +17,7 @@ pub mod error;
 mod json_util;
 pub mod nms;
 pub mod roi;
+pub mod voc;
 
 pub use boxes::{BBox, BoxFormat, IouKind};
 pub use error::{Result, VisionError};
