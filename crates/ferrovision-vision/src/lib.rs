@@ -15,6 +15,8 @@ pub mod coco;
 pub mod coder;
 pub mod error;
 mod json_util;
+pub mod metrics;
+pub mod morph;
 pub mod nms;
 pub mod roi;
 pub mod voc;
