@@ -13,6 +13,7 @@ pub mod anchors;
 pub mod boxes;
 pub mod coco;
 pub mod coder;
+pub mod draw;
 pub mod error;
 mod json_util;
 pub mod metrics;
