@@ -767,6 +767,17 @@ impl CocoEval {
         }
     }
 
+    /// Writes the precision-recall curves (IoU `iou`, all areas, 100 detections) of the
+    /// categories with ground truth, at most `max_curves` of them, as a PNG plot.
+    pub fn save_pr_curves(&self, path: &Path, iou: f64, max_curves: usize) -> Result<()> {
+        let curves: Vec<(String, Vec<(f64, f64)>)> = (0..self.categories.len())
+            .map(|k| (self.categories[k].1.clone(), self.pr_curve(k, iou)))
+            .filter(|c| !c.1.is_empty())
+            .take(max_curves)
+            .collect();
+        crate::draw::pr_curve_png(&curves, path, 480)
+    }
+
     /// A per-category AP table (AP@[.5:.95] and AP50), one row per category.
     pub fn per_category_table(&self) -> String {
         let (_, r_n, k_n, a_n, m_n) = self.dims();

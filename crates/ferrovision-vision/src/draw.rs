@@ -241,8 +241,8 @@ pub fn overlay_mask(img: &mut RgbImage, mask: &[bool], color: Rgb, alpha: f32) -
     let a = alpha.clamp(0.0, 1.0);
     for (p, &m) in img.pixels_mut().zip(mask) {
         if m {
-            for k in 0..3 {
-                p.0[k] = (p.0[k] as f32 * (1.0 - a) + color[k] as f32 * a).round() as u8;
+            for (v, &ck) in p.0.iter_mut().zip(&color) {
+                *v = (*v as f32 * (1.0 - a) + ck as f32 * a).round() as u8;
             }
         }
     }
@@ -296,8 +296,8 @@ pub fn overlay_labels(
             continue;
         }
         let c = voc_color(l);
-        for k in 0..3 {
-            p.0[k] = (p.0[k] as f32 * (1.0 - a) + c[k] as f32 * a).round() as u8;
+        for (v, &ck) in p.0.iter_mut().zip(&c) {
+            *v = (*v as f32 * (1.0 - a) + ck as f32 * a).round() as u8;
         }
     }
     Ok(())

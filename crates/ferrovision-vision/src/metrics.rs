@@ -252,7 +252,7 @@ pub fn ssim(
     }
     // Separable window weights.
     let taps: Vec<f64> = if opts.gaussian {
-        if !(opts.sigma > 0.0) {
+        if opts.sigma.is_nan() || opts.sigma <= 0.0 {
             return Err(VisionError::invalid(OP, "sigma must be positive"));
         }
         let r = (3.5 * opts.sigma + 0.5) as usize; // scipy: int(truncate * sigma + 0.5)
@@ -265,7 +265,7 @@ pub fn ssim(
         let s: f64 = w.iter().sum();
         w.iter().map(|v| v / s).collect()
     } else {
-        if opts.win_size % 2 == 0 || opts.win_size < 3 {
+        if opts.win_size.is_multiple_of(2) || opts.win_size < 3 {
             return Err(VisionError::invalid(
                 OP,
                 format!("win_size must be odd and >= 3, got {}", opts.win_size),
@@ -333,8 +333,7 @@ pub fn ssim(
             })
             .collect();
         let mut sum = 0.0;
-        for i in 0..oh * ow {
-            let (ux, uy) = (filt[0][i], filt[1][i]);
+        for (i, (&ux, &uy)) in filt[0].iter().zip(&filt[1]).enumerate() {
             let vx = cov_norm * (filt[2][i] - ux * ux);
             let vy = cov_norm * (filt[3][i] - uy * uy);
             let vxy = cov_norm * (filt[4][i] - ux * uy);

@@ -216,7 +216,7 @@ pub fn soft_nms(
 ) -> Result<(Vec<usize>, Vec<f32>)> {
     check_inputs("soft_nms", boxes, scores)?;
     if let SoftNmsMethod::Gaussian { sigma } = method {
-        if !(sigma > 0.0) {
+        if sigma.is_nan() || sigma <= 0.0 {
             return Err(VisionError::invalid(
                 "soft_nms",
                 format!("Gaussian sigma must be > 0, got {sigma}"),
@@ -350,7 +350,7 @@ pub fn combined_nms(
             format!("q must be 1 or num_classes ({num_classes}), got {q}"),
         ));
     }
-    if scores.len() % num_classes != 0 || boxes.len() != scores.len() / num_classes * q {
+    if !scores.len().is_multiple_of(num_classes) || boxes.len() != scores.len() / num_classes * q {
         return Err(VisionError::invalid(
             OP,
             format!(

@@ -90,6 +90,15 @@ fn report_text_and_json() {
     for (k, w) in keys.iter().zip(f64s(&e["stats"])) {
         assert!((js[k].as_f64().unwrap() - w).abs() <= 1e-12, "{k}");
     }
+    let g = CocoGroundTruth::load(&gt).unwrap();
+    let ev = evaluate_bbox(&g, &g.load_detections(&dt).unwrap()).unwrap();
+    let table = ev.per_category_table();
+    assert_eq!(table.lines().count(), 1 + ev.categories.len());
+    let png = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/vision-test-output/coco_basic_pr.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    ev.save_pr_curves(&png, 0.5, 10).unwrap();
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
     let err = eval_coco_report(&gt, &dt, "segm", false)
         .unwrap_err()
         .to_string();

@@ -160,4 +160,31 @@ fn raccoon_ap_falls_as_jitter_grows() {
         assert!(w[1] < w[0], "AP must fall as jitter grows: {aps:?}");
     }
     assert!(aps[4] < 0.5, "{aps:?}");
+
+    // k-means anchors on the raccoon box sizes: more anchors fit the boxes better.
+    let wh: Vec<(f32, f32)> = gt
+        .iter()
+        .flat_map(|a| a.objects.iter())
+        .map(|o| {
+            (
+                (o.bbox[2] - o.bbox[0]) as f32,
+                (o.bbox[3] - o.bbox[1]) as f32,
+            )
+        })
+        .collect();
+    let mut prev = 0.0;
+    for k in [1, 3, 5, 9] {
+        let r = ferrovision_vision::anchors::kmeans_anchors(&wh, k, 300, 1).unwrap();
+        println!(
+            "k-means anchors k={k}: mean best IoU {:.3} {:?}",
+            r.mean_best_iou, r.anchors
+        );
+        assert!(
+            r.mean_best_iou > prev,
+            "k={k}: {} <= {prev}",
+            r.mean_best_iou
+        );
+        prev = r.mean_best_iou;
+    }
+    assert!(prev > 0.7, "{prev}");
 }
