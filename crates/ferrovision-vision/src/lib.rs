@@ -24,3 +24,9 @@ pub mod voc;
 
 pub use boxes::{BBox, BoxFormat, IouKind};
 pub use error::{Result, VisionError};
+
+// The three entry points of `ferrovision eval coco`, `ferrovision eval voc` and
+// `ferrovision draw`: each returns what the command prints (or writes the PNG).
+pub use coco::eval_coco_report;
+pub use draw::draw_boxes_file;
+pub use voc::{eval_voc_report, VocOpts};
