@@ -103,6 +103,10 @@ fn report_text_and_json() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("segm"), "{err}");
+    let err = eval_coco_report(&dir.join("missing_gt.json"), &dt, "bbox", false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing_gt.json"), "{err}");
 }
 
 fn gt_err(text: &str) -> String {

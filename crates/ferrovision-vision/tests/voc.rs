@@ -38,6 +38,33 @@ fn voc_ap_matches_devkit_reference() {
 }
 
 #[test]
+fn report_prints_per_class_ap_and_map() {
+    let dir = fixture_dir().join("voc");
+    let exp = load("voc/expected.json");
+    let opts = VocOpts {
+        use_07_metric: true,
+        ..Default::default()
+    };
+    let text = ferrovision_vision::eval_voc_report(
+        &dir.join("annotations"),
+        &dir.join("detections.json"),
+        opts,
+    )
+    .unwrap();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    for c in ["cat", "dog", "person"] {
+        let line = text.lines().find(|l| l.starts_with(c)).unwrap();
+        let ap: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!((ap - exp["ap_07"][c].as_f64().unwrap()).abs() < 1e-4, "{line}");
+    }
+    assert!(text.contains(&format!("{:.4}", exp["map_07"].as_f64().unwrap())), "{text}");
+    let e = ferrovision_vision::eval_voc_report(&dir.join("nope"), &dir.join("x.json"), opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope"), "{e}");
+}
+
+#[test]
 fn malformed_voc_input_is_a_clear_error() {
     let e = parse_voc_xml("<annotation><object>", "a.xml")
         .unwrap_err()
