@@ -61,8 +61,17 @@ fn tv_iou(a: &BBox, area_a: f32, b: &BBox, area_b: f32) -> f32 {
 }
 
 /// Greedy NMS over `order` (already sorted by score): marks kept entries in `keep`.
-fn greedy(boxes: &[BBox], areas: &[f32], order: &[usize], thr: f64, keep: &mut [bool]) {
-    let mut suppressed = vec![false; order.len()];
+/// `suppressed` is scratch space of at least `order.len()` entries.
+fn greedy(
+    boxes: &[BBox],
+    areas: &[f32],
+    order: &[usize],
+    thr: f64,
+    keep: &mut [bool],
+    suppressed: &mut Vec<bool>,
+) {
+    suppressed.clear();
+    suppressed.resize(order.len(), false);
     for a in 0..order.len() {
         if suppressed[a] {
             continue;
@@ -96,7 +105,14 @@ pub fn nms(boxes: &[BBox], scores: &[f32], iou_threshold: f64) -> Result<Vec<usi
     let order = order_by_score(scores);
     let areas = areas_f32(boxes);
     let mut keep = vec![false; boxes.len()];
-    greedy(boxes, &areas, &order, iou_threshold, &mut keep);
+    greedy(
+        boxes,
+        &areas,
+        &order,
+        iou_threshold,
+        &mut keep,
+        &mut Vec::new(),
+    );
     Ok(order.into_iter().filter(|&i| keep[i]).collect())
 }
 
@@ -175,12 +191,18 @@ fn check_classes(op: &'static str, boxes: &[BBox], classes: &[usize]) -> Result<
 
 /// Greedy NMS within each class; output in global score order.
 fn grouped(boxes: &[BBox], scores: &[f32], classes: &[usize], thr: f64) -> Result<Vec<usize>> {
-    let order = order_by_score(scores);
-    // Stable sort by class keeps each class's candidates in score order.
-    let mut by_class = order.clone();
-    by_class.sort_by_key(|&i| classes[i]);
+    // One sort by (class, score descending, index): each class's candidates in torchvision's
+    // order (ties by lower index), classes contiguous.
+    let mut by_class: Vec<usize> = (0..boxes.len()).collect();
+    by_class.sort_unstable_by(|&a, &b| {
+        classes[a]
+            .cmp(&classes[b])
+            .then(scores[b].total_cmp(&scores[a]))
+            .then(a.cmp(&b))
+    });
     let areas = areas_f32(boxes);
     let mut keep = vec![false; boxes.len()];
+    let mut scratch = Vec::new();
     let mut start = 0;
     while start < by_class.len() {
         let c = classes[by_class[start]];
@@ -188,10 +210,19 @@ fn grouped(boxes: &[BBox], scores: &[f32], classes: &[usize], thr: f64) -> Resul
         while end < by_class.len() && classes[by_class[end]] == c {
             end += 1;
         }
-        greedy(boxes, &areas, &by_class[start..end], thr, &mut keep);
+        greedy(
+            boxes,
+            &areas,
+            &by_class[start..end],
+            thr,
+            &mut keep,
+            &mut scratch,
+        );
         start = end;
     }
-    Ok(order.into_iter().filter(|&i| keep[i]).collect())
+    let mut kept: Vec<usize> = (0..boxes.len()).filter(|&i| keep[i]).collect();
+    kept.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    Ok(kept)
 }
 
 /// How soft-NMS decays the scores of boxes overlapping a selected one.

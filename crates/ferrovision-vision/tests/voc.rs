@@ -55,9 +55,15 @@ fn report_prints_per_class_ap_and_map() {
     for c in ["cat", "dog", "person"] {
         let line = text.lines().find(|l| l.starts_with(c)).unwrap();
         let ap: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
-        assert!((ap - exp["ap_07"][c].as_f64().unwrap()).abs() < 1e-4, "{line}");
+        assert!(
+            (ap - exp["ap_07"][c].as_f64().unwrap()).abs() < 1e-4,
+            "{line}"
+        );
     }
-    assert!(text.contains(&format!("{:.4}", exp["map_07"].as_f64().unwrap())), "{text}");
+    assert!(
+        text.contains(&format!("{:.4}", exp["map_07"].as_f64().unwrap())),
+        "{text}"
+    );
     let e = ferrovision_vision::eval_voc_report(&dir.join("nope"), &dir.join("x.json"), opts)
         .unwrap_err()
         .to_string();
