@@ -5,6 +5,7 @@
 //! cargo run --release -p ferrovision-bench -- resnet18    # RESULT resnet18 train_steps_s=.. infer_img_s=.. peak_rss_mb=..
 //! cargo run --release -p ferrovision-bench -- gemm        # RESULT gemm gflops_1024=.. gflops_256x2304x576=.. peak_fraction=..
 //! cargo run --release -p ferrovision-bench -- compare     # same workloads with PyTorch and TensorFlow, ratio table
+//! cargo run --release -p ferrovision-bench -- vision --compare   # NMS + COCO eval vs torchvision / pycocotools
 //! ```
 //! Each workload runs alone in its own process and prints one machine-readable last line.
 
@@ -13,8 +14,10 @@ mod gemm;
 mod lenet5;
 mod resnet18;
 mod util;
+mod vision;
 
-const USAGE: &str = "usage: ferrovision-bench <lenet5|resnet18|gemm|compare> [options]
+const USAGE: &str =
+    "usage: ferrovision-bench <lenet5|resnet18|gemm|compare|nms|coco|vision> [options]
 
 workloads (each prints a last line `RESULT <name> key=value ...`):
   lenet5     LeNet-5 on 6016 random 1x28x28 images, batch 64, SGD momentum:
@@ -27,6 +30,13 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
              options: --runs N (default 3)  --workloads lenet5,resnet18,gemm
                       --python PATH (default reference/.venv/bin/python; create it with
                       reference/setup_venv.sh)
+  nms        batched NMS of 1000 detector-like boxes, 80 classes, IoU 0.5: median us per call
+  coco       COCO bbox evaluation of 5000 images, 80 classes, 20 detections per image:
+             load + evaluate + accumulate, median s
+  vision     nms then coco
+             options: --compare (torchvision batched_nms / pycocotools on the same inputs,
+                      same run, results checked identical)  --reps N (nms, default 2000)
+                      --runs N (coco, default 3)  --python PATH
 
 options for every workload:
   --threads N   kernel threads (default: all cores)";
@@ -37,6 +47,9 @@ fn main() {
         eprintln!("{USAGE}");
         std::process::exit(2);
     };
+    if matches!(cmd.as_str(), "nms" | "coco" | "vision") {
+        std::process::exit(vision::main(cmd, &args[1..]));
+    }
     let opts = util::Opts::parse(&args[1..]).unwrap_or_else(|e| {
         eprintln!("error: {e}\n\n{USAGE}");
         std::process::exit(2);
