@@ -19,6 +19,7 @@ pub mod image;
 pub mod sources;
 pub mod stats;
 pub mod tfrecord;
+pub mod video;
 pub mod viz;
 
 pub use augment::{Affine, Augment, ImageSample, Op, Sample, SamplePad};
