@@ -1026,7 +1026,7 @@ impl<T, U> Drop for ParMap<T, U> {
         }
         self.shared.cv.notify_all();
         // Workers end at their next check; joining keeps thread counts bounded across epochs.
-        while let Ok(_) = self.rx.try_recv() {}
+        while self.rx.try_recv().is_ok() {}
         for h in self.handles.drain(..) {
             // Drain again so a worker blocked on nothing can finish; the channel is unbounded.
             let _ = h.join();

@@ -122,7 +122,7 @@ fn pad_tensor_typed<T: ferrovision_tensor::Element>(
         }
         // Copy row by row (last axis contiguous) into the padded block.
         let last = shape[shape.len() - 1];
-        let rows = if last == 0 { 0 } else { data.len() / last };
+        let rows = data.len().checked_div(last).unwrap_or(0);
         let mut idx = vec![0usize; shape.len()];
         for r in 0..rows {
             // Multi-index of row r over the leading axes.

@@ -426,10 +426,12 @@ pub fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
     let min = r.min(g).min(b);
     let d = max - min;
     let s = if max > 0.0 { d / max } else { 0.0 };
+    // Plain compares instead of `rem_euclid` (an fmod call) keep this cheap per pixel.
     let h = if d <= 0.0 {
         0.0
     } else if max == r {
-        ((g - b) / d).rem_euclid(6.0) / 6.0
+        let x = (g - b) / d;
+        (if x < 0.0 { x + 6.0 } else { x }) / 6.0
     } else if max == g {
         ((b - r) / d + 2.0) / 6.0
     } else {
@@ -441,9 +443,14 @@ pub fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
 /// HSV (all in [0, 1]) to RGB in [0, 1].
 #[inline]
 pub fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
-    let h6 = h.rem_euclid(1.0) * 6.0;
-    let i = (h6.floor() as i32).rem_euclid(6);
-    let f = h6 - h6.floor();
+    let h6 = (h - h.floor()) * 6.0;
+    let fl = h6.floor();
+    // `h - floor(h)` can round up to 1.0 for tiny negative h: that is hue 0.
+    let (i, f) = if fl >= 6.0 {
+        (0, 0.0)
+    } else {
+        (fl as i32, h6 - fl)
+    };
     let p = v * (1.0 - s);
     let q = v * (1.0 - s * f);
     let t = v * (1.0 - s * (1.0 - f));

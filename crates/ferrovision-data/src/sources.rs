@@ -620,15 +620,15 @@ fn check_boxes(s: &ImageSample, ann: &Path) -> Result<()> {
     })
 }
 
+/// A parsed VOC file: image file name, width, height, boxes and their class names.
+pub type VocAnnotation = (String, usize, usize, Vec<[f32; 4]>, Vec<String>);
+
 fn child_node<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
     n.children().find(|c| c.has_tag_name(name))
 }
 
 /// Parses one Pascal VOC XML file into `(image file name, width, height, boxes, class names)`.
-pub fn parse_voc(
-    xml: &str,
-    path: &Path,
-) -> Result<(String, usize, usize, Vec<[f32; 4]>, Vec<String>)> {
+pub fn parse_voc(xml: &str, path: &Path) -> Result<VocAnnotation> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| {
         Error::parse(
             path,

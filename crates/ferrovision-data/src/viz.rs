@@ -16,8 +16,8 @@ pub fn draw_box(img: &mut Image<u8>, b: [f32; 4], color: [u8; 3], thickness: usi
     for y in y0..=y1 {
         for x in x0..=x1 {
             if x - x0 < t || x1 - x < t || y - y0 < t || y1 - y < t {
-                for c in 0..3 {
-                    img.set(x as usize, y as usize, c, color[c]);
+                for (c, &v) in color.iter().enumerate() {
+                    img.set(x as usize, y as usize, c, v);
                 }
             }
         }
@@ -55,9 +55,8 @@ pub fn draw_mask_outline(img: &mut Image<u8>, mask: &Image<u8>) {
             let edge = (x + 1 < w && mask.get(x + 1, y, 0) != v)
                 || (y + 1 < h && mask.get(x, y + 1, 0) != v);
             if edge {
-                let c = palette(v as usize);
-                for k in 0..3 {
-                    img.set(x, y, k, c[k]);
+                for (k, &cv) in palette(v as usize).iter().enumerate() {
+                    img.set(x, y, k, cv);
                 }
             }
         }
@@ -75,15 +74,9 @@ pub fn blend_mask(img: &mut Image<u8>, mask: &Image<u8>, alpha: f32) {
             if v == 255 {
                 continue;
             }
-            let c = palette(v as usize);
-            for k in 0..3 {
+            for (k, &cv) in palette(v as usize).iter().enumerate() {
                 let p = img.get(x, y, k) as f32;
-                img.set(
-                    x,
-                    y,
-                    k,
-                    (p * (1.0 - alpha) + c[k] as f32 * alpha + 0.5) as u8,
-                );
+                img.set(x, y, k, (p * (1.0 - alpha) + cv as f32 * alpha + 0.5) as u8);
             }
         }
     }

@@ -15,8 +15,8 @@ fn synthetic() -> ImageSample {
     for (k, r) in rects.iter().enumerate() {
         for y in r[1]..r[3] {
             for x in r[0]..r[2] {
-                for c in 0..3 {
-                    img.set(x, y, c, COLORS[k][c]);
+                for (c, &v) in COLORS[k].iter().enumerate() {
+                    img.set(x, y, c, v);
                 }
                 map.set(x, y, 0, k as u8 + 1);
             }

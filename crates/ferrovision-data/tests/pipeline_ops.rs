@@ -242,7 +242,7 @@ fn file_cache_skips_upstream_on_later_runs() {
 
 #[test]
 fn stats_csv_is_written() {
-    let ds = range(100).par_map(2, true, |x| Ok(x)).batch_ok();
+    let ds = range(100).par_map(2, true, Ok).batch_ok();
     let _ = ds.count().unwrap();
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let p = dir.join("stats.csv");
