@@ -4,6 +4,7 @@
 //! cargo run --release -p ferrovision-bench -- lenet5      # RESULT lenet5 train_img_s=.. infer_img_s=.. peak_rss_mb=..
 //! cargo run --release -p ferrovision-bench -- resnet18    # RESULT resnet18 train_steps_s=.. infer_img_s=.. peak_rss_mb=..
 //! cargo run --release -p ferrovision-bench -- gemm        # RESULT gemm gflops_1024=.. gflops_256x2304x576=.. peak_fraction=..
+//! cargo run --release -p ferrovision-bench -- optim       # RESULT optim mparams=.. sgd_ms=.. adam_ms=.. ...
 //! cargo run --release -p ferrovision-bench -- compare     # same workloads with PyTorch and TensorFlow, ratio table
 //! ```
 //! Each workload runs alone in its own process and prints one machine-readable last line.
@@ -11,10 +12,11 @@
 mod compare;
 mod gemm;
 mod lenet5;
+mod optim;
 mod resnet18;
 mod util;
 
-const USAGE: &str = "usage: ferrovision-bench <lenet5|resnet18|gemm|compare> [options]
+const USAGE: &str = "usage: ferrovision-bench <lenet5|resnet18|gemm|compare|optim> [options]
 
 workloads (each prints a last line `RESULT <name> key=value ...`):
   lenet5     LeNet-5 on 6016 random 1x28x28 images, batch 64, SGD momentum:
@@ -22,6 +24,8 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
   resnet18   ResNet-18 on random 3x64x64 images, batch 16: median training steps/s over
              20 steps after 3 warm-up, inference img/s at batch 32
   gemm       SGEMM GFLOP/s for 1024^3 and 256x2304x576, and the fraction of measured FP32 peak
+  optim      one optimizer step over ResNet-18-sized weights (11.7 M parameters) for every
+             optimizer: ms/step and effective memory bandwidth
   compare    runs the workloads above with ferrovision, PyTorch and TensorFlow in the same run
              and prints a table of medians and ratios
              options: --runs N (default 3)  --workloads lenet5,resnet18,gemm
@@ -52,6 +56,7 @@ fn main() {
         "resnet18" => resnet18::run(&opts),
         "gemm" => gemm::run(&opts),
         "compare" => compare::run(&opts),
+        "optim" => optim::run(&opts),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -149,6 +149,7 @@ impl<const W: bool> Rule for AdamRule<W> {
         self.alpha = (lr * (1.0 - b2p).sqrt() / (1.0 - b1p)) as f32;
     }
 
+    #[inline(always)]
     fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
         let (alpha, eps) = (self.alpha, self.epsilon as f32);
         let (one_m_b1, one_m_b2) = ((1.0 - self.beta_1) as f32, (1.0 - self.beta_2) as f32);
