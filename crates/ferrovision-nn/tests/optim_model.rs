@@ -2,7 +2,7 @@
 //! counts a step, and a Dense regression converges.
 
 use ferrovision_nn::layers::Dense;
-use ferrovision_nn::optim::{Adam, LearningRateSchedule, Optimizer};
+use ferrovision_nn::optim::{Adam, LearningRateSchedule};
 use ferrovision_nn::tensor::Tensor;
 use ferrovision_nn::{Compile, FitOptions, Loss, Model, Result, Sequential};
 
