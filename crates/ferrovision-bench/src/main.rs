@@ -5,6 +5,7 @@
 //! cargo run --release -p ferrovision-bench -- resnet18    # RESULT resnet18 train_steps_s=.. infer_img_s=.. peak_rss_mb=..
 //! cargo run --release -p ferrovision-bench -- gemm        # RESULT gemm gflops_1024=.. gflops_256x2304x576=.. peak_fraction=..
 //! cargo run --release -p ferrovision-bench -- pipeline    # RESULT pipeline img_s=.. (input pipeline; --compare for tf.data/torchvision)
+//! cargo run --release -p ferrovision-bench -- optim       # RESULT optim mparams=.. sgd_ms=.. adam_ms=.. ...
 //! cargo run --release -p ferrovision-bench -- compare     # same workloads with PyTorch and TensorFlow, ratio table
 //! cargo run --release -p ferrovision-bench -- vision --compare   # NMS + COCO eval vs torchvision / pycocotools
 //! ```
@@ -14,6 +15,7 @@ mod compare;
 mod gemm;
 mod lenet5;
 mod pipeline;
+mod optim;
 mod resnet18;
 mod util;
 mod vision;
@@ -30,6 +32,8 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
   pipeline   decode + augment (random resized crop 224, flip, colour jitter) + batch 32 of the
              raccoon JPEGs, 1000 images: --images DIR --count N --workers N --compare
              (same work with tf.data and torchvision in the same run, --runs N) --decoders
+  optim      one optimizer step over ResNet-18-sized weights (11.7 M parameters) for every
+             optimizer: ms/step and effective memory bandwidth
   compare    runs the workloads above with ferrovision, PyTorch and TensorFlow in the same run
              and prints a table of medians and ratios
              options: --runs N (default 3)  --workloads lenet5,resnet18,gemm
@@ -78,6 +82,7 @@ fn main() {
         "resnet18" => resnet18::run(&opts),
         "gemm" => gemm::run(&opts),
         "compare" => compare::run(&opts),
+        "optim" => optim::run(&opts),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
