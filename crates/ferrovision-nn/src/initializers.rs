@@ -117,15 +117,25 @@ impl Initializer {
             ),
             _ => return Err(Error::config(format!("bad initializer config {v}"))),
         };
-        let f = |k: &str, d: f32| {
-            obj.and_then(|o| o.get(k))
-                .and_then(|x| x.as_f64())
-                .map_or(d, |x| x as f32)
+        // A missing parameter takes Keras' default; one that is present must be a number.
+        let f = |k: &str, d: f32| -> Result<f32> {
+            match obj.and_then(|o| o.get(k)) {
+                None | Some(serde_json::Value::Null) => Ok(d),
+                Some(x) => x
+                    .as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f as f32)
+                    .ok_or_else(|| {
+                        Error::config(format!(
+                            "bad initializer config {v}: '{k}' must be a finite number"
+                        ))
+                    }),
+            }
         };
         Ok(match name {
             "zeros" => Zeros,
             "ones" => Ones,
-            "constant" => Constant(f("value", 0.0)),
+            "constant" => Constant(f("value", 0.0)?),
             "glorot_uniform" => GlorotUniform,
             "glorot_normal" => GlorotNormal,
             "he_uniform" => HeUniform,
@@ -133,21 +143,25 @@ impl Initializer {
             "lecun_uniform" => LecunUniform,
             "lecun_normal" => LecunNormal,
             "random_uniform" => RandomUniform {
-                min: f("min", -0.05),
-                max: f("max", 0.05),
+                min: f("min", -0.05)?,
+                max: f("max", 0.05)?,
             },
             "random_normal" => RandomNormal {
-                mean: f("mean", 0.0),
-                stddev: f("stddev", 0.05),
+                mean: f("mean", 0.0)?,
+                stddev: f("stddev", 0.05)?,
             },
             "truncated_normal" => TruncatedNormal {
-                mean: f("mean", 0.0),
-                stddev: f("stddev", 0.05),
+                mean: f("mean", 0.0)?,
+                stddev: f("stddev", 0.05)?,
             },
             "orthogonal" => Orthogonal {
-                gain: f("gain", 1.0),
+                gain: f("gain", 1.0)?,
             },
-            other => return Err(Error::config(format!("unknown initializer '{other}'"))),
+            other => {
+                return Err(Error::config(format!(
+                    "unknown initializer '{other}'; expected one of zeros, ones, constant, glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_uniform, lecun_normal, random_uniform, random_normal, truncated_normal, orthogonal"
+                )))
+            }
         })
     }
 }

@@ -42,3 +42,21 @@ pub use param::Param;
 pub use regularizers::Regularizer;
 pub use save::network_from_config;
 pub use sequential::{Sequential, SequentialBuilder};
+
+/// Everything needed to define and train a model: `use ferrovision_nn::prelude::*;`.
+pub mod prelude {
+    pub use crate::callbacks::*;
+    pub use crate::layers::*;
+    pub use crate::losses::{
+        BinaryCrossentropy, CategoricalCrossentropy, FnLoss, Huber, KLDivergence,
+        MeanAbsoluteError, SparseCategoricalCrossentropy,
+    };
+    pub use crate::metrics::{Accuracy, Precision, Psnr, Recall, TopKCategoricalAccuracy};
+    pub use crate::optim::*;
+    pub use crate::{
+        Activation, ArrayData, Batch, BatchSource, CallCtx, Compile, Error, FitOptions, Functional,
+        Graph, History, Initializer, Layer, Loss, Metric, Model, Network, NetworkExt, Optimizer,
+        Param, Regularizer, Result, Sequential, Shape,
+    };
+    pub use ferrovision_tensor::{no_grad, Tensor};
+}

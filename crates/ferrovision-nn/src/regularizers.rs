@@ -47,15 +47,28 @@ impl Regularizer {
         serde_json::json!({"l1": self.l1, "l2": self.l2})
     }
 
-    /// Parses [`Regularizer::to_json`] output; `null` means none.
+    /// Parses [`Regularizer::to_json`] output; `null` means none. Missing factors are 0; a
+    /// factor that is not a finite number >= 0 is an error.
     pub fn from_json(v: &serde_json::Value) -> Result<Option<Self>> {
         if v.is_null() {
             return Ok(None);
         }
-        let get = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0) as f32;
-        if !v.is_object() {
-            return Err(crate::Error::config(format!("bad regularizer config {v}")));
-        }
-        Ok(Some(Regularizer::l1_l2(get("l1"), get("l2"))))
+        let Some(obj) = v.as_object() else {
+            return Err(crate::Error::config(format!(
+                "bad regularizer config {v}: expected an object like {{\"l1\": 0.0, \"l2\": 0.01}}"
+            )));
+        };
+        let get = |k: &str| -> Result<f32> {
+            match obj.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(0.0),
+                Some(x) => match x.as_f64() {
+                    Some(f) if f.is_finite() && f >= 0.0 => Ok(f as f32),
+                    _ => Err(crate::Error::config(format!(
+                        "bad regularizer config {v}: '{k}' must be a finite number >= 0"
+                    ))),
+                },
+            }
+        };
+        Ok(Some(Regularizer::l1_l2(get("l1")?, get("l2")?)))
     }
 }

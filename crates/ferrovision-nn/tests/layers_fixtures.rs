@@ -43,7 +43,7 @@ fn compare(got: &[f32], want: &[f32]) -> Option<String> {
     let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let tol = 1e-5 * scale + 1e-4 * w.abs();
-        if !((g - w).abs() <= tol) {
+        if (g - w).abs() > tol || g.is_nan() {
             return Some(format!(
                 "element {i}: got {g}, expected {w} (tol {tol:.2e})"
             ));

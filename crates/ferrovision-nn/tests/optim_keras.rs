@@ -106,7 +106,9 @@ fn check_close(what: &str, got: &[f32], want: &[f32], rtol: f64, atol: f64) -> R
     }
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let (g, w) = (g as f64, w as f64);
-        if !((g - w).abs() <= atol + rtol * w.abs()) {
+        // NaN fails too.
+        let ok = (g - w).abs() <= atol + rtol * w.abs();
+        if !ok {
             return Err(format!(
                 "{what}[{i}]: got {g}, want {w} (diff {:e})",
                 (g - w).abs()

@@ -8,8 +8,7 @@ use std::path::PathBuf;
 fn fixture() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../reference/fixtures/nn_optim_schedules.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
 
@@ -129,10 +128,19 @@ fn bad_schedules_are_clear_errors() {
             json!({"class_name": "LinearBurnIn", "config": {"burn_in": 10}}),
             "missing 'schedule'",
         ),
-        (json!({"class_name": "Warmup", "config": {}}), "unknown learning-rate schedule 'Warmup'"),
-        (json!("fast"), "learning rate must be a number or a schedule"),
+        (
+            json!({"class_name": "Warmup", "config": {}}),
+            "unknown learning-rate schedule 'Warmup'",
+        ),
+        (
+            json!("fast"),
+            "learning rate must be a number or a schedule",
+        ),
     ] {
         let err = S::from_json(&cfg).unwrap_err().to_string();
-        assert!(err.contains(needle), "{cfg}: error '{err}' lacks '{needle}'");
+        assert!(
+            err.contains(needle),
+            "{cfg}: error '{err}' lacks '{needle}'"
+        );
     }
 }

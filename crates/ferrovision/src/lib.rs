@@ -1,7 +1,7 @@
 //! # ferrovision
 //!
-//! Computer-vision deep learning in Rust: tensors with autodiff and fast CPU kernels today;
-//! layers, training, data pipelines, detection and deployment as the workspace grows.
+//! Computer-vision deep learning in Rust: tensors with autodiff and fast CPU kernels, Keras-style
+//! layers, models and training; data pipelines, detection and deployment as the workspace grows.
 //!
 //! ```
 //! use ferrovision::prelude::*;
@@ -13,6 +13,10 @@
 
 /// The tensor engine (`ferrovision-tensor`).
 pub use ferrovision_tensor as tensor;
+
+/// Layers, models, losses, metrics, optimizers, callbacks and training (`ferrovision-nn`);
+/// `use ferrovision::nn::prelude::*` for model code.
+pub use ferrovision_nn as nn;
 
 /// The names most programs need.
 pub mod prelude {

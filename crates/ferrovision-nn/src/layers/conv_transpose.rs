@@ -213,11 +213,19 @@ impl<const R: usize> ConvTranspose<R> {
                 format!("input size on axis {} must be non-zero", i + 2),
             ));
         }
-        Ok(match (self.padding, op) {
+        let out = match (self.padding, op) {
             (PaddingMode::Same, None) => len * s,
             (PaddingMode::Same, Some(op)) => (len - 1) * s + kd % 2 + op,
             (_, op) => (len - 1) * s + kd + op.unwrap_or(kd.max(s) - kd),
-        })
+        };
+        if out == 0 {
+            // 'same' with an even kernel, output_padding 0 and a length-1 input.
+            return Err(Error::layer(
+                &self.name,
+                format!("input size {len} gives an empty output on axis {}", i + 2),
+            ));
+        }
+        Ok(out)
     }
 
     /// The kernel weight (after build).

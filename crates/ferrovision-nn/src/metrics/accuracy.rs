@@ -207,13 +207,10 @@ pub(super) fn sparse_labels(metric: &str, y_true: &Tensor, y_pred: &Tensor) -> R
 }
 
 impl Metric for Accuracy {
-
     fn config(&self) -> Value {
-
         // The inherent method (takes precedence over this trait method).
 
         Self::config(self)
-
     }
 
     fn name(&self) -> String {
@@ -341,13 +338,10 @@ impl TopKCategoricalAccuracy {
 }
 
 impl Metric for TopKCategoricalAccuracy {
-
     fn config(&self) -> Value {
-
         // The inherent method (takes precedence over this trait method).
 
         Self::config(self)
-
     }
 
     fn name(&self) -> String {

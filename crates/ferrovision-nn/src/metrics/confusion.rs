@@ -130,13 +130,10 @@ macro_rules! confusion_metric {
         }
 
         impl Metric for $ty {
-
             fn config(&self) -> Value {
-
                 // The inherent method (takes precedence over this trait method).
 
                 Self::config(self)
-
             }
 
             fn name(&self) -> String {

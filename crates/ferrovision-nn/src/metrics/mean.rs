@@ -115,13 +115,10 @@ impl Mean {
 }
 
 impl Metric for Mean {
-
     fn config(&self) -> Value {
-
         // The inherent method (takes precedence over this trait method).
 
         Self::config(self)
-
     }
 
     fn name(&self) -> String {
@@ -180,13 +177,10 @@ impl MeanSquaredError {
 }
 
 impl Metric for MeanSquaredError {
-
     fn config(&self) -> Value {
-
         // The inherent method (takes precedence over this trait method).
 
         Self::config(self)
-
     }
 
     fn name(&self) -> String {
@@ -261,13 +255,10 @@ impl Psnr {
 }
 
 impl Metric for Psnr {
-
     fn config(&self) -> Value {
-
         // The inherent method (takes precedence over this trait method).
 
         Self::config(self)
-
     }
 
     fn name(&self) -> String {
@@ -401,13 +392,10 @@ impl MeanMetricWrapper {
 }
 
 impl Metric for MeanMetricWrapper {
-
     fn config(&self) -> Value {
-
         // The inherent method (takes precedence over this trait method).
 
         Self::config(self)
-
     }
 
     fn name(&self) -> String {

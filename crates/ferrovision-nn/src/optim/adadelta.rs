@@ -55,7 +55,7 @@ impl Rule for AdadeltaRule {
     }
 
     fn validate(&self, _: &OptimizerBase) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.rho) || !(self.epsilon >= 0.0 && self.epsilon.is_finite()) {
+        if !((0.0..=1.0).contains(&self.rho) && self.epsilon >= 0.0 && self.epsilon.is_finite()) {
             return Err(Error::config(format!(
                 "Adadelta: 'rho' must be in [0, 1] and 'epsilon' finite and >= 0, got {} and {}",
                 self.rho, self.epsilon

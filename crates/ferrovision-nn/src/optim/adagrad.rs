@@ -58,9 +58,8 @@ impl Rule for AdagradRule {
     }
 
     fn validate(&self, _: &OptimizerBase) -> Result<()> {
-        if !(self.initial_accumulator_value >= 0.0 && self.initial_accumulator_value.is_finite())
-            || !(self.epsilon >= 0.0 && self.epsilon.is_finite())
-        {
+        let ok = |v: f64| v >= 0.0 && v.is_finite();
+        if !(ok(self.initial_accumulator_value) && ok(self.epsilon)) {
             return Err(Error::config(format!(
                 "Adagrad: 'initial_accumulator_value' and 'epsilon' must be finite and >= 0, got {} and {}",
                 self.initial_accumulator_value, self.epsilon

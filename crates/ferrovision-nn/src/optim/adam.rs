@@ -103,10 +103,8 @@ optimizer_common!(Adam, AdamRule<false>);
 optimizer_common!(AdamW, AdamRule<true>);
 
 pub(crate) fn check_betas(class: &str, beta_1: f64, beta_2: f64, epsilon: f64) -> Result<()> {
-    if !(0.0..1.0).contains(&beta_1)
-        || !(0.0..1.0).contains(&beta_2)
-        || !(epsilon >= 0.0 && epsilon.is_finite())
-    {
+    let beta = |b: f64| (0.0..1.0).contains(&b);
+    if !(beta(beta_1) && beta(beta_2) && epsilon >= 0.0 && epsilon.is_finite()) {
         return Err(Error::config(format!(
             "{class}: 'beta_1' and 'beta_2' must be in [0, 1) and 'epsilon' finite and >= 0, \
              got {beta_1}, {beta_2} and {epsilon}"
@@ -174,8 +172,8 @@ impl<const W: bool> Rule for AdamRule<W> {
                     let g = c.g(g);
                     *m += (g - *m) * one_m_b1;
                     *v += (g * g - *v) * one_m_b2;
-                    // Comparison (not f32::max) so a NaN moment stays visible.
-                    if !(*vh >= *v) {
+                    // Not f32::max, which would hide a NaN moment.
+                    if *v > *vh || v.is_nan() {
                         *vh = *v;
                     }
                     *w = c.w(*w) - (*m * alpha) / (vh.sqrt() + eps);

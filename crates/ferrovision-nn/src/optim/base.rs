@@ -214,7 +214,11 @@ impl OptimizerBase {
             // Keras clip_by_global_norm: NaN when the norm is not finite, so the failure shows.
             Some(c) => {
                 let norm = global_sq.sqrt();
-                c * (1.0 / norm).min(1.0 / c) + (norm - norm)
+                if norm.is_finite() {
+                    c * (1.0 / norm).min(1.0 / c)
+                } else {
+                    f64::NAN
+                }
             }
             None => 1.0,
         };

@@ -77,9 +77,11 @@ impl Rule for RmsPropRule {
     }
 
     fn validate(&self, _: &OptimizerBase) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.rho)
-            || !(0.0..=1.0).contains(&self.momentum)
-            || !(self.epsilon >= 0.0 && self.epsilon.is_finite())
+        let unit = |v: f64| (0.0..=1.0).contains(&v);
+        if !(unit(self.rho)
+            && unit(self.momentum)
+            && self.epsilon >= 0.0
+            && self.epsilon.is_finite())
         {
             return Err(Error::config(format!(
                 "RMSprop: 'rho' and 'momentum' must be in [0, 1] and 'epsilon' finite and >= 0, got {}, {} and {}",

@@ -299,13 +299,13 @@ impl LearningRateSchedule {
                         values.len()
                     ));
                 }
-                if boundaries.windows(2).any(|w| !(w[0] < w[1])) {
+                for v in boundaries.iter().chain(values) {
+                    finite("boundaries/values", *v)?;
+                }
+                if boundaries.windows(2).any(|w| w[0] >= w[1]) {
                     return bad(format!(
                         "PiecewiseConstantDecay boundaries must increase, got {boundaries:?}"
                     ));
-                }
-                for v in boundaries.iter().chain(values) {
-                    finite("boundaries/values", *v)?;
                 }
                 Ok(())
             }
