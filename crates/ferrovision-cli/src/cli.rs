@@ -14,7 +14,7 @@ New here? Run `ferrovision demo`: it trains LeNet-5 on a slice of real MNIST dig
 this program, prints the test accuracy, saves the model and classifies a few digits it never saw.
 
 A training run writes everything into one run directory (--out): checkpoints after each epoch, \
-the final model (model.fvm), a CSV log, TensorBoard event files, a plot of the loss and accuracy \
+the final model (model.safetensors), a CSV log, TensorBoard event files, a plot of the loss and accuracy \
 curves (history.png) and the final numbers (metrics.json).";
 
 const EXAMPLES: &str = "Examples:
@@ -24,9 +24,9 @@ const EXAMPLES: &str = "Examples:
       Train on the full MNIST from a directory of IDX files.
   ferrovision train --out runs/lenet5 --epochs 15 --resume
       Continue that run from its last checkpoint up to epoch 15.
-  ferrovision evaluate --model-file runs/lenet5/model.fvm --data mnist:/data/mnist
+  ferrovision evaluate --model-file runs/lenet5/model.safetensors --data mnist:/data/mnist
       Accuracy of a saved model on the MNIST test set.
-  ferrovision predict --model-file runs/lenet5/model.fvm my-digit.png another.jpg
+  ferrovision predict --model-file runs/lenet5/model.safetensors my-digit.png another.jpg
       Top-3 classes for your own images.
   ferrovision summary --model lenet5
       Layers, output shapes and parameter counts.
@@ -71,7 +71,7 @@ pub enum Command {
     Train(TrainArgs),
     /// Print a saved model's loss and accuracy on the test split of a dataset
     #[command(
-        after_help = "Example:\n  ferrovision evaluate --model-file runs/lenet5/model.fvm --data mnist:/data/mnist"
+        after_help = "Example:\n  ferrovision evaluate --model-file runs/lenet5/model.safetensors --data mnist:/data/mnist"
     )]
     Evaluate(EvaluateArgs),
     /// Classify PNG or JPEG images with a saved model and print the top-3 classes
@@ -81,13 +81,13 @@ dark ink on light paper: each is converted to grey, inverted if its border is br
 the ink, scaled to fit 20x20 and centred in 28x28, as MNIST's digits were.
 
 Example:
-  ferrovision predict --model-file runs/demo/model.fvm digit.png photo-of-a-seven.jpg"
+  ferrovision predict --model-file runs/demo/model.safetensors digit.png photo-of-a-seven.jpg"
     )]
     Predict(PredictArgs),
     /// Print a model's layers, output shapes and parameter counts (like Keras' summary())
     #[command(after_help = "Examples:
   ferrovision summary --model lenet5
-  ferrovision summary --model-file runs/lenet5/model.fvm")]
+  ferrovision summary --model-file runs/lenet5/model.safetensors")]
     Summary(SummaryArgs),
 }
 
@@ -147,7 +147,7 @@ pub struct TrainOpts {
 /// `ferrovision demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Run directory to write (the model ends up in <DIR>/model.fvm)
+    /// Run directory to write (the model ends up in <DIR>/model.safetensors)
     #[arg(long, value_name = "DIR", default_value = "runs/demo")]
     pub out: PathBuf,
     #[command(flatten)]
@@ -180,7 +180,7 @@ pub struct TrainArgs {
 /// `ferrovision evaluate`.
 #[derive(Debug, Clone, Args)]
 pub struct EvaluateArgs {
-    /// Saved model (a run's model.fvm or one of its checkpoints)
+    /// Saved model (a run's model.safetensors or one of its checkpoints)
     #[arg(long, value_name = "FILE")]
     pub model_file: PathBuf,
     /// Dataset whose test split to use: builtin, mnist:<dir> or fashion-mnist:<dir>
@@ -197,7 +197,7 @@ pub struct EvaluateArgs {
 /// `ferrovision predict`.
 #[derive(Debug, Clone, Args)]
 pub struct PredictArgs {
-    /// Saved model (a run's model.fvm or one of its checkpoints)
+    /// Saved model (a run's model.safetensors or one of its checkpoints)
     #[arg(long, value_name = "FILE")]
     pub model_file: PathBuf,
     /// PNG or JPEG images to classify

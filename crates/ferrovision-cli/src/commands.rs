@@ -227,15 +227,9 @@ fn train_run(
     let dir = RunDir {
         root: out.to_path_buf(),
     };
-    let (x_train, y_train) =
-        data::take(cfg.data.load(Split::Train)?, cfg.limit).context("loading the training set")?;
-    let (x_test, y_test) = cfg.data.load(Split::Test).context("loading the test set")?;
-    let n_train = x_train.shape()[0];
-    let n_test = x_test.shape()[0];
     if cfg.batch_size == 0 {
         return Err(CliError::new("--batch-size must be at least 1"));
     }
-
     let (mut model, mut history) = if resume {
         let ckpt = dir.last_checkpoint()?.ok_or_else(|| {
             CliError::new(format!(
@@ -244,7 +238,7 @@ fn train_run(
                 nnglue::MODEL_EXT
             ))
         })?;
-        let model = nnglue::load(&ckpt).context(format!("resuming from {}", ckpt.display()))?;
+        let model = nnglue::load(&ckpt).context("cannot resume")?;
         let history = if dir.history().is_file() {
             history_from_json(&read_json(&dir.history())?, &dir.history())?
         } else {
@@ -252,12 +246,20 @@ fn train_run(
         };
         (model, history)
     } else {
-        std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
         ferrovision_nn::tensor::rng::manual_seed(cfg.seed);
         let mut model = nnglue::build(cfg.model)?;
         nnglue::compile(&mut model, &cfg.optimizer, cfg.lr)?;
         (model, History::default())
     };
+    let (x_train, y_train) = cfg
+        .data
+        .load(Split::Train)
+        .and_then(|d| data::take(d, cfg.limit))
+        .context("loading the training set")?;
+    let (x_test, y_test) = cfg.data.load(Split::Test).context("loading the test set")?;
+    let n_train = x_train.shape()[0];
+    let n_test = x_test.shape()[0];
+
     let done = model.epoch();
     if epochs <= done {
         return Err(CliError::new(format!(
@@ -265,6 +267,7 @@ fn train_run(
             out.display()
         )));
     }
+    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     write_json(&dir.config(), &cfg.to_json())?;
 
     let times = Arc::new(Mutex::new(Vec::new()));
@@ -277,8 +280,8 @@ fn train_run(
         epochs,
         batch_size: cfg.batch_size,
         shuffle: true,
-        // A different shuffling stream per resumed segment would change the run; the shuffle
-        // order depends only on (seed, epoch), so resuming reproduces it.
+        // The shuffling order depends only on (seed, epoch), so a resumed run sees the same
+        // batches as an uninterrupted one.
         seed: cfg.seed,
         validation_data: Some((vec![x_test.clone()], vec![y_test.clone()])),
         verbose,
@@ -507,8 +510,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         image_input::save_digit_png(&pixels, &path)?;
         files.push((path, digit));
     }
-    let model =
-        nnglue::load(&o.model_file).context(format!("reloading {}", o.model_file.display()))?;
+    let model = nnglue::load(&o.model_file)?;
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     let preds = classify(&model, &paths)?;
     println!(
@@ -537,8 +539,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
 
 /// `ferrovision evaluate`.
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
-    let mut model =
-        nnglue::load(&args.model_file).context(format!("loading {}", args.model_file.display()))?;
+    let mut model = nnglue::load(&args.model_file)?;
     let (x, y) = data::take(args.data.load(Split::Test)?, args.limit)?;
     if args.batch_size == 0 {
         return Err(CliError::new("--batch-size must be at least 1"));
@@ -599,8 +600,7 @@ fn format_top(top: &[(usize, f64)], names: &[&str]) -> String {
 
 /// `ferrovision predict`.
 pub fn predict(args: PredictArgs) -> Result<()> {
-    let model =
-        nnglue::load(&args.model_file).context(format!("loading {}", args.model_file.display()))?;
+    let model = nnglue::load(&args.model_file)?;
     let names: &[&str] = match args.classes {
         ClassNames::Digits => &MNIST_CLASSES,
         ClassNames::Fashion => &FASHION_MNIST_CLASSES,
@@ -619,7 +619,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 /// `ferrovision summary`.
 pub fn summary(args: SummaryArgs) -> Result<()> {
     let model = match &args.model_file {
-        Some(p) => nnglue::load(p).context(format!("loading {}", p.display()))?,
+        Some(p) => nnglue::load(p)?,
         None => nnglue::build(args.model)?,
     };
     print!("{}", nnglue::summary(&model)?);

@@ -17,7 +17,7 @@ impl CliError {
         CliError(msg.into())
     }
 
-    /// Prefixes the message with what was being done (`"loading model.fvm: ..."`).
+    /// Prefixes the message with what was being done (`"loading model.safetensors: ..."`).
     pub fn context(self, what: impl fmt::Display) -> Self {
         CliError(format!("{what}: {}", self.0))
     }

@@ -112,8 +112,11 @@ pub fn mnist_normalize(img: &GrayImage) -> GrayImage {
     } else {
         (nw as f64 / 2.0, nh as f64 / 2.0)
     };
-    let ox = (SIDE as f64 / 2.0 - cx).round() as i64;
-    let oy = (SIDE as f64 / 2.0 - cy).round() as i64;
+    // MNIST puts the centre of mass on pixel (14, 14), i.e. at 14.5 in these pixel-edge
+    // coordinates (the mean over its test set is (14.51, 14.49)).
+    let target = SIDE as f64 / 2.0 + 0.5;
+    let ox = (target - cx).round() as i64;
+    let oy = (target - cy).round() as i64;
     let mut out = GrayImage::from_pixel(SIDE, SIDE, Luma([0]));
     imageops::overlay(&mut out, &digit, ox, oy);
     out

@@ -147,7 +147,7 @@ fn render(panels: &[Panel]) -> Result<(Vec<u8>, u32, u32)> {
             let (ymin, ymax) = all
                 .iter()
                 .fold((f64::MAX, f64::MIN), |(a, b), &(_, y)| (a.min(y), b.max(y)));
-            let (x0, x1, xticks) = axis(xmin.min(1.0).max(0.0), xmax, 8.0, true);
+            let (x0, x1, xticks) = axis(xmin.clamp(0.0, 1.0), xmax, 8.0, true);
             let (y0, y1, yticks) = axis(ymin, ymax, 5.0, false);
             let ystep = yticks.get(1).map_or(1.0, |t| t - yticks[0]);
 

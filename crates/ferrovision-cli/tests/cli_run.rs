@@ -1,0 +1,328 @@
+//! The `ferrovision` binary end to end: a short training run and everything it writes,
+//! resuming (checked bit-exact against an uninterrupted run), evaluate, predict, summary, and
+//! the errors a user can provoke (plain `error:` lines, exit status 1, never a panic).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn scratch() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ferrovision-cli-run-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn ferrovision(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrovision"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("runs the binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Exit status 1, one `error:` line first, no panic text; returns stderr.
+fn fails(o: Output) -> String {
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stderr: {err}\nstdout: {}",
+        stdout(&o)
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    err
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+const QUICK: &[&str] = &[
+    "--model",
+    "mlp",
+    "--limit",
+    "600",
+    "--batch-size",
+    "32",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05",
+    "--seed",
+    "7",
+    "--verbose",
+    "0",
+];
+
+fn train(out: &Path, epochs: &str, extra: &[&str], cwd: &Path) -> Output {
+    let mut args = vec!["train", "--out", out.to_str().unwrap(), "--epochs", epochs];
+    args.extend_from_slice(extra);
+    ferrovision(&args, cwd)
+}
+
+#[test]
+fn train_writes_a_run_directory_and_resume_is_exact() {
+    let tmp = scratch();
+    let run = tmp.join("run");
+    let text = ok(train(&run, "2", QUICK, &tmp));
+    assert!(text.contains("test accuracy"), "{text}");
+    for f in [
+        "model.safetensors",
+        "run.json",
+        "history.json",
+        "history.png",
+        "metrics.json",
+        "log.csv",
+        "checkpoints/epoch-001.safetensors",
+        "checkpoints/epoch-002.safetensors",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    let events: Vec<_> = walk(&run.join("tensorboard"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("tfevents"))
+        .collect();
+    assert!(!events.is_empty(), "no TensorBoard event file");
+    let m = json(&run.join("metrics.json"));
+    assert_eq!(m["epochs"], 2);
+    assert_eq!(m["train_samples"], 600);
+    assert_eq!(m["test_samples"], 1000);
+    let acc = m["test_accuracy"].as_f64().unwrap();
+    // An MLP after 2 epochs on 600 digits is far better than chance (0.1).
+    assert!(acc > 0.6 && acc <= 1.0, "test accuracy {acc}");
+    let csv = std::fs::read_to_string(run.join("log.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(
+        csv.lines().next().unwrap().contains("val_accuracy"),
+        "{csv}"
+    );
+    let png = image::open(run.join("history.png")).unwrap();
+    assert_eq!(png.height(), 380);
+
+    // Training into the same directory again is refused; resuming continues to epoch 3.
+    let err = fails(train(&run, "3", QUICK, &tmp));
+    assert!(err.contains("--resume"), "{err}");
+    ok(train(&run, "3", &["--resume", "--verbose", "0"], &tmp));
+    let m3 = json(&run.join("metrics.json"));
+    assert_eq!(m3["epochs"], 3);
+    assert!(run.join("checkpoints/epoch-003.safetensors").is_file());
+    let h = json(&run.join("history.json"));
+    assert_eq!(h["epochs"], serde_json::json!([0, 1, 2]));
+    let csv = std::fs::read_to_string(run.join("log.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        4,
+        "CSV log continues on resume:\n{csv}"
+    );
+
+    // The same 3 epochs without interruption give the same numbers, bit for bit.
+    let straight = tmp.join("straight");
+    ok(train(&straight, "3", QUICK, &tmp));
+    let ms = json(&straight.join("metrics.json"));
+    assert_eq!(ms["test_loss"], m3["test_loss"]);
+    assert_eq!(ms["test_accuracy"], m3["test_accuracy"]);
+    assert_eq!(
+        json(&straight.join("history.json")),
+        json(&run.join("history.json"))
+    );
+
+    // evaluate reproduces the run's final test numbers.
+    let model = run.join("model.safetensors");
+    let text = ok(ferrovision(
+        &["evaluate", "--model-file", model.to_str().unwrap()],
+        &tmp,
+    ));
+    let expected = format!("accuracy {:.4}", m3["test_accuracy"].as_f64().unwrap());
+    assert!(text.contains(&expected), "{text} vs {expected}");
+
+    // predict prints the top 3 for each image.
+    let digit = tmp.join("digit.png");
+    let (x, _) =
+        ferrovision_cli::builtin::digits(ferrovision_nn::datasets::mnist::Split::Test).unwrap();
+    let px = x
+        .narrow(0, 0, 1)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    ferrovision_cli::image_input::save_digit_png(&px, &digit).unwrap();
+    let text = ok(ferrovision(
+        &[
+            "predict",
+            "--model-file",
+            model.to_str().unwrap(),
+            digit.to_str().unwrap(),
+        ],
+        &tmp,
+    ));
+    let line = text.lines().next().unwrap();
+    assert!(line.starts_with(digit.to_str().unwrap()), "{text}");
+    assert_eq!(line.matches('%').count(), 3, "{text}");
+
+    // Resuming to an epoch already reached is a clear error.
+    let err = fails(train(&run, "2", &["--resume"], &tmp));
+    assert!(err.contains("already has 3 epoch"), "{err}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn summary_counts_lenet5_and_mlp_parameters() {
+    let tmp = scratch();
+    // LeNet-5 (same-padded first conv): 156 + 2416 + 48120 + 10164 + 850 = 61706, the count
+    // Keras prints for the same model.
+    let text = ok(ferrovision(&["summary", "--model", "lenet5"], &tmp));
+    assert!(text.contains("61,706"), "{text}");
+    assert!(
+        text.contains("Conv2D") && text.contains("MaxPooling2D"),
+        "{text}"
+    );
+    assert!(text.contains("(None, 6, 28, 28)"), "{text}");
+    let text = ok(ferrovision(&["summary", "--model", "mlp"], &tmp));
+    // 784*128 + 128 + 128*10 + 10.
+    assert!(text.contains("101,770"), "{text}");
+}
+
+#[test]
+fn help_is_helpful() {
+    let tmp = scratch();
+    let text = ok(ferrovision(&["--help"], &tmp));
+    for needle in [
+        "demo",
+        "train",
+        "evaluate",
+        "predict",
+        "summary",
+        "Examples",
+        "CC BY-SA 3.0",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
+    }
+    let text = ok(ferrovision(&["train", "--help"], &tmp));
+    for needle in [
+        "--model",
+        "--data",
+        "--epochs",
+        "--batch-size",
+        "--optimizer",
+        "--lr",
+        "--seed",
+        "--out",
+        "--resume",
+    ] {
+        assert!(text.contains(needle), "train --help lacks {needle}");
+    }
+    let text = ok(ferrovision(&["predict", "--help"], &tmp));
+    assert!(text.contains("PNG") && text.contains("JPEG"), "{text}");
+}
+
+#[test]
+fn user_errors_are_plain() {
+    let tmp = scratch();
+    let err = fails(ferrovision(&["train", "--data", "mnist"], &tmp));
+    assert!(err.contains("mnist:<dir>"), "{err}");
+    let err = fails(ferrovision(
+        &["train", "--data", "mnist:/no/such/dir", "--out", "r1"],
+        &tmp,
+    ));
+    assert!(err.contains("/no/such/dir"), "{err}");
+    assert!(
+        !tmp.join("r1").exists(),
+        "a failed start leaves no run directory"
+    );
+    let err = fails(ferrovision(
+        &["train", "--optimizer", "adamm", "--out", "r2"],
+        &tmp,
+    ));
+    assert!(err.contains("adamm") && err.contains("adam"), "{err}");
+    let err = fails(ferrovision(
+        &["train", "--batch-size", "0", "--out", "r3"],
+        &tmp,
+    ));
+    assert!(err.contains("batch-size"), "{err}");
+    let err = fails(ferrovision(
+        &["train", "--resume", "--out", "r4", "--epochs", "3"],
+        &tmp,
+    ));
+    assert!(err.contains("no run to resume"), "{err}");
+    let err = fails(ferrovision(&["trian"], &tmp));
+    assert!(err.contains("train"), "{err}");
+    let err = fails(ferrovision(
+        &["predict", "--model-file", "none.safetensors", "x.png"],
+        &tmp,
+    ));
+    assert!(err.contains("none.safetensors"), "{err}");
+    let junk = tmp.join("junk.safetensors");
+    std::fs::write(&junk, b"definitely not a model").unwrap();
+    let err = fails(ferrovision(
+        &["evaluate", "--model-file", junk.to_str().unwrap()],
+        &tmp,
+    ));
+    assert!(err.contains("junk.safetensors"), "{err}");
+    // A truncated IDX file in a data directory.
+    let data = tmp.join("mnist");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("train-images-idx3-ubyte"),
+        [0u8, 0, 8, 3, 0, 0, 0, 9],
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("train-labels-idx1-ubyte"),
+        [0u8, 0, 8, 1, 0, 0, 0, 0],
+    )
+    .unwrap();
+    let spec = format!("mnist:{}", data.display());
+    let err = fails(ferrovision(
+        &["train", "--data", &spec, "--out", "r5"],
+        &tmp,
+    ));
+    assert!(
+        err.contains("train-images-idx3-ubyte") && err.contains("truncated header"),
+        "{err}"
+    );
+}
