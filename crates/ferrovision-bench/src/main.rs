@@ -14,8 +14,8 @@
 mod compare;
 mod gemm;
 mod lenet5;
-mod pipeline;
 mod optim;
+mod pipeline;
 mod resnet18;
 mod util;
 mod vision;

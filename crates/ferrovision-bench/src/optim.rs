@@ -2,10 +2,10 @@
 //! parameters in 62 tensors) for every optimizer, single-threaded.
 
 use crate::util::{median, time, Opts};
-use ferrovision::tensor::rng::Rng;
-use ferrovision::tensor::Tensor;
 use ferrovision::nn::optim::{optimizer_by_name, Adam, Optimizer, Sgd, OPTIMIZER_NAMES};
 use ferrovision::nn::Param;
+use ferrovision::tensor::rng::Rng;
+use ferrovision::tensor::Tensor;
 
 /// Weight shapes of ResNet-18 (ImageNet head): convs, batch-norm scales/offsets, the classifier.
 fn resnet18_shapes() -> Vec<Vec<usize>> {
