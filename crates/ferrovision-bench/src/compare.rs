@@ -52,6 +52,23 @@ fn num(v: f64) -> String {
     }
 }
 
+/// Metrics where smaller is better (their ratio is other / ferrovision).
+const LOWER_IS_BETTER: [&str; 2] = ["peak_rss_mb", "epoch_s"];
+
+/// `--data DIR [--epochs N]` for the mnist workload.
+fn mnist_args(opts: &Opts) -> Result<Vec<String>, String> {
+    let data = opts
+        .data
+        .clone()
+        .or_else(|| std::env::var("FERROVISION_MNIST").ok())
+        .ok_or("the mnist workload needs --data DIR (or FERROVISION_MNIST)")?;
+    let mut a = vec!["--data".to_string(), data];
+    if let Some(e) = opts.epochs {
+        a.extend(["--epochs".to_string(), e.to_string()]);
+    }
+    Ok(a)
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -84,6 +101,19 @@ pub fn run(opts: &Opts) -> Result<(), String> {
                     "ferrovision" => {
                         cmd = Command::new(&exe);
                         cmd.arg(w).arg("--threads").arg(threads.to_string());
+                        if w == "mnist" {
+                            cmd.args(mnist_args(opts)?);
+                        }
+                    }
+                    "pytorch" | "tensorflow" if w == "mnist" => {
+                        // Keras `model.fit` and a PyTorch loop on the same MNIST files.
+                        cmd = Command::new(&python);
+                        cmd.arg(root.join("bench/python/mnist_bench.py"))
+                            .arg("--framework")
+                            .arg(if engine == "pytorch" { "torch" } else { "keras" })
+                            .arg("--threads")
+                            .arg(threads.to_string())
+                            .args(mnist_args(opts)?);
                     }
                     "pytorch" | "tensorflow" => {
                         let script = if engine == "pytorch" {
@@ -113,7 +143,7 @@ pub fn run(opts: &Opts) -> Result<(), String> {
         }
     }
     println!(
-        "\nmedians of {} runs, {threads} threads (higher is better except peak_rss_mb)",
+        "\nmedians of {} runs, {threads} threads (higher is better except peak_rss_mb and epoch_s)",
         opts.runs
     );
     println!(
@@ -136,7 +166,7 @@ pub fn run(opts: &Opts) -> Result<(), String> {
             let fmt = |v: Option<f64>| v.map_or("-".to_string(), num);
             let ratio = |v: Option<f64>| {
                 v.filter(|v| *v > 0.0).map_or("-".to_string(), |v| {
-                    if metric == "peak_rss_mb" {
+                    if LOWER_IS_BETTER.contains(&metric.as_str()) {
                         format!("{:.2}x", v / ours_med)
                     } else {
                         format!("{:.2}x", ours_med / v)

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p ferrovision-bench -- lenet5      # RESULT lenet5 train_img_s=.. infer_img_s=.. peak_rss_mb=..
+//! cargo run --release -p ferrovision-bench -- mnist --data DIR  # RESULT mnist epoch_s=.. test_acc=..
 //! cargo run --release -p ferrovision-bench -- resnet18    # RESULT resnet18 train_steps_s=.. infer_img_s=.. peak_rss_mb=..
 //! cargo run --release -p ferrovision-bench -- gemm        # RESULT gemm gflops_1024=.. gflops_256x2304x576=.. peak_fraction=..
 //! cargo run --release -p ferrovision-bench -- pipeline    # RESULT pipeline img_s=.. (input pipeline; --compare for tf.data/torchvision)
@@ -14,6 +15,7 @@
 mod compare;
 mod gemm;
 mod lenet5;
+mod mnist;
 mod optim;
 mod pipeline;
 mod resnet18;
@@ -21,11 +23,15 @@ mod util;
 mod vision;
 
 const USAGE: &str =
-    "usage: ferrovision-bench <lenet5|resnet18|gemm|optim|pipeline|compare|nms|coco|vision> [options]
+    "usage: ferrovision-bench <lenet5|mnist|resnet18|gemm|optim|pipeline|compare|nms|coco|vision> [options]
 
 workloads (each prints a last line `RESULT <name> key=value ...`):
   lenet5     LeNet-5 on 6016 random 1x28x28 images, batch 64, SGD momentum:
              training img/s over 2 epochs after 1 warm-up epoch, inference img/s at batch 256
+  mnist      LeNet-5 trained with Model::fit on real MNIST (--data DIR with the IDX files, or
+             FERROVISION_MNIST): Adam 1e-3, batch 64, --epochs N (default 3, the first a
+             warm-up): median epoch seconds and test accuracy. With compare
+             (--workloads mnist --data DIR) it runs Keras model.fit and a PyTorch loop too.
   resnet18   ResNet-18 on random 3x64x64 images, batch 16: median training steps/s over
              20 steps after 3 warm-up, inference img/s at batch 32
   gemm       SGEMM GFLOP/s for 1024^3 and 256x2304x576, and the fraction of measured FP32 peak
@@ -79,6 +85,7 @@ fn main() {
     }
     let result = match cmd.as_str() {
         "lenet5" => lenet5::run(&opts),
+        "mnist" => mnist::run(&opts),
         "resnet18" => resnet18::run(&opts),
         "gemm" => gemm::run(&opts),
         "compare" => compare::run(&opts),

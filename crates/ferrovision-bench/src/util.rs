@@ -9,6 +9,10 @@ pub struct Opts {
     pub runs: usize,
     pub workloads: Vec<String>,
     pub python: Option<String>,
+    /// Dataset folder (`mnist`).
+    pub data: Option<String>,
+    /// Epochs (`mnist`, default 3 including the warm-up).
+    pub epochs: Option<usize>,
 }
 
 impl Opts {
@@ -46,6 +50,14 @@ impl Opts {
                         .collect();
                 }
                 "--python" => o.python = Some(value("--python")?),
+                "--data" => o.data = Some(value("--data")?),
+                "--epochs" => {
+                    let v = value("--epochs")?;
+                    o.epochs = Some(
+                        v.parse()
+                            .map_err(|_| format!("--epochs: '{v}' is not a number"))?,
+                    );
+                }
                 other => return Err(format!("unknown option '{other}'")),
             }
         }
