@@ -4,17 +4,24 @@
 //! cargo run --release -p ferrovision-bench -- lenet5      # RESULT lenet5 train_img_s=.. infer_img_s=.. peak_rss_mb=..
 //! cargo run --release -p ferrovision-bench -- resnet18    # RESULT resnet18 train_steps_s=.. infer_img_s=.. peak_rss_mb=..
 //! cargo run --release -p ferrovision-bench -- gemm        # RESULT gemm gflops_1024=.. gflops_256x2304x576=.. peak_fraction=..
+//! cargo run --release -p ferrovision-bench -- pipeline    # RESULT pipeline img_s=.. (input pipeline; --compare for tf.data/torchvision)
+//! cargo run --release -p ferrovision-bench -- optim       # RESULT optim mparams=.. sgd_ms=.. adam_ms=.. ...
 //! cargo run --release -p ferrovision-bench -- compare     # same workloads with PyTorch and TensorFlow, ratio table
+//! cargo run --release -p ferrovision-bench -- vision --compare   # NMS + COCO eval vs torchvision / pycocotools
 //! ```
 //! Each workload runs alone in its own process and prints one machine-readable last line.
 
 mod compare;
 mod gemm;
 mod lenet5;
+mod optim;
+mod pipeline;
 mod resnet18;
 mod util;
+mod vision;
 
-const USAGE: &str = "usage: ferrovision-bench <lenet5|resnet18|gemm|compare> [options]
+const USAGE: &str =
+    "usage: ferrovision-bench <lenet5|resnet18|gemm|optim|pipeline|compare|nms|coco|vision> [options]
 
 workloads (each prints a last line `RESULT <name> key=value ...`):
   lenet5     LeNet-5 on 6016 random 1x28x28 images, batch 64, SGD momentum:
@@ -22,11 +29,23 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
   resnet18   ResNet-18 on random 3x64x64 images, batch 16: median training steps/s over
              20 steps after 3 warm-up, inference img/s at batch 32
   gemm       SGEMM GFLOP/s for 1024^3 and 256x2304x576, and the fraction of measured FP32 peak
+  pipeline   decode + augment (random resized crop 224, flip, colour jitter) + batch 32 of the
+             raccoon JPEGs, 1000 images: --images DIR --count N --workers N --compare
+             (same work with tf.data and torchvision in the same run, --runs N) --decoders
+  optim      one optimizer step over ResNet-18-sized weights (11.7 M parameters) for every
+             optimizer: ms/step and effective memory bandwidth
   compare    runs the workloads above with ferrovision, PyTorch and TensorFlow in the same run
              and prints a table of medians and ratios
              options: --runs N (default 3)  --workloads lenet5,resnet18,gemm
                       --python PATH (default reference/.venv/bin/python; create it with
                       reference/setup_venv.sh)
+  nms        batched NMS of 1000 detector-like boxes, 80 classes, IoU 0.5: median us per call
+  coco       COCO bbox evaluation of 5000 images, 80 classes, 20 detections per image:
+             load + evaluate + accumulate, median s
+  vision     nms then coco
+             options: --compare (torchvision batched_nms / pycocotools on the same inputs,
+                      same run, results checked identical)  --reps N (nms, default 2000)
+                      --runs N (coco, default 3)  --python PATH
 
 options for every workload:
   --threads N   kernel threads (default: all cores)";
@@ -37,6 +56,17 @@ fn main() {
         eprintln!("{USAGE}");
         std::process::exit(2);
     };
+    if matches!(cmd.as_str(), "nms" | "coco" | "vision") {
+        std::process::exit(vision::main(cmd, &args[1..]));
+    }
+    if cmd == "pipeline" {
+        // The pipeline workload has its own options (--images, --compare, ...).
+        if let Err(e) = pipeline::run(&args[1..]) {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let opts = util::Opts::parse(&args[1..]).unwrap_or_else(|e| {
         eprintln!("error: {e}\n\n{USAGE}");
         std::process::exit(2);
@@ -52,6 +82,7 @@ fn main() {
         "resnet18" => resnet18::run(&opts),
         "gemm" => gemm::run(&opts),
         "compare" => compare::run(&opts),
+        "optim" => optim::run(&opts),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

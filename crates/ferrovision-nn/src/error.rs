@@ -11,6 +11,9 @@ pub enum Error {
     /// An engine op failed (shapes, dtypes, arguments).
     #[error(transparent)]
     Tensor(#[from] ferrovision_tensor::Error),
+    /// A data-pipeline or record-file operation failed.
+    #[error(transparent)]
+    Data(#[from] ferrovision_data::Error),
     /// A layer got inputs it cannot use, or was misconfigured.
     #[error("layer '{layer}': {msg}")]
     Layer { layer: String, msg: String },

@@ -837,3 +837,33 @@ pub(crate) fn compile_from_config(cfg: &serde_json::Value) -> Result<Compile> {
     }
     Ok(c)
 }
+
+/// A batched pipeline of `(inputs, targets)` trains a single-input, single-output model:
+/// `model.fit_source(&mut dataset, None, &opts, callbacks)`. The pipeline's own `shuffle`
+/// reshuffles each epoch.
+impl BatchSource for ferrovision_data::Dataset<(Tensor, Tensor)> {
+    fn batches(&mut self, _epoch: usize) -> Result<Box<dyn Iterator<Item = Result<Batch>> + '_>> {
+        Ok(Box::new(self.iter().map(|r| {
+            let (x, y) = r?;
+            Ok(Batch {
+                inputs: vec![x],
+                targets: vec![y],
+                sample_weight: None,
+            })
+        })))
+    }
+}
+
+/// A batched pipeline of `(inputs, targets, sample_weights)`.
+impl BatchSource for ferrovision_data::Dataset<(Tensor, Tensor, Tensor)> {
+    fn batches(&mut self, _epoch: usize) -> Result<Box<dyn Iterator<Item = Result<Batch>> + '_>> {
+        Ok(Box::new(self.iter().map(|r| {
+            let (x, y, w) = r?;
+            Ok(Batch {
+                inputs: vec![x],
+                targets: vec![y],
+                sample_weight: Some(w),
+            })
+        })))
+    }
+}

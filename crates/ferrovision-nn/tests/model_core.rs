@@ -555,3 +555,29 @@ fn custom_training_loop_with_tape_and_optimizer() {
     }
     assert!(last < first.unwrap() * 0.05, "{first:?} -> {last}");
 }
+
+/// `fit_source` trains from a `ferrovision-data` pipeline (zip, shuffle, batch, prefetch).
+#[test]
+fn fit_from_a_data_pipeline() {
+    use ferrovision_data::Dataset;
+    let _guard = serial();
+    manual_seed(12);
+    let (x, y) = regression(128, 8);
+    let xs = Dataset::<Tensor>::from_tensor_slices(&x).unwrap();
+    let ys = Dataset::<Tensor>::from_tensor_slices(&y).unwrap();
+    let mut train = xs
+        .zip(&ys)
+        .shuffle(128, 3, true)
+        .batch(16, false)
+        .prefetch(2);
+    let mut model = Model::new(mlp());
+    model
+        .compile(Compile::new(TestSgd::new(0.05, 0.9), TestMse))
+        .unwrap();
+    let h = model
+        .fit_source(&mut train, None, &quiet(20), vec![])
+        .unwrap();
+    let loss = h.get("loss");
+    assert_eq!(loss.len(), 20);
+    assert!(loss[19] < loss[0] * 0.05, "{loss:?}");
+}

@@ -100,12 +100,19 @@ fn set_grads(s: &Setup, params: &[(String, Param)], step: usize) {
     }
 }
 
+thread_local! {
+    /// Largest |got - want| / (atol + rtol |want|) seen, for the report.
+    static WORST: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
 fn check_close(what: &str, got: &[f32], want: &[f32], rtol: f64, atol: f64) -> Result<(), String> {
     if got.len() != want.len() {
         return Err(format!("{what}: {} values, want {}", got.len(), want.len()));
     }
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let (g, w) = (g as f64, w as f64);
+        let r = (g - w).abs() / (atol + rtol * w.abs());
+        WORST.with(|c| c.set(c.get().max(r)));
         // NaN fails too.
         let ok = (g - w).abs() <= atol + rtol * w.abs();
         if !ok {
@@ -191,6 +198,11 @@ fn optimizers_match_keras() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    println!(
+        "{} cases: worst error is {:.3} of the tolerance",
+        cases.len(),
+        WORST.with(|c| c.get())
+    );
 }
 
 /// Our own config round-trips: rebuild from `config()` and run the case again.

@@ -70,6 +70,7 @@ impl Rule for AdadeltaRule {
         Ok(())
     }
 
+    #[inline(always)]
     fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
         let [ag, ad] = slots else { return false };
         let (lr, rho, eps) = (c.lr, self.rho as f32, self.epsilon as f32);

@@ -75,6 +75,7 @@ impl Rule for AdagradRule {
         Ok(())
     }
 
+    #[inline(always)]
     fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
         let [acc] = slots else { return false };
         let (lr, eps) = (c.lr, self.epsilon as f32);

@@ -144,11 +144,14 @@ impl<const W: bool> Rule for AdamRule<W> {
 
     fn prepare(&mut self, lr: f64, step: u64) {
         let t = step as f64;
-        let b1p = self.beta_1.powf(t);
-        let b2p = self.beta_2.powf(t);
+        // Keras casts the betas to the variable dtype through a float32 constant, so its bias
+        // corrections use float32-rounded betas (even for float64 weights); do the same.
+        let b1p = (self.beta_1 as f32 as f64).powf(t);
+        let b2p = (self.beta_2 as f32 as f64).powf(t);
         self.alpha = (lr * (1.0 - b2p).sqrt() / (1.0 - b1p)) as f32;
     }
 
+    #[inline(always)]
     fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
         let (alpha, eps) = (self.alpha, self.epsilon as f32);
         let (one_m_b1, one_m_b2) = ((1.0 - self.beta_1) as f32, (1.0 - self.beta_2) as f32);

@@ -39,7 +39,7 @@ pub trait Optimizer: Send {
     /// Number of steps taken.
     fn iterations(&self) -> u64;
 
-    /// The optimizer's slots, named `<weight name>/<slot>` (e.g. `dense/kernel/m`).
+    /// The optimizer's slots, named `<weight name>/<slot>` (e.g. `dense/kernel/momentum`).
     fn state(&self) -> Vec<(String, Tensor)>;
 
     /// Restores [`Optimizer::state`] and the step count (resuming a checkpoint).

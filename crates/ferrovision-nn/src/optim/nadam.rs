@@ -66,10 +66,22 @@ impl Nadam {
 
 optimizer_common!(Nadam, NadamRule);
 
+/// Keras casts Nadam's constants (`beta_1`, `beta_2`, `0.96`) to the variable dtype through
+/// float32 constants inside the update (not in the running product), so the same rounding is
+/// applied here to match it closely.
+fn f32_rounded(x: f64) -> f64 {
+    x as f32 as f64
+}
+
 impl NadamRule {
-    /// `u_t = b1 (1 - 0.5 * 0.96^t)`.
+    /// `u_t = b1 (1 - 0.5 * 0.96^t)` as the running product takes it (exact constants).
     fn u(&self, t: u64) -> f64 {
         self.beta_1 * (1.0 - 0.5 * 0.96f64.powf(t as f64))
+    }
+
+    /// `u_t` as the update takes it (float32-rounded constants, like Keras).
+    fn u_cast(&self, t: u64) -> f64 {
+        f32_rounded(self.beta_1) * (1.0 - 0.5 * f32_rounded(0.96).powf(t as f64))
     }
 }
 
@@ -93,12 +105,12 @@ impl Rule for NadamRule {
     }
 
     fn prepare(&mut self, _lr: f64, step: u64) {
-        let (u_t, u_next) = (self.u(step), self.u(step + 1));
-        self.u_product *= u_t;
+        self.u_product *= self.u(step);
+        let (u_t, u_next) = (self.u_cast(step), self.u_cast(step + 1));
         let u_product_next = self.u_product * u_next;
         self.cm = (u_next / (1.0 - u_product_next)) as f32;
         self.cg = ((1.0 - u_t) / (1.0 - self.u_product)) as f32;
-        self.v_div = (1.0 - self.beta_2.powf(step as f64)) as f32;
+        self.v_div = (1.0 - f32_rounded(self.beta_2).powf(step as f64)) as f32;
     }
 
     fn reset(&mut self, iterations: u64) {
@@ -112,10 +124,14 @@ impl Rule for NadamRule {
         }
     }
 
+    #[inline(always)]
     fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
         let [m, v] = slots else { return false };
         let (lr, eps, cm, cg, v_div) = (c.lr, self.epsilon as f32, self.cm, self.cg, self.v_div);
-        let (one_m_b1, one_m_b2) = ((1.0 - self.beta_1) as f32, (1.0 - self.beta_2) as f32);
+        let (one_m_b1, one_m_b2) = (
+            (1.0 - f32_rounded(self.beta_1)) as f32,
+            (1.0 - f32_rounded(self.beta_2)) as f32,
+        );
         for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             let g = c.g(g);
             *m += (g - *m) * one_m_b1;

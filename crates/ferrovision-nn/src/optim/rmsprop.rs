@@ -99,6 +99,7 @@ impl Rule for RmsPropRule {
         Ok(())
     }
 
+    #[inline(always)]
     fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
         let (lr, rho, eps, mu) = (
             c.lr,

@@ -73,6 +73,7 @@ impl Rule for SgdRule {
         Ok(())
     }
 
+    #[inline(always)]
     fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
         let lr = c.lr;
         match slots {

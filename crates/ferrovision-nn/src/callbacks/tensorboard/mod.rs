@@ -9,9 +9,10 @@ pub use histogram::Histogram;
 use super::{Callback, Logs, TrainParams};
 use crate::network::NetworkExt;
 use crate::{Error, Model, Result};
+use ferrovision_data::tfrecord::RecordWriter;
 use record::{EventWhat, HistoFields, ValueKind};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -42,7 +43,7 @@ pub struct WriterOptions {
 /// ```
 pub struct TensorBoardWriter {
     path: PathBuf,
-    out: BufWriter<File>,
+    out: RecordWriter<BufWriter<File>>,
     wall_time: Option<f64>,
 }
 
@@ -103,8 +104,8 @@ impl TensorBoardWriter {
             }
         };
         let mut w = TensorBoardWriter {
+            out: RecordWriter::from_writer(BufWriter::new(file), &path),
             path,
-            out: BufWriter::new(file),
             wall_time: opts.wall_time,
         };
         w.write_event(0, &EventWhat::FileVersion("brain.Event:2"))?;
@@ -124,10 +125,7 @@ impl TensorBoardWriter {
             ))
         })?;
         let t = self.wall_time.unwrap_or_else(now);
-        let rec = record::frame(&record::event(t, step, what));
-        self.out
-            .write_all(&rec)
-            .map_err(|e| Error::io(&self.path, e))
+        Ok(self.out.write_record(&record::event(t, step, what))?)
     }
 
     fn write_value(&mut self, tag: &str, step: u64, kind: &ValueKind) -> Result<()> {
@@ -197,7 +195,7 @@ impl TensorBoardWriter {
 
     /// Writes buffered events to the file.
     pub fn flush(&mut self) -> Result<()> {
-        self.out.flush().map_err(|e| Error::io(&self.path, e))
+        Ok(self.out.flush()?)
     }
 }
 

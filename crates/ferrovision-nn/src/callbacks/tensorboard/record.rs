@@ -1,58 +1,11 @@
 //! TFRecord framing, CRC32C and the few protobuf messages of a TensorBoard event file.
 //!
-//! MERGE NOTE: the framing and CRC32C here duplicate `ferrovision_data::tfrecord`
-//! (branch h-data). Once that crate is in the workspace, replace `crc32c`, `masked_crc32c`
-//! and `frame` with `ferrovision_data::tfrecord::{crc32c, masked_crc32c}` and its
-//! `RecordWriter`, and keep only the protobuf encoders below.
+//! The record framing and CRC32C are `ferrovision_data::tfrecord`'s.
 //!
 //! Record layout: `u64 length (LE) | u32 masked CRC32C of the length bytes | data |
 //! u32 masked CRC32C of data`. Protobuf messages (tensorflow/core/util/event.proto,
 //! summary.proto) are encoded by hand, proto3-style: fields in number order, scalar fields at
 //! their default value omitted, except members of a `oneof`.
-
-/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) lookup table, built at compile time.
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0x82F6_3B78
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-/// CRC-32C of `data`.
-pub(crate) fn crc32c(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |c, &b| {
-        CRC_TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8)
-    })
-}
-
-/// TFRecord's masked CRC: rotate right by 15 and add a constant (so CRCs of CRCs stay useful).
-pub(crate) fn masked_crc32c(data: &[u8]) -> u32 {
-    crc32c(data).rotate_right(15).wrapping_add(0xa282_ead8)
-}
-
-/// One framed record.
-pub(crate) fn frame(data: &[u8]) -> Vec<u8> {
-    let len = (data.len() as u64).to_le_bytes();
-    let mut out = Vec::with_capacity(data.len() + 16);
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
-    out.extend_from_slice(data);
-    out.extend_from_slice(&masked_crc32c(data).to_le_bytes());
-    out
-}
 
 /// A protobuf message being encoded.
 #[derive(Default)]
@@ -209,16 +162,6 @@ pub(crate) fn event(wall_time: f64, step: i64, what: &EventWhat) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc32c_known_answers() {
-        // RFC 3720 B.4 test vectors.
-        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
-        assert_eq!(crc32c(&[0xffu8; 32]), 0x62A8_AB43);
-        let inc: Vec<u8> = (0..32).collect();
-        assert_eq!(crc32c(&inc), 0x46DD_794E);
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-    }
 
     #[test]
     fn varints_and_negative_ints() {

@@ -1,0 +1,30 @@
+//! # ferrovision-data
+//!
+//! ferrovision's input pipeline: what `tf.data` and `tf.image` give TensorFlow users.
+//!
+//! - [`Dataset`]: a lazy, composable dataset (sources, parallel `map`, `shuffle`, `batch`,
+//!   `prefetch`, `cache`, `interleave`, `shard`, `ignore_errors`, per-stage [`StatsReport`]).
+//! - [`image`]: decode/encode, resize, crop, pad, flip, colour, normalise.
+//! - [`augment`]: seeded augmentation that keeps boxes, label maps and masks aligned.
+//! - [`tfrecord`]: TFRecord framing (masked CRC32C), `tf.train.Example`.
+//!
+//! Design notes and usage are in `docs/data.md`.
+
+pub mod augment;
+pub mod dataset;
+pub mod element;
+mod error;
+pub mod fsutil;
+pub mod image;
+pub mod sources;
+pub mod stats;
+pub mod tfrecord;
+pub mod video;
+pub mod viz;
+
+pub use augment::{Affine, Augment, ImageSample, Op, Sample, SamplePad};
+pub use dataset::{mix_seed, Dataset, DatasetIter};
+pub use element::{Batchable, Cacheable, DataElement, PaddedBatchable, Unbatchable};
+pub use error::{Error, Result};
+pub use image::{DynImage, Filter, Image, Normalize};
+pub use stats::{StageRow, StatsReport};

@@ -1,0 +1,796 @@
+//! The TFRecord file format and `tf.train.Example`.
+//!
+//! A record file is a sequence of records, each framed as
+//!
+//! ```text
+//! u64 length (little endian) | u32 masked_crc32c(length bytes) | data[length] | u32 masked_crc32c(data)
+//! ```
+//!
+//! The same framing is used by TensorBoard event files, so [`RecordWriter`] works on raw record
+//! bytes and can flush after every record ([`RecordWriter::set_flush_each`]) for live files.
+//! [`Example`] encodes and decodes the `tf.train.Example` protobuf by hand (the message is
+//! small and fixed, so no protobuf dependency or build script is needed).
+
+use crate::fsutil::AtomicFile;
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+// ---------------------------------------------------------------------------------------------
+// CRC32C (Castagnoli)
+// ---------------------------------------------------------------------------------------------
+
+const POLY: u32 = 0x82F6_3B78; // reflected Castagnoli polynomial
+
+/// Slicing-by-8 tables, built at compile time.
+static TABLES: [[u32; 256]; 8] = build_tables();
+
+const fn build_tables() -> [[u32; 256]; 8] {
+    let mut t = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
+            k += 1;
+        }
+        t[0][i] = c;
+        i += 1;
+    }
+    let mut s = 1;
+    while s < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[s - 1][i];
+            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
+            i += 1;
+        }
+        s += 1;
+    }
+    t
+}
+
+fn crc32c_update_sw(mut crc: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
+        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        crc = TABLES[7][(lo & 0xFF) as usize]
+            ^ TABLES[6][((lo >> 8) & 0xFF) as usize]
+            ^ TABLES[5][((lo >> 16) & 0xFF) as usize]
+            ^ TABLES[4][(lo >> 24) as usize]
+            ^ TABLES[3][(hi & 0xFF) as usize]
+            ^ TABLES[2][((hi >> 8) & 0xFF) as usize]
+            ^ TABLES[1][((hi >> 16) & 0xFF) as usize]
+            ^ TABLES[0][(hi >> 24) as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = (crc >> 8) ^ TABLES[0][((crc ^ b as u32) & 0xFF) as usize];
+    }
+    crc
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc32c_update_hw(crc: u32, data: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let mut c = crc as u64;
+    let mut chunks = data.chunks_exact(8);
+    for ch in &mut chunks {
+        let v = u64::from_le_bytes(ch.try_into().unwrap());
+        c = _mm_crc32_u64(c, v);
+    }
+    let mut c = c as u32;
+    for &b in chunks.remainder() {
+        c = _mm_crc32_u8(c, b);
+    }
+    c
+}
+
+/// CRC32C of `data` (the Castagnoli CRC that TFRecord uses). Uses the SSE4.2 instruction when
+/// the CPU has it, a slicing-by-8 table otherwise.
+pub fn crc32c(data: &[u8]) -> u32 {
+    crc32c_append(0, data)
+}
+
+/// Continues a CRC32C over more bytes: `crc32c_append(crc32c(a), b) == crc32c(a ++ b)`.
+pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the feature was detected at run time.
+            return !unsafe { crc32c_update_hw(!crc, data) };
+        }
+    }
+    !crc32c_update_sw(!crc, data)
+}
+
+/// CRC32C computed with the portable table path only (tests compare it with the SSE4.2 path).
+pub fn crc32c_portable(data: &[u8]) -> u32 {
+    !crc32c_update_sw(!0, data)
+}
+
+/// The masked CRC that TFRecord stores: rotating and adding a constant keeps a CRC of data that
+/// itself holds CRCs from being trivially zero.
+pub fn masked_crc32c(data: &[u8]) -> u32 {
+    mask_crc(crc32c(data))
+}
+
+/// Applies the TFRecord mask to a CRC.
+pub fn mask_crc(crc: u32) -> u32 {
+    crc.rotate_right(15).wrapping_add(0xA282_EAD8)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+// ---------------------------------------------------------------------------------------------
+
+enum Sink<W: Write> {
+    Atomic(AtomicFile),
+    Plain(W),
+}
+
+/// Writes framed records (TFRecord / TensorBoard event file framing) of raw bytes.
+///
+/// `RecordWriter::create` writes to a temporary file that `finish` renames, so readers never see
+/// a partial file. `RecordWriter::create_live` writes the final file directly and is meant for
+/// files read while they grow (TensorBoard event files); combine it with `set_flush_each(true)`.
+pub struct RecordWriter<W: Write = BufWriter<File>> {
+    sink: Sink<W>,
+    path: PathBuf,
+    flush_each: bool,
+    records: u64,
+    bytes: u64,
+}
+
+impl RecordWriter<BufWriter<File>> {
+    /// Creates `path` atomically: records go to a temporary file renamed by [`finish`](Self::finish).
+    pub fn create(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(RecordWriter {
+            sink: Sink::Atomic(AtomicFile::create(path.as_ref())?),
+            path: path.as_ref().to_path_buf(),
+            flush_each: false,
+            records: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Creates (or truncates) `path` and writes it in place, for files read while written.
+    pub fn create_live(path: impl AsRef<Path>) -> Result<Self> {
+        let f = File::create(path.as_ref()).map_err(|e| Error::io(path.as_ref(), e))?;
+        Ok(RecordWriter {
+            sink: Sink::Plain(BufWriter::new(f)),
+            path: path.as_ref().to_path_buf(),
+            flush_each: false,
+            records: 0,
+            bytes: 0,
+        })
+    }
+}
+
+impl<W: Write> RecordWriter<W> {
+    /// Writes records into any writer (`path` is only used in error messages).
+    pub fn from_writer(w: W, path: impl AsRef<Path>) -> Self {
+        RecordWriter {
+            sink: Sink::Plain(w),
+            path: path.as_ref().to_path_buf(),
+            flush_each: false,
+            records: 0,
+            bytes: 0,
+        }
+    }
+
+    /// When true, the writer flushes after every record (so a reader sees each record at once).
+    pub fn set_flush_each(&mut self, on: bool) {
+        self.flush_each = on;
+    }
+
+    /// Number of records written so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    fn out(&mut self) -> &mut dyn Write {
+        match &mut self.sink {
+            Sink::Atomic(a) => a,
+            Sink::Plain(w) => w,
+        }
+    }
+
+    /// Appends one record.
+    pub fn write_record(&mut self, data: &[u8]) -> Result<()> {
+        let mut header = [0u8; 12];
+        header[..8].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        let lcrc = masked_crc32c(&header[..8]);
+        header[8..].copy_from_slice(&lcrc.to_le_bytes());
+        let dcrc = masked_crc32c(data).to_le_bytes();
+        let flush = self.flush_each;
+        let path = self.path.clone();
+        let out = self.out();
+        out.write_all(&header)
+            .and_then(|_| out.write_all(data))
+            .and_then(|_| out.write_all(&dcrc))
+            .and_then(|_| if flush { out.flush() } else { Ok(()) })
+            .map_err(|e| Error::io(&path, e))?;
+        self.records += 1;
+        self.bytes += 16 + data.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes buffered records to the underlying file/writer.
+    pub fn flush(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        self.out().flush().map_err(|e| Error::io(&path, e))
+    }
+
+    /// Flushes and, for atomic files, renames the temporary file to its final name. Returns the
+    /// underlying writer for `from_writer` writers (`None` otherwise).
+    pub fn finish(mut self) -> Result<Option<W>> {
+        self.flush()?;
+        match self.sink {
+            Sink::Atomic(a) => a.commit().map(|_| None),
+            Sink::Plain(w) => Ok(Some(w)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+// ---------------------------------------------------------------------------------------------
+
+/// Reads framed records and checks both CRCs. Errors name the file and the byte offset of the
+/// record whose framing is wrong.
+pub struct RecordReader<R: Read = BufReader<File>> {
+    input: R,
+    path: PathBuf,
+    offset: u64,
+    verify: bool,
+    done: bool,
+}
+
+impl RecordReader<BufReader<File>> {
+    /// Opens a record file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let f = File::open(path.as_ref()).map_err(|e| Error::io(path.as_ref(), e))?;
+        Ok(Self::from_reader(
+            BufReader::with_capacity(1 << 16, f),
+            path.as_ref(),
+        ))
+    }
+}
+
+impl<R: Read> RecordReader<R> {
+    /// Reads records from any reader (`path` is only used in error messages).
+    pub fn from_reader(input: R, path: impl AsRef<Path>) -> Self {
+        RecordReader {
+            input,
+            path: path.as_ref().to_path_buf(),
+            offset: 0,
+            verify: true,
+            done: false,
+        }
+    }
+
+    /// Turns CRC checking on (default) or off.
+    pub fn set_verify(&mut self, on: bool) {
+        self.verify = on;
+    }
+
+    /// Byte offset of the next record.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn err(&self, offset: u64, msg: impl Into<String>) -> Error {
+        Error::Record {
+            path: self.path.clone(),
+            offset,
+            msg: msg.into(),
+        }
+    }
+
+    /// Reads exactly `buf.len()` bytes; returns how many were read before end of file.
+    fn read_full(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.input.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(&self.path, e)),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Reads the next record into `buf` (replacing its contents). Returns `Ok(false)` at a clean
+    /// end of file.
+    pub fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        let start = self.offset;
+        let mut header = [0u8; 12];
+        let n = self.read_full(&mut header)?;
+        if n == 0 {
+            self.done = true;
+            return Ok(false);
+        }
+        // Any error below ends the stream: framing cannot be resynchronised reliably.
+        self.done = true;
+        if n < 12 {
+            return Err(self.err(start, format!("truncated record header ({n} of 12 bytes)")));
+        }
+        let len = u64::from_le_bytes(header[..8].try_into().unwrap());
+        let lcrc = u32::from_le_bytes(header[8..].try_into().unwrap());
+        if self.verify && masked_crc32c(&header[..8]) != lcrc {
+            return Err(self.err(start, "corrupted record: length CRC mismatch"));
+        }
+        if len > (1 << 40) {
+            return Err(self.err(start, format!("implausible record length {len}")));
+        }
+        let len = len as usize;
+        buf.clear();
+        // Grow in steps so a corrupted length with a good CRC cannot allocate terabytes at once.
+        let mut got = 0usize;
+        while got < len {
+            let step = (len - got).min(1 << 24);
+            buf.resize(got + step, 0);
+            let k = self.read_full(&mut buf[got..got + step])?;
+            got += k;
+            if k < step {
+                return Err(self.err(
+                    start,
+                    format!("truncated record: {got} of {len} data bytes"),
+                ));
+            }
+        }
+        let mut footer = [0u8; 4];
+        let k = self.read_full(&mut footer)?;
+        if k < 4 {
+            return Err(self.err(start, "truncated record: missing data CRC"));
+        }
+        if self.verify && masked_crc32c(buf) != u32::from_le_bytes(footer) {
+            return Err(self.err(start, "corrupted record: data CRC mismatch"));
+        }
+        self.offset = start + 16 + len as u64;
+        self.done = false;
+        Ok(true)
+    }
+}
+
+impl<R: Read> Iterator for RecordReader<R> {
+    type Item = Result<Vec<u8>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut buf = Vec::new();
+        match self.read_into(&mut buf) {
+            Ok(true) => Some(Ok(buf)),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// Reads every record of a file.
+pub fn read_records(path: impl AsRef<Path>) -> Result<Vec<Vec<u8>>> {
+    RecordReader::open(path)?.collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// tf.train.Example
+// ---------------------------------------------------------------------------------------------
+
+/// One feature of an [`Example`]: a list of byte strings, floats or 64-bit integers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feature {
+    /// `BytesList`
+    Bytes(Vec<Vec<u8>>),
+    /// `FloatList`
+    Float(Vec<f32>),
+    /// `Int64List`
+    Int64(Vec<i64>),
+}
+
+/// A `tf.train.Example`: named features. Keys are kept sorted so encoding is deterministic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Example {
+    /// The features by name.
+    pub features: BTreeMap<String, Feature>,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn put_key(out: &mut Vec<u8>, field: u32, wire: u32) {
+    put_varint(out, ((field << 3) | wire) as u64);
+}
+
+fn put_len_delimited(out: &mut Vec<u8>, field: u32, body: &[u8]) {
+    put_key(out, field, 2);
+    put_varint(out, body.len() as u64);
+    out.extend_from_slice(body);
+}
+
+impl Feature {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut list = Vec::new();
+        let field = match self {
+            Feature::Bytes(v) => {
+                for b in v {
+                    put_len_delimited(&mut list, 1, b);
+                }
+                1
+            }
+            Feature::Float(v) => {
+                // Packed, as TensorFlow writes it.
+                if !v.is_empty() {
+                    put_key(&mut list, 1, 2);
+                    put_varint(&mut list, (v.len() * 4) as u64);
+                    for x in v {
+                        list.extend_from_slice(&x.to_le_bytes());
+                    }
+                }
+                2
+            }
+            Feature::Int64(v) => {
+                if !v.is_empty() {
+                    let body: usize = v.iter().map(|&x| varint_len(x as u64)).sum();
+                    put_key(&mut list, 1, 2);
+                    put_varint(&mut list, body as u64);
+                    for &x in v {
+                        put_varint(&mut list, x as u64);
+                    }
+                }
+                3
+            }
+        };
+        put_len_delimited(out, field, &list);
+    }
+}
+
+impl Example {
+    /// An empty example.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a feature; returns `self` for chaining.
+    pub fn with(mut self, key: impl Into<String>, f: Feature) -> Self {
+        self.features.insert(key.into(), f);
+        self
+    }
+
+    /// The feature named `key`.
+    pub fn get(&self, key: &str) -> Option<&Feature> {
+        self.features.get(key)
+    }
+
+    /// The bytes list named `key`, or an error naming the key and what it holds.
+    pub fn bytes(&self, key: &str) -> Result<&[Vec<u8>]> {
+        match self.features.get(key) {
+            Some(Feature::Bytes(v)) => Ok(v),
+            other => Err(Self::wrong(key, "bytes_list", other)),
+        }
+    }
+
+    /// The float list named `key`.
+    pub fn floats(&self, key: &str) -> Result<&[f32]> {
+        match self.features.get(key) {
+            Some(Feature::Float(v)) => Ok(v),
+            other => Err(Self::wrong(key, "float_list", other)),
+        }
+    }
+
+    /// The int64 list named `key`.
+    pub fn int64s(&self, key: &str) -> Result<&[i64]> {
+        match self.features.get(key) {
+            Some(Feature::Int64(v)) => Ok(v),
+            other => Err(Self::wrong(key, "int64_list", other)),
+        }
+    }
+
+    fn wrong(key: &str, want: &str, got: Option<&Feature>) -> Error {
+        let got = match got {
+            None => "nothing",
+            Some(Feature::Bytes(_)) => "a bytes_list",
+            Some(Feature::Float(_)) => "a float_list",
+            Some(Feature::Int64(_)) => "an int64_list",
+        };
+        Error::Proto(format!("feature '{key}': expected {want}, found {got}"))
+    }
+
+    /// Serialises to protobuf wire format.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut features = Vec::new();
+        for (k, f) in &self.features {
+            let mut entry = Vec::new();
+            put_len_delimited(&mut entry, 1, k.as_bytes());
+            let mut fb = Vec::new();
+            f.encode(&mut fb);
+            put_len_delimited(&mut entry, 2, &fb);
+            put_len_delimited(&mut features, 1, &entry);
+        }
+        let mut out = Vec::with_capacity(features.len() + 8);
+        put_len_delimited(&mut out, 1, &features);
+        out
+    }
+
+    /// Parses protobuf wire format (packed and unpacked lists; unknown fields skipped).
+    pub fn decode(buf: &[u8]) -> Result<Example> {
+        let mut ex = Example::new();
+        let mut p = Parser::new(buf, "Example");
+        while let Some((field, wire)) = p.key()? {
+            if field == 1 && wire == 2 {
+                let features = p.bytes()?;
+                let mut fp = Parser::new(features, "Features");
+                while let Some((ff, fw)) = fp.key()? {
+                    if ff == 1 && fw == 2 {
+                        let (k, v) = decode_entry(fp.bytes()?)?;
+                        ex.features.insert(k, v);
+                    } else {
+                        fp.skip(fw)?;
+                    }
+                }
+            } else {
+                p.skip(wire)?;
+            }
+        }
+        Ok(ex)
+    }
+}
+
+fn decode_entry(buf: &[u8]) -> Result<(String, Feature)> {
+    let mut p = Parser::new(buf, "Features.feature entry");
+    let mut key = String::new();
+    let mut feat = Feature::Bytes(Vec::new());
+    let mut have_value = false;
+    while let Some((f, w)) = p.key()? {
+        match (f, w) {
+            (1, 2) => {
+                key = String::from_utf8(p.bytes()?.to_vec())
+                    .map_err(|_| Error::Proto("feature key is not UTF-8".into()))?
+            }
+            (2, 2) => {
+                feat = decode_feature(p.bytes()?)?;
+                have_value = true;
+            }
+            _ => p.skip(w)?,
+        }
+    }
+    if !have_value {
+        // An absent value is an empty Feature in protobuf semantics; TF treats it as empty.
+        feat = Feature::Bytes(Vec::new());
+    }
+    Ok((key, feat))
+}
+
+fn decode_feature(buf: &[u8]) -> Result<Feature> {
+    let mut p = Parser::new(buf, "Feature");
+    let mut out = Feature::Bytes(Vec::new());
+    while let Some((f, w)) = p.key()? {
+        if w != 2 {
+            p.skip(w)?;
+            continue;
+        }
+        let list = p.bytes()?;
+        let mut lp = Parser::new(list, "Feature list");
+        out = match f {
+            1 => {
+                let mut v = Vec::new();
+                while let Some((lf, lw)) = lp.key()? {
+                    if lf == 1 && lw == 2 {
+                        v.push(lp.bytes()?.to_vec());
+                    } else {
+                        lp.skip(lw)?;
+                    }
+                }
+                Feature::Bytes(v)
+            }
+            2 => {
+                let mut v = Vec::new();
+                while let Some((lf, lw)) = lp.key()? {
+                    match (lf, lw) {
+                        (1, 2) => {
+                            let packed = lp.bytes()?;
+                            if packed.len() % 4 != 0 {
+                                return Err(Error::Proto(format!(
+                                    "packed float list of {} bytes is not a multiple of 4",
+                                    packed.len()
+                                )));
+                            }
+                            v.extend(
+                                packed
+                                    .chunks_exact(4)
+                                    .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
+                            );
+                        }
+                        (1, 5) => v.push(f32::from_le_bytes(lp.fixed::<4>()?)),
+                        _ => lp.skip(lw)?,
+                    }
+                }
+                Feature::Float(v)
+            }
+            3 => {
+                let mut v = Vec::new();
+                while let Some((lf, lw)) = lp.key()? {
+                    match (lf, lw) {
+                        (1, 2) => {
+                            let packed = lp.bytes()?;
+                            let mut pp = Parser::new(packed, "packed int64 list");
+                            while !pp.at_end() {
+                                v.push(pp.varint()? as i64);
+                            }
+                        }
+                        (1, 0) => v.push(lp.varint()? as i64),
+                        _ => lp.skip(lw)?,
+                    }
+                }
+                Feature::Int64(v)
+            }
+            _ => continue,
+        };
+    }
+    Ok(out)
+}
+
+struct Parser<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl<'a> Parser<'a> {
+    fn new(buf: &'a [u8], what: &'static str) -> Self {
+        Parser { buf, pos: 0, what }
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    fn fail(&self, msg: &str) -> Error {
+        Error::Proto(format!("{}: {msg} at byte {}", self.what, self.pos))
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(self.fail("truncated varint"));
+            };
+            self.pos += 1;
+            v |= ((b & 0x7F) as u64) << (7 * i);
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(self.fail("varint longer than 10 bytes"))
+    }
+
+    fn key(&mut self) -> Result<Option<(u32, u32)>> {
+        if self.at_end() {
+            return Ok(None);
+        }
+        let k = self.varint()?;
+        let field = (k >> 3) as u32;
+        if field == 0 {
+            return Err(self.fail("field number 0"));
+        }
+        Ok(Some((field, (k & 7) as u32)))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = self.varint()?;
+        let end = (self.pos as u64).checked_add(len);
+        match end {
+            Some(e) if e <= self.buf.len() as u64 => {
+                let s = &self.buf[self.pos..e as usize];
+                self.pos = e as usize;
+                Ok(s)
+            }
+            _ => Err(self.fail(&format!("length {len} runs past the end of the message"))),
+        }
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N]> {
+        if self.pos + N > self.buf.len() {
+            return Err(self.fail("truncated fixed-width field"));
+        }
+        let v = self.buf[self.pos..self.pos + N].try_into().unwrap();
+        self.pos += N;
+        Ok(v)
+    }
+
+    fn skip(&mut self, wire: u32) -> Result<()> {
+        match wire {
+            0 => self.varint().map(|_| ()),
+            1 => self.fixed::<8>().map(|_| ()),
+            2 => self.bytes().map(|_| ()),
+            5 => self.fixed::<4>().map(|_| ()),
+            w => Err(self.fail(&format!("unsupported wire type {w}"))),
+        }
+    }
+}
+
+/// Writes examples to a TFRecord file atomically.
+pub fn write_examples(path: impl AsRef<Path>, examples: &[Example]) -> Result<()> {
+    let mut w = RecordWriter::create(path)?;
+    for e in examples {
+        w.write_record(&e.encode())?;
+    }
+    w.finish().map(|_| ())
+}
+
+/// Reads every example of a TFRecord file.
+pub fn read_examples(path: impl AsRef<Path>) -> Result<Vec<Example>> {
+    let path = path.as_ref();
+    let mut out = Vec::new();
+    let mut r = RecordReader::open(path)?;
+    let mut buf = Vec::new();
+    loop {
+        let off = r.offset();
+        if !r.read_into(&mut buf)? {
+            break;
+        }
+        out.push(Example::decode(&buf).map_err(|e| Error::Record {
+            path: path.to_path_buf(),
+            offset: off,
+            msg: e.to_string(),
+        })?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_known_vectors() {
+        // RFC 3720 (iSCSI) B.4 test vectors.
+        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
+        assert_eq!(crc32c(&[0xFFu8; 32]), 0x62A8_AB43);
+        let inc: Vec<u8> = (0..32).collect();
+        assert_eq!(crc32c(&inc), 0x46DD_794E);
+        let dec: Vec<u8> = (0..32).rev().collect();
+        assert_eq!(crc32c(&dec), 0x113F_DB5C);
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(b""), 0);
+    }
+
+    #[test]
+    fn hw_and_portable_agree_on_odd_lengths() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
+        for n in [0, 1, 7, 8, 9, 15, 17, 63, 64, 65, 999, 1000] {
+            assert_eq!(crc32c(&data[..n]), crc32c_portable(&data[..n]), "n={n}");
+        }
+        assert_eq!(
+            crc32c_append(crc32c(&data[..100]), &data[100..]),
+            crc32c(&data)
+        );
+    }
+
+    #[test]
+    fn varint_negative_int64_roundtrip() {
+        let ex = Example::new().with("x", Feature::Int64(vec![-1, i64::MIN, i64::MAX, 0, 300]));
+        let back = Example::decode(&ex.encode()).unwrap();
+        assert_eq!(back, ex);
+    }
+}

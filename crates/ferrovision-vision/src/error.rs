@@ -1,0 +1,92 @@
+//! Typed errors of the vision crate. Every error names the op, or the file and the entry, that
+//! caused it.
+
+/// Result type of the vision crate.
+pub type Result<T> = std::result::Result<T, VisionError>;
+
+/// What went wrong in a vision call.
+#[derive(Debug, thiserror::Error)]
+pub enum VisionError {
+    /// An argument an op cannot use (NaN box, negative size, mismatched lengths, ...).
+    #[error("{op}: {msg}")]
+    InvalidArgument { op: &'static str, msg: String },
+    /// A malformed input file: which file, which entry, what was expected.
+    #[error("{file}: {entry}: {msg}")]
+    Format {
+        file: String,
+        entry: String,
+        msg: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Decoding or encoding an image failed.
+    #[error("{path}: image: {msg}")]
+    Image { path: String, msg: String },
+    /// An engine error from a tensor op (RoI pooling / align).
+    #[error(transparent)]
+    Tensor(#[from] ferrovision_tensor::Error),
+}
+
+impl VisionError {
+    pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
+        VisionError::InvalidArgument {
+            op,
+            msg: msg.into(),
+        }
+    }
+
+    pub(crate) fn format(
+        file: impl Into<String>,
+        entry: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Self {
+        VisionError::Format {
+            file: file.into(),
+            entry: entry.into(),
+            msg: msg.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        VisionError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Reads a whole file, naming it on failure.
+pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| VisionError::io(path, e))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename,
+/// so a reader never sees a half-written file.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(VisionError::io(path, e));
+    }
+    Ok(())
+}
