@@ -122,7 +122,7 @@ pub enum ClassNames {
 /// Options shared by `train` and `demo`.
 #[derive(Debug, Clone, Args)]
 pub struct TrainOpts {
-    /// Passes over the training set; with --resume, the total to reach [default: 10, demo: 8]
+    /// Passes over the training set; with --resume, the total to reach [default: 10, demo: 15]
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
     /// Images per training step [default: 32, demo: 64]

@@ -473,7 +473,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         seed: t.seed.unwrap_or(42),
         limit: None,
     };
-    let epochs = t.epochs.unwrap_or(8);
+    let epochs = t.epochs.unwrap_or(15);
     clear_demo_dir(&args.out)?;
     println!("{}", builtin::LICENCE);
     println!(
