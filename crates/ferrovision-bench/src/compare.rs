@@ -110,7 +110,11 @@ pub fn run(opts: &Opts) -> Result<(), String> {
                         cmd = Command::new(&python);
                         cmd.arg(root.join("bench/python/mnist_bench.py"))
                             .arg("--framework")
-                            .arg(if engine == "pytorch" { "torch" } else { "keras" })
+                            .arg(if engine == "pytorch" {
+                                "torch"
+                            } else {
+                                "keras"
+                            })
                             .arg("--threads")
                             .arg(threads.to_string())
                             .args(mnist_args(opts)?);

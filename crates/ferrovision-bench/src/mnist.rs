@@ -49,8 +49,10 @@ fn run_inner(dir: &Path, epochs: usize) -> Result<()> {
     let (x, y) = load_mnist(dir, Split::Train)?;
     let (xt, yt) = load_mnist(dir, Split::Test)?;
     ferrovision::tensor::rng::manual_seed(0);
-    let mut model = nnglue::build(ModelKind::Lenet5).map_err(|e| ferrovision::nn::Error::config(e.to_string()))?;
-    nnglue::compile(&mut model, "adam", Some(1e-3)).map_err(|e| ferrovision::nn::Error::config(e.to_string()))?;
+    let mut model = nnglue::build(ModelKind::Lenet5)
+        .map_err(|e| ferrovision::nn::Error::config(e.to_string()))?;
+    nnglue::compile(&mut model, "adam", Some(1e-3))
+        .map_err(|e| ferrovision::nn::Error::config(e.to_string()))?;
     let timer = Arc::new(Mutex::new(EpochTimer::default()));
     let fit = FitOptions {
         epochs,
@@ -65,6 +67,9 @@ fn run_inner(dir: &Path, epochs: usize) -> Result<()> {
     if times.len() > 1 {
         times.remove(0);
     }
-    println!("RESULT mnist epoch_s={:.4} test_acc={acc:.4}", median(&mut times));
+    println!(
+        "RESULT mnist epoch_s={:.4} test_acc={acc:.4}",
+        median(&mut times)
+    );
     Ok(())
 }

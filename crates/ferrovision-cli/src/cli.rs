@@ -5,10 +5,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 const ABOUT: &str = "Train, evaluate and use small image classifiers (LeNet-5, an MLP) on \
-MNIST-style 28x28 grey images, with no Python and no downloads.";
+MNIST-style 28x28 grey images, evaluate detections (COCO, Pascal VOC) and draw boxes, with no \
+Python and no downloads.";
 
 const LONG_ABOUT: &str = "Train, evaluate and use small image classifiers (LeNet-5, an MLP) on \
-MNIST-style 28x28 grey images, with no Python and no downloads.
+MNIST-style 28x28 grey images, evaluate detections (COCO, Pascal VOC) and draw boxes, with no \
+Python and no downloads.
 
 New here? Run `ferrovision demo`: it trains LeNet-5 on a slice of real MNIST digits built into \
 this program, prints the test accuracy, saves the model and classifies a few digits it never saw.
@@ -30,6 +32,10 @@ const EXAMPLES: &str = "Examples:
       Top-3 classes for your own images.
   ferrovision summary --model lenet5
       Layers, output shapes and parameter counts.
+  ferrovision eval coco --gt instances.json --dt detections.json
+      The 12 COCO numbers, identical to pycocotools.
+  ferrovision draw --image photo.jpg --boxes boxes.json
+      Boxes, labels and scores drawn into photo-boxes.png.
 
 Data sources (--data):
   builtin               6000 training + 1000 test MNIST digits inside this program
@@ -89,6 +95,89 @@ Example:
   ferrovision summary --model lenet5
   ferrovision summary --model-file runs/lenet5/model.safetensors")]
     Summary(SummaryArgs),
+    /// Evaluate detections: COCO metrics (identical to pycocotools) or Pascal VOC AP
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Draw boxes (with labels and scores) on an image and write a PNG
+    #[command(
+        after_help = "The boxes file is a JSON list of {\"bbox\": [x1, y1, x2, y2], \"label\": \"raccoon\", \"score\": 0.93} \
+(label and score optional), in pixels of the image.
+
+Example:
+  ferrovision draw --image raccoon-1.jpg --boxes boxes.json --out raccoon-1-boxes.png"
+    )]
+    Draw(DrawArgs),
+}
+
+/// `ferrovision eval <coco|voc>`.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// COCO box evaluation: the 12 numbers (AP@[.5:.95], AP50, AP75, APs/m/l, AR1/10/100,
+    /// ARs/m/l) in pycocotools' layout, or a JSON object with --json
+    #[command(
+        after_help = "The detections file is the COCO results format: a JSON list of \
+{\"image_id\", \"category_id\", \"bbox\": [x, y, w, h], \"score\"}.
+
+Example:
+  ferrovision eval coco --gt instances_val2017.json --dt detections.json --json"
+    )]
+    Coco(EvalCocoArgs),
+    /// Pascal VOC evaluation: per-class AP and mAP at IoU 0.5 from a folder of VOC XML files
+    #[command(after_help = "The detections file is a JSON list of \
+{\"image_id\": \"raccoon-1\", \"class\": \"raccoon\", \"score\": 0.9, \"bbox\": [xmin, ymin, xmax, ymax]}; \
+image_id is the XML file name without extension.
+
+Example:
+  ferrovision eval voc --gt data/raccoon/annotations --dt detections.json")]
+    Voc(EvalVocArgs),
+}
+
+/// `ferrovision eval coco`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalCocoArgs {
+    /// Ground truth in COCO format (images, annotations, categories)
+    #[arg(long, value_name = "FILE")]
+    pub gt: PathBuf,
+    /// Detections in COCO results format
+    #[arg(long, value_name = "FILE")]
+    pub dt: PathBuf,
+    /// What the detections are (only bbox is supported)
+    #[arg(long, default_value = "bbox")]
+    pub iou_type: String,
+    /// Print one JSON object (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ferrovision eval voc`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalVocArgs {
+    /// Folder of Pascal VOC XML annotation files
+    #[arg(long, value_name = "DIR")]
+    pub gt: PathBuf,
+    /// Detections (JSON list, see below)
+    #[arg(long, value_name = "FILE")]
+    pub dt: PathBuf,
+    /// IoU a detection must exceed to match
+    #[arg(long, default_value_t = 0.5)]
+    pub iou: f64,
+    /// 11-point interpolated AP (VOC2007) instead of the all-point area (VOC2010+)
+    #[arg(long)]
+    pub use_07: bool,
+}
+
+/// `ferrovision draw`.
+#[derive(Debug, Clone, Args)]
+pub struct DrawArgs {
+    /// The image (PNG, JPEG, BMP or GIF)
+    #[arg(long, value_name = "FILE")]
+    pub image: PathBuf,
+    /// The boxes (JSON list, see below)
+    #[arg(long, value_name = "FILE")]
+    pub boxes: PathBuf,
+    /// Output PNG (default: <image name>-boxes.png next to the image)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// The built-in architectures.

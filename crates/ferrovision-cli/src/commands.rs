@@ -1,8 +1,8 @@
-//! The subcommands: demo, train, evaluate, predict, summary.
+//! The subcommands: demo, train, evaluate, predict, summary, eval coco|voc, draw.
 
 use crate::cli::{
-    ClassNames, Command, DemoArgs, EvaluateArgs, ModelKind, PredictArgs, SummaryArgs, TrainArgs,
-    TrainOpts,
+    ClassNames, Command, DemoArgs, DrawArgs, EvalCocoArgs, EvalCommand, EvalVocArgs, EvaluateArgs,
+    ModelKind, PredictArgs, SummaryArgs, TrainArgs, TrainOpts,
 };
 use crate::data::{self, DataSpec};
 use crate::error::{io_err, CliError, Context, Result};
@@ -26,6 +26,9 @@ pub fn run(command: Command) -> Result<()> {
         Command::Evaluate(a) => evaluate(a),
         Command::Predict(a) => predict(a),
         Command::Summary(a) => summary(a),
+        Command::Eval(EvalCommand::Coco(a)) => eval_coco(a),
+        Command::Eval(EvalCommand::Voc(a)) => eval_voc(a),
+        Command::Draw(a) => draw(a),
     }
 }
 
@@ -623,6 +626,43 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
         None => nnglue::build(args.model)?,
     };
     print!("{}", nnglue::summary(&model)?);
+    Ok(())
+}
+
+/// `ferrovision eval coco`: prints pycocotools' summary (or JSON).
+pub fn eval_coco(args: EvalCocoArgs) -> Result<()> {
+    let report =
+        ferrovision_vision::eval_coco_report(&args.gt, &args.dt, &args.iou_type, args.json)
+            .map_err(|e| CliError::new(e.to_string()))?;
+    print!("{report}");
+    Ok(())
+}
+
+/// `ferrovision eval voc`: prints per-class AP and mAP.
+pub fn eval_voc(args: EvalVocArgs) -> Result<()> {
+    let opts = ferrovision_vision::VocOpts {
+        iou_threshold: args.iou,
+        use_07_metric: args.use_07,
+        ..Default::default()
+    };
+    let report = ferrovision_vision::eval_voc_report(&args.gt, &args.dt, opts)
+        .map_err(|e| CliError::new(e.to_string()))?;
+    print!("{report}");
+    Ok(())
+}
+
+/// `ferrovision draw`: writes the annotated PNG and says where.
+pub fn draw(args: DrawArgs) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .image
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+        args.image.with_file_name(format!("{stem}-boxes.png"))
+    });
+    let n = ferrovision_vision::draw_boxes_file(&args.image, &args.boxes, &out)
+        .map_err(|e| CliError::new(e.to_string()))?;
+    println!("drew {n} box(es) into {}", out.display());
     Ok(())
 }
 

@@ -25,15 +25,33 @@ const VAL_COLOR: RGBColor = RGBColor(255, 127, 14);
 const GRID_COLOR: RGBColor = RGBColor(225, 225, 225);
 const TEXT_COLOR: [u8; 3] = [30, 30, 30];
 
-/// One panel: a quantity and its training/validation series (epoch, value).
+/// Colours of further series (tab10 after blue and orange).
+const MORE_COLORS: [RGBColor; 8] = [
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn series_color(i: usize) -> RGBColor {
+    match i {
+        0 => TRAIN_COLOR,
+        1 => VAL_COLOR,
+        _ => MORE_COLORS[(i - 2) % MORE_COLORS.len()],
+    }
+}
+
+/// One panel: a quantity (title) and its named series of (epoch, value) points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Panel {
-    /// The log key (`"loss"`, `"accuracy"`).
+    /// The title, e.g. the log key (`"loss"`, `"accuracy"`).
     pub key: String,
-    /// Training values.
-    pub train: Vec<(f64, f64)>,
-    /// Validation values (`val_<key>`), possibly empty.
-    pub val: Vec<(f64, f64)>,
+    /// Named series (`"train"`, `"val"`, or one per run), drawn in tab10 colours.
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
 }
 
 /// Groups a history into panels: every logged key except `lr` and `val_*`, each with its
@@ -57,10 +75,13 @@ pub fn panels(history: &History) -> Vec<Panel> {
             .collect()
     };
     keys.into_iter()
-        .map(|k| Panel {
-            train: series(&k),
-            val: series(&format!("val_{k}")),
-            key: k,
+        .map(|k| {
+            let val = series(&format!("val_{k}"));
+            let mut s = vec![("train".to_string(), series(&k))];
+            if !val.is_empty() {
+                s.push(("val".to_string(), val));
+            }
+            Panel { key: k, series: s }
         })
         .collect()
 }
@@ -130,7 +151,11 @@ fn render(panels: &[Panel]) -> Result<(Vec<u8>, u32, u32)> {
         let areas = root.split_evenly((1, panels.len()));
         for (i, (area, p)) in areas.iter().zip(panels).enumerate() {
             let x_off = (i as u32 * PANEL_W) as i32;
-            let all: Vec<(f64, f64)> = p.train.iter().chain(&p.val).copied().collect();
+            let all: Vec<(f64, f64)> = p
+                .series
+                .iter()
+                .flat_map(|(_, s)| s.iter().copied())
+                .collect();
             if all.is_empty() {
                 labels.push((
                     format!("{}: no values", p.key),
@@ -198,7 +223,8 @@ fn render(panels: &[Panel]) -> Result<(Vec<u8>, u32, u32)> {
                     BLACK.stroke_width(1),
                 )))
                 .map_err(draw_err)?;
-            for (series, color) in [(&p.train, TRAIN_COLOR), (&p.val, VAL_COLOR)] {
+            for (i, (_, series)) in p.series.iter().enumerate() {
+                let color = series_color(i);
                 if series.is_empty() {
                     continue;
                 }
@@ -222,19 +248,35 @@ fn render(panels: &[Panel]) -> Result<(Vec<u8>, u32, u32)> {
                 2,
                 TEXT_COLOR,
             ));
-            let mut lx = x_off + PANEL_W as i32 - M_RIGHT as i32;
-            for (name, color, present) in [
-                ("val", VAL_COLOR, !p.val.is_empty()),
-                ("train", TRAIN_COLOR, !p.train.is_empty()),
-            ] {
-                if !present {
-                    continue;
+            if p.series.len() <= 2 {
+                // Two series: a one-line legend beside the title.
+                let mut lx = x_off + PANEL_W as i32 - M_RIGHT as i32;
+                for (i, (name, series)) in p.series.iter().enumerate().rev() {
+                    if series.is_empty() {
+                        continue;
+                    }
+                    lx -= font::text_width(name, 2);
+                    labels.push((name.clone(), lx, 10, 2, TEXT_COLOR));
+                    lx -= 26;
+                    legend_lines.push((lx, 17, series_color(i)));
+                    lx -= 14;
                 }
-                lx -= font::text_width(name, 2);
-                labels.push((name.into(), lx, 10, 2, TEXT_COLOR));
-                lx -= 26;
-                legend_lines.push((lx, 17, color));
-                lx -= 14;
+            } else {
+                // More series: a legend column inside the plot's lower right corner.
+                let (rx, ry) = chart.backend_coord(&(x1, y0));
+                let n = p.series.len() as i32;
+                let widest = p
+                    .series
+                    .iter()
+                    .map(|(n, _)| font::text_width(n, 1))
+                    .max()
+                    .unwrap_or(0);
+                for (i, (name, _)) in p.series.iter().enumerate() {
+                    let y = ry - 12 * (n - i as i32) - 4;
+                    let x = rx - widest - 34;
+                    legend_lines.push((x, y + 3, series_color(i)));
+                    labels.push((name.clone(), x + 26, y, 1, TEXT_COLOR));
+                }
             }
         }
         for &(x, y, c) in &legend_lines {
@@ -261,14 +303,18 @@ fn render(panels: &[Panel]) -> Result<(Vec<u8>, u32, u32)> {
 
 /// Draws `history` to a PNG file at `path` (written atomically).
 pub fn plot_history(history: &History, path: &Path) -> Result<()> {
-    let panels = panels(history);
+    plot_panels(&panels(history), path)
+}
+
+/// Draws panels side by side to a PNG file at `path` (written atomically).
+pub fn plot_panels(panels: &[Panel], path: &Path) -> Result<()> {
     if panels.is_empty() {
         return Err(CliError::new(format!(
             "{}: nothing to plot (the history has no logged values)",
             path.display()
         )));
     }
-    let (buf, w, h) = render(&panels)?;
+    let (buf, w, h) = render(panels)?;
     let img = image::RgbImage::from_raw(w, h, buf)
         .ok_or_else(|| CliError::new("plot buffer has the wrong size"))?;
     crate::fsutil::write_atomic_with(path, |tmp| {

@@ -240,9 +240,18 @@ fn history_plot_has_both_curves() {
     let p = panels(&h);
     assert_eq!(p.len(), 2);
     assert_eq!(p[0].key, "loss");
-    assert_eq!(p[0].train, vec![(1.0, 0.9), (2.0, 0.4), (3.0, 0.2)]);
+    assert_eq!(
+        p[0].series[0],
+        (
+            "train".to_string(),
+            vec![(1.0, 0.9), (2.0, 0.4), (3.0, 0.2)]
+        )
+    );
     // The NaN is left out.
-    assert_eq!(p[0].val, vec![(1.0, 0.5), (2.0, 0.3)]);
+    assert_eq!(
+        p[0].series[1],
+        ("val".to_string(), vec![(1.0, 0.5), (2.0, 0.3)])
+    );
     assert_eq!(p[1].key, "accuracy");
 
     let dir = scratch();

@@ -326,3 +326,87 @@ fn user_errors_are_plain() {
         "{err}"
     );
 }
+
+/// `eval coco` prints pycocotools' summary text exactly and `--json` its 12 numbers; `draw`
+/// writes a PNG; bad files are plain errors.
+#[test]
+fn eval_coco_and_draw_commands() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let coco = root.join("reference/fixtures/vision/coco");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(coco.join("expected.json")).unwrap())
+            .unwrap();
+    let dir = scratch();
+    for case in ["crowd", "basic"] {
+        let gt = coco.join(format!("{case}_gt.json"));
+        let dt = coco.join(format!("{case}_dt.json"));
+        let (gt, dt) = (gt.to_str().unwrap(), dt.to_str().unwrap());
+        let text = ok(ferrovision(&["eval", "coco", "--gt", gt, "--dt", dt], &dir));
+        assert_eq!(
+            text.trim_end(),
+            expected["cases"][case]["summary"]
+                .as_str()
+                .unwrap()
+                .trim_end()
+        );
+        let json = ok(ferrovision(
+            &["eval", "coco", "--gt", gt, "--dt", dt, "--json"],
+            &dir,
+        ));
+        let got: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let keys = [
+            "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            let want = expected["cases"][case]["stats"][i].as_f64().unwrap();
+            let have = got[k].as_f64().unwrap();
+            assert!(
+                (want - have).abs() <= 1e-6,
+                "{case} {k}: {have} vs pycocotools {want}"
+            );
+        }
+    }
+    let o = ferrovision(
+        &["eval", "coco", "--gt", "missing.json", "--dt", "x.json"],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with("error: ") && stderr(&o).contains("missing.json"),
+        "{}",
+        stderr(&o)
+    );
+
+    let img = dir.join("img.png");
+    image::RgbImage::from_pixel(64, 48, image::Rgb([200, 200, 200]))
+        .save(&img)
+        .unwrap();
+    let boxes = dir.join("boxes.json");
+    std::fs::write(
+        &boxes,
+        r#"[{"bbox": [4, 4, 40, 30], "label": "cat", "score": 0.9}]"#,
+    )
+    .unwrap();
+    let out = ok(ferrovision(
+        &[
+            "draw",
+            "--image",
+            img.to_str().unwrap(),
+            "--boxes",
+            boxes.to_str().unwrap(),
+        ],
+        &dir,
+    ));
+    assert!(out.contains("drew 1 box"), "{out}");
+    let drawn = image::open(dir.join("img-boxes.png")).unwrap().to_rgb8();
+    assert_ne!(
+        drawn.get_pixel(4, 10),
+        &image::Rgb([200, 200, 200]),
+        "the box edge is drawn"
+    );
+    assert_eq!(
+        drawn.get_pixel(60, 44),
+        &image::Rgb([200, 200, 200]),
+        "outside untouched"
+    );
+}
