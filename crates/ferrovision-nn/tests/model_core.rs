@@ -581,3 +581,67 @@ fn fit_from_a_data_pipeline() {
     assert_eq!(loss.len(), 20);
     assert!(loss[19] < loss[0] * 0.05, "{loss:?}");
 }
+
+/// Sample weights and class weights reach the loss: identical inputs with conflicting targets
+/// converge to the weighted optimum.
+#[test]
+fn sample_and_class_weights_steer_the_fit() {
+    use ferrovision_nn::losses::{MeanSquaredError, SparseCategoricalCrossentropy};
+    use ferrovision_nn::optim::Adam;
+    let _guard = serial();
+    manual_seed(13);
+    let x = Tensor::ones(&[64, 3]);
+    // Half the samples say +1, half say -1; only the first half has weight.
+    let mut yv = vec![1.0f32; 32];
+    yv.extend(vec![-1.0f32; 32]);
+    let y = Tensor::from_vec(yv, &[64, 1]).unwrap();
+    let mut w = vec![1.0f32; 32];
+    w.extend(vec![0.0f32; 32]);
+    let w = Tensor::from_vec(w, &[64]).unwrap();
+    let net = Sequential::new(&[3]).add(Dense::new(1)).build().unwrap();
+    let mut model = Model::new(net);
+    model
+        .compile(Compile::new(Adam::new().lr(0.05), MeanSquaredError::new()))
+        .unwrap();
+    let opts = FitOptions {
+        sample_weight: Some(w),
+        ..quiet(60)
+    };
+    model.fit(&x, &y, opts, vec![]).unwrap();
+    let p = model
+        .predict(&Tensor::ones(&[1, 3]), 1)
+        .unwrap()
+        .item()
+        .unwrap();
+    assert!(
+        (p - 1.0).abs() < 0.05,
+        "weighted fit predicts {p}, expected 1"
+    );
+
+    // Class weights 3:1 on a 50/50 split: the weighted maximum-likelihood answer is p(0) = 0.75.
+    let labels: Vec<i64> = (0..64).map(|i| (i % 2) as i64).collect();
+    let y = Tensor::from_vec(labels, &[64]).unwrap();
+    let net = Sequential::new(&[3]).add(Dense::new(2)).build().unwrap();
+    let mut model = Model::new(net);
+    model
+        .compile(Compile::new(
+            Adam::new().lr(0.05),
+            SparseCategoricalCrossentropy::new().from_logits(true),
+        ))
+        .unwrap();
+    let opts = FitOptions {
+        class_weight: Some(vec![3.0, 1.0]),
+        ..quiet(80)
+    };
+    model.fit(&x, &y, opts, vec![]).unwrap();
+    let logits = model.predict(&Tensor::ones(&[1, 3]), 1).unwrap();
+    let p0 = logits.softmax(1).unwrap().to_vec::<f32>().unwrap()[0];
+    assert!((p0 - 0.75).abs() < 0.02, "p(class 0) = {p0}, expected 0.75");
+    // A class index outside class_weight is a clear error.
+    let opts = FitOptions {
+        class_weight: Some(vec![1.0]),
+        ..quiet(1)
+    };
+    let err = model.fit(&x, &y, opts, vec![]).unwrap_err().to_string();
+    assert!(err.contains("class_weight has 1 entries"), "{err}");
+}
