@@ -687,6 +687,34 @@ mod tests {
         assert!(max < 1e-6, "{max}");
     }
 
+    #[test]
+    fn every_isa_level_gives_the_same_bits() {
+        // No reassociation or FMA contraction happens without fast-math, so the AVX-512, AVX2
+        // and baseline builds of the kernels must agree exactly.
+        use ferrovision_tensor::kernels::{set_isa_override, Isa};
+        let img = test_image(317, 211, 3, 8);
+        let run = || {
+            let mut out = vec![0f32; 3 * 224 * 224];
+            let win = [5.0, 3.0, 300.0, 200.0];
+            resample_to_chw(&img, win, 224, 224, true, false, &mut out).unwrap();
+            let j = Jitter::draw(0.4, 0.4, 0.4, 0.1, &mut Rng::new(2));
+            jitter_chw(&mut out, 3, &j).unwrap();
+            normalize_chw(&mut out, 3, &Normalize::imagenet());
+            let mut plain = vec![0f32; 3 * 317 * 211];
+            u8_to_chw(&img, &mut plain).unwrap();
+            (out, plain)
+        };
+        set_isa_override(Some(Isa::Scalar));
+        let reference = run();
+        for level in [Isa::Avx2, Isa::Avx512] {
+            set_isa_override(Some(level));
+            let got = run();
+            set_isa_override(None);
+            assert!(got == reference, "{level:?} differs from scalar");
+        }
+        set_isa_override(None);
+    }
+
     /// torchvision's `_rgb2hsv` / `_hsv2rgb` written out with branches.
     fn hue_reference(r: f32, g: f32, b: f32, d: f32) -> (f32, f32, f32) {
         let (h, s, v) = crate::image::rgb_to_hsv(r, g, b);
