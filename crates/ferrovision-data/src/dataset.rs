@@ -246,33 +246,84 @@ impl<T: DataElement> Dataset<T> {
         elem_shape: &[usize],
         f: impl Fn(T, &mut Rng, &mut [f32]) -> Result<()> + Send + Sync + 'static,
     ) -> Dataset<Tensor> {
+        self.map_batch_impl(
+            "map_batch",
+            workers,
+            seed,
+            batch,
+            drop_remainder,
+            elem_shape,
+            f,
+            |t, _| Ok(t),
+        )
+    }
+
+    /// [`map_batch_seeded`](Self::map_batch_seeded) for labelled data: `f` also returns the
+    /// element's label, and each batch is `(images [n, elem_shape..] f32, labels [n] i64)`
+    /// (what `Model::fit_source` takes).
+    pub fn map_batch_seeded_labeled(
+        &self,
+        workers: usize,
+        seed: u64,
+        batch: usize,
+        drop_remainder: bool,
+        elem_shape: &[usize],
+        f: impl Fn(T, &mut Rng, &mut [f32]) -> Result<i64> + Send + Sync + 'static,
+    ) -> Dataset<(Tensor, Tensor)> {
+        self.map_batch_impl(
+            "map_batch_labeled",
+            workers,
+            seed,
+            batch,
+            drop_remainder,
+            elem_shape,
+            f,
+            |t, labels: Vec<i64>| {
+                let n = labels.len();
+                Ok((t, Tensor::from_vec(labels, &[n])?))
+            },
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_batch_impl<L: Send + 'static, O: DataElement>(
+        &self,
+        name: &str,
+        workers: usize,
+        seed: u64,
+        batch: usize,
+        drop_remainder: bool,
+        elem_shape: &[usize],
+        f: impl Fn(T, &mut Rng, &mut [f32]) -> Result<L> + Send + Sync + 'static,
+        finish: impl Fn(Tensor, Vec<L>) -> Result<O> + Send + Sync + 'static,
+    ) -> Dataset<O> {
         let batch = batch.max(1);
         let workers = workers.max(1);
         let shape = elem_shape.to_vec();
         let elem_len: usize = shape.iter().product();
-        let f = Arc::new(f);
         let epoch = Arc::new(AtomicU64::new(0));
         let up = self.factory.clone();
-        let stats = StageStats::new(format!("map_batch(workers={workers},batch={batch})"));
+        let stats = StageStats::new(format!("{name}(workers={workers},batch={batch})"));
         let st = stats.clone();
         let mut stages = self.stages.clone();
         stages.push(stats);
-        let run: Arc<dyn Fn(Vec<T>, u64, u64) -> Result<Tensor> + Send + Sync> =
+        let run: Arc<dyn Fn(Vec<T>, u64, u64) -> Result<O> + Send + Sync> =
             Arc::new(move |items: Vec<T>, ep: u64, b: u64| {
                 let n = items.len();
                 let mut data = vec![0f32; n * elem_len];
+                let mut extra = Vec::with_capacity(n);
                 for (j, (x, slot)) in items
                     .into_iter()
                     .zip(data.chunks_exact_mut(elem_len.max(1)))
                     .enumerate()
                 {
                     let mut rng = Rng::new(mix_seed(seed, ep, b * batch as u64 + j as u64));
-                    f(x, &mut rng, slot)?;
+                    extra.push(f(x, &mut rng, slot)?);
                 }
                 let mut s = Vec::with_capacity(shape.len() + 1);
                 s.push(n);
                 s.extend_from_slice(&shape);
-                Ok(Tensor::from_vec(data, &s)?)
+                finish(Tensor::from_vec(data, &s)?, extra)
             });
         Dataset {
             factory: Arc::new(move || {
@@ -294,7 +345,7 @@ impl<T: DataElement> Dataset<T> {
                     }
                     Some(Ok(items))
                 }));
-                let it: BoxIter<Tensor> = Box::new(ParMap::start(
+                let it: BoxIter<O> = Box::new(ParMap::start(
                     groups,
                     workers,
                     true,
@@ -307,7 +358,7 @@ impl<T: DataElement> Dataset<T> {
                     inner: it,
                     stats: st.clone(),
                     work_is_next: false,
-                }) as BoxIter<Tensor>)
+                }) as BoxIter<O>)
             }),
             stages,
         }

@@ -315,6 +315,24 @@ fn map_batch_seeded_equals_map_seeded_then_batch() {
         let again: Vec<f32> = ds.iter().next().unwrap().unwrap().to_vec().unwrap();
         assert_ne!(again, got[0]);
     }
+    // The labelled form: same images, labels as an i64 tensor.
+    let labeled = src.map_batch_seeded_labeled(2, 11, 16, false, &[2, 3], move |x, rng, out| {
+        f(x, rng, out)?;
+        Ok(x * 2)
+    });
+    let got = labeled.collect_vec().unwrap();
+    assert_eq!(got.len(), 5);
+    for (b, (imgs, labels)) in got.iter().enumerate() {
+        assert_eq!(imgs.to_vec::<f32>().unwrap(), want[b]);
+        let l: Vec<i64> = labels.to_vec().unwrap();
+        let first = 16 * b as i64;
+        assert_eq!(
+            l,
+            (first..(first + 16).min(70))
+                .map(|x| x * 2)
+                .collect::<Vec<_>>()
+        );
+    }
     let dropped = src.map_batch_seeded(2, 11, 16, true, &[2, 3], f);
     assert_eq!(dropped.count().unwrap(), 4);
     // A failing element makes its batch an error; the other batches are fine.
