@@ -9,6 +9,7 @@
 //! image only. Randomness comes from the `Rng` passed in (see `Dataset::map_seeded`).
 
 use crate::element::{Batchable, DataElement, PaddedBatchable};
+use crate::fused::{jitter_chw, normalize_chw, resample_to_chw, u8_to_chw, Jitter, GREY};
 use crate::image::{hsv_to_rgb, resample_flip, rgb_to_hsv, Filter, Image, Normalize, Pixel};
 use crate::{Error, Result};
 use ferrovision_tensor::rng::Rng;
@@ -349,22 +350,29 @@ struct Geometry {
     out_h: usize,
 }
 
+/// For an axis-aligned map (scale, translate, flip) whose source window lies inside a
+/// `width x height` image: the window `[x0, y0, x1, y1]` and whether x and y are mirrored.
+fn axis_window(g: &Geometry, width: usize, height: usize) -> Option<([f64; 4], bool, bool)> {
+    let [a, b, _, d, e, _] = g.m.0;
+    if !(b == 0.0 && d == 0.0 && a != 0.0 && e != 0.0) {
+        return None;
+    }
+    let inv = g.m.inverse()?;
+    let (x0, y0) = inv.apply(0.0, 0.0);
+    let (x1, y1) = inv.apply(g.out_w as f64, g.out_h as f64);
+    let win = [x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1)];
+    let inside = win[0] >= -1e-6
+        && win[1] >= -1e-6
+        && win[2] <= width as f64 + 1e-6
+        && win[3] <= height as f64 + 1e-6;
+    inside.then_some((win, x1 < x0, y1 < y0))
+}
+
 fn warp_image<T: Pixel>(img: &Image<T>, g: &Geometry, filter: Filter, fill: T) -> Result<Image<T>> {
-    let [a, b, c, d, e, f] = g.m.0;
-    if b == 0.0 && d == 0.0 && a != 0.0 && e != 0.0 {
+    let [_, _, c, _, _, f] = g.m.0;
+    if let Some((win, flip_x, flip_y)) = axis_window(g, img.width, img.height) {
         // Axis-aligned (scale, translate, flip): separable resampling with antialiasing.
-        let inv = g.m.inverse().unwrap();
-        let (x0, y0) = inv.apply(0.0, 0.0);
-        let (x1, y1) = inv.apply(g.out_w as f64, g.out_h as f64);
-        let (flip_x, flip_y) = (x1 < x0, y1 < y0);
-        let win = [x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1)];
-        let inside = win[0] >= -1e-6
-            && win[1] >= -1e-6
-            && win[2] <= img.width as f64 + 1e-6
-            && win[3] <= img.height as f64 + 1e-6;
-        if inside {
-            return resample_flip(img, win, g.out_w, g.out_h, filter, flip_x, flip_y);
-        }
+        return resample_flip(img, win, g.out_w, g.out_h, filter, flip_x, flip_y);
     }
     // General map (rotation, shear, or windows leaving the image): per-pixel inverse mapping.
     let inv =
@@ -651,6 +659,122 @@ impl Augment {
         Ok(s)
     }
 
+    /// Whether [`apply_image_chw`](Self::apply_image_chw) takes the fused path: geometric ops
+    /// first, then only colour jitter.
+    pub fn is_fused(&self) -> bool {
+        let mut photometric = false;
+        for op in &self.ops {
+            match op {
+                Op::ColorJitter { .. } => photometric = true,
+                Op::Gamma { .. }
+                | Op::GaussianNoise { .. }
+                | Op::Blur { .. }
+                | Op::Cutout { .. }
+                | Op::Grayscale { .. } => return false,
+                _ if photometric => return false,
+                _ => {}
+            }
+        }
+        true
+    }
+
+    /// Applies the pipeline to an image without targets and writes the result as planar f32
+    /// `[C, H, W]` in [0, 1] (then normalised when `normalize` is set) into `out`, which must
+    /// hold exactly that many values; returns `[C, H, W]`. The generator is used exactly as by
+    /// [`apply`](Self::apply), so the same crop, flip and jitter factors are drawn.
+    ///
+    /// Pipelines of geometric ops followed by colour jitter on 1- or 3-channel images (see
+    /// [`is_fused`](Self::is_fused)) take a fused path: one resampling pass from the 8-bit
+    /// image straight into `out` (crop, resize and flip together; windows inside the image),
+    /// then the jitter in float in place, with no 8-bit rounding in between. It agrees with
+    /// `apply` followed by [`Image::to_tensor_chw`] up to that rounding. Other pipelines run
+    /// `apply` and convert.
+    pub fn apply_image_chw(
+        &self,
+        img: &Image<u8>,
+        rng: &mut Rng,
+        out: &mut [f32],
+    ) -> Result<[usize; 3]> {
+        let c = img.channels;
+        let check = |shape: [usize; 3], out: &[f32]| {
+            let n = shape.iter().product::<usize>();
+            if out.len() == n {
+                Ok(shape)
+            } else {
+                Err(Error::invalid(
+                    "apply_image_chw",
+                    format!(
+                        "the augmented image is {shape:?} ({n} values), the output holds {}",
+                        out.len()
+                    ),
+                ))
+            }
+        };
+        if !(self.is_fused() && (c == 1 || c == 3)) {
+            let s = self.apply(ImageSample::from_image(img.clone()), rng)?;
+            let shape = check([c, s.image.height, s.image.width], out)?;
+            u8_to_chw(&s.image, out)?;
+            if let Some(n) = &self.normalize {
+                normalize_chw(out, c, n);
+            }
+            return Ok(shape);
+        }
+        let (mut w, mut h) = (img.width, img.height);
+        let mut geo: Option<Geometry> = None;
+        let mut jitters = Vec::new();
+        for op in &self.ops {
+            if let Some(step) = self.geometric(op, w, h, rng)? {
+                (w, h) = (step.out_w, step.out_h);
+                geo = Some(match geo {
+                    Some(g) => Geometry {
+                        m: g.m.then(step.m),
+                        out_w: step.out_w,
+                        out_h: step.out_h,
+                    },
+                    None => step,
+                });
+            } else if let Op::ColorJitter {
+                brightness,
+                contrast,
+                saturation,
+                hue,
+            } = op
+            {
+                jitters.push(Jitter::draw(*brightness, *contrast, *saturation, *hue, rng));
+            }
+        }
+        let shape = check([c, h, w], out)?;
+        match geo {
+            Some(g) if !(g.m == Affine::IDENTITY && w == img.width && h == img.height) => {
+                if let Some((win, fx, fy)) = axis_window(&g, img.width, img.height) {
+                    resample_to_chw(img, win, w, h, fx, fy, out)?;
+                } else {
+                    // Rotation, shear or a window leaving the image: the general warp, in f32.
+                    let f = warp_image(
+                        &img.to_f32(),
+                        &g,
+                        Filter::Bilinear,
+                        self.fill as f32 / 255.0,
+                    )?;
+                    let n = w * h;
+                    for (i, px) in f.data.chunks_exact(c).enumerate() {
+                        for (ch, &v) in px.iter().enumerate() {
+                            out[ch * n + i] = v;
+                        }
+                    }
+                }
+            }
+            _ => u8_to_chw(img, out)?,
+        }
+        for j in &jitters {
+            jitter_chw(out, c, j)?;
+        }
+        if let Some(n) = &self.normalize {
+            normalize_chw(out, c, n);
+        }
+        Ok(shape)
+    }
+
     /// [`apply`](Self::apply) then conversion to tensors with the configured normalisation.
     pub fn to_sample(&self, s: &ImageSample) -> Result<Sample> {
         s.to_sample(self.normalize.as_ref())
@@ -842,24 +966,8 @@ impl Augment {
                 saturation,
                 hue,
             } => {
-                // Random order of the four adjustments, like torchvision.
-                let mut order = [0usize, 1, 2, 3];
-                for i in (1..4).rev() {
-                    order.swap(i, rng.below(i as u64 + 1) as usize);
-                }
-                let b = uni(rng, (1.0 - brightness).max(0.0), 1.0 + brightness);
-                let c = uni(rng, (1.0 - contrast).max(0.0), 1.0 + contrast);
-                let s = uni(rng, (1.0 - saturation).max(0.0), 1.0 + saturation);
-                let h = uni(rng, -hue, *hue);
-                for k in order {
-                    match k {
-                        0 if *brightness > 0.0 => adjust_brightness(img, b),
-                        1 if *contrast > 0.0 => adjust_contrast(img, c),
-                        2 if *saturation > 0.0 => adjust_saturation(img, s),
-                        3 if *hue > 0.0 => adjust_hue(img, h),
-                        _ => {}
-                    }
-                }
+                let j = Jitter::draw(*brightness, *contrast, *saturation, *hue, rng);
+                jitter_u8(img, &j)?;
             }
             Op::Gamma { min, max } => {
                 let g = uni(rng, *min, *max);
@@ -965,6 +1073,28 @@ fn rrc_window(
     )
 }
 
+/// Colour jitter on an 8-bit image: its colour channels (the first 3, or the first 1 of grey
+/// and grey + alpha) go to float, are adjusted by [`jitter_chw`] and are rounded back once;
+/// alpha is left alone.
+fn jitter_u8(img: &mut Image<u8>, j: &Jitter) -> Result<()> {
+    let c = img.channels;
+    let cc = if c >= 3 { 3 } else { 1 };
+    let n = img.width * img.height;
+    let mut buf = vec![0f32; cc * n];
+    for (i, px) in img.data.chunks_exact(c).enumerate() {
+        for ch in 0..cc {
+            buf[ch * n + i] = px[ch] as f32 * (1.0 / 255.0);
+        }
+    }
+    jitter_chw(&mut buf, cc, j)?;
+    for (i, px) in img.data.chunks_exact_mut(c).enumerate() {
+        for ch in 0..cc {
+            px[ch] = u8::from_f32(buf[ch * n + i] * 255.0);
+        }
+    }
+    Ok(())
+}
+
 /// `v * factor`.
 pub fn adjust_brightness(img: &mut Image<u8>, factor: f32) {
     let lut: Vec<u8> = (0..256)
@@ -980,7 +1110,7 @@ pub fn adjust_contrast(img: &mut Image<u8>, factor: f32) {
     let mean = if c >= 3 {
         img.data
             .chunks_exact(c)
-            .map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32)
+            .map(|p| GREY[0] * p[0] as f32 + GREY[1] * p[1] as f32 + GREY[2] * p[2] as f32)
             .sum::<f32>()
             / n as f32
     } else {
@@ -999,7 +1129,7 @@ pub fn adjust_saturation(img: &mut Image<u8>, factor: f32) {
         return;
     }
     for p in img.data.chunks_exact_mut(c) {
-        let g = 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
+        let g = GREY[0] * p[0] as f32 + GREY[1] * p[1] as f32 + GREY[2] * p[2] as f32;
         for v in &mut p[..3] {
             *v = u8::from_f32((g + (*v as f32 - g) * factor).clamp(0.0, 255.0));
         }

@@ -227,6 +227,143 @@ impl<T: DataElement> Dataset<T> {
         self.par_map_indexed(workers.max(1), true, seed, f)
     }
 
+    /// Maps and batches in one stage, writing each element straight into its slot of the
+    /// batch tensor (no per-element tensor, no stacking copy). Each of `workers` threads builds
+    /// whole batches: it takes `batch` consecutive elements, allocates the `[n, elem_shape..]`
+    /// f32 buffer and calls `f(element, rng, slot)` for each, where `slot` is that element's
+    /// `elem_shape.iter().product()` values. The generator is seeded from `seed`, the epoch and
+    /// the element's position exactly as in [`map_seeded`](Self::map_seeded), so the result
+    /// equals `map_seeded(..)` followed by `batch(batch, drop_remainder)` whatever the number of
+    /// workers; batches come in order. An element whose `f` fails (or an upstream error) makes
+    /// its whole batch an error (like `batch`, the batch's other elements are dropped). At most
+    /// `2 x workers` batches are in flight.
+    pub fn map_batch_seeded(
+        &self,
+        workers: usize,
+        seed: u64,
+        batch: usize,
+        drop_remainder: bool,
+        elem_shape: &[usize],
+        f: impl Fn(T, &mut Rng, &mut [f32]) -> Result<()> + Send + Sync + 'static,
+    ) -> Dataset<Tensor> {
+        self.map_batch_impl(
+            "map_batch",
+            workers,
+            seed,
+            batch,
+            drop_remainder,
+            elem_shape,
+            f,
+            |t, _| Ok(t),
+        )
+    }
+
+    /// [`map_batch_seeded`](Self::map_batch_seeded) for labelled data: `f` also returns the
+    /// element's label, and each batch is `(images [n, elem_shape..] f32, labels [n] i64)`
+    /// (what `Model::fit_source` takes).
+    pub fn map_batch_seeded_labeled(
+        &self,
+        workers: usize,
+        seed: u64,
+        batch: usize,
+        drop_remainder: bool,
+        elem_shape: &[usize],
+        f: impl Fn(T, &mut Rng, &mut [f32]) -> Result<i64> + Send + Sync + 'static,
+    ) -> Dataset<(Tensor, Tensor)> {
+        self.map_batch_impl(
+            "map_batch_labeled",
+            workers,
+            seed,
+            batch,
+            drop_remainder,
+            elem_shape,
+            f,
+            |t, labels: Vec<i64>| {
+                let n = labels.len();
+                Ok((t, Tensor::from_vec(labels, &[n])?))
+            },
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_batch_impl<L: Send + 'static, O: DataElement>(
+        &self,
+        name: &str,
+        workers: usize,
+        seed: u64,
+        batch: usize,
+        drop_remainder: bool,
+        elem_shape: &[usize],
+        f: impl Fn(T, &mut Rng, &mut [f32]) -> Result<L> + Send + Sync + 'static,
+        finish: impl Fn(Tensor, Vec<L>) -> Result<O> + Send + Sync + 'static,
+    ) -> Dataset<O> {
+        let batch = batch.max(1);
+        let workers = workers.max(1);
+        let shape = elem_shape.to_vec();
+        let elem_len: usize = shape.iter().product();
+        let epoch = Arc::new(AtomicU64::new(0));
+        let up = self.factory.clone();
+        let stats = StageStats::new(format!("{name}(workers={workers},batch={batch})"));
+        let st = stats.clone();
+        let mut stages = self.stages.clone();
+        stages.push(stats);
+        let run: Arc<dyn Fn(Vec<T>, u64, u64) -> Result<O> + Send + Sync> =
+            Arc::new(move |items: Vec<T>, ep: u64, b: u64| {
+                let n = items.len();
+                let mut data = vec![0f32; n * elem_len];
+                let mut extra = Vec::with_capacity(n);
+                for (j, (x, slot)) in items
+                    .into_iter()
+                    .zip(data.chunks_exact_mut(elem_len.max(1)))
+                    .enumerate()
+                {
+                    let mut rng = Rng::new(mix_seed(seed, ep, b * batch as u64 + j as u64));
+                    extra.push(f(x, &mut rng, slot)?);
+                }
+                let mut s = Vec::with_capacity(shape.len() + 1);
+                s.push(n);
+                s.extend_from_slice(&shape);
+                finish(Tensor::from_vec(data, &s)?, extra)
+            });
+        Dataset {
+            factory: Arc::new(move || {
+                let ep = epoch.fetch_add(1, Ordering::Relaxed);
+                let mut upi = up()?;
+                // Groups of `batch` upstream elements; an upstream error ends its group early
+                // and travels alone (the group's elements are dropped, as in `batch`).
+                let groups: BoxIter<Vec<T>> = Box::new(std::iter::from_fn(move || {
+                    let mut items = Vec::with_capacity(batch);
+                    while items.len() < batch {
+                        match upi.next() {
+                            Some(Ok(x)) => items.push(x),
+                            Some(Err(e)) => return Some(Err(e)),
+                            None => break,
+                        }
+                    }
+                    if items.is_empty() || (drop_remainder && items.len() < batch) {
+                        return None;
+                    }
+                    Some(Ok(items))
+                }));
+                let it: BoxIter<O> = Box::new(ParMap::start(
+                    groups,
+                    workers,
+                    true,
+                    run.clone(),
+                    ep,
+                    st.clone(),
+                    2 * workers,
+                ));
+                Ok(Box::new(Timed {
+                    inner: it,
+                    stats: st.clone(),
+                    work_is_next: false,
+                }) as BoxIter<O>)
+            }),
+            stages,
+        }
+    }
+
     fn par_map_indexed<U: DataElement>(
         &self,
         workers: usize,
@@ -268,6 +405,7 @@ impl<T: DataElement> Dataset<T> {
                     f.clone(),
                     ep,
                     st.clone(),
+                    workers * 4,
                 )) as BoxIter<U>)
             },
             false,
@@ -902,8 +1040,9 @@ impl<T: Send + 'static, U: Send + 'static> ParMap<T, U> {
         f: Arc<dyn Fn(T, u64, u64) -> Result<U> + Send + Sync>,
         epoch: u64,
         stats: Arc<StageStats>,
+        window: usize,
     ) -> Self {
-        let window = (workers * 4) as u64;
+        let window = window.max(1) as u64;
         let shared = Arc::new(ParShared {
             src: Mutex::new(ParSource {
                 up,

@@ -342,6 +342,15 @@ impl Normalize {
 // ---------------------------------------------------------------------------------------------
 
 impl Image<u8> {
+    /// Like [`to_rgb`](Self::to_rgb), without a copy when the image is RGB already.
+    pub fn into_rgb(self) -> Image<u8> {
+        if self.channels == 3 {
+            self
+        } else {
+            self.to_rgb()
+        }
+    }
+
     /// Converts to 3-channel RGB (grey is replicated, alpha dropped).
     pub fn to_rgb(&self) -> Image<u8> {
         match self.channels {
@@ -552,16 +561,17 @@ impl Filter {
 }
 
 /// Per-output-index source window and normalised weights along one axis.
-struct AxisWeights {
-    start: Vec<usize>,
-    len: Vec<usize>,
-    w: Vec<f32>, // `taps` weights per output index
-    taps: usize,
+pub(crate) struct AxisWeights {
+    pub(crate) start: Vec<usize>,
+    pub(crate) len: Vec<usize>,
+    /// `taps` weights per output index; those past `len` are 0.
+    pub(crate) w: Vec<f32>,
+    pub(crate) taps: usize,
 }
 
 /// Weights mapping `out_len` outputs onto the source interval `[src0, src0 + src_len)` of an
 /// axis of `in_len` pixels (edge pixels repeat outside). `flip` reverses the output order.
-fn axis_weights(
+pub(crate) fn axis_weights(
     in_len: usize,
     src0: f64,
     src_len: f64,
@@ -832,8 +842,13 @@ pub fn decode_jpeg(bytes: &[u8], path: impl AsRef<Path>) -> Result<Image<u8>> {
     // zune-jpeg decodes a stream cut inside its last scan without complaint, so check that the
     // end-of-image marker follows the last start-of-scan (entropy-coded data cannot contain
     // FF D9 or FF DA because of byte stuffing).
-    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    let eoi_after = last_sos.is_some_and(|p| bytes[p..].windows(2).any(|w| w == [0xFF, 0xD9]));
+    // Scanning back from the end, the first of the two markers met must be EOI (this stops
+    // at the EOI, normally the last two bytes, instead of scanning the whole entropy data).
+    let last = bytes
+        .windows(2)
+        .rposition(|w| w[0] == 0xFF && (w[1] == 0xD9 || w[1] == 0xDA));
+    let eoi_after = last
+        .is_some_and(|p| bytes[p + 1] == 0xD9 && bytes[..p].windows(2).any(|w| w == [0xFF, 0xDA]));
     if !eoi_after {
         return Err(Error::image(
             &path,
@@ -871,7 +886,7 @@ pub fn decode_jpeg(bytes: &[u8], path: impl AsRef<Path>) -> Result<Image<u8>> {
 
 /// Decodes and converts to 3-channel 8-bit RGB.
 pub fn decode_rgb8(bytes: &[u8], path: impl AsRef<Path>) -> Result<Image<u8>> {
-    Ok(decode(bytes, path)?.into_u8().to_rgb())
+    Ok(decode(bytes, path)?.into_u8().into_rgb())
 }
 
 /// Reads and decodes an image file.

@@ -6,6 +6,7 @@
 //!   `prefetch`, `cache`, `interleave`, `shard`, `ignore_errors`, per-stage [`StatsReport`]).
 //! - [`image`]: decode/encode, resize, crop, pad, flip, colour, normalise.
 //! - [`augment`]: seeded augmentation that keeps boxes, label maps and masks aligned.
+//! - [`fused`]: fused crop/resize/flip + colour jitter straight into f32 `[C, H, W]` slots.
 //! - [`tfrecord`]: TFRecord framing (masked CRC32C), `tf.train.Example`.
 //!
 //! Design notes and usage are in `docs/data.md`.
@@ -15,6 +16,7 @@ pub mod dataset;
 pub mod element;
 mod error;
 pub mod fsutil;
+pub mod fused;
 pub mod image;
 pub mod sources;
 pub mod stats;
