@@ -50,4 +50,26 @@ fn decode_real_clip_when_ffmpeg_present() {
     let frames = video::sample_frames(&clip, Some((64, 48)), Sampling::Uniform(8)).unwrap();
     assert_eq!(frames.len(), 8);
     assert!(frames.iter().all(|(_, f)| f.width == 64 && f.height == 48));
+    // Every k-th frame agrees with a full decode, frame for frame.
+    let all = video::decode_frames(&clip, Some((64, 48))).unwrap();
+    let every = video::sample_frames(&clip, Some((64, 48)), Sampling::EveryKth(5)).unwrap();
+    assert_eq!(every.len(), all.len().div_ceil(5));
+    for (i, f) in &every {
+        assert_eq!(f.data, all[*i].data, "frame {i}");
+    }
+    // Scene cuts start with frame 0 and are increasing.
+    let cuts = video::sample_frames(
+        &clip,
+        Some((64, 48)),
+        Sampling::SceneCuts { threshold: 30.0 },
+    )
+    .unwrap();
+    assert_eq!(cuts.first().map(|(i, _)| *i), Some(0));
+    assert!(cuts.windows(2).all(|w| w[0].0 < w[1].0));
+    eprintln!(
+        "{}: {} frames decoded, {} scene starts",
+        clip.display(),
+        all.len(),
+        cuts.len()
+    );
 }
