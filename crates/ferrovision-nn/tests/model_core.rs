@@ -645,3 +645,73 @@ fn sample_and_class_weights_steer_the_fit() {
     let err = model.fit(&x, &y, opts, vec![]).unwrap_err().to_string();
     assert!(err.contains("class_weight has 1 entries"), "{err}");
 }
+
+/// `Model::load` rebuilds architecture and compile state (Adam, sparse CE, accuracy) and, with
+/// dropout drawing from the process-wide generator, continues bit-exactly.
+#[test]
+fn model_load_restores_compile_state_and_dropout_stream() {
+    use ferrovision_nn::layers::Dropout;
+    use ferrovision_nn::losses::SparseCategoricalCrossentropy;
+    use ferrovision_nn::metrics::Accuracy;
+    use ferrovision_nn::optim::Adam;
+    let _guard = serial();
+    let mut rng = Rng::new(21);
+    let x = Tensor::randn(&[96, 4], 0.0, 1.0, &mut rng).unwrap();
+    let labels: Vec<i64> = x
+        .to_vec::<f32>()
+        .unwrap()
+        .chunks(4)
+        .map(|r| (r[0] + r[1] > 0.0) as i64)
+        .collect();
+    let y = Tensor::from_vec(labels, &[96]).unwrap();
+    let build = || {
+        let net = Sequential::new(&[4])
+            .add(Dense::new(16).activation(Activation::Relu))
+            .add(Dropout::new(0.3))
+            .add(Dense::new(2))
+            .build()
+            .unwrap();
+        let mut m = Model::new(net);
+        m.compile(
+            Compile::new(
+                Adam::new().lr(0.01),
+                SparseCategoricalCrossentropy::new().from_logits(true),
+            )
+            .metric(Accuracy::sparse()),
+        )
+        .unwrap();
+        m
+    };
+    let opts = |epochs| FitOptions {
+        seed: 5,
+        ..quiet(epochs)
+    };
+    manual_seed(21);
+    let mut straight = build();
+    let h_straight = straight.fit(&x, &y, opts(6), vec![]).unwrap();
+
+    manual_seed(21);
+    let mut first = build();
+    first.fit(&x, &y, opts(3), vec![]).unwrap();
+    let path = tmp("adam_dropout.fvm");
+    first.save(&path).unwrap();
+    drop(first);
+    manual_seed(12345);
+    let mut loaded = Model::load(&path).unwrap();
+    assert_eq!(loaded.epoch(), 3);
+    assert_eq!(
+        loaded.metric_names(),
+        vec!["loss", "sparse_categorical_accuracy"]
+    );
+    let h = loaded.fit(&x, &y, opts(6), vec![]).unwrap();
+    assert_eq!(h.get("loss"), h_straight.get("loss")[3..].to_vec());
+    for (a, b) in straight
+        .network()
+        .get_weights()
+        .unwrap()
+        .iter()
+        .zip(loaded.network().get_weights().unwrap())
+    {
+        assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    }
+}
