@@ -6,11 +6,11 @@ use crate::cli::{
 };
 use crate::data::{self, DataSpec};
 use crate::error::{io_err, CliError, Context, Result};
-use crate::fsutil::write_atomic;
 use crate::{builtin, image_input, nnglue, plot};
 use clap::ValueEnum;
 use ferrovision_nn::callbacks::{Callback, Logs};
 use ferrovision_nn::datasets::mnist::{Split, FASHION_MNIST_CLASSES, MNIST_CLASSES};
+use ferrovision_nn::io::write_atomic;
 use ferrovision_nn::tensor::Tensor;
 use ferrovision_nn::{FitOptions, History, Model};
 use serde_json::{json, Value};
@@ -216,7 +216,7 @@ fn write_json(path: &Path, v: &Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(v)
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
     text.push('\n');
-    write_atomic(path, text.as_bytes())
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
 /// Trains (or resumes) a run and writes the whole run directory.

@@ -141,8 +141,8 @@ pub fn save_digit_png(pixels: &[f32], path: &Path) -> Result<()> {
     let img = GrayImage::from_fn(SIDE, SIDE, |x, y| {
         Luma([(pixels[(y * SIDE + x) as usize].clamp(0.0, 1.0) * 255.0).round() as u8])
     });
-    crate::fsutil::write_atomic_with(path, |tmp| {
-        img.save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
-    })
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+    Ok(ferrovision_nn::io::write_atomic(path, &png)?)
 }

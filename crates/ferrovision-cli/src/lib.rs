@@ -8,7 +8,6 @@ pub mod commands;
 pub mod data;
 pub mod error;
 mod font;
-pub mod fsutil;
 pub mod image_input;
 pub mod nnglue;
 pub mod plot;

@@ -317,10 +317,10 @@ pub fn plot_panels(panels: &[Panel], path: &Path) -> Result<()> {
     let (buf, w, h) = render(panels)?;
     let img = image::RgbImage::from_raw(w, h, buf)
         .ok_or_else(|| CliError::new("plot buffer has the wrong size"))?;
-    crate::fsutil::write_atomic_with(path, |tmp| {
-        img.save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
-    })
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+    Ok(ferrovision_nn::io::write_atomic(path, &png)?)
 }
 
 #[cfg(test)]

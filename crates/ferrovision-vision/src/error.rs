@@ -65,28 +65,9 @@ pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| VisionError::io(path, e))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename,
-/// so a reader never sees a half-written file.
+/// Writes `bytes` to `path` atomically (`ferrovision_data::fsutil::write_atomic`: a temporary
+/// file in the same directory, synced, then renamed).
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(VisionError::io(path, e));
-    }
-    Ok(())
+    ferrovision_data::fsutil::write_atomic(path, bytes)
+        .map_err(|e| VisionError::io(path, std::io::Error::other(e.to_string())))
 }
