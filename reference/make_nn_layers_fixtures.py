@@ -14,7 +14,7 @@ For every case the script
 
 Output: reference/fixtures/nn_layers.json. Usage (from the repository root):
 
-    /work/main/reference/.venv/bin/python reference/make_nn_layers_fixtures.py
+    reference/.venv/bin/python reference/make_nn_layers_fixtures.py
 """
 
 import json

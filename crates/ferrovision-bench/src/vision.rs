@@ -152,7 +152,7 @@ fn run_nms(o: &VOpts) -> Result<String, String> {
     let flat: Vec<f32> = b.iter().flatten().copied().collect();
     let js = serde_json::json!({"boxes": flat, "scores": s, "classes": c, "iou_threshold": thr});
     std::fs::write(&path, js.to_string()).map_err(|e| e.to_string())?;
-    let r = run_python(o, &["nms", path.to_str().unwrap()])?;
+    let r = run_python(o, &["nms", &path.to_string_lossy()])?;
     let tv_us = r["median_us"].as_f64().ok_or("no median_us")?;
     let tv_keep: Vec<usize> = r["keep"]
         .as_array()
@@ -284,7 +284,7 @@ fn run_coco(o: &VOpts) -> Result<String, String> {
     if !o.compare {
         return Ok(format!("RESULT coco coco_eval_s={secs:.4}"));
     }
-    let r = run_python(o, &["coco", gp.to_str().unwrap(), dp.to_str().unwrap()])?;
+    let r = run_python(o, &["coco", &gp.to_string_lossy(), &dp.to_string_lossy()])?;
     let py_s = r["seconds"].as_f64().ok_or("no seconds")?;
     let py_stats: Vec<f64> = r["stats"]
         .as_array()

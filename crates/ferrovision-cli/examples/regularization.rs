@@ -4,7 +4,7 @@
 //! test images, mean and spread over 3 seeds. Writes `regularization.md`.
 //!
 //! ```text
-//! cargo run --release -p ferrovision-cli --example regularization -- /work/data/mnist [out dir]
+//! cargo run --release -p ferrovision-cli --example regularization -- data/mnist [out dir]
 //! ```
 
 use ferrovision_nn::datasets::mnist::{load_mnist, Split};

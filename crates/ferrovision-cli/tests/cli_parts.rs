@@ -83,7 +83,7 @@ fn builtin_digits_are_balanced_real_mnist() {
 fn builtin_digits_match_the_official_files() {
     let dir = std::env::var_os("FERROVISION_MNIST")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/data/mnist"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist"));
     if !dir.is_dir() {
         println!("SKIP: {} not found (set FERROVISION_MNIST)", dir.display());
         return;

@@ -809,7 +809,7 @@ impl<T: DataElement> Dataset<T> {
         stages.push(stats);
         Dataset {
             factory: Arc::new(move || {
-                let cached = store.lock().unwrap().clone();
+                let cached = store.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let inner: BoxIter<T> = if let Some(v) = cached {
                     Box::new((0..v.len()).map(move |i| Ok(v[i].clone())))
                 } else {
@@ -828,7 +828,8 @@ impl<T: DataElement> Dataset<T> {
                         }
                         None => {
                             if !failed {
-                                *store.lock().unwrap() = Some(Arc::new(std::mem::take(&mut acc)));
+                                *store.lock().unwrap_or_else(|e| e.into_inner()) =
+                                    Some(Arc::new(std::mem::take(&mut acc)));
                             }
                             None
                         }
@@ -1064,9 +1065,9 @@ impl<T: Send + 'static, U: Send + 'static> ParMap<T, U> {
                     .name(format!("fv-map-{w}"))
                     .spawn(move || loop {
                         let (idx, item) = {
-                            let mut s = shared.src.lock().unwrap();
+                            let mut s = shared.src.lock().unwrap_or_else(|e| e.into_inner());
                             while !s.stop && !s.done && s.next_idx - s.consumed >= window {
-                                s = shared.cv.wait(s).unwrap();
+                                s = shared.cv.wait(s).unwrap_or_else(|e| e.into_inner());
                             }
                             if s.stop || s.done {
                                 return;
@@ -1122,7 +1123,7 @@ impl<T: Send + 'static, U: Send + 'static> ParMap<T, U> {
     }
 
     fn consumed_one(&mut self) {
-        let mut s = self.shared.src.lock().unwrap();
+        let mut s = self.shared.src.lock().unwrap_or_else(|e| e.into_inner());
         s.consumed += 1;
         self.shared.cv.notify_one();
     }

@@ -41,7 +41,7 @@ impl StageStats {
             self.elements.fetch_add(1, Ordering::Relaxed);
             self.bytes.fetch_add(b as u64, Ordering::Relaxed);
         }
-        let mut s = self.span.lock().unwrap();
+        let mut s = self.span.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *s {
             Some((_, last)) => *last = now,
             None => *s = Some((start, now)),
@@ -71,7 +71,7 @@ impl StageStats {
         let secs = self
             .span
             .lock()
-            .unwrap()
+            .unwrap_or_else(|e| e.into_inner())
             .map(|(a, b)| (b - a).as_secs_f64())
             .unwrap_or(0.0);
         StageRow {

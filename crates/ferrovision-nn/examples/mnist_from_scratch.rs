@@ -4,10 +4,10 @@
 //! `no_grad`).
 //!
 //! ```sh
-//! cargo run --release -p ferrovision-nn --example mnist_from_scratch -- --data /work/data/mnist
+//! cargo run --release -p ferrovision-nn --example mnist_from_scratch -- --data data/mnist
 //! ```
 //!
-//! Options: `--data DIR` (MNIST IDX files; default `$FERROVISION_MNIST` or `/work/data/mnist`),
+//! Options: `--data DIR` (MNIST IDX files; default `$FERROVISION_MNIST` or `data/mnist`, filled by `scripts/fetch_mnist.sh`),
 //! `--epochs N` (at most this many, default 500), `--target ACC` (stop at the first epoch whose
 //! test accuracy reaches it, default 0.94; 0 to never stop early), `--seed N`.
 //!
@@ -171,7 +171,7 @@ fn check_gradients(net: &mut Network, x: &Tensor, t: &Tensor) -> Result<f32> {
 fn main() -> Result<()> {
     let mut data = std::env::var_os("FERROVISION_MNIST")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/data/mnist"));
+        .unwrap_or_else(|| PathBuf::from("data/mnist"));
     let (mut epochs, mut target, mut seed) = (500usize, 0.94f64, 42u64);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

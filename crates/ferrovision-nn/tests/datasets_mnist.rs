@@ -20,10 +20,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// `$var`, or `data/<default>` in the repository (filled by `scripts/fetch_mnist.sh`).
 fn data_dir(var: &str, default: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default));
+    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data")
+            .join(default)
+    });
     if dir.is_dir() {
         Some(dir)
     } else {
@@ -98,7 +101,7 @@ fn mean_std(x: &Tensor) -> (f64, f64) {
 
 #[test]
 fn real_mnist_train_and_test() {
-    let Some(dir) = data_dir("FERROVISION_MNIST", "/work/data/mnist") else {
+    let Some(dir) = data_dir("FERROVISION_MNIST", "mnist") else {
         return;
     };
     let (x, y) = load_mnist(&dir, Split::Train).unwrap();
@@ -134,7 +137,7 @@ fn real_mnist_train_and_test() {
 
 #[test]
 fn real_fashion_mnist_gzipped() {
-    let Some(dir) = data_dir("FERROVISION_FASHION_MNIST", "/work/data/fashion-mnist") else {
+    let Some(dir) = data_dir("FERROVISION_FASHION_MNIST", "fashion-mnist") else {
         return;
     };
     let (x, y) = load_fashion_mnist(&dir, Split::Train).unwrap();
@@ -154,7 +157,7 @@ fn real_fashion_mnist_gzipped() {
 
 #[test]
 fn real_file_truncated_copy_is_a_clear_error() {
-    let Some(dir) = data_dir("FERROVISION_MNIST", "/work/data/mnist") else {
+    let Some(dir) = data_dir("FERROVISION_MNIST", "mnist") else {
         return;
     };
     let (images, _) = find_files(&dir, Split::Test).unwrap();

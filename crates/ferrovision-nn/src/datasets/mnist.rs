@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use ferrovision_nn::datasets::mnist::{load_mnist, Split};
-//! let (images, labels) = load_mnist("/work/data/mnist".as_ref(), Split::Test)?;
+//! let (images, labels) = load_mnist("data/mnist".as_ref(), Split::Test)?;
 //! assert_eq!(images.shape(), &[10000, 1, 28, 28]);
 //! assert_eq!(labels.shape(), &[10000]);
 //! # Ok::<(), ferrovision_nn::Error>(())
