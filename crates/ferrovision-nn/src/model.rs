@@ -643,8 +643,8 @@ impl Model {
             self.reset_metrics();
             let mut loss = Mean::default();
             let mut parts = vec![Mean::default(); n_out];
-            let batches: Vec<Result<Batch>> = train.batches(epoch)?.collect();
-            for (b, batch) in batches.into_iter().enumerate() {
+            // Streamed: a pipeline's batches are produced while the model trains.
+            for (b, batch) in train.batches(epoch)?.enumerate() {
                 let batch = batch?;
                 for cb in callbacks.iter_mut() {
                     cb.on_batch_begin(self, b)?;
