@@ -44,6 +44,35 @@ pub use save::network_from_config;
 pub use sequential::{Sequential, SequentialBuilder};
 
 /// Everything needed to define and train a model: `use ferrovision_nn::prelude::*;`.
+///
+/// The README's example, on random data:
+///
+/// ```
+/// use ferrovision_nn::prelude::*;
+/// use ferrovision_nn::tensor::rng::Rng;
+/// let mut rng = Rng::new(0);
+/// let x = Tensor::rand(&[64, 1, 28, 28], &mut rng);
+/// let y = Tensor::randint(&[64], 0, 10, &mut rng)?;
+/// let net = Sequential::new(&[1, 28, 28])
+///     .add(Conv2D::new(6, 5).padding(PaddingMode::Same).activation(Activation::Relu))
+///     .add(MaxPooling2D::new(2))
+///     .add(Flatten::new())
+///     .add(Dense::new(10))
+///     .build()?;
+/// let mut model = Model::new(net);
+/// model.compile(
+///     Compile::new(Adam::new(), SparseCategoricalCrossentropy::new().from_logits(true))
+///         .metric(Accuracy::sparse()),
+/// )?;
+/// let opts = FitOptions { epochs: 2, validation_split: 0.25, verbose: 0, ..Default::default() };
+/// let history = model.fit(&x, &y, opts, vec![Box::new(EarlyStopping::new("val_loss").patience(2))])?;
+/// assert_eq!(history.get("val_loss").len(), 2);
+/// let path = std::env::temp_dir().join(format!("prelude-doc-{}.safetensors", std::process::id()));
+/// model.save(&path)?;
+/// assert_eq!(Model::load(&path)?.epoch(), 2);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), ferrovision_nn::Error>(())
+/// ```
 pub mod prelude {
     pub use crate::callbacks::*;
     pub use crate::layers::*;
