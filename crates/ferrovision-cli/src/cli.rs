@@ -17,7 +17,8 @@ this program, prints the test accuracy, saves the model and classifies a few dig
 
 A training run writes everything into one run directory (--out): checkpoints after each epoch, \
 the final model (model.safetensors), a CSV log, TensorBoard event files, a plot of the loss and accuracy \
-curves (history.png) and the final numbers (metrics.json).";
+curves (history.png), the final numbers (metrics.json) and the input pipeline's per-stage \
+statistics (pipeline_stats.csv).";
 
 const EXAMPLES: &str = "Examples:
   ferrovision demo
@@ -26,6 +27,9 @@ const EXAMPLES: &str = "Examples:
       Train on the full MNIST from a directory of IDX files.
   ferrovision train --out runs/lenet5 --epochs 15 --resume
       Continue that run from its last checkpoint up to epoch 15.
+  ferrovision train --data mnist:/data/mnist --augment configs/augment_digits.json --stats
+      Train on randomly rotated/shifted/zoomed digits and print the input pipeline's
+      per-stage statistics after each epoch.
   ferrovision evaluate --model-file runs/lenet5/model.safetensors --data mnist:/data/mnist
       Accuracy of a saved model on the MNIST test set.
   ferrovision predict --model-file runs/lenet5/model.safetensors my-digit.png another.jpg
@@ -73,7 +77,13 @@ pub enum Command {
       LeNet-5 on the built-in digits, 10 epochs, Adam, into runs/lenet5.
   ferrovision train --model mlp --data mnist:/data/mnist --optimizer sgd --lr 0.01 --epochs 25
   ferrovision train --data fashion-mnist:/data/fashion-mnist --out runs/fashion
-  ferrovision train --out runs/fashion --epochs 20 --resume")]
+  ferrovision train --out runs/fashion --epochs 20 --resume
+  ferrovision train --data mnist:/data/mnist --augment configs/augment_digits.json --stats
+
+Training images go through the input pipeline: shuffled each epoch, augmented (--augment, a \
+JSON list of ops as in configs/augment_digits.json; see docs/data.md) and batched by --workers \
+threads while the model computes. Shuffling and augmentation depend only on --seed and the \
+epoch, so a resumed run sees the same batches as an uninterrupted one.")]
     Train(TrainArgs),
     /// Print a saved model's loss and accuracy on the test split of a dataset
     #[command(
@@ -231,6 +241,26 @@ pub struct TrainOpts {
     /// Progress output: 0 none, 1 a progress bar per epoch, 2 one line per epoch
     #[arg(long, value_name = "0|1|2", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub verbose: u8,
+    /// Augment the training images as a JSON config says (e.g. configs/augment_digits.json:
+    /// {"ops": [{"op": "affine", "degrees": 10, ...}]}; the ops are in docs/data.md); the
+    /// result must stay 28x28 grey
+    #[arg(long, value_name = "FILE")]
+    pub augment: Option<PathBuf>,
+    #[command(flatten)]
+    pub pipeline: PipelineOpts,
+}
+
+/// Input-pipeline options of the commands that read a dataset.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineOpts {
+    /// Threads that prepare batches (shuffling, augmentation) while the model computes
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub workers: usize,
+    /// Print the input pipeline's per-stage statistics (elements, elements/s, time, MB,
+    /// skipped errors): after each epoch when training, at the end when evaluating (training
+    /// runs always log them to pipeline_stats.csv and tensorboard/pipeline)
+    #[arg(long)]
+    pub stats: bool,
 }
 
 /// `ferrovision demo`.
@@ -281,6 +311,8 @@ pub struct EvaluateArgs {
     /// Evaluate on only the first N test images
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    #[command(flatten)]
+    pub pipeline: PipelineOpts,
 }
 
 /// `ferrovision predict`.

@@ -2,10 +2,11 @@
 
 use crate::cli::{
     ClassNames, Command, DemoArgs, DrawArgs, EvalCocoArgs, EvalCommand, EvalVocArgs, EvaluateArgs,
-    ModelKind, PredictArgs, SummaryArgs, TrainArgs, TrainOpts,
+    ModelKind, PipelineOpts, PredictArgs, SummaryArgs, TrainArgs, TrainOpts,
 };
 use crate::data::{self, DataSpec};
 use crate::error::{io_err, CliError, Context, Result};
+use crate::pipeline::{self, DigitPipeline, PipelineStatsLogger};
 use crate::{builtin, image_input, nnglue, plot};
 use clap::ValueEnum;
 use ferrovision_nn::callbacks::{Callback, Logs};
@@ -45,6 +46,8 @@ pub struct RunConfig {
     pub batch_size: usize,
     pub seed: u64,
     pub limit: Option<usize>,
+    /// The augmentation config (JSON of `ferrovision_data::Augment`), if any.
+    pub augment: Option<Value>,
 }
 
 impl RunConfig {
@@ -58,6 +61,7 @@ impl RunConfig {
             "batch_size": self.batch_size,
             "seed": self.seed,
             "limit": self.limit,
+            "augment": self.augment,
         })
     }
 
@@ -78,6 +82,17 @@ impl RunConfig {
             batch_size: v["batch_size"].as_u64().ok_or_else(|| bad("batch_size"))? as usize,
             seed: v["seed"].as_u64().ok_or_else(|| bad("seed"))?,
             limit: v["limit"].as_u64().map(|n| n as usize),
+            augment: match &v["augment"] {
+                Value::Null => None,
+                a => {
+                    // Checked now so that a hand-edited run.json fails before training.
+                    pipeline::augment_from_json(
+                        &a.to_string(),
+                        &format!("{} (augment)", path.display()),
+                    )?;
+                    Some(a.clone())
+                }
+            },
         })
     }
 }
@@ -226,6 +241,7 @@ fn train_run(
     epochs: usize,
     resume: bool,
     verbose: u8,
+    pipe: &PipelineOpts,
 ) -> Result<TrainOutcome> {
     let dir = RunDir {
         root: out.to_path_buf(),
@@ -273,31 +289,46 @@ fn train_run(
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     write_json(&dir.config(), &cfg.to_json())?;
 
+    let augment = match &cfg.augment {
+        Some(a) => Some(pipeline::augment_from_json(
+            &a.to_string(),
+            &format!("{} (augment)", dir.config().display()),
+        )?),
+        None => None,
+    };
+    // The shuffling order and the augmentation depend only on (seed, epoch), so a resumed run
+    // sees the same batches as an uninterrupted one.
+    let mut train_data = DigitPipeline::new(&x_train, &y_train, cfg.batch_size)?
+        .shuffle(cfg.seed)
+        .augment(augment)
+        .workers(pipe.workers);
+    let mut test_data = DigitPipeline::new(&x_test, &y_test, 256)?.workers(pipe.workers);
+
     let times = Arc::new(Mutex::new(Vec::new()));
     let mut callbacks = nnglue::callbacks(out, resume)?;
     callbacks.push(Box::new(EpochTimer {
         start: None,
         times: times.clone(),
     }));
+    callbacks.push(Box::new(PipelineStatsLogger::new(
+        train_data.stats_handle(),
+        out,
+        resume,
+        pipe.stats,
+    )?));
     let opts = FitOptions {
         epochs,
-        batch_size: cfg.batch_size,
-        shuffle: true,
-        // The shuffling order depends only on (seed, epoch), so a resumed run sees the same
-        // batches as an uninterrupted one.
-        seed: cfg.seed,
-        validation_data: Some((vec![x_test.clone()], vec![y_test.clone()])),
         verbose,
         ..FitOptions::default()
     };
     let t0 = Instant::now();
-    let new = model.fit(&x_train, &y_train, opts, callbacks)?;
+    let new = model.fit_source(&mut train_data, Some(&mut test_data), &opts, callbacks)?;
     let train_seconds = t0.elapsed().as_secs_f64();
     history.epochs.extend(new.epochs.iter().copied());
     history.logs.extend(new.logs.iter().cloned());
 
     nnglue::save(&model, &dir.model())?;
-    let logs = model.evaluate(&x_test, &y_test, 256)?;
+    let logs = model.evaluate_source(&mut test_data)?;
     let test_loss = logs.get("loss").unwrap_or(f64::NAN);
     let test_accuracy = logs.get(nnglue::ACCURACY).unwrap_or(f64::NAN);
     write_json(&dir.history(), &history_to_json(&history))?;
@@ -377,6 +408,10 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
             batch_size: t.batch_size.unwrap_or(saved.batch_size),
             seed: t.seed.unwrap_or(saved.seed),
             limit: args.limit.or(saved.limit),
+            augment: match &t.augment {
+                Some(path) => Some(augment_value(path)?),
+                None => saved.augment.clone(),
+            },
             ..saved
         };
         let epochs = t.epochs.ok_or_else(|| {
@@ -400,8 +435,16 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
         batch_size: t.batch_size.unwrap_or(32),
         seed: t.seed.unwrap_or(42),
         limit: args.limit,
+        augment: t.augment.as_deref().map(augment_value).transpose()?,
     };
     Ok((cfg, out, t.epochs.unwrap_or(10)))
+}
+
+/// Reads and checks an `--augment` file; returns its JSON for `run.json`.
+fn augment_value(path: &Path) -> Result<Value> {
+    let aug = pipeline::load_augment(path)?;
+    serde_json::from_str(&aug.to_json())
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
 }
 
 /// `ferrovision train`.
@@ -420,13 +463,21 @@ pub fn train(args: TrainArgs) -> Result<TrainOutcome> {
         cfg.lr.map(|l| format!(" (lr {l})")).unwrap_or_default(),
         out.display()
     );
-    let o = train_run(&cfg, &out, epochs, args.resume, args.train.verbose)?;
+    let o = train_run(
+        &cfg,
+        &out,
+        epochs,
+        args.resume,
+        args.train.verbose,
+        &args.train.pipeline,
+    )?;
     println!(
         "test accuracy {:.4} (loss {:.4}) on {} images after {} epoch(s); training took {:.1} s",
         o.test_accuracy, o.test_loss, o.test_samples, o.epochs, o.train_seconds
     );
     println!(
-        "wrote {}: model.{}, checkpoints/, log.csv, tensorboard/, history.png, metrics.json",
+        "wrote {}: model.{}, checkpoints/, log.csv, pipeline_stats.csv, tensorboard/, \
+         history.png, metrics.json",
         o.out.display(),
         nnglue::MODEL_EXT
     );
@@ -475,6 +526,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         batch_size: t.batch_size.unwrap_or(64),
         seed: t.seed.unwrap_or(42),
         limit: None,
+        augment: t.augment.as_deref().map(augment_value).transpose()?,
     };
     let epochs = t.epochs.unwrap_or(15);
     clear_demo_dir(&args.out)?;
@@ -487,7 +539,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         cfg.optimizer,
         builtin::TEST_LEN
     );
-    let o = train_run(&cfg, &args.out, epochs, false, t.verbose)?;
+    let o = train_run(&cfg, &args.out, epochs, false, t.verbose, &t.pipeline)?;
     println!(
         "test accuracy: {:.2}% ({:.0} of {} held-out digits), training took {:.1} s",
         100.0 * o.test_accuracy,
@@ -548,8 +600,9 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         return Err(CliError::new("--batch-size must be at least 1"));
     }
     let n = x.shape()[0];
+    let mut test_data = DigitPipeline::new(&x, &y, args.batch_size)?.workers(args.pipeline.workers);
     let t0 = Instant::now();
-    let logs = model.evaluate(&x, &y, args.batch_size)?;
+    let logs = model.evaluate_source(&mut test_data)?;
     let secs = t0.elapsed().as_secs_f64();
     let loss = logs.get("loss").unwrap_or(f64::NAN);
     let acc = logs.get(nnglue::ACCURACY).unwrap_or(f64::NAN);
@@ -559,6 +612,11 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         args.data,
         n as f64 / secs.max(1e-9)
     );
+    if args.pipeline.stats {
+        if let Some(report) = test_data.stats_handle().report() {
+            println!("input pipeline:\n{}", report.table());
+        }
+    }
     Ok(())
 }
 
@@ -675,5 +733,10 @@ pub fn default_train_opts() -> TrainOpts {
         lr: None,
         seed: None,
         verbose: 1,
+        augment: None,
+        pipeline: PipelineOpts {
+            workers: 2,
+            stats: false,
+        },
     }
 }

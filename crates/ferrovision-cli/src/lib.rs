@@ -1,6 +1,6 @@
 //! The `ferrovision` command-line tool as a library (the binary is `src/main.rs`): argument
-//! definitions, the embedded digits, image loading for `predict`, training-curve plots and the
-//! subcommands.
+//! definitions, the embedded digits, the input pipeline, image loading for `predict`,
+//! training-curve plots and the subcommands.
 
 pub mod builtin;
 pub mod cli;
@@ -10,6 +10,7 @@ pub mod error;
 mod font;
 pub mod image_input;
 pub mod nnglue;
+pub mod pipeline;
 pub mod plot;
 
 pub use error::{CliError, Result};

@@ -195,6 +195,155 @@ fn train_writes_a_run_directory_and_resume_is_exact() {
     assert!(err.contains("already has 3 epoch"), "{err}");
 }
 
+/// Data rows of `pipeline_stats.csv` as (epoch, stage).
+fn pipeline_rows(run: &Path) -> Vec<(u64, String)> {
+    let csv = std::fs::read_to_string(run.join("pipeline_stats.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert!(
+        lines.next().unwrap().starts_with("epoch,stage,elements"),
+        "{csv}"
+    );
+    lines
+        .map(|l| {
+            // epoch,"stage name, maybe with commas",numbers...
+            let (epoch, rest) = l.split_once(',').unwrap();
+            let stage = rest.strip_prefix('"').unwrap().split('"').next().unwrap();
+            (epoch.parse().unwrap(), stage.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn augmented_training_through_the_pipeline_prints_stats_and_resumes_exactly() {
+    let tmp = scratch();
+    let aug = tmp.join("augment.json");
+    std::fs::write(
+        &aug,
+        r#"{"ops": [{"op": "affine", "degrees": 12, "translate": [0.1, 0.1], "scale": [0.9, 1.1]}]}"#,
+    )
+    .unwrap();
+    let aug_s = aug.to_str().unwrap();
+    fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v = QUICK.to_vec();
+        v.extend_from_slice(extra);
+        v
+    }
+
+    // One epoch with --stats: the per-stage table is printed and logged.
+    let run = tmp.join("run");
+    let text = ok(train(
+        &run,
+        "1",
+        &with(&["--augment", aug_s, "--stats", "--workers", "1"]),
+        &tmp,
+    ));
+    assert!(text.contains("input pipeline, epoch 1:"), "{text}");
+    assert!(
+        text.contains("map_batch_labeled(workers=1,batch=32)"),
+        "{text}"
+    );
+    let rows = pipeline_rows(&run);
+    let stages: Vec<&str> = rows.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        stages,
+        [
+            "range",
+            "shuffle(600)",
+            "map_batch_labeled(workers=1,batch=32)",
+            "prefetch(2)"
+        ]
+    );
+    assert!(rows.iter().all(|(e, _)| *e == 1));
+    assert!(json(&run.join("run.json"))["augment"]["ops"][0]["op"] == "affine");
+    assert!(walk(&run.join("tensorboard/pipeline"))
+        .iter()
+        .any(|p| p.to_string_lossy().contains("tfevents")));
+
+    // Resumed with another number of workers (which must not matter), the run equals an
+    // uninterrupted one bit for bit: shuffling and augmentation depend on (seed, epoch) only.
+    ok(train(
+        &run,
+        "2",
+        &["--resume", "--verbose", "0", "--workers", "2"],
+        &tmp,
+    ));
+    assert_eq!(
+        pipeline_rows(&run).len(),
+        8,
+        "stats rows continue on resume"
+    );
+    assert_eq!(pipeline_rows(&run)[4].0, 2);
+    let straight = tmp.join("straight");
+    ok(train(
+        &straight,
+        "2",
+        &with(&["--augment", aug_s, "--workers", "1"]),
+        &tmp,
+    ));
+    assert_eq!(
+        json(&straight.join("history.json")),
+        json(&run.join("history.json"))
+    );
+    assert_eq!(
+        json(&straight.join("metrics.json"))["test_loss"],
+        json(&run.join("metrics.json"))["test_loss"]
+    );
+
+    // The augmentation is really applied: without it the same seed trains differently.
+    let plain = tmp.join("plain");
+    ok(train(&plain, "2", QUICK, &tmp));
+    assert_ne!(
+        json(&plain.join("history.json")),
+        json(&run.join("history.json"))
+    );
+
+    // evaluate --stats prints the table of its pipeline.
+    let model = run.join("model.safetensors");
+    let text = ok(ferrovision(
+        &[
+            "evaluate",
+            "--model-file",
+            model.to_str().unwrap(),
+            "--stats",
+        ],
+        &tmp,
+    ));
+    assert!(
+        text.contains("map_batch_labeled(workers=2,batch=256)"),
+        "{text}"
+    );
+
+    // Configs that do not fit are refused before training, naming the file.
+    let resize = tmp.join("resize.json");
+    std::fs::write(&resize, r#"{"ops": [{"op": "resize", "size": [32, 32]}]}"#).unwrap();
+    let err = fails(train(
+        &tmp.join("r1"),
+        "1",
+        &with(&["--augment", resize.to_str().unwrap()]),
+        &tmp,
+    ));
+    assert!(
+        err.contains("resize.json") && err.contains("1x32x32"),
+        "{err}"
+    );
+    let broken = tmp.join("broken.json");
+    std::fs::write(&broken, r#"{"ops": [{"op": "twirl"}]}"#).unwrap();
+    let err = fails(train(
+        &tmp.join("r2"),
+        "1",
+        &with(&["--augment", broken.to_str().unwrap()]),
+        &tmp,
+    ));
+    assert!(err.contains("broken.json"), "{err}");
+    let err = fails(train(
+        &tmp.join("r3"),
+        "1",
+        &with(&["--augment", tmp.join("missing.json").to_str().unwrap()]),
+        &tmp,
+    ));
+    assert!(err.contains("missing.json"), "{err}");
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
