@@ -7,11 +7,17 @@ Run from the repository root with the pinned venv (reference/requirements.txt):
 1. Writes reference/fixtures/tfrecord/from_tf.tfrecord: tf.train.Examples holding JPEG bytes
    (encoded by tf.io.encode_jpeg), an int64 label, a float list and an int64 list, plus
    from_tf.json with the values that went in (floats as IEEE-754 bit patterns, so the Rust test
-   compares exactly) and the pixels TensorFlow decodes from each JPEG.
-2. Reads reference/fixtures/tfrecord/from_rust.tfrecord (written by the Rust test
-   `tfrecord_interop::write_rust_fixture` with FERROVISION_WRITE_FIXTURES=1) with
-   tf.data.TFRecordDataset + tf.io.parse_single_example and writes what TensorFlow parsed to
-   from_rust_parsed_by_tf.json.
+   compares exactly) and the pixels TensorFlow decodes from each JPEG. The same serialized
+   Examples are also written compressed, as TensorFlow's TFRecordWriter does with
+   TFRecordOptions(compression_type="GZIP" / "ZLIB"): from_tf.tfrecord.gz and
+   from_tf.tfrecord.zlib (from_tf_compressed.json says which is which and how many records
+   TensorFlow reads back from each).
+2. Reads reference/fixtures/tfrecord/from_rust.tfrecord, from_rust.tfrecord.gz and
+   from_rust.tfrecord.zlib (written by the Rust tests `tfrecord_interop::tensorflow_reads_what_we_write`
+   and `tensorflow_reads_what_we_compress` with FERROVISION_WRITE_FIXTURES=1) with
+   tf.data.TFRecordDataset(compression_type=...) + tf.io.parse_single_example and writes what
+   TensorFlow parsed to from_rust_parsed_by_tf.json, from_rust_gzip_parsed_by_tf.json and
+   from_rust_zlib_parsed_by_tf.json.
 """
 
 import json
@@ -38,8 +44,12 @@ def make_image(i, h, w):
     return img
 
 
+COMPRESSED = [("GZIP", ".gz", "gzip"), ("ZLIB", ".zlib", "zlib")]
+
+
 def write_from_tf():
     records = []
+    serialized = []
     path = os.path.join(OUT, "from_tf.tfrecord")
     with tf.io.TFRecordWriter(path) as w:
         for i, (h, w_) in enumerate([(12, 16), (8, 8), (17, 23)]):
@@ -58,7 +68,10 @@ def write_from_tf():
                     }
                 )
             )
-            w.write(ex.SerializeToString())
+            # deterministic=True sorts the feature map, so reruns write the same bytes.
+            raw = ex.SerializeToString(deterministic=True)
+            w.write(raw)
+            serialized.append(raw)
             decoded = tf.io.decode_jpeg(jpeg, channels=3).numpy()
             records.append(
                 {
@@ -76,9 +89,33 @@ def write_from_tf():
         json.dump({"tensorflow_version": tf.__version__, "records": records}, f)
     print("wrote", path, len(records), "records")
 
+    # The same Examples, compressed by TensorFlow's writer (default compression level).
+    files = []
+    for ctype, ext, _ in COMPRESSED:
+        cpath = path + ext
+        with tf.io.TFRecordWriter(cpath, options=tf.io.TFRecordOptions(compression_type=ctype)) as w:
+            for s in serialized:
+                w.write(s)
+        back = [r.numpy() for r in tf.data.TFRecordDataset([cpath], compression_type=ctype)]
+        assert back == serialized, ctype
+        with open(cpath, "rb") as f:
+            head = f.read(2)
+        files.append(
+            {
+                "file": os.path.basename(cpath),
+                "compression_type": ctype,
+                "size": os.path.getsize(cpath),
+                "first_bytes_hex": head.hex(),
+                "records_read_by_tf": len(back),
+            }
+        )
+        print("wrote", cpath, len(serialized), "records,", ctype)
+    with open(os.path.join(OUT, "from_tf_compressed.json"), "w") as f:
+        json.dump({"tensorflow_version": tf.__version__, "files": files}, f, indent=1)
 
-def read_from_rust():
-    path = os.path.join(OUT, "from_rust.tfrecord")
+
+def read_from_rust(name="from_rust.tfrecord", compression_type="", out_name="from_rust_parsed_by_tf.json"):
+    path = os.path.join(OUT, name)
     if not os.path.exists(path):
         print("no", path, "- run the Rust test with FERROVISION_WRITE_FIXTURES=1 first")
         return
@@ -89,7 +126,8 @@ def read_from_rust():
         "blob": tf.io.VarLenFeature(tf.string),
     }
     out = []
-    for raw in tf.data.TFRecordDataset([path]):  # checks both CRCs
+    # Checks both CRCs of every record (and, compressed, the stream's own checksum).
+    for raw in tf.data.TFRecordDataset([path], compression_type=compression_type):
         p = tf.io.parse_single_example(raw, spec)
         out.append(
             {
@@ -99,8 +137,11 @@ def read_from_rust():
                 "blob_hex": [v.hex() for v in tf.sparse.to_dense(p["blob"], default_value=b"").numpy()],
             }
         )
-    with open(os.path.join(OUT, "from_rust_parsed_by_tf.json"), "w") as f:
-        json.dump({"tensorflow_version": tf.__version__, "records": out}, f, indent=1)
+    doc = {"tensorflow_version": tf.__version__, "records": out}
+    if compression_type:
+        doc = {"tensorflow_version": tf.__version__, "file": name, "compression_type": compression_type, "records": out}
+    with open(os.path.join(OUT, out_name), "w") as f:
+        json.dump(doc, f, indent=1)
     print("TensorFlow parsed", len(out), "records from", path)
 
 
@@ -108,3 +149,5 @@ if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     write_from_tf()
     read_from_rust()
+    for ctype, ext, tag in COMPRESSED:
+        read_from_rust("from_rust.tfrecord" + ext, ctype, f"from_rust_{tag}_parsed_by_tf.json")

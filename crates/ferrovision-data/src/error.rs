@@ -23,6 +23,15 @@ pub enum Error {
         offset: u64,
         msg: String,
     },
+    /// A GZIP/ZLIB record file whose compressed stream is truncated or corrupt. `offset` is the
+    /// uncompressed byte offset of the record being read when decoding failed.
+    #[error("{path}: {compression} stream: {msg} (reading the record at uncompressed byte offset {offset})")]
+    Compressed {
+        path: PathBuf,
+        compression: crate::tfrecord::Compression,
+        offset: u64,
+        msg: String,
+    },
     /// A protobuf message that cannot be parsed.
     #[error("protobuf: {0}")]
     Proto(String),

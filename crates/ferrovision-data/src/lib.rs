@@ -7,7 +7,7 @@
 //! - [`image`]: decode/encode, resize, crop, pad, flip, colour, normalise.
 //! - [`augment`]: seeded augmentation that keeps boxes, label maps and masks aligned.
 //! - [`fused`]: fused crop/resize/flip + colour jitter straight into f32 `[C, H, W]` slots.
-//! - [`tfrecord`]: TFRecord framing (masked CRC32C), `tf.train.Example`.
+//! - [`tfrecord`]: TFRecord framing (masked CRC32C), GZIP/ZLIB compression, `tf.train.Example`.
 //!
 //! Design notes and usage are in `docs/data.md`.
 

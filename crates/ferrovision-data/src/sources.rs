@@ -9,7 +9,7 @@ use crate::augment::ImageSample;
 use crate::dataset::Dataset;
 use crate::fsutil::{read, read_to_string};
 use crate::image::{decode, decode_rgb8, Image};
-use crate::tfrecord::{Example, RecordReader};
+use crate::tfrecord::{Example, ReadCompression, RecordReader};
 use crate::{Error, Result};
 use ferrovision_tensor::rng::Rng;
 use std::collections::BTreeMap;
@@ -294,23 +294,41 @@ pub fn csv(
         })
 }
 
-/// The raw records of TFRecord files, streamed (CRC-checked).
+/// The raw records of uncompressed TFRecord files, streamed (CRC-checked).
 pub fn tfrecord(paths: Vec<PathBuf>) -> Dataset<Vec<u8>> {
+    tfrecord_with(paths, crate::tfrecord::Compression::None)
+}
+
+/// The raw records of TFRecord files compressed as given (`Compression::Gzip`, ...) or
+/// detected per file (`ReadCompression::Auto`), streamed through the decoder (CRC-checked).
+pub fn tfrecord_with(
+    paths: Vec<PathBuf>,
+    compression: impl Into<ReadCompression>,
+) -> Dataset<Vec<u8>> {
     let paths = Arc::new(paths);
+    let compression = compression.into();
     Dataset::from_factory("tfrecord", move || {
         let paths: Vec<PathBuf> = paths.iter().cloned().collect();
         Ok(paths
             .into_iter()
-            .flat_map(|p| match RecordReader::open(&p) {
+            .flat_map(move |p| match RecordReader::open_with(&p, compression) {
                 Ok(r) => Box::new(r) as Box<dyn Iterator<Item = Result<Vec<u8>>> + Send>,
                 Err(e) => Box::new(std::iter::once(Err(e))),
             }))
     })
 }
 
-/// The `tf.train.Example`s of TFRecord files.
+/// The `tf.train.Example`s of uncompressed TFRecord files.
 pub fn tfrecord_examples(paths: Vec<PathBuf>) -> Dataset<Example> {
     tfrecord(paths).map(|r| Example::decode(&r))
+}
+
+/// The `tf.train.Example`s of TFRecord files compressed as given or detected per file.
+pub fn tfrecord_examples_with(
+    paths: Vec<PathBuf>,
+    compression: impl Into<ReadCompression>,
+) -> Dataset<Example> {
+    tfrecord_with(paths, compression).map(|r| Example::decode(&r))
 }
 
 // ---------------------------------------------------------------------------------------------

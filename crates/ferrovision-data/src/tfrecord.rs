@@ -10,12 +10,20 @@
 //! bytes and can flush after every record ([`RecordWriter::set_flush_each`]) for live files.
 //! [`Example`] encodes and decodes the `tf.train.Example` protobuf by hand (the message is
 //! small and fixed, so no protobuf dependency or build script is needed).
+//!
+//! Files may be GZIP- or ZLIB-compressed as a whole, like TensorFlow's
+//! `TFRecordWriter(options=TFRecordOptions(compression_type=...))` writes them: the framing
+//! above is the *uncompressed* stream. [`Compression`] picks the format; readers stream through
+//! flate2's decoders (a file is never loaded whole) and can detect the format from the first
+//! bytes ([`ReadCompression::Auto`]).
 
 use crate::fsutil::AtomicFile;
 use crate::{Error, Result};
+use flate2::bufread::{MultiGzDecoder, ZlibDecoder};
+use flate2::write::{GzEncoder, ZlibEncoder};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 // ---------------------------------------------------------------------------------------------
@@ -125,18 +133,170 @@ pub fn mask_crc(crc: u32) -> u32 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Compression
+// ---------------------------------------------------------------------------------------------
+
+/// Whole-file compression of a record file (TensorFlow's `compression_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Compression {
+    /// Plain framing (TensorFlow's `""` / `None`).
+    #[default]
+    None,
+    /// A gzip stream (RFC 1952), TensorFlow's `"GZIP"`.
+    Gzip,
+    /// A zlib stream (RFC 1950), TensorFlow's `"ZLIB"`.
+    Zlib,
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "GZIP",
+            Compression::Zlib => "ZLIB",
+        })
+    }
+}
+
+impl Compression {
+    /// TensorFlow's name: `""`, `"GZIP"` or `"ZLIB"`.
+    pub fn tf_name(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => "GZIP",
+            Compression::Zlib => "ZLIB",
+        }
+    }
+
+    /// Parses TensorFlow's `compression_type` (`""`, `"NONE"`, `"GZIP"`, `"ZLIB"`; any case).
+    pub fn from_tf_name(name: &str) -> Result<Compression> {
+        match name.to_ascii_uppercase().as_str() {
+            "" | "NONE" => Ok(Compression::None),
+            "GZIP" => Ok(Compression::Gzip),
+            "ZLIB" => Ok(Compression::Zlib),
+            _ => Err(Error::invalid(
+                "Compression",
+                format!("unknown compression type '{name}' (expected \"\", GZIP or ZLIB)"),
+            )),
+        }
+    }
+
+    /// The compression a file name suggests: `.gz`/`.gzip` is GZIP, `.zz`/`.zlib` is ZLIB,
+    /// anything else none. Meant for choosing what a writer produces from its output name;
+    /// readers should rather use [`ReadCompression::Auto`], which looks at the content.
+    pub fn from_extension(path: impl AsRef<Path>) -> Compression {
+        let ext = path
+            .as_ref()
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("gz" | "gzip") => Compression::Gzip,
+            Some("zz" | "zlib") => Compression::Zlib,
+            _ => Compression::None,
+        }
+    }
+
+    /// Guesses the format from the first (up to) 12 bytes of a file.
+    ///
+    /// A valid length CRC in bytes 8..12 means plain framing (a compressed stream matches it
+    /// with probability 2^-32); otherwise the gzip magic `1f 8b` means GZIP, and a valid zlib
+    /// header (deflate method, window <= 32 KiB, no preset dictionary, header check a multiple
+    /// of 31) means ZLIB. Anything else is taken as plain framing, so the reader reports what
+    /// is wrong with its first record.
+    pub fn sniff(head: &[u8]) -> Compression {
+        if head.len() >= 12
+            && masked_crc32c(&head[..8]) == u32::from_le_bytes(head[8..12].try_into().unwrap())
+        {
+            return Compression::None;
+        }
+        if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+            return Compression::Gzip;
+        }
+        if head.len() >= 2 {
+            let (cmf, flg) = (head[0], head[1]);
+            let deflate = cmf & 0x0f == 8 && cmf >> 4 <= 7;
+            let check = (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0;
+            let no_dict = flg & 0x20 == 0;
+            if deflate && check && no_dict {
+                return Compression::Zlib;
+            }
+        }
+        Compression::None
+    }
+
+    /// Reads the first bytes of `path` and [`sniff`](Self::sniff)s its format.
+    pub fn detect(path: impl AsRef<Path>) -> Result<Compression> {
+        let path = path.as_ref();
+        let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut head = [0u8; 12];
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        Ok(Compression::sniff(&head[..n]))
+    }
+}
+
+/// What a reader expects: a known [`Compression`] (what TensorFlow requires) or detection
+/// from the file's first bytes ([`Compression::sniff`]). `Compression` converts into it, so
+/// `RecordReader::open_with(p, Compression::Gzip)` and `open_with(p, ReadCompression::Auto)`
+/// both work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadCompression {
+    /// The file is known to use this compression.
+    Known(Compression),
+    /// Detect per file from its first bytes.
+    Auto,
+}
+
+impl Default for ReadCompression {
+    fn default() -> Self {
+        ReadCompression::Known(Compression::None)
+    }
+}
+
+impl From<Compression> for ReadCompression {
+    fn from(c: Compression) -> Self {
+        ReadCompression::Known(c)
+    }
+}
+
+impl ReadCompression {
+    /// The compression of `path`: the known one, or the detected one for `Auto`.
+    pub fn resolve(self, path: impl AsRef<Path>) -> Result<Compression> {
+        match self {
+            ReadCompression::Known(c) => Ok(c),
+            ReadCompression::Auto => Compression::detect(path),
+        }
+    }
+}
+
+/// flate2 level used when none is given: zlib's default (6), which TensorFlow also uses.
+const DEFAULT_LEVEL: u32 = 6;
+
+// ---------------------------------------------------------------------------------------------
 // Writer
 // ---------------------------------------------------------------------------------------------
 
 enum Sink<W: Write> {
     Atomic(AtomicFile),
+    // The encoders write into the temporary file; `finish` ends the stream, then renames.
+    AtomicGzip(GzEncoder<AtomicFile>),
+    AtomicZlib(ZlibEncoder<AtomicFile>),
     Plain(W),
 }
 
 /// Writes framed records (TFRecord / TensorBoard event file framing) of raw bytes.
 ///
 /// `RecordWriter::create` writes to a temporary file that `finish` renames, so readers never see
-/// a partial file. `RecordWriter::create_live` writes the final file directly and is meant for
+/// a partial file. `RecordWriter::create_compressed` does the same through a GZIP or ZLIB
+/// encoder. `RecordWriter::create_live` writes the final file directly and is meant for
 /// files read while they grow (TensorBoard event files); combine it with `set_flush_each(true)`.
 pub struct RecordWriter<W: Write = BufWriter<File>> {
     sink: Sink<W>,
@@ -149,8 +309,37 @@ pub struct RecordWriter<W: Write = BufWriter<File>> {
 impl RecordWriter<BufWriter<File>> {
     /// Creates `path` atomically: records go to a temporary file renamed by [`finish`](Self::finish).
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
+        Self::create_compressed(path, Compression::None)
+    }
+
+    /// Creates `path` atomically with the records compressed as a whole (zlib level 6, as
+    /// TensorFlow's default), readable by `TFRecordDataset(compression_type=...)`.
+    pub fn create_compressed(path: impl AsRef<Path>, compression: Compression) -> Result<Self> {
+        Self::create_compressed_level(path, compression, DEFAULT_LEVEL)
+    }
+
+    /// [`create_compressed`](Self::create_compressed) with a compression level from 0 (stored)
+    /// to 9 (smallest); the level is ignored for [`Compression::None`].
+    pub fn create_compressed_level(
+        path: impl AsRef<Path>,
+        compression: Compression,
+        level: u32,
+    ) -> Result<Self> {
+        if level > 9 {
+            return Err(Error::invalid(
+                "RecordWriter",
+                format!("compression level {level} is not in 0..=9"),
+            ));
+        }
+        let file = AtomicFile::create(path.as_ref())?;
+        let lvl = flate2::Compression::new(level);
+        let sink = match compression {
+            Compression::None => Sink::Atomic(file),
+            Compression::Gzip => Sink::AtomicGzip(GzEncoder::new(file, lvl)),
+            Compression::Zlib => Sink::AtomicZlib(ZlibEncoder::new(file, lvl)),
+        };
         Ok(RecordWriter {
-            sink: Sink::Atomic(AtomicFile::create(path.as_ref())?),
+            sink,
             path: path.as_ref().to_path_buf(),
             flush_each: false,
             records: 0,
@@ -184,6 +373,7 @@ impl<W: Write> RecordWriter<W> {
     }
 
     /// When true, the writer flushes after every record (so a reader sees each record at once).
+    /// On a compressed writer every flush is a deflate sync flush, which costs compression.
     pub fn set_flush_each(&mut self, on: bool) {
         self.flush_each = on;
     }
@@ -196,6 +386,8 @@ impl<W: Write> RecordWriter<W> {
     fn out(&mut self) -> &mut dyn Write {
         match &mut self.sink {
             Sink::Atomic(a) => a,
+            Sink::AtomicGzip(e) => e,
+            Sink::AtomicZlib(e) => e,
             Sink::Plain(w) => w,
         }
     }
@@ -226,13 +418,32 @@ impl<W: Write> RecordWriter<W> {
         self.out().flush().map_err(|e| Error::io(&path, e))
     }
 
-    /// Flushes and, for atomic files, renames the temporary file to its final name. Returns the
-    /// underlying writer for `from_writer` writers (`None` otherwise).
-    pub fn finish(mut self) -> Result<Option<W>> {
-        self.flush()?;
+    /// Number of uncompressed bytes written so far (framing included).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Flushes (ending the compressed stream, if any) and, for atomic files, renames the
+    /// temporary file to its final name. Returns the underlying writer for `from_writer`
+    /// writers (`None` otherwise).
+    pub fn finish(self) -> Result<Option<W>> {
+        let path = self.path.clone();
         match self.sink {
             Sink::Atomic(a) => a.commit().map(|_| None),
-            Sink::Plain(w) => Ok(Some(w)),
+            Sink::AtomicGzip(e) => e
+                .finish()
+                .map_err(|e| Error::io(&path, e))?
+                .commit()
+                .map(|_| None),
+            Sink::AtomicZlib(e) => e
+                .finish()
+                .map_err(|e| Error::io(&path, e))?
+                .commit()
+                .map(|_| None),
+            Sink::Plain(mut w) => {
+                w.flush().map_err(|e| Error::io(&path, e))?;
+                Ok(Some(w))
+            }
         }
     }
 }
@@ -241,24 +452,106 @@ impl<W: Write> RecordWriter<W> {
 // Reader
 // ---------------------------------------------------------------------------------------------
 
+/// A zlib decoder that also rejects bytes after the end of the stream (flate2 stops at the
+/// stream's end and would silently ignore them).
+struct StrictZlib(ZlibDecoder<BufReader<File>>);
+
+impl Read for StrictZlib {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let rest = self.0.get_mut().fill_buf()?.len();
+            if rest > 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "unexpected data after the end of the zlib stream (at least {rest} bytes)"
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+enum Input {
+    Plain(BufReader<File>),
+    // The outer buffer turns the reader's small header/footer reads into large decoder calls.
+    Gzip(BufReader<MultiGzDecoder<BufReader<File>>>),
+    Zlib(BufReader<StrictZlib>),
+}
+
+/// The byte stream of a record file opened by [`RecordReader::open_with`]: the file itself, or
+/// its content decompressed on the fly.
+pub struct FileInput(Input);
+
+impl FileInput {
+    /// Opens `path`, decoding it with `compression`.
+    pub fn open(path: impl AsRef<Path>, compression: Compression) -> Result<FileInput> {
+        let path = path.as_ref();
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = BufReader::with_capacity(1 << 16, f);
+        Ok(FileInput(match compression {
+            Compression::None => Input::Plain(file),
+            Compression::Gzip => {
+                Input::Gzip(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file)))
+            }
+            Compression::Zlib => Input::Zlib(BufReader::with_capacity(
+                1 << 16,
+                StrictZlib(ZlibDecoder::new(file)),
+            )),
+        }))
+    }
+
+    /// The compression this input decodes.
+    pub fn compression(&self) -> Compression {
+        match self.0 {
+            Input::Plain(_) => Compression::None,
+            Input::Gzip(_) => Compression::Gzip,
+            Input::Zlib(_) => Compression::Zlib,
+        }
+    }
+}
+
+impl Read for FileInput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.0 {
+            Input::Plain(r) => r.read(buf),
+            Input::Gzip(r) => r.read(buf),
+            Input::Zlib(r) => r.read(buf),
+        }
+    }
+}
+
 /// Reads framed records and checks both CRCs. Errors name the file and the byte offset of the
-/// record whose framing is wrong.
-pub struct RecordReader<R: Read = BufReader<File>> {
+/// record whose framing is wrong; for compressed files offsets are in the uncompressed stream,
+/// and a truncated or corrupt compressed stream is [`Error::Compressed`].
+pub struct RecordReader<R: Read = FileInput> {
     input: R,
     path: PathBuf,
     offset: u64,
     verify: bool,
     done: bool,
+    compression: Compression,
 }
 
-impl RecordReader<BufReader<File>> {
-    /// Opens a record file.
+impl RecordReader<FileInput> {
+    /// Opens an uncompressed record file (TensorFlow's default).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let f = File::open(path.as_ref()).map_err(|e| Error::io(path.as_ref(), e))?;
-        Ok(Self::from_reader(
-            BufReader::with_capacity(1 << 16, f),
-            path.as_ref(),
-        ))
+        Self::open_with(path, Compression::None)
+    }
+
+    /// Opens a record file that uses `compression`, a [`Compression`] or
+    /// [`ReadCompression::Auto`] (detected from the first bytes).
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        compression: impl Into<ReadCompression>,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let c = compression.into().resolve(path)?;
+        let mut r = Self::from_reader(FileInput::open(path, c)?, path);
+        r.compression = c;
+        Ok(r)
     }
 }
 
@@ -271,7 +564,13 @@ impl<R: Read> RecordReader<R> {
             offset: 0,
             verify: true,
             done: false,
+            compression: Compression::None,
         }
+    }
+
+    /// The compression of the underlying file ([`Compression::None`] for `from_reader`).
+    pub fn compression(&self) -> Compression {
+        self.compression
     }
 
     /// Turns CRC checking on (default) or off.
@@ -279,7 +578,7 @@ impl<R: Read> RecordReader<R> {
         self.verify = on;
     }
 
-    /// Byte offset of the next record.
+    /// Byte offset of the next record (in the uncompressed stream).
     pub fn offset(&self) -> u64 {
         self.offset
     }
@@ -300,10 +599,28 @@ impl<R: Read> RecordReader<R> {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(&self.path, e)),
+                Err(e) => return Err(self.read_error(e)),
             }
         }
         Ok(n)
+    }
+
+    fn read_error(&self, e: std::io::Error) -> Error {
+        if self.compression == Compression::None {
+            return Error::io(&self.path, e);
+        }
+        // Decoder errors (bad header, corrupt deflate data, checksum, early end) say what is
+        // wrong with the compressed stream; `offset` is the record being read when it failed.
+        let msg = match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => format!("truncated stream ({e})"),
+            _ => e.to_string(),
+        };
+        Error::Compressed {
+            path: self.path.clone(),
+            compression: self.compression,
+            offset: self.offset,
+            msg,
+        }
     }
 
     /// Reads the next record into `buf` (replacing its contents). Returns `Ok(false)` at a clean
@@ -313,21 +630,34 @@ impl<R: Read> RecordReader<R> {
             return Ok(false);
         }
         let start = self.offset;
+        // Any error below ends the stream: framing cannot be resynchronised reliably (and a
+        // decoder may repeat its error forever). Only a complete record clears `done`.
+        self.done = true;
         let mut header = [0u8; 12];
         let n = self.read_full(&mut header)?;
         if n == 0 {
-            self.done = true;
             return Ok(false);
         }
-        // Any error below ends the stream: framing cannot be resynchronised reliably.
-        self.done = true;
         if n < 12 {
             return Err(self.err(start, format!("truncated record header ({n} of 12 bytes)")));
         }
         let len = u64::from_le_bytes(header[..8].try_into().unwrap());
         let lcrc = u32::from_le_bytes(header[8..].try_into().unwrap());
         if self.verify && masked_crc32c(&header[..8]) != lcrc {
-            return Err(self.err(start, "corrupted record: length CRC mismatch"));
+            let hint = if start == 0 && self.compression == Compression::None {
+                match Compression::sniff(&header) {
+                    Compression::None => "",
+                    // A common mistake: reading a compressed file as plain framing.
+                    Compression::Gzip => " (the file starts like a GZIP stream: open it with Compression::Gzip or ReadCompression::Auto)",
+                    Compression::Zlib => " (the file starts like a ZLIB stream: open it with Compression::Zlib or ReadCompression::Auto)",
+                }
+            } else {
+                ""
+            };
+            return Err(self.err(
+                start,
+                format!("corrupted record: length CRC mismatch{hint}"),
+            ));
         }
         if len > (1 << 40) {
             return Err(self.err(start, format!("implausible record length {len}")));
@@ -374,9 +704,17 @@ impl<R: Read> Iterator for RecordReader<R> {
     }
 }
 
-/// Reads every record of a file.
+/// Reads every record of an uncompressed file.
 pub fn read_records(path: impl AsRef<Path>) -> Result<Vec<Vec<u8>>> {
     RecordReader::open(path)?.collect()
+}
+
+/// Reads every record of a file with the given (or detected) compression.
+pub fn read_records_with(
+    path: impl AsRef<Path>,
+    compression: impl Into<ReadCompression>,
+) -> Result<Vec<Vec<u8>>> {
+    RecordReader::open_with(path, compression)?.collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,20 +1067,37 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Writes examples to a TFRecord file atomically.
+/// Writes examples to an uncompressed TFRecord file atomically.
 pub fn write_examples(path: impl AsRef<Path>, examples: &[Example]) -> Result<()> {
-    let mut w = RecordWriter::create(path)?;
+    write_examples_with(path, examples, Compression::None)
+}
+
+/// Writes examples to a TFRecord file atomically, compressed as given.
+pub fn write_examples_with(
+    path: impl AsRef<Path>,
+    examples: &[Example],
+    compression: Compression,
+) -> Result<()> {
+    let mut w = RecordWriter::create_compressed(path, compression)?;
     for e in examples {
         w.write_record(&e.encode())?;
     }
     w.finish().map(|_| ())
 }
 
-/// Reads every example of a TFRecord file.
+/// Reads every example of an uncompressed TFRecord file.
 pub fn read_examples(path: impl AsRef<Path>) -> Result<Vec<Example>> {
+    read_examples_with(path, Compression::None)
+}
+
+/// Reads every example of a TFRecord file with the given (or detected) compression.
+pub fn read_examples_with(
+    path: impl AsRef<Path>,
+    compression: impl Into<ReadCompression>,
+) -> Result<Vec<Example>> {
     let path = path.as_ref();
     let mut out = Vec::new();
-    let mut r = RecordReader::open(path)?;
+    let mut r = RecordReader::open_with(path, compression)?;
     let mut buf = Vec::new();
     loop {
         let off = r.offset();
