@@ -248,7 +248,7 @@ impl Rle {
     /// Rasterizes one polygon `[x0, y0, x1, y1, ...]` with COCO's rule (`rleFrPoly`).
     /// Polygons of one or two points give an empty mask, as in pycocotools.
     pub fn from_polygon(xy: &[f64], h: u32, w: u32) -> Result<Self, RleError> {
-        if xy.len() % 2 != 0 {
+        if !xy.len().is_multiple_of(2) {
             return err(format!(
                 "polygon has {} coordinates (x, y pairs expected)",
                 xy.len()
