@@ -902,43 +902,55 @@ pub fn evaluate(
 /// as IoU -1, silently): the loaders check sizes against the image's `height` / `width`; this
 /// also covers images without them and hand-built inputs.
 fn check_mask_sizes(gt: &CocoGroundTruth, dts: &[CocoDetection]) -> Result<()> {
-    let mut sizes: HashMap<i64, ((u32, u32), String)> = HashMap::new();
+    // Which item fixed each image's size: (size, is a detection, index); names are made only
+    // for the error message.
+    let name = |det: bool, i: usize| {
+        if det {
+            format!("detection {i}")
+        } else {
+            format!("annotation id {}", gt.annotations[i].id)
+        }
+    };
+    let mut sizes: HashMap<i64, ((u32, u32), bool, usize)> = HashMap::new();
     let items = gt
         .annotations
         .iter()
-        .map(|a| {
-            (
-                a.image_id,
-                &a.segmentation,
-                format!("annotation id {}", a.id),
-            )
-        })
+        .enumerate()
+        .map(|(i, a)| (a.image_id, &a.segmentation, false, i))
         .chain(
             dts.iter()
                 .enumerate()
-                .map(|(i, d)| (d.image_id, &d.segmentation, format!("detection {i}"))),
+                .map(|(i, d)| (d.image_id, &d.segmentation, true, i)),
         );
-    for (img, seg, what) in items {
+    for (img, seg, det, i) in items {
         let Some(r) = seg else {
             return Err(VisionError::invalid(
                 "evaluate_segm",
-                format!("{what} has no segmentation (load with IouType::Segm)"),
+                format!(
+                    "{} has no segmentation (load with IouType::Segm)",
+                    name(det, i)
+                ),
             ));
         };
         let sz = (r.height(), r.width());
         match sizes.get(&img) {
-            Some((s, first)) if *s != sz => {
+            Some(&(s, d0, i0)) if s != sz => {
                 return Err(VisionError::invalid(
                     "evaluate_segm",
                     format!(
-                        "{what} has a mask of size [{}, {}] but {first} in the same image {img} has [{}, {}]",
-                        sz.0, sz.1, s.0, s.1
-                    ),
+                    "{} has a mask of size [{}, {}] but {} in the same image {img} has [{}, {}]",
+                    name(det, i),
+                    sz.0,
+                    sz.1,
+                    name(d0, i0),
+                    s.0,
+                    s.1
+                ),
                 ))
             }
             Some(_) => {}
             None => {
-                sizes.insert(img, (sz, what));
+                sizes.insert(img, (sz, det, i));
             }
         }
     }

@@ -362,3 +362,28 @@ fn malformed_detections_are_clear_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn masks_of_different_sizes_in_one_image_are_an_error() {
+    // Image 2 has no height/width, so only the comparison can catch the mismatch.
+    let gt = CocoGroundTruth::parse_for(
+        &format!(
+            r#"{GT_HEAD}{{"id":3,"image_id":2,"category_id":1,"bbox":[0,0,1,1],"segmentation":{{"size":[2,2],"counts":[1,3]}}}}]}}"#
+        ),
+        "gt.json",
+        IouType::Segm,
+    )
+    .unwrap();
+    let d = gt
+        .parse_detections_for(
+            r#"[{"image_id":2,"category_id":1,"segmentation":{"size":[3,3],"counts":[0,9]},"score":0.5}]"#,
+            "dt.json",
+            IouType::Segm,
+        )
+        .unwrap();
+    let e = evaluate_segm(&gt, &d).unwrap_err().to_string();
+    assert!(
+        e.contains("detection 0") && e.contains("annotation id 3") && e.contains("[3, 3]"),
+        "{e}"
+    );
+}
