@@ -122,11 +122,12 @@ Example:
 /// `ferrovision eval <coco|voc>`.
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
-    /// COCO box evaluation: the 12 numbers (AP@[.5:.95], AP50, AP75, APs/m/l, AR1/10/100,
-    /// ARs/m/l) in pycocotools' layout, or a JSON object with --json
+    /// COCO box or mask evaluation: the 12 numbers (AP@[.5:.95], AP50, AP75, APs/m/l,
+    /// AR1/10/100, ARs/m/l) in pycocotools' layout, or a JSON object with --json
     #[command(
         after_help = "The detections file is the COCO results format: a JSON list of \
-{\"image_id\", \"category_id\", \"bbox\": [x, y, w, h], \"score\"}.
+{\"image_id\", \"category_id\", \"bbox\": [x, y, w, h], \"score\"}; with --iou-type segm each entry \
+has a \"segmentation\" (compressed RLE {\"size\": [h, w], \"counts\": \"...\"}).
 
 Example:
   ferrovision eval coco --gt instances_val2017.json --dt detections.json --json"
@@ -151,7 +152,7 @@ pub struct EvalCocoArgs {
     /// Detections in COCO results format
     #[arg(long, value_name = "FILE")]
     pub dt: PathBuf,
-    /// What the detections are (only bbox is supported)
+    /// What is compared: bbox (boxes) or segm (masks: polygons / RLE)
     #[arg(long, default_value = "bbox")]
     pub iou_type: String,
     /// Print one JSON object (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl)

@@ -1,24 +1,76 @@
-//! COCO detection evaluation (bounding boxes), numerically equal to pycocotools' `COCOeval`.
+//! COCO detection evaluation (bounding boxes and masks), numerically equal to pycocotools'
+//! `COCOeval` with `iouType='bbox'` or `'segm'`.
 //!
 //! The algorithm is pycocotools' step for step: per image and category, detections sorted by
-//! score (stable) and cut to 100, IoU in f64 with crowd regions measured against the detection
-//! area, greedy matching per IoU threshold that prefers non-ignored ground truth, ignored
+//! score (stable) and cut to 100, IoU in f64 (boxes: `maskApi.c` `bbIou`; masks: run-length
+//! IoU of [`crate::rle`], pycocotools' `rleIou`) with crowd regions measured against the
+//! detection area, greedy matching per IoU threshold that prefers non-ignored ground truth, ignored
 //! detections outside the area range; then per category, area range and max-detection count,
 //! all detections sorted by score (stable), cumulative TP/FP, precision made monotone and read
 //! at 101 recall points, and the 12 summary numbers as means over the entries that are not -1.
 //! It even keeps pycocotools' quirk that a match with a ground-truth annotation of id 0 counts
-//! as unmatched. Categories run in parallel.
+//! as unmatched. Categories run in parallel. The IoU is the only step that differs between box
+//! and mask evaluation.
 //!
-//! Differences from pycocotools, all on inputs pycocotools would reject or crash on: malformed
-//! files, detections naming unknown images or categories, and duplicate annotation ids are
-//! errors naming the file and entry; an empty detection list evaluates (to zeros) instead of
-//! raising; a ground-truth annotation without `area` uses its box area.
+//! Masks (`segm`): ground-truth segmentations are polygons (rasterized with COCO's rule at the
+//! image's `height` / `width`, parts merged), uncompressed RLE or compressed RLE, converted as
+//! pycocotools' `annToRLE` does; the ground-truth `area` is the file's. Detections carry a
+//! `segmentation` (compressed RLE as pycocotools requires, but polygons and uncompressed RLE are
+//! read too); as in pycocotools' `loadRes`, when the first detection of the file has a non-empty
+//! `bbox` every detection's area is its box area `w * h`, otherwise its mask area.
+//!
+//! Differences from pycocotools, all on inputs pycocotools would reject, crash on or silently
+//! misread: malformed files, detections naming unknown images or categories, and duplicate
+//! annotation ids are errors naming the file and entry; an empty detection list evaluates (to
+//! zeros) instead of raising; a ground-truth annotation without `area` uses its box area (masks:
+//! its mask area). For masks: malformed RLE strings, counts that do not cover `height * width`,
+//! an RLE whose size differs from its image's, a polygon with an odd number of coordinates, an
+//! empty polygon list and a detection without `segmentation` are errors (pycocotools reads past
+//! buffers, drops the last coordinate, or rasterizes the detection's box); a polygon whose first
+//! part has fewer than three points is rasterized (pycocotools raises).
 
 use crate::error::{read_to_string, Result, VisionError};
 use crate::json_util::{parse, Ctx};
+use crate::rle::{bb_iou, Rle};
 use rayon::prelude::*;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
+
+/// What is compared: boxes (`bbox`) or masks (`segm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IouType {
+    /// Bounding boxes `[x, y, w, h]`.
+    Bbox,
+    /// Segmentation masks (polygons or RLE).
+    Segm,
+}
+
+impl IouType {
+    /// `"bbox"` or `"segm"`, as pycocotools names them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IouType::Bbox => "bbox",
+            IouType::Segm => "segm",
+        }
+    }
+}
+
+impl std::str::FromStr for IouType {
+    type Err = VisionError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bbox" => Ok(IouType::Bbox),
+            "segm" => Ok(IouType::Segm),
+            _ => Err(VisionError::invalid(
+                "eval coco",
+                format!(
+                    "iou type '{s}' is not supported (bbox, segm; keypoints is not implemented)"
+                ),
+            )),
+        }
+    }
+}
 
 /// One ground-truth annotation.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,10 +83,13 @@ pub struct GtAnnotation {
     pub category_id: i64,
     /// `[x, y, w, h]` in pixels.
     pub bbox: [f64; 4],
-    /// Area used for the small/medium/large ranges (the file's `area`, else `w * h`).
+    /// Area used for the small/medium/large ranges (the file's `area`, else `w * h`; loaded
+    /// for masks: else the mask area).
     pub area: f64,
     /// Crowd region: matches any number of detections and never counts as a miss.
     pub iscrowd: bool,
+    /// The mask (loaded for [`IouType::Segm`]; `None` when loaded for boxes).
+    pub segmentation: Option<Rle>,
 }
 
 /// A COCO ground-truth file: images, categories and annotations.
@@ -48,6 +103,8 @@ pub struct CocoGroundTruth {
     pub categories: Vec<(i64, String)>,
     /// Annotations in file order.
     pub annotations: Vec<GtAnnotation>,
+    /// `(height, width)` of the images that give both (read when loaded for masks).
+    pub image_sizes: HashMap<i64, (u32, u32)>,
 }
 
 /// One detection (a line of a COCO results file).
@@ -57,10 +114,15 @@ pub struct CocoDetection {
     pub image_id: i64,
     /// Category id (must be a category of the ground truth).
     pub category_id: i64,
-    /// `[x, y, w, h]` in pixels.
+    /// `[x, y, w, h]` in pixels (for masks without a `bbox` field: the mask's box).
     pub bbox: [f64; 4],
     /// Confidence.
     pub score: f64,
+    /// Area for the small/medium/large ranges: boxes `w * h`; masks as pycocotools' `loadRes`
+    /// (the box area when the file's first detection has a box, else the mask area).
+    pub area: f64,
+    /// The mask (read for [`IouType::Segm`]; `None` for boxes).
+    pub segmentation: Option<Rle>,
 }
 
 fn check_wh(ctx: &Ctx, b: &[f64; 4]) -> Result<()> {
@@ -73,20 +135,34 @@ fn check_wh(ctx: &Ctx, b: &[f64; 4]) -> Result<()> {
 }
 
 impl CocoGroundTruth {
-    /// Reads a COCO ground-truth JSON file.
+    /// Reads a COCO ground-truth JSON file for box evaluation (segmentations are not read).
     pub fn load(path: &Path) -> Result<Self> {
-        let text = read_to_string(path)?;
-        Self::parse(&text, &path.display().to_string())
+        Self::load_for(path, IouType::Bbox)
     }
 
-    /// Parses COCO ground-truth JSON text; `file` names it in errors.
+    /// Parses COCO ground-truth JSON text for box evaluation; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self> {
+        Self::parse_for(text, file, IouType::Bbox)
+    }
+
+    /// Reads a COCO ground-truth JSON file for `iou_type`: for [`IouType::Segm`] every
+    /// annotation's `segmentation` is converted to an [`Rle`] (polygons need the image's
+    /// `height` and `width`).
+    pub fn load_for(path: &Path, iou_type: IouType) -> Result<Self> {
+        let text = read_to_string(path)?;
+        Self::parse_for(&text, &path.display().to_string(), iou_type)
+    }
+
+    /// Parses COCO ground-truth JSON text for `iou_type`; `file` names it in errors.
+    pub fn parse_for(text: &str, file: &str, iou_type: IouType) -> Result<Self> {
+        let segm = iou_type == IouType::Segm;
         let v = parse(text, file)?;
         let top = Ctx {
             file,
             entry: "top level".into(),
         };
         let mut image_ids = Vec::new();
+        let mut image_sizes = HashMap::new();
         let mut seen = std::collections::HashSet::new();
         for (i, im) in top.array(&v, "images")?.iter().enumerate() {
             let ctx = Ctx {
@@ -98,6 +174,20 @@ impl CocoGroundTruth {
                 return Err(ctx.err(format!("duplicate image id {id}")));
             }
             image_ids.push(id);
+            if segm {
+                let o = ctx.obj(im)?;
+                if o.contains_key("height") && o.contains_key("width") {
+                    let dim = |k: &str| -> Result<u32> {
+                        let x = ctx.int(im, k)?;
+                        u32::try_from(x).map_err(|_| {
+                            ctx.err(format!(
+                                "field '{k}' must be a non-negative 32-bit integer, got {x}"
+                            ))
+                        })
+                    };
+                    image_sizes.insert(id, (dim("height")?, dim("width")?));
+                }
+            }
         }
         image_ids.sort_unstable();
         let mut categories = Vec::new();
@@ -142,8 +232,26 @@ impl CocoGroundTruth {
             }
             let bbox = ctx.four(a, "bbox")?;
             check_wh(&ctx, &bbox)?;
-            let area = ctx.opt_num(a, "area")?.unwrap_or(bbox[2] * bbox[3]);
+            let area = ctx.opt_num(a, "area")?;
             let iscrowd = ctx.opt_flag(a, "iscrowd")?;
+            let segmentation = if segm {
+                let s = ctx.field(a, "segmentation").map_err(|_| {
+                    ctx.err("missing field 'segmentation' (needed for segm evaluation)")
+                })?;
+                Some(segmentation(
+                    &ctx,
+                    s,
+                    image_id,
+                    image_sizes.get(&image_id).copied(),
+                )?)
+            } else {
+                None
+            };
+            let area = match (area, &segmentation) {
+                (Some(a), _) => a,
+                (None, Some(r)) => r.area() as f64,
+                (None, None) => bbox[2] * bbox[3],
+            };
             annotations.push(GtAnnotation {
                 id,
                 image_id,
@@ -151,6 +259,7 @@ impl CocoGroundTruth {
                 bbox,
                 area,
                 iscrowd,
+                segmentation,
             });
         }
         Ok(CocoGroundTruth {
@@ -158,18 +267,39 @@ impl CocoGroundTruth {
             image_ids,
             categories,
             annotations,
+            image_sizes,
         })
     }
 
-    /// Reads a COCO results file (a JSON list of `{image_id, category_id, bbox, score}`),
-    /// checking every entry against this ground truth.
+    /// Reads a COCO results file of boxes (a JSON list of `{image_id, category_id, bbox,
+    /// score}`), checking every entry against this ground truth.
     pub fn load_detections(&self, path: &Path) -> Result<Vec<CocoDetection>> {
-        let text = read_to_string(path)?;
-        self.parse_detections(&text, &path.display().to_string())
+        self.load_detections_for(path, IouType::Bbox)
     }
 
-    /// Parses COCO results JSON text; `file` names it in errors.
+    /// Parses COCO results JSON text of boxes; `file` names it in errors.
     pub fn parse_detections(&self, text: &str, file: &str) -> Result<Vec<CocoDetection>> {
+        self.parse_detections_for(text, file, IouType::Bbox)
+    }
+
+    /// Reads a COCO results file for `iou_type`: for [`IouType::Segm`] every entry needs a
+    /// `segmentation` (`bbox` is optional), `{image_id, category_id, segmentation, score}`.
+    pub fn load_detections_for(
+        &self,
+        path: &Path,
+        iou_type: IouType,
+    ) -> Result<Vec<CocoDetection>> {
+        let text = read_to_string(path)?;
+        self.parse_detections_for(&text, &path.display().to_string(), iou_type)
+    }
+
+    /// Parses COCO results JSON text for `iou_type`; `file` names it in errors.
+    pub fn parse_detections_for(
+        &self,
+        text: &str,
+        file: &str,
+        iou_type: IouType,
+    ) -> Result<Vec<CocoDetection>> {
         let v = parse(text, file)?;
         let list = v.as_array().ok_or_else(|| {
             VisionError::format(
@@ -183,6 +313,13 @@ impl CocoGroundTruth {
         })?;
         let images: std::collections::HashSet<i64> = self.image_ids.iter().copied().collect();
         let cats: std::collections::HashSet<i64> = self.categories.iter().map(|c| c.0).collect();
+        // pycocotools' loadRes picks its branch from the first entry: with a non-empty `bbox`
+        // every area is the box area (and a box is required), otherwise the mask area.
+        let has_box = |d: &Value| {
+            d.get("bbox")
+                .is_some_and(|b| !b.is_null() && b.as_array().is_none_or(|a| !a.is_empty()))
+        };
+        let box_area = iou_type == IouType::Bbox || list.first().is_some_and(has_box);
         let mut out = Vec::with_capacity(list.len());
         for (i, d) in list.iter().enumerate() {
             let ctx = Ctx {
@@ -203,17 +340,128 @@ impl CocoGroundTruth {
                     self.file
                 )));
             }
-            let bbox = ctx.four(d, "bbox")?;
-            check_wh(&ctx, &bbox)?;
+            let segmentation = if iou_type == IouType::Segm {
+                let s = ctx.field(d, "segmentation").map_err(|_| {
+                    ctx.err("missing field 'segmentation' (needed for segm evaluation)")
+                })?;
+                Some(segmentation(
+                    &ctx,
+                    s,
+                    image_id,
+                    self.image_sizes.get(&image_id).copied(),
+                )?)
+            } else {
+                None
+            };
+            let bbox = if box_area || has_box(d) {
+                let b = ctx.four(d, "bbox").map_err(|e| {
+                    if box_area && iou_type == IouType::Segm {
+                        ctx.err(format!(
+                            "{e} (the first detection has a bbox, so every detection's area is its box area, as in pycocotools)"
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
+                check_wh(&ctx, &b)?;
+                b
+            } else {
+                segmentation.as_ref().map_or([0.0; 4], Rle::to_bbox)
+            };
             let score = ctx.num(d, "score")?;
+            let area = match &segmentation {
+                Some(r) if !box_area => r.area() as f64,
+                _ => bbox[2] * bbox[3],
+            };
             out.push(CocoDetection {
                 image_id,
                 category_id,
                 bbox,
                 score,
+                area,
+                segmentation,
             });
         }
         Ok(out)
+    }
+}
+
+/// Reads one `segmentation` value as pycocotools' `annToRLE`: polygons (rasterized at the
+/// image size, parts merged), uncompressed RLE or compressed RLE, whose size must be the
+/// image's when the image gives one.
+fn segmentation(ctx: &Ctx, s: &Value, image_id: i64, size: Option<(u32, u32)>) -> Result<Rle> {
+    let rle_err = |e: crate::rle::RleError| ctx.err(format!("segmentation: {e}"));
+    match s {
+        Value::Array(parts) => {
+            let (h, w) = size.ok_or_else(|| {
+                ctx.err(format!(
+                    "image {image_id} has no 'height' and 'width', needed to rasterize a polygon segmentation"
+                ))
+            })?;
+            let mut polys = Vec::with_capacity(parts.len());
+            for (pi, p) in parts.iter().enumerate() {
+                let coords = p.as_array().ok_or_else(|| {
+                    ctx.err(format!(
+                        "segmentation polygon {pi} must be a list of x, y numbers, got {}",
+                        crate::json_util::kind(p)
+                    ))
+                })?;
+                let xy = coords
+                    .iter()
+                    .map(|c| c.as_f64())
+                    .collect::<Option<Vec<f64>>>()
+                    .ok_or_else(|| {
+                        ctx.err(format!("segmentation polygon {pi} holds a value that is not a number"))
+                    })?;
+                polys.push(xy);
+            }
+            Rle::from_polygons(&polys, h, w).map_err(rle_err)
+        }
+        Value::Object(o) => {
+            let sz = o
+                .get("size")
+                .and_then(Value::as_array)
+                .filter(|a| a.len() == 2)
+                .and_then(|a| {
+                    let d = |v: &Value| v.as_u64().and_then(|x| u32::try_from(x).ok());
+                    Some((d(&a[0])?, d(&a[1])?))
+                })
+                .ok_or_else(|| {
+                    ctx.err(format!(
+                        "segmentation RLE needs 'size': [height, width] (non-negative integers), got {}",
+                        o.get("size").map_or("nothing".to_string(), |v| v.to_string())
+                    ))
+                })?;
+            if let Some(im) = size {
+                if im != sz {
+                    return Err(ctx.err(format!(
+                        "segmentation RLE size [{}, {}] differs from image {image_id}'s [height, width] [{}, {}]",
+                        sz.0, sz.1, im.0, im.1
+                    )));
+                }
+            }
+            match o.get("counts") {
+                Some(Value::String(c)) => Rle::from_string(c, sz.0, sz.1).map_err(rle_err),
+                Some(Value::Array(c)) => {
+                    let counts = c
+                        .iter()
+                        .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
+                        .collect::<Option<Vec<u32>>>()
+                        .ok_or_else(|| {
+                            ctx.err("segmentation RLE 'counts' must hold non-negative 32-bit integers")
+                        })?;
+                    Rle::new(sz.0, sz.1, counts).map_err(rle_err)
+                }
+                other => Err(ctx.err(format!(
+                    "segmentation RLE needs 'counts' (a string or a list of integers), got {}",
+                    other.map_or("nothing", crate::json_util::kind)
+                ))),
+            }
+        }
+        _ => Err(ctx.err(format!(
+            "segmentation must be polygons (a list of [x, y, ...] lists) or an RLE object {{size, counts}}, got {}",
+            crate::json_util::kind(s)
+        ))),
     }
 }
 
@@ -287,29 +535,13 @@ struct ImgEval {
     npig: usize,
 }
 
-fn bb_iou(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
-    // maskApi.c bbIou, operation for operation.
-    let ga = g[2] * g[3];
-    let da = d[2] * d[3];
-    let w = (d[2] + d[0]).min(g[2] + g[0]) - d[0].max(g[0]);
-    if w <= 0.0 {
-        return 0.0;
-    }
-    let h = (d[3] + d[1]).min(g[3] + g[1]) - d[1].max(g[1]);
-    if h <= 0.0 {
-        return 0.0;
-    }
-    let i = w * h;
-    let u = if crowd { da } else { da + ga - i };
-    i / u
-}
-
 /// Evaluates one (image, category) cell for every area range.
 fn eval_cell(
     gts: &[&GtAnnotation],
     dts: &[(usize, &CocoDetection)],
     p: &CocoParams,
-) -> Vec<ImgEval> {
+    iou_type: IouType,
+) -> Result<Vec<ImgEval>> {
     let t_n = p.iou_thrs.len();
     let max_det = *p.max_dets.last().unwrap();
     // Stable sort by decreasing score, cut to the largest max-detections.
@@ -318,12 +550,7 @@ fn eval_cell(
     dts.truncate(max_det);
     let d_n = dts.len();
     let g_n = gts.len();
-    let mut ious = vec![0.0f64; d_n * g_n];
-    for (di, d) in dts.iter().enumerate() {
-        for (gi, g) in gts.iter().enumerate() {
-            ious[di * g_n + gi] = bb_iou(&d.1.bbox, &g.bbox, g.iscrowd);
-        }
-    }
+    let ious = iou_matrix(gts, &dts, iou_type)?;
     let scores: Vec<f64> = dts.iter().map(|d| d.1.score).collect();
     let mut out = Vec::with_capacity(p.area_rngs.len());
     for &(lo, hi) in &p.area_rngs {
@@ -369,7 +596,10 @@ fn eval_cell(
             }
         }
         for (di, d) in dts.iter().enumerate() {
-            let a = d.1.bbox[2] * d.1.bbox[3];
+            let a = match iou_type {
+                IouType::Bbox => d.1.bbox[2] * d.1.bbox[3],
+                IouType::Segm => d.1.area,
+            };
             if a < lo || a > hi {
                 for ti in 0..t_n {
                     if dtm[ti * d_n + di] == 0 {
@@ -385,7 +615,56 @@ fn eval_cell(
             npig: ig.iter().filter(|&&x| !x).count(),
         });
     }
-    out
+    Ok(out)
+}
+
+/// IoU of every (score-sorted) detection with every ground truth of one cell, `[D][G]`:
+/// the one step in which box and mask evaluation differ.
+fn iou_matrix(
+    gts: &[&GtAnnotation],
+    dts: &[(usize, &CocoDetection)],
+    iou_type: IouType,
+) -> Result<Vec<f64>> {
+    let g_n = gts.len();
+    match iou_type {
+        IouType::Bbox => {
+            let mut ious = vec![0.0f64; dts.len() * g_n];
+            for (di, d) in dts.iter().enumerate() {
+                for (gi, g) in gts.iter().enumerate() {
+                    ious[di * g_n + gi] = bb_iou(&d.1.bbox, &g.bbox, g.iscrowd);
+                }
+            }
+            Ok(ious)
+        }
+        IouType::Segm => {
+            let dm = dts
+                .iter()
+                .map(|d| {
+                    d.1.segmentation
+                        .as_ref()
+                        .ok_or_else(|| no_mask("detection", d.0 as i64))
+                })
+                .collect::<Result<Vec<&Rle>>>()?;
+            let gm = gts
+                .iter()
+                .map(|g| {
+                    g.segmentation
+                        .as_ref()
+                        .ok_or_else(|| no_mask("annotation id", g.id))
+                })
+                .collect::<Result<Vec<&Rle>>>()?;
+            let crowd: Vec<bool> = gts.iter().map(|g| g.iscrowd).collect();
+            crate::rle::iou(&dm, &gm, &crowd)
+                .map_err(|e| VisionError::invalid("evaluate_segm", e.0))
+        }
+    }
+}
+
+fn no_mask(what: &str, id: i64) -> VisionError {
+    VisionError::invalid(
+        "evaluate_segm",
+        format!("{what} {id} has no segmentation (load with IouType::Segm)"),
+    )
 }
 
 /// Accumulates one category: returns precision `[T][R][A][M]` and recall `[T][A][M]`.
@@ -475,7 +754,26 @@ fn accumulate_category(cells: &[Vec<ImgEval>], p: &CocoParams) -> (Vec<f64>, Vec
 /// Evaluates bounding-box detections against the ground truth (pycocotools `COCOeval` with
 /// `iouType='bbox'`: `evaluate()`, `accumulate()`, `summarize()`).
 pub fn evaluate_bbox(gt: &CocoGroundTruth, dts: &[CocoDetection]) -> Result<CocoEval> {
+    evaluate(gt, dts, IouType::Bbox)
+}
+
+/// Evaluates mask detections against the ground truth (pycocotools `COCOeval` with
+/// `iouType='segm'`); both must have been loaded with [`IouType::Segm`].
+pub fn evaluate_segm(gt: &CocoGroundTruth, dts: &[CocoDetection]) -> Result<CocoEval> {
+    evaluate(gt, dts, IouType::Segm)
+}
+
+/// Evaluates detections against the ground truth with box or mask IoU (pycocotools
+/// `COCOeval`: `evaluate()`, `accumulate()`, `summarize()`).
+pub fn evaluate(
+    gt: &CocoGroundTruth,
+    dts: &[CocoDetection],
+    iou_type: IouType,
+) -> Result<CocoEval> {
     let p = CocoParams::default();
+    if iou_type == IouType::Segm {
+        check_mask_sizes(gt, dts)?;
+    }
     let img_index: HashMap<i64, usize> = gt
         .image_ids
         .iter()
@@ -559,11 +857,11 @@ pub fn evaluate_bbox(gt: &CocoGroundTruth, dts: &[CocoDetection]) -> Result<Coco
                     ds.push((dk[di].2, &dts[dk[di].2]));
                     di += 1;
                 }
-                cells.push(eval_cell(&gs, &ds, &p));
+                cells.push(eval_cell(&gs, &ds, &p, iou_type)?);
             }
-            accumulate_category(&cells, &p)
+            Ok(accumulate_category(&cells, &p))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let (t_n, r_n, a_n, m_n) = (
         p.iou_thrs.len(),
         p.rec_thrs.len(),
@@ -598,6 +896,65 @@ pub fn evaluate_bbox(gt: &CocoGroundTruth, dts: &[CocoDetection]) -> Result<Coco
     };
     ev.stats = ev.summarize();
     Ok(ev)
+}
+
+/// Every mask of one image must have one size (pycocotools compares masks of different sizes
+/// as IoU -1, silently): the loaders check sizes against the image's `height` / `width`; this
+/// also covers images without them and hand-built inputs.
+fn check_mask_sizes(gt: &CocoGroundTruth, dts: &[CocoDetection]) -> Result<()> {
+    // Which item fixed each image's size: (size, is a detection, index); names are made only
+    // for the error message.
+    let name = |det: bool, i: usize| {
+        if det {
+            format!("detection {i}")
+        } else {
+            format!("annotation id {}", gt.annotations[i].id)
+        }
+    };
+    let mut sizes: HashMap<i64, ((u32, u32), bool, usize)> = HashMap::new();
+    let items = gt
+        .annotations
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.image_id, &a.segmentation, false, i))
+        .chain(
+            dts.iter()
+                .enumerate()
+                .map(|(i, d)| (d.image_id, &d.segmentation, true, i)),
+        );
+    for (img, seg, det, i) in items {
+        let Some(r) = seg else {
+            return Err(VisionError::invalid(
+                "evaluate_segm",
+                format!(
+                    "{} has no segmentation (load with IouType::Segm)",
+                    name(det, i)
+                ),
+            ));
+        };
+        let sz = (r.height(), r.width());
+        match sizes.get(&img) {
+            Some(&(s, d0, i0)) if s != sz => {
+                return Err(VisionError::invalid(
+                    "evaluate_segm",
+                    format!(
+                    "{} has a mask of size [{}, {}] but {} in the same image {img} has [{}, {}]",
+                    name(det, i),
+                    sz.0,
+                    sz.1,
+                    name(d0, i0),
+                    s.0,
+                    s.1
+                ),
+                ))
+            }
+            Some(_) => {}
+            None => {
+                sizes.insert(img, (sz, det, i));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl CocoEval {
@@ -892,18 +1249,14 @@ pub(crate) fn json_num(v: f64) -> String {
 }
 
 /// What `ferrovision eval coco` prints: pycocotools' 12 summary lines, or with `json` the
-/// object `{"AP": .., "AP50": .., ..., "ARl": ..}` on one line. `iou_type` must be `"bbox"`
-/// (segmentation and keypoint evaluation are not implemented).
+/// object `{"AP": .., "AP50": .., ..., "ARl": ..}` on one line. `iou_type` is `"bbox"` (box
+/// IoU) or `"segm"` (mask IoU: polygons / RLE in the ground truth, a `segmentation` in every
+/// detection); keypoint evaluation is not implemented.
 pub fn eval_coco_report(gt: &Path, dt: &Path, iou_type: &str, json: bool) -> Result<String> {
-    if iou_type != "bbox" {
-        return Err(VisionError::invalid(
-            "eval coco",
-            format!("iou type '{iou_type}' is not supported (only 'bbox')"),
-        ));
-    }
-    let g = CocoGroundTruth::load(gt)?;
-    let d = g.load_detections(dt)?;
-    let ev = evaluate_bbox(&g, &d)?;
+    let t: IouType = iou_type.parse()?;
+    let g = CocoGroundTruth::load_for(gt, t)?;
+    let d = g.load_detections_for(dt, t)?;
+    let ev = evaluate(&g, &d, t)?;
     Ok(if json {
         format!("{}\n", ev.summary_json())
     } else {

@@ -27,6 +27,9 @@ pub enum VisionError {
     /// Decoding or encoding an image failed.
     #[error("{path}: image: {msg}")]
     Image { path: String, msg: String },
+    /// A malformed run-length encoded mask or polygon (see [`crate::rle`]).
+    #[error("rle: {0}")]
+    Rle(#[from] crate::rle::RleError),
     /// An engine error from a tensor op (RoI pooling / align).
     #[error(transparent)]
     Tensor(#[from] ferrovision_tensor::Error),

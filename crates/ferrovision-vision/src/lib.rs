@@ -2,8 +2,8 @@
 //!
 //! Vision operations and evaluation for ferrovision: box formats and the IoU family, NMS
 //! (greedy, batched, soft, combined), anchors and box coders, RoI pooling / RoI Align as
-//! differentiable engine ops, COCO and Pascal VOC detection evaluation (numbers equal to
-//! pycocotools), segmentation and image-quality metrics, binary morphology, connected
+//! differentiable engine ops, COCO (boxes and masks) and Pascal VOC detection evaluation
+//! (numbers equal to pycocotools), COCO run-length encoded masks, segmentation and image-quality metrics, binary morphology, connected
 //! components, distance transform, watershed, and drawing to PNG.
 //!
 //! Box and mask ops work on plain slices; only RoI pooling/align take and return engine
@@ -19,6 +19,7 @@ mod json_util;
 pub mod metrics;
 pub mod morph;
 pub mod nms;
+pub mod rle;
 pub mod roi;
 pub mod voc;
 

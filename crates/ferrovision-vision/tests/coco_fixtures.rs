@@ -99,10 +99,20 @@ fn report_text_and_json() {
     std::fs::create_dir_all(png.parent().unwrap()).unwrap();
     ev.save_pr_curves(&png, 0.5, 10).unwrap();
     assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    let err = eval_coco_report(&gt, &dt, "keypoints", false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("keypoints"), "{err}");
+    // Box-only ground truth cannot be evaluated as masks: the error names the annotation.
     let err = eval_coco_report(&gt, &dt, "segm", false)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("segm"), "{err}");
+    assert!(
+        err.contains("basic_gt.json")
+            && err.contains("annotations[0]")
+            && err.contains("segmentation"),
+        "{err}"
+    );
     let err = eval_coco_report(&dir.join("missing_gt.json"), &dt, "bbox", false)
         .unwrap_err()
         .to_string();
