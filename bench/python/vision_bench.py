@@ -1,9 +1,9 @@
-"""The Python side of `ferrovision-bench nms|coco --compare`: times torchvision's batched_nms and
-pycocotools' COCOeval on the inputs the Rust benchmark wrote, and returns their results so
-the benchmark can check they are identical.
+"""The Python side of `ferrovision-bench nms|coco|coco-segm --compare`: times torchvision's
+batched_nms and pycocotools' COCOeval on the inputs the Rust benchmark wrote, and returns their
+results so the benchmark can check they are identical.
 
     vision_bench.py nms  <boxes.json> <out.json> [--reps N]
-    vision_bench.py coco <gt.json> <dt.json> <out.json>
+    vision_bench.py coco <gt.json> <dt.json> <out.json> [--iou-type bbox|segm]
 """
 import contextlib
 import io
@@ -39,7 +39,10 @@ def bench_nms(inp, out, reps):
         json.dump(res, f)
 
 
-def bench_coco(gt, dt, out):
+def bench_coco(gt, dt, out, iou_type):
+    """Load + evaluate + accumulate + summarize, timed once (as the Rust side times its runs)."""
+    from importlib.metadata import version
+
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -47,13 +50,14 @@ def bench_coco(gt, dt, out):
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(gt)
         coco_dt = coco_gt.loadRes(dt)
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     secs = time.perf_counter() - t
     with open(out, "w") as f:
-        json.dump({"seconds": secs, "stats": [float(v) for v in ev.stats]}, f)
+        json.dump({"seconds": secs, "stats": [float(v) for v in ev.stats],
+                   "iou_type": iou_type, "pycocotools": version("pycocotools")}, f)
 
 
 def main():
@@ -61,8 +65,11 @@ def main():
     if a and a[0] == "nms" and len(a) >= 3:
         reps = int(a[a.index("--reps") + 1]) if "--reps" in a else 200
         bench_nms(a[1], a[2], reps)
-    elif a and a[0] == "coco" and len(a) == 4:
-        bench_coco(a[1], a[2], a[3])
+    elif a and a[0] == "coco" and len(a) in (4, 6):
+        iou_type = a[5] if len(a) == 6 and a[4] == "--iou-type" else "bbox"
+        if len(a) == 6 and (a[4] != "--iou-type" or iou_type not in ("bbox", "segm")):
+            sys.exit(__doc__)
+        bench_coco(a[1], a[2], a[3], iou_type)
     else:
         sys.exit(__doc__)
 

@@ -8,7 +8,7 @@
 //! cargo run --release -p ferrovision-bench -- pipeline    # RESULT pipeline img_s=.. (input pipeline; --compare for tf.data/torchvision)
 //! cargo run --release -p ferrovision-bench -- optim       # RESULT optim mparams=.. sgd_ms=.. adam_ms=.. ...
 //! cargo run --release -p ferrovision-bench -- compare     # same workloads with PyTorch and TensorFlow, ratio table
-//! cargo run --release -p ferrovision-bench -- vision --compare   # NMS + COCO eval vs torchvision / pycocotools
+//! cargo run --release -p ferrovision-bench -- vision --compare   # NMS + COCO bbox/segm eval vs torchvision / pycocotools
 //! ```
 //! Each workload runs alone in its own process and prints one machine-readable last line.
 
@@ -23,7 +23,7 @@ mod util;
 mod vision;
 
 const USAGE: &str =
-    "usage: ferrovision-bench <lenet5|mnist|resnet18|gemm|optim|pipeline|compare|nms|coco|vision> [options]
+    "usage: ferrovision-bench <lenet5|mnist|resnet18|gemm|optim|pipeline|compare|nms|coco|coco-segm|vision> [options]
 
 workloads (each prints a last line `RESULT <name> key=value ...`):
   lenet5     LeNet-5 on 6016 random 1x28x28 images, batch 64, SGD momentum:
@@ -48,10 +48,12 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
   nms        batched NMS of 1000 detector-like boxes, 80 classes, IoU 0.5: median us per call
   coco       COCO bbox evaluation of 5000 images, 80 classes, 20 detections per image:
              load + evaluate + accumulate, median s
-  vision     nms then coco
+  coco-segm  COCO segm (mask) evaluation of 3000 480x640 images, 80 classes, polygon / RLE
+             ground truth, 20 compressed-RLE detections per image: load + evaluate, median s
+  vision     nms, coco, then coco-segm
              options: --compare (torchvision batched_nms / pycocotools on the same inputs,
                       same run, results checked identical)  --reps N (nms, default 2000)
-                      --runs N (coco, default 3)  --python PATH
+                      --runs N (coco, coco-segm, default 3)  --python PATH
 
 options for every workload:
   --threads N   kernel threads (default: all cores)";
@@ -62,7 +64,7 @@ fn main() {
         eprintln!("{USAGE}");
         std::process::exit(2);
     };
-    if matches!(cmd.as_str(), "nms" | "coco" | "vision") {
+    if matches!(cmd.as_str(), "nms" | "coco" | "coco-segm" | "vision") {
         std::process::exit(vision::main(cmd, &args[1..]));
     }
     if cmd == "pipeline" {

@@ -1,18 +1,22 @@
-//! Vision workloads: batched NMS and COCO evaluation, with `--compare` running torchvision's
-//! `batched_nms` and pycocotools on the same inputs in the same run (bench/python/vision_bench.py).
+//! Vision workloads: batched NMS and COCO box and mask evaluation, with `--compare` running
+//! torchvision's `batched_nms` and pycocotools on the same inputs in the same run
+//! (bench/python/vision_bench.py).
 //!
 //! ```text
-//! ferrovision-bench nms    [--compare] [--python PATH] [--reps N]   # RESULT nms nms_1000_us=..
-//! ferrovision-bench coco   [--compare] [--python PATH] [--runs N]   # RESULT coco coco_eval_s=..
-//! ferrovision-bench vision [--compare] ...                          # both
+//! ferrovision-bench nms       [--compare] [--python PATH] [--reps N]  # RESULT nms nms_1000_us=..
+//! ferrovision-bench coco      [--compare] [--python PATH] [--runs N]  # RESULT coco coco_eval_s=..
+//! ferrovision-bench coco-segm [--compare] [--python PATH] [--runs N]  # RESULT coco_segm coco_segm_eval_s=..
+//! ferrovision-bench vision    [--compare] ...                         # all three
 //! ```
 
 use crate::util::{median, time};
 use ferrovision::tensor::rng::Rng;
-use ferrovision_vision::coco::{evaluate_bbox, CocoGroundTruth};
+use ferrovision_vision::coco::{evaluate, CocoGroundTruth, IouType};
 use ferrovision_vision::nms::batched_nms;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod segm_input;
 
 struct VOpts {
     compare: bool,
@@ -74,7 +78,8 @@ fn python(o: &VOpts) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-fn run_python(o: &VOpts, args: &[&str]) -> Result<serde_json::Value, String> {
+/// Runs `vision_bench.py <args..> <out.json> <extra..>` and returns what it wrote to out.json.
+fn run_python(o: &VOpts, args: &[&str], extra: &[&str]) -> Result<serde_json::Value, String> {
     let py = python(o)?;
     let script = repo_root().join("bench/python/vision_bench.py");
     let out = work_dir()?.join("python_result.json");
@@ -82,11 +87,7 @@ fn run_python(o: &VOpts, args: &[&str]) -> Result<serde_json::Value, String> {
         .arg(&script)
         .args(args)
         .arg(&out)
-        .args(if args[0] == "nms" {
-            vec!["--reps".to_string(), o.reps.min(2000).to_string()]
-        } else {
-            vec![]
-        })
+        .args(extra)
         .status()
         .map_err(|e| format!("{}: {e}", py.display()))?;
     if !status.success() {
@@ -151,8 +152,9 @@ fn run_nms(o: &VOpts) -> Result<String, String> {
     let path = work_dir()?.join("nms_input.json");
     let flat: Vec<f32> = b.iter().flatten().copied().collect();
     let js = serde_json::json!({"boxes": flat, "scores": s, "classes": c, "iou_threshold": thr});
-    std::fs::write(&path, js.to_string()).map_err(|e| e.to_string())?;
-    let r = run_python(o, &["nms", &path.to_string_lossy()])?;
+    write_atomic(&path, &js.to_string())?;
+    let reps = o.reps.min(2000).to_string();
+    let r = run_python(o, &["nms", &path.to_string_lossy()], &["--reps", &reps])?;
     let tv_us = r["median_us"].as_f64().ok_or("no median_us")?;
     let tv_keep: Vec<usize> = r["keep"]
         .as_array()
@@ -173,34 +175,87 @@ fn run_nms(o: &VOpts) -> Result<String, String> {
     ))
 }
 
+/// Categories in the COCO benchmarks.
+const N_CAT: usize = 80;
+
+/// A category id in 1..=80 with a Zipf-like skew: category 1 ("person") is by far the most
+/// frequent, as in COCO.
+fn zipf_category(rng: &mut Rng) -> usize {
+    let u = rng.next_f64();
+    1 + ((N_CAT as f64) * u * u * u) as usize % N_CAT
+}
+
+/// A random object box `[x, y, w, h]` inside a 640x480 image: width log-uniform in
+/// 4..`max_w` (small, medium and large objects all present), aspect ratio in e^[-0.5, 0.5].
+fn rand_box(rng: &mut Rng, max_w: f64) -> [f64; 4] {
+    let w = (4.0f64.ln() + rng.next_f64() * (max_w / 4.0).ln()).exp();
+    let h = (w * (rng.next_f64() - 0.5).exp()).min(470.0);
+    let x = rng.next_f64() * (640.0 - w.min(630.0));
+    let y = rng.next_f64() * (480.0 - h);
+    [x, y, w, h]
+}
+
+/// Rounds to 2 decimals, as annotation files usually store coordinates.
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// A written ground-truth / results file pair and what is in it.
+struct CocoInput {
+    gt: PathBuf,
+    dt: PathBuf,
+    images: usize,
+    annotations: usize,
+    detections: usize,
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so an interrupted run never
+/// leaves a truncated file for the next one (or for the Python side) to read.
+fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes `<stem>_gt.json` and `<stem>_dt.json` to `dir`: the files both implementations read.
+fn write_json_pair(
+    dir: &Path,
+    stem: &str,
+    gt: &serde_json::Value,
+    dets: Vec<serde_json::Value>,
+) -> Result<CocoInput, String> {
+    let count = |k: &str| gt[k].as_array().map_or(0, Vec::len);
+    let input = CocoInput {
+        gt: dir.join(format!("{stem}_gt.json")),
+        dt: dir.join(format!("{stem}_dt.json")),
+        images: count("images"),
+        annotations: count("annotations"),
+        detections: dets.len(),
+    };
+    write_atomic(&input.gt, &gt.to_string())?;
+    write_atomic(&input.dt, &serde_json::Value::Array(dets).to_string())?;
+    Ok(input)
+}
+
 /// Synthetic but COCO-like data: 5000 images, 80 categories with a skewed frequency, ~7
 /// objects per image with log-uniform sizes (small/medium/large all present), 3 % crowd
 /// regions, and exactly 20 detections per image: jittered hits on most objects (higher scores)
 /// plus false positives and duplicates (lower scores).
-fn coco_input(dir: &Path, seed: u64) -> Result<(PathBuf, PathBuf, usize), String> {
+fn coco_input(dir: &Path, seed: u64) -> Result<CocoInput, String> {
     let mut rng = Rng::new(seed);
-    let (n_img, n_cat, per_img) = (5000usize, 80usize, 20usize);
+    let (n_img, per_img) = (5000usize, 20usize);
     let mut images = Vec::new();
     let mut anns = Vec::new();
     let mut dets = Vec::new();
-    let cat = |rng: &mut Rng| -> usize {
-        // Zipf-like: category 1 ("person") is by far the most frequent.
-        let u = rng.next_f64();
-        1 + ((n_cat as f64) * u * u * u) as usize % n_cat
-    };
     let mut ann_id = 1;
     for img in 1..=n_img {
         images.push(serde_json::json!({"id": img, "width": 640, "height": 480}));
         let n_gt = (rng.below(15)) as usize; // mean 7
         let mut gts = Vec::new();
         for _ in 0..n_gt {
-            let w = (4.0f64.ln() + rng.next_f64() * (400.0f64 / 4.0).ln()).exp();
-            let h = (w * (rng.next_f64() - 0.5).exp()).min(470.0);
-            let x = rng.next_f64() * (640.0 - w.min(630.0));
-            let y = rng.next_f64() * (480.0 - h);
-            let c = cat(&mut rng);
+            let b = rand_box(&mut rng, 400.0).map(round2);
+            let c = zipf_category(&mut rng);
             let crowd = rng.next_f64() < 0.03;
-            let b = [x, y, w, h].map(|v| (v * 100.0).round() / 100.0);
             anns.push(
                 serde_json::json!({"id": ann_id, "image_id": img, "category_id": c,
                 "bbox": b, "area": b[2] * b[3], "iscrowd": u8::from(crowd)}),
@@ -220,7 +275,7 @@ fn coco_input(dir: &Path, seed: u64) -> Result<(PathBuf, PathBuf, usize), String
                 b[2] * (1.0 + j * (rng.next_f64() - 0.5)),
                 b[3] * (1.0 + j * (rng.next_f64() - 0.5)),
             ]
-            .map(|v| (v * 100.0).round() / 100.0);
+            .map(round2);
             let score = ((0.3 + 0.7 * rng.next_f64()) * 1e6).round() / 1e6;
             dets.push(
                 serde_json::json!({"image_id": img, "category_id": c, "bbox": d, "score": score}),
@@ -228,20 +283,12 @@ fn coco_input(dir: &Path, seed: u64) -> Result<(PathBuf, PathBuf, usize), String
             n += 1;
         }
         while n < per_img {
-            let w = (4.0f64.ln() + rng.next_f64() * (300.0f64 / 4.0).ln()).exp();
-            let h = (w * (rng.next_f64() - 0.5).exp()).min(470.0);
-            let d = [
-                rng.next_f64() * (640.0 - w.min(630.0)),
-                rng.next_f64() * (480.0 - h),
-                w,
-                h,
-            ]
-            .map(|v| (v * 100.0).round() / 100.0);
+            let d = rand_box(&mut rng, 300.0).map(round2);
             let score = (0.6 * rng.next_f64() * 1e6).round() / 1e6;
             let c = if !gts.is_empty() && rng.next_f64() < 0.3 {
                 gts[rng.below(gts.len() as u64) as usize].1
             } else {
-                cat(&mut rng)
+                zipf_category(&mut rng)
             };
             dets.push(
                 serde_json::json!({"image_id": img, "category_id": c, "bbox": d, "score": score}),
@@ -249,25 +296,31 @@ fn coco_input(dir: &Path, seed: u64) -> Result<(PathBuf, PathBuf, usize), String
             n += 1;
         }
     }
-    let cats: Vec<_> = (1..=n_cat)
+    let cats: Vec<_> = (1..=N_CAT)
         .map(|c| serde_json::json!({"id": c, "name": format!("class{c}")}))
         .collect();
     let gt = serde_json::json!({"images": images, "annotations": anns, "categories": cats});
-    let gp = dir.join("coco_gt.json");
-    let dp = dir.join("coco_dt.json");
-    std::fs::write(&gp, gt.to_string()).map_err(|e| e.to_string())?;
-    std::fs::write(&dp, serde_json::Value::Array(dets.clone()).to_string())
-        .map_err(|e| e.to_string())?;
-    Ok((gp, dp, dets.len()))
+    write_json_pair(dir, "coco", &gt, dets)
 }
 
-fn run_coco(o: &VOpts) -> Result<String, String> {
-    let dir = work_dir()?;
-    let (gp, dp, n_det) = coco_input(&dir, 7)?;
+/// Times ours (load ground truth + load results + evaluate + accumulate + summarize, median of
+/// `--runs`) on `inp`; with `--compare` runs pycocotools on the same files, checks the 12 stats
+/// agree to 1e-6 and prints the ratio. Returns the `RESULT <name> <key>=...` line.
+fn bench_coco_eval(
+    o: &VOpts,
+    name: &str,
+    key: &str,
+    iou_type: IouType,
+    inp: &CocoInput,
+) -> Result<String, String> {
     let eval = || -> Result<[f64; 12], String> {
-        let gt = CocoGroundTruth::load(&gp).map_err(|e| e.to_string())?;
-        let d = gt.load_detections(&dp).map_err(|e| e.to_string())?;
-        Ok(evaluate_bbox(&gt, &d).map_err(|e| e.to_string())?.stats)
+        let gt = CocoGroundTruth::load_for(&inp.gt, iou_type).map_err(|e| e.to_string())?;
+        let d = gt
+            .load_detections_for(&inp.dt, iou_type)
+            .map_err(|e| e.to_string())?;
+        Ok(evaluate(&gt, &d, iou_type)
+            .map_err(|e| e.to_string())?
+            .stats)
     };
     let mut times = Vec::new();
     let mut stats = [0.0; 12];
@@ -278,13 +331,17 @@ fn run_coco(o: &VOpts) -> Result<String, String> {
     }
     let secs = median(&mut times);
     println!(
-        "coco: 5000 images, 80 categories, {n_det} detections: load + evaluate + accumulate median of {} runs: {secs:.3} s (AP {:.4}, AP50 {:.4}, AR100 {:.4})",
-        o.runs, stats[0], stats[1], stats[8]
+        "{name}: {} images, {N_CAT} categories, {} ground truths, {} detections ({}): load + evaluate + accumulate median of {} runs: {secs:.3} s (AP {:.4}, AP50 {:.4}, AR100 {:.4})",
+        inp.images, inp.annotations, inp.detections, iou_type.as_str(), o.runs, stats[0], stats[1], stats[8]
     );
     if !o.compare {
-        return Ok(format!("RESULT coco coco_eval_s={secs:.4}"));
+        return Ok(format!("RESULT {name} {key}={secs:.4}"));
     }
-    let r = run_python(o, &["coco", &gp.to_string_lossy(), &dp.to_string_lossy()])?;
+    let r = run_python(
+        o,
+        &["coco", &inp.gt.to_string_lossy(), &inp.dt.to_string_lossy()],
+        &["--iou-type", iou_type.as_str()],
+    )?;
     let py_s = r["seconds"].as_f64().ok_or("no seconds")?;
     let py_stats: Vec<f64> = r["stats"]
         .as_array()
@@ -292,24 +349,53 @@ fn run_coco(o: &VOpts) -> Result<String, String> {
         .iter()
         .map(|v| v.as_f64().unwrap_or(f64::NAN))
         .collect();
-    let max_diff = stats
-        .iter()
-        .zip(&py_stats)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
-    let identical = py_stats.len() == 12 && max_diff <= 1e-6;
+    // NaN-safe: a missing or non-numeric stat makes the difference infinite, not ignored.
+    let max_diff = if py_stats.len() == 12 {
+        stats
+            .iter()
+            .zip(&py_stats)
+            .map(|(a, b)| {
+                let d = (a - b).abs();
+                if d.is_nan() {
+                    f64::INFINITY
+                } else {
+                    d
+                }
+            })
+            .fold(0.0, f64::max)
+    } else {
+        f64::INFINITY
+    };
+    let identical = max_diff <= 1e-6;
     println!(
-        "pycocotools (one run): {py_s:.2} s; 12 stats max |diff| {max_diff:.1e} (identical to 1e-6: {identical})"
+        "pycocotools {} (one run): {py_s:.2} s; 12 stats max |diff| {max_diff:.1e} (identical to 1e-6: {identical})",
+        r["pycocotools"].as_str().unwrap_or("?")
     );
     println!("speedup vs pycocotools: {:.1}x", py_s / secs);
     Ok(format!(
-        "RESULT coco coco_eval_s={secs:.4} pycocotools_s={py_s:.3} speedup={:.1} max_stat_diff={max_diff:.1e} identical={}",
+        "RESULT {name} {key}={secs:.4} pycocotools_s={py_s:.3} speedup={:.1} max_stat_diff={max_diff:.1e} identical={}",
         py_s / secs,
         u8::from(identical)
     ))
 }
 
-/// Runs `nms`, `coco` or `vision` (both); returns the process exit code.
+fn run_coco(o: &VOpts) -> Result<String, String> {
+    let inp = coco_input(&work_dir()?, 7)?;
+    bench_coco_eval(o, "coco", "coco_eval_s", IouType::Bbox, &inp)
+}
+
+fn run_coco_segm(o: &VOpts) -> Result<String, String> {
+    let (inp, gen_s) = time(|| segm_input::write(&work_dir()?, 11));
+    let inp = inp?;
+    println!(
+        "coco-segm: wrote {} and {} in {gen_s:.1} s",
+        inp.gt.display(),
+        inp.dt.display()
+    );
+    bench_coco_eval(o, "coco_segm", "coco_segm_eval_s", IouType::Segm, &inp)
+}
+
+/// Runs `nms`, `coco`, `coco-segm` or `vision` (all three); returns the process exit code.
 pub fn main(cmd: &str, args: &[String]) -> i32 {
     let o = match parse(args) {
         Ok(o) => o,
@@ -332,7 +418,8 @@ pub fn main(cmd: &str, args: &[String]) -> i32 {
     let ok = match cmd {
         "nms" => run(run_nms),
         "coco" => run(run_coco),
-        _ => run(run_nms) && run(run_coco),
+        "coco-segm" => run(run_coco_segm),
+        _ => run(run_nms) && run(run_coco) && run(run_coco_segm),
     };
     for l in lines {
         println!("{l}");
