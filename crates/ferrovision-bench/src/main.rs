@@ -48,7 +48,7 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
   nms        batched NMS of 1000 detector-like boxes, 80 classes, IoU 0.5: median us per call
   coco       COCO bbox evaluation of 5000 images, 80 classes, 20 detections per image:
              load + evaluate + accumulate, median s
-  coco-segm  COCO segm (mask) evaluation of 3000 480x640 images, 80 classes, polygon / RLE
+  coco-segm  COCO segm (mask) evaluation of 4000 480x640 images, 80 classes, polygon / RLE
              ground truth, 20 compressed-RLE detections per image: load + evaluate, median s
   vision     nms, coco, then coco-segm
              options: --compare (torchvision batched_nms / pycocotools on the same inputs,

@@ -13,7 +13,7 @@ const H: u32 = 480;
 const W: u32 = 640;
 
 /// Images in the benchmark (sized so pycocotools takes tens of seconds on 2 cores).
-pub const N_IMG: usize = 3000;
+pub const N_IMG: usize = 4000;
 /// Detections per image.
 pub const PER_IMG: usize = 20;
 
