@@ -2,6 +2,7 @@
 
 use crate::callbacks::{Callback, Logs, ProgbarLogger, TrainParams};
 use crate::layer::CallCtx;
+use crate::metrics::WeightedMean;
 use crate::network::{Network, NetworkExt};
 use crate::{Error, Loss, Metric, Optimizer, Param, Result};
 use ferrovision_tensor::rng::Rng;
@@ -340,24 +341,12 @@ pub struct Model {
     pub stop_training: bool,
 }
 
-/// Running mean over weighted values.
-#[derive(Default, Clone, Copy)]
-struct Mean {
-    sum: f64,
-    count: f64,
-}
-
-impl Mean {
-    fn add(&mut self, v: f64, n: f64) {
-        self.sum += v * n;
-        self.count += n;
-    }
-    fn get(&self) -> f64 {
-        if self.count > 0.0 {
-            self.sum / self.count
-        } else {
-            f64::NAN
-        }
+/// The mean of a log value over batches; NaN before any batch (an empty epoch or source).
+fn mean_or_nan(m: &WeightedMean) -> f64 {
+    if m.count > 0.0 {
+        m.total / m.count
+    } else {
+        f64::NAN
     }
 }
 
@@ -539,14 +528,14 @@ impl Model {
         }
     }
 
-    fn collect_logs(&self, loss: &Mean, parts: &[Mean], prefix: &str) -> Logs {
+    fn collect_logs(&self, loss: &WeightedMean, parts: &[WeightedMean], prefix: &str) -> Logs {
         let mut logs = Logs::new();
-        logs.insert(format!("{prefix}loss"), loss.get());
+        logs.insert(format!("{prefix}loss"), mean_or_nan(loss));
         if let Some(c) = &self.compiled {
             let outs = self.net.output_names();
             if parts.len() > 1 {
                 for (o, p) in outs.iter().zip(parts) {
-                    logs.insert(format!("{prefix}{o}_loss"), p.get());
+                    logs.insert(format!("{prefix}{o}_loss"), mean_or_nan(p));
                 }
             }
             for (o, m) in &c.metrics {
@@ -641,8 +630,8 @@ impl Model {
                 cb.on_epoch_begin(self, epoch)?;
             }
             self.reset_metrics();
-            let mut loss = Mean::default();
-            let mut parts = vec![Mean::default(); n_out];
+            let mut loss = WeightedMean::default();
+            let mut parts = vec![WeightedMean::default(); n_out];
             // Streamed: a pipeline's batches are produced while the model trains.
             for (b, batch) in train.batches(epoch)?.enumerate() {
                 let batch = batch?;
@@ -651,9 +640,9 @@ impl Model {
                 }
                 let n = batch.len() as f64;
                 let (l, ps) = self.train_step(&batch)?;
-                loss.add(l, n);
+                loss.add_one(l, n);
                 for (m, p) in parts.iter_mut().zip(ps) {
-                    m.add(p, n);
+                    m.add_one(p, n);
                 }
                 let logs = self.collect_logs(&loss, &parts, "");
                 for cb in callbacks.iter_mut() {
@@ -706,16 +695,16 @@ impl Model {
             .iter()
             .map(|(o, m)| (*o, m.fresh()))
             .collect();
-        let mut loss = Mean::default();
-        let mut parts = vec![Mean::default(); n_out];
+        let mut loss = WeightedMean::default();
+        let mut parts = vec![WeightedMean::default(); n_out];
         no_grad(|| -> Result<()> {
             for batch in data.batches(0)? {
                 let batch = batch?;
                 let n = batch.len() as f64;
                 let (total, ps, outs) = self.objective(&batch, false)?;
-                loss.add(total.item()?, n);
+                loss.add_one(total.item()?, n);
                 for (m, p) in parts.iter_mut().zip(ps) {
-                    m.add(p, n);
+                    m.add_one(p, n);
                 }
                 for (o, m) in metrics.iter_mut() {
                     m.update(&batch.targets[*o], &outs[*o], None)?;
@@ -725,10 +714,10 @@ impl Model {
         })?;
         let outs = self.net.output_names();
         let mut logs = Logs::new();
-        logs.insert("loss", loss.get());
+        logs.insert("loss", mean_or_nan(&loss));
         if n_out > 1 {
             for (o, p) in outs.iter().zip(&parts) {
-                logs.insert(format!("{o}_loss"), p.get());
+                logs.insert(format!("{o}_loss"), mean_or_nan(p));
             }
         }
         for (o, m) in &metrics {
