@@ -3,7 +3,7 @@
 use crate::callbacks::{Callback, Logs, ProgbarLogger, TrainParams};
 use crate::layer::CallCtx;
 use crate::metrics::WeightedMean;
-use crate::network::{Network, NetworkExt};
+use crate::network::{regularization_of, Network, NetworkExt};
 use crate::{Error, Loss, Metric, Optimizer, Param, Result};
 use ferrovision_tensor::rng::Rng;
 use ferrovision_tensor::{no_grad, Tensor};
@@ -336,6 +336,7 @@ impl History {
 pub struct Model {
     net: Box<dyn Network>,
     compiled: Option<Compiled>,
+    weights: Option<WeightCache>,
     epoch: usize,
     /// Set by a callback (EarlyStopping, TerminateOnNaN) to end `fit` after the current batch.
     pub stop_training: bool,
@@ -350,6 +351,46 @@ fn mean_or_nan(m: &WeightedMean) -> f64 {
     }
 }
 
+/// The network's weights, kept between training steps: listing them walks every layer, formats
+/// every name and drops repeated shared weights (quadratic in the weight count), and the list
+/// only changes when layers do, which needs `&mut` access to the network: `network_mut` and
+/// `compile` drop the cache. Trainability is re-read every step, since
+/// [`Param::set_trainable`] needs no `&mut Model`.
+struct WeightCache {
+    /// `named_weights()`, in order.
+    all: Vec<(String, Param)>,
+    /// The trainable flag of each of `all` when `trainable` was made.
+    flags: Vec<bool>,
+    /// The weights of `all` the optimizer updates.
+    trainable: Vec<(String, Param)>,
+}
+
+impl WeightCache {
+    fn new(all: Vec<(String, Param)>) -> Self {
+        WeightCache {
+            all,
+            flags: Vec::new(),
+            trainable: Vec::new(),
+        }
+    }
+
+    /// Rebuilds the trainable list when a flag changed since it was made (the first call always
+    /// builds it unless there are no weights, when it stays empty).
+    fn refresh(&mut self) {
+        let flags: Vec<bool> = self.all.iter().map(|(_, p)| p.trainable()).collect();
+        if flags != self.flags {
+            self.trainable = self
+                .all
+                .iter()
+                .zip(&flags)
+                .filter(|(_, &t)| t)
+                .map(|(w, _)| w.clone())
+                .collect();
+            self.flags = flags;
+        }
+    }
+}
+
 impl Model {
     /// Wraps a network (Sequential, Functional or custom).
     pub fn new(net: impl Network + 'static) -> Self {
@@ -361,6 +402,7 @@ impl Model {
         Model {
             net,
             compiled: None,
+            weights: None,
             epoch: 0,
             stop_training: false,
         }
@@ -373,6 +415,8 @@ impl Model {
 
     /// The network, mutable (freezing layers).
     pub fn network_mut(&mut self) -> &mut dyn Network {
+        // Layers may change: list the weights again at the next step.
+        self.weights = None;
         self.net.as_mut()
     }
 
@@ -407,6 +451,7 @@ impl Model {
                 m.name()
             )));
         }
+        self.weights = None;
         self.compiled = Some(Compiled {
             optimizer: c.optimizer,
             losses: c.losses,
@@ -456,8 +501,14 @@ impl Model {
     }
 
     /// The total objective on one batch: weighted per-output losses + layer penalties + weight
-    /// regularization. Returns (total, per-output losses, outputs).
-    fn objective(&self, batch: &Batch, training: bool) -> Result<(Tensor, Vec<f64>, Vec<Tensor>)> {
+    /// regularization of `weights` (the network's, when training). Returns (total, per-output
+    /// losses, outputs).
+    fn objective(
+        &self,
+        batch: &Batch,
+        training: bool,
+        weights: &[(String, Param)],
+    ) -> Result<(Tensor, Vec<f64>, Vec<Tensor>)> {
         let c = self
             .compiled
             .as_ref()
@@ -486,7 +537,7 @@ impl Model {
             total = total.add(&p)?;
         }
         if training {
-            if let Some(r) = self.net.regularization_loss()? {
+            if let Some(r) = regularization_of(weights)? {
                 total = total.add(&r)?;
             }
         }
@@ -501,13 +552,21 @@ impl Model {
     /// One step: forward, loss, backward, optimizer update, metric update.
     /// Returns (total loss, per-output losses).
     fn train_step(&mut self, batch: &Batch) -> Result<(f64, Vec<f64>)> {
-        let (total, parts, outs) = self.objective(batch, true)?;
+        let net = &self.net;
+        self.weights
+            .get_or_insert_with(|| WeightCache::new(net.named_weights()))
+            .refresh();
+        let weights = self.weights.as_ref().expect("filled above");
+        let (total, parts, outs) = self.objective(batch, true, &weights.all)?;
         let loss = total.item()?;
         total.backward()?;
-        let params: Vec<(String, Param)> = self.net.trainable_weights();
-        let c = self.compiled()?;
-        c.optimizer.step(&params)?;
-        for (_, p) in &params {
+        let params = &weights.trainable;
+        let c = self
+            .compiled
+            .as_mut()
+            .ok_or_else(|| Error::config("the model is not compiled: call compile() first"))?;
+        c.optimizer.step(params)?;
+        for (_, p) in params {
             p.zero_grad();
         }
         no_grad(|| -> Result<()> {
@@ -701,7 +760,7 @@ impl Model {
             for batch in data.batches(0)? {
                 let batch = batch?;
                 let n = batch.len() as f64;
-                let (total, ps, outs) = self.objective(&batch, false)?;
+                let (total, ps, outs) = self.objective(&batch, false, &[])?;
                 loss.add_one(total.item()?, n);
                 for (m, p) in parts.iter_mut().zip(ps) {
                     m.add_one(p, n);

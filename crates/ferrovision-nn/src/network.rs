@@ -153,6 +153,22 @@ macro_rules! model_network_methods {
 }
 pub(crate) use model_network_methods;
 
+/// Sum of the penalties of the trainable, regularized weights among `weights`, added in
+/// order (`None` when there are none).
+pub(crate) fn regularization_of(weights: &[(String, Param)]) -> Result<Option<Tensor>> {
+    let mut total: Option<Tensor> = None;
+    for (_, p) in weights {
+        if let (Some(r), true) = (p.regularizer(), p.trainable()) {
+            let pen = r.penalty(&p.value())?;
+            total = Some(match total {
+                Some(t) => t.add(&pen)?,
+                None => pen,
+            });
+        }
+    }
+    Ok(total)
+}
+
 /// Methods every [`Network`] gets.
 pub trait NetworkExt: Network {
     /// Every weight with its stable name (`conv2d/kernel`, `block1/bn/moving_mean`), each once
@@ -239,17 +255,7 @@ pub trait NetworkExt: Network {
 
     /// Sum of the weight-regularization penalties (kernel/bias regularizers).
     fn regularization_loss(&self) -> Result<Option<Tensor>> {
-        let mut total: Option<Tensor> = None;
-        for (_, p) in self.named_weights() {
-            if let (Some(r), true) = (p.regularizer(), p.trainable()) {
-                let pen = r.penalty(&p.value())?;
-                total = Some(match total {
-                    Some(t) => t.add(&pen)?,
-                    None => pen,
-                });
-            }
-        }
-        Ok(total)
+        regularization_of(&self.named_weights())
     }
 }
 

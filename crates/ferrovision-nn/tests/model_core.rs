@@ -722,3 +722,55 @@ fn model_load_restores_compile_state_and_dropout_stream() {
         assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
     }
 }
+
+/// Freezing after training started takes effect at the next step, whether through
+/// `network_mut` (a layer) or through a `Param` handle alone (one weight), and unfreezing too.
+#[test]
+fn freezing_between_steps_takes_effect() {
+    let _guard = serial();
+    manual_seed(14);
+    let (x, y) = regression(32, 9);
+    let batch = ferrovision_nn::Batch {
+        inputs: vec![x],
+        targets: vec![y],
+        sample_weight: None,
+    };
+    let mut model = Model::new(mlp());
+    model
+        .compile(Compile::new(sgd(0.05, 0.0), MeanSquaredError::new()))
+        .unwrap();
+    let values = |m: &Model| -> Vec<Vec<f32>> {
+        m.network()
+            .named_weights()
+            .iter()
+            .map(|(_, p)| p.to_vec().unwrap())
+            .collect()
+    };
+    model.train_on_batch(&batch).unwrap();
+    // Layer `dense` frozen through the model and the head's kernel through its handle only (no
+    // `&mut Model`): neither changes.
+    model
+        .network_mut()
+        .set_layer_trainable("dense", false)
+        .unwrap();
+    let head_kernel = model.network().named_weights()[2].1.clone();
+    head_kernel.set_trainable(false);
+    let before = values(&model);
+    model.train_on_batch(&batch).unwrap();
+    let after = values(&model);
+    assert_eq!(before[..3], after[..3]);
+    assert_ne!(before[3], after[3]);
+    // Both unfrozen the same two ways: both train at the next step.
+    head_kernel.set_trainable(true);
+    let before = values(&model);
+    model.train_on_batch(&batch).unwrap();
+    let after = values(&model);
+    assert_eq!(before[..2], after[..2]);
+    assert_ne!(before[2], after[2]);
+    model
+        .network_mut()
+        .set_layer_trainable("dense", true)
+        .unwrap();
+    model.train_on_batch(&batch).unwrap();
+    assert_ne!(after[0], values(&model)[0]);
+}
