@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 ///
 /// Use the aliases [`Conv1D`], [`Conv2D`], [`Conv3D`]. Keras defaults: strides 1, `valid`
 /// padding, dilation 1, one group, no activation, bias on, Glorot-uniform kernel, zero bias.
+/// ReLU on a 2-d convolution runs fused in the kernel.
 ///
 /// ```
 /// use ferrovision_nn::layers::{Conv2D, PaddingMode};
