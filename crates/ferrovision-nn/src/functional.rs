@@ -3,8 +3,10 @@
 //! tensors).
 
 use crate::layer::{CallCtx, Layer, Shape};
-use crate::layers::layer_from_config;
-use crate::network::{Network, NetworkExt};
+use crate::network::{
+    layer_configs, layers_from_configs, model_layer_methods, model_network_methods, Network,
+    NetworkExt,
+};
 use crate::sequential::{check_input, snake_case};
 use crate::summary::SummaryRow;
 use crate::{Error, Param, Result};
@@ -308,16 +310,10 @@ impl Functional {
     pub fn from_config(cfg: &Value) -> Result<Self> {
         let bad = |m: String| Error::config(format!("Functional config: {m}"));
         let mut g = Graph::new();
-        let layer_cfgs = cfg["layers"]
-            .as_array()
-            .ok_or_else(|| bad("needs a 'layers' list".into()))?;
-        let mut ids = Vec::new();
-        for l in layer_cfgs {
-            let class = l["class_name"]
-                .as_str()
-                .ok_or_else(|| bad(format!("layer without class_name: {l}")))?;
-            ids.push(g.add_boxed(layer_from_config(class, &l["config"])?));
-        }
+        let ids: Vec<LayerId> = layers_from_configs("Functional config", cfg)?
+            .into_iter()
+            .map(|l| g.add_boxed(l))
+            .collect();
         let nodes = cfg["nodes"]
             .as_array()
             .ok_or_else(|| bad("needs a 'nodes' list".into()))?;
@@ -363,6 +359,20 @@ impl Functional {
             &inputs,
             &outputs,
         )
+    }
+
+    /// The one output of a model used as a layer.
+    fn single_output<T>(&self, mut outs: Vec<T>) -> Result<T> {
+        if outs.len() != 1 {
+            return Err(Error::layer(
+                &self.name,
+                format!(
+                    "has {} outputs; only single-output models can be used as layers",
+                    outs.len()
+                ),
+            ));
+        }
+        Ok(outs.remove(0))
     }
 
     fn node_label(&self, i: usize) -> String {
@@ -413,54 +423,14 @@ impl Layer for Functional {
         "Functional"
     }
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
+    model_layer_methods!();
 
     fn output_shape(&self, input_shapes: &[Shape]) -> Result<Shape> {
-        let mut outs = self.infer(input_shapes)?;
-        if outs.len() != 1 {
-            return Err(Error::layer(
-                &self.name,
-                format!(
-                    "has {} outputs; only single-output models can be used as layers",
-                    outs.len()
-                ),
-            ));
-        }
-        Ok(outs.remove(0))
+        self.single_output(self.infer(input_shapes)?)
     }
 
     fn call(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Tensor> {
-        let mut outs = self.run(inputs, ctx)?;
-        if outs.len() != 1 {
-            return Err(Error::layer(
-                &self.name,
-                format!(
-                    "has {} outputs; only single-output models can be used as layers",
-                    outs.len()
-                ),
-            ));
-        }
-        Ok(outs.remove(0))
-    }
-
-    fn weights(&self) -> Vec<Param> {
-        self.named_weights().into_iter().map(|(_, p)| p).collect()
-    }
-
-    fn sublayers(&self) -> Vec<&dyn Layer> {
-        self.layers.iter().map(|l| l.as_ref()).collect()
-    }
-
-    fn set_trainable(&mut self, trainable: bool) {
-        for l in &mut self.layers {
-            l.set_trainable(trainable);
-        }
+        self.single_output(self.run(inputs, ctx)?)
     }
 
     fn config(&self) -> Value {
@@ -474,10 +444,7 @@ impl Layer for Functional {
             .collect();
         json!({
             "name": self.name,
-            "layers": self.layers.iter().map(|l| json!({
-                "class_name": l.class_name(),
-                "config": l.config(),
-            })).collect::<Vec<_>>(),
+            "layers": layer_configs(&self.layers),
             "nodes": nodes,
             "inputs": self.inputs,
             "outputs": self.outputs,
@@ -508,23 +475,10 @@ impl Network for Functional {
             .collect()
     }
 
-    fn layers(&self) -> Vec<&dyn Layer> {
-        self.layers.iter().map(|l| l.as_ref()).collect()
-    }
-
-    fn layers_mut(&mut self) -> Vec<&mut dyn Layer> {
-        self.layers
-            .iter_mut()
-            .map(|l| l.as_mut() as &mut dyn Layer)
-            .collect()
-    }
+    model_network_methods!();
 
     fn output_names(&self) -> Vec<String> {
         self.outputs.iter().map(|&o| self.node_label(o)).collect()
-    }
-
-    fn config(&self) -> Option<Value> {
-        Some(Layer::config(self))
     }
 
     fn summary_rows(&self) -> Vec<SummaryRow> {

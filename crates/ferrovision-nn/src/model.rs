@@ -2,7 +2,8 @@
 
 use crate::callbacks::{Callback, Logs, ProgbarLogger, TrainParams};
 use crate::layer::CallCtx;
-use crate::network::{Network, NetworkExt};
+use crate::metrics::WeightedMean;
+use crate::network::{regularization_of, Network, NetworkExt};
 use crate::{Error, Loss, Metric, Optimizer, Param, Result};
 use ferrovision_tensor::rng::Rng;
 use ferrovision_tensor::{no_grad, Tensor};
@@ -335,28 +336,57 @@ impl History {
 pub struct Model {
     net: Box<dyn Network>,
     compiled: Option<Compiled>,
+    weights: Option<WeightCache>,
     epoch: usize,
     /// Set by a callback (EarlyStopping, TerminateOnNaN) to end `fit` after the current batch.
     pub stop_training: bool,
 }
 
-/// Running mean over weighted values.
-#[derive(Default, Clone, Copy)]
-struct Mean {
-    sum: f64,
-    count: f64,
+/// The mean of a log value over batches; NaN before any batch (an empty epoch or source).
+fn mean_or_nan(m: &WeightedMean) -> f64 {
+    if m.count > 0.0 {
+        m.total / m.count
+    } else {
+        f64::NAN
+    }
 }
 
-impl Mean {
-    fn add(&mut self, v: f64, n: f64) {
-        self.sum += v * n;
-        self.count += n;
+/// The network's weights, kept between training steps: listing them walks every layer, formats
+/// every name and drops repeated shared weights (quadratic in the weight count), and the list
+/// only changes when layers do, which needs `&mut` access to the network: `network_mut` and
+/// `compile` drop the cache. Trainability is re-read every step, since
+/// [`Param::set_trainable`] needs no `&mut Model`.
+struct WeightCache {
+    /// `named_weights()`, in order.
+    all: Vec<(String, Param)>,
+    /// The trainable flag of each of `all` when `trainable` was made.
+    flags: Vec<bool>,
+    /// The weights of `all` the optimizer updates.
+    trainable: Vec<(String, Param)>,
+}
+
+impl WeightCache {
+    fn new(all: Vec<(String, Param)>) -> Self {
+        WeightCache {
+            all,
+            flags: Vec::new(),
+            trainable: Vec::new(),
+        }
     }
-    fn get(&self) -> f64 {
-        if self.count > 0.0 {
-            self.sum / self.count
-        } else {
-            f64::NAN
+
+    /// Rebuilds the trainable list when a flag changed since it was made (the first call always
+    /// builds it unless there are no weights, when it stays empty).
+    fn refresh(&mut self) {
+        let flags: Vec<bool> = self.all.iter().map(|(_, p)| p.trainable()).collect();
+        if flags != self.flags {
+            self.trainable = self
+                .all
+                .iter()
+                .zip(&flags)
+                .filter(|(_, &t)| t)
+                .map(|(w, _)| w.clone())
+                .collect();
+            self.flags = flags;
         }
     }
 }
@@ -372,6 +402,7 @@ impl Model {
         Model {
             net,
             compiled: None,
+            weights: None,
             epoch: 0,
             stop_training: false,
         }
@@ -384,6 +415,8 @@ impl Model {
 
     /// The network, mutable (freezing layers).
     pub fn network_mut(&mut self) -> &mut dyn Network {
+        // Layers may change: list the weights again at the next step.
+        self.weights = None;
         self.net.as_mut()
     }
 
@@ -418,6 +451,7 @@ impl Model {
                 m.name()
             )));
         }
+        self.weights = None;
         self.compiled = Some(Compiled {
             optimizer: c.optimizer,
             losses: c.losses,
@@ -467,8 +501,14 @@ impl Model {
     }
 
     /// The total objective on one batch: weighted per-output losses + layer penalties + weight
-    /// regularization. Returns (total, per-output losses, outputs).
-    fn objective(&self, batch: &Batch, training: bool) -> Result<(Tensor, Vec<f64>, Vec<Tensor>)> {
+    /// regularization of `weights` (the network's, when training). Returns (total, per-output
+    /// losses, outputs).
+    fn objective(
+        &self,
+        batch: &Batch,
+        training: bool,
+        weights: &[(String, Param)],
+    ) -> Result<(Tensor, Vec<f64>, Vec<Tensor>)> {
         let c = self
             .compiled
             .as_ref()
@@ -497,7 +537,7 @@ impl Model {
             total = total.add(&p)?;
         }
         if training {
-            if let Some(r) = self.net.regularization_loss()? {
+            if let Some(r) = regularization_of(weights)? {
                 total = total.add(&r)?;
             }
         }
@@ -512,13 +552,21 @@ impl Model {
     /// One step: forward, loss, backward, optimizer update, metric update.
     /// Returns (total loss, per-output losses).
     fn train_step(&mut self, batch: &Batch) -> Result<(f64, Vec<f64>)> {
-        let (total, parts, outs) = self.objective(batch, true)?;
+        let net = &self.net;
+        self.weights
+            .get_or_insert_with(|| WeightCache::new(net.named_weights()))
+            .refresh();
+        let weights = self.weights.as_ref().expect("filled above");
+        let (total, parts, outs) = self.objective(batch, true, &weights.all)?;
         let loss = total.item()?;
         total.backward()?;
-        let params: Vec<(String, Param)> = self.net.trainable_weights();
-        let c = self.compiled()?;
-        c.optimizer.step(&params)?;
-        for (_, p) in &params {
+        let params = &weights.trainable;
+        let c = self
+            .compiled
+            .as_mut()
+            .ok_or_else(|| Error::config("the model is not compiled: call compile() first"))?;
+        c.optimizer.step(params)?;
+        for (_, p) in params {
             p.zero_grad();
         }
         no_grad(|| -> Result<()> {
@@ -539,14 +587,14 @@ impl Model {
         }
     }
 
-    fn collect_logs(&self, loss: &Mean, parts: &[Mean], prefix: &str) -> Logs {
+    fn collect_logs(&self, loss: &WeightedMean, parts: &[WeightedMean], prefix: &str) -> Logs {
         let mut logs = Logs::new();
-        logs.insert(format!("{prefix}loss"), loss.get());
+        logs.insert(format!("{prefix}loss"), mean_or_nan(loss));
         if let Some(c) = &self.compiled {
             let outs = self.net.output_names();
             if parts.len() > 1 {
                 for (o, p) in outs.iter().zip(parts) {
-                    logs.insert(format!("{prefix}{o}_loss"), p.get());
+                    logs.insert(format!("{prefix}{o}_loss"), mean_or_nan(p));
                 }
             }
             for (o, m) in &c.metrics {
@@ -641,8 +689,8 @@ impl Model {
                 cb.on_epoch_begin(self, epoch)?;
             }
             self.reset_metrics();
-            let mut loss = Mean::default();
-            let mut parts = vec![Mean::default(); n_out];
+            let mut loss = WeightedMean::default();
+            let mut parts = vec![WeightedMean::default(); n_out];
             // Streamed: a pipeline's batches are produced while the model trains.
             for (b, batch) in train.batches(epoch)?.enumerate() {
                 let batch = batch?;
@@ -651,9 +699,9 @@ impl Model {
                 }
                 let n = batch.len() as f64;
                 let (l, ps) = self.train_step(&batch)?;
-                loss.add(l, n);
+                loss.add_one(l, n);
                 for (m, p) in parts.iter_mut().zip(ps) {
-                    m.add(p, n);
+                    m.add_one(p, n);
                 }
                 let logs = self.collect_logs(&loss, &parts, "");
                 for cb in callbacks.iter_mut() {
@@ -706,16 +754,16 @@ impl Model {
             .iter()
             .map(|(o, m)| (*o, m.fresh()))
             .collect();
-        let mut loss = Mean::default();
-        let mut parts = vec![Mean::default(); n_out];
+        let mut loss = WeightedMean::default();
+        let mut parts = vec![WeightedMean::default(); n_out];
         no_grad(|| -> Result<()> {
             for batch in data.batches(0)? {
                 let batch = batch?;
                 let n = batch.len() as f64;
-                let (total, ps, outs) = self.objective(&batch, false)?;
-                loss.add(total.item()?, n);
+                let (total, ps, outs) = self.objective(&batch, false, &[])?;
+                loss.add_one(total.item()?, n);
                 for (m, p) in parts.iter_mut().zip(ps) {
-                    m.add(p, n);
+                    m.add_one(p, n);
                 }
                 for (o, m) in metrics.iter_mut() {
                     m.update(&batch.targets[*o], &outs[*o], None)?;
@@ -725,10 +773,10 @@ impl Model {
         })?;
         let outs = self.net.output_names();
         let mut logs = Logs::new();
-        logs.insert("loss", loss.get());
+        logs.insert("loss", mean_or_nan(&loss));
         if n_out > 1 {
             for (o, p) in outs.iter().zip(&parts) {
-                logs.insert(format!("{o}_loss"), p.get());
+                logs.insert(format!("{o}_loss"), mean_or_nan(p));
             }
         }
         for (o, m) in &metrics {

@@ -77,6 +77,98 @@ pub(crate) fn collect_named(layer: &dyn Layer, prefix: &str, out: &mut Vec<(Stri
     }
 }
 
+/// The configs of a model's layers (`[{"class_name", "config"}, ...]`).
+pub(crate) fn layer_configs(layers: &[Box<dyn Layer>]) -> Vec<Value> {
+    layers
+        .iter()
+        .map(|l| serde_json::json!({"class_name": l.class_name(), "config": l.config()}))
+        .collect()
+}
+
+/// Rebuilds the layers of a model's config (`"layers"` of [`layer_configs`] output); `model`
+/// starts every error (`"Sequential config"`).
+pub(crate) fn layers_from_configs(model: &str, cfg: &Value) -> Result<Vec<Box<dyn Layer>>> {
+    let list = cfg["layers"]
+        .as_array()
+        .ok_or_else(|| Error::config(format!("{model}: needs a 'layers' list")))?;
+    list.iter()
+        .map(|l| {
+            let class = l["class_name"].as_str().ok_or_else(|| {
+                Error::config(format!("{model}: layer config without class_name: {l}"))
+            })?;
+            crate::layers::layer_from_config(class, &l["config"])
+        })
+        .collect()
+}
+
+/// The [`Layer`] methods shared by models that keep a `name: String` and their layers in
+/// `layers: Vec<Box<dyn Layer>>` (Sequential, Functional): weights come from
+/// [`NetworkExt::named_weights`] (each shared weight once), freezing reaches every layer.
+macro_rules! model_layer_methods {
+    () => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn set_name(&mut self, name: String) {
+            self.name = name;
+        }
+
+        fn weights(&self) -> Vec<Param> {
+            self.named_weights().into_iter().map(|(_, p)| p).collect()
+        }
+
+        fn sublayers(&self) -> Vec<&dyn Layer> {
+            self.layers.iter().map(|l| l.as_ref()).collect()
+        }
+
+        fn set_trainable(&mut self, trainable: bool) {
+            for l in &mut self.layers {
+                l.set_trainable(trainable);
+            }
+        }
+    };
+}
+pub(crate) use model_layer_methods;
+
+/// The [`Network`] methods shared by the same models: the layer lists and the architecture
+/// (the [`Layer::config`]).
+macro_rules! model_network_methods {
+    () => {
+        fn layers(&self) -> Vec<&dyn Layer> {
+            self.layers.iter().map(|l| l.as_ref()).collect()
+        }
+
+        fn layers_mut(&mut self) -> Vec<&mut dyn Layer> {
+            self.layers
+                .iter_mut()
+                .map(|l| l.as_mut() as &mut dyn Layer)
+                .collect()
+        }
+
+        fn config(&self) -> Option<Value> {
+            Some(Layer::config(self))
+        }
+    };
+}
+pub(crate) use model_network_methods;
+
+/// Sum of the penalties of the trainable, regularized weights among `weights`, added in
+/// order (`None` when there are none).
+pub(crate) fn regularization_of(weights: &[(String, Param)]) -> Result<Option<Tensor>> {
+    let mut total: Option<Tensor> = None;
+    for (_, p) in weights {
+        if let (Some(r), true) = (p.regularizer(), p.trainable()) {
+            let pen = r.penalty(&p.value())?;
+            total = Some(match total {
+                Some(t) => t.add(&pen)?,
+                None => pen,
+            });
+        }
+    }
+    Ok(total)
+}
+
 /// Methods every [`Network`] gets.
 pub trait NetworkExt: Network {
     /// Every weight with its stable name (`conv2d/kernel`, `block1/bn/moving_mean`), each once
@@ -163,17 +255,7 @@ pub trait NetworkExt: Network {
 
     /// Sum of the weight-regularization penalties (kernel/bias regularizers).
     fn regularization_loss(&self) -> Result<Option<Tensor>> {
-        let mut total: Option<Tensor> = None;
-        for (_, p) in self.named_weights() {
-            if let (Some(r), true) = (p.regularizer(), p.trainable()) {
-                let pen = r.penalty(&p.value())?;
-                total = Some(match total {
-                    Some(t) => t.add(&pen)?,
-                    None => pen,
-                });
-            }
-        }
-        Ok(total)
+        regularization_of(&self.named_weights())
     }
 }
 

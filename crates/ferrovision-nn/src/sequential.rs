@@ -1,8 +1,10 @@
 //! `Sequential`: a plain stack of one-input layers.
 
 use crate::layer::{shape_of, single_input, single_shape, CallCtx, Layer, Shape};
-use crate::layers::layer_from_config;
-use crate::network::{Network, NetworkExt};
+use crate::network::{
+    layer_configs, layers_from_configs, model_layer_methods, model_network_methods, Network,
+    NetworkExt,
+};
 use crate::summary::SummaryRow;
 use crate::{Error, Param, Result};
 use ferrovision_tensor::Tensor;
@@ -69,20 +71,11 @@ impl Sequential {
     pub fn from_config(cfg: &Value) -> Result<Self> {
         let input: Shape = serde_json::from_value(cfg["input_shape"].clone())
             .map_err(|e| Error::config(format!("Sequential config: bad input_shape: {e}")))?;
-        let mut b = SequentialBuilder {
+        let b = SequentialBuilder {
             name: cfg["name"].as_str().unwrap_or("sequential").to_string(),
             input,
-            layers: Vec::new(),
+            layers: layers_from_configs("Sequential config", cfg)?,
         };
-        let layers = cfg["layers"]
-            .as_array()
-            .ok_or_else(|| Error::config("Sequential config needs a 'layers' list"))?;
-        for l in layers {
-            let class = l["class_name"]
-                .as_str()
-                .ok_or_else(|| Error::config(format!("layer config without class_name: {l}")))?;
-            b.layers.push(layer_from_config(class, &l["config"])?);
-        }
         b.build()
     }
 }
@@ -183,13 +176,7 @@ impl Layer for Sequential {
         "Sequential"
     }
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
+    model_layer_methods!();
 
     fn output_shape(&self, input_shapes: &[Shape]) -> Result<Shape> {
         let mut shape = single_shape(self, input_shapes)?.clone();
@@ -208,28 +195,11 @@ impl Layer for Sequential {
         Ok(x)
     }
 
-    fn weights(&self) -> Vec<Param> {
-        self.named_weights().into_iter().map(|(_, p)| p).collect()
-    }
-
-    fn sublayers(&self) -> Vec<&dyn Layer> {
-        self.layers.iter().map(|l| l.as_ref()).collect()
-    }
-
-    fn set_trainable(&mut self, trainable: bool) {
-        for l in &mut self.layers {
-            l.set_trainable(trainable);
-        }
-    }
-
     fn config(&self) -> Value {
         json!({
             "name": self.name,
             "input_shape": self.input,
-            "layers": self.layers.iter().map(|l| json!({
-                "class_name": l.class_name(),
-                "config": l.config(),
-            })).collect::<Vec<_>>(),
+            "layers": layer_configs(&self.layers),
         })
     }
 }
@@ -274,20 +244,7 @@ impl Network for Sequential {
             .unwrap_or_else(|| self.input.clone())]
     }
 
-    fn layers(&self) -> Vec<&dyn Layer> {
-        self.layers.iter().map(|l| l.as_ref()).collect()
-    }
-
-    fn layers_mut(&mut self) -> Vec<&mut dyn Layer> {
-        self.layers
-            .iter_mut()
-            .map(|l| l.as_mut() as &mut dyn Layer)
-            .collect()
-    }
-
-    fn config(&self) -> Option<Value> {
-        Some(Layer::config(self))
-    }
+    model_network_methods!();
 
     fn summary_rows(&self) -> Vec<SummaryRow> {
         self.layers

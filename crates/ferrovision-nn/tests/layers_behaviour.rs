@@ -981,3 +981,62 @@ fn dense_layers_and_fused_paths_agree() {
         assert!((u - v).abs() <= 1e-5 * (1.0 + v.abs()), "{u} vs {v}");
     }
 }
+
+/// The config keys of the weighted layers are the Keras names saved models and Keras configs
+/// use (`depthwise_*` in the depthwise layers); the lists are written out here so a rename in
+/// the shared option code cannot go unnoticed.
+#[test]
+fn weighted_layer_config_keys_are_the_keras_names() {
+    let common = [
+        "name",
+        "activation",
+        "use_bias",
+        "bias_initializer",
+        "bias_regularizer",
+        "activity_regularizer",
+    ];
+    let window = ["kernel_size", "strides", "padding", "dilation_rate"];
+    let kernel = ["kernel_initializer", "kernel_regularizer"];
+    let depthwise = [
+        "depthwise_initializer",
+        "depthwise_regularizer",
+        "depth_multiplier",
+    ];
+    let cases: Vec<(Box<dyn Layer>, Vec<&str>)> = vec![
+        (Box::new(Dense::new(2)), [&["units"][..], &kernel].concat()),
+        (
+            Box::new(Conv2D::new(2, 3)),
+            [&["filters", "groups"][..], &window, &kernel].concat(),
+        ),
+        (
+            Box::new(Conv2DTranspose::new(2, 3)),
+            [&["filters", "output_padding"][..], &window, &kernel].concat(),
+        ),
+        (
+            Box::new(DepthwiseConv2D::new(3)),
+            [&window[..], &depthwise].concat(),
+        ),
+        (
+            Box::new(SeparableConv2D::new(2, 3)),
+            [
+                &["filters", "pointwise_initializer", "pointwise_regularizer"][..],
+                &window,
+                &depthwise,
+            ]
+            .concat(),
+        ),
+    ];
+    for (layer, extra) in cases {
+        let cfg = layer.config();
+        let mut got: Vec<&str> = cfg
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut want: Vec<&str> = common.iter().copied().chain(extra).collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{}", layer.class_name());
+    }
+}

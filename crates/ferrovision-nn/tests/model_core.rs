@@ -3,9 +3,11 @@
 
 mod common;
 
-use common::{serial, TestMse, TestSgd};
+use common::serial;
 use ferrovision_nn::layers::Dense;
+use ferrovision_nn::losses::MeanSquaredError;
 use ferrovision_nn::network::NetworkExt;
+use ferrovision_nn::optim::Sgd;
 use ferrovision_nn::tensor::rng::{manual_seed, Rng};
 use ferrovision_nn::tensor::Tensor;
 use ferrovision_nn::{
@@ -33,6 +35,11 @@ fn mlp() -> Sequential {
         .add(Dense::new(1))
         .build()
         .unwrap()
+}
+
+/// Keras SGD (`momentum` 0: plain `w -= lr * g`).
+fn sgd(lr: f64, momentum: f64) -> Sgd {
+    Sgd::new().lr(lr).momentum(momentum)
 }
 
 fn quiet(epochs: usize) -> FitOptions {
@@ -87,7 +94,7 @@ fn fit_learns_and_history_evaluate_predict_work() {
     let (x, y) = regression(256, 3);
     let mut model = Model::new(mlp());
     model
-        .compile(Compile::new(TestSgd::new(0.05, 0.9), TestMse))
+        .compile(Compile::new(sgd(0.05, 0.9), MeanSquaredError::new()))
         .unwrap();
     let before = model.evaluate(&x, &y, 64).unwrap().get("loss").unwrap();
     let h = model
@@ -121,7 +128,7 @@ fn fit_errors_are_clear() {
     let err = model.fit(&x, &y, quiet(1), vec![]).unwrap_err();
     assert!(err.to_string().contains("not compiled"), "{err}");
     model
-        .compile(Compile::new(TestSgd::new(0.01, 0.0), TestMse))
+        .compile(Compile::new(sgd(0.01, 0.0), MeanSquaredError::new()))
         .unwrap();
     let err = model
         .fit(&x, &y.narrow(0, 0, 5).unwrap(), quiet(1), vec![])
@@ -165,7 +172,7 @@ fn frozen_layers_do_not_change() {
         .to_vec()
         .unwrap();
     model
-        .compile(Compile::new(TestSgd::new(0.05, 0.0), TestMse))
+        .compile(Compile::new(sgd(0.05, 0.0), MeanSquaredError::new()))
         .unwrap();
     model.fit(&x, &y, quiet(2), vec![]).unwrap();
     assert_eq!(
@@ -242,8 +249,8 @@ fn functional_branches_shared_layers_nested_models_and_two_outputs() {
     let mut model = Model::new(net);
     model
         .compile(
-            Compile::new(TestSgd::new(0.05, 0.9), TestMse)
-                .loss(TestMse)
+            Compile::new(sgd(0.05, 0.9), MeanSquaredError::new())
+                .loss(MeanSquaredError::new())
                 .loss_weights(&[1.0, 0.5]),
         )
         .unwrap();
@@ -427,14 +434,14 @@ fn resume_is_bit_exact() {
     manual_seed(7);
     let mut straight = Model::new(mlp());
     straight
-        .compile(Compile::new(TestSgd::new(0.02, 0.9), TestMse))
+        .compile(Compile::new(sgd(0.02, 0.9), MeanSquaredError::new()))
         .unwrap();
     straight.fit(&x, &y, opts(6), vec![]).unwrap();
 
     manual_seed(7);
     let mut first = Model::new(mlp());
     first
-        .compile(Compile::new(TestSgd::new(0.02, 0.9), TestMse))
+        .compile(Compile::new(sgd(0.02, 0.9), MeanSquaredError::new()))
         .unwrap();
     first.fit(&x, &y, opts(3), vec![]).unwrap();
     let ckpt = tmp("resume.fvm");
@@ -443,7 +450,7 @@ fn resume_is_bit_exact() {
     manual_seed(999); // a different state, which the checkpoint must overwrite
     let mut resumed = Model::new(mlp());
     resumed
-        .compile(Compile::new(TestSgd::new(0.02, 0.9), TestMse))
+        .compile(Compile::new(sgd(0.02, 0.9), MeanSquaredError::new()))
         .unwrap();
     resumed.load_checkpoint(&ckpt).unwrap();
     assert_eq!(resumed.epoch(), 3);
@@ -500,7 +507,7 @@ fn custom_model_trains_and_checkpoints() {
     let (x, y) = regression(64, 2);
     let mut model = Model::new(build());
     model
-        .compile(Compile::new(TestSgd::new(0.05, 0.0), TestMse))
+        .compile(Compile::new(sgd(0.05, 0.0), MeanSquaredError::new()))
         .unwrap();
     let h = model.fit(&x, &y, quiet(20), vec![]).unwrap();
     assert!(
@@ -514,7 +521,7 @@ fn custom_model_trains_and_checkpoints() {
     assert!(err.contains("no architecture"), "{err}");
     let mut again = Model::new(build());
     again
-        .compile(Compile::new(TestSgd::new(0.05, 0.0), TestMse))
+        .compile(Compile::new(sgd(0.05, 0.0), MeanSquaredError::new()))
         .unwrap();
     again.load_checkpoint(&p).unwrap();
     assert_eq!(
@@ -532,7 +539,7 @@ fn custom_training_loop_with_tape_and_optimizer() {
     manual_seed(10);
     let (x, y) = regression(128, 5);
     let net = mlp();
-    let mut opt = TestSgd::new(0.1, 0.0);
+    let mut opt = sgd(0.1, 0.0);
     let params = net.trainable_weights();
     let mut first = None;
     let mut last = 0.0;
@@ -572,7 +579,7 @@ fn fit_from_a_data_pipeline() {
         .prefetch(2);
     let mut model = Model::new(mlp());
     model
-        .compile(Compile::new(TestSgd::new(0.05, 0.9), TestMse))
+        .compile(Compile::new(sgd(0.05, 0.9), MeanSquaredError::new()))
         .unwrap();
     let h = model
         .fit_source(&mut train, None, &quiet(20), vec![])
@@ -586,7 +593,7 @@ fn fit_from_a_data_pipeline() {
 /// converge to the weighted optimum.
 #[test]
 fn sample_and_class_weights_steer_the_fit() {
-    use ferrovision_nn::losses::{MeanSquaredError, SparseCategoricalCrossentropy};
+    use ferrovision_nn::losses::SparseCategoricalCrossentropy;
     use ferrovision_nn::optim::Adam;
     let _guard = serial();
     manual_seed(13);
@@ -714,4 +721,56 @@ fn model_load_restores_compile_state_and_dropout_stream() {
     {
         assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
     }
+}
+
+/// Freezing after training started takes effect at the next step, whether through
+/// `network_mut` (a layer) or through a `Param` handle alone (one weight), and unfreezing too.
+#[test]
+fn freezing_between_steps_takes_effect() {
+    let _guard = serial();
+    manual_seed(14);
+    let (x, y) = regression(32, 9);
+    let batch = ferrovision_nn::Batch {
+        inputs: vec![x],
+        targets: vec![y],
+        sample_weight: None,
+    };
+    let mut model = Model::new(mlp());
+    model
+        .compile(Compile::new(sgd(0.05, 0.0), MeanSquaredError::new()))
+        .unwrap();
+    let values = |m: &Model| -> Vec<Vec<f32>> {
+        m.network()
+            .named_weights()
+            .iter()
+            .map(|(_, p)| p.to_vec().unwrap())
+            .collect()
+    };
+    model.train_on_batch(&batch).unwrap();
+    // Layer `dense` frozen through the model and the head's kernel through its handle only (no
+    // `&mut Model`): neither changes.
+    model
+        .network_mut()
+        .set_layer_trainable("dense", false)
+        .unwrap();
+    let head_kernel = model.network().named_weights()[2].1.clone();
+    head_kernel.set_trainable(false);
+    let before = values(&model);
+    model.train_on_batch(&batch).unwrap();
+    let after = values(&model);
+    assert_eq!(before[..3], after[..3]);
+    assert_ne!(before[3], after[3]);
+    // Both unfrozen the same two ways: both train at the next step.
+    head_kernel.set_trainable(true);
+    let before = values(&model);
+    model.train_on_batch(&batch).unwrap();
+    let after = values(&model);
+    assert_eq!(before[..2], after[..2]);
+    assert_ne!(before[2], after[2]);
+    model
+        .network_mut()
+        .set_layer_trainable("dense", true)
+        .unwrap();
+    model.train_on_batch(&batch).unwrap();
+    assert_ne!(after[0], values(&model)[0]);
 }

@@ -325,3 +325,160 @@ pub(crate) fn check_channels(layer: &dyn Layer, x: &Tensor, channels: usize) -> 
     }
     Ok(())
 }
+
+/// The options every weighted layer (Dense, the convolutions) shares: activation, bias switch,
+/// kernel and bias initializers and regularizers, activity regularizer, with Keras defaults.
+/// Layers hold one and forward their builder methods with [`weight_opts_builders`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WeightOpts {
+    pub activation: Activation,
+    pub use_bias: bool,
+    pub kernel_initializer: Initializer,
+    pub bias_initializer: Initializer,
+    pub kernel_regularizer: Option<Regularizer>,
+    pub bias_regularizer: Option<Regularizer>,
+    pub activity_regularizer: Option<Regularizer>,
+}
+
+impl Default for WeightOpts {
+    fn default() -> Self {
+        WeightOpts {
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            kernel_regularizer: None,
+            bias_regularizer: None,
+            activity_regularizer: None,
+        }
+    }
+}
+
+impl WeightOpts {
+    /// Reads the options from a config. `kernel` is the prefix of the kernel's keys:
+    /// `"kernel"` (`kernel_initializer`, `kernel_regularizer`) or `"depthwise"` (Keras'
+    /// names in `DepthwiseConv2D`/`SeparableConv2D`). Missing keys keep the defaults.
+    pub fn from_config(c: &Cfg, kernel: &str) -> Result<Self> {
+        let d = WeightOpts::default();
+        Ok(WeightOpts {
+            activation: c.activation()?,
+            use_bias: c.bool_or("use_bias", d.use_bias)?,
+            kernel_initializer: c
+                .initializer(&format!("{kernel}_initializer"), d.kernel_initializer)?,
+            bias_initializer: c.initializer("bias_initializer", d.bias_initializer)?,
+            kernel_regularizer: c.regularizer(&format!("{kernel}_regularizer"))?,
+            bias_regularizer: c.regularizer("bias_regularizer")?,
+            activity_regularizer: c.regularizer("activity_regularizer")?,
+        })
+    }
+
+    /// Adds the options to a layer's config object under the keys `from_config` reads.
+    pub fn write_config(&self, kernel: &str, cfg: &mut Value) {
+        let Some(m) = cfg.as_object_mut() else { return };
+        m.insert("activation".into(), self.activation.to_json());
+        m.insert("use_bias".into(), Value::Bool(self.use_bias));
+        m.insert(
+            format!("{kernel}_initializer"),
+            self.kernel_initializer.to_json(),
+        );
+        m.insert("bias_initializer".into(), self.bias_initializer.to_json());
+        m.insert(
+            format!("{kernel}_regularizer"),
+            reg_json(self.kernel_regularizer),
+        );
+        m.insert("bias_regularizer".into(), reg_json(self.bias_regularizer));
+        m.insert(
+            "activity_regularizer".into(),
+            reg_json(self.activity_regularizer),
+        );
+    }
+
+    /// A trainable kernel drawn from the kernel initializer, carrying the kernel regularizer.
+    pub fn kernel_param(
+        &self,
+        name: &str,
+        shape: &[usize],
+        fan_in: usize,
+        fan_out: usize,
+    ) -> Result<Param> {
+        let k = self
+            .kernel_initializer
+            .init_global(shape, fan_in, fan_out)?;
+        Ok(Param::new(name, k, true).with_regularizer(self.kernel_regularizer))
+    }
+
+    /// The trainable bias (`None` without `use_bias`). Draw it after the kernel(s): the order
+    /// of draws from the global generator is part of reproducible initialization.
+    pub fn bias_param(&self, units: usize, fan_in: usize, fan_out: usize) -> Result<Option<Param>> {
+        if !self.use_bias {
+            return Ok(None);
+        }
+        let b = self
+            .bias_initializer
+            .init_global(&[units], fan_in, fan_out)?;
+        Ok(Some(
+            Param::new("bias", b, true).with_regularizer(self.bias_regularizer),
+        ))
+    }
+}
+
+/// The built weights among `params`, in order (what `Layer::weights` returns).
+pub(crate) fn built_params(params: &[&Option<Param>]) -> Vec<Param> {
+    params.iter().filter_map(|p| (*p).clone()).collect()
+}
+
+/// The builder methods of [`WeightOpts`] (plus `named`) for a layer with `name: String` and
+/// `opts: WeightOpts` fields. `$kinit`/`$kreg` name the kernel's methods (`kernel_initializer`
+/// or `depthwise_initializer`, ...) and `$kdoc` what the kernel is called in their docs.
+macro_rules! weight_opts_builders {
+    ($kinit:ident, $kreg:ident, $kdoc:literal) => {
+        /// Sets the layer name.
+        pub fn named(mut self, name: &str) -> Self {
+            self.name = name.to_string();
+            self
+        }
+
+        /// Sets the activation.
+        pub fn activation(mut self, activation: $crate::Activation) -> Self {
+            self.opts.activation = activation;
+            self
+        }
+
+        /// Adds or removes the bias.
+        pub fn use_bias(mut self, use_bias: bool) -> Self {
+            self.opts.use_bias = use_bias;
+            self
+        }
+
+        #[doc = concat!("Initializer of the ", $kdoc, ".")]
+        pub fn $kinit(mut self, init: $crate::Initializer) -> Self {
+            self.opts.kernel_initializer = init;
+            self
+        }
+
+        /// Initializer of the bias.
+        pub fn bias_initializer(mut self, init: $crate::Initializer) -> Self {
+            self.opts.bias_initializer = init;
+            self
+        }
+
+        #[doc = concat!("Penalises the ", $kdoc, ".")]
+        pub fn $kreg(mut self, r: $crate::Regularizer) -> Self {
+            self.opts.kernel_regularizer = Some(r);
+            self
+        }
+
+        /// Penalises the bias.
+        pub fn bias_regularizer(mut self, r: $crate::Regularizer) -> Self {
+            self.opts.bias_regularizer = Some(r);
+            self
+        }
+
+        /// Penalises the layer's output (divided by the batch size, like Keras).
+        pub fn activity_regularizer(mut self, r: $crate::Regularizer) -> Self {
+            self.opts.activity_regularizer = Some(r);
+            self
+        }
+    };
+}
+pub(crate) use weight_opts_builders;

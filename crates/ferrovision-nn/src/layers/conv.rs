@@ -1,11 +1,12 @@
 //! `Conv1D`, `Conv2D`, `Conv3D`: convolutions over channels-first inputs.
 
 use super::common::{
-    activity_loss, built, check_channels, check_positive, check_rank, check_tensor_rank, dims_json,
-    known_channels, reg_json, window_out_len, Cfg, Dims, PaddingMode,
+    activity_loss, built, built_params, check_channels, check_positive, check_rank,
+    check_tensor_rank, dims_json, known_channels, weight_opts_builders, window_out_len, Cfg, Dims,
+    PaddingMode, WeightOpts,
 };
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
-use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
+use crate::{Activation, Error, Param, Result};
 use ferrovision_tensor::{ConvOpts, Padding, Tensor};
 use serde_json::{json, Value};
 
@@ -14,6 +15,7 @@ use serde_json::{json, Value};
 ///
 /// Use the aliases [`Conv1D`], [`Conv2D`], [`Conv3D`]. Keras defaults: strides 1, `valid`
 /// padding, dilation 1, one group, no activation, bias on, Glorot-uniform kernel, zero bias.
+/// ReLU on a 2-d convolution runs fused in the kernel.
 ///
 /// ```
 /// use ferrovision_nn::layers::{Conv2D, PaddingMode};
@@ -32,13 +34,7 @@ pub struct Conv<const R: usize> {
     padding: PaddingMode,
     dilation_rate: [usize; R],
     groups: usize,
-    activation: Activation,
-    use_bias: bool,
-    kernel_initializer: Initializer,
-    bias_initializer: Initializer,
-    kernel_regularizer: Option<Regularizer>,
-    bias_regularizer: Option<Regularizer>,
-    activity_regularizer: Option<Regularizer>,
+    opts: WeightOpts,
     in_channels: Option<usize>,
     kernel: Option<Param>,
     bias: Option<Param>,
@@ -70,23 +66,11 @@ impl<const R: usize> Conv<R> {
             padding: PaddingMode::Valid,
             dilation_rate: [1; R],
             groups: 1,
-            activation: Activation::Linear,
-            use_bias: true,
-            kernel_initializer: Initializer::GlorotUniform,
-            bias_initializer: Initializer::Zeros,
-            kernel_regularizer: None,
-            bias_regularizer: None,
-            activity_regularizer: None,
+            opts: WeightOpts::default(),
             in_channels: None,
             kernel: None,
             bias: None,
         }
-    }
-
-    /// Sets the layer name.
-    pub fn named(mut self, name: &str) -> Self {
-        self.name = name.to_string();
-        self
     }
 
     /// Step between windows (one number or one per axis).
@@ -114,47 +98,7 @@ impl<const R: usize> Conv<R> {
         self
     }
 
-    /// Sets the activation (ReLU on a 2-d convolution runs fused in the kernel).
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// Adds or removes the bias.
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
-
-    /// Sets the kernel initializer.
-    pub fn kernel_initializer(mut self, init: Initializer) -> Self {
-        self.kernel_initializer = init;
-        self
-    }
-
-    /// Sets the bias initializer.
-    pub fn bias_initializer(mut self, init: Initializer) -> Self {
-        self.bias_initializer = init;
-        self
-    }
-
-    /// Penalises the kernel.
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
-        self.kernel_regularizer = Some(r);
-        self
-    }
-
-    /// Penalises the bias.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
-        self.bias_regularizer = Some(r);
-        self
-    }
-
-    /// Penalises the layer's output (divided by the batch size, like Keras).
-    pub fn activity_regularizer(mut self, r: Regularizer) -> Self {
-        self.activity_regularizer = Some(r);
-        self
-    }
+    weight_opts_builders!(kernel_initializer, kernel_regularizer, "kernel");
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
@@ -165,13 +109,7 @@ impl<const R: usize> Conv<R> {
         l.padding = c.padding()?;
         l.dilation_rate = c.dims_or("dilation_rate", [1; R])?;
         l.groups = c.usize_or("groups", 1)?;
-        l.activation = c.activation()?;
-        l.use_bias = c.bool_or("use_bias", true)?;
-        l.kernel_initializer = c.initializer("kernel_initializer", Initializer::GlorotUniform)?;
-        l.bias_initializer = c.initializer("bias_initializer", Initializer::Zeros)?;
-        l.kernel_regularizer = c.regularizer("kernel_regularizer")?;
-        l.bias_regularizer = c.regularizer("bias_regularizer")?;
-        l.activity_regularizer = c.regularizer("activity_regularizer")?;
+        l.opts = WeightOpts::from_config(&c, "kernel")?;
         l.validate()
             .map_err(|e| Error::config(format!("{} config: {e}", conv_class(R))))?;
         Ok(l)
@@ -269,16 +207,8 @@ impl<const R: usize> Layer for Conv<R> {
         let mut kshape = vec![self.filters, cin / self.groups];
         kshape.extend_from_slice(&self.kernel_size);
         let (fan_in, fan_out) = (cin / self.groups * rf, self.filters * rf);
-        let k = self
-            .kernel_initializer
-            .init_global(&kshape, fan_in, fan_out)?;
-        self.kernel = Some(Param::new("kernel", k, true).with_regularizer(self.kernel_regularizer));
-        if self.use_bias {
-            let b = self
-                .bias_initializer
-                .init_global(&[self.filters], fan_in, fan_out)?;
-            self.bias = Some(Param::new("bias", b, true).with_regularizer(self.bias_regularizer));
-        }
+        self.kernel = Some(self.opts.kernel_param("kernel", &kshape, fan_in, fan_out)?);
+        self.bias = self.opts.bias_param(self.filters, fan_in, fan_out)?;
         self.in_channels = Some(cin);
         Ok(())
     }
@@ -317,32 +247,31 @@ impl<const R: usize> Layer for Conv<R> {
             .groups(self.groups);
         let y = match R {
             1 => self
+                .opts
                 .activation
                 .apply(&x.conv1d(&kernel, bias.as_ref(), &opts)?)?,
-            2 if self.activation == Activation::Relu => {
+            2 if self.opts.activation == Activation::Relu => {
                 x.conv2d_relu(&kernel, bias.as_ref(), &opts)?
             }
             2 => self
+                .opts
                 .activation
                 .apply(&x.conv2d(&kernel, bias.as_ref(), &opts)?)?,
             _ => self
+                .opts
                 .activation
                 .apply(&x.conv3d(&kernel, bias.as_ref(), &opts)?)?,
         };
-        activity_loss(ctx, self.activity_regularizer, &y)?;
+        activity_loss(ctx, self.opts.activity_regularizer, &y)?;
         Ok(y)
     }
 
     fn weights(&self) -> Vec<Param> {
-        self.kernel
-            .iter()
-            .chain(self.bias.iter())
-            .cloned()
-            .collect()
+        built_params(&[&self.kernel, &self.bias])
     }
 
     fn config(&self) -> Value {
-        json!({
+        let mut cfg = json!({
             "name": self.name,
             "filters": self.filters,
             "kernel_size": dims_json(self.kernel_size),
@@ -350,13 +279,8 @@ impl<const R: usize> Layer for Conv<R> {
             "padding": self.padding.as_str(),
             "dilation_rate": dims_json(self.dilation_rate),
             "groups": self.groups,
-            "activation": self.activation.to_json(),
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer.to_json(),
-            "bias_initializer": self.bias_initializer.to_json(),
-            "kernel_regularizer": reg_json(self.kernel_regularizer),
-            "bias_regularizer": reg_json(self.bias_regularizer),
-            "activity_regularizer": reg_json(self.activity_regularizer),
-        })
+        });
+        self.opts.write_config("kernel", &mut cfg);
+        cfg
     }
 }

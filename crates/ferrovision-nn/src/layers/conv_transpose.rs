@@ -2,11 +2,12 @@
 //! layers with Keras/TensorFlow output sizes.
 
 use super::common::{
-    activity_loss, built, check_channels, check_positive, check_rank, check_tensor_rank, dims_json,
-    known_channels, reg_json, Cfg, Dims, PaddingMode,
+    activity_loss, built, built_params, check_channels, check_positive, check_rank,
+    check_tensor_rank, dims_json, known_channels, weight_opts_builders, Cfg, Dims, PaddingMode,
+    WeightOpts,
 };
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
-use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
+use crate::{Error, Param, Result};
 use ferrovision_tensor::{ConvTransposeOpts, Tensor};
 use serde_json::{json, Value};
 
@@ -27,13 +28,7 @@ pub struct ConvTranspose<const R: usize> {
     padding: PaddingMode,
     output_padding: Option<[usize; R]>,
     dilation_rate: [usize; R],
-    activation: Activation,
-    use_bias: bool,
-    kernel_initializer: Initializer,
-    bias_initializer: Initializer,
-    kernel_regularizer: Option<Regularizer>,
-    bias_regularizer: Option<Regularizer>,
-    activity_regularizer: Option<Regularizer>,
+    opts: WeightOpts,
     in_channels: Option<usize>,
     kernel: Option<Param>,
     bias: Option<Param>,
@@ -65,23 +60,11 @@ impl<const R: usize> ConvTranspose<R> {
             padding: PaddingMode::Valid,
             output_padding: None,
             dilation_rate: [1; R],
-            activation: Activation::Linear,
-            use_bias: true,
-            kernel_initializer: Initializer::GlorotUniform,
-            bias_initializer: Initializer::Zeros,
-            kernel_regularizer: None,
-            bias_regularizer: None,
-            activity_regularizer: None,
+            opts: WeightOpts::default(),
             in_channels: None,
             kernel: None,
             bias: None,
         }
-    }
-
-    /// Sets the layer name.
-    pub fn named(mut self, name: &str) -> Self {
-        self.name = name.to_string();
-        self
     }
 
     /// Upsampling factor per axis.
@@ -108,47 +91,7 @@ impl<const R: usize> ConvTranspose<R> {
         self
     }
 
-    /// Sets the activation.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// Adds or removes the bias.
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
-
-    /// Sets the kernel initializer.
-    pub fn kernel_initializer(mut self, init: Initializer) -> Self {
-        self.kernel_initializer = init;
-        self
-    }
-
-    /// Sets the bias initializer.
-    pub fn bias_initializer(mut self, init: Initializer) -> Self {
-        self.bias_initializer = init;
-        self
-    }
-
-    /// Penalises the kernel.
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
-        self.kernel_regularizer = Some(r);
-        self
-    }
-
-    /// Penalises the bias.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
-        self.bias_regularizer = Some(r);
-        self
-    }
-
-    /// Penalises the layer's output.
-    pub fn activity_regularizer(mut self, r: Regularizer) -> Self {
-        self.activity_regularizer = Some(r);
-        self
-    }
+    weight_opts_builders!(kernel_initializer, kernel_regularizer, "kernel");
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
@@ -163,13 +106,7 @@ impl<const R: usize> ConvTranspose<R> {
             Some(c.dims("output_padding")?)
         };
         l.dilation_rate = c.dims_or("dilation_rate", [1; R])?;
-        l.activation = c.activation()?;
-        l.use_bias = c.bool_or("use_bias", true)?;
-        l.kernel_initializer = c.initializer("kernel_initializer", Initializer::GlorotUniform)?;
-        l.bias_initializer = c.initializer("bias_initializer", Initializer::Zeros)?;
-        l.kernel_regularizer = c.regularizer("kernel_regularizer")?;
-        l.bias_regularizer = c.regularizer("bias_regularizer")?;
-        l.activity_regularizer = c.regularizer("activity_regularizer")?;
+        l.opts = WeightOpts::from_config(&c, "kernel")?;
         l.validate()
             .map_err(|e| Error::config(format!("{} config: {e}", class(R))))?;
         Ok(l)
@@ -260,16 +197,8 @@ impl<const R: usize> Layer for ConvTranspose<R> {
         kshape.extend_from_slice(&self.kernel_size);
         // Keras' kernel is (k..., filters, in): its fan-in is filters * rf.
         let (fan_in, fan_out) = (self.filters * rf, cin * rf);
-        let k = self
-            .kernel_initializer
-            .init_global(&kshape, fan_in, fan_out)?;
-        self.kernel = Some(Param::new("kernel", k, true).with_regularizer(self.kernel_regularizer));
-        if self.use_bias {
-            let b = self
-                .bias_initializer
-                .init_global(&[self.filters], fan_in, fan_out)?;
-            self.bias = Some(Param::new("bias", b, true).with_regularizer(self.bias_regularizer));
-        }
+        self.kernel = Some(self.opts.kernel_param("kernel", &kshape, fan_in, fan_out)?);
+        self.bias = self.opts.bias_param(self.filters, fan_in, fan_out)?;
         self.in_channels = Some(cin);
         Ok(())
     }
@@ -327,21 +256,17 @@ impl<const R: usize> Layer for ConvTranspose<R> {
                 y = y.narrow(2 + i as isize, start, len)?;
             }
         }
-        let y = self.activation.apply(&y)?;
-        activity_loss(ctx, self.activity_regularizer, &y)?;
+        let y = self.opts.activation.apply(&y)?;
+        activity_loss(ctx, self.opts.activity_regularizer, &y)?;
         Ok(y)
     }
 
     fn weights(&self) -> Vec<Param> {
-        self.kernel
-            .iter()
-            .chain(self.bias.iter())
-            .cloned()
-            .collect()
+        built_params(&[&self.kernel, &self.bias])
     }
 
     fn config(&self) -> Value {
-        json!({
+        let mut cfg = json!({
             "name": self.name,
             "filters": self.filters,
             "kernel_size": dims_json(self.kernel_size),
@@ -349,13 +274,8 @@ impl<const R: usize> Layer for ConvTranspose<R> {
             "padding": self.padding.as_str(),
             "output_padding": self.output_padding.map(dims_json),
             "dilation_rate": dims_json(self.dilation_rate),
-            "activation": self.activation.to_json(),
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer.to_json(),
-            "bias_initializer": self.bias_initializer.to_json(),
-            "kernel_regularizer": reg_json(self.kernel_regularizer),
-            "bias_regularizer": reg_json(self.bias_regularizer),
-            "activity_regularizer": reg_json(self.activity_regularizer),
-        })
+        });
+        self.opts.write_config("kernel", &mut cfg);
+        cfg
     }
 }

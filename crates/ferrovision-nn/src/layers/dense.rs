@@ -1,7 +1,8 @@
 //! `Dense`: a fully connected layer on the last axis.
 
+use super::common::{activity_loss, built, built_params, weight_opts_builders, Cfg, WeightOpts};
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
-use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
+use crate::{Activation, Error, Param, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::{json, Value};
 
@@ -19,13 +20,7 @@ use serde_json::{json, Value};
 pub struct Dense {
     name: String,
     units: usize,
-    activation: Activation,
-    use_bias: bool,
-    kernel_initializer: Initializer,
-    bias_initializer: Initializer,
-    kernel_regularizer: Option<Regularizer>,
-    bias_regularizer: Option<Regularizer>,
-    activity_regularizer: Option<Regularizer>,
+    opts: WeightOpts,
     kernel: Option<Param>,
     bias: Option<Param>,
 }
@@ -36,84 +31,20 @@ impl Dense {
         Dense {
             name: String::new(),
             units,
-            activation: Activation::Linear,
-            use_bias: true,
-            kernel_initializer: Initializer::GlorotUniform,
-            bias_initializer: Initializer::Zeros,
-            kernel_regularizer: None,
-            bias_regularizer: None,
-            activity_regularizer: None,
+            opts: WeightOpts::default(),
             kernel: None,
             bias: None,
         }
     }
 
-    /// Sets the layer name.
-    pub fn named(mut self, name: &str) -> Self {
-        self.name = name.to_string();
-        self
-    }
-
-    /// Sets the activation.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// Adds or removes the bias.
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
-
-    /// Sets the kernel initializer.
-    pub fn kernel_initializer(mut self, init: Initializer) -> Self {
-        self.kernel_initializer = init;
-        self
-    }
-
-    /// Sets the bias initializer.
-    pub fn bias_initializer(mut self, init: Initializer) -> Self {
-        self.bias_initializer = init;
-        self
-    }
-
-    /// Penalises the kernel.
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
-        self.kernel_regularizer = Some(r);
-        self
-    }
-
-    /// Penalises the bias.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
-        self.bias_regularizer = Some(r);
-        self
-    }
-
-    /// Penalises the layer's output.
-    pub fn activity_regularizer(mut self, r: Regularizer) -> Self {
-        self.activity_regularizer = Some(r);
-        self
-    }
+    weight_opts_builders!(kernel_initializer, kernel_regularizer, "kernel");
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let units = cfg["units"]
-            .as_u64()
-            .ok_or_else(|| Error::config(format!("Dense config needs 'units': {cfg}")))?;
-        let mut d = Dense::new(units as usize);
-        d.name = cfg["name"].as_str().unwrap_or("").to_string();
-        d.activation = Activation::from_json(&cfg["activation"])?;
-        d.use_bias = cfg["use_bias"].as_bool().unwrap_or(true);
-        if !cfg["kernel_initializer"].is_null() {
-            d.kernel_initializer = Initializer::from_json(&cfg["kernel_initializer"])?;
-        }
-        if !cfg["bias_initializer"].is_null() {
-            d.bias_initializer = Initializer::from_json(&cfg["bias_initializer"])?;
-        }
-        d.kernel_regularizer = Regularizer::from_json(&cfg["kernel_regularizer"])?;
-        d.bias_regularizer = Regularizer::from_json(&cfg["bias_regularizer"])?;
-        d.activity_regularizer = Regularizer::from_json(&cfg["activity_regularizer"])?;
+        let c = Cfg::new("Dense", cfg)?;
+        let mut d = Dense::new(c.usize("units")?);
+        d.name = c.name();
+        d.opts = WeightOpts::from_config(&c, "kernel")?;
         Ok(d)
     }
 }
@@ -142,16 +73,12 @@ impl Layer for Dense {
                 format!("needs a known last input dimension, got {shape:?}"),
             ));
         };
-        let k = self
-            .kernel_initializer
-            .init_global(&[fan_in, self.units], fan_in, self.units)?;
-        self.kernel = Some(Param::new("kernel", k, true).with_regularizer(self.kernel_regularizer));
-        if self.use_bias {
-            let b = self
-                .bias_initializer
-                .init_global(&[self.units], fan_in, self.units)?;
-            self.bias = Some(Param::new("bias", b, true).with_regularizer(self.bias_regularizer));
-        }
+        self.kernel =
+            Some(
+                self.opts
+                    .kernel_param("kernel", &[fan_in, self.units], fan_in, self.units)?,
+            );
+        self.bias = self.opts.bias_param(self.units, fan_in, self.units)?;
         Ok(())
     }
 
@@ -166,44 +93,26 @@ impl Layer for Dense {
 
     fn call(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Tensor> {
         let x = single_input(self, inputs)?;
-        let kernel = self
-            .kernel
-            .as_ref()
-            .ok_or_else(|| Error::layer(&self.name, "called before build"))?
-            .value();
+        let kernel = built(self, &self.kernel)?;
         let bias = self.bias.as_ref().map(|b| b.value());
-        let y = if self.activation == Activation::Relu {
+        let y = if self.opts.activation == Activation::Relu {
             x.linear_relu(&kernel, bias.as_ref())?
         } else {
-            self.activation.apply(&x.linear(&kernel, bias.as_ref())?)?
+            self.opts
+                .activation
+                .apply(&x.linear(&kernel, bias.as_ref())?)?
         };
-        if let (Some(r), true) = (self.activity_regularizer, ctx.training) {
-            // Keras divides activity penalties by the batch size.
-            let n = y.shape().first().copied().unwrap_or(1).max(1) as f32;
-            ctx.add_loss(r.penalty(&y)?.div_scalar(n)?);
-        }
+        activity_loss(ctx, self.opts.activity_regularizer, &y)?;
         Ok(y)
     }
 
     fn weights(&self) -> Vec<Param> {
-        self.kernel
-            .iter()
-            .chain(self.bias.iter())
-            .cloned()
-            .collect()
+        built_params(&[&self.kernel, &self.bias])
     }
 
     fn config(&self) -> Value {
-        json!({
-            "name": self.name,
-            "units": self.units,
-            "activation": self.activation.to_json(),
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer.to_json(),
-            "bias_initializer": self.bias_initializer.to_json(),
-            "kernel_regularizer": self.kernel_regularizer.map(|r| r.to_json()),
-            "bias_regularizer": self.bias_regularizer.map(|r| r.to_json()),
-            "activity_regularizer": self.activity_regularizer.map(|r| r.to_json()),
-        })
+        let mut cfg = json!({"name": self.name, "units": self.units});
+        self.opts.write_config("kernel", &mut cfg);
+        cfg
     }
 }

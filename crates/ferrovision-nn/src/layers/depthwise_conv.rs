@@ -1,11 +1,12 @@
 //! `DepthwiseConv2D`: one filter bank per input channel.
 
 use super::common::{
-    activity_loss, built, check_channels, check_positive, check_rank, check_tensor_rank, dims_json,
-    known_channels, reg_json, window_out_len, Cfg, Dims, PaddingMode,
+    activity_loss, built, built_params, check_channels, check_positive, check_rank,
+    check_tensor_rank, dims_json, known_channels, weight_opts_builders, window_out_len, Cfg, Dims,
+    PaddingMode, WeightOpts,
 };
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
-use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
+use crate::{Activation, Error, Param, Result};
 use ferrovision_tensor::{ConvOpts, Padding, Tensor};
 use serde_json::{json, Value};
 
@@ -20,13 +21,7 @@ pub struct DepthwiseConv2D {
     padding: PaddingMode,
     depth_multiplier: usize,
     dilation_rate: [usize; 2],
-    activation: Activation,
-    use_bias: bool,
-    depthwise_initializer: Initializer,
-    bias_initializer: Initializer,
-    depthwise_regularizer: Option<Regularizer>,
-    bias_regularizer: Option<Regularizer>,
-    activity_regularizer: Option<Regularizer>,
+    opts: WeightOpts,
     in_channels: Option<usize>,
     kernel: Option<Param>,
     bias: Option<Param>,
@@ -42,23 +37,11 @@ impl DepthwiseConv2D {
             padding: PaddingMode::Valid,
             depth_multiplier: 1,
             dilation_rate: [1; 2],
-            activation: Activation::Linear,
-            use_bias: true,
-            depthwise_initializer: Initializer::GlorotUniform,
-            bias_initializer: Initializer::Zeros,
-            depthwise_regularizer: None,
-            bias_regularizer: None,
-            activity_regularizer: None,
+            opts: WeightOpts::default(),
             in_channels: None,
             kernel: None,
             bias: None,
         }
-    }
-
-    /// Sets the layer name.
-    pub fn named(mut self, name: &str) -> Self {
-        self.name = name.to_string();
-        self
     }
 
     /// Step between windows.
@@ -85,47 +68,11 @@ impl DepthwiseConv2D {
         self
     }
 
-    /// Sets the activation.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// Adds or removes the bias.
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
-
-    /// Sets the kernel initializer.
-    pub fn depthwise_initializer(mut self, init: Initializer) -> Self {
-        self.depthwise_initializer = init;
-        self
-    }
-
-    /// Sets the bias initializer.
-    pub fn bias_initializer(mut self, init: Initializer) -> Self {
-        self.bias_initializer = init;
-        self
-    }
-
-    /// Penalises the kernel.
-    pub fn depthwise_regularizer(mut self, r: Regularizer) -> Self {
-        self.depthwise_regularizer = Some(r);
-        self
-    }
-
-    /// Penalises the bias.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
-        self.bias_regularizer = Some(r);
-        self
-    }
-
-    /// Penalises the layer's output.
-    pub fn activity_regularizer(mut self, r: Regularizer) -> Self {
-        self.activity_regularizer = Some(r);
-        self
-    }
+    weight_opts_builders!(
+        depthwise_initializer,
+        depthwise_regularizer,
+        "depthwise kernel"
+    );
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
@@ -136,14 +83,7 @@ impl DepthwiseConv2D {
         l.padding = c.padding()?;
         l.depth_multiplier = c.usize_or("depth_multiplier", 1)?;
         l.dilation_rate = c.dims_or("dilation_rate", [1; 2])?;
-        l.activation = c.activation()?;
-        l.use_bias = c.bool_or("use_bias", true)?;
-        l.depthwise_initializer =
-            c.initializer("depthwise_initializer", Initializer::GlorotUniform)?;
-        l.bias_initializer = c.initializer("bias_initializer", Initializer::Zeros)?;
-        l.depthwise_regularizer = c.regularizer("depthwise_regularizer")?;
-        l.bias_regularizer = c.regularizer("bias_regularizer")?;
-        l.activity_regularizer = c.regularizer("activity_regularizer")?;
+        l.opts = WeightOpts::from_config(&c, "depthwise")?;
         l.validate()
             .map_err(|e| Error::config(format!("DepthwiseConv2D config: {e}")))?;
         Ok(l)
@@ -189,19 +129,13 @@ impl Layer for DepthwiseConv2D {
         let cout = cin * self.depth_multiplier;
         // Keras' kernel is (kh, kw, C, multiplier): fan-in C * rf, fan-out multiplier * rf.
         let (fan_in, fan_out) = (cin * rf, self.depth_multiplier * rf);
-        let k = self.depthwise_initializer.init_global(
+        self.kernel = Some(self.opts.kernel_param(
+            "kernel",
             &[cout, 1, self.kernel_size[0], self.kernel_size[1]],
             fan_in,
             fan_out,
-        )?;
-        self.kernel =
-            Some(Param::new("kernel", k, true).with_regularizer(self.depthwise_regularizer));
-        if self.use_bias {
-            let b = self
-                .bias_initializer
-                .init_global(&[cout], fan_in, fan_out)?;
-            self.bias = Some(Param::new("bias", b, true).with_regularizer(self.bias_regularizer));
-        }
+        )?);
+        self.bias = self.opts.bias_param(cout, fan_in, fan_out)?;
         self.in_channels = Some(cin);
         Ok(())
     }
@@ -240,39 +174,31 @@ impl Layer for DepthwiseConv2D {
             })
             .dilation(&self.dilation_rate)
             .groups(cin);
-        let y = if self.activation == Activation::Relu {
+        let y = if self.opts.activation == Activation::Relu {
             x.conv2d_relu(&kernel, bias.as_ref(), &opts)?
         } else {
-            self.activation
+            self.opts
+                .activation
                 .apply(&x.conv2d(&kernel, bias.as_ref(), &opts)?)?
         };
-        activity_loss(ctx, self.activity_regularizer, &y)?;
+        activity_loss(ctx, self.opts.activity_regularizer, &y)?;
         Ok(y)
     }
 
     fn weights(&self) -> Vec<Param> {
-        self.kernel
-            .iter()
-            .chain(self.bias.iter())
-            .cloned()
-            .collect()
+        built_params(&[&self.kernel, &self.bias])
     }
 
     fn config(&self) -> Value {
-        json!({
+        let mut cfg = json!({
             "name": self.name,
             "kernel_size": dims_json(self.kernel_size),
             "strides": dims_json(self.strides),
             "padding": self.padding.as_str(),
             "depth_multiplier": self.depth_multiplier,
             "dilation_rate": dims_json(self.dilation_rate),
-            "activation": self.activation.to_json(),
-            "use_bias": self.use_bias,
-            "depthwise_initializer": self.depthwise_initializer.to_json(),
-            "bias_initializer": self.bias_initializer.to_json(),
-            "depthwise_regularizer": reg_json(self.depthwise_regularizer),
-            "bias_regularizer": reg_json(self.bias_regularizer),
-            "activity_regularizer": reg_json(self.activity_regularizer),
-        })
+        });
+        self.opts.write_config("depthwise", &mut cfg);
+        cfg
     }
 }

@@ -1,8 +1,9 @@
 //! `SeparableConv2D`: a depthwise convolution followed by a 1x1 pointwise convolution.
 
 use super::common::{
-    activity_loss, built, check_channels, check_positive, check_rank, check_tensor_rank, dims_json,
-    known_channels, reg_json, window_out_len, Cfg, Dims, PaddingMode,
+    activity_loss, built, built_params, check_channels, check_positive, check_rank,
+    check_tensor_rank, dims_json, known_channels, reg_json, weight_opts_builders, window_out_len,
+    Cfg, Dims, PaddingMode, WeightOpts,
 };
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
 use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
@@ -22,15 +23,9 @@ pub struct SeparableConv2D {
     padding: PaddingMode,
     depth_multiplier: usize,
     dilation_rate: [usize; 2],
-    activation: Activation,
-    use_bias: bool,
-    depthwise_initializer: Initializer,
+    opts: WeightOpts,
     pointwise_initializer: Initializer,
-    bias_initializer: Initializer,
-    depthwise_regularizer: Option<Regularizer>,
     pointwise_regularizer: Option<Regularizer>,
-    bias_regularizer: Option<Regularizer>,
-    activity_regularizer: Option<Regularizer>,
     in_channels: Option<usize>,
     depthwise: Option<Param>,
     pointwise: Option<Param>,
@@ -48,26 +43,14 @@ impl SeparableConv2D {
             padding: PaddingMode::Valid,
             depth_multiplier: 1,
             dilation_rate: [1; 2],
-            activation: Activation::Linear,
-            use_bias: true,
-            depthwise_initializer: Initializer::GlorotUniform,
+            opts: WeightOpts::default(),
             pointwise_initializer: Initializer::GlorotUniform,
-            bias_initializer: Initializer::Zeros,
-            depthwise_regularizer: None,
             pointwise_regularizer: None,
-            bias_regularizer: None,
-            activity_regularizer: None,
             in_channels: None,
             depthwise: None,
             pointwise: None,
             bias: None,
         }
-    }
-
-    /// Sets the layer name.
-    pub fn named(mut self, name: &str) -> Self {
-        self.name = name.to_string();
-        self
     }
 
     /// Step between windows of the depthwise step.
@@ -94,39 +77,9 @@ impl SeparableConv2D {
         self
     }
 
-    /// Sets the activation.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// Adds or removes the bias.
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.use_bias = use_bias;
-        self
-    }
-
-    /// Initializer of the depthwise kernel.
-    pub fn depthwise_initializer(mut self, init: Initializer) -> Self {
-        self.depthwise_initializer = init;
-        self
-    }
-
     /// Initializer of the pointwise kernel.
     pub fn pointwise_initializer(mut self, init: Initializer) -> Self {
         self.pointwise_initializer = init;
-        self
-    }
-
-    /// Initializer of the bias.
-    pub fn bias_initializer(mut self, init: Initializer) -> Self {
-        self.bias_initializer = init;
-        self
-    }
-
-    /// Penalises the depthwise kernel.
-    pub fn depthwise_regularizer(mut self, r: Regularizer) -> Self {
-        self.depthwise_regularizer = Some(r);
         self
     }
 
@@ -136,17 +89,11 @@ impl SeparableConv2D {
         self
     }
 
-    /// Penalises the bias.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
-        self.bias_regularizer = Some(r);
-        self
-    }
-
-    /// Penalises the layer's output.
-    pub fn activity_regularizer(mut self, r: Regularizer) -> Self {
-        self.activity_regularizer = Some(r);
-        self
-    }
+    weight_opts_builders!(
+        depthwise_initializer,
+        depthwise_regularizer,
+        "depthwise kernel"
+    );
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
@@ -157,17 +104,10 @@ impl SeparableConv2D {
         l.padding = c.padding()?;
         l.depth_multiplier = c.usize_or("depth_multiplier", 1)?;
         l.dilation_rate = c.dims_or("dilation_rate", [1; 2])?;
-        l.activation = c.activation()?;
-        l.use_bias = c.bool_or("use_bias", true)?;
-        l.depthwise_initializer =
-            c.initializer("depthwise_initializer", Initializer::GlorotUniform)?;
+        l.opts = WeightOpts::from_config(&c, "depthwise")?;
         l.pointwise_initializer =
             c.initializer("pointwise_initializer", Initializer::GlorotUniform)?;
-        l.bias_initializer = c.initializer("bias_initializer", Initializer::Zeros)?;
-        l.depthwise_regularizer = c.regularizer("depthwise_regularizer")?;
         l.pointwise_regularizer = c.regularizer("pointwise_regularizer")?;
-        l.bias_regularizer = c.regularizer("bias_regularizer")?;
-        l.activity_regularizer = c.regularizer("activity_regularizer")?;
         l.validate()
             .map_err(|e| Error::config(format!("SeparableConv2D config: {e}")))?;
         Ok(l)
@@ -212,28 +152,21 @@ impl Layer for SeparableConv2D {
         let cin = known_channels(self, shape)?;
         let rf: usize = self.kernel_size.iter().product();
         let mid = cin * self.depth_multiplier;
-        let dk = self.depthwise_initializer.init_global(
+        self.depthwise = Some(self.opts.kernel_param(
+            "depthwise_kernel",
             &[mid, 1, self.kernel_size[0], self.kernel_size[1]],
             cin * rf,
             self.depth_multiplier * rf,
-        )?;
+        )?);
         let pk = self.pointwise_initializer.init_global(
             &[self.filters, mid, 1, 1],
             mid,
             self.filters,
         )?;
-        self.depthwise = Some(
-            Param::new("depthwise_kernel", dk, true).with_regularizer(self.depthwise_regularizer),
-        );
         self.pointwise = Some(
             Param::new("pointwise_kernel", pk, true).with_regularizer(self.pointwise_regularizer),
         );
-        if self.use_bias {
-            let b = self
-                .bias_initializer
-                .init_global(&[self.filters], mid, self.filters)?;
-            self.bias = Some(Param::new("bias", b, true).with_regularizer(self.bias_regularizer));
-        }
+        self.bias = self.opts.bias_param(self.filters, mid, self.filters)?;
         self.in_channels = Some(cin);
         Ok(())
     }
@@ -274,27 +207,23 @@ impl Layer for SeparableConv2D {
             .groups(cin);
         let mid = x.conv2d(&dk, None, &opts)?;
         let bias = self.bias.as_ref().map(|b| b.value());
-        let y = if self.activation == Activation::Relu {
+        let y = if self.opts.activation == Activation::Relu {
             mid.conv2d_relu(&pk, bias.as_ref(), &ConvOpts::new())?
         } else {
-            self.activation
+            self.opts
+                .activation
                 .apply(&mid.conv2d(&pk, bias.as_ref(), &ConvOpts::new())?)?
         };
-        activity_loss(ctx, self.activity_regularizer, &y)?;
+        activity_loss(ctx, self.opts.activity_regularizer, &y)?;
         Ok(y)
     }
 
     fn weights(&self) -> Vec<Param> {
-        self.depthwise
-            .iter()
-            .chain(self.pointwise.iter())
-            .chain(self.bias.iter())
-            .cloned()
-            .collect()
+        built_params(&[&self.depthwise, &self.pointwise, &self.bias])
     }
 
     fn config(&self) -> Value {
-        json!({
+        let mut cfg = json!({
             "name": self.name,
             "filters": self.filters,
             "kernel_size": dims_json(self.kernel_size),
@@ -302,15 +231,10 @@ impl Layer for SeparableConv2D {
             "padding": self.padding.as_str(),
             "depth_multiplier": self.depth_multiplier,
             "dilation_rate": dims_json(self.dilation_rate),
-            "activation": self.activation.to_json(),
-            "use_bias": self.use_bias,
-            "depthwise_initializer": self.depthwise_initializer.to_json(),
             "pointwise_initializer": self.pointwise_initializer.to_json(),
-            "bias_initializer": self.bias_initializer.to_json(),
-            "depthwise_regularizer": reg_json(self.depthwise_regularizer),
             "pointwise_regularizer": reg_json(self.pointwise_regularizer),
-            "bias_regularizer": reg_json(self.bias_regularizer),
-            "activity_regularizer": reg_json(self.activity_regularizer),
-        })
+        });
+        self.opts.write_config("depthwise", &mut cfg);
+        cfg
     }
 }

@@ -1,8 +1,8 @@
 //! Accuracy metrics: binary (threshold), categorical (argmax vs argmax of one-hot), sparse
 //! categorical (argmax vs integer label), and top-k (one-hot or sparse targets).
 
-use super::mean::WeightedMean;
-use super::{read_weights, same_shape_f64, Metric};
+use super::mean::{mean_metric_methods, WeightedMean};
+use super::{row_means, same_shape_f64, Metric};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::{json, Value};
@@ -179,16 +179,7 @@ pub(super) fn argmax_axis1(v: &[f64], n: usize, c: usize, inner: usize) -> Vec<u
 
 /// Per-sample fraction of matching positions.
 fn per_sample_fraction(hits: &[bool], n: usize) -> Vec<f64> {
-    let per = hits.len().checked_div(n).unwrap_or(0);
-    (0..n)
-        .map(|i| {
-            if per == 0 {
-                0.0
-            } else {
-                hits[i * per..(i + 1) * per].iter().filter(|&&h| h).count() as f64 / per as f64
-            }
-        })
-        .collect()
+    row_means(hits.len(), n, |j| if hits[j] { 1.0 } else { 0.0 })
 }
 
 /// Integer-label targets `[N, d...]` (or `[N, 1, d...]`) for class-axis-1 predictions.
@@ -207,15 +198,7 @@ pub(super) fn sparse_labels(metric: &str, y_true: &Tensor, y_pred: &Tensor) -> R
 }
 
 impl Metric for Accuracy {
-    fn config(&self) -> Value {
-        // The inherent method (takes precedence over this trait method).
-
-        Self::config(self)
-    }
-
-    fn name(&self) -> String {
-        self.name.clone()
-    }
+    mean_metric_methods!(no_fresh);
 
     fn update(&mut self, y_true: &Tensor, y_pred: &Tensor, sw: Option<&Tensor>) -> Result<()> {
         let kind = match self.kind {
@@ -225,7 +208,7 @@ impl Metric for Accuracy {
             k => k,
         };
         let name = &self.name;
-        let (values, n) = match kind {
+        let values = match kind {
             AccuracyKind::Binary { threshold } => {
                 let (t, p, n) = same_shape_f64(name, y_true, y_pred)?;
                 let hits: Vec<bool> = t
@@ -233,7 +216,7 @@ impl Metric for Accuracy {
                     .zip(&p)
                     .map(|(&t, &p)| t == if p > threshold { 1.0 } else { 0.0 })
                     .collect();
-                (per_sample_fraction(&hits, n), n)
+                per_sample_fraction(&hits, n)
             }
             AccuracyKind::Categorical => {
                 if y_true.shape() != y_pred.shape() {
@@ -248,7 +231,7 @@ impl Metric for Accuracy {
                 let a = argmax_axis1(&y_true.to_f64_vec()?, n, c, inner);
                 let b = argmax_axis1(&y_pred.to_f64_vec()?, n, c, inner);
                 let hits: Vec<bool> = a.iter().zip(&b).map(|(x, y)| x == y).collect();
-                (per_sample_fraction(&hits, n), n)
+                per_sample_fraction(&hits, n)
             }
             AccuracyKind::Sparse => {
                 let (n, c, inner) = class_dims(name, y_pred.shape())?;
@@ -259,24 +242,15 @@ impl Metric for Accuracy {
                     .zip(&b)
                     .map(|(&t, &k)| t == k as f64)
                     .collect();
-                (per_sample_fraction(&hits, n), n)
+                per_sample_fraction(&hits, n)
             }
             AccuracyKind::Auto => unreachable!("Auto is resolved above"),
         };
-        let w = read_weights(name, sw, n)?;
-        self.state.add(&values, w.as_deref());
-        Ok(())
-    }
-
-    fn result(&self) -> f64 {
-        self.state.get()
-    }
-
-    fn reset(&mut self) {
-        self.state = WeightedMean::default();
+        self.state.add_weighted(name, &values, sw)
     }
 
     fn fresh(&self) -> Box<dyn Metric> {
+        // Also forgets what `Auto` chose (a fresh metric may see other shapes).
         Box::new(Accuracy {
             name: self.name.clone(),
             kind: self.kind,
@@ -338,15 +312,7 @@ impl TopKCategoricalAccuracy {
 }
 
 impl Metric for TopKCategoricalAccuracy {
-    fn config(&self) -> Value {
-        // The inherent method (takes precedence over this trait method).
-
-        Self::config(self)
-    }
-
-    fn name(&self) -> String {
-        self.name.clone()
-    }
+    mean_metric_methods!();
 
     fn update(&mut self, y_true: &Tensor, y_pred: &Tensor, sw: Option<&Tensor>) -> Result<()> {
         let name = &self.name;
@@ -386,24 +352,7 @@ impl Metric for TopKCategoricalAccuracy {
                 hits.push(hit);
             }
         }
-        let values = per_sample_fraction(&hits, n);
-        let w = read_weights(name, sw, n)?;
-        self.state.add(&values, w.as_deref());
-        Ok(())
-    }
-
-    fn result(&self) -> f64 {
-        self.state.get()
-    }
-
-    fn reset(&mut self) {
-        self.state = WeightedMean::default();
-    }
-
-    fn fresh(&self) -> Box<dyn Metric> {
-        Box::new(TopKCategoricalAccuracy {
-            state: WeightedMean::default(),
-            ..self.clone()
-        })
+        self.state
+            .add_weighted(name, &per_sample_fraction(&hits, n), sw)
     }
 }

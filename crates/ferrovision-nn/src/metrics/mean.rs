@@ -1,7 +1,7 @@
 //! Weighted means: `Mean` of values, `MeanSquaredError`, `Psnr`, and `MeanMetricWrapper` (the
 //! mean of a loss' per-sample values or of a closure's).
 
-use super::{read_weights, same_shape_f64, Metric};
+use super::{read_weights, row_means, same_shape_f64, Metric};
 use crate::losses::{per_sample_loss_from_config, PerSampleLoss};
 use crate::{Error, Result};
 use ferrovision_tensor::{no_grad, Tensor};
@@ -34,6 +34,25 @@ impl WeightedMean {
         }
     }
 
+    /// Adds one value with its weight.
+    pub(crate) fn add_one(&mut self, value: f64, weight: f64) {
+        self.total += value * weight;
+        self.count += weight;
+    }
+
+    /// [`WeightedMean::add`] with a metric's `sample_weight` (`[N]`, checked against the
+    /// number of values; errors name `metric`).
+    pub(crate) fn add_weighted(
+        &mut self,
+        metric: &str,
+        values: &[f64],
+        sample_weight: Option<&Tensor>,
+    ) -> Result<()> {
+        let w = read_weights(metric, sample_weight, values.len())?;
+        self.add(values, w.as_deref());
+        Ok(())
+    }
+
     /// `total / count`, 0 before anything was added (Keras' `divide_no_nan`).
     pub fn get(&self) -> f64 {
         if self.count == 0.0 {
@@ -50,18 +69,44 @@ fn per_sample(values: &Tensor) -> Result<Vec<f64>> {
     if values.rank() == 0 {
         return Ok(v);
     }
-    let n = values.shape()[0];
-    let per = v.len().checked_div(n).unwrap_or(0);
-    Ok((0..n)
-        .map(|i| {
-            if per == 0 {
-                0.0
-            } else {
-                v[i * per..(i + 1) * per].iter().sum::<f64>() / per as f64
-            }
-        })
-        .collect())
+    Ok(row_means(v.len(), values.shape()[0], |j| v[j]))
 }
+
+/// Each sample's mean squared difference between `[N, ...]` targets and predictions.
+fn per_sample_mse(t: &[f64], p: &[f64], n: usize) -> Vec<f64> {
+    row_means(p.len(), n, |j| (t[j] - p[j]) * (t[j] - p[j]))
+}
+
+/// The [`Metric`] methods shared by the metrics that keep a `name: String` and a
+/// `state: WeightedMean` and have an inherent `config` (`result`, `reset`, and `fresh` as a
+/// copy with an empty state unless `no_fresh` is given).
+macro_rules! mean_metric_methods {
+    (no_fresh) => {
+        fn config(&self) -> Value {
+            // The inherent method (takes precedence over this trait method).
+            Self::config(self)
+        }
+        fn name(&self) -> String {
+            self.name.clone()
+        }
+        fn result(&self) -> f64 {
+            self.state.get()
+        }
+        fn reset(&mut self) {
+            self.state = WeightedMean::default();
+        }
+    };
+    () => {
+        mean_metric_methods!(no_fresh);
+        fn fresh(&self) -> Box<dyn Metric> {
+            Box::new(Self {
+                state: WeightedMean::default(),
+                ..self.clone()
+            })
+        }
+    };
+}
+pub(super) use mean_metric_methods;
 
 /// Keras `Mean`: the weighted mean of the values you pass. Values `[N, ...]` are first averaged
 /// per sample; a scalar counts as one sample.
@@ -97,15 +142,13 @@ impl Mean {
 
     /// Accumulates values `[N, ...]` (or a scalar) with optional weights `[N]`.
     pub fn update_values(&mut self, values: &Tensor, sample_weight: Option<&Tensor>) -> Result<()> {
-        let v = per_sample(values)?;
-        let w = read_weights(&self.name, sample_weight, v.len())?;
-        self.state.add(&v, w.as_deref());
-        Ok(())
+        self.state
+            .add_weighted(&self.name, &per_sample(values)?, sample_weight)
     }
 
     /// Accumulates one value with a weight.
     pub fn update_value(&mut self, value: f64, weight: f64) {
-        self.state.add(&[value], Some(&[weight]));
+        self.state.add_one(value, weight);
     }
 
     /// The config (`{"class_name": "Mean", "config": {"name"}}`).
@@ -115,29 +158,10 @@ impl Mean {
 }
 
 impl Metric for Mean {
-    fn config(&self) -> Value {
-        // The inherent method (takes precedence over this trait method).
+    mean_metric_methods!();
 
-        Self::config(self)
-    }
-
-    fn name(&self) -> String {
-        self.name.clone()
-    }
     fn update(&mut self, _y_true: &Tensor, y_pred: &Tensor, sw: Option<&Tensor>) -> Result<()> {
         self.update_values(y_pred, sw)
-    }
-    fn result(&self) -> f64 {
-        self.state.get()
-    }
-    fn reset(&mut self) {
-        self.state = WeightedMean::default();
-    }
-    fn fresh(&self) -> Box<dyn Metric> {
-        Box::new(Mean {
-            name: self.name.clone(),
-            state: WeightedMean::default(),
-        })
     }
 }
 
@@ -177,48 +201,12 @@ impl MeanSquaredError {
 }
 
 impl Metric for MeanSquaredError {
-    fn config(&self) -> Value {
-        // The inherent method (takes precedence over this trait method).
+    mean_metric_methods!();
 
-        Self::config(self)
-    }
-
-    fn name(&self) -> String {
-        self.name.clone()
-    }
     fn update(&mut self, y_true: &Tensor, y_pred: &Tensor, sw: Option<&Tensor>) -> Result<()> {
         let (t, p, n) = same_shape_f64(&self.name, y_true, y_pred)?;
-        let per = p.len().checked_div(n).unwrap_or(0);
-        let v: Vec<f64> = (0..n)
-            .map(|i| {
-                let r = i * per..(i + 1) * per;
-                let s: f64 = t[r.clone()]
-                    .iter()
-                    .zip(&p[r])
-                    .map(|(a, b)| (a - b) * (a - b))
-                    .sum();
-                if per == 0 {
-                    0.0
-                } else {
-                    s / per as f64
-                }
-            })
-            .collect();
-        let w = read_weights(&self.name, sw, n)?;
-        self.state.add(&v, w.as_deref());
-        Ok(())
-    }
-    fn result(&self) -> f64 {
-        self.state.get()
-    }
-    fn reset(&mut self) {
-        self.state = WeightedMean::default();
-    }
-    fn fresh(&self) -> Box<dyn Metric> {
-        Box::new(MeanSquaredError {
-            name: self.name.clone(),
-            state: WeightedMean::default(),
-        })
+        self.state
+            .add_weighted(&self.name, &per_sample_mse(&t, &p, n), sw)
     }
 }
 
@@ -255,15 +243,8 @@ impl Psnr {
 }
 
 impl Metric for Psnr {
-    fn config(&self) -> Value {
-        // The inherent method (takes precedence over this trait method).
+    mean_metric_methods!();
 
-        Self::config(self)
-    }
-
-    fn name(&self) -> String {
-        self.name.clone()
-    }
     fn update(&mut self, y_true: &Tensor, y_pred: &Tensor, sw: Option<&Tensor>) -> Result<()> {
         if self.max_val.is_nan() || self.max_val <= 0.0 {
             return Err(Error::config(format!(
@@ -272,8 +253,7 @@ impl Metric for Psnr {
             )));
         }
         let (t, p, n) = same_shape_f64(&self.name, y_true, y_pred)?;
-        let per = p.len().checked_div(n).unwrap_or(0);
-        if per == 0 && n > 0 {
+        if n > 0 && p.len() / n == 0 {
             return Err(Error::config(format!(
                 "metric '{}': images of shape {:?} have no pixels",
                 self.name,
@@ -281,33 +261,11 @@ impl Metric for Psnr {
             )));
         }
         let head = 20.0 * self.max_val.log10();
-        let v: Vec<f64> = (0..n)
-            .map(|i| {
-                let r = i * per..(i + 1) * per;
-                let mse = t[r.clone()]
-                    .iter()
-                    .zip(&p[r])
-                    .map(|(a, b)| (a - b) * (a - b))
-                    .sum::<f64>()
-                    / per as f64;
-                head - 10.0 * mse.log10()
-            })
+        let v: Vec<f64> = per_sample_mse(&t, &p, n)
+            .into_iter()
+            .map(|mse| head - 10.0 * mse.log10())
             .collect();
-        let w = read_weights(&self.name, sw, n)?;
-        self.state.add(&v, w.as_deref());
-        Ok(())
-    }
-    fn result(&self) -> f64 {
-        self.state.get()
-    }
-    fn reset(&mut self) {
-        self.state = WeightedMean::default();
-    }
-    fn fresh(&self) -> Box<dyn Metric> {
-        Box::new(Psnr {
-            state: WeightedMean::default(),
-            ..self.clone()
-        })
+        self.state.add_weighted(&self.name, &v, sw)
     }
 }
 
@@ -392,35 +350,14 @@ impl MeanMetricWrapper {
 }
 
 impl Metric for MeanMetricWrapper {
-    fn config(&self) -> Value {
-        // The inherent method (takes precedence over this trait method).
+    mean_metric_methods!();
 
-        Self::config(self)
-    }
-
-    fn name(&self) -> String {
-        self.name.clone()
-    }
     fn update(&mut self, y_true: &Tensor, y_pred: &Tensor, sw: Option<&Tensor>) -> Result<()> {
         let values = no_grad(|| match &self.source {
             Source::Loss(l) => l.per_sample(y_true, y_pred),
             Source::Fn(f) => f(y_true, y_pred),
         })?;
-        let v = per_sample(&values)?;
-        let w = read_weights(&self.name, sw, v.len())?;
-        self.state.add(&v, w.as_deref());
-        Ok(())
-    }
-    fn result(&self) -> f64 {
-        self.state.get()
-    }
-    fn reset(&mut self) {
-        self.state = WeightedMean::default();
-    }
-    fn fresh(&self) -> Box<dyn Metric> {
-        Box::new(MeanMetricWrapper {
-            state: WeightedMean::default(),
-            ..self.clone()
-        })
+        self.state
+            .add_weighted(&self.name, &per_sample(&values)?, sw)
     }
 }

@@ -98,6 +98,21 @@ pub(crate) fn same_shape_f64(
     Ok((y_true.to_f64_vec()?, y_pred.to_f64_vec()?, ps[0]))
 }
 
+/// The mean of each of `n` equal rows of `len` elements, element `j` being `f(j)` (rows of
+/// zero elements give 0). How every metric turns `[N, ...]` values into per-sample values.
+pub(crate) fn row_means(len: usize, n: usize, f: impl Fn(usize) -> f64) -> Vec<f64> {
+    let per = len.checked_div(n).unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            if per == 0 {
+                0.0
+            } else {
+                (i * per..(i + 1) * per).map(&f).sum::<f64>() / per as f64
+            }
+        })
+        .collect()
+}
+
 /// The accuracy Keras picks for `metrics=["accuracy"]` given the loss, named `"accuracy"`:
 /// binary for `binary_crossentropy`, sparse for `sparse_categorical_crossentropy`, categorical
 /// for `categorical_crossentropy` and `kl_divergence` (aliases and class names accepted), and

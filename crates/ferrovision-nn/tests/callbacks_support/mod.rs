@@ -1,78 +1,19 @@
-//! Test-only pieces shared by the callback tests: a plain SGD optimizer and an MSE loss (so
-//! these tests do not depend on the real optimizers/losses), a tiny deterministic model and
-//! data, fixture paths, and a capturing writer.
+//! Test-only pieces shared by the callback tests: a tiny deterministic model (plain SGD, MSE)
+//! and data, fixture paths, and a capturing writer.
 
 #![allow(dead_code)]
 
 use ferrovision_nn::layers::Dense;
+use ferrovision_nn::losses::MeanSquaredError;
+use ferrovision_nn::optim::Sgd;
 use ferrovision_nn::tensor::Tensor;
-use ferrovision_nn::{Compile, Loss, Model, NetworkExt, Optimizer, Param, Result, Sequential};
+use ferrovision_nn::{Compile, Model, NetworkExt, Sequential};
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// `w -= lr * grad`, nothing else.
-pub struct TestSgd {
-    pub lr: f64,
-    iterations: u64,
-}
-
-impl TestSgd {
-    pub fn new(lr: f64) -> Self {
-        TestSgd { lr, iterations: 0 }
-    }
-}
-
-impl Optimizer for TestSgd {
-    fn step(&mut self, params: &[(String, Param)]) -> Result<()> {
-        for (_, p) in params {
-            if let Some(g) = p.grad() {
-                let g = g.to_vec::<f32>()?;
-                let mut w = p.to_vec()?;
-                for (w, g) in w.iter_mut().zip(g) {
-                    *w -= self.lr as f32 * g;
-                }
-                p.assign(&w)?;
-            }
-        }
-        self.iterations += 1;
-        Ok(())
-    }
-    fn learning_rate(&self) -> f64 {
-        self.lr
-    }
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn iterations(&self) -> u64 {
-        self.iterations
-    }
-    fn state(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
-    fn load_state(&mut self, iterations: u64, _state: &[(String, Tensor)]) -> Result<()> {
-        self.iterations = iterations;
-        Ok(())
-    }
-    fn config(&self) -> Value {
-        serde_json::json!({"name": "test_sgd", "learning_rate": self.lr})
-    }
-}
-
-/// Mean squared error over all elements (sample weights ignored: the tests do not use them).
-pub struct TestMse;
-
-impl Loss for TestMse {
-    fn name(&self) -> String {
-        "mse".into()
-    }
-    fn call(&self, y_true: &Tensor, y_pred: &Tensor, _w: Option<&Tensor>) -> Result<Tensor> {
-        Ok(y_pred.sub(y_true)?.square()?.mean_all()?)
-    }
-}
-
-/// Dense(2 -> 1) with fixed weights, compiled with `TestSgd(lr)` and `TestMse`.
+/// Dense(2 -> 1) with fixed weights, compiled with plain SGD (`lr`) and MSE.
 pub fn tiny_model(lr: f64) -> Model {
     let net = Sequential::new(&[2])
         .add(Dense::new(1).named("dense"))
@@ -84,7 +25,8 @@ pub fn tiny_model(lr: f64) -> Model {
     ])
     .unwrap();
     let mut m = Model::new(net);
-    m.compile(Compile::new(TestSgd::new(lr), TestMse)).unwrap();
+    m.compile(Compile::new(Sgd::new().lr(lr), MeanSquaredError::new()))
+        .unwrap();
     m
 }
 
@@ -95,7 +37,8 @@ pub fn marker_model() -> Model {
         .build()
         .unwrap();
     let mut m = Model::new(net);
-    m.compile(Compile::new(TestSgd::new(0.1), TestMse)).unwrap();
+    m.compile(Compile::new(Sgd::new().lr(0.1), MeanSquaredError::new()))
+        .unwrap();
     m
 }
 
