@@ -2,9 +2,8 @@
 //! process, interleaved per round so machine noise hits all three alike) and prints medians and
 //! ratios.
 
-use crate::util::{median, Opts};
+use crate::util::{find_python, median, repo_root, Opts};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 type Metrics = BTreeMap<String, f64>;
@@ -69,23 +68,9 @@ fn mnist_args(opts: &Opts) -> Result<Vec<String>, String> {
     Ok(a)
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 pub fn run(opts: &Opts) -> Result<(), String> {
     let root = repo_root();
-    let python = opts
-        .python
-        .clone()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("reference/.venv/bin/python"));
-    if !python.exists() {
-        return Err(format!(
-            "{} not found: create the reference venv with reference/setup_venv.sh (or pass --python)",
-            python.display()
-        ));
-    }
+    let python = find_python(opts.python.as_deref())?;
     let threads = opts
         .threads
         .unwrap_or_else(ferrovision::tensor::kernels::num_threads);

@@ -43,8 +43,8 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
   compare    runs the workloads above with ferrovision, PyTorch and TensorFlow in the same run
              and prints a table of medians and ratios
              options: --runs N (default 3)  --workloads lenet5,resnet18,gemm
-                      --python PATH (default reference/.venv/bin/python; create it with
-                      reference/setup_venv.sh)
+                      --python PATH (default $FERROVISION_PYTHON, else reference/.venv/bin/python
+                      here or in a checkout above; create it with reference/setup_venv.sh)
   nms        batched NMS of 1000 detector-like boxes, 80 classes, IoU 0.5: median us per call
   coco       COCO bbox evaluation of 5000 images, 80 classes, 20 detections per image:
              load + evaluate + accumulate, median s

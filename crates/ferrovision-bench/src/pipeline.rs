@@ -7,6 +7,7 @@
 //! flip in one resampling pass into the batch tensor, float colour jitter in place).
 //! `--path simple`: `map_seeded` + `Augment::apply` (8-bit images) + `to_tensor_chw` + `batch`.
 
+use crate::util::{find_python, repo_root};
 use ferrovision_data::{Augment, Dataset, ImageSample, Op};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -300,33 +301,8 @@ fn ferrovision_tensor_rng(seed: u64) -> ferrovision::tensor::rng::Rng {
     ferrovision::tensor::rng::Rng::new(seed)
 }
 
-/// `--python`, else `FERROVISION_PYTHON`, else `reference/.venv/bin/python` in this checkout
-/// or in a checkout above it (git worktrees live inside the main checkout).
-fn find_python(a: &Args, root: &Path) -> String {
-    if let Some(p) = a
-        .python
-        .clone()
-        .or_else(|| std::env::var("FERROVISION_PYTHON").ok())
-    {
-        return p;
-    }
-    let mut dir = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    loop {
-        let c = dir.join("reference/.venv/bin/python");
-        if c.exists() {
-            return c.display().to_string();
-        }
-        if !dir.pop() {
-            return root
-                .join("reference/.venv/bin/python")
-                .display()
-                .to_string();
-        }
-    }
-}
-
 fn python_run(
-    py: &str,
+    py: &Path,
     script: &Path,
     a: &Args,
     name: &str,
@@ -347,7 +323,7 @@ fn python_run(
         ])
         .env("TF_CPP_MIN_LOG_LEVEL", "2")
         .output()
-        .map_err(|e| format!("{py}: cannot start: {e}"))?;
+        .map_err(|e| format!("{}: cannot start: {e}", py.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
@@ -391,8 +367,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         println!("RESULT pipeline img_s={ips:.1}");
         return Ok(());
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let py = find_python(&a, &root);
+    let root = repo_root();
+    let py = find_python(a.python.as_deref())?;
     let path = if a.fused { "fused" } else { "simple" };
     println!(
         "pipeline: {} images, batch {}, {} workers, path {path}; load average at start {}",

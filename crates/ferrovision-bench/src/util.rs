@@ -1,6 +1,43 @@
 //! Small helpers shared by the workloads: options, timing, memory.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// The repository root (this crate lives in `crates/ferrovision-bench`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python of the comparison runs: `explicit` (`--python`), else `$FERROVISION_PYTHON`,
+/// else `reference/.venv/bin/python` in this checkout or in a checkout above it (git
+/// worktrees live inside the main checkout). An error says how to create the venv.
+pub fn find_python(explicit: Option<&str>) -> Result<PathBuf, String> {
+    let chosen = explicit
+        .map(str::to_string)
+        .or_else(|| std::env::var("FERROVISION_PYTHON").ok());
+    let path = match chosen {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let root = repo_root();
+            let mut dir = root.canonicalize().unwrap_or_else(|_| root.clone());
+            loop {
+                let c = dir.join("reference/.venv/bin/python");
+                if c.exists() || !dir.pop() {
+                    break c;
+                }
+            }
+        }
+    };
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: create the reference venv with reference/setup_venv.sh (or pass \
+             --python, or set FERROVISION_PYTHON)",
+            path.display()
+        ))
+    }
+}
 
 /// Command-line options common to all workloads.
 #[derive(Debug, Default, Clone)]

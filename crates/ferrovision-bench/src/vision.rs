@@ -9,7 +9,7 @@
 //! ferrovision-bench vision    [--compare] ...                         # all three
 //! ```
 
-use crate::util::{median, time};
+use crate::util::{find_python, median, repo_root, time};
 use ferrovision::tensor::rng::Rng;
 use ferrovision_vision::coco::{evaluate, CocoGroundTruth, IouType};
 use ferrovision_vision::nms::batched_nms;
@@ -20,7 +20,7 @@ mod segm_input;
 
 struct VOpts {
     compare: bool,
-    python: Option<PathBuf>,
+    python: Option<String>,
     reps: usize,
     runs: usize,
 }
@@ -44,18 +44,12 @@ fn parse(args: &[String]) -> Result<VOpts, String> {
             "--reps" => o.reps = num("--reps")?.max(1),
             "--runs" => o.runs = num("--runs")?.max(1),
             "--python" => {
-                o.python = Some(PathBuf::from(
-                    it.next().ok_or("--python needs a value")?.clone(),
-                ))
+                o.python = Some(it.next().ok_or("--python needs a value")?.clone());
             }
             other => return Err(format!("unknown option '{other}'")),
         }
     }
     Ok(o)
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn work_dir() -> Result<PathBuf, String> {
@@ -64,23 +58,9 @@ fn work_dir() -> Result<PathBuf, String> {
     Ok(d)
 }
 
-fn python(o: &VOpts) -> Result<PathBuf, String> {
-    let p = o
-        .python
-        .clone()
-        .unwrap_or_else(|| repo_root().join("reference/.venv/bin/python"));
-    if !p.exists() {
-        return Err(format!(
-            "{} not found: create the reference venv (reference/setup_venv.sh, then pip install -r reference/requirements.txt) or pass --python",
-            p.display()
-        ));
-    }
-    Ok(p)
-}
-
 /// Runs `vision_bench.py <args..> <out.json> <extra..>` and returns what it wrote to out.json.
 fn run_python(o: &VOpts, args: &[&str], extra: &[&str]) -> Result<serde_json::Value, String> {
-    let py = python(o)?;
+    let py = find_python(o.python.as_deref())?;
     let script = repo_root().join("bench/python/vision_bench.py");
     let out = work_dir()?.join("python_result.json");
     let status = Command::new(&py)
