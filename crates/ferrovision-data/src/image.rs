@@ -775,61 +775,25 @@ pub fn decode(bytes: &[u8], path: impl AsRef<Path>) -> Result<DynImage> {
     let img = image::load_from_memory(bytes).map_err(|e| Error::image(&path, e.to_string()))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     use image::DynamicImage as D;
+    // The `image` crate's buffers are already `h * w * channels` long.
+    fn wrap<T>(w: usize, h: usize, channels: usize, data: Vec<T>) -> Image<T> {
+        Image {
+            width: w,
+            height: h,
+            channels,
+            data,
+        }
+    }
     Ok(match img {
-        D::ImageLuma8(b) => DynImage::U8(Image {
-            width: w,
-            height: h,
-            channels: 1,
-            data: b.into_raw(),
-        }),
-        D::ImageLumaA8(b) => DynImage::U8(Image {
-            width: w,
-            height: h,
-            channels: 2,
-            data: b.into_raw(),
-        }),
-        D::ImageRgb8(b) => DynImage::U8(Image {
-            width: w,
-            height: h,
-            channels: 3,
-            data: b.into_raw(),
-        }),
-        D::ImageRgba8(b) => DynImage::U8(Image {
-            width: w,
-            height: h,
-            channels: 4,
-            data: b.into_raw(),
-        }),
-        D::ImageLuma16(b) => DynImage::U16(Image {
-            width: w,
-            height: h,
-            channels: 1,
-            data: b.into_raw(),
-        }),
-        D::ImageLumaA16(b) => DynImage::U16(Image {
-            width: w,
-            height: h,
-            channels: 2,
-            data: b.into_raw(),
-        }),
-        D::ImageRgb16(b) => DynImage::U16(Image {
-            width: w,
-            height: h,
-            channels: 3,
-            data: b.into_raw(),
-        }),
-        D::ImageRgba16(b) => DynImage::U16(Image {
-            width: w,
-            height: h,
-            channels: 4,
-            data: b.into_raw(),
-        }),
-        other => DynImage::U8(Image {
-            width: w,
-            height: h,
-            channels: 4,
-            data: other.to_rgba8().into_raw(),
-        }),
+        D::ImageLuma8(b) => DynImage::U8(wrap(w, h, 1, b.into_raw())),
+        D::ImageLumaA8(b) => DynImage::U8(wrap(w, h, 2, b.into_raw())),
+        D::ImageRgb8(b) => DynImage::U8(wrap(w, h, 3, b.into_raw())),
+        D::ImageRgba8(b) => DynImage::U8(wrap(w, h, 4, b.into_raw())),
+        D::ImageLuma16(b) => DynImage::U16(wrap(w, h, 1, b.into_raw())),
+        D::ImageLumaA16(b) => DynImage::U16(wrap(w, h, 2, b.into_raw())),
+        D::ImageRgb16(b) => DynImage::U16(wrap(w, h, 3, b.into_raw())),
+        D::ImageRgba16(b) => DynImage::U16(wrap(w, h, 4, b.into_raw())),
+        other => DynImage::U8(wrap(w, h, 4, other.to_rgba8().into_raw())),
     })
 }
 
