@@ -9,6 +9,7 @@ use crate::error::{io_err, CliError, Context, Result};
 use crate::pipeline::{self, DigitPipeline, PipelineStatsLogger};
 use crate::{builtin, image_input, nnglue, plot};
 use clap::ValueEnum;
+use ferrovision_data::Augment;
 use ferrovision_nn::callbacks::{Callback, Logs};
 use ferrovision_nn::datasets::mnist::{Split, FASHION_MNIST_CLASSES, MNIST_CLASSES};
 use ferrovision_nn::io::write_atomic;
@@ -46,8 +47,8 @@ pub struct RunConfig {
     pub batch_size: usize,
     pub seed: u64,
     pub limit: Option<usize>,
-    /// The augmentation config (JSON of `ferrovision_data::Augment`), if any.
-    pub augment: Option<Value>,
+    /// The augmentation of the training images, if any (stored as its JSON config).
+    pub augment: Option<Augment>,
 }
 
 impl RunConfig {
@@ -84,14 +85,10 @@ impl RunConfig {
             limit: v["limit"].as_u64().map(|n| n as usize),
             augment: match &v["augment"] {
                 Value::Null => None,
-                a => {
-                    // Checked now so that a hand-edited run.json fails before training.
-                    pipeline::augment_from_json(
-                        &a.to_string(),
-                        &format!("{} (augment)", path.display()),
-                    )?;
-                    Some(a.clone())
-                }
+                a => Some(pipeline::augment_from_json(
+                    &a.to_string(),
+                    &format!("{} (augment)", path.display()),
+                )?),
             },
         })
     }
@@ -289,18 +286,11 @@ fn train_run(
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     write_json(&dir.config(), &cfg.to_json())?;
 
-    let augment = match &cfg.augment {
-        Some(a) => Some(pipeline::augment_from_json(
-            &a.to_string(),
-            &format!("{} (augment)", dir.config().display()),
-        )?),
-        None => None,
-    };
     // The shuffling order and the augmentation depend only on (seed, epoch), so a resumed run
     // sees the same batches as an uninterrupted one.
     let mut train_data = DigitPipeline::new(&x_train, &y_train, cfg.batch_size)?
         .shuffle(cfg.seed)
-        .augment(augment)
+        .augment(cfg.augment.clone())
         .workers(pipe.workers);
     let mut test_data = DigitPipeline::new(&x_test, &y_test, 256)?.workers(pipe.workers);
 
@@ -409,7 +399,7 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
             seed: t.seed.unwrap_or(saved.seed),
             limit: args.limit.or(saved.limit),
             augment: match &t.augment {
-                Some(path) => Some(augment_value(path)?),
+                Some(path) => Some(pipeline::load_augment(path)?),
                 None => saved.augment.clone(),
             },
             ..saved
@@ -435,16 +425,13 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
         batch_size: t.batch_size.unwrap_or(32),
         seed: t.seed.unwrap_or(42),
         limit: args.limit,
-        augment: t.augment.as_deref().map(augment_value).transpose()?,
+        augment: t
+            .augment
+            .as_deref()
+            .map(pipeline::load_augment)
+            .transpose()?,
     };
     Ok((cfg, out, t.epochs.unwrap_or(10)))
-}
-
-/// Reads and checks an `--augment` file; returns its JSON for `run.json`.
-fn augment_value(path: &Path) -> Result<Value> {
-    let aug = pipeline::load_augment(path)?;
-    serde_json::from_str(&aug.to_json())
-        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
 }
 
 /// `ferrovision train`.
@@ -526,7 +513,11 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         batch_size: t.batch_size.unwrap_or(64),
         seed: t.seed.unwrap_or(42),
         limit: None,
-        augment: t.augment.as_deref().map(augment_value).transpose()?,
+        augment: t
+            .augment
+            .as_deref()
+            .map(pipeline::load_augment)
+            .transpose()?,
     };
     let epochs = t.epochs.unwrap_or(15);
     clear_demo_dir(&args.out)?;
