@@ -360,9 +360,12 @@ impl Tensor {
         };
         if self.dtype().is_float() && dtype.is_float() {
             let src_dtype = self.dtype();
-            return Ok(crate::autograd::record(
+            return Ok(crate::autograd::record_op(
                 out,
-                "to_dtype",
+                crate::autograd::Op::ToDtype {
+                    from: src_dtype,
+                    to: dtype,
+                },
                 &[self],
                 move |g| Ok(vec![Some(g.to_dtype(src_dtype)?)]),
             ));
@@ -379,9 +382,12 @@ impl Tensor {
             return Ok(self.clone());
         }
         let out = self.copy_data()?;
-        Ok(crate::autograd::record(out, "contiguous", &[self], |g| {
-            Ok(vec![Some(g.clone())])
-        }))
+        Ok(crate::autograd::record_op(
+            out,
+            crate::autograd::Op::Contiguous,
+            &[self],
+            |g| Ok(vec![Some(g.clone())]),
+        ))
     }
 
     /// A fresh contiguous copy of the data, without autodiff.

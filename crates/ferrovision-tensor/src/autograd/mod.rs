@@ -2,29 +2,64 @@
 //! TensorFlow's GradientTape, always on unless inside [`no_grad`]).
 //!
 //! Each op whose input requires a gradient attaches a [`Node`] to its output. The node holds
-//! edges to the nodes (or leaf variables) of its inputs and a one-shot backward closure that
-//! owns the tensors it saved. `backward` runs the nodes in reverse topological order and drops
-//! each closure, and with it the saved buffers, as soon as it has run.
+//! the typed op record ([`Op`]: kind and attributes), one [`Input`] per input (the edge to the
+//! input's node or leaf variable, its shape and dtype), the output's shape and dtype, and a
+//! one-shot backward closure that owns the tensors it saved. `backward` runs the nodes in
+//! reverse topological order and drops each closure, and with it the saved buffers, as soon as
+//! it has run; the op record stays, so [`graph::walk`] works before and after a backward.
 
-use crate::{Error, Result, Tensor};
+pub mod graph;
+mod op;
+
+pub use op::{Interpolation, Op};
+
+use crate::{DType, Error, Result, Tensor};
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 type BackwardFn = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send>;
 
+/// Ids of graph nodes and leaf variables (one counter: an id names one or the other).
+static NEXT_GRAPH_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_graph_id() -> u64 {
+    NEXT_GRAPH_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Gradient slot of a leaf variable (a tensor created with `requires_grad_(true)`).
-#[derive(Default)]
 pub struct LeafCell {
+    id: u64,
     grad: Mutex<Option<Tensor>>,
+}
+
+impl Default for LeafCell {
+    fn default() -> Self {
+        LeafCell {
+            id: next_graph_id(),
+            grad: Mutex::new(None),
+        }
+    }
 }
 
 /// One recorded op in the graph.
 pub struct Node {
-    name: &'static str,
-    edges: Vec<Option<Edge>>,
-    input_shapes: Vec<Vec<usize>>,
+    id: u64,
+    op: Op,
+    inputs: Vec<Input>,
+    out_shape: Vec<usize>,
+    out_dtype: DType,
     backward: Mutex<Option<BackwardFn>>,
+}
+
+/// One input of a recorded op: where its value came from, and its shape and dtype.
+struct Input {
+    edge: Option<Edge>,
+    /// `Tensor::id` of the input handle (names a constant input in the graph walk).
+    tensor_id: u64,
+    shape: Vec<usize>,
+    dtype: DType,
 }
 
 #[derive(Clone)]
@@ -96,7 +131,47 @@ fn attach(out: Tensor, meta: AutogradMeta) -> Tensor {
     }
 }
 
-/// Records `out = op(inputs)` with its backward closure when any input requires a gradient.
+/// Records `out = op(inputs)` with its typed op record and backward closure when any input
+/// requires a gradient (the engine's ops call this; user code uses [`record`] or [`custom_op`]).
+pub(crate) fn record_op(
+    out: Tensor,
+    op: Op,
+    inputs: &[&Tensor],
+    backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
+) -> Tensor {
+    if !is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
+        return out;
+    }
+    let node = Node {
+        id: next_graph_id(),
+        op,
+        inputs: inputs
+            .iter()
+            .map(|t| Input {
+                edge: t.edge(),
+                tensor_id: t.id(),
+                shape: t.shape().to_vec(),
+                dtype: t.dtype(),
+            })
+            .collect(),
+        out_shape: out.shape().to_vec(),
+        out_dtype: out.dtype(),
+        backward: Mutex::new(Some(Box::new(backward))),
+    };
+    attach(out, AutogradMeta::Node(Arc::new(node)))
+}
+
+/// Records an op with no gradient (e.g. an integer-valued output): asking for a gradient
+/// through it fails with [`Error::NoGradient`] naming the op.
+pub(crate) fn record_op_non_differentiable(out: Tensor, op: Op, inputs: &[&Tensor]) -> Tensor {
+    let name = op.name();
+    record_op(out, op, inputs, move |_| {
+        Err(Error::NoGradient { op: name })
+    })
+}
+
+/// Records a user-defined op `out = name(inputs)` (an [`Op::Custom`] node) with its backward
+/// closure when any input requires a gradient.
 ///
 /// `backward` receives the gradient of the output (same shape as `out`) and returns one entry
 /// per input, in order: `Some(grad)` with the input's shape, or `None` when that input gets no
@@ -107,24 +182,13 @@ pub fn record(
     inputs: &[&Tensor],
     backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
 ) -> Tensor {
-    if !is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
-        return out;
-    }
-    let node = Node {
-        name,
-        edges: inputs.iter().map(|t| t.edge()).collect(),
-        input_shapes: inputs.iter().map(|t| t.shape().to_vec()).collect(),
-        backward: Mutex::new(Some(Box::new(backward))),
-    };
-    attach(out, AutogradMeta::Node(Arc::new(node)))
+    record_op(out, Op::Custom { name }, inputs, backward)
 }
 
-/// Records an op that has no gradient: asking for a gradient through it fails with
+/// Records a user-defined op that has no gradient: asking for a gradient through it fails with
 /// [`Error::NoGradient`] naming `name`.
 pub fn record_non_differentiable(out: Tensor, name: &'static str, inputs: &[&Tensor]) -> Tensor {
-    record(out, name, inputs, move |_| {
-        Err(Error::NoGradient { op: name })
-    })
+    record_op_non_differentiable(out, Op::Custom { name }, inputs)
 }
 
 /// Applies a user-defined differentiable function.
@@ -190,7 +254,7 @@ impl Tensor {
     /// The name of the op that produced this tensor, if it was recorded.
     pub fn grad_fn_name(&self) -> Option<&'static str> {
         match &self.0.autograd {
-            Some(AutogradMeta::Node(n)) => Some(n.name),
+            Some(AutogradMeta::Node(n)) => Some(n.op.name()),
             _ => None,
         }
     }
@@ -354,7 +418,7 @@ fn run_backward(
     let mut stack = vec![root_node.clone()];
     pending.insert(key(&root_node), 0);
     while let Some(n) = stack.pop() {
-        for e in n.edges.iter().flatten() {
+        for e in n.inputs.iter().filter_map(|i| i.edge.as_ref()) {
             if let Edge::Node(child) = e {
                 let k = key(child);
                 match pending.get_mut(&k) {
@@ -381,12 +445,12 @@ fn run_backward(
         let input_grads: Vec<Option<Tensor>> = match (g, backward) {
             (Some(g), Some(f)) => {
                 let gs = f(&g)?;
-                if gs.len() != node.edges.len() {
+                if gs.len() != node.inputs.len() {
                     return Err(Error::Backward(format!(
                         "op '{}' returned {} gradients for {} inputs",
-                        node.name,
+                        node.op.name(),
                         gs.len(),
-                        node.edges.len()
+                        node.inputs.len()
                     )));
                 }
                 gs
@@ -395,27 +459,27 @@ fn run_backward(
                 return Err(Error::Backward(format!(
                     "the graph through op '{}' was already freed by an earlier backward; run the \
                      forward pass again",
-                    node.name
+                    node.op.name()
                 )))
             }
             // No gradient reached this node (all paths gave None): pass None on.
             (None, f) => {
                 drop(f);
-                vec![None; node.edges.len()]
+                vec![None; node.inputs.len()]
             }
         };
-        for ((edge, g), shape) in node.edges.iter().zip(input_grads).zip(&node.input_shapes) {
+        for (input, g) in node.inputs.iter().zip(input_grads) {
             if let Some(g) = &g {
-                if g.shape() != shape.as_slice() {
+                if g.shape() != input.shape.as_slice() {
                     return Err(Error::Backward(format!(
                         "op '{}' produced a gradient of shape {:?} for an input of shape {:?}",
-                        node.name,
+                        node.op.name(),
                         g.shape(),
-                        shape
+                        input.shape
                     )));
                 }
             }
-            match edge {
+            match &input.edge {
                 None => {}
                 Some(Edge::Leaf(cell)) => {
                     if let Some(g) = g {

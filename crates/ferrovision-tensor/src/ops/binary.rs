@@ -2,7 +2,7 @@
 //! and the broadcast iteration plan ([`Broadcast`]) shared by the elementwise, comparison and
 //! reduction kernels.
 
-use crate::autograd::record;
+use crate::autograd::{record_op, Op};
 use crate::kernels::elementwise as ew;
 use crate::shape::{broadcast_shapes, numel, Layout};
 use crate::storage::{pool, Buffer};
@@ -449,7 +449,7 @@ impl Tensor {
         let out = binary_forward(BinOp::Add, self, other)?;
         let (sa, sb) = (self.shape().to_vec(), other.shape().to_vec());
         let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record(out, "add", &[self, other], move |g| {
+        Ok(record_op(out, Op::Add, &[self, other], move |g| {
             Ok(vec![
                 reduce_grad(g.clone(), &sa, ra)?,
                 reduce_grad(g.clone(), &sb, rb)?,
@@ -462,7 +462,7 @@ impl Tensor {
         let out = binary_forward(BinOp::Sub, self, other)?;
         let (sa, sb) = (self.shape().to_vec(), other.shape().to_vec());
         let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record(out, "sub", &[self, other], move |g| {
+        Ok(record_op(out, Op::Sub, &[self, other], move |g| {
             let gb = match reduce_grad(g.clone(), &sb, rb)? {
                 // Negate after reducing: fewer elements.
                 Some(t) => Some(t.neg()?),
@@ -477,7 +477,7 @@ impl Tensor {
         let out = binary_forward(BinOp::Mul, self, other)?;
         let (a, b) = (self.detach(), other.detach());
         let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record(out, "mul", &[self, other], move |g| {
+        Ok(record_op(out, Op::Mul, &[self, other], move |g| {
             let ga = if ra {
                 Some(mul_sum_to_shape("mul backward", g, &b, a.shape())?)
             } else {
@@ -498,7 +498,7 @@ impl Tensor {
         let (a_shape, b) = (self.shape().to_vec(), other.detach());
         let y = out.detach();
         let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record(out, "div", &[self, other], move |g| {
+        Ok(record_op(out, Op::Div, &[self, other], move |g| {
             let g_over_b = binary_forward(BinOp::Div, g, &b)?;
             let gb = if rb {
                 // d(a/b)/db = -a/b² = -(a/b)/b, so the gradient is -Σ(g/b)·y.
@@ -517,7 +517,7 @@ impl Tensor {
         let out = binary_forward(BinOp::Pow, self, other)?;
         let (a, b) = (self.detach(), other.detach());
         let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record(out, "pow", &[self, other], move |g| {
+        Ok(record_op(out, Op::Pow, &[self, other], move |g| {
             let shape = g.shape().to_vec();
             let ga = if ra {
                 let full = broadcast_map3("pow backward", g, &a, &b, &shape, |g, a, b| {
@@ -563,28 +563,39 @@ impl Tensor {
         let out = binary_forward(op, self, other)?;
         let (a, b) = (self.detach(), other.detach());
         let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record(out, op.name(), &[self, other], move |g| {
-            let shape = g.shape().to_vec();
-            let is_max = op == BinOp::Max;
-            // Share of the gradient that goes to `a`: 1 where a wins (or is NaN), ½ on ties.
-            let ga_full = broadcast_map3("maximum backward", g, &a, &b, &shape, move |g, a, b| {
-                let a_wins = if is_max { a > b } else { a < b } || a.is_nan();
-                if a_wins {
-                    g
-                } else if a == b {
-                    0.5 * g
-                } else {
-                    0.0
-                }
-            })?;
-            let gb = if rb {
-                // g - ga is exact: it is 0, g/2 or g.
-                let gb_full = super::unary::zip_map(g, &ga_full, "maximum backward", |g, x| g - x)?;
-                Some(gb_full.sum_to_shape(b.shape())?)
+        Ok(record_op(
+            out,
+            if op == BinOp::Max {
+                Op::Maximum
             } else {
-                None
-            };
-            Ok(vec![reduce_grad(ga_full, a.shape(), ra)?, gb])
-        }))
+                Op::Minimum
+            },
+            &[self, other],
+            move |g| {
+                let shape = g.shape().to_vec();
+                let is_max = op == BinOp::Max;
+                // Share of the gradient that goes to `a`: 1 where a wins (or is NaN), ½ on ties.
+                let ga_full =
+                    broadcast_map3("maximum backward", g, &a, &b, &shape, move |g, a, b| {
+                        let a_wins = if is_max { a > b } else { a < b } || a.is_nan();
+                        if a_wins {
+                            g
+                        } else if a == b {
+                            0.5 * g
+                        } else {
+                            0.0
+                        }
+                    })?;
+                let gb = if rb {
+                    // g - ga is exact: it is 0, g/2 or g.
+                    let gb_full =
+                        super::unary::zip_map(g, &ga_full, "maximum backward", |g, x| g - x)?;
+                    Some(gb_full.sum_to_shape(b.shape())?)
+                } else {
+                    None
+                };
+                Ok(vec![reduce_grad(ga_full, a.shape(), ra)?, gb])
+            },
+        ))
     }
 }

@@ -6,7 +6,7 @@
 //! gradients to their float inputs.
 
 use super::binary::Broadcast;
-use crate::autograd::record;
+use crate::autograd::{record_op, Op};
 use crate::shape::{broadcast_shapes, numel, Layout};
 use crate::storage::{pool, Buffer};
 use crate::{DType, Element, Error, Result, Tensor};
@@ -485,7 +485,7 @@ impl Tensor {
         let cond = self.detach();
         let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         let (ra, rb) = (a.requires_grad(), b.requires_grad());
-        Ok(record(out, OP, &[a, b], move |g| {
+        Ok(record_op(out, Op::Where, &[a, b], move |g| {
             let ga = if ra {
                 Some(mask_grad(&cond, g, true, "where backward")?.sum_to_shape(&sa)?)
             } else {
@@ -570,11 +570,16 @@ impl Tensor {
         }
         let m = mask.detach();
         let sx = self.shape().to_vec();
-        Ok(record(out, OP, &[self], move |g| {
-            Ok(vec![Some(
-                mask_grad(&m, g, false, "masked_fill backward")?.sum_to_shape(&sx)?,
-            )])
-        }))
+        Ok(record_op(
+            out,
+            Op::MaskedFill { value },
+            &[self],
+            move |g| {
+                Ok(vec![Some(
+                    mask_grad(&m, g, false, "masked_fill backward")?.sum_to_shape(&sx)?,
+                )])
+            },
+        ))
     }
 
     /// True where the value is NaN (always false for integer and Bool tensors).

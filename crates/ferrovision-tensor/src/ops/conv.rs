@@ -16,7 +16,7 @@
 //!
 //! 1-d convolutions run as 2-d ones with a height of 1.
 
-use crate::autograd::record;
+use crate::autograd::{record_op, Op};
 use crate::kernels::depthwise;
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue};
 use crate::kernels::im2col::{self, Gather, Window};
@@ -1115,6 +1115,43 @@ fn relu_mask(g: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
+/// The op record of a convolution: per-dim (before, after) padding recovered from the window.
+fn conv_record(geom: &Geom, relu: bool) -> Op {
+    let w = &geom.win;
+    let padding = (0..w.rank())
+        .map(|i| {
+            let span = (w.out[i] - 1) * w.stride[i] + w.dilation[i] * (w.kernel[i] - 1) + 1;
+            (w.pad[i], span.saturating_sub(w.input[i] + w.pad[i]))
+        })
+        .collect();
+    Op::Conv {
+        stride: w.stride.clone(),
+        padding,
+        dilation: w.dilation.clone(),
+        groups: geom.groups,
+        relu,
+    }
+}
+
+/// The op record of a transposed convolution, whose geometry is that of the forward
+/// convolution it transposes (`win.out` is the transposed conv's input size).
+fn conv_t_record(geom: &Geom) -> Op {
+    let w = &geom.win;
+    let output_padding = (0..w.rank())
+        .map(|i| {
+            let full = (w.out[i] - 1) * w.stride[i] + w.dilation[i] * (w.kernel[i] - 1) + 1;
+            (w.input[i] + 2 * w.pad[i]).saturating_sub(full)
+        })
+        .collect();
+    Op::ConvTranspose {
+        stride: w.stride.clone(),
+        padding: w.pad.clone(),
+        output_padding,
+        dilation: w.dilation.clone(),
+        groups: geom.groups,
+    }
+}
+
 fn conv_op(
     op: &'static str,
     x: &Tensor,
@@ -1139,7 +1176,8 @@ fn conv_op(
     if let Some(b) = bias {
         inputs.push(b);
     }
-    Ok(record(y, op, &inputs, move |g| {
+    let rec = conv_record(&geom, act == Activation::Relu);
+    Ok(record_op(y, rec, &inputs, move |g| {
         let g = relu_mask(g, saved_y.as_ref())?;
         let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
             let (dx, dw) = with_opt(rw.then_some(&sx), op, |xs| {
@@ -1186,7 +1224,8 @@ fn conv_t_op(
     if let Some(b) = bias {
         inputs.push(b);
     }
-    Ok(record(y, op, &inputs, move |g| {
+    let rec = conv_t_record(&geom);
+    Ok(record_op(y, rec, &inputs, move |g| {
         let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
             let dx = if rx {
                 Some(sw.with_f32(op, |ws| conv_forward(gd, ws, None, Activation::None, &geom))?)

@@ -12,7 +12,7 @@ use super::softmax::{
     dense, fast_exp, for_rows, for_tiles, max_of, split_tiles, sum1_f64, sum2_f64, AxisDims, Tile,
     MAX_BLOCK,
 };
-use crate::autograd::record;
+use crate::autograd::{record_op, Op};
 use crate::shape::broadcast_shapes;
 use crate::storage::pool;
 use crate::{DType, Error, Result, Tensor};
@@ -779,7 +779,20 @@ fn class_loss(
     }
     let has_sw = opts.sample_weights.is_some();
     let need_dx = scores.requires_grad();
-    Ok(record(out, op, &inputs, move |g| {
+    let rec = if normalize {
+        Op::CrossEntropy {
+            ignore_index: opts.ignore_index,
+            label_smoothing: opts.label_smoothing,
+            reduction,
+        }
+    } else {
+        Op::NllLoss {
+            ignore_index: opts.ignore_index,
+            label_smoothing: opts.label_smoothing,
+            reduction,
+        }
+    };
+    Ok(record_op(out, rec, &inputs, move |g| {
         let gs = GradScale::new(g, reduction, denom)?;
         let dx = if need_dx {
             let sc = gs.fill(ct.cls.len(), |p, s| s * ct.sample_weight(p));
@@ -1019,18 +1032,23 @@ impl Tensor {
         let denom = d.positions() as f64;
         let out = reduce_losses(st.len(), &tshape, reduction, denom, true, |p| st[p].loss);
         let (want_dx, want_dq) = (self.requires_grad(), target_probs.requires_grad());
-        Ok(record(out, OP, &[self, target_probs], move |g| {
-            let sc = GradScale::new(g, reduction, denom)?;
-            let (dx, dq) = x.with_f32(OP, |xs| {
-                q.with_f32(OP, |qs| {
-                    dense_backward(xs, qs, d, eps, &st, &sc, want_dx, want_dq)
-                })
-            })??;
-            Ok(vec![
-                dx.map(|v| Tensor::from_f32(v, x.shape())),
-                dq.map(|v| Tensor::from_f32(v, x.shape())),
-            ])
-        }))
+        Ok(record_op(
+            out,
+            Op::CrossEntropyDense { reduction },
+            &[self, target_probs],
+            move |g| {
+                let sc = GradScale::new(g, reduction, denom)?;
+                let (dx, dq) = x.with_f32(OP, |xs| {
+                    q.with_f32(OP, |qs| {
+                        dense_backward(xs, qs, d, eps, &st, &sc, want_dx, want_dq)
+                    })
+                })??;
+                Ok(vec![
+                    dx.map(|v| Tensor::from_f32(v, x.shape())),
+                    dq.map(|v| Tensor::from_f32(v, x.shape())),
+                ])
+            },
+        ))
     }
 
     /// Binary cross-entropy on logits, like `torch.nn.functional.binary_cross_entropy_with_logits`
@@ -1077,85 +1095,90 @@ impl Tensor {
             weight.map(|t| t.shape().to_vec()),
             pos_weight.map(|t| t.shape().to_vec()),
         );
-        Ok(record(out, OP, &inputs, move |g| {
-            let sc = GradScale::new(g, reduction, denom)?;
-            // One gradient: `body(start, out)` fills a chunk, then weight and scale apply.
-            let grad = |weighted: bool, body: &(dyn Fn(usize, &mut [f32]) + Sync)| {
-                let mut v = chunked(n, |i0, o| {
-                    body(i0, o);
-                    if let (true, Some(w)) = (weighted, &w) {
-                        mul_in_place(o, &w[i0..]);
-                    }
-                });
-                sc.scale_in_place(&mut v);
-                Tensor::from_f32(v, &shape)
-            };
-            let pwc = |i0: usize| pw.as_ref().map(|p| &p[i0..]);
-            let dx = flags.0.then(|| {
-                grad(true, &|i0, o| {
-                    // (1 − y) − (1 + (pw − 1)·y)·σ(−x)
-                    let (x, y) = (&x[i0..], &y[i0..]);
-                    match pwc(i0) {
-                        None => {
-                            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                                *o = (1.0 - y) - sigmoid(-x);
-                            }
+        Ok(record_op(
+            out,
+            Op::BinaryCrossEntropyWithLogits { reduction },
+            &inputs,
+            move |g| {
+                let sc = GradScale::new(g, reduction, denom)?;
+                // One gradient: `body(start, out)` fills a chunk, then weight and scale apply.
+                let grad = |weighted: bool, body: &(dyn Fn(usize, &mut [f32]) + Sync)| {
+                    let mut v = chunked(n, |i0, o| {
+                        body(i0, o);
+                        if let (true, Some(w)) = (weighted, &w) {
+                            mul_in_place(o, &w[i0..]);
                         }
-                        Some(p) => {
-                            for (((o, &x), &y), &p) in o.iter_mut().zip(x).zip(y).zip(p) {
-                                *o = (1.0 - y) - (1.0 + (p - 1.0) * y) * sigmoid(-x);
-                            }
-                        }
-                    }
-                })
-            });
-            let dy = flags.1.then(|| {
-                grad(true, &|i0, o| {
-                    // −x + (pw − 1)·softplus(−x)
-                    let x = &x[i0..];
-                    match pwc(i0) {
-                        None => {
-                            for (o, &x) in o.iter_mut().zip(x) {
-                                *o = -x;
-                            }
-                        }
-                        Some(p) => {
-                            for ((o, &x), &p) in o.iter_mut().zip(x).zip(p) {
-                                *o = -x + (p - 1.0) * softplus_neg(x);
-                            }
-                        }
-                    }
-                })
-            });
-            let dw = match (&shapes.0, flags.2) {
-                (Some(ws), true) => Some(
-                    grad(false, &|i0, o| {
-                        bce_logits_unweighted(&x[i0..], &y[i0..], pwc(i0), o)
-                    })
-                    .sum_to_shape(ws)?,
-                ),
-                _ => None,
-            };
-            let dpw = match (&shapes.1, flags.3) {
-                (Some(ps), true) => Some(
+                    });
+                    sc.scale_in_place(&mut v);
+                    Tensor::from_f32(v, &shape)
+                };
+                let pwc = |i0: usize| pw.as_ref().map(|p| &p[i0..]);
+                let dx = flags.0.then(|| {
                     grad(true, &|i0, o| {
-                        for ((o, &x), &y) in o.iter_mut().zip(&x[i0..]).zip(&y[i0..]) {
-                            *o = y * softplus_neg(x);
+                        // (1 − y) − (1 + (pw − 1)·y)·σ(−x)
+                        let (x, y) = (&x[i0..], &y[i0..]);
+                        match pwc(i0) {
+                            None => {
+                                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                                    *o = (1.0 - y) - sigmoid(-x);
+                                }
+                            }
+                            Some(p) => {
+                                for (((o, &x), &y), &p) in o.iter_mut().zip(x).zip(y).zip(p) {
+                                    *o = (1.0 - y) - (1.0 + (p - 1.0) * y) * sigmoid(-x);
+                                }
+                            }
                         }
                     })
-                    .sum_to_shape(ps)?,
-                ),
-                _ => None,
-            };
-            let mut v = vec![dx, dy];
-            if shapes.0.is_some() {
-                v.push(dw);
-            }
-            if shapes.1.is_some() {
-                v.push(dpw);
-            }
-            Ok(v)
-        }))
+                });
+                let dy = flags.1.then(|| {
+                    grad(true, &|i0, o| {
+                        // −x + (pw − 1)·softplus(−x)
+                        let x = &x[i0..];
+                        match pwc(i0) {
+                            None => {
+                                for (o, &x) in o.iter_mut().zip(x) {
+                                    *o = -x;
+                                }
+                            }
+                            Some(p) => {
+                                for ((o, &x), &p) in o.iter_mut().zip(x).zip(p) {
+                                    *o = -x + (p - 1.0) * softplus_neg(x);
+                                }
+                            }
+                        }
+                    })
+                });
+                let dw = match (&shapes.0, flags.2) {
+                    (Some(ws), true) => Some(
+                        grad(false, &|i0, o| {
+                            bce_logits_unweighted(&x[i0..], &y[i0..], pwc(i0), o)
+                        })
+                        .sum_to_shape(ws)?,
+                    ),
+                    _ => None,
+                };
+                let dpw = match (&shapes.1, flags.3) {
+                    (Some(ps), true) => Some(
+                        grad(true, &|i0, o| {
+                            for ((o, &x), &y) in o.iter_mut().zip(&x[i0..]).zip(&y[i0..]) {
+                                *o = y * softplus_neg(x);
+                            }
+                        })
+                        .sum_to_shape(ps)?,
+                    ),
+                    _ => None,
+                };
+                let mut v = vec![dx, dy];
+                if shapes.0.is_some() {
+                    v.push(dw);
+                }
+                if shapes.1.is_some() {
+                    v.push(dpw);
+                }
+                Ok(v)
+            },
+        ))
     }
 
     /// Binary cross-entropy on probabilities, like `torch.nn.functional.binary_cross_entropy`:
@@ -1196,51 +1219,63 @@ impl Tensor {
             weight.is_some_and(|t| t.requires_grad()),
         );
         let wshape = weight.map(|t| t.shape().to_vec());
-        Ok(record(out, OP, &inputs, move |g| {
-            let sc = GradScale::new(g, reduction, denom)?;
-            let logs = |v: f32| (v.ln().max(-100.0), (-v).ln_1p().max(-100.0));
-            let wt = |i: usize| w.as_ref().map_or(1.0, |w| w[i]);
-            let t = |v: Vec<f32>| Tensor::from_f32(v, &shape);
-            let dx = flags.0.then(|| {
-                t(sc.fill(n, |i, s| {
-                    s * wt(i) * (p[i] - y[i]) / ((1.0 - p[i]) * p[i]).max(1e-12)
-                }))
-            });
-            let dy = flags.1.then(|| {
-                t(sc.fill(n, |i, s| {
-                    let (lp, lq) = logs(p[i]);
-                    s * wt(i) * (lq - lp)
-                }))
-            });
-            let mut v = vec![dx, dy];
-            if let Some(ws) = &wshape {
-                v.push(if flags.2 {
-                    Some(
-                        t(sc.fill(n, |i, s| {
-                            let (lp, lq) = logs(p[i]);
-                            -s * (y[i] * lp + (1.0 - y[i]) * lq)
-                        }))
-                        .sum_to_shape(ws)?,
-                    )
-                } else {
-                    None
+        Ok(record_op(
+            out,
+            Op::BinaryCrossEntropy { reduction },
+            &inputs,
+            move |g| {
+                let sc = GradScale::new(g, reduction, denom)?;
+                let logs = |v: f32| (v.ln().max(-100.0), (-v).ln_1p().max(-100.0));
+                let wt = |i: usize| w.as_ref().map_or(1.0, |w| w[i]);
+                let t = |v: Vec<f32>| Tensor::from_f32(v, &shape);
+                let dx = flags.0.then(|| {
+                    t(sc.fill(n, |i, s| {
+                        s * wt(i) * (p[i] - y[i]) / ((1.0 - p[i]) * p[i]).max(1e-12)
+                    }))
                 });
-            }
-            Ok(v)
-        }))
+                let dy = flags.1.then(|| {
+                    t(sc.fill(n, |i, s| {
+                        let (lp, lq) = logs(p[i]);
+                        s * wt(i) * (lq - lp)
+                    }))
+                });
+                let mut v = vec![dx, dy];
+                if let Some(ws) = &wshape {
+                    v.push(if flags.2 {
+                        Some(
+                            t(sc.fill(n, |i, s| {
+                                let (lp, lq) = logs(p[i]);
+                                -s * (y[i] * lp + (1.0 - y[i]) * lq)
+                            }))
+                            .sum_to_shape(ws)?,
+                        )
+                    } else {
+                        None
+                    });
+                }
+                Ok(v)
+            },
+        ))
     }
 
     /// Mean squared error `(x − y)²` (like `torch.nn.functional.mse_loss`); `target` has the
     /// input's shape. Differentiable in both.
     pub fn mse_loss(&self, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
-        pointwise_loss("mse_loss", self, target, reduction, |d| d * d, |d| 2.0 * d)
+        pointwise_loss(
+            Op::MseLoss { reduction },
+            self,
+            target,
+            reduction,
+            |d| d * d,
+            |d| 2.0 * d,
+        )
     }
 
     /// Mean absolute error `|x − y|` (like `torch.nn.functional.l1_loss`); the gradient at
     /// `x == y` is 0. Differentiable in both.
     pub fn l1_loss(&self, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
         pointwise_loss(
-            "l1_loss",
+            Op::L1Loss { reduction },
             self,
             target,
             reduction,
@@ -1267,7 +1302,7 @@ impl Tensor {
             ));
         }
         pointwise_loss(
-            "huber_loss",
+            Op::HuberLoss { delta, reduction },
             self,
             target,
             reduction,
@@ -1294,13 +1329,14 @@ impl Tensor {
 
 /// A loss `f(x − y)` per element with derivative `df(x − y)` (for `x`; `−df` for `y`).
 fn pointwise_loss(
-    op: &'static str,
+    rec: Op,
     input: &Tensor,
     target: &Tensor,
     reduction: Reduction,
     f: impl Fn(f32) -> f32 + Sync + Send + Copy + 'static,
     df: impl Fn(f32) -> f32 + Sync + Send + Copy + 'static,
 ) -> Result<Tensor> {
+    let op = rec.name();
     same_shape(op, input, target)?;
     let shape = input.shape().to_vec();
     let a = dense(input)?;
@@ -1313,7 +1349,7 @@ fn pointwise_loss(
         })
     })??;
     let flags = (input.requires_grad(), target.requires_grad());
-    Ok(record(out, op, &[input, target], move |g| {
+    Ok(record_op(out, rec, &[input, target], move |g| {
         let sc = GradScale::new(g, reduction, denom)?;
         let dx = a.with_f32(op, |xs| {
             b.with_f32(op, |ys| sc.fill(n, |i, s| s * df(xs[i] - ys[i])))

@@ -10,7 +10,7 @@
 //! index selection, repetition and crops are all such maps; their gradients are the adjoint kernel
 //! `map_accumulate` (or the inverse map where one exists).
 
-use crate::autograd::{record, record_non_differentiable};
+use crate::autograd::{record_op, record_op_non_differentiable, Op};
 use crate::shape::{contiguous_strides, normalize_axes, normalize_axis, numel, Layout};
 use crate::storage::{pool, Buffer, Storage};
 use crate::{BufferElement, DType, Element, Error, Result, Tensor};
@@ -172,16 +172,16 @@ fn with_contig<T: Scalar, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R>
 
 /// Records the backward rule of an op with a float output; other outputs are recorded as
 /// non-differentiable (asking for their gradient names the op).
-fn record_op(
+fn record_float(
     out: Tensor,
-    name: &'static str,
+    op: Op,
     inputs: &[&Tensor],
     backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
 ) -> Tensor {
     if out.dtype().is_float() {
-        record(out, name, inputs, backward)
+        record_op(out, op, inputs, backward)
     } else {
-        record_non_differentiable(out, name, inputs)
+        record_op_non_differentiable(out, op, inputs)
     }
 }
 
@@ -987,7 +987,7 @@ impl Tensor {
         out_shape[ax] = sizes.iter().sum();
         let out = concat(tensors, &blocks, &out_shape);
         let needs: Vec<bool> = tensors.iter().map(|t| t.requires_grad()).collect();
-        Ok(record_op(out, OP, tensors, move |g| {
+        Ok(record_float(out, Op::Cat { axis: ax }, tensors, move |g| {
             let mut start = 0;
             let mut grads = Vec::with_capacity(sizes.len());
             for (&size, &need) in sizes.iter().zip(&needs) {
@@ -1027,20 +1027,25 @@ impl Tensor {
         let out = concat(tensors, &blocks, &out_shape);
         let needs: Vec<bool> = tensors.iter().map(|t| t.requires_grad()).collect();
         let in_shape = first.shape().to_vec();
-        Ok(record_op(out, OP, tensors, move |g| {
-            let mut grads = Vec::with_capacity(needs.len());
-            for (i, &need) in needs.iter().enumerate() {
-                grads.push(if need {
-                    let mut maps: Vec<Vec<usize>> =
-                        g.shape().iter().map(|&n| identity(n)).collect();
-                    maps[ax] = vec![i];
-                    Some(apply_maps(g, g.layout(), &maps, 0.0).reshape(&in_shape)?)
-                } else {
-                    None
-                });
-            }
-            Ok(grads)
-        }))
+        Ok(record_float(
+            out,
+            Op::Stack { axis: ax },
+            tensors,
+            move |g| {
+                let mut grads = Vec::with_capacity(needs.len());
+                for (i, &need) in needs.iter().enumerate() {
+                    grads.push(if need {
+                        let mut maps: Vec<Vec<usize>> =
+                            g.shape().iter().map(|&n| identity(n)).collect();
+                        maps[ax] = vec![i];
+                        Some(apply_maps(g, g.layout(), &maps, 0.0).reshape(&in_shape)?)
+                    } else {
+                        None
+                    });
+                }
+                Ok(grads)
+            },
+        ))
     }
 
     /// Splits along `axis` into pieces of the given sizes (which must add up to the size of
@@ -1109,12 +1114,17 @@ impl Tensor {
         })?;
         let in_shape = self.shape().to_vec();
         let saved = index.detach();
-        Ok(record_op(out, OP, &[self, index], move |g| {
-            let gs = with_index(OP, &saved, &[g], |idx| {
-                Ok(gather_backward(g, ax, idx, &ishape, &in_shape))
-            })?;
-            Ok(vec![Some(gs), None])
-        }))
+        Ok(record_float(
+            out,
+            Op::Gather { axis: ax },
+            &[self, index],
+            move |g| {
+                let gs = with_index(OP, &saved, &[g], |idx| {
+                    Ok(gather_backward(g, ax, idx, &ishape, &in_shape))
+                })?;
+                Ok(vec![Some(gs), None])
+            },
+        ))
     }
 
     /// Out-of-place `torch.scatter`: a copy of `self` where `out[index[i][j]][j] = src[i][j]`
@@ -1157,24 +1167,33 @@ impl Tensor {
         let src_shape = src.shape().to_vec();
         let (need_in, need_src) = (self.requires_grad(), src.requires_grad());
         let saved = index.detach();
-        Ok(record_op(out, op, &[self, index, src], move |g| {
+        Ok(record_float(
+            out,
             if accumulate {
-                let gsrc = if need_src {
-                    Some(with_index(op, &saved, &[g], |idx| {
-                        Ok(gather_padded(g, ax, idx, &ishape, &src_shape))
-                    })?)
-                } else {
-                    None
-                };
-                return Ok(vec![need_in.then(|| g.clone()), None, gsrc]);
-            }
-            let (gin, gsrc) = with_index(op, &saved, &[g], |idx| {
-                Ok(dispatch!(g.dtype(), T => with_contig(g, |gs: &[T]| {
+                Op::ScatterAdd { axis: ax }
+            } else {
+                Op::Scatter { axis: ax }
+            },
+            &[self, index, src],
+            move |g| {
+                if accumulate {
+                    let gsrc = if need_src {
+                        Some(with_index(op, &saved, &[g], |idx| {
+                            Ok(gather_padded(g, ax, idx, &ishape, &src_shape))
+                        })?)
+                    } else {
+                        None
+                    };
+                    return Ok(vec![need_in.then(|| g.clone()), None, gsrc]);
+                }
+                let (gin, gsrc) = with_index(op, &saved, &[g], |idx| {
+                    Ok(dispatch!(g.dtype(), T => with_contig(g, |gs: &[T]| {
                     scatter_backward(gs, ax, idx, &ishape, &in_shape, &src_shape, need_in, need_src)
                 })?))
-            })?;
-            Ok(vec![gin, None, gsrc])
-        }))
+                })?;
+                Ok(vec![gin, None, gsrc])
+            },
+        ))
     }
 
     /// The slices of `axis` listed in `index` (a 1-D i64 tensor; repeats allowed), like
@@ -1192,9 +1211,12 @@ impl Tensor {
         maps[ax] = idx.iter().map(|&v| v as usize).collect();
         let out = apply_maps(self, self.layout(), &maps, 0.0);
         let in_shape = self.shape().to_vec();
-        Ok(record_op(out, OP, &[self, index], move |g| {
-            Ok(vec![Some(accumulate_maps(g, &maps, &in_shape)?), None])
-        }))
+        Ok(record_float(
+            out,
+            Op::IndexSelect { axis: ax },
+            &[self, index],
+            move |g| Ok(vec![Some(accumulate_maps(g, &maps, &in_shape)?), None]),
+        ))
     }
 
     /// Pads the last `pads.len()` dimensions; `pads[k] = (before, after)` for dimension
@@ -1279,21 +1301,30 @@ impl Tensor {
         let out = apply_maps(self, self.layout(), &maps, fill);
         let in_shape = self.shape().to_vec();
         let pads = pads.to_vec();
-        Ok(record_op(out, OP, &[self], move |g| {
-            let grad = match mode {
-                PadMode::Constant(_) => {
-                    // The gradient is the interior of g: a crop.
-                    let mut crop: Vec<Vec<usize>> = in_shape.iter().map(|&n| identity(n)).collect();
-                    for (k, &(pb, _)) in pads.iter().enumerate() {
-                        let d = first + k;
-                        crop[d] = (pb..pb + in_shape[d]).collect();
+        Ok(record_float(
+            out,
+            Op::Pad {
+                pads: pads.clone(),
+                mode,
+            },
+            &[self],
+            move |g| {
+                let grad = match mode {
+                    PadMode::Constant(_) => {
+                        // The gradient is the interior of g: a crop.
+                        let mut crop: Vec<Vec<usize>> =
+                            in_shape.iter().map(|&n| identity(n)).collect();
+                        for (k, &(pb, _)) in pads.iter().enumerate() {
+                            let d = first + k;
+                            crop[d] = (pb..pb + in_shape[d]).collect();
+                        }
+                        apply_maps(g, g.layout(), &crop, 0.0)
                     }
-                    apply_maps(g, g.layout(), &crop, 0.0)
-                }
-                _ => accumulate_maps(g, &maps, &in_shape)?,
-            };
-            Ok(vec![Some(grad)])
-        }))
+                    _ => accumulate_maps(g, &maps, &in_shape)?,
+                };
+                Ok(vec![Some(grad)])
+            },
+        ))
     }
 
     /// Reverses the order of elements along each of `axes` (a copy), like `torch.flip`.
@@ -1306,9 +1337,12 @@ impl Tensor {
             maps[d].reverse();
         }
         let out = apply_maps(self, self.layout(), &maps, 0.0);
-        Ok(record_op(out, OP, &[self], move |g| {
-            Ok(vec![Some(apply_maps(g, g.layout(), &maps, 0.0))])
-        }))
+        Ok(record_float(
+            out,
+            Op::Flip { dims: axes },
+            &[self],
+            move |g| Ok(vec![Some(apply_maps(g, g.layout(), &maps, 0.0))]),
+        ))
     }
 
     /// Tiles the tensor `reps[d]` times along each dimension, like `torch.Tensor.repeat`:
@@ -1362,11 +1396,18 @@ impl Tensor {
         }
         let out = apply_maps(self, &layout, &maps, 0.0);
         let in_shape = self.shape().to_vec();
-        Ok(record_op(out, OP, &[self], move |g| {
-            Ok(vec![Some(
-                accumulate_maps(g, &maps, &shape)?.reshape(&in_shape)?,
-            )])
-        }))
+        Ok(record_float(
+            out,
+            Op::Repeat {
+                reps: reps.to_vec(),
+            },
+            &[self],
+            move |g| {
+                Ok(vec![Some(
+                    accumulate_maps(g, &maps, &shape)?.reshape(&in_shape)?,
+                )])
+            },
+        ))
     }
 
     /// Like [`Tensor::repeat`], but a `reps` shorter than the rank is padded with leading 1s

@@ -7,7 +7,7 @@
 //! entry in parallel. Backward uses the same kernels with swapped strides:
 //! `dA = dC · Bᵀ`, `dB = Aᵀ · dC`, accumulating over broadcast batch dims directly in the GEMM.
 
-use crate::autograd::record;
+use crate::autograd::{record_op, Op};
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue};
 use crate::shape::{contiguous_strides, numel, Layout};
 use crate::storage::{pool, Buffer};
@@ -371,7 +371,14 @@ fn mm_impl(
     if let Some(bt) = bias {
         inputs.push(bt);
     }
-    Ok(record(y, op, &inputs, move |g| {
+    let rec = if bias.is_none() && op == "matmul" {
+        Op::MatMul
+    } else {
+        Op::Linear {
+            relu: act == Activation::Relu,
+        }
+    };
+    Ok(record_op(y, rec, &inputs, move |g| {
         let g = match &saved_y {
             Some(y) => super::unary::zip_map_f32(g, y, "linear_relu backward", |g, y| {
                 if y > 0.0 {

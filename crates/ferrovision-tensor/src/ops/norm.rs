@@ -9,7 +9,7 @@
 //! segments.
 
 use super::softmax::{dense, sum1_f64, sum2_f64, sum_f64};
-use crate::autograd::record;
+use crate::autograd::{record_op, Op};
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
 use rayon::prelude::*;
@@ -390,7 +390,12 @@ fn group_norm_impl(
     let out = Tensor::from_f32(out, &shape);
     let (has_w, has_b) = (weight.is_some(), bias.is_some());
     let need_dx = x_in.requires_grad();
-    Ok(record(out, op, &inputs(x_in, weight, bias), move |g| {
+    let rec = if op == "instance_norm" {
+        Op::InstanceNorm { eps }
+    } else {
+        Op::GroupNorm { groups, eps }
+    };
+    Ok(record_op(out, rec, &inputs(x_in, weight, bias), move |g| {
         let gd = dense(g)?;
         let (dx, dw, db) = x.with_f32(op, |xs| {
             gd.with_f32(op, |gs| {
@@ -544,7 +549,12 @@ impl Tensor {
         let out = Tensor::from_f32(out, &shape);
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
         let need_dx = self.requires_grad();
-        Ok(record(out, OP, &inputs(self, weight, bias), move |g| {
+        let rec = Op::BatchNorm {
+            training,
+            momentum,
+            eps,
+        };
+        Ok(record_op(out, rec, &inputs(self, weight, bias), move |g| {
             let gd = dense(g)?;
             let (dx, dw, db) = x.with_f32(OP, |xs| {
                 gd.with_f32(OP, |gs| {
@@ -651,7 +661,11 @@ impl Tensor {
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
         let need_dx = self.requires_grad();
         let nshape = normalized_shape.to_vec();
-        Ok(record(out, OP, &inputs(self, weight, bias), move |g| {
+        let rec = Op::LayerNorm {
+            normalized_shape: nshape.clone(),
+            eps,
+        };
+        Ok(record_op(out, rec, &inputs(self, weight, bias), move |g| {
             let gd = dense(g)?;
             let (dx, partials) = x.with_f32(OP, |xs| {
                 gd.with_f32(OP, |gs| {

@@ -26,7 +26,7 @@
 //!
 //! Planes are processed in parallel with rayon above a size threshold.
 
-use crate::autograd::{is_grad_enabled, record};
+use crate::autograd::{is_grad_enabled, record_op, Op};
 use crate::storage::pool as bufpool;
 use crate::{DType, Error, Result, Tensor};
 use rayon::prelude::*;
@@ -904,6 +904,7 @@ pub(crate) fn separable_linear(
     op: &'static str,
     sp: usize,
     taps: [Option<Taps>; 3],
+    rec: Op,
 ) -> Result<Tensor> {
     let s = Spatial::of(x, op, sp)?;
     let dims = s.dims;
@@ -947,7 +948,7 @@ pub(crate) fn separable_linear(
     let out = Tensor::from_f32(out, &s.shape_with(&odims));
     let in_shape = x.shape().to_vec();
     let planes = s.planes;
-    Ok(record(out, op, &[x], move |g| {
+    Ok(record_op(out, rec, &[x], move |g| {
         let mut gx = bufpool::take_zeroed(planes * in_plane);
         g.with_f32(op, |gs| {
             par_planes(
@@ -1397,6 +1398,7 @@ fn separable_max(
     sp: usize,
     taps: [Option<Taps>; 3],
     want_idx: bool,
+    rec: Op,
 ) -> Result<MaxOut> {
     let s = Spatial::of(x, op, sp)?;
     let dims = s.dims;
@@ -1458,7 +1460,7 @@ fn separable_max(
     }
     let in_shape = x.shape().to_vec();
     let planes = s.planes;
-    let values = record(values, op, &[x], move |g| {
+    let values = record_op(values, rec, &[x], move |g| {
         let gx = g.with_f32(op, |gs| {
             scatter_planes(gs, &idx, planes, out_plane, in_plane)
         })?;
@@ -1620,6 +1622,37 @@ fn pool_taps(
     Ok(taps)
 }
 
+/// The op record of a max (`max`) or average pooling with `opts`, resolved per spatial dim.
+fn pool_record(op: &'static str, sp: usize, opts: &PoolOpts, max: bool) -> Result<Op> {
+    let spatial = |what, v: &[usize], default| -> Result<Vec<usize>> {
+        Ok(per_axis(op, what, v, sp, default, default)?[3 - sp..].to_vec())
+    };
+    let kernel = spatial("kernel", &opts.kernel, 1)?;
+    let stride = if opts.stride.is_empty() {
+        kernel.clone()
+    } else {
+        spatial("stride", &opts.stride, 1)?
+    };
+    let padding = spatial("padding", &opts.padding, 0)?;
+    Ok(if max {
+        Op::MaxPool {
+            kernel,
+            stride,
+            padding,
+            dilation: spatial("dilation", &opts.dilation, 1)?,
+            ceil_mode: opts.ceil_mode,
+        }
+    } else {
+        Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+            ceil_mode: opts.ceil_mode,
+            count_include_pad: opts.count_include_pad,
+        }
+    })
+}
+
 /// Per-axis adaptive taps for `output_size` (one value per spatial dim).
 fn adaptive_taps(
     op: &'static str,
@@ -1662,13 +1695,15 @@ impl Tensor {
     ) -> Result<MaxOut> {
         let s = Spatial::of(self, op, sp)?;
         let taps = pool_taps(op, sp, s.dims, opts, None)?;
-        separable_max(self, op, sp, taps, want_idx)
+        let rec = pool_record(op, sp, opts, true)?;
+        separable_max(self, op, sp, taps, want_idx, rec)
     }
 
     fn avg_pool_nd(&self, op: &'static str, sp: usize, opts: &PoolOpts) -> Result<Tensor> {
         let s = Spatial::of(self, op, sp)?;
         let taps = pool_taps(op, sp, s.dims, opts, Some(opts.count_include_pad))?;
-        separable_linear(self, op, sp, taps)
+        let rec = pool_record(op, sp, opts, false)?;
+        separable_linear(self, op, sp, taps, rec)
     }
 
     fn with_indices(&self, m: MaxOut) -> Result<(Tensor, Tensor)> {
@@ -1785,7 +1820,10 @@ impl Tensor {
         let s = Spatial::of(self, op, sp)?;
         super::view::check_numel(op, &[&s.lead[..], output_size].concat())?;
         let taps = adaptive_taps(op, sp, s.dims, output_size)?;
-        separable_linear(self, op, sp, taps)
+        let rec = Op::AdaptiveAvgPool {
+            output_size: output_size.to_vec(),
+        };
+        separable_linear(self, op, sp, taps, rec)
     }
 
     fn adaptive_max_nd(
@@ -1798,7 +1836,10 @@ impl Tensor {
         let s = Spatial::of(self, op, sp)?;
         super::view::check_numel(op, &[&s.lead[..], output_size].concat())?;
         let taps = adaptive_taps(op, sp, s.dims, output_size)?;
-        separable_max(self, op, sp, taps, want_idx)
+        let rec = Op::AdaptiveMaxPool {
+            output_size: output_size.to_vec(),
+        };
+        separable_max(self, op, sp, taps, want_idx, rec)
     }
 
     /// Mean over the spatial dims of `(N, C, H, W)`, giving `(N, C)` (`(C, H, W)` gives `(C)`).
@@ -1892,7 +1933,10 @@ impl Tensor {
         let out = Tensor::from_f32(out, &s.shape_with(&odims));
         let in_shape = self.shape().to_vec();
         let planes = s.planes;
-        Ok(record(out, op, &[self], move |g| {
+        let rec = Op::MaxUnpool {
+            output_size: output_size.to_vec(),
+        };
+        Ok(record_op(out, rec, &[self], move |g| {
             let gx = g.with_f32(op, |gs| {
                 gather_planes(gs, &idx, planes, out_plane, in_plane)
             })?;

@@ -8,7 +8,7 @@
 //! one pass of row sums over `H·W` followed by a `[N, C]` column fold. Big inputs are split over
 //! threads along whichever dimension has enough work.
 
-use crate::autograd::record;
+use crate::autograd::{record_op, Op};
 use crate::kernels::elementwise::{self as ew, MaxOp, MinOp, ProdOp, Reducer, SumOp};
 use crate::ops::binary::{broadcast_map2, broadcast_map3, expand_vec};
 use crate::shape::{contiguous_strides, normalize_axes, normalize_axis, numel, StridedIter};
@@ -420,10 +420,18 @@ impl Tensor {
         let out = self.reduce_raw("sum", &axes, keepdim, SumOp)?;
         let in_shape = self.shape().to_vec();
         let keep_shape = reduced_shape(self.shape(), &axes, true);
-        Ok(record(out, "sum", &[self], move |g| {
-            let v = expand_vec(&g.reshape(&keep_shape)?, &in_shape)?;
-            Ok(vec![Some(Tensor::from_f32(v, &in_shape))])
-        }))
+        Ok(record_op(
+            out,
+            Op::Sum {
+                dims: axes,
+                keepdim,
+            },
+            &[self],
+            move |g| {
+                let v = expand_vec(&g.reshape(&keep_shape)?, &in_shape)?;
+                Ok(vec![Some(Tensor::from_f32(v, &in_shape))])
+            },
+        ))
     }
 
     /// Sum of all elements (a scalar tensor).
@@ -447,11 +455,19 @@ impl Tensor {
         out.with_f32_mut("mean", |v| ew::apply(v, |s| s / c))?;
         let in_shape = self.shape().to_vec();
         let keep_shape = reduced_shape(self.shape(), &axes, true);
-        Ok(record(out, "mean", &[self], move |g| {
-            let mut v = expand_vec(&g.reshape(&keep_shape)?, &in_shape)?;
-            ew::apply(&mut v, |x| x / c);
-            Ok(vec![Some(Tensor::from_f32(v, &in_shape))])
-        }))
+        Ok(record_op(
+            out,
+            Op::Mean {
+                dims: axes,
+                keepdim,
+            },
+            &[self],
+            move |g| {
+                let mut v = expand_vec(&g.reshape(&keep_shape)?, &in_shape)?;
+                ew::apply(&mut v, |x| x / c);
+                Ok(vec![Some(Tensor::from_f32(v, &in_shape))])
+            },
+        ))
     }
 
     /// Mean of all elements.
@@ -509,7 +525,18 @@ impl Tensor {
             return Ok(out);
         }
         let (x, y) = (self.detach(), out.detach());
-        Ok(record(out, op, &[self], move |g| {
+        let rec = if is_max {
+            Op::Max {
+                dims: axes.clone(),
+                keepdim,
+            }
+        } else {
+            Op::Min {
+                dims: axes.clone(),
+                keepdim,
+            }
+        };
+        Ok(record_op(out, rec, &[self], move |g| {
             let shape = x.shape().to_vec();
             let mut gx = pool::take_zeroed(numel(&shape));
             x.with_f32(op, |xs| {
@@ -604,37 +631,45 @@ impl Tensor {
             return Ok(out);
         }
         let x = self.detach();
-        Ok(record(out, "prod", &[self], move |g| {
-            let shape = x.shape().to_vec();
-            let mut gx = pool::take_zeroed(numel(&shape));
-            x.with_f32("prod backward", |xs| {
-                g.with_f32("prod backward", |gs| {
-                    for_each_group(&shape, &axes, |o, offs| {
-                        let mut zeros = 0;
-                        let mut zero_at = 0;
-                        let mut p = 1.0f32;
-                        for &i in offs {
-                            if xs[i] == 0.0 {
-                                zeros += 1;
-                                zero_at = i;
-                            } else {
-                                p *= xs[i];
-                            }
-                        }
-                        match zeros {
-                            0 => {
-                                for &i in offs {
-                                    gx[i] = gs[o] * (p / xs[i]);
+        Ok(record_op(
+            out,
+            Op::Prod {
+                dims: axes.clone(),
+                keepdim,
+            },
+            &[self],
+            move |g| {
+                let shape = x.shape().to_vec();
+                let mut gx = pool::take_zeroed(numel(&shape));
+                x.with_f32("prod backward", |xs| {
+                    g.with_f32("prod backward", |gs| {
+                        for_each_group(&shape, &axes, |o, offs| {
+                            let mut zeros = 0;
+                            let mut zero_at = 0;
+                            let mut p = 1.0f32;
+                            for &i in offs {
+                                if xs[i] == 0.0 {
+                                    zeros += 1;
+                                    zero_at = i;
+                                } else {
+                                    p *= xs[i];
                                 }
                             }
-                            1 => gx[zero_at] = gs[o] * p,
-                            _ => {}
-                        }
+                            match zeros {
+                                0 => {
+                                    for &i in offs {
+                                        gx[i] = gs[o] * (p / xs[i]);
+                                    }
+                                }
+                                1 => gx[zero_at] = gs[o] * p,
+                                _ => {}
+                            }
+                        })
                     })
-                })
-            })??;
-            Ok(vec![Some(Tensor::from_f32(gx, &shape))])
-        }))
+                })??;
+                Ok(vec![Some(Tensor::from_f32(gx, &shape))])
+            },
+        ))
     }
 
     /// Variance over `axes` (empty = all) with `correction` subtracted from the count
@@ -676,7 +711,21 @@ impl Tensor {
         })?;
         let keep_shape = reduced_shape(self.shape(), &axes, true);
         let y = out.detach();
-        Ok(record(out, op, &[self], move |g| {
+        let dims = axes.clone();
+        let rec = if take_sqrt {
+            Op::Std {
+                dims,
+                correction,
+                keepdim,
+            }
+        } else {
+            Op::Var {
+                dims,
+                correction,
+                keepdim,
+            }
+        };
+        Ok(record_op(out, rec, &[self], move |g| {
             let shape = x.shape().to_vec();
             let gk = g.reshape(&keep_shape)?;
             let gx = if take_sqrt {
@@ -710,12 +759,21 @@ impl Tensor {
         let keep = super::unary::zip_map(&s, &m, "logsumexp", |s, m| ew::log(s) + m)?;
         let out = keep.reshape(&reduced_shape(self.shape(), &axes, keepdim))?;
         let keep_shape = keep.shape().to_vec();
-        Ok(record(out, "logsumexp", &[self], move |g| {
-            let shape = x.shape().to_vec();
-            let gk = g.reshape(&keep_shape)?;
-            let gx = broadcast_map3("logsumexp backward", &x, &keep, &gk, &shape, softmax_grad)?;
-            Ok(vec![Some(gx)])
-        }))
+        Ok(record_op(
+            out,
+            Op::LogSumExp {
+                dims: axes.clone(),
+                keepdim,
+            },
+            &[self],
+            move |g| {
+                let shape = x.shape().to_vec();
+                let gk = g.reshape(&keep_shape)?;
+                let gx =
+                    broadcast_map3("logsumexp backward", &x, &keep, &gk, &shape, softmax_grad)?;
+                Ok(vec![Some(gx)])
+            },
+        ))
     }
 
     /// Vector norm over `axes` (empty = all): L1 `Σ|x|` or L2 `√Σx²`. The L2 gradient at a zero
@@ -730,21 +788,30 @@ impl Tensor {
                 let a = super::unary::map_unary(&x, "norm", f32::abs)?;
                 let out = a.reduce_raw("norm", &axes, keepdim, SumOp)?;
                 drop(a);
-                Ok(record(out, "norm", &[self], move |g| {
-                    let shape = x.shape().to_vec();
-                    let gk = g.reshape(&keep_shape)?;
-                    let gx = broadcast_map2("norm backward", &x, &gk, |x, g| {
-                        if x > 0.0 {
-                            g
-                        } else if x < 0.0 {
-                            -g
-                        } else {
-                            0.0
-                        }
-                    })?;
-                    debug_assert_eq!(gx.shape(), shape.as_slice());
-                    Ok(vec![Some(gx)])
-                }))
+                Ok(record_op(
+                    out,
+                    Op::Norm {
+                        ord: p,
+                        dims: axes.clone(),
+                        keepdim,
+                    },
+                    &[self],
+                    move |g| {
+                        let shape = x.shape().to_vec();
+                        let gk = g.reshape(&keep_shape)?;
+                        let gx = broadcast_map2("norm backward", &x, &gk, |x, g| {
+                            if x > 0.0 {
+                                g
+                            } else if x < 0.0 {
+                                -g
+                            } else {
+                                0.0
+                            }
+                        })?;
+                        debug_assert_eq!(gx.shape(), shape.as_slice());
+                        Ok(vec![Some(gx)])
+                    },
+                ))
             }
             NormOrd::L2 => {
                 let out = if axes.len() == self.rank() {
@@ -765,19 +832,29 @@ impl Tensor {
                     out
                 };
                 let y = out.detach();
-                Ok(record(out, "norm", &[self], move |g| {
-                    let shape = x.shape().to_vec();
-                    let gk = g.reshape(&keep_shape)?;
-                    let yk = y.reshape(&keep_shape)?;
-                    let gx = broadcast_map3("norm backward", &x, &yk, &gk, &shape, |x, n, g| {
-                        if n == 0.0 {
-                            0.0
-                        } else {
-                            x * (g / n)
-                        }
-                    })?;
-                    Ok(vec![Some(gx)])
-                }))
+                Ok(record_op(
+                    out,
+                    Op::Norm {
+                        ord: p,
+                        dims: axes.clone(),
+                        keepdim,
+                    },
+                    &[self],
+                    move |g| {
+                        let shape = x.shape().to_vec();
+                        let gk = g.reshape(&keep_shape)?;
+                        let yk = y.reshape(&keep_shape)?;
+                        let gx =
+                            broadcast_map3("norm backward", &x, &yk, &gk, &shape, |x, n, g| {
+                                if n == 0.0 {
+                                    0.0
+                                } else {
+                                    x * (g / n)
+                                }
+                            })?;
+                        Ok(vec![Some(gx)])
+                    },
+                ))
             }
         }
     }

@@ -9,7 +9,7 @@
 //!
 //! The helpers here (`fast_exp`, the tiling, the lane reductions) are shared with `loss.rs`.
 
-use crate::autograd::record;
+use crate::autograd::{record_op, Op};
 use crate::shape::normalize_axis;
 use crate::storage::pool;
 use crate::{Result, Tensor};
@@ -398,7 +398,12 @@ fn softmax_impl(x: &Tensor, axis: isize, log: bool) -> Result<Tensor> {
     })?;
     let out = Tensor::from_f32(out, &shape);
     let y = out.detach();
-    Ok(record(out, op, &[x], move |g| {
+    let rec = if log {
+        Op::LogSoftmax { axis: ax }
+    } else {
+        Op::Softmax { axis: ax }
+    };
+    Ok(record_op(out, rec, &[x], move |g| {
         let mut dx = pool::take_uninit(y.numel());
         y.with_f32(op, |ys| {
             g.with_f32(op, |gs| {

@@ -4,7 +4,7 @@
 //! one fused pass over the output gradient and the saved input or output. Gradients at kinks
 //! follow PyTorch: `relu'(0) = 0`, `abs'(0) = 0`, clamp passes the gradient on its closed range.
 
-use crate::autograd::record;
+use crate::autograd::{record_op, Op};
 use crate::kernels::elementwise as ew;
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
@@ -114,11 +114,12 @@ fn zip_slices(
 impl Tensor {
     /// Runs an elementwise op given as slice kernels: `fwd(x, y)` and the fused backward
     /// `bwd(g, s, grad_in)` where `s` is the saved input or output.
-    fn unary_op_k<F, B>(&self, name: &'static str, fwd: F, saved: Saved, bwd: B) -> Result<Tensor>
+    fn unary_op_k<F, B>(&self, op: Op, fwd: F, saved: Saved, bwd: B) -> Result<Tensor>
     where
         F: Fn(&[f32], &mut [f32]) + Sync,
         B: Fn(&[f32], &[f32], &mut [f32]) + Send + Sync + 'static,
     {
+        let name = op.name();
         let out = map_f32(self, name, fwd)?;
         if !self.requires_grad() || !crate::is_grad_enabled() {
             return Ok(out);
@@ -127,20 +128,20 @@ impl Tensor {
             Saved::Input => self.detach(),
             Saved::Output => out.detach(),
         };
-        Ok(record(out, name, &[self], move |g| {
+        Ok(record_op(out, op, &[self], move |g| {
             Ok(vec![Some(zip_slices(g, &s, name, bwd)?)])
         }))
     }
 
     /// Runs an elementwise op whose gradient is `d(g, s)` where `s` is the saved input or
     /// output. For small `f` and `d` (larger ones get dedicated slice kernels).
-    fn unary_op<F, D>(&self, name: &'static str, f: F, saved: Saved, d: D) -> Result<Tensor>
+    fn unary_op<F, D>(&self, op: Op, f: F, saved: Saved, d: D) -> Result<Tensor>
     where
         F: Fn(f32) -> f32 + Copy + Send + Sync,
         D: Fn(f32, f32) -> f32 + Copy + Send + Sync + 'static,
     {
         self.unary_op_k(
-            name,
+            op,
             move |x, y| ew::map1(x, y, f),
             saved,
             move |g, s, o| ew::map2(g, s, o, d),
@@ -148,12 +149,13 @@ impl Tensor {
     }
 
     /// An op whose gradient is the output gradient times a constant.
-    fn linear_op<F>(&self, name: &'static str, f: F, scale: f32) -> Result<Tensor>
+    fn linear_op<F>(&self, op: Op, f: F, scale: f32) -> Result<Tensor>
     where
         F: Fn(f32) -> f32 + Copy + Send + Sync,
     {
+        let name = op.name();
         let out = map_unary(self, name, f)?;
-        Ok(record(out, name, &[self], move |g| {
+        Ok(record_op(out, op, &[self], move |g| {
             let gi = if scale == 1.0 {
                 g.clone()
             } else {
@@ -167,33 +169,33 @@ impl Tensor {
 
     /// `-self`.
     pub fn neg(&self) -> Result<Tensor> {
-        self.linear_op("neg", |x| -x, -1.0)
+        self.linear_op(Op::Neg, |x| -x, -1.0)
     }
 
     /// `self + c`.
     pub fn add_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op("add_scalar", move |x| x + c, 1.0)
+        self.linear_op(Op::AddScalar { c }, move |x| x + c, 1.0)
     }
 
     /// `self - c`.
     pub fn sub_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op("sub_scalar", move |x| x - c, 1.0)
+        self.linear_op(Op::SubScalar { c }, move |x| x - c, 1.0)
     }
 
     /// `c - self`.
     pub fn rsub_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op("rsub_scalar", move |x| c - x, -1.0)
+        self.linear_op(Op::RsubScalar { c }, move |x| c - x, -1.0)
     }
 
     /// `self * c`.
     pub fn mul_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op("mul_scalar", move |x| x * c, c)
+        self.linear_op(Op::MulScalar { c }, move |x| x * c, c)
     }
 
     /// `self / c` (a true division, like PyTorch, not a multiplication by `1/c`).
     pub fn div_scalar(&self, c: f32) -> Result<Tensor> {
         let out = map_unary(self, "div_scalar", move |x| x / c)?;
-        Ok(record(out, "div_scalar", &[self], move |g| {
+        Ok(record_op(out, Op::DivScalar { c }, &[self], move |g| {
             Ok(vec![Some(map_unary(g, "div_scalar", move |v| v / c)?)])
         }))
     }
@@ -202,48 +204,77 @@ impl Tensor {
     /// products, square roots and divisions instead of `powf`; the gradient `p·x^(p-1)` is 0 for
     /// `p = 0`.
     pub fn pow_scalar(&self, p: f32) -> Result<Tensor> {
-        const OP: &str = "pow_scalar";
         let generic = move |g: f32, x: f32| g * p * x.powf(p - 1.0);
         if p == 0.0 {
-            self.unary_op(OP, |_| 1.0, Saved::Input, |_, _| 0.0)
+            self.unary_op(Op::PowScalar { p }, |_| 1.0, Saved::Input, |_, _| 0.0)
         } else if p == 1.0 {
-            self.unary_op(OP, |x| x, Saved::Input, |g, _| g)
+            self.unary_op(Op::PowScalar { p }, |x| x, Saved::Input, |g, _| g)
         } else if p == 2.0 {
-            self.unary_op(OP, |x| x * x, Saved::Input, |g, x| g * 2.0 * x)
+            self.unary_op(
+                Op::PowScalar { p },
+                |x| x * x,
+                Saved::Input,
+                |g, x| g * 2.0 * x,
+            )
         } else if p == 3.0 {
-            self.unary_op(OP, |x| x * x * x, Saved::Input, |g, x| g * 3.0 * (x * x))
+            self.unary_op(
+                Op::PowScalar { p },
+                |x| x * x * x,
+                Saved::Input,
+                |g, x| g * 3.0 * (x * x),
+            )
         } else if p == 0.5 {
-            self.unary_op(OP, f32::sqrt, Saved::Input, generic)
+            self.unary_op(Op::PowScalar { p }, f32::sqrt, Saved::Input, generic)
         } else if p == -0.5 {
-            self.unary_op(OP, |x| 1.0 / x.sqrt(), Saved::Input, generic)
+            self.unary_op(
+                Op::PowScalar { p },
+                |x| 1.0 / x.sqrt(),
+                Saved::Input,
+                generic,
+            )
         } else if p == -1.0 {
-            self.unary_op(OP, |x| 1.0 / x, Saved::Input, generic)
+            self.unary_op(Op::PowScalar { p }, |x| 1.0 / x, Saved::Input, generic)
         } else if p == -2.0 {
-            self.unary_op(OP, |x| 1.0 / (x * x), Saved::Input, generic)
+            self.unary_op(
+                Op::PowScalar { p },
+                |x| 1.0 / (x * x),
+                Saved::Input,
+                generic,
+            )
         } else {
-            self.unary_op(OP, move |x| x.powf(p), Saved::Input, generic)
+            self.unary_op(
+                Op::PowScalar { p },
+                move |x| x.powf(p),
+                Saved::Input,
+                generic,
+            )
         }
     }
 
     /// `1 / self`.
     pub fn reciprocal(&self) -> Result<Tensor> {
-        self.unary_op("reciprocal", |x| 1.0 / x, Saved::Output, |g, y| -g * y * y)
+        self.unary_op(
+            Op::Reciprocal,
+            |x| 1.0 / x,
+            Saved::Output,
+            |g, y| -g * y * y,
+        )
     }
 
     /// `self²`.
     pub fn square(&self) -> Result<Tensor> {
-        self.unary_op("square", |x| x * x, Saved::Input, |g, x| 2.0 * x * g)
+        self.unary_op(Op::Square, |x| x * x, Saved::Input, |g, x| 2.0 * x * g)
     }
 
     /// `√self` (NaN below 0; the gradient at 0 is inf like PyTorch).
     pub fn sqrt(&self) -> Result<Tensor> {
-        self.unary_op("sqrt", f32::sqrt, Saved::Output, |g, y| g / (2.0 * y))
+        self.unary_op(Op::Sqrt, f32::sqrt, Saved::Output, |g, y| g / (2.0 * y))
     }
 
     /// `1 / √self`.
     pub fn rsqrt(&self) -> Result<Tensor> {
         self.unary_op(
-            "rsqrt",
+            Op::Rsqrt,
             |x| 1.0 / x.sqrt(),
             Saved::Output,
             |g, y| -0.5 * g * (y * y * y),
@@ -252,7 +283,7 @@ impl Tensor {
 
     /// `|self|`; the gradient at 0 is 0.
     pub fn abs(&self) -> Result<Tensor> {
-        self.unary_op("abs", f32::abs, Saved::Input, |g, x| g * sign_f32(x))
+        self.unary_op(Op::Abs, f32::abs, Saved::Input, |g, x| g * sign_f32(x))
     }
 
     /// `-1`, `0` or `1` by the sign of each element (0 for NaN, like PyTorch's CPU kernel); the
@@ -260,7 +291,7 @@ impl Tensor {
     pub fn sign(&self) -> Result<Tensor> {
         let out = map_unary(self, "sign", sign_f32)?;
         let shape = self.shape().to_vec();
-        Ok(record(out, "sign", &[self], move |_| {
+        Ok(record_op(out, Op::Sign, &[self], move |_| {
             Ok(vec![Some(Tensor::zeros(&shape))])
         }))
     }
@@ -269,39 +300,39 @@ impl Tensor {
 
     /// `e^self` (fast vectorised kernel, ≤ 1 ulp).
     pub fn exp(&self) -> Result<Tensor> {
-        self.unary_op_k("exp", ew::exp_slice, Saved::Output, |g, y, o| {
+        self.unary_op_k(Op::Exp, ew::exp_slice, Saved::Output, |g, y, o| {
             ew::map2(g, y, o, |g, y| g * y)
         })
     }
 
     /// Natural logarithm (fast vectorised kernel, ≤ 2 ulp).
     pub fn log(&self) -> Result<Tensor> {
-        self.unary_op_k("log", ew::log_slice, Saved::Input, |g, x, o| {
+        self.unary_op_k(Op::Log, ew::log_slice, Saved::Input, |g, x, o| {
             ew::map2(g, x, o, |g, x| g / x)
         })
     }
 
     /// `ln(1 + self)`, accurate near 0.
     pub fn log1p(&self) -> Result<Tensor> {
-        self.unary_op_k("log1p", ew::log1p_slice, Saved::Input, |g, x, o| {
+        self.unary_op_k(Op::Log1p, ew::log1p_slice, Saved::Input, |g, x, o| {
             ew::map2(g, x, o, |g, x| g / (1.0 + x))
         })
     }
 
     /// Sine.
     pub fn sin(&self) -> Result<Tensor> {
-        self.unary_op("sin", f32::sin, Saved::Input, |g, x| g * x.cos())
+        self.unary_op(Op::Sin, f32::sin, Saved::Input, |g, x| g * x.cos())
     }
 
     /// Cosine.
     pub fn cos(&self) -> Result<Tensor> {
-        self.unary_op("cos", f32::cos, Saved::Input, |g, x| -g * x.sin())
+        self.unary_op(Op::Cos, f32::cos, Saved::Input, |g, x| -g * x.sin())
     }
 
     /// Hyperbolic tangent (fast vectorised kernel).
     pub fn tanh(&self) -> Result<Tensor> {
         self.unary_op_k(
-            "tanh",
+            Op::Tanh,
             ew::tanh_slice,
             Saved::Output,
             ew::tanh_backward_slice,
@@ -311,7 +342,7 @@ impl Tensor {
     /// Logistic sigmoid `1 / (1 + e^-x)` (fast vectorised kernel).
     pub fn sigmoid(&self) -> Result<Tensor> {
         self.unary_op_k(
-            "sigmoid",
+            Op::Sigmoid,
             ew::sigmoid_slice,
             Saved::Output,
             ew::sigmoid_backward_slice,
@@ -323,7 +354,7 @@ impl Tensor {
     /// `max(self, 0)` (NaN stays NaN, like PyTorch); the gradient at 0 is 0.
     pub fn relu(&self) -> Result<Tensor> {
         self.unary_op(
-            "relu",
+            Op::Relu,
             |x| if x > 0.0 || x.is_nan() { x } else { 0.0 },
             Saved::Output,
             |g, y| if y > 0.0 { g } else { 0.0 },
@@ -333,7 +364,7 @@ impl Tensor {
     /// `min(max(self, 0), 6)`; gradient on the open range `(0, 6)` like PyTorch.
     pub fn relu6(&self) -> Result<Tensor> {
         self.unary_op(
-            "relu6",
+            Op::Relu6,
             |x| clamp_f32(x, 0.0, 6.0),
             Saved::Input,
             |g, x| if x > 0.0 && x < 6.0 { g } else { 0.0 },
@@ -343,7 +374,7 @@ impl Tensor {
     /// `x` for `x > 0`, `slope·x` otherwise.
     pub fn leaky_relu(&self, slope: f32) -> Result<Tensor> {
         self.unary_op(
-            "leaky_relu",
+            Op::LeakyRelu { slope },
             move |x| if x > 0.0 { x } else { x * slope },
             Saved::Input,
             move |g, x| if x > 0.0 { g } else { g * slope },
@@ -353,7 +384,7 @@ impl Tensor {
     /// ELU: `x` for `x > 0`, `alpha·(e^x − 1)` otherwise.
     pub fn elu(&self, alpha: f32) -> Result<Tensor> {
         self.unary_op_k(
-            "elu",
+            Op::Elu { alpha },
             move |x, y| ew::elu_slice(x, y, alpha, 1.0),
             Saved::Input,
             move |g, x, o| ew::elu_backward_slice(g, x, o, alpha, 1.0),
@@ -363,7 +394,7 @@ impl Tensor {
     /// SELU: `scale·elu(x, alpha)` with the constants of Klambauer et al. (as PyTorch).
     pub fn selu(&self) -> Result<Tensor> {
         self.unary_op_k(
-            "selu",
+            Op::Selu,
             |x, y| ew::elu_slice(x, y, SELU_ALPHA, SELU_SCALE),
             Saved::Input,
             |g, x, o| ew::elu_backward_slice(g, x, o, SELU_ALPHA, SELU_SCALE),
@@ -373,7 +404,7 @@ impl Tensor {
     /// GELU, exact form `x·Φ(x)` with Φ the standard normal CDF (fast vectorised erf).
     pub fn gelu(&self) -> Result<Tensor> {
         self.unary_op_k(
-            "gelu",
+            Op::Gelu,
             ew::gelu_slice,
             Saved::Input,
             ew::gelu_backward_slice,
@@ -383,7 +414,7 @@ impl Tensor {
     /// GELU, tanh approximation `0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))`.
     pub fn gelu_tanh(&self) -> Result<Tensor> {
         self.unary_op_k(
-            "gelu_tanh",
+            Op::GeluTanh,
             ew::gelu_tanh_slice,
             Saved::Input,
             ew::gelu_tanh_backward_slice,
@@ -393,7 +424,7 @@ impl Tensor {
     /// Softplus `ln(1 + e^x)` with β = 1 and PyTorch's threshold 20 (identity above it).
     pub fn softplus(&self) -> Result<Tensor> {
         self.unary_op_k(
-            "softplus",
+            Op::Softplus,
             ew::softplus_slice,
             Saved::Input,
             ew::softplus_backward_slice,
@@ -403,7 +434,7 @@ impl Tensor {
     /// SiLU `x·σ(x)` (also called swish).
     pub fn silu(&self) -> Result<Tensor> {
         self.unary_op_k(
-            "silu",
+            Op::Silu,
             ew::silu_slice,
             Saved::Input,
             ew::silu_backward_slice,
@@ -418,7 +449,7 @@ impl Tensor {
     /// Hard sigmoid `relu6(x + 3) / 6` (PyTorch / Keras 3); gradient `1/6` on `(-3, 3)`.
     pub fn hard_sigmoid(&self) -> Result<Tensor> {
         self.unary_op(
-            "hard_sigmoid",
+            Op::HardSigmoid,
             |x| clamp_f32(x + 3.0, 0.0, 6.0) / 6.0,
             Saved::Input,
             |g, x| {
@@ -434,7 +465,7 @@ impl Tensor {
     /// Hard swish `x·relu6(x + 3) / 6`, with PyTorch's gradient (`x/3 + 1/2` on `[-3, 3]`).
     pub fn hard_swish(&self) -> Result<Tensor> {
         self.unary_op(
-            "hard_swish",
+            Op::HardSwish,
             |x| x * clamp_f32(x + 3.0, 0.0, 6.0) / 6.0,
             Saved::Input,
             |g, x| {
@@ -464,7 +495,7 @@ impl Tensor {
         let lo = min.unwrap_or(f32::NEG_INFINITY);
         let hi = max.unwrap_or(f32::INFINITY);
         self.unary_op(
-            "clamp",
+            Op::Clamp { min, max },
             move |x| clamp_f32(x, lo, hi),
             Saved::Input,
             move |g, x| if x >= lo && x <= hi { g } else { 0.0 },

@@ -1,7 +1,7 @@
 //! Views: reshape, permute/transpose, narrow/slice with steps, expand (broadcast), squeeze and
 //! unsqueeze. They share memory with their source when the layout allows and copy otherwise.
 
-use crate::autograd::record;
+use crate::autograd::{record_op, Op};
 use crate::shape::{contiguous_strides, normalize_axis, numel, Layout};
 use crate::{Error, Result, Tensor};
 
@@ -32,7 +32,7 @@ impl Tensor {
         };
         let out = src.view_with_layout(layout);
         let in_shape = self.shape().to_vec();
-        Ok(record(out, "reshape", &[&src], move |g| {
+        Ok(record_op(out, Op::Reshape, &[&src], move |g| {
             Ok(vec![Some(g.reshape(&in_shape)?)])
         }))
     }
@@ -124,9 +124,14 @@ impl Tensor {
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
-        Ok(record(out, "permute", &[self], move |g| {
-            Ok(vec![Some(g.permute(&inverse)?)])
-        }))
+        Ok(record_op(
+            out,
+            Op::Permute {
+                perm: perm.to_vec(),
+            },
+            &[self],
+            move |g| Ok(vec![Some(g.permute(&inverse)?)]),
+        ))
     }
 
     /// Swaps two dimensions.
@@ -176,9 +181,17 @@ impl Tensor {
         layout.offset = l.offset + start * l.strides[ax];
         let out = self.view_with_layout(layout);
         let in_shape = self.shape().to_vec();
-        Ok(record(out, "slice", &[self], move |g| {
-            Ok(vec![Some(slice_backward(g, &in_shape, ax, start, step)?)])
-        }))
+        Ok(record_op(
+            out,
+            Op::Slice {
+                axis: ax,
+                start,
+                end,
+                step,
+            },
+            &[self],
+            move |g| Ok(vec![Some(slice_backward(g, &in_shape, ax, start, step)?)]),
+        ))
     }
 
     /// Broadcasts size-1 (or missing leading) dimensions to `shape` without copying.
@@ -202,7 +215,7 @@ impl Tensor {
         };
         let out = self.view_with_layout(layout);
         let in_shape = self.shape().to_vec();
-        Ok(record(out, "expand", &[self], move |g| {
+        Ok(record_op(out, Op::Expand, &[self], move |g| {
             Ok(vec![Some(g.sum_to_shape(&in_shape)?)])
         }))
     }
