@@ -2,7 +2,7 @@
 //! and the broadcast iteration plan ([`Broadcast`]) shared by the elementwise, comparison and
 //! reduction kernels.
 
-use crate::autograd::{record_op, Op};
+use crate::autograd::{is_recorded, record_rule, GradCtx, Op, Saved};
 use crate::kernels::elementwise as ew;
 use crate::shape::{broadcast_shapes, numel, Layout};
 use crate::storage::{pool, Buffer};
@@ -447,80 +447,119 @@ impl Tensor {
     /// `self + other` with broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         let out = binary_forward(BinOp::Add, self, other)?;
-        let (sa, sb) = (self.shape().to_vec(), other.shape().to_vec());
-        let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record_op(out, Op::Add, &[self, other], move |g| {
-            Ok(vec![
-                reduce_grad(g.clone(), &sa, ra)?,
-                reduce_grad(g.clone(), &sb, rb)?,
-            ])
-        }))
+        Ok(record_rule(
+            out,
+            Op::Add,
+            &[self, other],
+            grad,
+            Saved::none(),
+        ))
     }
 
     /// `self - other` with broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
         let out = binary_forward(BinOp::Sub, self, other)?;
-        let (sa, sb) = (self.shape().to_vec(), other.shape().to_vec());
-        let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record_op(out, Op::Sub, &[self, other], move |g| {
-            let gb = match reduce_grad(g.clone(), &sb, rb)? {
-                // Negate after reducing: fewer elements.
-                Some(t) => Some(t.neg()?),
-                None => None,
-            };
-            Ok(vec![reduce_grad(g.clone(), &sa, ra)?, gb])
-        }))
+        Ok(record_rule(
+            out,
+            Op::Sub,
+            &[self, other],
+            grad,
+            Saved::none(),
+        ))
     }
 
     /// `self * other` (elementwise) with broadcasting.
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
-        let out = binary_forward(BinOp::Mul, self, other)?;
-        let (a, b) = (self.detach(), other.detach());
-        let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record_op(out, Op::Mul, &[self, other], move |g| {
-            let ga = if ra {
-                Some(mul_sum_to_shape("mul backward", g, &b, a.shape())?)
-            } else {
-                None
-            };
-            let gb = if rb {
-                Some(mul_sum_to_shape("mul backward", g, &a, b.shape())?)
-            } else {
-                None
-            };
-            Ok(vec![ga, gb])
-        }))
+        self.binary_saving_inputs(BinOp::Mul, Op::Mul, other)
     }
 
     /// `self / other` (elementwise) with broadcasting.
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
         let out = binary_forward(BinOp::Div, self, other)?;
-        let (a_shape, b) = (self.shape().to_vec(), other.detach());
-        let y = out.detach();
-        let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record_op(out, Op::Div, &[self, other], move |g| {
-            let g_over_b = binary_forward(BinOp::Div, g, &b)?;
-            let gb = if rb {
-                // d(a/b)/db = -a/b² = -(a/b)/b, so the gradient is -Σ(g/b)·y.
-                Some(mul_sum_to_shape("div backward", &g_over_b, &y, b.shape())?.neg()?)
-            } else {
-                None
-            };
-            Ok(vec![reduce_grad(g_over_b, &a_shape, ra)?, gb])
-        }))
+        if !is_recorded(&[self, other]) {
+            return Ok(out);
+        }
+        let saved = Saved::tensors(vec![other.detach(), out.detach()]);
+        Ok(record_rule(out, Op::Div, &[self, other], grad, saved))
     }
 
     /// `self ^ other` (elementwise power) with broadcasting. Like PyTorch, the base gradient is
     /// 0 where the exponent is 0, and the exponent gradient (`y·ln(self)`) is 0 where
     /// `self == 0` and `other >= 0`; elsewhere it is only meaningful where `self > 0`.
     pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
-        let out = binary_forward(BinOp::Pow, self, other)?;
-        let (a, b) = (self.detach(), other.detach());
-        let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record_op(out, Op::Pow, &[self, other], move |g| {
+        self.binary_saving_inputs(BinOp::Pow, Op::Pow, other)
+    }
+
+    /// Elementwise maximum with broadcasting; NaN propagates. Like PyTorch, ties split the
+    /// gradient evenly between the two inputs.
+    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_saving_inputs(BinOp::Max, Op::Maximum, other)
+    }
+
+    /// Elementwise minimum with broadcasting; NaN propagates. Like PyTorch, ties split the
+    /// gradient evenly between the two inputs.
+    pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_saving_inputs(BinOp::Min, Op::Minimum, other)
+    }
+
+    /// A binary op whose gradient reads both inputs.
+    fn binary_saving_inputs(&self, bin: BinOp, op: Op, other: &Tensor) -> Result<Tensor> {
+        let out = binary_forward(bin, self, other)?;
+        if !is_recorded(&[self, other]) {
+            return Ok(out);
+        }
+        let saved = Saved::tensors(vec![self.detach(), other.detach()]);
+        Ok(record_rule(out, op, &[self, other], grad, saved))
+    }
+}
+
+/// The gradient rule of the broadcasting binary ops: each input's share of `g`, summed back to
+/// the input's shape.
+fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let (ra, rb) = (ctx.needs(0), ctx.needs(1));
+    match op {
+        Op::Add => Ok(vec![
+            reduce_grad(g.clone(), ctx.input_shape(0), ra)?,
+            reduce_grad(g.clone(), ctx.input_shape(1), rb)?,
+        ]),
+        Op::Sub => {
+            let gb = match reduce_grad(g.clone(), ctx.input_shape(1), rb)? {
+                // Negate after reducing: fewer elements.
+                Some(t) => Some(t.neg()?),
+                None => None,
+            };
+            Ok(vec![reduce_grad(g.clone(), ctx.input_shape(0), ra)?, gb])
+        }
+        Op::Mul => {
+            let (a, b) = (ctx.saved(0)?, ctx.saved(1)?);
+            let ga = if ra {
+                Some(mul_sum_to_shape("mul backward", g, b, a.shape())?)
+            } else {
+                None
+            };
+            let gb = if rb {
+                Some(mul_sum_to_shape("mul backward", g, a, b.shape())?)
+            } else {
+                None
+            };
+            Ok(vec![ga, gb])
+        }
+        Op::Div => {
+            let (b, y) = (ctx.saved(0)?, ctx.saved(1)?);
+            let g_over_b = binary_forward(BinOp::Div, g, b)?;
+            let gb = if rb {
+                // d(a/b)/db = -a/b² = -(a/b)/b, so the gradient is -Σ(g/b)·y.
+                Some(mul_sum_to_shape("div backward", &g_over_b, y, b.shape())?.neg()?)
+            } else {
+                None
+            };
+            Ok(vec![reduce_grad(g_over_b, ctx.input_shape(0), ra)?, gb])
+        }
+        Op::Pow => {
+            let (a, b) = (ctx.saved(0)?, ctx.saved(1)?);
             let shape = g.shape().to_vec();
             let ga = if ra {
-                let full = broadcast_map3("pow backward", g, &a, &b, &shape, |g, a, b| {
+                let full = broadcast_map3("pow backward", g, a, b, &shape, |g, a, b| {
                     if b == 0.0 {
                         0.0
                     } else {
@@ -532,7 +571,7 @@ impl Tensor {
                 None
             };
             let gb = if rb {
-                let full = broadcast_map3("pow backward", g, &a, &b, &shape, |g, a, b| {
+                let full = broadcast_map3("pow backward", g, a, b, &shape, |g, a, b| {
                     if a == 0.0 && b >= 0.0 {
                         0.0
                     } else {
@@ -544,58 +583,31 @@ impl Tensor {
                 None
             };
             Ok(vec![ga, gb])
-        }))
-    }
-
-    /// Elementwise maximum with broadcasting; NaN propagates. Like PyTorch, ties split the
-    /// gradient evenly between the two inputs.
-    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
-        self.min_max(other, BinOp::Max)
-    }
-
-    /// Elementwise minimum with broadcasting; NaN propagates. Like PyTorch, ties split the
-    /// gradient evenly between the two inputs.
-    pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
-        self.min_max(other, BinOp::Min)
-    }
-
-    fn min_max(&self, other: &Tensor, op: BinOp) -> Result<Tensor> {
-        let out = binary_forward(op, self, other)?;
-        let (a, b) = (self.detach(), other.detach());
-        let (ra, rb) = (self.requires_grad(), other.requires_grad());
-        Ok(record_op(
-            out,
-            if op == BinOp::Max {
-                Op::Maximum
-            } else {
-                Op::Minimum
-            },
-            &[self, other],
-            move |g| {
-                let shape = g.shape().to_vec();
-                let is_max = op == BinOp::Max;
-                // Share of the gradient that goes to `a`: 1 where a wins (or is NaN), ½ on ties.
-                let ga_full =
-                    broadcast_map3("maximum backward", g, &a, &b, &shape, move |g, a, b| {
-                        let a_wins = if is_max { a > b } else { a < b } || a.is_nan();
-                        if a_wins {
-                            g
-                        } else if a == b {
-                            0.5 * g
-                        } else {
-                            0.0
-                        }
-                    })?;
-                let gb = if rb {
-                    // g - ga is exact: it is 0, g/2 or g.
-                    let gb_full =
-                        super::unary::zip_map(g, &ga_full, "maximum backward", |g, x| g - x)?;
-                    Some(gb_full.sum_to_shape(b.shape())?)
+        }
+        Op::Maximum | Op::Minimum => {
+            let (a, b) = (ctx.saved(0)?, ctx.saved(1)?);
+            let shape = g.shape().to_vec();
+            let is_max = *op == Op::Maximum;
+            // Share of the gradient that goes to `a`: 1 where a wins (or is NaN), ½ on ties.
+            let ga_full = broadcast_map3("maximum backward", g, a, b, &shape, move |g, a, b| {
+                let a_wins = if is_max { a > b } else { a < b } || a.is_nan();
+                if a_wins {
+                    g
+                } else if a == b {
+                    0.5 * g
                 } else {
-                    None
-                };
-                Ok(vec![reduce_grad(ga_full, a.shape(), ra)?, gb])
-            },
-        ))
+                    0.0
+                }
+            })?;
+            let gb = if rb {
+                // g - ga is exact: it is 0, g/2 or g.
+                let gb_full = super::unary::zip_map(g, &ga_full, "maximum backward", |g, x| g - x)?;
+                Some(gb_full.sum_to_shape(b.shape())?)
+            } else {
+                None
+            };
+            Ok(vec![reduce_grad(ga_full, a.shape(), ra)?, gb])
+        }
+        _ => Err(ctx.unexpected()),
     }
 }

@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod compare;
 pub mod conv;
+pub mod convert;
 pub mod creation;
 pub mod dropout;
 pub mod loss;
