@@ -7,7 +7,7 @@
 //! the chunks are filled in parallel and the mask depends only on the seed, never on the
 //! number of threads. The backward pass multiplies by the saved byte mask.
 
-use crate::autograd::{record_op, Op};
+use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::rng::Rng;
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
@@ -72,7 +72,15 @@ fn apply_mask(xs: &[f32], mask: &[u8], seg: usize, scale: f32) -> Vec<f32> {
     out
 }
 
-/// Records `out` with the backward rule `dx = dy · mask · scale`.
+/// The kept-element mask of a dropout and its scale, saved for the gradient.
+struct Mask {
+    /// 1 = kept, one byte per segment of `seg` elements.
+    mask: Vec<u8>,
+    seg: usize,
+    scale: f32,
+}
+
+/// Records `out` with the gradient rule `dx = dy · mask · scale`.
 fn record_masked(
     out: Tensor,
     rec: Op,
@@ -81,17 +89,25 @@ fn record_masked(
     seg: usize,
     scale: f32,
 ) -> Tensor {
-    let op = rec.name();
-    record_op(out, rec, &[x], move |g| {
-        let dx = g.with_f32(op, |gs| apply_mask(gs, &mask, seg, scale))?;
-        Ok(vec![Some(Tensor::from_f32(dx, g.shape()))])
-    })
+    let saved = Saved::with_state(vec![], Mask { mask, seg, scale });
+    record_rule(out, rec, &[x], grad, saved)
 }
 
-/// Zeros of `x`'s shape whose gradient is zero (dropout with `p == 1`).
+/// Zeros of `x`'s shape whose gradient is zero (dropout with `p == 1`, nothing saved).
 fn all_dropped(rec: Op, x: &Tensor) -> Tensor {
     let out = Tensor::zeros(x.shape());
-    record_op(out, rec, &[x], |g| Ok(vec![Some(Tensor::zeros(g.shape()))]))
+    record_rule(out, rec, &[x], grad, Saved::none())
+}
+
+/// The gradient rule of the dropouts: the output gradient through the saved mask and scale
+/// (zeros when everything was dropped).
+fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    if matches!(op, Op::Dropout { p } | Op::SpatialDropout { p } if *p == 1.0) {
+        return Ok(vec![Some(Tensor::zeros(g.shape()))]);
+    }
+    let m = ctx.take_state::<Mask>()?;
+    let dx = g.with_f32(op.name(), |gs| apply_mask(gs, &m.mask, m.seg, m.scale))?;
+    Ok(vec![Some(Tensor::from_f32(dx, g.shape()))])
 }
 
 impl Tensor {
