@@ -10,7 +10,7 @@
 //! index selection, repetition and crops are all such maps; their gradients are the adjoint kernel
 //! `map_accumulate` (or the inverse map where one exists).
 
-use crate::autograd::{record_op, record_op_non_differentiable, Op};
+use crate::autograd::{record_op_non_differentiable, record_rule, GradCtx, GradRule, Op, Saved};
 use crate::shape::{contiguous_strides, normalize_axes, normalize_axis, numel, Layout};
 use crate::storage::{pool, Buffer, Storage};
 use crate::{BufferElement, DType, Element, Error, Result, Tensor};
@@ -172,14 +172,9 @@ fn with_contig<T: Scalar, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R>
 
 /// Records the backward rule of an op with a float output; other outputs are recorded as
 /// non-differentiable (asking for their gradient names the op).
-fn record_float(
-    out: Tensor,
-    op: Op,
-    inputs: &[&Tensor],
-    backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
-) -> Tensor {
+fn record_float(out: Tensor, op: Op, inputs: &[&Tensor], rule: GradRule, saved: Saved) -> Tensor {
     if out.dtype().is_float() {
-        record_op(out, op, inputs, backward)
+        record_rule(out, op, inputs, rule, saved)
     } else {
         record_op_non_differentiable(out, op, inputs)
     }
@@ -986,21 +981,13 @@ impl Tensor {
         let mut out_shape = first.shape().to_vec();
         out_shape[ax] = sizes.iter().sum();
         let out = concat(tensors, &blocks, &out_shape);
-        let needs: Vec<bool> = tensors.iter().map(|t| t.requires_grad()).collect();
-        Ok(record_float(out, Op::Cat { axis: ax }, tensors, move |g| {
-            let mut start = 0;
-            let mut grads = Vec::with_capacity(sizes.len());
-            for (&size, &need) in sizes.iter().zip(&needs) {
-                grads.push(need.then(|| {
-                    let mut maps: Vec<Vec<usize>> =
-                        g.shape().iter().map(|&n| identity(n)).collect();
-                    maps[ax] = (start..start + size).collect();
-                    apply_maps(g, g.layout(), &maps, 0.0)
-                }));
-                start += size;
-            }
-            Ok(grads)
-        }))
+        Ok(record_float(
+            out,
+            Op::Cat { axis: ax },
+            tensors,
+            cat_grad,
+            Saved::none(),
+        ))
     }
 
     /// Stacks equally shaped tensors along a new dimension `axis` (in `-(rank+1)..=rank`),
@@ -1025,26 +1012,12 @@ impl Tensor {
         let mut out_shape = first.shape().to_vec();
         out_shape.insert(ax, tensors.len());
         let out = concat(tensors, &blocks, &out_shape);
-        let needs: Vec<bool> = tensors.iter().map(|t| t.requires_grad()).collect();
-        let in_shape = first.shape().to_vec();
         Ok(record_float(
             out,
             Op::Stack { axis: ax },
             tensors,
-            move |g| {
-                let mut grads = Vec::with_capacity(needs.len());
-                for (i, &need) in needs.iter().enumerate() {
-                    grads.push(if need {
-                        let mut maps: Vec<Vec<usize>> =
-                            g.shape().iter().map(|&n| identity(n)).collect();
-                        maps[ax] = vec![i];
-                        Some(apply_maps(g, g.layout(), &maps, 0.0).reshape(&in_shape)?)
-                    } else {
-                        None
-                    });
-                }
-                Ok(grads)
-            },
+            stack_grad,
+            Saved::none(),
         ))
     }
 
@@ -1112,18 +1085,13 @@ impl Tensor {
                 Tensor::from_buffer(buf, &ishape)
             }))
         })?;
-        let in_shape = self.shape().to_vec();
         let saved = index.detach();
         Ok(record_float(
             out,
             Op::Gather { axis: ax },
             &[self, index],
-            move |g| {
-                let gs = with_index(OP, &saved, &[g], |idx| {
-                    Ok(gather_backward(g, ax, idx, &ishape, &in_shape))
-                })?;
-                Ok(vec![Some(gs), None])
-            },
+            gather_grad,
+            Saved::tensors(vec![saved]),
         ))
     }
 
@@ -1164,8 +1132,6 @@ impl Tensor {
                 Tensor::from_buffer(buf, &in_shape)
             }))
         })?;
-        let src_shape = src.shape().to_vec();
-        let (need_in, need_src) = (self.requires_grad(), src.requires_grad());
         let saved = index.detach();
         Ok(record_float(
             out,
@@ -1175,24 +1141,8 @@ impl Tensor {
                 Op::Scatter { axis: ax }
             },
             &[self, index, src],
-            move |g| {
-                if accumulate {
-                    let gsrc = if need_src {
-                        Some(with_index(op, &saved, &[g], |idx| {
-                            Ok(gather_padded(g, ax, idx, &ishape, &src_shape))
-                        })?)
-                    } else {
-                        None
-                    };
-                    return Ok(vec![need_in.then(|| g.clone()), None, gsrc]);
-                }
-                let (gin, gsrc) = with_index(op, &saved, &[g], |idx| {
-                    Ok(dispatch!(g.dtype(), T => with_contig(g, |gs: &[T]| {
-                    scatter_backward(gs, ax, idx, &ishape, &in_shape, &src_shape, need_in, need_src)
-                })?))
-                })?;
-                Ok(vec![gin, None, gsrc])
-            },
+            scatter_grad,
+            Saved::tensors(vec![saved]),
         ))
     }
 
@@ -1210,12 +1160,12 @@ impl Tensor {
         let mut maps: Vec<Vec<usize>> = self.shape().iter().map(|&n| identity(n)).collect();
         maps[ax] = idx.iter().map(|&v| v as usize).collect();
         let out = apply_maps(self, self.layout(), &maps, 0.0);
-        let in_shape = self.shape().to_vec();
         Ok(record_float(
             out,
             Op::IndexSelect { axis: ax },
             &[self, index],
-            move |g| Ok(vec![Some(accumulate_maps(g, &maps, &in_shape)?), None]),
+            index_select_grad,
+            Saved::with_state(vec![], maps),
         ))
     }
 
@@ -1299,7 +1249,6 @@ impl Tensor {
             _ => 0.0,
         };
         let out = apply_maps(self, self.layout(), &maps, fill);
-        let in_shape = self.shape().to_vec();
         let pads = pads.to_vec();
         Ok(record_float(
             out,
@@ -1308,22 +1257,8 @@ impl Tensor {
                 mode,
             },
             &[self],
-            move |g| {
-                let grad = match mode {
-                    PadMode::Constant(_) => {
-                        // The gradient is the interior of g: a crop.
-                        let mut crop: Vec<Vec<usize>> =
-                            in_shape.iter().map(|&n| identity(n)).collect();
-                        for (k, &(pb, _)) in pads.iter().enumerate() {
-                            let d = first + k;
-                            crop[d] = (pb..pb + in_shape[d]).collect();
-                        }
-                        apply_maps(g, g.layout(), &crop, 0.0)
-                    }
-                    _ => accumulate_maps(g, &maps, &in_shape)?,
-                };
-                Ok(vec![Some(grad)])
-            },
+            pad_grad,
+            Saved::with_state(vec![], maps),
         ))
     }
 
@@ -1341,7 +1276,8 @@ impl Tensor {
             out,
             Op::Flip { dims: axes },
             &[self],
-            move |g| Ok(vec![Some(apply_maps(g, g.layout(), &maps, 0.0))]),
+            flip_grad,
+            Saved::with_state(vec![], maps),
         ))
     }
 
@@ -1395,18 +1331,14 @@ impl Tensor {
             maps.push((0..len).map(|i| i % n).collect::<Vec<usize>>());
         }
         let out = apply_maps(self, &layout, &maps, 0.0);
-        let in_shape = self.shape().to_vec();
         Ok(record_float(
             out,
             Op::Repeat {
                 reps: reps.to_vec(),
             },
             &[self],
-            move |g| {
-                Ok(vec![Some(
-                    accumulate_maps(g, &maps, &shape)?.reshape(&in_shape)?,
-                )])
-            },
+            repeat_grad,
+            Saved::with_state(vec![], (maps, shape)),
         ))
     }
 
@@ -1476,4 +1408,139 @@ mod tests {
         };
         assert_eq!(acc, vec![0, 0, 0, 2, 2, 2]);
     }
+}
+
+/// The gradient rule of `cat`: each input's slice of `g` along the axis.
+fn cat_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::Cat { axis: ax } = *op else {
+        return Err(ctx.unexpected());
+    };
+    let sizes: Vec<usize> = (0..ctx.num_inputs())
+        .map(|i| ctx.input_shape(i)[ax])
+        .collect();
+    let needs: Vec<bool> = (0..ctx.num_inputs()).map(|i| ctx.needs(i)).collect();
+    let mut start = 0;
+    let mut grads = Vec::with_capacity(sizes.len());
+    for (&size, &need) in sizes.iter().zip(&needs) {
+        grads.push(need.then(|| {
+            let mut maps: Vec<Vec<usize>> = g.shape().iter().map(|&n| identity(n)).collect();
+            maps[ax] = (start..start + size).collect();
+            apply_maps(g, g.layout(), &maps, 0.0)
+        }));
+        start += size;
+    }
+    Ok(grads)
+}
+
+/// The gradient rule of `stack`: each input's index of `g` along the new axis.
+fn stack_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::Stack { axis: ax } = *op else {
+        return Err(ctx.unexpected());
+    };
+    let in_shape = ctx.input_shape(0).to_vec();
+    let needs: Vec<bool> = (0..ctx.num_inputs()).map(|i| ctx.needs(i)).collect();
+    let mut grads = Vec::with_capacity(needs.len());
+    for (i, &need) in needs.iter().enumerate() {
+        grads.push(if need {
+            let mut maps: Vec<Vec<usize>> = g.shape().iter().map(|&n| identity(n)).collect();
+            maps[ax] = vec![i];
+            Some(apply_maps(g, g.layout(), &maps, 0.0).reshape(&in_shape)?)
+        } else {
+            None
+        });
+    }
+    Ok(grads)
+}
+
+/// The gradient rule of `gather`: `g` scattered (added) back to the gathered positions.
+fn gather_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::Gather { axis: ax } = *op else {
+        return Err(ctx.unexpected());
+    };
+    const OP: &str = "gather";
+    let saved = ctx.saved(0)?;
+    let (in_shape, ishape) = (ctx.input_shape(0), ctx.input_shape(1));
+    let gs = with_index(OP, &saved, &[g], |idx| {
+        Ok(gather_backward(g, ax, idx, &ishape, &in_shape))
+    })?;
+    Ok(vec![Some(gs), None])
+}
+
+/// The gradient rule of `scatter` / `scatter_add`: `g` passes to `self` (minus the
+/// overwritten positions for `scatter`) and is gathered at the index for `src`.
+fn scatter_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let (ax, accumulate) = match *op {
+        Op::Scatter { axis } => (axis, false),
+        Op::ScatterAdd { axis } => (axis, true),
+        _ => return Err(ctx.unexpected()),
+    };
+    let op = op.name();
+    let saved = ctx.saved(0)?;
+    let (in_shape, ishape, src_shape) =
+        (ctx.input_shape(0), ctx.input_shape(1), ctx.input_shape(2));
+    let (need_in, need_src) = (ctx.needs(0), ctx.needs(2));
+    if accumulate {
+        let gsrc = if need_src {
+            Some(with_index(op, &saved, &[g], |idx| {
+                Ok(gather_padded(g, ax, idx, &ishape, &src_shape))
+            })?)
+        } else {
+            None
+        };
+        return Ok(vec![need_in.then(|| g.clone()), None, gsrc]);
+    }
+    let (gin, gsrc) = with_index(op, &saved, &[g], |idx| {
+        Ok(dispatch!(g.dtype(), T => with_contig(g, |gs: &[T]| {
+        scatter_backward(gs, ax, idx, &ishape, &in_shape, &src_shape, need_in, need_src)
+    })?))
+    })?;
+    Ok(vec![gin, None, gsrc])
+}
+
+/// The gradient rule of `index_select`: `g` added back along the selection maps.
+fn index_select_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let maps = ctx.take_state::<Vec<Vec<usize>>>()?;
+    let in_shape = ctx.input_shape(0);
+    Ok(vec![Some(accumulate_maps(g, &maps, &in_shape)?), None])
+}
+
+/// The gradient rule of `pad`: the interior of `g` (constant padding) or `g` added back along
+/// the reflect/replicate maps.
+fn pad_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::Pad { pads, mode } = op else {
+        return Err(ctx.unexpected());
+    };
+    let mode = *mode;
+    let maps = ctx.take_state::<Vec<Vec<usize>>>()?;
+    let in_shape = ctx.input_shape(0);
+    let first = in_shape.len() - pads.len();
+    let grad = match mode {
+        PadMode::Constant(_) => {
+            // The gradient is the interior of g: a crop.
+            let mut crop: Vec<Vec<usize>> = in_shape.iter().map(|&n| identity(n)).collect();
+            for (k, &(pb, _)) in pads.iter().enumerate() {
+                let d = first + k;
+                crop[d] = (pb..pb + in_shape[d]).collect();
+            }
+            apply_maps(g, g.layout(), &crop, 0.0)
+        }
+        _ => accumulate_maps(g, &maps, &in_shape)?,
+    };
+    Ok(vec![Some(grad)])
+}
+
+/// The gradient rule of `flip`: `g` flipped back.
+fn flip_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let maps = ctx.take_state::<Vec<Vec<usize>>>()?;
+    Ok(vec![Some(apply_maps(g, g.layout(), &maps, 0.0))])
+}
+
+/// The gradient rule of `repeat`: `g` summed over the repetitions.
+fn repeat_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let state = ctx.take_state::<(Vec<Vec<usize>>, Vec<usize>)>()?;
+    let (maps, shape) = (&state.0, &state.1);
+    let in_shape = ctx.input_shape(0);
+    Ok(vec![Some(
+        accumulate_maps(g, &maps, &shape)?.reshape(&in_shape)?,
+    )])
 }
