@@ -245,8 +245,8 @@ pub enum Op {
     LogSoftmax {
         axis: usize,
     },
-    /// Cross entropy over class scores (second input: class indices); optional sample weights
-    /// follow as a third input.
+    /// Cross entropy over class scores. Recorded inputs: the scores, then the optional sample
+    /// weights; the class-index targets are saved with the op (they take no gradient).
     CrossEntropy {
         ignore_index: Option<i64>,
         label_smoothing: f32,
@@ -260,6 +260,7 @@ pub enum Op {
     },
     /// Cross entropy against probability targets (second input).
     CrossEntropyDense {
+        label_smoothing: f32,
         reduction: Reduction,
     },
     /// Inputs: logits, targets, then the optional weight and pos_weight.
