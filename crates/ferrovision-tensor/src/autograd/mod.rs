@@ -97,19 +97,9 @@ impl GradCtx<'_> {
         self.node.inputs.get(i).map_or(&[], |x| x.shape.as_slice())
     }
 
-    /// The dtype input `i` had.
-    pub fn input_dtype(&self, i: usize) -> DType {
-        self.node.inputs.get(i).map_or(DType::F32, |x| x.dtype)
-    }
-
     /// The number of recorded inputs.
     pub fn num_inputs(&self) -> usize {
         self.node.inputs.len()
-    }
-
-    /// The output's shape.
-    pub fn output_shape(&self) -> &[usize] {
-        &self.node.out_shape
     }
 
     /// An error for a rule called with a record it does not handle (an engine bug).
@@ -263,7 +253,7 @@ pub(crate) fn record_rule(
 }
 
 /// Records an op whose gradient is a closure (user-defined ops; see [`record`]).
-pub(crate) fn record_op(
+fn record_closure(
     out: Tensor,
     op: Op,
     inputs: &[&Tensor],
@@ -321,7 +311,7 @@ pub fn record(
     inputs: &[&Tensor],
     backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
 ) -> Tensor {
-    record_op(out, Op::Custom { name }, inputs, backward)
+    record_closure(out, Op::Custom { name }, inputs, backward)
 }
 
 /// Records a user-defined op that has no gradient: asking for a gradient through it fails with

@@ -602,12 +602,12 @@ fn where_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Te
     let (ra, rb) = (ctx.needs(0), ctx.needs(1));
     let (sa, sb) = (ctx.input_shape(0), ctx.input_shape(1));
     let ga = if ra {
-        Some(mask_grad(&cond, g, true, "where backward")?.sum_to_shape(&sa)?)
+        Some(mask_grad(cond, g, true, "where backward")?.sum_to_shape(sa)?)
     } else {
         None
     };
     let gb = if rb {
-        Some(mask_grad(&cond, g, false, "where backward")?.sum_to_shape(&sb)?)
+        Some(mask_grad(cond, g, false, "where backward")?.sum_to_shape(sb)?)
     } else {
         None
     };
@@ -619,6 +619,6 @@ fn masked_fill_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Opt
     let m = ctx.saved(0)?;
     let sx = ctx.input_shape(0);
     Ok(vec![Some(
-        mask_grad(&m, g, false, "masked_fill backward")?.sum_to_shape(&sx)?,
+        mask_grad(m, g, false, "masked_fill backward")?.sum_to_shape(sx)?,
     )])
 }

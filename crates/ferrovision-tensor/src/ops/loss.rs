@@ -1270,33 +1270,6 @@ fn pointwise_backward(
     Ok(vec![ctx.needs(0).then_some(dx), dy])
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log1p_unit_accuracy() {
-        let mut worst = 0.0f64;
-        let mut e = 0.0f32;
-        while e <= 1.0 {
-            let r = (e as f64).ln_1p();
-            let got = log1p_unit(e) as f64;
-            if r > 0.0 {
-                worst = worst.max(((got - r) / r).abs());
-            }
-            e += 1.0 / 4099.0;
-        }
-        for e in [1e-30f32, 1e-12, 3e-8, 1e-4] {
-            let r = (e as f64).ln_1p();
-            worst = worst.max(((log1p_unit(e) as f64 - r) / r).abs());
-        }
-        assert!(worst < 3e-7, "{worst}");
-        assert_eq!(log1p_unit(0.0), 0.0);
-        assert!((softplus_neg(-100.0) - 100.0).abs() < 1e-5);
-        assert!((softplus_neg(0.0) - std::f32::consts::LN_2).abs() < 1e-7);
-    }
-}
-
 /// The gradient rule of `cross_entropy` / `nll_loss` from the saved scores, targets and
 /// per-position statistics (and, for sample weights, their loss terms).
 fn class_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -1517,4 +1490,31 @@ fn bce_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Ten
         });
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log1p_unit_accuracy() {
+        let mut worst = 0.0f64;
+        let mut e = 0.0f32;
+        while e <= 1.0 {
+            let r = (e as f64).ln_1p();
+            let got = log1p_unit(e) as f64;
+            if r > 0.0 {
+                worst = worst.max(((got - r) / r).abs());
+            }
+            e += 1.0 / 4099.0;
+        }
+        for e in [1e-30f32, 1e-12, 3e-8, 1e-4] {
+            let r = (e as f64).ln_1p();
+            worst = worst.max(((log1p_unit(e) as f64 - r) / r).abs());
+        }
+        assert!(worst < 3e-7, "{worst}");
+        assert_eq!(log1p_unit(0.0), 0.0);
+        assert!((softplus_neg(-100.0) - 100.0).abs() < 1e-5);
+        assert!((softplus_neg(0.0) - std::f32::consts::LN_2).abs() < 1e-7);
+    }
 }

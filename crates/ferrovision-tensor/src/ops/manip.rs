@@ -1373,43 +1373,6 @@ impl Tensor {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_cover_runs() {
-        let segs = segments(&[NONE, NONE, 0, 1, 2, 1, 0, 5], 3);
-        let lens: Vec<usize> = segs
-            .iter()
-            .map(|s| match *s {
-                Seg::Fill(l) | Seg::Fwd { len: l, .. } | Seg::Rev { len: l, .. } => l,
-            })
-            .collect();
-        assert_eq!(lens.iter().sum::<usize>(), 8);
-        assert!(matches!(segs[0], Seg::Fill(2)));
-        assert!(matches!(segs[1], Seg::Fwd { off: 0, len: 3 }));
-        assert!(matches!(segs[2], Seg::Rev { off: 3, len: 2 }));
-        assert!(matches!(segs[3], Seg::Fwd { off: 15, len: 1 }));
-    }
-
-    #[test]
-    fn map_copy_and_adjoint() {
-        // 2x3 input, output picks rows [1, 1, NONE] and columns reversed.
-        let src = [0i64, 1, 2, 3, 4, 5];
-        let layout = Layout::contiguous(&[2, 3]);
-        let maps = vec![vec![1, 1, NONE], vec![2, 1, 0]];
-        let mut out = vec![0i64; 9];
-        map_copy(&src, &layout, &maps, -1, &mut out);
-        assert_eq!(out, vec![5, 4, 3, 5, 4, 3, -1, -1, -1]);
-        let g = [1i64; 9];
-        let Buffer::I64(acc) = map_accumulate(&g, &maps, &[2, 3]) else {
-            panic!()
-        };
-        assert_eq!(acc, vec![0, 0, 0, 2, 2, 2]);
-    }
-}
-
 /// The gradient rule of `cat`: each input's slice of `g` along the axis.
 fn cat_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
     let Op::Cat { axis: ax } = *op else {
@@ -1460,8 +1423,8 @@ fn gather_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<
     const OP: &str = "gather";
     let saved = ctx.saved(0)?;
     let (in_shape, ishape) = (ctx.input_shape(0), ctx.input_shape(1));
-    let gs = with_index(OP, &saved, &[g], |idx| {
-        Ok(gather_backward(g, ax, idx, &ishape, &in_shape))
+    let gs = with_index(OP, saved, &[g], |idx| {
+        Ok(gather_backward(g, ax, idx, ishape, in_shape))
     })?;
     Ok(vec![Some(gs), None])
 }
@@ -1481,17 +1444,17 @@ fn scatter_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option
     let (need_in, need_src) = (ctx.needs(0), ctx.needs(2));
     if accumulate {
         let gsrc = if need_src {
-            Some(with_index(op, &saved, &[g], |idx| {
-                Ok(gather_padded(g, ax, idx, &ishape, &src_shape))
+            Some(with_index(op, saved, &[g], |idx| {
+                Ok(gather_padded(g, ax, idx, ishape, src_shape))
             })?)
         } else {
             None
         };
         return Ok(vec![need_in.then(|| g.clone()), None, gsrc]);
     }
-    let (gin, gsrc) = with_index(op, &saved, &[g], |idx| {
+    let (gin, gsrc) = with_index(op, saved, &[g], |idx| {
         Ok(dispatch!(g.dtype(), T => with_contig(g, |gs: &[T]| {
-        scatter_backward(gs, ax, idx, &ishape, &in_shape, &src_shape, need_in, need_src)
+        scatter_backward(gs, ax, idx, ishape, in_shape, src_shape, need_in, need_src)
     })?))
     })?;
     Ok(vec![gin, None, gsrc])
@@ -1501,7 +1464,7 @@ fn scatter_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option
 fn index_select_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
     let maps = ctx.take_state::<Vec<Vec<usize>>>()?;
     let in_shape = ctx.input_shape(0);
-    Ok(vec![Some(accumulate_maps(g, &maps, &in_shape)?), None])
+    Ok(vec![Some(accumulate_maps(g, &maps, in_shape)?), None])
 }
 
 /// The gradient rule of `pad`: the interior of `g` (constant padding) or `g` added back along
@@ -1524,7 +1487,7 @@ fn pad_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Ten
             }
             apply_maps(g, g.layout(), &crop, 0.0)
         }
-        _ => accumulate_maps(g, &maps, &in_shape)?,
+        _ => accumulate_maps(g, &maps, in_shape)?,
     };
     Ok(vec![Some(grad)])
 }
@@ -1541,6 +1504,43 @@ fn repeat_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<T
     let (maps, shape) = (&state.0, &state.1);
     let in_shape = ctx.input_shape(0);
     Ok(vec![Some(
-        accumulate_maps(g, &maps, &shape)?.reshape(&in_shape)?,
+        accumulate_maps(g, maps, shape)?.reshape(in_shape)?,
     )])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_cover_runs() {
+        let segs = segments(&[NONE, NONE, 0, 1, 2, 1, 0, 5], 3);
+        let lens: Vec<usize> = segs
+            .iter()
+            .map(|s| match *s {
+                Seg::Fill(l) | Seg::Fwd { len: l, .. } | Seg::Rev { len: l, .. } => l,
+            })
+            .collect();
+        assert_eq!(lens.iter().sum::<usize>(), 8);
+        assert!(matches!(segs[0], Seg::Fill(2)));
+        assert!(matches!(segs[1], Seg::Fwd { off: 0, len: 3 }));
+        assert!(matches!(segs[2], Seg::Rev { off: 3, len: 2 }));
+        assert!(matches!(segs[3], Seg::Fwd { off: 15, len: 1 }));
+    }
+
+    #[test]
+    fn map_copy_and_adjoint() {
+        // 2x3 input, output picks rows [1, 1, NONE] and columns reversed.
+        let src = [0i64, 1, 2, 3, 4, 5];
+        let layout = Layout::contiguous(&[2, 3]);
+        let maps = vec![vec![1, 1, NONE], vec![2, 1, 0]];
+        let mut out = vec![0i64; 9];
+        map_copy(&src, &layout, &maps, -1, &mut out);
+        assert_eq!(out, vec![5, 4, 3, 5, 4, 3, -1, -1, -1]);
+        let g = [1i64; 9];
+        let Buffer::I64(acc) = map_accumulate(&g, &maps, &[2, 3]) else {
+            panic!()
+        };
+        assert_eq!(acc, vec![0, 0, 0, 2, 2, 2]);
+    }
 }

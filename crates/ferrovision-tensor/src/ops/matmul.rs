@@ -481,7 +481,7 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
         let g_op = Operand::dense(&p.batch, p.m, p.n);
         let ga = if ra {
             let mut da = pool::take_uninit(sa.numel());
-            with_storage(&sb, op, |bd| {
+            with_storage(sb, op, |bd| {
                 batched_gemm(
                     &p.batch,
                     &p.a_batch,
@@ -500,7 +500,7 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
         };
         let gb = if rb {
             let mut db = pool::take_uninit(sb.numel());
-            with_storage(&sa, op, |ad| {
+            with_storage(sa, op, |ad| {
                 batched_gemm(
                     &p.batch,
                     &p.b_batch,

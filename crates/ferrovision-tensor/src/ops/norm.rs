@@ -974,7 +974,7 @@ fn layer_norm_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Opt
         })
     })??;
     let dx = dx.map(|v| Tensor::from_f32(v, &shape));
-    let dw = has_w.then(|| Tensor::from_f32(partials.0, &nshape));
-    let db = has_b.then(|| Tensor::from_f32(partials.1, &nshape));
+    let dw = has_w.then(|| Tensor::from_f32(partials.0, nshape));
+    let db = has_b.then(|| Tensor::from_f32(partials.1, nshape));
     Ok(pack_grads(dx, dw, db, has_w, has_b))
 }

@@ -26,7 +26,7 @@
 //!
 //! Planes are processed in parallel with rayon above a size threshold.
 
-use crate::autograd::{is_grad_enabled, record_op, Op};
+use crate::autograd::{is_grad_enabled, record_rule, GradCtx, Op, Saved};
 use crate::storage::pool as bufpool;
 use crate::{DType, Error, Result, Tensor};
 use rayon::prelude::*;
@@ -897,6 +897,18 @@ fn plane_sum(x: &[f32]) -> f32 {
     total
 }
 
+/// What the gradient of a separable linear map needs: the plane geometry and the taps.
+struct LinearPlan {
+    planes: usize,
+    in_plane: usize,
+    out_plane: usize,
+    /// `Some(scale)` when every output is a whole-plane average.
+    whole: Option<f32>,
+    grp: usize,
+    dims: [usize; 3],
+    taps: [Option<Taps>; 3],
+}
+
 /// Runs a separable linear map over the last `sp` dims of `x` (validated by [`Spatial::of`])
 /// and records its gradient (the transposed map).
 pub(crate) fn separable_linear(
@@ -946,41 +958,24 @@ pub(crate) fn separable_linear(
         )
     })?;
     let out = Tensor::from_f32(out, &s.shape_with(&odims));
-    let in_shape = x.shape().to_vec();
-    let planes = s.planes;
-    Ok(record_op(out, rec, &[x], move |g| {
-        let mut gx = bufpool::take_zeroed(planes * in_plane);
-        g.with_f32(op, |gs| {
-            par_planes(
-                planes,
-                in_plane + out_plane,
-                &mut gx,
+    Ok(record_rule(
+        out,
+        rec,
+        &[x],
+        linear_grad,
+        Saved::with_state(
+            vec![],
+            LinearPlan {
+                planes: s.planes,
                 in_plane,
-                &mut [] as &mut [i32],
-                0,
-                |r, d, _| {
-                    if let Some(scale) = whole {
-                        for (dp, p) in d.chunks_exact_mut(in_plane).zip(r) {
-                            dp.fill(gs[p] * scale);
-                        }
-                        return;
-                    }
-                    let mut scr = Scratch::default();
-                    for_groups(r, grp, |p, np, k| {
-                        lin_backward_planes(
-                            &gs[p * out_plane..(p + np) * out_plane],
-                            np,
-                            dims,
-                            &taps,
-                            &mut d[k * in_plane..(k + np) * in_plane],
-                            &mut scr,
-                        );
-                    });
-                },
-            )
-        })?;
-        Ok(vec![Some(Tensor::from_f32(gx, &in_shape))])
-    }))
+                out_plane,
+                whole,
+                grp,
+                dims,
+                taps,
+            },
+        ),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1458,14 +1453,13 @@ fn separable_max(
     if !needs_grad {
         return Ok(MaxOut { values, indices });
     }
-    let in_shape = x.shape().to_vec();
-    let planes = s.planes;
-    let values = record_op(values, rec, &[x], move |g| {
-        let gx = g.with_f32(op, |gs| {
-            scatter_planes(gs, &idx, planes, out_plane, in_plane)
-        })?;
-        Ok(vec![Some(Tensor::from_f32(gx, &in_shape))])
-    });
+    let values = record_rule(
+        values,
+        rec,
+        &[x],
+        max_grad,
+        Saved::with_state(vec![], (idx, s.planes, out_plane, in_plane)),
+    );
     Ok(MaxOut { values, indices })
 }
 
@@ -1931,17 +1925,16 @@ impl Tensor {
             )
         })?;
         let out = Tensor::from_f32(out, &s.shape_with(&odims));
-        let in_shape = self.shape().to_vec();
-        let planes = s.planes;
         let rec = Op::MaxUnpool {
             output_size: output_size.to_vec(),
         };
-        Ok(record_op(out, rec, &[self], move |g| {
-            let gx = g.with_f32(op, |gs| {
-                gather_planes(gs, &idx, planes, out_plane, in_plane)
-            })?;
-            Ok(vec![Some(Tensor::from_f32(gx, &in_shape))])
-        }))
+        Ok(record_rule(
+            out,
+            rec,
+            &[self],
+            unpool_grad,
+            Saved::with_state(vec![], (idx, s.planes, out_plane, in_plane)),
+        ))
     }
 
     /// Inverse of max pooling, like `torch.nn.functional.max_unpool1d`: zeros of length
@@ -1963,4 +1956,75 @@ impl Tensor {
     pub fn max_unpool3d(&self, indices: &Tensor, output_size: &[usize]) -> Result<Tensor> {
         self.max_unpool_nd("max_unpool3d", 3, indices, output_size)
     }
+}
+
+/// The gradient rule of the separable linear maps (average pooling, resizing): the transposed
+/// per-axis passes over the output gradient.
+fn linear_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let op = op.name();
+    let plan = ctx.take_state::<LinearPlan>()?;
+    let LinearPlan {
+        planes,
+        in_plane,
+        out_plane,
+        whole,
+        grp,
+        dims,
+        taps,
+    } = *plan;
+    let in_shape = ctx.input_shape(0);
+    let mut gx = bufpool::take_zeroed(planes * in_plane);
+    g.with_f32(op, |gs| {
+        par_planes(
+            planes,
+            in_plane + out_plane,
+            &mut gx,
+            in_plane,
+            &mut [] as &mut [i32],
+            0,
+            |r, d, _| {
+                if let Some(scale) = whole {
+                    for (dp, p) in d.chunks_exact_mut(in_plane).zip(r) {
+                        dp.fill(gs[p] * scale);
+                    }
+                    return;
+                }
+                let mut scr = Scratch::default();
+                for_groups(r, grp, |p, np, k| {
+                    lin_backward_planes(
+                        &gs[p * out_plane..(p + np) * out_plane],
+                        np,
+                        dims,
+                        &taps,
+                        &mut d[k * in_plane..(k + np) * in_plane],
+                        &mut scr,
+                    );
+                });
+            },
+        )
+    })?;
+    Ok(vec![Some(Tensor::from_f32(gx, in_shape))])
+}
+
+/// The gradient rule of max pooling: the output gradient scattered to the saved argmax
+/// positions.
+fn max_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let op = op.name();
+    let saved = ctx.take_state::<(IdxBuf, usize, usize, usize)>()?;
+    let (idx, planes, out_plane, in_plane) = (&saved.0, saved.1, saved.2, saved.3);
+    let in_shape = ctx.input_shape(0);
+    let gx = g.with_f32(op, |gs| {
+        scatter_planes(gs, idx, planes, out_plane, in_plane)
+    })?;
+    Ok(vec![Some(Tensor::from_f32(gx, in_shape))])
+}
+
+/// The gradient rule of max unpooling: the output gradient gathered at the indices.
+fn unpool_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let op = op.name();
+    let saved = ctx.take_state::<(Vec<i64>, usize, usize, usize)>()?;
+    let (idx, planes, out_plane, in_plane) = (&saved.0, saved.1, saved.2, saved.3);
+    let in_shape = ctx.input_shape(0);
+    let gx = g.with_f32(op, |gs| gather_planes(gs, idx, planes, out_plane, in_plane))?;
+    Ok(vec![Some(Tensor::from_f32(gx, in_shape))])
 }

@@ -819,7 +819,7 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
             x.with_f32(op, |xs| {
                 y.with_f32(op, |ys| {
                     g.with_f32(op, |gs| {
-                        for_each_group(&shape, &axes, |o, offs| {
+                        for_each_group(&shape, axes, |o, offs| {
                             let t = ys[o];
                             let hit = offs
                                 .iter()
@@ -839,7 +839,7 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
             let mut gx = pool::take_zeroed(numel(&shape));
             x.with_f32("prod backward", |xs| {
                 g.with_f32("prod backward", |gs| {
-                    for_each_group(&shape, &axes, |o, offs| {
+                    for_each_group(&shape, axes, |o, offs| {
                         let mut zeros = 0;
                         let mut zero_at = 0;
                         let mut p = 1.0f32;
@@ -884,10 +884,10 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
                 let gs = super::unary::zip_map(&gk, &y.reshape(&keep_shape)?, op, |g, s| {
                     g / (denom * s)
                 })?;
-                broadcast_map3(op, &x, &mean, &gs, &shape, |x, m, g| g * (x - m))?
+                broadcast_map3(op, x, mean, &gs, &shape, |x, m, g| g * (x - m))?
             } else {
                 let k = 2.0 / denom;
-                broadcast_map3(op, &x, &mean, &gk, &shape, move |x, m, g| g * k * (x - m))?
+                broadcast_map3(op, x, mean, &gk, &shape, move |x, m, g| g * k * (x - m))?
             };
             Ok(vec![Some(gx)])
         }
@@ -896,7 +896,7 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
             let keep_shape = keep.shape().to_vec();
             let shape = x.shape().to_vec();
             let gk = g.reshape(&keep_shape)?;
-            let gx = broadcast_map3("logsumexp backward", &x, &keep, &gk, &shape, softmax_grad)?;
+            let gx = broadcast_map3("logsumexp backward", x, keep, &gk, &shape, softmax_grad)?;
             Ok(vec![Some(gx)])
         }
         Op::Norm {
@@ -908,7 +908,7 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
             let keep_shape = reduced_shape(x.shape(), dims, true);
             let shape = x.shape().to_vec();
             let gk = g.reshape(&keep_shape)?;
-            let gx = broadcast_map2("norm backward", &x, &gk, |x, g| {
+            let gx = broadcast_map2("norm backward", x, &gk, |x, g| {
                 if x > 0.0 {
                     g
                 } else if x < 0.0 {
@@ -930,7 +930,7 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
             let shape = x.shape().to_vec();
             let gk = g.reshape(&keep_shape)?;
             let yk = y.reshape(&keep_shape)?;
-            let gx = broadcast_map3("norm backward", &x, &yk, &gk, &shape, |x, n, g| {
+            let gx = broadcast_map3("norm backward", x, &yk, &gk, &shape, |x, n, g| {
                 if n == 0.0 {
                     0.0
                 } else {

@@ -427,6 +427,39 @@ impl Tensor {
     }
 }
 
+/// The gradient rule of `softmax` / `log_softmax` from the saved output `y`:
+/// `dx = y·(g − Σ g·y)` and `dx = g − softmax·Σ g` per position.
+fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let (log, axis) = match *op {
+        Op::Softmax { axis } => (false, axis),
+        Op::LogSoftmax { axis } => (true, axis),
+        _ => return Err(ctx.unexpected()),
+    };
+    let y = ctx.saved(0)?;
+    let op = op.name();
+    // A 0-d tensor is a single position of one class.
+    let d = if y.rank() == 0 {
+        AxisDims {
+            outer: 1,
+            c: 1,
+            inner: 1,
+        }
+    } else {
+        AxisDims::new(y.shape(), axis)
+    };
+    let mut dx = pool::take_uninit(y.numel());
+    y.with_f32(op, |ys| {
+        g.with_f32(op, |gs| {
+            if d.inner == 1 {
+                backward_rows(ys, gs, &mut dx, d.c, log);
+            } else {
+                backward_tiles(ys, gs, &mut dx, d, log);
+            }
+        })
+    })??;
+    Ok(vec![Some(Tensor::from_f32(dx, y.shape()))])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,37 +506,4 @@ mod tests {
             assert_eq!(*v, i as f32 + 1.0);
         }
     }
-}
-
-/// The gradient rule of `softmax` / `log_softmax` from the saved output `y`:
-/// `dx = y·(g − Σ g·y)` and `dx = g − softmax·Σ g` per position.
-fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-    let (log, axis) = match *op {
-        Op::Softmax { axis } => (false, axis),
-        Op::LogSoftmax { axis } => (true, axis),
-        _ => return Err(ctx.unexpected()),
-    };
-    let y = ctx.saved(0)?;
-    let op = op.name();
-    // A 0-d tensor is a single position of one class.
-    let d = if y.rank() == 0 {
-        AxisDims {
-            outer: 1,
-            c: 1,
-            inner: 1,
-        }
-    } else {
-        AxisDims::new(y.shape(), axis)
-    };
-    let mut dx = pool::take_uninit(y.numel());
-    y.with_f32(op, |ys| {
-        g.with_f32(op, |gs| {
-            if d.inner == 1 {
-                backward_rows(ys, gs, &mut dx, d.c, log);
-            } else {
-                backward_tiles(ys, gs, &mut dx, d, log);
-            }
-        })
-    })??;
-    Ok(vec![Some(Tensor::from_f32(dx, y.shape()))])
 }
