@@ -1,7 +1,8 @@
 //! The [`Tensor`] type: a cheap-to-clone handle to shared storage plus a strided layout and,
-//! when gradients are recorded, its place in the autodiff graph.
+//! when gradients are recorded, its place in the autodiff graph (an `AutogradMeta` that only
+//! `autograd` reads or writes; this module records no ops).
 
-use crate::autograd::{AutogradMeta, LeafCell};
+use crate::autograd::AutogradMeta;
 use crate::shape::{numel, Layout};
 use crate::storage::{pool, Buffer, Storage};
 use crate::{DType, Device, Element, Error, Result};
@@ -491,8 +492,4 @@ impl std::fmt::Display for Tensor {
         }
         rec(f, &vals, self.shape(), 0, &fmt_val)
     }
-}
-
-pub(crate) fn new_leaf_meta() -> AutogradMeta {
-    AutogradMeta::Leaf(Arc::new(LeafCell::default()))
 }

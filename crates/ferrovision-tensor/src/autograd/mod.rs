@@ -361,7 +361,7 @@ impl Tensor {
     /// A handle on the same data that is a leaf variable collecting gradients (`true`) or a
     /// constant (`false`).
     pub fn requires_grad_(self, requires: bool) -> Tensor {
-        let meta = requires.then(crate::tensor::new_leaf_meta);
+        let meta = requires.then(|| AutogradMeta::Leaf(Arc::new(LeafCell::default())));
         Tensor::from_parts(
             self.0.storage.clone(),
             self.0.layout.clone(),

@@ -5,7 +5,7 @@
 //! dtype but i64 beyond 2^53). Comparisons have no gradient; `where_` and `masked_fill` pass
 //! gradients to their float inputs.
 
-use super::binary::Broadcast;
+use super::broadcast::Broadcast;
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::shape::{broadcast_shapes, numel, Layout};
 use crate::storage::{pool, Buffer};

@@ -8,7 +8,7 @@
 //! `[N, C]` or `[N, C, d1, ...]` (class axis 1, e.g. per-pixel segmentation scores) or `[C]`;
 //! the `[N, C, d...]` case runs on tiles of neighbouring positions so every loop is contiguous.
 
-use super::softmax::{
+use super::axis::{
     dense, fast_exp, for_rows, for_tiles, max_of, split_tiles, sum1_f64, sum2_f64, AxisDims, Tile,
     MAX_BLOCK,
 };
@@ -138,7 +138,7 @@ fn reduce_vec(
     if reduction == Reduction::None {
         return Tensor::from_f32(v, shape);
     }
-    let s = super::softmax::sum_f64(&v);
+    let s = super::axis::sum_f64(&v);
     pool::give_back(v);
     Tensor::scalar(match reduction {
         Reduction::Mean if denom == 0.0 && zero_if_empty => 0.0,

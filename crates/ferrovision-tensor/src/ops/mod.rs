@@ -3,7 +3,9 @@
 //! Float ops compute in f32 on the CPU; they check dtype/device/shape first and return a typed
 //! [`crate::Error`] naming the op.
 
+mod axis;
 pub mod binary;
+mod broadcast;
 pub mod compare;
 pub mod conv;
 pub mod convert;

@@ -8,7 +8,7 @@
 //! combined per channel or group in f64, and the elementwise passes run in parallel over
 //! segments.
 
-use super::softmax::{dense, sum1_f64, sum2_f64, sum_f64};
+use super::axis::{dense, sum1_f64, sum2_f64, sum_f64};
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};

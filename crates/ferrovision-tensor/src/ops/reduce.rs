@@ -8,9 +8,9 @@
 //! one pass of row sums over `H·W` followed by a `[N, C]` column fold. Big inputs are split over
 //! threads along whichever dimension has enough work.
 
+use super::broadcast::{broadcast_map2, broadcast_map3, expand_vec};
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::kernels::elementwise::{self as ew, MaxOp, MinOp, ProdOp, Reducer, SumOp};
-use crate::ops::binary::{broadcast_map2, broadcast_map3, expand_vec};
 use crate::shape::{contiguous_strides, normalize_axes, normalize_axis, numel, StridedIter};
 use crate::storage::pool;
 use crate::{DType, Error, Result, Tensor};
