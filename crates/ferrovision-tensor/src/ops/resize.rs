@@ -9,7 +9,8 @@
 //! pass applies the transposed map (nearest sums the gradients of the outputs that copied a
 //! pixel, bilinear and bicubic scatter-add them with the interpolation weights).
 
-use super::pool::{separable_linear, Spatial, Taps};
+use super::separable::linear::separable_linear;
+use super::separable::{Spatial, Taps};
 use crate::autograd::{Interpolation, Op};
 use crate::{Error, Result, Tensor};
 
