@@ -36,4 +36,5 @@ pub use ops::manip::PadMode;
 pub use ops::pool::PoolOpts;
 pub use ops::reduce::NormOrd;
 pub use ops::resize::ResizeMode;
+pub use ops::roi::RoiAlignOpts;
 pub use tensor::{BufferElement, Tensor};

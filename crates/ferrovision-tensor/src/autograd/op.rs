@@ -220,6 +220,20 @@ pub enum Op {
         mode: Interpolation,
     },
 
+    /// RoI Align of a feature map (first input) over regions `[K, 5]` (second input, no
+    /// gradient).
+    RoiAlign {
+        output_size: (usize, usize),
+        spatial_scale: f32,
+        sampling_ratio: i32,
+        aligned: bool,
+    },
+    /// RoI max pooling (inputs as [`Op::RoiAlign`]).
+    RoiPool {
+        output_size: (usize, usize),
+        spatial_scale: f32,
+    },
+
     // ----- normalisation -----
     BatchNorm {
         training: bool,
@@ -450,6 +464,8 @@ impl Op {
                 ),
                 Interpolation::Cubic { .. } => "upsample_bicubic2d",
             },
+            Op::RoiAlign { .. } => "roi_align",
+            Op::RoiPool { .. } => "roi_pool",
             Op::BatchNorm { .. } => "batch_norm",
             Op::LayerNorm { .. } => "layer_norm",
             Op::GroupNorm { .. } => "group_norm",

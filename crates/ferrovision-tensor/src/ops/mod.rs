@@ -18,6 +18,7 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
+pub mod roi;
 mod separable;
 pub mod softmax;
 pub mod unary;
