@@ -19,6 +19,7 @@ mod mnist;
 mod optim;
 mod pipeline;
 mod resnet18;
+mod resnet18_raw;
 mod util;
 mod vision;
 
@@ -89,6 +90,7 @@ fn main() {
         "lenet5" => lenet5::run(&opts),
         "mnist" => mnist::run(&opts),
         "resnet18" => resnet18::run(&opts),
+        "resnet18-raw" => resnet18_raw::run(&opts),
         "gemm" => gemm::run(&opts),
         "compare" => compare::run(&opts),
         "optim" => optim::run(&opts),
