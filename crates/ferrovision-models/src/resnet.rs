@@ -19,8 +19,8 @@
 
 use crate::ModelOptions;
 use ferrovision_nn::layers::{
-    ActivationLayer, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D,
-    MaxPooling2D, PaddingMode,
+    ActivationLayer, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D, MaxPooling2D,
+    PaddingMode,
 };
 use ferrovision_nn::{Activation, Graph, Initializer, Network, NodeId, Result};
 
