@@ -217,7 +217,8 @@ pub struct TrainOpts {
 /// Input-pipeline options of the commands that read a dataset.
 #[derive(Debug, Clone, Args)]
 pub struct PipelineOpts {
-    /// Threads that prepare batches (shuffling, augmentation) while the model computes
+    /// Threads that decode image files and prepare batches (shuffling, augmentation) while the
+    /// model computes
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub workers: usize,
     /// Print the input pipeline's per-stage statistics (elements, elements/s, time, MB,

@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub batch_size: usize,
     pub seed: u64,
     pub limit: Option<usize>,
+    /// Test on only the first `n` test images.
+    pub test_limit: Option<usize>,
     /// The augmentation of the training images, if any (stored as its JSON config).
     pub augment: Option<Augment>,
 }
@@ -45,6 +47,7 @@ impl RunConfig {
             "batch_size": self.batch_size,
             "seed": self.seed,
             "limit": self.limit,
+            "test_limit": self.test_limit,
             "augment": self.augment,
             "classes": classes,
         })
@@ -78,6 +81,7 @@ impl RunConfig {
             batch_size: v["batch_size"].as_u64().ok_or_else(|| bad("batch_size"))? as usize,
             seed: v["seed"].as_u64().ok_or_else(|| bad("seed"))?,
             limit: v["limit"].as_u64().map(|n| n as usize),
+            test_limit: v["test_limit"].as_u64().map(|n| n as usize),
             augment: match &v["augment"] {
                 Value::Null => None,
                 a => Some(Augment::from_json(

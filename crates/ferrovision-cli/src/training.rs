@@ -146,6 +146,7 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
             Split::Test,
             &OpenOpts {
                 batch_size: 256,
+                limit: cfg.test_limit,
                 workers: pipe.workers,
                 input_shape: Some(train_data.input_shape.clone()),
                 ..OpenOpts::default()

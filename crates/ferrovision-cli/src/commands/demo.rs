@@ -64,6 +64,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         batch_size: t.batch_size.unwrap_or(64),
         seed: t.seed.unwrap_or(42),
         limit: None,
+        test_limit: None,
         augment: t
             .augment
             .as_deref()

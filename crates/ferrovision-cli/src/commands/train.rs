@@ -36,6 +36,9 @@ pub struct TrainArgs {
     /// CIFAR-10 tars are listed class by class in turn, so any N is class-balanced)
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Test on only the first N test images (after every epoch and at the end)
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
     #[command(flatten)]
     pub train: TrainOpts,
 }
@@ -98,6 +101,7 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
             batch_size: t.batch_size.unwrap_or(saved.batch_size),
             seed: t.seed.unwrap_or(saved.seed),
             limit: args.limit.or(saved.limit),
+            test_limit: args.test_limit.or(saved.test_limit),
             augment: match &t.augment {
                 Some(path) => Some(pipeline::load_augment(path)?),
                 None => saved.augment.clone(),
@@ -126,6 +130,7 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
         batch_size: t.batch_size.unwrap_or(32),
         seed: t.seed.unwrap_or(42),
         limit: args.limit,
+        test_limit: args.test_limit,
         augment: t
             .augment
             .as_deref()
