@@ -5,7 +5,7 @@
 
 use crate::util::{median, Opts};
 use ferrovision::nn::datasets::mnist::{load_mnist, Split};
-use ferrovision::nn::{Callback, FitOptions, Logs, Model, Result};
+use ferrovision::train::{Callback, FitOptions, Logs, Model, Result};
 use ferrovision_cli::nnglue;
 use ferrovision_cli::tasks::classify::{Classify, ACCURACY};
 use ferrovision_cli::tasks::Task;

@@ -6,8 +6,9 @@
 use crate::util::{median, peak_rss_mb, time, Opts};
 use ferrovision::nn::losses::SparseCategoricalCrossentropy;
 use ferrovision::nn::optim::Sgd;
-use ferrovision::nn::{Batch, Compile, Model, NetworkExt};
+use ferrovision::nn::NetworkExt;
 use ferrovision::prelude::*;
+use ferrovision::train::{Batch, Compile, Model};
 use ferrovision_models::{resnet, ModelOptions};
 
 const BATCH: usize = 16;

@@ -10,7 +10,7 @@ use ferrovision_cli::nnglue;
 use ferrovision_cli::tasks::classify::Classify;
 use ferrovision_cli::tasks::Task;
 use ferrovision_nn::datasets::mnist::{load_mnist, Split};
-use ferrovision_nn::FitOptions;
+use ferrovision_train::FitOptions;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -145,7 +145,7 @@ pub fn save_digit_png(pixels: &[f32], path: &Path) -> Result<()> {
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-    Ok(ferrovision_nn::io::write_atomic(path, &png)?)
+    Ok(ferrovision_io::write_atomic(path, &png)?)
 }
 
 /// One image file as a model input of `shape` (`[C, H, W]`, values in `[0, 1]`): MNIST's

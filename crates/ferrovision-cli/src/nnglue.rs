@@ -3,8 +3,8 @@
 
 use crate::error::{CliError, Result};
 use ferrovision_models::ModelOptions;
-use ferrovision_nn::callbacks::{CSVLogger, ModelCheckpoint, TensorBoard};
-use ferrovision_nn::{Callback, Model};
+use ferrovision_train::callbacks::{CSVLogger, ModelCheckpoint, TensorBoard};
+use ferrovision_train::{Callback, Model};
 use std::path::Path;
 
 /// File extension of saved models (a safetensors file holding weights, optimizer state and

@@ -6,9 +6,9 @@ use crate::error::{io_err, CliError, Result};
 use crate::nnglue;
 use crate::tasks::TaskKind;
 use ferrovision_data::Augment;
-use ferrovision_nn::callbacks::Logs;
-use ferrovision_nn::io::write_atomic;
-use ferrovision_nn::History;
+use ferrovision_io::write_atomic;
+use ferrovision_train::callbacks::Logs;
+use ferrovision_train::History;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 

@@ -10,9 +10,9 @@ use crate::run_dir::{
 };
 use crate::tasks::OpenOpts;
 use crate::{nnglue, plot};
-use ferrovision_nn::callbacks::{Callback, Logs};
 use ferrovision_nn::datasets::mnist::Split;
-use ferrovision_nn::{FitOptions, History, Model};
+use ferrovision_train::callbacks::{Callback, Logs};
+use ferrovision_train::{FitOptions, History, Model};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -12,7 +12,8 @@ use ferrovision_nn::losses::SparseCategoricalCrossentropy;
 use ferrovision_nn::metrics::Accuracy;
 use ferrovision_nn::optim::optimizer_by_name;
 use ferrovision_nn::tensor::Tensor;
-use ferrovision_nn::{Compile, Loss, Model};
+use ferrovision_nn::Loss;
+use ferrovision_train::{Compile, Model};
 use std::path::PathBuf;
 
 /// Log key of the accuracy metric.

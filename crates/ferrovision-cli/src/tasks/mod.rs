@@ -12,7 +12,7 @@ use crate::error::{CliError, Result};
 use crate::pipeline::StatsHandle;
 use ferrovision_data::Augment;
 use ferrovision_nn::datasets::mnist::Split;
-use ferrovision_nn::{BatchSource, Model};
+use ferrovision_train::{BatchSource, Model};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
