@@ -211,3 +211,44 @@ pub fn write_json(path: &Path, v: &Value) -> Result<()> {
     text.push('\n');
     Ok(write_atomic(path, text.as_bytes())?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_config_round_trips_and_old_runs_are_classify_runs() {
+        let cfg = RunConfig {
+            command: "train".into(),
+            task: TaskKind::Classify,
+            model: "resnet20".into(),
+            data: "cifar10:/d/c".parse().unwrap(),
+            optimizer: "momentum".into(),
+            lr: Some(0.05),
+            batch_size: 20,
+            seed: 3,
+            limit: Some(60),
+            test_limit: Some(40),
+            augment: None,
+        };
+        let v = cfg.to_json(&["a".into(), "b".into()]);
+        assert_eq!(v["classes"], serde_json::json!(["a", "b"]));
+        assert_eq!(
+            RunConfig::from_json(&v, Path::new("run.json")).unwrap(),
+            cfg
+        );
+        // run.json as written before tasks, zoo names and --test-limit existed.
+        let old = json!({"command": "train", "model": "Lenet5", "data": "builtin",
+            "optimizer": "adam", "lr": null, "batch_size": 32, "seed": 42, "limit": null,
+            "augment": null});
+        let back = RunConfig::from_json(&old, Path::new("run.json")).unwrap();
+        assert_eq!(
+            (back.task, back.model.as_str(), back.test_limit),
+            (TaskKind::Classify, "lenet5", None)
+        );
+        let mut bad = old.clone();
+        bad["model"] = json!("alexnet");
+        let e = RunConfig::from_json(&bad, Path::new("r/run.json")).unwrap_err();
+        assert!(e.to_string().contains("r/run.json") && e.to_string().contains("'model'"));
+    }
+}
