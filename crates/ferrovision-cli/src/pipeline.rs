@@ -60,30 +60,24 @@ pub struct ImagePipeline {
 }
 
 impl ImagePipeline {
-    /// The images and labels of `data`, in batches of `batch_size`.
-    pub fn new(data: &Labelled, batch_size: usize) -> Result<Self> {
-        let images = &data.images;
-        let labels = &data.labels;
-        let shape = images.shape().to_vec();
-        if shape.len() != 4 {
+    /// The images and labels of `data` (taken over, not copied), in batches of `batch_size`.
+    pub fn new(data: Labelled, batch_size: usize) -> Result<Self> {
+        let len: usize = data.shape.iter().product();
+        if data.pixels.len() != data.labels.len() * len {
             return Err(CliError::new(format!(
-                "images have shape {shape:?}; the pipeline takes [N, C, H, W]"
-            )));
-        }
-        if labels.shape() != [shape[0]] {
-            return Err(CliError::new(format!(
-                "{} images but labels of shape {:?}",
-                shape[0],
-                labels.shape()
+                "{} pixel values for {} images of {}",
+                data.pixels.len(),
+                data.labels.len(),
+                shape_str(data.shape)
             )));
         }
         if batch_size == 0 {
             return Err(CliError::new("the batch size must be at least 1"));
         }
         Ok(ImagePipeline {
-            shape: [shape[1], shape[2], shape[3]],
-            pixels: Arc::new(images.contiguous()?.to_vec::<f32>()?),
-            labels: Arc::new(labels.to_vec::<i64>()?),
+            shape: data.shape,
+            pixels: Arc::new(data.pixels),
+            labels: Arc::new(data.labels),
             batch_size,
             shuffle_seed: None,
             augment: None,

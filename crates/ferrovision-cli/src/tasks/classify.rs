@@ -28,12 +28,13 @@ impl Task for Classify {
     }
 
     fn open(&self, data: &DataSpec, split: Split, opts: &OpenOpts) -> Result<TaskData> {
-        let set = data.load(split, &opts.load_opts()?)?;
+        let mut set = data.load(split, &opts.load_opts()?)?;
         let shape = set.image_shape();
+        let classes = std::mem::take(&mut set.classes);
         if let Some((aug, source)) = &opts.augment {
             check_augment(aug, shape, source)?;
         }
-        let pipe = ImagePipeline::new(&set, opts.batch_size)?
+        let pipe = ImagePipeline::new(set, opts.batch_size)?
             .augment(opts.augment.as_ref().map(|(a, _)| a.clone()))
             .workers(opts.workers);
         let pipe = match opts.shuffle_seed {
@@ -45,7 +46,7 @@ impl Task for Classify {
             len: pipe.len(),
             source: Box::new(pipe),
             input_shape: shape.to_vec(),
-            classes: set.classes,
+            classes,
         })
     }
 
