@@ -200,13 +200,15 @@ impl<'a> StepCtx<'a> {
 
     /// The optimizer called `name` ([`PRIMARY_OPTIMIZER`] for the one of `Compile::new`).
     pub fn optimizer(&mut self, name: &str) -> Result<&mut dyn Optimizer> {
-        let known: Vec<&str> = self.optimizers.iter().map(|(n, _)| n.as_str()).collect();
-        let known = known.join(", ");
-        match self.optimizers.iter_mut().find(|(n, _)| n == name) {
-            Some((_, o)) => Ok(o.as_mut()),
-            None => Err(Error::config(format!(
-                "no optimizer named '{name}' (compiled: {known})"
-            ))),
+        match self.optimizers.iter().position(|(n, _)| n == name) {
+            Some(i) => Ok(self.optimizers[i].1.as_mut()),
+            None => {
+                let known: Vec<&str> = self.optimizers.iter().map(|(n, _)| n.as_str()).collect();
+                Err(Error::config(format!(
+                    "no optimizer named '{name}' (compiled: {})",
+                    known.join(", ")
+                )))
+            }
         }
     }
 
@@ -235,12 +237,14 @@ impl<'a> StepCtx<'a> {
             for (o, m) in self.metrics.iter_mut() {
                 let (y, out) = match (batch.targets.get(*o), outputs.get(*o)) {
                     (Some(y), Some(out)) => (y, out),
-                    _ => return Err(Error::config(format!(
+                    _ => {
+                        return Err(Error::config(format!(
                         "metric '{}' is on output {o}, the step has {} output(s) and {} target(s)",
                         m.name(),
                         outputs.len(),
                         batch.targets.len()
-                    ))),
+                    )))
+                    }
                 };
                 m.update(y, &out.detach(), None)?;
             }
