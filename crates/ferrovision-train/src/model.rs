@@ -358,7 +358,8 @@ impl History {
 }
 
 /// A network plus what trains it. Keras' `Model` API: `compile`, `fit`, `evaluate`,
-/// `predict`, `summary`, `save`/`load`.
+/// `predict`, `summary`, `save`/`load`. What one batch does is its [`TrainStep`]
+/// ([`Model::set_train_step`]; [`DefaultStep`] unless replaced).
 pub struct Model {
     net: Box<dyn Network>,
     compiled: Option<Compiled>,
