@@ -212,8 +212,9 @@ impl Tensor {
     // ----- data access -----
 
     /// Runs `f` on this tensor's f32 values in row-major order, borrowing the storage when the
-    /// tensor is contiguous and copying otherwise.
-    pub fn with_f32<R>(&self, op: &'static str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    /// tensor is contiguous and copying otherwise (the engine's raw access; other crates use ops,
+    /// e.g. `sum_squares_f64`, `update_with_grad_`).
+    pub(crate) fn with_f32<R>(&self, op: &'static str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
         if self.dtype() != DType::F32 {
             return Err(Error::dtype(op, self.dtype(), "f32"));
         }
@@ -236,9 +237,14 @@ impl Tensor {
         }
     }
 
-    /// Mutable access to the f32 values of a contiguous tensor, in place (optimizer updates).
-    /// Every tensor sharing the storage sees the change.
-    pub fn with_f32_mut<R>(&self, op: &'static str, f: impl FnOnce(&mut [f32]) -> R) -> Result<R> {
+    /// Mutable access to the f32 values of a contiguous tensor, in place. Every tensor sharing
+    /// the storage sees the change (the engine's raw access; other crates use
+    /// `assign_from_slice_` / `update_with_grad_`).
+    pub(crate) fn with_f32_mut<R>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut [f32]) -> R,
+    ) -> Result<R> {
         if self.dtype() != DType::F32 {
             return Err(Error::dtype(op, self.dtype(), "f32"));
         }

@@ -11,6 +11,7 @@ pub mod conv;
 pub mod convert;
 pub mod creation;
 pub mod dropout;
+pub mod inplace;
 pub mod loss;
 pub mod manip;
 pub mod matmul;
