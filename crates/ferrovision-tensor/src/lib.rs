@@ -15,6 +15,7 @@
 //! Design notes are in `docs/engine.md`.
 
 pub mod autograd;
+pub mod backend;
 mod device;
 mod dtype;
 mod error;

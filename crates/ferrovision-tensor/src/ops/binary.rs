@@ -1,94 +1,14 @@
 //! Binary elementwise ops with NumPy broadcasting: add, sub, mul, div, pow, maximum, minimum,
 //! and their gradient rule. The broadcast iteration itself is in [`super::broadcast`].
 
-use super::broadcast::{broadcast_map2, broadcast_map3};
+use super::broadcast::broadcast_map3;
 use crate::autograd::{is_recorded, record_rule, GradCtx, Op, Saved};
+use crate::backend::{self, cpu::pow_f32};
 use crate::{Error, Result, Tensor};
 
-/// Which binary op a kernel runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BinOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Pow,
-    Max,
-    Min,
-}
-
-/// `max` that propagates NaN from either side (PyTorch `maximum`).
-#[inline(always)]
-fn max_nan(a: f32, b: f32) -> f32 {
-    if a >= b || a.is_nan() {
-        a
-    } else {
-        b
-    }
-}
-
-/// `min` that propagates NaN from either side (PyTorch `minimum`).
-#[inline(always)]
-fn min_nan(a: f32, b: f32) -> f32 {
-    if a <= b || a.is_nan() {
-        a
-    } else {
-        b
-    }
-}
-
-impl BinOp {
-    #[inline(always)]
-    #[allow(dead_code)]
-    pub(crate) fn apply(self, a: f32, b: f32) -> f32 {
-        match self {
-            BinOp::Add => a + b,
-            BinOp::Sub => a - b,
-            BinOp::Mul => a * b,
-            BinOp::Div => a / b,
-            BinOp::Pow => a.powf(b),
-            BinOp::Max => max_nan(a, b),
-            BinOp::Min => min_nan(a, b),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            BinOp::Add => "add",
-            BinOp::Sub => "sub",
-            BinOp::Mul => "mul",
-            BinOp::Div => "div",
-            BinOp::Pow => "pow",
-            BinOp::Max => "maximum",
-            BinOp::Min => "minimum",
-        }
-    }
-}
-
-/// Forward kernel of a broadcasting binary op on f32 tensors (no autodiff).
-pub(crate) fn binary_forward(op: BinOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let name = op.name();
-    match op {
-        BinOp::Add => broadcast_map2(name, a, b, |x, y| x + y),
-        BinOp::Sub => broadcast_map2(name, a, b, |x, y| x - y),
-        BinOp::Mul => broadcast_map2(name, a, b, |x, y| x * y),
-        BinOp::Div => broadcast_map2(name, a, b, |x, y| x / y),
-        BinOp::Pow => broadcast_map2(name, a, b, pow_f32),
-        BinOp::Max => broadcast_map2(name, a, b, max_nan),
-        BinOp::Min => broadcast_map2(name, a, b, min_nan),
-    }
-}
-
-/// `a^b` with exact squares and square roots like PyTorch.
-#[inline(always)]
-fn pow_f32(a: f32, b: f32) -> f32 {
-    if b == 2.0 {
-        a * a
-    } else if b == 0.5 {
-        a.sqrt()
-    } else {
-        a.powf(b)
-    }
+/// Runs the broadcasting binary `op` on the operands' backend (no autodiff).
+fn binary_forward(op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    backend::for_device(a.device(), op.name())?.binary(op, a, b)
 }
 
 /// The axes of `shape` that broadcasting `target` up to `shape` expanded (leading dims and
@@ -113,7 +33,7 @@ fn expanded_axes(op: &'static str, shape: &[usize], target: &[usize]) -> Result<
 /// full-size temporary) when `x` has the shape of `g`.
 fn mul_sum_to_shape(op: &'static str, g: &Tensor, x: &Tensor, target: &[usize]) -> Result<Tensor> {
     if target == g.shape() || x.shape() != g.shape() {
-        return binary_forward(BinOp::Mul, g, x)?.sum_to_shape(target);
+        return binary_forward(&Op::Mul, g, x)?.sum_to_shape(target);
     }
     let axes = expanded_axes(op, g.shape(), target)?;
     let shape = g.shape().to_vec();
@@ -136,7 +56,7 @@ fn reduce_grad(g: Tensor, shape: &[usize], wanted: bool) -> Result<Option<Tensor
 impl Tensor {
     /// `self + other` with broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
-        let out = binary_forward(BinOp::Add, self, other)?;
+        let out = binary_forward(&Op::Add, self, other)?;
         Ok(record_rule(
             out,
             Op::Add,
@@ -148,7 +68,7 @@ impl Tensor {
 
     /// `self - other` with broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
-        let out = binary_forward(BinOp::Sub, self, other)?;
+        let out = binary_forward(&Op::Sub, self, other)?;
         Ok(record_rule(
             out,
             Op::Sub,
@@ -160,12 +80,12 @@ impl Tensor {
 
     /// `self * other` (elementwise) with broadcasting.
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_saving_inputs(BinOp::Mul, Op::Mul, other)
+        self.binary_saving_inputs(Op::Mul, other)
     }
 
     /// `self / other` (elementwise) with broadcasting.
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
-        let out = binary_forward(BinOp::Div, self, other)?;
+        let out = binary_forward(&Op::Div, self, other)?;
         if !is_recorded(&[self, other]) {
             return Ok(out);
         }
@@ -177,24 +97,24 @@ impl Tensor {
     /// 0 where the exponent is 0, and the exponent gradient (`y·ln(self)`) is 0 where
     /// `self == 0` and `other >= 0`; elsewhere it is only meaningful where `self > 0`.
     pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_saving_inputs(BinOp::Pow, Op::Pow, other)
+        self.binary_saving_inputs(Op::Pow, other)
     }
 
     /// Elementwise maximum with broadcasting; NaN propagates. Like PyTorch, ties split the
     /// gradient evenly between the two inputs.
     pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_saving_inputs(BinOp::Max, Op::Maximum, other)
+        self.binary_saving_inputs(Op::Maximum, other)
     }
 
     /// Elementwise minimum with broadcasting; NaN propagates. Like PyTorch, ties split the
     /// gradient evenly between the two inputs.
     pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_saving_inputs(BinOp::Min, Op::Minimum, other)
+        self.binary_saving_inputs(Op::Minimum, other)
     }
 
     /// A binary op whose gradient reads both inputs.
-    fn binary_saving_inputs(&self, bin: BinOp, op: Op, other: &Tensor) -> Result<Tensor> {
-        let out = binary_forward(bin, self, other)?;
+    fn binary_saving_inputs(&self, op: Op, other: &Tensor) -> Result<Tensor> {
+        let out = binary_forward(&op, self, other)?;
         if !is_recorded(&[self, other]) {
             return Ok(out);
         }
@@ -236,7 +156,7 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
         }
         Op::Div => {
             let (b, y) = (ctx.saved(0)?, ctx.saved(1)?);
-            let g_over_b = binary_forward(BinOp::Div, g, b)?;
+            let g_over_b = binary_forward(&Op::Div, g, b)?;
             let gb = if rb {
                 // d(a/b)/db = -a/b² = -(a/b)/b, so the gradient is -Σ(g/b)·y.
                 Some(mul_sum_to_shape("div backward", &g_over_b, y, b.shape())?.neg()?)

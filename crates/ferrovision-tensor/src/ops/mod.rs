@@ -5,7 +5,7 @@
 
 mod axis;
 pub mod binary;
-mod broadcast;
+pub(crate) mod broadcast;
 pub mod compare;
 pub mod conv;
 pub mod convert;

@@ -718,7 +718,7 @@ impl Tensor {
         let x = self.detach();
         match p {
             NormOrd::L1 => {
-                let a = super::unary::map_unary(&x, "norm", f32::abs)?;
+                let a = crate::backend::cpu::map_unary(&x, "norm", f32::abs)?;
                 let out = a.reduce_raw("norm", &axes, keepdim, SumOp)?;
                 drop(a);
                 Ok(record_rule(
@@ -746,7 +746,7 @@ impl Tensor {
                     })?;
                     Tensor::from_f32(vec![s.sqrt()], &reduced_shape(self.shape(), &axes, keepdim))
                 } else {
-                    let sq = super::unary::map_unary(&x, "norm", |v| v * v)?;
+                    let sq = crate::backend::cpu::map_unary(&x, "norm", |v| v * v)?;
                     let out = sq.reduce_raw("norm", &axes, keepdim, SumOp)?;
                     out.with_f32_mut("norm", |v| ew::apply(v, f32::sqrt))?;
                     out

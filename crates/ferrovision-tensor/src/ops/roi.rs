@@ -381,7 +381,7 @@ fn roi_align_grad(op: &Op, ctx: &mut GradCtx<'_>, g_out: &Tensor) -> Result<Vec<
     let gy = g_out;
     let mut gx = pool::take_zeroed(g.n * g.c * plane);
     if plane > 0 {
-        let samples: Vec<Samples> = r.iter().map(|roi| align_samples(roi, &g, &opts)).collect();
+        let samples: Vec<Samples> = r.iter().map(|roi| align_samples(roi, g, &opts)).collect();
         gy.with_f32(OP, |gy| {
             gx.par_chunks_mut(plane).enumerate().for_each(|(nc, gp)| {
                 let (b, c) = (nc / g.c, nc % g.c);

@@ -1,10 +1,15 @@
 //! Elementwise unary ops (math functions and activations) and scalar arithmetic.
 //!
-//! Forward passes run the vectorised kernels of [`crate::kernels::elementwise`]; each backward is
-//! one fused pass over the output gradient and the saved input or output. Gradients at kinks
+//! Each op method names its `Op` and runs it on the tensor's backend (`Backend::unary`; the CPU
+//! one runs the vectorised kernels of [`crate::kernels::elementwise`]); each backward is one
+//! fused pass over the output gradient and the saved input or output. Gradients at kinks
 //! follow PyTorch: `relu'(0) = 0`, `abs'(0) = 0`, clamp passes the gradient on its closed range.
 
 use crate::autograd::{is_recorded, record_rule, GradCtx, Op, Saved as Recorded};
+use crate::backend::{
+    self,
+    cpu::{clamp_bounds, map_unary, sign_f32, SELU_ALPHA, SELU_SCALE},
+};
 use crate::kernels::elementwise as ew;
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
@@ -12,32 +17,6 @@ use rayon::prelude::*;
 
 /// Elements per parallel task of the elementwise kernels.
 const PAR_MIN: usize = 1 << 15;
-
-/// Applies `f` to every element (f32) into a new contiguous tensor, in parallel for big inputs.
-pub(crate) fn map_f32(
-    t: &Tensor,
-    op: &'static str,
-    f: impl Fn(&[f32], &mut [f32]) + Sync,
-) -> Result<Tensor> {
-    t.expect_f32(op)?;
-    let mut out = pool::take_uninit(t.numel());
-    t.with_f32(op, |src| match super::par_chunk(src.len(), PAR_MIN) {
-        Some(chunk) => out
-            .par_chunks_mut(chunk)
-            .zip(src.par_chunks(chunk))
-            .for_each(|(o, s)| f(s, o)),
-        None => f(src, &mut out),
-    })?;
-    Ok(Tensor::from_f32(out, t.shape()))
-}
-
-/// Applies the scalar function `f` to every element with the vectorised kernel of the best ISA.
-pub(crate) fn map_unary<F>(t: &Tensor, op: &'static str, f: F) -> Result<Tensor>
-where
-    F: Fn(f32) -> f32 + Copy + Send + Sync,
-{
-    map_f32(t, op, move |s, o| ew::map1(s, o, f))
-}
 
 /// Combines two same-shape f32 tensors elementwise into a new tensor (used by backward rules).
 /// Prefer [`zip_map`] with a `Copy` function in hot paths.
@@ -83,6 +62,8 @@ enum Saved {
     Input,
     /// The op's output.
     Output,
+    /// Nothing (the derivative is a constant).
+    Nothing,
 }
 
 /// Runs the slice kernel `k(g, s, out)` over two same-shape f32 tensors, in parallel for big
@@ -112,240 +93,173 @@ fn zip_slices(
 }
 
 impl Tensor {
-    /// Runs an elementwise op given as the slice kernel `fwd(x, y)`, saving its input or output
-    /// for the op's gradient in [`grad`].
-    fn unary_op_k<F>(&self, op: Op, fwd: F, saved: Saved) -> Result<Tensor>
-    where
-        F: Fn(&[f32], &mut [f32]) + Sync,
-    {
-        let out = map_f32(self, op.name(), fwd)?;
+    /// Runs the elementwise op `op` on this tensor's backend, saving its input or output (or
+    /// nothing) for the op's gradient in [`grad`].
+    fn unary(&self, op: Op, saved: Saved) -> Result<Tensor> {
+        let out = backend::for_device(self.device(), op.name())?.unary(&op, self)?;
         if !is_recorded(&[self]) {
             return Ok(out);
         }
-        let s = match saved {
-            Saved::Input => self.detach(),
-            Saved::Output => out.detach(),
+        let saved = match saved {
+            Saved::Input => Recorded::tensors(vec![self.detach()]),
+            Saved::Output => Recorded::tensors(vec![out.detach()]),
+            Saved::Nothing => Recorded::none(),
         };
-        Ok(record_rule(
-            out,
-            op,
-            &[self],
-            grad,
-            Recorded::tensors(vec![s]),
-        ))
-    }
-
-    /// Runs an elementwise op given as the scalar function `f` (vectorised by the compiler).
-    fn unary_map<F>(&self, op: Op, f: F, saved: Saved) -> Result<Tensor>
-    where
-        F: Fn(f32) -> f32 + Copy + Send + Sync,
-    {
-        self.unary_op_k(op, move |x, y| ew::map1(x, y, f), saved)
-    }
-
-    /// An op whose gradient is the output gradient times a constant (nothing saved).
-    fn linear_op<F>(&self, op: Op, f: F) -> Result<Tensor>
-    where
-        F: Fn(f32) -> f32 + Copy + Send + Sync,
-    {
-        let out = map_unary(self, op.name(), f)?;
-        Ok(record_rule(out, op, &[self], grad, Recorded::none()))
+        Ok(record_rule(out, op, &[self], grad, saved))
     }
 
     // ----- scalar arithmetic -----
 
     /// `-self`.
     pub fn neg(&self) -> Result<Tensor> {
-        self.linear_op(Op::Neg, |x| -x)
+        self.unary(Op::Neg, Saved::Nothing)
     }
 
     /// `self + c`.
     pub fn add_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op(Op::AddScalar { c }, move |x| x + c)
+        self.unary(Op::AddScalar { c }, Saved::Nothing)
     }
 
     /// `self - c`.
     pub fn sub_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op(Op::SubScalar { c }, move |x| x - c)
+        self.unary(Op::SubScalar { c }, Saved::Nothing)
     }
 
     /// `c - self`.
     pub fn rsub_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op(Op::RsubScalar { c }, move |x| c - x)
+        self.unary(Op::RsubScalar { c }, Saved::Nothing)
     }
 
     /// `self * c`.
     pub fn mul_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op(Op::MulScalar { c }, move |x| x * c)
+        self.unary(Op::MulScalar { c }, Saved::Nothing)
     }
 
     /// `self / c` (a true division, like PyTorch, not a multiplication by `1/c`).
     pub fn div_scalar(&self, c: f32) -> Result<Tensor> {
-        let out = map_unary(self, "div_scalar", move |x| x / c)?;
-        Ok(record_rule(
-            out,
-            Op::DivScalar { c },
-            &[self],
-            grad,
-            Recorded::none(),
-        ))
+        self.unary(Op::DivScalar { c }, Saved::Nothing)
     }
 
     /// `self ^ p`. Like PyTorch, the exponents 2, 3, 0.5, -0.5, -1 and -2 use exact
     /// products, square roots and divisions instead of `powf`; the gradient `p·x^(p-1)` is 0 for
     /// `p = 0`.
     pub fn pow_scalar(&self, p: f32) -> Result<Tensor> {
-        if p == 0.0 {
-            self.unary_map(Op::PowScalar { p }, |_| 1.0, Saved::Input)
-        } else if p == 1.0 {
-            self.unary_map(Op::PowScalar { p }, |x| x, Saved::Input)
-        } else if p == 2.0 {
-            self.unary_map(Op::PowScalar { p }, |x| x * x, Saved::Input)
-        } else if p == 3.0 {
-            self.unary_map(Op::PowScalar { p }, |x| x * x * x, Saved::Input)
-        } else if p == 0.5 {
-            self.unary_map(Op::PowScalar { p }, f32::sqrt, Saved::Input)
-        } else if p == -0.5 {
-            self.unary_map(Op::PowScalar { p }, |x| 1.0 / x.sqrt(), Saved::Input)
-        } else if p == -1.0 {
-            self.unary_map(Op::PowScalar { p }, |x| 1.0 / x, Saved::Input)
-        } else if p == -2.0 {
-            self.unary_map(Op::PowScalar { p }, |x| 1.0 / (x * x), Saved::Input)
-        } else {
-            self.unary_map(Op::PowScalar { p }, move |x| x.powf(p), Saved::Input)
-        }
+        self.unary(Op::PowScalar { p }, Saved::Input)
     }
 
     /// `1 / self`.
     pub fn reciprocal(&self) -> Result<Tensor> {
-        self.unary_map(Op::Reciprocal, |x| 1.0 / x, Saved::Output)
+        self.unary(Op::Reciprocal, Saved::Output)
     }
 
     /// `self²`.
     pub fn square(&self) -> Result<Tensor> {
-        self.unary_map(Op::Square, |x| x * x, Saved::Input)
+        self.unary(Op::Square, Saved::Input)
     }
 
     /// `√self` (NaN below 0; the gradient at 0 is inf like PyTorch).
     pub fn sqrt(&self) -> Result<Tensor> {
-        self.unary_map(Op::Sqrt, f32::sqrt, Saved::Output)
+        self.unary(Op::Sqrt, Saved::Output)
     }
 
     /// `1 / √self`.
     pub fn rsqrt(&self) -> Result<Tensor> {
-        self.unary_map(Op::Rsqrt, |x| 1.0 / x.sqrt(), Saved::Output)
+        self.unary(Op::Rsqrt, Saved::Output)
     }
 
     /// `|self|`; the gradient at 0 is 0.
     pub fn abs(&self) -> Result<Tensor> {
-        self.unary_map(Op::Abs, f32::abs, Saved::Input)
+        self.unary(Op::Abs, Saved::Input)
     }
 
     /// `-1`, `0` or `1` by the sign of each element (0 for NaN, like PyTorch's CPU kernel); the
     /// gradient is 0.
     pub fn sign(&self) -> Result<Tensor> {
-        let out = map_unary(self, "sign", sign_f32)?;
-        Ok(record_rule(out, Op::Sign, &[self], grad, Recorded::none()))
+        self.unary(Op::Sign, Saved::Nothing)
     }
 
     // ----- exponentials, logarithms, trigonometry -----
 
     /// `e^self` (fast vectorised kernel, ≤ 1 ulp).
     pub fn exp(&self) -> Result<Tensor> {
-        self.unary_op_k(Op::Exp, ew::exp_slice, Saved::Output)
+        self.unary(Op::Exp, Saved::Output)
     }
 
     /// Natural logarithm (fast vectorised kernel, ≤ 2 ulp).
     pub fn log(&self) -> Result<Tensor> {
-        self.unary_op_k(Op::Log, ew::log_slice, Saved::Input)
+        self.unary(Op::Log, Saved::Input)
     }
 
     /// `ln(1 + self)`, accurate near 0.
     pub fn log1p(&self) -> Result<Tensor> {
-        self.unary_op_k(Op::Log1p, ew::log1p_slice, Saved::Input)
+        self.unary(Op::Log1p, Saved::Input)
     }
 
     /// Sine.
     pub fn sin(&self) -> Result<Tensor> {
-        self.unary_map(Op::Sin, f32::sin, Saved::Input)
+        self.unary(Op::Sin, Saved::Input)
     }
 
     /// Cosine.
     pub fn cos(&self) -> Result<Tensor> {
-        self.unary_map(Op::Cos, f32::cos, Saved::Input)
+        self.unary(Op::Cos, Saved::Input)
     }
 
     /// Hyperbolic tangent (fast vectorised kernel).
     pub fn tanh(&self) -> Result<Tensor> {
-        self.unary_op_k(Op::Tanh, ew::tanh_slice, Saved::Output)
+        self.unary(Op::Tanh, Saved::Output)
     }
 
     /// Logistic sigmoid `1 / (1 + e^-x)` (fast vectorised kernel).
     pub fn sigmoid(&self) -> Result<Tensor> {
-        self.unary_op_k(Op::Sigmoid, ew::sigmoid_slice, Saved::Output)
+        self.unary(Op::Sigmoid, Saved::Output)
     }
 
     // ----- activations -----
 
     /// `max(self, 0)` (NaN stays NaN, like PyTorch); the gradient at 0 is 0.
     pub fn relu(&self) -> Result<Tensor> {
-        self.unary_map(
-            Op::Relu,
-            |x| if x > 0.0 || x.is_nan() { x } else { 0.0 },
-            Saved::Output,
-        )
+        self.unary(Op::Relu, Saved::Output)
     }
 
     /// `min(max(self, 0), 6)`; gradient on the open range `(0, 6)` like PyTorch.
     pub fn relu6(&self) -> Result<Tensor> {
-        self.unary_map(Op::Relu6, |x| clamp_f32(x, 0.0, 6.0), Saved::Input)
+        self.unary(Op::Relu6, Saved::Input)
     }
 
     /// `x` for `x > 0`, `slope·x` otherwise.
     pub fn leaky_relu(&self, slope: f32) -> Result<Tensor> {
-        self.unary_map(
-            Op::LeakyRelu { slope },
-            move |x| if x > 0.0 { x } else { x * slope },
-            Saved::Input,
-        )
+        self.unary(Op::LeakyRelu { slope }, Saved::Input)
     }
 
     /// ELU: `x` for `x > 0`, `alpha·(e^x − 1)` otherwise.
     pub fn elu(&self, alpha: f32) -> Result<Tensor> {
-        self.unary_op_k(
-            Op::Elu { alpha },
-            move |x, y| ew::elu_slice(x, y, alpha, 1.0),
-            Saved::Input,
-        )
+        self.unary(Op::Elu { alpha }, Saved::Input)
     }
 
     /// SELU: `scale·elu(x, alpha)` with the constants of Klambauer et al. (as PyTorch).
     pub fn selu(&self) -> Result<Tensor> {
-        self.unary_op_k(
-            Op::Selu,
-            |x, y| ew::elu_slice(x, y, SELU_ALPHA, SELU_SCALE),
-            Saved::Input,
-        )
+        self.unary(Op::Selu, Saved::Input)
     }
 
     /// GELU, exact form `x·Φ(x)` with Φ the standard normal CDF (fast vectorised erf).
     pub fn gelu(&self) -> Result<Tensor> {
-        self.unary_op_k(Op::Gelu, ew::gelu_slice, Saved::Input)
+        self.unary(Op::Gelu, Saved::Input)
     }
 
     /// GELU, tanh approximation `0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))`.
     pub fn gelu_tanh(&self) -> Result<Tensor> {
-        self.unary_op_k(Op::GeluTanh, ew::gelu_tanh_slice, Saved::Input)
+        self.unary(Op::GeluTanh, Saved::Input)
     }
 
     /// Softplus `ln(1 + e^x)` with β = 1 and PyTorch's threshold 20 (identity above it).
     pub fn softplus(&self) -> Result<Tensor> {
-        self.unary_op_k(Op::Softplus, ew::softplus_slice, Saved::Input)
+        self.unary(Op::Softplus, Saved::Input)
     }
 
     /// SiLU `x·σ(x)` (also called swish).
     pub fn silu(&self) -> Result<Tensor> {
-        self.unary_op_k(Op::Silu, ew::silu_slice, Saved::Input)
+        self.unary(Op::Silu, Saved::Input)
     }
 
     /// Alias of [`Tensor::silu`].
@@ -355,20 +269,12 @@ impl Tensor {
 
     /// Hard sigmoid `relu6(x + 3) / 6` (PyTorch / Keras 3); gradient `1/6` on `(-3, 3)`.
     pub fn hard_sigmoid(&self) -> Result<Tensor> {
-        self.unary_map(
-            Op::HardSigmoid,
-            |x| clamp_f32(x + 3.0, 0.0, 6.0) / 6.0,
-            Saved::Input,
-        )
+        self.unary(Op::HardSigmoid, Saved::Input)
     }
 
     /// Hard swish `x·relu6(x + 3) / 6`, with PyTorch's gradient (`x/3 + 1/2` on `[-3, 3]`).
     pub fn hard_swish(&self) -> Result<Tensor> {
-        self.unary_map(
-            Op::HardSwish,
-            |x| x * clamp_f32(x + 3.0, 0.0, 6.0) / 6.0,
-            Saved::Input,
-        )
+        self.unary(Op::HardSwish, Saved::Input)
     }
 
     /// Clamps to `[min, max]` (either bound optional; NaN stays NaN; with `min > max` every
@@ -383,35 +289,9 @@ impl Tensor {
         if min.is_some_and(f32::is_nan) || max.is_some_and(f32::is_nan) {
             return Err(Error::invalid("clamp", "bounds must not be NaN"));
         }
-        let (lo, hi) = clamp_bounds(min, max);
-        self.unary_map(
-            Op::Clamp { min, max },
-            move |x| clamp_f32(x, lo, hi),
-            Saved::Input,
-        )
+        self.unary(Op::Clamp { min, max }, Saved::Input)
     }
 }
-
-/// `-1`, `0` or `1` (0 for NaN).
-#[inline(always)]
-fn sign_f32(x: f32) -> f32 {
-    ((x > 0.0) as i32 - (x < 0.0) as i32) as f32
-}
-
-/// Clamp that keeps NaN and resolves `lo > hi` to `hi`.
-#[inline(always)]
-fn clamp_f32(x: f32, lo: f32, hi: f32) -> f32 {
-    let v = if x < lo { lo } else { x };
-    if v > hi {
-        hi
-    } else {
-        v
-    }
-}
-
-/// SELU constants (Klambauer et al., as in PyTorch).
-const SELU_ALPHA: f32 = 1.673_263_2;
-const SELU_SCALE: f32 = 1.050_701;
 
 /// The gradient rule of the elementwise unary ops: one fused pass over the output gradient and
 /// the saved input or output (see each op for which), or a constant factor for the linear ones.
@@ -544,12 +424,4 @@ fn saved_grad(op: &Op, s: &Tensor, g: &Tensor) -> Result<Tensor> {
             "internal error: '{name}' is not an elementwise unary op"
         ))),
     }
-}
-
-/// The `[lo, hi]` range of a clamp (a missing bound is infinite).
-fn clamp_bounds(min: Option<f32>, max: Option<f32>) -> (f32, f32) {
-    (
-        min.unwrap_or(f32::NEG_INFINITY),
-        max.unwrap_or(f32::INFINITY),
-    )
 }
