@@ -91,25 +91,9 @@ pub(super) const DOT_MAX_SHORT: usize = 8;
 /// Depth chunk of the dot-product path (A and B rows of this length stay in L2).
 pub(super) const DOT_KC: usize = 4096;
 
+/// `wanted` clamped to what this CPU supports (explicit levels in tests and the peak probe).
 pub(super) fn hw_isa(wanted: Isa) -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if wanted >= Isa::Avx512
-            && has!("avx512f")
-            && has!("avx512bw")
-            && has!("avx512dq")
-            && has!("avx512vl")
-            && has!("fma")
-        {
-            return Isa::Avx512;
-        }
-        if wanted >= Isa::Avx2 && has!("avx2") && has!("fma") {
-            return Isa::Avx2;
-        }
-    }
-    let _ = wanted;
-    Isa::Scalar
+    wanted.min(crate::kernels::hardware_isa())
 }
 
 pub(super) fn arch_for(isa: Isa) -> Arch {
