@@ -21,6 +21,7 @@ mod error;
 pub mod gradcheck;
 pub mod kernels;
 pub mod ops;
+pub mod parallel;
 pub mod rng;
 pub mod shape;
 pub mod storage;

@@ -32,7 +32,7 @@
 use crate::error::{read_to_string, Result, VisionError};
 use crate::json_util::{parse, Ctx};
 use crate::rle::{bb_iou, Rle};
-use rayon::prelude::*;
+use ferrovision_tensor::parallel::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;

@@ -7,8 +7,8 @@
 //! gradient (as in torchvision). The arithmetic follows torchvision's CPU kernels in f32.
 
 use crate::error::{Result, VisionError};
+use ferrovision_tensor::parallel::prelude::*;
 use ferrovision_tensor::{autograd, storage::pool, DType, Tensor};
-use rayon::prelude::*;
 
 /// Options of [`roi_align`].
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -87,17 +87,4 @@ pub fn isa() -> Isa {
     }
 }
 
-/// Number of threads kernels may use (rayon's pool size).
-pub fn num_threads() -> usize {
-    rayon::current_num_threads()
-}
-
-/// Sets the number of kernel threads. Works once, before the first parallel kernel runs;
-/// later calls return an error message. The default is the number of cores
-/// (or `RAYON_NUM_THREADS`).
-pub fn set_num_threads(n: usize) -> Result<(), String> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-        .map_err(|e| format!("set_num_threads({n}): {e}"))
-}
+pub use crate::parallel::{num_threads, set_num_threads};

@@ -10,10 +10,10 @@
 //! The helpers here (`fast_exp`, the tiling, the lane reductions) are shared with `loss.rs`.
 
 use crate::autograd::record;
+use crate::parallel::prelude::*;
 use crate::shape::normalize_axis;
 use crate::storage::pool;
 use crate::{Result, Tensor};
-use rayon::prelude::*;
 
 // ----------------------------------------------------------------------------------------------
 // Shared numeric helpers
@@ -196,7 +196,7 @@ pub(crate) fn for_tiles<'a, T: Send>(
     elems: usize,
     f: impl Fn(Tile<'a, T>) + Sync + Send,
 ) {
-    if elems >= 1 << 15 && rayon::current_num_threads() > 1 && tiles.len() > 1 {
+    if elems >= 1 << 15 && crate::parallel::num_threads() > 1 && tiles.len() > 1 {
         tiles.into_par_iter().for_each(f);
     } else {
         tiles.into_iter().for_each(f);

@@ -6,9 +6,9 @@
 
 use crate::autograd::record;
 use crate::kernels::elementwise as ew;
+use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// Elements per parallel task of the elementwise kernels.
 const PAR_MIN: usize = 1 << 15;

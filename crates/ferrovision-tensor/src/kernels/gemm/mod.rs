@@ -138,7 +138,7 @@ pub fn sgemm(
 ) {
     sgemm_isa(
         super::isa(),
-        rayon::current_num_threads(),
+        crate::parallel::num_threads(),
         m,
         n,
         k,
@@ -182,7 +182,7 @@ pub fn sgemm_batched(
     accumulate: bool,
     epilogue: Epilogue<'_>,
 ) {
-    use rayon::prelude::*;
+    use crate::parallel::prelude::*;
     if batch == 0 || m == 0 || n == 0 {
         return;
     }
@@ -193,7 +193,7 @@ pub fn sgemm_batched(
     );
     let a_at = |t: usize| &a[(t * stride_a).min(a.len())..];
     let b_at = |t: usize| &b[(t * stride_b).min(b.len())..];
-    let threads = rayon::current_num_threads();
+    let threads = crate::parallel::num_threads();
     let isa = super::isa();
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
     if threads <= 1 || batch == 1 || flops >= 8.0 * PAR_MIN_FLOPS {

@@ -123,7 +123,7 @@ impl Job {
         let tm = m.div_ceil(rows_per);
         let tn = n.div_ceil(cols_per);
         let job = *self;
-        use rayon::prelude::*;
+        use crate::parallel::prelude::*;
         (0..tm * tn)
             .into_par_iter()
             .with_max_len(1)
@@ -182,7 +182,7 @@ impl Job {
         if kparts * rparts == 1 {
             work(0);
         } else {
-            use rayon::prelude::*;
+            use crate::parallel::prelude::*;
             (0..kparts * rparts)
                 .into_par_iter()
                 .with_max_len(1)
@@ -245,7 +245,7 @@ impl Job {
         let mut partial = vec![0.0f32; (parts - 1) * m * n];
         let job = *self;
         let pbase = SendPtr(partial.as_mut_ptr());
-        use rayon::prelude::*;
+        use crate::parallel::prelude::*;
         (0..parts)
             .into_par_iter()
             .with_max_len(1)
