@@ -7,10 +7,12 @@
 //! - [`image`]: decode/encode, resize, crop, pad, flip, colour, normalise.
 //! - [`augment`]: seeded augmentation that keeps boxes, label maps and masks aligned.
 //! - [`fused`]: fused crop/resize/flip + colour jitter straight into f32 `[C, H, W]` slots.
+//! - [`annotations`]: annotation formats (Pascal VOC XML) parsed once for sources and evaluation.
 //! - [`tfrecord`]: TFRecord framing (masked CRC32C), GZIP/ZLIB compression, `tf.train.Example`.
 //!
 //! Design notes and usage are in `docs/data.md`.
 
+pub mod annotations;
 pub mod augment;
 pub mod dataset;
 pub mod element;
