@@ -32,6 +32,8 @@
 use crate::error::{read_to_string, Result, VisionError};
 use crate::json_util::{parse, Ctx};
 use crate::rle::{bb_iou, Rle};
+/// Python's `'{:.Nf}'.format(v)` (the summary lines), from `ferrovision_io::pyfmt`.
+pub use ferrovision_io::pyfmt::py_fixed;
 use ferrovision_tensor::parallel::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -1159,54 +1161,6 @@ impl CocoEval {
     }
 }
 
-/// Python's `'{:.Nf}'.format(v)`: the exact binary value rounded half-to-even (Rust's `{:.N}`
-/// rounds exact ties such as 0.5625 away from zero, Python to even: "0.562").
-pub fn py_fixed(v: f64, decimals: usize) -> String {
-    if !v.is_finite() {
-        return format!("{v}");
-    }
-    // Every finite f64 has at most 1074 fractional decimal digits, so this is exact.
-    let exact = format!("{:.1100}", v.abs());
-    let (int_part, frac) = exact.split_once('.').unwrap_or((&exact, ""));
-    let mut digits: Vec<u8> = int_part
-        .bytes()
-        .chain(frac.bytes().take(decimals))
-        .collect();
-    let rest = &frac.as_bytes()[decimals.min(frac.len())..];
-    let first = rest.first().copied().unwrap_or(b'0');
-    let tail_nonzero = rest.iter().skip(1).any(|&c| c != b'0');
-    let last_odd = digits.last().is_some_and(|d| (d - b'0') % 2 == 1);
-    let up = first > b'5' || (first == b'5' && (tail_nonzero || last_odd));
-    if up {
-        let mut i = digits.len();
-        loop {
-            if i == 0 {
-                digits.insert(0, b'1');
-                break;
-            }
-            i -= 1;
-            if digits[i] == b'9' {
-                digits[i] = b'0';
-            } else {
-                digits[i] += 1;
-                break;
-            }
-        }
-    }
-    let n_int = digits.len() - decimals;
-    let mut s = String::new();
-    let is_zero = digits.iter().all(|&d| d == b'0');
-    if v.is_sign_negative() && !(is_zero && v == 0.0) {
-        s.push('-');
-    }
-    s.push_str(std::str::from_utf8(&digits[..n_int]).unwrap());
-    if decimals > 0 {
-        s.push('.');
-        s.push_str(std::str::from_utf8(&digits[n_int..]).unwrap());
-    }
-    s
-}
-
 /// NumPy's pairwise summation of a contiguous f64 array (`np.sum`), bit for bit: blocks of up
 /// to 128 summed with 8 accumulators, larger arrays split in halves (rounded to multiples of 8).
 pub fn numpy_pairwise_sum(a: &[f64]) -> f64 {
@@ -1267,17 +1221,6 @@ pub fn eval_coco_report(gt: &Path, dt: &Path, iou_type: &str, json: bool) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn python_fixed_point_formatting() {
-        assert_eq!(py_fixed(0.5625, 3), "0.562");
-        assert_eq!(py_fixed(0.5635, 3), "0.564"); // 0.5635 is just above the tie in binary (Python agrees)
-        assert_eq!(py_fixed(0.0625, 3), "0.062");
-        assert_eq!(py_fixed(0.9996, 3), "1.000");
-        assert_eq!(py_fixed(-1.0, 3), "-1.000");
-        assert_eq!(py_fixed(0.1875, 3), "0.188");
-        assert_eq!(py_fixed(0.0, 3), "0.000");
-    }
 
     #[test]
     fn linspace_matches_numpy_grid() {
