@@ -254,18 +254,9 @@ pub fn overlay_labels(
     Ok(())
 }
 
-/// Reads an image file (PNG or JPEG) as RGB.
+/// Reads an image file (JPEG, PNG, BMP, GIF) as RGB, decoded by `ferrovision-data`'s image I/O.
 pub fn load_image(path: &Path) -> Result<RgbImage> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| VisionError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| VisionError::io(path, e))?
-        .decode()
-        .map_err(|e| VisionError::Image {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-    Ok(img.to_rgb8())
+    Ok(ferrovision_data::image::read_image_dynamic(path)?.to_rgb8())
 }
 
 /// Encodes an image as PNG and writes it atomically.
