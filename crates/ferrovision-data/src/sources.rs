@@ -6,10 +6,10 @@
 //! `par_map`). Every error names the file and, where there is one, the line or field.
 
 use crate::annotations::voc::parse_voc_xml;
-use crate::augment::ImageSample;
 use crate::dataset::Dataset;
 use crate::fsutil::{read, read_to_string};
 use crate::image::{decode, decode_rgb8, Image};
+use crate::sample::ImageSample;
 use crate::tfrecord::{Example, ReadCompression, RecordReader};
 use crate::{Error, Result};
 use ferrovision_tensor::rng::Rng;
