@@ -578,19 +578,7 @@ fn conv_t_geom(
 // Kernels (no autodiff)
 
 /// A pool buffer returned on drop.
-struct PoolBuf(Vec<f32>);
-
-impl PoolBuf {
-    fn take(len: usize) -> Self {
-        PoolBuf(pool::take_uninit(len))
-    }
-}
-
-impl Drop for PoolBuf {
-    fn drop(&mut self) {
-        pool::give_back(std::mem::take(&mut self.0));
-    }
-}
+type PoolBuf = crate::storage::pool::PooledVec<f32>;
 
 /// Work (elements) below which a plane loop stays on one thread.
 const PAR_MIN_ELEMS: usize = 1 << 14;
