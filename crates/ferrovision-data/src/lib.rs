@@ -25,6 +25,7 @@ pub mod sample;
 pub mod sources;
 pub mod stats;
 pub mod tfrecord;
+#[cfg(feature = "video")]
 pub mod video;
 pub mod viz;
 
