@@ -83,7 +83,7 @@ pub fn parse_voc_xml(text: &str, file: impl AsRef<Path>) -> Result<VocAnnotation
                 .ok_or_else(|| {
                     Error::parse(
                         file,
-                        size.and_then(|s| line(s)),
+                        size.and_then(&line),
                         format!("<size><{tag}> '{t}' is not a size"),
                     )
                 }),

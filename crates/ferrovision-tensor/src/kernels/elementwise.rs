@@ -28,7 +28,6 @@
 //! The polynomial coefficients were fitted (Chebyshev interpolation in 40-digit arithmetic) for
 //! this file.
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
 // ----- fast-math scalar functions (inline, branch-free) -----
 
 /// Horner evaluation, highest degree first.
