@@ -22,6 +22,7 @@ pub mod network;
 pub mod optim;
 mod param;
 pub mod regularizers;
+pub mod registry;
 mod save;
 mod sequential;
 pub mod summary;

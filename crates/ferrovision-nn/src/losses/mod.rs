@@ -33,9 +33,11 @@ pub use crossentropy::{
 pub use kld::KLDivergence;
 pub use regression::{Huber, MeanAbsoluteError, MeanSquaredError};
 
+use crate::registry::{Boxed, Registry};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::Value;
+use std::sync::OnceLock;
 
 /// A training objective comparing targets with predictions.
 pub trait Loss: Send + Sync {
@@ -126,7 +128,22 @@ pub fn per_sample_loss_from_config(value: &Value) -> Result<Box<dyn PerSampleLos
             "loss config needs a 'class_name' string (e.g. \"MeanSquaredError\"), got {value}"
         ))
     })?;
-    let cfg = &value["config"];
+    builtin_per_sample(class, &value["config"])
+}
+
+/// The built-in loss classes (what [`loss_registry`] starts with).
+const BUILTIN_LOSSES: &[&str] = &[
+    "MeanSquaredError",
+    "MeanAbsoluteError",
+    "Huber",
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+    "KLDivergence",
+];
+
+/// A built-in per-sample loss from its class name and inner config.
+fn builtin_per_sample(class: &str, cfg: &Value) -> Result<Box<dyn PerSampleLoss>> {
     let reduction = cfg_str(cfg, "reduction", "sum_over_batch_size")?;
     if reduction != "sum_over_batch_size" {
         return Err(Error::config(format!(
@@ -205,10 +222,53 @@ pub fn per_sample_loss_from_config(value: &Value) -> Result<Box<dyn PerSampleLos
     Ok(out)
 }
 
-/// Rebuilds a loss from what [`Loss::config`] returned (`{"class_name", "config"}`). A `Null`
-/// config (closure losses) is an error: closures cannot be restored.
+impl<L: Loss + 'static> Boxed<dyn Loss> for L {
+    fn boxed(self) -> Box<dyn Loss> {
+        Box::new(self)
+    }
+}
+
+/// The process-wide loss registry (class name -> constructor from the inner `config`), the
+/// built-in losses registered on first use.
+pub fn loss_registry() -> &'static Registry<dyn Loss> {
+    static REG: OnceLock<Registry<dyn Loss>> = OnceLock::new();
+    REG.get_or_init(|| {
+        let r = Registry::new("loss", "losses::register_loss");
+        for &class in BUILTIN_LOSSES {
+            r.register(class, move |cfg: &Value| {
+                let l: Box<dyn Loss> = builtin_per_sample(class, cfg)?;
+                Ok(l)
+            });
+        }
+        r
+    })
+}
+
+/// Registers a custom loss class so compiled models using it can be saved and loaded; its
+/// [`Loss::config`] must return `{"class_name": class_name, "config": ...}` and `factory`
+/// gets the inner `config`.
+pub fn register_loss(
+    class_name: &str,
+    factory: impl Fn(&Value) -> Result<Box<dyn Loss>> + Send + Sync + 'static,
+) {
+    loss_registry().register(class_name, factory);
+}
+
+/// Rebuilds a loss from what [`Loss::config`] returned (`{"class_name", "config"}`) through
+/// [`loss_registry`]. A `Null` config (closure losses) is an error: closures cannot be restored.
 pub fn loss_from_config(config: &Value) -> Result<Box<dyn Loss>> {
-    Ok(per_sample_loss_from_config(config)?)
+    if config.is_null() {
+        return Err(Error::config(
+            "loss config is null: closure losses (FnLoss) cannot be restored from a config; \
+             build the loss in code and compile with it again",
+        ));
+    }
+    let class = config["class_name"].as_str().ok_or_else(|| {
+        Error::config(format!(
+            "loss config needs a 'class_name' string (e.g. \"MeanSquaredError\"), got {config}"
+        ))
+    })?;
+    loss_registry().build(class, &config["config"])
 }
 
 /// The built-in per-sample loss for a Keras name or alias (`"mse"`, `"mae"`, `"huber"`,

@@ -29,6 +29,8 @@ pub use confusion::{Precision, Recall};
 pub use mean::{Mean, MeanMetricWrapper, MeanSquaredError, Psnr, WeightedMean};
 
 use crate::losses::{per_sample_loss_by_name, per_sample_loss_from_config};
+use crate::registry::{Boxed, Registry};
+use std::sync::OnceLock;
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::Value;
@@ -214,7 +216,54 @@ pub fn metric_from_config(value: &Value) -> Result<Box<dyn Metric>> {
             "metric config needs a 'class_name' string, got {value}"
         ))
     })?;
-    let cfg = &value["config"];
+    metric_registry().build(class, &value["config"])
+}
+
+/// The built-in metric classes (what [`metric_registry`] starts with).
+const BUILTIN_METRICS: &[&str] = &[
+    "BinaryAccuracy",
+    "CategoricalAccuracy",
+    "SparseCategoricalAccuracy",
+    "AutoAccuracy",
+    "TopKCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy",
+    "Precision",
+    "Recall",
+    "Mean",
+    "MeanSquaredError",
+    "PSNR",
+    "MeanMetricWrapper",
+];
+
+impl<M: Metric + 'static> Boxed<dyn Metric> for M {
+    fn boxed(self) -> Box<dyn Metric> {
+        Box::new(self)
+    }
+}
+
+/// The process-wide metric registry (class name -> constructor from the inner `config`), the
+/// built-in metrics registered on first use.
+pub fn metric_registry() -> &'static Registry<dyn Metric> {
+    static REG: OnceLock<Registry<dyn Metric>> = OnceLock::new();
+    REG.get_or_init(|| {
+        let r = Registry::new("metric", "metrics::register_metric");
+        for &class in BUILTIN_METRICS {
+            r.register(class, move |cfg: &Value| builtin_metric(class, cfg));
+        }
+        r
+    })
+}
+
+/// Registers a custom metric class so compiled models using it can be saved and loaded.
+pub fn register_metric(
+    class_name: &str,
+    factory: impl Fn(&Value) -> Result<Box<dyn Metric>> + Send + Sync + 'static,
+) {
+    metric_registry().register(class_name, factory);
+}
+
+/// A built-in metric from its class name and inner config.
+fn builtin_metric(class: &str, cfg: &Value) -> Result<Box<dyn Metric>> {
     Ok(match class {
         "BinaryAccuracy" => Box::new(
             Accuracy::binary_threshold(cfg_num(cfg, "threshold", 0.5)?)
