@@ -86,11 +86,25 @@ pub trait Layer: Send + Sync {
         Ok(())
     }
 
-    /// The output shape for these input shapes, without running the layer.
+    /// The output shape for these input shapes, without running the layer (single-output
+    /// layers; a multi-output layer returns [`only_output`] of [`Layer::output_shapes_for`]).
     fn output_shape(&self, input_shapes: &[Shape]) -> Result<Shape>;
 
-    /// Runs the layer. Most layers take exactly one input.
+    /// Runs a single-output layer. Most layers take exactly one input. A multi-output layer
+    /// implements [`Layer::call_outputs`] and returns [`only_output`] of it here.
     fn call(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Tensor>;
+
+    /// One shape per output. Single-output layers keep the default (`[output_shape]`);
+    /// multi-output layers override it together with [`Layer::call_outputs`].
+    fn output_shapes_for(&self, input_shapes: &[Shape]) -> Result<Vec<Shape>> {
+        Ok(vec![self.output_shape(input_shapes)?])
+    }
+
+    /// Runs the layer, one tensor per output (the general form that models and the functional
+    /// graph use). The default wraps [`Layer::call`].
+    fn call_outputs(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Vec<Tensor>> {
+        Ok(vec![self.call(inputs, ctx)?])
+    }
 
     /// All weights, trainable or not, in a stable order.
     fn weights(&self) -> Vec<Param> {
@@ -136,4 +150,19 @@ pub fn single_shape<'a>(layer: &dyn Layer, shapes: &'a [Shape]) -> Result<&'a Sh
             format!("expects 1 input, got {}", shapes.len()),
         )),
     }
+}
+
+/// The one output of a layer that may have several (what a multi-output layer's
+/// [`Layer::call`]/[`Layer::output_shape`] return), or an error naming the layer and count.
+pub fn only_output<T>(layer: &dyn Layer, mut outs: Vec<T>) -> Result<T> {
+    if outs.len() != 1 {
+        return Err(Error::layer(
+            layer.name(),
+            format!(
+                "has {} outputs; use call_outputs/output_shapes_for (or Graph::call_multi) for multi-output layers",
+                outs.len()
+            ),
+        ));
+    }
+    Ok(outs.remove(0))
 }

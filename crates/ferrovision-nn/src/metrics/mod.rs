@@ -30,10 +30,10 @@ pub use mean::{Mean, MeanMetricWrapper, MeanSquaredError, Psnr, WeightedMean};
 
 use crate::losses::{per_sample_loss_by_name, per_sample_loss_from_config};
 use crate::registry::{Boxed, Registry};
-use std::sync::OnceLock;
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::Value;
+use std::sync::OnceLock;
 
 /// A metric accumulated over batches. Usable in custom loops as well as by `fit`.
 pub trait Metric: Send {
