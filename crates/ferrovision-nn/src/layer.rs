@@ -106,18 +106,32 @@ pub trait Layer: Send + Sync {
         Ok(vec![self.call(inputs, ctx)?])
     }
 
-    /// All weights, trainable or not, in a stable order.
+    /// All weights, trainable or not, in a stable order, the children's included. The default
+    /// gathers the children's weights (a block that only holds child layers needs no
+    /// `weights`); a layer with weights of its own returns them (and its children's).
     fn weights(&self) -> Vec<Param> {
+        self.children()
+            .into_iter()
+            .flat_map(|(_, c)| c.weights())
+            .collect()
+    }
+
+    /// The child layers with their names (the path segment in weight names): the layers of a
+    /// nested model, the fields of a block. Write it with [`crate::layer_children!`].
+    fn children(&self) -> Vec<(String, &dyn Layer)> {
         Vec::new()
     }
 
-    /// Nested layers (models used as layers), for summaries and weight names.
-    fn sublayers(&self) -> Vec<&dyn Layer> {
+    /// The child layers, mutable (for freezing); same order and names as [`Layer::children`].
+    fn children_mut(&mut self) -> Vec<(String, &mut dyn Layer)> {
         Vec::new()
     }
 
-    /// Freezes (`false`) or unfreezes every weight of the layer.
+    /// Freezes (`false`) or unfreezes every weight of the layer and of its children.
     fn set_trainable(&mut self, trainable: bool) {
+        for (_, c) in self.children_mut() {
+            c.set_trainable(trainable);
+        }
         for w in self.weights() {
             w.set_trainable(trainable);
         }
@@ -165,4 +179,16 @@ pub fn only_output<T>(layer: &dyn Layer, mut outs: Vec<T>) -> Result<T> {
         ));
     }
     Ok(outs.remove(0))
+}
+
+/// Builds layers that feed each other in this order, starting from `input`; returns the last
+/// output shape (a block's `build` for a chain of children).
+pub fn build_chain(layers: &mut [&mut dyn Layer], input: Shape) -> Result<Shape> {
+    let mut shape = input;
+    for l in layers.iter_mut() {
+        let ins = [shape];
+        l.build(&ins)?;
+        shape = l.output_shape(&ins)?;
+    }
+    Ok(shape)
 }

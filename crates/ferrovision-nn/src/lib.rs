@@ -8,6 +8,7 @@
 
 pub mod activations;
 pub mod callbacks;
+pub mod children;
 pub mod datasets;
 mod error;
 pub mod functional;
