@@ -422,7 +422,7 @@ impl Model {
 
     /// The Keras-style summary table of the network.
     pub fn summary(&self) -> String {
-        crate::summary::summarize(self.net.as_ref())
+        self.net.summary()
     }
 
     /// Epochs completed (restored by `load`, the default `initial_epoch` of `fit`).

@@ -307,7 +307,11 @@ pub trait NetworkExt: Network {
     /// The Keras-style summary table: layer name and type, output shape, parameter counts
     /// (total, trainable, non-trainable).
     fn summary(&self) -> String {
-        crate::summary::summarize(self)
+        let title = self
+            .config()
+            .and_then(|c| c["name"].as_str().map(str::to_string))
+            .unwrap_or_else(|| self.class_name().to_string());
+        crate::summary::summarize(&title, &self.summary_rows(), &self.named_weights())
     }
 
     /// Sum of the weight-regularization penalties (kernel/bias regularizers).
