@@ -16,6 +16,7 @@ pub mod initializers;
 pub mod io;
 pub mod layer;
 pub mod layers;
+pub mod layout;
 pub mod losses;
 pub mod metrics;
 mod model;
