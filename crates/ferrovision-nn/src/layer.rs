@@ -127,13 +127,22 @@ pub trait Layer: Send + Sync {
         Vec::new()
     }
 
-    /// Freezes (`false`) or unfreezes every weight of the layer and of its children.
+    /// Freezes (`false`) or unfreezes the layer: its own weights directly, its children
+    /// through their `set_trainable` (so a child keeps its rules, e.g. batch-norm statistics
+    /// stay non-trainable).
     fn set_trainable(&mut self, trainable: bool) {
+        let kids: Vec<Param> = self
+            .children()
+            .into_iter()
+            .flat_map(|(_, c)| c.weights())
+            .collect();
+        for w in self.weights() {
+            if !kids.iter().any(|k| k.same(&w)) {
+                w.set_trainable(trainable);
+            }
+        }
         for (_, c) in self.children_mut() {
             c.set_trainable(trainable);
-        }
-        for w in self.weights() {
-            w.set_trainable(trainable);
         }
     }
 
