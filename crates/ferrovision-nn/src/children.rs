@@ -23,7 +23,8 @@
 //!     fn set_name(&mut self, name: String) { self.name = name }
 //!     layer_children!(conv, bn);
 //!     fn build(&mut self, s: &[Shape]) -> Result<()> {
-//!         build_chain(&mut [&mut self.conv, &mut self.bn], single_shape(self, s)?.clone())?;
+//!         let input = single_shape(self, s)?.clone();
+//!         build_chain(&mut [&mut self.conv, &mut self.bn], input)?;
 //!         Ok(())
 //!     }
 //!     fn output_shape(&self, s: &[Shape]) -> Result<Shape> {
