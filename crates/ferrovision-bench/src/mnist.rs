@@ -5,7 +5,7 @@
 
 use crate::util::{median, Opts};
 use ferrovision::nn::datasets::mnist::{load_mnist, Split};
-use ferrovision::nn::{Callback, FitOptions, Logs, Model, Result};
+use ferrovision::train::{Callback, FitOptions, Logs, Model, Result};
 use ferrovision_cli::cli::ModelKind;
 use ferrovision_cli::nnglue;
 use std::path::Path;

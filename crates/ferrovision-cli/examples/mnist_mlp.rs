@@ -9,7 +9,7 @@
 use ferrovision_cli::cli::ModelKind;
 use ferrovision_cli::nnglue;
 use ferrovision_nn::datasets::mnist::{load_mnist, Split};
-use ferrovision_nn::FitOptions;
+use ferrovision_train::FitOptions;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -13,7 +13,8 @@ use ferrovision_nn::losses::SparseCategoricalCrossentropy;
 use ferrovision_nn::metrics::Accuracy;
 use ferrovision_nn::optim::Adam;
 use ferrovision_nn::tensor::Tensor;
-use ferrovision_nn::{Activation, Compile, FitOptions, Model, Regularizer, Sequential};
+use ferrovision_nn::{Activation, Regularizer, Sequential};
+use ferrovision_train::{Compile, FitOptions, Model};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 

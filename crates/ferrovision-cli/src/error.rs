@@ -37,6 +37,12 @@ impl From<ferrovision_nn::Error> for CliError {
     }
 }
 
+impl From<ferrovision_io::Error> for CliError {
+    fn from(e: ferrovision_io::Error) -> Self {
+        CliError(e.to_string())
+    }
+}
+
 impl From<ferrovision_data::Error> for CliError {
     fn from(e: ferrovision_data::Error) -> Self {
         CliError(e.to_string())

@@ -144,5 +144,5 @@ pub fn save_digit_png(pixels: &[f32], path: &Path) -> Result<()> {
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-    Ok(ferrovision_nn::io::write_atomic(path, &png)?)
+    Ok(ferrovision_io::write_atomic(path, &png)?)
 }

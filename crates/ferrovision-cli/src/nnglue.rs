@@ -3,12 +3,13 @@
 
 use crate::cli::ModelKind;
 use crate::error::{CliError, Result};
-use ferrovision_nn::callbacks::{CSVLogger, ModelCheckpoint, TensorBoard};
 use ferrovision_nn::layers::{Conv2D, Dense, Flatten, MaxPooling2D, PaddingMode};
 use ferrovision_nn::losses::SparseCategoricalCrossentropy;
 use ferrovision_nn::metrics::Accuracy;
 use ferrovision_nn::optim::optimizer_by_name;
-use ferrovision_nn::{Activation, Callback, Compile, Loss, Model, Sequential};
+use ferrovision_nn::{Activation, Loss, Sequential};
+use ferrovision_train::callbacks::{CSVLogger, ModelCheckpoint, TensorBoard};
+use ferrovision_train::{Callback, Compile, Model};
 use std::path::Path;
 
 /// File extension of saved models (a safetensors file holding weights, optimizer state and

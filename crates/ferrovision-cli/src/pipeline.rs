@@ -4,10 +4,10 @@
 
 use crate::error::{CliError, Result};
 use ferrovision_data::{mix_seed, Augment, Dataset, Image, StatsReport};
-use ferrovision_nn::callbacks::{Callback, Logs, TensorBoardWriter};
-use ferrovision_nn::io::write_atomic;
+use ferrovision_io::write_atomic;
 use ferrovision_nn::tensor::Tensor;
-use ferrovision_nn::{Batch, BatchSource, Model};
+use ferrovision_train::callbacks::{Callback, Logs, TensorBoardWriter};
+use ferrovision_train::{Batch, BatchSource, Model};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -128,7 +128,7 @@ impl DigitPipeline {
     /// The pipeline of one epoch.
     fn epoch_dataset(&self, epoch: usize) -> ferrovision_nn::Result<Dataset<(Tensor, Tensor)>> {
         let n = self.len();
-        let mut ds = Dataset::range(0, n as i64, 1)?;
+        let mut ds = Dataset::range(0, n as i64, 1).map_err(ferrovision_nn::Error::data)?;
         let seed = self.shuffle_seed.unwrap_or(0);
         if self.shuffle_seed.is_some() {
             ds = ds.shuffle(n.max(1), mix_seed(seed, epoch as u64, 0), false);
@@ -173,7 +173,7 @@ impl BatchSource for DigitPipeline {
         let ds = self.epoch_dataset(epoch)?;
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(ds.clone());
         Ok(Box::new(ds.iter().map(|r| {
-            let (x, y) = r?;
+            let (x, y) = r.map_err(ferrovision_nn::Error::data)?;
             Ok(Batch {
                 inputs: vec![x],
                 targets: vec![y],

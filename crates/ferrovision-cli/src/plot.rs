@@ -7,7 +7,7 @@
 
 use crate::error::{CliError, Result};
 use crate::font;
-use ferrovision_nn::History;
+use ferrovision_train::History;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -320,7 +320,7 @@ pub fn plot_panels(panels: &[Panel], path: &Path) -> Result<()> {
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-    Ok(ferrovision_nn::io::write_atomic(path, &png)?)
+    Ok(ferrovision_io::write_atomic(path, &png)?)
 }
 
 #[cfg(test)]

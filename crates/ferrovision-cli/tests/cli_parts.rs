@@ -7,7 +7,7 @@ use ferrovision_cli::data::DataSpec;
 use ferrovision_cli::image_input::{load_digit, mnist_normalize, open_grey, to_white_on_black};
 use ferrovision_cli::plot::{panels, plot_history};
 use ferrovision_nn::datasets::mnist::{load_mnist, Split};
-use ferrovision_nn::{History, Logs};
+use ferrovision_train::{History, Logs};
 use image::{GrayImage, Luma, Rgb, RgbImage, RgbaImage};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -103,3 +103,23 @@ impl Error {
         }
     }
 }
+
+/// File-layer errors keep their kind: I/O errors stay [`Error::Io`], an unusable path is an
+/// invalid argument, a malformed file a parse error naming the file.
+impl From<ferrovision_io::Error> for Error {
+    fn from(e: ferrovision_io::Error) -> Self {
+        match e {
+            ferrovision_io::Error::Io { path, source } => Error::Io { path, source },
+            ferrovision_io::Error::InvalidPath { path, msg } => Error::InvalidArgument {
+                op: "file",
+                msg: format!("{}: {msg}", path.display()),
+            },
+            ferrovision_io::Error::Format { path, msg } => Error::Parse {
+                path,
+                line: None,
+                msg,
+            },
+            ferrovision_io::Error::Tensor(t) => Error::Tensor(t),
+        }
+    }
+}

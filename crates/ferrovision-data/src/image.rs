@@ -950,5 +950,5 @@ pub fn save(img: &Image<u8>, path: impl AsRef<Path>) -> Result<()> {
             ))
         }
     };
-    write_atomic(p, &bytes)
+    Ok(write_atomic(p, &bytes)?)
 }

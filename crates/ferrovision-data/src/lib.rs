@@ -7,7 +7,8 @@
 //! - [`image`]: decode/encode, resize, crop, pad, flip, colour, normalise.
 //! - [`augment`]: seeded augmentation that keeps boxes, label maps and masks aligned.
 //! - [`fused`]: fused crop/resize/flip + colour jitter straight into f32 `[C, H, W]` slots.
-//! - [`tfrecord`]: TFRecord framing (masked CRC32C), GZIP/ZLIB compression, `tf.train.Example`.
+//! - [`tfrecord`]: TFRecord files: GZIP/ZLIB compression and `tf.train.Example` on top of
+//!   `ferrovision-io`'s record framing (masked CRC32C).
 //!
 //! Design notes and usage are in `docs/data.md`.
 
@@ -15,7 +16,6 @@ pub mod augment;
 pub mod dataset;
 pub mod element;
 mod error;
-pub mod fsutil;
 pub mod fused;
 pub mod image;
 pub mod sources;
@@ -28,5 +28,7 @@ pub use augment::{Affine, Augment, ImageSample, Op, Sample, SamplePad};
 pub use dataset::{mix_seed, Dataset, DatasetIter};
 pub use element::{Batchable, Cacheable, DataElement, PaddedBatchable, Unbatchable};
 pub use error::{Error, Result};
+/// Atomic writes and file reads (moved to `ferrovision-io`; re-exported for existing users).
+pub use ferrovision_io::fsutil;
 pub use image::{DynImage, Filter, Image, Normalize};
 pub use stats::{StageRow, StatsReport};

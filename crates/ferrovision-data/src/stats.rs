@@ -171,7 +171,7 @@ impl StatsReport {
 
     /// Writes [`csv`](Self::csv) to `path` atomically.
     pub fn write_csv(&self, path: impl AsRef<Path>) -> Result<()> {
-        write_atomic(path, self.csv().as_bytes())
+        Ok(write_atomic(path, self.csv().as_bytes())?)
     }
 
     /// `(tag, value)` scalars for a TensorBoard writer, e.g. `data/3_batch(32)/elem_per_s`.

@@ -19,118 +19,14 @@
 
 use crate::fsutil::AtomicFile;
 use crate::{Error, Result};
+pub use ferrovision_io::record::{crc32c, crc32c_append, crc32c_portable, mask_crc, masked_crc32c};
+use ferrovision_io::record::{footer_ok, write_frame, RecordHeader};
 use flate2::bufread::{MultiGzDecoder, ZlibDecoder};
 use flate2::write::{GzEncoder, ZlibEncoder};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-
-// ---------------------------------------------------------------------------------------------
-// CRC32C (Castagnoli)
-// ---------------------------------------------------------------------------------------------
-
-const POLY: u32 = 0x82F6_3B78; // reflected Castagnoli polynomial
-
-/// Slicing-by-8 tables, built at compile time.
-static TABLES: [[u32; 256]; 8] = build_tables();
-
-const fn build_tables() -> [[u32; 256]; 8] {
-    let mut t = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-            k += 1;
-        }
-        t[0][i] = c;
-        i += 1;
-    }
-    let mut s = 1;
-    while s < 8 {
-        let mut i = 0;
-        while i < 256 {
-            let prev = t[s - 1][i];
-            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
-            i += 1;
-        }
-        s += 1;
-    }
-    t
-}
-
-fn crc32c_update_sw(mut crc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
-        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-        crc = TABLES[7][(lo & 0xFF) as usize]
-            ^ TABLES[6][((lo >> 8) & 0xFF) as usize]
-            ^ TABLES[5][((lo >> 16) & 0xFF) as usize]
-            ^ TABLES[4][(lo >> 24) as usize]
-            ^ TABLES[3][(hi & 0xFF) as usize]
-            ^ TABLES[2][((hi >> 8) & 0xFF) as usize]
-            ^ TABLES[1][((hi >> 16) & 0xFF) as usize]
-            ^ TABLES[0][(hi >> 24) as usize];
-    }
-    for &b in chunks.remainder() {
-        crc = (crc >> 8) ^ TABLES[0][((crc ^ b as u32) & 0xFF) as usize];
-    }
-    crc
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse4.2")]
-unsafe fn crc32c_update_hw(crc: u32, data: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
-    let mut c = crc as u64;
-    let mut chunks = data.chunks_exact(8);
-    for ch in &mut chunks {
-        let v = u64::from_le_bytes(ch.try_into().unwrap());
-        c = _mm_crc32_u64(c, v);
-    }
-    let mut c = c as u32;
-    for &b in chunks.remainder() {
-        c = _mm_crc32_u8(c, b);
-    }
-    c
-}
-
-/// CRC32C of `data` (the Castagnoli CRC that TFRecord uses). Uses the SSE4.2 instruction when
-/// the CPU has it, a slicing-by-8 table otherwise.
-pub fn crc32c(data: &[u8]) -> u32 {
-    crc32c_append(0, data)
-}
-
-/// Continues a CRC32C over more bytes: `crc32c_append(crc32c(a), b) == crc32c(a ++ b)`.
-pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("sse4.2") {
-            // SAFETY: the feature was detected at run time.
-            return !unsafe { crc32c_update_hw(!crc, data) };
-        }
-    }
-    !crc32c_update_sw(!crc, data)
-}
-
-/// CRC32C computed with the portable table path only (tests compare it with the SSE4.2 path).
-pub fn crc32c_portable(data: &[u8]) -> u32 {
-    !crc32c_update_sw(!0, data)
-}
-
-/// The masked CRC that TFRecord stores: rotating and adding a constant keeps a CRC of data that
-/// itself holds CRCs from being trivially zero.
-pub fn masked_crc32c(data: &[u8]) -> u32 {
-    mask_crc(crc32c(data))
-}
-
-/// Applies the TFRecord mask to a CRC.
-pub fn mask_crc(crc: u32) -> u32 {
-    crc.rotate_right(15).wrapping_add(0xA282_EAD8)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Compression
@@ -394,17 +290,10 @@ impl<W: Write> RecordWriter<W> {
 
     /// Appends one record.
     pub fn write_record(&mut self, data: &[u8]) -> Result<()> {
-        let mut header = [0u8; 12];
-        header[..8].copy_from_slice(&(data.len() as u64).to_le_bytes());
-        let lcrc = masked_crc32c(&header[..8]);
-        header[8..].copy_from_slice(&lcrc.to_le_bytes());
-        let dcrc = masked_crc32c(data).to_le_bytes();
         let flush = self.flush_each;
         let path = self.path.clone();
         let out = self.out();
-        out.write_all(&header)
-            .and_then(|_| out.write_all(data))
-            .and_then(|_| out.write_all(&dcrc))
+        write_frame(out, data)
             .and_then(|_| if flush { out.flush() } else { Ok(()) })
             .map_err(|e| Error::io(&path, e))?;
         self.records += 1;
@@ -429,17 +318,19 @@ impl<W: Write> RecordWriter<W> {
     pub fn finish(self) -> Result<Option<W>> {
         let path = self.path.clone();
         match self.sink {
-            Sink::Atomic(a) => a.commit().map(|_| None),
+            Sink::Atomic(a) => Ok(a.commit().map(|_| None)?),
             Sink::AtomicGzip(e) => e
                 .finish()
                 .map_err(|e| Error::io(&path, e))?
                 .commit()
-                .map(|_| None),
+                .map(|_| None)
+                .map_err(Error::from),
             Sink::AtomicZlib(e) => e
                 .finish()
                 .map_err(|e| Error::io(&path, e))?
                 .commit()
-                .map(|_| None),
+                .map(|_| None)
+                .map_err(Error::from),
             Sink::Plain(mut w) => {
                 w.flush().map_err(|e| Error::io(&path, e))?;
                 Ok(Some(w))
@@ -641,9 +532,8 @@ impl<R: Read> RecordReader<R> {
         if n < 12 {
             return Err(self.err(start, format!("truncated record header ({n} of 12 bytes)")));
         }
-        let len = u64::from_le_bytes(header[..8].try_into().unwrap());
-        let lcrc = u32::from_le_bytes(header[8..].try_into().unwrap());
-        if self.verify && masked_crc32c(&header[..8]) != lcrc {
+        let RecordHeader { len, crc_ok } = RecordHeader::parse(&header);
+        if self.verify && !crc_ok {
             let hint = if start == 0 && self.compression == Compression::None {
                 match Compression::sniff(&header) {
                     Compression::None => "",
@@ -683,7 +573,7 @@ impl<R: Read> RecordReader<R> {
         if k < 4 {
             return Err(self.err(start, "truncated record: missing data CRC"));
         }
-        if self.verify && masked_crc32c(buf) != u32::from_le_bytes(footer) {
+        if self.verify && !footer_ok(buf, footer) {
             return Err(self.err(start, "corrupted record: data CRC mismatch"));
         }
         self.offset = start + 16 + len as u64;
@@ -1116,31 +1006,6 @@ pub fn read_examples_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc32c_known_vectors() {
-        // RFC 3720 (iSCSI) B.4 test vectors.
-        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
-        assert_eq!(crc32c(&[0xFFu8; 32]), 0x62A8_AB43);
-        let inc: Vec<u8> = (0..32).collect();
-        assert_eq!(crc32c(&inc), 0x46DD_794E);
-        let dec: Vec<u8> = (0..32).rev().collect();
-        assert_eq!(crc32c(&dec), 0x113F_DB5C);
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-        assert_eq!(crc32c(b""), 0);
-    }
-
-    #[test]
-    fn hw_and_portable_agree_on_odd_lengths() {
-        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
-        for n in [0, 1, 7, 8, 9, 15, 17, 63, 64, 65, 999, 1000] {
-            assert_eq!(crc32c(&data[..n]), crc32c_portable(&data[..n]), "n={n}");
-        }
-        assert_eq!(
-            crc32c_append(crc32c(&data[..100]), &data[100..]),
-            crc32c(&data)
-        );
-    }
 
     #[test]
     fn varint_negative_int64_roundtrip() {

@@ -11,9 +11,10 @@ pub enum Error {
     /// An engine op failed (shapes, dtypes, arguments).
     #[error(transparent)]
     Tensor(#[from] ferrovision_tensor::Error),
-    /// A data-pipeline or record-file operation failed.
+    /// A data pipeline feeding training failed (for example a `ferrovision_data::Dataset`
+    /// read by `ferrovision-train`); the pipeline's own typed error is the source.
     #[error(transparent)]
-    Data(#[from] ferrovision_data::Error),
+    Data(Box<dyn std::error::Error + Send + Sync>),
     /// A layer got inputs it cannot use, or was misconfigured.
     #[error("layer '{layer}': {msg}")]
     Layer { layer: String, msg: String },
@@ -54,11 +55,29 @@ impl Error {
         }
     }
 
+    /// A data-pipeline error (keeps the pipeline's error as the source).
+    pub fn data(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Data(Box::new(e))
+    }
+
     /// A format error in `path`.
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Format {
             path: path.into(),
             msg: msg.into(),
+        }
+    }
+}
+
+/// File-layer errors keep their kind: I/O errors stay [`Error::Io`], malformed or unusable
+/// files are [`Error::Format`] naming the file.
+impl From<ferrovision_io::Error> for Error {
+    fn from(e: ferrovision_io::Error) -> Self {
+        match e {
+            ferrovision_io::Error::Io { path, source } => Error::Io { path, source },
+            ferrovision_io::Error::InvalidPath { path, msg }
+            | ferrovision_io::Error::Format { path, msg } => Error::Format { path, msg },
+            ferrovision_io::Error::Tensor(t) => Error::Tensor(t),
         }
     }
 }

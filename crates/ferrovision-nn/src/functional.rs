@@ -55,7 +55,7 @@ struct Node {
 /// Builds a [`Functional`] model.
 ///
 /// ```
-/// use ferrovision_nn::{layers::Dense, Activation, Graph, Model};
+/// use ferrovision_nn::{layers::Dense, Activation, Graph};
 /// let mut g = Graph::new();
 /// let x = g.input("features", &[Some(8)]);
 /// let shared = g.add_layer(Dense::new(4).activation(Activation::Relu));

@@ -194,7 +194,7 @@ pub(crate) use model_network_methods;
 
 /// Sum of the penalties of the trainable, regularized weights among `weights`, added in
 /// order (`None` when there are none).
-pub(crate) fn regularization_of(weights: &[(String, Param)]) -> Result<Option<Tensor>> {
+pub fn regularization_of(weights: &[(String, Param)]) -> Result<Option<Tensor>> {
     let mut total: Option<Tensor> = None;
     for (_, p) in weights {
         if let (Some(r), true) = (p.regularizer(), p.trainable()) {

@@ -5,7 +5,7 @@
 //! drawing needs no font files.
 
 use crate::boxes::BBox;
-use crate::error::{read_to_string, write_atomic, Result, VisionError};
+use crate::error::{read_to_string, Result, VisionError};
 use crate::json_util::{parse, Ctx};
 use image::RgbImage;
 use std::path::Path;
@@ -325,7 +325,7 @@ pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
             path: path.display().to_string(),
             msg: e.to_string(),
         })?;
-    write_atomic(path, &buf)
+    Ok(ferrovision_io::write_atomic(path, &buf)?)
 }
 
 /// Plots precision-recall curves (`(name, [(recall, precision)])`) with axes, ticks and a

@@ -68,9 +68,16 @@ pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| VisionError::io(path, e))
 }
 
-/// Writes `bytes` to `path` atomically (`ferrovision_data::fsutil::write_atomic`: a temporary
-/// file in the same directory, synced, then renamed).
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    ferrovision_data::fsutil::write_atomic(path, bytes)
-        .map_err(|e| VisionError::io(path, std::io::Error::other(e.to_string())))
+/// File-layer errors (atomic writes) keep their kind: I/O errors stay [`VisionError::Io`].
+impl From<ferrovision_io::Error> for VisionError {
+    fn from(e: ferrovision_io::Error) -> Self {
+        match e {
+            ferrovision_io::Error::Io { path, source } => VisionError::io(&path, source),
+            ferrovision_io::Error::InvalidPath { path, msg }
+            | ferrovision_io::Error::Format { path, msg } => {
+                VisionError::format(path.display().to_string(), "file", msg)
+            }
+            ferrovision_io::Error::Tensor(t) => VisionError::Tensor(t),
+        }
+    }
 }

@@ -14,9 +14,17 @@
 /// The tensor engine (`ferrovision-tensor`).
 pub use ferrovision_tensor as tensor;
 
-/// Layers, models, losses, metrics, optimizers, callbacks and training (`ferrovision-nn`);
+/// The file layer (`ferrovision-io`): atomic writes, TFRecord record framing, safetensors.
+pub use ferrovision_io as io;
+
+/// Layers, networks, losses, metrics and optimizers (`ferrovision-nn`);
 /// `use ferrovision::nn::prelude::*` for model code.
 pub use ferrovision_nn as nn;
+
+/// The training loop (`ferrovision-train`): `Model` (compile/fit/evaluate/predict), custom
+/// train steps, callbacks, TensorBoard, checkpoints; `use ferrovision::train::prelude::*` for
+/// training code (it includes the `nn` prelude).
+pub use ferrovision_train as train;
 
 /// The names most programs need.
 pub mod prelude {

@@ -35,7 +35,7 @@ impl WeightedMean {
     }
 
     /// Adds one value with its weight.
-    pub(crate) fn add_one(&mut self, value: f64, weight: f64) {
+    pub fn add_one(&mut self, value: f64, weight: f64) {
         self.total += value * weight;
         self.count += weight;
     }

@@ -172,8 +172,8 @@ fn format_arg(name: &str, arg: Arg, spec_text: &str, template: &str) -> Result<S
 /// name a key of `logs` (`{val_loss:.4f}`). `{{` and `}}` are literal braces.
 ///
 /// ```
-/// use ferrovision_nn::callbacks::format_template;
-/// use ferrovision_nn::Logs;
+/// use ferrovision_train::callbacks::format_template;
+/// use ferrovision_train::Logs;
 /// let mut logs = Logs::new();
 /// logs.insert("val_loss", 0.123456);
 /// let name = format_template("ckpt-{epoch:02d}-{val_loss:.3f}.safetensors", 3, None, &logs)?;

@@ -4,7 +4,8 @@
 use ferrovision_nn::layers::Dense;
 use ferrovision_nn::optim::{Adam, LearningRateSchedule};
 use ferrovision_nn::tensor::Tensor;
-use ferrovision_nn::{Compile, FitOptions, Loss, Model, Result, Sequential};
+use ferrovision_nn::{Loss, Result, Sequential};
+use ferrovision_train::{Compile, FitOptions, Model};
 
 /// Mean squared error, local to the test (the losses module is tested on its own).
 struct Mse;

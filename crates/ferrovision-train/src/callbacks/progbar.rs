@@ -317,8 +317,8 @@ mod tests {
         p.epochs = 3;
         p.steps = Some(4);
         // The model is not used by the logger's epoch/batch hooks; build the smallest one.
-        let net = crate::Sequential::new(&[1])
-            .add(crate::layers::Dense::new(1))
+        let net = ferrovision_nn::Sequential::new(&[1])
+            .add(ferrovision_nn::layers::Dense::new(1))
             .build()
             .unwrap();
         let mut model = Model::new(net);

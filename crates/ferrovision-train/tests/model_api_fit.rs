@@ -5,6 +5,8 @@
 //! with an error naming it.
 
 mod common;
+// The custom two-output layer and model the nn crate's model-API tests use.
+#[path = "../../ferrovision-nn/tests/model_api_support/mod.rs"]
 mod model_api_support;
 
 use common::{serial, tmp_dir};
@@ -14,9 +16,8 @@ use ferrovision_nn::optim::Adam;
 use ferrovision_nn::registry::{from_config, to_config};
 use ferrovision_nn::tensor::rng::{manual_seed, Rng};
 use ferrovision_nn::tensor::Tensor;
-use ferrovision_nn::{
-    ArrayData, Compile, Error, FitOptions, Functional, Graph, Loss, Model, Result,
-};
+use ferrovision_nn::{Error, Functional, Graph, Loss, Result};
+use ferrovision_train::{ArrayData, Compile, FitOptions, Model};
 use model_api_support::{register_split, two_output_inner};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
 //! TFRecord framing, CRC32C and the few protobuf messages of a TensorBoard event file.
 //!
-//! The record framing and CRC32C are `ferrovision_data::tfrecord`'s.
+//! The record framing and CRC32C are `ferrovision_io::record`'s.
 //!
 //! Record layout: `u64 length (LE) | u32 masked CRC32C of the length bytes | data |
 //! u32 masked CRC32C of data`. Protobuf messages (tensorflow/core/util/event.proto,

@@ -23,8 +23,9 @@ impl AtomicFile {
         let final_path = path.as_ref().to_path_buf();
         let name = final_path
             .file_name()
-            .ok_or_else(|| {
-                Error::invalid("AtomicFile", format!("{final_path:?} has no file name"))
+            .ok_or_else(|| Error::InvalidPath {
+                path: final_path.clone(),
+                msg: "AtomicFile: the path has no file name".into(),
             })?
             .to_string_lossy()
             .into_owned();
@@ -79,8 +80,11 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically, creating missing parent folders first.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.as_ref().parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     let mut f = AtomicFile::create(path.as_ref())?;
     f.write_all(bytes)
         .map_err(|e| Error::io(path.as_ref(), e))?;

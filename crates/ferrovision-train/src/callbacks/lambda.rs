@@ -12,7 +12,7 @@ type End = Box<dyn FnMut(&mut Model, usize, &Logs) -> Result<()> + Send>;
 /// (Keras' `LambdaCallback`, which also hands the closures the model here).
 ///
 /// ```
-/// use ferrovision_nn::callbacks::LambdaCallback;
+/// use ferrovision_train::callbacks::LambdaCallback;
 /// let cb = LambdaCallback::new().on_epoch_end(|_model, epoch, logs| {
 ///     println!("epoch {epoch}: loss {:?}", logs.get("loss"));
 ///     Ok(())

@@ -1,10 +1,11 @@
 //! [`Model`]: compile, fit, evaluate, predict, save and load a [`Network`].
 
 use crate::callbacks::{Callback, Logs, ProgbarLogger, TrainParams};
-use crate::layer::CallCtx;
-use crate::metrics::WeightedMean;
-use crate::network::{regularization_of, Network, NetworkExt};
-use crate::{Error, Loss, Metric, Optimizer, Param, Result};
+use crate::{Error, Result};
+use ferrovision_nn::layer::CallCtx;
+use ferrovision_nn::metrics::WeightedMean;
+use ferrovision_nn::network::{regularization_of, Network, NetworkExt};
+use ferrovision_nn::{Loss, Metric, Optimizer, Param};
 use ferrovision_tensor::rng::Rng;
 use ferrovision_tensor::{no_grad, Tensor};
 
@@ -867,12 +868,12 @@ impl Model {
 
 /// Rebuilds a [`Compile`] from [`Model::compile_config`] output.
 pub(crate) fn compile_from_config(cfg: &serde_json::Value) -> Result<Compile> {
-    let optimizer = crate::optim::optimizer_from_config(&cfg["optimizer"])?;
+    let optimizer = ferrovision_nn::optim::optimizer_from_config(&cfg["optimizer"])?;
     let losses = cfg["losses"]
         .as_array()
         .ok_or_else(|| Error::config("compile config needs a 'losses' list"))?
         .iter()
-        .map(crate::losses::loss_from_config)
+        .map(ferrovision_nn::losses::loss_from_config)
         .collect::<Result<Vec<_>>>()?;
     let mut c = Compile::boxed(optimizer, losses);
     if let Some(w) = cfg["loss_weights"].as_array() {
@@ -881,37 +882,10 @@ pub(crate) fn compile_from_config(cfg: &serde_json::Value) -> Result<Compile> {
     }
     for m in cfg["metrics"].as_array().into_iter().flatten() {
         let output = m["output"].as_u64().unwrap_or(0) as usize;
-        c = c.metric_boxed(output, crate::metrics::metric_from_config(&m["config"])?);
+        c = c.metric_boxed(
+            output,
+            ferrovision_nn::metrics::metric_from_config(&m["config"])?,
+        );
     }
     Ok(c)
-}
-
-/// A batched pipeline of `(inputs, targets)` trains a single-input, single-output model:
-/// `model.fit_source(&mut dataset, None, &opts, callbacks)`. The pipeline's own `shuffle`
-/// reshuffles each epoch.
-impl BatchSource for ferrovision_data::Dataset<(Tensor, Tensor)> {
-    fn batches(&mut self, _epoch: usize) -> Result<Box<dyn Iterator<Item = Result<Batch>> + '_>> {
-        Ok(Box::new(self.iter().map(|r| {
-            let (x, y) = r?;
-            Ok(Batch {
-                inputs: vec![x],
-                targets: vec![y],
-                sample_weight: None,
-            })
-        })))
-    }
-}
-
-/// A batched pipeline of `(inputs, targets, sample_weights)`.
-impl BatchSource for ferrovision_data::Dataset<(Tensor, Tensor, Tensor)> {
-    fn batches(&mut self, _epoch: usize) -> Result<Box<dyn Iterator<Item = Result<Batch>> + '_>> {
-        Ok(Box::new(self.iter().map(|r| {
-            let (x, y, w) = r?;
-            Ok(Batch {
-                inputs: vec![x],
-                targets: vec![y],
-                sample_weight: Some(w),
-            })
-        })))
-    }
 }

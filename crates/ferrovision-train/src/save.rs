@@ -6,9 +6,10 @@
 //! (optimizer, losses, metrics), `epoch` and `rng` (the process-wide generator, so dropout
 //! continues the same stream and a resumed run is bit-identical to an uninterrupted one).
 
-use crate::io::{load_safetensors, save_safetensors, SafetensorsFile};
-use crate::network::{Network, NetworkExt};
-use crate::{Error, Model, Param, Result};
+use crate::{Error, Model, Result};
+use ferrovision_io::{load_safetensors, save_safetensors, SafetensorsFile};
+use ferrovision_nn::network::NetworkExt;
+use ferrovision_nn::weights::{self, assign_weights, network_from_config};
 use ferrovision_tensor::rng::{with_global, Rng};
 use ferrovision_tensor::Tensor;
 use serde_json::{json, Value};
@@ -17,108 +18,16 @@ use std::path::Path;
 
 const FORMAT: &str = "ferrovision-model-1";
 
-/// Rebuilds a network from a saved architecture (`Sequential` or `Functional`).
-pub fn network_from_config(arch: &Value) -> Result<Box<dyn Network>> {
-    let class = arch["class_name"].as_str().unwrap_or("");
-    let cfg = &arch["config"];
-    match class {
-        "Sequential" => Ok(Box::new(crate::Sequential::from_config(cfg)?)),
-        "Functional" => Ok(Box::new(crate::Functional::from_config(cfg)?)),
-        other => Err(Error::config(format!(
-            "cannot rebuild a '{other}' network from its config (custom models: build the model in code and use Model::load_checkpoint)"
-        ))),
-    }
-}
-
-/// Copies `file`'s tensors named `<prefix><weight name>` into the weights, checking that the
-/// names and shapes match exactly.
-fn assign_all(
-    path: &Path,
-    file: &SafetensorsFile,
-    prefix: &str,
-    weights: &[(String, Param)],
-) -> Result<()> {
-    for (name, p) in weights {
-        let key = format!("{prefix}{name}");
-        let t = file.get(&key).ok_or_else(|| {
-            Error::format(
-                path,
-                format!(
-                    "missing tensor '{key}' (the model's weight '{name}', shape {:?})",
-                    p.shape()
-                ),
-            )
-        })?;
-        if t.shape() != p.shape().as_slice() {
-            return Err(Error::format(
-                path,
-                format!(
-                    "tensor '{key}' has shape {:?} in the file, the model's weight has shape {:?}",
-                    t.shape(),
-                    p.shape()
-                ),
-            ));
-        }
-    }
-    let known: Vec<String> = weights
-        .iter()
-        .map(|(n, _)| format!("{prefix}{n}"))
-        .collect();
-    if let Some((extra, _)) = file
-        .tensors
-        .iter()
-        .find(|(n, _)| n.starts_with(prefix) && !known.contains(n))
-    {
-        return Err(Error::format(
-            path,
-            format!("tensor '{extra}' in the file matches no weight of the model"),
-        ));
-    }
-    for (name, p) in weights {
-        let t = file.get(&format!("{prefix}{name}")).expect("checked above");
-        p.assign(&t.to_vec::<f32>()?)?;
-    }
-    Ok(())
-}
-
 impl Model {
     /// Saves all weights to a safetensors file (names `layer/weight`), atomically.
     pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self
-            .network()
-            .named_weights()
-            .into_iter()
-            .map(|(n, p)| (n, p.value()))
-            .collect();
-        let meta = HashMap::from([("format".to_string(), "ferrovision-weights-1".to_string())]);
-        save_safetensors(path.as_ref(), &tensors, meta)
+        weights::save_weights(self.network(), path.as_ref())
     }
 
     /// Loads weights saved by [`Model::save_weights`] (or a model file's weights). Every weight
     /// must be present with the same shape; the error names the tensor and both shapes.
     pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let file = load_safetensors(path)?;
-        let prefix = if file.tensors.iter().any(|(n, _)| n.starts_with("weights/")) {
-            "weights/"
-        } else {
-            ""
-        };
-        let weights = self.network().named_weights();
-        if prefix.is_empty() {
-            assign_all(path, &file, "", &weights)
-        } else {
-            let only: SafetensorsFile = SafetensorsFile {
-                tensors: file
-                    .tensors
-                    .iter()
-                    .filter(|(n, _)| n.starts_with(prefix))
-                    .cloned()
-                    .collect(),
-                metadata: HashMap::new(),
-            };
-            assign_all(path, &only, prefix, &weights)
-        }
+        weights::load_weights(self.network(), path.as_ref())
     }
 
     /// Saves the whole model in one file, atomically: architecture, weights, optimizer state,
@@ -152,7 +61,7 @@ impl Model {
         meta.insert("epoch".to_string(), self.epoch().to_string());
         let state = with_global(|r| r.state());
         meta.insert("rng".to_string(), json!(state).to_string());
-        save_safetensors(path.as_ref(), &tensors, meta)
+        Ok(save_safetensors(path.as_ref(), &tensors, meta)?)
     }
 
     /// Loads a model saved by [`Model::save`]: rebuilds the network from its architecture,
@@ -204,7 +113,7 @@ impl Model {
                 .collect(),
             metadata: HashMap::new(),
         };
-        assign_all(path, &only, "weights/", &weights)?;
+        assign_weights(path, &only, "weights/", &weights)?;
         let slots: Vec<(String, Tensor)> = file
             .tensors
             .iter()

@@ -10,12 +10,13 @@
 mod callbacks_support;
 
 use callbacks_support::*;
-use ferrovision_nn::callbacks::{
-    Histogram, TensorBoard, TensorBoardWriter, TrainParams, UpdateFreq, WriterOptions,
-};
 use ferrovision_nn::layers::Dense;
 use ferrovision_nn::tensor::Tensor;
-use ferrovision_nn::{Callback, FitOptions, Logs, Model, NetworkExt, Sequential};
+use ferrovision_nn::{NetworkExt, Sequential};
+use ferrovision_train::callbacks::{
+    Histogram, TensorBoard, TensorBoardWriter, TrainParams, UpdateFreq, WriterOptions,
+};
+use ferrovision_train::{Callback, FitOptions, Logs, Model};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -7,9 +7,9 @@ mod record;
 pub use histogram::Histogram;
 
 use super::{Callback, Logs, TrainParams};
-use crate::network::NetworkExt;
 use crate::{Error, Model, Result};
-use ferrovision_data::tfrecord::RecordWriter;
+use ferrovision_io::FramedWriter;
+use ferrovision_nn::network::NetworkExt;
 use record::{EventWhat, HistoFields, ValueKind};
 use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
@@ -33,7 +33,7 @@ pub struct WriterOptions {
 /// events visible (dropping the writer flushes too).
 ///
 /// ```no_run
-/// use ferrovision_nn::callbacks::TensorBoardWriter;
+/// use ferrovision_train::callbacks::TensorBoardWriter;
 /// let mut w = TensorBoardWriter::new("runs/exp1/train")?;
 /// w.add_scalar("loss", 0, 0.5)?;
 /// w.add_histogram("weights", 0, &[0.1, -0.2, 0.3])?;
@@ -43,7 +43,7 @@ pub struct WriterOptions {
 /// ```
 pub struct TensorBoardWriter {
     path: PathBuf,
-    out: RecordWriter<BufWriter<File>>,
+    out: FramedWriter<BufWriter<File>>,
     wall_time: Option<f64>,
 }
 
@@ -104,7 +104,7 @@ impl TensorBoardWriter {
             }
         };
         let mut w = TensorBoardWriter {
-            out: RecordWriter::from_writer(BufWriter::new(file), &path),
+            out: FramedWriter::new(BufWriter::new(file), &path),
             path,
             wall_time: opts.wall_time,
         };

@@ -15,7 +15,8 @@ use ferrovision_nn::losses::MeanSquaredError;
 use ferrovision_nn::optim::Sgd;
 use ferrovision_nn::tensor::rng::{manual_seed, Rng};
 use ferrovision_nn::tensor::Tensor;
-use ferrovision_nn::{Activation, Batch, Compile, Model, NetworkExt, Regularizer, Sequential};
+use ferrovision_nn::{Activation, NetworkExt, Regularizer, Sequential};
+use ferrovision_train::{Batch, Compile, Model};
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {

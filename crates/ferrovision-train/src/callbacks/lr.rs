@@ -2,7 +2,8 @@
 
 use super::monitor::{Mode, Monitor};
 use super::{Callback, Logs, TrainParams};
-use crate::{Error, Model, Optimizer, Result};
+use crate::{Error, Model, Result};
+use ferrovision_nn::Optimizer;
 
 fn optimizer<'a>(model: &'a mut Model, who: &str) -> Result<&'a mut (dyn Optimizer + 'static)> {
     model
@@ -16,7 +17,7 @@ type Schedule = Box<dyn FnMut(usize, f64) -> f64 + Send>;
 /// (epoch from 0), as Keras' `LearningRateScheduler`.
 ///
 /// ```
-/// use ferrovision_nn::callbacks::LearningRateScheduler;
+/// use ferrovision_train::callbacks::LearningRateScheduler;
 /// // Halve the rate every 10 epochs.
 /// let s = LearningRateScheduler::new(|epoch, lr| if epoch > 0 && epoch % 10 == 0 { lr * 0.5 } else { lr });
 /// # let _ = s;

@@ -1,19 +1,12 @@
-//! Files: atomic writes and safetensors reading/writing with clear errors.
+//! safetensors reading and writing with clear errors: named f32 tensors plus string metadata in
+//! one file (f16/bf16 files are converted to f32 on reading).
 
+use crate::fsutil::write_atomic;
 use crate::{Error, Result};
+use ::safetensors::tensor::{Dtype, TensorView};
 use ferrovision_tensor::Tensor;
-use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::path::Path;
-
-/// Writes `bytes` to `path` atomically (`ferrovision_data::fsutil::write_atomic`: a temporary
-/// file in the same folder, synced, then renamed), creating parent folders first.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    Ok(ferrovision_data::fsutil::write_atomic(path, bytes)?)
-}
 
 /// Writes named f32 tensors (plus string metadata) as one safetensors file, atomically.
 pub fn save_safetensors(
@@ -35,7 +28,7 @@ pub fn save_safetensors(
                 .map_err(|e| Error::format(path, format!("tensor '{n}': {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, Some(metadata))
+    let bytes = ::safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::format(path, e.to_string()))?;
     write_atomic(path, &bytes)
 }
@@ -58,9 +51,9 @@ impl SafetensorsFile {
 /// Reads a safetensors file of f32 (or f16/bf16, converted) tensors.
 pub fn load_safetensors(path: &Path) -> Result<SafetensorsFile> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let st = ::safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+    let (_, meta) = ::safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let mut tensors = Vec::new();

@@ -11,9 +11,9 @@ use ferrovision_nn::optim::Sgd;
 use ferrovision_nn::tensor::rng::{manual_seed, Rng};
 use ferrovision_nn::tensor::Tensor;
 use ferrovision_nn::{
-    Activation, CallCtx, Compile, Error, FitOptions, Graph, Layer, Model, Network, Result,
-    Sequential, Shape,
+    Activation, CallCtx, Error, Graph, Layer, Network, Result, Sequential, Shape,
 };
+use ferrovision_train::{Compile, FitOptions, Model};
 use std::path::PathBuf;
 
 fn tmp(name: &str) -> PathBuf {
@@ -730,7 +730,7 @@ fn freezing_between_steps_takes_effect() {
     let _guard = serial();
     manual_seed(14);
     let (x, y) = regression(32, 9);
-    let batch = ferrovision_nn::Batch {
+    let batch = ferrovision_train::Batch {
         inputs: vec![x],
         targets: vec![y],
         sample_weight: None,

@@ -2,14 +2,14 @@
 
 use super::monitor::{Mode, Monitor};
 use super::{Callback, Logs, TrainParams};
-use crate::network::NetworkExt;
 use crate::{Model, Result};
+use ferrovision_nn::network::NetworkExt;
 use ferrovision_tensor::Tensor;
 
 /// Stops `fit` when `monitor` has not improved for `patience` epochs (Keras semantics).
 ///
 /// ```
-/// use ferrovision_nn::callbacks::{EarlyStopping, Mode};
+/// use ferrovision_train::callbacks::{EarlyStopping, Mode};
 /// let es = EarlyStopping::new("val_accuracy")
 ///     .mode(Mode::Max)
 ///     .patience(3)

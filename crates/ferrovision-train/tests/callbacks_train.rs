@@ -4,13 +4,14 @@
 mod callbacks_support;
 
 use callbacks_support::*;
-use ferrovision_nn::callbacks::{
+use ferrovision_nn::tensor::Tensor;
+use ferrovision_nn::{Error, NetworkExt};
+use ferrovision_train::callbacks::{
     format_template, py_float_repr, CSVLogger, EarlyStopping, LambdaCallback,
     LearningRateScheduler, Mode, ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau, SaveFreq,
     TerminateOnNaN, TrainParams,
 };
-use ferrovision_nn::tensor::Tensor;
-use ferrovision_nn::{Callback, Error, FitOptions, Logs, Model, NetworkExt};
+use ferrovision_train::{Callback, FitOptions, Logs, Model};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
