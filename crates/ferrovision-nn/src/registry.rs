@@ -132,9 +132,38 @@ pub trait Boxed<T: ?Sized> {
     fn boxed(self) -> Box<T>;
 }
 
-/// Deserialises a `kind`/`class` config into its serde type, naming both in the error.
+/// Deserialises a `kind`/`class` config into its serde type; the error names the kind, the
+/// class and the offending field (`layer 'Dropout' config: field 'rate': invalid type ...`).
 pub fn from_config<C: DeserializeOwned>(kind: &str, class: &str, v: &Value) -> Result<C> {
-    C::deserialize(v).map_err(|e| Error::config(format!("{kind} '{class}' config: {e}")))
+    C::deserialize(v).map_err(|e| {
+        // serde quotes names with backticks; our messages use single quotes.
+        let msg = e.to_string().replace('`', "'");
+        match culprit::<C>(v) {
+            Some(f) if !msg.contains(&format!("'{f}'")) => {
+                Error::config(format!("{kind} '{class}' config: field '{f}': {msg}"))
+            }
+            _ => Error::config(format!("{kind} '{class}' config: {msg}")),
+        }
+    })
+}
+
+/// The top-level key whose value a failed deserialisation rejects: the first key whose
+/// removal makes the config parse or turns the error into "missing field" for that key
+/// (serde's type errors do not name the field). Only runs on errors.
+fn culprit<C: DeserializeOwned>(v: &Value) -> Option<String> {
+    let obj = v.as_object()?;
+    for key in obj.keys() {
+        let mut without = obj.clone();
+        without.remove(key);
+        match C::deserialize(&Value::Object(without)) {
+            Ok(_) => return Some(key.clone()),
+            Err(e) if e.to_string().contains(&format!("missing field `{key}`")) => {
+                return Some(key.clone())
+            }
+            Err(_) => {}
+        }
+    }
+    None
 }
 
 /// A serde config as JSON (what `config()` methods return).

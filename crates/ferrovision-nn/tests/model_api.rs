@@ -378,7 +378,7 @@ fn unregistered_classes_are_named_in_the_error() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("layer 'Split' config") && err.contains("invalid type"),
+        err.contains("layer 'Split' config: field 'left'") && err.contains("invalid type"),
         "{err}"
     );
     // Built-ins are pre-registered and still found case-insensitively for optimizers.

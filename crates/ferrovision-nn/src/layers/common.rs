@@ -59,6 +59,13 @@ impl PaddingMode {
     }
 }
 
+/// The saved config of layers whose only setting is their name (Keras keys).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct NameConfig {
+    #[serde(default)]
+    pub name: String,
+}
+
 /// Reads configs of one layer class, naming the class and field in every error.
 pub(crate) struct Cfg<'a> {
     pub class: &'static str,
