@@ -87,6 +87,17 @@ fn join_path(prefix: &str, segment: &str) -> String {
     }
 }
 
+/// The descendant of `layer` at `path` (child names, which may themselves hold `/`).
+fn child_at<'a>(layer: &'a dyn Layer, path: &str) -> Option<&'a dyn Layer> {
+    layer.children().into_iter().find_map(|(name, c)| {
+        if path == name {
+            Some(c)
+        } else {
+            child_at(c, path.strip_prefix(name.as_str())?.strip_prefix('/')?)
+        }
+    })
+}
+
 /// Freezes or unfreezes every layer under `path` whose path is `prefix` or starts with
 /// `prefix/`; counts them.
 fn set_trainable_under(
@@ -239,9 +250,17 @@ pub trait NetworkExt: Network {
         self.named_weights().iter().map(|(_, p)| p.numel()).sum()
     }
 
-    /// The top-level layer called `name`.
+    /// The layer called `name` at the top level, or at a path of child names below it
+    /// (`"layer1/blocks/0/conv1"`, as in weight names).
     fn get_layer(&self, name: &str) -> Option<&dyn Layer> {
-        self.layers().into_iter().find(|l| l.name() == name)
+        self.layers().into_iter().find_map(|l| {
+            if l.name() == name {
+                Some(l)
+            } else {
+                let rest = name.strip_prefix(l.name())?.strip_prefix('/')?;
+                child_at(l, rest)
+            }
+        })
     }
 
     /// Freezes or unfreezes the top-level layer called `name`.

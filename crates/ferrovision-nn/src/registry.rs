@@ -41,6 +41,7 @@ pub type Factory<T> = Arc<dyn Fn(&Value) -> Result<Box<T>> + Send + Sync>;
 pub struct Registry<T: ?Sized> {
     kind: &'static str,
     hint: &'static str,
+    case_insensitive: bool,
     map: RwLock<BTreeMap<String, Factory<T>>>,
 }
 
@@ -51,8 +52,16 @@ impl<T: ?Sized + 'static> Registry<T> {
         Registry {
             kind,
             hint,
+            case_insensitive: false,
             map: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// Also finds a class by a case-insensitive match when no exact one exists (Keras accepts
+    /// `"adam"` for `"Adam"`; layers, losses and metrics are case-sensitive).
+    pub fn case_insensitive(mut self) -> Self {
+        self.case_insensitive = true;
+        self
     }
 
     /// Registers (or replaces) the constructor for `class`.
@@ -100,10 +109,13 @@ impl<T: ?Sized + 'static> Registry<T> {
             .collect()
     }
 
-    /// Exact name first, then a case-insensitive match (Keras accepts `"adam"` for `"Adam"`).
+    /// The exact name, then (when enabled) a case-insensitive match.
     fn lookup(&self, class: &str) -> Option<Factory<T>> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         map.get(class).cloned().or_else(|| {
+            if !self.case_insensitive {
+                return None;
+            }
             map.iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(class))
                 .map(|(_, f)| f.clone())

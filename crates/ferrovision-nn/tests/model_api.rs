@@ -268,6 +268,11 @@ fn child_layers_are_found_named_frozen_and_mapped_to_torch_names() {
     assert_eq!(block_params, 2176);
     let s = net.summary();
     assert!(s.contains("layer1 (Stage)") && s.contains("2,176"), "{s}");
+    // Layers are found by path, as in the weight names.
+    let bn = net.get_layer("layer1/blocks/1/bn2").unwrap();
+    assert_eq!(bn.class_name(), "BatchNormalization");
+    assert_eq!(net.get_layer("layer1").unwrap().class_name(), "Stage");
+    assert!(net.get_layer("layer1/blocks/2/bn2").is_none());
     // PyTorch names by rule.
     assert_eq!(
         to_torch_name("layer1/blocks/0/bn1/moving_mean"),
@@ -381,8 +386,9 @@ fn unregistered_classes_are_named_in_the_error() {
         err.contains("layer 'Split' config: field 'left'") && err.contains("invalid type"),
         "{err}"
     );
-    // Built-ins are pre-registered and still found case-insensitively for optimizers.
+    // Built-ins are pre-registered; optimizers (only) are found case-insensitively.
     assert!(layer_registry().contains("Conv2D"));
+    assert!(!layer_registry().contains("conv2d"));
     assert!(optimizer_from_config(&json!({"class_name": "adam", "config": {}})).is_ok());
 }
 

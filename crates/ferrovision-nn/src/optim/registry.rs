@@ -46,7 +46,7 @@ impl<O: Optimizer + 'static> Boxed<dyn Optimizer> for O {
 pub fn optimizer_registry() -> &'static Registry<dyn Optimizer> {
     static REG: OnceLock<Registry<dyn Optimizer>> = OnceLock::new();
     REG.get_or_init(|| {
-        let r = Registry::new("optimizer", "optim::register_optimizer");
+        let r = Registry::new("optimizer", "optim::register_optimizer").case_insensitive();
         fn reg<O: Optimizer + 'static>(
             r: &Registry<dyn Optimizer>,
             class: &str,
