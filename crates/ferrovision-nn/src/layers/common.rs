@@ -23,6 +23,32 @@ impl<const R: usize> From<[usize; R]> for Dims<R> {
     }
 }
 
+/// Saved as a list of `R` sizes.
+impl<const R: usize> serde::Serialize for Dims<R> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(s)
+    }
+}
+
+/// Read from one size for every axis (`3`) or a list of `R` sizes (`[3, 5]`).
+impl<'de, const R: usize> serde::Deserialize<'de> for Dims<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let bad =
+            || serde::de::Error::custom(format!("expected an integer or a list of {R} integers"));
+        match Value::deserialize(d)? {
+            Value::Number(n) => n.as_u64().map(|v| Dims([v as usize; R])).ok_or_else(bad),
+            Value::Array(a) if a.len() == R => {
+                let mut out = [0usize; R];
+                for (o, x) in out.iter_mut().zip(&a) {
+                    *o = x.as_u64().ok_or_else(bad)? as usize;
+                }
+                Ok(Dims(out))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// Padding of convolutions and pooling (Keras `padding=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PaddingMode {
@@ -64,6 +90,21 @@ impl PaddingMode {
 pub(crate) struct NameConfig {
     #[serde(default)]
     pub name: String,
+}
+
+/// Saved as its Keras name.
+impl serde::Serialize for PaddingMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Read from a Keras name (any case).
+impl<'de> serde::Deserialize<'de> for PaddingMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        PaddingMode::parse(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Reads configs of one layer class, naming the class and field in every error.
