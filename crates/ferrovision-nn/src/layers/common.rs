@@ -153,22 +153,6 @@ impl<'a> Cfg<'a> {
         }
     }
 
-    pub fn i64(&self, field: &str) -> Result<i64> {
-        self.v[field]
-            .as_i64()
-            .ok_or_else(|| self.err(field, "an integer"))
-    }
-
-    pub fn f32_or(&self, field: &str, default: f32) -> Result<f32> {
-        if !self.present(field) {
-            return Ok(default);
-        }
-        self.v[field]
-            .as_f64()
-            .map(|x| x as f32)
-            .ok_or_else(|| self.err(field, "a number"))
-    }
-
     pub fn bool_or(&self, field: &str, default: bool) -> Result<bool> {
         if !self.present(field) {
             return Ok(default);
