@@ -360,8 +360,10 @@ pub(crate) fn check_channels(layer: &dyn Layer, x: &Tensor, channels: usize) -> 
 
 /// The options every weighted layer (Dense, the convolutions) shares: activation, bias switch,
 /// kernel and bias initializers and regularizers, activity regularizer, with Keras defaults.
-/// Layers hold one and forward their builder methods with [`weight_opts_builders`].
-#[derive(Debug, Clone, Copy)]
+/// Layers hold one and forward their builder methods with [`weight_opts_builders`]. Its serde
+/// form has the `kernel_*` keys (Dense and the convolutions flatten it into their configs).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct WeightOpts {
     pub activation: Activation,
     pub use_bias: bool,
