@@ -147,6 +147,11 @@ pub trait Boxed<T: ?Sized> {
 /// Deserialises a `kind`/`class` config into its serde type; the error names the kind, the
 /// class and the offending field (`layer 'Dropout' config: field 'rate': invalid type ...`).
 pub fn from_config<C: DeserializeOwned>(kind: &str, class: &str, v: &Value) -> Result<C> {
+    if !v.is_object() {
+        return Err(Error::config(format!(
+            "{kind} '{class}' config must be a JSON object, got {v}"
+        )));
+    }
     C::deserialize(v).map_err(|e| {
         // serde quotes names with backticks; our messages use single quotes.
         let msg = e.to_string().replace('`', "'");

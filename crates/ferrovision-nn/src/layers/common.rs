@@ -49,6 +49,11 @@ impl<'de, const R: usize> serde::Deserialize<'de> for Dims<R> {
     }
 }
 
+/// `1` on every axis (the serde default of strides and dilation rates).
+pub(crate) fn ones<const R: usize>() -> Dims<R> {
+    Dims([1; R])
+}
+
 /// Padding of convolutions and pooling (Keras `padding=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PaddingMode {
