@@ -6,9 +6,11 @@
 //! produces the engine's NCHW layout. JPEG goes straight to `zune-jpeg` in strict mode (the
 //! fastest decoder measured here, see `docs/data.md`), everything else through the `image` crate.
 
+#[cfg(feature = "image")]
 use crate::fsutil::write_atomic;
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
+#[cfg(feature = "image")]
 use std::path::Path;
 
 /// A pixel component type.
@@ -766,6 +768,7 @@ pub(crate) fn resample_flip<T: Pixel>(
 // Decode / encode
 // ---------------------------------------------------------------------------------------------
 
+#[cfg(feature = "image")]
 /// Decodes JPEG, PNG (8/16-bit; grey, grey+alpha, RGB, RGBA), BMP or GIF (first frame).
 /// `path` is only used in error messages.
 pub fn decode(bytes: &[u8], path: impl AsRef<Path>) -> Result<DynImage> {
@@ -797,6 +800,7 @@ pub fn decode(bytes: &[u8], path: impl AsRef<Path>) -> Result<DynImage> {
     })
 }
 
+#[cfg(feature = "image")]
 /// Decodes a JPEG with `zune-jpeg` in strict mode (a truncated or corrupt stream is an error,
 /// not a grey-filled image). Grey JPEGs stay one channel; CMYK/YCCK become RGB.
 pub fn decode_jpeg(bytes: &[u8], path: impl AsRef<Path>) -> Result<Image<u8>> {
@@ -848,17 +852,20 @@ pub fn decode_jpeg(bytes: &[u8], path: impl AsRef<Path>) -> Result<Image<u8>> {
         .map_err(|_| Error::image(&path, "JPEG: decoder returned a buffer of the wrong size"))
 }
 
+#[cfg(feature = "image")]
 /// Decodes and converts to 3-channel 8-bit RGB.
 pub fn decode_rgb8(bytes: &[u8], path: impl AsRef<Path>) -> Result<Image<u8>> {
     Ok(decode(bytes, path)?.into_u8().into_rgb())
 }
 
+#[cfg(feature = "image")]
 /// Reads and decodes an image file.
 pub fn read_image(path: impl AsRef<Path>) -> Result<DynImage> {
     let bytes = crate::fsutil::read(&path)?;
     decode(&bytes, path)
 }
 
+#[cfg(feature = "image")]
 fn color_type(channels: usize, sixteen: bool) -> Result<image::ExtendedColorType> {
     use image::ExtendedColorType as E;
     Ok(match (channels, sixteen) {
@@ -879,6 +886,7 @@ fn color_type(channels: usize, sixteen: bool) -> Result<image::ExtendedColorType
     })
 }
 
+#[cfg(feature = "image")]
 /// Encodes an 8-bit image as PNG.
 pub fn encode_png(img: &Image<u8>) -> Result<Vec<u8>> {
     use image::ImageEncoder;
@@ -894,6 +902,7 @@ pub fn encode_png(img: &Image<u8>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+#[cfg(feature = "image")]
 /// Encodes a 16-bit image as PNG.
 pub fn encode_png16(img: &Image<u16>) -> Result<Vec<u8>> {
     use image::ImageEncoder;
@@ -911,6 +920,7 @@ pub fn encode_png16(img: &Image<u16>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+#[cfg(feature = "image")]
 /// Encodes an 8-bit grey or RGB image as JPEG with `quality` 1..=100.
 pub fn encode_jpeg(img: &Image<u8>, quality: u8) -> Result<Vec<u8>> {
     use image::ImageEncoder;
@@ -932,6 +942,7 @@ pub fn encode_jpeg(img: &Image<u8>, quality: u8) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+#[cfg(feature = "image")]
 /// Writes an 8-bit image atomically as PNG or JPEG (quality 95), chosen by the extension.
 pub fn save(img: &Image<u8>, path: impl AsRef<Path>) -> Result<()> {
     let p = path.as_ref();

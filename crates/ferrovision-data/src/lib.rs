@@ -21,6 +21,7 @@ pub mod image;
 pub mod sources;
 pub mod stats;
 pub mod tfrecord;
+#[cfg(feature = "video")]
 pub mod video;
 pub mod viz;
 

@@ -8,7 +8,9 @@
 use crate::augment::ImageSample;
 use crate::dataset::Dataset;
 use crate::fsutil::{read, read_to_string};
-use crate::image::{decode, decode_rgb8, Image};
+use crate::image::Image;
+#[cfg(feature = "image")]
+use crate::image::{decode, decode_rgb8};
 use crate::tfrecord::{Example, ReadCompression, RecordReader};
 use crate::{Error, Result};
 use ferrovision_tensor::rng::Rng;
@@ -383,6 +385,7 @@ pub fn image_folder_index(root: impl AsRef<Path>) -> Result<FolderIndex> {
     Ok(FolderIndex { classes, items })
 }
 
+#[cfg(feature = "image")]
 /// Reads and decodes one labelled image file.
 pub fn load_labelled(path: &Path, label: i64) -> Result<ImageSample> {
     let bytes = read(path)?;
@@ -392,6 +395,7 @@ pub fn load_labelled(path: &Path, label: i64) -> Result<ImageSample> {
     Ok(s)
 }
 
+#[cfg(feature = "image")]
 /// An image-folder dataset decoded by `workers` threads, with its class index.
 pub fn image_folder(
     root: impl AsRef<Path>,
@@ -532,6 +536,7 @@ pub fn tar_read(file: &std::fs::File, path: &Path, e: &TarEntry) -> Result<Vec<u
     Ok(buf)
 }
 
+#[cfg(feature = "image")]
 /// An image-folder dataset stored in a tar (`[prefix/]<class>/<image>`, like the CIFAR-10
 /// tars): classes are the parent folder names, sorted. Images are decoded lazily by `workers`.
 pub fn tar_image_folder(
@@ -620,6 +625,8 @@ pub fn cifar_binary(path: impl AsRef<Path>, label_bytes: usize) -> Result<Vec<Im
 // Detection annotations
 // ---------------------------------------------------------------------------------------------
 
+// Only the image-decoding VOC loader uses it.
+#[cfg(feature = "image")]
 fn class_id(classes: &mut Vec<String>, name: &str, fixed: bool) -> Option<i64> {
     if let Some(i) = classes.iter().position(|c| c == name) {
         return Some(i as i64);
@@ -631,6 +638,8 @@ fn class_id(classes: &mut Vec<String>, name: &str, fixed: bool) -> Option<i64> {
     Some(classes.len() as i64 - 1)
 }
 
+// Only the image-decoding VOC loader uses it.
+#[cfg(feature = "image")]
 fn check_boxes(s: &ImageSample, ann: &Path) -> Result<()> {
     s.validate().map_err(|e| match e {
         Error::Parse { msg, .. } => Error::parse(ann, None, msg),
@@ -701,6 +710,7 @@ pub fn parse_voc(xml: &str, path: &Path) -> Result<VocAnnotation> {
     Ok((filename, w, h, boxes, names))
 }
 
+#[cfg(feature = "image")]
 /// Loads one VOC sample: reads the XML, the image it names (from `images_dir`), checks sizes
 /// and boxes. `classes` fixed: unknown names are errors.
 pub fn load_voc(xml_path: &Path, images_dir: &Path, classes: &[String]) -> Result<ImageSample> {
@@ -749,6 +759,7 @@ pub fn load_voc(xml_path: &Path, images_dir: &Path, classes: &[String]) -> Resul
     Ok(s)
 }
 
+#[cfg(feature = "image")]
 /// A VOC dataset: every `*.xml` in `annotations_dir`, images from `images_dir`.
 pub fn voc(
     annotations_dir: impl AsRef<Path>,
@@ -917,6 +928,7 @@ pub fn parse_coco(path: impl AsRef<Path>) -> Result<(Vec<CocoImage>, Vec<String>
     Ok((images, cats.into_iter().map(|c| c.1).collect()))
 }
 
+#[cfg(feature = "image")]
 /// A COCO detection dataset (images from `images_dir`) and its category names.
 pub fn coco(
     json: impl AsRef<Path>,
@@ -1012,6 +1024,7 @@ pub fn parse_yolo(
     Ok((boxes, labels))
 }
 
+#[cfg(feature = "image")]
 /// A YOLO dataset: every image in `images_dir` with `labels_dir/<stem>.txt` (missing label file
 /// = no objects, as in YOLO tools).
 pub fn yolo(
@@ -1055,6 +1068,7 @@ pub fn yolo(
 // Segmentation pairs
 // ---------------------------------------------------------------------------------------------
 
+#[cfg(feature = "image")]
 /// Loads an image and its class-index PNG (one channel, 8-bit), checking that sizes match.
 pub fn load_seg_pair(image: &Path, mask: &Path) -> Result<ImageSample> {
     let img = decode_rgb8(&read(image)?, image)?;
@@ -1133,6 +1147,7 @@ pub fn seg_pair_list(
 }
 
 /// A segmentation dataset from `(image, mask)` pairs, decoded by `workers` threads.
+#[cfg(feature = "image")]
 pub fn seg_pairs(pairs: Vec<(PathBuf, PathBuf)>, workers: usize) -> Dataset<ImageSample> {
     Dataset::from_vec(pairs).par_map(workers, true, |(a, b): (PathBuf, PathBuf)| {
         load_seg_pair(&a, &b)

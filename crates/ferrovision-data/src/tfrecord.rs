@@ -6,8 +6,10 @@
 //! u64 length (little endian) | u32 masked_crc32c(length bytes) | data[length] | u32 masked_crc32c(data)
 //! ```
 //!
-//! The same framing is used by TensorBoard event files, so [`RecordWriter`] works on raw record
-//! bytes and can flush after every record ([`RecordWriter::set_flush_each`]) for live files.
+//! The framing and CRC32C are `ferrovision_io::record`'s (the CRC functions are re-exported
+//! here); this module adds atomic and compressed record files and `tf.train.Example`.
+//! [`RecordWriter`] works on raw record bytes and can flush after every record
+//! ([`RecordWriter::set_flush_each`]) for live files.
 //! [`Example`] encodes and decodes the `tf.train.Example` protobuf by hand (the message is
 //! small and fixed, so no protobuf dependency or build script is needed).
 //!

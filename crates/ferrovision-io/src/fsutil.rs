@@ -100,3 +100,49 @@ pub fn read(path: impl AsRef<Path>) -> Result<Vec<u8>> {
 pub fn read_to_string(path: impl AsRef<Path>) -> Result<String> {
     std::fs::read_to_string(path.as_ref()).map_err(|e| Error::io(path.as_ref(), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ferrovision-io-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn write_atomic_creates_folders_and_replaces_whole_files() {
+        let dir = tmp("write");
+        let p = dir.join("a/b/file.txt");
+        write_atomic(&p, b"first").unwrap();
+        write_atomic(&p, b"second").unwrap();
+        assert_eq!(read_to_string(&p).unwrap(), "second");
+        // No temporary file is left next to it.
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["file.txt"]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn an_uncommitted_file_leaves_nothing_and_errors_name_the_path() {
+        let dir = tmp("drop");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("never.bin");
+        {
+            let mut f = AtomicFile::create(&p).unwrap();
+            f.write_all(b"partial").unwrap();
+        }
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let err = read(dir.join("missing.bin")).unwrap_err();
+        assert!(matches!(&err, Error::Io { path, .. } if path.ends_with("missing.bin")));
+        assert!(matches!(
+            AtomicFile::create("/"),
+            Err(Error::InvalidPath { .. })
+        ));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

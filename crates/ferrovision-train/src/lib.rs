@@ -16,11 +16,16 @@ pub mod callbacks;
 mod data_source;
 mod model;
 mod save;
+pub mod step;
 
 pub use callbacks::{Callback, Logs};
 pub use ferrovision_nn as nn;
 pub use ferrovision_nn::{Error, Result};
 pub use model::*;
+pub use step::{
+    default_test_step, default_train_step, ComputedLoss, DefaultStep, StepCtx, StepLogs, TrainStep,
+    PRIMARY_OPTIMIZER,
+};
 
 /// Everything needed to define and train a model: `use ferrovision_train::prelude::*;`
 /// (`ferrovision_nn::prelude` plus the training loop and callbacks).
@@ -55,6 +60,9 @@ pub use model::*;
 /// ```
 pub mod prelude {
     pub use crate::callbacks::*;
-    pub use crate::{ArrayData, Batch, BatchSource, Compile, FitOptions, History, Model};
+    pub use crate::{
+        ArrayData, Batch, BatchSource, Compile, ComputedLoss, FitOptions, History, Model, StepCtx,
+        StepLogs, TrainStep,
+    };
     pub use ferrovision_nn::prelude::*;
 }

@@ -1,10 +1,14 @@
 //! [`Model`]: compile, fit, evaluate, predict, save and load a [`Network`].
+//!
+//! The loop (epochs, batches, callbacks, validation, logs) lives here; what one batch does is
+//! the model's [`TrainStep`] (see `step.rs`), [`DefaultStep`] unless replaced.
 
 use crate::callbacks::{Callback, Logs, ProgbarLogger, TrainParams};
+use crate::step::{DefaultStep, StepCtx, StepLogs, TrainStep, PRIMARY_OPTIMIZER};
 use crate::{Error, Result};
 use ferrovision_nn::layer::CallCtx;
 use ferrovision_nn::metrics::WeightedMean;
-use ferrovision_nn::network::{regularization_of, Network, NetworkExt};
+use ferrovision_nn::network::{Network, NetworkExt};
 use ferrovision_nn::{Loss, Metric, Optimizer, Param};
 use ferrovision_tensor::rng::Rng;
 use ferrovision_tensor::{no_grad, Tensor};
@@ -203,9 +207,13 @@ impl BatchSource for ArrayData {
     }
 }
 
-/// What to train with: optimizer, one loss per output (with weights) and metrics per output.
+/// What to train with: optimizers, one loss per output (with weights) and metrics per output.
+///
+/// The optimizer given to [`Compile::new`] is the primary one (named
+/// [`PRIMARY_OPTIMIZER`], used by the default train step); custom [`TrainStep`]s may add
+/// more with [`Compile::optimizer_named`] (a GAN's generator and discriminator).
 pub struct Compile {
-    optimizer: Box<dyn Optimizer>,
+    optimizers: Vec<(String, Box<dyn Optimizer>)>,
     losses: Vec<Box<dyn Loss>>,
     loss_weights: Vec<f32>,
     metrics: Vec<(usize, Box<dyn Metric>)>,
@@ -214,23 +222,39 @@ pub struct Compile {
 impl Compile {
     /// One optimizer and the loss of the (first) output.
     pub fn new(optimizer: impl Optimizer + 'static, loss: impl Loss + 'static) -> Self {
-        Compile {
-            optimizer: Box::new(optimizer),
-            losses: vec![Box::new(loss)],
-            loss_weights: vec![1.0],
-            metrics: Vec::new(),
-        }
+        Self::boxed(Box::new(optimizer), vec![Box::new(loss)])
     }
 
-    /// From boxed parts (one loss per output).
+    /// From boxed parts (one loss per output; none when a custom [`TrainStep`] computes the
+    /// loss itself).
     pub fn boxed(optimizer: Box<dyn Optimizer>, losses: Vec<Box<dyn Loss>>) -> Self {
         let n = losses.len();
         Compile {
-            optimizer,
+            optimizers: vec![(PRIMARY_OPTIMIZER.to_string(), optimizer)],
             losses,
             loss_weights: vec![1.0; n],
             metrics: Vec::new(),
         }
+    }
+
+    /// Only an optimizer: for a custom [`TrainStep`] that computes its own loss.
+    pub fn custom(optimizer: impl Optimizer + 'static) -> Self {
+        Self::boxed(Box::new(optimizer), Vec::new())
+    }
+
+    /// Adds an optimizer that custom train steps reach by `name`
+    /// ([`StepCtx::apply_gradients`](crate::StepCtx::apply_gradients)); its state is saved and
+    /// restored with the model's.
+    pub fn optimizer_named(mut self, name: &str, optimizer: impl Optimizer + 'static) -> Self {
+        self.optimizers
+            .push((name.to_string(), Box::new(optimizer)));
+        self
+    }
+
+    /// Boxed form of [`Compile::optimizer_named`].
+    pub fn optimizer_named_boxed(mut self, name: &str, optimizer: Box<dyn Optimizer>) -> Self {
+        self.optimizers.push((name.to_string(), optimizer));
+        self
     }
 
     /// Adds the loss of the next output (multi-output models, in output order).
@@ -265,7 +289,8 @@ impl Compile {
 }
 
 struct Compiled {
-    optimizer: Box<dyn Optimizer>,
+    /// The primary optimizer first, then the named ones, in `Compile` order.
+    optimizers: Vec<(String, Box<dyn Optimizer>)>,
     losses: Vec<Box<dyn Loss>>,
     loss_weights: Vec<f32>,
     metrics: Vec<(usize, Box<dyn Metric>)>,
@@ -333,10 +358,12 @@ impl History {
 }
 
 /// A network plus what trains it. Keras' `Model` API: `compile`, `fit`, `evaluate`,
-/// `predict`, `summary`, `save`/`load`.
+/// `predict`, `summary`, `save`/`load`. What one batch does is its [`TrainStep`]
+/// ([`Model::set_train_step`]; [`DefaultStep`] unless replaced).
 pub struct Model {
     net: Box<dyn Network>,
     compiled: Option<Compiled>,
+    step: Box<dyn TrainStep>,
     weights: Option<WeightCache>,
     epoch: usize,
     /// Set by a callback (EarlyStopping, TerminateOnNaN) to end `fit` after the current batch.
@@ -349,6 +376,34 @@ fn mean_or_nan(m: &WeightedMean) -> f64 {
         m.total / m.count
     } else {
         f64::NAN
+    }
+}
+
+/// Running means of the values steps log, weighted by batch size, in first-logged order
+/// (seeded with the step's `log_names`, so an epoch without batches still has them, as NaN).
+struct StepMeans(Vec<(String, WeightedMean)>);
+
+impl StepMeans {
+    fn new(names: Vec<String>) -> Self {
+        StepMeans(
+            names
+                .into_iter()
+                .map(|n| (n, WeightedMean::default()))
+                .collect(),
+        )
+    }
+
+    fn add(&mut self, logs: &StepLogs, n: f64) {
+        for (k, v) in logs.iter() {
+            match self.0.iter_mut().find(|(name, _)| name == k) {
+                Some((_, m)) => m.add_one(v, n),
+                None => {
+                    let mut m = WeightedMean::default();
+                    m.add_one(v, n);
+                    self.0.push((k.to_string(), m));
+                }
+            }
+        }
     }
 }
 
@@ -403,10 +458,23 @@ impl Model {
         Model {
             net,
             compiled: None,
+            step: Box::new(DefaultStep),
             weights: None,
             epoch: 0,
             stop_training: false,
         }
+    }
+
+    /// Replaces what one batch does in `fit` and `evaluate` (see [`TrainStep`]); the default
+    /// is [`DefaultStep`].
+    pub fn set_train_step(&mut self, step: impl TrainStep + 'static) {
+        self.step = Box::new(step);
+    }
+
+    /// Builder form of [`Model::set_train_step`].
+    pub fn with_train_step(mut self, step: impl TrainStep + 'static) -> Self {
+        self.set_train_step(step);
+        self
     }
 
     /// The network.
@@ -434,17 +502,26 @@ impl Model {
     /// Sets the optimizer, losses and metrics.
     pub fn compile(&mut self, c: Compile) -> Result<()> {
         let n_out = self.net.output_shapes().len();
-        if c.losses.len() != n_out {
+        // No losses at all: a custom TrainStep computes the objective (the default step then
+        // fails with a message saying so).
+        if c.losses.len() != n_out && !c.losses.is_empty() {
             return Err(Error::config(format!(
                 "compile: the model has {n_out} output(s) but {} loss(es) were given",
                 c.losses.len()
             )));
         }
-        if c.loss_weights.len() != n_out {
+        if c.loss_weights.len() != c.losses.len() {
             return Err(Error::config(format!(
                 "compile: {} loss weight(s) for {n_out} output(s)",
                 c.loss_weights.len()
             )));
+        }
+        for (i, (name, _)) in c.optimizers.iter().enumerate() {
+            if c.optimizers[..i].iter().any(|(n, _)| n == name) {
+                return Err(Error::config(format!(
+                    "compile: two optimizers are named '{name}'"
+                )));
+            }
         }
         if let Some((o, m)) = c.metrics.iter().find(|(o, _)| *o >= n_out) {
             return Err(Error::config(format!(
@@ -454,7 +531,7 @@ impl Model {
         }
         self.weights = None;
         self.compiled = Some(Compiled {
-            optimizer: c.optimizer,
+            optimizers: c.optimizers,
             losses: c.losses,
             loss_weights: c.loss_weights,
             metrics: c.metrics,
@@ -468,26 +545,50 @@ impl Model {
             .ok_or_else(|| Error::config("the model is not compiled: call compile() first"))
     }
 
-    /// The optimizer (after `compile`).
+    /// The primary optimizer (after `compile`).
     pub fn optimizer(&self) -> Option<&dyn Optimizer> {
-        self.compiled.as_ref().map(|c| c.optimizer.as_ref())
+        self.optimizer_named(PRIMARY_OPTIMIZER)
     }
 
-    /// The optimizer, mutable (learning-rate callbacks).
+    /// The primary optimizer, mutable (learning-rate callbacks).
     pub fn optimizer_mut(&mut self) -> Option<&mut (dyn Optimizer + 'static)> {
-        self.compiled.as_mut().map(|c| c.optimizer.as_mut())
+        self.optimizer_named_mut(PRIMARY_OPTIMIZER)
     }
 
-    /// Names of the logged values in order: `loss`, per-output losses, metrics.
+    /// The optimizer called `name` (after `compile`).
+    pub fn optimizer_named(&self, name: &str) -> Option<&dyn Optimizer> {
+        let c = self.compiled.as_ref()?;
+        c.optimizers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o.as_ref())
+    }
+
+    /// The optimizer called `name`, mutable.
+    pub fn optimizer_named_mut(&mut self, name: &str) -> Option<&mut (dyn Optimizer + 'static)> {
+        let c = self.compiled.as_mut()?;
+        c.optimizers
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o.as_mut())
+    }
+
+    /// All optimizers with their names, the primary one first.
+    pub fn optimizers(&self) -> Vec<(&str, &dyn Optimizer)> {
+        self.compiled
+            .iter()
+            .flat_map(|c| c.optimizers.iter().map(|(n, o)| (n.as_str(), o.as_ref())))
+            .collect()
+    }
+
+    /// Names of the logged values in order: the step's values (`loss`, per-output losses),
+    /// then metrics.
     pub fn metric_names(&self) -> Vec<String> {
-        let mut names = vec!["loss".to_string()];
+        let mut names = self.step.log_names(self.net.as_ref());
         if let Some(c) = &self.compiled {
             let outs = self.net.output_names();
-            if c.losses.len() > 1 {
-                names.extend(outs.iter().map(|o| format!("{o}_loss")));
-            }
             for (o, m) in &c.metrics {
-                names.push(metric_log_name(&outs, c.losses.len(), *o, m.as_ref()));
+                names.push(metric_log_name(&outs, outs.len(), *o, m.as_ref()));
             }
         }
         names
@@ -501,83 +602,37 @@ impl Model {
         Ok((outs, ctx.take_losses()))
     }
 
-    /// The total objective on one batch: weighted per-output losses + layer penalties + weight
-    /// regularization of `weights` (the network's, when training). Returns (total, per-output
-    /// losses, outputs).
-    fn objective(
-        &self,
-        batch: &Batch,
-        training: bool,
-        weights: &[(String, Param)],
-    ) -> Result<(Tensor, Vec<f64>, Vec<Tensor>)> {
-        let c = self
-            .compiled
-            .as_ref()
-            .ok_or_else(|| Error::config("the model is not compiled: call compile() first"))?;
-        if batch.targets.len() != c.losses.len() {
-            return Err(Error::config(format!(
-                "the batch has {} target(s), the model has {} output(s)",
-                batch.targets.len(),
-                c.losses.len()
-            )));
-        }
-        let (outs, penalties) = self.forward(&batch.inputs, training)?;
-        let mut total: Option<Tensor> = None;
-        let mut parts = Vec::with_capacity(outs.len());
-        for (i, ((loss, out), y)) in c.losses.iter().zip(&outs).zip(&batch.targets).enumerate() {
-            let l = loss.call(y, out, batch.sample_weight.as_ref())?;
-            parts.push(l.item()?);
-            let l = l.mul_scalar(c.loss_weights[i])?;
-            total = Some(match total {
-                Some(t) => t.add(&l)?,
-                None => l,
-            });
-        }
-        let mut total = total.ok_or_else(|| Error::config("the model has no outputs"))?;
-        for p in penalties {
-            total = total.add(&p)?;
-        }
-        if training {
-            if let Some(r) = regularization_of(weights)? {
-                total = total.add(&r)?;
-            }
-        }
-        Ok((total, parts, outs))
-    }
-
-    /// One optimization step on one batch (Keras `train_on_batch`); returns the loss.
+    /// One optimization step on one batch (Keras `train_on_batch`); returns the loss (NaN
+    /// when the train step logs no `loss`).
     pub fn train_on_batch(&mut self, batch: &Batch) -> Result<f64> {
-        Ok(self.train_step(batch)?.0)
+        Ok(self.train_step(batch)?.get("loss").unwrap_or(f64::NAN))
     }
 
-    /// One step: forward, loss, backward, optimizer update, metric update.
-    /// Returns (total loss, per-output losses).
-    fn train_step(&mut self, batch: &Batch) -> Result<(f64, Vec<f64>)> {
+    /// Runs the model's [`TrainStep`] once on `batch` in training mode and returns what it
+    /// logged (compiled metrics are updated, not reported: see [`Model::metric_names`]).
+    pub fn train_step(&mut self, batch: &Batch) -> Result<StepLogs> {
+        let epoch = self.epoch;
         let net = &self.net;
-        self.weights
-            .get_or_insert_with(|| WeightCache::new(net.named_weights()))
-            .refresh();
-        let weights = self.weights.as_ref().expect("filled above");
-        let (total, parts, outs) = self.objective(batch, true, &weights.all)?;
-        let loss = total.item()?;
-        total.backward()?;
-        let params = &weights.trainable;
+        let weights = self
+            .weights
+            .get_or_insert_with(|| WeightCache::new(net.named_weights()));
+        weights.refresh();
         let c = self
             .compiled
             .as_mut()
             .ok_or_else(|| Error::config("the model is not compiled: call compile() first"))?;
-        c.optimizer.step(params)?;
-        for (_, p) in params {
-            p.zero_grad();
-        }
-        no_grad(|| -> Result<()> {
-            for (o, m) in c.metrics.iter_mut() {
-                // Keras: compiled `metrics` are unweighted (only the loss sees sample weights).
-                m.update(&batch.targets[*o], &outs[*o].detach(), None)?;
-            }
-            Ok(())
-        })?;
-        Ok((loss, parts))
+        let mut ctx = StepCtx {
+            net: self.net.as_ref(),
+            optimizers: &mut c.optimizers,
+            losses: &c.losses,
+            loss_weights: &c.loss_weights,
+            metrics: &mut c.metrics,
+            all_weights: &weights.all,
+            trainable: &weights.trainable,
+            training: true,
+            epoch,
+        };
+        self.step.train_step(&mut ctx, batch)
     }
 
     fn reset_metrics(&mut self) {
@@ -588,18 +643,16 @@ impl Model {
         }
     }
 
-    fn collect_logs(&self, loss: &WeightedMean, parts: &[WeightedMean], prefix: &str) -> Logs {
+    /// The epoch's logs so far: the step's running means, then the compiled metrics.
+    fn collect_logs(&self, means: &StepMeans, prefix: &str) -> Logs {
         let mut logs = Logs::new();
-        logs.insert(format!("{prefix}loss"), mean_or_nan(loss));
+        for (k, m) in &means.0 {
+            logs.insert(format!("{prefix}{k}"), mean_or_nan(m));
+        }
         if let Some(c) = &self.compiled {
             let outs = self.net.output_names();
-            if parts.len() > 1 {
-                for (o, p) in outs.iter().zip(parts) {
-                    logs.insert(format!("{prefix}{o}_loss"), mean_or_nan(p));
-                }
-            }
             for (o, m) in &c.metrics {
-                let name = metric_log_name(&outs, c.losses.len(), *o, m.as_ref());
+                let name = metric_log_name(&outs, outs.len(), *o, m.as_ref());
                 logs.insert(format!("{prefix}{name}"), m.result());
             }
         }
@@ -683,15 +736,13 @@ impl Model {
             cb.on_train_begin(self, &params)?;
         }
         let mut history = History::default();
-        let n_out = self.net.output_shapes().len();
         let mut last_logs = Logs::new();
         for epoch in initial_epoch..opts.epochs {
             for cb in callbacks.iter_mut() {
                 cb.on_epoch_begin(self, epoch)?;
             }
             self.reset_metrics();
-            let mut loss = WeightedMean::default();
-            let mut parts = vec![WeightedMean::default(); n_out];
+            let mut means = StepMeans::new(self.step.log_names(self.net.as_ref()));
             // Streamed: a pipeline's batches are produced while the model trains.
             for (b, batch) in train.batches(epoch)?.enumerate() {
                 let batch = batch?;
@@ -699,12 +750,9 @@ impl Model {
                     cb.on_batch_begin(self, b)?;
                 }
                 let n = batch.len() as f64;
-                let (l, ps) = self.train_step(&batch)?;
-                loss.add_one(l, n);
-                for (m, p) in parts.iter_mut().zip(ps) {
-                    m.add_one(p, n);
-                }
-                let logs = self.collect_logs(&loss, &parts, "");
+                let step_logs = self.train_step(&batch)?;
+                means.add(&step_logs, n);
+                let logs = self.collect_logs(&means, "");
                 for cb in callbacks.iter_mut() {
                     cb.on_batch_end(self, b, &logs)?;
                 }
@@ -712,7 +760,7 @@ impl Model {
                     break;
                 }
             }
-            let mut logs = self.collect_logs(&loss, &parts, "");
+            let mut logs = self.collect_logs(&means, "");
             if let Some(v) = val.as_deref_mut() {
                 let vlogs = self.evaluate_source(v)?;
                 for (k, x) in vlogs.iter() {
@@ -745,43 +793,47 @@ impl Model {
         self.evaluate_source(&mut data)
     }
 
-    /// Loss and metrics over a source, in inference mode. Metrics are computed on fresh copies
-    /// so training metrics are not disturbed.
+    /// Loss and metrics over a source, in inference mode (the model's
+    /// [`TrainStep::test_step`]). Metrics are computed on fresh copies so training metrics are
+    /// not disturbed.
     pub fn evaluate_source(&mut self, data: &mut dyn BatchSource) -> Result<Logs> {
-        let n_out = self.net.output_shapes().len();
-        let mut metrics: Vec<(usize, Box<dyn Metric>)> = self
-            .compiled()?
-            .metrics
-            .iter()
-            .map(|(o, m)| (*o, m.fresh()))
-            .collect();
-        let mut loss = WeightedMean::default();
-        let mut parts = vec![WeightedMean::default(); n_out];
+        let epoch = self.epoch;
+        let c = self
+            .compiled
+            .as_mut()
+            .ok_or_else(|| Error::config("the model is not compiled: call compile() first"))?;
+        let mut metrics: Vec<(usize, Box<dyn Metric>)> =
+            c.metrics.iter().map(|(o, m)| (*o, m.fresh())).collect();
+        let mut means = StepMeans::new(self.step.log_names(self.net.as_ref()));
         no_grad(|| -> Result<()> {
             for batch in data.batches(0)? {
                 let batch = batch?;
-                let n = batch.len() as f64;
-                let (total, ps, outs) = self.objective(&batch, false, &[])?;
-                loss.add_one(total.item()?, n);
-                for (m, p) in parts.iter_mut().zip(ps) {
-                    m.add_one(p, n);
-                }
-                for (o, m) in metrics.iter_mut() {
-                    m.update(&batch.targets[*o], &outs[*o], None)?;
-                }
+                let mut ctx = StepCtx {
+                    net: self.net.as_ref(),
+                    optimizers: &mut c.optimizers,
+                    losses: &c.losses,
+                    loss_weights: &c.loss_weights,
+                    metrics: &mut metrics,
+                    all_weights: &[],
+                    trainable: &[],
+                    training: false,
+                    epoch,
+                };
+                let step_logs = self.step.test_step(&mut ctx, &batch)?;
+                means.add(&step_logs, batch.len() as f64);
             }
             Ok(())
         })?;
         let outs = self.net.output_names();
         let mut logs = Logs::new();
-        logs.insert("loss", mean_or_nan(&loss));
-        if n_out > 1 {
-            for (o, p) in outs.iter().zip(&parts) {
-                logs.insert(format!("{o}_loss"), mean_or_nan(p));
-            }
+        for (k, m) in &means.0 {
+            logs.insert(k.clone(), mean_or_nan(m));
         }
         for (o, m) in &metrics {
-            logs.insert(metric_log_name(&outs, n_out, *o, m.as_ref()), m.result());
+            logs.insert(
+                metric_log_name(&outs, outs.len(), *o, m.as_ref()),
+                m.result(),
+            );
         }
         Ok(logs)
     }
@@ -854,11 +906,18 @@ impl Model {
         self.epoch = epoch;
     }
 
-    /// The compile state as JSON: optimizer config, loss configs and weights, metric configs.
+    /// The compile state as JSON: optimizer configs (the primary one as `optimizer`, named
+    /// ones in `named_optimizers`), loss configs and weights, metric configs.
     pub(crate) fn compile_config(&self) -> Option<serde_json::Value> {
         let c = self.compiled.as_ref()?;
+        let (_, primary) = c.optimizers.first()?;
+        let named: Vec<serde_json::Value> = c.optimizers[1..]
+            .iter()
+            .map(|(n, o)| serde_json::json!({"name": n, "config": o.config()}))
+            .collect();
         Some(serde_json::json!({
-            "optimizer": c.optimizer.config(),
+            "optimizer": primary.config(),
+            "named_optimizers": named,
             "losses": c.losses.iter().map(|l| l.config()).collect::<Vec<_>>(),
             "loss_weights": c.loss_weights,
             "metrics": c.metrics.iter().map(|(o, m)| serde_json::json!({"output": o, "config": m.config()})).collect::<Vec<_>>(),
@@ -876,6 +935,13 @@ pub(crate) fn compile_from_config(cfg: &serde_json::Value) -> Result<Compile> {
         .map(ferrovision_nn::losses::loss_from_config)
         .collect::<Result<Vec<_>>>()?;
     let mut c = Compile::boxed(optimizer, losses);
+    for o in cfg["named_optimizers"].as_array().into_iter().flatten() {
+        let name = o["name"].as_str().ok_or_else(|| {
+            Error::config("a named optimizer in the compile config has no 'name'")
+        })?;
+        let opt = ferrovision_nn::optim::optimizer_from_config(&o["config"])?;
+        c = c.optimizer_named_boxed(name, opt);
+    }
     if let Some(w) = cfg["loss_weights"].as_array() {
         let w: Vec<f32> = w.iter().map(|v| v.as_f64().unwrap_or(1.0) as f32).collect();
         c = c.loss_weights(&w);

@@ -1,11 +1,15 @@
 //! Saving and loading: weights alone, or the whole model (architecture, weights, optimizer
 //! state, epoch, random state) in one safetensors file.
 //!
-//! A model file holds the weights as `weights/<layer>/<weight>`, the optimizer slots as
-//! `optimizer/<layer>/<weight>/<slot>`, and JSON in the metadata: `architecture`, `compile`
-//! (optimizer, losses, metrics), `epoch` and `rng` (the process-wide generator, so dropout
-//! continues the same stream and a resumed run is bit-identical to an uninterrupted one).
+//! A model file holds the weights as `weights/<layer>/<weight>`, the primary optimizer's slots
+//! as `optimizer/<layer>/<weight>/<slot>` (step count in the `optimizer_iterations` metadata),
+//! the slots of each named optimizer (custom train steps) as
+//! `optimizers/<name>/<layer>/<weight>/<slot>` (`optimizer_iterations/<name>`), and JSON in the
+//! metadata: `architecture`, `compile` (optimizers, losses, metrics), `epoch` and `rng` (the
+//! process-wide generator, so dropout continues the same stream and a resumed run is
+//! bit-identical to an uninterrupted one).
 
+use crate::step::PRIMARY_OPTIMIZER;
 use crate::{Error, Model, Result};
 use ferrovision_io::{load_safetensors, save_safetensors, SafetensorsFile};
 use ferrovision_nn::network::NetworkExt;
@@ -49,13 +53,11 @@ impl Model {
         if let Some(c) = self.compile_config() {
             meta.insert("compile".to_string(), c.to_string());
         }
-        if let Some(opt) = self.optimizer() {
-            meta.insert(
-                "optimizer_iterations".to_string(),
-                opt.iterations().to_string(),
-            );
+        for (name, opt) in self.optimizers() {
+            let (slot_prefix, iter_key) = optimizer_keys(name);
+            meta.insert(iter_key, opt.iterations().to_string());
             for (n, t) in opt.state() {
-                tensors.push((format!("optimizer/{n}"), t));
+                tensors.push((format!("{slot_prefix}{n}"), t));
             }
         }
         meta.insert("epoch".to_string(), self.epoch().to_string());
@@ -114,27 +116,44 @@ impl Model {
             metadata: HashMap::new(),
         };
         assign_weights(path, &only, "weights/", &weights)?;
-        let slots: Vec<(String, Tensor)> = file
-            .tensors
+        let names: Vec<String> = self
+            .optimizers()
             .iter()
-            .filter_map(|(n, t)| {
-                n.strip_prefix("optimizer/")
-                    .map(|s| (s.to_string(), t.clone()))
-            })
+            .map(|(n, _)| n.to_string())
             .collect();
-        let iterations: u64 = match file.metadata.get("optimizer_iterations") {
-            Some(s) => s
-                .parse()
-                .map_err(|_| Error::format(path, format!("bad optimizer_iterations '{s}'")))?,
-            None => 0,
-        };
-        if let Some(opt) = self.optimizer_mut() {
-            opt.load_state(iterations, &slots)
-                .map_err(|e| Error::format(path, format!("optimizer state: {e}")))?;
-        } else if !slots.is_empty() {
+        for name in &names {
+            let (slot_prefix, iter_key) = optimizer_keys(name);
+            let slots = slots_under(file, &slot_prefix);
+            let iterations: u64 = match file.metadata.get(&iter_key) {
+                Some(s) => s
+                    .parse()
+                    .map_err(|_| Error::format(path, format!("bad {iter_key} '{s}'")))?,
+                None => 0,
+            };
+            let opt = self.optimizer_named_mut(name).expect("listed above");
+            opt.load_state(iterations, &slots).map_err(|e| {
+                let which = if name == PRIMARY_OPTIMIZER {
+                    String::new()
+                } else {
+                    format!(" '{name}'")
+                };
+                Error::format(path, format!("optimizer{which} state: {e}"))
+            })?;
+        }
+        // State of an optimizer this model does not have would be silently lost.
+        if let Some((n, _)) = file.tensors.iter().find(|(n, _)| {
+            (n.starts_with("optimizer/") || n.starts_with("optimizers/"))
+                && !names
+                    .iter()
+                    .any(|name| n.starts_with(&optimizer_keys(name).0))
+        }) {
             return Err(Error::format(
                 path,
-                "the file holds optimizer state but the model is not compiled",
+                if names.is_empty() {
+                    "the file holds optimizer state but the model is not compiled".to_string()
+                } else {
+                    format!("tensor '{n}' is the state of an optimizer this model does not have")
+                },
             ));
         }
         let epoch: usize = match file.metadata.get("epoch") {
@@ -151,6 +170,27 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// Where an optimizer's state lives in a model file: (slot tensor prefix, iterations key). The
+/// primary optimizer keeps the original single-optimizer names.
+fn optimizer_keys(name: &str) -> (String, String) {
+    if name == PRIMARY_OPTIMIZER {
+        ("optimizer/".into(), "optimizer_iterations".into())
+    } else {
+        (
+            format!("optimizers/{name}/"),
+            format!("optimizer_iterations/{name}"),
+        )
+    }
+}
+
+/// The tensors named `<prefix><rest>`, as `(rest, tensor)`.
+fn slots_under(file: &SafetensorsFile, prefix: &str) -> Vec<(String, Tensor)> {
+    file.tensors
+        .iter()
+        .filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.clone())))
+        .collect()
 }
 
 fn check_format(path: &Path, file: &SafetensorsFile) -> Result<()> {

@@ -589,6 +589,45 @@ fn fit_from_a_data_pipeline() {
     assert!(loss[19] < loss[0] * 0.05, "{loss:?}");
 }
 
+/// A failing pipeline stops `fit` with `Error::Data`, whose source is the pipeline's own typed
+/// error (naming the failing element).
+#[test]
+fn a_failing_pipeline_is_a_typed_data_error() {
+    use ferrovision_data::Dataset;
+    let _guard = serial();
+    manual_seed(12);
+    let (x, y) = regression(32, 8);
+    let xs = Dataset::<Tensor>::from_tensor_slices(&x).unwrap();
+    let ys = Dataset::<Tensor>::from_tensor_slices(&y).unwrap();
+    let mut train = xs
+        .zip(&ys)
+        .map(|(x, y): (Tensor, Tensor)| {
+            if x.to_vec::<f32>()?[0] > 1.0 {
+                return Err(ferrovision_data::Error::User("bad sample".into()));
+            }
+            Ok((x, y))
+        })
+        .batch(8, false);
+    let mut model = Model::new(mlp());
+    model
+        .compile(Compile::new(sgd(0.05, 0.9), MeanSquaredError::new()))
+        .unwrap();
+    let err = model
+        .fit_source(&mut train, None, &quiet(1), vec![])
+        .err()
+        .unwrap();
+    match &err {
+        Error::Data(source) => {
+            let data = source
+                .downcast_ref::<ferrovision_data::Error>()
+                .expect("the pipeline's error type");
+            assert!(matches!(data, ferrovision_data::Error::User(m) if m == "bad sample"));
+        }
+        other => panic!("expected Error::Data, got {other:?}"),
+    }
+    assert_eq!(err.to_string(), "bad sample");
+}
+
 /// Sample weights and class weights reach the loss: identical inputs with conflicting targets
 /// converge to the weighted optimum.
 #[test]
