@@ -32,8 +32,9 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
              FERROVISION_MNIST): Adam 1e-3, batch 64, --epochs N (default 3, the first a
              warm-up): median epoch seconds and test accuracy. With compare
              (--workloads mnist --data DIR) it runs Keras model.fit and a PyTorch loop too.
-  resnet18   ResNet-18 on random 3x64x64 images, batch 16: median training steps/s over
-             20 steps after 3 warm-up, inference img/s at batch 32
+  resnet18   ResNet-18 (ferrovision-models, public model API: Model::train_on_batch, nn's
+             SGD momentum) on random 3x64x64 images, batch 16: median training steps/s over
+             20 steps after 3 warm-up, inference img/s at batch 32 (Model::predict)
   gemm       SGEMM GFLOP/s for 1024^3 and 256x2304x576, and the fraction of measured FP32 peak
   pipeline   decode + augment (random resized crop 224, flip, colour jitter) + batch 32 of the
              raccoon JPEGs, 1000 images: --images DIR --count N --workers N --compare

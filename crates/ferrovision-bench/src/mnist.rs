@@ -6,8 +6,9 @@
 use crate::util::{median, Opts};
 use ferrovision::nn::datasets::mnist::{load_mnist, Split};
 use ferrovision::train::{Callback, FitOptions, Logs, Model, Result};
-use ferrovision_cli::cli::ModelKind;
 use ferrovision_cli::nnglue;
+use ferrovision_cli::tasks::classify::{Classify, ACCURACY};
+use ferrovision_cli::tasks::Task;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -49,9 +50,10 @@ fn run_inner(dir: &Path, epochs: usize) -> Result<()> {
     let (x, y) = load_mnist(dir, Split::Train)?;
     let (xt, yt) = load_mnist(dir, Split::Test)?;
     ferrovision::tensor::rng::manual_seed(0);
-    let mut model = nnglue::build(ModelKind::Lenet5)
+    let mut model = nnglue::build("lenet5", &[1, 28, 28], 10)
         .map_err(|e| ferrovision::nn::Error::config(e.to_string()))?;
-    nnglue::compile(&mut model, "adam", Some(1e-3))
+    Classify
+        .compile(&mut model, "adam", Some(1e-3))
         .map_err(|e| ferrovision::nn::Error::config(e.to_string()))?;
     let timer = Arc::new(Mutex::new(EpochTimer::default()));
     let fit = FitOptions {
@@ -62,7 +64,7 @@ fn run_inner(dir: &Path, epochs: usize) -> Result<()> {
     };
     model.fit(&x, &y, fit, vec![Box::new(timer.clone())])?;
     let logs = model.evaluate(&xt, &yt, 1000)?;
-    let acc = logs.get(nnglue::ACCURACY).unwrap_or(f64::NAN);
+    let acc = logs.get(ACCURACY).unwrap_or(f64::NAN);
     let mut times = timer.lock().map(|t| t.times.clone()).unwrap_or_default();
     if times.len() > 1 {
         times.remove(0);

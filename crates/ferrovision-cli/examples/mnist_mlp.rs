@@ -6,8 +6,9 @@
 //! cargo run --release -p ferrovision-cli --example mnist_mlp -- data/mnist [epochs]
 //! ```
 
-use ferrovision_cli::cli::ModelKind;
 use ferrovision_cli::nnglue;
+use ferrovision_cli::tasks::classify::Classify;
+use ferrovision_cli::tasks::Task;
 use ferrovision_nn::datasets::mnist::{load_mnist, Split};
 use ferrovision_train::FitOptions;
 use std::time::Instant;
@@ -19,8 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (x, y) = load_mnist(dir.as_ref(), Split::Train)?;
     let (xt, yt) = load_mnist(dir.as_ref(), Split::Test)?;
     ferrovision_nn::tensor::rng::manual_seed(0);
-    let mut model = nnglue::build(ModelKind::Mlp)?;
-    nnglue::compile(&mut model, "sgd", Some(0.01))?;
+    let mut model = nnglue::build("mlp", &[1, 28, 28], 10)?;
+    Classify.compile(&mut model, "sgd", Some(0.01))?;
     let t = Instant::now();
     let h = model.fit(
         &x,

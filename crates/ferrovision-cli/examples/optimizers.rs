@@ -7,9 +7,10 @@
 //! cargo run --release -p ferrovision-cli --example optimizers -- data/mnist [epochs] [out dir]
 //! ```
 
-use ferrovision_cli::cli::ModelKind;
 use ferrovision_cli::nnglue;
 use ferrovision_cli::plot::{plot_panels, Panel};
+use ferrovision_cli::tasks::classify::Classify;
+use ferrovision_cli::tasks::Task;
 use ferrovision_nn::datasets::mnist::{load_mnist, Split};
 use ferrovision_nn::NetworkExt;
 use ferrovision_train::FitOptions;
@@ -41,14 +42,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (xt, yt) = load_mnist(dir.as_ref(), Split::Test)?;
     // One set of initial weights for every optimizer.
     ferrovision_nn::tensor::rng::manual_seed(0);
-    let init = nnglue::build(ModelKind::Lenet5)?.network().get_weights()?;
+    let init = nnglue::build("lenet5", &[1, 28, 28], 10)?
+        .network()
+        .get_weights()?;
     let mut curves = Vec::new();
     let mut table = String::from("| optimizer | lr | val acc @5 | val acc @10 | val acc @20 | best | time/epoch |\n|---|---|---|---|---|---|---|\n");
     let mut csv = String::from("optimizer,epoch,loss,accuracy,val_loss,val_accuracy\n");
     for (label, name, lr) in RUNS {
-        let mut model = nnglue::build(ModelKind::Lenet5)?;
+        let mut model = nnglue::build("lenet5", &[1, 28, 28], 10)?;
         model.network().set_weights(&init)?;
-        nnglue::compile(&mut model, name, lr)?;
+        Classify.compile(&mut model, name, lr)?;
         let lr_used = model.optimizer().map_or(f64::NAN, |o| o.learning_rate());
         let t = Instant::now();
         let h = model.fit(

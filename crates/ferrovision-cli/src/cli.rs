@@ -1,16 +1,24 @@
-//! Command-line arguments (clap derive) and their help texts.
+//! The command line (clap derive): the top-level help, the subcommand list and the options
+//! shared by several commands. Each command's own arguments live next to it in
+//! `commands/<name>.rs`.
 
-use crate::data::DataSpec;
+use crate::commands::demo::DemoArgs;
+use crate::commands::draw::DrawArgs;
+use crate::commands::eval::{EvalCocoArgs, EvalVocArgs};
+use crate::commands::evaluate::EvaluateArgs;
+use crate::commands::predict::PredictArgs;
+use crate::commands::summary::SummaryArgs;
+use crate::commands::train::TrainArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-const ABOUT: &str = "Train, evaluate and use small image classifiers (LeNet-5, an MLP) on \
-MNIST-style 28x28 grey images, evaluate detections (COCO, Pascal VOC) and draw boxes, with no \
-Python and no downloads.";
+const ABOUT: &str = "Train, evaluate and use image classifiers from a model zoo (LeNet-5, an \
+MLP, ResNet-20, ResNet-18) on MNIST, CIFAR-10 or your own image folders, evaluate detections \
+(COCO, Pascal VOC) and draw boxes, with no Python and no downloads.";
 
-const LONG_ABOUT: &str = "Train, evaluate and use small image classifiers (LeNet-5, an MLP) on \
-MNIST-style 28x28 grey images, evaluate detections (COCO, Pascal VOC) and draw boxes, with no \
-Python and no downloads.
+const LONG_ABOUT: &str = "Train, evaluate and use image classifiers from a model zoo (LeNet-5, an \
+MLP, ResNet-20, ResNet-18) on MNIST, CIFAR-10 or your own image folders, evaluate detections \
+(COCO, Pascal VOC) and draw boxes, with no Python and no downloads.
 
 New here? Run `ferrovision demo`: it trains LeNet-5 on a slice of real MNIST digits built into \
 this program, prints the test accuracy, saves the model and classifies a few digits it never saw.
@@ -30,11 +38,15 @@ const EXAMPLES: &str = "Examples:
   ferrovision train --data mnist:/data/mnist --augment configs/augment_digits.json --stats
       Train on randomly rotated/shifted/zoomed digits and print the input pipeline's
       per-stage statistics after each epoch.
+  ferrovision train --model resnet20 --data cifar10:/data/cifar10 --optimizer momentum --lr 0.05
+      A CIFAR ResNet-20 on CIFAR-10 (the model is built for the data's 3x32x32 images).
+  ferrovision train --model resnet20 --data folder:photos --limit 2000 --epochs 5
+      Your own images: photos/train/<class>/*.jpg and photos/test/<class>/*.jpg.
   ferrovision evaluate --model-file runs/lenet5/model.safetensors --data mnist:/data/mnist
       Accuracy of a saved model on the MNIST test set.
   ferrovision predict --model-file runs/lenet5/model.safetensors my-digit.png another.jpg
       Top-3 classes for your own images.
-  ferrovision summary --model lenet5
+  ferrovision summary --model resnet18 --input-shape 3,224,224 --num-classes 1000
       Layers, output shapes and parameter counts.
   ferrovision eval coco --gt instances.json --dt detections.json
       The 12 COCO numbers, identical to pycocotools.
@@ -45,7 +57,14 @@ Data sources (--data):
   builtin               6000 training + 1000 test MNIST digits inside this program
                         (MNIST by Yann LeCun, Corinna Cortes and Christopher Burges, CC BY-SA 3.0)
   mnist:<dir>           MNIST IDX files in <dir> (train-images-idx3-ubyte, t10k-..., raw or .gz)
-  fashion-mnist:<dir>   Fashion-MNIST IDX files in <dir> (same file names)";
+  fashion-mnist:<dir>   Fashion-MNIST IDX files in <dir> (same file names)
+  cifar10:<dir>         CIFAR-10 in <dir>: the binary batches (data_batch_1.bin ... test_batch.bin)
+                        or the JPEG tars cifar10-train.tar and cifar10-test.tar
+  folder:<dir>          your images, one folder per class: <dir>/train/<class>/*.jpg|png and
+                        <dir>/test/<class>/* (or val/); resized to the first image's size
+
+Models (--model): lenet5, mlp, resnet20, resnet18 (the zoo, ferrovision-models); each is built
+for the data's image shape and number of classes.";
 
 /// The `ferrovision` command line.
 #[derive(Debug, Parser)]
@@ -79,6 +98,7 @@ pub enum Command {
   ferrovision train --data fashion-mnist:/data/fashion-mnist --out runs/fashion
   ferrovision train --out runs/fashion --epochs 20 --resume
   ferrovision train --data mnist:/data/mnist --augment configs/augment_digits.json --stats
+  ferrovision train --model resnet20 --data cifar10:/data/cifar10 --limit 5000 --epochs 3
 
 Training images go through the input pipeline: shuffled each epoch, augmented (--augment, a \
 JSON list of ops as in configs/augment_digits.json; see docs/data.md) and batched by --workers \
@@ -92,9 +112,11 @@ epoch, so a resumed run sees the same batches as an uninterrupted one.")]
     Evaluate(EvaluateArgs),
     /// Classify PNG or JPEG images with a saved model and print the top-3 classes
     #[command(
-        after_help = "Images can be any size and either white-on-black (like MNIST) or \
-dark ink on light paper: each is converted to grey, inverted if its border is bright, cropped to \
-the ink, scaled to fit 20x20 and centred in 28x28, as MNIST's digits were.
+        after_help = "For a model of 1x28x28 digits, images can be any size and either \
+white-on-black (like MNIST) or dark ink on light paper: each is converted to grey, inverted if its \
+border is bright, cropped to the ink, scaled to fit 20x20 and centred in 28x28, as MNIST's digits \
+were. For other models each image is converted to the model's channels (RGB or grey) and resized \
+to its input size.
 
 Example:
   ferrovision predict --model-file runs/demo/model.safetensors digit.png photo-of-a-seven.jpg"
@@ -103,6 +125,7 @@ Example:
     /// Print a model's layers, output shapes and parameter counts (like Keras' summary())
     #[command(after_help = "Examples:
   ferrovision summary --model lenet5
+  ferrovision summary --model resnet20 --input-shape 3,32,32
   ferrovision summary --model-file runs/lenet5/model.safetensors")]
     Summary(SummaryArgs),
     /// Evaluate detections: COCO metrics (identical to pycocotools) or Pascal VOC AP
@@ -143,71 +166,11 @@ Example:
     Voc(EvalVocArgs),
 }
 
-/// `ferrovision eval coco`.
-#[derive(Debug, Clone, Args)]
-pub struct EvalCocoArgs {
-    /// Ground truth in COCO format (images, annotations, categories)
-    #[arg(long, value_name = "FILE")]
-    pub gt: PathBuf,
-    /// Detections in COCO results format
-    #[arg(long, value_name = "FILE")]
-    pub dt: PathBuf,
-    /// What is compared: bbox (boxes) or segm (masks: polygons / RLE)
-    #[arg(long, default_value = "bbox")]
-    pub iou_type: String,
-    /// Print one JSON object (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl)
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `ferrovision eval voc`.
-#[derive(Debug, Clone, Args)]
-pub struct EvalVocArgs {
-    /// Folder of Pascal VOC XML annotation files
-    #[arg(long, value_name = "DIR")]
-    pub gt: PathBuf,
-    /// Detections (JSON list, see below)
-    #[arg(long, value_name = "FILE")]
-    pub dt: PathBuf,
-    /// IoU a detection must exceed to match
-    #[arg(long, default_value_t = 0.5)]
-    pub iou: f64,
-    /// 11-point interpolated AP (VOC2007) instead of the all-point area (VOC2010+)
-    #[arg(long)]
-    pub use_07: bool,
-}
-
-/// `ferrovision draw`.
-#[derive(Debug, Clone, Args)]
-pub struct DrawArgs {
-    /// The image (PNG, JPEG, BMP or GIF)
-    #[arg(long, value_name = "FILE")]
-    pub image: PathBuf,
-    /// The boxes (JSON list, see below)
-    #[arg(long, value_name = "FILE")]
-    pub boxes: PathBuf,
-    /// Output PNG (default: <image name>-boxes.png next to the image)
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-}
-
-/// The built-in architectures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModelKind {
-    /// LeNet-5 (ReLU, max pooling): Conv(6,5x5,same)-Pool-Conv(16,5x5)-Pool-Dense(120)-Dense(84)-Dense(10)
-    Lenet5,
-    /// Multilayer perceptron: Flatten-Dense(128, ReLU)-Dense(10)
-    Mlp,
-}
-
-impl ModelKind {
-    /// The name used on the command line and in run directories.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Lenet5 => "lenet5",
-            ModelKind::Mlp => "mlp",
-        }
-    }
+/// Checks a `--model` value against the zoo (`ferrovision_models::REGISTRY`).
+pub fn parse_model(name: &str) -> Result<String, String> {
+    ferrovision_models::lookup(name)
+        .map(|e| e.name.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Class names for `predict`.
@@ -244,7 +207,7 @@ pub struct TrainOpts {
     pub verbose: u8,
     /// Augment the training images as a JSON config says (e.g. configs/augment_digits.json:
     /// {"ops": [{"op": "affine", "degrees": 10, ...}]}; the ops are in docs/data.md); the
-    /// result must stay 28x28 grey
+    /// result must keep the images' size and channels (the model's input)
     #[arg(long, value_name = "FILE")]
     pub augment: Option<PathBuf>,
     #[command(flatten)]
@@ -254,7 +217,8 @@ pub struct TrainOpts {
 /// Input-pipeline options of the commands that read a dataset.
 #[derive(Debug, Clone, Args)]
 pub struct PipelineOpts {
-    /// Threads that prepare batches (shuffling, augmentation) while the model computes
+    /// Threads that decode image files and prepare batches (shuffling, augmentation) while the
+    /// model computes
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub workers: usize,
     /// Print the input pipeline's per-stage statistics (elements, elements/s, time, MB,
@@ -262,84 +226,4 @@ pub struct PipelineOpts {
     /// runs always log them to pipeline_stats.csv and tensorboard/pipeline)
     #[arg(long)]
     pub stats: bool,
-}
-
-/// `ferrovision demo`.
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    /// Run directory to write (the model ends up in <DIR>/model.safetensors)
-    #[arg(long, value_name = "DIR", default_value = "runs/demo")]
-    pub out: PathBuf,
-    #[command(flatten)]
-    pub train: TrainOpts,
-}
-
-/// `ferrovision train`.
-#[derive(Debug, Clone, Args)]
-pub struct TrainArgs {
-    /// Architecture to train [default: lenet5]
-    #[arg(long, value_enum)]
-    pub model: Option<ModelKind>,
-    /// Dataset: builtin, mnist:<dir> or fashion-mnist:<dir> [default: builtin]
-    #[arg(long, value_name = "SOURCE")]
-    pub data: Option<DataSpec>,
-    /// Run directory (default: runs/<model>)
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint; model, data, optimizer, batch size
-    /// and seed default to the run's own
-    #[arg(long)]
-    pub resume: bool,
-    /// Train on only the first N training images (quick experiments)
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
-    #[command(flatten)]
-    pub train: TrainOpts,
-}
-
-/// `ferrovision evaluate`.
-#[derive(Debug, Clone, Args)]
-pub struct EvaluateArgs {
-    /// Saved model (a run's model.safetensors or one of its checkpoints)
-    #[arg(long, value_name = "FILE")]
-    pub model_file: PathBuf,
-    /// Dataset whose test split to use: builtin, mnist:<dir> or fashion-mnist:<dir>
-    #[arg(long, value_name = "SOURCE", default_value = "builtin")]
-    pub data: DataSpec,
-    /// Images per forward pass
-    #[arg(long, value_name = "N", default_value_t = 256)]
-    pub batch_size: usize,
-    /// Evaluate on only the first N test images
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
-    #[command(flatten)]
-    pub pipeline: PipelineOpts,
-}
-
-/// `ferrovision predict`.
-#[derive(Debug, Clone, Args)]
-pub struct PredictArgs {
-    /// Saved model (a run's model.safetensors or one of its checkpoints)
-    #[arg(long, value_name = "FILE")]
-    pub model_file: PathBuf,
-    /// PNG or JPEG images to classify
-    #[arg(value_name = "IMAGE", required = true)]
-    pub images: Vec<PathBuf>,
-    /// Names to print for the classes
-    #[arg(long, value_enum, default_value_t = ClassNames::Digits)]
-    pub classes: ClassNames,
-    /// How many of the most likely classes to print
-    #[arg(long, value_name = "K", default_value_t = 3)]
-    pub top: usize,
-}
-
-/// `ferrovision summary`.
-#[derive(Debug, Clone, Args)]
-pub struct SummaryArgs {
-    /// Built-in architecture to describe
-    #[arg(long, value_enum, default_value_t = ModelKind::Lenet5, conflicts_with = "model_file")]
-    pub model: ModelKind,
-    /// Describe a saved model instead
-    #[arg(long, value_name = "FILE")]
-    pub model_file: Option<PathBuf>,
 }

@@ -1,4 +1,5 @@
-//! Turning a user's PNG/JPEG digit into an MNIST-like 28x28 input.
+//! Turning a user's PNG/JPEG image into a model input: MNIST-like 28x28 digits for digit
+//! models ([`load_digit`]), plain resized RGB or grey for others ([`load_input`]).
 //!
 //! MNIST digits are white on black, scaled so the digit fits a 20x20 box, and placed in a 28x28
 //! image with their centre of mass at the centre. Photos and drawings usually differ in all three,
@@ -145,4 +146,16 @@ pub fn save_digit_png(pixels: &[f32], path: &Path) -> Result<()> {
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
     Ok(ferrovision_io::write_atomic(path, &png)?)
+}
+
+/// One image file as a model input of `shape` (`[C, H, W]`, values in `[0, 1]`): MNIST's
+/// preparation ([`load_digit`]) for 1x28x28 models, otherwise RGB (or grey for one channel)
+/// resized to `H x W`.
+pub fn load_input(path: &Path, shape: [usize; 3]) -> Result<Vec<f32>> {
+    if shape == [1, SIDE as usize, SIDE as usize] {
+        return load_digit(path);
+    }
+    let bytes = ferrovision_data::fsutil::read(path)?;
+    let img = ferrovision_data::image::decode_rgb8(&bytes, path)?;
+    Ok(crate::data::to_chw(img, shape)?)
 }

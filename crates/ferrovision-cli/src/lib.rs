@@ -1,6 +1,10 @@
-//! The `ferrovision` command-line tool as a library (the binary is `src/main.rs`): argument
-//! definitions, the embedded digits, the input pipeline, image loading for `predict`,
-//! training-curve plots and the subcommands.
+//! The `ferrovision` command-line tool as a library (the binary is `src/main.rs`).
+//!
+//! Layers, top to bottom: [`cli`] (arguments) -> [`commands`] (one file per subcommand) ->
+//! [`training`] (one run into a run directory, shared by `train` and `demo`) and [`tasks`]
+//! (what a model learns: data to batches, loss and metrics, predictions) -> [`data`] (the
+//! `--data` sources), [`pipeline`] (batching, augmentation, statistics), [`run_dir`] (the run
+//! directory's files) and [`nnglue`] (zoo models, callbacks, saving).
 
 pub mod builtin;
 pub mod cli;
@@ -12,6 +16,9 @@ pub mod image_input;
 pub mod nnglue;
 pub mod pipeline;
 pub mod plot;
+pub mod run_dir;
+pub mod tasks;
+pub mod training;
 
 pub use error::{CliError, Result};
 

@@ -1,60 +1,30 @@
-//! Everything the CLI takes from ferrovision-nn's model API in one place: the built-in
-//! architectures, compiling, the run directory's callbacks, saving/loading and summaries.
+//! Everything the CLI takes from the model API in one place: building zoo models, the run
+//! directory's callbacks, saving/loading and summaries.
 
-use crate::cli::ModelKind;
 use crate::error::{CliError, Result};
-use ferrovision_nn::layers::{Conv2D, Dense, Flatten, MaxPooling2D, PaddingMode};
-use ferrovision_nn::losses::SparseCategoricalCrossentropy;
-use ferrovision_nn::metrics::Accuracy;
-use ferrovision_nn::optim::optimizer_by_name;
-use ferrovision_nn::{Activation, Loss, Sequential};
+use ferrovision_models::ModelOptions;
 use ferrovision_train::callbacks::{CSVLogger, ModelCheckpoint, TensorBoard};
-use ferrovision_train::{Callback, Compile, Model};
+use ferrovision_train::{Callback, Model};
 use std::path::Path;
 
 /// File extension of saved models (a safetensors file holding weights, optimizer state and
 /// the architecture as JSON metadata; see `Model::save`).
 pub const MODEL_EXT: &str = "safetensors";
 
-/// Log key of the accuracy metric.
-pub const ACCURACY: &str = "accuracy";
-
-/// The untrained network of `kind` for 1x28x28 inputs, 10 logits out.
-pub fn build(kind: ModelKind) -> Result<Model> {
-    let net = match kind {
-        // LeNet-5 as the book builds it in Keras, channels-first: ReLU and max pooling instead
-        // of the 1998 paper's scaled tanh and subsampling.
-        ModelKind::Lenet5 => Sequential::new(&[1, 28, 28])
-            .named("lenet5")
-            .add(
-                Conv2D::new(6, 5)
-                    .padding(PaddingMode::Same)
-                    .activation(Activation::Relu),
-            )
-            .add(MaxPooling2D::new(2))
-            .add(Conv2D::new(16, 5).activation(Activation::Relu))
-            .add(MaxPooling2D::new(2))
-            .add(Flatten::new())
-            .add(Dense::new(120).activation(Activation::Relu))
-            .add(Dense::new(84).activation(Activation::Relu))
-            .add(Dense::new(10))
-            .build()?,
-        ModelKind::Mlp => Sequential::new(&[1, 28, 28])
-            .named("mlp")
-            .add(Flatten::new())
-            .add(Dense::new(128).activation(Activation::Relu))
-            .add(Dense::new(10))
-            .build()?,
-    };
-    Ok(Model::new(net))
+/// The untrained zoo model `name` for `input_shape` inputs and `classes` outputs.
+pub fn build(name: &str, input_shape: &[usize], classes: usize) -> Result<Model> {
+    let net = ferrovision_models::build(name, &ModelOptions::new(input_shape, classes))?;
+    Ok(Model::from_boxed(net))
 }
 
-/// Compiles with the named optimizer, sparse categorical cross-entropy on logits and accuracy.
-pub fn compile(model: &mut Model, optimizer: &str, lr: Option<f64>) -> Result<()> {
-    let opt = optimizer_by_name(optimizer, lr).map_err(|e| CliError::new(format!("{e}")))?;
-    let loss: Box<dyn Loss> = Box::new(SparseCategoricalCrossentropy::new().from_logits(true));
-    model.compile(Compile::boxed(opt, vec![loss]).metric(Accuracy::sparse().named(ACCURACY)))?;
-    Ok(())
+/// The per-sample input shape a model was built for (batch axis dropped; unknown sizes as 0).
+pub fn input_shape(model: &Model) -> Vec<usize> {
+    model
+        .network()
+        .input_shapes()
+        .first()
+        .map(|s| s.iter().skip(1).map(|d| d.unwrap_or(0)).collect())
+        .unwrap_or_default()
 }
 
 /// Checkpoint, CSV and TensorBoard callbacks writing into the run directory `out`:

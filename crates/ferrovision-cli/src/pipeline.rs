@@ -1,7 +1,9 @@
-//! The input pipeline of `train`, `demo` and `evaluate`: 28x28 grey images streamed through
-//! `ferrovision-data` (index shuffle, optional augmentation, batching on worker threads,
-//! prefetch), with per-stage statistics printed by `--stats` and logged into the run directory.
+//! The input pipeline of `train`, `demo` and `evaluate`: labelled images of any `[C, H, W]`
+//! streamed through `ferrovision-data` (index shuffle, optional augmentation, batching on
+//! worker threads, prefetch), with per-stage statistics printed by `--stats` and logged into the
+//! run directory.
 
+use crate::data::{shape_str, Labelled};
 use crate::error::{CliError, Result};
 use ferrovision_data::{mix_seed, Augment, Dataset, Image, StatsReport};
 use ferrovision_io::write_atomic;
@@ -11,34 +13,28 @@ use ferrovision_train::{Batch, BatchSource, Model};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// The image shape every built-in model takes.
-pub const IMAGE_SHAPE: [usize; 3] = [1, 28, 28];
-const PIXELS: usize = 28 * 28;
-
-/// Reads an augmentation config (the JSON of [`Augment`], see `docs/data.md`) and checks that it
-/// keeps a 28x28 grey image 28x28 (the models' input).
+/// Reads an augmentation config (the JSON of [`Augment`], see `docs/data.md`); whether it fits
+/// the images is checked by [`check_augment`] once their shape is known.
 pub fn load_augment(path: &Path) -> Result<Augment> {
-    let aug = Augment::from_json_file(path)?;
-    check_augment(&aug, &path.display().to_string())?;
-    Ok(aug)
+    Ok(Augment::from_json_file(path)?)
 }
 
-/// Parses an augmentation config stored in a run's `run.json`.
-pub fn augment_from_json(text: &str, source: &str) -> Result<Augment> {
-    let aug = Augment::from_json(text, source)?;
-    check_augment(&aug, source)?;
-    Ok(aug)
-}
-
-fn check_augment(aug: &Augment, source: &str) -> Result<()> {
-    let img = Image::new(28, 28, 1, 0u8);
+/// Checks that `aug` keeps a `shape` (`[C, H, W]`) image that shape (the model's input);
+/// `source` names the config in the error.
+pub fn check_augment(aug: &Augment, shape: [usize; 3], source: &str) -> Result<()> {
+    let [c, h, w] = shape;
+    let img = Image::new(w, h, c, 0u8);
     let mut rng = ferrovision_nn::tensor::rng::Rng::new(0);
     let out = aug.apply(ferrovision_data::ImageSample::from_image(img), &mut rng)?;
-    let (w, h, c) = (out.image.width, out.image.height, out.image.channels);
-    if (c, h, w) != (1, 28, 28) {
+    let got = [out.image.channels, out.image.height, out.image.width];
+    if got != shape {
+        let kind = if c == 1 { "grey" } else { "colour" };
         return Err(CliError::new(format!(
-            "{source}: the augmentation turns a 1x28x28 grey image into {c}x{h}x{w}; the models \
-             take 1x28x28 (end with a resize to 28x28, or use ops that keep the size)"
+            "{source}: the augmentation turns a {} {kind} image into {}; the model takes {} \
+             (end with a resize to {h}x{w}, or use ops that keep the size)",
+            shape_str(shape),
+            shape_str(got),
+            shape_str(shape)
         )));
     }
     Ok(())
@@ -47,12 +43,13 @@ fn check_augment(aug: &Augment, source: &str) -> Result<()> {
 /// The pipeline of the epoch in progress, shared with whoever reports its statistics.
 type CurrentEpoch = Arc<Mutex<Option<Dataset<(Tensor, Tensor)>>>>;
 
-/// A labelled set of 28x28 grey images as a per-epoch pipeline.
+/// A labelled set of `[C, H, W]` images as a per-epoch pipeline.
 ///
 /// Each epoch builds `range(0, n) -> shuffle -> map_batch_labeled -> prefetch`: the shuffle
 /// seed and the augmentation seed are derived from `(seed, epoch)`, so epoch `k` gets the same
 /// batches whether or not the run was interrupted and resumed before it.
-pub struct DigitPipeline {
+pub struct ImagePipeline {
+    shape: [usize; 3],
     pixels: Arc<Vec<f32>>,
     labels: Arc<Vec<i64>>,
     batch_size: usize,
@@ -62,28 +59,25 @@ pub struct DigitPipeline {
     current: CurrentEpoch,
 }
 
-impl DigitPipeline {
-    /// `images` `[N, 1, 28, 28]` f32 in [0, 1], `labels` `[N]` i64.
-    pub fn new(images: &Tensor, labels: &Tensor, batch_size: usize) -> Result<Self> {
-        let shape = images.shape().to_vec();
-        if shape.len() != 4 || shape[1..] != IMAGE_SHAPE {
+impl ImagePipeline {
+    /// The images and labels of `data` (taken over, not copied), in batches of `batch_size`.
+    pub fn new(data: Labelled, batch_size: usize) -> Result<Self> {
+        let len: usize = data.shape.iter().product();
+        if data.pixels.len() != data.labels.len() * len {
             return Err(CliError::new(format!(
-                "images have shape {shape:?}; the pipeline takes [N, 1, 28, 28]"
-            )));
-        }
-        if labels.shape() != [shape[0]] {
-            return Err(CliError::new(format!(
-                "{} images but labels of shape {:?}",
-                shape[0],
-                labels.shape()
+                "{} pixel values for {} images of {}",
+                data.pixels.len(),
+                data.labels.len(),
+                shape_str(data.shape)
             )));
         }
         if batch_size == 0 {
             return Err(CliError::new("the batch size must be at least 1"));
         }
-        Ok(DigitPipeline {
-            pixels: Arc::new(images.contiguous()?.to_vec::<f32>()?),
-            labels: Arc::new(labels.to_vec::<i64>()?),
+        Ok(ImagePipeline {
+            shape: data.shape,
+            pixels: Arc::new(data.pixels),
+            labels: Arc::new(data.labels),
             batch_size,
             shuffle_seed: None,
             augment: None,
@@ -138,22 +132,29 @@ impl DigitPipeline {
             self.labels.clone(),
             self.augment.clone(),
         );
+        let [c, h, w] = self.shape;
+        let len = c * h * w;
         let ds = ds
             .map_batch_seeded_labeled(
                 self.workers,
                 mix_seed(seed, epoch as u64, 1),
                 self.batch_size,
                 false,
-                &IMAGE_SHAPE,
+                &self.shape,
                 move |i, rng, slot| {
                     let i = i as usize;
-                    let px = &pixels[i * PIXELS..(i + 1) * PIXELS];
+                    let px = &pixels[i * len..(i + 1) * len];
                     match &aug {
                         None => slot.copy_from_slice(px),
                         Some(a) => {
-                            // MNIST pixels are 8-bit; the loaders scaled them by 1/255.
-                            let bytes = px.iter().map(|v| (v * 255.0).round() as u8).collect();
-                            let img = Image::from_vec(28, 28, 1, bytes)?;
+                            // The sources' pixels are 8-bit scaled by 1/255; the augmentation
+                            // works on 8-bit HWC images.
+                            let mut bytes = vec![0u8; len];
+                            for (j, v) in px.iter().enumerate() {
+                                let (ch, p) = (j / (h * w), j % (h * w));
+                                bytes[p * c + ch] = (v * 255.0).round() as u8;
+                            }
+                            let img = Image::from_vec(w, h, c, bytes)?;
                             a.apply_image_chw(&img, rng, slot)?;
                         }
                     }
@@ -165,7 +166,7 @@ impl DigitPipeline {
     }
 }
 
-impl BatchSource for DigitPipeline {
+impl BatchSource for ImagePipeline {
     fn batches(
         &mut self,
         epoch: usize,
@@ -187,7 +188,7 @@ impl BatchSource for DigitPipeline {
     }
 }
 
-/// The statistics of a [`DigitPipeline`]'s current epoch.
+/// The statistics of an [`ImagePipeline`]'s current epoch.
 #[derive(Clone)]
 pub struct StatsHandle(CurrentEpoch);
 

@@ -2,10 +2,11 @@
 //! history plot, `--data` parsing and the history file.
 
 use ferrovision_cli::builtin;
-use ferrovision_cli::commands::{history_from_json, history_to_json, top_k};
 use ferrovision_cli::data::DataSpec;
 use ferrovision_cli::image_input::{load_digit, mnist_normalize, open_grey, to_white_on_black};
 use ferrovision_cli::plot::{panels, plot_history};
+use ferrovision_cli::run_dir::{history_from_json, history_to_json};
+use ferrovision_cli::tasks::classify::top_k;
 use ferrovision_nn::datasets::mnist::{load_mnist, Split};
 use ferrovision_train::{History, Logs};
 use image::{GrayImage, Luma, Rgb, RgbImage, RgbaImage};

@@ -26,6 +26,10 @@ pub use ferrovision_nn as nn;
 /// training code (it includes the `nn` prelude).
 pub use ferrovision_train as train;
 
+/// The model zoo (`ferrovision-models`): named architectures (`lenet5`, `mlp`, `resnet18`,
+/// `resnet20`) built with the public model API, and the name -> builder registry.
+pub use ferrovision_models as models;
+
 /// The names most programs need.
 pub mod prelude {
     pub use ferrovision_tensor::rng::{manual_seed, Rng};

@@ -1,0 +1,28 @@
+//! The subcommands, one file each: `demo`, `train`, `evaluate`, `predict`, `summary`,
+//! `eval coco|voc` and `draw`. Each file holds the command's arguments (clap derive) and its
+//! `run`.
+
+pub mod demo;
+pub mod draw;
+pub mod eval;
+pub mod evaluate;
+pub mod predict;
+pub mod summary;
+pub mod train;
+
+use crate::cli::{Command, EvalCommand};
+use crate::error::Result;
+
+/// Runs one parsed command line.
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Demo(a) => demo::run(a),
+        Command::Train(a) => train::run(a).map(|_| ()),
+        Command::Evaluate(a) => evaluate::run(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Summary(a) => summary::run(a),
+        Command::Eval(EvalCommand::Coco(a)) => eval::coco(a),
+        Command::Eval(EvalCommand::Voc(a)) => eval::voc(a),
+        Command::Draw(a) => draw::run(a),
+    }
+}

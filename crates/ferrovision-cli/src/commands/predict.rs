@@ -1,0 +1,64 @@
+//! `ferrovision predict`: a saved model's predictions for the user's own image files.
+
+use super::evaluate::task_of;
+use crate::cli::ClassNames;
+use crate::error::Result;
+use crate::nnglue;
+use crate::run_dir::RunDir;
+use crate::tasks::PredictOpts;
+use clap::Args;
+use ferrovision_nn::datasets::mnist::{FASHION_MNIST_CLASSES, MNIST_CLASSES};
+use std::path::{Path, PathBuf};
+
+/// `ferrovision predict`.
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// Saved model (a run's model.safetensors or one of its checkpoints)
+    #[arg(long, value_name = "FILE")]
+    pub model_file: PathBuf,
+    /// PNG or JPEG images to classify
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+    /// Names to print for the classes [default: the class names stored in the model's run
+    /// directory (run.json), else digits]
+    #[arg(long, value_enum)]
+    pub classes: Option<ClassNames>,
+    /// How many of the most likely classes to print
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub top: usize,
+}
+
+/// The class names a run stored in its `run.json`, if the model file belongs to a run.
+fn run_class_names(model_file: &Path) -> Option<Vec<String>> {
+    let (_, v) = RunDir::of_model_file(model_file)?;
+    let names: Option<Vec<String>> = v["classes"]
+        .as_array()?
+        .iter()
+        .map(|c| c.as_str().map(str::to_string))
+        .collect();
+    names.filter(|n| !n.is_empty())
+}
+
+/// Prints one line per image: its path and the model's top classes.
+pub fn run(args: PredictArgs) -> Result<()> {
+    let model = nnglue::load(&args.model_file)?;
+    let owned = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let class_names = match args.classes {
+        Some(ClassNames::Digits) => owned(&MNIST_CLASSES),
+        Some(ClassNames::Fashion) => owned(&FASHION_MNIST_CLASSES),
+        None => run_class_names(&args.model_file).unwrap_or_else(|| owned(&MNIST_CLASSES)),
+    };
+    let task = task_of(&args.model_file)?.task();
+    let lines = task.predict(
+        &model,
+        &args.images,
+        &PredictOpts {
+            class_names: Some(class_names),
+            top: args.top,
+        },
+    )?;
+    for (path, line) in args.images.iter().zip(&lines) {
+        println!("{}: {line}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! The run directory a training run writes (`--out`): its paths, its settings (`run.json`, so
+//! `--resume` continues with the same ones) and its history (`history.json`).
+
+use crate::data::DataSpec;
+use crate::error::{io_err, CliError, Result};
+use crate::nnglue;
+use crate::tasks::TaskKind;
+use ferrovision_data::Augment;
+use ferrovision_io::write_atomic;
+use ferrovision_train::callbacks::Logs;
+use ferrovision_train::History;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// Everything that defines a training run; stored as `run.json` in the run directory so that
+/// `--resume` continues with the same settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    /// `"train"` or `"demo"`.
+    pub command: String,
+    /// What the model learns.
+    pub task: TaskKind,
+    /// The zoo model's name (`ferrovision_models::REGISTRY`).
+    pub model: String,
+    pub data: DataSpec,
+    pub optimizer: String,
+    pub lr: Option<f64>,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub limit: Option<usize>,
+    /// Test on only the first `n` test images.
+    pub test_limit: Option<usize>,
+    /// The augmentation of the training images, if any (stored as its JSON config).
+    pub augment: Option<Augment>,
+}
+
+impl RunConfig {
+    /// The JSON of `run.json`; `classes` (the data's class names) is stored for `predict`.
+    pub fn to_json(&self, classes: &[String]) -> Value {
+        json!({
+            "command": self.command,
+            "task": self.task.name(),
+            "model": self.model,
+            "data": self.data.to_string(),
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "limit": self.limit,
+            "test_limit": self.test_limit,
+            "augment": self.augment,
+            "classes": classes,
+        })
+    }
+
+    /// Reads `run.json` (runs written before tasks existed are `classify` runs).
+    pub fn from_json(v: &Value, path: &Path) -> Result<Self> {
+        let bad = |field: &str| {
+            CliError::new(format!(
+                "{}: field '{field}' is missing or invalid",
+                path.display()
+            ))
+        };
+        let s = |field: &str| v[field].as_str().ok_or_else(|| bad(field));
+        let model = s("model")?.to_ascii_lowercase();
+        ferrovision_models::lookup(&model).map_err(|_| bad("model"))?;
+        Ok(RunConfig {
+            command: s("command")?.to_string(),
+            task: match &v["task"] {
+                Value::Null => TaskKind::Classify,
+                t => t
+                    .as_str()
+                    .ok_or_else(|| bad("task"))?
+                    .parse()
+                    .map_err(|_| bad("task"))?,
+            },
+            model,
+            data: s("data")?.parse().map_err(|_| bad("data"))?,
+            optimizer: s("optimizer")?.to_string(),
+            lr: v["lr"].as_f64(),
+            batch_size: v["batch_size"].as_u64().ok_or_else(|| bad("batch_size"))? as usize,
+            seed: v["seed"].as_u64().ok_or_else(|| bad("seed"))?,
+            limit: v["limit"].as_u64().map(|n| n as usize),
+            test_limit: v["test_limit"].as_u64().map(|n| n as usize),
+            augment: match &v["augment"] {
+                Value::Null => None,
+                a => Some(Augment::from_json(
+                    &a.to_string(),
+                    &format!("{} (augment)", path.display()),
+                )?),
+            },
+        })
+    }
+}
+
+/// Paths inside a run directory.
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    /// The run directory `root`.
+    pub fn new(root: &Path) -> Self {
+        RunDir {
+            root: root.to_path_buf(),
+        }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("run.json")
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+    pub fn model(&self) -> PathBuf {
+        self.root.join(format!("model.{}", nnglue::MODEL_EXT))
+    }
+    pub fn history(&self) -> PathBuf {
+        self.root.join("history.json")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics.json")
+    }
+    pub fn plot(&self) -> PathBuf {
+        self.root.join("history.png")
+    }
+
+    /// The newest checkpoint (highest epoch number in its name), if any.
+    pub fn last_checkpoint(&self) -> Result<Option<PathBuf>> {
+        let dir = self.checkpoints();
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let mut best: Option<(u64, PathBuf)> = None;
+        for entry in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
+            let path = entry.map_err(|e| io_err(&dir, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let ext = format!(".{}", nnglue::MODEL_EXT);
+            let Some(num) = name
+                .strip_prefix("epoch-")
+                .and_then(|r| r.strip_suffix(ext.as_str()))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|(b, _)| num > *b) {
+                best = Some((num, path));
+            }
+        }
+        Ok(best.map(|(_, p)| p))
+    }
+
+    /// The `run.json` of the run a saved model belongs to (`<run>/model.safetensors` or
+    /// `<run>/checkpoints/epoch-NNN.safetensors`), if there is one.
+    pub fn of_model_file(model_file: &Path) -> Option<(RunDir, Value)> {
+        let dir = model_file.parent()?;
+        [Some(dir), dir.parent()]
+            .into_iter()
+            .flatten()
+            .find_map(|d| {
+                let run = RunDir::new(d);
+                let v = read_json(&run.config()).ok()?;
+                Some((run, v))
+            })
+    }
+}
+
+/// Writes a history as JSON: epochs and, per epoch, the logged `[key, value]` pairs in order
+/// (non-finite values as null).
+pub fn history_to_json(h: &History) -> Value {
+    json!({
+        "epochs": h.epochs,
+        "logs": h.logs.iter().map(|l| {
+            l.iter().map(|(k, v)| json!([k, if v.is_finite() { json!(v) } else { Value::Null }]))
+                .collect::<Vec<_>>()
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// Reads what [`history_to_json`] wrote.
+pub fn history_from_json(v: &Value, path: &Path) -> Result<History> {
+    let bad = || CliError::new(format!("{}: not a history file", path.display()));
+    let epochs = v["epochs"].as_array().ok_or_else(bad)?;
+    let logs = v["logs"].as_array().ok_or_else(bad)?;
+    if epochs.len() != logs.len() {
+        return Err(bad());
+    }
+    let mut h = History::default();
+    for (e, l) in epochs.iter().zip(logs) {
+        h.epochs.push(e.as_u64().ok_or_else(bad)? as usize);
+        let mut logs = Logs::new();
+        for pair in l.as_array().ok_or_else(bad)? {
+            let k = pair[0].as_str().ok_or_else(bad)?;
+            logs.insert(k, pair[1].as_f64().unwrap_or(f64::NAN));
+        }
+        h.logs.push(logs);
+    }
+    Ok(h)
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::new(format!("{}: invalid JSON ({e})", path.display())))
+}
+
+/// Writes pretty JSON atomically.
+pub fn write_json(path: &Path, v: &Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(v)
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+    text.push('\n');
+    Ok(write_atomic(path, text.as_bytes())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_config_round_trips_and_old_runs_are_classify_runs() {
+        let cfg = RunConfig {
+            command: "train".into(),
+            task: TaskKind::Classify,
+            model: "resnet20".into(),
+            data: "cifar10:/d/c".parse().unwrap(),
+            optimizer: "momentum".into(),
+            lr: Some(0.05),
+            batch_size: 20,
+            seed: 3,
+            limit: Some(60),
+            test_limit: Some(40),
+            augment: None,
+        };
+        let v = cfg.to_json(&["a".into(), "b".into()]);
+        assert_eq!(v["classes"], serde_json::json!(["a", "b"]));
+        assert_eq!(
+            RunConfig::from_json(&v, Path::new("run.json")).unwrap(),
+            cfg
+        );
+        // run.json as written before tasks, zoo names and --test-limit existed.
+        let old = json!({"command": "train", "model": "Lenet5", "data": "builtin",
+            "optimizer": "adam", "lr": null, "batch_size": 32, "seed": 42, "limit": null,
+            "augment": null});
+        let back = RunConfig::from_json(&old, Path::new("run.json")).unwrap();
+        assert_eq!(
+            (back.task, back.model.as_str(), back.test_limit),
+            (TaskKind::Classify, "lenet5", None)
+        );
+        let mut bad = old.clone();
+        bad["model"] = json!("alexnet");
+        let e = RunConfig::from_json(&bad, Path::new("r/run.json")).unwrap_err();
+        assert!(e.to_string().contains("r/run.json") && e.to_string().contains("'model'"));
+    }
+}

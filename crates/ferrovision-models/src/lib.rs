@@ -1,0 +1,148 @@
+//! ferrovision's model zoo: named architectures built only with the public model API of
+//! `ferrovision-nn` (layers, [`Sequential`](ferrovision_nn::Sequential) and
+//! [`Graph`](ferrovision_nn::Graph)), and a registry that maps a name to a builder.
+//!
+//! Every builder takes the same [`ModelOptions`] (per-sample input shape, number of classes), so
+//! a caller such as the CLI can pair any registered model with any dataset: the data decides the
+//! input shape and the class count, the registry decides the layers.
+//!
+//! ```
+//! use ferrovision_models::{build, ModelOptions};
+//! use ferrovision_nn::Network;
+//! let net = build("resnet20", &ModelOptions::new(&[3, 32, 32], 10))?;
+//! assert_eq!(net.output_shapes()[0], vec![None, Some(10)]);
+//! # Ok::<(), ferrovision_nn::Error>(())
+//! ```
+//!
+//! Layer names follow one rule so weight importers can map them: a block's layers are scoped
+//! with `/` exactly as PyTorch scopes them with `.` (`layer1/0/conv1` is torchvision's
+//! `layer1.0.conv1`); see [`resnet`].
+
+pub mod lenet;
+pub mod resnet;
+
+use ferrovision_nn::{Error, Network, Result};
+
+/// What every builder needs to know about the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// Per-sample input shape, channels first (`[C, H, W]`).
+    pub input_shape: Vec<usize>,
+    /// Number of classes (size of the logits).
+    pub classes: usize,
+}
+
+impl ModelOptions {
+    /// Options for `input_shape` images and `classes` classes.
+    pub fn new(input_shape: &[usize], classes: usize) -> Self {
+        ModelOptions {
+            input_shape: input_shape.to_vec(),
+            classes,
+        }
+    }
+
+    /// Checks the options for an image classifier: `[C, H, W]` with every size positive and at
+    /// least `min_hw` pixels a side, and at least one class.
+    pub fn check_image(&self, model: &str, min_hw: usize) -> Result<()> {
+        let s = &self.input_shape;
+        if s.len() != 3 || s.contains(&0) {
+            return Err(Error::config(format!(
+                "{model}: input shape {s:?} is not [channels, height, width]"
+            )));
+        }
+        if s[1] < min_hw || s[2] < min_hw {
+            return Err(Error::config(format!(
+                "{model}: images of {}x{} are too small (at least {min_hw}x{min_hw})",
+                s[1], s[2]
+            )));
+        }
+        if self.classes == 0 {
+            return Err(Error::config(format!("{model}: needs at least one class")));
+        }
+        Ok(())
+    }
+}
+
+/// One registered architecture.
+#[derive(Clone, Copy)]
+pub struct ModelEntry {
+    /// The name used on the command line and in saved runs.
+    pub name: &'static str,
+    /// One line for help texts.
+    pub description: &'static str,
+    /// Builds the untrained network.
+    pub build: fn(&ModelOptions) -> Result<Box<dyn Network>>,
+}
+
+/// Every architecture of the zoo, in the order help texts list them.
+pub const REGISTRY: &[ModelEntry] = &[
+    ModelEntry {
+        name: "lenet5",
+        description: "LeNet-5 (ReLU, max pooling): Conv(6,5x5,same)-Pool-Conv(16,5x5)-Pool-\
+                      Dense(120)-Dense(84)-Dense(classes)",
+        build: lenet::lenet5,
+    },
+    ModelEntry {
+        name: "mlp",
+        description: "Multilayer perceptron: Flatten-Dense(128, ReLU)-Dense(classes)",
+        build: lenet::mlp,
+    },
+    ModelEntry {
+        name: "resnet20",
+        description: "CIFAR ResNet-20 (He et al. 2016): 3x3 stem, 3 stages of 3 basic blocks \
+                      (16-32-64 channels), batch norm, global average pool",
+        build: resnet::resnet20,
+    },
+    ModelEntry {
+        name: "resnet18",
+        description: "ResNet-18 (torchvision layout and names): 7x7/2 stem, 3x3/2 max pool, \
+                      4 stages of 2 basic blocks (64-128-256-512), global average pool",
+        build: resnet::resnet18,
+    },
+];
+
+/// The registered names, in registry order.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|e| e.name).collect()
+}
+
+/// The registry entry called `name`.
+pub fn lookup(name: &str) -> Result<&'static ModelEntry> {
+    REGISTRY.iter().find(|e| e.name == name).ok_or_else(|| {
+        Error::config(format!(
+            "unknown model '{name}'; the zoo has {}",
+            names().join(", ")
+        ))
+    })
+}
+
+/// Builds the untrained network called `name`.
+pub fn build(name: &str, opts: &ModelOptions) -> Result<Box<dyn Network>> {
+    (lookup(name)?.build)(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_builds_for_cifar_and_mnist_shapes() {
+        for e in REGISTRY {
+            for shape in [[3usize, 32, 32], [1, 28, 28]] {
+                let net = (e.build)(&ModelOptions::new(&shape, 7)).unwrap();
+                assert_eq!(net.output_shapes()[0], vec![None, Some(7)], "{}", e.name);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_names_and_bad_shapes_are_errors() {
+        let e = build("resnet1000", &ModelOptions::new(&[3, 32, 32], 10))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("resnet1000") && e.to_string().contains("lenet5"));
+        assert!(build("resnet20", &ModelOptions::new(&[32, 32], 10)).is_err());
+        assert!(build("lenet5", &ModelOptions::new(&[1, 28, 28], 0)).is_err());
+        assert!(build("resnet18", &ModelOptions::new(&[3, 4, 4], 10)).is_err());
+    }
+}
