@@ -10,7 +10,7 @@
 
 use crate::error::{CliError, Result};
 use image::imageops::{self, FilterType};
-use image::{GrayImage, ImageReader, Luma};
+use image::{GrayImage, Luma};
 use std::path::Path;
 
 /// MNIST's image side.
@@ -23,22 +23,9 @@ const INK: u8 = 40;
 /// Opens a PNG or JPEG file (format recognized from its content) as 8-bit grey, compositing any
 /// transparency onto white.
 pub fn open_grey(path: &Path) -> Result<GrayImage> {
-    let reader = ImageReader::open(path)
-        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?
-        .with_guessed_format()
-        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-    if reader.format().is_none() {
-        return Err(CliError::new(format!(
-            "{}: not a PNG or JPEG image (unrecognized content)",
-            path.display()
-        )));
-    }
-    let img = reader.decode().map_err(|e| {
-        CliError::new(format!(
-            "{}: cannot decode the image ({e}); PNG and JPEG are supported",
-            path.display()
-        ))
-    })?;
+    // Decoded by ferrovision-data (the workspace's one decode path); its errors name the file.
+    let img = ferrovision_data::image::read_image_dynamic(path)
+        .map_err(|e| CliError::new(format!("{e} (PNG and JPEG are supported)")))?;
     if img.color().has_alpha() {
         let la = img.to_luma_alpha8();
         let mut out = GrayImage::new(la.width(), la.height());

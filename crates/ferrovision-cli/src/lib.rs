@@ -11,7 +11,6 @@ pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod error;
-mod font;
 pub mod image_input;
 pub mod nnglue;
 pub mod pipeline;

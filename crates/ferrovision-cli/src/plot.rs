@@ -6,8 +6,8 @@
 //! buffer is encoded as PNG with the `image` crate the CLI already uses for `predict`.
 
 use crate::error::{CliError, Result};
-use crate::font;
 use ferrovision_train::History;
+use ferrovision_vision::draw::font;
 use plotters::prelude::*;
 use std::path::Path;
 

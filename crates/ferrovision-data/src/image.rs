@@ -866,6 +866,35 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<DynImage> {
 }
 
 #[cfg(feature = "image")]
+/// Reads and decodes an image file (as [`read_image`]: the one decode path of the workspace)
+/// into the `image` crate's [`image::DynamicImage`], for code that draws or converts with that
+/// crate (vision's drawing, the CLI's digit input). Channels and bit depth are kept.
+pub fn read_image_dynamic(path: impl AsRef<Path>) -> Result<image::DynamicImage> {
+    use image::{DynamicImage as D, ImageBuffer};
+    let bad = || Error::image(&path, "decoded buffer does not match its size");
+    Ok(match read_image(&path)? {
+        DynImage::U8(i) => {
+            let (w, h) = (i.width as u32, i.height as u32);
+            match i.channels {
+                1 => D::ImageLuma8(ImageBuffer::from_raw(w, h, i.data).ok_or_else(bad)?),
+                2 => D::ImageLumaA8(ImageBuffer::from_raw(w, h, i.data).ok_or_else(bad)?),
+                3 => D::ImageRgb8(ImageBuffer::from_raw(w, h, i.data).ok_or_else(bad)?),
+                _ => D::ImageRgba8(ImageBuffer::from_raw(w, h, i.data).ok_or_else(bad)?),
+            }
+        }
+        DynImage::U16(i) => {
+            let (w, h) = (i.width as u32, i.height as u32);
+            match i.channels {
+                1 => D::ImageLuma16(ImageBuffer::from_raw(w, h, i.data).ok_or_else(bad)?),
+                2 => D::ImageLumaA16(ImageBuffer::from_raw(w, h, i.data).ok_or_else(bad)?),
+                3 => D::ImageRgb16(ImageBuffer::from_raw(w, h, i.data).ok_or_else(bad)?),
+                _ => D::ImageRgba16(ImageBuffer::from_raw(w, h, i.data).ok_or_else(bad)?),
+            }
+        }
+    })
+}
+
+#[cfg(feature = "image")]
 fn color_type(channels: usize, sixteen: bool) -> Result<image::ExtendedColorType> {
     use image::ExtendedColorType as E;
     Ok(match (channels, sixteen) {

@@ -5,12 +5,14 @@
 //! built) and a *loader* that reads and decodes one sample (run lazily, in parallel by
 //! `par_map`). Every error names the file and, where there is one, the line or field.
 
-use crate::augment::ImageSample;
+#[cfg(feature = "image")]
+use crate::annotations::voc::parse_voc_xml;
 use crate::dataset::Dataset;
 use crate::fsutil::{read, read_to_string};
 use crate::image::Image;
 #[cfg(feature = "image")]
 use crate::image::{decode, decode_rgb8};
+use crate::sample::ImageSample;
 use crate::tfrecord::{Example, ReadCompression, RecordReader};
 use crate::{Error, Result};
 use ferrovision_tensor::rng::Rng;
@@ -647,76 +649,14 @@ fn check_boxes(s: &ImageSample, ann: &Path) -> Result<()> {
     })
 }
 
-/// A parsed VOC file: image file name, width, height, boxes and their class names.
-pub type VocAnnotation = (String, usize, usize, Vec<[f32; 4]>, Vec<String>);
-
-fn child_node<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
-    n.children().find(|c| c.has_tag_name(name))
-}
-
-/// Parses one Pascal VOC XML file into `(image file name, width, height, boxes, class names)`.
-pub fn parse_voc(xml: &str, path: &Path) -> Result<VocAnnotation> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| {
-        Error::parse(
-            path,
-            Some(e.pos().row as usize),
-            format!("malformed XML: {e}"),
-        )
-    })?;
-    let root = doc.root_element();
-    let line = |n: roxmltree::Node| Some(doc.text_pos_at(n.range().start).row as usize);
-    let child = child_node;
-    let text = |n: roxmltree::Node, name: &str| -> Result<String> {
-        child(n, name)
-            .and_then(|c| c.text())
-            .map(|t| t.trim().to_string())
-            .ok_or_else(|| {
-                Error::parse(
-                    path,
-                    line(n),
-                    format!("<{}> has no <{name}>", n.tag_name().name()),
-                )
-            })
-    };
-    let num = |n: roxmltree::Node, name: &str| -> Result<f32> {
-        let t = text(n, name)?;
-        t.parse::<f32>()
-            .map_err(|_| Error::parse(path, line(n), format!("<{name}> is '{t}', not a number")))
-    };
-    let filename = text(root, "filename")?;
-    let size =
-        child(root, "size").ok_or_else(|| Error::parse(path, line(root), "missing <size>"))?;
-    let (w, h) = (num(size, "width")? as usize, num(size, "height")? as usize);
-    let mut boxes = Vec::new();
-    let mut names = Vec::new();
-    for (i, obj) in root
-        .children()
-        .filter(|c| c.has_tag_name("object"))
-        .enumerate()
-    {
-        let name = text(obj, "name")?;
-        let bb = child(obj, "bndbox")
-            .ok_or_else(|| Error::parse(path, line(obj), format!("object {i} has no <bndbox>")))?;
-        // VOC pixel indices are 1-based inclusive; many tools (and this dataset) write 0-based
-        // values, so coordinates are used as continuous positions as written.
-        boxes.push([
-            num(bb, "xmin")?,
-            num(bb, "ymin")?,
-            num(bb, "xmax")?,
-            num(bb, "ymax")?,
-        ]);
-        names.push(name);
-    }
-    Ok((filename, w, h, boxes, names))
-}
-
 #[cfg(feature = "image")]
 /// Loads one VOC sample: reads the XML, the image it names (from `images_dir`), checks sizes
 /// and boxes. `classes` fixed: unknown names are errors.
 pub fn load_voc(xml_path: &Path, images_dir: &Path, classes: &[String]) -> Result<ImageSample> {
     let xml = read_to_string(xml_path)?;
-    let (file, w, h, boxes, names) = parse_voc(&xml, xml_path)?;
-    let img_path = images_dir.join(&file);
+    let ann = parse_voc_xml(&xml, xml_path)?;
+    let (w, h) = (ann.width as usize, ann.height as usize);
+    let img_path = images_dir.join(&ann.filename);
     if !img_path.exists() {
         return Err(Error::MissingFile {
             path: xml_path.to_path_buf(),
@@ -738,7 +678,8 @@ pub fn load_voc(xml_path: &Path, images_dir: &Path, classes: &[String]) -> Resul
     }
     let mut cl = classes.to_vec();
     let mut labels = Vec::new();
-    for n in &names {
+    for o in &ann.objects {
+        let n = &o.class;
         labels.push(class_id(&mut cl, n, true).ok_or_else(|| {
             Error::parse(
                 xml_path,
@@ -747,6 +688,12 @@ pub fn load_voc(xml_path: &Path, images_dir: &Path, classes: &[String]) -> Resul
             )
         })?);
     }
+    // Samples hold f32 pixel positions.
+    let boxes = ann
+        .objects
+        .iter()
+        .map(|o| o.bbox.map(|v| v as f32))
+        .collect();
     let s = ImageSample {
         image,
         boxes,

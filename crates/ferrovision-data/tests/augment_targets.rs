@@ -1,8 +1,9 @@
 //! Geometric augmentation keeps boxes and masks on the pixels: synthetic images whose boxes
 //! enclose rectangles of known colours, checked after many random flip/crop/affine chains.
 
-use ferrovision_data::augment::{Augment, ImageSample, Op};
+use ferrovision_data::augment::{Augment, Op};
 use ferrovision_data::image::{Filter, Image};
+use ferrovision_data::sample::ImageSample;
 use ferrovision_tensor::rng::Rng;
 
 const COLORS: [[u8; 3]; 3] = [[250, 20, 20], [20, 240, 30], [30, 40, 250]];

@@ -2,8 +2,8 @@
 
 mod common;
 use common::out_dir;
-use ferrovision_data::augment::ImageSample;
 use ferrovision_data::image::{self, Image};
+use ferrovision_data::sample::ImageSample;
 use ferrovision_data::sources::{self, ColType, CsvValue};
 use ferrovision_data::{Dataset, Error};
 use std::path::{Path, PathBuf};

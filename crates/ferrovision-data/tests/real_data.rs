@@ -3,7 +3,8 @@
 
 mod common;
 use common::{data, out_dir};
-use ferrovision_data::augment::{Augment, ImageSample, Op};
+use ferrovision_data::augment::{Augment, Op};
+use ferrovision_data::sample::ImageSample;
 use ferrovision_data::{image, sources, viz, Sample};
 use ferrovision_tensor::rng::Rng;
 

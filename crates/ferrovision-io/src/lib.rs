@@ -9,11 +9,14 @@
 //! - [`record`]: TFRecord record framing (`u64 length | masked CRC32C | data | masked CRC32C`)
 //!   and CRC32C, shared by TFRecord datasets (`ferrovision-data`, which adds compression and
 //!   `tf.train.Example`) and TensorBoard event files (`ferrovision-train`).
+//! - [`pyfmt`]: Python-compatible number formatting (`repr(float)`, `'{:.Nf}'`, `'{:.Ne}'`) for
+//!   logs, checkpoint names and pycocotools-identical summaries.
 //! - [`safetensors`]: named f32 tensors plus string metadata in one safetensors file (weights,
 //!   model files, checkpoints).
 
 mod error;
 pub mod fsutil;
+pub mod pyfmt;
 pub mod record;
 pub mod safetensors;
 

@@ -22,6 +22,7 @@ mod error;
 pub mod gradcheck;
 pub mod kernels;
 pub mod ops;
+pub mod parallel;
 pub mod rng;
 pub mod shape;
 pub mod storage;

@@ -97,26 +97,57 @@ impl Drop for Storage {
     }
 }
 
-/// A size-bucketed free list of f32 vectors. Training steps allocate the same sizes every step,
-/// so after the first step nearly every buffer comes from here.
+/// The engine's one buffer free list: size-bucketed vectors of f32 (tensor storage, op scratch)
+/// and of i32 (max-pooling argmax indices). Training steps allocate the same sizes every step,
+/// so after the first step nearly every buffer comes from here. [`PooledVec`] returns its
+/// buffer on drop.
 pub mod pool {
     use super::*;
 
-    /// Buffers below this many elements are cheap to allocate; keep them out of the pool.
+    /// f32 buffers below this many elements are cheap to allocate; keep them out of the pool.
     const MIN_POOLED: usize = 1024;
-    /// Upper bound of pooled memory, in f32 elements (1 GiB).
+    /// Upper bound of pooled f32 memory, in elements (1 GiB).
     const MAX_POOLED_ELEMS: usize = 256 << 20;
+    /// i32 index buffers below this length are not kept.
+    const MIN_POOLED_I32: usize = 4096;
+    /// Upper bound of pooled i32 memory, in elements (256 MiB).
+    const MAX_POOLED_I32: usize = 64 << 20;
 
-    struct Pool {
-        free: HashMap<usize, Vec<Vec<f32>>>,
+    /// Free vectors bucketed by length, with a bound on the elements held.
+    struct FreeList<T> {
+        free: HashMap<usize, Vec<Vec<T>>>,
         elems: usize,
     }
 
-    static POOL: Mutex<Option<Pool>> = Mutex::new(None);
+    impl<T> FreeList<T> {
+        fn take(&mut self, len: usize) -> Option<Vec<T>> {
+            let v = self.free.get_mut(&len).and_then(|list| list.pop());
+            if v.is_some() {
+                self.elems -= len;
+            }
+            v
+        }
 
-    fn with_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
-        let mut g = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        let p = g.get_or_insert_with(|| Pool {
+        fn give_back(&mut self, v: Vec<T>, max_elems: usize) {
+            let len = v.len();
+            if self.elems + len <= max_elems {
+                self.elems += len;
+                self.free.entry(len).or_default().push(v);
+            }
+        }
+
+        fn clear(&mut self) {
+            self.free.clear();
+            self.elems = 0;
+        }
+    }
+
+    static POOL: Mutex<Option<FreeList<f32>>> = Mutex::new(None);
+    static POOL_I32: Mutex<Option<FreeList<i32>>> = Mutex::new(None);
+
+    fn with_list<T, R>(m: &Mutex<Option<FreeList<T>>>, f: impl FnOnce(&mut FreeList<T>) -> R) -> R {
+        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+        let p = g.get_or_insert_with(|| FreeList {
             free: HashMap::new(),
             elems: 0,
         });
@@ -130,13 +161,7 @@ pub mod pool {
         if len < MIN_POOLED {
             return None;
         }
-        let v = with_pool(|p| {
-            let v = p.free.get_mut(&len).and_then(|list| list.pop());
-            if v.is_some() {
-                p.elems -= len;
-            }
-            v
-        });
+        let v = with_list(&POOL, |p| p.take(len));
         let counter = if v.is_some() { &HITS } else { &MISSES };
         counter.fetch_add(1, Ordering::Relaxed);
         v
@@ -159,8 +184,8 @@ pub mod pool {
         }
     }
 
-    /// (hits, misses): how many pooled-size requests were served from the pool and how many
-    /// went to the allocator since the process started.
+    /// (hits, misses): how many pooled-size f32 requests were served from the pool and how
+    /// many went to the allocator since the process started.
     pub fn stats() -> (u64, u64) {
         (HITS.load(Ordering::Relaxed), MISSES.load(Ordering::Relaxed))
     }
@@ -171,24 +196,105 @@ pub mod pool {
         if len < MIN_POOLED || v.capacity() != len {
             return;
         }
-        with_pool(|p| {
-            if p.elems + len <= MAX_POOLED_ELEMS {
-                p.elems += len;
-                p.free.entry(len).or_default().push(v);
-            }
-        });
+        with_list(&POOL, |p| p.give_back(v, MAX_POOLED_ELEMS));
     }
 
     /// Frees every pooled buffer.
     pub fn clear() {
-        with_pool(|p| {
-            p.free.clear();
-            p.elems = 0;
-        });
+        with_list(&POOL, FreeList::clear);
+        with_list(&POOL_I32, FreeList::clear);
     }
 
-    /// Elements currently held by the pool.
+    /// f32 elements currently held by the pool.
     pub fn pooled_elements() -> usize {
-        with_pool(|p| p.elems)
+        with_list(&POOL, |p| p.elems)
+    }
+
+    /// Element types the pool keeps.
+    pub trait Pooled: Sized + Copy + Default {
+        /// A vector of `len` values with unspecified contents (every one written by the caller).
+        fn take(len: usize) -> Vec<Self>;
+        /// Returns a vector to the pool (or frees it).
+        fn give_back(v: Vec<Self>);
+    }
+
+    impl Pooled for f32 {
+        fn take(len: usize) -> Vec<f32> {
+            take_uninit(len)
+        }
+        fn give_back(v: Vec<f32>) {
+            give_back(v)
+        }
+    }
+
+    impl Pooled for i32 {
+        fn take(len: usize) -> Vec<i32> {
+            if len >= MIN_POOLED_I32 {
+                if let Some(v) = with_list(&POOL_I32, |p| p.take(len)) {
+                    return v;
+                }
+            }
+            vec![0; len]
+        }
+        fn give_back(v: Vec<i32>) {
+            if v.len() >= MIN_POOLED_I32 && v.capacity() == v.len() {
+                with_list(&POOL_I32, |p| p.give_back(v, MAX_POOLED_I32));
+            }
+        }
+    }
+
+    /// A pooled scratch vector that goes back to the pool when dropped (conv's im2col panels,
+    /// max pooling's saved argmax indices: fresh multi-megabyte buffers would page-fault on
+    /// every step).
+    pub struct PooledVec<T: Pooled>(pub Vec<T>);
+
+    impl<T: Pooled> PooledVec<T> {
+        /// `len` values with unspecified contents (every one is written by the caller).
+        pub fn take(len: usize) -> Self {
+            PooledVec(T::take(len))
+        }
+    }
+
+    impl<T: Pooled> std::ops::Deref for PooledVec<T> {
+        type Target = [T];
+        fn deref(&self) -> &[T] {
+            &self.0
+        }
+    }
+
+    impl<T: Pooled> std::ops::DerefMut for PooledVec<T> {
+        fn deref_mut(&mut self) -> &mut [T] {
+            &mut self.0
+        }
+    }
+
+    impl<T: Pooled> Drop for PooledVec<T> {
+        fn drop(&mut self) {
+            T::give_back(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool::PooledVec;
+
+    #[test]
+    fn pooled_index_buffers_are_reused() {
+        // A length no other test of this binary uses, so the bucket is this test's own.
+        let len = 4096 * 3 + 7;
+        let first = PooledVec::<i32>::take(len);
+        let ptr = first.as_ptr();
+        drop(first);
+        let again = PooledVec::<i32>::take(len);
+        assert_eq!(
+            again.as_ptr(),
+            ptr,
+            "a dropped index buffer was not recycled"
+        );
+        assert_eq!(again.len(), len);
+        // Short buffers are not kept.
+        let short = PooledVec::<i32>::take(10);
+        assert_eq!(short.len(), 10);
     }
 }

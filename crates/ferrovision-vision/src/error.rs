@@ -30,6 +30,10 @@ pub enum VisionError {
     /// A malformed run-length encoded mask or polygon (see [`crate::rle`]).
     #[error("rle: {0}")]
     Rle(#[from] crate::rle::RleError),
+    /// A malformed annotation file, reported by the parser of `ferrovision-data` (file, line
+    /// and entry are in its message).
+    #[error(transparent)]
+    Data(#[from] ferrovision_data::Error),
     /// An engine error from a tensor op (RoI pooling / align).
     #[error(transparent)]
     Tensor(#[from] ferrovision_tensor::Error),

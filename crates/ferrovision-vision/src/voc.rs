@@ -1,4 +1,5 @@
-//! Pascal VOC detection evaluation: annotation XML parsing, per-class precision/recall curves
+//! Pascal VOC detection evaluation (annotations parsed by `ferrovision_data::annotations::voc`,
+//! re-exported here): per-class precision/recall curves
 //! and AP with the VOC devkit's rules (IoU with the +1 pixel convention, a detection matches
 //! when IoU > 0.5, `difficult` objects count neither as hits nor misses, a second detection of
 //! the same object is a false positive), 11-point (VOC2007) or all-point (VOC2010+) AP.
@@ -8,126 +9,7 @@ use crate::json_util::{parse, Ctx};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// One annotated object.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VocObject {
-    /// Class name.
-    pub class: String,
-    /// `[xmin, ymin, xmax, ymax]` in pixels (VOC's 1-based inclusive corners).
-    pub bbox: [f64; 4],
-    /// Marked difficult: ignored by the evaluation.
-    pub difficult: bool,
-}
-
-/// One annotation file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VocAnnotation {
-    /// The image id: the annotation file's stem (`raccoon-1`).
-    pub image_id: String,
-    /// `<filename>` (the image file name), or the id when absent.
-    pub filename: String,
-    /// `<size><width>`, 0 when absent.
-    pub width: u32,
-    /// `<size><height>`, 0 when absent.
-    pub height: u32,
-    /// The objects.
-    pub objects: Vec<VocObject>,
-}
-
-fn child<'a>(n: roxmltree::Node<'a, 'a>, tag: &str) -> Option<roxmltree::Node<'a, 'a>> {
-    n.children().find(|c| c.has_tag_name(tag))
-}
-
-fn text_of(n: roxmltree::Node, tag: &str) -> Option<String> {
-    child(n, tag)
-        .and_then(|c| c.text())
-        .map(|t| t.trim().to_string())
-}
-
-/// Parses one VOC annotation XML document; `file` names it in errors and gives the image id.
-pub fn parse_voc_xml(text: &str, file: &str) -> Result<VocAnnotation> {
-    let doc = roxmltree::Document::parse(text).map_err(|e| {
-        VisionError::format(
-            file,
-            format!("position {}", e.pos()),
-            format!("invalid XML: {e}"),
-        )
-    })?;
-    let root = doc.root_element();
-    if !root.has_tag_name("annotation") {
-        return Err(VisionError::format(
-            file,
-            "root",
-            format!("expected <annotation>, got <{}>", root.tag_name().name()),
-        ));
-    }
-    let image_id = Path::new(file)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| file.to_string());
-    let filename = text_of(root, "filename").unwrap_or_else(|| image_id.clone());
-    let size = child(root, "size");
-    let dim = |tag: &str| -> Result<u32> {
-        match size.and_then(|s| text_of(s, tag)) {
-            None => Ok(0),
-            Some(t) => t
-                .parse::<f64>()
-                .ok()
-                .filter(|v| *v >= 0.0)
-                .map(|v| v as u32)
-                .ok_or_else(|| {
-                    VisionError::format(
-                        file,
-                        format!("<size><{tag}>"),
-                        format!("'{t}' is not a size"),
-                    )
-                }),
-        }
-    };
-    let (width, height) = (dim("width")?, dim("height")?);
-    let mut objects = Vec::new();
-    for (i, o) in root
-        .children()
-        .filter(|c| c.has_tag_name("object"))
-        .enumerate()
-    {
-        let entry = format!("<object> {i}");
-        let err = |msg: String| VisionError::format(file, entry.clone(), msg);
-        let class = text_of(o, "name")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| err("missing <name>".into()))?;
-        let difficult = match text_of(o, "difficult").as_deref() {
-            None | Some("") | Some("0") => false,
-            Some("1") => true,
-            Some(t) => return Err(err(format!("<difficult> must be 0 or 1, got '{t}'"))),
-        };
-        let bb = child(o, "bndbox").ok_or_else(|| err("missing <bndbox>".into()))?;
-        let mut bbox = [0.0; 4];
-        for (k, tag) in ["xmin", "ymin", "xmax", "ymax"].iter().enumerate() {
-            let t = text_of(bb, tag).ok_or_else(|| err(format!("missing <bndbox><{tag}>")))?;
-            bbox[k] = t
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| err(format!("<{tag}> '{t}' is not a number")))?;
-        }
-        if bbox[2] < bbox[0] || bbox[3] < bbox[1] {
-            return Err(err(format!("box {bbox:?} has xmax < xmin or ymax < ymin")));
-        }
-        objects.push(VocObject {
-            class,
-            bbox,
-            difficult,
-        });
-    }
-    Ok(VocAnnotation {
-        image_id,
-        filename,
-        width,
-        height,
-        objects,
-    })
-}
+pub use ferrovision_data::annotations::voc::{parse_voc_xml, VocAnnotation, VocObject};
 
 /// Reads every `*.xml` file of a directory (sorted by name).
 pub fn load_voc_dir(dir: &Path) -> Result<Vec<VocAnnotation>> {
@@ -146,7 +28,7 @@ pub fn load_voc_dir(dir: &Path) -> Result<Vec<VocAnnotation>> {
     }
     paths
         .iter()
-        .map(|p| parse_voc_xml(&read_to_string(p)?, &p.display().to_string()))
+        .map(|p| Ok(parse_voc_xml(&read_to_string(p)?, p)?))
         .collect()
 }
 

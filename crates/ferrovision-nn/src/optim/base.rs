@@ -416,53 +416,21 @@ fn names_preview(params: &[(String, Param)]) -> String {
     s.join(", ")
 }
 
-/// Runs `rule.update` compiled for the widest vector ISA this CPU has: the crate is built for
-/// baseline x86-64 (SSE2), and the square roots and divisions of the adaptive optimizers run
-/// faster with AVX-512 or AVX2. `Rule::update` is `#[inline(always)]`, so each wrapper gets its
-/// own copy of the loop.
-fn update_simd<R: Rule>(
-    rule: &R,
-    c: &StepCtx,
-    w: &mut [f32],
-    g: &[f32],
-    slots: &mut [Vec<f32>],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,fma")]
-        unsafe fn avx512<R: Rule>(
-            r: &R,
-            c: &StepCtx,
-            w: &mut [f32],
-            g: &[f32],
-            s: &mut [Vec<f32>],
-        ) -> bool {
-            r.update(c, w, g, s)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<R: Rule>(
-            r: &R,
-            c: &StepCtx,
-            w: &mut [f32],
-            g: &[f32],
-            s: &mut [Vec<f32>],
-        ) -> bool {
-            r.update(c, w, g, s)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports every feature the function is compiled with.
-            return unsafe { avx512(rule, c, w, g, slots) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { avx2(rule, c, w, g, slots) };
-        }
+ferrovision_tensor::multiversion! {
+    /// Runs `rule.update` compiled for the widest vector ISA the engine selects
+    /// (`ferrovision_tensor::kernels::isa()`, so `FERROVISION_ISA` and `set_isa_override` apply):
+    /// the crate is built for baseline x86-64 (SSE2), and the square roots and divisions of the
+    /// adaptive optimizers run faster with AVX-512 or AVX2. `Rule::update` is
+    /// `#[inline(always)]`, so each level gets its own copy of the loop.
+    fn update_simd<R: Rule>(
+        rule: &R,
+        c: &StepCtx,
+        w: &mut [f32],
+        g: &[f32],
+        slots: &mut [Vec<f32>],
+    ) -> bool {
+        rule.update(c, w, g, slots)
     }
-    rule.update(c, w, g, slots)
 }
 
 /// Per-step scalars handed to the update loops.

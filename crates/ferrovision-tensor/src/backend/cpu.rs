@@ -8,9 +8,9 @@ use super::Backend;
 use crate::autograd::Op;
 use crate::kernels::elementwise as ew;
 use crate::ops::broadcast::broadcast_map2;
+use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{Device, Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// The host CPU with the engine's SIMD kernels.
 #[derive(Debug, Clone, Copy, Default)]

@@ -28,9 +28,6 @@
 //! The polynomial coefficients were fitted (Chebyshev interpolation in 40-digit arithmetic) for
 //! this file.
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
-use super::{isa, Isa};
-
 // ----- fast-math scalar functions (inline, branch-free) -----
 
 /// Horner evaluation, highest degree first.
@@ -351,39 +348,7 @@ pub fn softplus(x: f32) -> f32 {
     }
 }
 
-// ----- ISA dispatch -----
-
-/// Compiles `$body` (an `#[inline(always)]` generic fn) three times and picks one at run time.
-macro_rules! dispatched {
-    (
-        $(#[$meta:meta])*
-        $vis:vis fn $name:ident<$($g:ident : $bound:path),*>($($arg:ident : $ty:ty),*) $(-> $ret:ty)?
-        => $body:ident
-    ) => {
-        $(#[$meta])*
-        $vis fn $name<$($g: $bound),*>($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-                unsafe fn avx512<$($g: $bound),*>($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2<$($g: $bound),*>($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
-                }
-                match isa() {
-                    // SAFETY: isa() only reports levels the CPU supports.
-                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
-                    Isa::Scalar => {}
-                }
-            }
-            $body($($arg),*)
-        }
-    };
-}
+// ----- ISA dispatch (through `crate::multiversion!`) -----
 
 #[inline(always)]
 fn map1_body<F: Fn(f32) -> f32>(src: &[f32], dst: &mut [f32], f: F) {
@@ -420,30 +385,29 @@ fn zip_apply_body<F: Fn(f32, f32) -> f32>(acc: &mut [f32], b: &[f32], f: F) {
     }
 }
 
-dispatched! {
+crate::multiversion! {
     /// `dst[i] = f(src[i])` for `i < min(len)`, vectorised with the best ISA.
-    pub fn map1<F: Fn(f32) -> f32>(src: &[f32], dst: &mut [f32], f: F) => map1_body
+    pub fn map1<F: Fn(f32) -> f32>(src: &[f32], dst: &mut [f32], f: F) { map1_body(src, dst, f) }
 }
 
-dispatched! {
+crate::multiversion! {
     /// `dst[i] = f(a[i], b[i])`, vectorised with the best ISA.
-    pub fn map2<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], dst: &mut [f32], f: F) => map2_body
+    pub fn map2<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], dst: &mut [f32], f: F) { map2_body(a, b, dst, f) }
 }
 
-dispatched! {
+crate::multiversion! {
     /// `dst[i] = f(a[i], b[i], c[i])`, vectorised with the best ISA.
-    pub fn map3<F: Fn(f32, f32, f32) -> f32>(a: &[f32], b: &[f32], c: &[f32], dst: &mut [f32], f: F)
-        => map3_body
+    pub fn map3<F: Fn(f32, f32, f32) -> f32>(a: &[f32], b: &[f32], c: &[f32], dst: &mut [f32], f: F) { map3_body(a, b, c, dst, f) }
 }
 
-dispatched! {
+crate::multiversion! {
     /// `x[i] = f(x[i])` in place, vectorised with the best ISA.
-    pub fn apply<F: Fn(f32) -> f32>(x: &mut [f32], f: F) => apply_body
+    pub fn apply<F: Fn(f32) -> f32>(x: &mut [f32], f: F) { apply_body(x, f) }
 }
 
-dispatched! {
+crate::multiversion! {
     /// `acc[i] = f(acc[i], b[i])` in place, vectorised with the best ISA.
-    pub fn zip_apply<F: Fn(f32, f32) -> f32>(acc: &mut [f32], b: &[f32], f: F) => zip_apply_body
+    pub fn zip_apply<F: Fn(f32, f32) -> f32>(acc: &mut [f32], b: &[f32], f: F) { zip_apply_body(acc, b, f) }
 }
 
 /// Defines slice kernels `$name(src, dst)` applying the scalar function `$f`. The function is
@@ -452,16 +416,13 @@ dispatched! {
 /// the body is large).
 macro_rules! slice_kernel {
     ($($(#[$meta:meta])* $name:ident => $f:path;)*) => {$(
-        $(#[$meta])*
-        pub fn $name(src: &[f32], dst: &mut [f32]) {
-            #[inline(always)]
-            fn body(src: &[f32], dst: &mut [f32]) {
+        crate::multiversion! {
+            $(#[$meta])*
+            pub fn $name(src: &[f32], dst: &mut [f32]) {
                 for (d, &s) in dst.iter_mut().zip(src) {
                     *d = $f(s);
                 }
             }
-            dispatched! { fn run<>(src: &[f32], dst: &mut [f32]) => body }
-            run(src, dst)
         }
     )*};
 }
@@ -469,16 +430,13 @@ macro_rules! slice_kernel {
 /// Defines fused backward kernels `$name(g, s, dst)` with `dst[i] = $f(g[i], s[i])`.
 macro_rules! zip_kernel {
     ($($(#[$meta:meta])* $name:ident => $f:path;)*) => {$(
-        $(#[$meta])*
-        pub fn $name(g: &[f32], s: &[f32], dst: &mut [f32]) {
-            #[inline(always)]
-            fn body(g: &[f32], s: &[f32], dst: &mut [f32]) {
+        crate::multiversion! {
+            $(#[$meta])*
+            pub fn $name(g: &[f32], s: &[f32], dst: &mut [f32]) {
                 for ((d, &a), &b) in dst.iter_mut().zip(g).zip(s) {
                     *d = $f(a, b);
                 }
             }
-            dispatched! { fn run<>(g: &[f32], s: &[f32], dst: &mut [f32]) => body }
-            run(g, s, dst)
         }
     )*};
 }
@@ -593,15 +551,14 @@ fn elu_backward_body(g: &[f32], x: &[f32], dst: &mut [f32], alpha: f32, scale: f
     }
 }
 
-dispatched! {
+crate::multiversion! {
     /// `dst = scaled_elu(src, alpha, scale)`.
-    pub fn elu_slice<>(src: &[f32], dst: &mut [f32], alpha: f32, scale: f32) => elu_body
+    pub fn elu_slice(src: &[f32], dst: &mut [f32], alpha: f32, scale: f32) { elu_body(src, dst, alpha, scale) }
 }
 
-dispatched! {
+crate::multiversion! {
     /// `dst = scaled_elu_backward(g, x, alpha, scale)`.
-    pub fn elu_backward_slice<>(g: &[f32], x: &[f32], dst: &mut [f32], alpha: f32, scale: f32)
-        => elu_backward_body
+    pub fn elu_backward_slice(g: &[f32], x: &[f32], dst: &mut [f32], alpha: f32, scale: f32) { elu_backward_body(g, x, dst, alpha, scale) }
 }
 
 // ----- reductions -----
@@ -705,9 +662,9 @@ fn reduce_body<R: Reducer>(x: &[f32], _r: R) -> f32 {
     total
 }
 
-dispatched! {
+crate::multiversion! {
     /// Reduces a slice with `R` (identity for an empty slice), vectorised with the best ISA.
-    pub fn reduce<R: Reducer>(x: &[f32], r: R) -> f32 => reduce_body
+    pub fn reduce<R: Reducer>(x: &[f32], r: R) -> f32 { reduce_body(x, r) }
 }
 
 #[inline(always)]
@@ -717,9 +674,9 @@ fn combine_into_body<R: Reducer>(acc: &mut [f32], x: &[f32], _r: R) {
     }
 }
 
-dispatched! {
+crate::multiversion! {
     /// `acc[i] = R::combine(acc[i], x[i])`, vectorised with the best ISA.
-    pub fn combine_into<R: Reducer>(acc: &mut [f32], x: &[f32], r: R) => combine_into_body
+    pub fn combine_into<R: Reducer>(acc: &mut [f32], x: &[f32], r: R) { combine_into_body(acc, x, r) }
 }
 
 #[inline(always)]
@@ -742,9 +699,9 @@ fn sum_sq_body(x: &[f32]) -> f32 {
     total
 }
 
-dispatched! {
+crate::multiversion! {
     /// `Σ x²` of a slice, vectorised with the best ISA.
-    pub fn sum_sq<>(x: &[f32]) -> f32 => sum_sq_body
+    pub fn sum_sq(x: &[f32]) -> f32 { sum_sq_body(x) }
 }
 
 #[inline(always)]
@@ -770,9 +727,9 @@ fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     total
 }
 
-dispatched! {
+crate::multiversion! {
     /// `Σ a[i]·b[i]` over the common length, vectorised with the best ISA.
-    pub fn dot<>(a: &[f32], b: &[f32]) -> f32 => dot_body
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 { dot_body(a, b) }
 }
 
 #[inline(always)]
@@ -782,9 +739,9 @@ fn mul_add_into_body(acc: &mut [f32], a: &[f32], b: &[f32]) {
     }
 }
 
-dispatched! {
+crate::multiversion! {
     /// `acc[i] += a[i]·b[i]`, vectorised with the best ISA.
-    pub fn mul_add_into<>(acc: &mut [f32], a: &[f32], b: &[f32]) => mul_add_into_body
+    pub fn mul_add_into(acc: &mut [f32], a: &[f32], b: &[f32]) { mul_add_into_body(acc, a, b) }
 }
 
 #[cfg(test)]

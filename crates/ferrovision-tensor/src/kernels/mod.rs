@@ -2,7 +2,10 @@
 //! portable scalar path that tests compare the SIMD paths against.
 //!
 //! The instruction set is chosen once at run time ([`isa`]); `FERROVISION_ISA=scalar|avx2|avx512`
-//! forces a lower level (tests use [`set_isa_override`] for the same).
+//! forces a lower level (tests use [`set_isa_override`] for the same). Code compiled for several
+//! levels is dispatched in one place, [`simd`] ([`simd::vectorize`] and
+//! [`multiversion!`](crate::multiversion)); the GEMM picks its hand-written micro-kernels from
+//! the same [`isa`].
 
 pub mod depthwise;
 pub mod elementwise;
@@ -43,11 +46,18 @@ fn detect() -> Isa {
     Isa::Scalar
 }
 
+/// The best level this CPU supports (detected once; `FERROVISION_ISA` does not apply). Paths
+/// that must not exceed the hardware clamp to it; kernels pick their level with [`isa`].
+pub fn hardware_isa() -> Isa {
+    static HARDWARE: OnceLock<Isa> = OnceLock::new();
+    *HARDWARE.get_or_init(detect)
+}
+
 /// The best level this CPU supports, lowered by `FERROVISION_ISA` if set.
 pub fn detected_isa() -> Isa {
     static DETECTED: OnceLock<Isa> = OnceLock::new();
     *DETECTED.get_or_init(|| {
-        let hw = detect();
+        let hw = hardware_isa();
         let wanted = match std::env::var("FERROVISION_ISA").ok().as_deref() {
             Some("scalar") => Isa::Scalar,
             Some("avx2") => Isa::Avx2,
@@ -77,17 +87,4 @@ pub fn isa() -> Isa {
     }
 }
 
-/// Number of threads kernels may use (rayon's pool size).
-pub fn num_threads() -> usize {
-    rayon::current_num_threads()
-}
-
-/// Sets the number of kernel threads. Works once, before the first parallel kernel runs;
-/// later calls return an error message. The default is the number of cores
-/// (or `RAYON_NUM_THREADS`).
-pub fn set_num_threads(n: usize) -> Result<(), String> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-        .map_err(|e| format!("set_num_threads({n}): {e}"))
-}
+pub use crate::parallel::{num_threads, set_num_threads};

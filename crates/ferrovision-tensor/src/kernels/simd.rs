@@ -6,6 +6,7 @@
 //! get SIMD speed from safe code; this module holds the only `unsafe` needed for that.
 
 use super::{isa, Isa};
+use std::cell::Cell;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
@@ -22,9 +23,9 @@ unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
 /// Runs `f` compiled for the widest SIMD level available (see the module docs).
 #[inline(always)]
 pub fn vectorize<R>(f: impl FnOnce() -> R) -> R {
-    match isa() {
+    match dispatch_level() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `isa()` reports Avx512 only when the CPU supports every feature enabled on
+        // SAFETY: `dispatch_level()` (= `isa()`) reports Avx512 only when the CPU supports every feature enabled on
         // `run_avx512` (checked with is_x86_feature_detected! in `detect`).
         Isa::Avx512 => unsafe { run_avx512(f) },
         #[cfg(target_arch = "x86_64")]
@@ -34,39 +35,48 @@ pub fn vectorize<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// `multiversion!(fn name(args) -> R { body })` defines `name`, which runs `body` compiled for
-/// AVX-512 (or AVX2 + FMA, or baseline x86-64), picked at run time by
-/// [`kernels::isa()`](crate::kernels::isa), so plain loops in `body` (and the `#[inline(always)]` helpers it calls)
-/// are auto-vectorised with the wide registers.
+/// `multiversion!(fn name<G: Bound>(args) -> R { body })` defines `name`, which runs `body`
+/// compiled for AVX-512 (or AVX2 + FMA, or baseline x86-64), picked at run time by
+/// [`kernels::isa()`](crate::kernels::isa) (so the `FERROVISION_ISA` variable and
+/// [`set_isa_override`](crate::kernels::set_isa_override) apply), so plain loops in `body` (and
+/// the `#[inline(always)]` helpers it calls) are auto-vectorised with the wide registers.
+/// Generic parameters (`<F: Fn(f32) -> f32>`, `<R: Rule>`) are optional.
 ///
-/// For large loop bodies in any crate (the `unsafe` dispatch stays written here, in
-/// `kernels/`). Why not [`vectorize`]`(|| body)`: that needs LLVM to inline
-/// the closure into its `#[target_feature]` function, and stable Rust cannot mark a closure
-/// `#[inline(always)]`; large bodies are not inlined by the heuristics, and the
-/// disassembly showed `run_avx512` jumping to the closure compiled for baseline x86-64 (the data crate's hue shift ran at 5.7 ns/pixel). Here the body is an `#[inline(always)]` fn called directly from the
-/// `#[target_feature]` fns, so it is always compiled with their features.
+/// This is the engine's one run-time ISA dispatcher: the elementwise kernels, the data crate's
+/// fused colour loops and the optimizers' update loops all go through it (the `unsafe`
+/// dispatch stays written here, in `kernels/`). Why not [`vectorize`]`(|| body)` for large
+/// bodies: that needs LLVM to inline the closure into its `#[target_feature]` function, and
+/// stable Rust cannot mark a closure `#[inline(always)]`; large bodies are not inlined by the
+/// heuristics, and the disassembly showed `run_avx512` jumping to the closure compiled for
+/// baseline x86-64 (the data crate's hue shift ran at 5.7 ns/pixel). Here the body is an
+/// `#[inline(always)]` fn called directly from the `#[target_feature]` fns, so it is always
+/// compiled with their features.
 #[macro_export]
 macro_rules! multiversion {
-    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? $body:block) => {
+    (
+        $(#[$m:meta])*
+        $vis:vis fn $name:ident $(<$($g:ident : $bound:path),* $(,)?>)?
+            ($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? $body:block
+    ) => {
         $(#[$m])*
-        fn $name($($a: $t),*) $(-> $r)? {
+        $vis fn $name $(<$($g: $bound),*>)? ($($a: $t),*) $(-> $r)? {
             #[inline(always)]
-            fn body($($a: $t),*) $(-> $r)? $body
+            fn body $(<$($g: $bound),*>)? ($($a: $t),*) $(-> $r)? $body
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-            unsafe fn avx512($($a: $t),*) $(-> $r)? {
+            unsafe fn avx512 $(<$($g: $bound),*>)? ($($a: $t),*) $(-> $r)? {
                 body($($a),*)
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2($($a: $t),*) $(-> $r)? {
+            unsafe fn avx2 $(<$($g: $bound),*>)? ($($a: $t),*) $(-> $r)? {
                 body($($a),*)
             }
-            use $crate::kernels::{isa, Isa};
-            match isa() {
+            use $crate::kernels::Isa;
+            match $crate::kernels::simd::dispatch_level() {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `isa()` reports Avx512 only when the CPU has every feature enabled
-                // on `avx512` (the engine checks them with is_x86_feature_detected!).
+                // SAFETY: `dispatch_level()` reports Avx512 only when the CPU has every feature
+                // enabled on `avx512` (the engine checks them with is_x86_feature_detected!).
                 Isa::Avx512 => unsafe { avx512($($a),*) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above, for AVX2 and FMA.
@@ -75,6 +85,33 @@ macro_rules! multiversion {
             }
         }
     };
+}
+
+thread_local! {
+    /// The level of this thread's latest dispatch (`u8::MAX`: none yet).
+    static LAST: Cell<u8> = const { Cell::new(u8::MAX) };
+}
+
+/// The level a dispatch runs with now ([`isa`]), remembered for [`last_dispatched`]. Called by
+/// [`vectorize`] and [`multiversion!`](crate::multiversion); one thread-local store per call.
+#[doc(hidden)]
+#[inline(always)]
+pub fn dispatch_level() -> Isa {
+    let level = isa();
+    LAST.with(|l| l.set(level as u8));
+    level
+}
+
+/// The level of the latest [`vectorize`] / [`multiversion!`](crate::multiversion) dispatch on
+/// this thread (`None` before the first). Lets tests check that a dispatched path honours
+/// [`set_isa_override`](crate::kernels::set_isa_override) and `FERROVISION_ISA`.
+pub fn last_dispatched() -> Option<Isa> {
+    match LAST.with(Cell::get) {
+        0 => Some(Isa::Scalar),
+        1 => Some(Isa::Avx2),
+        2 => Some(Isa::Avx512),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +126,10 @@ mod tests {
         for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
             super::super::set_isa_override(Some(level));
             assert_eq!(vectorize(body), reference);
+            assert_eq!(
+                last_dispatched(),
+                Some(level.min(super::super::detected_isa()))
+            );
         }
         super::super::set_isa_override(None);
     }

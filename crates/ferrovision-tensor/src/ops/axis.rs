@@ -3,8 +3,8 @@
 //! contiguous rows or position tiles, the engine's vectorisable `exp`, and lane-parallel f64
 //! sums that keep long reductions accurate.
 
+use crate::parallel::prelude::*;
 use crate::{Result, Tensor};
-use rayon::prelude::*;
 
 // ----------------------------------------------------------------------------------------------
 // Shared numeric helpers
@@ -187,7 +187,7 @@ pub(crate) fn for_tiles<'a, T: Send>(
     elems: usize,
     f: impl Fn(Tile<'a, T>) + Sync + Send,
 ) {
-    if elems >= 1 << 15 && rayon::current_num_threads() > 1 && tiles.len() > 1 {
+    if elems >= 1 << 15 && crate::parallel::num_threads() > 1 && tiles.len() > 1 {
         tiles.into_par_iter().for_each(f);
     } else {
         tiles.into_iter().for_each(f);

@@ -3,10 +3,10 @@
 //! reduction ops (its own module so that those families depend on it, not on each other).
 
 use crate::kernels::elementwise as ew;
+use crate::parallel::prelude::*;
 use crate::shape::{broadcast_shapes, numel, Layout};
 use crate::storage::{pool, Buffer};
 use crate::{Error, Result, Tensor};
-use rayon::prelude::*;
 use std::ops::Range;
 
 /// Row-by-row iteration over `K` strided operands broadcast to a common shape.
@@ -126,7 +126,7 @@ impl<const K: usize> Broadcast<K> {
         }
         const PAR_MIN: usize = 1 << 15;
         let inner = self.inner;
-        let threads = rayon::current_num_threads();
+        let threads = crate::parallel::num_threads();
         if out.len() < 2 * PAR_MIN || threads <= 1 {
             self.for_rows(0..self.rows, |r, off| {
                 f(off, &mut out[r * inner..(r + 1) * inner])

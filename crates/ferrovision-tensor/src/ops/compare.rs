@@ -7,10 +7,10 @@
 
 use super::broadcast::Broadcast;
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
+use crate::parallel::prelude::*;
 use crate::shape::{broadcast_shapes, numel, Layout};
 use crate::storage::{pool, Buffer};
 use crate::{DType, Element, Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// A comparison predicate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

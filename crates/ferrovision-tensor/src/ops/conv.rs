@@ -20,9 +20,9 @@ use crate::autograd::{is_recorded, record_rule, GradCtx, Op, Saved};
 use crate::kernels::depthwise;
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue};
 use crate::kernels::im2col::{self, Gather, Window};
+use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
-use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -578,19 +578,7 @@ fn conv_t_geom(
 // Kernels (no autodiff)
 
 /// A pool buffer returned on drop.
-struct PoolBuf(Vec<f32>);
-
-impl PoolBuf {
-    fn take(len: usize) -> Self {
-        PoolBuf(pool::take_uninit(len))
-    }
-}
-
-impl Drop for PoolBuf {
-    fn drop(&mut self) {
-        pool::give_back(std::mem::take(&mut self.0));
-    }
-}
+type PoolBuf = crate::storage::pool::PooledVec<f32>;
 
 /// Work (elements) below which a plane loop stays on one thread.
 const PAR_MIN_ELEMS: usize = 1 << 14;
@@ -768,7 +756,7 @@ fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Activation, g: 
     }
     let cb = g.images_per_gemm();
     let nchunks = g.n.div_ceil(cb);
-    let threads = rayon::current_num_threads();
+    let threads = crate::parallel::num_threads();
     let inner_par = nchunks < threads;
     let task = |ci: usize, ychunk: &mut [f32]| {
         let n0 = ci * cb;
@@ -1001,7 +989,7 @@ fn conv_backward(
 
     let cb = g.images_per_gemm();
     let nchunks = g.n.div_ceil(cb);
-    let threads = rayon::current_num_threads();
+    let threads = crate::parallel::num_threads();
     let t = nchunks.min(threads).max(1);
     let inner_par = t < threads;
     // Range r handles chunks [r·nchunks/t, (r+1)·nchunks/t), accumulating its own weight

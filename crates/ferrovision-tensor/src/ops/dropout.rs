@@ -8,10 +8,10 @@
 //! number of threads. The backward pass multiplies by the saved byte mask.
 
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
+use crate::parallel::prelude::*;
 use crate::rng::Rng;
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// Elements per independently seeded mask chunk (fixed: it defines the random stream).
 const CHUNK: usize = 1 << 16;
@@ -154,7 +154,7 @@ impl Tensor {
                     }
                 }
             };
-            if n >= 2 * CHUNK && rayon::current_num_threads() > 1 {
+            if n >= 2 * CHUNK && crate::parallel::num_threads() > 1 {
                 out.par_chunks_mut(CHUNK)
                     .zip(mask.par_chunks_mut(CHUNK))
                     .enumerate()

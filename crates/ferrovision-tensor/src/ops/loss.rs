@@ -13,10 +13,10 @@ use super::axis::{
     MAX_BLOCK,
 };
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
+use crate::parallel::prelude::*;
 use crate::shape::broadcast_shapes;
 use crate::storage::pool;
 use crate::{DType, Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// How per-element losses are combined (like PyTorch's `reduction=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,7 +65,7 @@ fn par_fill(n: usize, f: impl Fn(usize) -> f32 + Sync) -> Vec<f32> {
             *v = f(first + k);
         }
     };
-    if n >= PAR_MIN && rayon::current_num_threads() > 1 {
+    if n >= PAR_MIN && crate::parallel::num_threads() > 1 {
         out.par_chunks_mut(GRAIN)
             .enumerate()
             .for_each(|(j, o)| body(j * GRAIN, o));
@@ -96,7 +96,7 @@ fn par_sum(n: usize, f: impl Fn(usize) -> f32 + Sync + Send) -> f64 {
         t
     };
     let chunks = n.div_ceil(GRAIN);
-    let parts: Vec<f64> = if n >= PAR_MIN && rayon::current_num_threads() > 1 {
+    let parts: Vec<f64> = if n >= PAR_MIN && crate::parallel::num_threads() > 1 {
         (0..chunks).into_par_iter().map(chunk).collect()
     } else {
         (0..chunks).map(chunk).collect()
@@ -107,7 +107,7 @@ fn par_sum(n: usize, f: impl Fn(usize) -> f32 + Sync + Send) -> f64 {
 /// `out[start..]` chunks of `n` values filled by `f(start, chunk)`, in parallel when big.
 fn chunked(n: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
     let mut out = pool::take_uninit(n);
-    if n >= PAR_MIN && rayon::current_num_threads() > 1 {
+    if n >= PAR_MIN && crate::parallel::num_threads() > 1 {
         out.par_chunks_mut(GRAIN)
             .enumerate()
             .for_each(|(j, o)| f(j * GRAIN, o));

@@ -11,11 +11,11 @@
 //! `map_accumulate` (or the inverse map where one exists).
 
 use crate::autograd::{record_op_non_differentiable, record_rule, GradCtx, GradRule, Op, Saved};
+use crate::parallel::prelude::*;
 use crate::shape::{contiguous_strides, normalize_axes, normalize_axis, numel, Layout};
 use crate::storage::{pool, Buffer, Storage};
 use crate::{BufferElement, DType, Element, Error, Result, Tensor};
 use half::{bf16, f16};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Outputs with at least this many elements are copied by several threads.
@@ -232,23 +232,7 @@ fn is_identity(map: &[usize], size: usize) -> bool {
     map.len() == size && map.iter().enumerate().all(|(i, &m)| m == i)
 }
 
-/// Splits `out` (rows of `row_len`) into tasks of whole rows and runs `f(first_row, rows)` on
-/// each, in parallel when the output is big.
-fn par_rows<T: Send>(out: &mut [T], row_len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    let rows = out.len() / row_len;
-    let per = if out.len() >= PAR_MIN {
-        super::par_chunk(rows, PAR_TASK.div_ceil(row_len))
-    } else {
-        None
-    };
-    match per {
-        Some(per) => out
-            .par_chunks_mut(per * row_len)
-            .enumerate()
-            .for_each(|(i, c)| f(i * per, c)),
-        None => f(0, out),
-    }
-}
+use crate::parallel::par_rows;
 
 /// Visits `count` rows starting at row `r0` of an outer shape, calling `f(k, base)` with the
 /// summed table offsets of the row (`None` when some dimension maps to the fill value).

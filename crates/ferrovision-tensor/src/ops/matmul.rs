@@ -9,10 +9,10 @@
 
 use crate::autograd::{is_recorded, record_rule, GradCtx, Op, Saved};
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue};
+use crate::parallel::prelude::*;
 use crate::shape::{contiguous_strides, numel, Layout};
 use crate::storage::{pool, Buffer};
 use crate::{Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// Where one GEMM operand lives: element (batch index `b`, row `r`, col `c`) is at
 /// `off + Σ b_i·bstr_i + r·rs + c·cs`.
@@ -273,7 +273,7 @@ fn batched_gemm(
             next_index(&mut ridx, &red_shape);
         }
     };
-    if slots > 1 && slots * red * mn * k >= PAR_MIN_MACS && rayon::current_num_threads() > 1 {
+    if slots > 1 && slots * red * mn * k >= PAR_MIN_MACS && crate::parallel::num_threads() > 1 {
         out.par_chunks_mut(mn)
             .enumerate()
             .for_each(|(s, c)| run_slot(s, c));

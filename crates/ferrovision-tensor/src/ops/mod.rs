@@ -39,11 +39,4 @@ pub(crate) fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()
     Ok(())
 }
 
-/// Splits `len` items into chunks worth parallelising: `None` when one thread is better.
-pub(crate) fn par_chunk(len: usize, min_per_task: usize) -> Option<usize> {
-    let threads = rayon::current_num_threads();
-    if threads <= 1 || len < 2 * min_per_task {
-        return None;
-    }
-    Some(len.div_ceil(threads).max(min_per_task))
-}
+pub(crate) use crate::parallel::par_chunk;

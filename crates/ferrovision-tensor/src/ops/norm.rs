@@ -10,9 +10,9 @@
 
 use super::axis::{dense, sum1_f64, sum2_f64, sum_f64};
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
+use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// Below this many elements, kernels stay on one thread.
 const PAR_MIN: usize = 1 << 15;
@@ -22,7 +22,7 @@ const PAR_GRAIN: usize = 1 << 14;
 /// `f(i)` for every segment `i < count` (each `seg_len` elements of work), in parallel when the
 /// total is worth it. Results are in segment order, so sums over them are deterministic.
 fn map_segs<T: Send>(count: usize, seg_len: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-    if count > 1 && count * seg_len >= PAR_MIN && rayon::current_num_threads() > 1 {
+    if count > 1 && count * seg_len >= PAR_MIN && crate::parallel::num_threads() > 1 {
         (0..count)
             .into_par_iter()
             .with_min_len((PAR_GRAIN / seg_len.max(1)).max(1))
@@ -39,7 +39,7 @@ fn apply_segs(out: &mut [f32], seg_len: usize, f: impl Fn(usize, &mut [f32]) + S
     if seg_len == 0 || out.is_empty() {
         return;
     }
-    if out.len() >= PAR_MIN && out.len() > seg_len && rayon::current_num_threads() > 1 {
+    if out.len() >= PAR_MIN && out.len() > seg_len && crate::parallel::num_threads() > 1 {
         out.par_chunks_mut(seg_len)
             .with_min_len((PAR_GRAIN / seg_len).max(1))
             .enumerate()
@@ -149,7 +149,7 @@ fn column_sums(
         acc
     };
     let parts: Vec<Vec<f32>> =
-        if rows * work_per_row >= PAR_MIN && chunks > 1 && rayon::current_num_threads() > 1 {
+        if rows * work_per_row >= PAR_MIN && chunks > 1 && crate::parallel::num_threads() > 1 {
             (0..chunks).into_par_iter().map(run).collect()
         } else {
             (0..chunks).map(run).collect()
@@ -789,7 +789,7 @@ fn layer_norm_backward(
         partial
     };
     let nchunks = rows.div_ceil(rows_per);
-    let parallel = rows * d >= PAR_MIN && nchunks > 1 && rayon::current_num_threads() > 1;
+    let parallel = rows * d >= PAR_MIN && nchunks > 1 && crate::parallel::num_threads() > 1;
     let partials: Vec<Vec<f32>> = if need_dx {
         if parallel {
             dx.par_chunks_mut(rows_per * d)

@@ -11,10 +11,10 @@
 use super::broadcast::{broadcast_map2, broadcast_map3, expand_vec};
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::kernels::elementwise::{self as ew, MaxOp, MinOp, ProdOp, Reducer, SumOp};
+use crate::parallel::prelude::*;
 use crate::shape::{contiguous_strides, normalize_axes, normalize_axis, numel, StridedIter};
 use crate::storage::pool;
 use crate::{DType, Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// The vector norms of [`Tensor::norm`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +137,7 @@ pub(crate) fn reduce_f32<R: Reducer>(
 /// `out[i] = R(x[i, :])` for `x` of shape `[k, r]`.
 fn reduce_rows<R: Reducer>(x: &[f32], k: usize, r: usize, op: R) -> Vec<f32> {
     let mut out = pool::take_uninit(k);
-    let threads = rayon::current_num_threads();
+    let threads = crate::parallel::num_threads();
     if k * r < PAR_MIN || threads <= 1 {
         for (o, row) in out.iter_mut().zip(x.chunks_exact(r)) {
             *o = ew::reduce(row, op);
@@ -191,7 +191,7 @@ fn fold_slab<R: Reducer>(x: &[f32], r: usize, stride: usize, out: &mut [f32], op
 /// `out[i, c] = R over j of x[i, j, c]` for `x` of shape `[k1, r, k2]`.
 fn reduce_mid<R: Reducer>(x: &[f32], k1: usize, r: usize, k2: usize, op: R) -> Vec<f32> {
     let mut out = pool::take_uninit(k1 * k2);
-    let threads = rayon::current_num_threads();
+    let threads = crate::parallel::num_threads();
     let slab = r * k2;
     if k1 * slab < PAR_MIN || threads <= 1 {
         for (o, s) in out.chunks_exact_mut(k2).zip(x.chunks_exact(slab)) {
@@ -278,7 +278,7 @@ pub(crate) fn dot_reduce_f32(a: &[f32], b: &[f32], shape: &[usize], axes: &[usiz
 /// `out[i] = Σ_j a[i, j]·b[i, j]` for `[k, r]` data.
 fn dot_rows(a: &[f32], b: &[f32], k: usize, r: usize) -> Vec<f32> {
     let mut out = pool::take_uninit(k);
-    let threads = rayon::current_num_threads();
+    let threads = crate::parallel::num_threads();
     if k * r < PAR_MIN || threads <= 1 {
         for (i, o) in out.iter_mut().enumerate() {
             *o = ew::dot(&a[i * r..(i + 1) * r], &b[i * r..(i + 1) * r]);
@@ -328,7 +328,7 @@ fn dot_slab(a: &[f32], b: &[f32], r: usize, stride: usize, out: &mut [f32]) {
 /// `out[i, c] = Σ_j a[i, j, c]·b[i, j, c]` for `[k1, r, k2]` data.
 fn dot_mid(a: &[f32], b: &[f32], k1: usize, r: usize, k2: usize) -> Vec<f32> {
     let mut out = pool::take_uninit(k1 * k2);
-    let threads = rayon::current_num_threads();
+    let threads = crate::parallel::num_threads();
     let slab = r * k2;
     if k1 * slab < PAR_MIN || threads <= 1 {
         for (i, o) in out.chunks_exact_mut(k2).enumerate() {
@@ -737,7 +737,7 @@ impl Tensor {
                 let out = if axes.len() == self.rank() {
                     // Whole tensor: one fused pass.
                     let s = x.with_f32("norm", |v| {
-                        if v.len() >= PAR_MIN && rayon::current_num_threads() > 1 {
+                        if v.len() >= PAR_MIN && crate::parallel::num_threads() > 1 {
                             let parts: Vec<f32> = v.par_chunks(PAR_MIN).map(ew::sum_sq).collect();
                             parts.iter().sum::<f32>()
                         } else {

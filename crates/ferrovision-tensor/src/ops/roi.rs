@@ -7,9 +7,9 @@
 //! gradient (as in torchvision). The arithmetic follows torchvision's CPU kernels in f32.
 
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
+use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{DType, Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// Options of [`Tensor::roi_align`].
 #[derive(Debug, Clone, Copy, PartialEq)]

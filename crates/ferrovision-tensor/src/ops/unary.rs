@@ -11,9 +11,9 @@ use crate::backend::{
     cpu::{clamp_bounds, map_unary, sign_f32, SELU_ALPHA, SELU_SCALE},
 };
 use crate::kernels::elementwise as ew;
+use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// Elements per parallel task of the elementwise kernels.
 const PAR_MIN: usize = 1 << 15;

@@ -1,50 +1,11 @@
-//! Python-compatible number formatting: `repr(float)` (CSV values, like Keras' `CSVLogger`) and
-//! `str.format` templates (`ModelCheckpoint` file names such as `ckpt-{epoch:02d}-{val_loss:.4f}`).
+//! Python `str.format` templates (`ModelCheckpoint` file names such as
+//! `ckpt-{epoch:02d}-{val_loss:.4f}`); the numbers are formatted by `ferrovision_io::pyfmt`
+//! (also `repr(float)` for the CSV values, like Keras' `CSVLogger`).
 
 use super::Logs;
 use crate::{Error, Result};
-
-/// Python's `repr(float)`: the shortest round-tripping digits, scientific notation below 1e-4
-/// and from 1e16 on (`0.1`, `1.0`, `1e-05`, `1.5e+16`, `nan`, `inf`).
-pub fn py_float_repr(v: f64) -> String {
-    if v.is_nan() {
-        return "nan".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0.0" } else { "0.0" }.into();
-    }
-    // Rust's `{:e}` gives the same shortest digits Python uses; only the layout differs.
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always has an exponent");
-    let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    if (-4..16).contains(&exp) {
-        let n = digits.len() as i32;
-        let s = if exp < 0 {
-            format!("0.{}{}", "0".repeat((-exp - 1) as usize), digits)
-        } else if exp + 1 >= n {
-            format!("{}{}.0", digits, "0".repeat((exp + 1 - n) as usize))
-        } else {
-            let (a, b) = digits.split_at((exp + 1) as usize);
-            format!("{a}.{b}")
-        };
-        format!("{sign}{s}")
-    } else {
-        format!("{sign}{mantissa}{}", py_exponent(exp))
-    }
-}
-
-/// Python's exponent suffix: sign always, at least two digits (`e-05`, `e+16`).
-fn py_exponent(exp: i32) -> String {
-    format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
-}
+pub use ferrovision_io::pyfmt::py_float_repr;
+use ferrovision_io::pyfmt::{py_fixed, py_sci};
 
 /// A value a template field can format.
 #[derive(Clone, Copy)]
@@ -98,19 +59,6 @@ fn parse_spec(spec: &str) -> Option<Spec> {
     })
 }
 
-/// `{:e}` with Python's exponent layout.
-fn py_sci(v: f64, precision: usize, upper: bool) -> String {
-    let s = format!("{v:.precision$e}");
-    let (m, e) = s.split_once('e').expect("`{:e}` always has an exponent");
-    let e: i32 = e.parse().expect("`{:e}` exponent is an integer");
-    let out = format!("{m}{}", py_exponent(e));
-    if upper {
-        out.to_uppercase()
-    } else {
-        out
-    }
-}
-
 fn format_arg(name: &str, arg: Arg, spec_text: &str, template: &str) -> Result<String> {
     let spec = parse_spec(spec_text).ok_or_else(|| {
         Error::config(format!(
@@ -130,10 +78,10 @@ fn format_arg(name: &str, arg: Arg, spec_text: &str, template: &str) -> Result<S
             let p = spec.precision.unwrap_or(6);
             match k {
                 'e' | 'E' if v.is_finite() => py_sci(v, p, k == 'E'),
-                '%' if v.is_finite() => format!("{:.p$}%", v * 100.0),
+                '%' if v.is_finite() => format!("{}%", py_fixed(v * 100.0, p)),
                 _ if v.is_nan() => "nan".into(),
                 _ if v.is_infinite() => if v > 0.0 { "inf" } else { "-inf" }.into(),
-                _ => format!("{v:.p$}"),
+                _ => py_fixed(v, p),
             }
         }
         (Some('d'), Arg::Float(_)) => {
@@ -226,28 +174,4 @@ pub fn format_template(
     }
     out.push_str(rest);
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repr_matches_python_layouts() {
-        for (v, want) in [
-            (0.1, "0.1"),
-            (1.0, "1.0"),
-            (100.0, "100.0"),
-            (1e-5, "1e-05"),
-            (0.0001, "0.0001"),
-            (1.5e16, "1.5e+16"),
-            (1e16, "1e+16"),
-            (123456789012345.6, "123456789012345.6"),
-            (-2.5, "-2.5"),
-            (f64::NAN, "nan"),
-            (f64::NEG_INFINITY, "-inf"),
-        ] {
-            assert_eq!(py_float_repr(v), want, "{v}");
-        }
-    }
 }

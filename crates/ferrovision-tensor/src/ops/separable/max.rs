@@ -504,61 +504,8 @@ pub(crate) fn separable_max(
     Ok(MaxOut { values, indices })
 }
 
-/// An `i32` index buffer recycled through a small free list when dropped, like the f32
-/// buffer pool: a training step saves the argmax indices of every max pooling and frees them
-/// in backward, and fresh multi-megabyte buffers would page-fault on every step.
-pub(crate) struct IdxBuf(Vec<i32>);
-
-/// Buffers below this length are cheap to allocate and are not kept.
-pub(crate) const IDX_POOL_MIN: usize = 4096;
-/// Most buffers kept.
-pub(crate) const IDX_POOL_SLOTS: usize = 16;
-/// Most indices kept in all (256 MiB); the oldest buffers go first.
-pub(crate) const IDX_POOL_MAX_ELEMS: usize = 64 << 20;
-
-static IDX_POOL: std::sync::Mutex<Vec<Vec<i32>>> = std::sync::Mutex::new(Vec::new());
-
-impl IdxBuf {
-    /// A buffer of `len` indices with unspecified contents (every one is written by the caller).
-    fn take(len: usize) -> IdxBuf {
-        if len >= IDX_POOL_MIN {
-            let mut free = IDX_POOL.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(k) = free.iter().position(|v| v.len() == len) {
-                return IdxBuf(free.swap_remove(k));
-            }
-        }
-        IdxBuf(vec![0; len])
-    }
-}
-
-impl std::ops::Deref for IdxBuf {
-    type Target = [i32];
-    fn deref(&self) -> &[i32] {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for IdxBuf {
-    fn deref_mut(&mut self) -> &mut [i32] {
-        &mut self.0
-    }
-}
-
-impl Drop for IdxBuf {
-    fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
-        if v.len() >= IDX_POOL_MIN && v.len() <= IDX_POOL_MAX_ELEMS {
-            let mut free = IDX_POOL.lock().unwrap_or_else(|e| e.into_inner());
-            let mut held: usize = free.iter().map(Vec::len).sum();
-            while !free.is_empty()
-                && (free.len() >= IDX_POOL_SLOTS || held + v.len() > IDX_POOL_MAX_ELEMS)
-            {
-                held -= free.remove(0).len();
-            }
-            free.push(v);
-        }
-    }
-}
+/// Saved argmax indices, recycled through the storage pool when dropped.
+pub(crate) type IdxBuf = crate::storage::pool::PooledVec<i32>;
 
 /// `dst[plane][idx[o]] += src[plane][o]` for every plane (negative indices are skipped).
 pub(crate) fn scatter_planes(

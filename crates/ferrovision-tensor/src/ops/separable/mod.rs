@@ -17,8 +17,8 @@
 //! [`linear`] runs linear maps (average pooling, resize) and [`max`] max pooling with argmax
 //! tracking. Planes are processed in parallel with rayon above a size threshold.
 
+pub(crate) use crate::parallel::par_planes;
 use crate::{Error, Result, Tensor};
-use rayon::prelude::*;
 
 /// Lanes of the vectorised max loops: the running maxima live in registers and are stored once
 /// per block (a select-and-store per tap would become a masked store).
@@ -307,42 +307,6 @@ impl Spatial {
 // ---------------------------------------------------------------------------------------------
 // Parallel driver
 // ---------------------------------------------------------------------------------------------
-
-/// Below this many elements touched an op runs on one thread.
-pub(crate) const PAR_MIN_WORK: usize = 1 << 15;
-
-/// Runs `body(planes, out_chunk, aux_chunk)` over consecutive chunks of planes, in parallel when
-/// the work is big enough. `out` holds `out_plane` values per plane, `aux` `aux_plane`.
-pub(crate) fn par_planes<T: Send>(
-    planes: usize,
-    work_per_plane: usize,
-    out: &mut [f32],
-    out_plane: usize,
-    aux: &mut [T],
-    aux_plane: usize,
-    body: impl Fn(std::ops::Range<usize>, &mut [f32], &mut [T]) + Sync,
-) {
-    let threads = rayon::current_num_threads();
-    if threads <= 1 || planes < 2 || planes * work_per_plane < PAR_MIN_WORK {
-        body(0..planes, out, aux);
-        return;
-    }
-    // A few chunks per thread balance uneven scheduling without much overhead.
-    let per = planes.div_ceil(threads * 2).max(1);
-    let mut jobs = Vec::with_capacity(planes.div_ceil(per));
-    let (mut o, mut a) = (out, aux);
-    let mut p = 0;
-    while p < planes {
-        let n = per.min(planes - p);
-        let (o1, o2) = o.split_at_mut(n * out_plane);
-        let (a1, a2) = a.split_at_mut(n * aux_plane);
-        jobs.push((p..p + n, o1, a1));
-        o = o2;
-        a = a2;
-        p += n;
-    }
-    jobs.into_par_iter().for_each(|(r, o, a)| body(r, o, a));
-}
 
 /// Per-thread ping-pong buffers of the intermediate passes.
 #[derive(Default)]

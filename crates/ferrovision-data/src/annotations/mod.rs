@@ -1,0 +1,4 @@
+//! Annotation formats parsed once for the workspace: the dataset sources build samples from
+//! these types and `ferrovision-vision`'s evaluation consumes them.
+
+pub mod voc;

@@ -1,0 +1,372 @@
+//! Single-precision GEMM: BLIS-style packed panels, cache blocking, hand-written AVX-512 and
+//! AVX2+FMA micro-kernels, a portable scalar path, a fused epilogue (accumulate, bias, ReLU) and
+//! rayon threading.
+//!
+//! # Design
+//!
+//! `C[m×n] (+)= A[m×k]·B[k×n]` is computed as a loop nest over cache blocks:
+//!
+//! ```text
+//! for jc in 0..n step NC            // B block columns
+//!   for pc in 0..k step KC          // depth block: packed B block KC×NC stays in L2
+//!     pack B[pc.., jc..] into NR-wide micro-panels (zero padded)
+//!     for ic in 0..m step MC        // A block rows
+//!       pack A[ic.., pc..] into MR-tall micro-panels
+//!       for ir (MR rows)            // A micro-panel (MR×KC) stays in L1
+//!         for jr (NR columns)       // B micro-panels stream from L2
+//!           micro-kernel: MR×NR register tile, C updated once with the epilogue
+//! ```
+//!
+//! The packing routines read any strides, so transposed operands cost nothing extra. When B is
+//! row-contiguous and `m` is small, B is read in place (no packing: every element of B is used
+//! by few row panels, so copying it would cost more than it saves).
+//!
+//! Blocking (AVX-512, tuned on Zen 4: 32 KiB L1d, 1 MiB L2): KC = 384, MC = 192, NC = 512.
+//! Row-major A is packed with in-register 16×16 transposes, column-major B likewise.
+//!
+//! Micro-kernels: AVX-512 `MR×32` (MR ≤ 12, two zmm per row, 24 accumulators), AVX2 `6×16`,
+//! scalar `4×16`. Each is instantiated for every row count ≤ MR, so edge tiles in `m` run a
+//! shorter kernel instead of computing zeros; edge tiles in `n` use masked loads/stores. The
+//! row tile height is balanced over `m` (e.g. m = 16 runs two 8-row tiles).
+//!
+//! Threading: the output is cut into a grid of rectangles (rows at MR granularity, columns at
+//! NR granularity) chosen by a small cost model (compute + duplicated packing), and the cells
+//! run on rayon's pool, each with its own thread-local packing buffers. When the output is a
+//! single tile but `k` is large (weight gradients with k = batch·spatial), `k` is split over the
+//! threads and the partial products are summed. Problems below ~1.5 MFLOP run on the caller's
+//! thread.
+//!
+//! `A·Bᵀ` with both operands contiguous in k, a small output (≤ 4096 elements) and a long depth
+//! (weight gradients of convolutions and linear layers) skips packing altogether: an AVX-512
+//! dot-product kernel keeps a 4×6 (or similar) block of vector accumulators over k, with k split
+//! over the threads.
+//!
+//! The AVX-512 intrinsics need Rust ≥ 1.89.
+//! # Files
+//!
+//! - `mod.rs`: the public API ([`sgemm`], [`sgemm_batched`]) and argument validation.
+//! - `arch.rs`: per-ISA kernel table and blocking parameters.
+//! - `plan.rs`: the threading cost model and the blocked loop nest.
+//! - `pack.rs`: portable packing of A and B into micro-panels.
+//! - `scalar.rs`, `avx2.rs`, `avx512.rs`: the micro-kernels.
+//! - `peak.rs`: the FMA peak probe ([`measure_peak_gflops`]).
+
+#![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+
+/// Calls the const-generic kernel `$f::<R, $nv>` for the run-time row count `$mr` (one
+/// instantiation per row count, so edge tiles run a shorter kernel).
+#[cfg(target_arch = "x86_64")]
+macro_rules! dispatch_rows {
+    ($f:ident, $nv:literal, $mr:expr, [$($r:literal)*], $args:tt) => {
+        match $mr {
+            $($r => $f::<$r, $nv> $args,)*
+            _ => unreachable!(),
+        }
+    };
+}
+
+mod arch;
+#[cfg(target_arch = "x86_64")]
+#[clippy::msrv = "1.89"]
+mod avx2;
+// The AVX-512 intrinsics are stable since Rust 1.89 (the workspace's declared MSRV is older).
+#[cfg(target_arch = "x86_64")]
+#[clippy::msrv = "1.89"]
+mod avx512;
+mod pack;
+mod peak;
+mod plan;
+mod scalar;
+#[cfg(test)]
+mod tests;
+
+pub use peak::measure_peak_gflops;
+
+use super::Isa;
+use arch::arch_for;
+use plan::{Job, PAR_MIN_FLOPS};
+
+/// What is added and applied to each output element after the product.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Bias<'a> {
+    #[default]
+    None,
+    /// One value per output row (length m).
+    PerRow(&'a [f32]),
+    /// One value per output column (length n).
+    PerCol(&'a [f32]),
+}
+
+/// Activation fused into the GEMM epilogue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+}
+
+/// Epilogue of a GEMM: `C = act(A·B (+ C if accumulate) + bias)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Bias<'a>,
+    pub act: Activation,
+}
+
+/// `C[m×n] (+)= A[m×k] · B[k×n]` then bias and activation.
+///
+/// `A` element (i, p) is at `a[i*rsa + p*csa]`, `B` element (p, j) at `b[p*rsb + j*csb]`
+/// (any strides, so transposes are free), `C` element (i, j) at `c[i*ldc + j]`.
+/// With `accumulate` the product is added to C's current values, otherwise C is overwritten.
+///
+/// # Panics
+/// If a slice is too short for the given sizes and strides, if `ldc < n` with `m > 1`, or if a
+/// bias slice is shorter than `m` (per row) or `n` (per column). These are programming errors.
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    epilogue: Epilogue<'_>,
+) {
+    sgemm_isa(
+        super::isa(),
+        crate::parallel::num_threads(),
+        m,
+        n,
+        k,
+        a,
+        rsa,
+        csa,
+        b,
+        rsb,
+        csb,
+        c,
+        ldc,
+        accumulate,
+        epilogue,
+    );
+}
+
+/// `batch` independent GEMMs of the same shape: problem `t` uses `a[t*stride_a..]`,
+/// `b[t*stride_b..]` and `c[t*stride_c..]` with the strides of [`sgemm`] inside each. The bias
+/// (if any) is shared by all problems. Small problems run in parallel over the batch (one
+/// thread each), large ones one after the other with the threads inside each.
+///
+/// # Panics
+/// As [`sgemm`] for every problem; also if the C matrices overlap (`stride_c` smaller than one
+/// C matrix) when `batch > 1`.
+pub fn sgemm_batched(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    stride_a: usize,
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    stride_b: usize,
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    stride_c: usize,
+    ldc: usize,
+    accumulate: bool,
+    epilogue: Epilogue<'_>,
+) {
+    use crate::parallel::prelude::*;
+    if batch == 0 || m == 0 || n == 0 {
+        return;
+    }
+    let c_span = (m - 1) * ldc + n;
+    assert!(
+        batch == 1 || stride_c >= c_span,
+        "sgemm_batched: C matrices overlap (stride_c {stride_c} < {c_span})"
+    );
+    let a_at = |t: usize| &a[(t * stride_a).min(a.len())..];
+    let b_at = |t: usize| &b[(t * stride_b).min(b.len())..];
+    let threads = crate::parallel::num_threads();
+    let isa = super::isa();
+    let flops = 2.0 * m as f64 * n as f64 * k as f64;
+    if threads <= 1 || batch == 1 || flops >= 8.0 * PAR_MIN_FLOPS {
+        for t in 0..batch {
+            let c_t = &mut c[t * stride_c..];
+            sgemm_isa(
+                isa,
+                threads,
+                m,
+                n,
+                k,
+                a_at(t),
+                rsa,
+                csa,
+                b_at(t),
+                rsb,
+                csb,
+                c_t,
+                ldc,
+                accumulate,
+                epilogue,
+            );
+        }
+        return;
+    }
+    let need = (batch - 1) * stride_c + c_span;
+    assert!(c.len() >= need, "sgemm_batched: C slice too short");
+    c[..need]
+        .par_chunks_mut(stride_c.max(1))
+        .enumerate()
+        .for_each(|(t, c_t)| {
+            sgemm_isa(
+                isa,
+                1,
+                m,
+                n,
+                k,
+                a_at(t),
+                rsa,
+                csa,
+                b_at(t),
+                rsb,
+                csb,
+                c_t,
+                ldc,
+                accumulate,
+                epilogue,
+            );
+        });
+}
+
+#[inline]
+fn span(len: usize, rs: usize, cs: usize, rows: usize, cols: usize) -> Option<usize> {
+    // Largest index + 1 touched by a rows×cols matrix with the given strides.
+    let r = (rows - 1).checked_mul(rs)?;
+    let c = (cols - 1).checked_mul(cs)?;
+    let last = r.checked_add(c)?;
+    let _ = len;
+    last.checked_add(1)
+}
+
+/// [`sgemm`] with an explicit ISA (clamped to what the CPU supports) and thread budget.
+pub(crate) fn sgemm_isa(
+    isa: Isa,
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    epilogue: Epilogue<'_>,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Up-front bounds checks: after these every index the kernels touch is in bounds.
+    let c_need = span(c.len(), ldc, 1, m, n);
+    assert!(
+        c_need.is_some_and(|s| s <= c.len()),
+        "sgemm: C slice too short for m={m} n={n} ldc={ldc}"
+    );
+    assert!(m == 1 || ldc >= n, "sgemm: ldc ({ldc}) < n ({n})");
+    let (bias_row, bias_col) = match epilogue.bias {
+        Bias::None => (std::ptr::null(), std::ptr::null()),
+        Bias::PerRow(v) => {
+            assert!(v.len() >= m, "sgemm: row bias shorter than m");
+            (v.as_ptr(), std::ptr::null())
+        }
+        Bias::PerCol(v) => {
+            assert!(v.len() >= n, "sgemm: column bias shorter than n");
+            (std::ptr::null(), v.as_ptr())
+        }
+    };
+    let relu = epilogue.act == Activation::Relu;
+    if k == 0 {
+        // SAFETY: C bounds checked above; bias lengths checked above.
+        unsafe {
+            epilogue_only(
+                m,
+                n,
+                c.as_mut_ptr(),
+                ldc,
+                accumulate,
+                bias_row,
+                bias_col,
+                relu,
+            );
+        }
+        return;
+    }
+    assert!(
+        span(a.len(), rsa, csa, m, k).is_some_and(|s| s <= a.len()),
+        "sgemm: A slice too short for m={m} k={k} rsa={rsa} csa={csa}"
+    );
+    assert!(
+        span(b.len(), rsb, csb, k, n).is_some_and(|s| s <= b.len()),
+        "sgemm: B slice too short for k={k} n={n} rsb={rsb} csb={csb}"
+    );
+    let arch = arch_for(isa);
+    let job = Job {
+        arch,
+        a: a.as_ptr(),
+        rsa,
+        csa,
+        b: b.as_ptr(),
+        rsb,
+        csb,
+        c: c.as_mut_ptr(),
+        ldc,
+        accumulate,
+        bias_row,
+        bias_col,
+        relu,
+    };
+    // SAFETY: all pointers and extents were validated above; `run` only touches
+    // A[0..m, 0..k], B[0..k, 0..n], C[0..m, 0..n] and bias[0..m or n].
+    unsafe { job.run(threads, m, n, k) }
+}
+
+/// Applies `C = act((accumulate ? C : 0) + bias)` (the k = 0 case).
+unsafe fn epilogue_only(
+    m: usize,
+    n: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias_row: *const f32,
+    bias_col: *const f32,
+    relu: bool,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            unsafe {
+                let dst = c.add(i * ldc + j);
+                let mut v = if accumulate { *dst } else { 0.0 };
+                if !bias_row.is_null() {
+                    v += *bias_row.add(i);
+                }
+                if !bias_col.is_null() {
+                    v += *bias_col.add(j);
+                }
+                if relu {
+                    v = v.max(0.0);
+                }
+                *dst = v;
+            }
+        }
+    }
+}
