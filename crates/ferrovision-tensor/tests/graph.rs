@@ -3,7 +3,9 @@
 
 use ferrovision_tensor::autograd::graph::{self, Value};
 use ferrovision_tensor::autograd::Op;
-use ferrovision_tensor::{custom_op, ConvOpts, DType, Padding, PoolOpts, Tensor};
+use ferrovision_tensor::{
+    custom_op, ConvOpts, ConvTransposeOpts, DType, Padding, PoolOpts, Tensor,
+};
 
 fn ramp(shape: &[usize], scale: f32) -> Tensor {
     let n: usize = shape.iter().product();
@@ -139,4 +141,46 @@ fn untracked_outputs_and_custom_ops() {
         }
     );
     assert_eq!(y.grad_fn_name(), Some("grad_reverse"));
+}
+
+#[test]
+fn convolution_records_resolve_padding_and_output_padding() {
+    // Asymmetric "same" padding: 4 wide, kernel 2, stride 1 pads (0, 1).
+    let x = Tensor::ones(&[1, 1, 4, 4]).requires_grad_(true);
+    let w = Tensor::ones(&[2, 1, 2, 2]);
+    let y = x
+        .conv2d(&w, None, &ConvOpts::new().padding(Padding::Same))
+        .unwrap();
+    assert_eq!(y.shape(), &[1, 2, 4, 4]);
+    let nodes = graph::walk(&[&y]);
+    assert_eq!(
+        nodes[0].op(),
+        &Op::Conv {
+            stride: vec![1, 1],
+            padding: vec![(0, 1), (0, 1)],
+            dilation: vec![1, 1],
+            groups: 1,
+            relu: false,
+        }
+    );
+    // Transposed: the recorded attributes are the user's options, resolved per dim.
+    let wt = Tensor::ones(&[1, 3, 3, 3]);
+    let opts = ConvTransposeOpts::new()
+        .stride(&[2])
+        .padding(&[1])
+        .output_padding(&[1]);
+    let yt = x.conv_transpose2d(&wt, None, &opts).unwrap();
+    assert_eq!(yt.shape(), &[1, 3, 8, 8]);
+    let nodes = graph::walk(&[&yt]);
+    assert_eq!(nodes[0].name(), "conv_transpose2d");
+    assert_eq!(
+        nodes[0].op(),
+        &Op::ConvTranspose {
+            stride: vec![2, 2],
+            padding: vec![1, 1],
+            output_padding: vec![1, 1],
+            dilation: vec![1, 1],
+            groups: 1,
+        }
+    );
 }
