@@ -13,6 +13,7 @@ pub(crate) mod cpu;
 pub use cpu::CpuBackend;
 
 use crate::autograd::Op;
+use crate::ops::matmul::Plan as MatmulPlan;
 use crate::{Device, Error, Result, Tensor};
 
 /// A device's implementation of the op families that dispatch through the seam.
@@ -27,6 +28,32 @@ pub trait Backend: Send + Sync {
     /// A broadcasting binary op of two f32 tensors (`Add`, `Sub`, `Mul`, `Div`, `Pow`,
     /// `Maximum`, `Minimum`): a new contiguous tensor of the broadcast shape.
     fn binary(&self, op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor>;
+
+    /// The matrix product planned by `plan` (`op` is `MatMul` or `Linear { relu }`): `a·b`
+    /// (+ `bias` per column) (then ReLU), a new contiguous tensor of `plan`'s output shape.
+    fn matmul(
+        &self,
+        op: &Op,
+        plan: &MatmulPlan,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor>;
+
+    /// The gradients `[da, db, dbias]` of a planned matrix product for the output gradient `g`,
+    /// each computed only where `needs` asks; `relu_out` is the saved output of a fused ReLU
+    /// (`Linear { relu: true }`), whose mask applies to `g` first.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_backward(
+        &self,
+        op: &Op,
+        plan: &MatmulPlan,
+        g: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        relu_out: Option<&Tensor>,
+        needs: [bool; 3],
+    ) -> Result<[Option<Tensor>; 3]>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

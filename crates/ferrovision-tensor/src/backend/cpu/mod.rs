@@ -1,13 +1,16 @@
 //! The CPU backend: the engine's own kernels ([`crate::kernels`]) behind [`Backend`].
 //!
-//! The elementwise unary and broadcasting binary families dispatch through here; each arm picks
-//! the vectorised kernel of one [`Op`] variant. The other families still call their kernels from
-//! their op files (see `docs/engine.md`).
+//! One file per op family: the elementwise unary and broadcasting binary arms are here (each
+//! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`. The
+//! families not listed still call their kernels from their op files (see `docs/engine.md`).
+
+mod matmul;
 
 use super::Backend;
 use crate::autograd::Op;
 use crate::kernels::elementwise as ew;
 use crate::ops::broadcast::broadcast_map2;
+use crate::ops::matmul::Plan as MatmulPlan;
 use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{Device, Error, Result, Tensor};
@@ -98,6 +101,30 @@ impl Backend for CpuBackend {
             Op::Minimum => broadcast_map2(name, a, b, min_nan),
             _ => Err(not_in_family(op, "broadcasting binary")),
         }
+    }
+
+    fn matmul(
+        &self,
+        op: &Op,
+        plan: &MatmulPlan,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        matmul::forward(op, plan, a, b, bias)
+    }
+
+    fn matmul_backward(
+        &self,
+        op: &Op,
+        plan: &MatmulPlan,
+        g: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        relu_out: Option<&Tensor>,
+        needs: [bool; 3],
+    ) -> Result<[Option<Tensor>; 3]> {
+        matmul::backward(op, plan, g, a, b, relu_out, needs)
     }
 }
 
