@@ -13,6 +13,7 @@ pub(crate) mod cpu;
 pub use cpu::CpuBackend;
 
 use crate::autograd::Op;
+use crate::ops::conv::Geom as ConvGeom;
 use crate::ops::matmul::Plan as MatmulPlan;
 use crate::{Device, Error, Result, Tensor};
 
@@ -52,6 +53,59 @@ pub trait Backend: Send + Sync {
         a: &Tensor,
         b: &Tensor,
         relu_out: Option<&Tensor>,
+        needs: [bool; 3],
+    ) -> Result<[Option<Tensor>; 3]>;
+
+    /// The convolution planned by `geom` (`op` names it for errors): `conv(x, w) (+ bias per
+    /// output channel) (then ReLU where `relu`)`, a new contiguous tensor of `out_shape`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        relu: bool,
+        out_shape: &[usize],
+    ) -> Result<Tensor>;
+
+    /// The gradients `[dx, dw, dbias]` of a planned convolution for the output gradient `g`,
+    /// each only where `needs` asks; `relu_out` is the saved output of a fused ReLU, whose mask
+    /// applies to `g` first.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_backward(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        g: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        relu_out: Option<&Tensor>,
+        needs: [bool; 3],
+    ) -> Result<[Option<Tensor>; 3]>;
+
+    /// The transposed convolution of `x` by `w` (+ `bias`), where `geom` is the geometry of the
+    /// forward convolution it transposes: a new contiguous tensor of `out_shape`.
+    fn conv_transpose(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        out_shape: &[usize],
+    ) -> Result<Tensor>;
+
+    /// The gradients `[dx, dw, dbias]` of a planned transposed convolution for the output
+    /// gradient `g`, each only where `needs` asks.
+    fn conv_transpose_backward(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        g: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
         needs: [bool; 3],
     ) -> Result<[Option<Tensor>; 3]>;
 }

@@ -1,15 +1,18 @@
 //! The CPU backend: the engine's own kernels ([`crate::kernels`]) behind [`Backend`].
 //!
 //! One file per op family: the elementwise unary and broadcasting binary arms are here (each
-//! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`. The
+//! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
+//! convolutions in `conv.rs`. The
 //! families not listed still call their kernels from their op files (see `docs/engine.md`).
 
+mod conv;
 mod matmul;
 
 use super::Backend;
 use crate::autograd::Op;
 use crate::kernels::elementwise as ew;
 use crate::ops::broadcast::broadcast_map2;
+use crate::ops::conv::Geom as ConvGeom;
 use crate::ops::matmul::Plan as MatmulPlan;
 use crate::parallel::prelude::*;
 use crate::storage::pool;
@@ -125,6 +128,56 @@ impl Backend for CpuBackend {
         needs: [bool; 3],
     ) -> Result<[Option<Tensor>; 3]> {
         matmul::backward(op, plan, g, a, b, relu_out, needs)
+    }
+
+    fn conv(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        relu: bool,
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        conv::forward(op, geom, x, w, bias, relu, out_shape)
+    }
+
+    fn conv_backward(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        g: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        relu_out: Option<&Tensor>,
+        needs: [bool; 3],
+    ) -> Result<[Option<Tensor>; 3]> {
+        conv::backward(op, geom, g, x, w, relu_out, needs)
+    }
+
+    fn conv_transpose(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        conv::transpose_forward(op, geom, x, w, bias, out_shape)
+    }
+
+    fn conv_transpose_backward(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        g: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        needs: [bool; 3],
+    ) -> Result<[Option<Tensor>; 3]> {
+        conv::transpose_backward(op, geom, g, x, w, needs)
     }
 }
 
