@@ -1,0 +1,167 @@
+//! Proves that op methods and gradient rules dispatch through [`Backend`]: a test backend that
+//! wraps [`CpuBackend`] and counts calls per family is installed for the current thread (only in
+//! this crate's unit-test build, see `for_device`), then ops run forward and backward.
+
+use super::{Backend, ConvGeom, CpuBackend, MatmulPlan};
+use crate::autograd::Op;
+use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+thread_local! {
+    /// The backend `for_device` returns on this thread, when set.
+    pub(super) static OVERRIDE: Cell<Option<&'static dyn Backend>> = const { Cell::new(None) };
+}
+
+/// Call counts per trait method.
+#[derive(Default)]
+struct Counting {
+    unary: AtomicUsize,
+    binary: AtomicUsize,
+    matmul: AtomicUsize,
+    matmul_backward: AtomicUsize,
+    conv: AtomicUsize,
+    conv_backward: AtomicUsize,
+    conv_transpose: AtomicUsize,
+    conv_transpose_backward: AtomicUsize,
+}
+
+fn bump(c: &AtomicUsize) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Backend for Counting {
+    fn device(&self) -> Device {
+        CpuBackend.device()
+    }
+    fn unary(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
+        bump(&self.unary);
+        CpuBackend.unary(op, x)
+    }
+    fn binary(&self, op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        bump(&self.binary);
+        CpuBackend.binary(op, a, b)
+    }
+    fn matmul(
+        &self,
+        op: &Op,
+        plan: &MatmulPlan,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        bump(&self.matmul);
+        CpuBackend.matmul(op, plan, a, b, bias)
+    }
+    fn matmul_backward(
+        &self,
+        op: &Op,
+        plan: &MatmulPlan,
+        g: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        relu_out: Option<&Tensor>,
+        needs: [bool; 3],
+    ) -> Result<[Option<Tensor>; 3]> {
+        bump(&self.matmul_backward);
+        CpuBackend.matmul_backward(op, plan, g, a, b, relu_out, needs)
+    }
+    fn conv(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        relu: bool,
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.conv);
+        CpuBackend.conv(op, geom, x, w, bias, relu, out_shape)
+    }
+    fn conv_backward(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        g: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        relu_out: Option<&Tensor>,
+        needs: [bool; 3],
+    ) -> Result<[Option<Tensor>; 3]> {
+        bump(&self.conv_backward);
+        CpuBackend.conv_backward(op, geom, g, x, w, relu_out, needs)
+    }
+    fn conv_transpose(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.conv_transpose);
+        CpuBackend.conv_transpose(op, geom, x, w, bias, out_shape)
+    }
+    fn conv_transpose_backward(
+        &self,
+        op: &'static str,
+        geom: &ConvGeom,
+        g: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        needs: [bool; 3],
+    ) -> Result<[Option<Tensor>; 3]> {
+        bump(&self.conv_transpose_backward);
+        CpuBackend.conv_transpose_backward(op, geom, g, x, w, needs)
+    }
+}
+
+/// Runs `f` with a fresh counting backend installed on this thread; returns its counts.
+fn counting(f: impl FnOnce() -> Result<()>) -> &'static Counting {
+    let b: &'static Counting = Box::leak(Box::default());
+    OVERRIDE.with(|o| o.set(Some(b)));
+    let r = f();
+    OVERRIDE.with(|o| o.set(None));
+    r.unwrap();
+    b
+}
+
+fn count(c: &AtomicUsize) -> usize {
+    c.load(Ordering::Relaxed)
+}
+
+#[test]
+fn matmul_and_linear_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::ones(&[3, 4]).requires_grad_(true);
+        let w = Tensor::ones(&[4, 2]).requires_grad_(true);
+        let b = Tensor::zeros(&[2]).requires_grad_(true);
+        let y = x.matmul(&w)?.add(&x.linear_relu(&w, Some(&b))?)?;
+        y.sum_all()?.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[3, 4]);
+        Ok(())
+    });
+    assert_eq!(count(&c.matmul), 2);
+    assert_eq!(count(&c.matmul_backward), 2);
+}
+
+#[test]
+fn conv_and_conv_transpose_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::ones(&[1, 2, 5, 5]).requires_grad_(true);
+        let w = Tensor::ones(&[3, 2, 3, 3]).requires_grad_(true);
+        let y = x.conv2d_relu(&w, None, &ConvOpts::new().pad(1))?;
+        let wt = Tensor::ones(&[3, 2, 2, 2]).requires_grad_(true);
+        let z = y.conv_transpose2d(&wt, None, &ConvTransposeOpts::new().stride(&[2]))?;
+        z.sum_all()?.backward()?;
+        assert_eq!(w.grad().unwrap().shape(), &[3, 2, 3, 3]);
+        assert_eq!(wt.grad().unwrap().shape(), &[3, 2, 2, 2]);
+        Ok(())
+    });
+    assert_eq!(count(&c.conv), 1);
+    assert_eq!(count(&c.conv_backward), 1);
+    assert_eq!(count(&c.conv_transpose), 1);
+    assert_eq!(count(&c.conv_transpose_backward), 1);
+}
