@@ -2,11 +2,13 @@
 //! [`Backend`] of the tensors' device (the structure of candle's `BackendStorage`). The op kind
 //! travels as the typed [`Op`] record, so a backend sees exactly what the graph records.
 //!
-//! Today the elementwise unary ops (`Tensor::relu`, `exp`, `mul_scalar`, ...) and the
-//! broadcasting binary ops (`add` ... `minimum`) dispatch through it; the other families
-//! (reductions, matmul, convolution, pooling, normalisation, softmax/losses, resizing, copies)
-//! still call the CPU kernels from their op files and reject non-CPU tensors. Each family moves
-//! behind a trait method the same way; a CUDA backend is then one more `impl Backend`.
+//! Today the elementwise unary ops (`Tensor::relu`, `exp`, `mul_scalar`, ...), the
+//! broadcasting binary ops (`add` ... `minimum`), the matrix products (`matmul`, `linear`,
+//! `linear_relu`) and the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`), forward and
+//! backward, dispatch through it; the other families (reductions, pooling, resizing,
+//! normalisation, softmax/losses, RoI ops, copies) still call the CPU kernels from their op files
+//! and reject non-CPU tensors. Each family moves behind trait methods the same way; a CUDA
+//! backend is then one more `impl Backend`.
 
 pub(crate) mod cpu;
 #[cfg(test)]
