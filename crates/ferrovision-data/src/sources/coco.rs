@@ -1,17 +1,17 @@
 //! COCO detection datasets: images with their boxes and contiguous labels from an instances
-//! JSON file.
+//! JSON file, read by the workspace's one COCO parser ([`crate::annotations::coco`]).
 
+use crate::annotations::coco::read_coco_instances;
 #[cfg(feature = "image")]
 use crate::dataset::Dataset;
 #[cfg(feature = "image")]
 use crate::fsutil::read;
-use crate::fsutil::read_to_string;
 #[cfg(feature = "image")]
 use crate::image::decode_rgb8;
 #[cfg(feature = "image")]
 use crate::sample::ImageSample;
 use crate::{Error, Result};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// One image of a COCO file with its annotations (boxes in pixels `[x0, y0, x1, y1]`).
@@ -29,91 +29,55 @@ pub struct CocoImage {
 
 impl crate::element::DataElement for CocoImage {}
 
-/// Parses a COCO detection JSON. Returns the images (with their annotations) and the category
-/// names in label order. Errors name the file and the JSON field (e.g. `annotations[3].bbox`).
+/// Parses a COCO detection JSON (with [`crate::annotations::coco`]). Returns the images (with
+/// their annotations) and the category names in label order. Besides the parser's checks, every
+/// image needs `file_name`, `width` and `height`, every category a `name`, and every box must be
+/// non-empty and inside its image. Errors name the file and the JSON field (e.g.
+/// `annotations[3].bbox`).
 pub fn parse_coco(path: impl AsRef<Path>) -> Result<(Vec<CocoImage>, Vec<String>)> {
     let path = path.as_ref();
-    let text = read_to_string(path)?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::parse(path, Some(e.line()), format!("malformed JSON: {e}")))?;
+    let file = read_coco_instances(path)?;
     let field = |f: String| Error::parse(path, None, f);
-    let arr = |k: &str| {
-        v.get(k)
-            .and_then(|a| a.as_array())
-            .ok_or_else(|| field(format!("missing array '{k}'")))
-    };
-    let mut cats: Vec<(i64, String)> = Vec::new();
-    for (i, c) in arr("categories")?.iter().enumerate() {
-        let id = c
-            .get("id")
-            .and_then(|x| x.as_i64())
-            .ok_or_else(|| field(format!("categories[{i}].id: expected an integer")))?;
+    let mut cats: Vec<(i64, String)> = Vec::with_capacity(file.categories.len());
+    for (i, c) in file.categories.into_iter().enumerate() {
         let name = c
-            .get("name")
-            .and_then(|x| x.as_str())
+            .name
             .ok_or_else(|| field(format!("categories[{i}].name: expected a string")))?;
-        cats.push((id, name.to_string()));
+        cats.push((c.id, name));
     }
+    // Ids are unique (checked by the parser): sorting by id gives the label order.
     cats.sort();
-    let cat_idx: BTreeMap<i64, i64> = cats
+    let cat_idx: HashMap<i64, i64> = cats
         .iter()
         .enumerate()
         .map(|(i, (id, _))| (*id, i as i64))
         .collect();
-    let mut images: Vec<CocoImage> = Vec::new();
-    let mut by_id: BTreeMap<i64, usize> = BTreeMap::new();
-    for (i, im) in arr("images")?.iter().enumerate() {
-        let id = im
-            .get("id")
-            .and_then(|x| x.as_i64())
-            .ok_or_else(|| field(format!("images[{i}].id: expected an integer")))?;
-        let file = im
-            .get("file_name")
-            .and_then(|x| x.as_str())
+    let mut images: Vec<CocoImage> = Vec::with_capacity(file.images.len());
+    let mut by_id: HashMap<i64, usize> = HashMap::with_capacity(file.images.len());
+    for (i, im) in file.images.into_iter().enumerate() {
+        let need = |f: &str| field(format!("images[{i}].{f}: expected an integer"));
+        let file_name = im
+            .file_name
             .ok_or_else(|| field(format!("images[{i}].file_name: expected a string")))?;
-        let w = im
-            .get("width")
-            .and_then(|x| x.as_u64())
-            .ok_or_else(|| field(format!("images[{i}].width: expected an integer")))?;
-        let h = im
-            .get("height")
-            .and_then(|x| x.as_u64())
-            .ok_or_else(|| field(format!("images[{i}].height: expected an integer")))?;
-        by_id.insert(id, images.len());
+        let w = im.width.ok_or_else(|| need("width"))?;
+        let h = im.height.ok_or_else(|| need("height"))?;
+        by_id.insert(im.id, images.len());
         images.push(CocoImage {
-            file_name: file.to_string(),
+            file_name,
             size: (w as usize, h as usize),
             boxes: vec![],
             labels: vec![],
         });
     }
-    for (i, a) in arr("annotations")?.iter().enumerate() {
-        let img = a
-            .get("image_id")
-            .and_then(|x| x.as_i64())
-            .ok_or_else(|| field(format!("annotations[{i}].image_id: expected an integer")))?;
-        let k = *by_id
-            .get(&img)
-            .ok_or_else(|| field(format!("annotations[{i}].image_id: no image with id {img}")))?;
-        let cat = a
-            .get("category_id")
-            .and_then(|x| x.as_i64())
-            .ok_or_else(|| field(format!("annotations[{i}].category_id: expected an integer")))?;
-        let label = *cat_idx.get(&cat).ok_or_else(|| {
-            field(format!(
-                "annotations[{i}].category_id: unknown category {cat}"
-            ))
-        })?;
-        let bb: Vec<f64> = a
-            .get("bbox")
-            .and_then(|x| x.as_array())
-            .map(|b| b.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default();
-        if bb.len() != 4 {
+    for (i, a) in file.annotations.iter().enumerate() {
+        // The parser checked that both ids name entries of the file.
+        let (Some(&k), Some(&label)) = (by_id.get(&a.image_id), cat_idx.get(&a.category_id)) else {
             return Err(field(format!(
-                "annotations[{i}].bbox: expected [x, y, w, h]"
+                "annotations[{i}]: image {} or category {} not found",
+                a.image_id, a.category_id
             )));
-        }
+        };
+        let bb = a.bbox;
         let (w, h) = images[k].size;
         let b = [
             bb[0] as f32,
