@@ -89,20 +89,49 @@ pub struct CocoDetectionEntry {
     pub segmentation: Option<Value>,
 }
 
-/// Where a value is, for errors: the file and the entry (`annotations[3] (id 7)`).
+/// Where a value is, for errors: the file and the entry (`annotations[3] (id 7)`). The entry
+/// text is only built when an error is reported (parsing formats nothing per entry).
 struct At<'a> {
     file: &'a Path,
-    entry: String,
+    /// `"top level"`, `"images"`, `"categories"`, `"annotations"` or `"detection"`.
+    list: &'static str,
+    index: usize,
+    id: Option<i64>,
 }
 
-impl At<'_> {
+impl<'a> At<'a> {
+    fn top(file: &'a Path) -> Self {
+        Self::entry(file, "top level", 0)
+    }
+
+    fn entry(file: &'a Path, list: &'static str, index: usize) -> Self {
+        At {
+            file,
+            list,
+            index,
+            id: None,
+        }
+    }
+
+    fn name(&self) -> String {
+        let mut s = match self.list {
+            "top level" => return self.list.to_string(),
+            "detection" => format!("detection {}", self.index),
+            l => format!("{l}[{}]", self.index),
+        };
+        if let Some(id) = self.id {
+            s += &format!(" (id {id})");
+        }
+        s
+    }
+
     fn err(&self, msg: impl std::fmt::Display) -> Error {
-        Error::parse(self.file, None, format!("{}: {msg}", self.entry))
+        Error::parse(self.file, None, format!("{}: {msg}", self.name()))
     }
 
     /// An error about one field: `entry.key: msg`.
     fn field_err(&self, key: &str, msg: impl std::fmt::Display) -> Error {
-        Error::parse(self.file, None, format!("{}.{key}: {msg}", self.entry))
+        Error::parse(self.file, None, format!("{}.{key}: {msg}", self.name()))
     }
 
     fn obj<'v>(&self, v: &'v Value) -> Result<&'v Map<String, Value>> {
@@ -242,10 +271,7 @@ fn parse_json(text: &str, file: &Path) -> Result<Value> {
 pub fn parse_coco_instances(text: &str, file: impl AsRef<Path>) -> Result<CocoInstances> {
     let file = file.as_ref();
     let mut v = parse_json(text, file)?;
-    let top = At {
-        file,
-        entry: "top level".into(),
-    };
+    let top = At::top(file);
     let o = match &mut v {
         Value::Object(o) => o,
         other => return Err(top.err(format!("expected an object, got {}", kind(other)))),
@@ -259,10 +285,7 @@ pub fn parse_coco_instances(text: &str, file: impl AsRef<Path>) -> Result<CocoIn
     let mut images = Vec::with_capacity(raw_images.len());
     let mut image_ids = HashSet::with_capacity(raw_images.len());
     for (i, im) in raw_images.iter().enumerate() {
-        let at = At {
-            file,
-            entry: format!("images[{i}]"),
-        };
+        let at = At::entry(file, "images", i);
         let o = at.obj(im)?;
         let id = at.int(o, "id")?;
         if !image_ids.insert(id) {
@@ -279,10 +302,7 @@ pub fn parse_coco_instances(text: &str, file: impl AsRef<Path>) -> Result<CocoIn
     let mut categories = Vec::with_capacity(raw_categories.len());
     let mut category_ids = HashSet::with_capacity(raw_categories.len());
     for (i, c) in raw_categories.iter().enumerate() {
-        let at = At {
-            file,
-            entry: format!("categories[{i}]"),
-        };
+        let at = At::entry(file, "categories", i);
         let o = at.obj(c)?;
         let id = at.int(o, "id")?;
         if !category_ids.insert(id) {
@@ -297,17 +317,14 @@ pub fn parse_coco_instances(text: &str, file: impl AsRef<Path>) -> Result<CocoIn
     let mut annotations = Vec::with_capacity(raw_annotations.len());
     let mut annotation_ids = HashSet::with_capacity(raw_annotations.len());
     for (i, mut a) in raw_annotations.into_iter().enumerate() {
-        let mut at = At {
-            file,
-            entry: format!("annotations[{i}]"),
-        };
+        let mut at = At::entry(file, "annotations", i);
         let o = match &mut a {
             Value::Object(o) => o,
             other => return Err(at.err(format!("expected an object, got {}", kind(other)))),
         };
         let id = at.opt_int(o, "id")?;
         if let Some(id) = id {
-            at.entry = format!("annotations[{i}] (id {id})");
+            at.id = Some(id);
             if !annotation_ids.insert(id) {
                 return Err(at.field_err("id", format!("duplicate annotation id {id}")));
             }
@@ -367,11 +384,7 @@ pub fn parse_coco_detections(
     let list = match v {
         Value::Array(l) => l,
         other => {
-            return Err(At {
-                file,
-                entry: "top level".into(),
-            }
-            .err(format!(
+            return Err(At::top(file).err(format!(
                 "expected a JSON list of detections, got {}",
                 kind(&other)
             )))
@@ -379,10 +392,7 @@ pub fn parse_coco_detections(
     };
     let mut out = Vec::with_capacity(list.len());
     for (i, mut d) in list.into_iter().enumerate() {
-        let at = At {
-            file,
-            entry: format!("detection {i}"),
-        };
+        let at = At::entry(file, "detection", i);
         let o = match &mut d {
             Value::Object(o) => o,
             other => return Err(at.err(format!("expected an object, got {}", kind(other)))),
