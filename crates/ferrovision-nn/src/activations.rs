@@ -142,3 +142,18 @@ impl Activation {
         }
     }
 }
+
+/// Saved as [`Activation::to_json`] writes it (a name, or `{"name", "param"}`).
+impl serde::Serialize for Activation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+/// Read as [`Activation::from_json`] reads it.
+impl<'de> serde::Deserialize<'de> for Activation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Activation::from_json(&v).map_err(serde::de::Error::custom)
+    }
+}

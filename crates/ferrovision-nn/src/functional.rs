@@ -1,8 +1,14 @@
 //! Functional models: graphs of layers with several inputs and outputs, branches, shared
 //! layers and nested models (Keras' functional API, with explicit handles instead of symbolic
 //! tensors).
+//!
+//! A graph node is a model input or one call of a layer; a call of a multi-output layer (or of
+//! a nested model with several outputs) yields several values, and a [`NodeId`] names one of
+//! them (`node`, `output index`). Saved configs write a value as the node number when it is
+//! output 0 (the format of single-output graphs, so older files load) and as `[node, index]`
+//! otherwise.
 
-use crate::layer::{CallCtx, Layer, Shape};
+use crate::layer::{only_output, CallCtx, Layer, Shape};
 use crate::network::{
     layer_configs, layers_from_configs, model_layer_methods, model_network_methods, Network,
     NetworkExt,
@@ -13,9 +19,16 @@ use crate::{Error, Param, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::{json, Value};
 
-/// A value in a graph under construction: a model input or a layer output.
+/// A value in a graph under construction: a model input or one output of a layer call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct NodeId(usize);
+pub struct NodeId(usize, usize);
+
+impl NodeId {
+    /// Which output of its layer call this value is (0 for inputs and single-output layers).
+    pub fn output_index(self) -> usize {
+        self.1
+    }
+}
 
 /// A layer added to a graph; call it several times to share its weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,14 +36,20 @@ pub struct LayerId(usize);
 
 #[derive(Debug, Clone)]
 enum NodeKind {
-    Input { name: String },
-    Call { layer: usize, inputs: Vec<usize> },
+    Input {
+        name: String,
+    },
+    Call {
+        layer: usize,
+        inputs: Vec<(usize, usize)>,
+    },
 }
 
 #[derive(Debug, Clone)]
 struct Node {
     kind: NodeKind,
-    shape: Shape,
+    /// One shape per output (inputs have one).
+    shapes: Vec<Shape>,
 }
 
 /// Builds a [`Functional`] model.
@@ -69,9 +88,9 @@ impl Graph {
             kind: NodeKind::Input {
                 name: name.to_string(),
             },
-            shape: full,
+            shapes: vec![full],
         });
-        NodeId(self.nodes.len() - 1)
+        NodeId(self.nodes.len() - 1, 0)
     }
 
     /// Adds a layer without calling it (to call it several times: shared weights). An unnamed
@@ -98,15 +117,22 @@ impl Graph {
         LayerId(self.layers.len() - 1)
     }
 
-    /// Calls a layer on nodes, building it on its first call; returns the output node.
+    /// Calls a single-output layer on nodes, building it on its first call; returns the output
+    /// node (an error for a layer with several outputs: use [`Graph::call_multi`]).
     pub fn call(&mut self, layer: LayerId, inputs: &[NodeId]) -> Result<NodeId> {
+        let outs = self.call_multi(layer, inputs)?;
+        only_output(self.layers[layer.0].as_ref(), outs)
+    }
+
+    /// Calls a layer on nodes, building it on its first call; returns one node per output of
+    /// the layer (a multi-output layer or a nested model with several outputs).
+    pub fn call_multi(&mut self, layer: LayerId, inputs: &[NodeId]) -> Result<Vec<NodeId>> {
         let shapes: Vec<Shape> = inputs
             .iter()
             .map(|n| {
-                self.nodes
-                    .get(n.0)
-                    .map(|node| node.shape.clone())
-                    .ok_or_else(|| Error::config(format!("node {} is not in this graph", n.0)))
+                self.shape(*n).cloned().ok_or_else(|| {
+                    Error::config(format!("node {}:{} is not in this graph", n.0, n.1))
+                })
             })
             .collect::<Result<_>>()?;
         let l = self
@@ -114,15 +140,17 @@ impl Graph {
             .get_mut(layer.0)
             .ok_or_else(|| Error::config(format!("layer {} is not in this graph", layer.0)))?;
         l.build(&shapes)?;
-        let shape = l.output_shape(&shapes)?;
+        let out_shapes = l.output_shapes_for(&shapes)?;
+        let n_out = out_shapes.len();
         self.nodes.push(Node {
             kind: NodeKind::Call {
                 layer: layer.0,
-                inputs: inputs.iter().map(|n| n.0).collect(),
+                inputs: inputs.iter().map(|n| (n.0, n.1)).collect(),
             },
-            shape,
+            shapes: out_shapes,
         });
-        Ok(NodeId(self.nodes.len() - 1))
+        let node = self.nodes.len() - 1;
+        Ok((0..n_out).map(|i| NodeId(node, i)).collect())
     }
 
     /// Adds a layer and calls it once.
@@ -131,9 +159,19 @@ impl Graph {
         self.call(id, inputs)
     }
 
-    /// The symbolic shape of a node (batch axis first).
+    /// Adds a layer (or a nested model) and calls it once; one node per output.
+    pub fn apply_multi(
+        &mut self,
+        layer: impl Layer + 'static,
+        inputs: &[NodeId],
+    ) -> Result<Vec<NodeId>> {
+        let id = self.add_layer(layer);
+        self.call_multi(id, inputs)
+    }
+
+    /// The symbolic shape of a value (batch axis first).
     pub fn shape(&self, node: NodeId) -> Option<&Shape> {
-        self.nodes.get(node.0).map(|n| &n.shape)
+        self.nodes.get(node.0).and_then(|n| n.shapes.get(node.1))
     }
 
     /// Finishes the model with these inputs and outputs. Every input an output depends on must
@@ -141,8 +179,11 @@ impl Graph {
     pub fn build(self, name: &str, inputs: &[NodeId], outputs: &[NodeId]) -> Result<Functional> {
         let n = self.nodes.len();
         for id in inputs.iter().chain(outputs) {
-            if id.0 >= n {
-                return Err(Error::config(format!("node {} is not in this graph", id.0)));
+            if self.shape(*id).is_none() {
+                return Err(Error::config(format!(
+                    "node {}:{} is not in this graph",
+                    id.0, id.1
+                )));
             }
         }
         for id in inputs {
@@ -166,7 +207,7 @@ impl Graph {
         for i in (0..n).rev() {
             if needed[i] {
                 if let NodeKind::Call { inputs: ins, .. } = &self.nodes[i].kind {
-                    for &j in ins {
+                    for &(j, _) in ins {
                         needed[j] = true;
                     }
                 }
@@ -199,14 +240,14 @@ impl Graph {
                     }
                     NodeKind::Call {
                         layer: layer_map[*layer],
-                        inputs: inputs.iter().map(|&j| node_map[j]).collect(),
+                        inputs: inputs.iter().map(|&(j, k)| (node_map[j], k)).collect(),
                     }
                 }
             };
             node_map[i] = nodes.len();
             nodes.push(Node {
                 kind,
-                shape: node.shape.clone(),
+                shapes: node.shapes.clone(),
             });
         }
         let mut slots: Vec<Option<Box<dyn Layer>>> = self.layers.into_iter().map(Some).collect();
@@ -219,7 +260,7 @@ impl Graph {
             layers,
             nodes,
             inputs: inputs.iter().map(|x| node_map[x.0]).collect(),
-            outputs: outputs.iter().map(|x| node_map[x.0]).collect(),
+            outputs: outputs.iter().map(|x| (node_map[x.0], x.1)).collect(),
         })
     }
 }
@@ -229,8 +270,10 @@ pub struct Functional {
     name: String,
     layers: Vec<Box<dyn Layer>>,
     nodes: Vec<Node>,
+    /// Input nodes.
     inputs: Vec<usize>,
-    outputs: Vec<usize>,
+    /// Output values: (node, output index).
+    outputs: Vec<(usize, usize)>,
 }
 
 impl Functional {
@@ -246,16 +289,16 @@ impl Functional {
                 ),
             ));
         }
-        let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        let mut values: Vec<Option<Vec<Tensor>>> = vec![None; self.nodes.len()];
         for (&slot, x) in self.inputs.iter().zip(inputs) {
-            check_input(&self.name, &self.nodes[slot].shape, x)?;
-            values[slot] = Some(x.clone());
+            check_input(&self.name, &self.nodes[slot].shapes[0], x)?;
+            values[slot] = Some(vec![x.clone()]);
         }
         // Free intermediate values once their last consumer ran.
         let mut last_use = vec![0usize; self.nodes.len()];
         for (i, node) in self.nodes.iter().enumerate() {
             if let NodeKind::Call { inputs, .. } = &node.kind {
-                for &j in inputs {
+                for &(j, _) in inputs {
                     last_use[j] = i;
                 }
             }
@@ -264,11 +307,25 @@ impl Functional {
             if let NodeKind::Call { layer, inputs } = &node.kind {
                 let args: Vec<Tensor> = inputs
                     .iter()
-                    .map(|&j| values[j].clone().expect("nodes run in topological order"))
+                    .map(|&(j, k)| {
+                        values[j].as_ref().expect("nodes run in topological order")[k].clone()
+                    })
                     .collect();
-                values[i] = Some(self.layers[*layer].call(&args, ctx)?);
-                for &j in inputs {
-                    if last_use[j] == i && !self.outputs.contains(&j) {
+                let layer = &self.layers[*layer];
+                let outs = layer.call_outputs(&args, ctx)?;
+                if outs.len() != node.shapes.len() {
+                    return Err(Error::layer(
+                        layer.name(),
+                        format!(
+                            "returned {} outputs, its output_shapes_for gave {}",
+                            outs.len(),
+                            node.shapes.len()
+                        ),
+                    ));
+                }
+                values[i] = Some(outs);
+                for &(j, _) in inputs {
+                    if last_use[j] == i && !self.outputs.iter().any(|o| o.0 == j) {
                         values[j] = None;
                     }
                 }
@@ -277,7 +334,7 @@ impl Functional {
         Ok(self
             .outputs
             .iter()
-            .map(|&o| values[o].clone().expect("outputs are computed"))
+            .map(|&(o, k)| values[o].as_ref().expect("outputs are computed")[k].clone())
             .collect())
     }
 
@@ -293,17 +350,21 @@ impl Functional {
                 ),
             ));
         }
-        let mut shapes: Vec<Shape> = self.nodes.iter().map(|n| n.shape.clone()).collect();
+        let mut shapes: Vec<Vec<Shape>> = self.nodes.iter().map(|n| n.shapes.clone()).collect();
         for (&slot, s) in self.inputs.iter().zip(input_shapes) {
-            shapes[slot] = s.clone();
+            shapes[slot] = vec![s.clone()];
         }
         for (i, node) in self.nodes.iter().enumerate() {
             if let NodeKind::Call { layer, inputs } = &node.kind {
-                let ins: Vec<Shape> = inputs.iter().map(|&j| shapes[j].clone()).collect();
-                shapes[i] = self.layers[*layer].output_shape(&ins)?;
+                let ins: Vec<Shape> = inputs.iter().map(|&(j, k)| shapes[j][k].clone()).collect();
+                shapes[i] = self.layers[*layer].output_shapes_for(&ins)?;
             }
         }
-        Ok(self.outputs.iter().map(|&o| shapes[o].clone()).collect())
+        Ok(self
+            .outputs
+            .iter()
+            .map(|&(o, k)| shapes[o][k].clone())
+            .collect())
     }
 
     /// Rebuilds a model from [`Layer::config`] output.
@@ -317,12 +378,21 @@ impl Functional {
         let nodes = cfg["nodes"]
             .as_array()
             .ok_or_else(|| bad("needs a 'nodes' list".into()))?;
-        let mut node_ids = Vec::new();
+        // One entry per node: its values (one per output).
+        let mut node_ids: Vec<Vec<NodeId>> = Vec::new();
+        // A value: `node` (output 0) or `[node, index]`.
+        let value = |v: &Value, node_ids: &[Vec<NodeId>]| -> Option<NodeId> {
+            let (node, idx) = match v {
+                Value::Array(a) if a.len() == 2 => (a[0].as_u64()?, a[1].as_u64()?),
+                _ => (v.as_u64()?, 0),
+            };
+            node_ids.get(node as usize)?.get(idx as usize).copied()
+        };
         for n in nodes {
             if let Some(name) = n["input"].as_str() {
                 let shape: Shape = serde_json::from_value(n["shape"].clone())
                     .map_err(|e| bad(format!("input '{name}': bad shape: {e}")))?;
-                node_ids.push(g.input(name, shape.get(1..).unwrap_or(&[])));
+                node_ids.push(vec![g.input(name, shape.get(1..).unwrap_or(&[]))]);
             } else {
                 let layer = n["layer"]
                     .as_u64()
@@ -333,12 +403,11 @@ impl Functional {
                     .ok_or_else(|| bad(format!("node {n} has no inputs")))?
                     .iter()
                     .map(|i| {
-                        i.as_u64()
-                            .and_then(|i| node_ids.get(i as usize).copied())
+                        value(i, &node_ids)
                             .ok_or_else(|| bad(format!("node {n} uses an unknown node")))
                     })
                     .collect::<Result<Vec<NodeId>>>()?;
-                node_ids.push(g.call(layer, &ins)?);
+                node_ids.push(g.call_multi(layer, &ins)?);
             }
         }
         let pick = |key: &str| -> Result<Vec<NodeId>> {
@@ -347,9 +416,7 @@ impl Functional {
                 .ok_or_else(|| bad(format!("needs '{key}'")))?
                 .iter()
                 .map(|i| {
-                    i.as_u64()
-                        .and_then(|i| node_ids.get(i as usize).copied())
-                        .ok_or_else(|| bad(format!("'{key}' names an unknown node")))
+                    value(i, &node_ids).ok_or_else(|| bad(format!("'{key}' names an unknown node")))
                 })
                 .collect()
         };
@@ -361,24 +428,15 @@ impl Functional {
         )
     }
 
-    /// The one output of a model used as a layer.
-    fn single_output<T>(&self, mut outs: Vec<T>) -> Result<T> {
-        if outs.len() != 1 {
-            return Err(Error::layer(
-                &self.name,
-                format!(
-                    "has {} outputs; only single-output models can be used as layers",
-                    outs.len()
-                ),
-            ));
-        }
-        Ok(outs.remove(0))
-    }
-
-    fn node_label(&self, i: usize) -> String {
+    /// A value's name: the input or layer name, `<layer>_<index>` for an output of a
+    /// multi-output layer (output names key per-output losses and logs).
+    fn node_label(&self, (i, k): (usize, usize)) -> String {
         match &self.nodes[i].kind {
             NodeKind::Input { name } => name.clone(),
-            NodeKind::Call { layer, .. } => self.layers[*layer].name().to_string(),
+            NodeKind::Call { layer, .. } if self.nodes[i].shapes.len() == 1 => {
+                self.layers[*layer].name().to_string()
+            }
+            NodeKind::Call { layer, .. } => format!("{}_{k}", self.layers[*layer].name()),
         }
     }
 
@@ -391,7 +449,7 @@ impl Functional {
                 NodeKind::Input { name } => SummaryRow {
                     name: name.clone(),
                     class_name: "InputLayer".into(),
-                    output_shape: node.shape.clone(),
+                    output_shape: node.shapes[0].clone(),
                     params: 0,
                     connected_to: vec![],
                 },
@@ -406,7 +464,8 @@ impl Functional {
                     SummaryRow {
                         name: l.name().to_string(),
                         class_name: l.class_name().into(),
-                        output_shape: node.shape.clone(),
+                        // Multi-output calls show their first output's shape.
+                        output_shape: node.shapes[0].clone(),
                         params,
                         connected_to: inputs.iter().map(|&j| self.node_label(j)).collect(),
                     }
@@ -418,6 +477,16 @@ impl Functional {
     }
 }
 
+/// A value in a saved config: the node number for output 0 (the single-output format), else
+/// `[node, index]`.
+fn value_json((node, k): (usize, usize)) -> Value {
+    if k == 0 {
+        json!(node)
+    } else {
+        json!([node, k])
+    }
+}
+
 impl Layer for Functional {
     fn class_name(&self) -> &'static str {
         "Functional"
@@ -426,11 +495,19 @@ impl Layer for Functional {
     model_layer_methods!();
 
     fn output_shape(&self, input_shapes: &[Shape]) -> Result<Shape> {
-        self.single_output(self.infer(input_shapes)?)
+        only_output(self, self.infer(input_shapes)?)
     }
 
     fn call(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Tensor> {
-        self.single_output(self.run(inputs, ctx)?)
+        only_output(self, self.run(inputs, ctx)?)
+    }
+
+    fn output_shapes_for(&self, input_shapes: &[Shape]) -> Result<Vec<Shape>> {
+        self.infer(input_shapes)
+    }
+
+    fn call_outputs(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Vec<Tensor>> {
+        self.run(inputs, ctx)
     }
 
     fn config(&self) -> Value {
@@ -438,8 +515,11 @@ impl Layer for Functional {
             .nodes
             .iter()
             .map(|n| match &n.kind {
-                NodeKind::Input { name } => json!({"input": name, "shape": n.shape}),
-                NodeKind::Call { layer, inputs } => json!({"layer": layer, "inputs": inputs}),
+                NodeKind::Input { name } => json!({"input": name, "shape": n.shapes[0]}),
+                NodeKind::Call { layer, inputs } => {
+                    let ins: Vec<Value> = inputs.iter().map(|&v| value_json(v)).collect();
+                    json!({"layer": layer, "inputs": ins})
+                }
             })
             .collect();
         json!({
@@ -447,7 +527,7 @@ impl Layer for Functional {
             "layers": layer_configs(&self.layers),
             "nodes": nodes,
             "inputs": self.inputs,
-            "outputs": self.outputs,
+            "outputs": self.outputs.iter().map(|&v| value_json(v)).collect::<Vec<_>>(),
         })
     }
 }
@@ -464,14 +544,14 @@ impl Network for Functional {
     fn input_shapes(&self) -> Vec<Shape> {
         self.inputs
             .iter()
-            .map(|&i| self.nodes[i].shape.clone())
+            .map(|&i| self.nodes[i].shapes[0].clone())
             .collect()
     }
 
     fn output_shapes(&self) -> Vec<Shape> {
         self.outputs
             .iter()
-            .map(|&i| self.nodes[i].shape.clone())
+            .map(|&(i, k)| self.nodes[i].shapes[k].clone())
             .collect()
     }
 

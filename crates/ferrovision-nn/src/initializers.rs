@@ -206,3 +206,18 @@ fn orthogonal(shape: &[usize], gain: f32, rng: &mut Rng) -> Result<Tensor> {
     }
     Ok(Tensor::from_vec(out, shape)?)
 }
+
+/// Saved as [`Initializer::to_json`] writes it.
+impl serde::Serialize for Initializer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+/// Read as [`Initializer::from_json`] reads it (ours and Keras' serialized form).
+impl<'de> serde::Deserialize<'de> for Initializer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Initializer::from_json(&v).map_err(serde::de::Error::custom)
+    }
+}

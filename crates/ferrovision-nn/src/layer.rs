@@ -86,26 +86,63 @@ pub trait Layer: Send + Sync {
         Ok(())
     }
 
-    /// The output shape for these input shapes, without running the layer.
+    /// The output shape for these input shapes, without running the layer (single-output
+    /// layers; a multi-output layer returns [`only_output`] of [`Layer::output_shapes_for`]).
     fn output_shape(&self, input_shapes: &[Shape]) -> Result<Shape>;
 
-    /// Runs the layer. Most layers take exactly one input.
+    /// Runs a single-output layer. Most layers take exactly one input. A multi-output layer
+    /// implements [`Layer::call_outputs`] and returns [`only_output`] of it here.
     fn call(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Tensor>;
 
-    /// All weights, trainable or not, in a stable order.
+    /// One shape per output. Single-output layers keep the default (`[output_shape]`);
+    /// multi-output layers override it together with [`Layer::call_outputs`].
+    fn output_shapes_for(&self, input_shapes: &[Shape]) -> Result<Vec<Shape>> {
+        Ok(vec![self.output_shape(input_shapes)?])
+    }
+
+    /// Runs the layer, one tensor per output (the general form that models and the functional
+    /// graph use). The default wraps [`Layer::call`].
+    fn call_outputs(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Vec<Tensor>> {
+        Ok(vec![self.call(inputs, ctx)?])
+    }
+
+    /// All weights, trainable or not, in a stable order, the children's included. The default
+    /// gathers the children's weights (a block that only holds child layers needs no
+    /// `weights`); a layer with weights of its own returns them (and its children's).
     fn weights(&self) -> Vec<Param> {
+        self.children()
+            .into_iter()
+            .flat_map(|(_, c)| c.weights())
+            .collect()
+    }
+
+    /// The child layers with their names (the path segment in weight names): the layers of a
+    /// nested model, the fields of a block. Write it with [`crate::layer_children!`].
+    fn children(&self) -> Vec<(String, &dyn Layer)> {
         Vec::new()
     }
 
-    /// Nested layers (models used as layers), for summaries and weight names.
-    fn sublayers(&self) -> Vec<&dyn Layer> {
+    /// The child layers, mutable (for freezing); same order and names as [`Layer::children`].
+    fn children_mut(&mut self) -> Vec<(String, &mut dyn Layer)> {
         Vec::new()
     }
 
-    /// Freezes (`false`) or unfreezes every weight of the layer.
+    /// Freezes (`false`) or unfreezes the layer: its own weights directly, its children
+    /// through their `set_trainable` (so a child keeps its rules, e.g. batch-norm statistics
+    /// stay non-trainable).
     fn set_trainable(&mut self, trainable: bool) {
+        let kids: Vec<Param> = self
+            .children()
+            .into_iter()
+            .flat_map(|(_, c)| c.weights())
+            .collect();
         for w in self.weights() {
-            w.set_trainable(trainable);
+            if !kids.iter().any(|k| k.same(&w)) {
+                w.set_trainable(trainable);
+            }
+        }
+        for (_, c) in self.children_mut() {
+            c.set_trainable(trainable);
         }
     }
 
@@ -136,4 +173,31 @@ pub fn single_shape<'a>(layer: &dyn Layer, shapes: &'a [Shape]) -> Result<&'a Sh
             format!("expects 1 input, got {}", shapes.len()),
         )),
     }
+}
+
+/// The one output of a layer that may have several (what a multi-output layer's
+/// [`Layer::call`]/[`Layer::output_shape`] return), or an error naming the layer and count.
+pub fn only_output<T>(layer: &dyn Layer, mut outs: Vec<T>) -> Result<T> {
+    if outs.len() != 1 {
+        return Err(Error::layer(
+            layer.name(),
+            format!(
+                "has {} outputs; use call_outputs/output_shapes_for (or Graph::call_multi) for multi-output layers",
+                outs.len()
+            ),
+        ));
+    }
+    Ok(outs.remove(0))
+}
+
+/// Builds layers that feed each other in this order, starting from `input`; returns the last
+/// output shape (a block's `build` for a chain of children).
+pub fn build_chain(layers: &mut [&mut dyn Layer], input: Shape) -> Result<Shape> {
+    let mut shape = input;
+    for l in layers.iter_mut() {
+        let ins = [shape];
+        l.build(&ins)?;
+        shape = l.output_shape(&ins)?;
+    }
+    Ok(shape)
 }

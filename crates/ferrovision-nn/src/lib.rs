@@ -9,17 +9,20 @@
 //! and no image decoders.
 
 pub mod activations;
+pub mod children;
 pub mod datasets;
 mod error;
 pub mod functional;
 pub mod initializers;
 pub mod layer;
 pub mod layers;
+pub mod layout;
 pub mod losses;
 pub mod metrics;
 pub mod network;
 pub mod optim;
 mod param;
+pub mod registry;
 pub mod regularizers;
 mod sequential;
 pub mod summary;

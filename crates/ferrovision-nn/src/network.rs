@@ -57,23 +57,63 @@ pub trait Network: Send + Sync {
     }
 }
 
-/// Appends `prefix/name` weights of `layer` (recursing into nested models).
-pub(crate) fn collect_named(layer: &dyn Layer, prefix: &str, out: &mut Vec<(String, Param)>) {
-    let path = if prefix.is_empty() {
-        layer.name().to_string()
-    } else {
-        format!("{prefix}/{}", layer.name())
-    };
-    let subs = layer.sublayers();
-    if subs.is_empty() {
-        for w in layer.weights() {
-            let full = format!("{path}/{}", w.name());
-            out.push((full, w));
+/// Appends the weights of `layer`, named `segment` under `prefix`, as `prefix/segment/weight`:
+/// its own weights first, then its children's (recursively, each named by its child name).
+pub(crate) fn collect_named(
+    segment: &str,
+    layer: &dyn Layer,
+    prefix: &str,
+    out: &mut Vec<(String, Param)>,
+) {
+    let path = join_path(prefix, segment);
+    let mut kids = Vec::new();
+    for (name, child) in layer.children() {
+        collect_named(&name, child, &path, &mut kids);
+    }
+    for w in layer.weights() {
+        if !kids.iter().any(|(_, k): &(String, Param)| k.same(&w)) {
+            out.push((format!("{path}/{}", w.name()), w));
         }
+    }
+    out.extend(kids);
+}
+
+/// `prefix/segment` (just `segment` at the top).
+fn join_path(prefix: &str, segment: &str) -> String {
+    if prefix.is_empty() {
+        segment.to_string()
     } else {
-        for s in subs {
-            collect_named(s, &path, out);
+        format!("{prefix}/{segment}")
+    }
+}
+
+/// The descendant of `layer` at `path` (child names, which may themselves hold `/`).
+fn child_at<'a>(layer: &'a dyn Layer, path: &str) -> Option<&'a dyn Layer> {
+    layer.children().into_iter().find_map(|(name, c)| {
+        if path == name {
+            Some(c)
+        } else {
+            child_at(c, path.strip_prefix(name.as_str())?.strip_prefix('/')?)
         }
+    })
+}
+
+/// Freezes or unfreezes every layer under `path` whose path is `prefix` or starts with
+/// `prefix/`; counts them.
+fn set_trainable_under(
+    path: &str,
+    layer: &mut dyn Layer,
+    prefix: &str,
+    trainable: bool,
+    count: &mut usize,
+) {
+    if path == prefix || path.starts_with(&format!("{prefix}/")) {
+        layer.set_trainable(trainable);
+        *count += 1;
+        return;
+    }
+    for (name, child) in layer.children_mut() {
+        set_trainable_under(&join_path(path, &name), child, prefix, trainable, count);
     }
 }
 
@@ -118,8 +158,18 @@ macro_rules! model_layer_methods {
             self.named_weights().into_iter().map(|(_, p)| p).collect()
         }
 
-        fn sublayers(&self) -> Vec<&dyn Layer> {
-            self.layers.iter().map(|l| l.as_ref()).collect()
+        fn children(&self) -> Vec<(String, &dyn Layer)> {
+            self.layers
+                .iter()
+                .map(|l| (l.name().to_string(), l.as_ref()))
+                .collect()
+        }
+
+        fn children_mut(&mut self) -> Vec<(String, &mut dyn Layer)> {
+            self.layers
+                .iter_mut()
+                .map(|l| (l.name().to_string(), l.as_mut() as &mut dyn Layer))
+                .collect()
         }
 
         fn set_trainable(&mut self, trainable: bool) {
@@ -176,7 +226,7 @@ pub trait NetworkExt: Network {
     fn named_weights(&self) -> Vec<(String, Param)> {
         let mut out = Vec::new();
         for l in self.layers() {
-            collect_named(l, "", &mut out);
+            collect_named(l.name(), l, "", &mut out);
         }
         let mut seen: Vec<(String, Param)> = Vec::with_capacity(out.len());
         for (n, p) in out {
@@ -200,9 +250,17 @@ pub trait NetworkExt: Network {
         self.named_weights().iter().map(|(_, p)| p.numel()).sum()
     }
 
-    /// The top-level layer called `name`.
+    /// The layer called `name` at the top level, or at a path of child names below it
+    /// (`"layer1/blocks/0/conv1"`, as in weight names).
     fn get_layer(&self, name: &str) -> Option<&dyn Layer> {
-        self.layers().into_iter().find(|l| l.name() == name)
+        self.layers().into_iter().find_map(|l| {
+            if l.name() == name {
+                Some(l)
+            } else {
+                let rest = name.strip_prefix(l.name())?.strip_prefix('/')?;
+                child_at(l, rest)
+            }
+        })
     }
 
     /// Freezes or unfreezes the top-level layer called `name`.
@@ -214,6 +272,24 @@ pub trait NetworkExt: Network {
             .ok_or_else(|| Error::config(format!("no layer named '{name}'")))?;
         layer.set_trainable(trainable);
         Ok(())
+    }
+
+    /// Freezes (`false`) or unfreezes every layer whose path (`block`, `block/conv1`, the
+    /// weight names without the weight) is `prefix` or lies under it, children included;
+    /// returns how many layers matched (an error when none did).
+    fn set_trainable_by_prefix(&mut self, prefix: &str, trainable: bool) -> Result<usize> {
+        let prefix = prefix.trim_end_matches('/');
+        let mut count = 0;
+        for l in self.layers_mut() {
+            let name = l.name().to_string();
+            set_trainable_under(&name, l, prefix, trainable, &mut count);
+        }
+        if count == 0 {
+            return Err(Error::config(format!(
+                "no layer path starts with '{prefix}'"
+            )));
+        }
+        Ok(count)
     }
 
     /// Copies of all weight values, in `named_weights` order.
@@ -250,7 +326,11 @@ pub trait NetworkExt: Network {
     /// The Keras-style summary table: layer name and type, output shape, parameter counts
     /// (total, trainable, non-trainable).
     fn summary(&self) -> String {
-        crate::summary::summarize(self)
+        let title = self
+            .config()
+            .and_then(|c| c["name"].as_str().map(str::to_string))
+            .unwrap_or_else(|| self.class_name().to_string());
+        crate::summary::summarize(&title, &self.summary_rows(), &self.named_weights())
     }
 
     /// Sum of the weight-regularization penalties (kernel/bias regularizers).

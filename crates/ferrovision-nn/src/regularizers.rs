@@ -72,3 +72,21 @@ impl Regularizer {
         Ok(Some(Regularizer::l1_l2(get("l1")?, get("l2")?)))
     }
 }
+
+/// Saved as [`Regularizer::to_json`] writes it (an `Option<Regularizer>` field saves `null`
+/// for none).
+impl serde::Serialize for Regularizer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+/// Read as [`Regularizer::from_json`] reads it.
+impl<'de> serde::Deserialize<'de> for Regularizer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Regularizer::from_json(&v)
+            .map_err(serde::de::Error::custom)?
+            .ok_or_else(|| serde::de::Error::custom("expected a regularizer, got null"))
+    }
+}

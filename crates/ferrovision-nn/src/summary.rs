@@ -1,7 +1,10 @@
 //! `summary()`: the Keras-style table of layers, output shapes and parameter counts.
+//!
+//! A pure formatter: [`crate::NetworkExt::summary`] gathers the rows and weights of a model and
+//! calls [`summarize`], so this module does not depend on the model traits.
 
 use crate::layer::{shape_str, Shape};
-use crate::network::{Network, NetworkExt};
+use crate::Param;
 
 /// One line of a summary.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +48,8 @@ fn bytes(params: usize) -> String {
     }
 }
 
-/// The summary table of a network.
-pub fn summarize<N: Network + ?Sized>(net: &N) -> String {
-    let rows = net.summary_rows();
+/// The summary table of the model `title` with these rows and (named) weights.
+pub fn summarize(title: &str, rows: &[SummaryRow], weights: &[(String, Param)]) -> String {
     let functional = rows.iter().any(|r| !r.connected_to.is_empty());
     let cells: Vec<[String; 4]> = rows
         .iter()
@@ -86,7 +88,7 @@ pub fn summarize<N: Network + ?Sized>(net: &N) -> String {
         s.trim_end().to_string()
     };
     let mut out = String::new();
-    out.push_str(&format!("Model: \"{}\"\n", model_name(net)));
+    out.push_str(&format!("Model: \"{title}\"\n"));
     out.push_str(&"_".repeat(total_width));
     out.push('\n');
     out.push_str(&line(
@@ -107,7 +109,6 @@ pub fn summarize<N: Network + ?Sized>(net: &N) -> String {
     }
     out.push_str(&"=".repeat(total_width));
     out.push('\n');
-    let weights = net.named_weights();
     let total: usize = weights.iter().map(|(_, p)| p.numel()).sum();
     let trainable: usize = weights
         .iter()
@@ -124,10 +125,4 @@ pub fn summarize<N: Network + ?Sized>(net: &N) -> String {
     out.push_str(&"_".repeat(total_width));
     out.push('\n');
     out
-}
-
-fn model_name<N: Network + ?Sized>(net: &N) -> String {
-    net.config()
-        .and_then(|c| c["name"].as_str().map(str::to_string))
-        .unwrap_or_else(|| net.class_name().to_string())
 }

@@ -491,7 +491,7 @@ impl Model {
 
     /// The Keras-style summary table of the network.
     pub fn summary(&self) -> String {
-        ferrovision_nn::summary::summarize(self.net.as_ref())
+        self.net.summary()
     }
 
     /// Epochs completed (restored by `load`, the default `initial_epoch` of `fit`).

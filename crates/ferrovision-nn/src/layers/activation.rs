@@ -1,10 +1,19 @@
 //! `Activation` layer: applies an [`Activation`] function.
 
-use super::common::Cfg;
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
-use crate::{Activation, Error, Result};
+use crate::registry::{from_config, to_config};
+use crate::{Activation, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The `Activation` layer's saved config (Keras keys).
+#[derive(Serialize, Deserialize)]
+struct ActivationConfig {
+    #[serde(default)]
+    name: String,
+    activation: Activation,
+}
 
 /// Applies an activation function (Keras `Activation` layer; its class name is
 /// `"Activation"`). Softmax and log-softmax act on axis 1 (channels / features).
@@ -35,13 +44,8 @@ impl ActivationLayer {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("Activation", cfg)?;
-        if cfg["activation"].is_null() {
-            return Err(Error::config(format!(
-                "Activation config needs an 'activation': {cfg}"
-            )));
-        }
-        Ok(ActivationLayer::new(c.activation()?).named(&c.name()))
+        let c: ActivationConfig = from_config("layer", "Activation", cfg)?;
+        Ok(ActivationLayer::new(c.activation).named(&c.name))
     }
 }
 
@@ -67,6 +71,9 @@ impl Layer for ActivationLayer {
     }
 
     fn config(&self) -> Value {
-        json!({"name": self.name, "activation": self.activation.to_json()})
+        to_config(&ActivationConfig {
+            name: self.name.clone(),
+            activation: self.activation,
+        })
     }
 }

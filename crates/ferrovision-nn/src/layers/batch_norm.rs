@@ -1,10 +1,51 @@
 //! `BatchNormalization` with Keras 3 semantics (moving statistics, frozen = inference mode).
 
-use super::common::{reg_json, Cfg};
 use crate::layer::{shape_str, single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Initializer, Param, Regularizer, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `BatchNormalization`'s saved config (Keras keys; missing keys take the defaults of
+/// [`BatchNormalization::new`]).
+#[derive(Serialize, Deserialize)]
+#[serde(default)]
+struct BatchNormConfig {
+    name: String,
+    trainable: bool,
+    axis: isize,
+    momentum: f32,
+    epsilon: f32,
+    center: bool,
+    scale: bool,
+    beta_initializer: Initializer,
+    gamma_initializer: Initializer,
+    moving_mean_initializer: Initializer,
+    moving_variance_initializer: Initializer,
+    beta_regularizer: Option<Regularizer>,
+    gamma_regularizer: Option<Regularizer>,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        BatchNormConfig {
+            name: String::new(),
+            trainable: true,
+            axis: 1,
+            momentum: 0.99,
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            beta_initializer: Initializer::Zeros,
+            gamma_initializer: Initializer::Ones,
+            moving_mean_initializer: Initializer::Zeros,
+            moving_variance_initializer: Initializer::Ones,
+            beta_regularizer: None,
+            gamma_regularizer: None,
+        }
+    }
+}
 
 /// Batch normalization over one axis (Keras `BatchNormalization`; default `axis = 1`, the
 /// channel axis of channels-first data and the feature axis of `[N, F]`).
@@ -159,23 +200,20 @@ impl BatchNormalization {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("BatchNormalization", cfg)?;
-        let mut l = BatchNormalization::new().named(&c.name());
-        if !cfg["axis"].is_null() {
-            l.axis = c.i64("axis")? as isize;
-        }
-        l.momentum = c.f32_or("momentum", 0.99)?;
-        l.epsilon = c.f32_or("epsilon", 1e-3)?;
-        l.center = c.bool_or("center", true)?;
-        l.scale = c.bool_or("scale", true)?;
-        l.beta_initializer = c.initializer("beta_initializer", Initializer::Zeros)?;
-        l.gamma_initializer = c.initializer("gamma_initializer", Initializer::Ones)?;
-        l.moving_mean_initializer = c.initializer("moving_mean_initializer", Initializer::Zeros)?;
-        l.moving_variance_initializer =
-            c.initializer("moving_variance_initializer", Initializer::Ones)?;
-        l.beta_regularizer = c.regularizer("beta_regularizer")?;
-        l.gamma_regularizer = c.regularizer("gamma_regularizer")?;
-        l.trainable = c.bool_or("trainable", true)?;
+        let c: BatchNormConfig = from_config("layer", "BatchNormalization", cfg)?;
+        let mut l = BatchNormalization::new().named(&c.name);
+        l.axis = c.axis;
+        l.momentum = c.momentum;
+        l.epsilon = c.epsilon;
+        l.center = c.center;
+        l.scale = c.scale;
+        l.beta_initializer = c.beta_initializer;
+        l.gamma_initializer = c.gamma_initializer;
+        l.moving_mean_initializer = c.moving_mean_initializer;
+        l.moving_variance_initializer = c.moving_variance_initializer;
+        l.beta_regularizer = c.beta_regularizer;
+        l.gamma_regularizer = c.gamma_regularizer;
+        l.trainable = c.trainable;
         l.validate()
             .map_err(|e| Error::config(format!("BatchNormalization config: {e}")))?;
         Ok(l)
@@ -378,20 +416,20 @@ impl Layer for BatchNormalization {
     }
 
     fn config(&self) -> Value {
-        json!({
-            "name": self.name,
-            "trainable": self.trainable,
-            "axis": self.axis,
-            "momentum": self.momentum,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "beta_initializer": self.beta_initializer.to_json(),
-            "gamma_initializer": self.gamma_initializer.to_json(),
-            "moving_mean_initializer": self.moving_mean_initializer.to_json(),
-            "moving_variance_initializer": self.moving_variance_initializer.to_json(),
-            "beta_regularizer": reg_json(self.beta_regularizer),
-            "gamma_regularizer": reg_json(self.gamma_regularizer),
+        to_config(&BatchNormConfig {
+            name: self.name.clone(),
+            trainable: self.trainable,
+            axis: self.axis,
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+            center: self.center,
+            scale: self.scale,
+            beta_initializer: self.beta_initializer,
+            gamma_initializer: self.gamma_initializer,
+            moving_mean_initializer: self.moving_mean_initializer,
+            moving_variance_initializer: self.moving_variance_initializer,
+            beta_regularizer: self.beta_regularizer,
+            gamma_regularizer: self.gamma_regularizer,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! Helpers shared by the built-in layers: per-axis size tuples, padding modes, config parsing
-//! with clear errors, shape checks and activity regularization.
+//! Helpers shared by the built-in layers: per-axis size tuples, padding modes and the weight
+//! options with their serde forms (every built-in config is a serde-derived struct read through
+//! `registry::from_config`), shape checks and activity regularization.
 
 use crate::layer::{CallCtx, Layer, Shape};
 use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
@@ -21,6 +22,37 @@ impl<const R: usize> From<[usize; R]> for Dims<R> {
     fn from(v: [usize; R]) -> Self {
         Dims(v)
     }
+}
+
+/// Saved as a list of `R` sizes.
+impl<const R: usize> serde::Serialize for Dims<R> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(s)
+    }
+}
+
+/// Read from one size for every axis (`3`) or a list of `R` sizes (`[3, 5]`).
+impl<'de, const R: usize> serde::Deserialize<'de> for Dims<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let bad =
+            || serde::de::Error::custom(format!("expected an integer or a list of {R} integers"));
+        match Value::deserialize(d)? {
+            Value::Number(n) => n.as_u64().map(|v| Dims([v as usize; R])).ok_or_else(bad),
+            Value::Array(a) if a.len() == R => {
+                let mut out = [0usize; R];
+                for (o, x) in out.iter_mut().zip(&a) {
+                    *o = x.as_u64().ok_or_else(bad)? as usize;
+                }
+                Ok(Dims(out))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// `1` on every axis (the serde default of strides and dilation rates).
+pub(crate) fn ones<const R: usize>() -> Dims<R> {
+    Dims([1; R])
 }
 
 /// Padding of convolutions and pooling (Keras `padding=`).
@@ -59,139 +91,26 @@ impl PaddingMode {
     }
 }
 
-/// Reads configs of one layer class, naming the class and field in every error.
-pub(crate) struct Cfg<'a> {
-    pub class: &'static str,
-    pub v: &'a Value,
+/// The saved config of layers whose only setting is their name (Keras keys).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct NameConfig {
+    #[serde(default)]
+    pub name: String,
 }
 
-impl<'a> Cfg<'a> {
-    pub fn new(class: &'static str, v: &'a Value) -> Result<Self> {
-        if !v.is_object() {
-            return Err(Error::config(format!(
-                "{class} config must be a JSON object, got {v}"
-            )));
-        }
-        Ok(Cfg { class, v })
-    }
-
-    fn err(&self, field: &str, expected: &str) -> Error {
-        Error::config(format!(
-            "{} config: field '{field}' must be {expected}, got {}",
-            self.class, self.v[field]
-        ))
-    }
-
-    pub fn name(&self) -> String {
-        self.v["name"].as_str().unwrap_or("").to_string()
-    }
-
-    fn present(&self, field: &str) -> bool {
-        !self.v[field].is_null()
-    }
-
-    pub fn usize(&self, field: &str) -> Result<usize> {
-        self.v[field]
-            .as_u64()
-            .map(|x| x as usize)
-            .ok_or_else(|| self.err(field, "a non-negative integer"))
-    }
-
-    pub fn usize_or(&self, field: &str, default: usize) -> Result<usize> {
-        if self.present(field) {
-            self.usize(field)
-        } else {
-            Ok(default)
-        }
-    }
-
-    pub fn i64(&self, field: &str) -> Result<i64> {
-        self.v[field]
-            .as_i64()
-            .ok_or_else(|| self.err(field, "an integer"))
-    }
-
-    pub fn f32_or(&self, field: &str, default: f32) -> Result<f32> {
-        if !self.present(field) {
-            return Ok(default);
-        }
-        self.v[field]
-            .as_f64()
-            .map(|x| x as f32)
-            .ok_or_else(|| self.err(field, "a number"))
-    }
-
-    pub fn bool_or(&self, field: &str, default: bool) -> Result<bool> {
-        if !self.present(field) {
-            return Ok(default);
-        }
-        self.v[field]
-            .as_bool()
-            .ok_or_else(|| self.err(field, "true or false"))
-    }
-
-    pub fn str_or(&self, field: &str, default: &'a str) -> Result<&'a str> {
-        if !self.present(field) {
-            return Ok(default);
-        }
-        self.v[field]
-            .as_str()
-            .ok_or_else(|| self.err(field, "a string"))
-    }
-
-    /// An `int` (every axis) or a list of `R` ints.
-    pub fn dims<const R: usize>(&self, field: &str) -> Result<[usize; R]> {
-        let v = &self.v[field];
-        if let Some(x) = v.as_u64() {
-            return Ok([x as usize; R]);
-        }
-        let expected = format!("an integer or a list of {R} integers");
-        let arr = v.as_array().ok_or_else(|| self.err(field, &expected))?;
-        if arr.len() != R {
-            return Err(self.err(field, &expected));
-        }
-        let mut out = [0usize; R];
-        for (o, x) in out.iter_mut().zip(arr) {
-            *o = x.as_u64().ok_or_else(|| self.err(field, &expected))? as usize;
-        }
-        Ok(out)
-    }
-
-    pub fn dims_or<const R: usize>(&self, field: &str, default: [usize; R]) -> Result<[usize; R]> {
-        if self.present(field) {
-            self.dims(field)
-        } else {
-            Ok(default)
-        }
-    }
-
-    pub fn padding(&self) -> Result<PaddingMode> {
-        PaddingMode::parse(self.str_or("padding", "valid")?)
-            .map_err(|e| Error::config(format!("{} config: {e}", self.class)))
-    }
-
-    pub fn activation(&self) -> Result<Activation> {
-        Activation::from_json(&self.v["activation"])
-            .map_err(|e| Error::config(format!("{} config: {e}", self.class)))
-    }
-
-    pub fn initializer(&self, field: &str, default: Initializer) -> Result<Initializer> {
-        if !self.present(field) {
-            return Ok(default);
-        }
-        Initializer::from_json(&self.v[field])
-            .map_err(|e| Error::config(format!("{} config: field '{field}': {e}", self.class)))
-    }
-
-    pub fn regularizer(&self, field: &str) -> Result<Option<Regularizer>> {
-        Regularizer::from_json(&self.v[field])
-            .map_err(|e| Error::config(format!("{} config: field '{field}': {e}", self.class)))
+/// Saved as its Keras name.
+impl serde::Serialize for PaddingMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
-/// Keras-style JSON for a tuple.
-pub(crate) fn dims_json<const R: usize>(d: [usize; R]) -> Value {
-    Value::from(d.to_vec())
+/// Read from a Keras name (any case).
+impl<'de> serde::Deserialize<'de> for PaddingMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        PaddingMode::parse(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The value of a weight created by `build`, or an error naming the layer.
@@ -306,11 +225,6 @@ pub(crate) fn activity_loss(ctx: &mut CallCtx, r: Option<Regularizer>, y: &Tenso
     Ok(())
 }
 
-/// JSON of an optional regularizer.
-pub(crate) fn reg_json(r: Option<Regularizer>) -> Value {
-    r.map_or(Value::Null, |r| r.to_json())
-}
-
 /// Checks that a symbolic shape and a concrete tensor agree on the known dims (used by layers
 /// whose weights fix the channel count).
 pub(crate) fn check_channels(layer: &dyn Layer, x: &Tensor, channels: usize) -> Result<()> {
@@ -328,8 +242,10 @@ pub(crate) fn check_channels(layer: &dyn Layer, x: &Tensor, channels: usize) -> 
 
 /// The options every weighted layer (Dense, the convolutions) shares: activation, bias switch,
 /// kernel and bias initializers and regularizers, activity regularizer, with Keras defaults.
-/// Layers hold one and forward their builder methods with [`weight_opts_builders`].
-#[derive(Debug, Clone, Copy)]
+/// Layers hold one and forward their builder methods with [`weight_opts_builders`]. Its serde
+/// form has the `kernel_*` keys (Dense and the convolutions flatten it into their configs).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct WeightOpts {
     pub activation: Activation,
     pub use_bias: bool,
@@ -354,45 +270,55 @@ impl Default for WeightOpts {
     }
 }
 
+/// [`WeightOpts`] under Keras' key names of `DepthwiseConv2D`/`SeparableConv2D`
+/// (`depthwise_initializer`, `depthwise_regularizer`), for their serde configs.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct DepthwiseOpts {
+    activation: Activation,
+    use_bias: bool,
+    depthwise_initializer: Initializer,
+    bias_initializer: Initializer,
+    depthwise_regularizer: Option<Regularizer>,
+    bias_regularizer: Option<Regularizer>,
+    activity_regularizer: Option<Regularizer>,
+}
+
+impl Default for DepthwiseOpts {
+    fn default() -> Self {
+        WeightOpts::default().into()
+    }
+}
+
+impl From<WeightOpts> for DepthwiseOpts {
+    fn from(o: WeightOpts) -> Self {
+        DepthwiseOpts {
+            activation: o.activation,
+            use_bias: o.use_bias,
+            depthwise_initializer: o.kernel_initializer,
+            bias_initializer: o.bias_initializer,
+            depthwise_regularizer: o.kernel_regularizer,
+            bias_regularizer: o.bias_regularizer,
+            activity_regularizer: o.activity_regularizer,
+        }
+    }
+}
+
+impl From<DepthwiseOpts> for WeightOpts {
+    fn from(o: DepthwiseOpts) -> Self {
+        WeightOpts {
+            activation: o.activation,
+            use_bias: o.use_bias,
+            kernel_initializer: o.depthwise_initializer,
+            bias_initializer: o.bias_initializer,
+            kernel_regularizer: o.depthwise_regularizer,
+            bias_regularizer: o.bias_regularizer,
+            activity_regularizer: o.activity_regularizer,
+        }
+    }
+}
+
 impl WeightOpts {
-    /// Reads the options from a config. `kernel` is the prefix of the kernel's keys:
-    /// `"kernel"` (`kernel_initializer`, `kernel_regularizer`) or `"depthwise"` (Keras'
-    /// names in `DepthwiseConv2D`/`SeparableConv2D`). Missing keys keep the defaults.
-    pub fn from_config(c: &Cfg, kernel: &str) -> Result<Self> {
-        let d = WeightOpts::default();
-        Ok(WeightOpts {
-            activation: c.activation()?,
-            use_bias: c.bool_or("use_bias", d.use_bias)?,
-            kernel_initializer: c
-                .initializer(&format!("{kernel}_initializer"), d.kernel_initializer)?,
-            bias_initializer: c.initializer("bias_initializer", d.bias_initializer)?,
-            kernel_regularizer: c.regularizer(&format!("{kernel}_regularizer"))?,
-            bias_regularizer: c.regularizer("bias_regularizer")?,
-            activity_regularizer: c.regularizer("activity_regularizer")?,
-        })
-    }
-
-    /// Adds the options to a layer's config object under the keys `from_config` reads.
-    pub fn write_config(&self, kernel: &str, cfg: &mut Value) {
-        let Some(m) = cfg.as_object_mut() else { return };
-        m.insert("activation".into(), self.activation.to_json());
-        m.insert("use_bias".into(), Value::Bool(self.use_bias));
-        m.insert(
-            format!("{kernel}_initializer"),
-            self.kernel_initializer.to_json(),
-        );
-        m.insert("bias_initializer".into(), self.bias_initializer.to_json());
-        m.insert(
-            format!("{kernel}_regularizer"),
-            reg_json(self.kernel_regularizer),
-        );
-        m.insert("bias_regularizer".into(), reg_json(self.bias_regularizer));
-        m.insert(
-            "activity_regularizer".into(),
-            reg_json(self.activity_regularizer),
-        );
-    }
-
     /// A trainable kernel drawn from the kernel initializer, carrying the kernel regularizer.
     pub fn kernel_param(
         &self,

@@ -2,13 +2,38 @@
 
 use super::common::{
     activity_loss, built, built_params, check_channels, check_positive, check_rank,
-    check_tensor_rank, dims_json, known_channels, weight_opts_builders, window_out_len, Cfg, Dims,
+    check_tensor_rank, known_channels, ones, weight_opts_builders, window_out_len, Dims,
     PaddingMode, WeightOpts,
 };
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Activation, Error, Param, Result};
 use ferrovision_tensor::{ConvOpts, Padding, Tensor};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+fn one() -> usize {
+    1
+}
+
+/// The saved config (Keras keys; the weight options are `WeightOpts`' keys, flattened).
+#[derive(Serialize, Deserialize)]
+struct ConvConfig<const R: usize> {
+    #[serde(default)]
+    name: String,
+    filters: usize,
+    kernel_size: Dims<R>,
+    #[serde(default = "ones")]
+    strides: Dims<R>,
+    #[serde(default)]
+    padding: PaddingMode,
+    #[serde(default = "ones")]
+    dilation_rate: Dims<R>,
+    #[serde(default = "one")]
+    groups: usize,
+    #[serde(flatten)]
+    opts: WeightOpts,
+}
 
 /// An `R`-d convolution (Keras `Conv1D/2D/3D`, channels-first): input `[N, C, *spatial]`,
 /// kernel `[filters, C / groups, *kernel_size]` (the engine's layout), bias `[filters]`.
@@ -102,14 +127,14 @@ impl<const R: usize> Conv<R> {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new(conv_class(R), cfg)?;
-        let mut l = Conv::<R>::new(c.usize("filters")?, c.dims::<R>("kernel_size")?);
-        l.name = c.name();
-        l.strides = c.dims_or("strides", [1; R])?;
-        l.padding = c.padding()?;
-        l.dilation_rate = c.dims_or("dilation_rate", [1; R])?;
-        l.groups = c.usize_or("groups", 1)?;
-        l.opts = WeightOpts::from_config(&c, "kernel")?;
+        let c: ConvConfig<R> = from_config("layer", conv_class(R), cfg)?;
+        let mut l = Self::new(c.filters, c.kernel_size);
+        l.name = c.name;
+        l.strides = c.strides.0;
+        l.padding = c.padding;
+        l.dilation_rate = c.dilation_rate.0;
+        l.groups = c.groups;
+        l.opts = c.opts;
         l.validate()
             .map_err(|e| Error::config(format!("{} config: {e}", conv_class(R))))?;
         Ok(l)
@@ -271,16 +296,15 @@ impl<const R: usize> Layer for Conv<R> {
     }
 
     fn config(&self) -> Value {
-        let mut cfg = json!({
-            "name": self.name,
-            "filters": self.filters,
-            "kernel_size": dims_json(self.kernel_size),
-            "strides": dims_json(self.strides),
-            "padding": self.padding.as_str(),
-            "dilation_rate": dims_json(self.dilation_rate),
-            "groups": self.groups,
-        });
-        self.opts.write_config("kernel", &mut cfg);
-        cfg
+        to_config(&ConvConfig::<R> {
+            name: self.name.clone(),
+            filters: self.filters,
+            kernel_size: Dims(self.kernel_size),
+            strides: Dims(self.strides),
+            padding: self.padding,
+            dilation_rate: Dims(self.dilation_rate),
+            groups: self.groups,
+            opts: self.opts,
+        })
     }
 }

@@ -3,13 +3,33 @@
 
 use super::common::{
     activity_loss, built, built_params, check_channels, check_positive, check_rank,
-    check_tensor_rank, dims_json, known_channels, weight_opts_builders, Cfg, Dims, PaddingMode,
-    WeightOpts,
+    check_tensor_rank, known_channels, ones, weight_opts_builders, Dims, PaddingMode, WeightOpts,
 };
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Param, Result};
 use ferrovision_tensor::{ConvTransposeOpts, Tensor};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The saved config (Keras keys; the weight options are `WeightOpts`' keys, flattened).
+#[derive(Serialize, Deserialize)]
+struct ConvConfig<const R: usize> {
+    #[serde(default)]
+    name: String,
+    filters: usize,
+    kernel_size: Dims<R>,
+    #[serde(default = "ones")]
+    strides: Dims<R>,
+    #[serde(default)]
+    padding: PaddingMode,
+    #[serde(default = "ones")]
+    dilation_rate: Dims<R>,
+    #[serde(default)]
+    output_padding: Option<Dims<R>>,
+    #[serde(flatten)]
+    opts: WeightOpts,
+}
 
 /// An `R`-d transposed convolution (Keras `Conv2DTranspose`, channels-first): input
 /// `[N, C, *spatial]`, kernel `[C, filters, *kernel_size]` (the engine's transposed-conv
@@ -95,18 +115,14 @@ impl<const R: usize> ConvTranspose<R> {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new(class(R), cfg)?;
-        let mut l = Self::new(c.usize("filters")?, c.dims::<R>("kernel_size")?);
-        l.name = c.name();
-        l.strides = c.dims_or("strides", [1; R])?;
-        l.padding = c.padding()?;
-        l.output_padding = if cfg["output_padding"].is_null() {
-            None
-        } else {
-            Some(c.dims("output_padding")?)
-        };
-        l.dilation_rate = c.dims_or("dilation_rate", [1; R])?;
-        l.opts = WeightOpts::from_config(&c, "kernel")?;
+        let c: ConvConfig<R> = from_config("layer", class(R), cfg)?;
+        let mut l = Self::new(c.filters, c.kernel_size);
+        l.name = c.name;
+        l.strides = c.strides.0;
+        l.padding = c.padding;
+        l.dilation_rate = c.dilation_rate.0;
+        l.output_padding = c.output_padding.map(|d| d.0);
+        l.opts = c.opts;
         l.validate()
             .map_err(|e| Error::config(format!("{} config: {e}", class(R))))?;
         Ok(l)
@@ -266,16 +282,15 @@ impl<const R: usize> Layer for ConvTranspose<R> {
     }
 
     fn config(&self) -> Value {
-        let mut cfg = json!({
-            "name": self.name,
-            "filters": self.filters,
-            "kernel_size": dims_json(self.kernel_size),
-            "strides": dims_json(self.strides),
-            "padding": self.padding.as_str(),
-            "output_padding": self.output_padding.map(dims_json),
-            "dilation_rate": dims_json(self.dilation_rate),
-        });
-        self.opts.write_config("kernel", &mut cfg);
-        cfg
+        to_config(&ConvConfig::<R> {
+            name: self.name.clone(),
+            filters: self.filters,
+            kernel_size: Dims(self.kernel_size),
+            strides: Dims(self.strides),
+            padding: self.padding,
+            dilation_rate: Dims(self.dilation_rate),
+            output_padding: self.output_padding.map(Dims),
+            opts: self.opts,
+        })
     }
 }

@@ -1,10 +1,22 @@
 //! `Dense`: a fully connected layer on the last axis.
 
-use super::common::{activity_loss, built, built_params, weight_opts_builders, Cfg, WeightOpts};
+use super::common::{activity_loss, built, built_params, weight_opts_builders, WeightOpts};
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Activation, Error, Param, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `Dense`'s saved config (Keras keys; the weight options are `WeightOpts`' keys, flattened).
+#[derive(Serialize, Deserialize)]
+struct DenseConfig {
+    #[serde(default)]
+    name: String,
+    units: usize,
+    #[serde(flatten)]
+    opts: WeightOpts,
+}
 
 /// `activation(x @ kernel + bias)` with `kernel: [in, units]` (Keras layout).
 ///
@@ -41,10 +53,10 @@ impl Dense {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("Dense", cfg)?;
-        let mut d = Dense::new(c.usize("units")?);
-        d.name = c.name();
-        d.opts = WeightOpts::from_config(&c, "kernel")?;
+        let c: DenseConfig = from_config("layer", "Dense", cfg)?;
+        let mut d = Dense::new(c.units);
+        d.name = c.name;
+        d.opts = c.opts;
         Ok(d)
     }
 }
@@ -111,8 +123,10 @@ impl Layer for Dense {
     }
 
     fn config(&self) -> Value {
-        let mut cfg = json!({"name": self.name, "units": self.units});
-        self.opts.write_config("kernel", &mut cfg);
-        cfg
+        to_config(&DenseConfig {
+            name: self.name.clone(),
+            units: self.units,
+            opts: self.opts,
+        })
     }
 }

@@ -2,13 +2,37 @@
 
 use super::common::{
     activity_loss, built, built_params, check_channels, check_positive, check_rank,
-    check_tensor_rank, dims_json, known_channels, weight_opts_builders, window_out_len, Cfg, Dims,
-    PaddingMode, WeightOpts,
+    check_tensor_rank, known_channels, ones, weight_opts_builders, window_out_len, DepthwiseOpts,
+    Dims, PaddingMode, WeightOpts,
 };
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Activation, Error, Param, Result};
 use ferrovision_tensor::{ConvOpts, Padding, Tensor};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `DepthwiseConv2D`'s saved config (Keras keys; the weight options under their depthwise names).
+#[derive(Serialize, Deserialize)]
+struct DepthwiseConfig {
+    #[serde(default)]
+    name: String,
+    kernel_size: Dims<2>,
+    #[serde(default = "ones")]
+    strides: Dims<2>,
+    #[serde(default)]
+    padding: PaddingMode,
+    #[serde(default = "one")]
+    depth_multiplier: usize,
+    #[serde(default = "ones")]
+    dilation_rate: Dims<2>,
+    #[serde(flatten)]
+    opts: DepthwiseOpts,
+}
+
+fn one() -> usize {
+    1
+}
 
 /// Depthwise 2-d convolution (Keras `DepthwiseConv2D`, channels-first): each input channel `c`
 /// is convolved with `depth_multiplier` filters of its own, giving output channels
@@ -76,14 +100,14 @@ impl DepthwiseConv2D {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("DepthwiseConv2D", cfg)?;
-        let mut l = Self::new(c.dims::<2>("kernel_size")?);
-        l.name = c.name();
-        l.strides = c.dims_or("strides", [1; 2])?;
-        l.padding = c.padding()?;
-        l.depth_multiplier = c.usize_or("depth_multiplier", 1)?;
-        l.dilation_rate = c.dims_or("dilation_rate", [1; 2])?;
-        l.opts = WeightOpts::from_config(&c, "depthwise")?;
+        let c: DepthwiseConfig = from_config("layer", "DepthwiseConv2D", cfg)?;
+        let mut l = Self::new(c.kernel_size);
+        l.name = c.name;
+        l.strides = c.strides.0;
+        l.padding = c.padding;
+        l.depth_multiplier = c.depth_multiplier;
+        l.dilation_rate = c.dilation_rate.0;
+        l.opts = c.opts.into();
         l.validate()
             .map_err(|e| Error::config(format!("DepthwiseConv2D config: {e}")))?;
         Ok(l)
@@ -190,15 +214,14 @@ impl Layer for DepthwiseConv2D {
     }
 
     fn config(&self) -> Value {
-        let mut cfg = json!({
-            "name": self.name,
-            "kernel_size": dims_json(self.kernel_size),
-            "strides": dims_json(self.strides),
-            "padding": self.padding.as_str(),
-            "depth_multiplier": self.depth_multiplier,
-            "dilation_rate": dims_json(self.dilation_rate),
-        });
-        self.opts.write_config("depthwise", &mut cfg);
-        cfg
+        to_config(&DepthwiseConfig {
+            name: self.name.clone(),
+            kernel_size: Dims(self.kernel_size),
+            strides: Dims(self.strides),
+            padding: self.padding,
+            depth_multiplier: self.depth_multiplier,
+            dilation_rate: Dims(self.dilation_rate),
+            opts: self.opts.into(),
+        })
     }
 }

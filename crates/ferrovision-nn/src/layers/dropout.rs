@@ -1,10 +1,20 @@
 //! `Dropout` and `SpatialDropout1D/2D/3D`: random zeroing in training mode.
 
-use super::common::{check_rank, check_tensor_rank, Cfg};
+use super::common::{check_rank, check_tensor_rank};
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The saved config of `Dropout` and `SpatialDropout*` (Keras keys).
+#[derive(Serialize, Deserialize)]
+struct RateConfig {
+    #[serde(default)]
+    name: String,
+    rate: f32,
+}
 
 fn check_rate(name: &str, rate: f32) -> Result<()> {
     if !(0.0..=1.0).contains(&rate) {
@@ -42,13 +52,9 @@ impl Dropout {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("Dropout", cfg)?;
-        let rate = cfg["rate"]
-            .as_f64()
-            .ok_or_else(|| Error::config(format!("Dropout config needs a numeric 'rate': {cfg}")))?
-            as f32;
-        check_rate(&c.name(), rate).map_err(|e| Error::config(format!("Dropout config: {e}")))?;
-        Ok(Dropout::new(rate).named(&c.name()))
+        let c: RateConfig = from_config("layer", "Dropout", cfg)?;
+        check_rate(&c.name, c.rate).map_err(|e| Error::config(format!("Dropout config: {e}")))?;
+        Ok(Dropout::new(c.rate).named(&c.name))
     }
 }
 
@@ -80,7 +86,10 @@ impl Layer for Dropout {
     }
 
     fn config(&self) -> Value {
-        json!({"name": self.name, "rate": self.rate})
+        to_config(&RateConfig {
+            name: self.name.clone(),
+            rate: self.rate,
+        })
     }
 }
 
@@ -125,16 +134,10 @@ impl<const R: usize> SpatialDropout<R> {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new(sd_class(R), cfg)?;
-        let rate = cfg["rate"].as_f64().ok_or_else(|| {
-            Error::config(format!(
-                "{} config needs a numeric 'rate': {cfg}",
-                sd_class(R)
-            ))
-        })? as f32;
-        check_rate(&c.name(), rate)
+        let c: RateConfig = from_config("layer", sd_class(R), cfg)?;
+        check_rate(&c.name, c.rate)
             .map_err(|e| Error::config(format!("{} config: {e}", sd_class(R))))?;
-        Ok(Self::new(rate).named(&c.name()))
+        Ok(Self::new(c.rate).named(&c.name))
     }
 }
 
@@ -175,6 +178,9 @@ impl<const R: usize> Layer for SpatialDropout<R> {
     }
 
     fn config(&self) -> Value {
-        json!({"name": self.name, "rate": self.rate})
+        to_config(&RateConfig {
+            name: self.name.clone(),
+            rate: self.rate,
+        })
     }
 }

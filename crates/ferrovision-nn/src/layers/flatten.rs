@@ -1,10 +1,11 @@
 //! `Flatten`: `[N, ...]` to `[N, prod(...)]`.
 
-use super::common::Cfg;
+use super::common::NameConfig;
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Flattens every axis but the batch axis, in row-major order (channels-first images flatten
 /// as `C, H, W`, like PyTorch's `flatten(1)`). A `[N]` input becomes `[N, 1]`.
@@ -27,7 +28,8 @@ impl Flatten {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        Ok(Flatten::new().named(&Cfg::new("Flatten", cfg)?.name()))
+        let c: NameConfig = from_config("layer", "Flatten", cfg)?;
+        Ok(Flatten::new().named(&c.name))
     }
 }
 
@@ -63,6 +65,8 @@ impl Layer for Flatten {
     }
 
     fn config(&self) -> Value {
-        json!({"name": self.name})
+        to_config(&NameConfig {
+            name: self.name.clone(),
+        })
     }
 }

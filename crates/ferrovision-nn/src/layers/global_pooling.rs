@@ -1,10 +1,21 @@
 //! `GlobalAveragePooling1D/2D/3D` and `GlobalMaxPooling1D/2D/3D`.
 
-use super::common::{check_rank, check_tensor_rank, Cfg};
+use super::common::{check_rank, check_tensor_rank};
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::Result;
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The saved config of the global poolings (Keras keys).
+#[derive(Serialize, Deserialize)]
+struct GlobalPoolingConfig {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    keepdims: bool,
+}
 
 /// Mean (`MAX = false`) or max over all `R` spatial axes of `[N, C, *spatial]`, giving
 /// `[N, C]` (or `[N, C, 1, ..]` with `keepdims`), like Keras `GlobalAveragePooling2D` /
@@ -62,10 +73,8 @@ impl<const R: usize, const MAX: bool> GlobalPooling<R, MAX> {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new(class(R, MAX), cfg)?;
-        Ok(Self::new()
-            .named(&c.name())
-            .keepdims(c.bool_or("keepdims", false)?))
+        let c: GlobalPoolingConfig = from_config("layer", class(R, MAX), cfg)?;
+        Ok(Self::new().named(&c.name).keepdims(c.keepdims))
     }
 }
 
@@ -114,6 +123,9 @@ impl<const R: usize, const MAX: bool> Layer for GlobalPooling<R, MAX> {
     }
 
     fn config(&self) -> Value {
-        json!({"name": self.name, "keepdims": self.keepdims})
+        to_config(&GlobalPoolingConfig {
+            name: self.name.clone(),
+            keepdims: self.keepdims,
+        })
     }
 }

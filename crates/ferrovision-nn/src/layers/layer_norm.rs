@@ -1,10 +1,69 @@
 //! `LayerNormalization`: per-sample normalization over chosen axes.
 
-use super::common::{reg_json, Cfg};
 use crate::layer::{shape_str, single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Initializer, Param, Regularizer, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Normalized axes: saved as a list, read from one integer or a list (Keras).
+struct Axes(Vec<isize>);
+
+impl Serialize for Axes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Axes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(isize),
+            Many(Vec<isize>),
+        }
+        match OneOrMany::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected an integer or a list of integers"))?
+        {
+            OneOrMany::One(a) => Ok(Axes(vec![a])),
+            OneOrMany::Many(v) => Ok(Axes(v)),
+        }
+    }
+}
+
+/// `LayerNormalization`'s saved config (Keras keys; missing keys take the defaults of
+/// [`LayerNormalization::new`]).
+#[derive(Serialize, Deserialize)]
+#[serde(default)]
+struct LayerNormConfig {
+    name: String,
+    axis: Axes,
+    epsilon: f32,
+    center: bool,
+    scale: bool,
+    beta_initializer: Initializer,
+    gamma_initializer: Initializer,
+    beta_regularizer: Option<Regularizer>,
+    gamma_regularizer: Option<Regularizer>,
+}
+
+impl Default for LayerNormConfig {
+    fn default() -> Self {
+        LayerNormConfig {
+            name: String::new(),
+            axis: Axes(vec![-1]),
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            beta_initializer: Initializer::Zeros,
+            gamma_initializer: Initializer::Ones,
+            beta_regularizer: None,
+            gamma_regularizer: None,
+        }
+    }
+}
 
 /// Layer normalization (Keras `LayerNormalization`): each sample is normalised with its own
 /// mean and (biased) variance over `axis` (default the last axis, `-1`), then scaled by
@@ -108,25 +167,16 @@ impl LayerNormalization {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("LayerNormalization", cfg)?;
-        let mut l = LayerNormalization::new().named(&c.name());
-        let a = &cfg["axis"];
-        if let Some(i) = a.as_i64() {
-            l.axis = vec![i as isize];
-        } else if !a.is_null() {
-            l.axis = serde_json::from_value(a.clone()).map_err(|_| {
-                Error::config(format!(
-                    "LayerNormalization config: field 'axis' must be an integer or a list of integers, got {a}"
-                ))
-            })?;
-        }
-        l.epsilon = c.f32_or("epsilon", 1e-3)?;
-        l.center = c.bool_or("center", true)?;
-        l.scale = c.bool_or("scale", true)?;
-        l.beta_initializer = c.initializer("beta_initializer", Initializer::Zeros)?;
-        l.gamma_initializer = c.initializer("gamma_initializer", Initializer::Ones)?;
-        l.beta_regularizer = c.regularizer("beta_regularizer")?;
-        l.gamma_regularizer = c.regularizer("gamma_regularizer")?;
+        let c: LayerNormConfig = from_config("layer", "LayerNormalization", cfg)?;
+        let mut l = LayerNormalization::new().named(&c.name);
+        l.axis = c.axis.0;
+        l.epsilon = c.epsilon;
+        l.center = c.center;
+        l.scale = c.scale;
+        l.beta_initializer = c.beta_initializer;
+        l.gamma_initializer = c.gamma_initializer;
+        l.beta_regularizer = c.beta_regularizer;
+        l.gamma_regularizer = c.gamma_regularizer;
         if !(l.epsilon > 0.0 && l.epsilon.is_finite()) || l.axis.is_empty() {
             return Err(Error::config(format!(
                 "LayerNormalization config: needs a positive epsilon and at least one axis, got {cfg}"
@@ -267,16 +317,16 @@ impl Layer for LayerNormalization {
     }
 
     fn config(&self) -> Value {
-        json!({
-            "name": self.name,
-            "axis": self.axis,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "beta_initializer": self.beta_initializer.to_json(),
-            "gamma_initializer": self.gamma_initializer.to_json(),
-            "beta_regularizer": reg_json(self.beta_regularizer),
-            "gamma_regularizer": reg_json(self.gamma_regularizer),
+        to_config(&LayerNormConfig {
+            name: self.name.clone(),
+            axis: Axes(self.axis.clone()),
+            epsilon: self.epsilon,
+            center: self.center,
+            scale: self.scale,
+            beta_initializer: self.beta_initializer,
+            gamma_initializer: self.gamma_initializer,
+            beta_regularizer: self.beta_regularizer,
+            gamma_regularizer: self.gamma_regularizer,
         })
     }
 }

@@ -1,11 +1,26 @@
 //! Merge layers: `Add`, `Subtract`, `Multiply`, `Average`, `Maximum`, `Minimum` (elementwise
 //! over several inputs, NumPy broadcasting) and `Concatenate`.
 
-use super::common::Cfg;
+use super::common::NameConfig;
 use crate::layer::{shape_str, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `Concatenate`'s saved config (Keras keys; `axis` defaults to 1, the channels).
+#[derive(Serialize, Deserialize)]
+struct ConcatenateConfig {
+    #[serde(default)]
+    name: String,
+    #[serde(default = "channel_axis")]
+    axis: isize,
+}
+
+fn channel_axis() -> isize {
+    1
+}
 
 /// The broadcast of two symbolic shapes (right-aligned, like NumPy). An unknown size paired
 /// with anything but 1 stays unknown (Keras).
@@ -70,7 +85,8 @@ macro_rules! merge_layer {
 
             /// Rebuilds from [`Layer::config`].
             pub fn from_config(cfg: &Value) -> Result<Self> {
-                Ok(Self::new().named(&Cfg::new($class, cfg)?.name()))
+                let c: NameConfig = from_config("layer", $class, cfg)?;
+                Ok(Self::new().named(&c.name))
             }
         }
 
@@ -110,7 +126,9 @@ macro_rules! merge_layer {
             }
 
             fn config(&self) -> Value {
-                json!({"name": self.name})
+                to_config(&NameConfig {
+                    name: self.name.clone(),
+                })
             }
         }
     };
@@ -172,13 +190,8 @@ impl Concatenate {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("Concatenate", cfg)?;
-        let axis = if cfg["axis"].is_null() {
-            1
-        } else {
-            c.i64("axis")? as isize
-        };
-        Ok(Concatenate::new(axis).named(&c.name()))
+        let c: ConcatenateConfig = from_config("layer", "Concatenate", cfg)?;
+        Ok(Concatenate::new(c.axis).named(&c.name))
     }
 
     fn axis_index(&self, rank: usize) -> Result<usize> {
@@ -258,6 +271,9 @@ impl Layer for Concatenate {
     }
 
     fn config(&self) -> Value {
-        json!({"name": self.name, "axis": self.axis})
+        to_config(&ConcatenateConfig {
+            name: self.name.clone(),
+            axis: self.axis,
+        })
     }
 }

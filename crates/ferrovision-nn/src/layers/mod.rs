@@ -49,97 +49,96 @@ pub use reshape::Reshape;
 pub use separable_conv::SeparableConv2D;
 pub use upsampling::{Interpolation, UpSampling2D};
 
+use crate::registry::{Boxed, Registry};
 use crate::{Error, Layer, Result};
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 /// Builds a layer from its config (what [`Layer::config`] returned).
 pub type LayerFactory = fn(&Value) -> Result<Box<dyn Layer>>;
 
-fn registry() -> &'static Mutex<HashMap<String, LayerFactory>> {
-    static REG: OnceLock<Mutex<HashMap<String, LayerFactory>>> = OnceLock::new();
-    REG.get_or_init(|| Mutex::new(HashMap::new()))
+impl<L: Layer + 'static> Boxed<dyn Layer> for L {
+    fn boxed(self) -> Box<dyn Layer> {
+        Box::new(self)
+    }
 }
 
-/// Registers a custom layer class so saved models using it can be loaded.
-pub fn register_layer(class_name: &str, factory: LayerFactory) {
-    registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(class_name.to_string(), factory);
+/// The process-wide layer registry, built-ins (and `Sequential`/`Functional`, so models nest)
+/// registered on first use.
+pub fn layer_registry() -> &'static Registry<dyn Layer> {
+    static REG: OnceLock<Registry<dyn Layer>> = OnceLock::new();
+    REG.get_or_init(|| {
+        let r = Registry::new("layer", "layers::register_layer");
+        fn reg<L: Layer + 'static>(r: &Registry<dyn Layer>, class: &str, f: fn(&Value) -> Result<L>) {
+            r.register(class, move |v: &Value| f(v).map(Boxed::boxed));
+        }
+        reg(&r, "Dense", Dense::from_config);
+        reg(&r, "Conv1D", Conv1D::from_config);
+        reg(&r, "Conv2D", Conv2D::from_config);
+        reg(&r, "Conv3D", Conv3D::from_config);
+        reg(&r, "Conv1DTranspose", Conv1DTranspose::from_config);
+        reg(&r, "Conv2DTranspose", Conv2DTranspose::from_config);
+        reg(&r, "Conv3DTranspose", Conv3DTranspose::from_config);
+        reg(&r, "DepthwiseConv2D", DepthwiseConv2D::from_config);
+        reg(&r, "SeparableConv2D", SeparableConv2D::from_config);
+        reg(&r, "MaxPooling1D", MaxPooling1D::from_config);
+        reg(&r, "MaxPooling2D", MaxPooling2D::from_config);
+        reg(&r, "MaxPooling3D", MaxPooling3D::from_config);
+        reg(&r, "AveragePooling1D", AveragePooling1D::from_config);
+        reg(&r, "AveragePooling2D", AveragePooling2D::from_config);
+        reg(&r, "AveragePooling3D", AveragePooling3D::from_config);
+        reg(&r, "GlobalAveragePooling1D", GlobalAveragePooling1D::from_config);
+        reg(&r, "GlobalAveragePooling2D", GlobalAveragePooling2D::from_config);
+        reg(&r, "GlobalAveragePooling3D", GlobalAveragePooling3D::from_config);
+        reg(&r, "GlobalMaxPooling1D", GlobalMaxPooling1D::from_config);
+        reg(&r, "GlobalMaxPooling2D", GlobalMaxPooling2D::from_config);
+        reg(&r, "GlobalMaxPooling3D", GlobalMaxPooling3D::from_config);
+        reg(&r, "UpSampling2D", UpSampling2D::from_config);
+        reg(&r, "ZeroPadding1D", ZeroPadding1D::from_config);
+        reg(&r, "ZeroPadding2D", ZeroPadding2D::from_config);
+        reg(&r, "ZeroPadding3D", ZeroPadding3D::from_config);
+        reg(&r, "Cropping1D", Cropping1D::from_config);
+        reg(&r, "Cropping2D", Cropping2D::from_config);
+        reg(&r, "Cropping3D", Cropping3D::from_config);
+        reg(&r, "Flatten", Flatten::from_config);
+        reg(&r, "Reshape", Reshape::from_config);
+        reg(&r, "Permute", Permute::from_config);
+        reg(&r, "Dropout", Dropout::from_config);
+        reg(&r, "SpatialDropout1D", SpatialDropout1D::from_config);
+        reg(&r, "SpatialDropout2D", SpatialDropout2D::from_config);
+        reg(&r, "SpatialDropout3D", SpatialDropout3D::from_config);
+        reg(&r, "BatchNormalization", BatchNormalization::from_config);
+        reg(&r, "LayerNormalization", LayerNormalization::from_config);
+        reg(&r, "Activation", ActivationLayer::from_config);
+        reg(&r, "Add", Add::from_config);
+        reg(&r, "Subtract", Subtract::from_config);
+        reg(&r, "Multiply", Multiply::from_config);
+        reg(&r, "Average", Average::from_config);
+        reg(&r, "Maximum", Maximum::from_config);
+        reg(&r, "Minimum", Minimum::from_config);
+        reg(&r, "Concatenate", Concatenate::from_config);
+        reg(&r, "Sequential", crate::Sequential::from_config);
+        reg(&r, "Functional", crate::Functional::from_config);
+        r.register("Lambda", |config: &Value| {
+            Err(Error::config(format!(
+                "Lambda layer '{}' cannot be rebuilt from a saved config: its function is code, not data; rebuild the model in code and load its weights",
+                config["name"].as_str().unwrap_or("")
+            )))
+        });
+        r
+    })
 }
 
-fn boxed<L: Layer + 'static>(r: Result<L>) -> Result<Box<dyn Layer>> {
-    r.map(|l| Box::new(l) as Box<dyn Layer>)
+/// Registers a custom layer class so saved models using it can be loaded (see
+/// [`Registry::register_config`] to register with a serde-derived config struct).
+pub fn register_layer(
+    class_name: &str,
+    factory: impl Fn(&Value) -> Result<Box<dyn Layer>> + Send + Sync + 'static,
+) {
+    layer_registry().register(class_name, factory);
 }
 
 /// Rebuilds an (unbuilt) layer from its class name and config.
 pub fn layer_from_config(class_name: &str, config: &Value) -> Result<Box<dyn Layer>> {
-    match class_name {
-        "Dense" => boxed(Dense::from_config(config)),
-        "Conv1D" => boxed(Conv1D::from_config(config)),
-        "Conv2D" => boxed(Conv2D::from_config(config)),
-        "Conv3D" => boxed(Conv3D::from_config(config)),
-        "Conv1DTranspose" => boxed(Conv1DTranspose::from_config(config)),
-        "Conv2DTranspose" => boxed(Conv2DTranspose::from_config(config)),
-        "Conv3DTranspose" => boxed(Conv3DTranspose::from_config(config)),
-        "DepthwiseConv2D" => boxed(DepthwiseConv2D::from_config(config)),
-        "SeparableConv2D" => boxed(SeparableConv2D::from_config(config)),
-        "MaxPooling1D" => boxed(MaxPooling1D::from_config(config)),
-        "MaxPooling2D" => boxed(MaxPooling2D::from_config(config)),
-        "MaxPooling3D" => boxed(MaxPooling3D::from_config(config)),
-        "AveragePooling1D" => boxed(AveragePooling1D::from_config(config)),
-        "AveragePooling2D" => boxed(AveragePooling2D::from_config(config)),
-        "AveragePooling3D" => boxed(AveragePooling3D::from_config(config)),
-        "GlobalAveragePooling1D" => boxed(GlobalAveragePooling1D::from_config(config)),
-        "GlobalAveragePooling2D" => boxed(GlobalAveragePooling2D::from_config(config)),
-        "GlobalAveragePooling3D" => boxed(GlobalAveragePooling3D::from_config(config)),
-        "GlobalMaxPooling1D" => boxed(GlobalMaxPooling1D::from_config(config)),
-        "GlobalMaxPooling2D" => boxed(GlobalMaxPooling2D::from_config(config)),
-        "GlobalMaxPooling3D" => boxed(GlobalMaxPooling3D::from_config(config)),
-        "UpSampling2D" => boxed(UpSampling2D::from_config(config)),
-        "ZeroPadding1D" => boxed(ZeroPadding1D::from_config(config)),
-        "ZeroPadding2D" => boxed(ZeroPadding2D::from_config(config)),
-        "ZeroPadding3D" => boxed(ZeroPadding3D::from_config(config)),
-        "Cropping1D" => boxed(Cropping1D::from_config(config)),
-        "Cropping2D" => boxed(Cropping2D::from_config(config)),
-        "Cropping3D" => boxed(Cropping3D::from_config(config)),
-        "Flatten" => boxed(Flatten::from_config(config)),
-        "Reshape" => boxed(Reshape::from_config(config)),
-        "Permute" => boxed(Permute::from_config(config)),
-        "Dropout" => boxed(Dropout::from_config(config)),
-        "SpatialDropout1D" => boxed(SpatialDropout1D::from_config(config)),
-        "SpatialDropout2D" => boxed(SpatialDropout2D::from_config(config)),
-        "SpatialDropout3D" => boxed(SpatialDropout3D::from_config(config)),
-        "BatchNormalization" => boxed(BatchNormalization::from_config(config)),
-        "LayerNormalization" => boxed(LayerNormalization::from_config(config)),
-        "Activation" => boxed(ActivationLayer::from_config(config)),
-        "Add" => boxed(Add::from_config(config)),
-        "Subtract" => boxed(Subtract::from_config(config)),
-        "Multiply" => boxed(Multiply::from_config(config)),
-        "Average" => boxed(Average::from_config(config)),
-        "Maximum" => boxed(Maximum::from_config(config)),
-        "Minimum" => boxed(Minimum::from_config(config)),
-        "Concatenate" => boxed(Concatenate::from_config(config)),
-        "Lambda" => Err(Error::config(format!(
-            "Lambda layer '{}' cannot be rebuilt from a saved config: its function is code, not data; rebuild the model in code and load its weights",
-            config["name"].as_str().unwrap_or("")
-        ))),
-        "Sequential" => boxed(crate::Sequential::from_config(config)),
-        "Functional" => boxed(crate::Functional::from_config(config)),
-        other => {
-            let factory = registry()
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(other)
-                .copied();
-            match factory {
-                Some(f) => f(config),
-                None => Err(Error::config(format!(
-                    "unknown layer class '{other}' (register custom layers with layers::register_layer)"
-                ))),
-            }
-        }
-    }
+    layer_registry().build(class_name, config)
 }

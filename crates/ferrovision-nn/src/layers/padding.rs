@@ -1,46 +1,68 @@
 //! `ZeroPadding1D/2D/3D` and `Cropping1D/2D/3D`: add or remove borders of spatial axes.
 
-use super::common::{check_rank, check_tensor_rank, Cfg, Dims};
+use super::common::{check_rank, check_tensor_rank, Dims};
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Result};
 use ferrovision_tensor::{PadMode, Tensor};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// `(before, after)` amounts for each of the `R` spatial axes.
-fn pairs_from_json<const R: usize>(c: &Cfg, field: &str) -> Result<[(usize, usize); R]> {
-    let v = &c.v[field];
-    let err = || {
-        Error::config(format!(
-            "{} config: field '{field}' must be an integer, {R} integers or {R} [before, after] pairs, got {v}",
-            c.class
-        ))
-    };
-    if let Some(p) = v.as_u64() {
-        return Ok([(p as usize, p as usize); R]);
+/// `(before, after)` amounts for each of the `R` spatial axes: saved as `R` pairs, read from
+/// one integer, `R` integers or `R` `[before, after]` pairs (Keras).
+struct Pairs<const R: usize>([(usize, usize); R]);
+
+impl<const R: usize> Serialize for Pairs<R> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let v: Vec<[usize; 2]> = self.0.iter().map(|&(a, b)| [a, b]).collect();
+        v.serialize(s)
     }
-    let arr = v.as_array().ok_or_else(err)?;
-    if arr.len() != R {
-        return Err(err());
-    }
-    let mut out = [(0, 0); R];
-    for (o, e) in out.iter_mut().zip(arr) {
-        *o = if let Some(p) = e.as_u64() {
-            (p as usize, p as usize)
-        } else {
-            match e.as_array().map(|a| a.as_slice()) {
-                Some([a, b]) => (
-                    a.as_u64().ok_or_else(err)? as usize,
-                    b.as_u64().ok_or_else(err)? as usize,
-                ),
-                _ => return Err(err()),
-            }
-        };
-    }
-    Ok(out)
 }
 
-fn pairs_json<const R: usize>(p: &[(usize, usize); R]) -> Value {
-    Value::from(p.iter().map(|&(a, b)| vec![a, b]).collect::<Vec<_>>())
+impl<'de, const R: usize> Deserialize<'de> for Pairs<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let err = || {
+            serde::de::Error::custom(format!(
+                "expected an integer, {R} integers or {R} [before, after] pairs, got {v}"
+            ))
+        };
+        if let Some(p) = v.as_u64() {
+            return Ok(Pairs([(p as usize, p as usize); R]));
+        }
+        let arr = v.as_array().filter(|a| a.len() == R).ok_or_else(err)?;
+        let mut out = [(0, 0); R];
+        for (o, e) in out.iter_mut().zip(arr) {
+            *o = if let Some(p) = e.as_u64() {
+                (p as usize, p as usize)
+            } else {
+                match e.as_array().map(|a| a.as_slice()) {
+                    Some([a, b]) => (
+                        a.as_u64().ok_or_else(err)? as usize,
+                        b.as_u64().ok_or_else(err)? as usize,
+                    ),
+                    _ => return Err(err()),
+                }
+            };
+        }
+        Ok(Pairs(out))
+    }
+}
+
+/// `ZeroPadding*`'s saved config (Keras keys).
+#[derive(Serialize, Deserialize)]
+struct PaddingConfig<const R: usize> {
+    #[serde(default)]
+    name: String,
+    padding: Pairs<R>,
+}
+
+/// `Cropping*`'s saved config (Keras keys).
+#[derive(Serialize, Deserialize)]
+struct CroppingConfig<const R: usize> {
+    #[serde(default)]
+    name: String,
+    cropping: Pairs<R>,
 }
 
 /// Zero borders around the `R` spatial axes of `[N, C, *spatial]` (Keras `ZeroPadding2D`,
@@ -91,8 +113,8 @@ impl<const R: usize> ZeroPadding<R> {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new(zp_class(R), cfg)?;
-        Ok(Self::asymmetric(pairs_from_json::<R>(&c, "padding")?).named(&c.name()))
+        let c: PaddingConfig<R> = from_config("layer", zp_class(R), cfg)?;
+        Ok(Self::asymmetric(c.padding.0).named(&c.name))
     }
 }
 
@@ -126,7 +148,10 @@ impl<const R: usize> Layer for ZeroPadding<R> {
     }
 
     fn config(&self) -> Value {
-        json!({"name": self.name, "padding": pairs_json(&self.padding)})
+        to_config(&PaddingConfig::<R> {
+            name: self.name.clone(),
+            padding: Pairs(self.padding),
+        })
     }
 }
 
@@ -178,8 +203,8 @@ impl<const R: usize> Cropping<R> {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new(crop_class(R), cfg)?;
-        Ok(Self::asymmetric(pairs_from_json::<R>(&c, "cropping")?).named(&c.name()))
+        let c: CroppingConfig<R> = from_config("layer", crop_class(R), cfg)?;
+        Ok(Self::asymmetric(c.cropping.0).named(&c.name))
     }
 
     fn cropped(&self, axis: usize, len: usize) -> Result<usize> {
@@ -235,6 +260,9 @@ impl<const R: usize> Layer for Cropping<R> {
     }
 
     fn config(&self) -> Value {
-        json!({"name": self.name, "cropping": pairs_json(&self.cropping)})
+        to_config(&CroppingConfig::<R> {
+            name: self.name.clone(),
+            cropping: Pairs(self.cropping),
+        })
     }
 }

@@ -1,10 +1,19 @@
 //! `Permute`: reorders the non-batch axes.
 
-use super::common::Cfg;
 use crate::layer::{shape_str, single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `Permute`'s saved config (Keras keys).
+#[derive(Serialize, Deserialize)]
+struct PermuteConfig {
+    #[serde(default)]
+    name: String,
+    dims: Vec<usize>,
+}
 
 /// Permutes the axes of each sample. `dims` are 1-based and exclude the batch axis, like
 /// Keras: `Permute::new(&[2, 1])` swaps the two axes of a `[N, A, B]` input.
@@ -30,14 +39,8 @@ impl Permute {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("Permute", cfg)?;
-        let dims: Vec<usize> = serde_json::from_value(cfg["dims"].clone()).map_err(|_| {
-            Error::config(format!(
-                "Permute config: field 'dims' must be a list of positive integers, got {}",
-                cfg["dims"]
-            ))
-        })?;
-        let l = Permute::new(&dims).named(&c.name());
+        let c: PermuteConfig = from_config("layer", "Permute", cfg)?;
+        let l = Permute::new(&c.dims).named(&c.name);
         l.validate()
             .map_err(|e| Error::config(format!("Permute config: {e}")))?;
         Ok(l)
@@ -111,6 +114,9 @@ impl Layer for Permute {
     }
 
     fn config(&self) -> Value {
-        json!({"name": self.name, "dims": self.dims})
+        to_config(&PermuteConfig {
+            name: self.name.clone(),
+            dims: self.dims.clone(),
+        })
     }
 }

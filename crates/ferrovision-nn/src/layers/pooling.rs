@@ -1,13 +1,26 @@
 //! `MaxPooling1D/2D/3D` and `AveragePooling1D/2D/3D`.
 
 use super::common::{
-    check_positive, check_rank, check_tensor_rank, dims_json, same_pads, window_out_len, Cfg, Dims,
-    PaddingMode,
+    check_positive, check_rank, check_tensor_rank, same_pads, window_out_len, Dims, PaddingMode,
 };
 use crate::layer::{shape_of, single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Result};
 use ferrovision_tensor::{no_grad, PadMode, PoolOpts, Tensor};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The saved config of the poolings (Keras keys; `strides` defaults to `pool_size`).
+#[derive(Serialize, Deserialize)]
+struct PoolingConfig<const R: usize> {
+    #[serde(default)]
+    name: String,
+    pool_size: Dims<R>,
+    #[serde(default)]
+    strides: Option<Dims<R>>,
+    #[serde(default)]
+    padding: PaddingMode,
+}
 
 /// Max (`MAX = true`) or average pooling over `R` spatial axes of `[N, C, *spatial]` (Keras
 /// `MaxPooling2D` / `AveragePooling2D`, channels-first). Strides default to the pool size.
@@ -82,13 +95,11 @@ impl<const R: usize, const MAX: bool> Pooling<R, MAX> {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new(class(R, MAX), cfg)?;
-        let mut l = Self::new(c.dims::<R>("pool_size")?);
-        l.name = c.name();
-        if !cfg["strides"].is_null() {
-            l.strides = Some(c.dims("strides")?);
-        }
-        l.padding = c.padding()?;
+        let c: PoolingConfig<R> = from_config("layer", class(R, MAX), cfg)?;
+        let mut l = Self::new(c.pool_size);
+        l.name = c.name;
+        l.strides = c.strides.map(|d| d.0);
+        l.padding = c.padding;
         l.validate()
             .map_err(|e| Error::config(format!("{} config: {e}", class(R, MAX))))?;
         Ok(l)
@@ -193,11 +204,11 @@ impl<const R: usize, const MAX: bool> Layer for Pooling<R, MAX> {
     }
 
     fn config(&self) -> Value {
-        json!({
-            "name": self.name,
-            "pool_size": dims_json(self.pool_size),
-            "strides": dims_json(self.stride()),
-            "padding": self.padding.as_str(),
+        to_config(&PoolingConfig::<R> {
+            name: self.name.clone(),
+            pool_size: Dims(self.pool_size),
+            strides: Some(Dims(self.stride())),
+            padding: self.padding,
         })
     }
 }

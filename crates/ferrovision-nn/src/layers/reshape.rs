@@ -1,10 +1,19 @@
 //! `Reshape`: a new per-sample shape (one entry may be `-1`).
 
-use super::common::Cfg;
 use crate::layer::{shape_str, single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `Reshape`'s saved config (Keras keys).
+#[derive(Serialize, Deserialize)]
+struct ReshapeConfig {
+    #[serde(default)]
+    name: String,
+    target_shape: Vec<isize>,
+}
 
 /// Reshapes each sample to `target_shape` (batch axis excluded, like Keras); at most one entry
 /// may be `-1`, inferred from the element count.
@@ -30,22 +39,8 @@ impl Reshape {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("Reshape", cfg)?;
-        let arr = cfg["target_shape"].as_array().ok_or_else(|| {
-            Error::config(format!(
-                "Reshape config: field 'target_shape' must be a list of integers, got {}",
-                cfg["target_shape"]
-            ))
-        })?;
-        let mut t = Vec::with_capacity(arr.len());
-        for v in arr {
-            t.push(v.as_i64().ok_or_else(|| {
-                Error::config(format!(
-                    "Reshape config: 'target_shape' entries must be integers, got {v}"
-                ))
-            })? as isize);
-        }
-        let l = Reshape::new(&t).named(&c.name());
+        let c: ReshapeConfig = from_config("layer", "Reshape", cfg)?;
+        let l = Reshape::new(&c.target_shape).named(&c.name);
         l.validate()
             .map_err(|e| Error::config(format!("Reshape config: {e}")))?;
         Ok(l)
@@ -146,6 +141,9 @@ impl Layer for Reshape {
     }
 
     fn config(&self) -> Value {
-        json!({"name": self.name, "target_shape": self.target_shape})
+        to_config(&ReshapeConfig {
+            name: self.name.clone(),
+            target_shape: self.target_shape.clone(),
+        })
     }
 }

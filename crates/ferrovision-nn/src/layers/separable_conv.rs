@@ -2,13 +2,46 @@
 
 use super::common::{
     activity_loss, built, built_params, check_channels, check_positive, check_rank,
-    check_tensor_rank, dims_json, known_channels, reg_json, weight_opts_builders, window_out_len,
-    Cfg, Dims, PaddingMode, WeightOpts,
+    check_tensor_rank, known_channels, ones, weight_opts_builders, window_out_len, DepthwiseOpts,
+    Dims, PaddingMode, WeightOpts,
 };
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
 use ferrovision_tensor::{ConvOpts, Padding, Tensor};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `SeparableConv2D`'s saved config (Keras keys; the weight options under their depthwise names).
+#[derive(Serialize, Deserialize)]
+struct SeparableConfig {
+    #[serde(default)]
+    name: String,
+    filters: usize,
+    kernel_size: Dims<2>,
+    #[serde(default = "ones")]
+    strides: Dims<2>,
+    #[serde(default)]
+    padding: PaddingMode,
+    #[serde(default = "one")]
+    depth_multiplier: usize,
+    #[serde(default = "ones")]
+    dilation_rate: Dims<2>,
+    #[serde(default = "glorot_uniform")]
+    pointwise_initializer: Initializer,
+    #[serde(default)]
+    pointwise_regularizer: Option<Regularizer>,
+    #[serde(flatten)]
+    opts: DepthwiseOpts,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn glorot_uniform() -> Initializer {
+    Initializer::GlorotUniform
+}
 
 /// Depthwise-separable 2-d convolution (Keras `SeparableConv2D`, channels-first). The
 /// depthwise step (kernel `depthwise_kernel: [C * depth_multiplier, 1, kh, kw]`) carries the
@@ -97,17 +130,16 @@ impl SeparableConv2D {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("SeparableConv2D", cfg)?;
-        let mut l = Self::new(c.usize("filters")?, c.dims::<2>("kernel_size")?);
-        l.name = c.name();
-        l.strides = c.dims_or("strides", [1; 2])?;
-        l.padding = c.padding()?;
-        l.depth_multiplier = c.usize_or("depth_multiplier", 1)?;
-        l.dilation_rate = c.dims_or("dilation_rate", [1; 2])?;
-        l.opts = WeightOpts::from_config(&c, "depthwise")?;
-        l.pointwise_initializer =
-            c.initializer("pointwise_initializer", Initializer::GlorotUniform)?;
-        l.pointwise_regularizer = c.regularizer("pointwise_regularizer")?;
+        let c: SeparableConfig = from_config("layer", "SeparableConv2D", cfg)?;
+        let mut l = Self::new(c.filters, c.kernel_size);
+        l.name = c.name;
+        l.strides = c.strides.0;
+        l.padding = c.padding;
+        l.depth_multiplier = c.depth_multiplier;
+        l.dilation_rate = c.dilation_rate.0;
+        l.opts = c.opts.into();
+        l.pointwise_initializer = c.pointwise_initializer;
+        l.pointwise_regularizer = c.pointwise_regularizer;
         l.validate()
             .map_err(|e| Error::config(format!("SeparableConv2D config: {e}")))?;
         Ok(l)
@@ -223,18 +255,17 @@ impl Layer for SeparableConv2D {
     }
 
     fn config(&self) -> Value {
-        let mut cfg = json!({
-            "name": self.name,
-            "filters": self.filters,
-            "kernel_size": dims_json(self.kernel_size),
-            "strides": dims_json(self.strides),
-            "padding": self.padding.as_str(),
-            "depth_multiplier": self.depth_multiplier,
-            "dilation_rate": dims_json(self.dilation_rate),
-            "pointwise_initializer": self.pointwise_initializer.to_json(),
-            "pointwise_regularizer": reg_json(self.pointwise_regularizer),
-        });
-        self.opts.write_config("depthwise", &mut cfg);
-        cfg
+        to_config(&SeparableConfig {
+            name: self.name.clone(),
+            filters: self.filters,
+            kernel_size: Dims(self.kernel_size),
+            strides: Dims(self.strides),
+            padding: self.padding,
+            depth_multiplier: self.depth_multiplier,
+            dilation_rate: Dims(self.dilation_rate),
+            pointwise_initializer: self.pointwise_initializer,
+            pointwise_regularizer: self.pointwise_regularizer,
+            opts: self.opts.into(),
+        })
     }
 }

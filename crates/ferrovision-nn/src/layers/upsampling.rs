@@ -1,10 +1,12 @@
 //! `UpSampling2D`: repeats (nearest) or interpolates (bilinear) rows and columns.
 
-use super::common::{check_positive, check_rank, check_tensor_rank, dims_json, Cfg, Dims};
+use super::common::{check_positive, check_rank, check_tensor_rank, Dims};
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
+use crate::registry::{from_config, to_config};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// How [`UpSampling2D`] fills the new pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,6 +48,36 @@ pub struct UpSampling2D {
     interpolation: Interpolation,
 }
 
+/// Saved as its Keras name.
+impl Serialize for Interpolation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Read from a Keras name.
+impl<'de> Deserialize<'de> for Interpolation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Interpolation::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `UpSampling2D`'s saved config (Keras keys).
+#[derive(Serialize, Deserialize)]
+struct UpSamplingConfig {
+    #[serde(default)]
+    name: String,
+    #[serde(default = "two")]
+    size: Dims<2>,
+    #[serde(default)]
+    interpolation: Interpolation,
+}
+
+fn two() -> Dims<2> {
+    Dims([2, 2])
+}
+
 impl UpSampling2D {
     /// Upsampling by `size` (one factor or one per axis), nearest neighbour.
     pub fn new(size: impl Into<Dims<2>>) -> Self {
@@ -70,10 +102,9 @@ impl UpSampling2D {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c = Cfg::new("UpSampling2D", cfg)?;
-        let mut l = Self::new(c.dims_or::<2>("size", [2, 2])?).named(&c.name());
-        l.interpolation = Interpolation::parse(c.str_or("interpolation", "nearest")?)
-            .map_err(|e| Error::config(format!("UpSampling2D config: {e}")))?;
+        let c: UpSamplingConfig = from_config("layer", "UpSampling2D", cfg)?;
+        let mut l = Self::new(c.size).named(&c.name);
+        l.interpolation = c.interpolation;
         check_positive(&l, "size", &l.size)
             .map_err(|e| Error::config(format!("UpSampling2D config: {e}")))?;
         Ok(l)
@@ -117,10 +148,10 @@ impl Layer for UpSampling2D {
     }
 
     fn config(&self) -> Value {
-        json!({
-            "name": self.name,
-            "size": dims_json(self.size),
-            "interpolation": self.interpolation.as_str(),
+        to_config(&UpSamplingConfig {
+            name: self.name.clone(),
+            size: Dims(self.size),
+            interpolation: self.interpolation,
         })
     }
 }

@@ -2,14 +2,15 @@
 //! (integer targets), on logits or probabilities. The class axis is 1 (channels-first), so
 //! `[N, C]` scores and per-pixel `[N, C, H, W]` scores work alike.
 
+use super::config::{serialized, BaseConfig, BinaryConfig, CategoricalConfig, SparseConfig};
 use super::util::{
-    align_same_shape, check_pred, class_indices, f32_json, float_targets, per_sample_mean,
-    sample_weight, shape_error, weighted_mean, EPS,
+    align_same_shape, check_pred, class_indices, float_targets, per_sample_mean, sample_weight,
+    shape_error, weighted_mean, EPS,
 };
 use super::{Loss, PerSampleLoss};
 use crate::{Error, Result};
 use ferrovision_tensor::{CrossEntropyOpts, Reduction, Tensor};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn check_smoothing(loss: &str, ls: f32) -> Result<()> {
     if !(0.0..=1.0).contains(&ls) {
@@ -148,12 +149,14 @@ impl Loss for BinaryCrossentropy {
     }
 
     fn config(&self) -> Value {
-        json!({"class_name": "BinaryCrossentropy", "config": {
-            "name": self.name,
-            "reduction": "sum_over_batch_size",
-            "from_logits": self.from_logits,
-            "label_smoothing": f32_json(self.label_smoothing),
-        }})
+        serialized(
+            "BinaryCrossentropy",
+            &BinaryConfig {
+                base: BaseConfig::new(&self.name),
+                from_logits: self.from_logits,
+                label_smoothing: self.label_smoothing,
+            },
+        )
     }
 }
 
@@ -287,13 +290,15 @@ impl Loss for CategoricalCrossentropy {
     }
 
     fn config(&self) -> Value {
-        json!({"class_name": "CategoricalCrossentropy", "config": {
-            "name": self.name,
-            "reduction": "sum_over_batch_size",
-            "from_logits": self.from_logits,
-            "label_smoothing": f32_json(self.label_smoothing),
-            "class_weights": self.class_weights.as_ref().map(|v| v.iter().map(|&x| f32_json(x)).collect::<Vec<_>>()),
-        }})
+        serialized(
+            "CategoricalCrossentropy",
+            &CategoricalConfig {
+                base: BaseConfig::new(&self.name),
+                from_logits: self.from_logits,
+                label_smoothing: self.label_smoothing,
+                class_weights: self.class_weights.clone(),
+            },
+        )
     }
 }
 
@@ -499,14 +504,16 @@ impl Loss for SparseCategoricalCrossentropy {
     }
 
     fn config(&self) -> Value {
-        json!({"class_name": "SparseCategoricalCrossentropy", "config": {
-            "name": self.name,
-            "reduction": "sum_over_batch_size",
-            "from_logits": self.from_logits,
-            "ignore_class": self.ignore_class,
-            "class_weights": self.class_weights.as_ref().map(|v| v.iter().map(|&x| f32_json(x)).collect::<Vec<_>>()),
-            "label_smoothing": f32_json(self.label_smoothing),
-        }})
+        serialized(
+            "SparseCategoricalCrossentropy",
+            &SparseConfig {
+                base: BaseConfig::new(&self.name),
+                from_logits: self.from_logits,
+                ignore_class: self.ignore_class,
+                class_weights: self.class_weights.clone(),
+                label_smoothing: self.label_smoothing,
+            },
+        )
     }
 }
 

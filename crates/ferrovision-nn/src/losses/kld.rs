@@ -1,12 +1,13 @@
 //! Kullback-Leibler divergence.
 
+use super::config::{serialized, BaseConfig};
 use super::util::{
     check_pred, float_targets, per_sample_mean, sample_weight, shape_error, weighted_mean, EPS,
 };
 use super::{Loss, PerSampleLoss};
 use crate::Result;
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Keras `KLDivergence`: `Σ_c y·log(y / p)` over the class axis (axis 1, channels-first) with
 /// both `y` and `p` clipped to `[1e-7, 1]`, averaged over samples and positions.
@@ -64,8 +65,7 @@ impl Loss for KLDivergence {
     }
 
     fn config(&self) -> Value {
-        json!({"class_name": "KLDivergence", "config": {
-            "name": self.name, "reduction": "sum_over_batch_size"}})
+        serialized("KLDivergence", &BaseConfig::new(&self.name))
     }
 }
 

@@ -21,6 +21,7 @@
 //! ```
 
 mod closure;
+mod config;
 mod crossentropy;
 mod kld;
 mod regression;
@@ -33,9 +34,11 @@ pub use crossentropy::{
 pub use kld::KLDivergence;
 pub use regression::{Huber, MeanAbsoluteError, MeanSquaredError};
 
+use crate::registry::{Boxed, Registry};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::Value;
+use std::sync::OnceLock;
 
 /// A training objective comparing targets with predictions.
 pub trait Loss: Send + Sync {
@@ -64,55 +67,6 @@ pub trait PerSampleLoss: Loss {
     fn per_sample(&self, y_true: &Tensor, y_pred: &Tensor) -> Result<Tensor>;
 }
 
-fn cfg_str<'a>(cfg: &'a Value, key: &str, default: &'a str) -> Result<&'a str> {
-    match &cfg[key] {
-        Value::Null => Ok(default),
-        Value::String(s) => Ok(s),
-        v => Err(Error::config(format!(
-            "loss config: '{key}' must be a string, got {v}"
-        ))),
-    }
-}
-
-fn cfg_bool(cfg: &Value, key: &str) -> Result<bool> {
-    match &cfg[key] {
-        Value::Null => Ok(false),
-        Value::Bool(b) => Ok(*b),
-        v => Err(Error::config(format!(
-            "loss config: '{key}' must be true or false, got {v}"
-        ))),
-    }
-}
-
-fn cfg_f32(cfg: &Value, key: &str, default: f32) -> Result<f32> {
-    match &cfg[key] {
-        Value::Null => Ok(default),
-        v => v.as_f64().map(|x| x as f32).ok_or_else(|| {
-            Error::config(format!("loss config: '{key}' must be a number, got {v}"))
-        }),
-    }
-}
-
-fn cfg_weights(cfg: &Value) -> Result<Option<Vec<f32>>> {
-    match &cfg["class_weights"] {
-        Value::Null => Ok(None),
-        Value::Array(a) => a
-            .iter()
-            .map(|v| {
-                v.as_f64().map(|x| x as f32).ok_or_else(|| {
-                    Error::config(format!(
-                        "loss config: class_weights must be numbers, got {v}"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some),
-        v => Err(Error::config(format!(
-            "loss config: class_weights must be a list of numbers, got {v}"
-        ))),
-    }
-}
-
 /// Rebuilds a built-in loss (with per-sample values) from its config.
 pub fn per_sample_loss_from_config(value: &Value) -> Result<Box<dyn PerSampleLoss>> {
     if value.is_null() {
@@ -126,89 +80,67 @@ pub fn per_sample_loss_from_config(value: &Value) -> Result<Box<dyn PerSampleLos
             "loss config needs a 'class_name' string (e.g. \"MeanSquaredError\"), got {value}"
         ))
     })?;
-    let cfg = &value["config"];
-    let reduction = cfg_str(cfg, "reduction", "sum_over_batch_size")?;
-    if reduction != "sum_over_batch_size" {
-        return Err(Error::config(format!(
-            "loss '{class}': only reduction \"sum_over_batch_size\" is supported, got \"{reduction}\""
-        )));
-    }
-    let ls = cfg_f32(cfg, "label_smoothing", 0.0)?;
-    let from_logits = cfg_bool(cfg, "from_logits")?;
-    let out: Box<dyn PerSampleLoss> = match class {
-        "MeanSquaredError" => {
-            Box::new(MeanSquaredError::new().named(cfg_str(cfg, "name", "mean_squared_error")?))
-        }
-        "MeanAbsoluteError" => {
-            Box::new(MeanAbsoluteError::new().named(cfg_str(cfg, "name", "mean_absolute_error")?))
-        }
-        "Huber" => {
-            let delta = cfg_f32(cfg, "delta", 1.0)?;
-            if delta.is_nan() || delta <= 0.0 {
-                return Err(Error::config(format!(
-                    "loss 'Huber': delta must be positive, got {delta}"
-                )));
-            }
-            Box::new(Huber::new(delta).named(cfg_str(cfg, "name", "huber_loss")?))
-        }
-        "BinaryCrossentropy" => Box::new(
-            BinaryCrossentropy::new()
-                .from_logits(from_logits)
-                .label_smoothing(ls)
-                .named(cfg_str(cfg, "name", "binary_crossentropy")?),
-        ),
-        "CategoricalCrossentropy" => {
-            let mut l = CategoricalCrossentropy::new()
-                .from_logits(from_logits)
-                .label_smoothing(ls)
-                .named(cfg_str(cfg, "name", "categorical_crossentropy")?);
-            if let Some(w) = cfg_weights(cfg)? {
-                l = l.class_weights(w);
-            }
-            Box::new(l)
-        }
-        "SparseCategoricalCrossentropy" => {
-            let ignore = match &cfg["ignore_class"] {
-                Value::Null => None,
-                v => Some(v.as_i64().ok_or_else(|| {
-                    Error::config(format!(
-                        "loss config: ignore_class must be an integer or null, got {v}"
-                    ))
-                })?),
-            };
-            let mut l = SparseCategoricalCrossentropy::new()
-                .from_logits(from_logits)
-                .ignore_class(ignore)
-                .label_smoothing(ls)
-                .named(cfg_str(cfg, "name", "sparse_categorical_crossentropy")?);
-            if let Some(w) = cfg_weights(cfg)? {
-                l = l.class_weights(w);
-            }
-            Box::new(l)
-        }
-        "KLDivergence" => {
-            Box::new(KLDivergence::new().named(cfg_str(cfg, "name", "kl_divergence")?))
-        }
-        other => {
-            return Err(Error::config(format!(
-                "unknown loss class '{other}' (known: MeanSquaredError, MeanAbsoluteError, Huber, \
-                 BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, \
-                 KLDivergence)"
-            )))
-        }
-    };
-    if !(0.0..=1.0).contains(&ls) {
-        return Err(Error::config(format!(
-            "loss '{class}': label_smoothing must be in [0, 1], got {ls}"
-        )));
-    }
-    Ok(out)
+    config::builtin_per_sample(class, &value["config"])
 }
 
-/// Rebuilds a loss from what [`Loss::config`] returned (`{"class_name", "config"}`). A `Null`
-/// config (closure losses) is an error: closures cannot be restored.
+/// The built-in loss classes (what [`loss_registry`] starts with).
+const BUILTIN_LOSSES: &[&str] = &[
+    "MeanSquaredError",
+    "MeanAbsoluteError",
+    "Huber",
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+    "KLDivergence",
+];
+
+impl<L: Loss + 'static> Boxed<dyn Loss> for L {
+    fn boxed(self) -> Box<dyn Loss> {
+        Box::new(self)
+    }
+}
+
+/// The process-wide loss registry (class name -> constructor from the inner `config`), the
+/// built-in losses registered on first use.
+pub fn loss_registry() -> &'static Registry<dyn Loss> {
+    static REG: OnceLock<Registry<dyn Loss>> = OnceLock::new();
+    REG.get_or_init(|| {
+        let r = Registry::new("loss", "losses::register_loss");
+        for &class in BUILTIN_LOSSES {
+            r.register(class, move |cfg: &Value| {
+                let l: Box<dyn Loss> = config::builtin_per_sample(class, cfg)?;
+                Ok(l)
+            });
+        }
+        r
+    })
+}
+
+/// Registers a custom loss class so compiled models using it can be saved and loaded; its
+/// [`Loss::config`] must return `{"class_name": class_name, "config": ...}` and `factory`
+/// gets the inner `config`.
+pub fn register_loss(
+    class_name: &str,
+    factory: impl Fn(&Value) -> Result<Box<dyn Loss>> + Send + Sync + 'static,
+) {
+    loss_registry().register(class_name, factory);
+}
+
+/// Rebuilds a loss from what [`Loss::config`] returned (`{"class_name", "config"}`) through
+/// [`loss_registry`]. A `Null` config (closure losses) is an error: closures cannot be restored.
 pub fn loss_from_config(config: &Value) -> Result<Box<dyn Loss>> {
-    Ok(per_sample_loss_from_config(config)?)
+    if config.is_null() {
+        return Err(Error::config(
+            "loss config is null: closure losses (FnLoss) cannot be restored from a config; \
+             build the loss in code and compile with it again",
+        ));
+    }
+    let class = config["class_name"].as_str().ok_or_else(|| {
+        Error::config(format!(
+            "loss config needs a 'class_name' string (e.g. \"MeanSquaredError\"), got {config}"
+        ))
+    })?;
+    loss_registry().build(class, &config["config"])
 }
 
 /// The built-in per-sample loss for a Keras name or alias (`"mse"`, `"mae"`, `"huber"`,

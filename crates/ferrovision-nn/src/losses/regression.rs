@@ -1,10 +1,11 @@
 //! Regression losses: mean squared error, mean absolute error, Huber.
 
-use super::util::{align_same_shape, f32_json, per_sample_mean, sample_weight, weighted_mean};
+use super::config::{serialized, BaseConfig, HuberConfig};
+use super::util::{align_same_shape, per_sample_mean, sample_weight, weighted_mean};
 use super::{Loss, PerSampleLoss};
 use crate::{Error, Result};
 use ferrovision_tensor::{Reduction, Tensor};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Which element-wise regression loss.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,10 +60,6 @@ fn per_sample_elementwise(
     per_sample_mean(&elementwise(kind, name, &yt, y_pred, Reduction::None)?)
 }
 
-fn base_config(class: &str, name: &str) -> Value {
-    json!({"class_name": class, "config": {"name": name, "reduction": "sum_over_batch_size"}})
-}
-
 /// Keras `MeanSquaredError`: `mean((y_pred - y_true)²)`; targets and predictions share a shape
 /// (targets `[N]` against predictions `[N, 1]` are aligned).
 #[derive(Debug, Clone)]
@@ -99,7 +96,7 @@ impl Loss for MeanSquaredError {
         call_elementwise(Kind::Mse, &self.name, y_true, y_pred, sw)
     }
     fn config(&self) -> Value {
-        base_config("MeanSquaredError", &self.name)
+        serialized("MeanSquaredError", &BaseConfig::new(&self.name))
     }
 }
 
@@ -144,7 +141,7 @@ impl Loss for MeanAbsoluteError {
         call_elementwise(Kind::Mae, &self.name, y_true, y_pred, sw)
     }
     fn config(&self) -> Value {
-        base_config("MeanAbsoluteError", &self.name)
+        serialized("MeanAbsoluteError", &BaseConfig::new(&self.name))
     }
 }
 
@@ -201,9 +198,13 @@ impl Loss for Huber {
         call_elementwise(Kind::Huber(self.delta), &self.name, y_true, y_pred, sw)
     }
     fn config(&self) -> Value {
-        let mut v = base_config("Huber", &self.name);
-        v["config"]["delta"] = f32_json(self.delta);
-        v
+        serialized(
+            "Huber",
+            &HuberConfig {
+                base: BaseConfig::new(&self.name),
+                delta: self.delta,
+            },
+        )
     }
 }
 

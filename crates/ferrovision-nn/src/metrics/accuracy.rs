@@ -1,11 +1,12 @@
 //! Accuracy metrics: binary (threshold), categorical (argmax vs argmax of one-hot), sparse
 //! categorical (argmax vs integer label), and top-k (one-hot or sparse targets).
 
+use super::config::{named, serialized, BinaryAccuracyConfig, NameConfig, TopKConfig};
 use super::mean::{mean_metric_methods, WeightedMean};
 use super::{row_means, same_shape_f64, Metric};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Which accuracy.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,17 +117,31 @@ impl Accuracy {
     /// "SparseCategoricalAccuracy" | "AutoAccuracy", "config": {...}}`).
     pub fn config(&self) -> Value {
         match self.kind {
-            AccuracyKind::Binary { threshold } => json!({"class_name": "BinaryAccuracy",
-                "config": {"name": self.name, "threshold": threshold}}),
-            AccuracyKind::Categorical => {
-                json!({"class_name": "CategoricalAccuracy", "config": {"name": self.name}})
-            }
-            AccuracyKind::Sparse => {
-                json!({"class_name": "SparseCategoricalAccuracy", "config": {"name": self.name}})
-            }
-            AccuracyKind::Auto => {
-                json!({"class_name": "AutoAccuracy", "config": {"name": self.name}})
-            }
+            AccuracyKind::Binary { threshold } => serialized(
+                "BinaryAccuracy",
+                &BinaryAccuracyConfig {
+                    name: named(&self.name),
+                    threshold: Some(threshold),
+                },
+            ),
+            AccuracyKind::Categorical => serialized(
+                "CategoricalAccuracy",
+                &NameConfig {
+                    name: named(&self.name),
+                },
+            ),
+            AccuracyKind::Sparse => serialized(
+                "SparseCategoricalAccuracy",
+                &NameConfig {
+                    name: named(&self.name),
+                },
+            ),
+            AccuracyKind::Auto => serialized(
+                "AutoAccuracy",
+                &NameConfig {
+                    name: named(&self.name),
+                },
+            ),
         }
     }
 
@@ -307,7 +322,13 @@ impl TopKCategoricalAccuracy {
         } else {
             "TopKCategoricalAccuracy"
         };
-        json!({"class_name": class, "config": {"name": self.name, "k": self.k}})
+        serialized(
+            class,
+            &TopKConfig {
+                name: named(&self.name),
+                k: Some(self.k),
+            },
+        )
     }
 }
 

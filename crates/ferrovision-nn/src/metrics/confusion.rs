@@ -1,9 +1,10 @@
 //! Precision and recall from a streaming (weighted) confusion count at one threshold.
 
+use super::config::{named, serialized, ConfusionConfig};
 use super::{read_weights, same_shape_f64, Metric};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Weighted true positives, false positives and false negatives.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -64,8 +65,14 @@ impl Confusion {
     }
 
     fn config(&self, class: &str) -> Value {
-        json!({"class_name": class, "config": {
-            "name": self.name, "thresholds": self.threshold, "class_id": self.class_id}})
+        serialized(
+            class,
+            &ConfusionConfig {
+                name: named(&self.name),
+                thresholds: Some(self.threshold),
+                class_id: self.class_id,
+            },
+        )
     }
 }
 

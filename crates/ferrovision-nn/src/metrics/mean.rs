@@ -1,11 +1,13 @@
 //! Weighted means: `Mean` of values, `MeanSquaredError`, `Psnr`, and `MeanMetricWrapper` (the
 //! mean of a loss' per-sample values or of a closure's).
 
+use super::config::{named, serialized, NameConfig, PsnrConfig, WrapperConfig};
 use super::{read_weights, row_means, same_shape_f64, Metric};
 use crate::losses::{per_sample_loss_from_config, PerSampleLoss};
+use crate::registry::from_config;
 use crate::{Error, Result};
 use ferrovision_tensor::{no_grad, Tensor};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Running `Σ w·v / Σ w` in f64 (Keras' `Mean` state: `total` and `count`).
@@ -153,7 +155,12 @@ impl Mean {
 
     /// The config (`{"class_name": "Mean", "config": {"name"}}`).
     pub fn config(&self) -> Value {
-        json!({"class_name": "Mean", "config": {"name": self.name}})
+        serialized(
+            "Mean",
+            &NameConfig {
+                name: named(&self.name),
+            },
+        )
     }
 }
 
@@ -196,7 +203,12 @@ impl MeanSquaredError {
 
     /// The config.
     pub fn config(&self) -> Value {
-        json!({"class_name": "MeanSquaredError", "config": {"name": self.name}})
+        serialized(
+            "MeanSquaredError",
+            &NameConfig {
+                name: named(&self.name),
+            },
+        )
     }
 }
 
@@ -238,7 +250,13 @@ impl Psnr {
 
     /// The config.
     pub fn config(&self) -> Value {
-        json!({"class_name": "PSNR", "config": {"name": self.name, "max_val": self.max_val}})
+        serialized(
+            "PSNR",
+            &PsnrConfig {
+                name: named(&self.name),
+                max_val: Some(self.max_val),
+            },
+        )
     }
 }
 
@@ -332,18 +350,23 @@ impl MeanMetricWrapper {
     /// The config, with the wrapped loss' config; `Null` for closures.
     pub fn config(&self) -> Value {
         match &self.source {
-            Source::Loss(l) => json!({"class_name": "MeanMetricWrapper", "config": {
-                "name": self.name, "loss": l.config()}}),
+            Source::Loss(l) => serialized(
+                "MeanMetricWrapper",
+                &WrapperConfig {
+                    name: named(&self.name),
+                    loss: l.config(),
+                },
+            ),
             Source::Fn(_) => Value::Null,
         }
     }
 
     /// Rebuilds from [`MeanMetricWrapper::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let loss = per_sample_loss_from_config(&cfg["loss"])?;
-        let mut m = Self::from_boxed_loss(loss);
-        if let Some(n) = cfg["name"].as_str() {
-            m.name = n.into();
+        let c: WrapperConfig = from_config("metric", "MeanMetricWrapper", cfg)?;
+        let mut m = Self::from_boxed_loss(per_sample_loss_from_config(&c.loss)?);
+        if let Some(n) = c.name {
+            m.name = n;
         }
         Ok(m)
     }

@@ -21,6 +21,7 @@
 //! ```
 
 mod accuracy;
+mod config;
 mod confusion;
 mod mean;
 
@@ -28,10 +29,12 @@ pub use accuracy::{Accuracy, AccuracyKind, TopKCategoricalAccuracy};
 pub use confusion::{Precision, Recall};
 pub use mean::{Mean, MeanMetricWrapper, MeanSquaredError, Psnr, WeightedMean};
 
-use crate::losses::{per_sample_loss_by_name, per_sample_loss_from_config};
+use crate::losses::per_sample_loss_by_name;
+use crate::registry::{Boxed, Registry};
 use crate::{Error, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::Value;
+use std::sync::OnceLock;
 
 /// A metric accumulated over batches. Usable in custom loops as well as by `fit`.
 pub trait Metric: Send {
@@ -169,38 +172,6 @@ pub fn metric_by_name(name: &str) -> Result<Box<dyn Metric>> {
     })
 }
 
-fn cfg_name(cfg: &Value, default: &str) -> Result<String> {
-    match &cfg["name"] {
-        Value::Null => Ok(default.to_string()),
-        Value::String(s) => Ok(s.clone()),
-        v => Err(Error::config(format!(
-            "metric config: 'name' must be a string, got {v}"
-        ))),
-    }
-}
-
-fn cfg_num(cfg: &Value, key: &str, default: f64) -> Result<f64> {
-    match &cfg[key] {
-        Value::Null => Ok(default),
-        // Keras allows a list of thresholds; one threshold is supported here.
-        Value::Array(a) if a.len() == 1 && a[0].is_number() => Ok(a[0].as_f64().unwrap_or(default)),
-        v => v.as_f64().ok_or_else(|| {
-            Error::config(format!("metric config: '{key}' must be a number, got {v}"))
-        }),
-    }
-}
-
-fn cfg_usize(cfg: &Value, key: &str) -> Result<Option<usize>> {
-    match &cfg[key] {
-        Value::Null => Ok(None),
-        v => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
-            Error::config(format!(
-                "metric config: '{key}' must be a non-negative integer, got {v}"
-            ))
-        }),
-    }
-}
-
 /// Rebuilds a metric from the `config()` of a built-in metric type
 /// (`{"class_name", "config"}`).
 pub fn metric_from_config(value: &Value) -> Result<Box<dyn Metric>> {
@@ -214,74 +185,48 @@ pub fn metric_from_config(value: &Value) -> Result<Box<dyn Metric>> {
             "metric config needs a 'class_name' string, got {value}"
         ))
     })?;
-    let cfg = &value["config"];
-    Ok(match class {
-        "BinaryAccuracy" => Box::new(
-            Accuracy::binary_threshold(cfg_num(cfg, "threshold", 0.5)?)
-                .named(&cfg_name(cfg, "binary_accuracy")?),
-        ),
-        "CategoricalAccuracy" => {
-            Box::new(Accuracy::categorical().named(&cfg_name(cfg, "categorical_accuracy")?))
+    metric_registry().build(class, &value["config"])
+}
+
+/// The built-in metric classes (what [`metric_registry`] starts with).
+const BUILTIN_METRICS: &[&str] = &[
+    "BinaryAccuracy",
+    "CategoricalAccuracy",
+    "SparseCategoricalAccuracy",
+    "AutoAccuracy",
+    "TopKCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy",
+    "Precision",
+    "Recall",
+    "Mean",
+    "MeanSquaredError",
+    "PSNR",
+    "MeanMetricWrapper",
+];
+
+impl<M: Metric + 'static> Boxed<dyn Metric> for M {
+    fn boxed(self) -> Box<dyn Metric> {
+        Box::new(self)
+    }
+}
+
+/// The process-wide metric registry (class name -> constructor from the inner `config`), the
+/// built-in metrics registered on first use.
+pub fn metric_registry() -> &'static Registry<dyn Metric> {
+    static REG: OnceLock<Registry<dyn Metric>> = OnceLock::new();
+    REG.get_or_init(|| {
+        let r = Registry::new("metric", "metrics::register_metric");
+        for &class in BUILTIN_METRICS {
+            r.register(class, move |cfg: &Value| config::builtin_metric(class, cfg));
         }
-        "SparseCategoricalAccuracy" => {
-            Box::new(Accuracy::sparse().named(&cfg_name(cfg, "sparse_categorical_accuracy")?))
-        }
-        "AutoAccuracy" => Box::new(Accuracy::auto().named(&cfg_name(cfg, "accuracy")?)),
-        "TopKCategoricalAccuracy" | "SparseTopKCategoricalAccuracy" => {
-            let k = cfg_usize(cfg, "k")?.unwrap_or(5);
-            let m = if class == "TopKCategoricalAccuracy" {
-                TopKCategoricalAccuracy::new(k)
-            } else {
-                TopKCategoricalAccuracy::sparse(k)
-            };
-            let default = m.name();
-            Box::new(m.named(&cfg_name(cfg, &default)?))
-        }
-        "Precision" | "Recall" => {
-            let t = cfg_num(cfg, "thresholds", 0.5)?;
-            let id = cfg_usize(cfg, "class_id")?;
-            if class == "Precision" {
-                Box::new(
-                    Precision::new()
-                        .threshold(t)
-                        .class_id(id)
-                        .named(&cfg_name(cfg, "precision")?),
-                )
-            } else {
-                Box::new(
-                    Recall::new()
-                        .threshold(t)
-                        .class_id(id)
-                        .named(&cfg_name(cfg, "recall")?),
-                )
-            }
-        }
-        "Mean" => Box::new(Mean::new().named(&cfg_name(cfg, "mean")?)),
-        "MeanSquaredError" => {
-            Box::new(MeanSquaredError::new().named(&cfg_name(cfg, "mean_squared_error")?))
-        }
-        "PSNR" => {
-            let max_val = cfg_num(cfg, "max_val", 1.0)?;
-            if max_val.is_nan() || max_val <= 0.0 {
-                return Err(Error::config(format!(
-                    "metric 'PSNR': max_val must be positive, got {max_val}"
-                )));
-            }
-            Box::new(Psnr::new(max_val).named(&cfg_name(cfg, "psnr")?))
-        }
-        "MeanMetricWrapper" => {
-            let loss = per_sample_loss_from_config(&cfg["loss"])?;
-            let m = MeanMetricWrapper::from_boxed_loss(loss);
-            let default = m.name();
-            Box::new(m.named(&cfg_name(cfg, &default)?))
-        }
-        other => {
-            return Err(Error::config(format!(
-                "unknown metric class '{other}' (known: BinaryAccuracy, CategoricalAccuracy, \
-                 SparseCategoricalAccuracy, AutoAccuracy, TopKCategoricalAccuracy, \
-                 SparseTopKCategoricalAccuracy, Precision, Recall, Mean, MeanSquaredError, PSNR, \
-                 MeanMetricWrapper)"
-            )))
-        }
+        r
     })
+}
+
+/// Registers a custom metric class so compiled models using it can be saved and loaded.
+pub fn register_metric(
+    class_name: &str,
+    factory: impl Fn(&Value) -> Result<Box<dyn Metric>> + Send + Sync + 'static,
+) {
+    metric_registry().register(class_name, factory);
 }

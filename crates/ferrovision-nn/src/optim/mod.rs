@@ -198,7 +198,10 @@ pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
 pub use base::OptimizerBase;
 pub use nadam::Nadam;
-pub use registry::{optimizer_by_name, optimizer_from_config, OPTIMIZER_NAMES};
+pub use registry::{
+    optimizer_by_name, optimizer_from_config, optimizer_registry, register_optimizer,
+    OPTIMIZER_NAMES,
+};
 pub use rmsprop::RmsProp;
 pub use schedules::LearningRateSchedule;
 pub use sgd::Sgd;

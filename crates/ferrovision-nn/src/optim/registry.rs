@@ -1,18 +1,16 @@
 //! Building optimizers from saved configs and from short names (the CLI's `--optimizer`).
 
 use super::{Adadelta, Adagrad, Adam, AdamW, Nadam, Optimizer, RmsProp, Sgd};
+use crate::registry::{Boxed, Registry};
 use crate::{Error, Result};
 use serde_json::Value;
+use std::sync::OnceLock;
 
 /// Names [`optimizer_by_name`] accepts.
 pub const OPTIMIZER_NAMES: &[&str] = &[
     "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "amsgrad", "nadam",
     "adamw",
 ];
-
-fn boxed<O: Optimizer + 'static>(r: Result<O>) -> Result<Box<dyn Optimizer>> {
-    r.map(|o| Box::new(o) as Box<dyn Optimizer>)
-}
 
 /// Rebuilds an optimizer from [`Optimizer::config`] output, from Keras'
 /// `keras.optimizers.serialize(opt)` (`{"class_name": "Adam", "config": {...}}`, extra keys such
@@ -34,19 +32,45 @@ pub fn optimizer_from_config(config: &Value) -> Result<Box<dyn Optimizer>> {
                 "optimizer config needs a string 'class_name': {config}"
             ))
         })?;
-    let cfg = obj.get("config").unwrap_or(&Value::Null);
-    match class.to_ascii_lowercase().as_str() {
-        "sgd" => boxed(Sgd::from_config(cfg)),
-        "adagrad" => boxed(Adagrad::from_config(cfg)),
-        "adadelta" => boxed(Adadelta::from_config(cfg)),
-        "rmsprop" => boxed(RmsProp::from_config(cfg)),
-        "adam" => boxed(Adam::from_config(cfg)),
-        "nadam" => boxed(Nadam::from_config(cfg)),
-        "adamw" => boxed(AdamW::from_config(cfg)),
-        _ => Err(Error::config(format!(
-            "unknown optimizer class '{class}' (known: SGD, Adagrad, Adadelta, RMSprop, Adam, Nadam, AdamW)"
-        ))),
+    optimizer_registry().build(class, obj.get("config").unwrap_or(&Value::Null))
+}
+
+impl<O: Optimizer + 'static> Boxed<dyn Optimizer> for O {
+    fn boxed(self) -> Box<dyn Optimizer> {
+        Box::new(self)
     }
+}
+
+/// The process-wide optimizer registry (class name, matched case-insensitively -> constructor
+/// from the inner `config`), the built-in optimizers registered on first use.
+pub fn optimizer_registry() -> &'static Registry<dyn Optimizer> {
+    static REG: OnceLock<Registry<dyn Optimizer>> = OnceLock::new();
+    REG.get_or_init(|| {
+        let r = Registry::new("optimizer", "optim::register_optimizer").case_insensitive();
+        fn reg<O: Optimizer + 'static>(
+            r: &Registry<dyn Optimizer>,
+            class: &str,
+            f: fn(&Value) -> Result<O>,
+        ) {
+            r.register(class, move |v: &Value| f(v).map(Boxed::boxed));
+        }
+        reg(&r, "SGD", Sgd::from_config);
+        reg(&r, "Adagrad", Adagrad::from_config);
+        reg(&r, "Adadelta", Adadelta::from_config);
+        reg(&r, "RMSprop", RmsProp::from_config);
+        reg(&r, "Adam", Adam::from_config);
+        reg(&r, "Nadam", Nadam::from_config);
+        reg(&r, "AdamW", AdamW::from_config);
+        r
+    })
+}
+
+/// Registers a custom optimizer class so saved models compiled with it can be loaded.
+pub fn register_optimizer(
+    class_name: &str,
+    factory: impl Fn(&Value) -> Result<Box<dyn Optimizer>> + Send + Sync + 'static,
+) {
+    optimizer_registry().register(class_name, factory);
 }
 
 /// An optimizer by short name with Keras defaults, the learning rate replaced when `lr` is
