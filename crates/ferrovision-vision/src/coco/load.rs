@@ -149,11 +149,11 @@ impl CocoGroundTruth {
                     "missing field 'id'",
                 ));
             };
-            let ctx = Ctx {
-                file,
-                entry: format!("annotations[{i}] (id {id})"),
-            };
             let segmentation = if segm {
+                let ctx = Ctx {
+                    file,
+                    entry: format!("annotations[{i}] (id {id})"),
+                };
                 let s = a.segmentation.as_ref().ok_or_else(|| {
                     ctx.err("missing field 'segmentation' (needed for segm evaluation)")
                 })?;
@@ -229,25 +229,27 @@ impl CocoGroundTruth {
         let box_area = iou_type == IouType::Bbox || list.first().is_some_and(|d| d.bbox.is_some());
         let mut out = Vec::with_capacity(list.len());
         for (i, d) in list.into_iter().enumerate() {
-            let ctx = Ctx {
+            // Built only when needed (errors, masks): 100 000 detections are common.
+            let ctx = || Ctx {
                 file,
                 entry: format!("detection {i}"),
             };
             let image_id = d.image_id;
             if !images.contains(&image_id) {
-                return Err(ctx.err(format!(
+                return Err(ctx().err(format!(
                     "image_id {image_id} is not an image of the ground truth {}",
                     self.file
                 )));
             }
             let category_id = d.category_id;
             if !cats.contains(&category_id) {
-                return Err(ctx.err(format!(
+                return Err(ctx().err(format!(
                     "category_id {category_id} is not a category of the ground truth {}",
                     self.file
                 )));
             }
             let segmentation = if iou_type == IouType::Segm {
+                let ctx = ctx();
                 let s = d.segmentation.as_ref().ok_or_else(|| {
                     ctx.err("missing field 'segmentation' (needed for segm evaluation)")
                 })?;
@@ -268,7 +270,7 @@ impl CocoGroundTruth {
                     } else {
                         ""
                     };
-                    return Err(ctx.err(format!("missing field 'bbox'{why}")));
+                    return Err(ctx().err(format!("missing field 'bbox'{why}")));
                 }
                 None => segmentation.as_ref().map_or([0.0; 4], Rle::to_bbox),
             };
