@@ -26,18 +26,6 @@ impl Ctx<'_> {
             .ok_or_else(|| self.err(format!("missing field '{key}'")))
     }
 
-    pub fn int(&self, v: &Value, key: &str) -> Result<i64> {
-        let f = self.field(v, key)?;
-        if let Some(i) = f.as_i64() {
-            return Ok(i);
-        }
-        // 3.0 is an integer id too (some exporters write floats).
-        match f.as_f64() {
-            Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Ok(x as i64),
-            _ => Err(self.err(format!("field '{key}' must be an integer, got {f}"))),
-        }
-    }
-
     pub fn num(&self, v: &Value, key: &str) -> Result<f64> {
         let f = self.field(v, key)?;
         match f.as_f64() {
@@ -50,21 +38,6 @@ impl Ctx<'_> {
         match self.obj(v)?.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(_) => self.num(v, key).map(Some),
-        }
-    }
-
-    /// 0/1 or false/true; absent is false.
-    pub fn opt_flag(&self, v: &Value, key: &str) -> Result<bool> {
-        match self.obj(v)?.get(key) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(f) => match f.as_i64() {
-                Some(0) => Ok(false),
-                Some(1) => Ok(true),
-                _ => Err(self.err(format!(
-                    "field '{key}' must be 0, 1, true or false, got {f}"
-                ))),
-            },
         }
     }
 

@@ -1,9 +1,13 @@
 //! Reading COCO ground truth and detection files (boxes, polygons, RLE) into the evaluation's
-//! types, with errors naming the file and entry.
+//! types, with errors naming the file and entry. The JSON structure is parsed once, by
+//! `ferrovision_data::annotations::coco` (shared with the COCO dataset source); this module adds
+//! what evaluation needs: annotation ids, segmentations turned into [`Rle`]s, detections
+//! checked against the ground truth, and pycocotools' area rules.
 
 use crate::error::{read_to_string, Result, VisionError};
-use crate::json_util::{parse, Ctx};
+use crate::json_util::Ctx;
 use crate::rle::Rle;
+use ferrovision_data::annotations::coco::{parse_coco_detections, parse_coco_instances};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -96,15 +100,6 @@ pub struct CocoDetection {
     pub segmentation: Option<Rle>,
 }
 
-pub(super) fn check_wh(ctx: &Ctx, b: &[f64; 4]) -> Result<()> {
-    if b[2] < 0.0 || b[3] < 0.0 {
-        return Err(ctx.err(format!(
-            "bbox {b:?} has negative width or height (COCO boxes are [x, y, w, h])"
-        )));
-    }
-    Ok(())
-}
-
 impl CocoGroundTruth {
     /// Reads a COCO ground-truth JSON file for box evaluation (segmentations are not read).
     pub fn load(path: &Path) -> Result<Self> {
@@ -124,112 +119,65 @@ impl CocoGroundTruth {
         Self::parse_for(&text, &path.display().to_string(), iou_type)
     }
 
-    /// Parses COCO ground-truth JSON text for `iou_type`; `file` names it in errors.
+    /// Parses COCO ground-truth JSON text for `iou_type`; `file` names it in errors. The
+    /// structure is read by `ferrovision_data::annotations::coco`; the evaluation adds that
+    /// every annotation needs an `id` and, for masks, a `segmentation`.
     pub fn parse_for(text: &str, file: &str, iou_type: IouType) -> Result<Self> {
         let segm = iou_type == IouType::Segm;
-        let v = parse(text, file)?;
-        let top = Ctx {
-            file,
-            entry: "top level".into(),
-        };
-        let mut image_ids = Vec::new();
+        let raw = parse_coco_instances(text, file)?;
+        let mut image_ids = Vec::with_capacity(raw.images.len());
         let mut image_sizes = HashMap::new();
-        let mut seen = std::collections::HashSet::new();
-        for (i, im) in top.array(&v, "images")?.iter().enumerate() {
-            let ctx = Ctx {
-                file,
-                entry: format!("images[{i}]"),
-            };
-            let id = ctx.int(im, "id")?;
-            if !seen.insert(id) {
-                return Err(ctx.err(format!("duplicate image id {id}")));
-            }
-            image_ids.push(id);
-            if segm {
-                let o = ctx.obj(im)?;
-                if o.contains_key("height") && o.contains_key("width") {
-                    let dim = |k: &str| -> Result<u32> {
-                        let x = ctx.int(im, k)?;
-                        u32::try_from(x).map_err(|_| {
-                            ctx.err(format!(
-                                "field '{k}' must be a non-negative 32-bit integer, got {x}"
-                            ))
-                        })
-                    };
-                    image_sizes.insert(id, (dim("height")?, dim("width")?));
-                }
+        for im in &raw.images {
+            image_ids.push(im.id);
+            if let (true, Some(h), Some(w)) = (segm, im.height, im.width) {
+                image_sizes.insert(im.id, (h, w));
             }
         }
         image_ids.sort_unstable();
-        let mut categories = Vec::new();
-        let mut cat_seen = std::collections::HashSet::new();
-        for (i, c) in top.array(&v, "categories")?.iter().enumerate() {
-            let ctx = Ctx {
-                file,
-                entry: format!("categories[{i}]"),
-            };
-            let id = ctx.int(c, "id")?;
-            if !cat_seen.insert(id) {
-                return Err(ctx.err(format!("duplicate category id {id}")));
-            }
-            let name = ctx
-                .obj(c)?
-                .get("name")
-                .and_then(|n| n.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| id.to_string());
-            categories.push((id, name));
-        }
+        let mut categories: Vec<(i64, String)> = raw
+            .categories
+            .into_iter()
+            .map(|c| (c.id, c.name.unwrap_or_else(|| c.id.to_string())))
+            .collect();
         categories.sort_by_key(|c| c.0);
-        let mut annotations = Vec::new();
-        let mut ann_seen = std::collections::HashSet::new();
-        for (i, a) in top.array(&v, "annotations")?.iter().enumerate() {
-            let mut ctx = Ctx {
-                file,
-                entry: format!("annotations[{i}]"),
+        let mut annotations = Vec::with_capacity(raw.annotations.len());
+        for (i, a) in raw.annotations.into_iter().enumerate() {
+            let Some(id) = a.id else {
+                return Err(VisionError::format(
+                    file,
+                    format!("annotations[{i}]"),
+                    "missing field 'id'",
+                ));
             };
-            let id = ctx.int(a, "id")?;
-            ctx.entry = format!("annotations[{i}] (id {id})");
-            if !ann_seen.insert(id) {
-                return Err(ctx.err(format!("duplicate annotation id {id}")));
-            }
-            let image_id = ctx.int(a, "image_id")?;
-            if !seen.contains(&image_id) {
-                return Err(ctx.err(format!("image_id {image_id} is not in 'images'")));
-            }
-            let category_id = ctx.int(a, "category_id")?;
-            if !cat_seen.contains(&category_id) {
-                return Err(ctx.err(format!("category_id {category_id} is not in 'categories'")));
-            }
-            let bbox = ctx.four(a, "bbox")?;
-            check_wh(&ctx, &bbox)?;
-            let area = ctx.opt_num(a, "area")?;
-            let iscrowd = ctx.opt_flag(a, "iscrowd")?;
             let segmentation = if segm {
-                let s = ctx.field(a, "segmentation").map_err(|_| {
+                let ctx = Ctx {
+                    file,
+                    entry: format!("annotations[{i}] (id {id})"),
+                };
+                let s = a.segmentation.as_ref().ok_or_else(|| {
                     ctx.err("missing field 'segmentation' (needed for segm evaluation)")
                 })?;
                 Some(segmentation(
                     &ctx,
                     s,
-                    image_id,
-                    image_sizes.get(&image_id).copied(),
+                    a.image_id,
+                    image_sizes.get(&a.image_id).copied(),
                 )?)
             } else {
                 None
             };
-            let area = match (area, &segmentation) {
-                (Some(a), _) => a,
+            let area = match (a.area, &segmentation) {
+                (Some(area), _) => area,
                 (None, Some(r)) => r.area() as f64,
-                (None, None) => bbox[2] * bbox[3],
+                (None, None) => a.bbox[2] * a.bbox[3],
             };
             annotations.push(GtAnnotation {
                 id,
-                image_id,
-                category_id,
-                bbox,
+                image_id: a.image_id,
+                category_id: a.category_id,
+                bbox: a.bbox,
                 area,
-                iscrowd,
+                iscrowd: a.iscrowd,
                 segmentation,
             });
         }
@@ -264,55 +212,45 @@ impl CocoGroundTruth {
         self.parse_detections_for(&text, &path.display().to_string(), iou_type)
     }
 
-    /// Parses COCO results JSON text for `iou_type`; `file` names it in errors.
+    /// Parses COCO results JSON text for `iou_type`; `file` names it in errors. The structure
+    /// is read by `ferrovision_data::annotations::coco`; here every entry is checked against
+    /// this ground truth.
     pub fn parse_detections_for(
         &self,
         text: &str,
         file: &str,
         iou_type: IouType,
     ) -> Result<Vec<CocoDetection>> {
-        let v = parse(text, file)?;
-        let list = v.as_array().ok_or_else(|| {
-            VisionError::format(
-                file,
-                "top level",
-                format!(
-                    "expected a JSON list of detections, got {}",
-                    crate::json_util::kind(&v)
-                ),
-            )
-        })?;
+        let list = parse_coco_detections(text, file)?;
         let images: std::collections::HashSet<i64> = self.image_ids.iter().copied().collect();
         let cats: std::collections::HashSet<i64> = self.categories.iter().map(|c| c.0).collect();
         // pycocotools' loadRes picks its branch from the first entry: with a non-empty `bbox`
         // every area is the box area (and a box is required), otherwise the mask area.
-        let has_box = |d: &Value| {
-            d.get("bbox")
-                .is_some_and(|b| !b.is_null() && b.as_array().is_none_or(|a| !a.is_empty()))
-        };
-        let box_area = iou_type == IouType::Bbox || list.first().is_some_and(has_box);
+        let box_area = iou_type == IouType::Bbox || list.first().is_some_and(|d| d.bbox.is_some());
         let mut out = Vec::with_capacity(list.len());
-        for (i, d) in list.iter().enumerate() {
-            let ctx = Ctx {
+        for (i, d) in list.into_iter().enumerate() {
+            // Built only when needed (errors, masks): 100 000 detections are common.
+            let ctx = || Ctx {
                 file,
                 entry: format!("detection {i}"),
             };
-            let image_id = ctx.int(d, "image_id")?;
+            let image_id = d.image_id;
             if !images.contains(&image_id) {
-                return Err(ctx.err(format!(
+                return Err(ctx().err(format!(
                     "image_id {image_id} is not an image of the ground truth {}",
                     self.file
                 )));
             }
-            let category_id = ctx.int(d, "category_id")?;
+            let category_id = d.category_id;
             if !cats.contains(&category_id) {
-                return Err(ctx.err(format!(
+                return Err(ctx().err(format!(
                     "category_id {category_id} is not a category of the ground truth {}",
                     self.file
                 )));
             }
             let segmentation = if iou_type == IouType::Segm {
-                let s = ctx.field(d, "segmentation").map_err(|_| {
+                let ctx = ctx();
+                let s = d.segmentation.as_ref().ok_or_else(|| {
                     ctx.err("missing field 'segmentation' (needed for segm evaluation)")
                 })?;
                 Some(segmentation(
@@ -324,22 +262,18 @@ impl CocoGroundTruth {
             } else {
                 None
             };
-            let bbox = if box_area || has_box(d) {
-                let b = ctx.four(d, "bbox").map_err(|e| {
-                    if box_area && iou_type == IouType::Segm {
-                        ctx.err(format!(
-                            "{e} (the first detection has a bbox, so every detection's area is its box area, as in pycocotools)"
-                        ))
+            let bbox = match d.bbox {
+                Some(b) => b,
+                None if box_area => {
+                    let why = if iou_type == IouType::Segm {
+                        " (the first detection has a bbox, so every detection's area is its box area, as in pycocotools)"
                     } else {
-                        e
-                    }
-                })?;
-                check_wh(&ctx, &b)?;
-                b
-            } else {
-                segmentation.as_ref().map_or([0.0; 4], Rle::to_bbox)
+                        ""
+                    };
+                    return Err(ctx().err(format!("missing field 'bbox'{why}")));
+                }
+                None => segmentation.as_ref().map_or([0.0; 4], Rle::to_bbox),
             };
-            let score = ctx.num(d, "score")?;
             let area = match &segmentation {
                 Some(r) if !box_area => r.area() as f64,
                 _ => bbox[2] * bbox[3],
@@ -348,7 +282,7 @@ impl CocoGroundTruth {
                 image_id,
                 category_id,
                 bbox,
-                score,
+                score: d.score,
                 area,
                 segmentation,
             });
