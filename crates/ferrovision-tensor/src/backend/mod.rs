@@ -4,10 +4,10 @@
 //!
 //! Today the elementwise unary ops (`Tensor::relu`, `exp`, `mul_scalar`, ...), the
 //! broadcasting binary ops (`add` ... `minimum`), the matrix products (`matmul`, `linear`,
-//! `linear_relu`) and the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`), forward and
-//! backward, dispatch through it; the other families (reductions, pooling, resizing,
-//! normalisation, softmax/losses, RoI ops, copies) still call the CPU kernels from their op files
-//! and reject non-CPU tensors. Each family moves behind trait methods the same way; a CUDA
+//! `linear_relu`), the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`) and the
+//! reductions (`sum` ... `norm`, `argmax`/`argmin`), forward and backward, dispatch through it;
+//! the other families (pooling, resizing, normalisation, softmax/losses, RoI ops, copies) still
+//! call the CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait methods the same way; a CUDA
 //! backend is then one more `impl Backend`.
 
 pub(crate) mod cpu;
@@ -112,6 +112,33 @@ pub trait Backend: Send + Sync {
         w: &Tensor,
         needs: [bool; 3],
     ) -> Result<[Option<Tensor>; 3]>;
+
+    /// A reduction of an f32 tensor over the op's resolved axes (`op` is `Sum`, `Mean`, `Max`,
+    /// `Min`, `Prod`, `Var`, `Std`, `LogSumExp` or `Norm`): the output, and the auxiliary tensor
+    /// its gradient rule saves (the keepdim mean of `Var`/`Std`, the keepdim result of
+    /// `LogSumExp`; else `None`).
+    fn reduce(&self, op: &Op, x: &Tensor) -> Result<(Tensor, Option<Tensor>)>;
+
+    /// The input gradient (of shape `x_shape`) of a reduction for the output gradient `g`;
+    /// `saved` are the tensors its op method saved, in order.
+    fn reduce_backward(
+        &self,
+        op: &Op,
+        x_shape: &[usize],
+        saved: [Option<&Tensor>; 3],
+        g: &Tensor,
+    ) -> Result<Tensor>;
+
+    /// `argmax` (`is_max`) or `argmin` along the middle axis of `x` (any dtype) seen as
+    /// `[k1, r, k2]`: the first index of the extremum (NaN wins), an I64 tensor of `out_shape`.
+    fn arg_reduce(
+        &self,
+        op: &'static str,
+        x: &Tensor,
+        dims: (usize, usize, usize),
+        is_max: bool,
+        out_shape: &[usize],
+    ) -> Result<Tensor>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

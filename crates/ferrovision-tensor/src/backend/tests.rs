@@ -24,6 +24,9 @@ struct Counting {
     conv_backward: AtomicUsize,
     conv_transpose: AtomicUsize,
     conv_transpose_backward: AtomicUsize,
+    reduce: AtomicUsize,
+    reduce_backward: AtomicUsize,
+    arg_reduce: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -116,6 +119,31 @@ impl Backend for Counting {
         bump(&self.conv_transpose_backward);
         CpuBackend.conv_transpose_backward(op, geom, g, x, w, needs)
     }
+    fn reduce(&self, op: &Op, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        bump(&self.reduce);
+        CpuBackend.reduce(op, x)
+    }
+    fn reduce_backward(
+        &self,
+        op: &Op,
+        x_shape: &[usize],
+        saved: [Option<&Tensor>; 3],
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        bump(&self.reduce_backward);
+        CpuBackend.reduce_backward(op, x_shape, saved, g)
+    }
+    fn arg_reduce(
+        &self,
+        op: &'static str,
+        x: &Tensor,
+        dims: (usize, usize, usize),
+        is_max: bool,
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.arg_reduce);
+        CpuBackend.arg_reduce(op, x, dims, is_max, out_shape)
+    }
 }
 
 /// Runs `f` with a fresh counting backend installed on this thread; returns its counts.
@@ -164,4 +192,30 @@ fn conv_and_conv_transpose_dispatch_through_the_backend() {
     assert_eq!(count(&c.conv_backward), 1);
     assert_eq!(count(&c.conv_transpose), 1);
     assert_eq!(count(&c.conv_transpose_backward), 1);
+}
+
+#[test]
+fn reductions_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec((0..12).map(|v| v as f32).collect::<Vec<f32>>(), &[3, 4])?
+            .requires_grad_(true);
+        let parts = [
+            x.mean(&[1], false)?,
+            x.max(&[0], false)?,
+            x.var(&[1], 1, false)?,
+            x.logsumexp(&[0], false)?,
+        ];
+        let mut total = x.prod(&[1], false)?.sum_all()?;
+        for p in &parts {
+            total = total.add(&p.sum_all()?)?;
+        }
+        total.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[3, 4]);
+        assert_eq!(x.argmax(1, false)?.to_vec::<i64>()?, vec![3, 3, 3]);
+        Ok(())
+    });
+    // mean, max, var, logsumexp, prod and the five sum_all calls; each gradient once.
+    assert_eq!(count(&c.reduce), 10);
+    assert_eq!(count(&c.reduce_backward), 10);
+    assert_eq!(count(&c.arg_reduce), 1);
 }

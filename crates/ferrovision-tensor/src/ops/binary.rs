@@ -39,7 +39,7 @@ fn mul_sum_to_shape(op: &'static str, g: &Tensor, x: &Tensor, target: &[usize]) 
     let shape = g.shape().to_vec();
     let v = g.with_f32(op, |gs| {
         x.with_f32(op, |xs| {
-            super::reduce::dot_reduce_f32(gs, xs, &shape, &axes)
+            crate::backend::cpu::reduce::dot_reduce_f32(gs, xs, &shape, &axes)
         })
     })??;
     Ok(Tensor::from_f32(v, target))

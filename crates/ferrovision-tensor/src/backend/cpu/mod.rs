@@ -2,11 +2,12 @@
 //!
 //! One file per op family: the elementwise unary and broadcasting binary arms are here (each
 //! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
-//! convolutions in `conv.rs`. The
+//! convolutions in `conv.rs`, reductions in `reduce.rs`. The
 //! families not listed still call their kernels from their op files (see `docs/engine.md`).
 
 mod conv;
 mod matmul;
+pub(crate) mod reduce;
 
 use super::Backend;
 use crate::autograd::Op;
@@ -178,6 +179,31 @@ impl Backend for CpuBackend {
         needs: [bool; 3],
     ) -> Result<[Option<Tensor>; 3]> {
         conv::transpose_backward(op, geom, g, x, w, needs)
+    }
+
+    fn reduce(&self, op: &Op, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        reduce::forward(op, x)
+    }
+
+    fn reduce_backward(
+        &self,
+        op: &Op,
+        x_shape: &[usize],
+        saved: [Option<&Tensor>; 3],
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        reduce::backward(op, x_shape, saved, g)
+    }
+
+    fn arg_reduce(
+        &self,
+        op: &'static str,
+        x: &Tensor,
+        dims: (usize, usize, usize),
+        is_max: bool,
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        reduce::arg_reduce(op, x, dims, is_max, out_shape)
     }
 }
 
