@@ -75,14 +75,12 @@ impl Sgd {
         for (p, v) in params.iter().zip(&mut self.velocity) {
             let Some(g) = p.grad() else { continue };
             let (lr, m) = (self.lr, self.momentum);
-            g.with_f32("sgd", |gs| {
-                p.with_f32_mut("sgd", |ps| {
-                    for ((pv, vv), &gv) in ps.iter_mut().zip(v.iter_mut()).zip(gs) {
-                        *vv = m * *vv + gv;
-                        *pv -= lr * *vv;
-                    }
-                })
-            })??;
+            p.update_with_grad_(&g, "sgd", |ps, gs| {
+                for ((pv, vv), &gv) in ps.iter_mut().zip(v.iter_mut()).zip(gs) {
+                    *vv = m * *vv + gv;
+                    *pv -= lr * *vv;
+                }
+            })?;
             p.zero_grad();
         }
         Ok(())

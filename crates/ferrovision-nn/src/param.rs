@@ -112,7 +112,7 @@ impl Param {
                 v.shape()
             )));
         }
-        v.with_f32_mut("assign", |dst| dst.copy_from_slice(data))?;
+        v.assign_from_slice_(data)?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! Where a tensor's memory lives. Only the CPU has kernels today; see `docs/engine.md` for how a
-//! CUDA backend plugs in behind [`crate::storage::Buffer`].
+//! Where a tensor's memory lives. Only the CPU has kernels today ([`crate::backend::CpuBackend`]);
+//! see `docs/engine.md` for how a CUDA backend plugs in (a `Buffer` variant and an
+//! `impl Backend`).
 
 /// A compute device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

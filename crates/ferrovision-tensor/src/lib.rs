@@ -15,6 +15,7 @@
 //! Design notes are in `docs/engine.md`.
 
 pub mod autograd;
+pub mod backend;
 mod device;
 mod dtype;
 mod error;
@@ -37,4 +38,5 @@ pub use ops::manip::PadMode;
 pub use ops::pool::PoolOpts;
 pub use ops::reduce::NormOrd;
 pub use ops::resize::ResizeMode;
+pub use ops::roi::RoiAlignOpts;
 pub use tensor::{BufferElement, Tensor};

@@ -1,7 +1,8 @@
 //! The [`Tensor`] type: a cheap-to-clone handle to shared storage plus a strided layout and,
-//! when gradients are recorded, its place in the autodiff graph.
+//! when gradients are recorded, its place in the autodiff graph (an `AutogradMeta` that only
+//! `autograd` reads or writes; this module records no ops).
 
-use crate::autograd::{AutogradMeta, LeafCell};
+use crate::autograd::AutogradMeta;
 use crate::shape::{numel, Layout};
 use crate::storage::{pool, Buffer, Storage};
 use crate::{DType, Device, Element, Error, Result};
@@ -211,8 +212,9 @@ impl Tensor {
     // ----- data access -----
 
     /// Runs `f` on this tensor's f32 values in row-major order, borrowing the storage when the
-    /// tensor is contiguous and copying otherwise.
-    pub fn with_f32<R>(&self, op: &'static str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    /// tensor is contiguous and copying otherwise (the engine's raw access; other crates use ops,
+    /// e.g. `sum_squares_f64`, `update_with_grad_`).
+    pub(crate) fn with_f32<R>(&self, op: &'static str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
         if self.dtype() != DType::F32 {
             return Err(Error::dtype(op, self.dtype(), "f32"));
         }
@@ -235,9 +237,14 @@ impl Tensor {
         }
     }
 
-    /// Mutable access to the f32 values of a contiguous tensor, in place (optimizer updates).
-    /// Every tensor sharing the storage sees the change.
-    pub fn with_f32_mut<R>(&self, op: &'static str, f: impl FnOnce(&mut [f32]) -> R) -> Result<R> {
+    /// Mutable access to the f32 values of a contiguous tensor, in place. Every tensor sharing
+    /// the storage sees the change (the engine's raw access; other crates use
+    /// `assign_from_slice_` / `update_with_grad_`).
+    pub(crate) fn with_f32_mut<R>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut [f32]) -> R,
+    ) -> Result<R> {
         if self.dtype() != DType::F32 {
             return Err(Error::dtype(op, self.dtype(), "f32"));
         }
@@ -316,72 +323,6 @@ impl Tensor {
             ));
         }
         Ok(self.to_f64_vec()?[0])
-    }
-
-    /// Converts to another dtype (a new tensor; floats to ints truncate toward zero).
-    /// Conversion between float dtypes is differentiable.
-    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
-        if dtype == self.dtype() {
-            return Ok(self.clone());
-        }
-        self.check_cpu("to_dtype")?;
-        let n = self.numel();
-        let shape = self.shape().to_vec();
-        let out = {
-            let guard = self.0.storage.read();
-            let l = &self.0.layout;
-            fn conv<S: Element, D: Element>(s: &[S], l: &Layout) -> Vec<D> {
-                l.offsets().map(|o| D::from_f64(s[o].to_f64())).collect()
-            }
-            macro_rules! to {
-                ($s:expr) => {
-                    match dtype {
-                        DType::F32 => Buffer::F32(conv::<_, f32>($s, l)),
-                        DType::F16 => Buffer::F16(conv::<_, half::f16>($s, l)),
-                        DType::BF16 => Buffer::BF16(conv::<_, half::bf16>($s, l)),
-                        DType::I64 => Buffer::I64(conv::<_, i64>($s, l)),
-                        DType::I32 => Buffer::I32(conv::<_, i32>($s, l)),
-                        DType::U8 => Buffer::U8(conv::<_, u8>($s, l)),
-                        DType::Bool => Buffer::Bool(conv::<_, bool>($s, l)),
-                    }
-                };
-            }
-            let buf = match &*guard {
-                Buffer::F32(s) => to!(s),
-                Buffer::F16(s) => to!(s),
-                Buffer::BF16(s) => to!(s),
-                Buffer::I64(s) => to!(s),
-                Buffer::I32(s) => to!(s),
-                Buffer::U8(s) => to!(s),
-                Buffer::Bool(s) => to!(s),
-            };
-            debug_assert_eq!(buf.len(), n);
-            Tensor::from_buffer(buf, &shape)
-        };
-        if self.dtype().is_float() && dtype.is_float() {
-            let src_dtype = self.dtype();
-            return Ok(crate::autograd::record(
-                out,
-                "to_dtype",
-                &[self],
-                move |g| Ok(vec![Some(g.to_dtype(src_dtype)?)]),
-            ));
-        }
-        Ok(out)
-    }
-
-    /// A contiguous copy when the layout is strided, `self` otherwise.
-    pub fn contiguous(&self) -> Result<Tensor> {
-        if self.is_contiguous()
-            && self.0.layout.offset == 0
-            && self.storage().read().len() == self.numel()
-        {
-            return Ok(self.clone());
-        }
-        let out = self.copy_data()?;
-        Ok(crate::autograd::record(out, "contiguous", &[self], |g| {
-            Ok(vec![Some(g.clone())])
-        }))
     }
 
     /// A fresh contiguous copy of the data, without autodiff.
@@ -557,8 +498,4 @@ impl std::fmt::Display for Tensor {
         }
         rec(f, &vals, self.shape(), 0, &fmt_val)
     }
-}
-
-pub(crate) fn new_leaf_meta() -> AutogradMeta {
-    AutogradMeta::Leaf(Arc::new(LeafCell::default()))
 }

@@ -100,7 +100,8 @@ fn to_vec_with_the_wrong_type_is_a_dtype_error() {
     assert!(i.to_vec::<f32>().is_err());
     assert!(i.to_vec::<i32>().is_err());
     assert!(matches!(
-        i.with_f32("my_op", |s| s.len()).unwrap_err(),
+        i.update_with_grad_(&Tensor::ones(&[1]), "my_op", |w, _| w.len())
+            .unwrap_err(),
         Error::DTypeMismatch { op: "my_op", .. }
     ));
     // Float ops name themselves when given integers.
@@ -134,9 +135,9 @@ fn views_share_storage() {
     // In-place writes through one handle are seen by its views.
     let base = iota(&[2, 2]);
     let view = base.reshape(&[4]).unwrap();
-    base.with_f32_mut("test", |s| s[3] = 30.0).unwrap();
+    base.assign_from_slice_(&[0., 1., 2., 30.]).unwrap();
     assert_eq!(f(&view), vec![0., 1., 2., 30.]);
-    assert!(base.t().unwrap().with_f32_mut("test", |_| ()).is_err());
+    assert!(base.t().unwrap().assign_from_slice_(&[0.0; 4]).is_err());
     // Copies do not share.
     assert!(!x.flip(&[0]).unwrap().same_storage(&x));
     assert!(!iota(&[2]).same_storage(&iota(&[2])));
@@ -378,4 +379,33 @@ fn overflowing_shape_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("from_vec") && e.contains("overflows"), "{e}");
+}
+
+// ----- in-place updates -----
+
+#[test]
+fn in_place_updates_check_their_arguments() {
+    let w = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]).unwrap();
+    let g = Tensor::from_vec(vec![0.5f32, 0.5, 0.5], &[3]).unwrap();
+    let seen = w
+        .update_with_grad_(&g, "step", |w, g| {
+            for (w, g) in w.iter_mut().zip(g) {
+                *w -= g;
+            }
+            w.len()
+        })
+        .unwrap();
+    assert_eq!(seen, 3);
+    assert_eq!(f(&w), vec![0.5, 1.5, 2.5]);
+    // Wrong size, aliasing and a wrong-length assignment are errors, not panics or deadlocks.
+    assert!(w
+        .update_with_grad_(&Tensor::ones(&[2]), "step", |_, _| ())
+        .is_err());
+    let alias = w.reshape(&[3]).unwrap();
+    assert!(w.update_with_grad_(&alias, "step", |_, _| ()).is_err());
+    assert!(w.assign_from_slice_(&[1.0]).is_err());
+    // Sum of squares in f64, over strided views too.
+    let m = Tensor::from_vec((1..=10).map(|v| v as f32).collect(), &[2, 5]).unwrap();
+    assert_eq!(m.sum_squares_f64().unwrap(), 385.0);
+    assert_eq!(m.t().unwrap().sum_squares_f64().unwrap(), 385.0);
 }

@@ -195,9 +195,7 @@ impl OptimizerBase {
             if let Some(g) = p.grad() {
                 any_grad = true;
                 if self.global_clipnorm.is_some() {
-                    global_sq += g
-                        .with_f32("optimizer gradient norm", sum_sq)
-                        .map_err(|e| weight_err(name, e))?;
+                    global_sq += g.sum_squares_f64().map_err(|e| weight_err(name, e))?;
                 }
             }
         }
@@ -239,7 +237,7 @@ impl OptimizerBase {
             let mut scale = global_scale;
             if let Some(c) = self.clipnorm {
                 let norm = grad
-                    .with_f32("optimizer gradient norm", sum_sq)
+                    .sum_squares_f64()
                     .map_err(|e| weight_err(name, e))?
                     .sqrt();
                 // Keras: g * clipnorm / max(norm, clipnorm).
@@ -262,30 +260,28 @@ impl OptimizerBase {
             } else {
                 grad
             };
+            if grad.numel() != value.numel() {
+                return Err(Error::config(format!(
+                    "weight '{name}': gradient has {} values, the weight {}",
+                    grad.numel(),
+                    value.numel()
+                )));
+            }
             let bufs = &mut entry.bufs;
             let done = value
-                .with_f32_mut("optimizer update", |w| {
-                    grad.with_f32("optimizer update", |g| {
-                        if g.len() != w.len() {
-                            return Err(Error::config(format!(
-                                "weight '{name}': gradient has {} values, the weight {}",
-                                g.len(),
-                                w.len()
-                            )));
-                        }
-                        if update_simd(&*rule, &ctx, w, g, bufs) {
-                            Ok(())
-                        } else {
-                            Err(Error::config(format!(
-                                "{}: internal error, weight '{name}' has {} slots",
-                                R::CLASS,
-                                bufs.len()
-                            )))
-                        }
-                    })
+                .update_with_grad_(&grad, "optimizer update", |w, g| {
+                    if update_simd(&*rule, &ctx, w, g, bufs) {
+                        Ok(())
+                    } else {
+                        Err(Error::config(format!(
+                            "{}: internal error, weight '{name}' has {} slots",
+                            R::CLASS,
+                            bufs.len()
+                        )))
+                    }
                 })
                 .map_err(|e| weight_err(name, e))?;
-            done.map_err(|e| weight_err(name, e))??;
+            done?;
         }
         self.iterations += 1;
         Ok(())
@@ -418,23 +414,6 @@ fn names_preview(params: &[(String, Param)]) -> String {
         s.push("...");
     }
     s.join(", ")
-}
-
-/// Sum of squares in f64 (eight partial sums so the loop vectorises).
-pub(crate) fn sum_sq(x: &[f32]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += (v as f64) * (v as f64);
-        }
-    }
-    let tail: f64 = chunks
-        .remainder()
-        .iter()
-        .map(|&v| (v as f64) * (v as f64))
-        .sum();
-    acc.iter().sum::<f64>() + tail
 }
 
 ferrovision_tensor::multiversion! {

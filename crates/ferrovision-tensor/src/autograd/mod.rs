@@ -2,29 +2,167 @@
 //! TensorFlow's GradientTape, always on unless inside [`no_grad`]).
 //!
 //! Each op whose input requires a gradient attaches a [`Node`] to its output. The node holds
-//! edges to the nodes (or leaf variables) of its inputs and a one-shot backward closure that
-//! owns the tensors it saved. `backward` runs the nodes in reverse topological order and drops
-//! each closure, and with it the saved buffers, as soon as it has run.
+//! the typed op record ([`Op`]: kind and attributes), one input record per input (the edge to
+//! the input's node or leaf variable, its shape and dtype), the output's shape and dtype, and
+//! what the gradient needs, taken once by `backward`:
+//!
+//! - for the engine's ops, the op family's gradient rule (a [`GradRule`] function such as
+//!   `ops::binary::grad`, which matches on the `Op`) and the values the forward pass saved for
+//!   it ([`Saved`]: tensor handles plus optional op-specific state such as argmax indices);
+//! - for [`Op::Custom`] ops, the user's backward closure.
+//!
+//! `backward` runs the nodes in reverse topological order and drops the saved values as soon as
+//! a node has run; the op record stays, so [`graph::walk`] works before and after a backward.
 
-use crate::{Error, Result, Tensor};
+pub mod graph;
+mod op;
+
+pub use op::{Interpolation, Op};
+
+use crate::{DType, Error, Result, Tensor};
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 type BackwardFn = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send>;
 
-/// Gradient slot of a leaf variable (a tensor created with `requires_grad_(true)`).
+/// The gradient rule of an op family: from the recorded op, its saved values ([`GradCtx`]) and
+/// the output gradient, one optional gradient per input (shaped like that input). Runs with
+/// recording disabled.
+pub(crate) type GradRule = fn(&Op, &mut GradCtx<'_>, &Tensor) -> Result<Vec<Option<Tensor>>>;
+
+/// Values an op's forward pass keeps for its gradient rule.
 #[derive(Default)]
+pub(crate) struct Saved {
+    /// Tensor handles (usually detached inputs or the output).
+    pub tensors: Vec<Tensor>,
+    /// Op-specific state that is not a tensor (masks, argmax indices, statistics).
+    pub state: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Saved {
+    /// Nothing saved (the rule needs only the op, the shapes and the gradient).
+    pub fn none() -> Saved {
+        Saved::default()
+    }
+
+    /// These tensors.
+    pub fn tensors(tensors: Vec<Tensor>) -> Saved {
+        Saved {
+            tensors,
+            state: None,
+        }
+    }
+
+    /// These tensors and op-specific state.
+    pub fn with_state<T: Send + 'static>(tensors: Vec<Tensor>, state: T) -> Saved {
+        Saved {
+            tensors,
+            state: Some(Box::new(state)),
+        }
+    }
+}
+
+/// What a [`GradRule`] sees of its node: the saved values and the inputs' shapes and needs.
+pub(crate) struct GradCtx<'a> {
+    node: &'a Node,
+    saved: Saved,
+}
+
+impl GradCtx<'_> {
+    /// Saved tensor `i`.
+    pub fn saved(&self, i: usize) -> Result<&Tensor> {
+        self.saved
+            .tensors
+            .get(i)
+            .ok_or_else(|| self.internal("a saved tensor is missing"))
+    }
+
+    /// The op-specific state, moved out (a rule takes it once).
+    pub fn take_state<T: 'static>(&mut self) -> Result<Box<T>> {
+        match self.saved.state.take().map(|s| s.downcast::<T>()) {
+            Some(Ok(s)) => Ok(s),
+            _ => Err(self.internal("its saved state is missing or of another type")),
+        }
+    }
+
+    /// True when input `i` takes part in autodiff (so wants a gradient).
+    pub fn needs(&self, i: usize) -> bool {
+        self.node.inputs.get(i).is_some_and(|x| x.edge.is_some())
+    }
+
+    /// The shape input `i` had.
+    pub fn input_shape(&self, i: usize) -> &[usize] {
+        self.node.inputs.get(i).map_or(&[], |x| x.shape.as_slice())
+    }
+
+    /// The number of recorded inputs.
+    pub fn num_inputs(&self) -> usize {
+        self.node.inputs.len()
+    }
+
+    /// An error for a rule called with a record it does not handle (an engine bug).
+    pub fn internal(&self, what: &str) -> Error {
+        Error::Backward(format!(
+            "internal error in the gradient of op '{}': {what}",
+            self.node.op.name()
+        ))
+    }
+
+    /// The error for an op kind a family's rule does not cover (an engine bug).
+    pub fn unexpected(&self) -> Error {
+        self.internal("the op family's gradient rule does not cover it")
+    }
+}
+
+/// A node's gradient, taken by the first backward through it.
+enum Backward {
+    /// The engine's ops: the family rule and the saved values.
+    Rule(GradRule, Saved),
+    /// [`Op::Custom`]: the user's closure.
+    Closure(BackwardFn),
+}
+
+/// Ids of graph nodes and leaf variables (one counter: an id names one or the other).
+static NEXT_GRAPH_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_graph_id() -> u64 {
+    NEXT_GRAPH_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Gradient slot of a leaf variable (a tensor created with `requires_grad_(true)`).
 pub struct LeafCell {
+    id: u64,
     grad: Mutex<Option<Tensor>>,
+}
+
+impl Default for LeafCell {
+    fn default() -> Self {
+        LeafCell {
+            id: next_graph_id(),
+            grad: Mutex::new(None),
+        }
+    }
 }
 
 /// One recorded op in the graph.
 pub struct Node {
-    name: &'static str,
-    edges: Vec<Option<Edge>>,
-    input_shapes: Vec<Vec<usize>>,
-    backward: Mutex<Option<BackwardFn>>,
+    id: u64,
+    op: Op,
+    inputs: Vec<Input>,
+    out_shape: Vec<usize>,
+    out_dtype: DType,
+    backward: Mutex<Option<Backward>>,
+}
+
+/// One input of a recorded op: where its value came from, and its shape and dtype.
+struct Input {
+    edge: Option<Edge>,
+    /// `Tensor::id` of the input handle (names a constant input in the graph walk).
+    tensor_id: u64,
+    shape: Vec<usize>,
+    dtype: DType,
 }
 
 #[derive(Clone)]
@@ -96,7 +234,73 @@ fn attach(out: Tensor, meta: AutogradMeta) -> Tensor {
     }
 }
 
-/// Records `out = op(inputs)` with its backward closure when any input requires a gradient.
+/// True when an op on `inputs` is recorded: gradients are enabled and some input needs one.
+/// Ops check this before saving anything expensive for the gradient.
+pub(crate) fn is_recorded(inputs: &[&Tensor]) -> bool {
+    is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
+}
+
+/// Records `out = op(inputs)` with its typed op record, the family's gradient rule and the
+/// values saved for it, when any input requires a gradient.
+pub(crate) fn record_rule(
+    out: Tensor,
+    op: Op,
+    inputs: &[&Tensor],
+    rule: GradRule,
+    saved: Saved,
+) -> Tensor {
+    attach_node(out, op, inputs, Backward::Rule(rule, saved))
+}
+
+/// Records an op whose gradient is a closure (user-defined ops; see [`record`]).
+fn record_closure(
+    out: Tensor,
+    op: Op,
+    inputs: &[&Tensor],
+    backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
+) -> Tensor {
+    if !is_recorded(inputs) {
+        return out;
+    }
+    attach_node(out, op, inputs, Backward::Closure(Box::new(backward)))
+}
+
+fn attach_node(out: Tensor, op: Op, inputs: &[&Tensor], backward: Backward) -> Tensor {
+    if !is_recorded(inputs) {
+        return out;
+    }
+    let node = Node {
+        id: next_graph_id(),
+        op,
+        inputs: inputs
+            .iter()
+            .map(|t| Input {
+                edge: t.edge(),
+                tensor_id: t.id(),
+                shape: t.shape().to_vec(),
+                dtype: t.dtype(),
+            })
+            .collect(),
+        out_shape: out.shape().to_vec(),
+        out_dtype: out.dtype(),
+        backward: Mutex::new(Some(backward)),
+    };
+    attach(out, AutogradMeta::Node(Arc::new(node)))
+}
+
+/// Records an op with no gradient (e.g. an integer-valued output): asking for a gradient
+/// through it fails with [`Error::NoGradient`] naming the op.
+pub(crate) fn record_op_non_differentiable(out: Tensor, op: Op, inputs: &[&Tensor]) -> Tensor {
+    record_rule(out, op, inputs, no_gradient, Saved::none())
+}
+
+/// The rule of ops without a gradient.
+fn no_gradient(op: &Op, _: &mut GradCtx<'_>, _: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    Err(Error::NoGradient { op: op.name() })
+}
+
+/// Records a user-defined op `out = name(inputs)` (an [`Op::Custom`] node) with its backward
+/// closure when any input requires a gradient.
 ///
 /// `backward` receives the gradient of the output (same shape as `out`) and returns one entry
 /// per input, in order: `Some(grad)` with the input's shape, or `None` when that input gets no
@@ -107,24 +311,13 @@ pub fn record(
     inputs: &[&Tensor],
     backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
 ) -> Tensor {
-    if !is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
-        return out;
-    }
-    let node = Node {
-        name,
-        edges: inputs.iter().map(|t| t.edge()).collect(),
-        input_shapes: inputs.iter().map(|t| t.shape().to_vec()).collect(),
-        backward: Mutex::new(Some(Box::new(backward))),
-    };
-    attach(out, AutogradMeta::Node(Arc::new(node)))
+    record_closure(out, Op::Custom { name }, inputs, backward)
 }
 
-/// Records an op that has no gradient: asking for a gradient through it fails with
+/// Records a user-defined op that has no gradient: asking for a gradient through it fails with
 /// [`Error::NoGradient`] naming `name`.
 pub fn record_non_differentiable(out: Tensor, name: &'static str, inputs: &[&Tensor]) -> Tensor {
-    record(out, name, inputs, move |_| {
-        Err(Error::NoGradient { op: name })
-    })
+    record_op_non_differentiable(out, Op::Custom { name }, inputs)
 }
 
 /// Applies a user-defined differentiable function.
@@ -168,7 +361,7 @@ impl Tensor {
     /// A handle on the same data that is a leaf variable collecting gradients (`true`) or a
     /// constant (`false`).
     pub fn requires_grad_(self, requires: bool) -> Tensor {
-        let meta = requires.then(crate::tensor::new_leaf_meta);
+        let meta = requires.then(|| AutogradMeta::Leaf(Arc::new(LeafCell::default())));
         Tensor::from_parts(
             self.0.storage.clone(),
             self.0.layout.clone(),
@@ -190,7 +383,7 @@ impl Tensor {
     /// The name of the op that produced this tensor, if it was recorded.
     pub fn grad_fn_name(&self) -> Option<&'static str> {
         match &self.0.autograd {
-            Some(AutogradMeta::Node(n)) => Some(n.name),
+            Some(AutogradMeta::Node(n)) => Some(n.op.name()),
             _ => None,
         }
     }
@@ -354,7 +547,7 @@ fn run_backward(
     let mut stack = vec![root_node.clone()];
     pending.insert(key(&root_node), 0);
     while let Some(n) = stack.pop() {
-        for e in n.edges.iter().flatten() {
+        for e in n.inputs.iter().filter_map(|i| i.edge.as_ref()) {
             if let Edge::Node(child) = e {
                 let k = key(child);
                 match pending.get_mut(&k) {
@@ -379,14 +572,20 @@ fn run_backward(
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let input_grads: Vec<Option<Tensor>> = match (g, backward) {
-            (Some(g), Some(f)) => {
-                let gs = f(&g)?;
-                if gs.len() != node.edges.len() {
+            (Some(g), Some(b)) => {
+                let gs = match b {
+                    Backward::Closure(f) => f(&g)?,
+                    Backward::Rule(rule, saved) => {
+                        let mut ctx = GradCtx { node: &node, saved };
+                        rule(&node.op, &mut ctx, &g)?
+                    }
+                };
+                if gs.len() != node.inputs.len() {
                     return Err(Error::Backward(format!(
                         "op '{}' returned {} gradients for {} inputs",
-                        node.name,
+                        node.op.name(),
                         gs.len(),
-                        node.edges.len()
+                        node.inputs.len()
                     )));
                 }
                 gs
@@ -395,27 +594,27 @@ fn run_backward(
                 return Err(Error::Backward(format!(
                     "the graph through op '{}' was already freed by an earlier backward; run the \
                      forward pass again",
-                    node.name
+                    node.op.name()
                 )))
             }
             // No gradient reached this node (all paths gave None): pass None on.
-            (None, f) => {
-                drop(f);
-                vec![None; node.edges.len()]
+            (None, b) => {
+                drop(b);
+                vec![None; node.inputs.len()]
             }
         };
-        for ((edge, g), shape) in node.edges.iter().zip(input_grads).zip(&node.input_shapes) {
+        for (input, g) in node.inputs.iter().zip(input_grads) {
             if let Some(g) = &g {
-                if g.shape() != shape.as_slice() {
+                if g.shape() != input.shape.as_slice() {
                     return Err(Error::Backward(format!(
                         "op '{}' produced a gradient of shape {:?} for an input of shape {:?}",
-                        node.name,
+                        node.op.name(),
                         g.shape(),
-                        shape
+                        input.shape
                     )));
                 }
             }
-            match edge {
+            match &input.edge {
                 None => {}
                 Some(Edge::Leaf(cell)) => {
                     if let Some(g) = g {

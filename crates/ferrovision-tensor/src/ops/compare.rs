@@ -5,8 +5,8 @@
 //! dtype but i64 beyond 2^53). Comparisons have no gradient; `where_` and `masked_fill` pass
 //! gradients to their float inputs.
 
-use super::binary::Broadcast;
-use crate::autograd::record;
+use super::broadcast::Broadcast;
+use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::parallel::prelude::*;
 use crate::shape::{broadcast_shapes, numel, Layout};
 use crate::storage::{pool, Buffer};
@@ -482,22 +482,13 @@ impl Tensor {
         if a.dtype() != DType::F32 {
             return Ok(out);
         }
-        let cond = self.detach();
-        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
-        let (ra, rb) = (a.requires_grad(), b.requires_grad());
-        Ok(record(out, OP, &[a, b], move |g| {
-            let ga = if ra {
-                Some(mask_grad(&cond, g, true, "where backward")?.sum_to_shape(&sa)?)
-            } else {
-                None
-            };
-            let gb = if rb {
-                Some(mask_grad(&cond, g, false, "where backward")?.sum_to_shape(&sb)?)
-            } else {
-                None
-            };
-            Ok(vec![ga, gb])
-        }))
+        Ok(record_rule(
+            out,
+            Op::Where,
+            &[a, b],
+            where_grad,
+            Saved::tensors(vec![self.detach()]),
+        ))
     }
 
     /// `value` where `mask` (Bool) is true, `self` elsewhere; `self` and `mask` broadcast. For
@@ -568,13 +559,13 @@ impl Tensor {
         if self.dtype() != DType::F32 {
             return Ok(out);
         }
-        let m = mask.detach();
-        let sx = self.shape().to_vec();
-        Ok(record(out, OP, &[self], move |g| {
-            Ok(vec![Some(
-                mask_grad(&m, g, false, "masked_fill backward")?.sum_to_shape(&sx)?,
-            )])
-        }))
+        Ok(record_rule(
+            out,
+            Op::MaskedFill { value },
+            &[self],
+            masked_fill_grad,
+            Saved::tensors(vec![mask.detach()]),
+        ))
     }
 
     /// True where the value is NaN (always false for integer and Bool tensors).
@@ -602,4 +593,32 @@ impl Tensor {
         };
         Tensor::from_vec(v, self.shape())
     }
+}
+
+/// The gradient rule of `where_`: `g` masked by the condition (and its negation), summed
+/// back to each input's shape.
+fn where_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let cond = ctx.saved(0)?;
+    let (ra, rb) = (ctx.needs(0), ctx.needs(1));
+    let (sa, sb) = (ctx.input_shape(0), ctx.input_shape(1));
+    let ga = if ra {
+        Some(mask_grad(cond, g, true, "where backward")?.sum_to_shape(sa)?)
+    } else {
+        None
+    };
+    let gb = if rb {
+        Some(mask_grad(cond, g, false, "where backward")?.sum_to_shape(sb)?)
+    } else {
+        None
+    };
+    Ok(vec![ga, gb])
+}
+
+/// The gradient rule of `masked_fill`: `g` where the mask is false.
+fn masked_fill_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let m = ctx.saved(0)?;
+    let sx = ctx.input_shape(0);
+    Ok(vec![Some(
+        mask_grad(m, g, false, "masked_fill backward")?.sum_to_shape(sx)?,
+    )])
 }

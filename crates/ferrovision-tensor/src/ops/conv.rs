@@ -16,7 +16,7 @@
 //!
 //! 1-d convolutions run as 2-d ones with a height of 1.
 
-use crate::autograd::record;
+use crate::autograd::{is_recorded, record_rule, GradCtx, Op, Saved};
 use crate::kernels::depthwise;
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue};
 use crate::kernels::im2col::{self, Gather, Window};
@@ -1103,6 +1103,43 @@ fn relu_mask(g: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
+/// The op record of a convolution: per-dim (before, after) padding recovered from the window.
+fn conv_record(geom: &Geom, relu: bool) -> Op {
+    let w = &geom.win;
+    let padding = (0..w.rank())
+        .map(|i| {
+            let span = (w.out[i] - 1) * w.stride[i] + w.dilation[i] * (w.kernel[i] - 1) + 1;
+            (w.pad[i], span.saturating_sub(w.input[i] + w.pad[i]))
+        })
+        .collect();
+    Op::Conv {
+        stride: w.stride.clone(),
+        padding,
+        dilation: w.dilation.clone(),
+        groups: geom.groups,
+        relu,
+    }
+}
+
+/// The op record of a transposed convolution, whose geometry is that of the forward
+/// convolution it transposes (`win.out` is the transposed conv's input size).
+fn conv_t_record(geom: &Geom) -> Op {
+    let w = &geom.win;
+    let output_padding = (0..w.rank())
+        .map(|i| {
+            let full = (w.out[i] - 1) * w.stride[i] + w.dilation[i] * (w.kernel[i] - 1) + 1;
+            (w.input[i] + 2 * w.pad[i]).saturating_sub(full)
+        })
+        .collect();
+    Op::ConvTranspose {
+        stride: w.stride.clone(),
+        padding: w.pad.clone(),
+        output_padding,
+        dilation: w.dilation.clone(),
+        groups: geom.groups,
+    }
+}
+
 fn conv_op(
     op: &'static str,
     x: &Tensor,
@@ -1118,36 +1155,20 @@ fn conv_op(
         })
     })???;
     let y = Tensor::from_f32(y, &out_shape);
-    let (sx, sw) = (x.detach(), w.detach());
-    let saved_y = (act == Activation::Relu).then(|| y.detach());
-    let (rx, rw) = (x.requires_grad(), w.requires_grad());
-    let rb = bias.is_some_and(|b| b.requires_grad());
-    let has_bias = bias.is_some();
     let mut inputs = vec![x, w];
     if let Some(b) = bias {
         inputs.push(b);
     }
-    Ok(record(y, op, &inputs, move |g| {
-        let g = relu_mask(g, saved_y.as_ref())?;
-        let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
-            let (dx, dw) = with_opt(rw.then_some(&sx), op, |xs| {
-                sw.with_f32(op, |ws| conv_backward(xs, ws, gd, &geom, rx, None))
-            })??;
-            let db = rb.then(|| channel_sums(gd, geom.n, geom.cout, geom.p_out()));
-            Ok((dx, dw, db))
-        })??;
-        let mut grads = vec![
-            dx.map(|v| Tensor::from_f32(v, sx.shape())),
-            dw.map(|v| Tensor::from_f32(v, sw.shape())),
-        ];
-        if has_bias {
-            grads.push(db.map(|v| {
-                let len = v.len();
-                Tensor::from_f32(v, &[len])
-            }));
-        }
-        Ok(grads)
-    }))
+    if !is_recorded(&inputs) {
+        return Ok(y);
+    }
+    let rec = conv_record(&geom, act == Activation::Relu);
+    let mut tensors = vec![x.detach(), w.detach()];
+    if act == Activation::Relu {
+        tensors.push(y.detach());
+    }
+    let saved = Saved::with_state(tensors, geom);
+    Ok(record_rule(y, rec, &inputs, conv_grad, saved))
 }
 
 fn conv_t_op(
@@ -1166,43 +1187,16 @@ fn conv_t_op(
         })
     })???;
     let y = Tensor::from_f32(y.expect("input gradient requested"), &out_shape);
-    let (sx, sw) = (x.detach(), w.detach());
-    let (rx, rw) = (x.requires_grad(), w.requires_grad());
-    let rb = bias.is_some_and(|b| b.requires_grad());
-    let has_bias = bias.is_some();
     let mut inputs = vec![x, w];
     if let Some(b) = bias {
         inputs.push(b);
     }
-    Ok(record(y, op, &inputs, move |g| {
-        let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
-            let dx = if rx {
-                Some(sw.with_f32(op, |ws| conv_forward(gd, ws, None, Activation::None, &geom))?)
-            } else {
-                None
-            };
-            let dw = if rw {
-                sx.with_f32(op, |xs| {
-                    conv_backward(Some(gd), &[], xs, &geom, false, None).1
-                })?
-            } else {
-                None
-            };
-            let db = rb.then(|| channel_sums(gd, geom.n, geom.cin, geom.p_in()));
-            Ok((dx, dw, db))
-        })??;
-        let mut grads = vec![
-            dx.map(|v| Tensor::from_f32(v, sx.shape())),
-            dw.map(|v| Tensor::from_f32(v, sw.shape())),
-        ];
-        if has_bias {
-            grads.push(db.map(|v| {
-                let len = v.len();
-                Tensor::from_f32(v, &[len])
-            }));
-        }
-        Ok(grads)
-    }))
+    if !is_recorded(&inputs) {
+        return Ok(y);
+    }
+    let rec = conv_t_record(&geom);
+    let saved = Saved::with_state(vec![x.detach(), w.detach()], geom);
+    Ok(record_rule(y, rec, &inputs, conv_t_grad, saved))
 }
 
 impl Tensor {
@@ -1305,4 +1299,72 @@ impl Tensor {
         let (g, shape) = conv_t_geom("conv_transpose3d", self, weight, bias, opts, 3)?;
         conv_t_op("conv_transpose3d", self, weight, bias, g, shape)
     }
+}
+
+/// The gradient rule of the convolutions: `dx` and `dW` from the saved input, weight and
+/// geometry (through the fused ReLU's mask), the bias gradient the channel sums of `dy`.
+fn conv_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let geom = ctx.take_state::<Geom>()?;
+    let relu = matches!(op, Op::Conv { relu: true, .. });
+    let op = op.name();
+    let (sx, sw) = (ctx.saved(0)?, ctx.saved(1)?);
+    let saved_y = if relu { Some(ctx.saved(2)?) } else { None };
+    let (rx, rw, rb) = (ctx.needs(0), ctx.needs(1), ctx.needs(2));
+    let has_bias = ctx.num_inputs() == 3;
+    let g = relu_mask(g, saved_y)?;
+    let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
+        let (dx, dw) = with_opt(rw.then_some(sx), op, |xs| {
+            sw.with_f32(op, |ws| conv_backward(xs, ws, gd, &geom, rx, None))
+        })??;
+        let db = rb.then(|| channel_sums(gd, geom.n, geom.cout, geom.p_out()));
+        Ok((dx, dw, db))
+    })??;
+    let mut grads = vec![
+        dx.map(|v| Tensor::from_f32(v, sx.shape())),
+        dw.map(|v| Tensor::from_f32(v, sw.shape())),
+    ];
+    if has_bias {
+        grads.push(db.map(|v| {
+            let len = v.len();
+            Tensor::from_f32(v, &[len])
+        }));
+    }
+    Ok(grads)
+}
+
+/// The gradient rule of the transposed convolutions: `dx` is the forward convolution of
+/// `dy`, `dW` the weight gradient of that convolution, the bias gradient the channel sums.
+fn conv_t_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let geom = ctx.take_state::<Geom>()?;
+    let op = op.name();
+    let (sx, sw) = (ctx.saved(0)?, ctx.saved(1)?);
+    let (rx, rw, rb) = (ctx.needs(0), ctx.needs(1), ctx.needs(2));
+    let has_bias = ctx.num_inputs() == 3;
+    let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
+        let dx = if rx {
+            Some(sw.with_f32(op, |ws| conv_forward(gd, ws, None, Activation::None, &geom))?)
+        } else {
+            None
+        };
+        let dw = if rw {
+            sx.with_f32(op, |xs| {
+                conv_backward(Some(gd), &[], xs, &geom, false, None).1
+            })?
+        } else {
+            None
+        };
+        let db = rb.then(|| channel_sums(gd, geom.n, geom.cin, geom.p_in()));
+        Ok((dx, dw, db))
+    })??;
+    let mut grads = vec![
+        dx.map(|v| Tensor::from_f32(v, sx.shape())),
+        dw.map(|v| Tensor::from_f32(v, sw.shape())),
+    ];
+    if has_bias {
+        grads.push(db.map(|v| {
+            let len = v.len();
+            Tensor::from_f32(v, &[len])
+        }));
+    }
+    Ok(grads)
 }

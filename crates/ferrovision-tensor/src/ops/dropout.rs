@@ -7,7 +7,7 @@
 //! the chunks are filled in parallel and the mask depends only on the seed, never on the
 //! number of threads. The backward pass multiplies by the saved byte mask.
 
-use crate::autograd::record;
+use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::parallel::prelude::*;
 use crate::rng::Rng;
 use crate::storage::pool;
@@ -72,25 +72,42 @@ fn apply_mask(xs: &[f32], mask: &[u8], seg: usize, scale: f32) -> Vec<f32> {
     out
 }
 
-/// Records `out` with the backward rule `dx = dy · mask · scale`.
+/// The kept-element mask of a dropout and its scale, saved for the gradient.
+struct Mask {
+    /// 1 = kept, one byte per segment of `seg` elements.
+    mask: Vec<u8>,
+    seg: usize,
+    scale: f32,
+}
+
+/// Records `out` with the gradient rule `dx = dy · mask · scale`.
 fn record_masked(
     out: Tensor,
-    op: &'static str,
+    rec: Op,
     x: &Tensor,
     mask: Vec<u8>,
     seg: usize,
     scale: f32,
 ) -> Tensor {
-    record(out, op, &[x], move |g| {
-        let dx = g.with_f32(op, |gs| apply_mask(gs, &mask, seg, scale))?;
-        Ok(vec![Some(Tensor::from_f32(dx, g.shape()))])
-    })
+    let saved = Saved::with_state(vec![], Mask { mask, seg, scale });
+    record_rule(out, rec, &[x], grad, saved)
 }
 
-/// Zeros of `x`'s shape whose gradient is zero (dropout with `p == 1`).
-fn all_dropped(op: &'static str, x: &Tensor) -> Tensor {
+/// Zeros of `x`'s shape whose gradient is zero (dropout with `p == 1`, nothing saved).
+fn all_dropped(rec: Op, x: &Tensor) -> Tensor {
     let out = Tensor::zeros(x.shape());
-    record(out, op, &[x], |g| Ok(vec![Some(Tensor::zeros(g.shape()))]))
+    record_rule(out, rec, &[x], grad, Saved::none())
+}
+
+/// The gradient rule of the dropouts: the output gradient through the saved mask and scale
+/// (zeros when everything was dropped).
+fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    if matches!(op, Op::Dropout { p } | Op::SpatialDropout { p } if *p == 1.0) {
+        return Ok(vec![Some(Tensor::zeros(g.shape()))]);
+    }
+    let m = ctx.take_state::<Mask>()?;
+    let dx = g.with_f32(op.name(), |gs| apply_mask(gs, &m.mask, m.seg, m.scale))?;
+    Ok(vec![Some(Tensor::from_f32(dx, g.shape()))])
 }
 
 impl Tensor {
@@ -113,7 +130,7 @@ impl Tensor {
         }
         self.expect_f32(OP)?;
         if p == 1.0 {
-            return Ok(all_dropped(OP, self));
+            return Ok(all_dropped(Op::Dropout { p }, self));
         }
         let n = self.numel();
         let threshold = (p as f64 * 4_294_967_296.0).round() as u64;
@@ -153,7 +170,7 @@ impl Tensor {
             }
         })?;
         let out = Tensor::from_f32(out, self.shape());
-        Ok(record_masked(out, OP, self, mask, 1, scale))
+        Ok(record_masked(out, Op::Dropout { p }, self, mask, 1, scale))
     }
 
     /// Spatial dropout of `[N, C, ...]` (like Keras `SpatialDropout2D` / `torch.nn.functional.
@@ -175,7 +192,7 @@ impl Tensor {
         }
         self.expect_f32(OP)?;
         if p == 1.0 {
-            return Ok(all_dropped(OP, self));
+            return Ok(all_dropped(Op::SpatialDropout { p }, self));
         }
         let sh = self.shape();
         let segs = sh[0] * sh[1];
@@ -186,7 +203,14 @@ impl Tensor {
         fill_mask(&mut mask, rng, threshold);
         let out = self.with_f32(OP, |xs| apply_mask(xs, &mask, seg, scale))?;
         let out = Tensor::from_f32(out, sh);
-        Ok(record_masked(out, OP, self, mask, seg, scale))
+        Ok(record_masked(
+            out,
+            Op::SpatialDropout { p },
+            self,
+            mask,
+            seg,
+            scale,
+        ))
     }
 
     /// [`Tensor::dropout`] drawing from the process-wide generator (see

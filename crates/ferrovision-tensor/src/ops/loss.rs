@@ -8,11 +8,11 @@
 //! `[N, C]` or `[N, C, d1, ...]` (class axis 1, e.g. per-pixel segmentation scores) or `[C]`;
 //! the `[N, C, d...]` case runs on tiles of neighbouring positions so every loop is contiguous.
 
-use super::softmax::{
+use super::axis::{
     dense, fast_exp, for_rows, for_tiles, max_of, split_tiles, sum1_f64, sum2_f64, AxisDims, Tile,
     MAX_BLOCK,
 };
-use crate::autograd::record;
+use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::parallel::prelude::*;
 use crate::shape::broadcast_shapes;
 use crate::storage::pool;
@@ -138,7 +138,7 @@ fn reduce_vec(
     if reduction == Reduction::None {
         return Tensor::from_f32(v, shape);
     }
-    let s = super::softmax::sum_f64(&v);
+    let s = super::axis::sum_f64(&v);
     pool::give_back(v);
     Tensor::scalar(match reduction {
         Reduction::Mean if denom == 0.0 && zero_if_empty => 0.0,
@@ -555,6 +555,27 @@ fn tile_lse<'a>(xrow: impl Fn(usize) -> &'a [f32], c: usize, m: &mut [f32], ls: 
     }
 }
 
+/// What `cross_entropy` / `nll_loss` keep for the gradient.
+struct ClassSaved {
+    ct: ClassTargets,
+    st: Vec<PosStat>,
+    denom: f64,
+    /// The mean loss (for the sample-weight gradient of `Mean`).
+    total: f32,
+}
+
+/// What `binary_cross_entropy_with_logits` keeps for the gradient: logits, targets, the
+/// broadcast weights, which inputs want a gradient (input, target, weight, pos_weight) and the
+/// weights' own shapes.
+struct BceSaved {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    w: Option<Vec<f32>>,
+    pw: Option<Vec<f32>>,
+    flags: (bool, bool, bool, bool),
+    shapes: (Option<Vec<usize>>, Option<Vec<usize>>),
+}
+
 /// Per-position stats with `loss = (1−ε)·w_t·(−log p_t) + (ε/C)·Σ_c w_c·(−log p_c)` (0 at
 /// ignored positions), `−log p_c = (m − x_c) + ls`. With `normalize` off (NLL) the scores
 /// already are log-probabilities: `m = ls = 0`.
@@ -770,46 +791,37 @@ fn class_loss(
         0.0
     };
     let mut inputs = vec![scores];
-    let sw_grad = opts
-        .sample_weights
-        .as_ref()
-        .is_some_and(|s| s.requires_grad());
     if let Some(s) = &opts.sample_weights {
         inputs.push(s);
     }
-    let has_sw = opts.sample_weights.is_some();
-    let need_dx = scores.requires_grad();
-    Ok(record(out, op, &inputs, move |g| {
-        let gs = GradScale::new(g, reduction, denom)?;
-        let dx = if need_dx {
-            let sc = gs.fill(ct.cls.len(), |p, s| s * ct.sample_weight(p));
-            let dx = x.with_f32(op, |xs| class_backward(xs, &ct, &st, &sc, normalize))?;
-            Some(Tensor::from_f32(dx, x.shape()))
-        } else {
-            None
-        };
-        let mut grads = vec![dx];
-        if has_sw {
-            grads.push(if sw_grad {
-                // ∂/∂s_p: l_p (None/Sum), (l_p − L·w_t)/D (Mean; the 1/D is in the scale).
-                let mean = reduction == Reduction::Mean;
-                let ds = gs.fill(ct.cls.len(), |p, s| {
-                    let t = ct.cls[p];
-                    if t == IGNORED {
-                        0.0
-                    } else if mean {
-                        s * (st[p].loss - total * ct.class_weight(t))
-                    } else {
-                        s * st[p].loss
-                    }
-                });
-                Some(Tensor::from_f32(ds, &ct.tshape))
-            } else {
-                None
-            });
+    let rec = if normalize {
+        Op::CrossEntropy {
+            ignore_index: opts.ignore_index,
+            label_smoothing: opts.label_smoothing,
+            reduction,
         }
-        Ok(grads)
-    }))
+    } else {
+        Op::NllLoss {
+            ignore_index: opts.ignore_index,
+            label_smoothing: opts.label_smoothing,
+            reduction,
+        }
+    };
+    Ok(record_rule(
+        out,
+        rec,
+        &inputs,
+        class_grad,
+        Saved::with_state(
+            vec![x],
+            ClassSaved {
+                ct,
+                st,
+                denom,
+                total,
+            },
+        ),
+    ))
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -1018,19 +1030,16 @@ impl Tensor {
         let st = x.with_f32(OP, |xs| q.with_f32(OP, |qs| dense_forward(xs, qs, d, eps)))??;
         let denom = d.positions() as f64;
         let out = reduce_losses(st.len(), &tshape, reduction, denom, true, |p| st[p].loss);
-        let (want_dx, want_dq) = (self.requires_grad(), target_probs.requires_grad());
-        Ok(record(out, OP, &[self, target_probs], move |g| {
-            let sc = GradScale::new(g, reduction, denom)?;
-            let (dx, dq) = x.with_f32(OP, |xs| {
-                q.with_f32(OP, |qs| {
-                    dense_backward(xs, qs, d, eps, &st, &sc, want_dx, want_dq)
-                })
-            })??;
-            Ok(vec![
-                dx.map(|v| Tensor::from_f32(v, x.shape())),
-                dq.map(|v| Tensor::from_f32(v, x.shape())),
-            ])
-        }))
+        Ok(record_rule(
+            out,
+            Op::CrossEntropyDense {
+                label_smoothing,
+                reduction,
+            },
+            &[self, target_probs],
+            dense_grad,
+            Saved::with_state(vec![x, q], (d, st, denom)),
+        ))
     }
 
     /// Binary cross-entropy on logits, like `torch.nn.functional.binary_cross_entropy_with_logits`
@@ -1077,85 +1086,23 @@ impl Tensor {
             weight.map(|t| t.shape().to_vec()),
             pos_weight.map(|t| t.shape().to_vec()),
         );
-        Ok(record(out, OP, &inputs, move |g| {
-            let sc = GradScale::new(g, reduction, denom)?;
-            // One gradient: `body(start, out)` fills a chunk, then weight and scale apply.
-            let grad = |weighted: bool, body: &(dyn Fn(usize, &mut [f32]) + Sync)| {
-                let mut v = chunked(n, |i0, o| {
-                    body(i0, o);
-                    if let (true, Some(w)) = (weighted, &w) {
-                        mul_in_place(o, &w[i0..]);
-                    }
-                });
-                sc.scale_in_place(&mut v);
-                Tensor::from_f32(v, &shape)
-            };
-            let pwc = |i0: usize| pw.as_ref().map(|p| &p[i0..]);
-            let dx = flags.0.then(|| {
-                grad(true, &|i0, o| {
-                    // (1 − y) − (1 + (pw − 1)·y)·σ(−x)
-                    let (x, y) = (&x[i0..], &y[i0..]);
-                    match pwc(i0) {
-                        None => {
-                            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                                *o = (1.0 - y) - sigmoid(-x);
-                            }
-                        }
-                        Some(p) => {
-                            for (((o, &x), &y), &p) in o.iter_mut().zip(x).zip(y).zip(p) {
-                                *o = (1.0 - y) - (1.0 + (p - 1.0) * y) * sigmoid(-x);
-                            }
-                        }
-                    }
-                })
-            });
-            let dy = flags.1.then(|| {
-                grad(true, &|i0, o| {
-                    // −x + (pw − 1)·softplus(−x)
-                    let x = &x[i0..];
-                    match pwc(i0) {
-                        None => {
-                            for (o, &x) in o.iter_mut().zip(x) {
-                                *o = -x;
-                            }
-                        }
-                        Some(p) => {
-                            for ((o, &x), &p) in o.iter_mut().zip(x).zip(p) {
-                                *o = -x + (p - 1.0) * softplus_neg(x);
-                            }
-                        }
-                    }
-                })
-            });
-            let dw = match (&shapes.0, flags.2) {
-                (Some(ws), true) => Some(
-                    grad(false, &|i0, o| {
-                        bce_logits_unweighted(&x[i0..], &y[i0..], pwc(i0), o)
-                    })
-                    .sum_to_shape(ws)?,
-                ),
-                _ => None,
-            };
-            let dpw = match (&shapes.1, flags.3) {
-                (Some(ps), true) => Some(
-                    grad(true, &|i0, o| {
-                        for ((o, &x), &y) in o.iter_mut().zip(&x[i0..]).zip(&y[i0..]) {
-                            *o = y * softplus_neg(x);
-                        }
-                    })
-                    .sum_to_shape(ps)?,
-                ),
-                _ => None,
-            };
-            let mut v = vec![dx, dy];
-            if shapes.0.is_some() {
-                v.push(dw);
-            }
-            if shapes.1.is_some() {
-                v.push(dpw);
-            }
-            Ok(v)
-        }))
+        Ok(record_rule(
+            out,
+            Op::BinaryCrossEntropyWithLogits { reduction },
+            &inputs,
+            bce_logits_grad,
+            Saved::with_state(
+                vec![],
+                BceSaved {
+                    x,
+                    y,
+                    w,
+                    pw,
+                    flags,
+                    shapes,
+                },
+            ),
+        ))
     }
 
     /// Binary cross-entropy on probabilities, like `torch.nn.functional.binary_cross_entropy`:
@@ -1196,65 +1143,29 @@ impl Tensor {
             weight.is_some_and(|t| t.requires_grad()),
         );
         let wshape = weight.map(|t| t.shape().to_vec());
-        Ok(record(out, OP, &inputs, move |g| {
-            let sc = GradScale::new(g, reduction, denom)?;
-            let logs = |v: f32| (v.ln().max(-100.0), (-v).ln_1p().max(-100.0));
-            let wt = |i: usize| w.as_ref().map_or(1.0, |w| w[i]);
-            let t = |v: Vec<f32>| Tensor::from_f32(v, &shape);
-            let dx = flags.0.then(|| {
-                t(sc.fill(n, |i, s| {
-                    s * wt(i) * (p[i] - y[i]) / ((1.0 - p[i]) * p[i]).max(1e-12)
-                }))
-            });
-            let dy = flags.1.then(|| {
-                t(sc.fill(n, |i, s| {
-                    let (lp, lq) = logs(p[i]);
-                    s * wt(i) * (lq - lp)
-                }))
-            });
-            let mut v = vec![dx, dy];
-            if let Some(ws) = &wshape {
-                v.push(if flags.2 {
-                    Some(
-                        t(sc.fill(n, |i, s| {
-                            let (lp, lq) = logs(p[i]);
-                            -s * (y[i] * lp + (1.0 - y[i]) * lq)
-                        }))
-                        .sum_to_shape(ws)?,
-                    )
-                } else {
-                    None
-                });
-            }
-            Ok(v)
-        }))
+        Ok(record_rule(
+            out,
+            Op::BinaryCrossEntropy { reduction },
+            &inputs,
+            bce_grad,
+            Saved::with_state(vec![], (p, y, w, flags, wshape)),
+        ))
     }
 
     /// Mean squared error `(x − y)²` (like `torch.nn.functional.mse_loss`); `target` has the
     /// input's shape. Differentiable in both.
     pub fn mse_loss(&self, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
-        pointwise_loss("mse_loss", self, target, reduction, |d| d * d, |d| 2.0 * d)
+        pointwise_loss(Op::MseLoss { reduction }, self, target, reduction, |d| {
+            d * d
+        })
     }
 
     /// Mean absolute error `|x − y|` (like `torch.nn.functional.l1_loss`); the gradient at
     /// `x == y` is 0. Differentiable in both.
     pub fn l1_loss(&self, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
-        pointwise_loss(
-            "l1_loss",
-            self,
-            target,
-            reduction,
-            |d| d.abs(),
-            |d| {
-                if d > 0.0 {
-                    1.0
-                } else if d < 0.0 {
-                    -1.0
-                } else {
-                    0.0
-                }
-            },
-        )
+        pointwise_loss(Op::L1Loss { reduction }, self, target, reduction, |d| {
+            d.abs()
+        })
     }
 
     /// Huber loss (like `torch.nn.functional.huber_loss`): `0.5·d²` where `|d| < delta`, else
@@ -1267,7 +1178,7 @@ impl Tensor {
             ));
         }
         pointwise_loss(
-            "huber_loss",
+            Op::HuberLoss { delta, reduction },
             self,
             target,
             reduction,
@@ -1279,28 +1190,19 @@ impl Tensor {
                     delta * (a - 0.5 * delta)
                 }
             },
-            move |d| {
-                if d < -delta {
-                    -delta
-                } else if d > delta {
-                    delta
-                } else {
-                    d
-                }
-            },
         )
     }
 }
 
-/// A loss `f(x − y)` per element with derivative `df(x − y)` (for `x`; `−df` for `y`).
+/// A loss `f(x − y)` per element; its derivative is in [`pointwise_grad`].
 fn pointwise_loss(
-    op: &'static str,
+    rec: Op,
     input: &Tensor,
     target: &Tensor,
     reduction: Reduction,
     f: impl Fn(f32) -> f32 + Sync + Send + Copy + 'static,
-    df: impl Fn(f32) -> f32 + Sync + Send + Copy + 'static,
 ) -> Result<Tensor> {
+    let op = rec.name();
     same_shape(op, input, target)?;
     let shape = input.shape().to_vec();
     let a = dense(input)?;
@@ -1312,16 +1214,282 @@ fn pointwise_loss(
             reduce_losses(n, &shape, reduction, denom, false, |i| f(xs[i] - ys[i]))
         })
     })??;
-    let flags = (input.requires_grad(), target.requires_grad());
-    Ok(record(out, op, &[input, target], move |g| {
-        let sc = GradScale::new(g, reduction, denom)?;
-        let dx = a.with_f32(op, |xs| {
-            b.with_f32(op, |ys| sc.fill(n, |i, s| s * df(xs[i] - ys[i])))
-        })??;
-        let dx = Tensor::from_f32(dx, &shape);
-        let dy = if flags.1 { Some(dx.neg()?) } else { None };
-        Ok(vec![flags.0.then_some(dx), dy])
-    }))
+    Ok(record_rule(
+        out,
+        rec,
+        &[input, target],
+        pointwise_grad,
+        Saved::tensors(vec![a, b]),
+    ))
+}
+
+/// The gradient rule of the pointwise losses: `df(x − y)` for `x` and its negation for `y`,
+/// with `df` the derivative of each loss (`2d`, `sign(d)`, `d` clamped to `±delta`).
+fn pointwise_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    match *op {
+        Op::MseLoss { reduction } => pointwise_backward(op, ctx, g, reduction, |d| 2.0 * d),
+        Op::L1Loss { reduction } => pointwise_backward(op, ctx, g, reduction, |d| {
+            if d > 0.0 {
+                1.0
+            } else if d < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }),
+        Op::HuberLoss { delta, reduction } => pointwise_backward(op, ctx, g, reduction, move |d| {
+            if d < -delta {
+                -delta
+            } else if d > delta {
+                delta
+            } else {
+                d
+            }
+        }),
+        _ => Err(ctx.unexpected()),
+    }
+}
+
+/// `(g·df(x − y), −g·df(x − y))` from the saved input and target.
+fn pointwise_backward(
+    op: &Op,
+    ctx: &GradCtx<'_>,
+    g: &Tensor,
+    reduction: Reduction,
+    df: impl Fn(f32) -> f32 + Sync + Copy,
+) -> Result<Vec<Option<Tensor>>> {
+    let op = op.name();
+    let (a, b) = (ctx.saved(0)?, ctx.saved(1)?);
+    let n = a.numel();
+    let sc = GradScale::new(g, reduction, n as f64)?;
+    let dx = a.with_f32(op, |xs| {
+        b.with_f32(op, |ys| sc.fill(n, |i, s| s * df(xs[i] - ys[i])))
+    })??;
+    let dx = Tensor::from_f32(dx, a.shape());
+    let dy = if ctx.needs(1) { Some(dx.neg()?) } else { None };
+    Ok(vec![ctx.needs(0).then_some(dx), dy])
+}
+
+/// The gradient rule of `cross_entropy` / `nll_loss` from the saved scores, targets and
+/// per-position statistics (and, for sample weights, their loss terms).
+fn class_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let (reduction, normalize) = match *op {
+        Op::CrossEntropy { reduction, .. } => (reduction, true),
+        Op::NllLoss { reduction, .. } => (reduction, false),
+        _ => return Err(ctx.unexpected()),
+    };
+    let op = op.name();
+    let saved = ctx.take_state::<ClassSaved>()?;
+    let ClassSaved {
+        ct,
+        st,
+        denom,
+        total,
+    } = *saved;
+    let x = ctx.saved(0)?;
+    let (need_dx, has_sw, sw_grad) = (ctx.needs(0), ctx.num_inputs() == 2, ctx.needs(1));
+    let gs = GradScale::new(g, reduction, denom)?;
+    let dx = if need_dx {
+        let sc = gs.fill(ct.cls.len(), |p, s| s * ct.sample_weight(p));
+        let dx = x.with_f32(op, |xs| class_backward(xs, &ct, &st, &sc, normalize))?;
+        Some(Tensor::from_f32(dx, x.shape()))
+    } else {
+        None
+    };
+    let mut grads = vec![dx];
+    if has_sw {
+        grads.push(if sw_grad {
+            // ∂/∂s_p: l_p (None/Sum), (l_p − L·w_t)/D (Mean; the 1/D is in the scale).
+            let mean = reduction == Reduction::Mean;
+            let ds = gs.fill(ct.cls.len(), |p, s| {
+                let t = ct.cls[p];
+                if t == IGNORED {
+                    0.0
+                } else if mean {
+                    s * (st[p].loss - total * ct.class_weight(t))
+                } else {
+                    s * st[p].loss
+                }
+            });
+            Some(Tensor::from_f32(ds, &ct.tshape))
+        } else {
+            None
+        });
+    }
+    Ok(grads)
+}
+
+/// The gradient rule of `cross_entropy_dense` from the saved logits, targets and statistics.
+fn dense_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::CrossEntropyDense {
+        label_smoothing: eps,
+        reduction,
+    } = *op
+    else {
+        return Err(ctx.unexpected());
+    };
+    const OP: &str = "cross_entropy_dense";
+    let saved = ctx.take_state::<(AxisDims, Vec<PosStat>, f64)>()?;
+    let (d, st, denom) = *saved;
+    let (x, q) = (ctx.saved(0)?, ctx.saved(1)?);
+    let (want_dx, want_dq) = (ctx.needs(0), ctx.needs(1));
+    let sc = GradScale::new(g, reduction, denom)?;
+    let (dx, dq) = x.with_f32(OP, |xs| {
+        q.with_f32(OP, |qs| {
+            dense_backward(xs, qs, d, eps, &st, &sc, want_dx, want_dq)
+        })
+    })??;
+    Ok(vec![
+        dx.map(|v| Tensor::from_f32(v, x.shape())),
+        dq.map(|v| Tensor::from_f32(v, x.shape())),
+    ])
+}
+
+/// The gradient rule of `binary_cross_entropy_with_logits` from the saved logits, targets and
+/// weights.
+fn bce_logits_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::BinaryCrossEntropyWithLogits { reduction } = *op else {
+        return Err(ctx.unexpected());
+    };
+    let saved = ctx.take_state::<BceSaved>()?;
+    let BceSaved {
+        x,
+        y,
+        w,
+        pw,
+        flags,
+        shapes,
+    } = *saved;
+    let shape = ctx.input_shape(0).to_vec();
+    let n = x.len();
+    let denom = n as f64;
+    let sc = GradScale::new(g, reduction, denom)?;
+    // One gradient: `body(start, out)` fills a chunk, then weight and scale apply.
+    let grad = |weighted: bool, body: &(dyn Fn(usize, &mut [f32]) + Sync)| {
+        let mut v = chunked(n, |i0, o| {
+            body(i0, o);
+            if let (true, Some(w)) = (weighted, &w) {
+                mul_in_place(o, &w[i0..]);
+            }
+        });
+        sc.scale_in_place(&mut v);
+        Tensor::from_f32(v, &shape)
+    };
+    let pwc = |i0: usize| pw.as_ref().map(|p| &p[i0..]);
+    let dx = flags.0.then(|| {
+        grad(true, &|i0, o| {
+            // (1 − y) − (1 + (pw − 1)·y)·σ(−x)
+            let (x, y) = (&x[i0..], &y[i0..]);
+            match pwc(i0) {
+                None => {
+                    for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                        *o = (1.0 - y) - sigmoid(-x);
+                    }
+                }
+                Some(p) => {
+                    for (((o, &x), &y), &p) in o.iter_mut().zip(x).zip(y).zip(p) {
+                        *o = (1.0 - y) - (1.0 + (p - 1.0) * y) * sigmoid(-x);
+                    }
+                }
+            }
+        })
+    });
+    let dy = flags.1.then(|| {
+        grad(true, &|i0, o| {
+            // −x + (pw − 1)·softplus(−x)
+            let x = &x[i0..];
+            match pwc(i0) {
+                None => {
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        *o = -x;
+                    }
+                }
+                Some(p) => {
+                    for ((o, &x), &p) in o.iter_mut().zip(x).zip(p) {
+                        *o = -x + (p - 1.0) * softplus_neg(x);
+                    }
+                }
+            }
+        })
+    });
+    let dw = match (&shapes.0, flags.2) {
+        (Some(ws), true) => Some(
+            grad(false, &|i0, o| {
+                bce_logits_unweighted(&x[i0..], &y[i0..], pwc(i0), o)
+            })
+            .sum_to_shape(ws)?,
+        ),
+        _ => None,
+    };
+    let dpw = match (&shapes.1, flags.3) {
+        (Some(ps), true) => Some(
+            grad(true, &|i0, o| {
+                for ((o, &x), &y) in o.iter_mut().zip(&x[i0..]).zip(&y[i0..]) {
+                    *o = y * softplus_neg(x);
+                }
+            })
+            .sum_to_shape(ps)?,
+        ),
+        _ => None,
+    };
+    let mut v = vec![dx, dy];
+    if shapes.0.is_some() {
+        v.push(dw);
+    }
+    if shapes.1.is_some() {
+        v.push(dpw);
+    }
+    Ok(v)
+}
+
+/// The gradient rule of `binary_cross_entropy` from the saved probabilities, targets and
+/// weight.
+fn bce_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::BinaryCrossEntropy { reduction } = *op else {
+        return Err(ctx.unexpected());
+    };
+    #[allow(clippy::type_complexity)]
+    let saved = ctx.take_state::<(
+        Vec<f32>,
+        Vec<f32>,
+        Option<Vec<f32>>,
+        (bool, bool, bool),
+        Option<Vec<usize>>,
+    )>()?;
+    let (p, y, w, flags, wshape) = *saved;
+    let shape = ctx.input_shape(0).to_vec();
+    let n = p.len();
+    let denom = n as f64;
+    let sc = GradScale::new(g, reduction, denom)?;
+    let logs = |v: f32| (v.ln().max(-100.0), (-v).ln_1p().max(-100.0));
+    let wt = |i: usize| w.as_ref().map_or(1.0, |w| w[i]);
+    let t = |v: Vec<f32>| Tensor::from_f32(v, &shape);
+    let dx = flags.0.then(|| {
+        t(sc.fill(n, |i, s| {
+            s * wt(i) * (p[i] - y[i]) / ((1.0 - p[i]) * p[i]).max(1e-12)
+        }))
+    });
+    let dy = flags.1.then(|| {
+        t(sc.fill(n, |i, s| {
+            let (lp, lq) = logs(p[i]);
+            s * wt(i) * (lq - lp)
+        }))
+    });
+    let mut v = vec![dx, dy];
+    if let Some(ws) = &wshape {
+        v.push(if flags.2 {
+            Some(
+                t(sc.fill(n, |i, s| {
+                    let (lp, lq) = logs(p[i]);
+                    -s * (y[i] * lp + (1.0 - y[i]) * lq)
+                }))
+                .sum_to_shape(ws)?,
+            )
+        } else {
+            None
+        });
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! index selection, repetition and crops are all such maps; their gradients are the adjoint kernel
 //! `map_accumulate` (or the inverse map where one exists).
 
-use crate::autograd::{record, record_non_differentiable};
+use crate::autograd::{record_op_non_differentiable, record_rule, GradCtx, GradRule, Op, Saved};
 use crate::parallel::prelude::*;
 use crate::shape::{contiguous_strides, normalize_axes, normalize_axis, numel, Layout};
 use crate::storage::{pool, Buffer, Storage};
@@ -172,16 +172,11 @@ fn with_contig<T: Scalar, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R>
 
 /// Records the backward rule of an op with a float output; other outputs are recorded as
 /// non-differentiable (asking for their gradient names the op).
-fn record_op(
-    out: Tensor,
-    name: &'static str,
-    inputs: &[&Tensor],
-    backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
-) -> Tensor {
+fn record_float(out: Tensor, op: Op, inputs: &[&Tensor], rule: GradRule, saved: Saved) -> Tensor {
     if out.dtype().is_float() {
-        record(out, name, inputs, backward)
+        record_rule(out, op, inputs, rule, saved)
     } else {
-        record_non_differentiable(out, name, inputs)
+        record_op_non_differentiable(out, op, inputs)
     }
 }
 
@@ -970,21 +965,13 @@ impl Tensor {
         let mut out_shape = first.shape().to_vec();
         out_shape[ax] = sizes.iter().sum();
         let out = concat(tensors, &blocks, &out_shape);
-        let needs: Vec<bool> = tensors.iter().map(|t| t.requires_grad()).collect();
-        Ok(record_op(out, OP, tensors, move |g| {
-            let mut start = 0;
-            let mut grads = Vec::with_capacity(sizes.len());
-            for (&size, &need) in sizes.iter().zip(&needs) {
-                grads.push(need.then(|| {
-                    let mut maps: Vec<Vec<usize>> =
-                        g.shape().iter().map(|&n| identity(n)).collect();
-                    maps[ax] = (start..start + size).collect();
-                    apply_maps(g, g.layout(), &maps, 0.0)
-                }));
-                start += size;
-            }
-            Ok(grads)
-        }))
+        Ok(record_float(
+            out,
+            Op::Cat { axis: ax },
+            tensors,
+            cat_grad,
+            Saved::none(),
+        ))
     }
 
     /// Stacks equally shaped tensors along a new dimension `axis` (in `-(rank+1)..=rank`),
@@ -1009,22 +996,13 @@ impl Tensor {
         let mut out_shape = first.shape().to_vec();
         out_shape.insert(ax, tensors.len());
         let out = concat(tensors, &blocks, &out_shape);
-        let needs: Vec<bool> = tensors.iter().map(|t| t.requires_grad()).collect();
-        let in_shape = first.shape().to_vec();
-        Ok(record_op(out, OP, tensors, move |g| {
-            let mut grads = Vec::with_capacity(needs.len());
-            for (i, &need) in needs.iter().enumerate() {
-                grads.push(if need {
-                    let mut maps: Vec<Vec<usize>> =
-                        g.shape().iter().map(|&n| identity(n)).collect();
-                    maps[ax] = vec![i];
-                    Some(apply_maps(g, g.layout(), &maps, 0.0).reshape(&in_shape)?)
-                } else {
-                    None
-                });
-            }
-            Ok(grads)
-        }))
+        Ok(record_float(
+            out,
+            Op::Stack { axis: ax },
+            tensors,
+            stack_grad,
+            Saved::none(),
+        ))
     }
 
     /// Splits along `axis` into pieces of the given sizes (which must add up to the size of
@@ -1091,14 +1069,14 @@ impl Tensor {
                 Tensor::from_buffer(buf, &ishape)
             }))
         })?;
-        let in_shape = self.shape().to_vec();
         let saved = index.detach();
-        Ok(record_op(out, OP, &[self, index], move |g| {
-            let gs = with_index(OP, &saved, &[g], |idx| {
-                Ok(gather_backward(g, ax, idx, &ishape, &in_shape))
-            })?;
-            Ok(vec![Some(gs), None])
-        }))
+        Ok(record_float(
+            out,
+            Op::Gather { axis: ax },
+            &[self, index],
+            gather_grad,
+            Saved::tensors(vec![saved]),
+        ))
     }
 
     /// Out-of-place `torch.scatter`: a copy of `self` where `out[index[i][j]][j] = src[i][j]`
@@ -1138,27 +1116,18 @@ impl Tensor {
                 Tensor::from_buffer(buf, &in_shape)
             }))
         })?;
-        let src_shape = src.shape().to_vec();
-        let (need_in, need_src) = (self.requires_grad(), src.requires_grad());
         let saved = index.detach();
-        Ok(record_op(out, op, &[self, index, src], move |g| {
+        Ok(record_float(
+            out,
             if accumulate {
-                let gsrc = if need_src {
-                    Some(with_index(op, &saved, &[g], |idx| {
-                        Ok(gather_padded(g, ax, idx, &ishape, &src_shape))
-                    })?)
-                } else {
-                    None
-                };
-                return Ok(vec![need_in.then(|| g.clone()), None, gsrc]);
-            }
-            let (gin, gsrc) = with_index(op, &saved, &[g], |idx| {
-                Ok(dispatch!(g.dtype(), T => with_contig(g, |gs: &[T]| {
-                    scatter_backward(gs, ax, idx, &ishape, &in_shape, &src_shape, need_in, need_src)
-                })?))
-            })?;
-            Ok(vec![gin, None, gsrc])
-        }))
+                Op::ScatterAdd { axis: ax }
+            } else {
+                Op::Scatter { axis: ax }
+            },
+            &[self, index, src],
+            scatter_grad,
+            Saved::tensors(vec![saved]),
+        ))
     }
 
     /// The slices of `axis` listed in `index` (a 1-D i64 tensor; repeats allowed), like
@@ -1175,10 +1144,13 @@ impl Tensor {
         let mut maps: Vec<Vec<usize>> = self.shape().iter().map(|&n| identity(n)).collect();
         maps[ax] = idx.iter().map(|&v| v as usize).collect();
         let out = apply_maps(self, self.layout(), &maps, 0.0);
-        let in_shape = self.shape().to_vec();
-        Ok(record_op(out, OP, &[self, index], move |g| {
-            Ok(vec![Some(accumulate_maps(g, &maps, &in_shape)?), None])
-        }))
+        Ok(record_float(
+            out,
+            Op::IndexSelect { axis: ax },
+            &[self, index],
+            index_select_grad,
+            Saved::with_state(vec![], maps),
+        ))
     }
 
     /// Pads the last `pads.len()` dimensions; `pads[k] = (before, after)` for dimension
@@ -1261,23 +1233,17 @@ impl Tensor {
             _ => 0.0,
         };
         let out = apply_maps(self, self.layout(), &maps, fill);
-        let in_shape = self.shape().to_vec();
         let pads = pads.to_vec();
-        Ok(record_op(out, OP, &[self], move |g| {
-            let grad = match mode {
-                PadMode::Constant(_) => {
-                    // The gradient is the interior of g: a crop.
-                    let mut crop: Vec<Vec<usize>> = in_shape.iter().map(|&n| identity(n)).collect();
-                    for (k, &(pb, _)) in pads.iter().enumerate() {
-                        let d = first + k;
-                        crop[d] = (pb..pb + in_shape[d]).collect();
-                    }
-                    apply_maps(g, g.layout(), &crop, 0.0)
-                }
-                _ => accumulate_maps(g, &maps, &in_shape)?,
-            };
-            Ok(vec![Some(grad)])
-        }))
+        Ok(record_float(
+            out,
+            Op::Pad {
+                pads: pads.clone(),
+                mode,
+            },
+            &[self],
+            pad_grad,
+            Saved::with_state(vec![], maps),
+        ))
     }
 
     /// Reverses the order of elements along each of `axes` (a copy), like `torch.flip`.
@@ -1290,9 +1256,13 @@ impl Tensor {
             maps[d].reverse();
         }
         let out = apply_maps(self, self.layout(), &maps, 0.0);
-        Ok(record_op(out, OP, &[self], move |g| {
-            Ok(vec![Some(apply_maps(g, g.layout(), &maps, 0.0))])
-        }))
+        Ok(record_float(
+            out,
+            Op::Flip { dims: axes },
+            &[self],
+            flip_grad,
+            Saved::with_state(vec![], maps),
+        ))
     }
 
     /// Tiles the tensor `reps[d]` times along each dimension, like `torch.Tensor.repeat`:
@@ -1345,12 +1315,15 @@ impl Tensor {
             maps.push((0..len).map(|i| i % n).collect::<Vec<usize>>());
         }
         let out = apply_maps(self, &layout, &maps, 0.0);
-        let in_shape = self.shape().to_vec();
-        Ok(record_op(out, OP, &[self], move |g| {
-            Ok(vec![Some(
-                accumulate_maps(g, &maps, &shape)?.reshape(&in_shape)?,
-            )])
-        }))
+        Ok(record_float(
+            out,
+            Op::Repeat {
+                reps: reps.to_vec(),
+            },
+            &[self],
+            repeat_grad,
+            Saved::with_state(vec![], (maps, shape)),
+        ))
     }
 
     /// Like [`Tensor::repeat`], but a `reps` shorter than the rank is padded with leading 1s
@@ -1382,6 +1355,141 @@ impl Tensor {
         shape.push(num_classes);
         Ok(Tensor::from_f32(out, &shape))
     }
+}
+
+/// The gradient rule of `cat`: each input's slice of `g` along the axis.
+fn cat_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::Cat { axis: ax } = *op else {
+        return Err(ctx.unexpected());
+    };
+    let sizes: Vec<usize> = (0..ctx.num_inputs())
+        .map(|i| ctx.input_shape(i)[ax])
+        .collect();
+    let needs: Vec<bool> = (0..ctx.num_inputs()).map(|i| ctx.needs(i)).collect();
+    let mut start = 0;
+    let mut grads = Vec::with_capacity(sizes.len());
+    for (&size, &need) in sizes.iter().zip(&needs) {
+        grads.push(need.then(|| {
+            let mut maps: Vec<Vec<usize>> = g.shape().iter().map(|&n| identity(n)).collect();
+            maps[ax] = (start..start + size).collect();
+            apply_maps(g, g.layout(), &maps, 0.0)
+        }));
+        start += size;
+    }
+    Ok(grads)
+}
+
+/// The gradient rule of `stack`: each input's index of `g` along the new axis.
+fn stack_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::Stack { axis: ax } = *op else {
+        return Err(ctx.unexpected());
+    };
+    let in_shape = ctx.input_shape(0).to_vec();
+    let needs: Vec<bool> = (0..ctx.num_inputs()).map(|i| ctx.needs(i)).collect();
+    let mut grads = Vec::with_capacity(needs.len());
+    for (i, &need) in needs.iter().enumerate() {
+        grads.push(if need {
+            let mut maps: Vec<Vec<usize>> = g.shape().iter().map(|&n| identity(n)).collect();
+            maps[ax] = vec![i];
+            Some(apply_maps(g, g.layout(), &maps, 0.0).reshape(&in_shape)?)
+        } else {
+            None
+        });
+    }
+    Ok(grads)
+}
+
+/// The gradient rule of `gather`: `g` scattered (added) back to the gathered positions.
+fn gather_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::Gather { axis: ax } = *op else {
+        return Err(ctx.unexpected());
+    };
+    const OP: &str = "gather";
+    let saved = ctx.saved(0)?;
+    let (in_shape, ishape) = (ctx.input_shape(0), ctx.input_shape(1));
+    let gs = with_index(OP, saved, &[g], |idx| {
+        Ok(gather_backward(g, ax, idx, ishape, in_shape))
+    })?;
+    Ok(vec![Some(gs), None])
+}
+
+/// The gradient rule of `scatter` / `scatter_add`: `g` passes to `self` (minus the
+/// overwritten positions for `scatter`) and is gathered at the index for `src`.
+fn scatter_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let (ax, accumulate) = match *op {
+        Op::Scatter { axis } => (axis, false),
+        Op::ScatterAdd { axis } => (axis, true),
+        _ => return Err(ctx.unexpected()),
+    };
+    let op = op.name();
+    let saved = ctx.saved(0)?;
+    let (in_shape, ishape, src_shape) =
+        (ctx.input_shape(0), ctx.input_shape(1), ctx.input_shape(2));
+    let (need_in, need_src) = (ctx.needs(0), ctx.needs(2));
+    if accumulate {
+        let gsrc = if need_src {
+            Some(with_index(op, saved, &[g], |idx| {
+                Ok(gather_padded(g, ax, idx, ishape, src_shape))
+            })?)
+        } else {
+            None
+        };
+        return Ok(vec![need_in.then(|| g.clone()), None, gsrc]);
+    }
+    let (gin, gsrc) = with_index(op, saved, &[g], |idx| {
+        Ok(dispatch!(g.dtype(), T => with_contig(g, |gs: &[T]| {
+        scatter_backward(gs, ax, idx, ishape, in_shape, src_shape, need_in, need_src)
+    })?))
+    })?;
+    Ok(vec![gin, None, gsrc])
+}
+
+/// The gradient rule of `index_select`: `g` added back along the selection maps.
+fn index_select_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let maps = ctx.take_state::<Vec<Vec<usize>>>()?;
+    let in_shape = ctx.input_shape(0);
+    Ok(vec![Some(accumulate_maps(g, &maps, in_shape)?), None])
+}
+
+/// The gradient rule of `pad`: the interior of `g` (constant padding) or `g` added back along
+/// the reflect/replicate maps.
+fn pad_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::Pad { pads, mode } = op else {
+        return Err(ctx.unexpected());
+    };
+    let mode = *mode;
+    let maps = ctx.take_state::<Vec<Vec<usize>>>()?;
+    let in_shape = ctx.input_shape(0);
+    let first = in_shape.len() - pads.len();
+    let grad = match mode {
+        PadMode::Constant(_) => {
+            // The gradient is the interior of g: a crop.
+            let mut crop: Vec<Vec<usize>> = in_shape.iter().map(|&n| identity(n)).collect();
+            for (k, &(pb, _)) in pads.iter().enumerate() {
+                let d = first + k;
+                crop[d] = (pb..pb + in_shape[d]).collect();
+            }
+            apply_maps(g, g.layout(), &crop, 0.0)
+        }
+        _ => accumulate_maps(g, &maps, in_shape)?,
+    };
+    Ok(vec![Some(grad)])
+}
+
+/// The gradient rule of `flip`: `g` flipped back.
+fn flip_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let maps = ctx.take_state::<Vec<Vec<usize>>>()?;
+    Ok(vec![Some(apply_maps(g, g.layout(), &maps, 0.0))])
+}
+
+/// The gradient rule of `repeat`: `g` summed over the repetitions.
+fn repeat_grad(_: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let state = ctx.take_state::<(Vec<Vec<usize>>, Vec<usize>)>()?;
+    let (maps, shape) = (&state.0, &state.1);
+    let in_shape = ctx.input_shape(0);
+    Ok(vec![Some(
+        accumulate_maps(g, maps, shape)?.reshape(in_shape)?,
+    )])
 }
 
 #[cfg(test)]

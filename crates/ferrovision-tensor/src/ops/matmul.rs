@@ -7,7 +7,7 @@
 //! entry in parallel. Backward uses the same kernels with swapped strides:
 //! `dA = dC · Bᵀ`, `dB = Aᵀ · dC`, accumulating over broadcast batch dims directly in the GEMM.
 
-use crate::autograd::record;
+use crate::autograd::{is_recorded, record_rule, GradCtx, Op, Saved};
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue};
 use crate::parallel::prelude::*;
 use crate::shape::{contiguous_strides, numel, Layout};
@@ -362,79 +362,26 @@ fn mm_impl(
     }
     let y = Tensor::from_f32(out, &p.out_shape);
 
-    let (sa, sb) = (a.detach(), b.detach());
-    let saved_y = (act == Activation::Relu).then(|| y.detach());
-    let (ra, rb) = (a.requires_grad(), b.requires_grad());
-    let rbias = bias.is_some_and(|t| t.requires_grad());
-    let has_bias = bias.is_some();
     let mut inputs = vec![a, b];
     if let Some(bt) = bias {
         inputs.push(bt);
     }
-    Ok(record(y, op, &inputs, move |g| {
-        let g = match &saved_y {
-            Some(y) => super::unary::zip_map_f32(g, y, "linear_relu backward", |g, y| {
-                if y > 0.0 {
-                    g
-                } else {
-                    0.0
-                }
-            })?,
-            None => g.clone(),
-        };
-        let (ga, gb, gbias) = g.with_f32(op, |gd| -> Result<_> {
-            let g_op = Operand::dense(&p.batch, p.m, p.n);
-            let ga = if ra {
-                let mut da = pool::take_uninit(sa.numel());
-                with_storage(&sb, op, |bd| {
-                    batched_gemm(
-                        &p.batch,
-                        &p.a_batch,
-                        (p.m, p.k, p.n),
-                        gd,
-                        &g_op,
-                        bd,
-                        &p.b.t(),
-                        &mut da,
-                        Epilogue::default(),
-                    )
-                })?;
-                Some(Tensor::from_f32(da, sa.shape()))
-            } else {
-                None
-            };
-            let gb = if rb {
-                let mut db = pool::take_uninit(sb.numel());
-                with_storage(&sa, op, |ad| {
-                    batched_gemm(
-                        &p.batch,
-                        &p.b_batch,
-                        (p.k, p.n, p.m),
-                        ad,
-                        &p.a.t(),
-                        gd,
-                        &g_op,
-                        &mut db,
-                        Epilogue::default(),
-                    )
-                })?;
-                Some(Tensor::from_f32(db, sb.shape()))
-            } else {
-                None
-            };
-            let gbias = if rbias {
-                Some(Tensor::from_f32(column_sums(gd, p.n), &[p.n]))
-            } else {
-                None
-            };
-            Ok((ga, gb, gbias))
-        })??;
-        let mut grads = vec![ga, gb];
-        if has_bias {
-            grads.push(gbias);
+    let rec = if bias.is_none() && op == "matmul" {
+        Op::MatMul
+    } else {
+        Op::Linear {
+            relu: act == Activation::Relu,
         }
-        Ok(grads)
-    }))
+    };
+    if !is_recorded(&inputs) {
+        return Ok(y);
+    }
+    let mut tensors = vec![a.detach(), b.detach()];
+    if act == Activation::Relu {
+        tensors.push(y.detach());
+    }
+    let saved = Saved::with_state(tensors, p);
+    Ok(record_rule(y, rec, &inputs, grad, saved))
 }
 
 /// Checks the operands of `linear` / `linear_relu`.
@@ -505,4 +452,81 @@ impl Tensor {
         check_linear("linear_relu", self, weight, bias)?;
         mm_impl("linear_relu", self, weight, bias, Activation::Relu)
     }
+}
+
+/// The gradient rule of `matmul` / `linear`: `dA = dY·Bᵀ`, `dB = Aᵀ·dY` with the packed GEMM,
+/// the bias gradient the column sums of `dY` (after the fused ReLU's mask).
+fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let p = ctx.take_state::<Plan>()?;
+    let (sa, sb) = (ctx.saved(0)?, ctx.saved(1)?);
+    let saved_y = match op {
+        Op::Linear { relu: true } => Some(ctx.saved(2)?),
+        _ => None,
+    };
+    let op = op.name();
+    let (ra, rb, rbias) = (ctx.needs(0), ctx.needs(1), ctx.needs(2));
+    let has_bias = ctx.num_inputs() == 3;
+    let g =
+        match &saved_y {
+            Some(y) => super::unary::zip_map_f32(g, y, "linear_relu backward", |g, y| {
+                if y > 0.0 {
+                    g
+                } else {
+                    0.0
+                }
+            })?,
+            None => g.clone(),
+        };
+    let (ga, gb, gbias) = g.with_f32(op, |gd| -> Result<_> {
+        let g_op = Operand::dense(&p.batch, p.m, p.n);
+        let ga = if ra {
+            let mut da = pool::take_uninit(sa.numel());
+            with_storage(sb, op, |bd| {
+                batched_gemm(
+                    &p.batch,
+                    &p.a_batch,
+                    (p.m, p.k, p.n),
+                    gd,
+                    &g_op,
+                    bd,
+                    &p.b.t(),
+                    &mut da,
+                    Epilogue::default(),
+                )
+            })?;
+            Some(Tensor::from_f32(da, sa.shape()))
+        } else {
+            None
+        };
+        let gb = if rb {
+            let mut db = pool::take_uninit(sb.numel());
+            with_storage(sa, op, |ad| {
+                batched_gemm(
+                    &p.batch,
+                    &p.b_batch,
+                    (p.k, p.n, p.m),
+                    ad,
+                    &p.a.t(),
+                    gd,
+                    &g_op,
+                    &mut db,
+                    Epilogue::default(),
+                )
+            })?;
+            Some(Tensor::from_f32(db, sb.shape()))
+        } else {
+            None
+        };
+        let gbias = if rbias {
+            Some(Tensor::from_f32(column_sums(gd, p.n), &[p.n]))
+        } else {
+            None
+        };
+        Ok((ga, gb, gbias))
+    })??;
+    let mut grads = vec![ga, gb];
+    if has_bias {
+        grads.push(gbias);
+    }
+    Ok(grads)
 }

@@ -3,11 +3,15 @@
 //! Float ops compute in f32 on the CPU; they check dtype/device/shape first and return a typed
 //! [`crate::Error`] naming the op.
 
+mod axis;
 pub mod binary;
+pub(crate) mod broadcast;
 pub mod compare;
 pub mod conv;
+pub mod convert;
 pub mod creation;
 pub mod dropout;
+pub mod inplace;
 pub mod loss;
 pub mod manip;
 pub mod matmul;
@@ -15,6 +19,8 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
+pub mod roi;
+mod separable;
 pub mod softmax;
 pub mod unary;
 pub mod view;

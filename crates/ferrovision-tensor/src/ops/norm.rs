@@ -8,8 +8,8 @@
 //! combined per channel or group in f64, and the elementwise passes run in parallel over
 //! segments.
 
-use super::softmax::{dense, sum1_f64, sum2_f64, sum_f64};
-use crate::autograd::record;
+use super::axis::{dense, sum1_f64, sum2_f64, sum_f64};
+use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{Error, Result, Tensor};
@@ -81,6 +81,32 @@ fn inputs<'a>(
     v.extend(weight);
     v.extend(bias);
     v
+}
+
+/// Per-(sample, group) mean and inverse std of a group norm, with its affine weight.
+struct GroupStats {
+    stats: Vec<(f32, f32)>,
+    w: Option<Vec<f32>>,
+    groups: usize,
+    has_w: bool,
+    has_b: bool,
+}
+
+/// Per-channel mean and inverse std of a batch norm, with its affine weight.
+struct ChannelStats {
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    w: Option<Vec<f32>>,
+    has_w: bool,
+    has_b: bool,
+}
+
+/// Per-row mean and inverse std of a layer norm, with its affine weight.
+struct RowStats {
+    stats: Vec<(f32, f32)>,
+    w: Option<Vec<f32>>,
+    has_w: bool,
+    has_b: bool,
 }
 
 /// Packs `(dx, dweight, dbias)` into one entry per recorded input.
@@ -389,52 +415,27 @@ fn group_norm_impl(
     })?;
     let out = Tensor::from_f32(out, &shape);
     let (has_w, has_b) = (weight.is_some(), bias.is_some());
-    let need_dx = x_in.requires_grad();
-    Ok(record(out, op, &inputs(x_in, weight, bias), move |g| {
-        let gd = dense(g)?;
-        let (dx, dw, db) = x.with_f32(op, |xs| {
-            gd.with_f32(op, |gs| {
-                let stat = |i: usize| stats[(i / c) * groups + (i % c) / cg];
-                let sums = seg_grad_sums(xs, gs, n * c, s, stat);
-                let dx = need_dx.then(|| {
-                    // Per (sample, group): A = mean(dy·γ), B = mean(dy·γ·x̂).
-                    let l = len.max(1) as f64;
-                    let ab: Vec<(f32, f32)> = (0..n * groups)
-                        .map(|r| {
-                            let (mut a, mut bb) = (0.0f64, 0.0f64);
-                            for k in 0..cg {
-                                let ch = (r % groups) * cg + k;
-                                let gm = w.as_ref().map_or(1.0, |w| w[ch]) as f64;
-                                let (sdy, sdyx) = sums[(r / groups) * c + ch];
-                                a += gm * sdy;
-                                bb += gm * sdyx;
-                            }
-                            ((a / l) as f32, (bb / l) as f32)
-                        })
-                        .collect();
-                    let mut dx = pool::take_uninit(xs.len());
-                    apply_segs(&mut dx, s, |i, o| {
-                        let ch = i % c;
-                        let r = (i / c) * groups + ch / cg;
-                        let (mu, inv) = stats[r];
-                        let (a, bb) = ab[r];
-                        let gm = w.as_ref().map_or(1.0, |w| w[ch]);
-                        let x = &xs[i * s..][..s];
-                        let g = &gs[i * s..][..s];
-                        for ((d, &xv), &gv) in o.iter_mut().zip(x).zip(g) {
-                            *d = inv * (gv * gm - a - (xv - mu) * inv * bb);
-                        }
-                    });
-                    Tensor::from_f32(dx, &shape)
-                });
-                let (sdy, sdyx) = sum_over_batch(&sums, c);
-                let dw = has_w.then(|| Tensor::from_f32(sdyx, &[c]));
-                let db = has_b.then(|| Tensor::from_f32(sdy, &[c]));
-                (dx, dw, db)
-            })
-        })??;
-        Ok(pack_grads(dx, dw, db, has_w, has_b))
-    }))
+    let rec = if op == "instance_norm" {
+        Op::InstanceNorm { eps }
+    } else {
+        Op::GroupNorm { groups, eps }
+    };
+    Ok(record_rule(
+        out,
+        rec,
+        &inputs(x_in, weight, bias),
+        group_norm_grad,
+        Saved::with_state(
+            vec![x],
+            GroupStats {
+                stats,
+                w,
+                groups,
+                has_w,
+                has_b,
+            },
+        ),
+    ))
 }
 
 impl Tensor {
@@ -543,41 +544,27 @@ impl Tensor {
         })?;
         let out = Tensor::from_f32(out, &shape);
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
-        let need_dx = self.requires_grad();
-        Ok(record(out, OP, &inputs(self, weight, bias), move |g| {
-            let gd = dense(g)?;
-            let (dx, dw, db) = x.with_f32(OP, |xs| {
-                gd.with_f32(OP, |gs| {
-                    let (sdy, sdyx) = channel_grad_sums(xs, gs, (n, c, s), &mean, &invstd);
-                    let dx = need_dx.then(|| {
-                        // Training: dx = γσ⁻¹ (dy − Σdy/M − x̂ Σ(dy x̂)/M); inference: γσ⁻¹ dy.
-                        let mf = m as f32;
-                        let coef: Vec<[f32; 4]> = (0..c)
-                            .map(|ch| {
-                                let k = w.as_ref().map_or(1.0, |w| w[ch]) * invstd[ch];
-                                if training {
-                                    [k, sdy[ch] / mf, sdyx[ch] * invstd[ch] / mf, mean[ch]]
-                                } else {
-                                    [k, 0.0, 0.0, mean[ch]]
-                                }
-                            })
-                            .collect();
-                        let dx = if training {
-                            channel_map(xs, Some(gs), (n, c, s), &coef, |x, g, k| {
-                                k[0] * (g - k[1] - (x - k[3]) * k[2])
-                            })
-                        } else {
-                            channel_map(xs, Some(gs), (n, c, s), &coef, |_, g, k| k[0] * g)
-                        };
-                        Tensor::from_f32(dx, &shape)
-                    });
-                    let dw = has_w.then(|| Tensor::from_f32(sdyx, &[c]));
-                    let db = has_b.then(|| Tensor::from_f32(sdy, &[c]));
-                    (dx, dw, db)
-                })
-            })??;
-            Ok(pack_grads(dx, dw, db, has_w, has_b))
-        }))
+        let rec = Op::BatchNorm {
+            training,
+            momentum,
+            eps,
+        };
+        Ok(record_rule(
+            out,
+            rec,
+            &inputs(self, weight, bias),
+            batch_norm_grad,
+            Saved::with_state(
+                vec![x],
+                ChannelStats {
+                    mean,
+                    invstd,
+                    w,
+                    has_w,
+                    has_b,
+                },
+            ),
+        ))
     }
 
     /// Layer normalisation over the trailing dims `normalized_shape` (like
@@ -649,20 +636,26 @@ impl Tensor {
         })?;
         let out = Tensor::from_f32(out, &shape);
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
-        let need_dx = self.requires_grad();
         let nshape = normalized_shape.to_vec();
-        Ok(record(out, OP, &inputs(self, weight, bias), move |g| {
-            let gd = dense(g)?;
-            let (dx, partials) = x.with_f32(OP, |xs| {
-                gd.with_f32(OP, |gs| {
-                    layer_norm_backward(xs, gs, rows, d, &stats, w.as_deref(), need_dx)
-                })
-            })??;
-            let dx = dx.map(|v| Tensor::from_f32(v, &shape));
-            let dw = has_w.then(|| Tensor::from_f32(partials.0, &nshape));
-            let db = has_b.then(|| Tensor::from_f32(partials.1, &nshape));
-            Ok(pack_grads(dx, dw, db, has_w, has_b))
-        }))
+        let rec = Op::LayerNorm {
+            normalized_shape: nshape.clone(),
+            eps,
+        };
+        Ok(record_rule(
+            out,
+            rec,
+            &inputs(self, weight, bias),
+            layer_norm_grad,
+            Saved::with_state(
+                vec![x],
+                RowStats {
+                    stats,
+                    w,
+                    has_w,
+                    has_b,
+                },
+            ),
+        ))
     }
 
     /// Group normalisation of `[N, C, ...]` (like `torch.nn.functional.group_norm`): the `C`
@@ -831,4 +824,157 @@ fn layer_norm_backward(
             db.iter().map(|&v| v as f32).collect(),
         ),
     )
+}
+
+/// The gradient rule of `group_norm` / `instance_norm` from the saved input and per-(sample,
+/// group) statistics.
+fn group_norm_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let op = op.name();
+    let st = ctx.take_state::<GroupStats>()?;
+    let GroupStats {
+        stats,
+        w,
+        groups,
+        has_w,
+        has_b,
+    } = *st;
+    let x = ctx.saved(0)?;
+    let shape = x.shape().to_vec();
+    let (n, c) = (shape[0], shape[1]);
+    let s: usize = shape[2..].iter().product();
+    let cg = c / groups;
+    let len = cg * s;
+    let need_dx = ctx.needs(0);
+    let gd = dense(g)?;
+    let (dx, dw, db) = x.with_f32(op, |xs| {
+        gd.with_f32(op, |gs| {
+            let stat = |i: usize| stats[(i / c) * groups + (i % c) / cg];
+            let sums = seg_grad_sums(xs, gs, n * c, s, stat);
+            let dx = need_dx.then(|| {
+                // Per (sample, group): A = mean(dy·γ), B = mean(dy·γ·x̂).
+                let l = len.max(1) as f64;
+                let ab: Vec<(f32, f32)> = (0..n * groups)
+                    .map(|r| {
+                        let (mut a, mut bb) = (0.0f64, 0.0f64);
+                        for k in 0..cg {
+                            let ch = (r % groups) * cg + k;
+                            let gm = w.as_ref().map_or(1.0, |w| w[ch]) as f64;
+                            let (sdy, sdyx) = sums[(r / groups) * c + ch];
+                            a += gm * sdy;
+                            bb += gm * sdyx;
+                        }
+                        ((a / l) as f32, (bb / l) as f32)
+                    })
+                    .collect();
+                let mut dx = pool::take_uninit(xs.len());
+                apply_segs(&mut dx, s, |i, o| {
+                    let ch = i % c;
+                    let r = (i / c) * groups + ch / cg;
+                    let (mu, inv) = stats[r];
+                    let (a, bb) = ab[r];
+                    let gm = w.as_ref().map_or(1.0, |w| w[ch]);
+                    let x = &xs[i * s..][..s];
+                    let g = &gs[i * s..][..s];
+                    for ((d, &xv), &gv) in o.iter_mut().zip(x).zip(g) {
+                        *d = inv * (gv * gm - a - (xv - mu) * inv * bb);
+                    }
+                });
+                Tensor::from_f32(dx, &shape)
+            });
+            let (sdy, sdyx) = sum_over_batch(&sums, c);
+            let dw = has_w.then(|| Tensor::from_f32(sdyx, &[c]));
+            let db = has_b.then(|| Tensor::from_f32(sdy, &[c]));
+            (dx, dw, db)
+        })
+    })??;
+    Ok(pack_grads(dx, dw, db, has_w, has_b))
+}
+
+/// The gradient rule of `batch_norm` from the saved input and per-channel statistics (batch
+/// statistics in training, running ones in inference).
+fn batch_norm_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::BatchNorm { training, .. } = *op else {
+        return Err(ctx.unexpected());
+    };
+    const OP: &str = "batch_norm";
+    let st = ctx.take_state::<ChannelStats>()?;
+    let ChannelStats {
+        mean,
+        invstd,
+        w,
+        has_w,
+        has_b,
+    } = *st;
+    let x = ctx.saved(0)?;
+    let shape = x.shape().to_vec();
+    let (n, c) = (shape[0], shape[1]);
+    let s: usize = shape[2..].iter().product();
+    let m = n * s;
+    let need_dx = ctx.needs(0);
+    let gd = dense(g)?;
+    let (dx, dw, db) = x.with_f32(OP, |xs| {
+        gd.with_f32(OP, |gs| {
+            let (sdy, sdyx) = channel_grad_sums(xs, gs, (n, c, s), &mean, &invstd);
+            let dx = need_dx.then(|| {
+                // Training: dx = γσ⁻¹ (dy − Σdy/M − x̂ Σ(dy x̂)/M); inference: γσ⁻¹ dy.
+                let mf = m as f32;
+                let coef: Vec<[f32; 4]> = (0..c)
+                    .map(|ch| {
+                        let k = w.as_ref().map_or(1.0, |w| w[ch]) * invstd[ch];
+                        if training {
+                            [k, sdy[ch] / mf, sdyx[ch] * invstd[ch] / mf, mean[ch]]
+                        } else {
+                            [k, 0.0, 0.0, mean[ch]]
+                        }
+                    })
+                    .collect();
+                let dx = if training {
+                    channel_map(xs, Some(gs), (n, c, s), &coef, |x, g, k| {
+                        k[0] * (g - k[1] - (x - k[3]) * k[2])
+                    })
+                } else {
+                    channel_map(xs, Some(gs), (n, c, s), &coef, |_, g, k| k[0] * g)
+                };
+                Tensor::from_f32(dx, &shape)
+            });
+            let dw = has_w.then(|| Tensor::from_f32(sdyx, &[c]));
+            let db = has_b.then(|| Tensor::from_f32(sdy, &[c]));
+            (dx, dw, db)
+        })
+    })??;
+    Ok(pack_grads(dx, dw, db, has_w, has_b))
+}
+
+/// The gradient rule of `layer_norm` from the saved input and per-row statistics.
+fn layer_norm_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let Op::LayerNorm {
+        normalized_shape: nshape,
+        ..
+    } = op
+    else {
+        return Err(ctx.unexpected());
+    };
+    const OP: &str = "layer_norm";
+    let st = ctx.take_state::<RowStats>()?;
+    let RowStats {
+        stats,
+        w,
+        has_w,
+        has_b,
+    } = *st;
+    let x = ctx.saved(0)?;
+    let shape = x.shape().to_vec();
+    let d: usize = nshape.iter().product();
+    let rows = x.numel().checked_div(d).unwrap_or(0);
+    let need_dx = ctx.needs(0);
+    let gd = dense(g)?;
+    let (dx, partials) = x.with_f32(OP, |xs| {
+        gd.with_f32(OP, |gs| {
+            layer_norm_backward(xs, gs, rows, d, &stats, w.as_deref(), need_dx)
+        })
+    })??;
+    let dx = dx.map(|v| Tensor::from_f32(v, &shape));
+    let dw = has_w.then(|| Tensor::from_f32(partials.0, nshape));
+    let db = has_b.then(|| Tensor::from_f32(partials.1, nshape));
+    Ok(pack_grads(dx, dw, db, has_w, has_b))
 }

@@ -8,9 +8,9 @@
 //! one pass of row sums over `H·W` followed by a `[N, C]` column fold. Big inputs are split over
 //! threads along whichever dimension has enough work.
 
-use crate::autograd::record;
+use super::broadcast::{broadcast_map2, broadcast_map3, expand_vec};
+use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::kernels::elementwise::{self as ew, MaxOp, MinOp, ProdOp, Reducer, SumOp};
-use crate::ops::binary::{broadcast_map2, broadcast_map3, expand_vec};
 use crate::parallel::prelude::*;
 use crate::shape::{contiguous_strides, normalize_axes, normalize_axis, numel, StridedIter};
 use crate::storage::pool;
@@ -418,12 +418,16 @@ impl Tensor {
         self.expect_f32("sum")?;
         let axes = resolve_axes("sum", self, axes)?;
         let out = self.reduce_raw("sum", &axes, keepdim, SumOp)?;
-        let in_shape = self.shape().to_vec();
-        let keep_shape = reduced_shape(self.shape(), &axes, true);
-        Ok(record(out, "sum", &[self], move |g| {
-            let v = expand_vec(&g.reshape(&keep_shape)?, &in_shape)?;
-            Ok(vec![Some(Tensor::from_f32(v, &in_shape))])
-        }))
+        Ok(record_rule(
+            out,
+            Op::Sum {
+                dims: axes,
+                keepdim,
+            },
+            &[self],
+            grad,
+            Saved::none(),
+        ))
     }
 
     /// Sum of all elements (a scalar tensor).
@@ -445,13 +449,16 @@ impl Tensor {
         let out = self.reduce_raw("mean", &axes, keepdim, SumOp)?;
         let c = count as f32;
         out.with_f32_mut("mean", |v| ew::apply(v, |s| s / c))?;
-        let in_shape = self.shape().to_vec();
-        let keep_shape = reduced_shape(self.shape(), &axes, true);
-        Ok(record(out, "mean", &[self], move |g| {
-            let mut v = expand_vec(&g.reshape(&keep_shape)?, &in_shape)?;
-            ew::apply(&mut v, |x| x / c);
-            Ok(vec![Some(Tensor::from_f32(v, &in_shape))])
-        }))
+        Ok(record_rule(
+            out,
+            Op::Mean {
+                dims: axes,
+                keepdim,
+            },
+            &[self],
+            grad,
+            Saved::none(),
+        ))
     }
 
     /// Mean of all elements.
@@ -509,26 +516,24 @@ impl Tensor {
             return Ok(out);
         }
         let (x, y) = (self.detach(), out.detach());
-        Ok(record(out, op, &[self], move |g| {
-            let shape = x.shape().to_vec();
-            let mut gx = pool::take_zeroed(numel(&shape));
-            x.with_f32(op, |xs| {
-                y.with_f32(op, |ys| {
-                    g.with_f32(op, |gs| {
-                        for_each_group(&shape, &axes, |o, offs| {
-                            let t = ys[o];
-                            let hit = offs
-                                .iter()
-                                .find(|&&i| xs[i] == t || (t.is_nan() && xs[i].is_nan()));
-                            if let Some(&i) = hit {
-                                gx[i] = gs[o];
-                            }
-                        })
-                    })
-                })
-            })???;
-            Ok(vec![Some(Tensor::from_f32(gx, &shape))])
-        }))
+        let rec = if is_max {
+            Op::Max {
+                dims: axes.clone(),
+                keepdim,
+            }
+        } else {
+            Op::Min {
+                dims: axes.clone(),
+                keepdim,
+            }
+        };
+        Ok(record_rule(
+            out,
+            rec,
+            &[self],
+            grad,
+            Saved::tensors(vec![x, y]),
+        ))
     }
 
     /// Index of the maximum along `axis` (first occurrence; NaN counts as the maximum, like
@@ -604,37 +609,16 @@ impl Tensor {
             return Ok(out);
         }
         let x = self.detach();
-        Ok(record(out, "prod", &[self], move |g| {
-            let shape = x.shape().to_vec();
-            let mut gx = pool::take_zeroed(numel(&shape));
-            x.with_f32("prod backward", |xs| {
-                g.with_f32("prod backward", |gs| {
-                    for_each_group(&shape, &axes, |o, offs| {
-                        let mut zeros = 0;
-                        let mut zero_at = 0;
-                        let mut p = 1.0f32;
-                        for &i in offs {
-                            if xs[i] == 0.0 {
-                                zeros += 1;
-                                zero_at = i;
-                            } else {
-                                p *= xs[i];
-                            }
-                        }
-                        match zeros {
-                            0 => {
-                                for &i in offs {
-                                    gx[i] = gs[o] * (p / xs[i]);
-                                }
-                            }
-                            1 => gx[zero_at] = gs[o] * p,
-                            _ => {}
-                        }
-                    })
-                })
-            })??;
-            Ok(vec![Some(Tensor::from_f32(gx, &shape))])
-        }))
+        Ok(record_rule(
+            out,
+            Op::Prod {
+                dims: axes.clone(),
+                keepdim,
+            },
+            &[self],
+            grad,
+            Saved::tensors(vec![x]),
+        ))
     }
 
     /// Variance over `axes` (empty = all) with `correction` subtracted from the count
@@ -674,23 +658,28 @@ impl Tensor {
                 ew::apply(v, |s| s / denom)
             }
         })?;
-        let keep_shape = reduced_shape(self.shape(), &axes, true);
         let y = out.detach();
-        Ok(record(out, op, &[self], move |g| {
-            let shape = x.shape().to_vec();
-            let gk = g.reshape(&keep_shape)?;
-            let gx = if take_sqrt {
-                // d std = d var / (2 std)
-                let gs = super::unary::zip_map(&gk, &y.reshape(&keep_shape)?, op, |g, s| {
-                    g / (denom * s)
-                })?;
-                broadcast_map3(op, &x, &mean, &gs, &shape, |x, m, g| g * (x - m))?
-            } else {
-                let k = 2.0 / denom;
-                broadcast_map3(op, &x, &mean, &gk, &shape, move |x, m, g| g * k * (x - m))?
-            };
-            Ok(vec![Some(gx)])
-        }))
+        let dims = axes.clone();
+        let rec = if take_sqrt {
+            Op::Std {
+                dims,
+                correction,
+                keepdim,
+            }
+        } else {
+            Op::Var {
+                dims,
+                correction,
+                keepdim,
+            }
+        };
+        Ok(record_rule(
+            out,
+            rec,
+            &[self],
+            grad,
+            Saved::tensors(vec![x, mean, y]),
+        ))
     }
 
     /// `log(Σ exp(x))` over `axes` (empty = all), computed stably by shifting with the maximum.
@@ -709,13 +698,16 @@ impl Tensor {
         drop(e);
         let keep = super::unary::zip_map(&s, &m, "logsumexp", |s, m| ew::log(s) + m)?;
         let out = keep.reshape(&reduced_shape(self.shape(), &axes, keepdim))?;
-        let keep_shape = keep.shape().to_vec();
-        Ok(record(out, "logsumexp", &[self], move |g| {
-            let shape = x.shape().to_vec();
-            let gk = g.reshape(&keep_shape)?;
-            let gx = broadcast_map3("logsumexp backward", &x, &keep, &gk, &shape, softmax_grad)?;
-            Ok(vec![Some(gx)])
-        }))
+        Ok(record_rule(
+            out,
+            Op::LogSumExp {
+                dims: axes.clone(),
+                keepdim,
+            },
+            &[self],
+            grad,
+            Saved::tensors(vec![x, keep]),
+        ))
     }
 
     /// Vector norm over `axes` (empty = all): L1 `Σ|x|` or L2 `√Σx²`. The L2 gradient at a zero
@@ -724,27 +716,22 @@ impl Tensor {
         self.expect_f32("norm")?;
         let axes = resolve_axes("norm", self, axes)?;
         let x = self.detach();
-        let keep_shape = reduced_shape(self.shape(), &axes, true);
         match p {
             NormOrd::L1 => {
-                let a = super::unary::map_unary(&x, "norm", f32::abs)?;
+                let a = crate::backend::cpu::map_unary(&x, "norm", f32::abs)?;
                 let out = a.reduce_raw("norm", &axes, keepdim, SumOp)?;
                 drop(a);
-                Ok(record(out, "norm", &[self], move |g| {
-                    let shape = x.shape().to_vec();
-                    let gk = g.reshape(&keep_shape)?;
-                    let gx = broadcast_map2("norm backward", &x, &gk, |x, g| {
-                        if x > 0.0 {
-                            g
-                        } else if x < 0.0 {
-                            -g
-                        } else {
-                            0.0
-                        }
-                    })?;
-                    debug_assert_eq!(gx.shape(), shape.as_slice());
-                    Ok(vec![Some(gx)])
-                }))
+                Ok(record_rule(
+                    out,
+                    Op::Norm {
+                        ord: p,
+                        dims: axes.clone(),
+                        keepdim,
+                    },
+                    &[self],
+                    grad,
+                    Saved::tensors(vec![x]),
+                ))
             }
             NormOrd::L2 => {
                 let out = if axes.len() == self.rank() {
@@ -759,25 +746,23 @@ impl Tensor {
                     })?;
                     Tensor::from_f32(vec![s.sqrt()], &reduced_shape(self.shape(), &axes, keepdim))
                 } else {
-                    let sq = super::unary::map_unary(&x, "norm", |v| v * v)?;
+                    let sq = crate::backend::cpu::map_unary(&x, "norm", |v| v * v)?;
                     let out = sq.reduce_raw("norm", &axes, keepdim, SumOp)?;
                     out.with_f32_mut("norm", |v| ew::apply(v, f32::sqrt))?;
                     out
                 };
                 let y = out.detach();
-                Ok(record(out, "norm", &[self], move |g| {
-                    let shape = x.shape().to_vec();
-                    let gk = g.reshape(&keep_shape)?;
-                    let yk = y.reshape(&keep_shape)?;
-                    let gx = broadcast_map3("norm backward", &x, &yk, &gk, &shape, |x, n, g| {
-                        if n == 0.0 {
-                            0.0
-                        } else {
-                            x * (g / n)
-                        }
-                    })?;
-                    Ok(vec![Some(gx)])
-                }))
+                Ok(record_rule(
+                    out,
+                    Op::Norm {
+                        ord: p,
+                        dims: axes.clone(),
+                        keepdim,
+                    },
+                    &[self],
+                    grad,
+                    Saved::tensors(vec![x, y]),
+                ))
             }
         }
     }
@@ -805,6 +790,156 @@ impl Tensor {
             return self.reshape(shape);
         }
         self.sum(&axes, false)?.reshape(shape)
+    }
+}
+
+/// The gradient rule of the reductions: the output gradient broadcast back over the reduced
+/// axes, times each reduction's local derivative.
+fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    match op {
+        Op::Sum { dims, .. } => {
+            let in_shape = ctx.input_shape(0).to_vec();
+            let keep_shape = reduced_shape(&in_shape, dims, true);
+            let v = expand_vec(&g.reshape(&keep_shape)?, &in_shape)?;
+            Ok(vec![Some(Tensor::from_f32(v, &in_shape))])
+        }
+        Op::Mean { dims, .. } => {
+            let in_shape = ctx.input_shape(0).to_vec();
+            let keep_shape = reduced_shape(&in_shape, dims, true);
+            let c = dims.iter().map(|&d| in_shape[d]).product::<usize>() as f32;
+            let mut v = expand_vec(&g.reshape(&keep_shape)?, &in_shape)?;
+            ew::apply(&mut v, |x| x / c);
+            Ok(vec![Some(Tensor::from_f32(v, &in_shape))])
+        }
+        Op::Max { dims: axes, .. } | Op::Min { dims: axes, .. } => {
+            let op = op.name();
+            let (x, y) = (ctx.saved(0)?, ctx.saved(1)?);
+            let shape = x.shape().to_vec();
+            let mut gx = pool::take_zeroed(numel(&shape));
+            x.with_f32(op, |xs| {
+                y.with_f32(op, |ys| {
+                    g.with_f32(op, |gs| {
+                        for_each_group(&shape, axes, |o, offs| {
+                            let t = ys[o];
+                            let hit = offs
+                                .iter()
+                                .find(|&&i| xs[i] == t || (t.is_nan() && xs[i].is_nan()));
+                            if let Some(&i) = hit {
+                                gx[i] = gs[o];
+                            }
+                        })
+                    })
+                })
+            })???;
+            Ok(vec![Some(Tensor::from_f32(gx, &shape))])
+        }
+        Op::Prod { dims: axes, .. } => {
+            let x = ctx.saved(0)?;
+            let shape = x.shape().to_vec();
+            let mut gx = pool::take_zeroed(numel(&shape));
+            x.with_f32("prod backward", |xs| {
+                g.with_f32("prod backward", |gs| {
+                    for_each_group(&shape, axes, |o, offs| {
+                        let mut zeros = 0;
+                        let mut zero_at = 0;
+                        let mut p = 1.0f32;
+                        for &i in offs {
+                            if xs[i] == 0.0 {
+                                zeros += 1;
+                                zero_at = i;
+                            } else {
+                                p *= xs[i];
+                            }
+                        }
+                        match zeros {
+                            0 => {
+                                for &i in offs {
+                                    gx[i] = gs[o] * (p / xs[i]);
+                                }
+                            }
+                            1 => gx[zero_at] = gs[o] * p,
+                            _ => {}
+                        }
+                    })
+                })
+            })??;
+            Ok(vec![Some(Tensor::from_f32(gx, &shape))])
+        }
+        Op::Var {
+            dims, correction, ..
+        }
+        | Op::Std {
+            dims, correction, ..
+        } => {
+            let op = op.name();
+            let take_sqrt = matches!(op, "std");
+            let (x, mean, y) = (ctx.saved(0)?, ctx.saved(1)?, ctx.saved(2)?);
+            let keep_shape = reduced_shape(x.shape(), dims, true);
+            let count: usize = dims.iter().map(|&d| x.shape()[d]).product();
+            let denom = count.saturating_sub(*correction) as f32;
+            let shape = x.shape().to_vec();
+            let gk = g.reshape(&keep_shape)?;
+            let gx = if take_sqrt {
+                // d std = d var / (2 std)
+                let gs = super::unary::zip_map(&gk, &y.reshape(&keep_shape)?, op, |g, s| {
+                    g / (denom * s)
+                })?;
+                broadcast_map3(op, x, mean, &gs, &shape, |x, m, g| g * (x - m))?
+            } else {
+                let k = 2.0 / denom;
+                broadcast_map3(op, x, mean, &gk, &shape, move |x, m, g| g * k * (x - m))?
+            };
+            Ok(vec![Some(gx)])
+        }
+        Op::LogSumExp { .. } => {
+            let (x, keep) = (ctx.saved(0)?, ctx.saved(1)?);
+            let keep_shape = keep.shape().to_vec();
+            let shape = x.shape().to_vec();
+            let gk = g.reshape(&keep_shape)?;
+            let gx = broadcast_map3("logsumexp backward", x, keep, &gk, &shape, softmax_grad)?;
+            Ok(vec![Some(gx)])
+        }
+        Op::Norm {
+            ord: NormOrd::L1,
+            dims,
+            ..
+        } => {
+            let x = ctx.saved(0)?;
+            let keep_shape = reduced_shape(x.shape(), dims, true);
+            let shape = x.shape().to_vec();
+            let gk = g.reshape(&keep_shape)?;
+            let gx = broadcast_map2("norm backward", x, &gk, |x, g| {
+                if x > 0.0 {
+                    g
+                } else if x < 0.0 {
+                    -g
+                } else {
+                    0.0
+                }
+            })?;
+            debug_assert_eq!(gx.shape(), shape.as_slice());
+            Ok(vec![Some(gx)])
+        }
+        Op::Norm {
+            ord: NormOrd::L2,
+            dims,
+            ..
+        } => {
+            let (x, y) = (ctx.saved(0)?, ctx.saved(1)?);
+            let keep_shape = reduced_shape(x.shape(), dims, true);
+            let shape = x.shape().to_vec();
+            let gk = g.reshape(&keep_shape)?;
+            let yk = y.reshape(&keep_shape)?;
+            let gx = broadcast_map3("norm backward", x, &yk, &gk, &shape, |x, n, g| {
+                if n == 0.0 {
+                    0.0
+                } else {
+                    x * (g / n)
+                }
+            })?;
+            Ok(vec![Some(gx)])
+        }
+        _ => Err(ctx.unexpected()),
     }
 }
 

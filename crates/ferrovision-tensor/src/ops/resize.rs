@@ -9,7 +9,9 @@
 //! pass applies the transposed map (nearest sums the gradients of the outputs that copied a
 //! pixel, bilinear and bicubic scatter-add them with the interpolation weights).
 
-use super::pool::{separable_linear, Spatial, Taps};
+use super::separable::linear::separable_linear;
+use super::separable::{Spatial, Taps};
+use crate::autograd::{Interpolation, Op};
 use crate::{Error, Result, Tensor};
 
 /// Interpolation of [`Tensor::resize`].
@@ -162,7 +164,15 @@ impl Tensor {
         for (i, a) in (3 - sp..3).enumerate() {
             taps[a] = mode.taps(s.dims[a], size[i]);
         }
-        separable_linear(self, op, sp, taps)
+        let rec = Op::Resize {
+            size: size.to_vec(),
+            mode: match mode {
+                Interp::Nearest => Interpolation::Nearest,
+                Interp::Linear(align_corners) => Interpolation::Linear { align_corners },
+                Interp::Cubic(align_corners) => Interpolation::Cubic { align_corners },
+            },
+        };
+        separable_linear(self, op, sp, taps, rec)
     }
 
     fn scaled_size(&self, op: &'static str, sp: usize, factor: usize) -> Result<Vec<usize>> {

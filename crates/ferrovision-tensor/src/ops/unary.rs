@@ -1,10 +1,15 @@
 //! Elementwise unary ops (math functions and activations) and scalar arithmetic.
 //!
-//! Forward passes run the vectorised kernels of [`crate::kernels::elementwise`]; each backward is
-//! one fused pass over the output gradient and the saved input or output. Gradients at kinks
+//! Each op method names its `Op` and runs it on the tensor's backend (`Backend::unary`; the CPU
+//! one runs the vectorised kernels of [`crate::kernels::elementwise`]); each backward is one
+//! fused pass over the output gradient and the saved input or output. Gradients at kinks
 //! follow PyTorch: `relu'(0) = 0`, `abs'(0) = 0`, clamp passes the gradient on its closed range.
 
-use crate::autograd::record;
+use crate::autograd::{is_recorded, record_rule, GradCtx, Op, Saved as Recorded};
+use crate::backend::{
+    self,
+    cpu::{clamp_bounds, map_unary, sign_f32, SELU_ALPHA, SELU_SCALE},
+};
 use crate::kernels::elementwise as ew;
 use crate::parallel::prelude::*;
 use crate::storage::pool;
@@ -12,32 +17,6 @@ use crate::{Error, Result, Tensor};
 
 /// Elements per parallel task of the elementwise kernels.
 const PAR_MIN: usize = 1 << 15;
-
-/// Applies `f` to every element (f32) into a new contiguous tensor, in parallel for big inputs.
-pub(crate) fn map_f32(
-    t: &Tensor,
-    op: &'static str,
-    f: impl Fn(&[f32], &mut [f32]) + Sync,
-) -> Result<Tensor> {
-    t.expect_f32(op)?;
-    let mut out = pool::take_uninit(t.numel());
-    t.with_f32(op, |src| match super::par_chunk(src.len(), PAR_MIN) {
-        Some(chunk) => out
-            .par_chunks_mut(chunk)
-            .zip(src.par_chunks(chunk))
-            .for_each(|(o, s)| f(s, o)),
-        None => f(src, &mut out),
-    })?;
-    Ok(Tensor::from_f32(out, t.shape()))
-}
-
-/// Applies the scalar function `f` to every element with the vectorised kernel of the best ISA.
-pub(crate) fn map_unary<F>(t: &Tensor, op: &'static str, f: F) -> Result<Tensor>
-where
-    F: Fn(f32) -> f32 + Copy + Send + Sync,
-{
-    map_f32(t, op, move |s, o| ew::map1(s, o, f))
-}
 
 /// Combines two same-shape f32 tensors elementwise into a new tensor (used by backward rules).
 /// Prefer [`zip_map`] with a `Copy` function in hot paths.
@@ -83,6 +62,8 @@ enum Saved {
     Input,
     /// The op's output.
     Output,
+    /// Nothing (the derivative is a constant).
+    Nothing,
 }
 
 /// Runs the slice kernel `k(g, s, out)` over two same-shape f32 tensors, in parallel for big
@@ -112,302 +93,173 @@ fn zip_slices(
 }
 
 impl Tensor {
-    /// Runs an elementwise op given as slice kernels: `fwd(x, y)` and the fused backward
-    /// `bwd(g, s, grad_in)` where `s` is the saved input or output.
-    fn unary_op_k<F, B>(&self, name: &'static str, fwd: F, saved: Saved, bwd: B) -> Result<Tensor>
-    where
-        F: Fn(&[f32], &mut [f32]) + Sync,
-        B: Fn(&[f32], &[f32], &mut [f32]) + Send + Sync + 'static,
-    {
-        let out = map_f32(self, name, fwd)?;
-        if !self.requires_grad() || !crate::is_grad_enabled() {
+    /// Runs the elementwise op `op` on this tensor's backend, saving its input or output (or
+    /// nothing) for the op's gradient in [`grad`].
+    fn unary(&self, op: Op, saved: Saved) -> Result<Tensor> {
+        let out = backend::for_device(self.device(), op.name())?.unary(&op, self)?;
+        if !is_recorded(&[self]) {
             return Ok(out);
         }
-        let s = match saved {
-            Saved::Input => self.detach(),
-            Saved::Output => out.detach(),
+        let saved = match saved {
+            Saved::Input => Recorded::tensors(vec![self.detach()]),
+            Saved::Output => Recorded::tensors(vec![out.detach()]),
+            Saved::Nothing => Recorded::none(),
         };
-        Ok(record(out, name, &[self], move |g| {
-            Ok(vec![Some(zip_slices(g, &s, name, bwd)?)])
-        }))
-    }
-
-    /// Runs an elementwise op whose gradient is `d(g, s)` where `s` is the saved input or
-    /// output. For small `f` and `d` (larger ones get dedicated slice kernels).
-    fn unary_op<F, D>(&self, name: &'static str, f: F, saved: Saved, d: D) -> Result<Tensor>
-    where
-        F: Fn(f32) -> f32 + Copy + Send + Sync,
-        D: Fn(f32, f32) -> f32 + Copy + Send + Sync + 'static,
-    {
-        self.unary_op_k(
-            name,
-            move |x, y| ew::map1(x, y, f),
-            saved,
-            move |g, s, o| ew::map2(g, s, o, d),
-        )
-    }
-
-    /// An op whose gradient is the output gradient times a constant.
-    fn linear_op<F>(&self, name: &'static str, f: F, scale: f32) -> Result<Tensor>
-    where
-        F: Fn(f32) -> f32 + Copy + Send + Sync,
-    {
-        let out = map_unary(self, name, f)?;
-        Ok(record(out, name, &[self], move |g| {
-            let gi = if scale == 1.0 {
-                g.clone()
-            } else {
-                map_unary(g, name, move |v| v * scale)?
-            };
-            Ok(vec![Some(gi)])
-        }))
+        Ok(record_rule(out, op, &[self], grad, saved))
     }
 
     // ----- scalar arithmetic -----
 
     /// `-self`.
     pub fn neg(&self) -> Result<Tensor> {
-        self.linear_op("neg", |x| -x, -1.0)
+        self.unary(Op::Neg, Saved::Nothing)
     }
 
     /// `self + c`.
     pub fn add_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op("add_scalar", move |x| x + c, 1.0)
+        self.unary(Op::AddScalar { c }, Saved::Nothing)
     }
 
     /// `self - c`.
     pub fn sub_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op("sub_scalar", move |x| x - c, 1.0)
+        self.unary(Op::SubScalar { c }, Saved::Nothing)
     }
 
     /// `c - self`.
     pub fn rsub_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op("rsub_scalar", move |x| c - x, -1.0)
+        self.unary(Op::RsubScalar { c }, Saved::Nothing)
     }
 
     /// `self * c`.
     pub fn mul_scalar(&self, c: f32) -> Result<Tensor> {
-        self.linear_op("mul_scalar", move |x| x * c, c)
+        self.unary(Op::MulScalar { c }, Saved::Nothing)
     }
 
     /// `self / c` (a true division, like PyTorch, not a multiplication by `1/c`).
     pub fn div_scalar(&self, c: f32) -> Result<Tensor> {
-        let out = map_unary(self, "div_scalar", move |x| x / c)?;
-        Ok(record(out, "div_scalar", &[self], move |g| {
-            Ok(vec![Some(map_unary(g, "div_scalar", move |v| v / c)?)])
-        }))
+        self.unary(Op::DivScalar { c }, Saved::Nothing)
     }
 
     /// `self ^ p`. Like PyTorch, the exponents 2, 3, 0.5, -0.5, -1 and -2 use exact
     /// products, square roots and divisions instead of `powf`; the gradient `p·x^(p-1)` is 0 for
     /// `p = 0`.
     pub fn pow_scalar(&self, p: f32) -> Result<Tensor> {
-        const OP: &str = "pow_scalar";
-        let generic = move |g: f32, x: f32| g * p * x.powf(p - 1.0);
-        if p == 0.0 {
-            self.unary_op(OP, |_| 1.0, Saved::Input, |_, _| 0.0)
-        } else if p == 1.0 {
-            self.unary_op(OP, |x| x, Saved::Input, |g, _| g)
-        } else if p == 2.0 {
-            self.unary_op(OP, |x| x * x, Saved::Input, |g, x| g * 2.0 * x)
-        } else if p == 3.0 {
-            self.unary_op(OP, |x| x * x * x, Saved::Input, |g, x| g * 3.0 * (x * x))
-        } else if p == 0.5 {
-            self.unary_op(OP, f32::sqrt, Saved::Input, generic)
-        } else if p == -0.5 {
-            self.unary_op(OP, |x| 1.0 / x.sqrt(), Saved::Input, generic)
-        } else if p == -1.0 {
-            self.unary_op(OP, |x| 1.0 / x, Saved::Input, generic)
-        } else if p == -2.0 {
-            self.unary_op(OP, |x| 1.0 / (x * x), Saved::Input, generic)
-        } else {
-            self.unary_op(OP, move |x| x.powf(p), Saved::Input, generic)
-        }
+        self.unary(Op::PowScalar { p }, Saved::Input)
     }
 
     /// `1 / self`.
     pub fn reciprocal(&self) -> Result<Tensor> {
-        self.unary_op("reciprocal", |x| 1.0 / x, Saved::Output, |g, y| -g * y * y)
+        self.unary(Op::Reciprocal, Saved::Output)
     }
 
     /// `self²`.
     pub fn square(&self) -> Result<Tensor> {
-        self.unary_op("square", |x| x * x, Saved::Input, |g, x| 2.0 * x * g)
+        self.unary(Op::Square, Saved::Input)
     }
 
     /// `√self` (NaN below 0; the gradient at 0 is inf like PyTorch).
     pub fn sqrt(&self) -> Result<Tensor> {
-        self.unary_op("sqrt", f32::sqrt, Saved::Output, |g, y| g / (2.0 * y))
+        self.unary(Op::Sqrt, Saved::Output)
     }
 
     /// `1 / √self`.
     pub fn rsqrt(&self) -> Result<Tensor> {
-        self.unary_op(
-            "rsqrt",
-            |x| 1.0 / x.sqrt(),
-            Saved::Output,
-            |g, y| -0.5 * g * (y * y * y),
-        )
+        self.unary(Op::Rsqrt, Saved::Output)
     }
 
     /// `|self|`; the gradient at 0 is 0.
     pub fn abs(&self) -> Result<Tensor> {
-        self.unary_op("abs", f32::abs, Saved::Input, |g, x| g * sign_f32(x))
+        self.unary(Op::Abs, Saved::Input)
     }
 
     /// `-1`, `0` or `1` by the sign of each element (0 for NaN, like PyTorch's CPU kernel); the
     /// gradient is 0.
     pub fn sign(&self) -> Result<Tensor> {
-        let out = map_unary(self, "sign", sign_f32)?;
-        let shape = self.shape().to_vec();
-        Ok(record(out, "sign", &[self], move |_| {
-            Ok(vec![Some(Tensor::zeros(&shape))])
-        }))
+        self.unary(Op::Sign, Saved::Nothing)
     }
 
     // ----- exponentials, logarithms, trigonometry -----
 
     /// `e^self` (fast vectorised kernel, ≤ 1 ulp).
     pub fn exp(&self) -> Result<Tensor> {
-        self.unary_op_k("exp", ew::exp_slice, Saved::Output, |g, y, o| {
-            ew::map2(g, y, o, |g, y| g * y)
-        })
+        self.unary(Op::Exp, Saved::Output)
     }
 
     /// Natural logarithm (fast vectorised kernel, ≤ 2 ulp).
     pub fn log(&self) -> Result<Tensor> {
-        self.unary_op_k("log", ew::log_slice, Saved::Input, |g, x, o| {
-            ew::map2(g, x, o, |g, x| g / x)
-        })
+        self.unary(Op::Log, Saved::Input)
     }
 
     /// `ln(1 + self)`, accurate near 0.
     pub fn log1p(&self) -> Result<Tensor> {
-        self.unary_op_k("log1p", ew::log1p_slice, Saved::Input, |g, x, o| {
-            ew::map2(g, x, o, |g, x| g / (1.0 + x))
-        })
+        self.unary(Op::Log1p, Saved::Input)
     }
 
     /// Sine.
     pub fn sin(&self) -> Result<Tensor> {
-        self.unary_op("sin", f32::sin, Saved::Input, |g, x| g * x.cos())
+        self.unary(Op::Sin, Saved::Input)
     }
 
     /// Cosine.
     pub fn cos(&self) -> Result<Tensor> {
-        self.unary_op("cos", f32::cos, Saved::Input, |g, x| -g * x.sin())
+        self.unary(Op::Cos, Saved::Input)
     }
 
     /// Hyperbolic tangent (fast vectorised kernel).
     pub fn tanh(&self) -> Result<Tensor> {
-        self.unary_op_k(
-            "tanh",
-            ew::tanh_slice,
-            Saved::Output,
-            ew::tanh_backward_slice,
-        )
+        self.unary(Op::Tanh, Saved::Output)
     }
 
     /// Logistic sigmoid `1 / (1 + e^-x)` (fast vectorised kernel).
     pub fn sigmoid(&self) -> Result<Tensor> {
-        self.unary_op_k(
-            "sigmoid",
-            ew::sigmoid_slice,
-            Saved::Output,
-            ew::sigmoid_backward_slice,
-        )
+        self.unary(Op::Sigmoid, Saved::Output)
     }
 
     // ----- activations -----
 
     /// `max(self, 0)` (NaN stays NaN, like PyTorch); the gradient at 0 is 0.
     pub fn relu(&self) -> Result<Tensor> {
-        self.unary_op(
-            "relu",
-            |x| if x > 0.0 || x.is_nan() { x } else { 0.0 },
-            Saved::Output,
-            |g, y| if y > 0.0 { g } else { 0.0 },
-        )
+        self.unary(Op::Relu, Saved::Output)
     }
 
     /// `min(max(self, 0), 6)`; gradient on the open range `(0, 6)` like PyTorch.
     pub fn relu6(&self) -> Result<Tensor> {
-        self.unary_op(
-            "relu6",
-            |x| clamp_f32(x, 0.0, 6.0),
-            Saved::Input,
-            |g, x| if x > 0.0 && x < 6.0 { g } else { 0.0 },
-        )
+        self.unary(Op::Relu6, Saved::Input)
     }
 
     /// `x` for `x > 0`, `slope·x` otherwise.
     pub fn leaky_relu(&self, slope: f32) -> Result<Tensor> {
-        self.unary_op(
-            "leaky_relu",
-            move |x| if x > 0.0 { x } else { x * slope },
-            Saved::Input,
-            move |g, x| if x > 0.0 { g } else { g * slope },
-        )
+        self.unary(Op::LeakyRelu { slope }, Saved::Input)
     }
 
     /// ELU: `x` for `x > 0`, `alpha·(e^x − 1)` otherwise.
     pub fn elu(&self, alpha: f32) -> Result<Tensor> {
-        self.unary_op_k(
-            "elu",
-            move |x, y| ew::elu_slice(x, y, alpha, 1.0),
-            Saved::Input,
-            move |g, x, o| ew::elu_backward_slice(g, x, o, alpha, 1.0),
-        )
+        self.unary(Op::Elu { alpha }, Saved::Input)
     }
 
     /// SELU: `scale·elu(x, alpha)` with the constants of Klambauer et al. (as PyTorch).
     pub fn selu(&self) -> Result<Tensor> {
-        self.unary_op_k(
-            "selu",
-            |x, y| ew::elu_slice(x, y, SELU_ALPHA, SELU_SCALE),
-            Saved::Input,
-            |g, x, o| ew::elu_backward_slice(g, x, o, SELU_ALPHA, SELU_SCALE),
-        )
+        self.unary(Op::Selu, Saved::Input)
     }
 
     /// GELU, exact form `x·Φ(x)` with Φ the standard normal CDF (fast vectorised erf).
     pub fn gelu(&self) -> Result<Tensor> {
-        self.unary_op_k(
-            "gelu",
-            ew::gelu_slice,
-            Saved::Input,
-            ew::gelu_backward_slice,
-        )
+        self.unary(Op::Gelu, Saved::Input)
     }
 
     /// GELU, tanh approximation `0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))`.
     pub fn gelu_tanh(&self) -> Result<Tensor> {
-        self.unary_op_k(
-            "gelu_tanh",
-            ew::gelu_tanh_slice,
-            Saved::Input,
-            ew::gelu_tanh_backward_slice,
-        )
+        self.unary(Op::GeluTanh, Saved::Input)
     }
 
     /// Softplus `ln(1 + e^x)` with β = 1 and PyTorch's threshold 20 (identity above it).
     pub fn softplus(&self) -> Result<Tensor> {
-        self.unary_op_k(
-            "softplus",
-            ew::softplus_slice,
-            Saved::Input,
-            ew::softplus_backward_slice,
-        )
+        self.unary(Op::Softplus, Saved::Input)
     }
 
     /// SiLU `x·σ(x)` (also called swish).
     pub fn silu(&self) -> Result<Tensor> {
-        self.unary_op_k(
-            "silu",
-            ew::silu_slice,
-            Saved::Input,
-            ew::silu_backward_slice,
-        )
+        self.unary(Op::Silu, Saved::Input)
     }
 
     /// Alias of [`Tensor::silu`].
@@ -417,36 +269,12 @@ impl Tensor {
 
     /// Hard sigmoid `relu6(x + 3) / 6` (PyTorch / Keras 3); gradient `1/6` on `(-3, 3)`.
     pub fn hard_sigmoid(&self) -> Result<Tensor> {
-        self.unary_op(
-            "hard_sigmoid",
-            |x| clamp_f32(x + 3.0, 0.0, 6.0) / 6.0,
-            Saved::Input,
-            |g, x| {
-                if x > -3.0 && x < 3.0 {
-                    g / 6.0
-                } else {
-                    0.0
-                }
-            },
-        )
+        self.unary(Op::HardSigmoid, Saved::Input)
     }
 
     /// Hard swish `x·relu6(x + 3) / 6`, with PyTorch's gradient (`x/3 + 1/2` on `[-3, 3]`).
     pub fn hard_swish(&self) -> Result<Tensor> {
-        self.unary_op(
-            "hard_swish",
-            |x| x * clamp_f32(x + 3.0, 0.0, 6.0) / 6.0,
-            Saved::Input,
-            |g, x| {
-                if x < -3.0 {
-                    0.0
-                } else if x <= 3.0 {
-                    g * (x / 3.0 + 0.5)
-                } else {
-                    g
-                }
-            },
-        )
+        self.unary(Op::HardSwish, Saved::Input)
     }
 
     /// Clamps to `[min, max]` (either bound optional; NaN stays NaN; with `min > max` every
@@ -461,34 +289,139 @@ impl Tensor {
         if min.is_some_and(f32::is_nan) || max.is_some_and(f32::is_nan) {
             return Err(Error::invalid("clamp", "bounds must not be NaN"));
         }
-        let lo = min.unwrap_or(f32::NEG_INFINITY);
-        let hi = max.unwrap_or(f32::INFINITY);
-        self.unary_op(
-            "clamp",
-            move |x| clamp_f32(x, lo, hi),
-            Saved::Input,
-            move |g, x| if x >= lo && x <= hi { g } else { 0.0 },
-        )
+        self.unary(Op::Clamp { min, max }, Saved::Input)
     }
 }
 
-/// `-1`, `0` or `1` (0 for NaN).
-#[inline(always)]
-fn sign_f32(x: f32) -> f32 {
-    ((x > 0.0) as i32 - (x < 0.0) as i32) as f32
+/// The gradient rule of the elementwise unary ops: one fused pass over the output gradient and
+/// the saved input or output (see each op for which), or a constant factor for the linear ones.
+fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let name = op.name();
+    // Ops with a constant derivative save nothing.
+    let linear = |scale: f32| -> Result<Tensor> {
+        if scale == 1.0 {
+            Ok(g.clone())
+        } else {
+            map_unary(g, name, move |v| v * scale)
+        }
+    };
+    let gx = match *op {
+        Op::Neg | Op::RsubScalar { .. } => linear(-1.0)?,
+        Op::AddScalar { .. } | Op::SubScalar { .. } => linear(1.0)?,
+        Op::MulScalar { c } => linear(c)?,
+        Op::DivScalar { c } => map_unary(g, "div_scalar", move |v| v / c)?,
+        Op::Sign => Tensor::zeros(ctx.input_shape(0)),
+        _ => saved_grad(op, ctx.saved(0)?, g)?,
+    };
+    Ok(vec![Some(gx)])
 }
 
-/// Clamp that keeps NaN and resolves `lo > hi` to `hi`.
-#[inline(always)]
-fn clamp_f32(x: f32, lo: f32, hi: f32) -> f32 {
-    let v = if x < lo { lo } else { x };
-    if v > hi {
-        hi
-    } else {
-        v
+/// The gradient of the unary ops that read their saved input or output `s`.
+fn saved_grad(op: &Op, s: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let name = op.name();
+    match *op {
+        Op::PowScalar { p } => {
+            if p == 0.0 {
+                zip_slices(g, s, name, |g, s, o| ew::map2(g, s, o, |_, _| 0.0))
+            } else if p == 1.0 {
+                zip_slices(g, s, name, |g, s, o| ew::map2(g, s, o, |g, _| g))
+            } else if p == 2.0 {
+                zip_slices(g, s, name, |g, s, o| ew::map2(g, s, o, |g, x| g * 2.0 * x))
+            } else if p == 3.0 {
+                zip_slices(g, s, name, |g, s, o| {
+                    ew::map2(g, s, o, |g, x| g * 3.0 * (x * x))
+                })
+            } else {
+                zip_slices(g, s, name, move |g, s, o| {
+                    ew::map2(g, s, o, move |g: f32, x: f32| g * p * x.powf(p - 1.0))
+                })
+            }
+        }
+        Op::Reciprocal => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, |g, y| -g * y * y)
+        }),
+        Op::Square => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, |g, x| 2.0 * x * g)
+        }),
+        Op::Sqrt => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, |g, y| g / (2.0 * y))
+        }),
+        Op::Rsqrt => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, |g, y| -0.5 * g * (y * y * y))
+        }),
+        Op::Abs => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, |g, x| g * sign_f32(x))
+        }),
+        Op::Exp => zip_slices(g, s, name, |g, y, o| ew::map2(g, y, o, |g, y| g * y)),
+        Op::Log => zip_slices(g, s, name, |g, x, o| ew::map2(g, x, o, |g, x| g / x)),
+        Op::Log1p => zip_slices(g, s, name, |g, x, o| {
+            ew::map2(g, x, o, |g, x| g / (1.0 + x))
+        }),
+        Op::Sin => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, |g, x| g * x.cos())
+        }),
+        Op::Cos => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, |g, x| -g * x.sin())
+        }),
+        Op::Tanh => zip_slices(g, s, name, ew::tanh_backward_slice),
+        Op::Sigmoid => zip_slices(g, s, name, ew::sigmoid_backward_slice),
+        Op::Relu => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, |g, y| if y > 0.0 { g } else { 0.0 })
+        }),
+        Op::Relu6 => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, |g, x| if x > 0.0 && x < 6.0 { g } else { 0.0 })
+        }),
+        Op::LeakyRelu { slope } => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, move |g, x| if x > 0.0 { g } else { g * slope })
+        }),
+        Op::Elu { alpha } => zip_slices(g, s, name, move |g, x, o| {
+            ew::elu_backward_slice(g, x, o, alpha, 1.0)
+        }),
+        Op::Selu => zip_slices(g, s, name, |g, x, o| {
+            ew::elu_backward_slice(g, x, o, SELU_ALPHA, SELU_SCALE)
+        }),
+        Op::Gelu => zip_slices(g, s, name, ew::gelu_backward_slice),
+        Op::GeluTanh => zip_slices(g, s, name, ew::gelu_tanh_backward_slice),
+        Op::Softplus => zip_slices(g, s, name, ew::softplus_backward_slice),
+        Op::Silu => zip_slices(g, s, name, ew::silu_backward_slice),
+        Op::HardSigmoid => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(
+                g,
+                s,
+                o,
+                |g, x| {
+                    if x > -3.0 && x < 3.0 {
+                        g / 6.0
+                    } else {
+                        0.0
+                    }
+                },
+            )
+        }),
+        Op::HardSwish => zip_slices(g, s, name, move |g, s, o| {
+            ew::map2(g, s, o, |g, x| {
+                if x < -3.0 {
+                    0.0
+                } else if x <= 3.0 {
+                    g * (x / 3.0 + 0.5)
+                } else {
+                    g
+                }
+            })
+        }),
+        Op::Clamp { min, max } => {
+            let (lo, hi) = clamp_bounds(min, max);
+            zip_slices(g, s, name, move |g, s, o| {
+                ew::map2(
+                    g,
+                    s,
+                    o,
+                    move |g, x| if x >= lo && x <= hi { g } else { 0.0 },
+                )
+            })
+        }
+        _ => Err(Error::Backward(format!(
+            "internal error: '{name}' is not an elementwise unary op"
+        ))),
     }
 }
-
-/// SELU constants (Klambauer et al., as in PyTorch).
-const SELU_ALPHA: f32 = 1.673_263_2;
-const SELU_SCALE: f32 = 1.050_701;

@@ -1,7 +1,7 @@
 //! Views: reshape, permute/transpose, narrow/slice with steps, expand (broadcast), squeeze and
 //! unsqueeze. They share memory with their source when the layout allows and copy otherwise.
 
-use crate::autograd::record;
+use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::shape::{contiguous_strides, normalize_axis, numel, Layout};
 use crate::{Error, Result, Tensor};
 
@@ -31,10 +31,7 @@ impl Tensor {
             offset: src.layout().offset,
         };
         let out = src.view_with_layout(layout);
-        let in_shape = self.shape().to_vec();
-        Ok(record(out, "reshape", &[&src], move |g| {
-            Ok(vec![Some(g.reshape(&in_shape)?)])
-        }))
+        Ok(record_rule(out, Op::Reshape, &[&src], grad, Saved::none()))
     }
 
     /// Reshape where one entry may be `-1` (inferred), like `torch.reshape`.
@@ -120,13 +117,15 @@ impl Tensor {
             offset: l.offset,
         };
         let out = self.view_with_layout(layout);
-        let mut inverse = vec![0; r];
-        for (i, &p) in perm.iter().enumerate() {
-            inverse[p] = i;
-        }
-        Ok(record(out, "permute", &[self], move |g| {
-            Ok(vec![Some(g.permute(&inverse)?)])
-        }))
+        Ok(record_rule(
+            out,
+            Op::Permute {
+                perm: perm.to_vec(),
+            },
+            &[self],
+            grad,
+            Saved::none(),
+        ))
     }
 
     /// Swaps two dimensions.
@@ -175,10 +174,18 @@ impl Tensor {
         layout.strides[ax] = l.strides[ax] * step;
         layout.offset = l.offset + start * l.strides[ax];
         let out = self.view_with_layout(layout);
-        let in_shape = self.shape().to_vec();
-        Ok(record(out, "slice", &[self], move |g| {
-            Ok(vec![Some(slice_backward(g, &in_shape, ax, start, step)?)])
-        }))
+        Ok(record_rule(
+            out,
+            Op::Slice {
+                axis: ax,
+                start,
+                end,
+                step,
+            },
+            &[self],
+            grad,
+            Saved::none(),
+        ))
     }
 
     /// Broadcasts size-1 (or missing leading) dimensions to `shape` without copying.
@@ -201,10 +208,7 @@ impl Tensor {
             offset: self.layout().offset,
         };
         let out = self.view_with_layout(layout);
-        let in_shape = self.shape().to_vec();
-        Ok(record(out, "expand", &[self], move |g| {
-            Ok(vec![Some(g.sum_to_shape(&in_shape)?)])
-        }))
+        Ok(record_rule(out, Op::Expand, &[self], grad, Saved::none()))
     }
 
     /// Removes dimension `axis`, which must have size 1.
@@ -238,6 +242,28 @@ impl Tensor {
 }
 
 /// Gradient of a slice: zeros of the input shape with `g` written at the sliced positions.
+/// The gradient rule of the views: the gradient viewed back (reshape, permute), scattered into
+/// zeros (slice) or summed over the broadcast dims (expand).
+fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let in_shape = ctx.input_shape(0);
+    let gx = match op {
+        Op::Reshape => g.reshape(in_shape)?,
+        Op::Permute { perm } => {
+            let mut inverse = vec![0; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                inverse[p] = i;
+            }
+            g.permute(&inverse)?
+        }
+        Op::Slice {
+            axis, start, step, ..
+        } => slice_backward(g, in_shape, *axis, *start, *step)?,
+        Op::Expand => g.sum_to_shape(in_shape)?,
+        _ => return Err(ctx.unexpected()),
+    };
+    Ok(vec![Some(gx)])
+}
+
 fn slice_backward(
     g: &Tensor,
     in_shape: &[usize],

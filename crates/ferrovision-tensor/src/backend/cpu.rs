@@ -1,0 +1,197 @@
+//! The CPU backend: the engine's own kernels ([`crate::kernels`]) behind [`Backend`].
+//!
+//! The elementwise unary and broadcasting binary families dispatch through here; each arm picks
+//! the vectorised kernel of one [`Op`] variant. The other families still call their kernels from
+//! their op files (see `docs/engine.md`).
+
+use super::Backend;
+use crate::autograd::Op;
+use crate::kernels::elementwise as ew;
+use crate::ops::broadcast::broadcast_map2;
+use crate::parallel::prelude::*;
+use crate::storage::pool;
+use crate::{Device, Error, Result, Tensor};
+
+/// The host CPU with the engine's SIMD kernels.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuBackend;
+
+impl Backend for CpuBackend {
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    fn unary(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
+        let name = op.name();
+        match *op {
+            Op::DivScalar { c } => map_unary(x, name, move |x| x / c),
+            Op::Sign => map_unary(x, name, sign_f32),
+            Op::PowScalar { p } => {
+                // Exact products, roots and divisions for the common exponents, like PyTorch.
+                if p == 0.0 {
+                    map_unary(x, name, |_| 1.0)
+                } else if p == 1.0 {
+                    map_unary(x, name, |x| x)
+                } else if p == 2.0 {
+                    map_unary(x, name, |x| x * x)
+                } else if p == 3.0 {
+                    map_unary(x, name, |x| x * x * x)
+                } else if p == 0.5 {
+                    map_unary(x, name, f32::sqrt)
+                } else if p == -0.5 {
+                    map_unary(x, name, |x| 1.0 / x.sqrt())
+                } else if p == -1.0 {
+                    map_unary(x, name, |x| 1.0 / x)
+                } else if p == -2.0 {
+                    map_unary(x, name, |x| 1.0 / (x * x))
+                } else {
+                    map_unary(x, name, move |x| x.powf(p))
+                }
+            }
+            Op::Neg => map_unary(x, name, |x| -x),
+            Op::AddScalar { c } => map_unary(x, name, move |x| x + c),
+            Op::SubScalar { c } => map_unary(x, name, move |x| x - c),
+            Op::RsubScalar { c } => map_unary(x, name, move |x| c - x),
+            Op::MulScalar { c } => map_unary(x, name, move |x| x * c),
+            Op::Reciprocal => map_unary(x, name, |x| 1.0 / x),
+            Op::Square => map_unary(x, name, |x| x * x),
+            Op::Sqrt => map_unary(x, name, f32::sqrt),
+            Op::Rsqrt => map_unary(x, name, |x| 1.0 / x.sqrt()),
+            Op::Abs => map_unary(x, name, f32::abs),
+            Op::Exp => map_f32(x, name, ew::exp_slice),
+            Op::Log => map_f32(x, name, ew::log_slice),
+            Op::Log1p => map_f32(x, name, ew::log1p_slice),
+            Op::Sin => map_unary(x, name, f32::sin),
+            Op::Cos => map_unary(x, name, f32::cos),
+            Op::Tanh => map_f32(x, name, ew::tanh_slice),
+            Op::Sigmoid => map_f32(x, name, ew::sigmoid_slice),
+            Op::Relu => map_unary(x, name, |x| if x > 0.0 || x.is_nan() { x } else { 0.0 }),
+            Op::Relu6 => map_unary(x, name, |x| clamp_f32(x, 0.0, 6.0)),
+            Op::LeakyRelu { slope } => {
+                map_unary(x, name, move |x| if x > 0.0 { x } else { x * slope })
+            }
+            Op::Elu { alpha } => map_f32(x, name, move |x, y| ew::elu_slice(x, y, alpha, 1.0)),
+            Op::Selu => map_f32(x, name, |x, y| ew::elu_slice(x, y, SELU_ALPHA, SELU_SCALE)),
+            Op::Gelu => map_f32(x, name, ew::gelu_slice),
+            Op::GeluTanh => map_f32(x, name, ew::gelu_tanh_slice),
+            Op::Softplus => map_f32(x, name, ew::softplus_slice),
+            Op::Silu => map_f32(x, name, ew::silu_slice),
+            Op::HardSigmoid => map_unary(x, name, |x| clamp_f32(x + 3.0, 0.0, 6.0) / 6.0),
+            Op::HardSwish => map_unary(x, name, |x| x * clamp_f32(x + 3.0, 0.0, 6.0) / 6.0),
+            Op::Clamp { min, max } => {
+                let (lo, hi) = clamp_bounds(min, max);
+                map_unary(x, name, move |x| clamp_f32(x, lo, hi))
+            }
+            _ => Err(not_in_family(op, "elementwise unary")),
+        }
+    }
+
+    fn binary(&self, op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let name = op.name();
+        match op {
+            Op::Add => broadcast_map2(name, a, b, |x, y| x + y),
+            Op::Sub => broadcast_map2(name, a, b, |x, y| x - y),
+            Op::Mul => broadcast_map2(name, a, b, |x, y| x * y),
+            Op::Div => broadcast_map2(name, a, b, |x, y| x / y),
+            Op::Pow => broadcast_map2(name, a, b, pow_f32),
+            Op::Maximum => broadcast_map2(name, a, b, max_nan),
+            Op::Minimum => broadcast_map2(name, a, b, min_nan),
+            _ => Err(not_in_family(op, "broadcasting binary")),
+        }
+    }
+}
+
+/// The error for an op passed to a backend method of another family (an engine bug).
+fn not_in_family(op: &Op, family: &str) -> Error {
+    Error::invalid(op.name(), format!("internal error: not a {family} op"))
+}
+
+/// Elements per parallel task of the elementwise kernels.
+const PAR_MIN: usize = 1 << 15;
+
+/// Applies `f` to every element (f32) into a new contiguous tensor, in parallel for big inputs.
+pub(crate) fn map_f32(
+    t: &Tensor,
+    op: &'static str,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> Result<Tensor> {
+    t.expect_f32(op)?;
+    let mut out = pool::take_uninit(t.numel());
+    t.with_f32(op, |src| match crate::ops::par_chunk(src.len(), PAR_MIN) {
+        Some(chunk) => out
+            .par_chunks_mut(chunk)
+            .zip(src.par_chunks(chunk))
+            .for_each(|(o, s)| f(s, o)),
+        None => f(src, &mut out),
+    })?;
+    Ok(Tensor::from_f32(out, t.shape()))
+}
+
+/// Applies the scalar function `f` to every element with the vectorised kernel of the best ISA.
+pub(crate) fn map_unary<F>(t: &Tensor, op: &'static str, f: F) -> Result<Tensor>
+where
+    F: Fn(f32) -> f32 + Copy + Send + Sync,
+{
+    map_f32(t, op, move |s, o| ew::map1(s, o, f))
+}
+
+/// `a^b` with exact squares and square roots like PyTorch.
+#[inline(always)]
+pub(crate) fn pow_f32(a: f32, b: f32) -> f32 {
+    if b == 2.0 {
+        a * a
+    } else if b == 0.5 {
+        a.sqrt()
+    } else {
+        a.powf(b)
+    }
+}
+
+/// `max` that propagates NaN from either side (PyTorch `maximum`).
+#[inline(always)]
+fn max_nan(a: f32, b: f32) -> f32 {
+    if a >= b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// `min` that propagates NaN from either side (PyTorch `minimum`).
+#[inline(always)]
+fn min_nan(a: f32, b: f32) -> f32 {
+    if a <= b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// `-1`, `0` or `1` (0 for NaN).
+#[inline(always)]
+pub(crate) fn sign_f32(x: f32) -> f32 {
+    ((x > 0.0) as i32 - (x < 0.0) as i32) as f32
+}
+
+/// Clamp that keeps NaN and resolves `lo > hi` to `hi`.
+#[inline(always)]
+pub(crate) fn clamp_f32(x: f32, lo: f32, hi: f32) -> f32 {
+    let v = if x < lo { lo } else { x };
+    if v > hi {
+        hi
+    } else {
+        v
+    }
+}
+
+/// SELU constants (Klambauer et al., as in PyTorch).
+pub(crate) const SELU_ALPHA: f32 = 1.673_263_2;
+pub(crate) const SELU_SCALE: f32 = 1.050_701;
+
+/// The `[lo, hi]` range of a clamp (a missing bound is infinite).
+pub(crate) fn clamp_bounds(min: Option<f32>, max: Option<f32>) -> (f32, f32) {
+    (
+        min.unwrap_or(f32::NEG_INFINITY),
+        max.unwrap_or(f32::INFINITY),
+    )
+}

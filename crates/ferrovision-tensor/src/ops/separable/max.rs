@@ -1,0 +1,581 @@
+//! The max separable engine: per-axis max passes that track, per output, the flat index of the
+//! chosen element within its plane.
+//!
+//! Ties go to the smallest flat index (the first in PyTorch's row-major scan, whatever the pass
+//! order); a NaN in a window wins. The forward pass saves these indices as `i32` (in buffers
+//! recycled between steps) only when a gradient or the indices are asked for, and the backward
+//! pass scatters the output gradient through them. The max loops are branch-free selects over
+//! register blocks of 16 (8 with indices) outputs, because on real data the comparisons are
+//! unpredictable.
+
+use super::linear::active;
+use super::*;
+use crate::autograd::{is_grad_enabled, record_rule, GradCtx, Op, Saved};
+use crate::storage::pool as bufpool;
+
+// ---------------------------------------------------------------------------------------------
+// Max separable engine
+// ---------------------------------------------------------------------------------------------
+
+/// Where the flat plane index of an input element comes from: its own position (first pass)
+/// or the index carried from an earlier pass.
+pub(crate) trait IdxSrc: Copy {
+    /// Indices grow with positions, so a later tap never wins a tie (taps are ascending).
+    const ORDERED: bool;
+    /// Index of element `p` (relative to this source).
+    fn at(self, p: usize) -> i32;
+    /// The source shifted to start at `p` and covering `len` elements.
+    fn sub(self, p: usize, len: usize) -> Self;
+}
+
+/// Indices equal to positions (plus an offset).
+#[derive(Clone, Copy)]
+pub(crate) struct Implicit(usize);
+
+impl IdxSrc for Implicit {
+    const ORDERED: bool = true;
+    #[inline(always)]
+    fn at(self, p: usize) -> i32 {
+        (self.0 + p) as i32
+    }
+    #[inline(always)]
+    fn sub(self, p: usize, _len: usize) -> Self {
+        Implicit(self.0 + p)
+    }
+}
+
+impl IdxSrc for &[i32] {
+    const ORDERED: bool = false;
+    #[inline(always)]
+    fn at(self, p: usize) -> i32 {
+        self[p]
+    }
+    #[inline(always)]
+    fn sub(self, p: usize, len: usize) -> Self {
+        &self[p..p + len]
+    }
+}
+
+/// True when candidate `(v, i)` replaces the running max `(m, mi)`: larger, or equal with a
+/// smaller flat index (PyTorch's first-in-scan-order), or NaN (which propagates).
+///
+/// Non-short-circuit `|`/`&` and select-style updates at the call sites keep the loops
+/// branch-free: on real data the comparisons are unpredictable.
+#[inline(always)]
+pub(crate) fn better(v: f32, i: i32, m: f32, mi: i32) -> bool {
+    (v > m) | ((v == m) & (i < mi)) | v.is_nan()
+}
+
+/// [`better`] for a candidate from source `I`; ordered sources skip the tie test.
+#[inline(always)]
+pub(crate) fn better_from<I: IdxSrc>(v: f32, i: i32, m: f32, mi: i32) -> bool {
+    if I::ORDERED {
+        (v > m) | v.is_nan()
+    } else {
+        better(v, i, m, mi)
+    }
+}
+
+/// Running NaN-propagating max without indices.
+#[inline(always)]
+pub(crate) fn max_nan(m: f32, v: f32) -> f32 {
+    if (v > m) | v.is_nan() {
+        v
+    } else {
+        m
+    }
+}
+
+/// Max over the taps of each output; `TRACK` also writes the winning flat index.
+pub(crate) fn max_pass<const TRACK: bool, I: IdxSrc>(
+    x: &[f32],
+    ix: I,
+    a: usize,
+    b: usize,
+    t: &Taps,
+    out: &mut [f32],
+    oidx: &mut [i32],
+) {
+    let (lin, lout) = (t.len_in, t.len_out);
+    if b == 1 {
+        for ai in 0..a {
+            let (xo, oo) = (ai * lin, ai * lout);
+            let (or, oi) = if TRACK {
+                (&mut out[oo..oo + lout], &mut oidx[oo..oo + lout])
+            } else {
+                (&mut out[oo..oo + lout], &mut [][..])
+            };
+            max_row::<TRACK, I>(&x[xo..xo + lin], ix, xo, t, or, oi);
+        }
+        return;
+    }
+    for ai in 0..a {
+        let xa = ai * lin * b;
+        for o in 0..lout {
+            let op = (ai * lout + o) * b;
+            let (ids, _) = t.taps(o);
+            if ids.is_empty() {
+                out[op..op + b].fill(f32::NEG_INFINITY);
+                if TRACK {
+                    oidx[op..op + b].fill(-1);
+                }
+                continue;
+            }
+            // Tracked lanes carry an index too: half as many fit the registers.
+            if TRACK {
+                cover_blocks!(b, 8, 4, 2, |col, N| {
+                    let oi = &mut oidx[op + col..op + col + N];
+                    max_cols::<TRACK, I, N>(x, ix, xa + col, b, ids, &mut out[op + col..], oi);
+                });
+            } else {
+                cover_blocks!(b, 16, 8, 4, |col, N| {
+                    max_cols::<TRACK, I, N>(x, ix, xa + col, b, ids, &mut out[op + col..], &mut []);
+                });
+            }
+        }
+    }
+}
+
+/// Max over the rows `ids` (stride `b`, from offset `base`) of `N` consecutive columns.
+#[inline(always)]
+pub(crate) fn max_cols<const TRACK: bool, I: IdxSrc, const N: usize>(
+    x: &[f32],
+    ix: I,
+    base: usize,
+    b: usize,
+    ids: &[usize],
+    out: &mut [f32],
+    oidx: &mut [i32],
+) {
+    let p0 = base + ids[0] * b;
+    let mut m: [f32; N] = x[p0..p0 + N].try_into().expect("N values");
+    let mut mi = [0i32; N];
+    if TRACK {
+        let s = ix.sub(p0, N);
+        for (l, d) in mi.iter_mut().enumerate() {
+            *d = s.at(l);
+        }
+    }
+    for &r in &ids[1..] {
+        let p = base + r * b;
+        let xr: &[f32; N] = x[p..p + N].try_into().expect("N values");
+        if TRACK {
+            let s = ix.sub(p, N);
+            for l in 0..N {
+                let (v, i) = (xr[l], s.at(l));
+                let c = better_from::<I>(v, i, m[l], mi[l]);
+                m[l] = if c { v } else { m[l] };
+                mi[l] = if c { i } else { mi[l] };
+            }
+        } else {
+            for l in 0..N {
+                m[l] = max_nan(m[l], xr[l]);
+            }
+        }
+    }
+    out[..N].copy_from_slice(&m);
+    if TRACK {
+        oidx[..N].copy_from_slice(&mi);
+    }
+}
+
+/// Width pass of [`max_pass`] on one row starting at plane offset `base`.
+pub(crate) fn max_row<const TRACK: bool, I: IdxSrc>(
+    x: &[f32],
+    ix: I,
+    base: usize,
+    t: &Taps,
+    out: &mut [f32],
+    oidx: &mut [i32],
+) {
+    // Index of position `q` of the row; untracked passes have no carried indices to read.
+    let at = |q: usize| if TRACK { ix.at(base + q) } else { 0 };
+    let (lo, hi) = match t.affine {
+        Some(af) if af.hi > af.lo => {
+            match (af.k, af.s, af.d) {
+                (2, 2, 1) => max_row_affine::<TRACK, I, 2, 2>(x, ix, base, af, out, oidx),
+                (3, 2, 1) => max_row_affine::<TRACK, I, 3, 2>(x, ix, base, af, out, oidx),
+                (3, 1, 1) => max_row_affine::<TRACK, I, 3, 1>(x, ix, base, af, out, oidx),
+                _ => {
+                    for o in af.lo..af.hi {
+                        let st = o * af.s - af.pad;
+                        let (mut m, mut mi) = (x[st], at(st));
+                        for j in 1..af.k {
+                            let q = st + j * af.d;
+                            let (v, i) = (x[q], at(q));
+                            let c = better(v, i, m, mi);
+                            m = if c { v } else { m };
+                            mi = if c { i } else { mi };
+                        }
+                        out[o] = m;
+                        if TRACK {
+                            oidx[o] = mi;
+                        }
+                    }
+                }
+            }
+            (af.lo, af.hi)
+        }
+        _ => (0, 0),
+    };
+    for o in (0..lo).chain(hi..t.len_out) {
+        let (ids, _) = t.taps(o);
+        let (mut m, mut mi) = (f32::NEG_INFINITY, -1);
+        if let Some((&l0, rest)) = ids.split_first() {
+            m = x[l0];
+            mi = at(l0);
+            for &l in rest {
+                let (v, i) = (x[l], at(l));
+                let c = better(v, i, m, mi);
+                m = if c { v } else { m };
+                mi = if c { i } else { mi };
+            }
+        }
+        out[o] = m;
+        if TRACK {
+            oidx[o] = mi;
+        }
+    }
+}
+
+/// Interior of the width pass for a `K`-wide, stride-`S`, undilated window.
+#[inline(always)]
+pub(crate) fn max_row_affine<const TRACK: bool, I: IdxSrc, const K: usize, const S: usize>(
+    x: &[f32],
+    ix: I,
+    base: usize,
+    af: Affine,
+    out: &mut [f32],
+    oidx: &mut [i32],
+) {
+    let n = af.hi - af.lo;
+    let st0 = af.lo * S - af.pad;
+    if TRACK {
+        cover_blocks!(n, 8, 4, 2, |o, N| {
+            max_strided::<TRACK, I, K, S, N>(x, ix, base, st0 + o * S, af.lo + o, out, oidx);
+        });
+    } else {
+        cover_blocks!(n, 16, 8, 4, |o, N| {
+            max_strided::<TRACK, I, K, S, N>(x, ix, base, st0 + o * S, af.lo + o, out, oidx);
+        });
+    }
+}
+
+/// `N` outputs from `o0` of a `K`-wide, stride-`S` max over the row from position `q0`.
+#[inline(always)]
+pub(crate) fn max_strided<
+    const TRACK: bool,
+    I: IdxSrc,
+    const K: usize,
+    const S: usize,
+    const N: usize,
+>(
+    x: &[f32],
+    ix: I,
+    base: usize,
+    q0: usize,
+    o0: usize,
+    out: &mut [f32],
+    oidx: &mut [i32],
+) {
+    let span = (N - 1) * S + K;
+    let w = &x[q0..q0 + span];
+    let mut m = [0f32; N];
+    let mut mi = [0i32; N];
+    let s = if TRACK {
+        Some(ix.sub(base + q0, span))
+    } else {
+        None
+    };
+    for l in 0..N {
+        m[l] = w[l * S];
+        if let Some(s) = s {
+            mi[l] = s.at(l * S);
+        }
+    }
+    for j in 1..K {
+        for l in 0..N {
+            let v = w[l * S + j];
+            if let Some(s) = s {
+                let i = s.at(l * S + j);
+                let c = better_from::<I>(v, i, m[l], mi[l]);
+                m[l] = if c { v } else { m[l] };
+                mi[l] = if c { i } else { mi[l] };
+            } else {
+                m[l] = max_nan(m[l], v);
+            }
+        }
+    }
+    out[o0..o0 + N].copy_from_slice(&m);
+    if TRACK {
+        oidx[o0..o0 + N].copy_from_slice(&mi);
+    }
+}
+
+/// Max over the separable window of `np` planes; with `TRACK` also the flat index of each
+/// maximum within its plane.
+pub(crate) fn max_forward_planes<const TRACK: bool>(
+    x: &[f32],
+    np: usize,
+    dims: [usize; 3],
+    taps: &[Option<Taps>; 3],
+    out: &mut [f32],
+    oidx: &mut [i32],
+    scr: &mut Scratch,
+) {
+    let (axes, n) = active(taps);
+    let in_plane: usize = dims.iter().product();
+    if n == 0 {
+        out.copy_from_slice(x);
+        if TRACK {
+            for (k, d) in oidx.iter_mut().enumerate() {
+                *d = (k % in_plane) as i32;
+            }
+        }
+        return;
+    }
+    let mut cur = dims;
+    for (pi, &ax) in axes[..n].iter().enumerate() {
+        let t = taps[ax].as_ref().expect("active axis");
+        let a: usize = np * cur[..ax].iter().product::<usize>();
+        let b: usize = cur[ax + 1..].iter().product();
+        let mut next = cur;
+        next[ax] = t.len_out;
+        let next_n: usize = np * next.iter().product::<usize>();
+        let last = pi + 1 == n;
+        let mut dstv = (!last).then(|| {
+            let mut v = std::mem::take(&mut scr.f[pi % 2]);
+            v.resize(next_n, 0.0);
+            let mut i = std::mem::take(&mut scr.i[pi % 2]);
+            if TRACK {
+                i.resize(next_n, 0);
+            }
+            (v, i)
+        });
+        {
+            let dst: (&mut [f32], &mut [i32]) = match &mut dstv {
+                Some((v, i)) => (v, i),
+                None => (&mut *out, &mut *oidx),
+            };
+            if pi == 0 {
+                max_pass::<TRACK, Implicit>(x, Implicit(0), a, b, t, dst.0, dst.1);
+            } else {
+                let src = &scr.f[(pi - 1) % 2];
+                let sidx: &[i32] = &scr.i[(pi - 1) % 2];
+                max_pass::<TRACK, &[i32]>(src, sidx, a, b, t, dst.0, dst.1);
+            }
+        }
+        if let Some((v, i)) = dstv {
+            scr.f[pi % 2] = v;
+            scr.i[pi % 2] = i;
+        }
+        cur = next;
+    }
+    // The passes tracked positions in the whole group; make them relative to each plane.
+    if TRACK && np > 1 {
+        let out_plane = oidx.len() / np;
+        for (k, plane) in oidx.chunks_exact_mut(out_plane).enumerate().skip(1) {
+            let shift = (k * in_plane) as i32;
+            for i in plane {
+                if *i >= 0 {
+                    *i -= shift;
+                }
+            }
+        }
+    }
+}
+
+/// First maximum (NaN wins) of a whole plane and its index, in lanes.
+pub(crate) fn plane_argmax(x: &[f32]) -> (f32, i32) {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let mut mi = [-1i32; LANES];
+    let mut it = x.chunks_exact(LANES);
+    for (c, chunk) in (&mut it).enumerate() {
+        let base = (c * LANES) as i32;
+        for l in 0..LANES {
+            let (v, i) = (chunk[l], base + l as i32);
+            // Lanes scan increasing indices, so a strict comparison keeps the first maximum.
+            let take = (v > m[l]) | v.is_nan() | (mi[l] < 0);
+            m[l] = if take { v } else { m[l] };
+            mi[l] = if take { i } else { mi[l] };
+        }
+    }
+    let (mut bm, mut bi) = (f32::NEG_INFINITY, -1i32);
+    let tail = it.remainder();
+    let tail_base = x.len() - tail.len();
+    let cands = m.iter().zip(&mi).map(|(&v, &i)| (v, i)).chain(
+        tail.iter()
+            .enumerate()
+            .map(|(k, &v)| (v, (tail_base + k) as i32)),
+    );
+    for (v, i) in cands {
+        if i < 0 {
+            continue;
+        }
+        if bi < 0 || better(v, i, bm, bi) {
+            bm = v;
+            bi = i;
+        }
+    }
+    (bm, bi)
+}
+
+/// Output of [`separable_max`]: values (with gradient) and, when asked, the `I64` flat indices.
+pub(crate) struct MaxOut {
+    pub(crate) values: Tensor,
+    pub(crate) indices: Option<Tensor>,
+}
+
+/// Max over separable windows of the last `sp` dims of `x`, recording the gradient (scatter
+/// through the saved argmax indices). `want_idx` returns the indices too.
+pub(crate) fn separable_max(
+    x: &Tensor,
+    op: &'static str,
+    sp: usize,
+    taps: [Option<Taps>; 3],
+    want_idx: bool,
+    rec: Op,
+) -> Result<MaxOut> {
+    let s = Spatial::of(x, op, sp)?;
+    let dims = s.dims;
+    let odims = out_dims(dims, &taps);
+    let (in_plane, out_plane) = (
+        dims.iter().product::<usize>(),
+        odims.iter().product::<usize>(),
+    );
+    let needs_grad = is_grad_enabled() && x.requires_grad();
+    let track = want_idx || needs_grad;
+    let whole = whole_plane(dims, &taps).is_some();
+    let grp = group_size(in_plane.max(out_plane));
+    let mut out = bufpool::take_uninit(s.planes * out_plane);
+    let mut idx = IdxBuf::take(if track { s.planes * out_plane } else { 0 });
+    let idx_plane = if track { out_plane } else { 0 };
+    x.with_f32(op, |xs| {
+        par_planes(
+            s.planes,
+            in_plane + out_plane,
+            &mut out,
+            out_plane,
+            &mut idx,
+            idx_plane,
+            |r, o, ii| {
+                if whole {
+                    for (k, p) in r.enumerate() {
+                        let (m, i) = plane_argmax(&xs[p * in_plane..(p + 1) * in_plane]);
+                        o[k] = m;
+                        if track {
+                            ii[k] = i;
+                        }
+                    }
+                    return;
+                }
+                let mut scr = Scratch::default();
+                for_groups(r, grp, |p, np, k| {
+                    let xp = &xs[p * in_plane..(p + np) * in_plane];
+                    let op = &mut o[k * out_plane..(k + np) * out_plane];
+                    if track {
+                        let ip = &mut ii[k * out_plane..(k + np) * out_plane];
+                        max_forward_planes::<true>(xp, np, dims, &taps, op, ip, &mut scr);
+                    } else {
+                        max_forward_planes::<false>(xp, np, dims, &taps, op, &mut [], &mut scr);
+                    }
+                });
+            },
+        )
+    })?;
+    let out_shape = s.shape_with(&odims);
+    let values = Tensor::from_f32(out, &out_shape);
+    let indices = if want_idx {
+        let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+        Some(Tensor::from_vec(v, &out_shape)?)
+    } else {
+        None
+    };
+    if !needs_grad {
+        return Ok(MaxOut { values, indices });
+    }
+    let values = record_rule(
+        values,
+        rec,
+        &[x],
+        max_grad,
+        Saved::with_state(vec![], (idx, s.planes, out_plane, in_plane)),
+    );
+    Ok(MaxOut { values, indices })
+}
+
+/// Saved argmax indices, recycled through the storage pool when dropped.
+pub(crate) type IdxBuf = crate::storage::pool::PooledVec<i32>;
+
+/// `dst[plane][idx[o]] += src[plane][o]` for every plane (negative indices are skipped).
+pub(crate) fn scatter_planes(
+    src: &[f32],
+    idx: &[i32],
+    planes: usize,
+    src_plane: usize,
+    dst_plane: usize,
+) -> Vec<f32> {
+    let mut dst = bufpool::take_zeroed(planes * dst_plane);
+    par_planes(
+        planes,
+        src_plane + dst_plane,
+        &mut dst,
+        dst_plane,
+        &mut [] as &mut [i32],
+        0,
+        |r, d, _| {
+            for (k, p) in r.enumerate() {
+                let dp = &mut d[k * dst_plane..(k + 1) * dst_plane];
+                let sp = p * src_plane..(p + 1) * src_plane;
+                for (&v, &i) in src[sp.clone()].iter().zip(&idx[sp]) {
+                    if let Some(slot) = usize::try_from(i).ok().and_then(|i| dp.get_mut(i)) {
+                        *slot += v;
+                    }
+                }
+            }
+        },
+    );
+    dst
+}
+
+/// `dst[plane][o] = src[plane][idx[o]]` for every plane.
+pub(crate) fn gather_planes(
+    src: &[f32],
+    idx: &[i64],
+    planes: usize,
+    src_plane: usize,
+    dst_plane: usize,
+) -> Vec<f32> {
+    let mut dst = bufpool::take_uninit(planes * dst_plane);
+    par_planes(
+        planes,
+        src_plane + dst_plane,
+        &mut dst,
+        dst_plane,
+        &mut [] as &mut [i32],
+        0,
+        |r, d, _| {
+            for (k, p) in r.enumerate() {
+                let sp = &src[p * src_plane..(p + 1) * src_plane];
+                let ip = &idx[p * dst_plane..(p + 1) * dst_plane];
+                for (o, &i) in d[k * dst_plane..(k + 1) * dst_plane].iter_mut().zip(ip) {
+                    *o = sp[i as usize];
+                }
+            }
+        },
+    );
+    dst
+}
+
+/// The gradient rule of max pooling: the output gradient scattered to the saved argmax
+/// positions.
+pub(crate) fn max_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let op = op.name();
+    let saved = ctx.take_state::<(IdxBuf, usize, usize, usize)>()?;
+    let (idx, planes, out_plane, in_plane) = (&saved.0, saved.1, saved.2, saved.3);
+    let in_shape = ctx.input_shape(0);
+    let gx = g.with_f32(op, |gs| {
+        scatter_planes(gs, idx, planes, out_plane, in_plane)
+    })?;
+    Ok(vec![Some(Tensor::from_f32(gx, in_shape))])
+}
