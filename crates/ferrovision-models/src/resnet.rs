@@ -13,18 +13,20 @@
 //! `weight`/`bias`/`running_mean`/`running_var`). Weight-free layers (ReLU, add, pooling) get
 //! names in the same scope (`layer1/0/relu`, `layer1/0/add`).
 //!
-//! Padding is TensorFlow's `same`: for stride 2 on an even size the extra row and column go at
-//! the end, where PyTorch pads both sides by `k / 2`. Output sizes are the same; border values
-//! of imported torchvision weights differ slightly.
+//! Padding is PyTorch's: every `k x k` convolution pads `k / 2` on both sides (stem 7x7/2 pad
+//! 3, 3x3 pad 1, 1x1 downsample pad 0) and the stem's 3x3/2 max pool pads 1 (implicitly, no
+//! padded copy), so torchvision weights give torchvision's outputs exactly; the test
+//! `tests/torchvision_resnet.rs` checks this against a torchvision reference. [`stem`] and
+//! [`basic_block`] are public so truncated or custom residual nets reuse the same layers and
+//! names.
 
 use crate::ModelOptions;
 use ferrovision_nn::layers::{
     ActivationLayer, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D, MaxPooling2D,
-    PaddingMode,
 };
 use ferrovision_nn::{Activation, Graph, Initializer, Network, NodeId, Result};
 
-/// Conv (no bias, He-normal) + batch norm, named `conv` and `bn`.
+/// Conv (no bias, He-normal, PyTorch padding `kernel / 2`) + batch norm, named `conv` and `bn`.
 fn conv_bn(
     g: &mut Graph,
     x: NodeId,
@@ -36,7 +38,7 @@ fn conv_bn(
     let y = g.apply(
         Conv2D::new(filters, kernel)
             .strides(stride)
-            .padding(PaddingMode::Same)
+            .padding_explicit(kernel / 2)
             .use_bias(false)
             .kernel_initializer(Initializer::HeNormal)
             .named(conv),
@@ -55,8 +57,10 @@ fn relu(g: &mut Graph, x: NodeId, name: &str) -> Result<NodeId> {
     g.apply(ActivationLayer::new(Activation::Relu).named(name), &[x])
 }
 
-/// One basic block scoped `scope` (e.g. `layer2/0`), `filters` output channels.
-fn basic_block(
+/// One basic block scoped `scope` (e.g. `layer2/0`) on `x`, `filters` output channels, the
+/// first convolution (and the projection shortcut, added when the stride or the channel count
+/// changes) with `stride`. Returns the block's output node.
+pub fn basic_block(
     g: &mut Graph,
     x: NodeId,
     scope: &str,
@@ -90,6 +94,20 @@ fn stages(g: &mut Graph, mut x: NodeId, widths: &[usize], blocks: usize) -> Resu
     Ok(x)
 }
 
+/// The ImageNet ResNet stem on `x`: 7x7/2 conv with 64 filters (pad 3) `conv1`, BN `bn1`, ReLU
+/// `relu`, 3x3/2 max pool (pad 1) `maxpool`. Returns the pool's output node.
+pub fn stem(g: &mut Graph, x: NodeId) -> Result<NodeId> {
+    let x = conv_bn(g, x, ("conv1", "bn1"), 64, 7, 2)?;
+    let x = relu(g, x, "relu")?;
+    g.apply(
+        MaxPooling2D::new(3)
+            .strides(2)
+            .padding_explicit(1)
+            .named("maxpool"),
+        &[x],
+    )
+}
+
 /// ResNet-18: 7x7/2 conv stem, 3x3/2 max pool, stages of 2 basic blocks with 64, 128, 256 and
 /// 512 channels, global average pool, dense `classes`. Needs images of at least 16x16.
 pub fn resnet18(opts: &ModelOptions) -> Result<Box<dyn Network>> {
@@ -97,20 +115,12 @@ pub fn resnet18(opts: &ModelOptions) -> Result<Box<dyn Network>> {
     let mut g = Graph::new();
     let s = &opts.input_shape;
     let input = g.input("input", &[Some(s[0]), Some(s[1]), Some(s[2])]);
-    let x = conv_bn(&mut g, input, ("conv1", "bn1"), 64, 7, 2)?;
-    let x = relu(&mut g, x, "relu")?;
-    let x = g.apply(
-        MaxPooling2D::new(3)
-            .strides(2)
-            .padding(PaddingMode::Same)
-            .named("maxpool"),
-        &[x],
-    )?;
+    let x = stem(&mut g, input)?;
     let x = stages(&mut g, x, &[64, 128, 256, 512], 2)?;
     finish(g, "resnet18", input, x, opts.classes)
 }
 
-/// The CIFAR ResNet-20 of He et al. (2016, section 4.2): 3x3 conv stem with 16 channels, 3
+/// The CIFAR ResNet-20 of He et al. (2016, section 4.2): 3x3 conv stem (pad 1) with 16 channels, 3
 /// stages of 3 basic blocks with 16, 32 and 64 channels, global average pool, dense `classes`
 /// (projection shortcuts where the shape changes). Needs images of at least 8x8.
 pub fn resnet20(opts: &ModelOptions) -> Result<Box<dyn Network>> {

@@ -1,10 +1,10 @@
-//! Helpers shared by the built-in layers: per-axis size tuples, padding modes and the weight
-//! options with their serde forms (every built-in config is a serde-derived struct read through
+//! Helpers shared by the built-in layers: per-axis size tuples, padding modes (Keras names or
+//! PyTorch's explicit amounts) and the weight options with their serde forms (every built-in config is a serde-derived struct read through
 //! `registry::from_config`), shape checks and activity regularization.
 
 use crate::layer::{CallCtx, Layer, Shape};
 use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
-use ferrovision_tensor::Tensor;
+use ferrovision_tensor::{Padding, Tensor};
 use serde_json::Value;
 
 /// A size per spatial axis (kernel size, strides, pool size, ...): built from one number for
@@ -87,6 +87,98 @@ impl PaddingMode {
             other => Err(Error::config(format!(
                 "unknown padding '{other}'; expected 'valid', 'same' or 'causal'"
             ))),
+        }
+    }
+}
+
+/// The padding of a windowed layer with `R` spatial axes: a Keras mode, or PyTorch's explicit
+/// `padding=` (the same amount before and after, per axis). Saved under the Keras key
+/// `padding` as the mode's name (`"same"`) or a list of amounts (`[1, 1]`); a single number
+/// reads as that amount on every axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LayerPadding<const R: usize> {
+    /// A Keras padding mode.
+    Mode(PaddingMode),
+    /// `p[i]` zeros (or `-inf` for max pooling) on both sides of spatial axis `i`.
+    Explicit([usize; R]),
+}
+
+impl<const R: usize> Default for LayerPadding<R> {
+    fn default() -> Self {
+        LayerPadding::Mode(PaddingMode::Valid)
+    }
+}
+
+impl<const R: usize> LayerPadding<R> {
+    /// Whether this is the given Keras mode.
+    pub fn is(self, mode: PaddingMode) -> bool {
+        self == LayerPadding::Mode(mode)
+    }
+
+    /// Output length along spatial axis `axis` (`None` stays unknown); errors name the layer
+    /// when the (padded) input is smaller than the window.
+    pub fn out_len(
+        self,
+        layer: &dyn Layer,
+        axis: usize,
+        len: Option<usize>,
+        k: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Result<Option<usize>> {
+        let p = match self {
+            LayerPadding::Mode(m) => return window_out_len(layer, len, k, stride, dilation, m),
+            LayerPadding::Explicit(p) => p[axis],
+        };
+        let Some(len) = len else { return Ok(None) };
+        let kd = dilation * (k - 1) + 1;
+        if len + 2 * p < kd {
+            return Err(Error::layer(
+                layer.name(),
+                format!(
+                    "input size {len} padded by {p} on both sides is smaller than the (dilated) window {kd}"
+                ),
+            ));
+        }
+        Ok(Some((len + 2 * p - kd) / stride + 1))
+    }
+
+    /// The engine's convolution padding for `Valid`, `Same` and explicit amounts (`Causal` is
+    /// the caller's: it depends on the kernel).
+    pub fn conv_padding(self) -> Padding {
+        match self {
+            LayerPadding::Mode(PaddingMode::Same) => Padding::Same,
+            LayerPadding::Mode(_) => Padding::Valid,
+            LayerPadding::Explicit(p) => Padding::Explicit(p.iter().map(|&p| (p, p)).collect()),
+        }
+    }
+}
+
+/// Saved as the mode's Keras name or the list of explicit amounts.
+impl<const R: usize> serde::Serialize for LayerPadding<R> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            LayerPadding::Mode(m) => m.serialize(s),
+            LayerPadding::Explicit(p) => Dims(*p).serialize(s),
+        }
+    }
+}
+
+/// Read from a Keras name (any case), one amount for every axis or a list of `R` amounts.
+impl<'de, const R: usize> serde::Deserialize<'de> for LayerPadding<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match Value::deserialize(d)? {
+            Value::String(name) => PaddingMode::parse(&name)
+                .map(LayerPadding::Mode)
+                .map_err(D::Error::custom),
+            v => Dims::<R>::deserialize(v)
+                .map(|p| LayerPadding::Explicit(p.0))
+                .map_err(|e| {
+                    D::Error::custom(format!(
+                        "padding: expected 'valid', 'same', 'causal' or explicit amounts ({e})"
+                    ))
+                }),
         }
     }
 }

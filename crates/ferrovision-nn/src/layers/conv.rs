@@ -2,8 +2,8 @@
 
 use super::common::{
     activity_loss, built, built_params, check_channels, check_positive, check_rank,
-    check_tensor_rank, known_channels, ones, weight_opts_builders, window_out_len, Dims,
-    PaddingMode, WeightOpts,
+    check_tensor_rank, known_channels, ones, weight_opts_builders, Dims, LayerPadding, PaddingMode,
+    WeightOpts,
 };
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
 use crate::registry::{from_config, to_config};
@@ -26,7 +26,7 @@ struct ConvConfig<const R: usize> {
     #[serde(default = "ones")]
     strides: Dims<R>,
     #[serde(default)]
-    padding: PaddingMode,
+    padding: LayerPadding<R>,
     #[serde(default = "ones")]
     dilation_rate: Dims<R>,
     #[serde(default = "one")]
@@ -56,7 +56,7 @@ pub struct Conv<const R: usize> {
     filters: usize,
     kernel_size: [usize; R],
     strides: [usize; R],
-    padding: PaddingMode,
+    padding: LayerPadding<R>,
     dilation_rate: [usize; R],
     groups: usize,
     opts: WeightOpts,
@@ -88,7 +88,7 @@ impl<const R: usize> Conv<R> {
             filters,
             kernel_size: kernel_size.into().0,
             strides: [1; R],
-            padding: PaddingMode::Valid,
+            padding: LayerPadding::default(),
             dilation_rate: [1; R],
             groups: 1,
             opts: WeightOpts::default(),
@@ -106,7 +106,14 @@ impl<const R: usize> Conv<R> {
 
     /// `Valid`, `Same` or (Conv1D only) `Causal`.
     pub fn padding(mut self, padding: PaddingMode) -> Self {
-        self.padding = padding;
+        self.padding = LayerPadding::Mode(padding);
+        self
+    }
+
+    /// PyTorch's `padding=`: `p` zeros on both sides of every spatial axis (one number, or one
+    /// per axis), replacing the Keras mode. Saved as `"padding": [p, ...]`.
+    pub fn padding_explicit(mut self, p: impl Into<Dims<R>>) -> Self {
+        self.padding = LayerPadding::Explicit(p.into().0);
         self
     }
 
@@ -157,7 +164,7 @@ impl<const R: usize> Conv<R> {
                 ),
             ));
         }
-        if self.padding == PaddingMode::Causal && R != 1 {
+        if self.padding.is(PaddingMode::Causal) && R != 1 {
             return Err(Error::layer(
                 &self.name,
                 "'causal' padding is only supported by Conv1D",
@@ -184,16 +191,16 @@ impl<const R: usize> Conv<R> {
     }
 
     fn engine_padding(&self) -> Padding {
-        match self.padding {
-            PaddingMode::Valid => Padding::Valid,
-            PaddingMode::Same => Padding::Same,
-            PaddingMode::Causal => Padding::Explicit(
+        if self.padding.is(PaddingMode::Causal) {
+            Padding::Explicit(
                 self.kernel_size
                     .iter()
                     .zip(&self.dilation_rate)
                     .map(|(&k, &d)| (d * (k - 1), 0))
                     .collect(),
-            ),
+            )
+        } else {
+            self.padding.conv_padding()
         }
     }
 
@@ -243,13 +250,13 @@ impl<const R: usize> Layer for Conv<R> {
         self.check_input(shape)?;
         let mut out = vec![shape[0], Some(self.filters)];
         for i in 0..R {
-            out.push(window_out_len(
+            out.push(self.padding.out_len(
                 self,
+                i,
                 shape[2 + i],
                 self.kernel_size[i],
                 self.strides[i],
                 self.dilation_rate[i],
-                self.padding,
             )?);
         }
         Ok(out)

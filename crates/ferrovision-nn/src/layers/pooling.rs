@@ -1,7 +1,7 @@
 //! `MaxPooling1D/2D/3D` and `AveragePooling1D/2D/3D`.
 
 use super::common::{
-    check_positive, check_rank, check_tensor_rank, same_pads, window_out_len, Dims, PaddingMode,
+    check_positive, check_rank, check_tensor_rank, same_pads, Dims, LayerPadding, PaddingMode,
 };
 use crate::layer::{shape_of, single_input, single_shape, CallCtx, Layer, Shape};
 use crate::registry::{from_config, to_config};
@@ -19,13 +19,16 @@ struct PoolingConfig<const R: usize> {
     #[serde(default)]
     strides: Option<Dims<R>>,
     #[serde(default)]
-    padding: PaddingMode,
+    padding: LayerPadding<R>,
 }
 
 /// Max (`MAX = true`) or average pooling over `R` spatial axes of `[N, C, *spatial]` (Keras
 /// `MaxPooling2D` / `AveragePooling2D`, channels-first). Strides default to the pool size.
 /// With `same` padding, max pooling ignores the padding and average pooling divides by the
-/// number of real elements in each window (TensorFlow semantics).
+/// number of real elements in each window (TensorFlow semantics). With explicit padding
+/// ([`Pooling::padding_explicit`], PyTorch's `padding=`, at most half the window) the engine
+/// pads implicitly without copying the input: max pooling ignores the padding and average
+/// pooling counts the padded zeros in the divisor (PyTorch's default `count_include_pad`).
 ///
 /// Use the aliases [`MaxPooling1D`], [`MaxPooling2D`], [`MaxPooling3D`],
 /// [`AveragePooling1D`], [`AveragePooling2D`], [`AveragePooling3D`].
@@ -33,7 +36,7 @@ pub struct Pooling<const R: usize, const MAX: bool> {
     name: String,
     pool_size: [usize; R],
     strides: Option<[usize; R]>,
-    padding: PaddingMode,
+    padding: LayerPadding<R>,
 }
 
 /// 1-d max pooling over `[N, C, L]`.
@@ -67,7 +70,7 @@ impl<const R: usize, const MAX: bool> Pooling<R, MAX> {
             name: String::new(),
             pool_size: pool_size.into().0,
             strides: None,
-            padding: PaddingMode::Valid,
+            padding: LayerPadding::default(),
         }
     }
 
@@ -85,7 +88,15 @@ impl<const R: usize, const MAX: bool> Pooling<R, MAX> {
 
     /// `Valid` or `Same`.
     pub fn padding(mut self, padding: PaddingMode) -> Self {
-        self.padding = padding;
+        self.padding = LayerPadding::Mode(padding);
+        self
+    }
+
+    /// PyTorch's `padding=`: `p` on both sides of every spatial axis (one number or one per
+    /// axis), at most half the pool size, replacing the Keras mode. Saved as
+    /// `"padding": [p, ...]`.
+    pub fn padding_explicit(mut self, p: impl Into<Dims<R>>) -> Self {
+        self.padding = LayerPadding::Explicit(p.into().0);
         self
     }
 
@@ -108,13 +119,25 @@ impl<const R: usize, const MAX: bool> Pooling<R, MAX> {
     fn validate(&self) -> Result<()> {
         check_positive(self, "pool_size", &self.pool_size)?;
         check_positive(self, "strides", &self.stride())?;
-        if self.padding == PaddingMode::Causal {
-            return Err(Error::layer(
+        match self.padding {
+            LayerPadding::Mode(PaddingMode::Causal) => Err(Error::layer(
                 &self.name,
-                "padding must be 'valid' or 'same'",
-            ));
+                "padding must be 'valid', 'same' or explicit amounts",
+            )),
+            // PyTorch's rule (and the engine's): a window never lies entirely in the padding.
+            LayerPadding::Explicit(p)
+                if p.iter().zip(&self.pool_size).any(|(&p, &k)| 2 * p > k) =>
+            {
+                Err(Error::layer(
+                    &self.name,
+                    format!(
+                        "explicit padding {p:?} must be at most half the pool size {:?}",
+                        self.pool_size
+                    ),
+                ))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn pool(&self, x: &Tensor, opts: &PoolOpts) -> Result<Tensor> {
@@ -149,13 +172,13 @@ impl<const R: usize, const MAX: bool> Layer for Pooling<R, MAX> {
         let stride = self.stride();
         let mut out = vec![shape[0], shape[1]];
         for i in 0..R {
-            out.push(window_out_len(
+            out.push(self.padding.out_len(
                 self,
+                i,
                 shape[2 + i],
                 self.pool_size[i],
                 stride[i],
                 1,
-                self.padding,
             )?);
         }
         Ok(out)
@@ -167,8 +190,10 @@ impl<const R: usize, const MAX: bool> Layer for Pooling<R, MAX> {
         self.output_shape(&[shape_of(x)])?;
         let stride = self.stride();
         let opts = PoolOpts::new(&self.pool_size).stride(&stride);
-        if self.padding == PaddingMode::Valid {
-            return self.pool(x, &opts);
+        match self.padding {
+            LayerPadding::Mode(PaddingMode::Valid) => return self.pool(x, &opts),
+            LayerPadding::Explicit(p) => return self.pool(x, &opts.padding(&p)),
+            LayerPadding::Mode(_) => {}
         }
         let pads: Vec<(usize, usize)> = (0..R)
             .map(|i| same_pads(x.shape()[2 + i], self.pool_size[i], stride[i], 1))

@@ -2,13 +2,13 @@
 
 use super::common::{
     activity_loss, built, built_params, check_channels, check_positive, check_rank,
-    check_tensor_rank, known_channels, ones, weight_opts_builders, window_out_len, DepthwiseOpts,
-    Dims, PaddingMode, WeightOpts,
+    check_tensor_rank, known_channels, ones, weight_opts_builders, DepthwiseOpts, Dims,
+    LayerPadding, PaddingMode, WeightOpts,
 };
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
 use crate::registry::{from_config, to_config};
 use crate::{Activation, Error, Initializer, Param, Regularizer, Result};
-use ferrovision_tensor::{ConvOpts, Padding, Tensor};
+use ferrovision_tensor::{ConvOpts, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -22,7 +22,7 @@ struct SeparableConfig {
     #[serde(default = "ones")]
     strides: Dims<2>,
     #[serde(default)]
-    padding: PaddingMode,
+    padding: LayerPadding<2>,
     #[serde(default = "one")]
     depth_multiplier: usize,
     #[serde(default = "ones")]
@@ -53,7 +53,7 @@ pub struct SeparableConv2D {
     filters: usize,
     kernel_size: [usize; 2],
     strides: [usize; 2],
-    padding: PaddingMode,
+    padding: LayerPadding<2>,
     depth_multiplier: usize,
     dilation_rate: [usize; 2],
     opts: WeightOpts,
@@ -73,7 +73,7 @@ impl SeparableConv2D {
             filters,
             kernel_size: kernel_size.into().0,
             strides: [1; 2],
-            padding: PaddingMode::Valid,
+            padding: LayerPadding::default(),
             depth_multiplier: 1,
             dilation_rate: [1; 2],
             opts: WeightOpts::default(),
@@ -94,7 +94,14 @@ impl SeparableConv2D {
 
     /// `Valid` or `Same`.
     pub fn padding(mut self, padding: PaddingMode) -> Self {
-        self.padding = padding;
+        self.padding = LayerPadding::Mode(padding);
+        self
+    }
+
+    /// PyTorch's `padding=`: `p` zeros on both sides of each spatial axis (one number or one
+    /// per axis), replacing the Keras mode. Saved as `"padding": [ph, pw]`.
+    pub fn padding_explicit(mut self, p: impl Into<Dims<2>>) -> Self {
+        self.padding = LayerPadding::Explicit(p.into().0);
         self
     }
 
@@ -151,10 +158,10 @@ impl SeparableConv2D {
         check_positive(self, "strides", &self.strides)?;
         check_positive(self, "dilation_rate", &self.dilation_rate)?;
         check_positive(self, "depth_multiplier", &[self.depth_multiplier])?;
-        if self.padding == PaddingMode::Causal {
+        if self.padding.is(PaddingMode::Causal) {
             return Err(Error::layer(
                 &self.name,
-                "padding must be 'valid' or 'same'",
+                "padding must be 'valid', 'same' or explicit amounts",
             ));
         }
         Ok(())
@@ -209,13 +216,13 @@ impl Layer for SeparableConv2D {
         check_rank(self, shape, 4, "[N, C, H, W]")?;
         let mut out = vec![shape[0], Some(self.filters)];
         for i in 0..2 {
-            out.push(window_out_len(
+            out.push(self.padding.out_len(
                 self,
+                i,
                 shape[2 + i],
                 self.kernel_size[i],
                 self.strides[i],
                 self.dilation_rate[i],
-                self.padding,
             )?);
         }
         Ok(out)
@@ -231,10 +238,7 @@ impl Layer for SeparableConv2D {
         self.output_shape(&[crate::layer::shape_of(x)])?;
         let opts = ConvOpts::new()
             .stride(&self.strides)
-            .padding(match self.padding {
-                PaddingMode::Same => Padding::Same,
-                _ => Padding::Valid,
-            })
+            .padding(self.padding.conv_padding())
             .dilation(&self.dilation_rate)
             .groups(cin);
         let mid = x.conv2d(&dk, None, &opts)?;
