@@ -167,7 +167,7 @@ pub fn from_config<C: DeserializeOwned>(kind: &str, class: &str, v: &Value) -> R
 /// The top-level key whose value a failed deserialisation rejects: the first key whose
 /// removal makes the config parse or turns the error into "missing field" for that key
 /// (serde's type errors do not name the field). Only runs on errors.
-fn culprit<C: DeserializeOwned>(v: &Value) -> Option<String> {
+pub(crate) fn culprit<C: DeserializeOwned>(v: &Value) -> Option<String> {
     let obj = v.as_object()?;
     for key in obj.keys() {
         let mut without = obj.clone();

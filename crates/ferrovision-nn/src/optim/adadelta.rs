@@ -1,9 +1,8 @@
 //! Adadelta (Keras `Adadelta`).
 
 use super::base::{OptimizerBase, Rule, StepCtx};
-use super::config::Cfg;
 use crate::{Error, Result};
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 /// Keras `Adadelta`: `Eg = rho Eg + (1-rho) g^2; d = -sqrt(Ed + eps) / sqrt(Eg + eps) * g;
 /// Ed = rho Ed + (1-rho) d^2; w += lr * d`. Defaults: `lr = 0.001` (Keras' default, which makes
@@ -13,9 +12,12 @@ pub struct Adadelta {
     pub(crate) rule: AdadeltaRule,
 }
 
-#[derive(Clone, Debug)]
+/// Serialised as the optimizer-specific config keys (Keras names).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct AdadeltaRule {
+    #[serde(deserialize_with = "super::config::num")]
     rho: f64,
+    #[serde(deserialize_with = "super::config::num")]
     epsilon: f64,
 }
 
@@ -48,7 +50,6 @@ optimizer_common!(Adadelta, AdadeltaRule);
 
 impl Rule for AdadeltaRule {
     const CLASS: &'static str = "Adadelta";
-    const KEYS: &'static [&'static str] = &["rho", "epsilon"];
 
     fn slot_names(&self) -> &'static [&'static str] {
         &["accumulated_grad", "accumulated_delta_var"]
@@ -61,12 +62,6 @@ impl Rule for AdadeltaRule {
                 self.rho, self.epsilon
             )));
         }
-        Ok(())
-    }
-
-    fn apply_config(&mut self, cfg: &Cfg) -> Result<()> {
-        self.rho = cfg.num("rho", self.rho)?;
-        self.epsilon = cfg.num("epsilon", self.epsilon)?;
         Ok(())
     }
 
@@ -83,10 +78,5 @@ impl Rule for AdadeltaRule {
             *w = c.w(*w) + lr * d;
         }
         true
-    }
-
-    fn config(&self, m: &mut Map<String, Value>) {
-        m.insert("rho".into(), json!(self.rho));
-        m.insert("epsilon".into(), json!(self.epsilon));
     }
 }

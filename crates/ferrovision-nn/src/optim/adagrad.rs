@@ -1,9 +1,8 @@
 //! Adagrad (Keras `Adagrad`).
 
 use super::base::{OptimizerBase, Rule, StepCtx};
-use super::config::Cfg;
 use crate::{Error, Result};
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 /// Keras `Adagrad`: `acc += g^2; w -= lr * g / sqrt(acc + epsilon)`. Defaults: `lr = 0.001`,
 /// `initial_accumulator_value = 0.1`, `epsilon = 1e-7`.
@@ -12,9 +11,12 @@ pub struct Adagrad {
     pub(crate) rule: AdagradRule,
 }
 
-#[derive(Clone, Debug)]
+/// Serialised as the optimizer-specific config keys (Keras names).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct AdagradRule {
+    #[serde(deserialize_with = "super::config::num")]
     initial_accumulator_value: f64,
+    #[serde(deserialize_with = "super::config::num")]
     epsilon: f64,
 }
 
@@ -47,7 +49,6 @@ optimizer_common!(Adagrad, AdagradRule);
 
 impl Rule for AdagradRule {
     const CLASS: &'static str = "Adagrad";
-    const KEYS: &'static [&'static str] = &["initial_accumulator_value", "epsilon"];
 
     fn slot_names(&self) -> &'static [&'static str] {
         &["accumulator"]
@@ -68,13 +69,6 @@ impl Rule for AdagradRule {
         Ok(())
     }
 
-    fn apply_config(&mut self, cfg: &Cfg) -> Result<()> {
-        self.initial_accumulator_value =
-            cfg.num("initial_accumulator_value", self.initial_accumulator_value)?;
-        self.epsilon = cfg.num("epsilon", self.epsilon)?;
-        Ok(())
-    }
-
     #[inline(always)]
     fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
         let [acc] = slots else { return false };
@@ -85,13 +79,5 @@ impl Rule for AdagradRule {
             *w = c.w(*w) - (lr * g) / (*a + eps).sqrt();
         }
         true
-    }
-
-    fn config(&self, m: &mut Map<String, Value>) {
-        m.insert(
-            "initial_accumulator_value".into(),
-            json!(self.initial_accumulator_value),
-        );
-        m.insert("epsilon".into(), json!(self.epsilon));
     }
 }

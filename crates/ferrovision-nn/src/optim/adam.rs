@@ -2,9 +2,8 @@
 //! default, Keras `AdamW`).
 
 use super::base::{OptimizerBase, Rule, StepCtx};
-use super::config::Cfg;
 use crate::{Error, Result};
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 /// Keras `Adam`: `m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2)`;
 /// `w -= alpha m / (sqrt(v) + eps)` with the bias corrections folded into
@@ -23,13 +22,19 @@ pub struct AdamW {
 }
 
 /// The Adam update; `W` only picks the class name (AdamW's decay lives in the shared base).
-#[derive(Clone, Debug)]
+/// Serialised as the optimizer-specific config keys (Keras names).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct AdamRule<const W: bool> {
+    #[serde(deserialize_with = "super::config::num")]
     beta_1: f64,
+    #[serde(deserialize_with = "super::config::num")]
     beta_2: f64,
+    #[serde(deserialize_with = "super::config::num")]
     epsilon: f64,
+    #[serde(deserialize_with = "super::config::flag")]
     amsgrad: bool,
     /// `lr sqrt(1 - b2^t) / (1 - b1^t)` of the current step.
+    #[serde(skip)]
     alpha: f32,
 }
 
@@ -115,7 +120,6 @@ pub(crate) fn check_betas(class: &str, beta_1: f64, beta_2: f64, epsilon: f64) -
 
 impl<const W: bool> Rule for AdamRule<W> {
     const CLASS: &'static str = if W { "AdamW" } else { "Adam" };
-    const KEYS: &'static [&'static str] = &["beta_1", "beta_2", "epsilon", "amsgrad"];
 
     fn slot_names(&self) -> &'static [&'static str] {
         if self.amsgrad {
@@ -132,14 +136,6 @@ impl<const W: bool> Rule for AdamRule<W> {
             ));
         }
         check_betas(Self::CLASS, self.beta_1, self.beta_2, self.epsilon)
-    }
-
-    fn apply_config(&mut self, cfg: &Cfg) -> Result<()> {
-        self.beta_1 = cfg.num("beta_1", self.beta_1)?;
-        self.beta_2 = cfg.num("beta_2", self.beta_2)?;
-        self.epsilon = cfg.num("epsilon", self.epsilon)?;
-        self.amsgrad = cfg.boolean("amsgrad", self.amsgrad)?;
-        Ok(())
     }
 
     fn prepare(&mut self, lr: f64, step: u64) {
@@ -185,12 +181,5 @@ impl<const W: bool> Rule for AdamRule<W> {
             _ => return false,
         }
         true
-    }
-
-    fn config(&self, m: &mut Map<String, Value>) {
-        m.insert("beta_1".into(), json!(self.beta_1));
-        m.insert("beta_2".into(), json!(self.beta_2));
-        m.insert("epsilon".into(), json!(self.epsilon));
-        m.insert("amsgrad".into(), json!(self.amsgrad));
     }
 }

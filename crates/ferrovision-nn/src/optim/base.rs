@@ -2,10 +2,12 @@
 //! decay, the step counter and the per-weight slot buffers, plus the driver that runs one
 //! fused in-place update loop per weight.
 
+use super::config::BaseConfig;
 use super::LearningRateSchedule;
 use crate::{Error, Param, Result};
 use ferrovision_tensor::{DType, Tensor};
-use serde_json::{json, Map, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::HashMap;
 
 /// Options shared by all optimizers (Keras `BaseOptimizer` arguments) and the step counter.
@@ -117,53 +119,27 @@ impl OptimizerBase {
     }
 
     /// The shared keys of the config (Keras names).
-    pub(crate) fn config(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("name".into(), json!(self.name));
-        m.insert("learning_rate".into(), self.learning_rate.to_json());
-        m.insert("weight_decay".into(), json!(self.weight_decay));
-        m.insert("clipnorm".into(), json!(self.clipnorm));
-        m.insert("global_clipnorm".into(), json!(self.global_clipnorm));
-        m.insert("clipvalue".into(), json!(self.clipvalue));
-        if !self.exclude_from_weight_decay.is_empty() {
-            m.insert(
-                "exclude_from_weight_decay".into(),
-                json!(self.exclude_from_weight_decay),
-            );
+    pub(crate) fn to_config(&self) -> BaseConfig {
+        BaseConfig {
+            name: self.name.clone(),
+            learning_rate: self.learning_rate.clone(),
+            weight_decay: self.weight_decay,
+            clipnorm: self.clipnorm,
+            global_clipnorm: self.global_clipnorm,
+            clipvalue: self.clipvalue,
+            exclude_from_weight_decay: self.exclude_from_weight_decay.clone(),
         }
-        m
     }
 
-    /// Reads the shared keys from a config, leaving the optimizer-specific ones to the caller.
-    pub(crate) fn apply_config(&mut self, cfg: &super::config::Cfg) -> Result<()> {
-        if let Some(name) = cfg.opt_str("name")? {
-            self.name = name.to_string();
-        }
-        if let Some(lr) = cfg.get("learning_rate") {
-            self.learning_rate = LearningRateSchedule::from_json(lr).map_err(|e| {
-                Error::config(format!("optimizer '{}': learning_rate: {e}", cfg.class))
-            })?;
-        }
-        if cfg.has("weight_decay") {
-            self.weight_decay = cfg.opt_num("weight_decay")?;
-        }
-        self.clipnorm = cfg.opt_num("clipnorm")?;
-        self.clipvalue = cfg.opt_num("clipvalue")?;
-        self.global_clipnorm = cfg.opt_num("global_clipnorm")?;
-        if let Some(v) = cfg.get("exclude_from_weight_decay") {
-            let list = v.as_array().and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_str().map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-            });
-            self.exclude_from_weight_decay = list.ok_or_else(|| {
-                Error::config(format!(
-                    "optimizer '{}': 'exclude_from_weight_decay' must be a list of strings, got {v}",
-                    cfg.class
-                ))
-            })?;
-        }
-        Ok(())
+    /// Takes the shared keys of a read config.
+    pub(crate) fn apply_config(&mut self, c: BaseConfig) {
+        self.name = c.name;
+        self.learning_rate = c.learning_rate;
+        self.weight_decay = c.weight_decay;
+        self.clipnorm = c.clipnorm;
+        self.global_clipnorm = c.global_clipnorm;
+        self.clipvalue = c.clipvalue;
+        self.exclude_from_weight_decay = c.exclude_from_weight_decay;
     }
 
     fn decays(&self, weight: &str) -> bool {
@@ -467,8 +443,9 @@ impl StepCtx {
     }
 }
 
-/// An update rule: its slots and one fused in-place loop per weight.
-pub(crate) trait Rule: Send {
+/// An update rule: its slots and one fused in-place loop per weight. Its serde form is the
+/// optimizer-specific part of the config (the hyper-parameters, Keras key names).
+pub(crate) trait Rule: Send + Serialize + DeserializeOwned {
     /// Keras class name (`Adam`).
     const CLASS: &'static str;
     /// Names of the per-weight slots, in buffer order.
@@ -477,12 +454,8 @@ pub(crate) trait Rule: Send {
     fn slot_init(&self, _slot: usize) -> f32 {
         0.0
     }
-    /// Keys of the optimizer-specific config.
-    const KEYS: &'static [&'static str];
     /// Checks the hyper-parameters (and the shared options this optimizer requires).
     fn validate(&self, base: &OptimizerBase) -> Result<()>;
-    /// Reads the optimizer-specific keys, keeping the current value for absent ones.
-    fn apply_config(&mut self, cfg: &super::config::Cfg) -> Result<()>;
     /// Computes per-step scalars (bias corrections) before the weights are updated; `step` is
     /// 1 for the first update.
     fn prepare(&mut self, _lr: f64, _step: u64) {}
@@ -490,8 +463,6 @@ pub(crate) trait Rule: Send {
     fn reset(&mut self, _iterations: u64) {}
     /// Updates `w` in place from `g`; returns false when the slot count is wrong.
     fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool;
-    /// The optimizer-specific config keys.
-    fn config(&self, m: &mut Map<String, Value>);
 }
 
 #[derive(Clone, Debug)]

@@ -104,25 +104,8 @@ macro_rules! optimizer_common {
             /// Builds the optimizer from the `config` object of its serialised form (ours or
             /// Keras'); absent keys take the Keras defaults.
             pub fn from_config(config: &serde_json::Value) -> $crate::Result<Self> {
-                let empty = serde_json::Map::new();
-                let map = match config {
-                    serde_json::Value::Object(m) => m,
-                    serde_json::Value::Null => &empty,
-                    other => {
-                        return Err($crate::Error::config(format!(
-                            "optimizer '{}': config must be an object, got {other}",
-                            <$rule as $crate::optim::base::Rule>::CLASS
-                        )))
-                    }
-                };
-                let cfg = $crate::optim::config::Cfg::new(
-                    <$rule as $crate::optim::base::Rule>::CLASS,
-                    map,
-                );
                 let mut o = Self::new();
-                cfg.finish(<$rule as $crate::optim::base::Rule>::KEYS)?;
-                o.base.apply_config(&cfg)?;
-                $crate::optim::base::Rule::apply_config(&mut o.rule, &cfg)?;
+                $crate::optim::config::read(&mut o.base, &mut o.rule, config)?;
                 o.base.validate()?;
                 $crate::optim::base::Rule::validate(&o.rule, &o.base)?;
                 Ok(o)
@@ -165,8 +148,7 @@ macro_rules! optimizer_common {
             }
 
             fn config(&self) -> serde_json::Value {
-                let mut m = self.base.config();
-                $crate::optim::base::Rule::config(&self.rule, &mut m);
+                let m = $crate::optim::config::write(&self.base, &self.rule);
                 serde_json::json!({
                     "class_name": <$rule as $crate::optim::base::Rule>::CLASS,
                     "config": m,

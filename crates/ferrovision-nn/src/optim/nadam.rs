@@ -2,9 +2,8 @@
 
 use super::adam::check_betas;
 use super::base::{OptimizerBase, Rule, StepCtx};
-use super::config::Cfg;
 use crate::Result;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 /// Keras `Nadam`: momentum schedule `u_t = b1 (1 - 0.5 * 0.96^t)` with the running product
 /// `U_t = u_1 ... u_t`; `m_hat = u_{t+1} m / (1 - U_t u_{t+1}) + (1 - u_t) g / (1 - U_t)`,
@@ -15,16 +14,24 @@ pub struct Nadam {
     pub(crate) rule: NadamRule,
 }
 
-#[derive(Clone, Debug)]
+/// Serialised as the optimizer-specific config keys (Keras names).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct NadamRule {
+    #[serde(deserialize_with = "super::config::num")]
     beta_1: f64,
+    #[serde(deserialize_with = "super::config::num")]
     beta_2: f64,
+    #[serde(deserialize_with = "super::config::num")]
     epsilon: f64,
     /// `U_t`, a function of the step count (recomputed on restore).
+    #[serde(skip, default = "super::config::one")]
     u_product: f64,
     /// Per-step coefficients of `m`, `g` and `v` (see the type docs).
+    #[serde(skip)]
     cm: f32,
+    #[serde(skip)]
     cg: f32,
+    #[serde(skip, default = "super::config::one_f32")]
     v_div: f32,
 }
 
@@ -87,7 +94,6 @@ impl NadamRule {
 
 impl Rule for NadamRule {
     const CLASS: &'static str = "Nadam";
-    const KEYS: &'static [&'static str] = &["beta_1", "beta_2", "epsilon"];
 
     fn slot_names(&self) -> &'static [&'static str] {
         &["momentum", "velocity"]
@@ -95,13 +101,6 @@ impl Rule for NadamRule {
 
     fn validate(&self, _: &OptimizerBase) -> Result<()> {
         check_betas(Self::CLASS, self.beta_1, self.beta_2, self.epsilon)
-    }
-
-    fn apply_config(&mut self, cfg: &Cfg) -> Result<()> {
-        self.beta_1 = cfg.num("beta_1", self.beta_1)?;
-        self.beta_2 = cfg.num("beta_2", self.beta_2)?;
-        self.epsilon = cfg.num("epsilon", self.epsilon)?;
-        Ok(())
     }
 
     fn prepare(&mut self, _lr: f64, step: u64) {
@@ -141,11 +140,5 @@ impl Rule for NadamRule {
             *w = c.w(*w) - (m_hat * lr) / (v_hat.sqrt() + eps);
         }
         true
-    }
-
-    fn config(&self, m: &mut Map<String, Value>) {
-        m.insert("beta_1".into(), json!(self.beta_1));
-        m.insert("beta_2".into(), json!(self.beta_2));
-        m.insert("epsilon".into(), json!(self.epsilon));
     }
 }

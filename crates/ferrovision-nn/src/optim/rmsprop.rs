@@ -1,9 +1,8 @@
 //! RMSprop with optional momentum and centering (Keras `RMSprop`).
 
 use super::base::{OptimizerBase, Rule, StepCtx};
-use super::config::Cfg;
 use crate::{Error, Result};
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 /// Keras `RMSprop`: `v = rho v + (1-rho) g^2`; centered: `a = rho a + (1-rho) g`,
 /// `den = v - a^2 + eps`, else `den = v + eps`; `inc = lr g / sqrt(den)`; with momentum
@@ -14,11 +13,16 @@ pub struct RmsProp {
     pub(crate) rule: RmsPropRule,
 }
 
-#[derive(Clone, Debug)]
+/// Serialised as the optimizer-specific config keys (Keras names).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct RmsPropRule {
+    #[serde(deserialize_with = "super::config::num")]
     rho: f64,
+    #[serde(deserialize_with = "super::config::num")]
     momentum: f64,
+    #[serde(deserialize_with = "super::config::num")]
     epsilon: f64,
+    #[serde(deserialize_with = "super::config::flag")]
     centered: bool,
 }
 
@@ -65,7 +69,6 @@ optimizer_common!(RmsProp, RmsPropRule);
 
 impl Rule for RmsPropRule {
     const CLASS: &'static str = "RMSprop";
-    const KEYS: &'static [&'static str] = &["rho", "momentum", "epsilon", "centered"];
 
     fn slot_names(&self) -> &'static [&'static str] {
         match (self.momentum > 0.0, self.centered) {
@@ -88,14 +91,6 @@ impl Rule for RmsPropRule {
                 self.rho, self.momentum, self.epsilon
             )));
         }
-        Ok(())
-    }
-
-    fn apply_config(&mut self, cfg: &Cfg) -> Result<()> {
-        self.rho = cfg.num("rho", self.rho)?;
-        self.momentum = cfg.num("momentum", self.momentum)?;
-        self.epsilon = cfg.num("epsilon", self.epsilon)?;
-        self.centered = cfg.boolean("centered", self.centered)?;
         Ok(())
     }
 
@@ -150,12 +145,5 @@ impl Rule for RmsPropRule {
             _ => return false,
         }
         true
-    }
-
-    fn config(&self, m: &mut Map<String, Value>) {
-        m.insert("rho".into(), json!(self.rho));
-        m.insert("momentum".into(), json!(self.momentum));
-        m.insert("epsilon".into(), json!(self.epsilon));
-        m.insert("centered".into(), json!(self.centered));
     }
 }

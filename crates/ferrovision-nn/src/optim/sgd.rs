@@ -1,9 +1,8 @@
 //! Stochastic gradient descent with optional (Nesterov) momentum (Keras `SGD`).
 
 use super::base::{OptimizerBase, Rule, StepCtx};
-use super::config::Cfg;
 use crate::{Error, Result};
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 /// Keras `SGD`: `m = momentum * m - lr * g; w += m` (Nesterov: `w += momentum * m - lr * g`);
 /// plain `w -= lr * g` when `momentum` is 0. Defaults: `lr = 0.01`, `momentum = 0`.
@@ -12,9 +11,12 @@ pub struct Sgd {
     pub(crate) rule: SgdRule,
 }
 
-#[derive(Clone, Debug)]
+/// Serialised as the optimizer-specific config keys (Keras names).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct SgdRule {
+    #[serde(deserialize_with = "super::config::num")]
     momentum: f64,
+    #[serde(deserialize_with = "super::config::flag")]
     nesterov: bool,
 }
 
@@ -47,7 +49,6 @@ optimizer_common!(Sgd, SgdRule);
 
 impl Rule for SgdRule {
     const CLASS: &'static str = "SGD";
-    const KEYS: &'static [&'static str] = &["momentum", "nesterov"];
 
     fn slot_names(&self) -> &'static [&'static str] {
         if self.momentum != 0.0 {
@@ -64,12 +65,6 @@ impl Rule for SgdRule {
                 self.momentum
             )));
         }
-        Ok(())
-    }
-
-    fn apply_config(&mut self, cfg: &Cfg) -> Result<()> {
-        self.momentum = cfg.num("momentum", self.momentum)?;
-        self.nesterov = cfg.boolean("nesterov", self.nesterov)?;
         Ok(())
     }
 
@@ -100,10 +95,5 @@ impl Rule for SgdRule {
             _ => return false,
         }
         true
-    }
-
-    fn config(&self, m: &mut Map<String, Value>) {
-        m.insert("momentum".into(), json!(self.momentum));
-        m.insert("nesterov".into(), json!(self.nesterov));
     }
 }
