@@ -429,6 +429,26 @@ fn by_name_and_config_errors_are_clear() {
             "unknown learning-rate schedule 'Nope'",
         ),
         (json!(3), "optimizer config must be an object"),
+        (
+            json!({"class_name": "Adam", "config": {"beta_1": "x"}}),
+            "optimizer 'Adam': 'beta_1' must be a number or null, got \"x\"",
+        ),
+        (
+            json!({"class_name": "RMSprop", "config": {"centered": 1}}),
+            "optimizer 'RMSprop': 'centered' must be true or false, got 1",
+        ),
+        (
+            json!({"class_name": "SGD", "config": {"name": 3}}),
+            "optimizer 'SGD': 'name' must be a string, got 3",
+        ),
+        (
+            json!({"class_name": "SGD", "config": {"exclude_from_weight_decay": [1]}}),
+            "'exclude_from_weight_decay' must be a list of strings, got [1]",
+        ),
+        (
+            json!({"class_name": "SGD", "config": {"clipvalue": "big"}}),
+            "optimizer 'SGD': 'clipvalue' must be a number or null, got \"big\"",
+        ),
     ] {
         let err = optimizer_from_config(&cfg).err().unwrap().to_string();
         assert!(
@@ -436,6 +456,12 @@ fn by_name_and_config_errors_are_clear() {
             "{cfg}: error '{err}' lacks '{needle}'"
         );
     }
+
+    // `null` keeps the default of keys that cannot be off; Keras options at "off" are accepted.
+    let o = optimizer_from_config(&json!({"class_name": "Adam", "config": {
+        "epsilon": null, "clipnorm": null, "use_ema": false, "ema_momentum": 0.99}}))
+    .unwrap();
+    assert_eq!(o.config(), Adam::new().config());
 
     // Conflicting clip options set through the builder fail at the first step.
     let p = Param::new("w", Tensor::ones(&[2]), true);
