@@ -4,16 +4,18 @@
 //!
 //! Today the elementwise unary ops (`Tensor::relu`, `exp`, `mul_scalar`, ...), the
 //! broadcasting binary ops (`add` ... `minimum`), the matrix products (`matmul`, `linear`,
-//! `linear_relu`), the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`) and the
-//! reductions (`sum` ... `norm`, `argmax`/`argmin`), forward and backward, dispatch through it;
-//! the other families (pooling, resizing, normalisation, softmax/losses, RoI ops, copies) still
-//! call the CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait methods the same way; a CUDA
-//! backend is then one more `impl Backend`.
+//! `linear_relu`), the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`), the
+//! reductions (`sum` ... `norm`, `argmax`/`argmin`) and the normalisations (`batch_norm`,
+//! `layer_norm`, `group_norm`, `instance_norm`), forward and backward, dispatch through it; the
+//! other families (pooling, resizing, softmax/losses, RoI ops, copies) still call the CPU
+//! kernels from their op files and reject non-CPU tensors. Each family moves behind trait
+//! methods the same way; a CUDA backend is then one more `impl Backend`.
 
 pub(crate) mod cpu;
 #[cfg(test)]
 mod tests;
 
+pub use cpu::norm::NormStats;
 pub use cpu::CpuBackend;
 
 use crate::autograd::Op;
@@ -139,6 +141,31 @@ pub trait Backend: Send + Sync {
         is_max: bool,
         out_shape: &[usize],
     ) -> Result<Tensor>;
+
+    /// A normalisation (`op` is `BatchNorm`, `LayerNorm`, `GroupNorm` or `InstanceNorm`) of
+    /// the dense, validated `x` with optional affine `weight`/`bias`; `running` are batch
+    /// norm's `[mean, var]` (updated in place when training). Returns the output and the
+    /// statistics `norm_backward` reuses.
+    fn norm(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        running: Option<[&Tensor; 2]>,
+    ) -> Result<(Tensor, NormStats)>;
+
+    /// The gradients `[dx, dweight, dbias]` of a normalisation for the dense output gradient
+    /// `g`, from its dense input `x` and forward `stats`: `dx` where `need_dx`, the affine ones
+    /// where the op had them.
+    fn norm_backward(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        stats: NormStats,
+        g: &Tensor,
+        need_dx: bool,
+    ) -> Result<[Option<Tensor>; 3]>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

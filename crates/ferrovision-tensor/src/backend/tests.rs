@@ -2,7 +2,7 @@
 //! wraps [`CpuBackend`] and counts calls per family is installed for the current thread (only in
 //! this crate's unit-test build, see `for_device`), then ops run forward and backward.
 
-use super::{Backend, ConvGeom, CpuBackend, MatmulPlan};
+use super::{Backend, ConvGeom, CpuBackend, MatmulPlan, NormStats};
 use crate::autograd::Op;
 use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
 use std::cell::Cell;
@@ -27,6 +27,8 @@ struct Counting {
     reduce: AtomicUsize,
     reduce_backward: AtomicUsize,
     arg_reduce: AtomicUsize,
+    norm: AtomicUsize,
+    norm_backward: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -144,6 +146,28 @@ impl Backend for Counting {
         bump(&self.arg_reduce);
         CpuBackend.arg_reduce(op, x, dims, is_max, out_shape)
     }
+    fn norm(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        running: Option<[&Tensor; 2]>,
+    ) -> Result<(Tensor, NormStats)> {
+        bump(&self.norm);
+        CpuBackend.norm(op, x, weight, bias, running)
+    }
+    fn norm_backward(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        stats: NormStats,
+        g: &Tensor,
+        need_dx: bool,
+    ) -> Result<[Option<Tensor>; 3]> {
+        bump(&self.norm_backward);
+        CpuBackend.norm_backward(op, x, stats, g, need_dx)
+    }
 }
 
 /// Runs `f` with a fresh counting backend installed on this thread; returns its counts.
@@ -218,4 +242,31 @@ fn reductions_dispatch_through_the_backend() {
     assert_eq!(count(&c.reduce), 10);
     assert_eq!(count(&c.reduce_backward), 10);
     assert_eq!(count(&c.arg_reduce), 1);
+}
+
+#[test]
+fn normalisations_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec((0..16).map(|v| v as f32).collect::<Vec<f32>>(), &[2, 2, 4])?
+            .requires_grad_(true);
+        let w = Tensor::ones(&[2]).requires_grad_(true);
+        let (rm, rv) = (Tensor::zeros(&[2]), Tensor::ones(&[2]));
+        let parts = [
+            x.batch_norm(&rm, &rv, Some(&w), None, true, 0.1, 1e-5)?,
+            x.layer_norm(&[4], None, None, 1e-5)?,
+            x.group_norm(1, Some(&w), None, 1e-5)?,
+            x.instance_norm(None, None, 1e-5)?,
+        ];
+        let mut total = parts[0].mul(&parts[1])?;
+        for p in &parts[2..] {
+            total = total.add(p)?;
+        }
+        total.sum_all()?.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[2, 2, 4]);
+        assert_eq!(w.grad().unwrap().shape(), &[2]);
+        Ok(())
+    });
+    // batch, layer, group and instance norm: one forward and one backward call each.
+    assert_eq!(count(&c.norm), 4);
+    assert_eq!(count(&c.norm_backward), 4);
 }
