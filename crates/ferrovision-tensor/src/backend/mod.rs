@@ -5,10 +5,10 @@
 //! Today the elementwise unary ops (`Tensor::relu`, `exp`, `mul_scalar`, ...), the
 //! broadcasting binary ops (`add` ... `minimum`), the matrix products (`matmul`, `linear`,
 //! `linear_relu`), the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`), the
-//! reductions (`sum` ... `norm`, `argmax`/`argmin`) and the normalisations (`batch_norm`,
-//! `layer_norm`, `group_norm`, `instance_norm`), forward and backward, dispatch through it; the
-//! other families (pooling, resizing, softmax/losses, RoI ops, copies) still call the CPU
-//! kernels from their op files and reject non-CPU tensors. Each family moves behind trait
+//! reductions (`sum` ... `norm`, `argmax`/`argmin`), the normalisations (`batch_norm`,
+//! `layer_norm`, `group_norm`, `instance_norm`) and `softmax`/`log_softmax`, forward and
+//! backward, dispatch through it; the other families (pooling, resizing, losses, RoI ops,
+//! copies) still call the CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait
 //! methods the same way; a CUDA backend is then one more `impl Backend`.
 
 pub(crate) mod cpu;
@@ -166,6 +166,20 @@ pub trait Backend: Send + Sync {
         g: &Tensor,
         need_dx: bool,
     ) -> Result<[Option<Tensor>; 3]>;
+
+    /// Softmax or log-softmax (`op` is `Softmax` or `LogSoftmax`) of the f32 `x` seen as
+    /// `dims = [outer, C, inner]`, along the middle axis: a new contiguous tensor of `x`'s shape.
+    fn softmax(&self, op: &Op, dims: (usize, usize, usize), x: &Tensor) -> Result<Tensor>;
+
+    /// The input gradient of a softmax or log-softmax from its output `y` and the output
+    /// gradient `g`, both seen as `dims = [outer, C, inner]`.
+    fn softmax_backward(
+        &self,
+        op: &Op,
+        dims: (usize, usize, usize),
+        y: &Tensor,
+        g: &Tensor,
+    ) -> Result<Tensor>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

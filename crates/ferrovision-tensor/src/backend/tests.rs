@@ -29,6 +29,8 @@ struct Counting {
     arg_reduce: AtomicUsize,
     norm: AtomicUsize,
     norm_backward: AtomicUsize,
+    softmax: AtomicUsize,
+    softmax_backward: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -168,6 +170,20 @@ impl Backend for Counting {
         bump(&self.norm_backward);
         CpuBackend.norm_backward(op, x, stats, g, need_dx)
     }
+    fn softmax(&self, op: &Op, dims: (usize, usize, usize), x: &Tensor) -> Result<Tensor> {
+        bump(&self.softmax);
+        CpuBackend.softmax(op, dims, x)
+    }
+    fn softmax_backward(
+        &self,
+        op: &Op,
+        dims: (usize, usize, usize),
+        y: &Tensor,
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        bump(&self.softmax_backward);
+        CpuBackend.softmax_backward(op, dims, y, g)
+    }
 }
 
 /// Runs `f` with a fresh counting backend installed on this thread; returns its counts.
@@ -269,4 +285,22 @@ fn normalisations_dispatch_through_the_backend() {
     // batch, layer, group and instance norm: one forward and one backward call each.
     assert_eq!(count(&c.norm), 4);
     assert_eq!(count(&c.norm_backward), 4);
+}
+
+#[test]
+fn softmax_dispatches_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec((0..24).map(|v| v as f32).collect::<Vec<f32>>(), &[2, 3, 4])?
+            .requires_grad_(true);
+        // Last axis (row kernel), a middle axis (tile kernel) and the log variant.
+        let y = x
+            .softmax(-1)?
+            .add(&x.softmax(1)?)?
+            .add(&x.log_softmax(1)?)?;
+        y.sum_all()?.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[2, 3, 4]);
+        Ok(())
+    });
+    assert_eq!(count(&c.softmax), 3);
+    assert_eq!(count(&c.softmax_backward), 3);
 }
