@@ -4,16 +4,18 @@
 //!
 //! Today the elementwise unary ops (`Tensor::relu`, `exp`, `mul_scalar`, ...), the
 //! broadcasting binary ops (`add` ... `minimum`), the matrix products (`matmul`, `linear`,
-//! `linear_relu`), the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`) and the
-//! reductions (`sum` ... `norm`, `argmax`/`argmin`), forward and backward, dispatch through it;
-//! the other families (pooling, resizing, normalisation, softmax/losses, RoI ops, copies) still
-//! call the CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait methods the same way; a CUDA
-//! backend is then one more `impl Backend`.
+//! `linear_relu`), the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`), the
+//! reductions (`sum` ... `norm`, `argmax`/`argmin`), the normalisations (`batch_norm`,
+//! `layer_norm`, `group_norm`, `instance_norm`) and `softmax`/`log_softmax`, forward and
+//! backward, dispatch through it; the other families (pooling, resizing, losses, RoI ops,
+//! copies) still call the CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait
+//! methods the same way; a CUDA backend is then one more `impl Backend`.
 
 pub(crate) mod cpu;
 #[cfg(test)]
 mod tests;
 
+pub use cpu::norm::NormStats;
 pub use cpu::CpuBackend;
 
 use crate::autograd::Op;
@@ -138,6 +140,45 @@ pub trait Backend: Send + Sync {
         dims: (usize, usize, usize),
         is_max: bool,
         out_shape: &[usize],
+    ) -> Result<Tensor>;
+
+    /// A normalisation (`op` is `BatchNorm`, `LayerNorm`, `GroupNorm` or `InstanceNorm`) of
+    /// the dense, validated `x` with optional affine `weight`/`bias`; `running` are batch
+    /// norm's `[mean, var]` (updated in place when training). Returns the output and the
+    /// statistics `norm_backward` reuses.
+    fn norm(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        running: Option<[&Tensor; 2]>,
+    ) -> Result<(Tensor, NormStats)>;
+
+    /// The gradients `[dx, dweight, dbias]` of a normalisation for the dense output gradient
+    /// `g`, from its dense input `x` and forward `stats`: `dx` where `need_dx`, the affine ones
+    /// where the op had them.
+    fn norm_backward(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        stats: NormStats,
+        g: &Tensor,
+        need_dx: bool,
+    ) -> Result<[Option<Tensor>; 3]>;
+
+    /// Softmax or log-softmax (`op` is `Softmax` or `LogSoftmax`) of the f32 `x` seen as
+    /// `dims = [outer, C, inner]`, along the middle axis: a new contiguous tensor of `x`'s shape.
+    fn softmax(&self, op: &Op, dims: (usize, usize, usize), x: &Tensor) -> Result<Tensor>;
+
+    /// The input gradient of a softmax or log-softmax from its output `y` and the output
+    /// gradient `g`, both seen as `dims = [outer, C, inner]`.
+    fn softmax_backward(
+        &self,
+        op: &Op,
+        dims: (usize, usize, usize),
+        y: &Tensor,
+        g: &Tensor,
     ) -> Result<Tensor>;
 }
 

@@ -2,7 +2,7 @@
 //! wraps [`CpuBackend`] and counts calls per family is installed for the current thread (only in
 //! this crate's unit-test build, see `for_device`), then ops run forward and backward.
 
-use super::{Backend, ConvGeom, CpuBackend, MatmulPlan};
+use super::{Backend, ConvGeom, CpuBackend, MatmulPlan, NormStats};
 use crate::autograd::Op;
 use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
 use std::cell::Cell;
@@ -27,6 +27,10 @@ struct Counting {
     reduce: AtomicUsize,
     reduce_backward: AtomicUsize,
     arg_reduce: AtomicUsize,
+    norm: AtomicUsize,
+    norm_backward: AtomicUsize,
+    softmax: AtomicUsize,
+    softmax_backward: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -144,6 +148,42 @@ impl Backend for Counting {
         bump(&self.arg_reduce);
         CpuBackend.arg_reduce(op, x, dims, is_max, out_shape)
     }
+    fn norm(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        running: Option<[&Tensor; 2]>,
+    ) -> Result<(Tensor, NormStats)> {
+        bump(&self.norm);
+        CpuBackend.norm(op, x, weight, bias, running)
+    }
+    fn norm_backward(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        stats: NormStats,
+        g: &Tensor,
+        need_dx: bool,
+    ) -> Result<[Option<Tensor>; 3]> {
+        bump(&self.norm_backward);
+        CpuBackend.norm_backward(op, x, stats, g, need_dx)
+    }
+    fn softmax(&self, op: &Op, dims: (usize, usize, usize), x: &Tensor) -> Result<Tensor> {
+        bump(&self.softmax);
+        CpuBackend.softmax(op, dims, x)
+    }
+    fn softmax_backward(
+        &self,
+        op: &Op,
+        dims: (usize, usize, usize),
+        y: &Tensor,
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        bump(&self.softmax_backward);
+        CpuBackend.softmax_backward(op, dims, y, g)
+    }
 }
 
 /// Runs `f` with a fresh counting backend installed on this thread; returns its counts.
@@ -218,4 +258,49 @@ fn reductions_dispatch_through_the_backend() {
     assert_eq!(count(&c.reduce), 10);
     assert_eq!(count(&c.reduce_backward), 10);
     assert_eq!(count(&c.arg_reduce), 1);
+}
+
+#[test]
+fn normalisations_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec((0..16).map(|v| v as f32).collect::<Vec<f32>>(), &[2, 2, 4])?
+            .requires_grad_(true);
+        let w = Tensor::ones(&[2]).requires_grad_(true);
+        let (rm, rv) = (Tensor::zeros(&[2]), Tensor::ones(&[2]));
+        let parts = [
+            x.batch_norm(&rm, &rv, Some(&w), None, true, 0.1, 1e-5)?,
+            x.layer_norm(&[4], None, None, 1e-5)?,
+            x.group_norm(1, Some(&w), None, 1e-5)?,
+            x.instance_norm(None, None, 1e-5)?,
+        ];
+        let mut total = parts[0].mul(&parts[1])?;
+        for p in &parts[2..] {
+            total = total.add(p)?;
+        }
+        total.sum_all()?.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[2, 2, 4]);
+        assert_eq!(w.grad().unwrap().shape(), &[2]);
+        Ok(())
+    });
+    // batch, layer, group and instance norm: one forward and one backward call each.
+    assert_eq!(count(&c.norm), 4);
+    assert_eq!(count(&c.norm_backward), 4);
+}
+
+#[test]
+fn softmax_dispatches_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec((0..24).map(|v| v as f32).collect::<Vec<f32>>(), &[2, 3, 4])?
+            .requires_grad_(true);
+        // Last axis (row kernel), a middle axis (tile kernel) and the log variant.
+        let y = x
+            .softmax(-1)?
+            .add(&x.softmax(1)?)?
+            .add(&x.log_softmax(1)?)?;
+        y.sum_all()?.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[2, 3, 4]);
+        Ok(())
+    });
+    assert_eq!(count(&c.softmax), 3);
+    assert_eq!(count(&c.softmax_backward), 3);
 }

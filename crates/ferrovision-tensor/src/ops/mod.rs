@@ -3,7 +3,7 @@
 //! Float ops compute in f32 on the CPU; they check dtype/device/shape first and return a typed
 //! [`crate::Error`] naming the op.
 
-mod axis;
+pub(crate) mod axis;
 pub mod binary;
 pub(crate) mod broadcast;
 pub mod compare;

@@ -2,12 +2,14 @@
 //!
 //! One file per op family: the elementwise unary and broadcasting binary arms are here (each
 //! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
-//! convolutions in `conv.rs`, reductions in `reduce.rs`. The
+//! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`. The
 //! families not listed still call their kernels from their op files (see `docs/engine.md`).
 
 mod conv;
 mod matmul;
+pub(crate) mod norm;
 pub(crate) mod reduce;
+mod softmax;
 
 use super::Backend;
 use crate::autograd::Op;
@@ -204,6 +206,42 @@ impl Backend for CpuBackend {
         out_shape: &[usize],
     ) -> Result<Tensor> {
         reduce::arg_reduce(op, x, dims, is_max, out_shape)
+    }
+
+    fn norm(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        running: Option<[&Tensor; 2]>,
+    ) -> Result<(Tensor, norm::NormStats)> {
+        norm::forward(op, x, weight, bias, running)
+    }
+
+    fn norm_backward(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        stats: norm::NormStats,
+        g: &Tensor,
+        need_dx: bool,
+    ) -> Result<[Option<Tensor>; 3]> {
+        norm::backward(op, x, stats, g, need_dx)
+    }
+
+    fn softmax(&self, op: &Op, dims: (usize, usize, usize), x: &Tensor) -> Result<Tensor> {
+        softmax::forward(op, dims, x)
+    }
+
+    fn softmax_backward(
+        &self,
+        op: &Op,
+        dims: (usize, usize, usize),
+        y: &Tensor,
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        softmax::backward(op, dims, y, g)
     }
 }
 
