@@ -1,1 +1,0 @@
-//! Reader for this source format: being written (issue 12).

@@ -1,0 +1,269 @@
+//! PyTorch `torch.save` files, read in pure Rust without executing anything.
+//!
+//! Two containers (`torch/serialization.py`): the zip archive of PyTorch 1.6 and later
+//! ([`zip`](self::zip)) and the legacy stream before it ([`legacy`]); [`read`] tells them apart by
+//! their first bytes (`PK\x03\x04`, or a pickle's `PROTO` opcode `0x80`). Both hold a pickle
+//! that a restricted unpickler ([`pickle`]) runs: it only knows the globals tensor rebuilds
+//! need (`torch/_utils.py`), so a crafted file is an error naming the global it wanted
+//! (`os.system`, `builtins.eval`, a module class) instead of code execution. Tensors then
+//! get their data from the storages' raw bytes ([`storage`]).
+//!
+//! **What comes back.** Every tensor of the pickled object, under a name that joins the path
+//! to it with `.`: dict keys (strings, or integers written in decimal), list and tuple
+//! indices. A plain state dict gives its own keys (`conv1.weight`); a checkpoint
+//! `{"epoch": 3, "state_dict": {...}, "optimizer": {...}}` gives `state_dict.conv1.weight`,
+//! `optimizer.state.0.momentum_buffer`, ... — nothing is guessed or dropped here, and
+//! [`crate::remap::load_into`] picks the state dict out of a checkpoint. Non-tensor values
+//! (numbers, strings, `_metadata`) are skipped; a file that is a single tensor gives one
+//! tensor named `tensor`. Order is the file's.
+//!
+//! **Dtypes.** f32, f16, bf16, i64 (e.g. `num_batches_tracked`), i32, u8 and bool stay as
+//! they are; f64 becomes f32 and i16/i8 become i32 (the engine has no f64/i16/i8); complex,
+//! quantized, float8 and unsigned 16-64-bit tensors are refused by name. Views come back
+//! contiguous, each with its own copy of the elements it covers. Device locations (`cuda:0`)
+//! are ignored: everything lands on the CPU.
+
+pub mod legacy;
+pub mod pickle;
+pub mod storage;
+pub mod zip;
+
+use crate::{Error, ImportedWeights, Result};
+use pickle::{Obj, Pickle, PickleError, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How deep containers may nest (state dicts nest 1-3 levels; this bound stops a container
+/// that contains itself).
+const MAX_DEPTH: usize = 64;
+
+/// Reads a `torch.save` file (zip or legacy format) into its tensors.
+///
+/// ```no_run
+/// let w = ferrovision_import::torch::read(std::path::Path::new("resnet18.pth"))?;
+/// for (name, t) in &w.tensors {
+///     println!("{name}: {:?} {:?}", t.shape(), t.dtype());
+/// }
+/// # Ok::<(), ferrovision_import::Error>(())
+/// ```
+pub fn read(path: &Path) -> Result<ImportedWeights> {
+    let data = std::fs::read(path).map_err(|e| ferrovision_io::Error::io(path, e))?;
+    read_bytes(path, &data)
+}
+
+/// Reads a `torch.save` file already in memory; `path` only names it in errors.
+pub fn read_bytes(path: &Path, data: &[u8]) -> Result<ImportedWeights> {
+    if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
+        zip::read(path, data)
+    } else if data.first() == Some(&0x80) {
+        legacy::read(path, data)
+    } else if data.get(257..262) == Some(b"ustar") {
+        Err(format_err(
+            path,
+            "a tar-based torch file (PyTorch < 0.4) is not supported: re-save it with a newer PyTorch",
+        ))
+    } else {
+        Err(Error::UnknownFormat {
+            path: path.to_path_buf(),
+            msg: "not a torch.save file (neither a zip archive nor a pickle)".into(),
+        })
+    }
+}
+
+/// The raw bytes of one storage and their byte order.
+pub(crate) struct StorageBytes<'a> {
+    pub bytes: Cow<'a, [u8]>,
+    pub big_endian: bool,
+}
+
+pub(crate) fn format_err(path: &Path, msg: impl Into<String>) -> Error {
+    Error::format(path, msg)
+}
+
+pub(crate) fn pickle_err(path: &Path, what: &str, e: PickleError) -> Error {
+    Error::format(path, format!("{what}, byte {}: {}", e.offset, e.msg))
+}
+
+/// The tensors of `pk`, named by their paths, with data from `storages` (by key).
+pub(crate) fn assemble(
+    path: &Path,
+    pk: &Pickle,
+    storages: &HashMap<String, StorageBytes>,
+) -> Result<Vec<(String, ferrovision_tensor::Tensor)>> {
+    let mut found = Vec::new();
+    let mut walk = Walk {
+        pk,
+        budget: 2 * pk.objs.len() + 1024,
+    };
+    walk.flatten(&pk.root, "", 0, &mut found)
+        .map_err(|m| format_err(path, m))?;
+    let mut seen = HashMap::new();
+    let mut out = Vec::with_capacity(found.len());
+    for (name, idx) in found {
+        let name = if name.is_empty() {
+            "tensor".to_string()
+        } else {
+            name
+        };
+        if seen.insert(name.clone(), ()).is_some() {
+            return Err(format_err(path, format!("two tensors are named '{name}'")));
+        }
+        let t = tensor(pk, idx, storages).map_err(|m| format_err(path, format!("tensor '{name}': {m}")))?;
+        out.push((name, t));
+    }
+    Ok(out)
+}
+
+/// One tensor's data, checked against its storage.
+fn tensor(
+    pk: &Pickle,
+    idx: usize,
+    storages: &HashMap<String, StorageBytes>,
+) -> std::result::Result<ferrovision_tensor::Tensor, String> {
+    let Obj::Tensor(t) = &pk.objs[idx] else {
+        unreachable!("flatten returns tensors only")
+    };
+    let Obj::Storage(s) = &pk.objs[t.storage] else {
+        unreachable!("rebuilds take storages only")
+    };
+    let sb = storages
+        .get(&*s.key)
+        .ok_or_else(|| format!("its storage '{}' is missing from the file", s.key))?;
+    let storage_es = s.elem.map_or(1, |e| e.size()) as u64;
+    if let Some(e) = s.elem {
+        if e != t.elem {
+            return Err(format!(
+                "a {:?} tensor on a {e:?} storage '{}'",
+                t.elem, s.key
+            ));
+        }
+    }
+    let want = s
+        .numel
+        .checked_mul(storage_es)
+        .ok_or_else(|| format!("storage '{}' size overflows", s.key))?;
+    if sb.bytes.len() as u64 != want {
+        return Err(format!(
+            "storage '{}' holds {} bytes, the pickle says {} x {storage_es}",
+            s.key,
+            sb.bytes.len(),
+            s.numel
+        ));
+    }
+    let mut region: &[u8] = &sb.bytes;
+    if let Some((view_key, off, size)) = &s.view {
+        let range = off
+            .checked_add(*size)
+            .filter(|&end| end <= s.numel)
+            .ok_or_else(|| {
+                format!(
+                    "storage view '{view_key}' (elements {off}..+{size}) exceeds storage '{}' of {}",
+                    s.key, s.numel
+                )
+            })?;
+        region = &region[(off * storage_es) as usize..(range * storage_es) as usize];
+    }
+    let es = t.elem.size();
+    if region.len() % es != 0 {
+        return Err(format!(
+            "storage '{}' of {} bytes is not a whole number of {es}-byte elements",
+            s.key,
+            region.len()
+        ));
+    }
+    storage::materialize(
+        t.elem,
+        region,
+        sb.big_endian,
+        t.offset,
+        &t.size,
+        &t.stride,
+    )
+}
+
+/// A bounded walk over the object graph.
+struct Walk<'p> {
+    pk: &'p Pickle,
+    /// Objects left to visit: shared sub-objects referenced over and over (a pickle can build
+    /// a graph that is exponentially large as a tree) stop here.
+    budget: usize,
+}
+
+impl Walk<'_> {
+    /// Appends `(dotted path, tensor object index)` for every tensor under `v`.
+    fn flatten(
+        &mut self,
+        v: &Value,
+        name: &str,
+        depth: usize,
+        out: &mut Vec<(String, usize)>,
+    ) -> std::result::Result<(), String> {
+        let Value::Obj(i) = v else { return Ok(()) };
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "'{name}': containers nest deeper than {MAX_DEPTH} levels (or contain themselves)"
+            ));
+        }
+        if self.budget == 0 {
+            return Err("the pickled object graph is too large when expanded".into());
+        }
+        self.budget -= 1;
+        let join = |k: &str| {
+            if name.is_empty() {
+                k.to_string()
+            } else {
+                format!("{name}.{k}")
+            }
+        };
+        match &self.pk.objs[*i] {
+            Obj::Tensor(_) => out.push((name.to_string(), *i)),
+            Obj::Storage(_) => {}
+            Obj::Tuple(items) | Obj::List(items) => {
+                for (k, item) in items.iter().enumerate() {
+                    self.flatten(item, &join(&k.to_string()), depth + 1, out)?;
+                }
+            }
+            Obj::Dict(pairs) => {
+                // Python semantics: a repeated key keeps its first position and its last value.
+                let mut order: Vec<(Option<String>, &Value, &Value)> = Vec::new();
+                let mut index: HashMap<String, usize> = HashMap::new();
+                for (k, val) in pairs {
+                    let key = match k {
+                        Value::Str(s) => Some(s.to_string()),
+                        Value::Int(n) => Some(n.to_string()),
+                        Value::Bool(b) => Some(if *b { "True" } else { "False" }.to_string()),
+                        Value::None => Some("None".to_string()),
+                        _ => None,
+                    };
+                    match key.as_ref().and_then(|k| index.get(k)) {
+                        Some(&at) => order[at].2 = val,
+                        None => {
+                            if let Some(k) = &key {
+                                index.insert(k.clone(), order.len());
+                            }
+                            order.push((key, k, val));
+                        }
+                    }
+                }
+                for (key, k, val) in order {
+                    match key {
+                        Some(key) => self.flatten(val, &join(&key), depth + 1, out)?,
+                        None => {
+                            let mut inner = Vec::new();
+                            self.flatten(val, &join("?"), depth + 1, &mut inner)?;
+                            if !inner.is_empty() {
+                                return Err(format!(
+                                    "'{}': a dict key of type {} holds tensors",
+                                    join("?"),
+                                    pickle::kind(k)
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
