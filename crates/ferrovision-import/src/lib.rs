@@ -16,6 +16,7 @@
 pub mod error;
 pub mod keras_h5;
 pub mod onnx;
+pub mod remap;
 pub mod tfjs;
 pub mod torch;
 
