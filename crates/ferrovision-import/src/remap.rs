@@ -240,10 +240,7 @@ pub fn load_into(net: &dyn Network, weights: &ImportedWeights, naming: &Naming) 
             let mut best = (0, "");
             for &p in PREFIXES {
                 let found = sources(weights, p, &naming.remap)?;
-                let hits = targets
-                    .iter()
-                    .filter(|t| found.contains_key(&t.1))
-                    .count();
+                let hits = targets.iter().filter(|t| found.contains_key(&t.1)).count();
                 if hits > best.0 {
                     best = (hits, p);
                 }

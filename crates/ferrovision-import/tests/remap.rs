@@ -57,7 +57,10 @@ fn checkpoint_loads_into_a_twin_net_and_gives_pytorchs_output() {
     let got = out[0].to_vec::<f32>().unwrap();
     let scale = y.iter().fold(0f32, |m, v| m.max(v.abs()));
     for (i, (g, w)) in got.iter().zip(&y).enumerate() {
-        assert!((g - w).abs() <= 1e-5 * scale, "output[{i}]: ours {g}, PyTorch {w}");
+        assert!(
+            (g - w).abs() <= 1e-5 * scale,
+            "output[{i}]: ours {g}, PyTorch {w}"
+        );
     }
     // The same file with the prefix given, and with a rename rule doing the prefix's job.
     let explicit = Naming {
@@ -70,9 +73,14 @@ fn checkpoint_loads_into_a_twin_net_and_gives_pytorchs_output() {
         remap: KeyRemapper::new().rule("state_dict.*", "$1").unwrap(),
         ..Naming::torch()
     };
-    let e = load_into(tiny().as_ref(), &w, &by_rule).unwrap_err().to_string();
+    let e = load_into(tiny().as_ref(), &w, &by_rule)
+        .unwrap_err()
+        .to_string();
     // ... which leaves the optimizer's tensors as extras.
-    assert!(e.contains("extra: tensor 'optimizer.state.0.momentum_buffer'"), "{e}");
+    assert!(
+        e.contains("extra: tensor 'optimizer.state.0.momentum_buffer'"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -140,8 +148,14 @@ fn zoo_resnet18_takes_every_torchvision_key() {
         ("bn1/beta", "bn1.bias"),
         ("bn1/moving_mean", "bn1.running_mean"),
         ("bn1/moving_variance", "bn1.running_var"),
-        ("layer2/0/downsample/0/kernel", "layer2.0.downsample.0.weight"),
-        ("layer2/0/downsample/1/moving_variance", "layer2.0.downsample.1.running_var"),
+        (
+            "layer2/0/downsample/0/kernel",
+            "layer2.0.downsample.0.weight",
+        ),
+        (
+            "layer2/0/downsample/1/moving_variance",
+            "layer2.0.downsample.1.running_var",
+        ),
         ("layer4/1/conv2/kernel", "layer4.1.conv2.weight"),
         ("fc/bias", "fc.bias"),
     ] {
@@ -176,7 +190,8 @@ fn missing_and_misshaped_tensors_are_named_with_both_shapes() {
             *t = Tensor::zeros(&[64, 3, 3, 3]);
         }
     }
-    src.tensors.push(("extra.weight".into(), Tensor::zeros(&[2])));
+    src.tensors
+        .push(("extra.weight".into(), Tensor::zeros(&[2])));
     let msg = load_into(net.as_ref(), &src, &Naming::torch())
         .unwrap_err()
         .to_string();
@@ -214,6 +229,12 @@ fn dataparallel_prefix_is_found_and_renames_apply() {
     let msg = load_into(net.as_ref(), &src, &Naming::torch())
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("missing: no tensor 'module.fc.weight'"), "{msg}");
-    assert!(msg.contains("extra: tensor 'module.classifier.weight'"), "{msg}");
+    assert!(
+        msg.contains("missing: no tensor 'module.fc.weight'"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("extra: tensor 'module.classifier.weight'"),
+        "{msg}"
+    );
 }

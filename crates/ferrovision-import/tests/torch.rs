@@ -76,7 +76,10 @@ fn zip_state_dict_equals_torch_load() {
     // The transposed offset view of `base` shares its storage in the file.
     let view = w.get("view_t").unwrap().to_vec::<f32>().unwrap();
     assert_eq!(&view[..4], &[4.0 / 8.0, 8.0 / 8.0, 12.0 / 8.0, 5.0 / 8.0]);
-    assert_eq!(w.get("bn.num_batches_tracked").unwrap().item().unwrap(), 17.0);
+    assert_eq!(
+        w.get("bn.num_batches_tracked").unwrap().item().unwrap(),
+        17.0
+    );
 }
 
 #[test]
@@ -169,7 +172,10 @@ fn truncated_and_corrupted_files_give_errors_not_panics() {
                 Err(()) => panic!("{name}: panic with byte {i} flipped"),
             }
         }
-        println!("{name}: {} bytes flipped one at a time: {ok} still read, {err} refused", data.len());
+        println!(
+            "{name}: {} bytes flipped one at a time: {ok} still read, {err} refused",
+            data.len()
+        );
         assert!(err > data.len() / 2, "{name}: most flips must be detected");
     }
 }
@@ -219,7 +225,11 @@ fn real_efficientnet_lite0_file_equals_torch_load_summary() {
             .collect();
         // Compared as f32 (the tensors' type): serde_json's float parsing may be 1 ulp off in f64.
         let as_f32 = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-        assert_eq!(as_f32(&v[..first.len()]), as_f32(&first), "{name} first values");
+        assert_eq!(
+            as_f32(&v[..first.len()]),
+            as_f32(&first),
+            "{name} first values"
+        );
         let sum: f64 = v.iter().sum();
         let abs: f64 = v.iter().map(|x| x.abs()).sum();
         let want_sum = s["sum"].as_f64().unwrap();
@@ -237,7 +247,11 @@ fn real_efficientnet_lite0_file_equals_torch_load_summary() {
     let data = std::fs::read(&path).unwrap();
     for k in 1..24 {
         let cut = data.len() * k / 24;
-        assert_eq!(read_no_panic(&path, &data[..cut]), Ok(false), "cut at {cut}");
+        assert_eq!(
+            read_no_panic(&path, &data[..cut]),
+            Ok(false),
+            "cut at {cut}"
+        );
         let mut d = data.clone();
         d[cut] ^= 0x55;
         assert!(read_no_panic(&path, &d).is_ok(), "flip at {cut}");

@@ -42,14 +42,18 @@ pub(super) fn read(path: &Path, data: &[u8]) -> Result<ImportedWeights> {
     if !matches!(proto.root, Value::Int(PROTOCOL_VERSION)) {
         return Err(format_err(
             path,
-            format!("legacy protocol version {:?}, expected {PROTOCOL_VERSION}", proto.root),
+            format!(
+                "legacy protocol version {:?}, expected {PROTOCOL_VERSION}",
+                proto.root
+            ),
         ));
     }
-    let sys_info = pickle::unpickle(data, proto.end).map_err(|e| pickle_err(path, "sys_info", e))?;
-    let main = pickle::unpickle(data, sys_info.end)
-        .map_err(|e| pickle_err(path, "the main pickle", e))?;
-    let keys_pk =
-        pickle::unpickle(data, main.end).map_err(|e| pickle_err(path, "the storage key list", e))?;
+    let sys_info =
+        pickle::unpickle(data, proto.end).map_err(|e| pickle_err(path, "sys_info", e))?;
+    let main =
+        pickle::unpickle(data, sys_info.end).map_err(|e| pickle_err(path, "the main pickle", e))?;
+    let keys_pk = pickle::unpickle(data, main.end)
+        .map_err(|e| pickle_err(path, "the storage key list", e))?;
     let keys: Vec<String> = match &keys_pk.root {
         Value::Obj(i) => match &keys_pk.objs[*i] {
             Obj::List(l) => l
@@ -85,7 +89,10 @@ pub(super) fn read(path: &Path, data: &[u8]) -> Result<ImportedWeights> {
             .get(pos..pos + 8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .ok_or_else(|| {
-                format_err(path, format!("truncated before the size of storage '{key}'"))
+                format_err(
+                    path,
+                    format!("truncated before the size of storage '{key}'"),
+                )
             })?;
         pos += 8;
         if count != numel {
@@ -123,4 +130,85 @@ pub(super) fn read(path: &Path, data: &[u8]) -> Result<ImportedWeights> {
         format: SourceFormat::TorchLegacy,
         tensors,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::read_bytes;
+    use std::path::Path;
+
+    /// A legacy stream holding `{"w": tensor}` over one FloatStorage '0' of `numel` elements
+    /// (declared `count` in the data section, followed by `data`), the tensor being
+    /// `(offset, sizes, strides)`, optionally through a legacy storage view.
+    fn stream(
+        numel: u8,
+        view: Option<(u8, u8)>,
+        tensor: (u8, u8),
+        count: u64,
+        data: &[f32],
+    ) -> Vec<u8> {
+        let mut b = vec![0x80, 2, 0x8a, 10];
+        b.extend([
+            0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, b'.',
+        ]);
+        b.extend([0x80, 2, b'M', 0xe9, 0x03, b'.']); // 1001
+        b.extend([0x80, 2, b'}', b'.']); // sys_info (contents unused)
+        b.extend([0x80, 2, b'}', b'X', 1, 0, 0, 0, b'w']);
+        b.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+        b.extend(b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK");
+        b.push(numel);
+        match view {
+            None => b.push(b'N'),
+            Some((off, size)) => b.extend([b'X', 1, 0, 0, 0, b'v', b'K', off, b'K', size, 0x87]),
+        }
+        b.extend([
+            b't', b'Q', b'K', tensor.0, b'K', tensor.1, 0x85, b'K', 1, 0x85, 0x89,
+        ]);
+        b.extend(b"ccollections\nOrderedDict\n)Rt");
+        b.extend([b'R', b's', b'.']);
+        b.extend([0x80, 2, b']', b'X', 1, 0, 0, 0, b'0', b'a', b'.']);
+        b.extend(count.to_le_bytes());
+        b.extend(data.iter().flat_map(|x| x.to_le_bytes()));
+        b
+    }
+
+    fn read(b: &[u8]) -> Result<Vec<f32>, String> {
+        read_bytes(Path::new("crafted.pt"), b)
+            .map(|w| w.tensors[0].1.to_vec::<f32>().unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_a_hand_built_stream() {
+        // tensor = storage[1..3]
+        assert_eq!(
+            read(&stream(4, None, (1, 2), 4, &[1., 2., 3., 4.])),
+            Ok(vec![2., 3.])
+        );
+        // legacy storage view: elements [2, 4) of the root storage, tensor = view[1..2]
+        assert_eq!(
+            read(&stream(4, Some((2, 2)), (1, 1), 4, &[1., 2., 3., 4.])),
+            Ok(vec![4.])
+        );
+    }
+
+    #[test]
+    fn wrong_counts_short_data_and_bad_views_are_errors() {
+        let e = read(&stream(4, None, (0, 4), 3, &[1., 2., 3.])).unwrap_err();
+        assert!(
+            e.contains("crafted.pt") && e.contains("holds 3 elements, its tensor record says 4"),
+            "{e}"
+        );
+        let e = read(&stream(4, None, (0, 4), 4, &[1., 2., 3.])).unwrap_err();
+        assert!(e.contains("runs past the end of the file"), "{e}");
+        let e = read(&stream(4, None, (0, 4), u64::MAX, &[])).unwrap_err();
+        assert!(e.contains("holds 18446744073709551615 elements"), "{e}");
+        let e = read(&stream(4, None, (2, 4), 4, &[1., 2., 3., 4.])).unwrap_err();
+        assert!(
+            e.contains("tensor 'w'") && e.contains("reaches element 5 of a storage of 4"),
+            "{e}"
+        );
+        let e = read(&stream(4, Some((3, 2)), (0, 1), 4, &[1., 2., 3., 4.])).unwrap_err();
+        assert!(e.contains("storage view 'v'"), "{e}");
+    }
 }

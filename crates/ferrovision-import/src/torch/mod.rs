@@ -109,7 +109,8 @@ pub(crate) fn assemble(
         if seen.insert(name.clone(), ()).is_some() {
             return Err(format_err(path, format!("two tensors are named '{name}'")));
         }
-        let t = tensor(pk, idx, storages).map_err(|m| format_err(path, format!("tensor '{name}': {m}")))?;
+        let t = tensor(pk, idx, storages)
+            .map_err(|m| format_err(path, format!("tensor '{name}': {m}")))?;
         out.push((name, t));
     }
     Ok(out)
@@ -165,21 +166,14 @@ fn tensor(
         region = &region[(off * storage_es) as usize..(range * storage_es) as usize];
     }
     let es = t.elem.size();
-    if region.len() % es != 0 {
+    if !region.len().is_multiple_of(es) {
         return Err(format!(
             "storage '{}' of {} bytes is not a whole number of {es}-byte elements",
             s.key,
             region.len()
         ));
     }
-    storage::materialize(
-        t.elem,
-        region,
-        sb.big_endian,
-        t.offset,
-        &t.size,
-        &t.stride,
-    )
+    storage::materialize(t.elem, region, sb.big_endian, t.offset, &t.size, &t.stride)
 }
 
 /// A bounded walk over the object graph.

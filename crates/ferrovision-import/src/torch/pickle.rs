@@ -559,7 +559,7 @@ impl<'a> Vm<'a> {
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
-                    if items.len() % 2 != 0 {
+                    if !items.len().is_multiple_of(2) {
                         return self.err("SETITEMS with an odd number of items");
                     }
                     let dict = self.top()?.clone();
@@ -711,7 +711,7 @@ impl<'a> Vm<'a> {
     }
 
     fn dict_from(&mut self, items: Vec<Value>) -> Res<Value> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.err("DICT with an odd number of items");
         }
         let mut pairs = Vec::with_capacity(items.len() / 2);
@@ -788,9 +788,8 @@ impl<'a> Vm<'a> {
                     match s.elem {
                         Some(e) => e,
                         None => {
-                            return self.err(format!(
-                                "{g:?} of an untyped storage (no dtype given)"
-                            ))
+                            return self
+                                .err(format!("{g:?} of an untyped storage (no dtype given)"))
                         }
                     }
                 };
@@ -808,15 +807,10 @@ impl<'a> Vm<'a> {
             Global::RebuildParameter | Global::RebuildParameterWithState => {
                 let n = if g == Global::RebuildParameter { 3 } else { 4 };
                 if args.len() != n {
-                    return self.err(format!(
-                        "{g:?} takes {n} arguments, got {}",
-                        args.len()
-                    ));
+                    return self.err(format!("{g:?} takes {n} arguments, got {}", args.len()));
                 }
                 match &args[0] {
-                    Value::Obj(i) if matches!(self.objs[*i], Obj::Tensor(_)) => {
-                        Ok(args[0].clone())
-                    }
+                    Value::Obj(i) if matches!(self.objs[*i], Obj::Tensor(_)) => Ok(args[0].clone()),
                     _ => self.err("a parameter whose data is not a tensor"),
                 }
             }
@@ -935,7 +929,9 @@ mod tests {
     #[test]
     fn plain_values_and_containers() {
         // {'a': [1, 2.5, None, True], 'b': (300, -1)} with protocol 2 opcodes.
-        let mut p = vec![0x80, 2, b'}', b'q', 0, b'(', b'X', 1, 0, 0, 0, b'a', b']', b'('];
+        let mut p = vec![
+            0x80, 2, b'}', b'q', 0, b'(', b'X', 1, 0, 0, 0, b'a', b']', b'(',
+        ];
         p.extend([b'K', 1, b'G']);
         p.extend(2.5f64.to_be_bytes());
         p.extend([b'N', 0x88, b'e', b'X', 1, 0, 0, 0, b'b', b'M']);
@@ -945,11 +941,15 @@ mod tests {
         p.extend([0x86, b'u', b'.']);
         let pk = run(&p).unwrap();
         let Value::Obj(root) = pk.root else { panic!() };
-        let Obj::Dict(d) = &pk.objs[root] else { panic!() };
+        let Obj::Dict(d) = &pk.objs[root] else {
+            panic!()
+        };
         assert_eq!(d.len(), 2);
         let Value::Obj(l) = d[0].1 else { panic!() };
         let Obj::List(l) = &pk.objs[l] else { panic!() };
-        assert!(matches!(l[..], [Value::Int(1), Value::Float(f), Value::None, Value::Bool(true)] if f == 2.5));
+        assert!(
+            matches!(l[..], [Value::Int(1), Value::Float(f), Value::None, Value::Bool(true)] if f == 2.5)
+        );
         let Value::Obj(t) = d[1].1 else { panic!() };
         let Obj::Tuple(t) = &pk.objs[t] else { panic!() };
         assert!(matches!(t[..], [Value::Int(300), Value::Int(-1)]));

@@ -88,11 +88,7 @@ const TYPES: &[(&str, &str, Elem)] = &[
     ("", "uint16", Elem::Unsupported("uint16", 2)),
     ("", "uint32", Elem::Unsupported("uint32", 4)),
     ("", "uint64", Elem::Unsupported("uint64", 8)),
-    (
-        "",
-        "float8_e4m3fn",
-        Elem::Unsupported("float8_e4m3fn", 1),
-    ),
+    ("", "float8_e4m3fn", Elem::Unsupported("float8_e4m3fn", 1)),
     ("", "float8_e5m2", Elem::Unsupported("float8_e5m2", 1)),
     (
         "",
@@ -134,11 +130,7 @@ pub fn materialize(
         return Err(format!("dtype torch.{name} is not supported"));
     }
     if size.len() != stride.len() {
-        return Err(format!(
-            "{} sizes but {} strides",
-            size.len(),
-            stride.len()
-        ));
+        return Err(format!("{} sizes but {} strides", size.len(), stride.len()));
     }
     let es = elem.size();
     let count = (bytes.len() / es) as u64;
@@ -174,7 +166,9 @@ pub fn materialize(
     let strides: Vec<usize> = stride.iter().map(|&s| s as usize).collect();
     let index = StridedIndex::new(offset as usize, &shape, &strides, numel as usize);
     let t = match elem {
-        Elem::F32 => build(bytes, es, index, &shape, |b| f32::from_bits(word32(b, big_endian))),
+        Elem::F32 => build(bytes, es, index, &shape, |b| {
+            f32::from_bits(word32(b, big_endian))
+        }),
         Elem::F64 => build(bytes, es, index, &shape, |b| {
             f64::from_bits(word64(b, big_endian)) as f32
         }),
@@ -287,5 +281,50 @@ impl Iterator for StridedIndex {
             self.idx[d] = 0;
         }
         Some(pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn strided_offset_view_is_gathered_row_major() {
+        // storage 0..6 as [2, 3]; the view base[:, 1:].t() = offset 1, sizes [2, 2], strides [1, 3]
+        let b = f32_bytes(&[0., 1., 2., 3., 4., 5.]);
+        let t = materialize(Elem::F32, &b, false, 1, &[2, 2], &[1, 3]).unwrap();
+        assert_eq!(t.shape(), &[2, 2]);
+        assert_eq!(t.to_vec::<f32>().unwrap(), vec![1., 4., 2., 5.]);
+        // Big-endian f64 -> f32, and 0-d.
+        let b: Vec<u8> = 1.5f64.to_be_bytes().to_vec();
+        let t = materialize(Elem::F64, &b, true, 0, &[], &[]).unwrap();
+        assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.5]);
+        // Empty tensors need no storage.
+        let t = materialize(Elem::F32, &[], false, 0, &[0, 3], &[3, 1]).unwrap();
+        assert_eq!(t.shape(), &[0, 3]);
+        // i8 -> i32 keeps the sign.
+        let t = materialize(Elem::I8, &[0xff, 2], false, 0, &[2], &[1]).unwrap();
+        assert_eq!(t.to_vec::<i32>().unwrap(), vec![-1, 2]);
+    }
+
+    #[test]
+    fn views_outside_their_storage_are_errors() {
+        let b = f32_bytes(&[0.; 6]);
+        let e = materialize(Elem::F32, &b, false, 1, &[2, 3], &[3, 1]).unwrap_err();
+        assert!(e.contains("reaches element 6 of a storage of 6"), "{e}");
+        let e = materialize(Elem::F32, &b, false, 0, &[u64::MAX, 2], &[1, 1]).unwrap_err();
+        assert!(e.contains("overflow"), "{e}");
+        let e = materialize(Elem::F32, &b, false, 0, &[3], &[1 << 63]).unwrap_err();
+        assert!(e.contains("overflow"), "{e}");
+        let e = materialize(Elem::F32, &b, false, 0, &[2], &[1, 1]).unwrap_err();
+        assert!(e.contains("1 sizes but 2 strides"), "{e}");
+        let e = materialize(Elem::F32, &b, false, 0, &[1000, 1000], &[0, 0]).unwrap_err();
+        assert!(e.contains("expanded"), "{e}");
+        let e = materialize(Elem::Unsupported("complex64", 8), &b, false, 0, &[], &[]).unwrap_err();
+        assert!(e.contains("torch.complex64"), "{e}");
     }
 }

@@ -227,10 +227,10 @@ impl<'a> Archive<'a> {
                 Cow::Owned(v)
             }
             m => {
+                let name = &e.name;
                 return Err(format!(
-                    "zip: record '{}' uses compression method {m} (only stored and deflate are read)",
-                    e.name
-                ))
+                    "zip: record '{name}' uses compression method {m} (only stored and deflate)"
+                ));
             }
         };
         let mut crc = flate2::Crc::new();
@@ -261,7 +261,12 @@ pub(super) fn read(path: &Path, data: &[u8]) -> Result<ImportedWeights> {
                 "a zip archive without a '<name>/data.pkl' record: not written by torch.save",
             ))
         }
-        _ => return Err(format_err(path, "a zip archive with several data.pkl records")),
+        _ => {
+            return Err(format_err(
+                path,
+                "a zip archive with several data.pkl records",
+            ))
+        }
     };
     let prefix = &pkl.name[..pkl.name.len() - "data.pkl".len()];
     let big_endian = match zip.get(&format!("{prefix}byteorder")) {
@@ -272,10 +277,7 @@ pub(super) fn read(path: &Path, data: &[u8]) -> Result<ImportedWeights> {
             other => {
                 return Err(format_err(
                     path,
-                    format!(
-                        "byteorder record says '{}'",
-                        String::from_utf8_lossy(other)
-                    ),
+                    format!("byteorder record says '{}'", String::from_utf8_lossy(other)),
                 ))
             }
         },
@@ -292,7 +294,10 @@ pub(super) fn read(path: &Path, data: &[u8]) -> Result<ImportedWeights> {
         let e = zip.get(&name).ok_or_else(|| {
             format_err(
                 path,
-                format!("the pickle refers to storage '{}' but '{name}' is missing", s.key),
+                format!(
+                    "the pickle refers to storage '{}' but '{name}' is missing",
+                    s.key
+                ),
             )
         })?;
         let bytes = zip.read(e).map_err(|m| format_err(path, m))?;
