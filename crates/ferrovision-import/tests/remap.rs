@@ -195,6 +195,7 @@ fn missing_and_misshaped_tensors_are_named_with_both_shapes() {
     let msg = load_into(net.as_ref(), &src, &Naming::torch())
         .unwrap_err()
         .to_string();
+    println!("{msg}");
     for part in [
         "missing: no tensor 'layer4.1.bn2.running_var' for the network's weight \
          'layer4/1/bn2/moving_variance' (shape [512])",

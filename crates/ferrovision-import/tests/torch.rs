@@ -113,6 +113,7 @@ fn refused(name: &str) -> String {
         Err(e @ Error::Format { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains(name), "the error names the file: {msg}");
+            println!("{msg}");
             msg
         }
         Err(e) => panic!("{name}: unexpected error kind {e:?}"),
