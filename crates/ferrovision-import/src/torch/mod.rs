@@ -23,6 +23,7 @@
 //! contiguous, each with its own copy of the elements it covers. Device locations (`cuda:0`)
 //! are ignored: everything lands on the CPU.
 
+pub mod globals;
 pub mod legacy;
 pub mod pickle;
 pub mod storage;
