@@ -202,7 +202,14 @@ fn real_efficientnet_lite0_file_equals_torch_load_summary() {
         &std::fs::read_to_string(fixture("efficientnet_lite0_summary.json")).unwrap(),
     )
     .unwrap();
+    let start = std::time::Instant::now();
     let w = torch::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "read {} tensors ({} bytes) in {:.1} ms",
+        w.tensors.len(),
+        std::fs::metadata(&path).unwrap().len(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
     assert_eq!(w.format, SourceFormat::TorchLegacy);
     let want = summary["tensors"].as_object().unwrap();
     assert_eq!(w.tensors.len(), summary["count"].as_u64().unwrap() as usize);

@@ -262,3 +262,44 @@ impl Walk<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flatten_err(pickle: &[u8]) -> String {
+        let pk = pickle::unpickle(pickle, 0).unwrap();
+        assemble(Path::new("x.pt"), &pk, &HashMap::new())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // 100 000 nested lists: [[[...]]].
+        let n = 100_000;
+        let mut b = vec![0x80, 2];
+        b.extend(std::iter::repeat_n(b']', n));
+        b.extend(std::iter::repeat_n(b'a', n - 1));
+        b.push(b'.');
+        let e = flatten_err(&b);
+        assert!(e.contains("nest deeper than 64 levels"), "{e}");
+        // A list that contains itself.
+        let e = flatten_err(&[0x80, 2, b']', b'q', 0, b'h', 0, b'a', b'.']);
+        assert!(e.contains("nest deeper than 64 levels"), "{e}");
+    }
+
+    #[test]
+    fn shared_sub_objects_cannot_blow_up_the_walk() {
+        // l0 = []; l_{k+1} = [l_k, l_k] for 60 levels: 2^60 paths over 61 objects.
+        let mut b = vec![0x80, 2, b']'];
+        for _ in 0..60 {
+            // DUP, then make the tuple (l, l) and wrap it in a list: [ (l, l) ] would add a
+            // level; a 2-tuple of the same object is enough.
+            b.extend([b'2', 0x86]);
+        }
+        b.push(b'.');
+        let e = flatten_err(&b);
+        assert!(e.contains("too large when expanded"), "{e}");
+    }
+}

@@ -200,10 +200,23 @@ fn build<T: Element>(
     shape: &[usize],
     decode: impl Fn(&[u8]) -> T,
 ) -> ferrovision_tensor::Result<Tensor> {
-    let mut out = Vec::with_capacity(index.numel);
-    for pos in index {
-        out.push(decode(&bytes[pos * width..(pos + 1) * width]));
-    }
+    let out: Vec<T> = if index.numel == 0 {
+        // An empty view's offset is never checked against the storage: touch nothing.
+        Vec::new()
+    } else if index.is_contiguous() {
+        // The common case (every tensor of a plain state dict): one run of the storage.
+        let start = index.offset * width;
+        bytes[start..start + index.numel * width]
+            .chunks_exact(width)
+            .map(&decode)
+            .collect()
+    } else {
+        let mut out = Vec::with_capacity(index.numel);
+        for pos in index {
+            out.push(decode(&bytes[pos * width..(pos + 1) * width]));
+        }
+        out
+    };
     Tensor::from_vec(out, shape)
 }
 
@@ -258,6 +271,21 @@ impl StridedIndex {
     }
 }
 
+impl StridedIndex {
+    /// True when the positions are `offset, offset + 1, ...` (row-major strides; axes of size
+    /// one may have any stride).
+    fn is_contiguous(&self) -> bool {
+        let mut want = 1;
+        for (&n, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if n != 1 && s != want {
+                return false;
+            }
+            want *= n;
+        }
+        true
+    }
+}
+
 impl Iterator for StridedIndex {
     type Item = usize;
 
@@ -306,6 +334,9 @@ mod tests {
         // Empty tensors need no storage.
         let t = materialize(Elem::F32, &[], false, 0, &[0, 3], &[3, 1]).unwrap();
         assert_eq!(t.shape(), &[0, 3]);
+        // ... whatever offset they claim.
+        let t = materialize(Elem::F32, &[], false, 1 << 40, &[0], &[1]).unwrap();
+        assert_eq!(t.shape(), &[0]);
         // i8 -> i32 keeps the sign.
         let t = materialize(Elem::I8, &[0xff, 2], false, 0, &[2], &[1]).unwrap();
         assert_eq!(t.to_vec::<i32>().unwrap(), vec![-1, 2]);
