@@ -18,6 +18,8 @@ Files written under reference/fixtures/import/:
 * `torch_state_zip_be.pt`: the zip file rewritten with `byteorder` = `big` and every storage
   byte-swapped (PyTorch writes big-endian files on big-endian machines only); `torch.load` must
   read it back equal before it is kept.
+* `torch_state_zip_deflate.pt`: the zip file re-packed with deflate-compressed records (as a
+  zip tool would leave it); `torch.load` must read it back equal before it is kept.
 * `torch_checkpoint_zip.pt`: a training checkpoint `{"epoch", "best_acc", "arch", "state_dict":
   Tiny's state dict, "optimizer": SGD-with-momentum state dict after one step}`.
 * `torch_expected.safetensors`: every tensor `torch.load` returns, as float32 (exact for all the
@@ -33,7 +35,8 @@ Files written under reference/fixtures/import/:
 * Crafted files that must be refused: `evil_os_system.pt` (zip whose data.pkl REDUCEs
   `os.system`), `evil_eval_legacy.pt` (legacy stream whose main pickle REDUCEs `builtins.eval`
   through STACK_GLOBAL), `evil_nested_global.pt` (a zip state dict whose tensor rebuild gets a
-  `subprocess.Popen()` in place of its hooks dict), `evil_opcode.pt` (zip whose data.pkl holds the
+  `subprocess.Popen()` in place of its hooks dict), `torch_uint16_zip.pt` (a uint16 tensor,
+  which PyTorch pickles through `_rebuild_tensor_v3`; the engine has no uint16), `evil_opcode.pt` (zip whose data.pkl holds the
   undefined opcode 0xff), `model_pickle.pt` (`torch.save` of a whole `nn.Linear` module, which
   pickles the module's class). Each is checked to do what it claims with `pickletools` only;
   nothing crafted is ever unpickled.
@@ -207,6 +210,14 @@ def big_endian_copy(src, dst):
     os.replace(dst + ".tmp", dst)
 
 
+def deflated_copy(src, dst):
+    """`src` (a torch zip) re-packed with every record deflated, as a zip tool would."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst + ".tmp", "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+    os.replace(dst + ".tmp", dst)
+
+
 def zip_with_pickle(name, pkl_bytes):
     """A torch-zip-shaped archive `archive/data.pkl` (+ byteorder, version) holding `pkl_bytes`."""
     path = os.path.join(OUT, name)
@@ -280,7 +291,15 @@ def crafted():
         pass
     zip_with_pickle("evil_opcode.pt", bad)
 
-    # 5. A whole module pickled by torch.save: its class is a global outside the allowlist.
+    # 5. A dtype the engine lacks: PyTorch 2.x pickles uint16 through _rebuild_tensor_v3 with an
+    #    UntypedStorage and the `torch.uint16` dtype object (not crafted: torch.save wrote it).
+    path = save({"w": torch.ones(2), "u": torch.tensor([0, 1, 2], dtype=torch.int32).to(torch.uint16)}, "torch_uint16_zip.pt")
+    with zipfile.ZipFile(path) as z:
+        prefix = z.namelist()[0].split("/")[0]
+        g = globals_of(z.read(f"{prefix}/data.pkl"))
+        assert "torch._utils _rebuild_tensor_v3" in g and "torch uint16" in g, g
+
+    # 6. A whole module pickled by torch.save: its class is a global outside the allowlist.
     torch.manual_seed(0)
     path = save(torch.nn.Linear(2, 2), "model_pickle.pt")
     with zipfile.ZipFile(path) as z:
@@ -317,13 +336,15 @@ def main():
     p4_path = save(sd, "torch_state_proto4.pt", pickle_protocol=4)
     be_path = os.path.join(OUT, "torch_state_zip_be.pt")
     big_endian_copy(zip_path, be_path)
+    deflate_path = os.path.join(OUT, "torch_state_zip_deflate.pt")
+    deflated_copy(zip_path, deflate_path)
     ckpt_path = save(checkpoint(tiny()), "torch_checkpoint_zip.pt")
     ckpt_sd = torch.load(ckpt_path, weights_only=True)["state_dict"]
     assert all(same(ckpt_sd[k], v) for k, v in net.state_dict().items())
 
     tensors, meta = [], {}
     want = torch.load(zip_path, weights_only=True)
-    for path in (legacy_path, p4_path, be_path):
+    for path in (legacy_path, p4_path, be_path, deflate_path):
         # weights_only=True refuses protocol 4 (FRAME); this file is our own, just written.
         got = torch.load(path, weights_only=(path != p4_path))
         assert list(got) == list(want), path

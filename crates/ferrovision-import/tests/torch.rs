@@ -2,8 +2,8 @@
 //! 2.15.0) wrote the `.pt` files with `torch.save` and, in `torch_expected.safetensors`, every
 //! tensor `torch.load` returns from them (as exact f32 values, with each torch dtype in the
 //! metadata). Every tensor must match exactly, in every container (zip, legacy, pickle
-//! protocol 4, big-endian zip); crafted pickles must be refused with an error naming the
-//! global; truncated or corrupted files must give errors, never panics. The real
+//! protocol 4, big-endian zip, deflated zip); crafted pickles must be refused with an error
+//! naming the global; truncated or corrupted files must give errors, never panics. The real
 //! EfficientNet-Lite0 file of the local model cache is compared with `torch.load`'s summary.
 
 use ferrovision_import::{torch, Error, ImportedWeights, SourceFormat};
@@ -100,6 +100,11 @@ fn big_endian_zip_equals_torch_load() {
 }
 
 #[test]
+fn deflated_zip_equals_torch_load() {
+    assert_matches(&read("torch_state_zip_deflate.pt"), "state");
+}
+
+#[test]
 fn checkpoint_is_flattened_with_dotted_paths() {
     let w = read("torch_checkpoint_zip.pt");
     assert_matches(&w, "ckpt");
@@ -122,7 +127,7 @@ fn refused(name: &str) -> String {
 }
 
 #[test]
-fn crafted_pickles_are_refused_naming_the_global() {
+fn crafted_pickles_and_unsupported_dtypes_are_refused_by_name() {
     for (file, global) in [
         ("evil_os_system.pt", "'os.system'"),
         ("evil_eval_legacy.pt", "'builtins.eval'"),
@@ -133,6 +138,11 @@ fn crafted_pickles_are_refused_naming_the_global() {
         assert!(msg.contains(global), "{file}: {msg}");
         assert!(msg.contains("refusing the global"), "{file}: {msg}");
     }
+    let msg = refused("torch_uint16_zip.pt");
+    assert!(
+        msg.contains("tensor 'u': dtype torch.uint16 is not supported"),
+        "{msg}"
+    );
     let msg = refused("evil_opcode.pt");
     assert!(msg.contains("0xff is not a pickle opcode"), "{msg}");
 }
@@ -148,6 +158,7 @@ fn truncated_and_corrupted_files_give_errors_not_panics() {
         "torch_state_zip.pt",
         "torch_state_legacy.pt",
         "torch_state_proto4.pt",
+        "torch_state_zip_deflate.pt",
         "torch_checkpoint_zip.pt",
     ] {
         let path = fixture(name);

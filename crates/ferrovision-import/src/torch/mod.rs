@@ -302,4 +302,30 @@ mod tests {
         let e = flatten_err(&b);
         assert!(e.contains("too large when expanded"), "{e}");
     }
+
+    #[test]
+    fn rebuild_tensor_v3_reads_an_untyped_storage_with_the_given_dtype() {
+        // _rebuild_tensor_v3(pid(('storage', UntypedStorage, '0', 'cpu', 8)), 0, (2,), (1,),
+        //                    False, OrderedDict(), torch.float32)
+        let mut b = vec![0x80, 2];
+        b.extend(b"ctorch._utils\n_rebuild_tensor_v3\n((X\x07\x00\x00\x00storage");
+        b.extend(b"ctorch.storage\nUntypedStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x08tQ");
+        b.extend(b"K\x00K\x02\x85K\x01\x85\x89ccollections\nOrderedDict\n)Rctorch\nfloat32\ntR.");
+        let pk = pickle::unpickle(&b, 0).unwrap();
+        let bytes: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let storages = HashMap::from([(
+            "0".to_string(),
+            StorageBytes {
+                bytes: Cow::Owned(bytes),
+                big_endian: false,
+            },
+        )]);
+        let t = assemble(Path::new("x.pt"), &pk, &storages).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].0, "tensor");
+        assert_eq!(t[0].1.to_vec::<f32>().unwrap(), vec![1.5, -2.0]);
+    }
 }
