@@ -21,6 +21,7 @@ pub use cpu::CpuBackend;
 use crate::autograd::Op;
 use crate::ops::conv::Geom as ConvGeom;
 use crate::ops::matmul::Plan as MatmulPlan;
+use crate::ops::roi::RoiPlan;
 use crate::{Device, Error, Result, Tensor};
 
 /// A device's implementation of the op families that dispatch through the seam.
@@ -178,6 +179,24 @@ pub trait Backend: Send + Sync {
         op: &Op,
         dims: (usize, usize, usize),
         y: &Tensor,
+        g: &Tensor,
+    ) -> Result<Tensor>;
+
+    // --- RoI ops and losses ---
+
+    /// RoI Align or RoI pooling (`op` is `RoiAlign` or `RoiPool`) of the f32 feature map `x`
+    /// over the validated regions of `plan`: the `[K, C, out_h, out_w]` output and, for RoI
+    /// pooling, the I64 arg-max offset within the plane of every output (-1 for an empty bin)
+    /// that `roi_backward` needs.
+    fn roi(&self, op: &Op, plan: &RoiPlan, x: &Tensor) -> Result<(Tensor, Option<Tensor>)>;
+
+    /// The feature-map gradient `[N, C, H, W]` of RoI Align or RoI pooling for the output
+    /// gradient `g`; `argmax` is the tensor `roi` returned for RoI pooling.
+    fn roi_backward(
+        &self,
+        op: &Op,
+        plan: &RoiPlan,
+        argmax: Option<&Tensor>,
         g: &Tensor,
     ) -> Result<Tensor>;
 }

@@ -2,7 +2,7 @@
 //! wraps [`CpuBackend`] and counts calls per family is installed for the current thread (only in
 //! this crate's unit-test build, see `for_device`), then ops run forward and backward.
 
-use super::{Backend, ConvGeom, CpuBackend, MatmulPlan, NormStats};
+use super::{Backend, ConvGeom, CpuBackend, MatmulPlan, NormStats, RoiPlan};
 use crate::autograd::Op;
 use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
 use std::cell::Cell;
@@ -31,6 +31,8 @@ struct Counting {
     norm_backward: AtomicUsize,
     softmax: AtomicUsize,
     softmax_backward: AtomicUsize,
+    roi: AtomicUsize,
+    roi_backward: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -184,6 +186,20 @@ impl Backend for Counting {
         bump(&self.softmax_backward);
         CpuBackend.softmax_backward(op, dims, y, g)
     }
+    fn roi(&self, op: &Op, plan: &RoiPlan, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        bump(&self.roi);
+        CpuBackend.roi(op, plan, x)
+    }
+    fn roi_backward(
+        &self,
+        op: &Op,
+        plan: &RoiPlan,
+        argmax: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        bump(&self.roi_backward);
+        CpuBackend.roi_backward(op, plan, argmax, g)
+    }
 }
 
 /// Runs `f` with a fresh counting backend installed on this thread; returns its counts.
@@ -303,4 +319,33 @@ fn softmax_dispatches_through_the_backend() {
     });
     assert_eq!(count(&c.softmax), 3);
     assert_eq!(count(&c.softmax_backward), 3);
+}
+
+#[test]
+fn roi_ops_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(
+            (0..50).map(|v| v as f32).collect::<Vec<f32>>(),
+            &[1, 2, 5, 5],
+        )?
+        .requires_grad_(true);
+        let rois = Tensor::from_vec(
+            vec![0.0f32, 0.0, 0.0, 4.0, 4.0, 0.0, 1.0, 1.0, 3.0, 2.0],
+            &[2, 5],
+        )?;
+        let a = x.roi_align(
+            &rois,
+            crate::ops::roi::RoiAlignOpts {
+                output_size: (2, 2),
+                ..Default::default()
+            },
+        )?;
+        let p = x.roi_pool(&rois, (2, 2), 1.0)?;
+        assert_eq!(p.shape(), &[2, 2, 2, 2]);
+        a.add(&p)?.sum_all()?.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[1, 2, 5, 5]);
+        Ok(())
+    });
+    assert_eq!(count(&c.roi), 2);
+    assert_eq!(count(&c.roi_backward), 2);
 }

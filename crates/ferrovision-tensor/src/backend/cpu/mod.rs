@@ -11,12 +11,15 @@ pub(crate) mod norm;
 pub(crate) mod reduce;
 mod softmax;
 
+mod roi;
+
 use super::Backend;
 use crate::autograd::Op;
 use crate::kernels::elementwise as ew;
 use crate::ops::broadcast::broadcast_map2;
 use crate::ops::conv::Geom as ConvGeom;
 use crate::ops::matmul::Plan as MatmulPlan;
+use crate::ops::roi::RoiPlan;
 use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{Device, Error, Result, Tensor};
@@ -242,6 +245,20 @@ impl Backend for CpuBackend {
         g: &Tensor,
     ) -> Result<Tensor> {
         softmax::backward(op, dims, y, g)
+    }
+
+    fn roi(&self, op: &Op, plan: &RoiPlan, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        roi::forward(op, plan, x)
+    }
+
+    fn roi_backward(
+        &self,
+        op: &Op,
+        plan: &RoiPlan,
+        argmax: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        roi::backward(op, plan, argmax, g)
     }
 }
 
