@@ -15,11 +15,13 @@ pub(crate) mod cpu;
 #[cfg(test)]
 mod tests;
 
+pub use cpu::loss::LossStats;
 pub use cpu::norm::NormStats;
 pub use cpu::CpuBackend;
 
 use crate::autograd::Op;
 use crate::ops::conv::Geom as ConvGeom;
+use crate::ops::loss::LossArgs;
 use crate::ops::matmul::Plan as MatmulPlan;
 use crate::ops::roi::RoiPlan;
 use crate::{Device, Error, Result, Tensor};
@@ -199,6 +201,26 @@ pub trait Backend: Send + Sync {
         argmax: Option<&Tensor>,
         g: &Tensor,
     ) -> Result<Tensor>;
+
+    /// A loss (`op` is `CrossEntropy`, `NllLoss`, `CrossEntropyDense`,
+    /// `BinaryCrossEntropyWithLogits`, `BinaryCrossEntropy`, `MseLoss`, `L1Loss` or
+    /// `HuberLoss`; `args` are [`LossArgs::Class`] for the first two, else [`LossArgs::Pair`]):
+    /// the reduced (or per-element) loss and the statistics `loss_backward` reuses.
+    fn loss(&self, op: &Op, args: &LossArgs<'_>) -> Result<(Tensor, LossStats)>;
+
+    /// The gradients of a loss for the output gradient `g`, each computed only where `needs`
+    /// asks: `[d scores, d sample_weights]` (class-index losses), `[d input, d target]` (dense
+    /// cross-entropy), `[d input, d target, d weight, d pos_weight]` (binary cross-entropy; the
+    /// weight gradients have the input's shape), `[d input]` (the pointwise losses, always
+    /// computed; the target's is its negation). `args` are the forward's (the op saves them).
+    fn loss_backward(
+        &self,
+        op: &Op,
+        args: &LossArgs<'_>,
+        stats: LossStats,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

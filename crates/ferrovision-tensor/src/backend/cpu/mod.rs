@@ -11,6 +11,7 @@ pub(crate) mod norm;
 pub(crate) mod reduce;
 mod softmax;
 
+pub(crate) mod loss;
 mod roi;
 
 use super::Backend;
@@ -18,6 +19,7 @@ use crate::autograd::Op;
 use crate::kernels::elementwise as ew;
 use crate::ops::broadcast::broadcast_map2;
 use crate::ops::conv::Geom as ConvGeom;
+use crate::ops::loss::LossArgs;
 use crate::ops::matmul::Plan as MatmulPlan;
 use crate::ops::roi::RoiPlan;
 use crate::parallel::prelude::*;
@@ -259,6 +261,21 @@ impl Backend for CpuBackend {
         g: &Tensor,
     ) -> Result<Tensor> {
         roi::backward(op, plan, argmax, g)
+    }
+
+    fn loss(&self, op: &Op, args: &LossArgs<'_>) -> Result<(Tensor, loss::LossStats)> {
+        loss::forward(op, args)
+    }
+
+    fn loss_backward(
+        &self,
+        op: &Op,
+        args: &LossArgs<'_>,
+        stats: loss::LossStats,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        loss::backward(op, args, stats, g, needs)
     }
 }
 
