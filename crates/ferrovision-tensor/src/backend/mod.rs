@@ -6,9 +6,11 @@
 //! broadcasting binary ops (`add` ... `minimum`), the matrix products (`matmul`, `linear`,
 //! `linear_relu`), the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`), the
 //! reductions (`sum` ... `norm`, `argmax`/`argmin`), the normalisations (`batch_norm`,
-//! `layer_norm`, `group_norm`, `instance_norm`) and `softmax`/`log_softmax`, forward and
-//! backward, dispatch through it; the other families (pooling, resizing, losses, RoI ops,
-//! copies) still call the CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait
+//! `layer_norm`, `group_norm`, `instance_norm`), `softmax`/`log_softmax`, the RoI ops
+//! (`roi_align`, `roi_pool`) and the losses (`cross_entropy`, `nll_loss`, `cross_entropy_dense`,
+//! `binary_cross_entropy[_with_logits]`, `mse_loss`, `l1_loss`, `huber_loss`), forward and
+//! backward, dispatch through it; the other families (pooling, resizing, copies) still call the
+//! CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait
 //! methods the same way; a CUDA backend is then one more `impl Backend`.
 
 pub(crate) mod cpu;

@@ -2,8 +2,9 @@
 //!
 //! One file per op family: the elementwise unary and broadcasting binary arms are here (each
 //! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
-//! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`. The
-//! families not listed still call their kernels from their op files (see `docs/engine.md`).
+//! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`,
+//! RoI Align / RoI pooling in `roi.rs`, losses in `loss/`. The families not listed still call
+//! their kernels from their op files (see `docs/engine.md`).
 
 mod conv;
 mod matmul;
