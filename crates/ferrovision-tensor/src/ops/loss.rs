@@ -293,6 +293,8 @@ fn class_loss(
     opts: &CrossEntropyOpts,
     normalize: bool,
 ) -> Result<Tensor> {
+    // The device first: preparing reads the targets and weights on the host.
+    let b = backend::for_device(scores.device(), op)?;
     let ct = prepare(op, scores, targets, opts)?;
     let x = dense(scores)?;
     let reduction = opts.reduction;
@@ -313,7 +315,7 @@ fn class_loss(
         scores: &x,
         targets: &ct,
     };
-    let (out, stats) = backend::for_device(x.device(), op)?.loss(&rec, &args)?;
+    let (out, stats) = b.loss(&rec, &args)?;
     let mut inputs = vec![scores];
     if let Some(s) = &opts.sample_weights {
         inputs.push(s);

@@ -152,6 +152,8 @@ fn roi_align(input: &Tensor, rois: &Tensor, opts: RoiAlignOpts) -> Result<Tensor
             format!("spatial_scale must be positive, got {}", opts.spatial_scale),
         ));
     }
+    // The device first: the regions are read on the host.
+    let b = backend::for_device(input.device(), OP)?;
     plan.rois = read_rois(OP, rois, plan.n)?;
     let rec = Op::RoiAlign {
         output_size: opts.output_size,
@@ -159,7 +161,7 @@ fn roi_align(input: &Tensor, rois: &Tensor, opts: RoiAlignOpts) -> Result<Tensor
         sampling_ratio: opts.sampling_ratio,
         aligned: opts.aligned,
     };
-    let (y, _) = backend::for_device(input.device(), OP)?.roi(&rec, &plan, input)?;
+    let (y, _) = b.roi(&rec, &plan, input)?;
     Ok(record_rule(
         y,
         rec,
@@ -183,12 +185,14 @@ fn roi_pool(
             format!("spatial_scale must be positive, got {spatial_scale}"),
         ));
     }
+    // The device first: the regions are read on the host.
+    let b = backend::for_device(input.device(), OP)?;
     plan.rois = read_rois(OP, rois, plan.n)?;
     let rec = Op::RoiPool {
         output_size,
         spatial_scale,
     };
-    let (y, argmax) = backend::for_device(input.device(), OP)?.roi(&rec, &plan, input)?;
+    let (y, argmax) = b.roi(&rec, &plan, input)?;
     Ok(record_rule(
         y,
         rec,
