@@ -329,8 +329,9 @@ fn class_loss(
     ))
 }
 
-/// The binary cross-entropy flags: which inputs want a gradient (input, target, weight,
-/// pos_weight), and the weights' own shapes.
+/// What binary cross-entropy (on logits or probabilities) keeps for the gradient: which inputs
+/// want one (input, target, weight, pos_weight), the weights' own shapes and the backend's
+/// statistics.
 struct BceSaved {
     flags: (bool, bool, bool, bool),
     shapes: (Option<Vec<usize>>, Option<Vec<usize>>),
