@@ -1,12 +1,13 @@
 //! PyTorch `torch.save` files, read in pure Rust without executing anything.
 //!
 //! Two containers (`torch/serialization.py`): the zip archive of PyTorch 1.6 and later
-//! ([`zip`](self::zip)) and the legacy stream before it ([`legacy`]); [`read`] tells them apart by
-//! their first bytes (`PK\x03\x04`, or a pickle's `PROTO` opcode `0x80`). Both hold a pickle
-//! that a restricted unpickler ([`pickle`]) runs: it only knows the globals tensor rebuilds
-//! need (`torch/_utils.py`), so a crafted file is an error naming the global it wanted
-//! (`os.system`, `builtins.eval`, a module class) instead of code execution. Tensors then
-//! get their data from the storages' raw bytes ([`storage`]).
+//! (`zip.rs`) and the legacy stream before it (`legacy.rs`); [`read`] tells them apart by their
+//! first bytes (`PK\x03\x04`, or a pickle's `PROTO` opcode `0x80`). Both hold a pickle that a
+//! restricted unpickler (`pickle.rs`) runs: it only knows the globals tensor rebuilds need
+//! (`torch/_utils.py`; the allowlist and what each entry means are in `globals.rs`), so a
+//! crafted file is an error naming the global it wanted (`os.system`, `builtins.eval`, a
+//! module class) instead of code execution. Tensors then get their data from the storages' raw
+//! bytes (`storage.rs`).
 //!
 //! **What comes back.** Every tensor of the pickled object, under a name that joins the path
 //! to it with `.`: dict keys (strings, or integers written in decimal), list and tuple
@@ -23,11 +24,11 @@
 //! contiguous, each with its own copy of the elements it covers. Device locations (`cuda:0`)
 //! are ignored: everything lands on the CPU.
 
-pub mod globals;
-pub mod legacy;
-pub mod pickle;
-pub mod storage;
-pub mod zip;
+mod globals;
+mod legacy;
+mod pickle;
+mod storage;
+mod zip;
 
 use crate::{Error, ImportedWeights, Result};
 use pickle::{Obj, Pickle, PickleError, Value};

@@ -37,8 +37,12 @@ pub enum Value {
     Int(i64),
     /// An integer beyond `i64`: its little-endian two's-complement bytes (`LONG1`/`LONG4`).
     BigInt(Rc<[u8]>),
+    // Floats and bytes are decoded faithfully (they show in error messages through `Debug`),
+    // though no reader needs their values: weights are tensors.
+    #[allow(dead_code)]
     Float(f64),
     Str(Rc<str>),
+    #[allow(dead_code)]
     Bytes(Rc<[u8]>),
     /// Index of an object in [`Pickle::objs`].
     Obj(usize),
