@@ -261,12 +261,43 @@ impl<'a> Vm<'a> {
         }
     }
 
-    fn int_line(&self, s: &str) -> Res<i64> {
+    /// A protocol-0 decimal integer (`INT`, `LONG` with its `L`), of any size.
+    fn int_line(&self, s: &str) -> Res<Value> {
         let s = s.trim_end_matches('L');
-        match s.parse::<i64>() {
-            Ok(v) => Ok(v),
-            Err(_) => self.err(format!("bad integer '{s}'")),
+        if let Ok(v) = s.parse::<i64>() {
+            return Ok(Value::Int(v));
         }
+        let (neg, digits) = match s.strip_prefix('-') {
+            Some(d) => (true, d),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
+        };
+        if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return self.err(format!("bad integer '{s}'"));
+        }
+        // Magnitude in base 256, little-endian: multiply by 10 and add, digit by digit.
+        let mut mag: Vec<u8> = vec![0];
+        for c in digits.bytes() {
+            let mut carry = (c - b'0') as u32;
+            for b in mag.iter_mut() {
+                let v = *b as u32 * 10 + carry;
+                *b = v as u8;
+                carry = v >> 8;
+            }
+            if carry > 0 {
+                mag.push(carry as u8);
+            }
+        }
+        mag.push(0); // room for the sign bit
+        if neg {
+            // Two's complement: invert and add one.
+            let mut carry = 1u16;
+            for b in mag.iter_mut() {
+                let v = (!*b) as u16 + carry;
+                *b = v as u8;
+                carry = v >> 8;
+            }
+        }
+        Ok(self.long_bytes(&mag))
     }
 
     fn memo_index_line(&mut self) -> Res<u32> {
@@ -291,6 +322,16 @@ impl<'a> Vm<'a> {
     }
 
     fn long_bytes(&self, b: &[u8]) -> Value {
+        // Drop redundant sign-extension bytes (a number has one canonical form).
+        let mut b = b;
+        while b.len() > 1 {
+            let (last, prev) = (b[b.len() - 1], b[b.len() - 2]);
+            if (last == 0 && prev & 0x80 == 0) || (last == 0xff && prev & 0x80 != 0) {
+                b = &b[..b.len() - 1];
+            } else {
+                break;
+            }
+        }
         if b.is_empty() {
             return Value::Int(0);
         }
@@ -328,7 +369,7 @@ impl<'a> Vm<'a> {
                     let v = match s {
                         "01" => Value::Bool(true),
                         "00" => Value::Bool(false),
-                        s => Value::Int(self.int_line(s)?),
+                        s => self.int_line(s)?,
                     };
                     self.stack.push(v);
                 }
@@ -347,7 +388,7 @@ impl<'a> Vm<'a> {
                 b'L' => {
                     let s = self.line()?;
                     let v = self.int_line(s)?;
-                    self.stack.push(Value::Int(v));
+                    self.stack.push(v);
                 }
                 0x8a => {
                     let n = self.u8()? as u64;
@@ -788,6 +829,33 @@ mod tests {
             panic!()
         };
         assert!(matches!(l[..], [Value::Obj(0)]));
+    }
+
+    #[test]
+    fn protocol_0_and_1_text_opcodes() {
+        // pickle.dumps({'a': [1, 2.5, 'x', None, True, 10**20]}, protocol=0) and protocol=1
+        let p0 = b"(dp0\nVa\np1\n(lp2\nI1\naF2.5\naVx\np3\naNaI01\naL100000000000000000000L\nas.";
+        let p1 = b"}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01G@\x04\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00xq\x03NI01\nL100000000000000000000L\nes.";
+        for p in [&p0[..], &p1[..]] {
+            let pk = run(p).unwrap();
+            let Obj::Dict(d) = &pk.objs[pk.root_index()] else {
+                panic!()
+            };
+            assert!(matches!(&d[0].0, Value::Str(k) if &**k == "a"));
+            let Value::Obj(l) = d[0].1 else { panic!() };
+            let Obj::List(l) = &pk.objs[l] else { panic!() };
+            assert!(matches!(
+                &l[..],
+                [Value::Int(1), Value::Float(f), Value::Str(x), Value::None, Value::Bool(true), Value::BigInt(big)]
+                    if *f == 2.5 && &**x == "x" && **big == [0x00, 0x00, 0x10, 0x63, 0x2d, 0x5e, 0xc7, 0x6b, 0x05]
+            ));
+        }
+        // Negative big numbers are two's complement: -(2**64) = 0x..ff 00*8.
+        let pk = run(b"L-18446744073709551616L\n.").unwrap();
+        assert!(matches!(pk.root, Value::BigInt(ref b) if **b == [0, 0, 0, 0, 0, 0, 0, 0, 0xff]));
+        // Python 2 byte strings (SHORT_BINSTRING) read as Latin-1 text.
+        let pk = run(b"U\x02\xe9t.").unwrap();
+        assert!(matches!(pk.root, Value::Str(ref s) if &**s == "\u{e9}t"));
     }
 
     #[test]
