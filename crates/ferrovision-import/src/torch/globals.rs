@@ -92,6 +92,27 @@ pub fn resolve_global(module: &str, name: &str) -> std::result::Result<Global, S
     })
 }
 
+impl Global {
+    /// The Python name, for messages.
+    fn name(self) -> String {
+        match self {
+            Global::OrderedDict => "collections.OrderedDict".into(),
+            Global::RebuildTensor => "torch._utils._rebuild_tensor".into(),
+            Global::RebuildTensorV2 => "torch._utils._rebuild_tensor_v2".into(),
+            Global::RebuildTensorV3 => "torch._utils._rebuild_tensor_v3".into(),
+            Global::RebuildParameter => "torch._utils._rebuild_parameter".into(),
+            Global::RebuildParameterWithState => {
+                "torch._utils._rebuild_parameter_with_state".into()
+            }
+            Global::TypedStorage(e) => format!("torch storage class of {e:?}"),
+            Global::UntypedStorage => "torch.storage.UntypedStorage".into(),
+            Global::Dtype(e) => format!("torch dtype {e:?}"),
+            Global::TorchSize => "torch.Size".into(),
+            Global::CodecsEncode => "_codecs.encode".into(),
+        }
+    }
+}
+
 /// The items of a tuple value.
 pub(super) fn tuple_items(objs: &[Obj], v: &Value, what: &str) -> R<Vec<Value>> {
     match v {
@@ -160,13 +181,17 @@ impl Interp<'_> {
                 };
                 if args.len() < min || args.len() > max {
                     return self.err(format!(
-                        "{g:?} takes {min} to {max} arguments, got {}",
+                        "{} takes {min} to {max} arguments, got {}",
+                        g.name(),
                         args.len()
                     ));
                 }
                 let storage = match &args[0] {
                     Value::Obj(i) if matches!(self.objs[*i], Obj::Storage(_)) => *i,
-                    _ => return self.err(format!("{g:?}: the first argument is not a storage")),
+                    _ => {
+                        return self
+                            .err(format!("{}: the first argument is not a storage", g.name()))
+                    }
                 };
                 let Obj::Storage(s) = &self.objs[storage] else {
                     unreachable!("matched above")
@@ -180,8 +205,10 @@ impl Interp<'_> {
                     match s.elem {
                         Some(e) => e,
                         None => {
-                            return self
-                                .err(format!("{g:?} of an untyped storage (no dtype given)"))
+                            return self.err(format!(
+                                "{} of an untyped storage (no dtype given)",
+                                g.name()
+                            ))
                         }
                     }
                 };
@@ -199,7 +226,11 @@ impl Interp<'_> {
             Global::RebuildParameter | Global::RebuildParameterWithState => {
                 let n = if g == Global::RebuildParameter { 3 } else { 4 };
                 if args.len() != n {
-                    return self.err(format!("{g:?} takes {n} arguments, got {}", args.len()));
+                    return self.err(format!(
+                        "{} takes {n} arguments, got {}",
+                        g.name(),
+                        args.len()
+                    ));
                 }
                 match &args[0] {
                     Value::Obj(i) if matches!(self.objs[*i], Obj::Tensor(_)) => Ok(args[0].clone()),
@@ -227,7 +258,7 @@ impl Interp<'_> {
                 _ => self.err("_codecs.encode takes a text and 'latin1'"),
             },
             Global::TypedStorage(_) | Global::UntypedStorage | Global::Dtype(_) => {
-                self.err(format!("{g:?} is not callable in a weights file"))
+                self.err(format!("{} is not callable in a weights file", g.name()))
             }
         }
     }
