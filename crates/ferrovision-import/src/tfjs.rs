@@ -1,0 +1,1 @@
+//! Reader for this source format: being written (issue 12).
