@@ -14,6 +14,7 @@
 //! `ferrovision_nn::layout`) is a separate step, so a reader knows nothing about models.
 
 pub mod error;
+pub mod hub;
 pub mod keras_h5;
 pub mod onnx;
 pub mod remap;
