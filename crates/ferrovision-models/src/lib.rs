@@ -18,27 +18,95 @@
 //! with `/` exactly as PyTorch scopes them with `.` (`layer1/0/conv1` is torchvision's
 //! `layer1.0.conv1`); see [`resnet`].
 
+pub mod head;
 pub mod lenet;
 pub mod resnet;
 
 use ferrovision_nn::{Error, Network, Result};
 
-/// What every builder needs to know about the data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a headless network (`include_top = false`) ends, as Keras applications' `pooling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// The last feature map, `[N, C, H, W]`.
+    #[default]
+    None,
+    /// Global average pooling to `[N, C]`.
+    Avg,
+    /// Global max pooling to `[N, C]`.
+    Max,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Pooling::None),
+            "avg" => Ok(Pooling::Avg),
+            "max" => Ok(Pooling::Max),
+            other => Err(Error::config(format!(
+                "unknown pooling '{other}' (expected none, avg or max)"
+            ))),
+        }
+    }
+}
+
+/// What every builder needs to know: the data (input shape, classes) and the Keras
+/// applications options (`include_top`, `pooling`, MobileNet's width multiplier `alpha`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelOptions {
     /// Per-sample input shape, channels first (`[C, H, W]`).
     pub input_shape: Vec<usize>,
-    /// Number of classes (size of the logits).
+    /// Number of classes (size of the logits); ignored without the top.
     pub classes: usize,
+    /// Whether the classifier head is built (`true` by default). Without it the network ends
+    /// with its last feature map, pooled as `pooling` says.
+    pub include_top: bool,
+    /// How a headless network ends (ignored with the top).
+    pub pooling: Pooling,
+    /// Width multiplier of the families that have one (MobileNet's `alpha`); `1.0` elsewhere,
+    /// where any other value is an error.
+    pub alpha: f64,
 }
 
 impl ModelOptions {
-    /// Options for `input_shape` images and `classes` classes.
+    /// Options for `input_shape` images and `classes` classes, with the classifier head.
     pub fn new(input_shape: &[usize], classes: usize) -> Self {
         ModelOptions {
             input_shape: input_shape.to_vec(),
             classes,
+            include_top: true,
+            pooling: Pooling::None,
+            alpha: 1.0,
         }
+    }
+
+    /// Builds the classifier head or not.
+    pub fn include_top(mut self, yes: bool) -> Self {
+        self.include_top = yes;
+        self
+    }
+
+    /// How a headless network ends.
+    pub fn pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
+        self
+    }
+
+    /// The width multiplier (MobileNet's `alpha`).
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Errors unless `alpha` is 1 (for the families without a width multiplier).
+    pub fn check_no_alpha(&self, model: &str) -> Result<()> {
+        if self.alpha != 1.0 {
+            return Err(Error::config(format!(
+                "{model}: has no width multiplier (alpha {} given)",
+                self.alpha
+            )));
+        }
+        Ok(())
     }
 
     /// Checks the options for an image classifier: `[C, H, W]` with every size positive and at
@@ -56,7 +124,7 @@ impl ModelOptions {
                 s[1], s[2]
             )));
         }
-        if self.classes == 0 {
+        if self.include_top && self.classes == 0 {
             return Err(Error::config(format!("{model}: needs at least one class")));
         }
         Ok(())

@@ -112,12 +112,13 @@ pub fn stem(g: &mut Graph, x: NodeId) -> Result<NodeId> {
 /// 512 channels, global average pool, dense `classes`. Needs images of at least 16x16.
 pub fn resnet18(opts: &ModelOptions) -> Result<Box<dyn Network>> {
     opts.check_image("resnet18", 16)?;
+    opts.check_no_alpha("resnet18")?;
     let mut g = Graph::new();
     let s = &opts.input_shape;
     let input = g.input("input", &[Some(s[0]), Some(s[1]), Some(s[2])]);
     let x = stem(&mut g, input)?;
     let x = stages(&mut g, x, &[64, 128, 256, 512], 2)?;
-    finish(g, "resnet18", input, x, opts.classes)
+    finish(g, "resnet18", input, x, opts)
 }
 
 /// The CIFAR ResNet-20 of He et al. (2016, section 4.2): 3x3 conv stem (pad 1) with 16 channels, 3
@@ -125,26 +126,32 @@ pub fn resnet18(opts: &ModelOptions) -> Result<Box<dyn Network>> {
 /// (projection shortcuts where the shape changes). Needs images of at least 8x8.
 pub fn resnet20(opts: &ModelOptions) -> Result<Box<dyn Network>> {
     opts.check_image("resnet20", 8)?;
+    opts.check_no_alpha("resnet20")?;
     let mut g = Graph::new();
     let s = &opts.input_shape;
     let input = g.input("input", &[Some(s[0]), Some(s[1]), Some(s[2])]);
     let x = conv_bn(&mut g, input, ("conv1", "bn1"), 16, 3, 1)?;
     let x = relu(&mut g, x, "relu")?;
     let x = stages(&mut g, x, &[16, 32, 64], 3)?;
-    finish(g, "resnet20", input, x, opts.classes)
+    finish(g, "resnet20", input, x, opts)
 }
 
-/// Global average pool + dense classifier `fc`; builds the graph.
+/// The top (global average pool + dense classifier `fc`) or the headless end
+/// ([`crate::head::pool_features`]); builds the graph.
 fn finish(
     mut g: Graph,
     name: &str,
     input: NodeId,
     x: NodeId,
-    classes: usize,
+    opts: &ModelOptions,
 ) -> Result<Box<dyn Network>> {
-    let x = g.apply(GlobalAveragePooling2D::new().named("avgpool"), &[x])?;
-    let logits = g.apply(Dense::new(classes).named("fc"), &[x])?;
-    Ok(Box::new(g.build(name, &[input], &[logits])?))
+    let out = if opts.include_top {
+        let x = g.apply(GlobalAveragePooling2D::new().named("avgpool"), &[x])?;
+        g.apply(Dense::new(opts.classes).named("fc"), &[x])?
+    } else {
+        crate::head::pool_features(&mut g, x, opts.pooling)?
+    };
+    Ok(Box::new(g.build(name, &[input], &[out])?))
 }
 
 #[cfg(test)]
@@ -182,5 +189,23 @@ mod tests {
         let net = resnet20(&ModelOptions::new(&[3, 32, 32], 10)).unwrap();
         let n: usize = net.trainable_weights().iter().map(|(_, p)| p.numel()).sum();
         assert_eq!(n, 272_474);
+    }
+
+    #[test]
+    fn headless_resnet_ends_as_pooling_says() {
+        use crate::Pooling;
+        let opts = ModelOptions::new(&[3, 64, 64], 10).include_top(false);
+        let net = resnet18(&opts).unwrap();
+        assert_eq!(
+            net.output_shapes()[0],
+            vec![None, Some(512), Some(2), Some(2)]
+        );
+        let names: Vec<String> = net.named_weights().into_iter().map(|(n, _)| n).collect();
+        assert!(!names.iter().any(|n| n.starts_with("fc/")), "{names:?}");
+        for pooling in [Pooling::Avg, Pooling::Max] {
+            let net = resnet18(&opts.clone().pooling(pooling)).unwrap();
+            assert_eq!(net.output_shapes()[0], vec![None, Some(512)]);
+        }
+        assert!(resnet20(&ModelOptions::new(&[3, 32, 32], 10).alpha(0.5)).is_err());
     }
 }
