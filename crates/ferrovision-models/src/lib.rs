@@ -66,6 +66,10 @@ pub struct ModelOptions {
     /// Width multiplier of the families that have one (MobileNet's `alpha`); `1.0` elsewhere,
     /// where any other value is an error.
     pub alpha: f64,
+    /// Whether the families with auxiliary classifiers (GoogLeNet, Inception v3) build them as
+    /// extra outputs after the main logits (training-only heads with their own loss weights;
+    /// `false` by default, as for inference). Ignored by the others.
+    pub aux_logits: bool,
 }
 
 impl ModelOptions {
@@ -77,6 +81,7 @@ impl ModelOptions {
             include_top: true,
             pooling: Pooling::None,
             alpha: 1.0,
+            aux_logits: false,
         }
     }
 
@@ -95,6 +100,12 @@ impl ModelOptions {
     /// The width multiplier (MobileNet's `alpha`).
     pub fn alpha(mut self, alpha: f64) -> Self {
         self.alpha = alpha;
+        self
+    }
+
+    /// Builds the auxiliary classifiers (GoogLeNet, Inception v3) as extra outputs.
+    pub fn aux_logits(mut self, yes: bool) -> Self {
+        self.aux_logits = yes;
         self
     }
 
