@@ -16,7 +16,11 @@
 //!
 //! Layer names follow one rule so weight importers can map them: a block's layers are scoped
 //! with `/` exactly as PyTorch scopes them with `.` (`layer1/0/conv1` is torchvision's
-//! `layer1.0.conv1`); see [`resnet`].
+//! `layer1.0.conv1`); see [`resnet`]. Each family takes the names of the implementation whose
+//! weights people have: torchvision's (ResNets, [`mobilenet_v2`]), the
+//! `efficientnet-lite-pytorch` package's ([`efficientnet_lite`]), or Keras applications' layer
+//! names where only Keras has the net ([`mobilenet`], MobileNet v1). Every module header lists
+//! its names, so freezing by prefix can be planned from the docs.
 
 pub mod efficientnet_lite;
 pub mod head;
