@@ -19,15 +19,17 @@
 //! the odd pixel at the bottom/right. The package computes it once from the static image size
 //! (`Conv2dStaticSamePadding`); our convs compute it from the input shape, which is that size,
 //! so the amounts are the same for every input size (asymmetric on even sizes with stride 2).
-//! The package's training-time drop-connect (stochastic depth, rate 0.2 scaled by block
-//! index) has no layer here yet: inference is exact, training has no stochastic depth.
+//! Training uses the package's drop-connect (stochastic depth) on the residual branches: block
+//! `i` keeps or drops its whole branch per sample with rate `0.2 * i / 16` before the sum (a
+//! [`Dropout`] with `noise_shape [N, 1, 1, 1]`, as Keras' EfficientNet does it); inference is
+//! unaffected.
 //!
 //! Layer names are the package's `state_dict` paths with `/` for `.`: `_conv_stem`, `_bn0`;
 //! block `i` (0..=15): `_blocks/{i}/_expand_conv`, `_blocks/{i}/_bn0` (blocks 1..=15),
 //! `_blocks/{i}/_depthwise_conv`, `_blocks/{i}/_bn1`, `_blocks/{i}/_project_conv`,
 //! `_blocks/{i}/_bn2`; head `_conv_head`, `_bn1`, `_avg_pooling`, `_dropout`, `_fc`. Weight-free
 //! layers: `_stem_relu6`, `_blocks/{i}/_relu6_expand`, `_blocks/{i}/_relu6_depthwise`,
-//! `_blocks/{i}/_add`, `_head_relu6`. [`ferrovision_nn::layout::to_torch_name`] of a weight is
+//! `_blocks/{i}/_drop_connect`, `_blocks/{i}/_add`, `_head_relu6`. [`ferrovision_nn::layout::to_torch_name`] of a weight is
 //! the package's key (`_blocks/0/_bn1/moving_mean` -> `_blocks.0._bn1.running_mean`).
 //! Fine-tuning "the last blocks" freezes `_conv_stem`, `_bn0` and `_blocks/0` .. `_blocks/k`.
 
@@ -49,6 +51,9 @@ const STAGES: [(usize, usize, usize, usize, usize); 7] = [
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 ];
+
+/// Drop-connect rate of the last block (block `i` of `n` uses `DROP_CONNECT * i / n`).
+const DROP_CONNECT: f64 = 0.2;
 
 /// The fixed stem and head widths of every Lite model.
 const STEM: usize = 32;
@@ -80,11 +85,12 @@ fn conv(g: &mut Graph, x: NodeId, name: &str, filters: usize, kernel: usize) -> 
     )
 }
 
-/// MBConv block `_blocks/{index}` (no squeeze-excitation) from `x` (`cin` channels).
+/// MBConv block `_blocks/{index}` of `blocks` (no squeeze-excitation) from `x` (`cin`
+/// channels).
 fn mbconv(
     g: &mut Graph,
     x: NodeId,
-    index: usize,
+    (index, blocks): (usize, usize),
     cin: usize,
     (kernel, stride, expansion, cout): (usize, usize, usize, usize),
 ) -> Result<NodeId> {
@@ -109,6 +115,13 @@ fn mbconv(
     y = conv(g, y, &n("_project_conv"), cout, 1)?;
     y = batch_norm(g, y, &n("_bn2"))?;
     if stride == 1 && cin == cout {
+        let rate = DROP_CONNECT * index as f64 / blocks as f64;
+        if rate > 0.0 {
+            let drop = Dropout::new(rate as f32)
+                .noise_shape(&[None, Some(1), Some(1), Some(1)])
+                .named(&n("_drop_connect"));
+            y = g.apply(drop, &[y])?;
+        }
         y = g.apply(Add::new().named(&n("_add")), &[y, x])?;
     }
     Ok(y)
@@ -134,10 +147,12 @@ pub fn efficientnet_lite0(opts: &ModelOptions) -> Result<Box<dyn Network>> {
     let x = batch_norm(&mut g, x, "_bn0")?;
     let mut x = relu6(&mut g, x, "_stem_relu6")?;
     let (mut cin, mut index) = (STEM, 0);
+    let total: usize = STAGES.iter().map(|s| s.0).sum();
     for (blocks, kernel, first_stride, expansion, cout) in STAGES {
         for b in 0..blocks {
             let stride = if b == 0 { first_stride } else { 1 };
-            x = mbconv(&mut g, x, index, cin, (kernel, stride, expansion, cout))?;
+            let spec = (kernel, stride, expansion, cout);
+            x = mbconv(&mut g, x, (index, total), cin, spec)?;
             cin = cout;
             index += 1;
         }
@@ -159,6 +174,7 @@ pub fn efficientnet_lite0(opts: &ModelOptions) -> Result<Box<dyn Network>> {
 mod tests {
     use super::*;
     use crate::Pooling;
+    use ferrovision_nn::NetworkExt;
 
     #[test]
     fn efficientnet_lite0_shapes_and_options() {
@@ -174,5 +190,24 @@ mod tests {
         let net = efficientnet_lite0(&opts.clone().pooling(Pooling::Avg)).unwrap();
         assert_eq!(net.output_shapes()[0], vec![None, Some(1280)]);
         assert!(efficientnet_lite0(&opts.alpha(0.5)).is_err());
+    }
+
+    #[test]
+    fn residual_branches_have_the_packages_drop_connect_rates() {
+        let net = efficientnet_lite0(&ModelOptions::new(&[3, 32, 32], 10)).unwrap();
+        // The package: rate 0.2 * idx / 16, only on blocks with a skip connection.
+        for (index, rate) in [(2usize, 0.025f64), (7, 0.0875), (14, 0.175)] {
+            let l = net
+                .get_layer(&format!("_blocks/{index}/_drop_connect"))
+                .unwrap();
+            let cfg = l.config();
+            assert!((cfg["rate"].as_f64().unwrap() - rate).abs() < 1e-7, "{cfg}");
+            assert_eq!(cfg["noise_shape"], serde_json::json!([null, 1, 1, 1]));
+        }
+        for index in [0, 1, 3, 15] {
+            assert!(net
+                .get_layer(&format!("_blocks/{index}/_drop_connect"))
+                .is_none());
+        }
     }
 }
