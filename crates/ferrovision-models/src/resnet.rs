@@ -309,4 +309,41 @@ mod tests {
         }
         assert!(resnet20(&ModelOptions::new(&[3, 32, 32], 10).alpha(0.5)).is_err());
     }
+
+    #[test]
+    fn bottleneck_resnets_have_torchvision_names_and_widths() {
+        let opts = ModelOptions::new(&[3, 64, 64], 10).include_top(false);
+        let net = resnet50(&opts).unwrap();
+        assert_eq!(
+            net.output_shapes()[0],
+            vec![None, Some(2048), Some(2), Some(2)]
+        );
+        let names: Vec<String> = net.named_weights().into_iter().map(|(n, _)| n).collect();
+        // The first block of layer1 projects 64 -> 256 channels at stride 1.
+        for key in [
+            "layer1/0/conv3/kernel",
+            "layer1/0/bn3/gamma",
+            "layer1/0/downsample/0/kernel",
+            "layer4/2/conv2/kernel",
+        ] {
+            assert!(names.contains(&key.to_string()), "{key} missing");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("layer1/1/downsample")));
+        // 1x1 reduce, 3x3, 1x1 expand (where the stride sits is checked against torchvision's
+        // outputs in tests/zoo_reference.rs).
+        let kernel = |name: &str| {
+            net.named_weights()
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.shape())
+                .unwrap()
+        };
+        assert_eq!(kernel("layer2/0/conv1/kernel"), vec![128, 256, 1, 1]);
+        assert_eq!(kernel("layer2/0/conv2/kernel"), vec![128, 128, 3, 3]);
+        let e = resnet152(&ModelOptions::new(&[3, 15, 64], 10))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("at least 16x16"), "{e}");
+        assert!(resnet101(&opts.alpha(2.0)).is_err());
+    }
 }
