@@ -21,6 +21,7 @@ pub use cpu::CpuBackend;
 use crate::autograd::Op;
 use crate::ops::conv::Geom as ConvGeom;
 use crate::ops::matmul::Plan as MatmulPlan;
+use crate::shape::Layout;
 use crate::{Device, Error, Result, Tensor};
 
 /// A device's implementation of the op families that dispatch through the seam.
@@ -180,6 +181,77 @@ pub trait Backend: Send + Sync {
         y: &Tensor,
         g: &Tensor,
     ) -> Result<Tensor>;
+
+    // --- copies, pooling and resizing ---
+
+    /// A contiguous copy of `x` (any dtype) in row-major order; `op` names the caller for
+    /// errors.
+    fn contiguous(&self, op: &'static str, x: &Tensor) -> Result<Tensor>;
+
+    /// `Σ_axes g·x` of two f32 tensors of one shape (the fused gradient of a broadcast factor
+    /// of a product), a new contiguous tensor of `out_shape` (the shape with `axes` summed
+    /// away to size 1 or dropped).
+    fn dot_reduce(
+        &self,
+        op: &'static str,
+        g: &Tensor,
+        x: &Tensor,
+        axes: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor>;
+
+    /// The index-map copy of `x` (any dtype) read through `layout`: output element
+    /// `(i_0, .., i_k)` is input element `(maps[0][i_0], .., maps[k][i_k])`, or `fill` (converted
+    /// to the dtype) where an entry is `usize::MAX`; a new contiguous tensor of the maps'
+    /// lengths. `op` is the recorded op (`IndexSelect`, `Pad`, `Flip`, `Repeat`, or `Cat`,
+    /// `Stack`, `Pad`, `Flip` in their gradients).
+    fn map_copy(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        layout: &Layout,
+        maps: &[Vec<usize>],
+        fill: f64,
+    ) -> Result<Tensor>;
+
+    /// The adjoint of [`Backend::map_copy`] for the output gradient `g` (any dtype): a new
+    /// contiguous tensor of `in_shape` where input element `maps(i)` receives the sum of `g[i]`.
+    fn map_accumulate(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        maps: &[Vec<usize>],
+        in_shape: &[usize],
+    ) -> Result<Tensor>;
+
+    /// `cat` / `stack` (`op`) of tensors of one dtype: output row `r` is tensor 0's block `r`,
+    /// then tensor 1's, ... (`blocks[i]` elements each), a new contiguous tensor of `out_shape`.
+    fn concat(
+        &self,
+        op: &Op,
+        tensors: &[&Tensor],
+        blocks: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor>;
+
+    /// `Gather` of `x` at `index` along the op's axis (`src` is `None`), or `Scatter` /
+    /// `ScatterAdd` of `src` into a copy of `x`; the operands are validated, the index values
+    /// are range-checked here ([`Error::IndexOutOfRange`]).
+    fn index_op(&self, op: &Op, x: &Tensor, index: &Tensor, src: Option<&Tensor>)
+        -> Result<Tensor>;
+
+    /// The gradients `[d_input, d_src]` of a gather/scatter for the output gradient `g`, each
+    /// where `needs` asks (`d_src` only for the scatters); `in_shape`/`src_shape` are the shapes
+    /// of the op's input and `src`.
+    fn index_op_backward(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        index: &Tensor,
+        in_shape: &[usize],
+        src_shape: &[usize],
+        needs: [bool; 2],
+    ) -> Result<[Option<Tensor>; 2]>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

@@ -4,6 +4,7 @@
 
 use super::{Backend, ConvGeom, CpuBackend, MatmulPlan, NormStats};
 use crate::autograd::Op;
+use crate::shape::Layout;
 use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +32,13 @@ struct Counting {
     norm_backward: AtomicUsize,
     softmax: AtomicUsize,
     softmax_backward: AtomicUsize,
+    contiguous: AtomicUsize,
+    dot_reduce: AtomicUsize,
+    map_copy: AtomicUsize,
+    map_accumulate: AtomicUsize,
+    concat: AtomicUsize,
+    index_op: AtomicUsize,
+    index_op_backward: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -184,6 +192,76 @@ impl Backend for Counting {
         bump(&self.softmax_backward);
         CpuBackend.softmax_backward(op, dims, y, g)
     }
+
+    // --- copies, pooling and resizing ---
+    fn contiguous(&self, op: &'static str, x: &Tensor) -> Result<Tensor> {
+        bump(&self.contiguous);
+        CpuBackend.contiguous(op, x)
+    }
+    fn dot_reduce(
+        &self,
+        op: &'static str,
+        g: &Tensor,
+        x: &Tensor,
+        axes: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.dot_reduce);
+        CpuBackend.dot_reduce(op, g, x, axes, out_shape)
+    }
+    fn map_copy(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        layout: &Layout,
+        maps: &[Vec<usize>],
+        fill: f64,
+    ) -> Result<Tensor> {
+        bump(&self.map_copy);
+        CpuBackend.map_copy(op, x, layout, maps, fill)
+    }
+    fn map_accumulate(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        maps: &[Vec<usize>],
+        in_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.map_accumulate);
+        CpuBackend.map_accumulate(op, g, maps, in_shape)
+    }
+    fn concat(
+        &self,
+        op: &Op,
+        tensors: &[&Tensor],
+        blocks: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.concat);
+        CpuBackend.concat(op, tensors, blocks, out_shape)
+    }
+    fn index_op(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        index: &Tensor,
+        src: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        bump(&self.index_op);
+        CpuBackend.index_op(op, x, index, src)
+    }
+    fn index_op_backward(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        index: &Tensor,
+        in_shape: &[usize],
+        src_shape: &[usize],
+        needs: [bool; 2],
+    ) -> Result<[Option<Tensor>; 2]> {
+        bump(&self.index_op_backward);
+        CpuBackend.index_op_backward(op, g, index, in_shape, src_shape, needs)
+    }
 }
 
 /// Runs `f` with a fresh counting backend installed on this thread; returns its counts.
@@ -303,4 +381,68 @@ fn softmax_dispatches_through_the_backend() {
     });
     assert_eq!(count(&c.softmax), 3);
     assert_eq!(count(&c.softmax_backward), 3);
+}
+
+#[test]
+fn copies_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec((0..12).map(|v| v as f32).collect::<Vec<f32>>(), &[3, 4])?
+            .requires_grad_(true);
+        let y = Tensor::ones(&[3, 4]).requires_grad_(true);
+        // Map copies: index_select, pad (reflect: adjoint backward; constant: crop backward),
+        // flip and repeat; each with its gradient.
+        let idx = Tensor::from_vec(vec![2i64, 0], &[2])?;
+        let parts = [
+            x.index_select(0, &idx)?.sum_all()?,
+            x.pad(&[(1, 1)], crate::PadMode::Reflect)?.sum_all()?,
+            x.pad(&[(1, 0)], crate::PadMode::Constant(0.0))?.sum_all()?,
+            x.flip(&[1])?.sum_all()?,
+            x.repeat(&[2, 1])?.sum_all()?,
+            // Concatenation and its per-input slices.
+            Tensor::cat(&[&x, &y], 0)?.sum_all()?,
+            Tensor::stack(&[&x, &y], 1)?.sum_all()?,
+            // Gather / scatter / scatter_add, forward and backward.
+            x.gather(1, &Tensor::from_vec(vec![0i64, 1, 2], &[3, 1])?)?
+                .sum_all()?,
+            x.scatter(0, &Tensor::from_vec(vec![1i64, 2], &[1, 2])?, &y)?
+                .sum_all()?,
+            x.scatter_add(0, &Tensor::from_vec(vec![0i64, 0], &[1, 2])?, &y)?
+                .sum_all()?,
+        ];
+        let mut total = parts[0].clone();
+        for p in &parts[1..] {
+            total = total.add(p)?;
+        }
+        total.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[3, 4]);
+        assert_eq!(y.grad().unwrap().shape(), &[3, 4]);
+        Ok(())
+    });
+    // Forward: index_select, two pads, flip, repeat. Backward: the constant pad's crop, flip,
+    // and cat's two and stack's two slices.
+    assert_eq!(count(&c.map_copy), 5 + 1 + 1 + 2 + 2);
+    // index_select, the reflect pad and repeat.
+    assert_eq!(count(&c.map_accumulate), 3);
+    assert_eq!(count(&c.concat), 2);
+    assert_eq!(count(&c.index_op), 3);
+    assert_eq!(count(&c.index_op_backward), 3);
+}
+
+#[test]
+fn densify_and_product_gradient_dispatch_through_the_backend() {
+    let c = counting(|| {
+        // A transposed (strided) input is densified by the backend before normalising.
+        let x = Tensor::from_vec((0..12).map(|v| v as f32).collect::<Vec<f32>>(), &[4, 3])?
+            .requires_grad_(true);
+        let xt = x.t()?;
+        assert!(!xt.is_contiguous());
+        let w = Tensor::ones(&[4]).requires_grad_(true);
+        // `ln · w` with `w` broadcast: w's gradient is the fused Σ g·ln.
+        let y = xt.layer_norm(&[4], None, None, 1e-5)?.mul(&w)?;
+        y.sum_all()?.backward()?;
+        assert_eq!(w.grad().unwrap().shape(), &[4]);
+        Ok(())
+    });
+    assert_eq!(count(&c.contiguous), 1);
+    assert_eq!(count(&c.dot_reduce), 1);
 }

@@ -10,6 +10,8 @@ mod matmul;
 pub(crate) mod norm;
 pub(crate) mod reduce;
 mod softmax;
+// copies, pooling and resizing
+mod manip;
 
 use super::Backend;
 use crate::autograd::Op;
@@ -18,6 +20,7 @@ use crate::ops::broadcast::broadcast_map2;
 use crate::ops::conv::Geom as ConvGeom;
 use crate::ops::matmul::Plan as MatmulPlan;
 use crate::parallel::prelude::*;
+use crate::shape::Layout;
 use crate::storage::pool;
 use crate::{Device, Error, Result, Tensor};
 
@@ -242,6 +245,78 @@ impl Backend for CpuBackend {
         g: &Tensor,
     ) -> Result<Tensor> {
         softmax::backward(op, dims, y, g)
+    }
+
+    fn contiguous(&self, _op: &'static str, x: &Tensor) -> Result<Tensor> {
+        manip::contiguous(x)
+    }
+
+    fn dot_reduce(
+        &self,
+        op: &'static str,
+        g: &Tensor,
+        x: &Tensor,
+        axes: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        let shape = g.shape().to_vec();
+        let v = g.with_f32(op, |gs| {
+            x.with_f32(op, |xs| reduce::dot_reduce_f32(gs, xs, &shape, axes))
+        })??;
+        Ok(Tensor::from_f32(v, out_shape))
+    }
+
+    fn map_copy(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        layout: &Layout,
+        maps: &[Vec<usize>],
+        fill: f64,
+    ) -> Result<Tensor> {
+        manip::copy(op, x, layout, maps, fill)
+    }
+
+    fn map_accumulate(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        maps: &[Vec<usize>],
+        in_shape: &[usize],
+    ) -> Result<Tensor> {
+        manip::accumulate(op, g, maps, in_shape)
+    }
+
+    fn concat(
+        &self,
+        op: &Op,
+        tensors: &[&Tensor],
+        blocks: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        manip::cat(op, tensors, blocks, out_shape)
+    }
+
+    fn index_op(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        index: &Tensor,
+        src: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        manip::gather::forward(op, x, index, src)
+    }
+
+    fn index_op_backward(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        index: &Tensor,
+        in_shape: &[usize],
+        src_shape: &[usize],
+        needs: [bool; 2],
+    ) -> Result<[Option<Tensor>; 2]> {
+        manip::gather::backward(op, g, index, in_shape, src_shape, needs)
     }
 }
 
