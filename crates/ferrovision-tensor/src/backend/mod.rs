@@ -6,10 +6,13 @@
 //! broadcasting binary ops (`add` ... `minimum`), the matrix products (`matmul`, `linear`,
 //! `linear_relu`), the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`), the
 //! reductions (`sum` ... `norm`, `argmax`/`argmin`), the normalisations (`batch_norm`,
-//! `layer_norm`, `group_norm`, `instance_norm`) and `softmax`/`log_softmax`, forward and
-//! backward, dispatch through it; the other families (pooling, resizing, losses, RoI ops,
-//! copies) still call the CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait
-//! methods the same way; a CUDA backend is then one more `impl Backend`.
+//! `layer_norm`, `group_norm`, `instance_norm`), `softmax`/`log_softmax`, the copies (`cat`,
+//! `stack`, `gather`, `scatter`, `index_select`, `pad`, `flip`, `repeat`, the densifying
+//! `contiguous` copy, the product gradient's `dot_reduce`), pooling (max, average, adaptive,
+//! global, `max_unpool`) and resizing, forward and backward, dispatch through it; the other
+//! families (losses, RoI ops) still call the CPU kernels from their op files and reject non-CPU
+//! tensors. Each family moves behind trait methods the same way; a CUDA backend is then one more
+//! `impl Backend`.
 
 pub(crate) mod cpu;
 #[cfg(test)]
@@ -21,6 +24,7 @@ pub use cpu::CpuBackend;
 use crate::autograd::Op;
 use crate::ops::conv::Geom as ConvGeom;
 use crate::ops::matmul::Plan as MatmulPlan;
+use crate::ops::separable::{IdxBuf, SepPlan};
 use crate::shape::Layout;
 use crate::{Device, Error, Result, Tensor};
 
@@ -252,6 +256,41 @@ pub trait Backend: Send + Sync {
         src_shape: &[usize],
         needs: [bool; 2],
     ) -> Result<[Option<Tensor>; 2]>;
+
+    /// A planned separable pooling or resize of the f32 `x` (`op` is `MaxPool` or
+    /// `AdaptiveMaxPool`: window maxima, NaN wins, ties to the first; `AvgPool`,
+    /// `AdaptiveAvgPool` or `Resize`: the weighted per-axis maps): a new contiguous tensor of
+    /// `plan.out_shape`, and for a max pooling with `track` the flat argmax per output.
+    fn pool(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        x: &Tensor,
+        track: bool,
+    ) -> Result<(Tensor, Option<IdxBuf>)>;
+
+    /// The input gradient (of `plan.in_shape`) of a planned pooling or resize for the output
+    /// gradient `g`; `argmax` is what [`Backend::pool`] tracked for a max pooling.
+    fn pool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        argmax: Option<&IdxBuf>,
+    ) -> Result<Tensor>;
+
+    /// Max unpooling (`op` is `MaxUnpool`): zeros of `plan.out_shape` with each element of `x`
+    /// written at its flat plane index `idx` (checked in range by the op).
+    fn max_unpool(&self, op: &Op, plan: &SepPlan, x: &Tensor, idx: &[i64]) -> Result<Tensor>;
+
+    /// The input gradient of a max unpooling: `g` gathered at the indices.
+    fn max_unpool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        idx: &[i64],
+    ) -> Result<Tensor>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

@@ -4,6 +4,7 @@
 
 use super::{Backend, ConvGeom, CpuBackend, MatmulPlan, NormStats};
 use crate::autograd::Op;
+use crate::ops::separable::{IdxBuf, SepPlan};
 use crate::shape::Layout;
 use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
 use std::cell::Cell;
@@ -39,6 +40,10 @@ struct Counting {
     concat: AtomicUsize,
     index_op: AtomicUsize,
     index_op_backward: AtomicUsize,
+    pool: AtomicUsize,
+    pool_backward: AtomicUsize,
+    max_unpool: AtomicUsize,
+    max_unpool_backward: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -262,6 +267,40 @@ impl Backend for Counting {
         bump(&self.index_op_backward);
         CpuBackend.index_op_backward(op, g, index, in_shape, src_shape, needs)
     }
+    fn pool(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        x: &Tensor,
+        track: bool,
+    ) -> Result<(Tensor, Option<IdxBuf>)> {
+        bump(&self.pool);
+        CpuBackend.pool(op, plan, x, track)
+    }
+    fn pool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        argmax: Option<&IdxBuf>,
+    ) -> Result<Tensor> {
+        bump(&self.pool_backward);
+        CpuBackend.pool_backward(op, plan, g, argmax)
+    }
+    fn max_unpool(&self, op: &Op, plan: &SepPlan, x: &Tensor, idx: &[i64]) -> Result<Tensor> {
+        bump(&self.max_unpool);
+        CpuBackend.max_unpool(op, plan, x, idx)
+    }
+    fn max_unpool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        idx: &[i64],
+    ) -> Result<Tensor> {
+        bump(&self.max_unpool_backward);
+        CpuBackend.max_unpool_backward(op, plan, g, idx)
+    }
 }
 
 /// Runs `f` with a fresh counting backend installed on this thread; returns its counts.
@@ -445,4 +484,37 @@ fn densify_and_product_gradient_dispatch_through_the_backend() {
     });
     assert_eq!(count(&c.contiguous), 1);
     assert_eq!(count(&c.dot_reduce), 1);
+}
+
+#[test]
+fn pooling_and_resizing_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(
+            (0..32).map(|v| v as f32).collect::<Vec<f32>>(),
+            &[1, 2, 4, 4],
+        )?
+        .requires_grad_(true);
+        let opts = crate::ops::pool::PoolOpts::new(&[2]);
+        // Max pooling with indices, unpooled back; average, adaptive and global pooling; resize.
+        let (m, idx) = x.max_pool2d_with_indices(&opts)?;
+        let parts = [
+            m.max_unpool2d(&idx, &[4, 4])?,
+            x.avg_pool2d(&opts)?,
+            x.adaptive_max_pool2d(&[1, 3])?,
+            x.adaptive_avg_pool2d(&[3, 3])?,
+            x.upsample_bilinear2d(&[6, 6], false)?,
+        ];
+        let mut total = x.global_avg_pool2d()?.sum_all()?;
+        for p in &parts {
+            total = total.add(&p.sum_all()?)?;
+        }
+        total.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[1, 2, 4, 4]);
+        Ok(())
+    });
+    // Max (x2: max_pool2d, adaptive max) and linear (x4: avg, adaptive avg, resize, global).
+    assert_eq!(count(&c.pool), 6);
+    assert_eq!(count(&c.pool_backward), 6);
+    assert_eq!(count(&c.max_unpool), 1);
+    assert_eq!(count(&c.max_unpool_backward), 1);
 }

@@ -2,8 +2,10 @@
 //!
 //! One file per op family: the elementwise unary and broadcasting binary arms are here (each
 //! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
-//! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`. The
-//! families not listed still call their kernels from their op files (see `docs/engine.md`).
+//! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`,
+//! copies in `manip.rs` (gather/scatter in `manip/gather.rs`), pooling and resizing in
+//! `separable/`. The families not listed still call their kernels from their op files (see
+//! `docs/engine.md`).
 
 mod conv;
 mod matmul;
@@ -12,6 +14,7 @@ pub(crate) mod reduce;
 mod softmax;
 // copies, pooling and resizing
 mod manip;
+mod separable;
 
 use super::Backend;
 use crate::autograd::Op;
@@ -19,6 +22,7 @@ use crate::kernels::elementwise as ew;
 use crate::ops::broadcast::broadcast_map2;
 use crate::ops::conv::Geom as ConvGeom;
 use crate::ops::matmul::Plan as MatmulPlan;
+use crate::ops::separable::{IdxBuf, SepPlan};
 use crate::parallel::prelude::*;
 use crate::shape::Layout;
 use crate::storage::pool;
@@ -317,6 +321,40 @@ impl Backend for CpuBackend {
         needs: [bool; 2],
     ) -> Result<[Option<Tensor>; 2]> {
         manip::gather::backward(op, g, index, in_shape, src_shape, needs)
+    }
+
+    fn pool(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        x: &Tensor,
+        track: bool,
+    ) -> Result<(Tensor, Option<IdxBuf>)> {
+        separable::forward(op, plan, x, track)
+    }
+
+    fn pool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        argmax: Option<&IdxBuf>,
+    ) -> Result<Tensor> {
+        separable::backward(op, plan, g, argmax)
+    }
+
+    fn max_unpool(&self, op: &Op, plan: &SepPlan, x: &Tensor, idx: &[i64]) -> Result<Tensor> {
+        separable::max::unpool(op.name(), plan, x, idx)
+    }
+
+    fn max_unpool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        idx: &[i64],
+    ) -> Result<Tensor> {
+        separable::max::unpool_backward(op.name(), plan, g, idx)
     }
 }
 
