@@ -3,9 +3,9 @@
 //! One file per op family: the elementwise unary and broadcasting binary arms are here (each
 //! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
 //! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`,
-//! copies in `manip.rs` (gather/scatter in `manip/gather.rs`), pooling and resizing in
-//! `separable/`. The families not listed still call their kernels from their op files (see
-//! `docs/engine.md`).
+//! RoI Align / RoI pooling in `roi.rs`, losses in `loss/`, copies in `manip.rs` (gather/scatter
+//! in `manip/gather.rs`), pooling and resizing in `separable/`. The families not listed still
+//! call their kernels from their op files (see `docs/engine.md`).
 
 mod conv;
 mod matmul;
@@ -16,12 +16,17 @@ mod softmax;
 mod manip;
 mod separable;
 
+pub(crate) mod loss;
+mod roi;
+
 use super::Backend;
 use crate::autograd::Op;
 use crate::kernels::elementwise as ew;
 use crate::ops::broadcast::broadcast_map2;
 use crate::ops::conv::Geom as ConvGeom;
+use crate::ops::loss::LossArgs;
 use crate::ops::matmul::Plan as MatmulPlan;
+use crate::ops::roi::RoiPlan;
 use crate::ops::separable::{IdxBuf, SepPlan};
 use crate::parallel::prelude::*;
 use crate::shape::Layout;
@@ -355,6 +360,35 @@ impl Backend for CpuBackend {
         idx: &[i64],
     ) -> Result<Tensor> {
         separable::max::unpool_backward(op.name(), plan, g, idx)
+    }
+
+    fn roi(&self, op: &Op, plan: &RoiPlan, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        roi::forward(op, plan, x)
+    }
+
+    fn roi_backward(
+        &self,
+        op: &Op,
+        plan: &RoiPlan,
+        argmax: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        roi::backward(op, plan, argmax, g)
+    }
+
+    fn loss(&self, op: &Op, args: &LossArgs<'_>) -> Result<(Tensor, loss::LossStats)> {
+        loss::forward(op, args)
+    }
+
+    fn loss_backward(
+        &self,
+        op: &Op,
+        args: &LossArgs<'_>,
+        stats: loss::LossStats,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        loss::backward(op, args, stats, g, needs)
     }
 }
 
