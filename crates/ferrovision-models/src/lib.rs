@@ -16,29 +16,115 @@
 //!
 //! Layer names follow one rule so weight importers can map them: a block's layers are scoped
 //! with `/` exactly as PyTorch scopes them with `.` (`layer1/0/conv1` is torchvision's
-//! `layer1.0.conv1`); see [`resnet`].
+//! `layer1.0.conv1`); see [`resnet`]. Each family takes the names of the implementation whose
+//! weights people have: torchvision's (ResNets, [`mobilenet_v2`]), the
+//! `efficientnet-lite-pytorch` package's ([`efficientnet_lite`]), or Keras applications' layer
+//! names where only Keras has the net ([`mobilenet`], MobileNet v1). Every module header lists
+//! its names, so freezing by prefix can be planned from the docs.
 
+pub mod efficientnet_lite;
+pub mod head;
 pub mod lenet;
+pub mod mobilenet;
+pub mod mobilenet_v2;
 pub mod resnet;
 
 use ferrovision_nn::{Error, Network, Result};
 
-/// What every builder needs to know about the data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a headless network (`include_top = false`) ends, as Keras applications' `pooling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// The last feature map, `[N, C, H, W]`.
+    #[default]
+    None,
+    /// Global average pooling to `[N, C]`.
+    Avg,
+    /// Global max pooling to `[N, C]`.
+    Max,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Pooling::None),
+            "avg" => Ok(Pooling::Avg),
+            "max" => Ok(Pooling::Max),
+            other => Err(Error::config(format!(
+                "unknown pooling '{other}' (expected none, avg or max)"
+            ))),
+        }
+    }
+}
+
+/// What every builder needs to know: the data (input shape, classes) and the Keras
+/// applications options (`include_top`, `pooling`, MobileNet's width multiplier `alpha`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelOptions {
     /// Per-sample input shape, channels first (`[C, H, W]`).
     pub input_shape: Vec<usize>,
-    /// Number of classes (size of the logits).
+    /// Number of classes (size of the logits); ignored without the top.
     pub classes: usize,
+    /// Whether the classifier head is built (`true` by default). Without it the network ends
+    /// with its last feature map, pooled as `pooling` says.
+    pub include_top: bool,
+    /// How a headless network ends (ignored with the top).
+    pub pooling: Pooling,
+    /// Width multiplier of the families that have one (MobileNet's `alpha`); `1.0` elsewhere,
+    /// where any other value is an error.
+    pub alpha: f64,
+    /// Whether the families with auxiliary classifiers (GoogLeNet, Inception v3) build them as
+    /// extra outputs after the main logits (training-only heads with their own loss weights;
+    /// `false` by default, as for inference). Ignored by the others.
+    pub aux_logits: bool,
 }
 
 impl ModelOptions {
-    /// Options for `input_shape` images and `classes` classes.
+    /// Options for `input_shape` images and `classes` classes, with the classifier head.
     pub fn new(input_shape: &[usize], classes: usize) -> Self {
         ModelOptions {
             input_shape: input_shape.to_vec(),
             classes,
+            include_top: true,
+            pooling: Pooling::None,
+            alpha: 1.0,
+            aux_logits: false,
         }
+    }
+
+    /// Builds the classifier head or not.
+    pub fn include_top(mut self, yes: bool) -> Self {
+        self.include_top = yes;
+        self
+    }
+
+    /// How a headless network ends.
+    pub fn pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
+        self
+    }
+
+    /// The width multiplier (MobileNet's `alpha`).
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Builds the auxiliary classifiers (GoogLeNet, Inception v3) as extra outputs.
+    pub fn aux_logits(mut self, yes: bool) -> Self {
+        self.aux_logits = yes;
+        self
+    }
+
+    /// Errors unless `alpha` is 1 (for the families without a width multiplier).
+    pub fn check_no_alpha(&self, model: &str) -> Result<()> {
+        if self.alpha != 1.0 {
+            return Err(Error::config(format!(
+                "{model}: has no width multiplier (alpha {} given)",
+                self.alpha
+            )));
+        }
+        Ok(())
     }
 
     /// Checks the options for an image classifier: `[C, H, W]` with every size positive and at
@@ -56,7 +142,7 @@ impl ModelOptions {
                 s[1], s[2]
             )));
         }
-        if self.classes == 0 {
+        if self.include_top && self.classes == 0 {
             return Err(Error::config(format!("{model}: needs at least one class")));
         }
         Ok(())
@@ -99,6 +185,58 @@ pub const REGISTRY: &[ModelEntry] = &[
                       4 stages of 2 basic blocks (64-128-256-512), global average pool",
         build: resnet::resnet18,
     },
+    ModelEntry {
+        name: "resnet34",
+        description: "ResNet-34 (torchvision layout and names): as ResNet-18 with 3-4-6-3 \
+                      basic blocks",
+        build: resnet::resnet34,
+    },
+    ModelEntry {
+        name: "resnet50",
+        description: "ResNet-50 (torchvision v1.5 layout and names): 7x7/2 stem, 3x3/2 max \
+                      pool, 3-4-6-3 bottleneck blocks (256-512-1024-2048), global average pool",
+        build: resnet::resnet50,
+    },
+    ModelEntry {
+        name: "resnet101",
+        description: "ResNet-101 (torchvision v1.5 layout and names): as ResNet-50 with \
+                      3-4-23-3 bottleneck blocks",
+        build: resnet::resnet101,
+    },
+    ModelEntry {
+        name: "resnet152",
+        description: "ResNet-152 (torchvision v1.5 layout and names): as ResNet-50 with \
+                      3-8-36-3 bottleneck blocks",
+        build: resnet::resnet152,
+    },
+    ModelEntry {
+        name: "resnet32",
+        description: "CIFAR ResNet-32 (He et al. 2016): as ResNet-20 with 5 basic blocks per stage",
+        build: resnet::resnet32,
+    },
+    ModelEntry {
+        name: "resnet56",
+        description: "CIFAR ResNet-56 (He et al. 2016): as ResNet-20 with 9 basic blocks per stage",
+        build: resnet::resnet56,
+    },
+    ModelEntry {
+        name: "mobilenet_v1",
+        description: "MobileNet v1 (Keras applications layout and names, width multiplier \
+                      alpha): 3x3/2 stem, 13 depthwise-separable blocks (ReLU6), 1x1 conv head",
+        build: mobilenet::mobilenet_v1,
+    },
+    ModelEntry {
+        name: "mobilenet_v2",
+        description: "MobileNet v2 (torchvision layout and names, width multiplier alpha): \
+                      3x3/2 stem, 17 inverted-residual blocks (ReLU6), 1x1 conv to 1280, dense",
+        build: mobilenet_v2::mobilenet_v2,
+    },
+    ModelEntry {
+        name: "efficientnet_lite0",
+        description: "EfficientNet-Lite0 (efficientnet-lite-pytorch layout and names): 16 \
+                      MBConv blocks without squeeze-excitation, ReLU6, TensorFlow 'same' padding",
+        build: efficientnet_lite::efficientnet_lite0,
+    },
 ];
 
 /// The registered names, in registry order.
@@ -127,9 +265,17 @@ mod tests {
 
     #[test]
     fn every_entry_builds_for_cifar_and_mnist_shapes() {
+        // Nets that need larger images (MobileNet v1: 32x32, as Keras) must say so and build
+        // at a size they accept, with the same channels.
         for e in REGISTRY {
             for shape in [[3usize, 32, 32], [1, 28, 28]] {
-                let net = (e.build)(&ModelOptions::new(&shape, 7)).unwrap();
+                let net = match (e.build)(&ModelOptions::new(&shape, 7)) {
+                    Ok(net) => net,
+                    Err(err) => {
+                        assert!(err.to_string().contains("too small"), "{}: {err}", e.name);
+                        (e.build)(&ModelOptions::new(&[shape[0], 96, 96], 7)).unwrap()
+                    }
+                };
                 assert_eq!(net.output_shapes()[0], vec![None, Some(7)], "{}", e.name);
             }
         }

@@ -1,14 +1,29 @@
 //! `Dropout` and `SpatialDropout1D/2D/3D`: random zeroing in training mode.
+//!
+//! `Dropout` with a Keras `noise_shape` draws one keep/drop decision per entry of that
+//! (broadcastable) shape: `[None, 1, 1, 1]` drops whole samples of a residual branch, the
+//! drop-connect / stochastic depth of EfficientNet.
 
 use super::common::{check_rank, check_tensor_rank};
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
 use crate::registry::{from_config, to_config};
 use crate::{Error, Result};
-use ferrovision_tensor::Tensor;
+use ferrovision_tensor::{rng, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The saved config of `Dropout` and `SpatialDropout*` (Keras keys).
+/// `Dropout`'s saved config (Keras keys; `noise_shape` only when set, so configs saved before
+/// it existed load unchanged).
+#[derive(Serialize, Deserialize)]
+struct DropoutConfig {
+    #[serde(default)]
+    name: String,
+    rate: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    noise_shape: Option<Vec<Option<usize>>>,
+}
+
+/// The saved config of `SpatialDropout*` (Keras keys).
 #[derive(Serialize, Deserialize)]
 struct RateConfig {
     #[serde(default)]
@@ -29,10 +44,12 @@ fn check_rate(name: &str, rate: f32) -> Result<()> {
 /// Inverted dropout (Keras `Dropout`): in training mode each element is zeroed with
 /// probability `rate` and the others scaled by `1 / (1 - rate)`; the identity in inference
 /// mode. Masks come from the process-wide generator, so
-/// [`ferrovision_tensor::rng::manual_seed`] makes runs reproducible.
+/// [`ferrovision_tensor::rng::manual_seed`] makes runs reproducible. With a
+/// [`noise_shape`](Dropout::noise_shape) the decisions are shared along its size-1 axes.
 pub struct Dropout {
     name: String,
     rate: f32,
+    noise_shape: Option<Vec<Option<usize>>>,
 }
 
 impl Dropout {
@@ -41,7 +58,37 @@ impl Dropout {
         Dropout {
             name: String::new(),
             rate,
+            noise_shape: None,
         }
+    }
+
+    /// Keras' `noise_shape`: the shape of the keep/drop mask, one entry per input axis (batch
+    /// included), `None` for the input's size there, `Some(1)` to share one decision along the
+    /// axis (`&[None, Some(1), Some(1), Some(1)]` keeps or drops whole samples). Checked
+    /// against the input when the layer is built.
+    pub fn noise_shape(mut self, shape: &[Option<usize>]) -> Self {
+        self.noise_shape = Some(shape.to_vec());
+        self
+    }
+
+    /// The mask shape for an input of `shape`, or an error naming both shapes when the noise
+    /// shape does not broadcast to it.
+    fn mask_shape(&self, shape: &[Option<usize>]) -> Result<Option<Vec<Option<usize>>>> {
+        let Some(ns) = &self.noise_shape else {
+            return Ok(None);
+        };
+        let fits = ns.len() == shape.len()
+            && ns.iter().zip(shape).all(|(n, d)| match (n, d) {
+                (None, _) | (Some(1), _) | (Some(_), None) => true,
+                (Some(n), Some(d)) => n == d,
+            });
+        if !fits {
+            return Err(Error::layer(
+                &self.name,
+                format!("noise_shape {ns:?} does not broadcast to the input shape {shape:?}"),
+            ));
+        }
+        Ok(Some(ns.iter().zip(shape).map(|(n, d)| n.or(*d)).collect()))
     }
 
     /// Sets the layer name.
@@ -52,9 +99,11 @@ impl Dropout {
 
     /// Rebuilds from [`Layer::config`].
     pub fn from_config(cfg: &Value) -> Result<Self> {
-        let c: RateConfig = from_config("layer", "Dropout", cfg)?;
+        let c: DropoutConfig = from_config("layer", "Dropout", cfg)?;
         check_rate(&c.name, c.rate).map_err(|e| Error::config(format!("Dropout config: {e}")))?;
-        Ok(Dropout::new(c.rate).named(&c.name))
+        let mut l = Dropout::new(c.rate).named(&c.name);
+        l.noise_shape = c.noise_shape;
+        Ok(l)
     }
 }
 
@@ -71,24 +120,46 @@ impl Layer for Dropout {
         self.name = name;
     }
 
-    fn build(&mut self, _input_shapes: &[Shape]) -> Result<()> {
-        check_rate(&self.name, self.rate)
+    fn build(&mut self, input_shapes: &[Shape]) -> Result<()> {
+        check_rate(&self.name, self.rate)?;
+        self.mask_shape(single_shape(self, input_shapes)?)?;
+        Ok(())
     }
 
     fn output_shape(&self, input_shapes: &[Shape]) -> Result<Shape> {
-        Ok(single_shape(self, input_shapes)?.clone())
+        let shape = single_shape(self, input_shapes)?;
+        self.mask_shape(shape)?;
+        Ok(shape.clone())
     }
 
     fn call(&self, inputs: &[Tensor], ctx: &mut CallCtx) -> Result<Tensor> {
         let x = single_input(self, inputs)?;
         check_rate(&self.name, self.rate)?;
-        Ok(x.dropout_global(self.rate, ctx.training)?)
+        let known: Vec<Option<usize>> = x.shape().iter().map(|&d| Some(d)).collect();
+        let Some(mask_shape) = self.mask_shape(&known)? else {
+            return Ok(x.dropout_global(self.rate, ctx.training)?);
+        };
+        if !ctx.training || self.rate == 0.0 {
+            return Ok(x.clone());
+        }
+        // Every entry of the mask shape is known here (taken from the tensor).
+        let mask_shape: Vec<usize> = mask_shape.into_iter().flatten().collect();
+        let keep = 1.0 - self.rate;
+        let mask = rng::with_global(|r| Tensor::bernoulli(&mask_shape, keep, r))?;
+        // Inverted scaling; rate 1 leaves the all-zero mask as is.
+        let mask = if keep > 0.0 {
+            mask.mul_scalar(1.0 / keep)?
+        } else {
+            mask
+        };
+        Ok(x.mul(&mask)?)
     }
 
     fn config(&self) -> Value {
-        to_config(&RateConfig {
+        to_config(&DropoutConfig {
             name: self.name.clone(),
             rate: self.rate,
+            noise_shape: self.noise_shape.clone(),
         })
     }
 }
@@ -182,5 +253,58 @@ impl<const R: usize> Layer for SpatialDropout<R> {
             name: self.name.clone(),
             rate: self.rate,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::layer_from_config;
+
+    #[test]
+    fn noise_shape_drops_whole_samples_in_training_only() {
+        ferrovision_tensor::rng::manual_seed(7);
+        let mut l = Dropout::new(0.5).noise_shape(&[None, Some(1), Some(1), Some(1)]);
+        let shape = vec![None, Some(2), Some(3), Some(3)];
+        l.build(&[shape]).unwrap();
+        let x = Tensor::ones(&[16, 2, 3, 3]);
+        let y = l
+            .call(std::slice::from_ref(&x), &mut CallCtx::new(true))
+            .unwrap();
+        let v = y.to_vec::<f32>().unwrap();
+        let per_sample: Vec<f32> = v.chunks(18).map(|s| s[0]).collect();
+        for (i, s) in v.chunks(18).enumerate() {
+            assert!(
+                s.iter().all(|&e| e == s[0]),
+                "sample {i} mixes decisions: {s:?}"
+            );
+            assert!(s[0] == 0.0 || s[0] == 2.0, "sample {i}: {}", s[0]);
+        }
+        assert!(
+            per_sample.contains(&0.0) && per_sample.contains(&2.0),
+            "{per_sample:?}"
+        );
+        let y = l
+            .call(std::slice::from_ref(&x), &mut CallCtx::new(false))
+            .unwrap();
+        assert_eq!(y.to_vec::<f32>().unwrap(), x.to_vec::<f32>().unwrap());
+    }
+
+    #[test]
+    fn noise_shape_is_saved_only_when_set_and_checked() {
+        let plain = Dropout::new(0.25).named("d").config();
+        assert!(plain.get("noise_shape").is_none(), "{plain}");
+        // A config saved before noise_shape existed loads as plain dropout.
+        let old = serde_json::json!({"name": "d", "rate": 0.25});
+        assert_eq!(layer_from_config("Dropout", &old).unwrap().config(), plain);
+        let l = Dropout::new(0.2).noise_shape(&[None, Some(1), Some(1), Some(1)]);
+        let cfg = l.config();
+        assert_eq!(cfg["noise_shape"], serde_json::json!([null, 1, 1, 1]));
+        assert_eq!(layer_from_config("Dropout", &cfg).unwrap().config(), cfg);
+        let mut bad = Dropout::new(0.2)
+            .named("drop")
+            .noise_shape(&[None, Some(3)]);
+        let e = bad.build(&[vec![None, Some(2)]]).unwrap_err().to_string();
+        assert!(e.contains("drop") && e.contains("[None, Some(3)]"), "{e}");
     }
 }
