@@ -14,8 +14,8 @@ EfficientNet-Lite0 (PyPI `efficientnet-lite-pytorch` 0.1.0 on torch 2.15.0).
   the same keys and shapes and loads it strictly. The Rust test requires our model's
   `to_torch_name` names and shapes to be this list.
 
-The package's source is read from `$EFFICIENTNET_LITE_SRC` (default
-`/work/assets/efficientnet_lite_pytorch`, the unpacked sdist). Usage (from the repository root):
+The package (PyPI `efficientnet-lite-pytorch==0.1.0`) is pinned in `reference/requirements.txt`.
+Usage (from the repository root):
 
     reference/.venv/bin/python reference/zoo/efficientnet_lite.py
 """
@@ -26,7 +26,6 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.environ.get("EFFICIENTNET_LITE_SRC", "/work/assets/efficientnet_lite_pytorch"))
 from efficientnet_lite_pytorch import EfficientNet  # noqa: E402
 from formula_weights import fill_torch_module, formula, versions, write_fixture  # noqa: E402
 
