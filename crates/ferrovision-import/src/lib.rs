@@ -17,6 +17,7 @@ pub mod error;
 pub mod hub;
 pub mod keras_h5;
 pub mod onnx;
+pub mod pretrained;
 pub mod remap;
 pub mod tfjs;
 pub mod torch;
@@ -24,7 +25,8 @@ pub mod torch;
 pub use error::{Error, Result};
 
 use ferrovision_tensor::Tensor;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 /// The file formats weights are imported from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,5 +61,61 @@ impl ImportedWeights {
     /// The tensor named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+}
+
+/// Recognises a weight file's format from its first bytes (and, for JSON and ONNX, its name).
+pub fn sniff(path: &Path) -> Result<SourceFormat> {
+    let mut head = [0u8; 16];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| ferrovision_io::Error::io(path, e))?;
+    let head = &head[..n];
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if head.starts_with(b"PK\x03\x04") {
+        return Ok(SourceFormat::TorchZip);
+    }
+    if head.starts_with(&[0x80]) && head.len() > 1 && head[1] <= 5 {
+        return Ok(SourceFormat::TorchLegacy);
+    }
+    if head.starts_with(b"\x89HDF\r\n\x1a\n") {
+        return Ok(SourceFormat::KerasH5);
+    }
+    if head.len() >= 9 && head[8] == b'{' {
+        return Ok(SourceFormat::Safetensors);
+    }
+    if name.ends_with(".json") {
+        return Ok(SourceFormat::Tfjs);
+    }
+    if name.ends_with(".onnx") {
+        return Ok(SourceFormat::Onnx);
+    }
+    Err(Error::UnknownFormat {
+        path: path.to_path_buf(),
+        msg: "not a weight file this version reads (PyTorch .pt/.pth, Keras .h5, TF.js \
+              manifest .json, ONNX .onnx or safetensors)"
+            .into(),
+    })
+}
+
+/// Reads a weight file in any supported format ([`sniff`] decides which).
+pub fn read_weights(path: &Path) -> Result<ImportedWeights> {
+    match sniff(path)? {
+        SourceFormat::TorchZip | SourceFormat::TorchLegacy => torch::read(path),
+        SourceFormat::Safetensors => {
+            let file = ferrovision_io::load_safetensors(path)?;
+            Ok(ImportedWeights {
+                path: path.to_path_buf(),
+                format: SourceFormat::Safetensors,
+                tensors: file.tensors,
+            })
+        }
+        other => Err(Error::UnknownFormat {
+            path: path.to_path_buf(),
+            msg: format!("no reader for {other:?} files yet"),
+        }),
     }
 }

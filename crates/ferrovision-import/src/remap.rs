@@ -162,6 +162,9 @@ pub struct Naming {
     pub prefix: Option<String>,
     /// Rename rules applied to source names after the prefix is removed.
     pub remap: KeyRemapper,
+    /// Source tensors no weight uses are allowed (a headless network taking a full
+    /// checkpoint: the classifier's tensors are left out); every weight must still be found.
+    pub allow_unused: bool,
 }
 
 impl Naming {
@@ -189,6 +192,7 @@ const PREFIXES: &[&str] = &[
     "module.",
     "state_dict.module.",
     "model.module.",
+    "weights/",
 ];
 
 /// Source tensors PyTorch keeps that have no ferrovision counterpart.
@@ -300,7 +304,7 @@ pub fn load_into(net: &dyn Network, weights: &ImportedWeights, naming: &Naming) 
         let Some(rest) = name.strip_prefix(prefix.as_str()) else {
             continue;
         };
-        if !used.contains(name.as_str()) && !ignored(rest) {
+        if !naming.allow_unused && !used.contains(name.as_str()) && !ignored(rest) {
             problems.push(format!(
                 "extra: tensor '{name}' (shape {:?}) matches no weight of the network",
                 t.shape()
