@@ -2,6 +2,7 @@
 //! shared by several commands. Each command's own arguments live next to it in
 //! `commands/<name>.rs`.
 
+use crate::commands::classify::ClassifyArgs;
 use crate::commands::demo::DemoArgs;
 use crate::commands::draw::DrawArgs;
 use crate::commands::eval::{EvalCocoArgs, EvalVocArgs};
@@ -128,6 +129,18 @@ Example:
   ferrovision summary --model resnet20 --input-shape 3,32,32
   ferrovision summary --model-file runs/lenet5/model.safetensors")]
     Summary(SummaryArgs),
+    /// Classify photos with a pretrained zoo model (ImageNet labels) and print the top-k
+    #[command(
+        after_help = "The weights come from the local model cache (scripts/fetch_models.sh fills \
+$FERROVISION_HOME, default ~/.ferrovision) or a file: the original PyTorch .pth or a safetensors \
+file written by `ferrovision convert`. Images are prepared as the weights expect (shorter side \
+resized, centre crop, per-channel normalisation).
+
+Examples:
+  ferrovision classify --model efficientnet_lite0 --weights efficientnet_lite0 dog.jpg eagle.jpg
+  ferrovision classify --model efficientnet_lite0 --weights efficientnet-lite0-57934424.pth --top 3 --json photo.jpg"
+    )]
+    Classify(ClassifyArgs),
     /// Evaluate detections: COCO metrics (identical to pycocotools) or Pascal VOC AP
     #[command(subcommand)]
     Eval(EvalCommand),

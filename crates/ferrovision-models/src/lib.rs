@@ -27,6 +27,7 @@ pub mod head;
 pub mod lenet;
 pub mod mobilenet;
 pub mod mobilenet_v2;
+pub mod preprocess;
 pub mod resnet;
 
 use ferrovision_nn::{Error, Network, Result};

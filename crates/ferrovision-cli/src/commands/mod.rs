@@ -1,7 +1,8 @@
 //! The subcommands, one file each: `demo`, `train`, `evaluate`, `predict`, `summary`,
-//! `eval coco|voc` and `draw`. Each file holds the command's arguments (clap derive) and its
+//! `classify`, `eval coco|voc` and `draw`. Each file holds the command's arguments (clap derive) and its
 //! `run`.
 
+pub mod classify;
 pub mod demo;
 pub mod draw;
 pub mod eval;
@@ -21,6 +22,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Summary(a) => summary::run(a),
+        Command::Classify(a) => classify::run(a),
         Command::Eval(EvalCommand::Coco(a)) => eval::coco(a),
         Command::Eval(EvalCommand::Voc(a)) => eval::voc(a),
         Command::Draw(a) => draw::run(a),
