@@ -125,7 +125,7 @@ fn vgg16_fcn_score_map_equals_vgg16_logits() {
     vgg::fcn_from_vgg(vgg16.as_ref(), fcn.as_ref()).unwrap();
     let x = formula_input(&[1, 3, 224, 224]);
     let want = vgg16
-        .forward(&[x.clone()], &mut CallCtx::new(false))
+        .forward(std::slice::from_ref(&x), &mut CallCtx::new(false))
         .unwrap();
     let got = fcn.forward(&[x], &mut CallCtx::new(false)).unwrap();
     assert_eq!(got[0].shape(), &[1, 10, 1, 1]);
