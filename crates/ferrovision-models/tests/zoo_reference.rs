@@ -57,9 +57,11 @@ fn check(
             continue;
         };
         let min = min as usize;
+        // The plain minimum is the feature extractor's (built headless: VGG's top alone is
+        // 100 M weights); the auxiliary heads' needs the top.
         let at = |side: usize| {
             let o = ModelOptions::new(&[f.input_shape[1], side, side], f.classes);
-            build(arch, &o.aux_logits(aux))
+            build(arch, &o.include_top(aux).aux_logits(aux))
         };
         assert!(
             at(min).is_ok(),
