@@ -71,7 +71,8 @@ pub struct ModelOptions {
     pub alpha: f64,
     /// Whether the families with auxiliary classifiers (GoogLeNet, Inception v3) build them as
     /// extra outputs after the main logits (training-only heads with their own loss weights;
-    /// `false` by default, as for inference). Ignored by the others.
+    /// `false` by default, as for inference). They belong to the top: with `include_top =
+    /// false` it is an error. Ignored by the others.
     pub aux_logits: bool,
 }
 
