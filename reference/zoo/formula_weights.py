@@ -13,8 +13,9 @@ name, generates the tensor in our layout, then converts it to its own layout.
 
 For a tensor with our name `name`, our shape `shape` (numel n), flat row-major index i:
 
-    phase = fnv1a32(name) / 2**32 * 2*pi
-    s_i   = sin(0.61803398875 * i + phase)          (computed in float64, then cast to float32)
+    z_i   = splitmix64(fnv1a32(name) + i)            (64-bit wrapping arithmetic)
+    u_i   = (z_i >> 11) / 2**53                      (uniform in [0, 1), exact in float64)
+    s_i   = sin(2*pi * u_i)                          (computed in float64, then cast to float32)
     by the last segment of `name`:
       gamma              1 + 0.2 s_i
       beta, bias         0.1 s_i
@@ -23,6 +24,11 @@ For a tensor with our name `name`, our shape `shape` (numel n), flat row-major i
       anything else      s_i * sqrt(4 / fan_in)     fan_in = shape[0] for rank 2 (Dense [in, out]),
                                                     n / shape[0] for higher ranks (convs
                                                     [out, in/groups, k...]), n for rank 1
+s_i has the distribution of the sine of a uniform phase (mean 0, variance 1/2, so the kernels
+have He variance 2 / fan_in), but successive values are independent: a plain sinusoid of i
+(`sin(a*i + phase)`) would make every weight matrix rank 2 (sin(a*(o*fan_in + j) + phase) =
+cos(.) sin(a*j + phase) + sin(.) cos(a*j + phase)), and deep plain networks (VGG, Inception)
+would then lose the input within a few layers, leaving outputs that hardly depend on it.
 The input image batch is `formula("input", shape)` with plain s_i values in [-1, 1].
 """
 
@@ -39,12 +45,23 @@ def fnv1a32(s: str) -> int:
     return h
 
 
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function on uint64 values (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
 def formula(name: str, shape) -> np.ndarray:
     """The tensor called `name` (our name) of `shape` (our layout), float32."""
     shape = tuple(int(d) for d in shape)
     n = int(np.prod(shape)) if shape else 1
-    phase = fnv1a32(name) / 2.0**32 * 2.0 * math.pi
-    s = np.sin(0.61803398875 * np.arange(n, dtype=np.float64) + phase)
+    z = splitmix64(np.arange(n, dtype=np.uint64) + np.uint64(fnv1a32(name)))
+    u = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    s = np.sin(2.0 * math.pi * u)
+    del z, u
     last = name.rsplit("/", 1)[-1]
     if name == "input":
         v = s

@@ -23,12 +23,15 @@
 //! its names, so freezing by prefix can be planned from the docs.
 
 pub mod efficientnet_lite;
+pub mod googlenet;
 pub mod head;
+pub mod inception_v3;
 pub mod lenet;
 pub mod mobilenet;
 pub mod mobilenet_v2;
 pub mod preprocess;
 pub mod resnet;
+pub mod vgg;
 
 use ferrovision_nn::{Error, Network, Result};
 
@@ -76,7 +79,8 @@ pub struct ModelOptions {
     pub alpha: f64,
     /// Whether the families with auxiliary classifiers (GoogLeNet, Inception v3) build them as
     /// extra outputs after the main logits (training-only heads with their own loss weights;
-    /// `false` by default, as for inference). Ignored by the others.
+    /// `false` by default, as for inference). They belong to the top: with `include_top =
+    /// false` it is an error. Ignored by the others.
     pub aux_logits: bool,
 }
 
@@ -238,6 +242,50 @@ pub const REGISTRY: &[ModelEntry] = &[
                       MBConv blocks without squeeze-excitation, ReLU6, TensorFlow 'same' padding",
         build: efficientnet_lite::efficientnet_lite0,
     },
+    ModelEntry {
+        name: "vgg16",
+        description: "VGG-16 (torchvision layout and names): 13 3x3 convs in 5 blocks (64-128-\
+                      256-512-512), 2x2 max pools, adaptive 7x7 average pool, \
+                      Dense(4096)-Dense(4096)-Dense(classes); at least 32x32",
+        build: vgg::vgg16,
+    },
+    ModelEntry {
+        name: "vgg19",
+        description: "VGG-19 (torchvision layout and names): VGG-16 with 16 convs (4 in each \
+                      of the last 3 blocks); at least 32x32",
+        build: vgg::vgg19,
+    },
+    ModelEntry {
+        name: "vgg16_bn",
+        description: "VGG-16 with batch norm after every conv (torchvision vgg16_bn)",
+        build: vgg::vgg16_bn,
+    },
+    ModelEntry {
+        name: "vgg19_bn",
+        description: "VGG-19 with batch norm after every conv (torchvision vgg19_bn)",
+        build: vgg::vgg19_bn,
+    },
+    ModelEntry {
+        name: "vgg16_fcn",
+        description: "Fully-convolutional VGG-16: the classifier as 7x7 and 1x1 convs with \
+                      VGG-16's weights (vgg::fcn_from_vgg), a [classes, H/32-6, W/32-6] score \
+                      map; at least 224x224",
+        build: vgg::vgg16_fcn,
+    },
+    ModelEntry {
+        name: "googlenet",
+        description: "GoogLeNet / Inception v1 (torchvision layout and names): BN convs, 9 \
+                      inception modules, ceil-mode max pools, global average pool; aux_logits \
+                      adds the two auxiliary classifiers as outputs; at least 15x15",
+        build: googlenet::googlenet,
+    },
+    ModelEntry {
+        name: "inception_v3",
+        description: "Inception v3 (torchvision Inception3 layout and names): BN convs (eps \
+                      1e-3), Mixed_5b..Mixed_7c, global average pool; aux_logits adds \
+                      AuxLogits as an output (needs 299x299); at least 75x75",
+        build: inception_v3::inception_v3,
+    },
 ];
 
 /// The registered names, in registry order.
@@ -264,20 +312,74 @@ pub fn build(name: &str, opts: &ModelOptions) -> Result<Box<dyn Network>> {
 mod tests {
     use super::*;
 
+    /// The entries that need more than MNIST's 28x28, with their smallest input side.
+    const LARGER_INPUTS: &[(&str, usize)] = &[
+        ("vgg16", 32),
+        ("vgg19", 32),
+        ("vgg16_bn", 32),
+        ("vgg19_bn", 32),
+        ("vgg16_fcn", 224),
+        ("inception_v3", 75),
+        ("mobilenet_v1", 32),
+    ];
+
     #[test]
     fn every_entry_builds_for_cifar_and_mnist_shapes() {
         // Nets that need larger images (MobileNet v1: 32x32, as Keras) must say so and build
         // at a size they accept, with the same channels.
         for e in REGISTRY {
+            let min = LARGER_INPUTS
+                .iter()
+                .find(|(n, _)| *n == e.name)
+                .map_or(1, |&(_, m)| m);
             for shape in [[3usize, 32, 32], [1, 28, 28]] {
-                let net = match (e.build)(&ModelOptions::new(&shape, 7)) {
-                    Ok(net) => net,
-                    Err(err) => {
-                        assert!(err.to_string().contains("too small"), "{}: {err}", e.name);
-                        (e.build)(&ModelOptions::new(&[shape[0], 96, 96], 7)).unwrap()
-                    }
+                if shape[1] < min {
+                    // Too small for this net: a clear error naming the minimum...
+                    let err = (e.build)(&ModelOptions::new(&shape, 7)).err().unwrap();
+                    let want = format!("at least {min}x{min}");
+                    assert!(err.to_string().contains(&want), "{}: {err}", e.name);
+                }
+                // ... and it builds at the smallest size it accepts.
+                let side = shape[1].max(min);
+                let net = (e.build)(&ModelOptions::new(&[shape[0], side, side], 7)).unwrap();
+                let want = if e.name == "vgg16_fcn" {
+                    vec![None, Some(7), Some(1), Some(1)]
+                } else {
+                    vec![None, Some(7)]
                 };
-                assert_eq!(net.output_shapes()[0], vec![None, Some(7)], "{}", e.name);
+                assert_eq!(net.output_shapes()[0], want, "{}", e.name);
+            }
+        }
+    }
+
+    #[test]
+    fn vgg_googlenet_inception_build_headless_with_every_pooling() {
+        // (name, input side, channels and side of the last feature map)
+        for (name, side, c, hw) in [
+            ("vgg16", 64, 512, 2),
+            ("vgg19", 64, 512, 2),
+            ("vgg16_bn", 96, 512, 3),
+            ("vgg19_bn", 32, 512, 1),
+            ("vgg16_fcn", 64, 512, 2),
+            ("googlenet", 64, 1024, 2),
+            ("inception_v3", 299, 2048, 8),
+        ] {
+            let opts = ModelOptions::new(&[3, side, side], 10).include_top(false);
+            for (pooling, want) in [
+                (Pooling::None, vec![None, Some(c), Some(hw), Some(hw)]),
+                (Pooling::Avg, vec![None, Some(c)]),
+                (Pooling::Max, vec![None, Some(c)]),
+            ] {
+                let net = build(name, &opts.clone().pooling(pooling)).unwrap();
+                assert_eq!(net.output_shapes(), vec![want], "{name} {pooling:?}");
+                let weights = ferrovision_nn::NetworkExt::named_weights(net.as_ref());
+                let top = ["classifier/", "fc/", "aux1/", "aux2/", "AuxLogits/"];
+                assert!(
+                    !weights
+                        .iter()
+                        .any(|(n, _)| top.iter().any(|t| n.starts_with(t))),
+                    "{name}: headless net has top weights"
+                );
             }
         }
     }

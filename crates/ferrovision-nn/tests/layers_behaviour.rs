@@ -259,6 +259,8 @@ fn configs_round_trip() {
         Box::new(MaxPooling3D::new(2)),
         Box::new(GlobalAveragePooling2D::new().keepdims(true)),
         Box::new(GlobalMaxPooling3D::new()),
+        Box::new(AdaptiveAveragePooling2D::new([7, 5])),
+        Box::new(MaxPooling1D::new(3).strides(2).ceil_mode(true)),
         Box::new(UpSampling2D::new([2, 4]).interpolation(Interpolation::Bilinear)),
         Box::new(ZeroPadding2D::asymmetric([(1, 2), (3, 4)])),
         Box::new(Cropping3D::asymmetric([(1, 0), (0, 2), (3, 3)])),

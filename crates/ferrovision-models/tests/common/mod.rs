@@ -16,10 +16,18 @@ pub fn fnv1a32(s: &str) -> u32 {
     h
 }
 
+/// SplitMix64's output function (wrapping arithmetic).
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The formula tensor called `name` (our name) of `shape` (our layout), as float32 values.
 pub fn formula(name: &str, shape: &[usize]) -> Vec<f32> {
     let n: usize = shape.iter().product();
-    let phase = fnv1a32(name) as f64 / 4_294_967_296.0 * 2.0 * std::f64::consts::PI;
+    let seed = fnv1a32(name) as u64;
     let last = name.rsplit('/').next().unwrap_or(name);
     let fan_in = match shape.len() {
         2 => shape[0],
@@ -28,7 +36,8 @@ pub fn formula(name: &str, shape: &[usize]) -> Vec<f32> {
     } as f64;
     (0..n)
         .map(|i| {
-            let s = (0.618_033_988_75 * i as f64 + phase).sin();
+            let u = (splitmix64(seed.wrapping_add(i as u64)) >> 11) as f64 * (0.5f64).powi(53);
+            let s = (2.0 * std::f64::consts::PI * u).sin();
             let v = if name == "input" {
                 s
             } else {

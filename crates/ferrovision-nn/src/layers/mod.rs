@@ -1,6 +1,7 @@
 //! Built-in layers (one per file) and the registry that rebuilds layers from saved configs.
 
 mod activation;
+mod adaptive_pooling;
 mod batch_norm;
 mod common;
 mod conv;
@@ -21,6 +22,7 @@ mod separable_conv;
 mod upsampling;
 
 pub use activation::ActivationLayer;
+pub use adaptive_pooling::AdaptiveAveragePooling2D;
 pub use batch_norm::BatchNormalization;
 pub use common::{Dims, PaddingMode};
 pub use conv::{Conv, Conv1D, Conv2D, Conv3D};
@@ -93,6 +95,7 @@ pub fn layer_registry() -> &'static Registry<dyn Layer> {
         reg(&r, "GlobalMaxPooling1D", GlobalMaxPooling1D::from_config);
         reg(&r, "GlobalMaxPooling2D", GlobalMaxPooling2D::from_config);
         reg(&r, "GlobalMaxPooling3D", GlobalMaxPooling3D::from_config);
+        reg(&r, "AdaptiveAveragePooling2D", AdaptiveAveragePooling2D::from_config);
         reg(&r, "UpSampling2D", UpSampling2D::from_config);
         reg(&r, "ZeroPadding1D", ZeroPadding1D::from_config);
         reg(&r, "ZeroPadding2D", ZeroPadding2D::from_config);

@@ -20,6 +20,9 @@ struct PoolingConfig<const R: usize> {
     strides: Option<Dims<R>>,
     #[serde(default)]
     padding: LayerPadding<R>,
+    /// PyTorch's `ceil_mode` (not a Keras key; absent in older saves and Keras configs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    ceil_mode: bool,
 }
 
 /// Max (`MAX = true`) or average pooling over `R` spatial axes of `[N, C, *spatial]` (Keras
@@ -29,6 +32,8 @@ struct PoolingConfig<const R: usize> {
 /// ([`Pooling::padding_explicit`], PyTorch's `padding=`, at most half the window) the engine
 /// pads implicitly without copying the input: max pooling ignores the padding and average
 /// pooling counts the padded zeros in the divisor (PyTorch's default `count_include_pad`).
+/// [`Pooling::ceil_mode`] rounds the output size up as PyTorch's `ceil_mode=True` (GoogLeNet's
+/// pools): a last, partial window is kept when it starts inside the input or the left padding.
 ///
 /// Use the aliases [`MaxPooling1D`], [`MaxPooling2D`], [`MaxPooling3D`],
 /// [`AveragePooling1D`], [`AveragePooling2D`], [`AveragePooling3D`].
@@ -37,6 +42,7 @@ pub struct Pooling<const R: usize, const MAX: bool> {
     pool_size: [usize; R],
     strides: Option<[usize; R]>,
     padding: LayerPadding<R>,
+    ceil_mode: bool,
 }
 
 /// 1-d max pooling over `[N, C, L]`.
@@ -71,6 +77,7 @@ impl<const R: usize, const MAX: bool> Pooling<R, MAX> {
             pool_size: pool_size.into().0,
             strides: None,
             padding: LayerPadding::default(),
+            ceil_mode: false,
         }
     }
 
@@ -100,6 +107,14 @@ impl<const R: usize, const MAX: bool> Pooling<R, MAX> {
         self
     }
 
+    /// PyTorch's `ceil_mode`: the output size rounds up, keeping a last partial window that
+    /// starts inside the input or the left padding (with `valid` or explicit padding; `same`
+    /// already covers every input element). Saved as `"ceil_mode": true`.
+    pub fn ceil_mode(mut self, yes: bool) -> Self {
+        self.ceil_mode = yes;
+        self
+    }
+
     fn stride(&self) -> [usize; R] {
         self.strides.unwrap_or(self.pool_size)
     }
@@ -111,6 +126,7 @@ impl<const R: usize, const MAX: bool> Pooling<R, MAX> {
         l.name = c.name;
         l.strides = c.strides.map(|d| d.0);
         l.padding = c.padding;
+        l.ceil_mode = c.ceil_mode;
         l.validate()
             .map_err(|e| Error::config(format!("{} config: {e}", class(R, MAX))))?;
         Ok(l)
@@ -123,6 +139,10 @@ impl<const R: usize, const MAX: bool> Pooling<R, MAX> {
             LayerPadding::Mode(PaddingMode::Causal) => Err(Error::layer(
                 &self.name,
                 "padding must be 'valid', 'same' or explicit amounts",
+            )),
+            LayerPadding::Mode(PaddingMode::Same) if self.ceil_mode => Err(Error::layer(
+                &self.name,
+                "ceil_mode needs 'valid' or explicit padding ('same' already keeps every input)",
             )),
             // PyTorch's rule (and the engine's): a window never lies entirely in the padding.
             LayerPadding::Explicit(p)
@@ -138,6 +158,32 @@ impl<const R: usize, const MAX: bool> Pooling<R, MAX> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Output length along spatial axis `axis` in ceil mode (PyTorch's `pooling_output_shape`,
+    /// which the engine applies too): `ceil((len + 2p - k) / s) + 1`, minus the last window when
+    /// it would start beyond the input and the left padding.
+    fn ceil_out_len(&self, len: Option<usize>, axis: usize) -> Result<Option<usize>> {
+        let Some(len) = len else { return Ok(None) };
+        let p = match self.padding {
+            LayerPadding::Explicit(p) => p[axis],
+            LayerPadding::Mode(_) => 0,
+        };
+        let (k, s) = (self.pool_size[axis], self.stride()[axis]);
+        let (len_i, p_i, k_i, s_i) = (len as i64, p as i64, k as i64, s as i64);
+        let mut out = (len_i + 2 * p_i - k_i + s_i - 1).div_euclid(s_i) + 1;
+        if (out - 1) * s_i >= len_i + p_i {
+            out -= 1;
+        }
+        if out < 1 {
+            return Err(Error::layer(
+                &self.name,
+                format!(
+                    "input size {len} padded by {p} on both sides is too small for the pool size {k} (ceil mode)"
+                ),
+            ));
+        }
+        Ok(Some(out as usize))
     }
 
     fn pool(&self, x: &Tensor, opts: &PoolOpts) -> Result<Tensor> {
@@ -172,6 +218,10 @@ impl<const R: usize, const MAX: bool> Layer for Pooling<R, MAX> {
         let stride = self.stride();
         let mut out = vec![shape[0], shape[1]];
         for i in 0..R {
+            if self.ceil_mode {
+                out.push(self.ceil_out_len(shape[2 + i], i)?);
+                continue;
+            }
             out.push(self.padding.out_len(
                 self,
                 i,
@@ -189,7 +239,9 @@ impl<const R: usize, const MAX: bool> Layer for Pooling<R, MAX> {
         check_tensor_rank(self, x, R + 2, "[N, C, *spatial]")?;
         self.output_shape(&[shape_of(x)])?;
         let stride = self.stride();
-        let opts = PoolOpts::new(&self.pool_size).stride(&stride);
+        let opts = PoolOpts::new(&self.pool_size)
+            .stride(&stride)
+            .ceil_mode(self.ceil_mode);
         match self.padding {
             LayerPadding::Mode(PaddingMode::Valid) => return self.pool(x, &opts),
             LayerPadding::Explicit(p) => return self.pool(x, &opts.padding(&p)),
@@ -234,6 +286,7 @@ impl<const R: usize, const MAX: bool> Layer for Pooling<R, MAX> {
             pool_size: Dims(self.pool_size),
             strides: Some(Dims(self.stride())),
             padding: self.padding,
+            ceil_mode: self.ceil_mode,
         })
     }
 }
