@@ -21,6 +21,7 @@ const BASE_KEYS: &[&str] = &[
     "name",
     "learning_rate",
     "weight_decay",
+    "coupled_weight_decay",
     "clipnorm",
     "clipvalue",
     "global_clipnorm",
@@ -28,7 +29,13 @@ const BASE_KEYS: &[&str] = &[
 ];
 
 /// Shared keys where `null` means "off" rather than "default" (AdamW's weight decay defaults on).
-const NULLABLE_KEYS: &[&str] = &["weight_decay", "clipnorm", "clipvalue", "global_clipnorm"];
+const NULLABLE_KEYS: &[&str] = &[
+    "weight_decay",
+    "coupled_weight_decay",
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+];
 
 /// Keras options we do not implement: accepted only at their "off" values.
 const KERAS_OFF_KEYS: &[&str] = &[
@@ -50,6 +57,13 @@ pub(crate) struct BaseConfig {
     pub learning_rate: LearningRateSchedule,
     #[serde(deserialize_with = "opt_num")]
     pub weight_decay: Option<f64>,
+    /// Ours (PyTorch's `weight_decay`): written only when set, so Keras configs stay Keras'.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_num"
+    )]
+    pub coupled_weight_decay: Option<f64>,
     #[serde(deserialize_with = "opt_num")]
     pub clipnorm: Option<f64>,
     #[serde(deserialize_with = "opt_num")]
