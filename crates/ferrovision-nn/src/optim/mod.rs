@@ -39,6 +39,16 @@ pub trait Optimizer: Send {
     /// `ReduceLROnPlateau` and `LearningRateScheduler` do.
     fn set_learning_rate(&mut self, lr: f64);
 
+    /// Replaces the learning rate by a schedule (evaluated at the step count, so a schedule set
+    /// before training starts at its step 0). Optimizers outside this crate may not support
+    /// it (the default is an error).
+    fn set_schedule(&mut self, schedule: LearningRateSchedule) -> Result<()> {
+        let _ = schedule;
+        Err(crate::Error::config(
+            "this optimizer does not take a learning-rate schedule",
+        ))
+    }
+
     /// Number of steps taken.
     fn iterations(&self) -> u64;
 
@@ -139,6 +149,15 @@ macro_rules! optimizer_common {
 
             fn set_learning_rate(&mut self, lr: f64) {
                 self.base.learning_rate = $crate::optim::LearningRateSchedule::Constant(lr);
+            }
+
+            fn set_schedule(
+                &mut self,
+                schedule: $crate::optim::LearningRateSchedule,
+            ) -> $crate::Result<()> {
+                schedule.validate()?;
+                self.base.learning_rate = schedule;
+                Ok(())
             }
 
             fn iterations(&self) -> u64 {
