@@ -35,8 +35,9 @@ pub struct Recipe {
     /// nesterov, 0 for sgd]
     #[arg(long, value_name = "F")]
     pub momentum: Option<f64>,
-    /// Learning-rate schedule: constant, cosine (decays to 0 over all steps of the run) or
-    /// step:E1,E2,... (x0.1 after each of those epochs) [default: constant]
+    /// Learning-rate schedule: constant, cosine (decays to 0 over all steps of the --epochs
+    /// given when the run starts) or step:E1,E2,... (x0.1 after each of those epochs)
+    /// [default: constant]
     #[arg(long, value_name = "SCHEDULE")]
     pub schedule: Option<Schedule>,
     /// Linear warmup from 0 over the first N epochs (with --schedule cosine)
