@@ -158,8 +158,7 @@ impl FromStr for Schedule {
                     .split(',')
                     .map(|e| e.trim().parse::<usize>().map_err(|_| bad()))
                     .collect::<Result<_>>()?;
-                if epochs.is_empty() || epochs[0] == 0 || epochs.windows(2).any(|w| w[0] >= w[1])
-                {
+                if epochs.is_empty() || epochs[0] == 0 || epochs.windows(2).any(|w| w[0] >= w[1]) {
                     return Err(bad());
                 }
                 Ok(Schedule::Step(epochs))
@@ -271,7 +270,12 @@ pub fn build_optimizer(
     }
     if let Some(s) = &recipe.schedule {
         let lr = opt.learning_rate();
-        let sched = s.build(lr, steps_per_epoch, epochs, recipe.warmup_epochs.unwrap_or(0))?;
+        let sched = s.build(
+            lr,
+            steps_per_epoch,
+            epochs,
+            recipe.warmup_epochs.unwrap_or(0),
+        )?;
         opt.set_schedule(sched).map_err(err)?;
     }
     Ok(opt)
@@ -287,7 +291,11 @@ pub fn prepare_model(model: &mut Model, recipe: &Recipe) -> Result<Vec<String>> 
     if let Some(path) = &recipe.init_from {
         let report = load_weights_by_name(model.network(), path, false)
             .map_err(|e| CliError::new(format!("--init-from: {e}")))?;
-        notes.push(format!("init from {}: {}", path.display(), report.summary()));
+        notes.push(format!(
+            "init from {}: {}",
+            path.display(),
+            report.summary()
+        ));
         if let Some(m) = recipe.backbone_lr_multiplier {
             let weights = model.network().named_weights();
             for name in &report.loaded {

@@ -5,10 +5,10 @@
 use crate::cli::PipelineOpts;
 use crate::error::{io_err, CliError, Context, Result};
 use crate::pipeline::PipelineStatsLogger;
+use crate::recipe;
 use crate::run_dir::{
     history_from_json, history_to_json, read_json, write_json, RunConfig, RunDir,
 };
-use crate::recipe;
 use crate::tasks::classify::TOP5_ACCURACY;
 use crate::tasks::OpenOpts;
 use crate::{nnglue, plot};

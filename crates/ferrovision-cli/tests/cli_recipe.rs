@@ -42,7 +42,10 @@ fn ok(o: Output) -> String {
 fn fails(o: Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.starts_with("error: ") && !err.contains("panicked"),
+        "{err}"
+    );
     err
 }
 
@@ -82,7 +85,10 @@ fn fine_tuning_recipe_resumes_bit_exactly() {
     assert!(text.contains("top-5 accuracy"), "{text}");
     let m = json(&base.join("metrics.json"));
     let top5 = m["test_top_5_accuracy"].as_f64().unwrap();
-    assert!(top5 >= m["test_accuracy"].as_f64().unwrap() && top5 <= 1.0, "{m}");
+    assert!(
+        top5 >= m["test_accuracy"].as_f64().unwrap() && top5 <= 1.0,
+        "{m}"
+    );
     let base_model = base.join("model.safetensors");
     let recipe = [
         "--optimizer",
@@ -108,10 +114,14 @@ fn fine_tuning_recipe_resumes_bit_exactly() {
     let straight = tmp.join("straight");
     let text = ok(train(&straight, "3", &recipe, &tmp));
     assert!(
-        text.contains("loaded 4 weight(s)") && text.contains("froze 1 layer(s) matching name:dense_1"),
+        text.contains("loaded 4 weight(s)")
+            && text.contains("froze 1 layer(s) matching name:dense_1"),
         "{text}"
     );
-    assert!(text.contains("trainable parameters: 100480 of 101770"), "{text}");
+    assert!(
+        text.contains("trainable parameters: 100480 of 101770"),
+        "{text}"
+    );
     let run = json(&straight.join("run.json"));
     assert_eq!(run["recipe"]["schedule"], "cosine");
     assert_eq!(run["recipe"]["freeze"][0], "name:dense_1");
@@ -119,7 +129,10 @@ fn fine_tuning_recipe_resumes_bit_exactly() {
     // (Checked through the saved files' tensors.)
     let head = |p: &Path| {
         let f = ferrovision_io::load_safetensors(p).unwrap();
-        f.get("weights/dense_1/kernel").unwrap().to_vec::<f32>().unwrap()
+        f.get("weights/dense_1/kernel")
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
     };
     assert_eq!(head(&straight.join("model.safetensors")), head(&base_model));
     assert_ne!(
@@ -144,7 +157,12 @@ fn fine_tuning_recipe_resumes_bit_exactly() {
     for f in ["run.json", "checkpoints/epoch-001.safetensors"] {
         std::fs::copy(straight.join(f), resumed.join(f)).unwrap();
     }
-    let err = fails(train(&resumed, "3", &["--resume", "--weight-decay", "0.1"], &tmp));
+    let err = fails(train(
+        &resumed,
+        "3",
+        &["--resume", "--weight-decay", "0.1"],
+        &tmp,
+    ));
     assert!(err.contains("cannot change when resuming"), "{err}");
     ok(ferrovision(
         &[
@@ -192,7 +210,14 @@ fn normalisation_applies_at_evaluation_and_evaluate_averages() {
     ok(train(
         &run,
         "2",
-        &["--optimizer", "sgd", "--lr", "0.05", "--augment", aug.to_str().unwrap()],
+        &[
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.05",
+            "--augment",
+            aug.to_str().unwrap(),
+        ],
         &tmp,
     ));
     let m = json(&run.join("metrics.json"));
@@ -230,7 +255,10 @@ fn normalisation_applies_at_evaluation_and_evaluate_averages() {
     assert!(text.contains(&acc), "{text} vs {acc}");
     // Ten-crop TTA runs and says so.
     let text = eval(&["--tta", "ten-crop", "--tta-padding", "2"]);
-    assert!(text.contains("with ten-crop TTA") && text.contains("top-5 accuracy"), "{text}");
+    assert!(
+        text.contains("with ten-crop TTA") && text.contains("top-5 accuracy"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -238,10 +266,21 @@ fn recipe_errors_are_clear() {
     let tmp = scratch();
     let out = tmp.join("r");
     let err = fails(train(&out, "1", &["--freeze", "class:Conv3D"], &tmp));
-    assert!(err.contains("--freeze class:Conv3D") && err.contains("no layer matches"), "{err}");
+    assert!(
+        err.contains("--freeze class:Conv3D") && err.contains("no layer matches"),
+        "{err}"
+    );
     let err = fails(train(&tmp.join("r2"), "1", &["--warmup-epochs", "1"], &tmp));
-    assert!(err.contains("--warmup-epochs needs --schedule cosine"), "{err}");
-    let err = fails(train(&tmp.join("r3"), "1", &["--schedule", "step:3,2"], &tmp));
+    assert!(
+        err.contains("--warmup-epochs needs --schedule cosine"),
+        "{err}"
+    );
+    let err = fails(train(
+        &tmp.join("r3"),
+        "1",
+        &["--schedule", "step:3,2"],
+        &tmp,
+    ));
     assert!(err.contains("step:E1,E2"), "{err}");
     let err = fails(train(
         &tmp.join("r4"),
@@ -257,5 +296,8 @@ fn recipe_errors_are_clear() {
         &["--init-from", missing.to_str().unwrap()],
         &tmp,
     ));
-    assert!(err.contains("--init-from") && err.contains("nope.safetensors"), "{err}");
+    assert!(
+        err.contains("--init-from") && err.contains("nope.safetensors"),
+        "{err}"
+    );
 }

@@ -127,7 +127,11 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         (k, tta) => format!(
             "ensemble of {k} ({}){}",
             names.join(", "),
-            if tta.is_some() { " with ten-crop TTA" } else { "" }
+            if tta.is_some() {
+                " with ten-crop TTA"
+            } else {
+                ""
+            }
         ),
     };
     let t0 = Instant::now();

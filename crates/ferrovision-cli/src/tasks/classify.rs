@@ -7,8 +7,8 @@ use crate::data::DataSpec;
 use crate::error::{CliError, Result};
 use crate::image_input;
 use crate::nnglue;
-use ferrovision_data::fused::normalize_chw;
 use crate::pipeline::{check_augment, ImagePipeline};
+use ferrovision_data::fused::normalize_chw;
 use ferrovision_nn::datasets::mnist::Split;
 use ferrovision_nn::losses::SparseCategoricalCrossentropy;
 use ferrovision_nn::metrics::{Accuracy, TopKCategoricalAccuracy};
@@ -66,7 +66,8 @@ impl Task for Classify {
             .and_then(|s| s.last().copied().flatten())
             .unwrap_or(0);
         let loss: Box<dyn Loss> = Box::new(SparseCategoricalCrossentropy::new().from_logits(true));
-        let mut c = Compile::boxed(optimizer, vec![loss]).metric(Accuracy::sparse().named(ACCURACY));
+        let mut c =
+            Compile::boxed(optimizer, vec![loss]).metric(Accuracy::sparse().named(ACCURACY));
         if classes >= TOP5_MIN_CLASSES {
             c = c.metric(TopKCategoricalAccuracy::sparse(5).named(TOP5_ACCURACY));
         }
