@@ -117,7 +117,7 @@ threads while the model computes. Shuffling and augmentation depend only on --se
 epoch, so a resumed run sees the same batches as an uninterrupted one; the optimizer (with its \
 schedule and weight decay), frozen layers and learning-rate multipliers come from the checkpoint, \
 so a resumed run is identical to an uninterrupted one.")]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Print a saved model's loss and accuracy (and top-5 accuracy for 10 or more classes) on
     /// the test split of a dataset; with test-time augmentation or as an ensemble
     #[command(

@@ -123,8 +123,12 @@ fn frozen_batch_norm_runs_in_inference_mode() {
             .unwrap();
     }
     let x = image(20);
-    let infer = net.forward(&[x.clone()], &mut CallCtx::new(false)).unwrap();
-    let trained = net.forward(&[x.clone()], &mut CallCtx::new(true)).unwrap();
+    let infer = net
+        .forward(std::slice::from_ref(&x), &mut CallCtx::new(false))
+        .unwrap();
+    let trained = net
+        .forward(std::slice::from_ref(&x), &mut CallCtx::new(true))
+        .unwrap();
     assert_ne!(
         infer[0].to_vec::<f32>().unwrap(),
         trained[0].to_vec::<f32>().unwrap(),
@@ -133,7 +137,9 @@ fn frozen_batch_norm_runs_in_inference_mode() {
     net.set_trainable_by_class("BatchNormalization", false)
         .unwrap();
     let stats = net.get_weights().unwrap();
-    let frozen = net.forward(&[x.clone()], &mut CallCtx::new(true)).unwrap();
+    let frozen = net
+        .forward(std::slice::from_ref(&x), &mut CallCtx::new(true))
+        .unwrap();
     assert_eq!(
         frozen[0].to_vec::<f32>().unwrap(),
         net.forward(&[x], &mut CallCtx::new(false)).unwrap()[0]
@@ -358,7 +364,7 @@ fn cut_and_graft_share_the_backbone() {
     assert!(grafted.get_layer("backbone/bn").is_some());
     let x = image(8);
     let want = reference
-        .forward(&[x.clone()], &mut CallCtx::new(false))
+        .forward(std::slice::from_ref(&x), &mut CallCtx::new(false))
         .unwrap();
     let got = grafted.forward(&[x], &mut CallCtx::new(false)).unwrap();
     assert_eq!(

@@ -136,12 +136,11 @@ fn ten_crop_views_follow_torchvision() {
         // The flipped image's crop at the same place: mirrored columns 3 - c.
         let fl: Vec<f32> = w
             .iter()
-            .map(|row| {
+            .flat_map(|row| {
                 let r = (row[0] / 10.0).floor();
                 let c0 = row[0] - 10.0 * r;
                 [3.0 - c0, 2.0 - c0, 1.0 - c0].map(|c| 10.0 * r + c)
             })
-            .flatten()
             .collect();
         assert_eq!(
             views[5 + i].to_vec::<f32>().unwrap(),
