@@ -18,6 +18,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
 /// A learning rate that may change with the optimizer step (0 for the first update).
+///
+/// Read and write it through serde's traits (`serde_json::from_value`, a derived config
+/// field) or [`LearningRateSchedule::from_json`] / [`LearningRateSchedule::to_json`]: the
+/// inherent `LearningRateSchedule::serialize` / `deserialize` that `remote = "Self"` generates
+/// are the bare tagged form only (no bare-number constant, no validation).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(remote = "Self", tag = "class_name", content = "config")]
 pub enum LearningRateSchedule {
