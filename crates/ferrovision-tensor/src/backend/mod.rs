@@ -6,21 +6,26 @@
 //! broadcasting binary ops (`add` ... `minimum`), the matrix products (`matmul`, `linear`,
 //! `linear_relu`), the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`), the
 //! reductions (`sum` ... `norm`, `argmax`/`argmin`), the normalisations (`batch_norm`,
-//! `layer_norm`, `group_norm`, `instance_norm`) and `softmax`/`log_softmax`, forward and
-//! backward, dispatch through it; the other families (pooling, resizing, losses, RoI ops,
-//! copies) still call the CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait
+//! `layer_norm`, `group_norm`, `instance_norm`), `softmax`/`log_softmax`, the RoI ops
+//! (`roi_align`, `roi_pool`) and the losses (`cross_entropy`, `nll_loss`, `cross_entropy_dense`,
+//! `binary_cross_entropy[_with_logits]`, `mse_loss`, `l1_loss`, `huber_loss`), forward and
+//! backward, dispatch through it; the other families (pooling, resizing, copies) still call the
+//! CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait
 //! methods the same way; a CUDA backend is then one more `impl Backend`.
 
 pub(crate) mod cpu;
 #[cfg(test)]
 mod tests;
 
+pub use cpu::loss::LossStats;
 pub use cpu::norm::NormStats;
 pub use cpu::CpuBackend;
 
 use crate::autograd::Op;
 use crate::ops::conv::Geom as ConvGeom;
+use crate::ops::loss::LossArgs;
 use crate::ops::matmul::Plan as MatmulPlan;
+use crate::ops::roi::RoiPlan;
 use crate::{Device, Error, Result, Tensor};
 
 /// A device's implementation of the op families that dispatch through the seam.
@@ -180,6 +185,44 @@ pub trait Backend: Send + Sync {
         y: &Tensor,
         g: &Tensor,
     ) -> Result<Tensor>;
+
+    // --- RoI ops and losses ---
+
+    /// RoI Align or RoI pooling (`op` is `RoiAlign` or `RoiPool`) of the f32 feature map `x`
+    /// over the validated regions of `plan`: the `[K, C, out_h, out_w]` output and, for RoI
+    /// pooling, the I64 arg-max offset within the plane of every output (-1 for an empty bin)
+    /// that `roi_backward` needs.
+    fn roi(&self, op: &Op, plan: &RoiPlan, x: &Tensor) -> Result<(Tensor, Option<Tensor>)>;
+
+    /// The feature-map gradient `[N, C, H, W]` of RoI Align or RoI pooling for the output
+    /// gradient `g`; `argmax` is the tensor `roi` returned for RoI pooling.
+    fn roi_backward(
+        &self,
+        op: &Op,
+        plan: &RoiPlan,
+        argmax: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<Tensor>;
+
+    /// A loss (`op` is `CrossEntropy`, `NllLoss`, `CrossEntropyDense`,
+    /// `BinaryCrossEntropyWithLogits`, `BinaryCrossEntropy`, `MseLoss`, `L1Loss` or
+    /// `HuberLoss`; `args` are [`LossArgs::Class`] for the first two, else [`LossArgs::Pair`]):
+    /// the reduced (or per-element) loss and the statistics `loss_backward` reuses.
+    fn loss(&self, op: &Op, args: &LossArgs<'_>) -> Result<(Tensor, LossStats)>;
+
+    /// The gradients of a loss for the output gradient `g`, each computed only where `needs`
+    /// asks: `[d scores, d sample_weights]` (class-index losses), `[d input, d target]` (dense
+    /// cross-entropy), `[d input, d target, d weight, d pos_weight]` (binary cross-entropy; the
+    /// weight gradients have the input's shape), `[d input]` (the pointwise losses, always
+    /// computed; the target's is its negation). `args` are the forward's (the op saves them).
+    fn loss_backward(
+        &self,
+        op: &Op,
+        args: &LossArgs<'_>,
+        stats: LossStats,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

@@ -2,7 +2,7 @@
 //! wraps [`CpuBackend`] and counts calls per family is installed for the current thread (only in
 //! this crate's unit-test build, see `for_device`), then ops run forward and backward.
 
-use super::{Backend, ConvGeom, CpuBackend, MatmulPlan, NormStats};
+use super::{Backend, ConvGeom, CpuBackend, LossArgs, LossStats, MatmulPlan, NormStats, RoiPlan};
 use crate::autograd::Op;
 use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
 use std::cell::Cell;
@@ -31,6 +31,10 @@ struct Counting {
     norm_backward: AtomicUsize,
     softmax: AtomicUsize,
     softmax_backward: AtomicUsize,
+    roi: AtomicUsize,
+    roi_backward: AtomicUsize,
+    loss: AtomicUsize,
+    loss_backward: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -184,6 +188,35 @@ impl Backend for Counting {
         bump(&self.softmax_backward);
         CpuBackend.softmax_backward(op, dims, y, g)
     }
+    fn roi(&self, op: &Op, plan: &RoiPlan, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        bump(&self.roi);
+        CpuBackend.roi(op, plan, x)
+    }
+    fn roi_backward(
+        &self,
+        op: &Op,
+        plan: &RoiPlan,
+        argmax: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        bump(&self.roi_backward);
+        CpuBackend.roi_backward(op, plan, argmax, g)
+    }
+    fn loss(&self, op: &Op, args: &LossArgs<'_>) -> Result<(Tensor, LossStats)> {
+        bump(&self.loss);
+        CpuBackend.loss(op, args)
+    }
+    fn loss_backward(
+        &self,
+        op: &Op,
+        args: &LossArgs<'_>,
+        stats: LossStats,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        bump(&self.loss_backward);
+        CpuBackend.loss_backward(op, args, stats, g, needs)
+    }
 }
 
 /// Runs `f` with a fresh counting backend installed on this thread; returns its counts.
@@ -303,4 +336,83 @@ fn softmax_dispatches_through_the_backend() {
     });
     assert_eq!(count(&c.softmax), 3);
     assert_eq!(count(&c.softmax_backward), 3);
+}
+
+#[test]
+fn roi_ops_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(
+            (0..50).map(|v| v as f32).collect::<Vec<f32>>(),
+            &[1, 2, 5, 5],
+        )?
+        .requires_grad_(true);
+        let rois = Tensor::from_vec(
+            vec![0.0f32, 0.0, 0.0, 4.0, 4.0, 0.0, 1.0, 1.0, 3.0, 2.0],
+            &[2, 5],
+        )?;
+        let a = x.roi_align(
+            &rois,
+            crate::ops::roi::RoiAlignOpts {
+                output_size: (2, 2),
+                ..Default::default()
+            },
+        )?;
+        let p = x.roi_pool(&rois, (2, 2), 1.0)?;
+        assert_eq!(p.shape(), &[2, 2, 2, 2]);
+        a.add(&p)?.sum_all()?.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[1, 2, 5, 5]);
+        Ok(())
+    });
+    assert_eq!(count(&c.roi), 2);
+    assert_eq!(count(&c.roi_backward), 2);
+}
+
+#[test]
+fn losses_dispatch_through_the_backend() {
+    use crate::ops::loss::{CrossEntropyOpts, Reduction};
+    let c = counting(|| {
+        let x = Tensor::from_vec(
+            (0..12).map(|v| v as f32 / 12.0).collect::<Vec<f32>>(),
+            &[3, 4],
+        )?
+        .requires_grad_(true);
+        let y = Tensor::from_vec(
+            (0..12).map(|v| (v % 2) as f32).collect::<Vec<f32>>(),
+            &[3, 4],
+        )?
+        .requires_grad_(true);
+        let cls = Tensor::from_vec(vec![0i64, 3, 1], &[3])?;
+        let sw = Tensor::ones(&[3]).requires_grad_(true);
+        let w = Tensor::ones(&[4]).requires_grad_(true);
+        let pw = Tensor::ones(&[4]).requires_grad_(true);
+        let ce = CrossEntropyOpts {
+            sample_weights: Some(sw.clone()),
+            ..Default::default()
+        };
+        let mean = Reduction::Mean;
+        let parts = [
+            x.cross_entropy(&cls, &ce)?,
+            x.nll_loss(&cls, &CrossEntropyOpts::default())?,
+            x.cross_entropy_dense(&y, 0.1, mean)?,
+            x.binary_cross_entropy_with_logits(&y, Some(&w), Some(&pw), mean)?,
+            x.binary_cross_entropy(&y, Some(&w), Reduction::Sum)?,
+            x.mse_loss(&y, mean)?,
+            x.l1_loss(&y, mean)?,
+            x.huber_loss(&y, 0.5, Reduction::None)?.sum_all()?,
+        ];
+        let mut total = parts[0].clone();
+        for p in &parts[1..] {
+            total = total.add(p)?;
+        }
+        total.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[3, 4]);
+        assert_eq!(y.grad().unwrap().shape(), &[3, 4]);
+        assert_eq!(sw.grad().unwrap().shape(), &[3]);
+        assert_eq!(w.grad().unwrap().shape(), &[4]);
+        assert_eq!(pw.grad().unwrap().shape(), &[4]);
+        Ok(())
+    });
+    // Class-index (2), dense (1), binary (2) and pointwise (3): one call each way.
+    assert_eq!(count(&c.loss), 8);
+    assert_eq!(count(&c.loss_backward), 8);
 }

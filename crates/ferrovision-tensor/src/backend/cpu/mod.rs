@@ -2,8 +2,9 @@
 //!
 //! One file per op family: the elementwise unary and broadcasting binary arms are here (each
 //! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
-//! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`. The
-//! families not listed still call their kernels from their op files (see `docs/engine.md`).
+//! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`,
+//! RoI Align / RoI pooling in `roi.rs`, losses in `loss/`. The families not listed still call
+//! their kernels from their op files (see `docs/engine.md`).
 
 mod conv;
 mod matmul;
@@ -11,12 +12,17 @@ pub(crate) mod norm;
 pub(crate) mod reduce;
 mod softmax;
 
+pub(crate) mod loss;
+mod roi;
+
 use super::Backend;
 use crate::autograd::Op;
 use crate::kernels::elementwise as ew;
 use crate::ops::broadcast::broadcast_map2;
 use crate::ops::conv::Geom as ConvGeom;
+use crate::ops::loss::LossArgs;
 use crate::ops::matmul::Plan as MatmulPlan;
+use crate::ops::roi::RoiPlan;
 use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{Device, Error, Result, Tensor};
@@ -242,6 +248,35 @@ impl Backend for CpuBackend {
         g: &Tensor,
     ) -> Result<Tensor> {
         softmax::backward(op, dims, y, g)
+    }
+
+    fn roi(&self, op: &Op, plan: &RoiPlan, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        roi::forward(op, plan, x)
+    }
+
+    fn roi_backward(
+        &self,
+        op: &Op,
+        plan: &RoiPlan,
+        argmax: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        roi::backward(op, plan, argmax, g)
+    }
+
+    fn loss(&self, op: &Op, args: &LossArgs<'_>) -> Result<(Tensor, loss::LossStats)> {
+        loss::forward(op, args)
+    }
+
+    fn loss_backward(
+        &self,
+        op: &Op,
+        args: &LossArgs<'_>,
+        stats: loss::LossStats,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        loss::backward(op, args, stats, g, needs)
     }
 }
 
