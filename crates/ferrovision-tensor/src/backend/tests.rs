@@ -4,6 +4,8 @@
 
 use super::{Backend, ConvGeom, CpuBackend, LossArgs, LossStats, MatmulPlan, NormStats, RoiPlan};
 use crate::autograd::Op;
+use crate::ops::separable::{IdxBuf, SepPlan};
+use crate::shape::Layout;
 use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +37,17 @@ struct Counting {
     roi_backward: AtomicUsize,
     loss: AtomicUsize,
     loss_backward: AtomicUsize,
+    contiguous: AtomicUsize,
+    dot_reduce: AtomicUsize,
+    map_copy: AtomicUsize,
+    map_accumulate: AtomicUsize,
+    concat: AtomicUsize,
+    index_op: AtomicUsize,
+    index_op_backward: AtomicUsize,
+    pool: AtomicUsize,
+    pool_backward: AtomicUsize,
+    max_unpool: AtomicUsize,
+    max_unpool_backward: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -216,6 +229,110 @@ impl Backend for Counting {
     ) -> Result<Vec<Option<Tensor>>> {
         bump(&self.loss_backward);
         CpuBackend.loss_backward(op, args, stats, g, needs)
+    }
+
+    // --- copies, pooling and resizing ---
+    fn contiguous(&self, op: &'static str, x: &Tensor) -> Result<Tensor> {
+        bump(&self.contiguous);
+        CpuBackend.contiguous(op, x)
+    }
+    fn dot_reduce(
+        &self,
+        op: &'static str,
+        g: &Tensor,
+        x: &Tensor,
+        axes: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.dot_reduce);
+        CpuBackend.dot_reduce(op, g, x, axes, out_shape)
+    }
+    fn map_copy(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        layout: &Layout,
+        maps: &[Vec<usize>],
+        fill: f64,
+    ) -> Result<Tensor> {
+        bump(&self.map_copy);
+        CpuBackend.map_copy(op, x, layout, maps, fill)
+    }
+    fn map_accumulate(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        maps: &[Vec<usize>],
+        in_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.map_accumulate);
+        CpuBackend.map_accumulate(op, g, maps, in_shape)
+    }
+    fn concat(
+        &self,
+        op: &Op,
+        tensors: &[&Tensor],
+        blocks: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.concat);
+        CpuBackend.concat(op, tensors, blocks, out_shape)
+    }
+    fn index_op(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        index: &Tensor,
+        src: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        bump(&self.index_op);
+        CpuBackend.index_op(op, x, index, src)
+    }
+    fn index_op_backward(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        index: &Tensor,
+        in_shape: &[usize],
+        src_shape: &[usize],
+        needs: [bool; 2],
+    ) -> Result<[Option<Tensor>; 2]> {
+        bump(&self.index_op_backward);
+        CpuBackend.index_op_backward(op, g, index, in_shape, src_shape, needs)
+    }
+    fn pool(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        x: &Tensor,
+        track: bool,
+    ) -> Result<(Tensor, Option<IdxBuf>)> {
+        bump(&self.pool);
+        CpuBackend.pool(op, plan, x, track)
+    }
+    fn pool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        argmax: Option<&IdxBuf>,
+    ) -> Result<Tensor> {
+        bump(&self.pool_backward);
+        CpuBackend.pool_backward(op, plan, g, argmax)
+    }
+    fn max_unpool(&self, op: &Op, plan: &SepPlan, x: &Tensor, idx: &[i64]) -> Result<Tensor> {
+        bump(&self.max_unpool);
+        CpuBackend.max_unpool(op, plan, x, idx)
+    }
+    fn max_unpool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        idx: &[i64],
+    ) -> Result<Tensor> {
+        bump(&self.max_unpool_backward);
+        CpuBackend.max_unpool_backward(op, plan, g, idx)
     }
 }
 
@@ -415,4 +532,101 @@ fn losses_dispatch_through_the_backend() {
     // Class-index (2), dense (1), binary (2) and pointwise (3): one call each way.
     assert_eq!(count(&c.loss), 8);
     assert_eq!(count(&c.loss_backward), 8);
+}
+
+#[test]
+fn copies_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec((0..12).map(|v| v as f32).collect::<Vec<f32>>(), &[3, 4])?
+            .requires_grad_(true);
+        let y = Tensor::ones(&[3, 4]).requires_grad_(true);
+        // Map copies: index_select, pad (reflect: adjoint backward; constant: crop backward),
+        // flip and repeat; each with its gradient.
+        let idx = Tensor::from_vec(vec![2i64, 0], &[2])?;
+        let parts = [
+            x.index_select(0, &idx)?.sum_all()?,
+            x.pad(&[(1, 1)], crate::PadMode::Reflect)?.sum_all()?,
+            x.pad(&[(1, 0)], crate::PadMode::Constant(0.0))?.sum_all()?,
+            x.flip(&[1])?.sum_all()?,
+            x.repeat(&[2, 1])?.sum_all()?,
+            // Concatenation and its per-input slices.
+            Tensor::cat(&[&x, &y], 0)?.sum_all()?,
+            Tensor::stack(&[&x, &y], 1)?.sum_all()?,
+            // Gather / scatter / scatter_add, forward and backward.
+            x.gather(1, &Tensor::from_vec(vec![0i64, 1, 2], &[3, 1])?)?
+                .sum_all()?,
+            x.scatter(0, &Tensor::from_vec(vec![1i64, 2], &[1, 2])?, &y)?
+                .sum_all()?,
+            x.scatter_add(0, &Tensor::from_vec(vec![0i64, 0], &[1, 2])?, &y)?
+                .sum_all()?,
+        ];
+        let mut total = parts[0].clone();
+        for p in &parts[1..] {
+            total = total.add(p)?;
+        }
+        total.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[3, 4]);
+        assert_eq!(y.grad().unwrap().shape(), &[3, 4]);
+        Ok(())
+    });
+    // Forward: index_select, two pads, flip, repeat. Backward: the constant pad's crop, flip,
+    // and cat's two and stack's two slices.
+    assert_eq!(count(&c.map_copy), 5 + 1 + 1 + 2 + 2);
+    // index_select, the reflect pad and repeat.
+    assert_eq!(count(&c.map_accumulate), 3);
+    assert_eq!(count(&c.concat), 2);
+    assert_eq!(count(&c.index_op), 3);
+    assert_eq!(count(&c.index_op_backward), 3);
+}
+
+#[test]
+fn densify_and_product_gradient_dispatch_through_the_backend() {
+    let c = counting(|| {
+        // A transposed (strided) input is densified by the backend before normalising.
+        let x = Tensor::from_vec((0..12).map(|v| v as f32).collect::<Vec<f32>>(), &[4, 3])?
+            .requires_grad_(true);
+        let xt = x.t()?;
+        assert!(!xt.is_contiguous());
+        let w = Tensor::ones(&[4]).requires_grad_(true);
+        // `ln · w` with `w` broadcast: w's gradient is the fused Σ g·ln.
+        let y = xt.layer_norm(&[4], None, None, 1e-5)?.mul(&w)?;
+        y.sum_all()?.backward()?;
+        assert_eq!(w.grad().unwrap().shape(), &[4]);
+        Ok(())
+    });
+    assert_eq!(count(&c.contiguous), 1);
+    assert_eq!(count(&c.dot_reduce), 1);
+}
+
+#[test]
+fn pooling_and_resizing_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(
+            (0..32).map(|v| v as f32).collect::<Vec<f32>>(),
+            &[1, 2, 4, 4],
+        )?
+        .requires_grad_(true);
+        let opts = crate::ops::pool::PoolOpts::new(&[2]);
+        // Max pooling with indices, unpooled back; average, adaptive and global pooling; resize.
+        let (m, idx) = x.max_pool2d_with_indices(&opts)?;
+        let parts = [
+            m.max_unpool2d(&idx, &[4, 4])?,
+            x.avg_pool2d(&opts)?,
+            x.adaptive_max_pool2d(&[1, 3])?,
+            x.adaptive_avg_pool2d(&[3, 3])?,
+            x.upsample_bilinear2d(&[6, 6], false)?,
+        ];
+        let mut total = x.global_avg_pool2d()?.sum_all()?;
+        for p in &parts {
+            total = total.add(&p.sum_all()?)?;
+        }
+        total.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[1, 2, 4, 4]);
+        Ok(())
+    });
+    // Max (x2: max_pool2d, adaptive max) and linear (x4: avg, adaptive avg, resize, global).
+    assert_eq!(count(&c.pool), 6);
+    assert_eq!(count(&c.pool_backward), 6);
+    assert_eq!(count(&c.max_unpool), 1);
+    assert_eq!(count(&c.max_unpool_backward), 1);
 }
