@@ -5,6 +5,7 @@
 
 use crate::util::{median, Opts};
 use ferrovision::nn::datasets::mnist::{load_mnist, Split};
+use ferrovision::nn::optim::optimizer_by_name;
 use ferrovision::train::{Callback, FitOptions, Logs, Model, Result};
 use ferrovision_cli::nnglue;
 use ferrovision_cli::tasks::classify::{Classify, ACCURACY};
@@ -53,7 +54,7 @@ fn run_inner(dir: &Path, epochs: usize) -> Result<()> {
     let mut model = nnglue::build("lenet5", &[1, 28, 28], 10)
         .map_err(|e| ferrovision::nn::Error::config(e.to_string()))?;
     Classify
-        .compile(&mut model, "adam", Some(1e-3))
+        .compile(&mut model, optimizer_by_name("adam", Some(1e-3))?)
         .map_err(|e| ferrovision::nn::Error::config(e.to_string()))?;
     let timer = Arc::new(Mutex::new(EpochTimer::default()));
     let fit = FitOptions {

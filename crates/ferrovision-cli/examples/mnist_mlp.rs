@@ -10,6 +10,7 @@ use ferrovision_cli::nnglue;
 use ferrovision_cli::tasks::classify::Classify;
 use ferrovision_cli::tasks::Task;
 use ferrovision_nn::datasets::mnist::{load_mnist, Split};
+use ferrovision_nn::optim::optimizer_by_name;
 use ferrovision_train::FitOptions;
 use std::time::Instant;
 
@@ -21,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (xt, yt) = load_mnist(dir.as_ref(), Split::Test)?;
     ferrovision_nn::tensor::rng::manual_seed(0);
     let mut model = nnglue::build("mlp", &[1, 28, 28], 10)?;
-    Classify.compile(&mut model, "sgd", Some(0.01))?;
+    Classify.compile(&mut model, optimizer_by_name("sgd", Some(0.01))?)?;
     let t = Instant::now();
     let h = model.fit(
         &x,

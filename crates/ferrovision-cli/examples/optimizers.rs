@@ -12,6 +12,7 @@ use ferrovision_cli::plot::{plot_panels, Panel};
 use ferrovision_cli::tasks::classify::Classify;
 use ferrovision_cli::tasks::Task;
 use ferrovision_nn::datasets::mnist::{load_mnist, Split};
+use ferrovision_nn::optim::optimizer_by_name;
 use ferrovision_nn::NetworkExt;
 use ferrovision_train::FitOptions;
 use std::fmt::Write as _;
@@ -51,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (label, name, lr) in RUNS {
         let mut model = nnglue::build("lenet5", &[1, 28, 28], 10)?;
         model.network().set_weights(&init)?;
-        Classify.compile(&mut model, name, lr)?;
+        Classify.compile(&mut model, optimizer_by_name(name, lr)?)?;
         let lr_used = model.optimizer().map_or(f64::NAN, |o| o.learning_rate());
         let t = Instant::now();
         let h = model.fit(

@@ -43,8 +43,17 @@ const EXAMPLES: &str = "Examples:
       A CIFAR ResNet-20 on CIFAR-10 (the model is built for the data's 3x32x32 images).
   ferrovision train --model resnet20 --data folder:photos --limit 2000 --epochs 5
       Your own images: photos/train/<class>/*.jpg and photos/test/<class>/*.jpg.
+  ferrovision train --model resnet20 --data cifar10:/data/cifar10 --augment configs/augment_cifar10.json
+          --optimizer momentum --lr 0.1 --weight-decay 1e-4 --batch-size 128 --schedule step:82,123 --epochs 164
+      He et al.'s CIFAR-10 recipe: pad-4 random crops and flips, SGD momentum 0.9, weight decay,
+      the learning rate divided by 10 after epochs 82 and 123.
+  ferrovision train --model resnet20 --data folder:photos --init-from runs/cifar/model.safetensors
+          --freeze class:BatchNormalization --backbone-lr-multiplier 0.1
+      Fine-tune: warm start by layer name, batch norms frozen, the loaded weights at lr/10.
   ferrovision evaluate --model-file runs/lenet5/model.safetensors --data mnist:/data/mnist
       Accuracy of a saved model on the MNIST test set.
+  ferrovision evaluate --model-file runs/a/model.safetensors --model-file runs/b/model.safetensors --tta ten-crop
+      An ensemble of two models with ten-crop test-time augmentation.
   ferrovision predict --model-file runs/lenet5/model.safetensors my-digit.png another.jpg
       Top-3 classes for your own images.
   ferrovision summary --model resnet18 --input-shape 3,224,224 --num-classes 1000
@@ -100,15 +109,20 @@ pub enum Command {
   ferrovision train --out runs/fashion --epochs 20 --resume
   ferrovision train --data mnist:/data/mnist --augment configs/augment_digits.json --stats
   ferrovision train --model resnet20 --data cifar10:/data/cifar10 --limit 5000 --epochs 3
+  ferrovision train --model resnet20 --data cifar10:/data/cifar10 --augment configs/augment_cifar10.json \
+      --optimizer momentum --lr 0.1 --weight-decay 1e-4 --schedule cosine --epochs 30
 
 Training images go through the input pipeline: shuffled each epoch, augmented (--augment, a \
 JSON list of ops as in configs/augment_digits.json; see docs/data.md) and batched by --workers \
 threads while the model computes. Shuffling and augmentation depend only on --seed and the \
-epoch, so a resumed run sees the same batches as an uninterrupted one.")]
-    Train(TrainArgs),
-    /// Print a saved model's loss and accuracy on the test split of a dataset
+epoch, so a resumed run sees the same batches as an uninterrupted one; the optimizer (with its \
+schedule and weight decay), frozen layers and learning-rate multipliers come from the checkpoint, \
+so a resumed run is identical to an uninterrupted one.")]
+    Train(Box<TrainArgs>),
+    /// Print a saved model's loss and accuracy (and top-5 accuracy for 10 or more classes) on
+    /// the test split of a dataset; with test-time augmentation or as an ensemble
     #[command(
-        after_help = "Example:\n  ferrovision evaluate --model-file runs/lenet5/model.safetensors --data mnist:/data/mnist"
+        after_help = "Images are normalised as the model was trained (the --augment config's normalize).\n\nExamples:\n  ferrovision evaluate --model-file runs/lenet5/model.safetensors --data mnist:/data/mnist\n  ferrovision evaluate --model-file runs/r20/model.safetensors --data cifar10:/data/cifar10 --tta ten-crop\n  ferrovision evaluate --model-file runs/a/model.safetensors --model-file runs/b/model.safetensors"
     )]
     Evaluate(EvaluateArgs),
     /// Classify PNG or JPEG images with a saved model and print the top-3 classes

@@ -15,6 +15,7 @@ pub mod image_input;
 pub mod nnglue;
 pub mod pipeline;
 pub mod plot;
+pub mod recipe;
 pub mod run_dir;
 pub mod tasks;
 pub mod training;

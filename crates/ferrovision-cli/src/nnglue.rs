@@ -2,6 +2,7 @@
 //! directory's callbacks, saving/loading and summaries.
 
 use crate::error::{CliError, Result};
+use ferrovision_data::Normalize;
 use ferrovision_models::ModelOptions;
 use ferrovision_train::callbacks::{CSVLogger, ModelCheckpoint, TensorBoard};
 use ferrovision_train::{Callback, Model};
@@ -69,4 +70,27 @@ pub fn load(path: &Path) -> Result<Model> {
 /// Keras-style summary text.
 pub fn summary(model: &Model) -> Result<String> {
     Ok(model.summary())
+}
+
+/// The model-metadata key of the input normalisation (JSON `{"mean": [...], "std": [...]}`).
+pub const INPUT_NORMALIZATION: &str = "input_normalization";
+
+/// Records with the model how its inputs were normalised in training (the augmentation
+/// config's `normalize`), so evaluation and prediction apply the same.
+pub fn set_input_normalization(model: &mut Model, norm: Option<&Normalize>) {
+    if let Some(n) = norm {
+        model.set_metadata(INPUT_NORMALIZATION, serde_json::json!(n).to_string());
+    }
+}
+
+/// The input normalisation a model was trained with, if any.
+pub fn input_normalization(model: &Model) -> Result<Option<Normalize>> {
+    match model.metadata(INPUT_NORMALIZATION) {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(text).map(Some).map_err(|e| {
+            CliError::new(format!(
+                "the model's stored input normalisation is invalid ({e}): {text}"
+            ))
+        }),
+    }
 }

@@ -5,7 +5,8 @@
 
 use crate::data::{shape_str, Labelled};
 use crate::error::{CliError, Result};
-use ferrovision_data::{mix_seed, Augment, Dataset, Image, StatsReport};
+use ferrovision_data::fused::normalize_chw;
+use ferrovision_data::{mix_seed, Augment, Dataset, Image, Normalize, StatsReport};
 use ferrovision_io::write_atomic;
 use ferrovision_nn::tensor::Tensor;
 use ferrovision_train::callbacks::{Callback, Logs, TensorBoardWriter};
@@ -55,6 +56,7 @@ pub struct ImagePipeline {
     batch_size: usize,
     shuffle_seed: Option<u64>,
     augment: Option<Arc<Augment>>,
+    normalize: Option<Arc<Normalize>>,
     workers: usize,
     current: CurrentEpoch,
 }
@@ -81,6 +83,7 @@ impl ImagePipeline {
             batch_size,
             shuffle_seed: None,
             augment: None,
+            normalize: None,
             workers: 1,
             current: Arc::new(Mutex::new(None)),
         })
@@ -95,6 +98,13 @@ impl ImagePipeline {
     /// Augments each image (seeded from the shuffle seed, the epoch and the position).
     pub fn augment(mut self, aug: Option<Augment>) -> Self {
         self.augment = aug.map(Arc::new);
+        self
+    }
+
+    /// Normalises images that are not augmented (evaluation, validation) as the training
+    /// augmentation's `normalize` does; an augmented image is normalised by its augmentation.
+    pub fn normalize(mut self, norm: Option<Normalize>) -> Self {
+        self.normalize = norm.map(Arc::new);
         self
     }
 
@@ -127,10 +137,11 @@ impl ImagePipeline {
         if self.shuffle_seed.is_some() {
             ds = ds.shuffle(n.max(1), mix_seed(seed, epoch as u64, 0), false);
         }
-        let (pixels, labels, aug) = (
+        let (pixels, labels, aug, norm) = (
             self.pixels.clone(),
             self.labels.clone(),
             self.augment.clone(),
+            self.normalize.clone(),
         );
         let [c, h, w] = self.shape;
         let len = c * h * w;
@@ -145,7 +156,12 @@ impl ImagePipeline {
                     let i = i as usize;
                     let px = &pixels[i * len..(i + 1) * len];
                     match &aug {
-                        None => slot.copy_from_slice(px),
+                        None => {
+                            slot.copy_from_slice(px);
+                            if let Some(n) = &norm {
+                                normalize_chw(slot, c, n);
+                            }
+                        }
                         Some(a) => {
                             // The sources' pixels are 8-bit scaled by 1/255; the augmentation
                             // works on 8-bit HWC images.

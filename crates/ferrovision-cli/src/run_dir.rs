@@ -4,6 +4,7 @@
 use crate::data::DataSpec;
 use crate::error::{io_err, CliError, Result};
 use crate::nnglue;
+use crate::recipe::Recipe;
 use crate::tasks::TaskKind;
 use ferrovision_data::Augment;
 use ferrovision_io::write_atomic;
@@ -32,6 +33,8 @@ pub struct RunConfig {
     pub test_limit: Option<usize>,
     /// The augmentation of the training images, if any (stored as its JSON config).
     pub augment: Option<Augment>,
+    /// Weight decay, momentum, schedule, frozen layers, warm start (absent in older runs).
+    pub recipe: Recipe,
 }
 
 impl RunConfig {
@@ -49,6 +52,7 @@ impl RunConfig {
             "limit": self.limit,
             "test_limit": self.test_limit,
             "augment": self.augment,
+            "recipe": self.recipe,
             "classes": classes,
         })
     }
@@ -88,6 +92,10 @@ impl RunConfig {
                     &a.to_string(),
                     &format!("{} (augment)", path.display()),
                 )?),
+            },
+            recipe: match &v["recipe"] {
+                Value::Null => Recipe::default(),
+                r => serde_json::from_value(r.clone()).map_err(|_| bad("recipe"))?,
             },
         })
     }
@@ -230,6 +238,12 @@ mod tests {
             limit: Some(60),
             test_limit: Some(40),
             augment: None,
+            recipe: Recipe {
+                weight_decay: Some(1e-4),
+                schedule: Some("step:2,4".parse().unwrap()),
+                freeze: vec!["class:BatchNormalization".into()],
+                ..Recipe::default()
+            },
         };
         let v = cfg.to_json(&["a".into(), "b".into()]);
         assert_eq!(v["classes"], serde_json::json!(["a", "b"]));

@@ -5,9 +5,11 @@
 use crate::cli::PipelineOpts;
 use crate::error::{io_err, CliError, Context, Result};
 use crate::pipeline::PipelineStatsLogger;
+use crate::recipe;
 use crate::run_dir::{
     history_from_json, history_to_json, read_json, write_json, RunConfig, RunDir,
 };
+use crate::tasks::classify::TOP5_ACCURACY;
 use crate::tasks::OpenOpts;
 use crate::{nnglue, plot};
 use ferrovision_nn::datasets::mnist::Split;
@@ -26,6 +28,8 @@ pub struct TrainOutcome {
     pub test_loss: f64,
     /// The task's headline metric on the test split (accuracy for `classify`).
     pub test_metric: f64,
+    /// Top-5 accuracy on the test split (classifiers of 10 or more classes).
+    pub test_top5: Option<f64>,
     pub test_samples: usize,
     pub epochs: usize,
     pub train_seconds: f64,
@@ -112,6 +116,10 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
         (None, History::default())
     };
     let input_shape = model.as_ref().map(nnglue::input_shape);
+    // Checks the stored normalisation of a resumed model before the data is opened.
+    if let Some(m) = &model {
+        nnglue::input_normalization(m)?;
+    }
     let mut train_data = task
         .open(
             &cfg.data,
@@ -123,6 +131,8 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
                 augment: cfg.augment.clone().map(|a| (a, augment_source)),
                 workers: pipe.workers,
                 input_shape,
+                // Training images are normalised by their augmentation config.
+                normalize: None,
             },
         )
         .context("loading the training set")?;
@@ -136,7 +146,23 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
                 &train_data.input_shape,
                 train_data.classes.len(),
             )?;
-            task.compile(&mut m, &cfg.optimizer, cfg.lr)?;
+            for line in recipe::prepare_model(&mut m, &cfg.recipe)? {
+                println!("{line}");
+            }
+            let steps_per_epoch = train_data.len.div_ceil(cfg.batch_size);
+            let opt = recipe::build_optimizer(
+                &cfg.optimizer,
+                cfg.lr,
+                &cfg.recipe,
+                steps_per_epoch,
+                epochs,
+            )?;
+            task.compile(&mut m, opt)?;
+            // What evaluation and prediction must apply to inputs, kept with the model.
+            nnglue::set_input_normalization(
+                &mut m,
+                cfg.augment.as_ref().and_then(|a| a.normalize.as_ref()),
+            );
             m
         }
     };
@@ -149,6 +175,7 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
                 limit: cfg.test_limit,
                 workers: pipe.workers,
                 input_shape: Some(train_data.input_shape.clone()),
+                normalize: nnglue::input_normalization(&model)?,
                 ..OpenOpts::default()
             },
         )
@@ -198,6 +225,7 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
     let logs = model.evaluate_source(test_data.source.as_mut())?;
     let test_loss = logs.get("loss").unwrap_or(f64::NAN);
     let test_metric = logs.get(task.metric()).unwrap_or(f64::NAN);
+    let test_top5 = logs.get(TOP5_ACCURACY);
     write_json(&dir.history(), &history_to_json(&history))?;
     plot::plot_history(&history, &dir.plot())?;
     let epoch_seconds = times.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -217,6 +245,7 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
             "test_samples": n_test,
             "test_loss": test_loss,
             format!("test_{}", task.metric()): test_metric,
+            format!("test_{TOP5_ACCURACY}"): test_top5,
             "train_seconds": train_seconds,
             "epoch_seconds": epoch_seconds,
             "last_epoch": history.last().map(|l| {
@@ -229,6 +258,7 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
         model_file: dir.model(),
         test_loss,
         test_metric,
+        test_top5,
         test_samples: n_test,
         epochs: model.epoch(),
         train_seconds,

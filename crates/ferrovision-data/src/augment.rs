@@ -173,8 +173,14 @@ pub enum Op {
     Letterbox { size: [usize; 2] },
     /// Central crop of `[height, width]` (pads with the fill value when the image is smaller).
     CenterCrop { size: [usize; 2] },
-    /// A random `[height, width]` window.
-    RandomCrop { size: [usize; 2] },
+    /// A random `[height, width]` window, after padding every side by `padding` pixels of the
+    /// fill value (torchvision's `RandomCrop(size, padding)`; the CIFAR recipe is `size`
+    /// 32x32 with `padding` 4).
+    RandomCrop {
+        size: [usize; 2],
+        #[serde(default)]
+        padding: usize,
+    },
     /// Crop a random area fraction in `scale` with aspect ratio in `ratio`, resize to `size`.
     RandomResizedCrop {
         size: [usize; 2],
@@ -314,11 +320,14 @@ impl Augment {
                 Op::Resize { size, .. }
                 | Op::Letterbox { size }
                 | Op::CenterCrop { size }
-                | Op::RandomCrop { size }
+                | Op::RandomCrop { size, .. }
                 | Op::RandomResizedCrop { size, .. }
                     if size[0] == 0 || size[1] == 0 || size[0] > 1 << 14 || size[1] > 1 << 14 =>
                 {
                     return bad(i, "size must be in 1..=16384")
+                }
+                Op::RandomCrop { padding, .. } if *padding > 1 << 14 => {
+                    return bad(i, "padding must be in 0..=16384")
                 }
                 Op::RandomResizedCrop { scale, ratio, .. }
                     if !(scale[0] > 0.0
@@ -567,19 +576,23 @@ impl Augment {
                     out_h: size[0],
                 })
             }
-            Op::RandomCrop { size } => {
-                let l = if w > size[1] {
-                    rng.below((w - size[1] + 1) as u64) as f64
+            Op::RandomCrop { size, padding } => {
+                // A window of the image padded by `padding` on every side, drawn uniformly;
+                // the padding is the fill value (outside the source image).
+                let (pw, ph) = (w + 2 * padding, h + 2 * padding);
+                let l = if pw > size[1] {
+                    rng.below((pw - size[1] + 1) as u64) as f64
                 } else {
                     0.0
                 };
-                let t = if h > size[0] {
-                    rng.below((h - size[0] + 1) as u64) as f64
+                let t = if ph > size[0] {
+                    rng.below((ph - size[0] + 1) as u64) as f64
                 } else {
                     0.0
                 };
+                let p = *padding as f64;
                 Some(Geometry {
-                    m: Affine::translate(-l, -t),
+                    m: Affine::translate(p - l, p - t),
                     out_w: size[1],
                     out_h: size[0],
                 })

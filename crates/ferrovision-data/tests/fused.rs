@@ -243,7 +243,10 @@ fn fused_augment_other_pipelines() {
         assert!(max_diff(&a, &b) <= 3.0 / 255.0, "rotate {seed}");
     }
     // A random crop larger than the image pads with `fill`.
-    let pad = Augment::new(vec![Op::RandomCrop { size: [100, 120] }]);
+    let pad = Augment::new(vec![Op::RandomCrop {
+        size: [100, 120],
+        padding: 0,
+    }]);
     let a = via_fused(&pad, &img, 1, 3 * 100 * 120);
     assert!(max_diff(&a, &via_apply(&pad, &img, 1)) <= 0.5 / 255.0 + 1e-6);
     // Not fusable (gamma after jitter): `apply` then conversion, so exactly equal.
@@ -376,4 +379,46 @@ fn raccoon_jpegs_through_the_fused_path() {
             p.display()
         );
     }
+}
+
+/// `random_crop` with `padding` is torchvision's pad-then-crop: every output is exactly a
+/// window of the image padded with `fill`, through both paths, and every offset occurs.
+#[test]
+fn random_crop_with_padding_is_pad_then_random_window() {
+    let (w, h, pad) = (4usize, 3usize, 2usize);
+    let bytes: Vec<u8> = (0..w * h).map(|i| 10 + 10 * i as u8).collect();
+    let img = Image::from_vec(w, h, 1, bytes.clone()).unwrap();
+    let aug = Augment::from_json(
+        r#"{"ops": [{"op": "random_crop", "size": [3, 4], "padding": 2}], "fill": 0}"#,
+        "test",
+    )
+    .unwrap();
+    // The padded image, by hand.
+    let (pw, ph) = (w + 2 * pad, h + 2 * pad);
+    let mut padded = vec![0f32; pw * ph];
+    for r in 0..h {
+        for c in 0..w {
+            padded[(r + pad) * pw + c + pad] = bytes[r * w + c] as f32 / 255.0;
+        }
+    }
+    let window = |t: usize, l: usize| -> Vec<f32> {
+        (0..3)
+            .flat_map(|r| (0..4).map(move |c| (r, c)))
+            .map(|(r, c)| padded[(t + r) * pw + l + c])
+            .collect()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for seed in 0..300 {
+        let a = via_fused(&aug, &img, seed, 12);
+        let b = via_apply(&aug, &img, seed);
+        let hit = (0..=ph - 3)
+            .flat_map(|t| (0..=pw - 4).map(move |l| (t, l)))
+            .find(|&(t, l)| max_diff(&a, &window(t, l)) < 1e-6)
+            .unwrap_or_else(|| panic!("seed {seed}: {a:?} is no window of the padded image"));
+        assert!(max_diff(&b, &window(hit.0, hit.1)) < 1e-6, "seed {seed}");
+        seen.insert(hit);
+    }
+    assert_eq!(seen.len(), (ph - 3 + 1) * (pw - 4 + 1));
+    let too_much = r#"{"ops": [{"op": "random_crop", "size": [3, 4], "padding": 100000}]}"#;
+    assert!(Augment::from_json(too_much, "test").is_err());
 }

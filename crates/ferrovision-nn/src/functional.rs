@@ -428,6 +428,62 @@ impl Functional {
         )
     }
 
+    /// Cuts the model at a layer's output: a model named `name` with the same inputs whose one
+    /// output is the output of the (top-level) layer `layer` (output `index` of a multi-output
+    /// layer: `"layer_1"`, as [`Network::output_names`] spells it). The layers up to the cut
+    /// are moved, not copied, so their weights are the same [`Param`]s; the layers after it
+    /// are dropped. Nest the result in a new [`Graph`] (under `name`, so its weights are
+    /// `name/<layer>/<weight>`) to graft a new head onto the backbone. A layer called more
+    /// than once cannot be a cut point (which call would it be?).
+    pub fn cut_at(self, layer: &str, name: &str) -> Result<Functional> {
+        let (base, index) = match self.layers.iter().position(|l| l.name() == layer) {
+            Some(i) => (i, 0),
+            None => {
+                let split = layer.rsplit_once('_').and_then(|(b, k)| {
+                    let i = self.layers.iter().position(|l| l.name() == b)?;
+                    Some((i, k.parse::<usize>().ok()?))
+                });
+                split.ok_or_else(|| {
+                    let names: Vec<&str> = self.layers.iter().map(|l| l.name()).collect();
+                    Error::config(format!(
+                        "model '{}': no layer '{layer}' to cut at (layers: {})",
+                        self.name,
+                        names.join(", ")
+                    ))
+                })?
+            }
+        };
+        let calls: Vec<usize> = (0..self.nodes.len())
+            .filter(
+                |&i| matches!(self.nodes[i].kind, NodeKind::Call { layer, .. } if layer == base),
+            )
+            .collect();
+        let node = match calls.as_slice() {
+            [n] => *n,
+            _ => {
+                return Err(Error::config(format!(
+                    "model '{}': layer '{layer}' is called {} times; cut at a layer called once",
+                    self.name,
+                    calls.len()
+                )))
+            }
+        };
+        if index >= self.nodes[node].shapes.len() {
+            return Err(Error::config(format!(
+                "model '{}': layer '{}' has {} output(s), no output {index}",
+                self.name,
+                self.layers[base].name(),
+                self.nodes[node].shapes.len()
+            )));
+        }
+        let inputs: Vec<NodeId> = self.inputs.iter().map(|&i| NodeId(i, 0)).collect();
+        let graph = Graph {
+            layers: self.layers,
+            nodes: self.nodes,
+        };
+        graph.build(name, &inputs, &[NodeId(node, index)])
+    }
+
     /// A value's name: the input or layer name, `<layer>_<index>` for an output of a
     /// multi-output layer (output names key per-output losses and logs).
     fn node_label(&self, (i, k): (usize, usize)) -> String {
@@ -449,7 +505,7 @@ impl Functional {
                 NodeKind::Input { name } => SummaryRow {
                     name: name.clone(),
                     class_name: "InputLayer".into(),
-                    output_shape: node.shapes[0].clone(),
+                    output_shapes: node.shapes.clone(),
                     params: 0,
                     connected_to: vec![],
                 },
@@ -464,8 +520,7 @@ impl Functional {
                     SummaryRow {
                         name: l.name().to_string(),
                         class_name: l.class_name().into(),
-                        // Multi-output calls show their first output's shape.
-                        output_shape: node.shapes[0].clone(),
+                        output_shapes: node.shapes.clone(),
                         params,
                         connected_to: inputs.iter().map(|&j| self.node_label(j)).collect(),
                     }
@@ -563,5 +618,9 @@ impl Network for Functional {
 
     fn summary_rows(&self) -> Vec<SummaryRow> {
         self.rows()
+    }
+
+    fn into_functional(self: Box<Self>) -> Option<Functional> {
+        Some(*self)
     }
 }

@@ -24,6 +24,7 @@ pub mod optim;
 mod param;
 pub mod registry;
 pub mod regularizers;
+pub mod selector;
 mod sequential;
 pub mod summary;
 pub mod weights;
@@ -40,6 +41,7 @@ pub use network::{Network, NetworkExt};
 pub use optim::Optimizer;
 pub use param::Param;
 pub use regularizers::Regularizer;
+pub use selector::LayerSelector;
 pub use sequential::{Sequential, SequentialBuilder};
 pub use weights::network_from_config;
 
@@ -70,8 +72,8 @@ pub mod prelude {
     pub use crate::metrics::{Accuracy, Precision, Psnr, Recall, TopKCategoricalAccuracy};
     pub use crate::optim::*;
     pub use crate::{
-        Activation, CallCtx, Error, Functional, Graph, Initializer, Layer, Loss, Metric, Network,
-        NetworkExt, Optimizer, Param, Regularizer, Result, Sequential, Shape,
+        Activation, CallCtx, Error, Functional, Graph, Initializer, Layer, LayerSelector, Loss,
+        Metric, Network, NetworkExt, Optimizer, Param, Regularizer, Result, Sequential, Shape,
     };
     pub use ferrovision_tensor::{no_grad, Tensor};
 }

@@ -2,6 +2,7 @@
 //! built on it (weight names, parameter counts, layer lookup, get/set weights).
 
 use crate::layer::{CallCtx, Layer, Shape};
+use crate::selector::LayerSelector;
 use crate::summary::SummaryRow;
 use crate::{Error, Param, Result};
 use ferrovision_tensor::Tensor;
@@ -42,6 +43,13 @@ pub trait Network: Send + Sync {
         None
     }
 
+    /// This model as a [`crate::Functional`] (`None` for other kinds), e.g. to cut it at a
+    /// layer with [`crate::Functional::cut_at`] and graft a new head (zoo models are
+    /// functional).
+    fn into_functional(self: Box<Self>) -> Option<crate::Functional> {
+        None
+    }
+
     /// Rows of `summary()`: one per layer (custom models: output shapes are unknown).
     fn summary_rows(&self) -> Vec<SummaryRow> {
         self.layers()
@@ -49,7 +57,7 @@ pub trait Network: Send + Sync {
             .map(|l| SummaryRow {
                 name: l.name().to_string(),
                 class_name: l.class_name().to_string(),
-                output_shape: vec![],
+                output_shapes: vec![],
                 params: l.weights().iter().map(Param::numel).sum(),
                 connected_to: vec![],
             })
@@ -79,7 +87,7 @@ pub(crate) fn collect_named(
 }
 
 /// `prefix/segment` (just `segment` at the top).
-fn join_path(prefix: &str, segment: &str) -> String {
+pub(crate) fn join_path(prefix: &str, segment: &str) -> String {
     if prefix.is_empty() {
         segment.to_string()
     } else {
@@ -96,25 +104,6 @@ fn child_at<'a>(layer: &'a dyn Layer, path: &str) -> Option<&'a dyn Layer> {
             child_at(c, path.strip_prefix(name.as_str())?.strip_prefix('/')?)
         }
     })
-}
-
-/// Freezes or unfreezes every layer under `path` whose path is `prefix` or starts with
-/// `prefix/`; counts them.
-fn set_trainable_under(
-    path: &str,
-    layer: &mut dyn Layer,
-    prefix: &str,
-    trainable: bool,
-    count: &mut usize,
-) {
-    if path == prefix || path.starts_with(&format!("{prefix}/")) {
-        layer.set_trainable(trainable);
-        *count += 1;
-        return;
-    }
-    for (name, child) in layer.children_mut() {
-        set_trainable_under(&join_path(path, &name), child, prefix, trainable, count);
-    }
 }
 
 /// The configs of a model's layers (`[{"class_name", "config"}, ...]`).
@@ -279,17 +268,32 @@ pub trait NetworkExt: Network {
     /// returns how many layers matched (an error when none did).
     fn set_trainable_by_prefix(&mut self, prefix: &str, trainable: bool) -> Result<usize> {
         let prefix = prefix.trim_end_matches('/');
-        let mut count = 0;
-        for l in self.layers_mut() {
-            let name = l.name().to_string();
-            set_trainable_under(&name, l, prefix, trainable, &mut count);
+        self.set_trainable_where(&LayerSelector::Prefix(prefix.to_string()), trainable)
+    }
+
+    /// Freezes (`false`) or unfreezes every layer of this type at any depth
+    /// (`set_trainable_by_class("BatchNormalization", false)`); returns how many matched (an
+    /// error when none did). A frozen BatchNormalization runs in inference mode (Keras 3).
+    fn set_trainable_by_class(&mut self, class_name: &str, trainable: bool) -> Result<usize> {
+        self.set_trainable_where(&LayerSelector::Class(class_name.to_string()), trainable)
+    }
+
+    /// Freezes (`false`) or unfreezes the layers `selector` picks (children included);
+    /// returns how many layers matched (an error naming the selector when none did).
+    fn set_trainable_where(&mut self, selector: &LayerSelector, trainable: bool) -> Result<usize> {
+        selector.for_each_mut(self, &mut |_, l| l.set_trainable(trainable))
+    }
+
+    /// Sets the learning-rate multiplier of every weight of the layers `selector` picks (every
+    /// optimizer multiplies its scheduled learning rate by it for those weights, e.g. 0.1 for a
+    /// pretrained backbone); returns how many weights were set (an error when no layer matched
+    /// or `multiplier` is not a finite number >= 0).
+    fn set_lr_multiplier(&self, selector: &LayerSelector, multiplier: f64) -> Result<usize> {
+        let weights = selector.weights(self)?;
+        for (_, p) in &weights {
+            p.set_lr_multiplier(multiplier)?;
         }
-        if count == 0 {
-            return Err(Error::config(format!(
-                "no layer path starts with '{prefix}'"
-            )));
-        }
-        Ok(count)
+        Ok(weights.len())
     }
 
     /// Copies of all weight values, in `named_weights` order.

@@ -1,4 +1,5 @@
-//! Weights: named, shared handles on engine tensors with a trainable flag.
+//! Weights: named, shared handles on engine tensors with a trainable flag and a learning-rate
+//! multiplier.
 
 use crate::regularizers::Regularizer;
 use ferrovision_tensor::Tensor;
@@ -21,6 +22,7 @@ struct ParamState {
     value: Tensor,
     trainable: bool,
     regularizer: Option<Regularizer>,
+    lr_multiplier: f64,
 }
 
 impl Param {
@@ -33,6 +35,7 @@ impl Param {
                 value,
                 trainable,
                 regularizer: None,
+                lr_multiplier: 1.0,
             }),
         }))
     }
@@ -83,6 +86,24 @@ impl Param {
             s.value = s.value.detach().requires_grad_(trainable);
             s.trainable = trainable;
         }
+    }
+
+    /// The factor every optimizer applies to its scheduled learning rate for this weight
+    /// (1 by default; e.g. 0.1 to fine-tune a pretrained backbone more gently).
+    pub fn lr_multiplier(&self) -> f64 {
+        self.read().lr_multiplier
+    }
+
+    /// Sets the learning-rate multiplier (a finite number >= 0).
+    pub fn set_lr_multiplier(&self, multiplier: f64) -> crate::Result<()> {
+        if !(multiplier.is_finite() && multiplier >= 0.0) {
+            return Err(crate::Error::config(format!(
+                "weight '{}': learning-rate multiplier must be a finite number >= 0, got {multiplier}",
+                self.name()
+            )));
+        }
+        self.write().lr_multiplier = multiplier;
+        Ok(())
     }
 
     /// The regularizer on this weight, if any.

@@ -119,3 +119,114 @@ pub fn load_weights(net: &dyn Network, path: &Path) -> Result<()> {
         assign_weights(path, &only, prefix, &weights)
     }
 }
+
+/// What [`load_weights_by_name`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Weights copied from the file (name and shape matched).
+    pub loaded: Vec<String>,
+    /// The model's weights the file has no tensor for (left as they were).
+    pub missing: Vec<String>,
+    /// Weights whose tensor has another shape in the file: (name, file shape, model shape).
+    pub shape_mismatch: Vec<(String, Vec<usize>, Vec<usize>)>,
+    /// Tensors of the file that match no weight of the model.
+    pub unused: Vec<String>,
+}
+
+impl LoadReport {
+    /// One line: `loaded 12 weights; skipped 2 (missing in the file: a, b); ...`.
+    pub fn summary(&self) -> String {
+        let list = |v: &[String]| {
+            let mut s: Vec<&str> = v.iter().take(6).map(String::as_str).collect();
+            if v.len() > 6 {
+                s.push("...");
+            }
+            s.join(", ")
+        };
+        let mut parts = vec![format!("loaded {} weight(s)", self.loaded.len())];
+        if !self.missing.is_empty() {
+            parts.push(format!(
+                "{} not in the file ({})",
+                self.missing.len(),
+                list(&self.missing)
+            ));
+        }
+        if !self.shape_mismatch.is_empty() {
+            let s: Vec<String> = self
+                .shape_mismatch
+                .iter()
+                .take(6)
+                .map(|(n, f, m)| format!("{n}: file {f:?}, model {m:?}"))
+                .collect();
+            parts.push(format!(
+                "{} skipped for their shape ({})",
+                self.shape_mismatch.len(),
+                s.join("; ")
+            ));
+        }
+        if !self.unused.is_empty() {
+            parts.push(format!(
+                "{} tensor(s) of the file unused ({})",
+                self.unused.len(),
+                list(&self.unused)
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Warm start: copies every tensor of a weights file or model file (`weights/` part) whose
+/// name and shape match one of `net`'s weights, leaves the others as they are, and reports what
+/// was loaded and skipped (missing in the file, shape differs, unused tensors). An error when
+/// nothing matched. With `strict`, behaves as [`load_weights`] (every weight present with its
+/// shape, nothing extra) and reports all weights loaded.
+pub fn load_weights_by_name(net: &dyn Network, path: &Path, strict: bool) -> Result<LoadReport> {
+    let weights = net.named_weights();
+    if strict {
+        load_weights(net, path)?;
+        return Ok(LoadReport {
+            loaded: weights.into_iter().map(|(n, _)| n).collect(),
+            ..LoadReport::default()
+        });
+    }
+    let file = load_safetensors(path)?;
+    let prefix = if file.tensors.iter().any(|(n, _)| n.starts_with("weights/")) {
+        "weights/"
+    } else {
+        ""
+    };
+    let mut report = LoadReport::default();
+    let mut plan = Vec::new();
+    for (name, p) in &weights {
+        match file.get(&format!("{prefix}{name}")) {
+            None => report.missing.push(name.clone()),
+            Some(t) if t.shape() != p.shape().as_slice() => {
+                report
+                    .shape_mismatch
+                    .push((name.clone(), t.shape().to_vec(), p.shape()))
+            }
+            Some(t) => plan.push((name, p, t)),
+        }
+    }
+    report.unused = file
+        .tensors
+        .iter()
+        .filter_map(|(n, _)| n.strip_prefix(prefix))
+        .filter(|n| !weights.iter().any(|(w, _)| w == n))
+        .map(str::to_string)
+        .collect();
+    if plan.is_empty() {
+        return Err(Error::format(
+            path,
+            format!(
+                "no tensor matches a weight of the model by name and shape ({})",
+                report.summary()
+            ),
+        ));
+    }
+    for (name, p, t) in plan {
+        p.assign(&t.to_vec::<f32>()?)?;
+        report.loaded.push(name.clone());
+    }
+    Ok(report)
+}

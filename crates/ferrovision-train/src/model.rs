@@ -366,6 +366,9 @@ pub struct Model {
     step: Box<dyn TrainStep>,
     weights: Option<WeightCache>,
     epoch: usize,
+    /// Free-form key/value notes saved with the model (e.g. the input normalisation a
+    /// front end applies), see [`Model::set_metadata`].
+    metadata: std::collections::BTreeMap<String, String>,
     /// Set by a callback (EarlyStopping, TerminateOnNaN) to end `fit` after the current batch.
     pub stop_training: bool,
 }
@@ -461,8 +464,29 @@ impl Model {
             step: Box::new(DefaultStep),
             weights: None,
             epoch: 0,
+            metadata: Default::default(),
             stop_training: false,
         }
+    }
+
+    /// Attaches a note saved with the model and restored by [`Model::load`] (e.g. how inputs
+    /// must be preprocessed, so evaluation and prediction apply what training applied).
+    pub fn set_metadata(&mut self, key: &str, value: impl Into<String>) {
+        self.metadata.insert(key.to_string(), value.into());
+    }
+
+    /// A note set with [`Model::set_metadata`] (or loaded with the model).
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
+    }
+
+    /// All notes, by key.
+    pub fn metadata_all(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    pub(crate) fn metadata_mut(&mut self) -> &mut std::collections::BTreeMap<String, String> {
+        &mut self.metadata
     }
 
     /// Replaces what one batch does in `fit` and `evaluate` (see [`TrainStep`]); the default

@@ -5,9 +5,11 @@
 //! as `optimizer/<layer>/<weight>/<slot>` (step count in the `optimizer_iterations` metadata),
 //! the slots of each named optimizer (custom train steps) as
 //! `optimizers/<name>/<layer>/<weight>/<slot>` (`optimizer_iterations/<name>`), and JSON in the
-//! metadata: `architecture`, `compile` (optimizers, losses, metrics), `epoch` and `rng` (the
+//! metadata: `architecture`, `compile` (optimizers, losses, metrics), `epoch`, `rng` (the
 //! process-wide generator, so dropout continues the same stream and a resumed run is
-//! bit-identical to an uninterrupted one).
+//! bit-identical to an uninterrupted one), `weight_settings` (the frozen weights and the
+//! learning-rate multipliers other than 1, so fine-tuning resumes exactly) and `user` (the
+//! notes of [`Model::set_metadata`]).
 
 use crate::step::PRIMARY_OPTIMIZER;
 use crate::{Error, Model, Result};
@@ -61,6 +63,13 @@ impl Model {
             }
         }
         meta.insert("epoch".to_string(), self.epoch().to_string());
+        meta.insert(
+            "weight_settings".to_string(),
+            weight_settings(&net.named_weights()).to_string(),
+        );
+        if !self.metadata_all().is_empty() {
+            meta.insert("user".to_string(), json!(self.metadata_all()).to_string());
+        }
         let state = with_global(|r| r.state());
         meta.insert("rng".to_string(), json!(state).to_string());
         Ok(save_safetensors(path.as_ref(), &tensors, meta)?)
@@ -116,6 +125,14 @@ impl Model {
             metadata: HashMap::new(),
         };
         assign_weights(path, &only, "weights/", &weights)?;
+        if let Some(s) = file.metadata.get("weight_settings") {
+            apply_weight_settings(path, s, &weights)?;
+        }
+        if let Some(s) = file.metadata.get("user") {
+            let notes: std::collections::BTreeMap<String, String> = serde_json::from_str(s)
+                .map_err(|e| Error::format(path, format!("bad user metadata: {e}")))?;
+            *self.metadata_mut() = notes;
+        }
         let names: Vec<String> = self
             .optimizers()
             .iter()
@@ -170,6 +187,50 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// The weights' training settings: names of the frozen (non-trainable) weights and the
+/// learning-rate multipliers other than 1.
+fn weight_settings(weights: &[(String, ferrovision_nn::Param)]) -> Value {
+    let frozen: Vec<&str> = weights
+        .iter()
+        .filter(|(_, p)| !p.trainable())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let mult: serde_json::Map<String, Value> = weights
+        .iter()
+        .filter(|(_, p)| p.lr_multiplier() != 1.0)
+        .map(|(n, p)| (n.clone(), json!(p.lr_multiplier())))
+        .collect();
+    json!({"frozen": frozen, "lr_multipliers": mult})
+}
+
+/// Restores [`weight_settings`]: every weight listed as frozen is frozen, every other one
+/// trainable; multipliers as stored (1 when absent).
+fn apply_weight_settings(
+    path: &Path,
+    text: &str,
+    weights: &[(String, ferrovision_nn::Param)],
+) -> Result<()> {
+    let bad = |m: String| Error::format(path, format!("weight_settings: {m}"));
+    let v: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let frozen: Vec<String> =
+        serde_json::from_value(v["frozen"].clone()).map_err(|e| bad(format!("'frozen': {e}")))?;
+    let mult: HashMap<String, f64> = serde_json::from_value(v["lr_multipliers"].clone())
+        .map_err(|e| bad(format!("'lr_multipliers': {e}")))?;
+    for name in frozen.iter().chain(mult.keys()) {
+        if !weights.iter().any(|(n, _)| n == name) {
+            return Err(bad(format!(
+                "names '{name}', which the model does not have"
+            )));
+        }
+    }
+    for (name, p) in weights {
+        p.set_trainable(!frozen.contains(name));
+        p.set_lr_multiplier(mult.get(name).copied().unwrap_or(1.0))
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Where an optimizer's state lives in a model file: (slot tensor prefix, iterations key). The

@@ -464,6 +464,75 @@ fn resume_is_bit_exact() {
     }
 }
 
+/// The same with a fine-tuning setup: a cosine schedule, coupled weight decay, a frozen batch
+/// norm and a learning-rate multiplier. The checkpoint is loaded with `Model::load` (as the
+/// CLI resumes), so the frozen flags and multipliers must come from the file.
+#[test]
+fn resume_is_bit_exact_when_fine_tuning() {
+    use ferrovision_nn::layers::BatchNormalization;
+    use ferrovision_nn::optim::LearningRateSchedule;
+    use ferrovision_nn::LayerSelector;
+    let (x, y) = regression(96, 8);
+    let opts = |epochs| FitOptions {
+        seed: 12,
+        ..quiet(epochs)
+    };
+    let setup = || {
+        let net = Sequential::new(&[3])
+            .add(Dense::new(8).activation(Activation::Tanh).named("body"))
+            .add(BatchNormalization::new().named("bn"))
+            .add(Dense::new(1).named("head"))
+            .build()
+            .unwrap();
+        let mut m = Model::new(net);
+        let opt = Sgd::new()
+            .lr(LearningRateSchedule::cosine_decay(0.05, 36.0, 0.0))
+            .momentum(0.9)
+            .coupled_weight_decay(1e-3);
+        m.compile(Compile::new(opt, MeanSquaredError::new()))
+            .unwrap();
+        m.network_mut()
+            .set_trainable_by_class("BatchNormalization", false)
+            .unwrap();
+        m.network()
+            .set_lr_multiplier(&LayerSelector::Name("body".into()), 0.1)
+            .unwrap();
+        m
+    };
+    let _guard = serial();
+    manual_seed(17);
+    let mut straight = setup();
+    straight.fit(&x, &y, opts(6), vec![]).unwrap();
+
+    manual_seed(17);
+    let mut first = setup();
+    first.fit(&x, &y, opts(3), vec![]).unwrap();
+    let ckpt = tmp("resume_finetune.fvm");
+    first.save(&ckpt).unwrap();
+    drop(first);
+    manual_seed(999);
+    let mut resumed = Model::load(&ckpt).unwrap();
+    let named = resumed.network().named_weights();
+    for (n, p) in &named {
+        assert_eq!(p.trainable(), !n.starts_with("bn/"), "{n}");
+        let want = if n.starts_with("body/") { 0.1 } else { 1.0 };
+        assert_eq!(p.lr_multiplier(), want, "{n}");
+    }
+    resumed.fit(&x, &y, opts(6), vec![]).unwrap();
+    let a = straight.network().get_weights().unwrap();
+    let b = resumed.network().get_weights().unwrap();
+    for (wa, wb) in a.iter().zip(&b) {
+        assert_eq!(wa.to_vec::<f32>().unwrap(), wb.to_vec::<f32>().unwrap());
+    }
+    // The frozen batch norm never moved: its statistics are still the initial 0 and 1.
+    let stats: Vec<f32> = named
+        .iter()
+        .filter(|(n, _)| n.starts_with("bn/moving"))
+        .flat_map(|(_, p)| p.to_vec().unwrap())
+        .collect();
+    assert_eq!(stats, [vec![0.0; 8], vec![1.0; 8]].concat());
+}
+
 /// A model written as a plain struct implementing `Network`.
 struct Residual {
     inner: Dense,

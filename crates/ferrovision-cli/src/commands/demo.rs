@@ -70,6 +70,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             .as_deref()
             .map(pipeline::load_augment)
             .transpose()?,
+        recipe: Default::default(),
     };
     let epochs = t.epochs.unwrap_or(15);
     clear_demo_dir(&args.out)?;

@@ -18,7 +18,7 @@ use crate::error::Result;
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Demo(a) => demo::run(a),
-        Command::Train(a) => train::run(a).map(|_| ()),
+        Command::Train(a) => train::run(*a).map(|_| ()),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Summary(a) => summary::run(a),

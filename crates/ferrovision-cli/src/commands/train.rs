@@ -5,6 +5,7 @@ use crate::data::DataSpec;
 use crate::error::{CliError, Result};
 use crate::nnglue;
 use crate::pipeline;
+use crate::recipe::Recipe;
 use crate::run_dir::{read_json, RunConfig, RunDir};
 use crate::tasks::TaskKind;
 use crate::training::{train_run, RunRequest, TrainOutcome};
@@ -41,6 +42,8 @@ pub struct TrainArgs {
     pub test_limit: Option<usize>,
     #[command(flatten)]
     pub train: TrainOpts,
+    #[command(flatten)]
+    pub recipe: Recipe,
 }
 
 /// Where the augmentation of a run comes from, for error messages.
@@ -108,6 +111,12 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
             },
             ..saved
         };
+        if !args.recipe.is_empty() {
+            return Err(CliError::new(format!(
+                "--weight-decay, --momentum, --schedule, --warmup-epochs, --freeze, --init-from                  and --backbone-lr-multiplier cannot change when resuming: the checkpoint in {}                  holds the optimizer (with its schedule and decay), the frozen layers and the                  learning-rate multipliers",
+                out.display()
+            )));
+        }
         let epochs = t.epochs.ok_or_else(|| {
             CliError::new("--resume needs --epochs: the total number of epochs to reach")
         })?;
@@ -120,6 +129,7 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
             out.display()
         )));
     }
+    args.recipe.validate()?;
     let cfg = RunConfig {
         command: "train".into(),
         task: args.task.unwrap_or(TaskKind::Classify),
@@ -136,6 +146,7 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
             .as_deref()
             .map(pipeline::load_augment)
             .transpose()?,
+        recipe: args.recipe.clone(),
     };
     Ok((cfg, out, t.epochs.unwrap_or(10)))
 }
@@ -146,8 +157,9 @@ pub fn run(args: TrainArgs) -> Result<TrainOutcome> {
     if args.train.lr.is_some() && args.resume {
         eprintln!("note: --lr is ignored with --resume (the checkpoint's optimizer state is used)");
     }
+    let recipe = cfg.recipe.describe();
     println!(
-        "training {} ({}) on {} for {} epoch(s), batch size {}, optimizer {}{}; run directory {}",
+        "training {} ({}) on {} for {} epoch(s), batch size {}, optimizer {}{}{}; run directory {}",
         cfg.model,
         cfg.task,
         cfg.data,
@@ -155,6 +167,11 @@ pub fn run(args: TrainArgs) -> Result<TrainOutcome> {
         cfg.batch_size,
         cfg.optimizer,
         cfg.lr.map(|l| format!(" (lr {l})")).unwrap_or_default(),
+        if recipe.is_empty() {
+            String::new()
+        } else {
+            format!(", {recipe}")
+        },
         out.display()
     );
     let o = train_run(RunRequest {
@@ -167,9 +184,12 @@ pub fn run(args: TrainArgs) -> Result<TrainOutcome> {
         augment_source: augment_source(&args, &out),
     })?;
     println!(
-        "test {} {:.4} (loss {:.4}) on {} images after {} epoch(s); training took {:.1} s",
+        "test {} {:.4}{} (loss {:.4}) on {} images after {} epoch(s); training took {:.1} s",
         cfg.task.task().metric(),
         o.test_metric,
+        o.test_top5
+            .map(|t| format!(", top-5 accuracy {t:.4}"))
+            .unwrap_or_default(),
         o.test_loss,
         o.test_samples,
         o.epochs,

@@ -6,18 +6,25 @@ use super::{OpenOpts, PredictOpts, Task, TaskData, TaskKind};
 use crate::data::DataSpec;
 use crate::error::{CliError, Result};
 use crate::image_input;
+use crate::nnglue;
 use crate::pipeline::{check_augment, ImagePipeline};
+use ferrovision_data::fused::normalize_chw;
 use ferrovision_nn::datasets::mnist::Split;
 use ferrovision_nn::losses::SparseCategoricalCrossentropy;
-use ferrovision_nn::metrics::Accuracy;
-use ferrovision_nn::optim::optimizer_by_name;
+use ferrovision_nn::metrics::{Accuracy, TopKCategoricalAccuracy};
 use ferrovision_nn::tensor::Tensor;
-use ferrovision_nn::Loss;
+use ferrovision_nn::{Loss, Optimizer};
 use ferrovision_train::{Compile, Model};
 use std::path::PathBuf;
 
 /// Log key of the accuracy metric.
 pub const ACCURACY: &str = "accuracy";
+
+/// Log key of the top-5 accuracy, logged for models of at least [`TOP5_MIN_CLASSES`] classes.
+pub const TOP5_ACCURACY: &str = "top_5_accuracy";
+
+/// Fewer classes make top-5 accuracy nearly meaningless (5 of 5 is always right).
+pub const TOP5_MIN_CLASSES: usize = 10;
 
 /// Image classification.
 pub struct Classify;
@@ -36,6 +43,7 @@ impl Task for Classify {
         }
         let pipe = ImagePipeline::new(set, opts.batch_size)?
             .augment(opts.augment.as_ref().map(|(a, _)| a.clone()))
+            .normalize(opts.normalize.clone())
             .workers(opts.workers);
         let pipe = match opts.shuffle_seed {
             Some(seed) => pipe.shuffle(seed),
@@ -50,11 +58,20 @@ impl Task for Classify {
         })
     }
 
-    fn compile(&self, model: &mut Model, optimizer: &str, lr: Option<f64>) -> Result<()> {
-        let opt = optimizer_by_name(optimizer, lr).map_err(|e| CliError::new(format!("{e}")))?;
+    fn compile(&self, model: &mut Model, optimizer: Box<dyn Optimizer>) -> Result<()> {
+        let classes = model
+            .network()
+            .output_shapes()
+            .first()
+            .and_then(|s| s.last().copied().flatten())
+            .unwrap_or(0);
         let loss: Box<dyn Loss> = Box::new(SparseCategoricalCrossentropy::new().from_logits(true));
-        model
-            .compile(Compile::boxed(opt, vec![loss]).metric(Accuracy::sparse().named(ACCURACY)))?;
+        let mut c =
+            Compile::boxed(optimizer, vec![loss]).metric(Accuracy::sparse().named(ACCURACY));
+        if classes >= TOP5_MIN_CLASSES {
+            c = c.metric(TopKCategoricalAccuracy::sparse(5).named(TOP5_ACCURACY));
+        }
+        model.compile(c)?;
         Ok(())
     }
 
@@ -87,12 +104,18 @@ pub fn image_input_shape(model: &Model) -> Result<[usize; 3]> {
         })
 }
 
-/// Class probabilities (softmax of the model's logits) for each image file.
+/// Class probabilities (softmax of the model's logits) for each image file, normalised as
+/// the model was trained (see `nnglue::input_normalization`).
 pub fn class_probabilities(model: &Model, paths: &[PathBuf]) -> Result<Vec<Vec<f64>>> {
     let shape = image_input_shape(model)?;
+    let norm = nnglue::input_normalization(model)?;
     let mut pixels = Vec::with_capacity(paths.len() * shape.iter().product::<usize>());
     for p in paths {
-        pixels.extend(image_input::load_input(p, shape)?);
+        let mut px = image_input::load_input(p, shape)?;
+        if let Some(n) = &norm {
+            normalize_chw(&mut px, shape[0], n);
+        }
+        pixels.extend(px);
     }
     let x = Tensor::from_vec(pixels, &[paths.len(), shape[0], shape[1], shape[2]])?;
     let logits = model.predict(&x, 256)?;

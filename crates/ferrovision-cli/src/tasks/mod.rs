@@ -10,8 +10,9 @@ pub mod classify;
 use crate::data::{DataSpec, LoadOpts};
 use crate::error::{CliError, Result};
 use crate::pipeline::StatsHandle;
-use ferrovision_data::Augment;
+use ferrovision_data::{Augment, Normalize};
 use ferrovision_nn::datasets::mnist::Split;
+use ferrovision_nn::Optimizer;
 use ferrovision_train::{BatchSource, Model};
 use std::fmt;
 use std::path::PathBuf;
@@ -88,6 +89,10 @@ pub struct OpenOpts {
     pub workers: usize,
     /// The per-sample input shape the model takes, when a model exists already.
     pub input_shape: Option<Vec<usize>>,
+    /// Per-channel normalisation of the images when there is no augmentation (evaluation and
+    /// validation apply what training's augmentation config applied; see
+    /// `nnglue::input_normalization`).
+    pub normalize: Option<Normalize>,
 }
 
 impl OpenOpts {
@@ -130,8 +135,8 @@ pub trait Task {
     /// Loads one split of `data` as batches for this task.
     fn open(&self, data: &DataSpec, split: Split, opts: &OpenOpts) -> Result<TaskData>;
 
-    /// Compiles `model` with the named optimizer and the task's loss and metrics.
-    fn compile(&self, model: &mut Model, optimizer: &str, lr: Option<f64>) -> Result<()>;
+    /// Compiles `model` with this optimizer and the task's loss and metrics.
+    fn compile(&self, model: &mut Model, optimizer: Box<dyn Optimizer>) -> Result<()>;
 
     /// The log key of the metric reported as a run's headline number (e.g. `accuracy`).
     fn metric(&self) -> &'static str;

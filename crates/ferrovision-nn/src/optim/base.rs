@@ -16,6 +16,7 @@ pub struct OptimizerBase {
     pub(crate) name: String,
     pub(crate) learning_rate: LearningRateSchedule,
     pub(crate) weight_decay: Option<f64>,
+    pub(crate) coupled_weight_decay: Option<f64>,
     pub(crate) clipnorm: Option<f64>,
     pub(crate) clipvalue: Option<f64>,
     pub(crate) global_clipnorm: Option<f64>,
@@ -30,6 +31,7 @@ impl OptimizerBase {
             name: name.to_string(),
             learning_rate: LearningRateSchedule::Constant(learning_rate),
             weight_decay: None,
+            coupled_weight_decay: None,
             clipnorm: None,
             clipvalue: None,
             global_clipnorm: None,
@@ -52,6 +54,12 @@ impl OptimizerBase {
     /// Decoupled weight decay (`w -= lr * weight_decay * w` before each update), if set.
     pub fn weight_decay(&self) -> Option<f64> {
         self.weight_decay
+    }
+
+    /// Coupled weight decay (L2 added to the gradient, `g += wd * w` after clipping, PyTorch's
+    /// `weight_decay`), if set.
+    pub fn coupled_weight_decay(&self) -> Option<f64> {
+        self.coupled_weight_decay
     }
 
     /// Per-weight gradient norm clipping, if set.
@@ -115,6 +123,14 @@ impl OptimizerBase {
                 )));
             }
         }
+        if let Some(wd) = self.coupled_weight_decay {
+            if !(wd.is_finite() && wd >= 0.0) {
+                return Err(Error::config(format!(
+                    "optimizer '{}': 'coupled_weight_decay' must be a finite number >= 0, got {wd}",
+                    self.name
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -124,6 +140,7 @@ impl OptimizerBase {
             name: self.name.clone(),
             learning_rate: self.learning_rate.clone(),
             weight_decay: self.weight_decay,
+            coupled_weight_decay: self.coupled_weight_decay,
             clipnorm: self.clipnorm,
             global_clipnorm: self.global_clipnorm,
             clipvalue: self.clipvalue,
@@ -136,6 +153,7 @@ impl OptimizerBase {
         self.name = c.name;
         self.learning_rate = c.learning_rate;
         self.weight_decay = c.weight_decay;
+        self.coupled_weight_decay = c.coupled_weight_decay;
         self.clipnorm = c.clipnorm;
         self.global_clipnorm = c.global_clipnorm;
         self.clipvalue = c.clipvalue;
@@ -143,7 +161,8 @@ impl OptimizerBase {
     }
 
     fn decays(&self, weight: &str) -> bool {
-        self.weight_decay.is_some_and(|wd| wd != 0.0)
+        (self.weight_decay.is_some_and(|wd| wd != 0.0)
+            || self.coupled_weight_decay.is_some_and(|wd| wd != 0.0))
             && !self
                 .exclude_from_weight_decay
                 .iter()
@@ -219,10 +238,15 @@ impl OptimizerBase {
                 // Keras: g * clipnorm / max(norm, clipnorm).
                 scale *= c / norm.max(c);
             }
-            let ctx = StepCtx {
-                lr: lr as f32,
-                decay: match (entry.decay, self.weight_decay) {
-                    (Some(true), Some(wd)) => (wd * lr) as f32,
+            // The weight's own learning rate; exactly the scheduled one at multiplier 1.
+            let mult = p.lr_multiplier();
+            let lr_w = if mult == 1.0 { lr } else { lr * mult };
+            let decays = entry.decay == Some(true);
+            let mut ctx = StepCtx {
+                lr: lr_w as f32,
+                lr_scale: mult as f32,
+                decay: match (decays, self.weight_decay) {
+                    (true, Some(wd)) => (wd * lr_w) as f32,
                     _ => 0.0,
                 },
                 scale: scale as f32,
@@ -230,12 +254,24 @@ impl OptimizerBase {
                 hi,
             };
             // A gradient aliasing its own weight would deadlock the two locks below.
-            let grad = if grad.same_storage(&value) {
+            let mut grad = if grad.same_storage(&value) {
                 let copy = grad.to_vec::<f32>().map_err(|e| weight_err(name, e))?;
                 Tensor::from_vec(copy, grad.shape())?
             } else {
                 grad
             };
+            if let (true, Some(l2)) = (decays, self.coupled_weight_decay.filter(|&w| w != 0.0)) {
+                // Coupled decay joins the clipped gradient (PyTorch: clipping happens before
+                // `step`, which adds `wd * w`); the rule then sees an unclipped gradient.
+                let g = grad.to_vec::<f32>().map_err(|e| weight_err(name, e))?;
+                let w = value.to_vec::<f32>().map_err(|e| weight_err(name, e))?;
+                if g.len() == w.len() {
+                    let l2 = l2 as f32;
+                    let g: Vec<f32> = g.iter().zip(&w).map(|(&g, &w)| ctx.g(g) + l2 * w).collect();
+                    grad = Tensor::from_vec(g, value.shape())?;
+                    (ctx.scale, ctx.lo, ctx.hi) = (1.0, f32::NEG_INFINITY, f32::INFINITY);
+                }
+            }
             if grad.numel() != value.numel() {
                 return Err(Error::config(format!(
                     "weight '{name}': gradient has {} values, the weight {}",
@@ -411,8 +447,11 @@ ferrovision_tensor::multiversion! {
 
 /// Per-step scalars handed to the update loops.
 pub(crate) struct StepCtx {
-    /// Learning rate of this step.
+    /// Learning rate of this step for this weight (the schedule's times its multiplier).
     pub lr: f32,
+    /// The weight's learning-rate multiplier (for rules that fold the learning rate into
+    /// per-step constants in `prepare`, such as Adam).
+    pub lr_scale: f32,
     /// `learning_rate * weight_decay` for this weight (0 when it does not decay).
     pub decay: f32,
     /// Gradient scale from norm clipping (1 without).

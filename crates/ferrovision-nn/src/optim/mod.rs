@@ -4,7 +4,10 @@
 //! the fixtures of `reference/make_nn_optim_fixtures.py`) and shares Keras' common options:
 //! learning rate as a number or a [`LearningRateSchedule`], `clipnorm` (per weight),
 //! `clipvalue`, `global_clipnorm`, decoupled `weight_decay` (`w -= lr * wd * w` before the
-//! update, for every optimizer) and the step counter `iterations`.
+//! update, for every optimizer) and the step counter `iterations`. Two additions: a coupled
+//! (L2, PyTorch-style) `coupled_weight_decay` added to the gradient, and a per-weight
+//! learning-rate multiplier ([`crate::Param::set_lr_multiplier`]) that scales the scheduled
+//! learning rate (and with it the decoupled decay) for that weight.
 //!
 //! ```
 //! use ferrovision_nn::optim::{Adam, LearningRateSchedule, Sgd};
@@ -36,6 +39,16 @@ pub trait Optimizer: Send {
     /// `ReduceLROnPlateau` and `LearningRateScheduler` do.
     fn set_learning_rate(&mut self, lr: f64);
 
+    /// Replaces the learning rate by a schedule (evaluated at the step count, so a schedule set
+    /// before training starts at its step 0). Optimizers outside this crate may not support
+    /// it (the default is an error).
+    fn set_schedule(&mut self, schedule: LearningRateSchedule) -> Result<()> {
+        let _ = schedule;
+        Err(crate::Error::config(
+            "this optimizer does not take a learning-rate schedule",
+        ))
+    }
+
     /// Number of steps taken.
     fn iterations(&self) -> u64;
 
@@ -62,6 +75,13 @@ macro_rules! optimizer_common {
             /// Decoupled weight decay: `w -= lr * weight_decay * w` before each update.
             pub fn weight_decay(mut self, weight_decay: f64) -> Self {
                 self.base.weight_decay = Some(weight_decay);
+                self
+            }
+
+            /// Coupled weight decay (L2), PyTorch's `weight_decay`: `g += weight_decay * w`
+            /// after clipping, before the rule (so momentum and adaptive moments see it).
+            pub fn coupled_weight_decay(mut self, weight_decay: f64) -> Self {
+                self.base.coupled_weight_decay = Some(weight_decay);
                 self
             }
 
@@ -129,6 +149,15 @@ macro_rules! optimizer_common {
 
             fn set_learning_rate(&mut self, lr: f64) {
                 self.base.learning_rate = $crate::optim::LearningRateSchedule::Constant(lr);
+            }
+
+            fn set_schedule(
+                &mut self,
+                schedule: $crate::optim::LearningRateSchedule,
+            ) -> $crate::Result<()> {
+                schedule.validate()?;
+                self.base.learning_rate = schedule;
+                Ok(())
             }
 
             fn iterations(&self) -> u64 {
