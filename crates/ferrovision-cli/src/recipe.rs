@@ -53,9 +53,15 @@ pub struct Recipe {
     /// match (the rest keeps its fresh initialisation); prints what was loaded and skipped
     #[arg(long, value_name = "FILE")]
     pub init_from: Option<PathBuf>,
-    /// Learning-rate multiplier for the weights --init-from loaded (the pretrained
-    /// backbone), e.g. 0.1 to fine-tune it more gently than the new head
-    #[arg(long, value_name = "F", requires = "init_from")]
+    /// Pretrained backbone: load every weight of the --model's headless network from these
+    /// weights (a cache name such as efficientnet_lite0, or a file: PyTorch .pth, safetensors);
+    /// the classifier stays freshly initialised for the data's classes. The images must be
+    /// prepared as the weights expect (normalize in --augment)
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "init_from")]
+    pub pretrained: Option<String>,
+    /// Learning-rate multiplier for the weights --init-from or --pretrained loaded (the
+    /// pretrained backbone), e.g. 0.1 to fine-tune it more gently than the new head
+    #[arg(long, value_name = "F")]
     pub backbone_lr_multiplier: Option<f64>,
 }
 
@@ -93,6 +99,14 @@ impl Recipe {
             |x| x.is_finite() && x >= 0.0,
             "a number >= 0",
         )?;
+        if self.backbone_lr_multiplier.is_some()
+            && self.init_from.is_none()
+            && self.pretrained.is_none()
+        {
+            return Err(CliError::new(
+                "--backbone-lr-multiplier needs --init-from or --pretrained",
+            ));
+        }
         if self.warmup_epochs.is_some() && self.schedule != Some(Schedule::Cosine) {
             return Err(CliError::new("--warmup-epochs needs --schedule cosine"));
         }
@@ -119,6 +133,9 @@ impl Recipe {
         }
         if let Some(p) = &self.init_from {
             parts.push(format!("init from {}", p.display()));
+        }
+        if let Some(p) = &self.pretrained {
+            parts.push(format!("pretrained {p}"));
         }
         if let Some(m) = self.backbone_lr_multiplier {
             parts.push(format!("backbone lr x{m}"));
@@ -281,13 +298,18 @@ pub fn build_optimizer(
     Ok(opt)
 }
 
-/// Applies the recipe's warm start, frozen layers and backbone multiplier to a new model
-/// (before it is compiled); returns the lines to print.
-pub fn prepare_model(model: &mut Model, recipe: &Recipe) -> Result<Vec<String>> {
+/// Applies the recipe's warm start or pretrained backbone, frozen layers and backbone
+/// multiplier to a new model of the zoo architecture `arch` built for `input_shape` and
+/// `classes` (before it is compiled); returns the lines to print.
+pub fn prepare_model(
+    model: &mut Model,
+    recipe: &Recipe,
+    arch: &str,
+    input_shape: &[usize],
+    classes: usize,
+) -> Result<Vec<String>> {
     let mut notes = Vec::new();
-    // `--pretrained NAME` (weights from the import crate's model cache) belongs here: resolve
-    // NAME to a file, warm-start from it as --init-from does, and treat what it loaded as the
-    // backbone. It is not implemented yet.
+    let mut loaded: Vec<String> = Vec::new();
     if let Some(path) = &recipe.init_from {
         let report = load_weights_by_name(model.network(), path, false)
             .map_err(|e| CliError::new(format!("--init-from: {e}")))?;
@@ -296,19 +318,30 @@ pub fn prepare_model(model: &mut Model, recipe: &Recipe) -> Result<Vec<String>> 
             path.display(),
             report.summary()
         ));
-        if let Some(m) = recipe.backbone_lr_multiplier {
-            let weights = model.network().named_weights();
-            for name in &report.loaded {
-                if let Some((_, p)) = weights.iter().find(|(n, _)| n == name) {
-                    p.set_lr_multiplier(m)
-                        .map_err(|e| CliError::new(e.to_string()))?;
-                }
+        loaded = report.loaded;
+    }
+    if let Some(weights) = &recipe.pretrained {
+        let opts = ferrovision_models::ModelOptions::new(input_shape, classes);
+        loaded =
+            ferrovision_import::pretrained::load_backbone(model.network(), arch, &opts, weights)
+                .map_err(|e| CliError::new(format!("--pretrained: {e}")))?;
+        notes.push(format!(
+            "pretrained {weights}: loaded the {} weight(s) of the {arch} backbone; the head is new",
+            loaded.len()
+        ));
+    }
+    if let Some(m) = recipe.backbone_lr_multiplier {
+        let weights = model.network().named_weights();
+        for name in &loaded {
+            if let Some((_, p)) = weights.iter().find(|(n, _)| n == name) {
+                p.set_lr_multiplier(m)
+                    .map_err(|e| CliError::new(e.to_string()))?;
             }
-            notes.push(format!(
-                "learning rate x{m} for the {} loaded weight(s)",
-                report.loaded.len()
-            ));
         }
+        notes.push(format!(
+            "learning rate x{m} for the {} loaded weight(s)",
+            loaded.len()
+        ));
     }
     for s in &recipe.freeze {
         let sel: LayerSelector = s

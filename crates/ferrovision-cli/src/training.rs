@@ -146,7 +146,13 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
                 &train_data.input_shape,
                 train_data.classes.len(),
             )?;
-            for line in recipe::prepare_model(&mut m, &cfg.recipe)? {
+            for line in recipe::prepare_model(
+                &mut m,
+                &cfg.recipe,
+                &cfg.model,
+                &train_data.input_shape,
+                train_data.classes.len(),
+            )? {
                 println!("{line}");
             }
             let steps_per_epoch = train_data.len.div_ceil(cfg.batch_size);

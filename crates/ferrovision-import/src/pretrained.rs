@@ -13,7 +13,7 @@
 use crate::remap::{load_into, Naming};
 use crate::{hub, read_weights, Error, Result, SourceFormat};
 use ferrovision_models::ModelOptions;
-use ferrovision_nn::Network;
+use ferrovision_nn::{Network, NetworkExt};
 use std::path::PathBuf;
 
 /// How tensors of a file of `format` are named.
@@ -56,4 +56,28 @@ pub fn build_pretrained(
     let net = ferrovision_models::build(arch, opts)?;
     load_pretrained(net.as_ref(), weights, !opts.include_top)?;
     Ok(net)
+}
+
+/// Loads the backbone of `arch` (every weight the headless model built with `opts` has) from
+/// `weights` into `net`, a model of that architecture with any head (e.g. a new classifier
+/// for other classes), leaving the head's weights as they are. Returns the names loaded.
+pub fn load_backbone(
+    net: &dyn Network,
+    arch: &str,
+    opts: &ModelOptions,
+    weights: &str,
+) -> Result<Vec<String>> {
+    let headless = ferrovision_models::build(arch, &opts.clone().include_top(false))?;
+    let names: Vec<String> = headless
+        .named_weights()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let path = hub::resolve(weights)?;
+    let imported = read_weights(&path)?;
+    let mut naming = naming_for(imported.format);
+    naming.allow_unused = true;
+    naming.only = Some(names.iter().cloned().collect());
+    load_into(net, &imported, &naming)?;
+    Ok(names)
 }

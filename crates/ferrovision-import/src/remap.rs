@@ -165,6 +165,9 @@ pub struct Naming {
     /// Source tensors no weight uses are allowed (a headless network taking a full
     /// checkpoint: the classifier's tensors are left out); every weight must still be found.
     pub allow_unused: bool,
+    /// Load only these weights of the network (by ferrovision name), leaving the others as they
+    /// are (a pretrained backbone under a new head); `None` = all of them.
+    pub only: Option<std::collections::HashSet<String>>,
 }
 
 impl Naming {
@@ -230,6 +233,13 @@ pub fn load_into(net: &dyn Network, weights: &ImportedWeights, naming: &Naming) 
     // (weight name, the source name it expects after prefix and rules, layer class, weight)
     let mut targets = Vec::with_capacity(named.len());
     for (name, p) in &named {
+        if naming
+            .only
+            .as_ref()
+            .is_some_and(|only| !only.contains(name))
+        {
+            continue;
+        }
         let (layer, weight) = name.rsplit_once('/').unwrap_or(("", name.as_str()));
         let class = net.get_layer(layer).map(|l| l.class_name()).unwrap_or("");
         let key = match naming.convention {
