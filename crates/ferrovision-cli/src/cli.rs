@@ -7,6 +7,7 @@ use crate::commands::demo::DemoArgs;
 use crate::commands::draw::DrawArgs;
 use crate::commands::eval::{EvalCocoArgs, EvalVocArgs};
 use crate::commands::evaluate::EvaluateArgs;
+use crate::commands::models::ModelsArgs;
 use crate::commands::predict::PredictArgs;
 use crate::commands::summary::SummaryArgs;
 use crate::commands::train::TrainArgs;
@@ -73,8 +74,9 @@ Data sources (--data):
   folder:<dir>          your images, one folder per class: <dir>/train/<class>/*.jpg|png and
                         <dir>/test/<class>/* (or val/); resized to the first image's size
 
-Models (--model): lenet5, mlp, resnet20, resnet18 (the zoo, ferrovision-models); each is built
-for the data's image shape and number of classes.";
+Models (--model): the zoo (`ferrovision models` lists it: lenet5, mlp, resnets, vggs, googlenet,
+inception_v3, mobilenets, efficientnet_lite0); each is built for the data's image shape and
+number of classes.";
 
 /// The `ferrovision` command line.
 #[derive(Debug, Parser)]
@@ -155,6 +157,8 @@ Examples:
   ferrovision classify --model efficientnet_lite0 --weights efficientnet-lite0-57934424.pth --top 3 --json photo.jpg"
     )]
     Classify(ClassifyArgs),
+    /// List the model zoo's architectures and the pretrained weights of the local model cache
+    Models(ModelsArgs),
     /// Evaluate detections: COCO metrics (identical to pycocotools) or Pascal VOC AP
     #[command(subcommand)]
     Eval(EvalCommand),

@@ -163,7 +163,16 @@ pub struct ModelEntry {
     pub description: &'static str,
     /// Builds the untrained network.
     pub build: fn(&ModelOptions) -> Result<Box<dyn Network>>,
+    /// The input shape `[C, H, W]` and class count the architecture is usually built for
+    /// (its paper's / Keras applications' defaults): what `ferrovision summary --model NAME`
+    /// describes unless told otherwise, with parameter counts equal to torchvision's/Keras'.
+    pub default_input: [usize; 3],
+    /// The default number of classes (1000 for the ImageNet architectures).
+    pub default_classes: usize,
 }
+
+/// Defaults of the ImageNet architectures: 3x224x224, 1000 classes.
+const IMAGENET: ([usize; 3], usize) = ([3, 224, 224], 1000);
 
 /// Every architecture of the zoo, in the order help texts list them.
 pub const REGISTRY: &[ModelEntry] = &[
@@ -172,75 +181,101 @@ pub const REGISTRY: &[ModelEntry] = &[
         description: "LeNet-5 (ReLU, max pooling): Conv(6,5x5,same)-Pool-Conv(16,5x5)-Pool-\
                       Dense(120)-Dense(84)-Dense(classes)",
         build: lenet::lenet5,
+        default_input: [1, 28, 28],
+        default_classes: 10,
     },
     ModelEntry {
         name: "mlp",
         description: "Multilayer perceptron: Flatten-Dense(128, ReLU)-Dense(classes)",
         build: lenet::mlp,
+        default_input: [1, 28, 28],
+        default_classes: 10,
     },
     ModelEntry {
         name: "resnet20",
         description: "CIFAR ResNet-20 (He et al. 2016): 3x3 stem, 3 stages of 3 basic blocks \
                       (16-32-64 channels), batch norm, global average pool",
         build: resnet::resnet20,
+        default_input: [3, 32, 32],
+        default_classes: 10,
     },
     ModelEntry {
         name: "resnet18",
         description: "ResNet-18 (torchvision layout and names): 7x7/2 stem, 3x3/2 max pool, \
                       4 stages of 2 basic blocks (64-128-256-512), global average pool",
         build: resnet::resnet18,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "resnet34",
         description: "ResNet-34 (torchvision layout and names): as ResNet-18 with 3-4-6-3 \
                       basic blocks",
         build: resnet::resnet34,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "resnet50",
         description: "ResNet-50 (torchvision v1.5 layout and names): 7x7/2 stem, 3x3/2 max \
                       pool, 3-4-6-3 bottleneck blocks (256-512-1024-2048), global average pool",
         build: resnet::resnet50,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "resnet101",
         description: "ResNet-101 (torchvision v1.5 layout and names): as ResNet-50 with \
                       3-4-23-3 bottleneck blocks",
         build: resnet::resnet101,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "resnet152",
         description: "ResNet-152 (torchvision v1.5 layout and names): as ResNet-50 with \
                       3-8-36-3 bottleneck blocks",
         build: resnet::resnet152,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "resnet32",
         description: "CIFAR ResNet-32 (He et al. 2016): as ResNet-20 with 5 basic blocks per stage",
         build: resnet::resnet32,
+        default_input: [3, 32, 32],
+        default_classes: 10,
     },
     ModelEntry {
         name: "resnet56",
         description: "CIFAR ResNet-56 (He et al. 2016): as ResNet-20 with 9 basic blocks per stage",
         build: resnet::resnet56,
+        default_input: [3, 32, 32],
+        default_classes: 10,
     },
     ModelEntry {
         name: "mobilenet_v1",
         description: "MobileNet v1 (Keras applications layout and names, width multiplier \
                       alpha): 3x3/2 stem, 13 depthwise-separable blocks (ReLU6), 1x1 conv head",
         build: mobilenet::mobilenet_v1,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "mobilenet_v2",
         description: "MobileNet v2 (torchvision layout and names, width multiplier alpha): \
                       3x3/2 stem, 17 inverted-residual blocks (ReLU6), 1x1 conv to 1280, dense",
         build: mobilenet_v2::mobilenet_v2,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "efficientnet_lite0",
         description: "EfficientNet-Lite0 (efficientnet-lite-pytorch layout and names): 16 \
                       MBConv blocks without squeeze-excitation, ReLU6, TensorFlow 'same' padding",
         build: efficientnet_lite::efficientnet_lite0,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "vgg16",
@@ -248,22 +283,30 @@ pub const REGISTRY: &[ModelEntry] = &[
                       256-512-512), 2x2 max pools, adaptive 7x7 average pool, \
                       Dense(4096)-Dense(4096)-Dense(classes); at least 32x32",
         build: vgg::vgg16,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "vgg19",
         description: "VGG-19 (torchvision layout and names): VGG-16 with 16 convs (4 in each \
                       of the last 3 blocks); at least 32x32",
         build: vgg::vgg19,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "vgg16_bn",
         description: "VGG-16 with batch norm after every conv (torchvision vgg16_bn)",
         build: vgg::vgg16_bn,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "vgg19_bn",
         description: "VGG-19 with batch norm after every conv (torchvision vgg19_bn)",
         build: vgg::vgg19_bn,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "vgg16_fcn",
@@ -271,6 +314,8 @@ pub const REGISTRY: &[ModelEntry] = &[
                       VGG-16's weights (vgg::fcn_from_vgg), a [classes, H/32-6, W/32-6] score \
                       map; at least 224x224",
         build: vgg::vgg16_fcn,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "googlenet",
@@ -278,6 +323,8 @@ pub const REGISTRY: &[ModelEntry] = &[
                       inception modules, ceil-mode max pools, global average pool; aux_logits \
                       adds the two auxiliary classifiers as outputs; at least 15x15",
         build: googlenet::googlenet,
+        default_input: IMAGENET.0,
+        default_classes: IMAGENET.1,
     },
     ModelEntry {
         name: "inception_v3",
@@ -285,6 +332,8 @@ pub const REGISTRY: &[ModelEntry] = &[
                       1e-3), Mixed_5b..Mixed_7c, global average pool; aux_logits adds \
                       AuxLogits as an output (needs 299x299); at least 75x75",
         build: inception_v3::inception_v3,
+        default_input: [3, 299, 299],
+        default_classes: 1000,
     },
 ];
 

@@ -1,5 +1,5 @@
 //! The subcommands, one file each: `demo`, `train`, `evaluate`, `predict`, `summary`,
-//! `classify`, `eval coco|voc` and `draw`. Each file holds the command's arguments (clap derive) and its
+//! `classify`, `models`, `eval coco|voc` and `draw`. Each file holds the command's arguments (clap derive) and its
 //! `run`.
 
 pub mod classify;
@@ -7,6 +7,7 @@ pub mod demo;
 pub mod draw;
 pub mod eval;
 pub mod evaluate;
+pub mod models;
 pub mod predict;
 pub mod summary;
 pub mod train;
@@ -23,6 +24,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Predict(a) => predict::run(a),
         Command::Summary(a) => summary::run(a),
         Command::Classify(a) => classify::run(a),
+        Command::Models(a) => models::run(a),
         Command::Eval(EvalCommand::Coco(a)) => eval::coco(a),
         Command::Eval(EvalCommand::Voc(a)) => eval::voc(a),
         Command::Draw(a) => draw::run(a),

@@ -18,7 +18,7 @@ pub struct TrainArgs {
     /// What the model learns: classify (one label per image) [default: classify]
     #[arg(long, value_name = "TASK")]
     pub task: Option<TaskKind>,
-    /// Architecture from the model zoo: lenet5, mlp, resnet20 or resnet18; it is built for the
+    /// Architecture from the model zoo (`ferrovision models` lists them); it is built for the
     /// data's image shape and class count [default: lenet5]
     #[arg(long, value_name = "NAME", value_parser = parse_model)]
     pub model: Option<String>,
