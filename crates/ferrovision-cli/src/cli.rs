@@ -3,6 +3,7 @@
 //! `commands/<name>.rs`.
 
 use crate::commands::classify::ClassifyArgs;
+use crate::commands::convert::ConvertArgs;
 use crate::commands::demo::DemoArgs;
 use crate::commands::draw::DrawArgs;
 use crate::commands::eval::{EvalCocoArgs, EvalVocArgs};
@@ -159,6 +160,12 @@ Examples:
     Classify(ClassifyArgs),
     /// List the model zoo's architectures and the pretrained weights of the local model cache
     Models(ModelsArgs),
+    /// Convert pretrained weights (PyTorch .pth, ...) into a checked safetensors file for a zoo
+    /// architecture
+    #[command(after_help = "Examples:
+  ferrovision convert efficientnet-lite0-57934424.pth --arch efficientnet_lite0 --out lite0.safetensors
+  ferrovision convert efficientnet_lite0 --arch efficientnet_lite0 --no-top --cache lite0_backbone")]
+    Convert(ConvertArgs),
     /// Evaluate detections: COCO metrics (identical to pycocotools) or Pascal VOC AP
     #[command(subcommand)]
     Eval(EvalCommand),

@@ -178,3 +178,71 @@ fn bad_weights_arguments_are_plain_errors() {
     ));
     assert!(e.contains("--top 0"), "{e}");
 }
+
+#[test]
+fn convert_writes_a_checked_file_that_classifies_the_same() {
+    let pth = home().join("models/efficientnet_lite0/efficientnet-lite0-57934424.pth");
+    let dog = home().join("samples/darknet/dog.jpg");
+    if !pth.is_file() || !dog.is_file() {
+        eprintln!("skipped: the model cache is empty (run scripts/fetch_models.sh)");
+        return;
+    }
+    let d = scratch();
+    let out = d.join("lite0.safetensors");
+    let said = ok(ferrovision(
+        &[
+            "convert",
+            pth.to_str().unwrap(),
+            "--arch",
+            "efficientnet_lite0",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &d,
+    ));
+    assert!(said.contains("247 weights"), "{said}");
+    let classify = |weights: &str| {
+        ok(ferrovision(
+            &[
+                "classify",
+                "--model",
+                "efficientnet_lite0",
+                "--weights",
+                weights,
+                "--json",
+                dog.to_str().unwrap(),
+            ],
+            &d,
+        ))
+    };
+    assert_eq!(
+        classify(out.to_str().unwrap()),
+        classify(pth.to_str().unwrap())
+    );
+    // A backbone-only conversion cannot stand in for the full classifier.
+    let backbone = d.join("backbone.safetensors");
+    ok(ferrovision(
+        &[
+            "convert",
+            pth.to_str().unwrap(),
+            "--arch",
+            "efficientnet_lite0",
+            "--no-top",
+            "--out",
+            backbone.to_str().unwrap(),
+        ],
+        &d,
+    ));
+    let e = fails(ferrovision(
+        &[
+            "classify",
+            "--model",
+            "efficientnet_lite0",
+            "--weights",
+            backbone.to_str().unwrap(),
+            dog.to_str().unwrap(),
+        ],
+        &d,
+    ));
+    assert!(e.contains("missing") && e.contains("_fc/kernel"), "{e}");
+}

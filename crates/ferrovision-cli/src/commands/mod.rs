@@ -1,8 +1,9 @@
 //! The subcommands, one file each: `demo`, `train`, `evaluate`, `predict`, `summary`,
-//! `classify`, `models`, `eval coco|voc` and `draw`. Each file holds the command's arguments (clap derive) and its
+//! `classify`, `models`, `convert`, `eval coco|voc` and `draw`. Each file holds the command's arguments (clap derive) and its
 //! `run`.
 
 pub mod classify;
+pub mod convert;
 pub mod demo;
 pub mod draw;
 pub mod eval;
@@ -25,6 +26,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Summary(a) => summary::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Models(a) => models::run(a),
+        Command::Convert(a) => convert::run(a),
         Command::Eval(EvalCommand::Coco(a)) => eval::coco(a),
         Command::Eval(EvalCommand::Voc(a)) => eval::voc(a),
         Command::Draw(a) => draw::run(a),
