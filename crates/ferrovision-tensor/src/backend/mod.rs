@@ -332,6 +332,16 @@ pub trait Backend: Send + Sync {
         g: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>>;
+
+    /// A comparison-family op: `Compare` (two tensors, broadcasting), `CompareScalar`,
+    /// `Logical` (two inputs, one for `Not`), `IsNan`, `IsFinite` (any dtype, a Bool tensor),
+    /// `Where` (`[cond, a, b]`, the dtype of `a`) or `MaskedFill` (`[x, mask]`, the dtype of
+    /// `x`): a new contiguous tensor of the broadcast shape.
+    fn compare(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor>;
+
+    /// The gradient masking of `Where` / `MaskedFill`: the f32 gradient `g` (of the broadcast
+    /// shape) where the Bool `cond` (broadcast to it) equals `keep`, 0 elsewhere.
+    fn compare_backward(&self, op: &Op, cond: &Tensor, g: &Tensor, keep: bool) -> Result<Tensor>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

@@ -48,6 +48,8 @@ struct Counting {
     pool_backward: AtomicUsize,
     max_unpool: AtomicUsize,
     max_unpool_backward: AtomicUsize,
+    compare: AtomicUsize,
+    compare_backward: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -229,6 +231,16 @@ impl Backend for Counting {
     ) -> Result<Vec<Option<Tensor>>> {
         bump(&self.loss_backward);
         CpuBackend.loss_backward(op, args, stats, g, needs)
+    }
+
+    // --- comparisons, where, masked_fill ---
+    fn compare(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor> {
+        bump(&self.compare);
+        CpuBackend.compare(op, inputs)
+    }
+    fn compare_backward(&self, op: &Op, cond: &Tensor, g: &Tensor, keep: bool) -> Result<Tensor> {
+        bump(&self.compare_backward);
+        CpuBackend.compare_backward(op, cond, g, keep)
     }
 
     // --- copies, pooling and resizing ---
@@ -629,4 +641,28 @@ fn pooling_and_resizing_dispatch_through_the_backend() {
     assert_eq!(count(&c.pool_backward), 6);
     assert_eq!(count(&c.max_unpool), 1);
     assert_eq!(count(&c.max_unpool_backward), 1);
+}
+
+#[test]
+fn comparisons_where_and_masked_fill_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(vec![1.0f32, -2.0, 3.0, f32::NAN], &[2, 2])?.requires_grad_(true);
+        let y = Tensor::from_vec(vec![0.5f32, 0.5], &[2])?.requires_grad_(true);
+        let m = x.gt(&y)?;
+        assert_eq!(m.to_vec::<bool>()?, vec![true, false, true, false]);
+        let _ = (x.le_scalar(1.0)?, x.isnan()?, x.isfinite()?);
+        let _ = (m.logical_and(&x.lt_scalar(2.0)?)?, m.logical_not()?);
+        // where sends g to x where m holds and to y elsewhere (y's summed over rows);
+        // masked_fill sends it to x where !m.
+        let w = m.where_(&x, &y)?;
+        let f = x.masked_fill(&m, 0.0)?;
+        w.sum_all()?.add(&f.sum_all()?)?.backward()?;
+        assert_eq!(x.grad().unwrap().to_vec::<f32>()?, vec![1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(y.grad().unwrap().to_vec::<f32>()?, vec![0.0, 2.0]);
+        Ok(())
+    });
+    // gt, lt_scalar, le_scalar, isnan, isfinite, logical_and, logical_not, where, masked_fill.
+    assert_eq!(count(&c.compare), 9);
+    // where: one mask per input; masked_fill: one.
+    assert_eq!(count(&c.compare_backward), 3);
 }

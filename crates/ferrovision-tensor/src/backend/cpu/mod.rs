@@ -4,7 +4,8 @@
 //! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
 //! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`,
 //! RoI Align / RoI pooling in `roi.rs`, losses in `loss/`, copies in `manip.rs` (gather/scatter
-//! in `manip/gather.rs`), pooling and resizing in `separable/`. The families not listed still
+//! in `manip/gather.rs`), pooling and resizing in `separable/`, comparisons / `where` /
+//! `masked_fill` in `compare.rs`. The families not listed still
 //! call their kernels from their op files (see `docs/engine.md`).
 
 mod conv;
@@ -18,6 +19,8 @@ mod separable;
 
 pub(crate) mod loss;
 mod roi;
+// comparisons, logic, where, masked_fill
+mod compare;
 
 use super::Backend;
 use crate::autograd::Op;
@@ -389,6 +392,18 @@ impl Backend for CpuBackend {
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
         loss::backward(op, args, stats, g, needs)
+    }
+
+    fn compare(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor> {
+        compare::compare(op, inputs)
+    }
+
+    fn compare_backward(&self, op: &Op, cond: &Tensor, g: &Tensor, keep: bool) -> Result<Tensor> {
+        let name = match op {
+            Op::Where => "where backward",
+            _ => "masked_fill backward",
+        };
+        compare::mask_grad(cond, g, keep, name)
     }
 }
 
