@@ -28,6 +28,7 @@ use crate::ops::loss::LossArgs;
 use crate::ops::matmul::Plan as MatmulPlan;
 use crate::ops::roi::RoiPlan;
 use crate::ops::separable::{IdxBuf, SepPlan};
+use crate::rng::Rng;
 use crate::shape::Layout;
 use crate::{Device, Error, Result, Tensor};
 
@@ -342,6 +343,19 @@ pub trait Backend: Send + Sync {
     /// The gradient masking of `Where` / `MaskedFill`: the f32 gradient `g` (of the broadcast
     /// shape) where the Bool `cond` (broadcast to it) equals `keep`, 0 elsewhere.
     fn compare_backward(&self, op: &Op, cond: &Tensor, g: &Tensor, keep: bool) -> Result<Tensor>;
+
+    /// A dropout of the f32 tensor `x` (`Dropout { p }` per element, `SpatialDropout { p }` per
+    /// `[N, C]` channel, `0 < p < 1`) with its keep mask drawn from `rng`: the output
+    /// (`x · mask / (1 − p)`) and the mask (1 = kept, one byte per element or channel). The
+    /// same `rng` state gives the same mask on every backend and thread count.
+    fn dropout(&self, op: &Op, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Vec<u8>)>;
+
+    /// The dropout gradient `g · mask / (1 − p)` for the `mask` its forward returned.
+    fn dropout_backward(&self, op: &Op, g: &Tensor, mask: &[u8]) -> Result<Tensor>;
+
+    /// The dtype conversion `ToDtype { from, to }` of `x` (any layout): a new contiguous tensor
+    /// of dtype `to` (floats to ints truncate toward zero).
+    fn to_dtype(&self, op: &Op, x: &Tensor) -> Result<Tensor>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

@@ -5,6 +5,7 @@
 use super::{Backend, ConvGeom, CpuBackend, LossArgs, LossStats, MatmulPlan, NormStats, RoiPlan};
 use crate::autograd::Op;
 use crate::ops::separable::{IdxBuf, SepPlan};
+use crate::rng::Rng;
 use crate::shape::Layout;
 use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
 use std::cell::Cell;
@@ -50,6 +51,9 @@ struct Counting {
     max_unpool_backward: AtomicUsize,
     compare: AtomicUsize,
     compare_backward: AtomicUsize,
+    dropout: AtomicUsize,
+    dropout_backward: AtomicUsize,
+    to_dtype: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -241,6 +245,20 @@ impl Backend for Counting {
     fn compare_backward(&self, op: &Op, cond: &Tensor, g: &Tensor, keep: bool) -> Result<Tensor> {
         bump(&self.compare_backward);
         CpuBackend.compare_backward(op, cond, g, keep)
+    }
+
+    // --- dropout, dtype conversion ---
+    fn dropout(&self, op: &Op, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Vec<u8>)> {
+        bump(&self.dropout);
+        CpuBackend.dropout(op, x, rng)
+    }
+    fn dropout_backward(&self, op: &Op, g: &Tensor, mask: &[u8]) -> Result<Tensor> {
+        bump(&self.dropout_backward);
+        CpuBackend.dropout_backward(op, g, mask)
+    }
+    fn to_dtype(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
+        bump(&self.to_dtype);
+        CpuBackend.to_dtype(op, x)
     }
 
     // --- copies, pooling and resizing ---
@@ -665,4 +683,29 @@ fn comparisons_where_and_masked_fill_dispatch_through_the_backend() {
     assert_eq!(count(&c.compare), 9);
     // where: one mask per input; masked_fill: one.
     assert_eq!(count(&c.compare_backward), 3);
+}
+
+#[test]
+fn dropout_and_dtype_conversion_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::ones(&[2, 3, 2, 2]).requires_grad_(true);
+        let mut rng = Rng::new(7);
+        let y = x.dropout(0.5, true, &mut rng)?;
+        let z = x.spatial_dropout(0.5, true, &mut rng)?;
+        // Kept values are scaled by 2, the gradient is the same mask and scale.
+        assert!(y.to_vec::<f32>()?.iter().all(|&v| v == 0.0 || v == 2.0));
+        y.add(&z)?.sum_all()?.backward()?;
+        let (gy, gz) = (y.to_vec::<f32>()?, z.to_vec::<f32>()?);
+        let want: Vec<f32> = gy.iter().zip(&gz).map(|(a, b)| a + b).collect();
+        assert_eq!(x.grad().unwrap().to_vec::<f32>()?, want);
+        // Float to float (recorded, converted back in the gradient) and float to int.
+        let h = x.to_dtype(crate::DType::F16)?;
+        h.to_dtype(crate::DType::F32)?.sum_all()?.backward()?;
+        assert_eq!(x.to_dtype(crate::DType::I64)?.to_vec::<i64>()?, vec![1; 24]);
+        Ok(())
+    });
+    assert_eq!(count(&c.dropout), 2);
+    assert_eq!(count(&c.dropout_backward), 2);
+    // x→f16, f16→f32, x→i64 forward; f32→f16 and f16→f32 in the gradient.
+    assert_eq!(count(&c.to_dtype), 5);
 }

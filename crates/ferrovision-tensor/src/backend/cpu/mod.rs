@@ -5,7 +5,8 @@
 //! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`,
 //! RoI Align / RoI pooling in `roi.rs`, losses in `loss/`, copies in `manip.rs` (gather/scatter
 //! in `manip/gather.rs`), pooling and resizing in `separable/`, comparisons / `where` /
-//! `masked_fill` in `compare.rs`. The families not listed still
+//! `masked_fill` in `compare.rs`, dropout masks in `dropout.rs`, dtype conversion in
+//! `convert.rs`. The families not listed still
 //! call their kernels from their op files (see `docs/engine.md`).
 
 mod conv;
@@ -21,6 +22,9 @@ pub(crate) mod loss;
 mod roi;
 // comparisons, logic, where, masked_fill
 mod compare;
+// dropout masks, dtype conversion
+mod convert;
+mod dropout;
 
 use super::Backend;
 use crate::autograd::Op;
@@ -32,6 +36,7 @@ use crate::ops::matmul::Plan as MatmulPlan;
 use crate::ops::roi::RoiPlan;
 use crate::ops::separable::{IdxBuf, SepPlan};
 use crate::parallel::prelude::*;
+use crate::rng::Rng;
 use crate::shape::Layout;
 use crate::storage::pool;
 use crate::{Device, Error, Result, Tensor};
@@ -404,6 +409,18 @@ impl Backend for CpuBackend {
             _ => "masked_fill backward",
         };
         compare::mask_grad(cond, g, keep, name)
+    }
+
+    fn dropout(&self, op: &Op, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Vec<u8>)> {
+        dropout::forward(op, x, rng)
+    }
+
+    fn dropout_backward(&self, op: &Op, g: &Tensor, mask: &[u8]) -> Result<Tensor> {
+        dropout::backward(op, g, mask)
+    }
+
+    fn to_dtype(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
+        convert::to_dtype(op, x)
     }
 }
 
