@@ -11,8 +11,12 @@
 //! `binary_cross_entropy[_with_logits]`, `mse_loss`, `l1_loss`, `huber_loss`), the copies
 //! (`cat`, `stack`, `gather`, `scatter`, `index_select`, `pad`, `flip`, `repeat`, the
 //! densifying `contiguous` copy, the product gradient's `dot_reduce`), pooling (max, average,
-//! adaptive, global, `max_unpool`) and resizing, forward and backward, dispatch through it. A
-//! CUDA backend is one more `impl Backend`.
+//! adaptive, global, `max_unpool`) and resizing, the comparisons, logical ops, `isnan` /
+//! `isfinite`, `where_` and `masked_fill`, dropout and spatial dropout (mask generation
+//! included), `to_dtype`, the slice gradient (a `map_copy`) and `one_hot` (a scatter), forward
+//! and backward, dispatch through it. Not yet: the elementwise gradient helpers `zip_map` /
+//! `zip_slices` of `ops/unary.rs` (generic closures) and the in-place optimizer ops of
+//! `ops/inplace.rs`. A CUDA backend is one more `impl Backend`.
 
 pub(crate) mod cpu;
 #[cfg(test)]
