@@ -709,3 +709,22 @@ fn dropout_and_dtype_conversion_dispatch_through_the_backend() {
     // x→f16, f16→f32, x→i64 forward; f32→f16 and f16→f32 in the gradient.
     assert_eq!(count(&c.to_dtype), 5);
 }
+
+#[test]
+fn slice_gradient_and_one_hot_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0], &[5])?.requires_grad_(true);
+        // Elements 1 and 3: the gradient is 1 there, 0 elsewhere (one map_copy).
+        x.slice(0, 1, 5, 2)?.sum_all()?.backward()?;
+        assert_eq!(
+            x.grad().unwrap().to_vec::<f32>()?,
+            vec![0.0, 1.0, 0.0, 1.0, 0.0]
+        );
+        let labels = Tensor::from_vec(vec![2i64, 0], &[2])?;
+        let oh = labels.one_hot(3)?;
+        assert_eq!(oh.to_vec::<f32>()?, vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+        Ok(())
+    });
+    assert_eq!(count(&c.map_copy), 1);
+    assert_eq!(count(&c.index_op), 1);
+}
