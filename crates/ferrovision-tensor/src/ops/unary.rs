@@ -4,6 +4,10 @@
 //! one runs the vectorised kernels of [`crate::kernels::elementwise`]); each backward is one
 //! fused pass over the output gradient and the saved input or output. Gradients at kinks
 //! follow PyTorch: `relu'(0) = 0`, `abs'(0) = 0`, clamp passes the gradient on its closed range.
+//!
+//! Not yet behind the backend seam: those backward passes (`zip_map` / `zip_slices`, also used
+//! by other gradient rules) still read f32 buffers here, because they take generic closures
+//! that a `dyn Backend` method cannot; moving them needs a `unary_backward` keyed by the `Op`.
 
 use crate::autograd::{is_recorded, record_rule, GradCtx, Op, Saved as Recorded};
 use crate::backend::{
