@@ -14,9 +14,10 @@
 //! adaptive, global, `max_unpool`) and resizing, the comparisons, logical ops, `isnan` /
 //! `isfinite`, `where_` and `masked_fill`, dropout and spatial dropout (mask generation
 //! included), `to_dtype`, the slice gradient (a `map_copy`) and `one_hot` (a scatter), forward
-//! and backward, dispatch through it. Not yet: the elementwise gradient helpers `zip_map` /
-//! `zip_slices` of `ops/unary.rs` (generic closures) and the in-place optimizer ops of
-//! `ops/inplace.rs`. A CUDA backend is one more `impl Backend`.
+//! and backward (the unary gradients through `unary_backward`), dispatch through it. The one
+//! documented exception is the host-side in-place API of `ops/inplace.rs` (loading weights,
+//! fused optimizer updates over slices): a GPU backend brings its own optimizer kernels. A CUDA
+//! backend is one more `impl Backend`.
 
 pub(crate) mod cpu;
 #[cfg(test)]
@@ -44,6 +45,11 @@ pub trait Backend: Send + Sync {
     /// An elementwise unary op of an f32 tensor (`op` is one of `Neg`, `AddScalar` ...
     /// `Clamp`): a new contiguous tensor of the same shape. Errors name the op.
     fn unary(&self, op: &Op, x: &Tensor) -> Result<Tensor>;
+
+    /// The input gradient of the elementwise unary op `op` for the output gradient `g`, from
+    /// the tensor its op method saved (`saved`: the input or output, see each op; `None` for
+    /// the ops with a constant derivative: `Neg`, the scalar add/sub/mul/div).
+    fn unary_backward(&self, op: &Op, saved: Option<&Tensor>, g: &Tensor) -> Result<Tensor>;
 
     /// A broadcasting binary op of two f32 tensors (`Add`, `Sub`, `Mul`, `Div`, `Pow`,
     /// `Maximum`, `Minimum`): a new contiguous tensor of the broadcast shape.

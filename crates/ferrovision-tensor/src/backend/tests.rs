@@ -20,6 +20,7 @@ thread_local! {
 #[derive(Default)]
 struct Counting {
     unary: AtomicUsize,
+    unary_backward: AtomicUsize,
     binary: AtomicUsize,
     matmul: AtomicUsize,
     matmul_backward: AtomicUsize,
@@ -67,6 +68,10 @@ impl Backend for Counting {
     fn unary(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
         bump(&self.unary);
         CpuBackend.unary(op, x)
+    }
+    fn unary_backward(&self, op: &Op, saved: Option<&Tensor>, g: &Tensor) -> Result<Tensor> {
+        bump(&self.unary_backward);
+        CpuBackend.unary_backward(op, saved, g)
     }
     fn binary(&self, op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         bump(&self.binary);
@@ -727,4 +732,28 @@ fn slice_gradient_and_one_hot_dispatch_through_the_backend() {
     });
     assert_eq!(count(&c.map_copy), 1);
     assert_eq!(count(&c.index_op), 1);
+}
+
+#[test]
+fn unary_gradients_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(vec![-2f32, -0.5, 0.5, 2.0], &[4])?.requires_grad_(true);
+        // relu, tanh (save a tensor), mul_scalar, neg (constant derivatives), sign (zero).
+        let y = x
+            .relu()?
+            .add(&x.tanh()?)?
+            .mul_scalar(3.0)?
+            .neg()?
+            .add(&x.sign()?)?;
+        y.sum_all()?.backward()?;
+        let gx = x.grad().unwrap().to_vec::<f32>()?;
+        for (g, v) in gx.iter().zip([-2f32, -0.5, 0.5, 2.0]) {
+            let relu = if v > 0.0 { 1.0 } else { 0.0 };
+            let want = -3.0 * (relu + 1.0 - v.tanh() * v.tanh());
+            assert!((g - want).abs() < 1e-6, "{g} vs {want}");
+        }
+        Ok(())
+    });
+    // relu, tanh, mul_scalar and neg backward; sign's zero gradient needs no kernel.
+    assert_eq!(count(&c.unary_backward), 4);
 }

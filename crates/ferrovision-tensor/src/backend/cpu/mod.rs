@@ -25,6 +25,7 @@ mod compare;
 // dropout masks, dtype conversion
 mod convert;
 mod dropout;
+pub(crate) mod unary_grad;
 
 use super::Backend;
 use crate::autograd::Op;
@@ -48,6 +49,10 @@ pub struct CpuBackend;
 impl Backend for CpuBackend {
     fn device(&self) -> Device {
         Device::Cpu
+    }
+
+    fn unary_backward(&self, op: &Op, saved: Option<&Tensor>, g: &Tensor) -> Result<Tensor> {
+        unary_grad::unary_backward(op, saved, g)
     }
 
     fn unary(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
