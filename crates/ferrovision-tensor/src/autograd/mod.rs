@@ -17,7 +17,7 @@
 pub mod graph;
 mod op;
 
-pub use op::{Interpolation, Op};
+pub use op::{Cmp, Interpolation, Logic, Op};
 
 use crate::{DType, Error, Result, Tensor};
 use std::cell::Cell;

@@ -26,6 +26,26 @@ pub enum Interpolation {
     Cubic { align_corners: bool },
 }
 
+/// A comparison predicate (the attribute of [`Op::Compare`] and [`Op::CompareScalar`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// An elementwise logical op (the attribute of [`Op::Logical`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logic {
+    And,
+    Or,
+    Xor,
+    Not,
+}
+
 /// One recorded op kind with its attributes.
 ///
 /// Variants are grouped by family; `dims`/`axis` attributes are resolved (non-negative) axes of
@@ -312,6 +332,23 @@ pub enum Op {
     MaskedFill {
         value: f32,
     },
+
+    // ----- comparisons, logic and float tests (Bool outputs, never differentiated) -----
+    /// `a <cmp> b` with broadcasting.
+    Compare {
+        cmp: Cmp,
+    },
+    /// `x <cmp> value` (the scalar rounded to a float tensor's dtype).
+    CompareScalar {
+        cmp: Cmp,
+        value: f64,
+    },
+    /// Elementwise logic with broadcasting (`Not` has one input).
+    Logical {
+        kind: Logic,
+    },
+    IsNan,
+    IsFinite,
     Cat {
         axis: usize,
     },
@@ -484,6 +521,30 @@ impl Op {
             Op::SpatialDropout { .. } => "spatial_dropout",
             Op::Where => "where",
             Op::MaskedFill { .. } => "masked_fill",
+            Op::Compare { cmp } => match cmp {
+                Cmp::Eq => "eq",
+                Cmp::Ne => "ne",
+                Cmp::Lt => "lt",
+                Cmp::Le => "le",
+                Cmp::Gt => "gt",
+                Cmp::Ge => "ge",
+            },
+            Op::CompareScalar { cmp, .. } => match cmp {
+                Cmp::Eq => "eq_scalar",
+                Cmp::Ne => "ne_scalar",
+                Cmp::Lt => "lt_scalar",
+                Cmp::Le => "le_scalar",
+                Cmp::Gt => "gt_scalar",
+                Cmp::Ge => "ge_scalar",
+            },
+            Op::Logical { kind } => match kind {
+                Logic::And => "logical_and",
+                Logic::Or => "logical_or",
+                Logic::Xor => "logical_xor",
+                Logic::Not => "logical_not",
+            },
+            Op::IsNan => "isnan",
+            Op::IsFinite => "isfinite",
             Op::Cat { .. } => "cat",
             Op::Stack { .. } => "stack",
             Op::Gather { .. } => "gather",

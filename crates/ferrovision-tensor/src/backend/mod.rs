@@ -11,8 +11,13 @@
 //! `binary_cross_entropy[_with_logits]`, `mse_loss`, `l1_loss`, `huber_loss`), the copies
 //! (`cat`, `stack`, `gather`, `scatter`, `index_select`, `pad`, `flip`, `repeat`, the
 //! densifying `contiguous` copy, the product gradient's `dot_reduce`), pooling (max, average,
-//! adaptive, global, `max_unpool`) and resizing, forward and backward, dispatch through it. A
-//! CUDA backend is one more `impl Backend`.
+//! adaptive, global, `max_unpool`) and resizing, the comparisons, logical ops, `isnan` /
+//! `isfinite`, `where_` and `masked_fill`, dropout and spatial dropout (mask generation
+//! included), `to_dtype`, the slice gradient (a `map_copy`) and `one_hot` (a scatter), forward
+//! and backward (the unary gradients through `unary_backward`), dispatch through it. The one
+//! documented exception is the host-side in-place API of `ops/inplace.rs` (loading weights,
+//! fused optimizer updates over slices): a GPU backend brings its own optimizer kernels. A CUDA
+//! backend is one more `impl Backend`.
 
 pub(crate) mod cpu;
 #[cfg(test)]
@@ -28,6 +33,7 @@ use crate::ops::loss::LossArgs;
 use crate::ops::matmul::Plan as MatmulPlan;
 use crate::ops::roi::RoiPlan;
 use crate::ops::separable::{IdxBuf, SepPlan};
+use crate::rng::Rng;
 use crate::shape::Layout;
 use crate::{Device, Error, Result, Tensor};
 
@@ -39,6 +45,11 @@ pub trait Backend: Send + Sync {
     /// An elementwise unary op of an f32 tensor (`op` is one of `Neg`, `AddScalar` ...
     /// `Clamp`): a new contiguous tensor of the same shape. Errors name the op.
     fn unary(&self, op: &Op, x: &Tensor) -> Result<Tensor>;
+
+    /// The input gradient of the elementwise unary op `op` for the output gradient `g`, from
+    /// the tensor its op method saved (`saved`: the input or output, see each op; `None` for
+    /// the ops with a constant derivative: `Neg`, the scalar add/sub/mul/div).
+    fn unary_backward(&self, op: &Op, saved: Option<&Tensor>, g: &Tensor) -> Result<Tensor>;
 
     /// A broadcasting binary op of two f32 tensors (`Add`, `Sub`, `Mul`, `Div`, `Pow`,
     /// `Maximum`, `Minimum`): a new contiguous tensor of the broadcast shape.
@@ -332,6 +343,29 @@ pub trait Backend: Send + Sync {
         g: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>>;
+
+    /// A comparison-family op: `Compare` (two tensors, broadcasting), `CompareScalar`,
+    /// `Logical` (two inputs, one for `Not`), `IsNan`, `IsFinite` (any dtype, a Bool tensor),
+    /// `Where` (`[cond, a, b]`, the dtype of `a`) or `MaskedFill` (`[x, mask]`, the dtype of
+    /// `x`): a new contiguous tensor of the broadcast shape.
+    fn compare(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor>;
+
+    /// The gradient masking of `Where` / `MaskedFill`: the f32 gradient `g` (of the broadcast
+    /// shape) where the Bool `cond` (broadcast to it) equals `keep`, 0 elsewhere.
+    fn compare_backward(&self, op: &Op, cond: &Tensor, g: &Tensor, keep: bool) -> Result<Tensor>;
+
+    /// A dropout of the f32 tensor `x` (`Dropout { p }` per element, `SpatialDropout { p }` per
+    /// `[N, C]` channel, `0 < p < 1`) with its keep mask drawn from `rng`: the output
+    /// (`x · mask / (1 − p)`) and the mask (1 = kept, one byte per element or channel). The
+    /// same `rng` state gives the same mask on every backend and thread count.
+    fn dropout(&self, op: &Op, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Vec<u8>)>;
+
+    /// The dropout gradient `g · mask / (1 − p)` for the `mask` its forward returned.
+    fn dropout_backward(&self, op: &Op, g: &Tensor, mask: &[u8]) -> Result<Tensor>;
+
+    /// The dtype conversion `ToDtype { from, to }` of `x` (any layout): a new contiguous tensor
+    /// of dtype `to` (floats to ints truncate toward zero).
+    fn to_dtype(&self, op: &Op, x: &Tensor) -> Result<Tensor>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

@@ -5,6 +5,7 @@
 use super::{Backend, ConvGeom, CpuBackend, LossArgs, LossStats, MatmulPlan, NormStats, RoiPlan};
 use crate::autograd::Op;
 use crate::ops::separable::{IdxBuf, SepPlan};
+use crate::rng::Rng;
 use crate::shape::Layout;
 use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
 use std::cell::Cell;
@@ -19,6 +20,7 @@ thread_local! {
 #[derive(Default)]
 struct Counting {
     unary: AtomicUsize,
+    unary_backward: AtomicUsize,
     binary: AtomicUsize,
     matmul: AtomicUsize,
     matmul_backward: AtomicUsize,
@@ -48,6 +50,11 @@ struct Counting {
     pool_backward: AtomicUsize,
     max_unpool: AtomicUsize,
     max_unpool_backward: AtomicUsize,
+    compare: AtomicUsize,
+    compare_backward: AtomicUsize,
+    dropout: AtomicUsize,
+    dropout_backward: AtomicUsize,
+    to_dtype: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -61,6 +68,10 @@ impl Backend for Counting {
     fn unary(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
         bump(&self.unary);
         CpuBackend.unary(op, x)
+    }
+    fn unary_backward(&self, op: &Op, saved: Option<&Tensor>, g: &Tensor) -> Result<Tensor> {
+        bump(&self.unary_backward);
+        CpuBackend.unary_backward(op, saved, g)
     }
     fn binary(&self, op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         bump(&self.binary);
@@ -229,6 +240,30 @@ impl Backend for Counting {
     ) -> Result<Vec<Option<Tensor>>> {
         bump(&self.loss_backward);
         CpuBackend.loss_backward(op, args, stats, g, needs)
+    }
+
+    // --- comparisons, where, masked_fill ---
+    fn compare(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor> {
+        bump(&self.compare);
+        CpuBackend.compare(op, inputs)
+    }
+    fn compare_backward(&self, op: &Op, cond: &Tensor, g: &Tensor, keep: bool) -> Result<Tensor> {
+        bump(&self.compare_backward);
+        CpuBackend.compare_backward(op, cond, g, keep)
+    }
+
+    // --- dropout, dtype conversion ---
+    fn dropout(&self, op: &Op, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Vec<u8>)> {
+        bump(&self.dropout);
+        CpuBackend.dropout(op, x, rng)
+    }
+    fn dropout_backward(&self, op: &Op, g: &Tensor, mask: &[u8]) -> Result<Tensor> {
+        bump(&self.dropout_backward);
+        CpuBackend.dropout_backward(op, g, mask)
+    }
+    fn to_dtype(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
+        bump(&self.to_dtype);
+        CpuBackend.to_dtype(op, x)
     }
 
     // --- copies, pooling and resizing ---
@@ -629,4 +664,96 @@ fn pooling_and_resizing_dispatch_through_the_backend() {
     assert_eq!(count(&c.pool_backward), 6);
     assert_eq!(count(&c.max_unpool), 1);
     assert_eq!(count(&c.max_unpool_backward), 1);
+}
+
+#[test]
+fn comparisons_where_and_masked_fill_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(vec![1.0f32, -2.0, 3.0, f32::NAN], &[2, 2])?.requires_grad_(true);
+        let y = Tensor::from_vec(vec![0.5f32, 0.5], &[2])?.requires_grad_(true);
+        let m = x.gt(&y)?;
+        assert_eq!(m.to_vec::<bool>()?, vec![true, false, true, false]);
+        let _ = (x.le_scalar(1.0)?, x.isnan()?, x.isfinite()?);
+        let _ = (m.logical_and(&x.lt_scalar(2.0)?)?, m.logical_not()?);
+        // where sends g to x where m holds and to y elsewhere (y's summed over rows);
+        // masked_fill sends it to x where !m.
+        let w = m.where_(&x, &y)?;
+        let f = x.masked_fill(&m, 0.0)?;
+        w.sum_all()?.add(&f.sum_all()?)?.backward()?;
+        assert_eq!(x.grad().unwrap().to_vec::<f32>()?, vec![1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(y.grad().unwrap().to_vec::<f32>()?, vec![0.0, 2.0]);
+        Ok(())
+    });
+    // gt, lt_scalar, le_scalar, isnan, isfinite, logical_and, logical_not, where, masked_fill.
+    assert_eq!(count(&c.compare), 9);
+    // where: one mask per input; masked_fill: one.
+    assert_eq!(count(&c.compare_backward), 3);
+}
+
+#[test]
+fn dropout_and_dtype_conversion_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::ones(&[2, 3, 2, 2]).requires_grad_(true);
+        let mut rng = Rng::new(7);
+        let y = x.dropout(0.5, true, &mut rng)?;
+        let z = x.spatial_dropout(0.5, true, &mut rng)?;
+        // Kept values are scaled by 2, the gradient is the same mask and scale.
+        assert!(y.to_vec::<f32>()?.iter().all(|&v| v == 0.0 || v == 2.0));
+        y.add(&z)?.sum_all()?.backward()?;
+        let (gy, gz) = (y.to_vec::<f32>()?, z.to_vec::<f32>()?);
+        let want: Vec<f32> = gy.iter().zip(&gz).map(|(a, b)| a + b).collect();
+        assert_eq!(x.grad().unwrap().to_vec::<f32>()?, want);
+        // Float to float (recorded, converted back in the gradient) and float to int.
+        let h = x.to_dtype(crate::DType::F16)?;
+        h.to_dtype(crate::DType::F32)?.sum_all()?.backward()?;
+        assert_eq!(x.to_dtype(crate::DType::I64)?.to_vec::<i64>()?, vec![1; 24]);
+        Ok(())
+    });
+    assert_eq!(count(&c.dropout), 2);
+    assert_eq!(count(&c.dropout_backward), 2);
+    // x→f16, f16→f32, x→i64 forward; f32→f16 and f16→f32 in the gradient.
+    assert_eq!(count(&c.to_dtype), 5);
+}
+
+#[test]
+fn slice_gradient_and_one_hot_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0], &[5])?.requires_grad_(true);
+        // Elements 1 and 3: the gradient is 1 there, 0 elsewhere (one map_copy).
+        x.slice(0, 1, 5, 2)?.sum_all()?.backward()?;
+        assert_eq!(
+            x.grad().unwrap().to_vec::<f32>()?,
+            vec![0.0, 1.0, 0.0, 1.0, 0.0]
+        );
+        let labels = Tensor::from_vec(vec![2i64, 0], &[2])?;
+        let oh = labels.one_hot(3)?;
+        assert_eq!(oh.to_vec::<f32>()?, vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+        Ok(())
+    });
+    assert_eq!(count(&c.map_copy), 1);
+    assert_eq!(count(&c.index_op), 1);
+}
+
+#[test]
+fn unary_gradients_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(vec![-2f32, -0.5, 0.5, 2.0], &[4])?.requires_grad_(true);
+        // relu, tanh (save a tensor), mul_scalar, neg (constant derivatives), sign (zero).
+        let y = x
+            .relu()?
+            .add(&x.tanh()?)?
+            .mul_scalar(3.0)?
+            .neg()?
+            .add(&x.sign()?)?;
+        y.sum_all()?.backward()?;
+        let gx = x.grad().unwrap().to_vec::<f32>()?;
+        for (g, v) in gx.iter().zip([-2f32, -0.5, 0.5, 2.0]) {
+            let relu = if v > 0.0 { 1.0 } else { 0.0 };
+            let want = -3.0 * (relu + 1.0 - v.tanh() * v.tanh());
+            assert!((g - want).abs() < 1e-6, "{g} vs {want}");
+        }
+        Ok(())
+    });
+    // relu, tanh, mul_scalar and neg backward; sign's zero gradient needs no kernel.
+    assert_eq!(count(&c.unary_backward), 4);
 }

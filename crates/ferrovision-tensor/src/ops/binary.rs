@@ -203,13 +203,15 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
                     0.0
                 }
             })?;
-            let gb = if rb {
-                // g - ga is exact: it is 0, g/2 or g.
-                let gb_full = super::unary::zip_map(g, &ga_full, "maximum backward", |g, x| g - x)?;
-                Some(gb_full.sum_to_shape(b.shape())?)
-            } else {
-                None
-            };
+            let gb =
+                if rb {
+                    // g - ga is exact: it is 0, g/2 or g.
+                    let gb_full = crate::backend::for_device(g.device(), "maximum backward")?
+                        .binary(&Op::Sub, g, &ga_full)?;
+                    Some(gb_full.sum_to_shape(b.shape())?)
+                } else {
+                    None
+                };
             Ok(vec![reduce_grad(ga_full, a.shape(), ra)?, gb])
         }
         _ => Err(ctx.unexpected()),

@@ -2,7 +2,7 @@
 //! unsqueeze. They share memory with their source when the layout allows and copy otherwise.
 
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
-use crate::shape::{contiguous_strides, normalize_axis, numel, Layout};
+use crate::shape::{contiguous_strides, normalize_axis, Layout};
 use crate::{Error, Result, Tensor};
 
 impl Tensor {
@@ -257,32 +257,41 @@ fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>
         }
         Op::Slice {
             axis, start, step, ..
-        } => slice_backward(g, in_shape, *axis, *start, *step)?,
+        } => slice_backward(op, g, in_shape, *axis, *start, *step)?,
         Op::Expand => g.sum_to_shape(in_shape)?,
         _ => return Err(ctx.unexpected()),
     };
     Ok(vec![Some(gx)])
 }
 
+/// The slice gradient as an index-map copy of `g` ([`Backend::map_copy`] with fill 0): input
+/// position `j` of `ax` reads `g` at `(j − start) / step` when it was sliced, else 0.
+///
+/// [`Backend::map_copy`]: crate::backend::Backend::map_copy
 fn slice_backward(
+    op: &Op,
     g: &Tensor,
     in_shape: &[usize],
     ax: usize,
     start: usize,
     step: usize,
 ) -> Result<Tensor> {
-    let mut out = crate::storage::pool::take_zeroed(numel(in_shape));
-    let strides = contiguous_strides(in_shape);
-    let mut dst_strides = strides.clone();
-    dst_strides[ax] *= step;
-    let offset = start * strides[ax];
-    g.with_f32("slice backward", |gs| {
-        let dst = crate::shape::StridedIter::new(g.shape(), &dst_strides, offset);
-        for (v, o) in gs.iter().zip(dst) {
-            out[o] = *v;
-        }
-    })?;
-    Ok(Tensor::from_f32(out, in_shape))
+    use crate::ops::manip::{identity, NONE};
+    let mut maps: Vec<Vec<usize>> = in_shape.iter().map(|&n| identity(n)).collect();
+    let taken = g.shape()[ax];
+    maps[ax] = (0..in_shape[ax])
+        .map(|j| match j.checked_sub(start) {
+            Some(d) if d % step == 0 && d / step < taken => d / step,
+            _ => NONE,
+        })
+        .collect();
+    crate::backend::for_device(g.device(), "slice backward")?.map_copy(
+        op,
+        g,
+        g.layout(),
+        &maps,
+        0.0,
+    )
 }
 
 /// Errors unless a tensor of `shape` has a representable element count (no `usize` overflow)

@@ -176,7 +176,7 @@ fn with_opt<R>(
 fn relu_mask(g: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
     match y {
         Some(y) => {
-            crate::ops::unary::zip_map_f32(
+            super::unary_grad::zip_map_f32(
                 g,
                 y,
                 "relu backward",

@@ -83,7 +83,7 @@ pub(super) fn backward(
     let op = op.name();
     let [ra, rb, rbias] = needs;
     let g = match relu_out {
-        Some(y) => crate::ops::unary::zip_map_f32(g, y, "linear_relu backward", |g, y| {
+        Some(y) => super::unary_grad::zip_map_f32(g, y, "linear_relu backward", |g, y| {
             if y > 0.0 {
                 g
             } else {

@@ -4,7 +4,9 @@
 //! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
 //! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`,
 //! RoI Align / RoI pooling in `roi.rs`, losses in `loss/`, copies in `manip.rs` (gather/scatter
-//! in `manip/gather.rs`), pooling and resizing in `separable/`. The families not listed still
+//! in `manip/gather.rs`), pooling and resizing in `separable/`, comparisons / `where` /
+//! `masked_fill` in `compare.rs`, dropout masks in `dropout.rs`, dtype conversion in
+//! `convert.rs`. The families not listed still
 //! call their kernels from their op files (see `docs/engine.md`).
 
 mod conv;
@@ -18,6 +20,12 @@ mod separable;
 
 pub(crate) mod loss;
 mod roi;
+// comparisons, logic, where, masked_fill
+mod compare;
+// dropout masks, dtype conversion
+mod convert;
+mod dropout;
+pub(crate) mod unary_grad;
 
 use super::Backend;
 use crate::autograd::Op;
@@ -29,6 +37,7 @@ use crate::ops::matmul::Plan as MatmulPlan;
 use crate::ops::roi::RoiPlan;
 use crate::ops::separable::{IdxBuf, SepPlan};
 use crate::parallel::prelude::*;
+use crate::rng::Rng;
 use crate::shape::Layout;
 use crate::storage::pool;
 use crate::{Device, Error, Result, Tensor};
@@ -40,6 +49,10 @@ pub struct CpuBackend;
 impl Backend for CpuBackend {
     fn device(&self) -> Device {
         Device::Cpu
+    }
+
+    fn unary_backward(&self, op: &Op, saved: Option<&Tensor>, g: &Tensor) -> Result<Tensor> {
+        unary_grad::unary_backward(op, saved, g)
     }
 
     fn unary(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
@@ -389,6 +402,30 @@ impl Backend for CpuBackend {
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
         loss::backward(op, args, stats, g, needs)
+    }
+
+    fn compare(&self, op: &Op, inputs: &[&Tensor]) -> Result<Tensor> {
+        compare::compare(op, inputs)
+    }
+
+    fn compare_backward(&self, op: &Op, cond: &Tensor, g: &Tensor, keep: bool) -> Result<Tensor> {
+        let name = match op {
+            Op::Where => "where backward",
+            _ => "masked_fill backward",
+        };
+        compare::mask_grad(cond, g, keep, name)
+    }
+
+    fn dropout(&self, op: &Op, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Vec<u8>)> {
+        dropout::forward(op, x, rng)
+    }
+
+    fn dropout_backward(&self, op: &Op, g: &Tensor, mask: &[u8]) -> Result<Tensor> {
+        dropout::backward(op, g, mask)
+    }
+
+    fn to_dtype(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
+        convert::to_dtype(op, x)
     }
 }
 

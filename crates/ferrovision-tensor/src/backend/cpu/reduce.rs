@@ -103,7 +103,7 @@ fn logsumexp(x: &Tensor, axes: &[usize], keepdim: bool) -> Result<(Tensor, Optio
     let e = broadcast_map2("logsumexp", x, &m, exp_diff)?;
     let s = reduce_raw(&e, "logsumexp", axes, true, SumOp)?;
     drop(e);
-    let keep = crate::ops::unary::zip_map(&s, &m, "logsumexp", |s, m| ew::log(s) + m)?;
+    let keep = super::unary_grad::zip_map(&s, &m, "logsumexp", |s, m| ew::log(s) + m)?;
     let out = keep.reshape(&reduced_shape(x.shape(), axes, keepdim))?;
     Ok((out, Some(keep)))
 }
@@ -270,7 +270,7 @@ pub(super) fn backward(
             let gk = g.reshape(&keep_shape)?;
             let gx = if take_sqrt {
                 // d std = d var / (2 std)
-                let gs = crate::ops::unary::zip_map(&gk, &y.reshape(&keep_shape)?, op, |g, s| {
+                let gs = super::unary_grad::zip_map(&gk, &y.reshape(&keep_shape)?, op, |g, s| {
                     g / (denom * s)
                 })?;
                 broadcast_map3(op, x, mean, &gs, &shape, |x, m, g| g * (x - m))?

@@ -3,13 +3,14 @@
 //! The op methods validate (shapes, dtypes, devices; the index values are range-checked where
 //! they are read) and record; gather/scatter and their gradients run through
 //! [`Backend::index_op`](crate::backend::Backend::index_op) / `index_op_backward`, index
-//! selection is an index-map copy (`Backend::map_copy`, adjoint `map_accumulate`).
+//! selection is an index-map copy (`Backend::map_copy`, adjoint `map_accumulate`), `one_hot` a
+//! scatter of ones into zeros. The index values are read on the host (`index_values`) only to
+//! range-check them and to plan `index_select`'s map.
 
 use super::{identity, record_float};
 use crate::autograd::{GradCtx, Op, Saved};
 use crate::backend::{self, Backend};
 use crate::shape::normalize_axis;
-use crate::storage::pool;
 use crate::{DType, Error, Result, Tensor};
 
 /// Index values as i64 (I64, I32 and U8 indices are accepted).
@@ -188,13 +189,21 @@ impl Tensor {
         let idx = index_values(OP, self)?;
         check_range(OP, &idx, num_classes)?;
         crate::ops::view::check_numel(OP, &[idx.len(), num_classes])?;
-        let mut out = pool::take_zeroed(idx.len() * num_classes);
-        for (row, &v) in out.chunks_mut(num_classes).zip(&idx) {
-            row[v as usize] = 1.0;
-        }
+        // A scatter of ones into zeros along a new last axis (the backend's scatter kernel).
         let mut shape = self.shape().to_vec();
-        shape.push(num_classes);
-        Ok(Tensor::from_f32(out, &shape))
+        shape.push(1);
+        let index = self.reshape(&shape)?;
+        let ones = Tensor::ones(&shape);
+        *shape.last_mut().unwrap() = num_classes;
+        let rec = Op::Scatter {
+            axis: shape.len() - 1,
+        };
+        backend::for_device(self.device(), OP)?.index_op(
+            &rec,
+            &Tensor::zeros(&shape),
+            &index,
+            Some(&ones),
+        )
     }
 }
 
