@@ -16,6 +16,7 @@
 pub mod error;
 pub mod keras_h5;
 pub mod onnx;
+mod raw;
 pub mod tfjs;
 pub mod torch;
 
