@@ -57,7 +57,7 @@ pub fn read(path: &Path) -> Result<ImportedWeights> {
             .iter()
             .try_fold(0usize, |a, w| a.checked_add(w.bytes))
             .ok_or_else(|| fail(format!("group {gi}: the weights' byte count overflows")))?;
-        let data = read_shards(&shards, need).map_err(fail)?;
+        let data = read_shards(&shards, need).map_err(|m| fail(format!("group {gi}: {m}")))?;
         let mut offset = 0;
         for w in entries {
             let bytes = &data[offset..offset + w.bytes];

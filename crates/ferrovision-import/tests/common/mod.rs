@@ -181,10 +181,7 @@ pub fn assert_matches_summary(got: &ImportedWeights, want: &Path) {
             .iter()
             .map(|v| v.as_f64().unwrap())
             .collect();
-        // Compared in f32: serde_json's float parsing may be one f64 ulp off the shortest
-        // repr Python wrote, which never changes the f32 the value came from.
-        let got_first: Vec<f32> = vals.iter().take(4).map(|v| v.0 as f32).collect();
-        let first: Vec<f32> = first.iter().map(|&v| v as f32).collect();
+        let got_first: Vec<f64> = vals.iter().take(4).map(|v| v.0).collect();
         assert_eq!(got_first, first, "first values of '{name}'");
         let sum: f64 = vals.iter().map(|v| v.0).sum();
         let abs: f64 = vals.iter().map(|v| v.0.abs()).sum();
