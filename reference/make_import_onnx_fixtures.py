@@ -12,7 +12,8 @@ Writes into reference/fixtures/import/:
       The initializers as `onnx.numpy_helper.to_array` returns them, in graph order, with their
       dtypes (F32, F16, F64, I64, I32, U8).
   onnx_version-RFB-320.json, onnx_version-slim-320.json
-      For the real face-detector models in ../shared/data/face-detector (or $FACE_DETECTOR_DIR):
+      For the real face-detector models in shared/data/face-detector ($FERROVISION_DATA, or
+      shared/data found walking up from this script):
       `{order, tensors: {name: [shape, sum, first 4 values]}}` read with `onnx.numpy_helper`.
 
 Usage (from the repository root):
@@ -34,11 +35,20 @@ from import_fixture_util import summary, write_json, write_safetensors  # noqa: 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "import")
-REAL_DIR = os.environ.get(
-    "FACE_DETECTOR_DIR", os.path.join(HERE, "..", "..", "shared", "data", "face-detector")
-)
-if not os.path.isdir(REAL_DIR):
-    REAL_DIR = "/work/shared/data/face-detector"
+
+
+def data_dir():
+    """`$FERROVISION_DATA`, or `shared/data` found walking up from this script (as the tests do)."""
+    if os.environ.get("FERROVISION_DATA"):
+        return os.environ["FERROVISION_DATA"]
+    d = HERE
+    while True:
+        if os.path.isdir(os.path.join(d, "shared", "data")):
+            return os.path.join(d, "shared", "data")
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
 
 
 def tensor(name, dtype, dims, field, values):
@@ -118,7 +128,7 @@ def main():
     write_safetensors(os.path.join(OUT, "onnx_small.safetensors"), got)
 
     for model_name in ["version-RFB-320", "version-slim-320"]:
-        p = os.path.join(REAL_DIR, f"{model_name}.onnx")
+        p = os.path.join(data_dir() or "shared/data", "face-detector", f"{model_name}.onnx")
         if not os.path.exists(p):
             print(f"skipped {p}: missing")
             continue

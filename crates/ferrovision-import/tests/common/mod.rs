@@ -33,6 +33,26 @@ pub fn model_cache_file(rel: &str) -> Option<PathBuf> {
     }
 }
 
+/// The shared data directory (`FERROVISION_DATA`, or `shared/data` found walking up from the
+/// crate, as the other crates' tests find it), or None (with a printed reason) when absent.
+pub fn data_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FERROVISION_DATA") {
+        let p = PathBuf::from(p);
+        return p.is_dir().then_some(p);
+    }
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        let cand = dir.join("shared/data");
+        if cand.is_dir() {
+            return Some(cand);
+        }
+        if !dir.pop() {
+            println!("skipped: shared/data not found (set FERROVISION_DATA)");
+            return None;
+        }
+    }
+}
+
 /// A tensor's values as f64 plus a bit-exact key per element (so -0.0 and NaN compare exactly).
 fn values(t: &Tensor) -> Vec<(f64, u64)> {
     match t.dtype() {
