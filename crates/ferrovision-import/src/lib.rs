@@ -23,7 +23,7 @@ pub mod torch;
 pub use error::{Error, Result};
 
 use ferrovision_tensor::Tensor;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The file formats weights are imported from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
