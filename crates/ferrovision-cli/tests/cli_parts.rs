@@ -1,6 +1,9 @@
 //! The CLI's parts that do not train: the embedded digits, image loading for `predict`, the
 //! history plot, `--data` parsing and the history file.
 
+mod common;
+
+use common::scratch;
 use ferrovision_cli::builtin;
 use ferrovision_cli::data::DataSpec;
 use ferrovision_cli::image_input::{load_digit, mnist_normalize, open_grey, to_white_on_black};
@@ -11,19 +14,6 @@ use ferrovision_nn::datasets::mnist::{load_mnist, Split};
 use ferrovision_train::{History, Logs};
 use image::{GrayImage, Luma, Rgb, RgbImage, RgbaImage};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-fn scratch() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ferrovision-cli-parts-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Test digit `i` of the embedded set as 8-bit grey (values exactly as stored).
 fn builtin_digit(i: usize) -> (GrayImage, i64) {

@@ -2,70 +2,11 @@
 //! resuming (checked bit-exact against an uninterrupted run), evaluate, predict, summary, and
 //! the errors a user can provoke (plain `error:` lines, exit status 1, never a panic).
 
-use serde_json::Value;
+mod common;
+
+use common::{fails, ferrovision, json, ok, scratch, stderr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-fn scratch() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ferrovision-cli-run-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn ferrovision(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrovision"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("runs the binary")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
-/// Exit status 1, one `error:` line first, no panic text; returns stderr.
-fn fails(o: Output) -> String {
-    let err = stderr(&o);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "stderr: {err}\nstdout: {}",
-        stdout(&o)
-    );
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
-    err
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use std::process::Output;
 
 const QUICK: &[&str] = &[
     "--model",

@@ -449,7 +449,7 @@ impl Functional {
                 NodeKind::Input { name } => SummaryRow {
                     name: name.clone(),
                     class_name: "InputLayer".into(),
-                    output_shape: node.shapes[0].clone(),
+                    output_shapes: node.shapes.clone(),
                     params: 0,
                     connected_to: vec![],
                 },
@@ -464,8 +464,7 @@ impl Functional {
                     SummaryRow {
                         name: l.name().to_string(),
                         class_name: l.class_name().into(),
-                        // Multi-output calls show their first output's shape.
-                        output_shape: node.shapes[0].clone(),
+                        output_shapes: node.shapes.clone(),
                         params,
                         connected_to: inputs.iter().map(|&j| self.node_label(j)).collect(),
                     }

@@ -49,7 +49,7 @@ pub trait Network: Send + Sync {
             .map(|l| SummaryRow {
                 name: l.name().to_string(),
                 class_name: l.class_name().to_string(),
-                output_shape: vec![],
+                output_shapes: vec![],
                 params: l.weights().iter().map(Param::numel).sum(),
                 connected_to: vec![],
             })

@@ -168,11 +168,20 @@ pub fn from_config<C: DeserializeOwned>(kind: &str, class: &str, v: &Value) -> R
 /// removal makes the config parse or turns the error into "missing field" for that key
 /// (serde's type errors do not name the field). Only runs on errors.
 pub(crate) fn culprit<C: DeserializeOwned>(v: &Value) -> Option<String> {
+    culprit_by(v, |w| C::deserialize(w).map(drop))
+}
+
+/// [`culprit`] for any parse of the object `v` (a config read through a wrapper, such as a
+/// learning-rate schedule's `config` inside its `class_name` envelope).
+pub(crate) fn culprit_by(
+    v: &Value,
+    parse: impl Fn(&Value) -> std::result::Result<(), serde_json::Error>,
+) -> Option<String> {
     let obj = v.as_object()?;
     for key in obj.keys() {
         let mut without = obj.clone();
         without.remove(key);
-        match C::deserialize(&Value::Object(without)) {
+        match parse(&Value::Object(without)) {
             Ok(_) => return Some(key.clone()),
             Err(e) if e.to_string().contains(&format!("missing field `{key}`")) => {
                 return Some(key.clone())

@@ -253,7 +253,7 @@ impl Network for Sequential {
             .map(|(l, s)| SummaryRow {
                 name: l.name().to_string(),
                 class_name: l.class_name().to_string(),
-                output_shape: s.clone(),
+                output_shapes: vec![s.clone()],
                 params: l.weights().iter().map(Param::numel).sum(),
                 connected_to: vec![],
             })

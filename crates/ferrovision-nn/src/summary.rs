@@ -13,8 +13,8 @@ pub struct SummaryRow {
     pub name: String,
     /// Layer type.
     pub class_name: String,
-    /// Output shape (empty when unknown).
-    pub output_shape: Shape,
+    /// One shape per output (none when unknown; a multi-output call has several).
+    pub output_shapes: Vec<Shape>,
     /// Parameters owned by the layer (0 for a repeated call of a shared layer).
     pub params: usize,
     /// Names of the layers feeding it (functional models).
@@ -48,6 +48,26 @@ fn bytes(params: usize) -> String {
     }
 }
 
+/// The "Output Shape" cell: one shape as `(None, 10)`, several as Keras' list
+/// `[(None, 10), (None, 4)]`, `?` for an unknown one.
+fn shapes_cell(shapes: &[Shape]) -> String {
+    let one = |s: &Shape| {
+        if s.is_empty() {
+            "?".to_string()
+        } else {
+            shape_str(s)
+        }
+    };
+    match shapes {
+        [] => "?".to_string(),
+        [s] => one(s),
+        _ => format!(
+            "[{}]",
+            shapes.iter().map(one).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
 /// The summary table of the model `title` with these rows and (named) weights.
 pub fn summarize(title: &str, rows: &[SummaryRow], weights: &[(String, Param)]) -> String {
     let functional = rows.iter().any(|r| !r.connected_to.is_empty());
@@ -56,11 +76,7 @@ pub fn summarize(title: &str, rows: &[SummaryRow], weights: &[(String, Param)]) 
         .map(|r| {
             [
                 format!("{} ({})", r.name, r.class_name),
-                if r.output_shape.is_empty() {
-                    "?".to_string()
-                } else {
-                    shape_str(&r.output_shape)
-                },
+                shapes_cell(&r.output_shapes),
                 thousands(r.params),
                 r.connected_to.join(", "),
             ]

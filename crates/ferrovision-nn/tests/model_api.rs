@@ -102,6 +102,38 @@ fn multi_output_layers_and_nested_multi_output_models() {
     assert!(err.contains("'s'") && err.contains("2 outputs"), "{err}");
 }
 
+#[test]
+fn summary_rows_of_multi_output_calls_show_every_output_shape() {
+    register_split();
+    // Inside the model: the Split layer's call has two outputs.
+    let inner = two_output_inner();
+    let text = inner.summary();
+    let row = text
+        .lines()
+        .find(|l| l.contains("split (Split)"))
+        .unwrap_or_else(|| panic!("no split row:\n{text}"));
+    assert!(row.contains("[(None, 2), (None, 4)]"), "{row}");
+    // A nested two-output model called in an outer graph: its row lists both outputs too.
+    let mut g = Graph::new();
+    let x = g.input("x", &[Some(4)]);
+    let y = g.input("y", &[Some(2)]);
+    let inner = g.add_layer(inner);
+    let outs = g.call_multi(inner, &[x, y]).unwrap();
+    let net = g.build("outer", &[x, y], &outs).unwrap();
+    let text = net.summary();
+    let row = text
+        .lines()
+        .find(|l| l.contains("inner (Functional)"))
+        .unwrap_or_else(|| panic!("no inner row:\n{text}"));
+    assert!(row.contains("[(None, 2), (None, 4)]"), "{row}");
+    // Single-output rows keep the plain shape.
+    let dense = text.lines().find(|l| l.contains("x (InputLayer)")).unwrap();
+    assert!(
+        dense.contains("(None, 4)") && !dense.contains('['),
+        "{dense}"
+    );
+}
+
 /// ResNet's BasicBlock: two 3x3 conv + batch-norm pairs and an optional 1x1 projection.
 struct BasicBlock {
     name: String,

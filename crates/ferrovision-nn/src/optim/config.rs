@@ -9,11 +9,12 @@
 //! "'key' must be ...", naming the key.
 
 use super::base::{OptimizerBase, Rule};
+use super::schedules::schedule;
 use super::LearningRateSchedule;
 use crate::registry::{culprit, to_config};
 use crate::{Error, Result};
 use serde::de::{DeserializeOwned, Error as _};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 /// Keys every optimizer config may carry ([`BaseConfig`]'s fields).
@@ -46,7 +47,7 @@ const KERAS_OFF_KEYS: &[&str] = &[
 pub(crate) struct BaseConfig {
     #[serde(deserialize_with = "string")]
     pub name: String,
-    #[serde(serialize_with = "schedule_out", deserialize_with = "schedule")]
+    #[serde(deserialize_with = "schedule")]
     pub learning_rate: LearningRateSchedule,
     #[serde(deserialize_with = "opt_num")]
     pub weight_decay: Option<f64>,
@@ -65,7 +66,7 @@ pub(crate) struct BaseConfig {
 }
 
 /// A JSON value of the wanted shape, else "must be {want}, got {value}".
-fn typed<'de, D: Deserializer<'de>, T>(
+pub(crate) fn typed<'de, D: Deserializer<'de>, T>(
     d: D,
     want: &str,
     f: impl FnOnce(&Value) -> Option<T>,
@@ -103,22 +104,6 @@ fn strings<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, 
             .map(|x| x.as_str().map(str::to_string))
             .collect()
     })
-}
-
-/// A learning rate: a number or a (Keras-)serialised schedule.
-fn schedule<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<LearningRateSchedule, D::Error> {
-    let v = Value::deserialize(d)?;
-    LearningRateSchedule::from_json(&v)
-        .map_err(|e| D::Error::custom(format!("must be a number or a schedule: {e}")))
-}
-
-fn schedule_out<S: Serializer>(
-    s: &LearningRateSchedule,
-    ser: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    s.to_json().serialize(ser)
 }
 
 /// A serialised config struct as its JSON object.

@@ -3,32 +3,58 @@
 //! The formulas follow Keras 3 (`keras.optimizers.schedules`); `StepDecay` follows PyTorch's
 //! `StepLR` and `LinearBurnIn` darknet's (YOLO) burn-in. Every schedule serialises to Keras'
 //! `{"class_name": ..., "config": {...}}` layout, and Keras' own serialised schedules load.
+//!
+//! Serialisation is serde-derived: the enum derives the adjacently tagged
+//! `{"class_name", "config"}` form (`remote = "Self"` turns the derive into inherent functions),
+//! and the hand-written `Serialize`/`Deserialize` impls only add the edge: a constant is a bare
+//! number, and reading checks the class name, treats `null` keys as absent (their defaults),
+//! rewords serde's errors to name the schedule and key, and validates.
 
+use super::config::{flag, typed};
+use crate::registry::{culprit_by, to_config};
 use crate::{Error, Result};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
 /// A learning rate that may change with the optimizer step (0 for the first update).
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Read and write it through serde's traits (`serde_json::from_value`, a derived config
+/// field) or [`LearningRateSchedule::from_json`] / [`LearningRateSchedule::to_json`]: the
+/// inherent `LearningRateSchedule::serialize` / `deserialize` that `remote = "Self"` generates
+/// are the bare tagged form only (no bare-number constant, no validation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", tag = "class_name", content = "config")]
 pub enum LearningRateSchedule {
     /// The same value at every step (serialised as a bare number, like Keras).
+    #[serde(serialize_with = "constant_out", deserialize_with = "constant_in")]
     Constant(f64),
     /// `initial * gamma ^ floor(step / step_size)` (PyTorch `StepLR`, counted in steps).
     StepDecay {
+        #[serde(deserialize_with = "number")]
         initial_learning_rate: f64,
+        #[serde(deserialize_with = "uint")]
         step_size: u64,
+        #[serde(default = "default::gamma", deserialize_with = "number")]
         gamma: f64,
     },
     /// `initial * decay_rate ^ (step / decay_steps)`, the exponent floored when `staircase`.
     ExponentialDecay {
+        #[serde(deserialize_with = "number")]
         initial_learning_rate: f64,
+        #[serde(deserialize_with = "number")]
         decay_steps: f64,
+        #[serde(deserialize_with = "number")]
         decay_rate: f64,
+        #[serde(default, deserialize_with = "flag")]
         staircase: bool,
     },
     /// `values[0]` while `step <= boundaries[0]`, `values[i]` while
     /// `boundaries[i-1] < step <= boundaries[i]`, the last value after the last boundary.
     PiecewiseConstantDecay {
+        #[serde(deserialize_with = "numbers")]
         boundaries: Vec<f64>,
+        #[serde(deserialize_with = "numbers")]
         values: Vec<f64>,
     },
     /// Keras `CosineDecay`: optional linear warmup from `initial_learning_rate` to
@@ -36,33 +62,50 @@ pub enum LearningRateSchedule {
     /// `alpha` times the peak (the peak is `warmup_target`, or `initial_learning_rate` without
     /// warmup).
     CosineDecay {
+        #[serde(deserialize_with = "number")]
         initial_learning_rate: f64,
+        #[serde(deserialize_with = "number")]
         decay_steps: f64,
+        #[serde(default, deserialize_with = "number")]
         alpha: f64,
+        #[serde(default, deserialize_with = "some_number")]
         warmup_target: Option<f64>,
+        #[serde(default, deserialize_with = "number")]
         warmup_steps: f64,
     },
     /// Keras `PolynomialDecay`: `(initial - end) * (1 - step / decay_steps) ^ power + end`.
     PolynomialDecay {
+        #[serde(deserialize_with = "number")]
         initial_learning_rate: f64,
+        #[serde(deserialize_with = "number")]
         decay_steps: f64,
+        #[serde(default = "default::end_learning_rate", deserialize_with = "number")]
         end_learning_rate: f64,
+        #[serde(default = "default::polynomial_power", deserialize_with = "number")]
         power: f64,
+        #[serde(default, deserialize_with = "flag")]
         cycle: bool,
     },
     /// Keras `InverseTimeDecay`: `initial / (1 + decay_rate * step / decay_steps)`.
     InverseTimeDecay {
+        #[serde(deserialize_with = "number")]
         initial_learning_rate: f64,
+        #[serde(deserialize_with = "number")]
         decay_steps: f64,
+        #[serde(deserialize_with = "number")]
         decay_rate: f64,
+        #[serde(default, deserialize_with = "flag")]
         staircase: bool,
     },
     /// Darknet (YOLO) burn-in: `schedule(step) * (step / burn_in) ^ power` for the first
     /// `burn_in` steps, then `schedule(step)`. Starting at 0 keeps early large gradients from
     /// blowing up a freshly initialised detector.
     LinearBurnIn {
+        #[serde(deserialize_with = "uint")]
         burn_in: u64,
+        #[serde(default = "default::burn_in_power", deserialize_with = "number")]
         power: f64,
+        #[serde(deserialize_with = "nested")]
         schedule: Box<LearningRateSchedule>,
     },
 }
@@ -352,233 +395,191 @@ impl LearningRateSchedule {
     }
 
     /// Keras' serialised form: a bare number for a constant, else
-    /// `{"class_name": ..., "config": {...}}`.
+    /// `{"class_name": ..., "config": {...}}` (the [`Serialize`] impl as a JSON value).
     pub fn to_json(&self) -> Value {
-        let (class, config) = match self {
-            Self::Constant(lr) => return json!(lr),
-            Self::StepDecay {
-                initial_learning_rate,
-                step_size,
-                gamma,
-            } => (
-                "StepDecay",
-                json!({"initial_learning_rate": initial_learning_rate, "step_size": step_size, "gamma": gamma}),
-            ),
-            Self::ExponentialDecay {
-                initial_learning_rate,
-                decay_steps,
-                decay_rate,
-                staircase,
-            } => (
-                "ExponentialDecay",
-                json!({"initial_learning_rate": initial_learning_rate, "decay_steps": decay_steps,
-                       "decay_rate": decay_rate, "staircase": staircase}),
-            ),
-            Self::PiecewiseConstantDecay { boundaries, values } => (
-                "PiecewiseConstantDecay",
-                json!({"boundaries": boundaries, "values": values}),
-            ),
-            Self::CosineDecay {
-                initial_learning_rate,
-                decay_steps,
-                alpha,
-                warmup_target,
-                warmup_steps,
-            } => (
-                "CosineDecay",
-                json!({"initial_learning_rate": initial_learning_rate, "decay_steps": decay_steps,
-                       "alpha": alpha, "warmup_target": warmup_target, "warmup_steps": warmup_steps}),
-            ),
-            Self::PolynomialDecay {
-                initial_learning_rate,
-                decay_steps,
-                end_learning_rate,
-                power,
-                cycle,
-            } => (
-                "PolynomialDecay",
-                json!({"initial_learning_rate": initial_learning_rate, "decay_steps": decay_steps,
-                       "end_learning_rate": end_learning_rate, "power": power, "cycle": cycle}),
-            ),
-            Self::InverseTimeDecay {
-                initial_learning_rate,
-                decay_steps,
-                decay_rate,
-                staircase,
-            } => (
-                "InverseTimeDecay",
-                json!({"initial_learning_rate": initial_learning_rate, "decay_steps": decay_steps,
-                       "decay_rate": decay_rate, "staircase": staircase}),
-            ),
-            Self::LinearBurnIn {
-                burn_in,
-                power,
-                schedule,
-            } => (
-                "LinearBurnIn",
-                json!({"burn_in": burn_in, "power": power, "schedule": schedule.to_json()}),
-            ),
-        };
-        json!({"class_name": class, "config": config})
+        to_config(self)
     }
 
     /// Parses [`LearningRateSchedule::to_json`] output or a Keras-serialised schedule
-    /// (`module`/`registered_name`/`name` keys are accepted and ignored).
+    /// (`module`/`registered_name`/`name` keys are accepted and ignored; a `null` key takes
+    /// its default), then validates it. Errors name the schedule class and the key.
     pub fn from_json(v: &Value) -> Result<Self> {
-        if let Some(lr) = v.as_f64() {
-            let s = Self::Constant(lr);
-            s.validate()?;
-            return Ok(s);
-        }
-        let Some(obj) = v.as_object() else {
-            return Err(Error::config(format!(
-                "learning rate must be a number or a schedule object {{\"class_name\", \"config\"}}, got {v}"
-            )));
-        };
-        let class = obj
-            .get("class_name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                Error::config(format!("learning-rate schedule needs a 'class_name': {v}"))
-            })?;
-        let empty = Map::new();
-        let cfg = match obj.get("config") {
-            Some(Value::Object(m)) => m,
-            None | Some(Value::Null) => &empty,
-            Some(other) => {
+        let s = match v {
+            Value::Number(n) => Self::Constant(n.as_f64().unwrap_or(f64::NAN)),
+            Value::Object(obj) => Self::from_object(v, obj)?,
+            _ => {
                 return Err(Error::config(format!(
-                    "learning-rate schedule '{class}': 'config' must be an object, got {other}"
-                )))
-            }
-        };
-        let f = Fields { class, cfg };
-        let s = match class {
-            "Constant" => Self::Constant(f.num("learning_rate", None)?),
-            "StepDecay" => Self::StepDecay {
-                initial_learning_rate: f.num("initial_learning_rate", None)?,
-                step_size: f.uint("step_size", None)?,
-                gamma: f.num("gamma", Some(0.1))?,
-            },
-            "ExponentialDecay" => Self::ExponentialDecay {
-                initial_learning_rate: f.num("initial_learning_rate", None)?,
-                decay_steps: f.num("decay_steps", None)?,
-                decay_rate: f.num("decay_rate", None)?,
-                staircase: f.boolean("staircase", false)?,
-            },
-            "PiecewiseConstantDecay" => Self::PiecewiseConstantDecay {
-                boundaries: f.nums("boundaries")?,
-                values: f.nums("values")?,
-            },
-            "CosineDecay" => Self::CosineDecay {
-                initial_learning_rate: f.num("initial_learning_rate", None)?,
-                decay_steps: f.num("decay_steps", None)?,
-                alpha: f.num("alpha", Some(0.0))?,
-                warmup_target: f.opt_num("warmup_target")?,
-                warmup_steps: f.num("warmup_steps", Some(0.0))?,
-            },
-            "PolynomialDecay" => Self::PolynomialDecay {
-                initial_learning_rate: f.num("initial_learning_rate", None)?,
-                decay_steps: f.num("decay_steps", None)?,
-                end_learning_rate: f.num("end_learning_rate", Some(0.0001))?,
-                power: f.num("power", Some(1.0))?,
-                cycle: f.boolean("cycle", false)?,
-            },
-            "InverseTimeDecay" => Self::InverseTimeDecay {
-                initial_learning_rate: f.num("initial_learning_rate", None)?,
-                decay_steps: f.num("decay_steps", None)?,
-                decay_rate: f.num("decay_rate", None)?,
-                staircase: f.boolean("staircase", false)?,
-            },
-            "LinearBurnIn" => Self::LinearBurnIn {
-                burn_in: f.uint("burn_in", None)?,
-                power: f.num("power", Some(4.0))?,
-                schedule: Box::new(Self::from_json(cfg.get("schedule").ok_or_else(|| {
-                    Error::config("learning-rate schedule 'LinearBurnIn': missing 'schedule'")
-                })?)?),
-            },
-            other => {
-                return Err(Error::config(format!(
-                    "unknown learning-rate schedule '{other}' (known: Constant, StepDecay, ExponentialDecay, \
-                     PiecewiseConstantDecay, CosineDecay, PolynomialDecay, InverseTimeDecay, LinearBurnIn)"
+                    "learning rate must be a number or a schedule object {{\"class_name\", \"config\"}}, got {v}"
                 )))
             }
         };
         s.validate()?;
         Ok(s)
     }
+
+    /// The `{"class_name", "config"}` envelope: checks the class, then runs the derived
+    /// deserialiser on the config without its `null` keys and rewords its errors.
+    fn from_object(v: &Value, obj: &Map<String, Value>) -> Result<Self> {
+        let class = obj
+            .get("class_name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                Error::config(format!("learning-rate schedule needs a 'class_name': {v}"))
+            })?;
+        if !CLASSES.contains(&class) {
+            return Err(Error::config(format!(
+                "unknown learning-rate schedule '{class}' (known: {})",
+                CLASSES.join(", ")
+            )));
+        }
+        let cfg: Map<String, Value> = match obj.get("config") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| (k.clone(), x.clone()))
+                .collect(),
+            None | Some(Value::Null) => Map::new(),
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "learning-rate schedule '{class}': 'config' must be an object, got {other}"
+                )))
+            }
+        };
+        let cfg = Value::Object(cfg);
+        // The derived (inherent, `remote = "Self"`) deserialiser, not the trait's edge.
+        let parse = |cfg: &Value| {
+            LearningRateSchedule::deserialize(&json!({"class_name": class, "config": cfg}))
+        };
+        parse(&cfg).map_err(|e| {
+            let msg = e.to_string();
+            let here = format!("learning-rate schedule '{class}'");
+            if let Some(key) = msg
+                .strip_prefix("missing field `")
+                .and_then(|k| k.strip_suffix('`'))
+            {
+                return Error::config(format!("{here}: missing '{key}' ({})", wanted(key)));
+            }
+            match culprit_by(&cfg, |c| parse(c).map(drop)) {
+                Some(key) => Error::config(format!("{here}: '{key}' {msg}")),
+                None => Error::config(format!("{here}: {msg}")),
+            }
+        })
+    }
 }
 
-/// Typed access to a schedule's config fields with messages naming the schedule and field.
-struct Fields<'a> {
-    class: &'a str,
-    cfg: &'a Map<String, Value>,
+/// The class names [`LearningRateSchedule::from_json`] accepts (one per variant).
+const CLASSES: &[&str] = &[
+    "Constant",
+    "StepDecay",
+    "ExponentialDecay",
+    "PiecewiseConstantDecay",
+    "CosineDecay",
+    "PolynomialDecay",
+    "InverseTimeDecay",
+    "LinearBurnIn",
+];
+
+impl Serialize for LearningRateSchedule {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Constant(lr) => lr.serialize(s),
+            // The derived (inherent) serialiser: `{"class_name", "config"}`.
+            _ => LearningRateSchedule::serialize(self, s),
+        }
+    }
 }
 
-impl Fields<'_> {
-    fn err(&self, key: &str, want: &str, got: Option<&Value>) -> Error {
-        match got {
-            None => Error::config(format!(
-                "learning-rate schedule '{}': missing '{key}' ({want})",
-                self.class
-            )),
-            Some(v) => Error::config(format!(
-                "learning-rate schedule '{}': '{key}' must be {want}, got {v}",
-                self.class
-            )),
-        }
+impl<'de> Deserialize<'de> for LearningRateSchedule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Self::from_json(&v).map_err(D::Error::custom)
     }
+}
 
-    fn num(&self, key: &str, default: Option<f64>) -> Result<f64> {
-        match (self.cfg.get(key), default) {
-            (None | Some(Value::Null), Some(d)) => Ok(d),
-            (Some(v), _) if v.is_number() => Ok(v.as_f64().unwrap_or(f64::NAN)),
-            (got, _) => Err(self.err(key, "a number", got)),
-        }
+/// Keras' defaults for optional keys (the others default to 0, false or none).
+mod default {
+    pub fn gamma() -> f64 {
+        0.1
     }
+    pub fn end_learning_rate() -> f64 {
+        0.0001
+    }
+    pub fn polynomial_power() -> f64 {
+        1.0
+    }
+    /// Darknet's burn-in exponent.
+    pub fn burn_in_power() -> f64 {
+        4.0
+    }
+}
 
-    fn opt_num(&self, key: &str) -> Result<Option<f64>> {
-        match self.cfg.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.err(key, "a number or null", Some(v))),
-        }
-    }
+// What a key's value must be: the field helpers' type errors and the "missing" errors say it.
+const NUMBER: &str = "a number";
+const INTEGER: &str = "a non-negative integer";
+const NUMBERS: &str = "a list of numbers";
+const SCHEDULE: &str = "a number or a schedule";
 
-    fn uint(&self, key: &str, default: Option<u64>) -> Result<u64> {
-        match (self.cfg.get(key), default) {
-            (None | Some(Value::Null), Some(d)) => Ok(d),
-            (Some(v), _) => match (v.as_u64(), v.as_f64()) {
-                (Some(n), _) => Ok(n),
-                // Accept 30.0 (Python floats) but not 30.5.
-                (None, Some(x)) if x >= 0.0 && x.fract() == 0.0 && x < 2f64.powi(53) => {
-                    Ok(x as u64)
-                }
-                _ => Err(self.err(key, "a non-negative integer", Some(v))),
-            },
-            (None, None) => Err(self.err(key, "a non-negative integer", None)),
-        }
+/// The wanted value of a required key, for "missing 'key' (...)".
+fn wanted(key: &str) -> &'static str {
+    match key {
+        "step_size" | "burn_in" => INTEGER,
+        "boundaries" | "values" => NUMBERS,
+        "schedule" => SCHEDULE,
+        _ => NUMBER,
     }
+}
 
-    fn boolean(&self, key: &str, default: bool) -> Result<bool> {
-        match self.cfg.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(Value::Bool(b)) => Ok(*b),
-            got => Err(self.err(key, "true or false", got)),
-        }
-    }
+fn number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    typed(d, NUMBER, Value::as_f64)
+}
 
-    fn nums(&self, key: &str) -> Result<Vec<f64>> {
-        let got = self.cfg.get(key);
-        let arr = got
-            .and_then(Value::as_array)
-            .ok_or_else(|| self.err(key, "a list of numbers", got))?;
-        arr.iter()
-            .map(|x| {
-                x.as_f64()
-                    .ok_or_else(|| self.err(key, "a list of numbers", got))
-            })
-            .collect()
-    }
+fn some_number<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
+    typed(d, "a number or null", |v| v.as_f64().map(Some))
+}
+
+fn uint<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    typed(d, INTEGER, |v| {
+        // Accept 30.0 (Python floats) but not 30.5.
+        v.as_u64().or_else(|| {
+            v.as_f64()
+                .filter(|x| *x >= 0.0 && x.fract() == 0.0 && *x < 2f64.powi(53))
+                .map(|x| x as u64)
+        })
+    })
+}
+
+fn numbers<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<f64>, D::Error> {
+    typed(d, NUMBERS, |v| {
+        v.as_array()?.iter().map(Value::as_f64).collect()
+    })
+}
+
+/// A learning rate inside another config (an optimizer's, `LinearBurnIn`'s): a number or a
+/// schedule, read and validated by the [`Deserialize`] impl.
+pub(crate) fn schedule<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<LearningRateSchedule, D::Error> {
+    <LearningRateSchedule as Deserialize>::deserialize(d)
+        .map_err(|e| D::Error::custom(format!("must be {SCHEDULE}: {e}")))
+}
+
+fn nested<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Box<LearningRateSchedule>, D::Error> {
+    schedule(d).map(Box::new)
+}
+
+/// `Constant`'s config in the tagged form: `{"learning_rate": x}`.
+#[derive(Serialize, Deserialize)]
+struct ConstantConfig {
+    #[serde(deserialize_with = "number")]
+    learning_rate: f64,
+}
+
+fn constant_out<S: Serializer>(lr: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    ConstantConfig { learning_rate: *lr }.serialize(s)
+}
+
+fn constant_in<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    ConstantConfig::deserialize(d).map(|c| c.learning_rate)
 }

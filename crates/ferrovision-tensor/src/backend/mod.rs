@@ -6,21 +6,29 @@
 //! broadcasting binary ops (`add` ... `minimum`), the matrix products (`matmul`, `linear`,
 //! `linear_relu`), the convolutions (`conv*d`, `conv2d_relu`, `conv_transpose*d`), the
 //! reductions (`sum` ... `norm`, `argmax`/`argmin`), the normalisations (`batch_norm`,
-//! `layer_norm`, `group_norm`, `instance_norm`) and `softmax`/`log_softmax`, forward and
-//! backward, dispatch through it; the other families (pooling, resizing, losses, RoI ops,
-//! copies) still call the CPU kernels from their op files and reject non-CPU tensors. Each family moves behind trait
-//! methods the same way; a CUDA backend is then one more `impl Backend`.
+//! `layer_norm`, `group_norm`, `instance_norm`), `softmax`/`log_softmax`, the RoI ops
+//! (`roi_align`, `roi_pool`), the losses (`cross_entropy`, `nll_loss`, `cross_entropy_dense`,
+//! `binary_cross_entropy[_with_logits]`, `mse_loss`, `l1_loss`, `huber_loss`), the copies
+//! (`cat`, `stack`, `gather`, `scatter`, `index_select`, `pad`, `flip`, `repeat`, the
+//! densifying `contiguous` copy, the product gradient's `dot_reduce`), pooling (max, average,
+//! adaptive, global, `max_unpool`) and resizing, forward and backward, dispatch through it. A
+//! CUDA backend is one more `impl Backend`.
 
 pub(crate) mod cpu;
 #[cfg(test)]
 mod tests;
 
+pub use cpu::loss::LossStats;
 pub use cpu::norm::NormStats;
 pub use cpu::CpuBackend;
 
 use crate::autograd::Op;
 use crate::ops::conv::Geom as ConvGeom;
+use crate::ops::loss::LossArgs;
 use crate::ops::matmul::Plan as MatmulPlan;
+use crate::ops::roi::RoiPlan;
+use crate::ops::separable::{IdxBuf, SepPlan};
+use crate::shape::Layout;
 use crate::{Device, Error, Result, Tensor};
 
 /// A device's implementation of the op families that dispatch through the seam.
@@ -180,6 +188,150 @@ pub trait Backend: Send + Sync {
         y: &Tensor,
         g: &Tensor,
     ) -> Result<Tensor>;
+
+    // --- copies, pooling and resizing ---
+
+    /// A contiguous copy of `x` (any dtype) in row-major order; `op` names the caller for
+    /// errors.
+    fn contiguous(&self, op: &'static str, x: &Tensor) -> Result<Tensor>;
+
+    /// `Σ_axes g·x` of two f32 tensors of one shape (the fused gradient of a broadcast factor
+    /// of a product), a new contiguous tensor of `out_shape` (the shape with `axes` summed
+    /// away to size 1 or dropped).
+    fn dot_reduce(
+        &self,
+        op: &'static str,
+        g: &Tensor,
+        x: &Tensor,
+        axes: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor>;
+
+    /// The index-map copy of `x` (any dtype) read through `layout`: output element
+    /// `(i_0, .., i_k)` is input element `(maps[0][i_0], .., maps[k][i_k])`, or `fill` (converted
+    /// to the dtype) where an entry is `usize::MAX`; a new contiguous tensor of the maps'
+    /// lengths. `op` is the recorded op (`IndexSelect`, `Pad`, `Flip`, `Repeat`, or `Cat`,
+    /// `Stack`, `Pad`, `Flip` in their gradients).
+    fn map_copy(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        layout: &Layout,
+        maps: &[Vec<usize>],
+        fill: f64,
+    ) -> Result<Tensor>;
+
+    /// The adjoint of [`Backend::map_copy`] for the output gradient `g` (any dtype): a new
+    /// contiguous tensor of `in_shape` where input element `maps(i)` receives the sum of `g[i]`.
+    fn map_accumulate(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        maps: &[Vec<usize>],
+        in_shape: &[usize],
+    ) -> Result<Tensor>;
+
+    /// `cat` / `stack` (`op`) of tensors of one dtype: output row `r` is tensor 0's block `r`,
+    /// then tensor 1's, ... (`blocks[i]` elements each), a new contiguous tensor of `out_shape`.
+    fn concat(
+        &self,
+        op: &Op,
+        tensors: &[&Tensor],
+        blocks: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor>;
+
+    /// `Gather` of `x` at `index` along the op's axis (`src` is `None`), or `Scatter` /
+    /// `ScatterAdd` of `src` into a copy of `x`; the operands are validated, the index values
+    /// are range-checked here ([`Error::IndexOutOfRange`]).
+    fn index_op(&self, op: &Op, x: &Tensor, index: &Tensor, src: Option<&Tensor>)
+        -> Result<Tensor>;
+
+    /// The gradients `[d_input, d_src]` of a gather/scatter for the output gradient `g`, each
+    /// where `needs` asks (`d_src` only for the scatters); `in_shape`/`src_shape` are the shapes
+    /// of the op's input and `src`.
+    fn index_op_backward(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        index: &Tensor,
+        in_shape: &[usize],
+        src_shape: &[usize],
+        needs: [bool; 2],
+    ) -> Result<[Option<Tensor>; 2]>;
+
+    /// A planned separable pooling or resize of the f32 `x` (`op` is `MaxPool` or
+    /// `AdaptiveMaxPool`: window maxima, NaN wins, ties to the first; `AvgPool`,
+    /// `AdaptiveAvgPool` or `Resize`: the weighted per-axis maps): a new contiguous tensor of
+    /// `plan.out_shape`, and for a max pooling with `track` the flat argmax per output.
+    fn pool(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        x: &Tensor,
+        track: bool,
+    ) -> Result<(Tensor, Option<IdxBuf>)>;
+
+    /// The input gradient (of `plan.in_shape`) of a planned pooling or resize for the output
+    /// gradient `g`; `argmax` is what [`Backend::pool`] tracked for a max pooling.
+    fn pool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        argmax: Option<&IdxBuf>,
+    ) -> Result<Tensor>;
+
+    /// Max unpooling (`op` is `MaxUnpool`): zeros of `plan.out_shape` with each element of `x`
+    /// written at its flat plane index `idx` (checked in range by the op).
+    fn max_unpool(&self, op: &Op, plan: &SepPlan, x: &Tensor, idx: &[i64]) -> Result<Tensor>;
+
+    /// The input gradient of a max unpooling: `g` gathered at the indices.
+    fn max_unpool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        idx: &[i64],
+    ) -> Result<Tensor>;
+
+    // --- RoI ops and losses ---
+
+    /// RoI Align or RoI pooling (`op` is `RoiAlign` or `RoiPool`) of the f32 feature map `x`
+    /// over the validated regions of `plan`: the `[K, C, out_h, out_w]` output and, for RoI
+    /// pooling, the I64 arg-max offset within the plane of every output (-1 for an empty bin)
+    /// that `roi_backward` needs.
+    fn roi(&self, op: &Op, plan: &RoiPlan, x: &Tensor) -> Result<(Tensor, Option<Tensor>)>;
+
+    /// The feature-map gradient `[N, C, H, W]` of RoI Align or RoI pooling for the output
+    /// gradient `g`; `argmax` is the tensor `roi` returned for RoI pooling.
+    fn roi_backward(
+        &self,
+        op: &Op,
+        plan: &RoiPlan,
+        argmax: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<Tensor>;
+
+    /// A loss (`op` is `CrossEntropy`, `NllLoss`, `CrossEntropyDense`,
+    /// `BinaryCrossEntropyWithLogits`, `BinaryCrossEntropy`, `MseLoss`, `L1Loss` or
+    /// `HuberLoss`; `args` are [`LossArgs::Class`] for the first two, else [`LossArgs::Pair`]):
+    /// the reduced (or per-element) loss and the statistics `loss_backward` reuses.
+    fn loss(&self, op: &Op, args: &LossArgs<'_>) -> Result<(Tensor, LossStats)>;
+
+    /// The gradients of a loss for the output gradient `g`, each computed only where `needs`
+    /// asks: `[d scores, d sample_weights]` (class-index losses), `[d input, d target]` (dense
+    /// cross-entropy), `[d input, d target, d weight, d pos_weight]` (binary cross-entropy; the
+    /// weight gradients have the input's shape), `[d input]` (the pointwise losses, always
+    /// computed; the target's is its negation). `args` are the forward's (the op saves them).
+    fn loss_backward(
+        &self,
+        op: &Op,
+        args: &LossArgs<'_>,
+        stats: LossStats,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>>;
 }
 
 /// The backend of `device`, or [`Error::DeviceMismatch`] naming `op` where none is built (every

@@ -2,8 +2,10 @@
 //! wraps [`CpuBackend`] and counts calls per family is installed for the current thread (only in
 //! this crate's unit-test build, see `for_device`), then ops run forward and backward.
 
-use super::{Backend, ConvGeom, CpuBackend, MatmulPlan, NormStats};
+use super::{Backend, ConvGeom, CpuBackend, LossArgs, LossStats, MatmulPlan, NormStats, RoiPlan};
 use crate::autograd::Op;
+use crate::ops::separable::{IdxBuf, SepPlan};
+use crate::shape::Layout;
 use crate::{ConvOpts, ConvTransposeOpts, Device, Result, Tensor};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +33,21 @@ struct Counting {
     norm_backward: AtomicUsize,
     softmax: AtomicUsize,
     softmax_backward: AtomicUsize,
+    roi: AtomicUsize,
+    roi_backward: AtomicUsize,
+    loss: AtomicUsize,
+    loss_backward: AtomicUsize,
+    contiguous: AtomicUsize,
+    dot_reduce: AtomicUsize,
+    map_copy: AtomicUsize,
+    map_accumulate: AtomicUsize,
+    concat: AtomicUsize,
+    index_op: AtomicUsize,
+    index_op_backward: AtomicUsize,
+    pool: AtomicUsize,
+    pool_backward: AtomicUsize,
+    max_unpool: AtomicUsize,
+    max_unpool_backward: AtomicUsize,
 }
 
 fn bump(c: &AtomicUsize) {
@@ -184,6 +201,139 @@ impl Backend for Counting {
         bump(&self.softmax_backward);
         CpuBackend.softmax_backward(op, dims, y, g)
     }
+    fn roi(&self, op: &Op, plan: &RoiPlan, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        bump(&self.roi);
+        CpuBackend.roi(op, plan, x)
+    }
+    fn roi_backward(
+        &self,
+        op: &Op,
+        plan: &RoiPlan,
+        argmax: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        bump(&self.roi_backward);
+        CpuBackend.roi_backward(op, plan, argmax, g)
+    }
+    fn loss(&self, op: &Op, args: &LossArgs<'_>) -> Result<(Tensor, LossStats)> {
+        bump(&self.loss);
+        CpuBackend.loss(op, args)
+    }
+    fn loss_backward(
+        &self,
+        op: &Op,
+        args: &LossArgs<'_>,
+        stats: LossStats,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        bump(&self.loss_backward);
+        CpuBackend.loss_backward(op, args, stats, g, needs)
+    }
+
+    // --- copies, pooling and resizing ---
+    fn contiguous(&self, op: &'static str, x: &Tensor) -> Result<Tensor> {
+        bump(&self.contiguous);
+        CpuBackend.contiguous(op, x)
+    }
+    fn dot_reduce(
+        &self,
+        op: &'static str,
+        g: &Tensor,
+        x: &Tensor,
+        axes: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.dot_reduce);
+        CpuBackend.dot_reduce(op, g, x, axes, out_shape)
+    }
+    fn map_copy(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        layout: &Layout,
+        maps: &[Vec<usize>],
+        fill: f64,
+    ) -> Result<Tensor> {
+        bump(&self.map_copy);
+        CpuBackend.map_copy(op, x, layout, maps, fill)
+    }
+    fn map_accumulate(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        maps: &[Vec<usize>],
+        in_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.map_accumulate);
+        CpuBackend.map_accumulate(op, g, maps, in_shape)
+    }
+    fn concat(
+        &self,
+        op: &Op,
+        tensors: &[&Tensor],
+        blocks: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        bump(&self.concat);
+        CpuBackend.concat(op, tensors, blocks, out_shape)
+    }
+    fn index_op(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        index: &Tensor,
+        src: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        bump(&self.index_op);
+        CpuBackend.index_op(op, x, index, src)
+    }
+    fn index_op_backward(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        index: &Tensor,
+        in_shape: &[usize],
+        src_shape: &[usize],
+        needs: [bool; 2],
+    ) -> Result<[Option<Tensor>; 2]> {
+        bump(&self.index_op_backward);
+        CpuBackend.index_op_backward(op, g, index, in_shape, src_shape, needs)
+    }
+    fn pool(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        x: &Tensor,
+        track: bool,
+    ) -> Result<(Tensor, Option<IdxBuf>)> {
+        bump(&self.pool);
+        CpuBackend.pool(op, plan, x, track)
+    }
+    fn pool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        argmax: Option<&IdxBuf>,
+    ) -> Result<Tensor> {
+        bump(&self.pool_backward);
+        CpuBackend.pool_backward(op, plan, g, argmax)
+    }
+    fn max_unpool(&self, op: &Op, plan: &SepPlan, x: &Tensor, idx: &[i64]) -> Result<Tensor> {
+        bump(&self.max_unpool);
+        CpuBackend.max_unpool(op, plan, x, idx)
+    }
+    fn max_unpool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        idx: &[i64],
+    ) -> Result<Tensor> {
+        bump(&self.max_unpool_backward);
+        CpuBackend.max_unpool_backward(op, plan, g, idx)
+    }
 }
 
 /// Runs `f` with a fresh counting backend installed on this thread; returns its counts.
@@ -303,4 +453,180 @@ fn softmax_dispatches_through_the_backend() {
     });
     assert_eq!(count(&c.softmax), 3);
     assert_eq!(count(&c.softmax_backward), 3);
+}
+
+#[test]
+fn roi_ops_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(
+            (0..50).map(|v| v as f32).collect::<Vec<f32>>(),
+            &[1, 2, 5, 5],
+        )?
+        .requires_grad_(true);
+        let rois = Tensor::from_vec(
+            vec![0.0f32, 0.0, 0.0, 4.0, 4.0, 0.0, 1.0, 1.0, 3.0, 2.0],
+            &[2, 5],
+        )?;
+        let a = x.roi_align(
+            &rois,
+            crate::ops::roi::RoiAlignOpts {
+                output_size: (2, 2),
+                ..Default::default()
+            },
+        )?;
+        let p = x.roi_pool(&rois, (2, 2), 1.0)?;
+        assert_eq!(p.shape(), &[2, 2, 2, 2]);
+        a.add(&p)?.sum_all()?.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[1, 2, 5, 5]);
+        Ok(())
+    });
+    assert_eq!(count(&c.roi), 2);
+    assert_eq!(count(&c.roi_backward), 2);
+}
+
+#[test]
+fn losses_dispatch_through_the_backend() {
+    use crate::ops::loss::{CrossEntropyOpts, Reduction};
+    let c = counting(|| {
+        let x = Tensor::from_vec(
+            (0..12).map(|v| v as f32 / 12.0).collect::<Vec<f32>>(),
+            &[3, 4],
+        )?
+        .requires_grad_(true);
+        let y = Tensor::from_vec(
+            (0..12).map(|v| (v % 2) as f32).collect::<Vec<f32>>(),
+            &[3, 4],
+        )?
+        .requires_grad_(true);
+        let cls = Tensor::from_vec(vec![0i64, 3, 1], &[3])?;
+        let sw = Tensor::ones(&[3]).requires_grad_(true);
+        let w = Tensor::ones(&[4]).requires_grad_(true);
+        let pw = Tensor::ones(&[4]).requires_grad_(true);
+        let ce = CrossEntropyOpts {
+            sample_weights: Some(sw.clone()),
+            ..Default::default()
+        };
+        let mean = Reduction::Mean;
+        let parts = [
+            x.cross_entropy(&cls, &ce)?,
+            x.nll_loss(&cls, &CrossEntropyOpts::default())?,
+            x.cross_entropy_dense(&y, 0.1, mean)?,
+            x.binary_cross_entropy_with_logits(&y, Some(&w), Some(&pw), mean)?,
+            x.binary_cross_entropy(&y, Some(&w), Reduction::Sum)?,
+            x.mse_loss(&y, mean)?,
+            x.l1_loss(&y, mean)?,
+            x.huber_loss(&y, 0.5, Reduction::None)?.sum_all()?,
+        ];
+        let mut total = parts[0].clone();
+        for p in &parts[1..] {
+            total = total.add(p)?;
+        }
+        total.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[3, 4]);
+        assert_eq!(y.grad().unwrap().shape(), &[3, 4]);
+        assert_eq!(sw.grad().unwrap().shape(), &[3]);
+        assert_eq!(w.grad().unwrap().shape(), &[4]);
+        assert_eq!(pw.grad().unwrap().shape(), &[4]);
+        Ok(())
+    });
+    // Class-index (2), dense (1), binary (2) and pointwise (3): one call each way.
+    assert_eq!(count(&c.loss), 8);
+    assert_eq!(count(&c.loss_backward), 8);
+}
+
+#[test]
+fn copies_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec((0..12).map(|v| v as f32).collect::<Vec<f32>>(), &[3, 4])?
+            .requires_grad_(true);
+        let y = Tensor::ones(&[3, 4]).requires_grad_(true);
+        // Map copies: index_select, pad (reflect: adjoint backward; constant: crop backward),
+        // flip and repeat; each with its gradient.
+        let idx = Tensor::from_vec(vec![2i64, 0], &[2])?;
+        let parts = [
+            x.index_select(0, &idx)?.sum_all()?,
+            x.pad(&[(1, 1)], crate::PadMode::Reflect)?.sum_all()?,
+            x.pad(&[(1, 0)], crate::PadMode::Constant(0.0))?.sum_all()?,
+            x.flip(&[1])?.sum_all()?,
+            x.repeat(&[2, 1])?.sum_all()?,
+            // Concatenation and its per-input slices.
+            Tensor::cat(&[&x, &y], 0)?.sum_all()?,
+            Tensor::stack(&[&x, &y], 1)?.sum_all()?,
+            // Gather / scatter / scatter_add, forward and backward.
+            x.gather(1, &Tensor::from_vec(vec![0i64, 1, 2], &[3, 1])?)?
+                .sum_all()?,
+            x.scatter(0, &Tensor::from_vec(vec![1i64, 2], &[1, 2])?, &y)?
+                .sum_all()?,
+            x.scatter_add(0, &Tensor::from_vec(vec![0i64, 0], &[1, 2])?, &y)?
+                .sum_all()?,
+        ];
+        let mut total = parts[0].clone();
+        for p in &parts[1..] {
+            total = total.add(p)?;
+        }
+        total.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[3, 4]);
+        assert_eq!(y.grad().unwrap().shape(), &[3, 4]);
+        Ok(())
+    });
+    // Forward: index_select, two pads, flip, repeat. Backward: the constant pad's crop, flip,
+    // and cat's two and stack's two slices.
+    assert_eq!(count(&c.map_copy), 5 + 1 + 1 + 2 + 2);
+    // index_select, the reflect pad and repeat.
+    assert_eq!(count(&c.map_accumulate), 3);
+    assert_eq!(count(&c.concat), 2);
+    assert_eq!(count(&c.index_op), 3);
+    assert_eq!(count(&c.index_op_backward), 3);
+}
+
+#[test]
+fn densify_and_product_gradient_dispatch_through_the_backend() {
+    let c = counting(|| {
+        // A transposed (strided) input is densified by the backend before normalising.
+        let x = Tensor::from_vec((0..12).map(|v| v as f32).collect::<Vec<f32>>(), &[4, 3])?
+            .requires_grad_(true);
+        let xt = x.t()?;
+        assert!(!xt.is_contiguous());
+        let w = Tensor::ones(&[4]).requires_grad_(true);
+        // `ln · w` with `w` broadcast: w's gradient is the fused Σ g·ln.
+        let y = xt.layer_norm(&[4], None, None, 1e-5)?.mul(&w)?;
+        y.sum_all()?.backward()?;
+        assert_eq!(w.grad().unwrap().shape(), &[4]);
+        Ok(())
+    });
+    assert_eq!(count(&c.contiguous), 1);
+    assert_eq!(count(&c.dot_reduce), 1);
+}
+
+#[test]
+fn pooling_and_resizing_dispatch_through_the_backend() {
+    let c = counting(|| {
+        let x = Tensor::from_vec(
+            (0..32).map(|v| v as f32).collect::<Vec<f32>>(),
+            &[1, 2, 4, 4],
+        )?
+        .requires_grad_(true);
+        let opts = crate::ops::pool::PoolOpts::new(&[2]);
+        // Max pooling with indices, unpooled back; average, adaptive and global pooling; resize.
+        let (m, idx) = x.max_pool2d_with_indices(&opts)?;
+        let parts = [
+            m.max_unpool2d(&idx, &[4, 4])?,
+            x.avg_pool2d(&opts)?,
+            x.adaptive_max_pool2d(&[1, 3])?,
+            x.adaptive_avg_pool2d(&[3, 3])?,
+            x.upsample_bilinear2d(&[6, 6], false)?,
+        ];
+        let mut total = x.global_avg_pool2d()?.sum_all()?;
+        for p in &parts {
+            total = total.add(&p.sum_all()?)?;
+        }
+        total.backward()?;
+        assert_eq!(x.grad().unwrap().shape(), &[1, 2, 4, 4]);
+        Ok(())
+    });
+    // Max (x2: max_pool2d, adaptive max) and linear (x4: avg, adaptive avg, resize, global).
+    assert_eq!(count(&c.pool), 6);
+    assert_eq!(count(&c.pool_backward), 6);
+    assert_eq!(count(&c.max_unpool), 1);
+    assert_eq!(count(&c.max_unpool_backward), 1);
 }

@@ -212,12 +212,13 @@ pub(crate) fn for_rows(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [
 }
 
 /// Reads a tensor as a contiguous f32 copy-or-share: `self` detached when already dense,
-/// otherwise a contiguous copy (so kernels and saved tensors can borrow one slice).
+/// otherwise a contiguous copy by the backend (so kernels and saved tensors can borrow one
+/// slice).
 pub(crate) fn dense(t: &Tensor) -> Result<Tensor> {
     if t.is_contiguous() {
         Ok(t.detach())
     } else {
-        t.copy_data()
+        crate::backend::for_device(t.device(), "contiguous")?.contiguous("contiguous", t)
     }
 }
 

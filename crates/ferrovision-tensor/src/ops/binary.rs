@@ -36,13 +36,7 @@ fn mul_sum_to_shape(op: &'static str, g: &Tensor, x: &Tensor, target: &[usize]) 
         return binary_forward(&Op::Mul, g, x)?.sum_to_shape(target);
     }
     let axes = expanded_axes(op, g.shape(), target)?;
-    let shape = g.shape().to_vec();
-    let v = g.with_f32(op, |gs| {
-        x.with_f32(op, |xs| {
-            crate::backend::cpu::reduce::dot_reduce_f32(gs, xs, &shape, &axes)
-        })
-    })??;
-    Ok(Tensor::from_f32(v, target))
+    crate::backend::for_device(g.device(), op)?.dot_reduce(op, g, x, &axes, target)
 }
 
 /// Sums a gradient of the broadcast shape back to an input's shape, when that input wants one.

@@ -65,7 +65,8 @@ impl Tensor {
         {
             return Ok(self.clone());
         }
-        let out = self.copy_data()?;
+        let out = crate::backend::for_device(self.device(), "contiguous")?
+            .contiguous("contiguous", self)?;
         Ok(record_rule(
             out,
             Op::Contiguous,

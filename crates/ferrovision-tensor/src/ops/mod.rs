@@ -20,7 +20,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod roi;
-mod separable;
+pub(crate) mod separable;
 pub mod softmax;
 pub mod unary;
 pub mod view;

@@ -2,14 +2,13 @@
 //! average pooling with stride, padding, dilation and ceil mode, max pooling with indices and
 //! unpooling, adaptive pooling and global pooling. Semantics follow PyTorch.
 //!
-//! The ops validate their options, build per-axis [`Taps`] and run the separable engine of
-//! [`super::separable`] (see there for how the passes work).
+//! The ops validate their options, build per-axis [`Taps`] and run them through the backend
+//! with [`super::separable`] (see there for how the ops are planned); max unpooling validates
+//! its indices and runs `Backend::max_unpool`.
 
-use super::separable::linear::separable_linear;
-use super::separable::max::{gather_planes, separable_max, MaxOut};
-use super::separable::{par_planes, Spatial, Taps};
+use super::separable::{separable_linear, separable_max, MaxOut, SepPlan, Spatial, Taps};
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
-use crate::storage::pool as bufpool;
+use crate::backend;
 use crate::{DType, Error, Result, Tensor};
 
 // ---------------------------------------------------------------------------------------------
@@ -485,7 +484,6 @@ impl Tensor {
         };
         let mut odims = [1; 3];
         odims[3 - sp..].copy_from_slice(spatial);
-        let in_plane: usize = s.dims.iter().product();
         let out_plane = super::view::check_numel(op, &odims)?;
         super::view::check_numel(op, &[out_plane, s.lead.iter().product()])?;
         let idx: Vec<i64> = match indices.dtype() {
@@ -503,36 +501,17 @@ impl Tensor {
                 size: out_plane,
             });
         }
-        let mut out = bufpool::take_zeroed(s.planes * out_plane);
-        self.with_f32(op, |xs| {
-            par_planes(
-                s.planes,
-                in_plane + out_plane,
-                &mut out,
-                out_plane,
-                &mut [] as &mut [i32],
-                0,
-                |r, o, _| {
-                    for (k, p) in r.enumerate() {
-                        let dst = &mut o[k * out_plane..(k + 1) * out_plane];
-                        let pr = p * in_plane..(p + 1) * in_plane;
-                        for (&v, &i) in xs[pr.clone()].iter().zip(&idx[pr]) {
-                            dst[i as usize] = v;
-                        }
-                    }
-                },
-            )
-        })?;
-        let out = Tensor::from_f32(out, &s.shape_with(&odims));
+        let plan = SepPlan::with_out(&s, odims, [None, None, None]);
         let rec = Op::MaxUnpool {
             output_size: output_size.to_vec(),
         };
+        let out = backend::for_device(self.device(), op)?.max_unpool(&rec, &plan, self, &idx)?;
         Ok(record_rule(
             out,
             rec,
             &[self],
             unpool_grad,
-            Saved::with_state(vec![], (idx, s.planes, out_plane, in_plane)),
+            Saved::with_state(vec![], (plan, idx)),
         ))
     }
 
@@ -559,10 +538,8 @@ impl Tensor {
 
 /// The gradient rule of max unpooling: the output gradient gathered at the indices.
 fn unpool_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-    let op = op.name();
-    let saved = ctx.take_state::<(Vec<i64>, usize, usize, usize)>()?;
-    let (idx, planes, out_plane, in_plane) = (&saved.0, saved.1, saved.2, saved.3);
-    let in_shape = ctx.input_shape(0);
-    let gx = g.with_f32(op, |gs| gather_planes(gs, idx, planes, out_plane, in_plane))?;
-    Ok(vec![Some(Tensor::from_f32(gx, in_shape))])
+    let saved = ctx.take_state::<(SepPlan, Vec<i64>)>()?;
+    let gx = backend::for_device(g.device(), op.name())?
+        .max_unpool_backward(op, &saved.0, g, &saved.1)?;
+    Ok(vec![Some(gx)])
 }

@@ -5,12 +5,11 @@
 //! Each mode is a separable linear map: every output position reads a few input positions per
 //! axis with fixed weights (1 for nearest, 2 for linear, 4 clamped taps for cubic). Source
 //! positions and weights are computed in f32 exactly as PyTorch's CPU kernels do, so nearest
-//! picks the same pixels. The maps run on the separable engine of [`super::pool`]; the backward
-//! pass applies the transposed map (nearest sums the gradients of the outputs that copied a
+//! picks the same pixels. The maps are planned by [`super::separable`] and run by the backend
+//! (`Backend::pool`); the backward pass applies the transposed map (nearest sums the gradients of the outputs that copied a
 //! pixel, bilinear and bicubic scatter-add them with the interpolation weights).
 
-use super::separable::linear::separable_linear;
-use super::separable::{Spatial, Taps};
+use super::separable::{separable_linear, Spatial, Taps};
 use crate::autograd::{Interpolation, Op};
 use crate::{Error, Result, Tensor};
 

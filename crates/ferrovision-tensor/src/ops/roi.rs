@@ -5,10 +5,13 @@
 //! `(batch_index, x1, y1, x2, y2)` in input-image coordinates (multiplied by `spatial_scale` to
 //! reach feature-map coordinates), and return `[K, C, out_h, out_w]`. The regions get no
 //! gradient (as in torchvision). The arithmetic follows torchvision's CPU kernels in f32.
+//!
+//! The op methods validate the feature map and the regions into a [`RoiPlan`], run
+//! [`Backend::roi`](crate::backend::Backend::roi) and record; the gradient rules run
+//! `Backend::roi_backward` (the sampling and pooling kernels are in `backend/cpu/roi.rs`).
 
 use crate::autograd::{record_rule, GradCtx, Op, Saved};
-use crate::parallel::prelude::*;
-use crate::storage::pool;
+use crate::backend;
 use crate::{DType, Error, Result, Tensor};
 
 /// Options of [`Tensor::roi_align`].
@@ -35,15 +38,21 @@ impl Default for RoiAlignOpts {
     }
 }
 
-struct Geometry {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
+/// A validated RoI op: the feature map's `[N, C, H, W]`, the region count `K` and the regions
+/// (made by the op method, run by a [`Backend`](crate::backend::Backend)).
+#[derive(Debug, Clone)]
+pub struct RoiPlan {
+    pub(crate) n: usize,
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) k: usize,
+    /// Rows `(batch_index, x1, y1, x2, y2)`, finite, with valid batch indices.
+    pub(crate) rois: Vec<[f32; 5]>,
 }
 
-fn check(op: &'static str, input: &Tensor, rois: &Tensor, out: (usize, usize)) -> Result<Geometry> {
+/// Validates the shapes and dtypes: the plan without its regions (see [`read_rois`]).
+fn check(op: &'static str, input: &Tensor, rois: &Tensor, out: (usize, usize)) -> Result<RoiPlan> {
     if input.rank() != 4 {
         return Err(Error::invalid(
             op,
@@ -79,12 +88,13 @@ fn check(op: &'static str, input: &Tensor, rois: &Tensor, out: (usize, usize)) -
         ));
     }
     let s = input.shape();
-    Ok(Geometry {
+    Ok(RoiPlan {
         n: s[0],
         c: s[1],
         h: s[2],
         w: s[3],
         k: rois.shape()[0],
+        rois: Vec::new(),
     })
 }
 
@@ -112,97 +122,6 @@ fn read_rois(op: &'static str, rois: &Tensor, n: usize) -> Result<Vec<[f32; 5]>>
     Ok(out)
 }
 
-/// Bilinear sample positions and weights of one region: for every output bin, its sampling
-/// points, each as four `(offset in the plane, weight)` pairs; plus the divisor `count`.
-struct Samples {
-    /// `[bin][point][corner]` flattened: `bins * points * 4` entries.
-    taps: Vec<(u32, f32)>,
-    points: usize,
-    count: f32,
-}
-
-fn align_samples(r: &[f32; 5], g: &Geometry, o: &RoiAlignOpts) -> Samples {
-    let (ph, pw) = o.output_size;
-    let off = if o.aligned { 0.5f32 } else { 0.0 };
-    let sx = r[1] * o.spatial_scale - off;
-    let sy = r[2] * o.spatial_scale - off;
-    let ex = r[3] * o.spatial_scale - off;
-    let ey = r[4] * o.spatial_scale - off;
-    let mut rw = ex - sx;
-    let mut rh = ey - sy;
-    if !o.aligned {
-        rw = rw.max(1.0);
-        rh = rh.max(1.0);
-    }
-    let bh = rh / ph as f32;
-    let bw = rw / pw as f32;
-    let gh = if o.sampling_ratio > 0 {
-        o.sampling_ratio as usize
-    } else {
-        (rh / ph as f32).ceil().max(0.0) as usize
-    };
-    let gw = if o.sampling_ratio > 0 {
-        o.sampling_ratio as usize
-    } else {
-        (rw / pw as f32).ceil().max(0.0) as usize
-    };
-    let count = (gh * gw).max(1) as f32;
-    let (height, width) = (g.h as f32, g.w as f32);
-    let mut taps = Vec::with_capacity(ph * pw * gh * gw * 4);
-    for py in 0..ph {
-        for px in 0..pw {
-            for iy in 0..gh {
-                let yy = sy + py as f32 * bh + (iy as f32 + 0.5) * bh / gh as f32;
-                for ix in 0..gw {
-                    let xx = sx + px as f32 * bw + (ix as f32 + 0.5) * bw / gw as f32;
-                    let (mut y, mut x) = (yy, xx);
-                    if !(y >= -1.0 && y <= height && x >= -1.0 && x <= width) {
-                        taps.extend_from_slice(&[(0, 0.0); 4]);
-                        continue;
-                    }
-                    if y <= 0.0 {
-                        y = 0.0;
-                    }
-                    if x <= 0.0 {
-                        x = 0.0;
-                    }
-                    let mut yl = y as usize;
-                    let mut xl = x as usize;
-                    let yh;
-                    let xh;
-                    if yl >= g.h - 1 {
-                        yl = g.h - 1;
-                        yh = yl;
-                        y = yl as f32;
-                    } else {
-                        yh = yl + 1;
-                    }
-                    if xl >= g.w - 1 {
-                        xl = g.w - 1;
-                        xh = xl;
-                        x = xl as f32;
-                    } else {
-                        xh = xl + 1;
-                    }
-                    let ly = y - yl as f32;
-                    let lx = x - xl as f32;
-                    let hy = 1.0 - ly;
-                    let hx = 1.0 - lx;
-                    taps.push(((yl * g.w + xl) as u32, hy * hx));
-                    taps.push(((yl * g.w + xh) as u32, hy * lx));
-                    taps.push(((yh * g.w + xl) as u32, ly * hx));
-                    taps.push(((yh * g.w + xh) as u32, ly * lx));
-                }
-            }
-        }
-    }
-    Samples {
-        taps,
-        points: gh * gw,
-        count,
-    }
-}
-
 impl Tensor {
     /// RoI Align (torchvision `ops.roi_align`) of a feature map `[N, C, H, W]` over regions
     /// `[K, 5]` of rows `(batch_index, x1, y1, x2, y2)`: the average of bilinearly interpolated
@@ -226,56 +145,29 @@ impl Tensor {
 
 fn roi_align(input: &Tensor, rois: &Tensor, opts: RoiAlignOpts) -> Result<Tensor> {
     const OP: &str = "roi_align";
-    let g = check(OP, input, rois, opts.output_size)?;
+    let mut plan = check(OP, input, rois, opts.output_size)?;
     if opts.spatial_scale.is_nan() || opts.spatial_scale <= 0.0 {
         return Err(Error::invalid(
             OP,
             format!("spatial_scale must be positive, got {}", opts.spatial_scale),
         ));
     }
-    let r = read_rois(OP, rois, g.n)?;
-    let (ph, pw) = opts.output_size;
-    let bins = ph * pw;
-    let plane = g.h * g.w;
-    let mut out = pool::take_uninit(g.k * g.c * bins);
-    if g.h > 0 && g.w > 0 {
-        input.with_f32(OP, |x| {
-            out.par_chunks_mut((g.c * bins).max(1))
-                .zip(r.par_iter())
-                .for_each(|(o, roi)| {
-                    let s = align_samples(roi, &g, &opts);
-                    let b = roi[0] as usize;
-                    for c in 0..g.c {
-                        let p = &x[(b * g.c + c) * plane..][..plane];
-                        for bin in 0..bins {
-                            let mut acc = 0.0f32;
-                            let t = &s.taps[bin * s.points * 4..][..s.points * 4];
-                            for q in t.chunks_exact(4) {
-                                acc += q[0].1 * p[q[0].0 as usize]
-                                    + q[1].1 * p[q[1].0 as usize]
-                                    + q[2].1 * p[q[2].0 as usize]
-                                    + q[3].1 * p[q[3].0 as usize];
-                            }
-                            o[c * bins + bin] = acc / s.count;
-                        }
-                    }
-                });
-        })?;
-    } else {
-        out.fill(0.0);
-    }
-    let y = Tensor::from_vec(out, &[g.k, g.c, ph, pw])?;
+    // The device first: the regions are read on the host.
+    let b = backend::for_device(input.device(), OP)?;
+    plan.rois = read_rois(OP, rois, plan.n)?;
+    let rec = Op::RoiAlign {
+        output_size: opts.output_size,
+        spatial_scale: opts.spatial_scale,
+        sampling_ratio: opts.sampling_ratio,
+        aligned: opts.aligned,
+    };
+    let (y, _) = b.roi(&rec, &plan, input)?;
     Ok(record_rule(
         y,
-        Op::RoiAlign {
-            output_size: opts.output_size,
-            spatial_scale: opts.spatial_scale,
-            sampling_ratio: opts.sampling_ratio,
-            aligned: opts.aligned,
-        },
+        rec,
         &[input, rois],
-        roi_align_grad,
-        Saved::with_state(vec![], (g, r)),
+        roi_grad,
+        Saved::with_state(vec![], plan),
     ))
 }
 
@@ -286,158 +178,42 @@ fn roi_pool(
     spatial_scale: f32,
 ) -> Result<Tensor> {
     const OP: &str = "roi_pool";
-    let g = check(OP, input, rois, output_size)?;
+    let mut plan = check(OP, input, rois, output_size)?;
     if spatial_scale.is_nan() || spatial_scale <= 0.0 {
         return Err(Error::invalid(
             OP,
             format!("spatial_scale must be positive, got {spatial_scale}"),
         ));
     }
-    let r = read_rois(OP, rois, g.n)?;
-    let (ph, pw) = output_size;
-    let bins = ph * pw;
-    let plane = g.h * g.w;
-    let mut out = pool::take_uninit(g.k * g.c * bins);
-    // Arg-max offset within the plane, or -1 for an empty bin.
-    let mut arg = vec![-1i64; g.k * g.c * bins];
-    input.with_f32(OP, |x| {
-        out.par_chunks_mut((g.c * bins).max(1))
-            .zip(arg.par_chunks_mut((g.c * bins).max(1)))
-            .zip(r.par_iter())
-            .for_each(|((o, a), roi)| {
-                let b = roi[0] as usize;
-                // C++ std::round: half away from zero, as Rust's f32::round.
-                let sw = (roi[1] * spatial_scale).round() as i64;
-                let sh = (roi[2] * spatial_scale).round() as i64;
-                let ew = (roi[3] * spatial_scale).round() as i64;
-                let eh = (roi[4] * spatial_scale).round() as i64;
-                let rw = (ew - sw + 1).max(1);
-                let rh = (eh - sh + 1).max(1);
-                let bh = rh as f32 / ph as f32;
-                let bw = rw as f32 / pw as f32;
-                for py in 0..ph {
-                    let hs = ((py as f32 * bh).floor() as i64 + sh).clamp(0, g.h as i64);
-                    let he = (((py + 1) as f32 * bh).ceil() as i64 + sh).clamp(0, g.h as i64);
-                    for px in 0..pw {
-                        let ws = ((px as f32 * bw).floor() as i64 + sw).clamp(0, g.w as i64);
-                        let we = (((px + 1) as f32 * bw).ceil() as i64 + sw).clamp(0, g.w as i64);
-                        let empty = he <= hs || we <= ws;
-                        for c in 0..g.c {
-                            let p = &x[(b * g.c + c) * plane..][..plane];
-                            let mut best = if empty { 0.0 } else { -f32::MAX };
-                            let mut bi = -1i64;
-                            for yy in hs..he {
-                                for xx in ws..we {
-                                    let idx = (yy * g.w as i64 + xx) as usize;
-                                    if p[idx] > best {
-                                        best = p[idx];
-                                        bi = idx as i64;
-                                    }
-                                }
-                            }
-                            o[c * bins + py * pw + px] = best;
-                            a[c * bins + py * pw + px] = bi;
-                        }
-                    }
-                }
-            });
-    })?;
-    let y = Tensor::from_vec(out, &[g.k, g.c, ph, pw])?;
+    // The device first: the regions are read on the host.
+    let b = backend::for_device(input.device(), OP)?;
+    plan.rois = read_rois(OP, rois, plan.n)?;
+    let rec = Op::RoiPool {
+        output_size,
+        spatial_scale,
+    };
+    let (y, argmax) = b.roi(&rec, &plan, input)?;
     Ok(record_rule(
         y,
-        Op::RoiPool {
-            output_size,
-            spatial_scale,
-        },
+        rec,
         &[input, rois],
-        roi_pool_grad,
-        Saved::with_state(vec![], (g, r, arg)),
+        roi_grad,
+        Saved::with_state(argmax.into_iter().collect(), plan),
     ))
 }
 
-/// The gradient rule of `roi_align`: each bin's gradient spread over its bilinear samples
-/// (the regions get none).
-fn roi_align_grad(op: &Op, ctx: &mut GradCtx<'_>, g_out: &Tensor) -> Result<Vec<Option<Tensor>>> {
-    let Op::RoiAlign {
-        output_size,
-        spatial_scale,
-        sampling_ratio,
-        aligned,
-    } = *op
-    else {
+/// The gradient rule of `roi_align` (each bin's gradient spread over its bilinear samples) and
+/// `roi_pool` (each bin's gradient to its saved arg-max position); the regions get none.
+fn roi_grad(op: &Op, ctx: &mut GradCtx<'_>, g_out: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    if !matches!(op, Op::RoiAlign { .. } | Op::RoiPool { .. }) {
         return Err(ctx.unexpected());
-    };
-    const OP: &str = "roi_align";
-    let opts = RoiAlignOpts {
-        output_size,
-        spatial_scale,
-        sampling_ratio,
-        aligned,
-    };
-    let saved = ctx.take_state::<(Geometry, Vec<[f32; 5]>)>()?;
-    let (g, r) = (&saved.0, &saved.1);
-    let bins = output_size.0 * output_size.1;
-    let plane = g.h * g.w;
-    let gy = g_out;
-    let mut gx = pool::take_zeroed(g.n * g.c * plane);
-    if plane > 0 {
-        let samples: Vec<Samples> = r.iter().map(|roi| align_samples(roi, g, &opts)).collect();
-        gy.with_f32(OP, |gy| {
-            gx.par_chunks_mut(plane).enumerate().for_each(|(nc, gp)| {
-                let (b, c) = (nc / g.c, nc % g.c);
-                for (k, roi) in r.iter().enumerate() {
-                    if roi[0] as usize != b {
-                        continue;
-                    }
-                    let s = &samples[k];
-                    let go = &gy[(k * g.c + c) * bins..][..bins];
-                    for (bin, &gv) in go.iter().enumerate() {
-                        let t = &s.taps[bin * s.points * 4..][..s.points * 4];
-                        let gv = gv / s.count;
-                        for &(pos, w) in t {
-                            gp[pos as usize] += gv * w;
-                        }
-                    }
-                }
-            });
-        })?;
     }
-    Ok(vec![
-        Some(Tensor::from_vec(gx, &[g.n, g.c, g.h, g.w])?),
-        None,
-    ])
-}
-
-/// The gradient rule of `roi_pool`: each bin's gradient to its arg-max position (the regions
-/// get none).
-fn roi_pool_grad(op: &Op, ctx: &mut GradCtx<'_>, g_out: &Tensor) -> Result<Vec<Option<Tensor>>> {
-    let Op::RoiPool { output_size, .. } = *op else {
-        return Err(ctx.unexpected());
+    let plan = ctx.take_state::<RoiPlan>()?;
+    let argmax = match op {
+        Op::RoiPool { .. } => Some(ctx.saved(0)?),
+        _ => None,
     };
-    const OP: &str = "roi_pool";
-    let saved = ctx.take_state::<(Geometry, Vec<[f32; 5]>, Vec<i64>)>()?;
-    let (g, r, arg) = (&saved.0, &saved.1, &saved.2);
-    let bins = output_size.0 * output_size.1;
-    let plane = g.h * g.w;
-    let gy = g_out;
-    let mut gx = pool::take_zeroed(g.n * g.c * plane);
-    gy.with_f32(OP, |gy| {
-        for (k, roi) in r.iter().enumerate() {
-            let b = roi[0] as usize;
-            for c in 0..g.c {
-                let base = (k * g.c + c) * bins;
-                let gp = &mut gx[(b * g.c + c) * plane..][..plane];
-                for bin in 0..bins {
-                    let a = arg[base + bin];
-                    if a >= 0 {
-                        gp[a as usize] += gy[base + bin];
-                    }
-                }
-            }
-        }
-    })?;
-    Ok(vec![
-        Some(Tensor::from_vec(gx, &[g.n, g.c, g.h, g.w])?),
-        None,
-    ])
+    let gx =
+        backend::for_device(g_out.device(), op.name())?.roi_backward(op, &plan, argmax, g_out)?;
+    Ok(vec![Some(gx), None])
 }

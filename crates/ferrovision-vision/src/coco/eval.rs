@@ -45,6 +45,60 @@ impl Default for CocoParams {
     }
 }
 
+impl CocoParams {
+    /// Checks the grid before an evaluation uses it: IoU and recall thresholds non-empty,
+    /// strictly ascending and within [0, 1]; `max_dets` strictly ascending with at least two
+    /// entries (the summary reads AR at the first, second and last); exactly four area ranges
+    /// (all, small, medium, large: the summary's rows), each `(lo, hi)` with `lo <= hi` and
+    /// no NaN. The error names the field, what it must be and what it holds.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, want: &str, got: String| {
+            Err(VisionError::invalid(
+                "evaluate",
+                format!("CocoParams.{field} must be {want}, got {got}"),
+            ))
+        };
+        for (field, thrs) in [("iou_thrs", &self.iou_thrs), ("rec_thrs", &self.rec_thrs)] {
+            let in_range = thrs.iter().all(|t| (0.0..=1.0).contains(t));
+            if thrs.is_empty() || !in_range || thrs.windows(2).any(|w| w[0] >= w[1]) {
+                return bad(
+                    field,
+                    "a non-empty, strictly ascending list of values in [0, 1]",
+                    format!("{thrs:?}"),
+                );
+            }
+        }
+        let md = &self.max_dets;
+        if md.len() < 2 || md.windows(2).any(|w| w[0] >= w[1]) {
+            return bad(
+                "max_dets",
+                "a strictly ascending list of at least 2 counts",
+                format!("{md:?}"),
+            );
+        }
+        let ar = &self.area_rngs;
+        if ar.len() != 4 {
+            return bad(
+                "area_rngs",
+                "4 ranges (all, small, medium, large)",
+                format!("{} ranges", ar.len()),
+            );
+        }
+        if let Some((i, r)) = ar
+            .iter()
+            .enumerate()
+            .find(|(_, (lo, hi))| lo.is_nan() || hi.is_nan() || lo > hi)
+        {
+            return bad(
+                &format!("area_rngs[{i}]"),
+                "(lo, hi) with lo <= hi and no NaN",
+                format!("{r:?}"),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Accumulated COCO evaluation.
 #[derive(Debug, Clone)]
 pub struct CocoEval {
@@ -85,7 +139,10 @@ pub(super) fn eval_cell(
     iou_type: IouType,
 ) -> Result<Vec<ImgEval>> {
     let t_n = p.iou_thrs.len();
-    let max_det = *p.max_dets.last().unwrap();
+    let max_det = *p
+        .max_dets
+        .last()
+        .ok_or_else(|| VisionError::invalid("evaluate", "CocoParams.max_dets is empty"))?;
     // Stable sort by decreasing score, cut to the largest max-detections.
     let mut dts: Vec<(usize, &CocoDetection)> = dts.to_vec();
     dts.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
@@ -306,13 +363,24 @@ pub fn evaluate_segm(gt: &CocoGroundTruth, dts: &[CocoDetection]) -> Result<Coco
 }
 
 /// Evaluates detections against the ground truth with box or mask IoU (pycocotools
-/// `COCOeval`: `evaluate()`, `accumulate()`, `summarize()`).
+/// `COCOeval`: `evaluate()`, `accumulate()`, `summarize()`) on the default grid.
 pub fn evaluate(
     gt: &CocoGroundTruth,
     dts: &[CocoDetection],
     iou_type: IouType,
 ) -> Result<CocoEval> {
-    let p = CocoParams::default();
+    evaluate_with(gt, dts, iou_type, CocoParams::default())
+}
+
+/// [`evaluate`] on a custom grid (pycocotools' `COCOeval.params`), checked first by
+/// [`CocoParams::validate`].
+pub fn evaluate_with(
+    gt: &CocoGroundTruth,
+    dts: &[CocoDetection],
+    iou_type: IouType,
+    p: CocoParams,
+) -> Result<CocoEval> {
+    p.validate()?;
     if iou_type == IouType::Segm {
         check_mask_sizes(gt, dts)?;
     }

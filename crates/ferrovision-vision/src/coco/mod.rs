@@ -34,7 +34,8 @@ mod load;
 mod summary;
 
 pub use eval::{
-    evaluate, evaluate_bbox, evaluate_segm, numpy_pairwise_sum, CocoEval, CocoParams, STAT_KEYS,
+    evaluate, evaluate_bbox, evaluate_segm, evaluate_with, numpy_pairwise_sum, CocoEval,
+    CocoParams, STAT_KEYS,
 };
 /// Python's `'{:.Nf}'.format(v)` (the summary lines), from `ferrovision_io::pyfmt`.
 pub use ferrovision_io::pyfmt::py_fixed;
@@ -91,5 +92,61 @@ mod tests {
         assert!(ev.summary_text().starts_with(
             " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000"
         ));
+    }
+    #[test]
+    fn bad_params_are_errors_naming_the_field_not_panics() {
+        let gt = r#"{"images":[{"id":1}],"categories":[{"id":3,"name":"a"}],
+            "annotations":[{"id":1,"image_id":1,"category_id":3,"bbox":[10,10,50,40],"area":2000}]}"#;
+        let g = CocoGroundTruth::parse(gt, "gt.json").unwrap();
+        let d = g
+            .parse_detections(
+                r#"[{"image_id":1,"category_id":3,"bbox":[10,10,50,40],"score":0.9}]"#,
+                "dt.json",
+            )
+            .unwrap();
+        // The per-image step itself no longer unwraps an empty max_dets (it panicked).
+        let empty = CocoParams {
+            max_dets: vec![],
+            ..CocoParams::default()
+        };
+        let gs: Vec<&GtAnnotation> = g.annotations.iter().collect();
+        let ds = [(0, &d[0])];
+        let err = eval::eval_cell(&gs, &ds, &empty, IouType::Bbox)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("max_dets"), "{err}");
+
+        let def = CocoParams::default;
+        let cases: Vec<(CocoParams, &str)> = vec![
+            (empty.clone(), "CocoParams.max_dets must be a strictly ascending list of at least 2 counts, got []"),
+            (CocoParams { max_dets: vec![100], ..def() }, "CocoParams.max_dets"),
+            (CocoParams { max_dets: vec![10, 1, 100], ..def() }, "CocoParams.max_dets"),
+            (CocoParams { iou_thrs: vec![], ..def() }, "CocoParams.iou_thrs must be a non-empty, strictly ascending list of values in [0, 1], got []"),
+            (CocoParams { iou_thrs: vec![0.75, 0.5], ..def() }, "CocoParams.iou_thrs"),
+            (CocoParams { iou_thrs: vec![0.5, 1.5], ..def() }, "CocoParams.iou_thrs"),
+            (CocoParams { iou_thrs: vec![f64::NAN], ..def() }, "CocoParams.iou_thrs"),
+            (CocoParams { rec_thrs: vec![-0.1, 0.5], ..def() }, "CocoParams.rec_thrs"),
+            (CocoParams { area_rngs: vec![(0.0, 1e10)], ..def() }, "CocoParams.area_rngs must be 4 ranges (all, small, medium, large), got 1 ranges"),
+            (
+                CocoParams { area_rngs: vec![(0.0, 1e10), (0.0, f64::NAN), (1.0, 2.0), (3.0, 4.0)], ..def() },
+                "CocoParams.area_rngs[1] must be (lo, hi) with lo <= hi and no NaN, got (0.0, NaN)",
+            ),
+            (
+                CocoParams { area_rngs: vec![(0.0, 1e10), (0.0, 1.0), (5.0, 2.0), (3.0, 4.0)], ..def() },
+                "CocoParams.area_rngs[2]",
+            ),
+        ];
+        for (p, want) in cases {
+            let err = evaluate_with(&g, &d, IouType::Bbox, p.clone()).err();
+            let err = err
+                .unwrap_or_else(|| panic!("{p:?} was accepted"))
+                .to_string();
+            assert!(err.starts_with("evaluate: ") && err.contains(want), "{err}");
+        }
+        // The default grid through either entry point gives the same result.
+        let a = evaluate_with(&g, &d, IouType::Bbox, def()).unwrap();
+        assert_eq!(a.stats, evaluate_bbox(&g, &d).unwrap().stats);
+        assert!((a.stats[0] - 1.0).abs() < 1e-12, "{:?}", a.stats);
     }
 }

@@ -2,22 +2,34 @@
 //!
 //! One file per op family: the elementwise unary and broadcasting binary arms are here (each
 //! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
-//! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`. The
-//! families not listed still call their kernels from their op files (see `docs/engine.md`).
+//! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`,
+//! RoI Align / RoI pooling in `roi.rs`, losses in `loss/`, copies in `manip.rs` (gather/scatter
+//! in `manip/gather.rs`), pooling and resizing in `separable/`. The families not listed still
+//! call their kernels from their op files (see `docs/engine.md`).
 
 mod conv;
 mod matmul;
 pub(crate) mod norm;
 pub(crate) mod reduce;
 mod softmax;
+// copies, pooling and resizing
+mod manip;
+mod separable;
+
+pub(crate) mod loss;
+mod roi;
 
 use super::Backend;
 use crate::autograd::Op;
 use crate::kernels::elementwise as ew;
 use crate::ops::broadcast::broadcast_map2;
 use crate::ops::conv::Geom as ConvGeom;
+use crate::ops::loss::LossArgs;
 use crate::ops::matmul::Plan as MatmulPlan;
+use crate::ops::roi::RoiPlan;
+use crate::ops::separable::{IdxBuf, SepPlan};
 use crate::parallel::prelude::*;
+use crate::shape::Layout;
 use crate::storage::pool;
 use crate::{Device, Error, Result, Tensor};
 
@@ -242,6 +254,141 @@ impl Backend for CpuBackend {
         g: &Tensor,
     ) -> Result<Tensor> {
         softmax::backward(op, dims, y, g)
+    }
+
+    fn contiguous(&self, _op: &'static str, x: &Tensor) -> Result<Tensor> {
+        manip::contiguous(x)
+    }
+
+    fn dot_reduce(
+        &self,
+        op: &'static str,
+        g: &Tensor,
+        x: &Tensor,
+        axes: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        let shape = g.shape().to_vec();
+        let v = g.with_f32(op, |gs| {
+            x.with_f32(op, |xs| reduce::dot_reduce_f32(gs, xs, &shape, axes))
+        })??;
+        Ok(Tensor::from_f32(v, out_shape))
+    }
+
+    fn map_copy(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        layout: &Layout,
+        maps: &[Vec<usize>],
+        fill: f64,
+    ) -> Result<Tensor> {
+        manip::copy(op, x, layout, maps, fill)
+    }
+
+    fn map_accumulate(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        maps: &[Vec<usize>],
+        in_shape: &[usize],
+    ) -> Result<Tensor> {
+        manip::accumulate(op, g, maps, in_shape)
+    }
+
+    fn concat(
+        &self,
+        op: &Op,
+        tensors: &[&Tensor],
+        blocks: &[usize],
+        out_shape: &[usize],
+    ) -> Result<Tensor> {
+        manip::cat(op, tensors, blocks, out_shape)
+    }
+
+    fn index_op(
+        &self,
+        op: &Op,
+        x: &Tensor,
+        index: &Tensor,
+        src: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        manip::gather::forward(op, x, index, src)
+    }
+
+    fn index_op_backward(
+        &self,
+        op: &Op,
+        g: &Tensor,
+        index: &Tensor,
+        in_shape: &[usize],
+        src_shape: &[usize],
+        needs: [bool; 2],
+    ) -> Result<[Option<Tensor>; 2]> {
+        manip::gather::backward(op, g, index, in_shape, src_shape, needs)
+    }
+
+    fn pool(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        x: &Tensor,
+        track: bool,
+    ) -> Result<(Tensor, Option<IdxBuf>)> {
+        separable::forward(op, plan, x, track)
+    }
+
+    fn pool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        argmax: Option<&IdxBuf>,
+    ) -> Result<Tensor> {
+        separable::backward(op, plan, g, argmax)
+    }
+
+    fn max_unpool(&self, op: &Op, plan: &SepPlan, x: &Tensor, idx: &[i64]) -> Result<Tensor> {
+        separable::max::unpool(op.name(), plan, x, idx)
+    }
+
+    fn max_unpool_backward(
+        &self,
+        op: &Op,
+        plan: &SepPlan,
+        g: &Tensor,
+        idx: &[i64],
+    ) -> Result<Tensor> {
+        separable::max::unpool_backward(op.name(), plan, g, idx)
+    }
+
+    fn roi(&self, op: &Op, plan: &RoiPlan, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        roi::forward(op, plan, x)
+    }
+
+    fn roi_backward(
+        &self,
+        op: &Op,
+        plan: &RoiPlan,
+        argmax: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<Tensor> {
+        roi::backward(op, plan, argmax, g)
+    }
+
+    fn loss(&self, op: &Op, args: &LossArgs<'_>) -> Result<(Tensor, loss::LossStats)> {
+        loss::forward(op, args)
+    }
+
+    fn loss_backward(
+        &self,
+        op: &Op,
+        args: &LossArgs<'_>,
+        stats: loss::LossStats,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        loss::backward(op, args, stats, g, needs)
     }
 }
 

@@ -1,72 +1,20 @@
-//! The separable window engine behind pooling ([`super::pool`]) and resizing
-//! ([`super::resize`]).
+//! The separable window ops behind pooling ([`super::pool`]) and resizing
+//! ([`super::resize`]): their planning and recording; the engine that runs them is the
+//! backend's (`Backend::pool` / `pool_backward`, on the CPU `backend/cpu/separable/`).
 //!
 //! Every pooling and resize op is *separable*: the window of an output element is a product of
 //! one window per axis. Average pooling divides by a product of per-axis counts (PyTorch's
 //! divisor is `(hend-hstart)*(wend-wstart)` with each factor clipped per axis), so it is a
-//! product of per-axis linear maps; max over a box is the max over each axis in turn. Each op is
-//! therefore run as one 1-D pass per non-trivial axis over each `(n, c)` plane: first the depth
-//! and height passes, whose taps are whole contiguous rows (vectorised elementwise loops), then
-//! the width pass, which shrinks the data first for the cheap strided part. A pass is described
-//! by [`Taps`]: for each output position, the input positions it reads (and their weights for
-//! linear maps). The 2x2-stride-2, 3x3-stride-2 and 3x3-stride-1 width passes have specialised
-//! loops; small planes are run through the passes in groups, and whole-plane windows (global
-//! pooling) are plain reductions.
-//!
-//! This module holds the shared pieces (taps, shapes, the parallel plane driver, grouping);
-//! [`linear`] runs linear maps (average pooling, resize) and [`max`] max pooling with argmax
-//! tracking. Planes are processed in parallel with rayon above a size threshold.
+//! product of per-axis linear maps; max over a box is the max over each axis in turn. An op is
+//! therefore planned as one [`Taps`] per spatial axis (for each output position, the input
+//! positions it reads and their weights for linear maps) over the `(n, c)` planes of the input
+//! ([`Spatial`]), gathered in a [`SepPlan`]. Linear maps (average pooling, resize) record the
+//! transposed map as their gradient; max pooling saves the argmax per output and scatters the
+//! output gradient through it.
 
-pub(crate) use crate::parallel::par_planes;
+use crate::autograd::{is_grad_enabled, record_rule, GradCtx, Op, Saved};
+use crate::backend;
 use crate::{Error, Result, Tensor};
-
-/// Lanes of the vectorised max loops: the running maxima live in registers and are stored once
-/// per block (a select-and-store per tap would become a masked store).
-pub(crate) const LANES: usize = 16;
-
-/// Runs `body` with a block start `$start` and a const block width `$N` over blocks covering
-/// `0..$n`: blocks of width `$w1` (or `$w2`, `$w3` for shorter ranges), the last block shifted
-/// back to end at `$n` (overlapping its neighbour, so bodies must only write values they
-/// recompute), and single elements below `$w3`. This keeps short rows (LeNet's 10 or 14
-/// columns) vectorised.
-macro_rules! cover_blocks {
-    ($n:expr, $w1:literal, $w2:literal, $w3:literal, |$start:ident, $N:ident| $body:block) => {{
-        let n: usize = $n;
-        if n >= $w1 {
-            const $N: usize = $w1;
-            let mut s = 0;
-            while s < n {
-                let $start = s.min(n - $N);
-                $body
-                s += $N;
-            }
-        } else if n >= $w2 {
-            const $N: usize = $w2;
-            let mut s = 0;
-            while s < n {
-                let $start = s.min(n - $N);
-                $body
-                s += $N;
-            }
-        } else if n >= $w3 {
-            const $N: usize = $w3;
-            let mut s = 0;
-            while s < n {
-                let $start = s.min(n - $N);
-                $body
-                s += $N;
-            }
-        } else {
-            const $N: usize = 1;
-            for $start in 0..n {
-                $body
-            }
-        }
-    }};
-}
-
-pub(crate) mod linear;
-pub(crate) mod max;
 
 // ---------------------------------------------------------------------------------------------
 // Taps: the per-axis description of a separable pass
@@ -304,40 +252,6 @@ impl Spatial {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Parallel driver
-// ---------------------------------------------------------------------------------------------
-
-/// Per-thread ping-pong buffers of the intermediate passes.
-#[derive(Default)]
-pub(crate) struct Scratch {
-    pub(crate) f: [Vec<f32>; 2],
-    pub(crate) i: [Vec<i32>; 2],
-}
-
-/// Elements per group of planes run through the passes together: small planes (LeNet's 5x5,
-/// ResNet's 7x7) would otherwise pay the per-pass overhead per plane.
-pub(crate) const GROUP_ELEMS: usize = 1 << 14;
-
-pub(crate) fn group_size(plane: usize) -> usize {
-    (GROUP_ELEMS / plane.max(1)).max(1)
-}
-
-/// Calls `f(first plane, planes, index of the first plane within r)` over groups of at most `g`
-/// planes of `r`.
-pub(crate) fn for_groups(
-    r: std::ops::Range<usize>,
-    g: usize,
-    mut f: impl FnMut(usize, usize, usize),
-) {
-    let mut p = r.start;
-    while p < r.end {
-        let np = g.min(r.end - p);
-        f(p, np, p - r.start);
-        p += np;
-    }
-}
-
 /// `Some(weight)` when the op reduces each whole plane to one value with one weight per
 /// element (global pooling): those run as plain plane reductions.
 pub(crate) fn whole_plane(dims: [usize; 3], taps: &[Option<Taps>; 3]) -> Option<f32> {
@@ -358,18 +272,128 @@ pub(crate) fn whole_plane(dims: [usize; 3], taps: &[Option<Taps>; 3]) -> Option<
     Some(scale)
 }
 
-/// Sum of a plane in 16 lanes (vectorised, and more accurate than one running sum).
-pub(crate) fn plane_sum(x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let mut it = x.chunks_exact(16);
-    for c in &mut it {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
+/// A planned separable op over the `(n, c)` planes of a tensor (pooling, resizing, unpooling),
+/// made by the op files and run by a [`Backend`](crate::backend::Backend).
+#[derive(Debug)]
+pub struct SepPlan {
+    pub(crate) planes: usize,
+    /// Input spatial dims, padded to (D, H, W) with leading ones.
+    pub(crate) dims: [usize; 3],
+    pub(crate) in_plane: usize,
+    pub(crate) out_plane: usize,
+    /// One pass per non-identity axis (all `None` for unpooling).
+    pub(crate) taps: [Option<Taps>; 3],
+    pub(crate) in_shape: Vec<usize>,
+    pub(crate) out_shape: Vec<usize>,
+}
+
+impl SepPlan {
+    /// The plan of `taps` over the planes of `s` (output dims from the taps).
+    pub(crate) fn new(s: &Spatial, taps: [Option<Taps>; 3]) -> SepPlan {
+        let odims = out_dims(s.dims, &taps);
+        SepPlan::with_out(s, odims, taps)
+    }
+
+    /// The plan over the planes of `s` with output dims `odims`.
+    pub(crate) fn with_out(s: &Spatial, odims: [usize; 3], taps: [Option<Taps>; 3]) -> SepPlan {
+        SepPlan {
+            planes: s.planes,
+            dims: s.dims,
+            in_plane: s.dims.iter().product(),
+            out_plane: odims.iter().product(),
+            taps,
+            in_shape: s.shape_with(&s.dims),
+            out_shape: s.shape_with(&odims),
         }
     }
-    let mut total: f32 = acc.iter().sum();
-    for &v in it.remainder() {
-        total += v;
+}
+
+/// Saved argmax indices of max pooling (flat per plane), recycled through the storage pool when
+/// dropped.
+pub type IdxBuf = crate::storage::pool::PooledVec<i32>;
+
+/// Runs a separable linear map over the last `sp` dims of `x` (validated by [`Spatial::of`])
+/// through the backend and records its gradient (the transposed map).
+pub(crate) fn separable_linear(
+    x: &Tensor,
+    op: &'static str,
+    sp: usize,
+    taps: [Option<Taps>; 3],
+    rec: Op,
+) -> Result<Tensor> {
+    let s = Spatial::of(x, op, sp)?;
+    let plan = SepPlan::new(&s, taps);
+    let (out, _) = backend::for_device(x.device(), op)?.pool(&rec, &plan, x, false)?;
+    Ok(record_rule(
+        out,
+        rec,
+        &[x],
+        linear_grad,
+        Saved::with_state(vec![], plan),
+    ))
+}
+
+/// The gradient rule of the separable linear maps (average pooling, resizing): the transposed
+/// per-axis passes over the output gradient.
+fn linear_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let plan = ctx.take_state::<SepPlan>()?;
+    let gx = backend::for_device(g.device(), op.name())?.pool_backward(op, &plan, g, None)?;
+    Ok(vec![Some(gx)])
+}
+
+/// Output of [`separable_max`]: values (with gradient) and, when asked, the `I64` flat indices.
+pub(crate) struct MaxOut {
+    pub(crate) values: Tensor,
+    pub(crate) indices: Option<Tensor>,
+}
+
+/// Max over separable windows of the last `sp` dims of `x`, recording the gradient (scatter
+/// through the saved argmax indices). `want_idx` returns the indices too.
+pub(crate) fn separable_max(
+    x: &Tensor,
+    op: &'static str,
+    sp: usize,
+    taps: [Option<Taps>; 3],
+    want_idx: bool,
+    rec: Op,
+) -> Result<MaxOut> {
+    let s = Spatial::of(x, op, sp)?;
+    let plan = SepPlan::new(&s, taps);
+    let needs_grad = is_grad_enabled() && x.requires_grad();
+    // The argmax is tracked only when the indices or a gradient are asked for.
+    let track = want_idx || needs_grad;
+    let (values, idx) = backend::for_device(x.device(), op)?.pool(&rec, &plan, x, track)?;
+    let indices = match (&idx, want_idx) {
+        (Some(idx), true) => {
+            let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+            Some(Tensor::from_vec(v, &plan.out_shape)?)
+        }
+        _ => None,
+    };
+    if !needs_grad {
+        return Ok(MaxOut { values, indices });
     }
-    total
+    let idx =
+        idx.ok_or_else(|| Error::invalid(op, "internal error: the backend kept no argmax"))?;
+    let values = record_rule(
+        values,
+        rec,
+        &[x],
+        max_grad,
+        Saved::with_state(vec![], (plan, idx)),
+    );
+    Ok(MaxOut { values, indices })
+}
+
+/// The gradient rule of max pooling: the output gradient scattered to the saved argmax
+/// positions.
+fn max_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let saved = ctx.take_state::<(SepPlan, IdxBuf)>()?;
+    let gx = backend::for_device(g.device(), op.name())?.pool_backward(
+        op,
+        &saved.0,
+        g,
+        Some(&saved.1),
+    )?;
+    Ok(vec![Some(gx)])
 }

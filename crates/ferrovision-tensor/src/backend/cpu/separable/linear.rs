@@ -2,7 +2,6 @@
 //! pooling, resize) and their transposes for the gradient.
 
 use super::*;
-use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::storage::pool as bufpool;
 
 // ---------------------------------------------------------------------------------------------
@@ -322,40 +321,16 @@ pub(crate) fn lin_backward_planes(
     }
 }
 
-/// What the gradient of a separable linear map needs: the plane geometry and the taps.
-pub(crate) struct LinearPlan {
-    planes: usize,
-    in_plane: usize,
-    out_plane: usize,
-    /// `Some(scale)` when every output is a whole-plane average.
-    whole: Option<f32>,
-    grp: usize,
-    dims: [usize; 3],
-    taps: [Option<Taps>; 3],
-}
-
-/// Runs a separable linear map over the last `sp` dims of `x` (validated by [`Spatial::of`])
-/// and records its gradient (the transposed map).
-pub(crate) fn separable_linear(
-    x: &Tensor,
-    op: &'static str,
-    sp: usize,
-    taps: [Option<Taps>; 3],
-    rec: Op,
-) -> Result<Tensor> {
-    let s = Spatial::of(x, op, sp)?;
-    let dims = s.dims;
-    let odims = out_dims(dims, &taps);
-    let (in_plane, out_plane) = (
-        dims.iter().product::<usize>(),
-        odims.iter().product::<usize>(),
-    );
-    let whole = whole_plane(dims, &taps);
+/// Runs the planned separable linear map over the planes of `x`.
+pub(crate) fn forward(op: &'static str, plan: &SepPlan, x: &Tensor) -> Result<Tensor> {
+    let (dims, taps) = (plan.dims, &plan.taps);
+    let (in_plane, out_plane) = (plan.in_plane, plan.out_plane);
+    let whole = whole_plane(dims, taps);
     let grp = group_size(in_plane.max(out_plane));
-    let mut out = bufpool::take_uninit(s.planes * out_plane);
+    let mut out = bufpool::take_uninit(plan.planes * out_plane);
     x.with_f32(op, |xs| {
         par_planes(
-            s.planes,
+            plan.planes,
             in_plane + out_plane,
             &mut out,
             out_plane,
@@ -374,7 +349,7 @@ pub(crate) fn separable_linear(
                         &xs[p * in_plane..(p + np) * in_plane],
                         np,
                         dims,
-                        &taps,
+                        taps,
                         &mut o[k * out_plane..(k + np) * out_plane],
                         &mut scr,
                     );
@@ -382,46 +357,15 @@ pub(crate) fn separable_linear(
             },
         )
     })?;
-    let out = Tensor::from_f32(out, &s.shape_with(&odims));
-    Ok(record_rule(
-        out,
-        rec,
-        &[x],
-        linear_grad,
-        Saved::with_state(
-            vec![],
-            LinearPlan {
-                planes: s.planes,
-                in_plane,
-                out_plane,
-                whole,
-                grp,
-                dims,
-                taps,
-            },
-        ),
-    ))
+    Ok(Tensor::from_f32(out, &plan.out_shape))
 }
 
-/// The gradient rule of the separable linear maps (average pooling, resizing): the transposed
-/// per-axis passes over the output gradient.
-pub(crate) fn linear_grad(
-    op: &Op,
-    ctx: &mut GradCtx<'_>,
-    g: &Tensor,
-) -> Result<Vec<Option<Tensor>>> {
-    let op = op.name();
-    let plan = ctx.take_state::<LinearPlan>()?;
-    let LinearPlan {
-        planes,
-        in_plane,
-        out_plane,
-        whole,
-        grp,
-        dims,
-        taps,
-    } = *plan;
-    let in_shape = ctx.input_shape(0);
+/// The transposed per-axis passes of the planned linear map over the output gradient `g`.
+pub(crate) fn backward(op: &'static str, plan: &SepPlan, g: &Tensor) -> Result<Tensor> {
+    let (planes, dims, taps) = (plan.planes, plan.dims, &plan.taps);
+    let (in_plane, out_plane) = (plan.in_plane, plan.out_plane);
+    let whole = whole_plane(dims, taps);
+    let grp = group_size(in_plane.max(out_plane));
     let mut gx = bufpool::take_zeroed(planes * in_plane);
     g.with_f32(op, |gs| {
         par_planes(
@@ -444,7 +388,7 @@ pub(crate) fn linear_grad(
                         &gs[p * out_plane..(p + np) * out_plane],
                         np,
                         dims,
-                        &taps,
+                        taps,
                         &mut d[k * in_plane..(k + np) * in_plane],
                         &mut scr,
                     );
@@ -452,5 +396,5 @@ pub(crate) fn linear_grad(
             },
         )
     })?;
-    Ok(vec![Some(Tensor::from_f32(gx, in_shape))])
+    Ok(Tensor::from_f32(gx, &plan.in_shape))
 }

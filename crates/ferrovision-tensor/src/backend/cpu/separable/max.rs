@@ -6,11 +6,11 @@
 //! recycled between steps) only when a gradient or the indices are asked for, and the backward
 //! pass scatters the output gradient through them. The max loops are branch-free selects over
 //! register blocks of 16 (8 with indices) outputs, because on real data the comparisons are
-//! unpredictable.
+//! unpredictable. Max unpooling (a scatter of values to saved indices) and its gradient (a
+//! gather) are here too.
 
 use super::linear::active;
 use super::*;
-use crate::autograd::{is_grad_enabled, record_rule, GradCtx, Op, Saved};
 use crate::storage::pool as bufpool;
 
 // ---------------------------------------------------------------------------------------------
@@ -420,39 +420,23 @@ pub(crate) fn plane_argmax(x: &[f32]) -> (f32, i32) {
     (bm, bi)
 }
 
-/// Output of [`separable_max`]: values (with gradient) and, when asked, the `I64` flat indices.
-pub(crate) struct MaxOut {
-    pub(crate) values: Tensor,
-    pub(crate) indices: Option<Tensor>,
-}
-
-/// Max over separable windows of the last `sp` dims of `x`, recording the gradient (scatter
-/// through the saved argmax indices). `want_idx` returns the indices too.
-pub(crate) fn separable_max(
-    x: &Tensor,
+/// Max over the planned windows of the planes of `x`, with the argmax where `track`.
+pub(crate) fn forward(
     op: &'static str,
-    sp: usize,
-    taps: [Option<Taps>; 3],
-    want_idx: bool,
-    rec: Op,
-) -> Result<MaxOut> {
-    let s = Spatial::of(x, op, sp)?;
-    let dims = s.dims;
-    let odims = out_dims(dims, &taps);
-    let (in_plane, out_plane) = (
-        dims.iter().product::<usize>(),
-        odims.iter().product::<usize>(),
-    );
-    let needs_grad = is_grad_enabled() && x.requires_grad();
-    let track = want_idx || needs_grad;
-    let whole = whole_plane(dims, &taps).is_some();
+    plan: &SepPlan,
+    x: &Tensor,
+    track: bool,
+) -> Result<(Tensor, Option<IdxBuf>)> {
+    let (dims, taps) = (plan.dims, &plan.taps);
+    let (in_plane, out_plane) = (plan.in_plane, plan.out_plane);
+    let whole = whole_plane(dims, taps).is_some();
     let grp = group_size(in_plane.max(out_plane));
-    let mut out = bufpool::take_uninit(s.planes * out_plane);
-    let mut idx = IdxBuf::take(if track { s.planes * out_plane } else { 0 });
+    let mut out = bufpool::take_uninit(plan.planes * out_plane);
+    let mut idx = IdxBuf::take(if track { plan.planes * out_plane } else { 0 });
     let idx_plane = if track { out_plane } else { 0 };
     x.with_f32(op, |xs| {
         par_planes(
-            s.planes,
+            plan.planes,
             in_plane + out_plane,
             &mut out,
             out_plane,
@@ -475,37 +459,30 @@ pub(crate) fn separable_max(
                     let op = &mut o[k * out_plane..(k + np) * out_plane];
                     if track {
                         let ip = &mut ii[k * out_plane..(k + np) * out_plane];
-                        max_forward_planes::<true>(xp, np, dims, &taps, op, ip, &mut scr);
+                        max_forward_planes::<true>(xp, np, dims, taps, op, ip, &mut scr);
                     } else {
-                        max_forward_planes::<false>(xp, np, dims, &taps, op, &mut [], &mut scr);
+                        max_forward_planes::<false>(xp, np, dims, taps, op, &mut [], &mut scr);
                     }
                 });
             },
         )
     })?;
-    let out_shape = s.shape_with(&odims);
-    let values = Tensor::from_f32(out, &out_shape);
-    let indices = if want_idx {
-        let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
-        Some(Tensor::from_vec(v, &out_shape)?)
-    } else {
-        None
-    };
-    if !needs_grad {
-        return Ok(MaxOut { values, indices });
-    }
-    let values = record_rule(
-        values,
-        rec,
-        &[x],
-        max_grad,
-        Saved::with_state(vec![], (idx, s.planes, out_plane, in_plane)),
-    );
-    Ok(MaxOut { values, indices })
+    let values = Tensor::from_f32(out, &plan.out_shape);
+    Ok((values, track.then_some(idx)))
 }
 
-/// Saved argmax indices, recycled through the storage pool when dropped.
-pub(crate) type IdxBuf = crate::storage::pool::PooledVec<i32>;
+/// The gradient of max pooling: `g` scattered to the saved argmax positions.
+pub(crate) fn backward(
+    op: &'static str,
+    plan: &SepPlan,
+    g: &Tensor,
+    idx: &IdxBuf,
+) -> Result<Tensor> {
+    let gx = g.with_f32(op, |gs| {
+        scatter_planes(gs, idx, plan.planes, plan.out_plane, plan.in_plane)
+    })?;
+    Ok(Tensor::from_f32(gx, &plan.in_shape))
+}
 
 /// `dst[plane][idx[o]] += src[plane][o]` for every plane (negative indices are skipped).
 pub(crate) fn scatter_planes(
@@ -567,15 +544,42 @@ pub(crate) fn gather_planes(
     dst
 }
 
-/// The gradient rule of max pooling: the output gradient scattered to the saved argmax
-/// positions.
-pub(crate) fn max_grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-    let op = op.name();
-    let saved = ctx.take_state::<(IdxBuf, usize, usize, usize)>()?;
-    let (idx, planes, out_plane, in_plane) = (&saved.0, saved.1, saved.2, saved.3);
-    let in_shape = ctx.input_shape(0);
-    let gx = g.with_f32(op, |gs| {
-        scatter_planes(gs, idx, planes, out_plane, in_plane)
+/// Max unpooling: zeros of the plan's output with each input value of `x` written at its flat
+/// plane index `idx` (checked in range by the op); the last value wins on repeats.
+pub(crate) fn unpool(op: &'static str, plan: &SepPlan, x: &Tensor, idx: &[i64]) -> Result<Tensor> {
+    let (in_plane, out_plane) = (plan.in_plane, plan.out_plane);
+    let mut out = bufpool::take_zeroed(plan.planes * out_plane);
+    x.with_f32(op, |xs| {
+        par_planes(
+            plan.planes,
+            in_plane + out_plane,
+            &mut out,
+            out_plane,
+            &mut [] as &mut [i32],
+            0,
+            |r, o, _| {
+                for (k, p) in r.enumerate() {
+                    let dst = &mut o[k * out_plane..(k + 1) * out_plane];
+                    let pr = p * in_plane..(p + 1) * in_plane;
+                    for (&v, &i) in xs[pr.clone()].iter().zip(&idx[pr]) {
+                        dst[i as usize] = v;
+                    }
+                }
+            },
+        )
     })?;
-    Ok(vec![Some(Tensor::from_f32(gx, in_shape))])
+    Ok(Tensor::from_f32(out, &plan.out_shape))
+}
+
+/// The gradient of max unpooling: the output gradient gathered at the indices.
+pub(crate) fn unpool_backward(
+    op: &'static str,
+    plan: &SepPlan,
+    g: &Tensor,
+    idx: &[i64],
+) -> Result<Tensor> {
+    let gx = g.with_f32(op, |gs| {
+        gather_planes(gs, idx, plan.planes, plan.out_plane, plan.in_plane)
+    })?;
+    Ok(Tensor::from_f32(gx, &plan.in_shape))
 }
