@@ -106,6 +106,13 @@ impl Error {
 
 /// File-layer errors keep their kind: I/O errors stay [`Error::Io`], an unusable path is an
 /// invalid argument, a malformed file a parse error naming the file.
+/// A malformed protobuf message (`tf.train.Example`).
+impl From<ferrovision_io::protobuf::WireError> for Error {
+    fn from(e: ferrovision_io::protobuf::WireError) -> Self {
+        Error::Proto(e.to_string())
+    }
+}
+
 impl From<ferrovision_io::Error> for Error {
     fn from(e: ferrovision_io::Error) -> Self {
         match e {

@@ -18,6 +18,7 @@ pub mod hub;
 pub mod keras_h5;
 pub mod onnx;
 pub mod pretrained;
+mod raw;
 pub mod remap;
 pub mod tfjs;
 pub mod torch;
@@ -113,9 +114,8 @@ pub fn read_weights(path: &Path) -> Result<ImportedWeights> {
                 tensors: file.tensors,
             })
         }
-        other => Err(Error::UnknownFormat {
-            path: path.to_path_buf(),
-            msg: format!("no reader for {other:?} files yet"),
-        }),
+        SourceFormat::KerasH5 => keras_h5::read(path),
+        SourceFormat::Tfjs => tfjs::read(path),
+        SourceFormat::Onnx => onnx::read(path),
     }
 }

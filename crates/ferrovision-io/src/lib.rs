@@ -11,11 +11,15 @@
 //!   `tf.train.Example`) and TensorBoard event files (`ferrovision-train`).
 //! - [`pyfmt`]: Python-compatible number formatting (`repr(float)`, `'{:.Nf}'`, `'{:.Ne}'`) for
 //!   logs, checkpoint names and pycocotools-identical summaries.
+//! - [`protobuf`]: the protocol-buffers wire format by hand ([`protobuf::WireReader`] and the
+//!   `put_*` encoders), shared by `tf.train.Example` (`ferrovision-data`) and ONNX models
+//!   (`ferrovision-import`).
 //! - [`safetensors`]: named f32 tensors plus string metadata in one safetensors file (weights,
 //!   model files, checkpoints).
 
 mod error;
 pub mod fsutil;
+pub mod protobuf;
 pub mod pyfmt;
 pub mod record;
 pub mod safetensors;

@@ -1,7 +1,9 @@
 //! `tf.train.Example` encoded and decoded by hand (the message is small and fixed, so no
-//! protobuf dependency or build script is needed).
+//! protobuf dependency or build script is needed); the wire format itself is
+//! `ferrovision_io::protobuf`.
 
 use crate::{Error, Result};
+use ferrovision_io::protobuf::{put_key, put_len_delimited, put_varint, varint_len, WireReader};
 use std::collections::BTreeMap;
 
 /// One feature of an [`Example`]: a list of byte strings, floats or 64-bit integers.
@@ -20,33 +22,6 @@ pub enum Feature {
 pub struct Example {
     /// The features by name.
     pub features: BTreeMap<String, Feature>,
-}
-
-pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(super) fn varint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-pub(super) fn put_key(out: &mut Vec<u8>, field: u32, wire: u32) {
-    put_varint(out, ((field << 3) | wire) as u64);
-}
-
-pub(super) fn put_len_delimited(out: &mut Vec<u8>, field: u32, body: &[u8]) {
-    put_key(out, field, 2);
-    put_varint(out, body.len() as u64);
-    out.extend_from_slice(body);
 }
 
 impl Feature {
@@ -156,11 +131,11 @@ impl Example {
     /// Parses protobuf wire format (packed and unpacked lists; unknown fields skipped).
     pub fn decode(buf: &[u8]) -> Result<Example> {
         let mut ex = Example::new();
-        let mut p = Parser::new(buf, "Example");
+        let mut p = WireReader::new(buf, "Example");
         while let Some((field, wire)) = p.key()? {
             if field == 1 && wire == 2 {
                 let features = p.bytes()?;
-                let mut fp = Parser::new(features, "Features");
+                let mut fp = WireReader::new(features, "Features");
                 while let Some((ff, fw)) = fp.key()? {
                     if ff == 1 && fw == 2 {
                         let (k, v) = decode_entry(fp.bytes()?)?;
@@ -178,7 +153,7 @@ impl Example {
 }
 
 pub(super) fn decode_entry(buf: &[u8]) -> Result<(String, Feature)> {
-    let mut p = Parser::new(buf, "Features.feature entry");
+    let mut p = WireReader::new(buf, "Features.feature entry");
     let mut key = String::new();
     let mut feat = Feature::Bytes(Vec::new());
     let mut have_value = false;
@@ -203,7 +178,7 @@ pub(super) fn decode_entry(buf: &[u8]) -> Result<(String, Feature)> {
 }
 
 pub(super) fn decode_feature(buf: &[u8]) -> Result<Feature> {
-    let mut p = Parser::new(buf, "Feature");
+    let mut p = WireReader::new(buf, "Feature");
     let mut out = Feature::Bytes(Vec::new());
     while let Some((f, w)) = p.key()? {
         if w != 2 {
@@ -211,7 +186,7 @@ pub(super) fn decode_feature(buf: &[u8]) -> Result<Feature> {
             continue;
         }
         let list = p.bytes()?;
-        let mut lp = Parser::new(list, "Feature list");
+        let mut lp = WireReader::new(list, "Feature list");
         out = match f {
             1 => {
                 let mut v = Vec::new();
@@ -254,7 +229,7 @@ pub(super) fn decode_feature(buf: &[u8]) -> Result<Feature> {
                     match (lf, lw) {
                         (1, 2) => {
                             let packed = lp.bytes()?;
-                            let mut pp = Parser::new(packed, "packed int64 list");
+                            let mut pp = WireReader::new(packed, "packed int64 list");
                             while !pp.at_end() {
                                 v.push(pp.varint()? as i64);
                             }
@@ -269,83 +244,4 @@ pub(super) fn decode_feature(buf: &[u8]) -> Result<Feature> {
         };
     }
     Ok(out)
-}
-
-pub(super) struct Parser<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    what: &'static str,
-}
-
-impl<'a> Parser<'a> {
-    fn new(buf: &'a [u8], what: &'static str) -> Self {
-        Parser { buf, pos: 0, what }
-    }
-
-    fn at_end(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-
-    fn fail(&self, msg: &str) -> Error {
-        Error::Proto(format!("{}: {msg} at byte {}", self.what, self.pos))
-    }
-
-    fn varint(&mut self) -> Result<u64> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err(self.fail("truncated varint"));
-            };
-            self.pos += 1;
-            v |= ((b & 0x7F) as u64) << (7 * i);
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err(self.fail("varint longer than 10 bytes"))
-    }
-
-    fn key(&mut self) -> Result<Option<(u32, u32)>> {
-        if self.at_end() {
-            return Ok(None);
-        }
-        let k = self.varint()?;
-        let field = (k >> 3) as u32;
-        if field == 0 {
-            return Err(self.fail("field number 0"));
-        }
-        Ok(Some((field, (k & 7) as u32)))
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8]> {
-        let len = self.varint()?;
-        let end = (self.pos as u64).checked_add(len);
-        match end {
-            Some(e) if e <= self.buf.len() as u64 => {
-                let s = &self.buf[self.pos..e as usize];
-                self.pos = e as usize;
-                Ok(s)
-            }
-            _ => Err(self.fail(&format!("length {len} runs past the end of the message"))),
-        }
-    }
-
-    fn fixed<const N: usize>(&mut self) -> Result<[u8; N]> {
-        if self.pos + N > self.buf.len() {
-            return Err(self.fail("truncated fixed-width field"));
-        }
-        let v = self.buf[self.pos..self.pos + N].try_into().unwrap();
-        self.pos += N;
-        Ok(v)
-    }
-
-    fn skip(&mut self, wire: u32) -> Result<()> {
-        match wire {
-            0 => self.varint().map(|_| ()),
-            1 => self.fixed::<8>().map(|_| ()),
-            2 => self.bytes().map(|_| ()),
-            5 => self.fixed::<4>().map(|_| ()),
-            w => Err(self.fail(&format!("unsupported wire type {w}"))),
-        }
-    }
 }
