@@ -57,7 +57,10 @@ fi
 
 if [ ! -f "$home/samples/darknet/dog.jpg" ]; then
     # The Debian package is not pinned by hash (the archive rebuilds it); the photos inside are.
-    (cd "$tmp" && apt-get download -q darknet >/dev/null 2>&1 && dpkg-deb -x darknet_*.deb dk)
+    # A fresh machine may have no package lists yet: update them once if the download fails.
+    (cd "$tmp" && { apt-get download -q darknet >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null && apt-get download -q darknet >/dev/null; }; } &&
+        dpkg-deb -x darknet_*.deb dk)
     mkdir -p "$home/samples/darknet"
     for p in dog eagle giraffe horses kite person; do
         cp "$tmp"/dk/usr/share/darknet/data/$p.jpg "$home/samples/darknet/"

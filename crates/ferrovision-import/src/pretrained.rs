@@ -4,8 +4,9 @@
 //! [`build_pretrained`] builds the zoo model (`ferrovision_models::build`), resolves the
 //! weights argument through the local cache ([`crate::hub::resolve`]: a file path or a cache
 //! name), reads the file in whatever format it is ([`crate::read_weights`]) and maps it onto
-//! the network by the naming of its format ([`naming_for`]): PyTorch checkpoints by PyTorch
-//! keys and layouts, safetensors written by ferrovision (`convert`, `save_weights`, model
+//! the network by the naming of its format ([`naming_for`]): PyTorch checkpoints and ONNX
+//! models (whose initializers `torch.onnx.export` names by the state-dict keys) by PyTorch keys
+//! and layouts, Keras HDF5 and TF.js files by Keras names and layouts, safetensors written by ferrovision (`convert`, `save_weights`, model
 //! files) by our own names. A headless model (`include_top = false`) takes a full checkpoint
 //! and leaves the classifier's tensors out; every weight of the network must still be found with
 //! its shape, or nothing is assigned.
@@ -20,7 +21,8 @@ use std::path::PathBuf;
 pub fn naming_for(format: SourceFormat) -> Naming {
     match format {
         SourceFormat::Safetensors => Naming::ferrovision(),
-        _ => Naming::torch(),
+        SourceFormat::KerasH5 | SourceFormat::Tfjs => Naming::keras(),
+        SourceFormat::TorchZip | SourceFormat::TorchLegacy | SourceFormat::Onnx => Naming::torch(),
     }
 }
 

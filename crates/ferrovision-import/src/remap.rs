@@ -5,9 +5,16 @@
 //! [`Convention::Torch`] it expects the source tensor named by
 //! [`ferrovision_nn::layout::to_torch_name`] (`layer1.0.bn1.running_var`) and converts it with
 //! [`ferrovision_nn::layout::from_torch`] (only a `Dense` kernel changes: PyTorch's
-//! `[out, in]` becomes `[in, out]`); under [`Convention::Ferrovision`] names and layouts are
-//! ferrovision's own (a converted safetensors file). Source names pass through two steps
-//! first:
+//! `[out, in]` becomes `[in, out]`); under [`Convention::Keras`] it expects Keras' name for it
+//! (`conv2d_1/kernel`, as [`crate::keras_h5`] and [`crate::tfjs`] name tensors: our names are
+//! Keras' scoping; a `DepthwiseConv2D`'s `kernel` is `depthwise_kernel` in Keras 2 files and
+//! `kernel` in Keras 3's, and either is taken) and
+//! converts it with [`ferrovision_nn::layout::from_keras`] (channels-last kernels become
+//! channels-first); under [`Convention::Ferrovision`] names and layouts are ferrovision's own
+//! (a converted safetensors file). A Keras `Dense` that follows a `Flatten` of a feature map
+//! expects channels-last order and would need its rows permuted: that case is not converted
+//! (the zoo's Keras-named nets pool before their dense layers). Source names pass through two
+//! steps first:
 //!
 //! 1. **prefix**: only tensors under a prefix count (`state_dict.` in a checkpoint that the
 //!    PyTorch reader flattened to `state_dict.conv1.weight`, `optimizer.state.0...`). Unless
@@ -24,7 +31,7 @@
 //! assigned: a network is never left half-loaded.
 
 use crate::{Error, ImportedWeights, Result};
-use ferrovision_nn::layout::{from_torch, to_torch_name};
+use ferrovision_nn::layout::{from_keras, from_torch, to_torch_name};
 use ferrovision_nn::{Network, NetworkExt};
 use ferrovision_tensor::Tensor;
 use std::collections::{HashMap, HashSet};
@@ -149,6 +156,9 @@ pub enum Convention {
     /// PyTorch `state_dict` keys and layouts ([`to_torch_name`], [`from_torch`]).
     #[default]
     Torch,
+    /// Keras weight names (`conv2d_1/kernel`, `conv_dw_1/depthwise_kernel`) and channels-last
+    /// layouts ([`from_keras`]).
+    Keras,
     /// ferrovision's own weight names (`conv/kernel`) and stored layouts.
     Ferrovision,
 }
@@ -176,6 +186,14 @@ impl Naming {
         Naming::default()
     }
 
+    /// Keras names and layouts (Keras HDF5 and TF.js files of Keras models).
+    pub fn keras() -> Self {
+        Naming {
+            convention: Convention::Keras,
+            ..Naming::default()
+        }
+    }
+
     /// ferrovision names and layouts.
     pub fn ferrovision() -> Self {
         Naming {
@@ -197,6 +215,18 @@ const PREFIXES: &[&str] = &[
     "model.module.",
     "weights/",
 ];
+
+/// Keras' name of the ferrovision weight `name` of a layer of class `class`, and the other
+/// name Keras may give it: a depthwise convolution's kernel is `depthwise_kernel` in Keras 2
+/// files and `kernel` (our name) in Keras 3's.
+fn keras_names(name: &str, class: &str) -> (String, Option<String>) {
+    match name.strip_suffix("/kernel") {
+        Some(layer) if class == "DepthwiseConv2D" => {
+            (format!("{layer}/depthwise_kernel"), Some(name.to_string()))
+        }
+        _ => (name.to_string(), None),
+    }
+}
 
 /// Source tensors PyTorch keeps that have no ferrovision counterpart.
 fn ignored(name: &str) -> bool {
@@ -230,7 +260,8 @@ fn sources<'w>(
 /// lists each missing, extra or mis-shaped tensor with both shapes.
 pub fn load_into(net: &dyn Network, weights: &ImportedWeights, naming: &Naming) -> Result<()> {
     let named = net.named_weights();
-    // (weight name, the source name it expects after prefix and rules, layer class, weight)
+    // (weight name, the source name it expects after prefix and rules, another name it may
+    // have, layer class, weight)
     let mut targets = Vec::with_capacity(named.len());
     for (name, p) in &named {
         if naming
@@ -242,11 +273,12 @@ pub fn load_into(net: &dyn Network, weights: &ImportedWeights, naming: &Naming) 
         }
         let (layer, weight) = name.rsplit_once('/').unwrap_or(("", name.as_str()));
         let class = net.get_layer(layer).map(|l| l.class_name()).unwrap_or("");
-        let key = match naming.convention {
-            Convention::Torch => to_torch_name(name),
-            Convention::Ferrovision => name.clone(),
+        let (key, alias) = match naming.convention {
+            Convention::Torch => (to_torch_name(name), None),
+            Convention::Keras => keras_names(name, class),
+            Convention::Ferrovision => (name.clone(), None),
         };
-        targets.push((name.as_str(), key, class, weight, p));
+        targets.push((name.as_str(), key, alias, class, weight, p));
     }
     let prefix = match &naming.prefix {
         Some(p) => p.clone(),
@@ -254,7 +286,13 @@ pub fn load_into(net: &dyn Network, weights: &ImportedWeights, naming: &Naming) 
             let mut best = (0, "");
             for &p in PREFIXES {
                 let found = sources(weights, p, &naming.remap)?;
-                let hits = targets.iter().filter(|t| found.contains_key(&t.1)).count();
+                let hits = targets
+                    .iter()
+                    .filter(|t| {
+                        found.contains_key(&t.1)
+                            || t.2.as_ref().is_some_and(|a| found.contains_key(a))
+                    })
+                    .count();
                 if hits > best.0 {
                     best = (hits, p);
                 }
@@ -267,9 +305,12 @@ pub fn load_into(net: &dyn Network, weights: &ImportedWeights, naming: &Naming) 
     let mut problems = Vec::new();
     let mut used = HashSet::new();
     let mut values = Vec::with_capacity(targets.len());
-    for (name, key, class, weight, p) in &targets {
+    for (name, key, alias, class, weight, p) in &targets {
         let want = p.shape();
-        let Some(&(src, t)) = found.get(key) else {
+        let hit = found
+            .get(key)
+            .or_else(|| alias.as_ref().and_then(|a| found.get(a)));
+        let Some(&(src, t)) = hit else {
             problems.push(format!(
                 "missing: no tensor '{prefix}{key}' for the network's weight '{name}' (shape {want:?})"
             ));
@@ -287,6 +328,7 @@ pub fn load_into(net: &dyn Network, weights: &ImportedWeights, naming: &Naming) 
         let t32 = Tensor::from_vec(f32s, t.shape())?;
         let converted = match naming.convention {
             Convention::Torch => from_torch(class, weight, &t32),
+            Convention::Keras => from_keras(class, weight, &t32),
             Convention::Ferrovision => Ok(t32),
         };
         let converted = match converted {

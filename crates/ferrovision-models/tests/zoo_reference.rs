@@ -26,7 +26,7 @@ fn check(
         &opts(ModelOptions::new(&f.input_shape[1..], f.classes)),
     )
     .unwrap();
-    formula_fill(net.as_ref());
+    formula_fill(net.as_ref()).unwrap();
     let params: usize = net.trainable_weights().iter().map(|(_, p)| p.numel()).sum();
     if let Some(want) = f.json["torchvision_params"].as_u64() {
         assert_eq!(
@@ -34,7 +34,7 @@ fn check(
             "{arch}: trainable parameters vs torchvision"
         );
     }
-    let x = formula_input(&f.input_shape);
+    let x = formula_input(&f.input_shape).unwrap();
     let y = net.forward(&[x], &mut CallCtx::new(false)).unwrap();
     assert_close(arch, &y[0].to_vec::<f32>().unwrap(), &f.logits, 1e-4);
     if let Some(aux) = f.json["aux_logits"].as_array() {
@@ -344,10 +344,10 @@ fn vgg16_fcn_score_map_equals_vgg16_logits() {
     // 1x1 score map is VGG-16's logits (the dense layers became 7x7 and 1x1 convolutions).
     let opts = ModelOptions::new(&[3, 224, 224], 10);
     let vgg16 = build("vgg16", &opts).unwrap();
-    formula_fill(vgg16.as_ref());
+    formula_fill(vgg16.as_ref()).unwrap();
     let fcn = build("vgg16_fcn", &opts).unwrap();
     vgg::fcn_from_vgg(vgg16.as_ref(), fcn.as_ref()).unwrap();
-    let x = formula_input(&[1, 3, 224, 224]);
+    let x = formula_input(&[1, 3, 224, 224]).unwrap();
     let want = vgg16
         .forward(std::slice::from_ref(&x), &mut CallCtx::new(false))
         .unwrap();

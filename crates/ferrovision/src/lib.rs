@@ -26,9 +26,14 @@ pub use ferrovision_nn as nn;
 /// training code (it includes the `nn` prelude).
 pub use ferrovision_train as train;
 
-/// The model zoo (`ferrovision-models`): named architectures (`lenet5`, `mlp`, `resnet18`,
-/// `resnet20`) built with the public model API, and the name -> builder registry.
+/// The model zoo (`ferrovision-models`): named architectures (ResNets, VGG, GoogLeNet,
+/// Inception v3, MobileNets, EfficientNet-Lite0, mini-Xception, ...) built with the public model
+/// API, and the name -> builder registry.
 pub use ferrovision_models as models;
+
+/// Pretrained weights (`ferrovision-import`): PyTorch, Keras HDF5, TF.js, ONNX and safetensors
+/// readers, name mapping onto networks, zoo models with weights, the local model cache.
+pub use ferrovision_import as import;
 
 /// The names most programs need.
 pub mod prelude {
