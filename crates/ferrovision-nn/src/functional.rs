@@ -18,6 +18,7 @@ use crate::summary::SummaryRow;
 use crate::{Error, Param, Result};
 use ferrovision_tensor::Tensor;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// A value in a graph under construction: a model input or one output of a layer call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -436,6 +437,187 @@ impl Functional {
     /// `name/<layer>/<weight>`) to graft a new head onto the backbone. A layer called more
     /// than once cannot be a cut point (which call would it be?).
     pub fn cut_at(self, layer: &str, name: &str) -> Result<Functional> {
+        let (node, index) = self.cut_point(layer)?;
+        let inputs: Vec<NodeId> = self.inputs.iter().map(|&i| NodeId(i, 0)).collect();
+        let graph = Graph {
+            layers: self.layers,
+            nodes: self.nodes,
+        };
+        graph.build(name, &inputs, &[NodeId(node, index)])
+    }
+
+    /// Splits the model at a layer's output into two models that compose back to it: the
+    /// backbone (as [`Functional::cut_at`]: the same inputs, the cut as its one output) and
+    /// the head (one input, `input`, of the cut's shape; the same outputs). Every layer moves
+    /// into one of them with its weights, under the same name. Typical use: run the frozen
+    /// backbone once over a dataset and train the head on the cached features. Errors when a
+    /// connection crosses the cut (a layer after it reads a value from before it, other than
+    /// the cut itself: a residual around the cut point) or a layer is called on both sides.
+    ///
+    /// ```
+    /// use ferrovision_nn::{layers::Dense, Activation, Graph, Network, CallCtx};
+    /// use ferrovision_nn::tensor::Tensor;
+    /// let mut g = Graph::new();
+    /// let x = g.input("x", &[Some(4)]);
+    /// let h = g.apply(Dense::new(8).activation(Activation::Relu).named("features"), &[x])?;
+    /// let y = g.apply(Dense::new(3).named("classes"), &[h])?;
+    /// let net = g.build("net", &[x], &[y])?;
+    /// let (backbone, head) = net.split_at("features", "backbone", "head")?;
+    /// let input = Tensor::ones(&[2, 4]);
+    /// let features = backbone.forward(&[input], &mut CallCtx::new(false))?;
+    /// assert_eq!(features[0].shape(), &[2, 8]);
+    /// let logits = head.forward(&features, &mut CallCtx::new(false))?;
+    /// assert_eq!(logits[0].shape(), &[2, 3]);
+    /// # Ok::<(), ferrovision_nn::Error>(())
+    /// ```
+    pub fn split_at(
+        self,
+        layer: &str,
+        backbone_name: &str,
+        head_name: &str,
+    ) -> Result<(Functional, Functional)> {
+        let (cut, index) = self.cut_point(layer)?;
+        let n = self.nodes.len();
+        // The nodes the cut needs (nodes are stored in topological order).
+        let mut before = vec![false; n];
+        before[cut] = true;
+        for i in (0..=cut).rev() {
+            if before[i] {
+                if let NodeKind::Call { inputs, .. } = &self.nodes[i].kind {
+                    for &(j, _) in inputs {
+                        before[j] = true;
+                    }
+                }
+            }
+        }
+        // The nodes the outputs need beyond the cut.
+        let mut after = vec![false; n];
+        for &(o, k) in &self.outputs {
+            if (o, k) == (cut, index) {
+                return Err(Error::config(format!(
+                    "model '{}': '{layer}' is an output; there is no head after it",
+                    self.name
+                )));
+            }
+            if before[o] {
+                return Err(Error::config(format!(
+                    "model '{}': the output '{}' comes before the cut at '{layer}'",
+                    self.name,
+                    self.node_label((o, k))
+                )));
+            }
+            after[o] = true;
+        }
+        for i in (0..n).rev() {
+            if !after[i] {
+                continue;
+            }
+            if let NodeKind::Call { inputs, layer: l } = &self.nodes[i].kind {
+                for &(j, k) in inputs {
+                    if (j, k) == (cut, index) {
+                        continue;
+                    }
+                    if before[j] || matches!(self.nodes[j].kind, NodeKind::Input { .. }) {
+                        return Err(Error::config(format!(
+                            "model '{}': layer '{}' after the cut at '{layer}' reads '{}' from \
+                             before it; split where no connection crosses",
+                            self.name,
+                            self.layers[*l].name(),
+                            self.node_label((j, k))
+                        )));
+                    }
+                    after[j] = true;
+                }
+            }
+        }
+        let layer_of = |i: usize| match &self.nodes[i].kind {
+            NodeKind::Call { layer, .. } => Some(*layer),
+            NodeKind::Input { .. } => None,
+        };
+        for i in (0..n).filter(|&i| after[i]) {
+            let l = layer_of(i).expect("head nodes are calls");
+            if (0..n).any(|j| before[j] && layer_of(j) == Some(l)) {
+                return Err(Error::config(format!(
+                    "model '{}': layer '{}' is called on both sides of the cut at '{layer}'",
+                    self.name,
+                    self.layers[l].name()
+                )));
+            }
+        }
+        // The head: a new input for the cut value, then the nodes after it, renumbered.
+        let mut slots: Vec<Option<Box<dyn Layer>>> = self.layers.into_iter().map(Some).collect();
+        let mut head_nodes = vec![Node {
+            kind: NodeKind::Input {
+                name: "input".into(),
+            },
+            shapes: vec![self.nodes[cut].shapes[index].clone()],
+        }];
+        let mut head_layers: Vec<Box<dyn Layer>> = Vec::new();
+        let mut layer_map: HashMap<usize, usize> = HashMap::new();
+        let mut node_map = vec![usize::MAX; n];
+        for i in (0..n).filter(|&i| after[i]) {
+            let NodeKind::Call { layer: l, inputs } = &self.nodes[i].kind else {
+                unreachable!("head nodes are calls")
+            };
+            let mapped = *layer_map.entry(*l).or_insert_with(|| {
+                head_layers.push(slots[*l].take().expect("each layer is taken once"));
+                head_layers.len() - 1
+            });
+            let inputs = inputs
+                .iter()
+                .map(|&(j, k)| {
+                    if (j, k) == (cut, index) {
+                        (0, 0)
+                    } else {
+                        (node_map[j], k)
+                    }
+                })
+                .collect();
+            node_map[i] = head_nodes.len();
+            head_nodes.push(Node {
+                kind: NodeKind::Call {
+                    layer: mapped,
+                    inputs,
+                },
+                shapes: self.nodes[i].shapes.clone(),
+            });
+        }
+        let head = Functional {
+            name: head_name.to_string(),
+            layers: head_layers,
+            nodes: head_nodes,
+            inputs: vec![0],
+            outputs: self
+                .outputs
+                .iter()
+                .map(|&(o, k)| (node_map[o], k))
+                .collect(),
+        };
+        // The backbone: the remaining layers (a taken slot is never needed before the cut).
+        let mut nodes = self.nodes;
+        for (i, node) in nodes.iter_mut().enumerate() {
+            if !before[i] {
+                // Unneeded by the backbone; `build` drops it, but must not see a taken layer.
+                node.kind = NodeKind::Input {
+                    name: String::new(),
+                };
+            }
+        }
+        // The head's layers left their slots; weight-free stand-ins keep the indices (`build`
+        // drops every layer the backbone does not call, the stand-ins among them).
+        let layers: Vec<Box<dyn Layer>> = slots
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| Box::new(crate::layers::Flatten::new())))
+            .collect();
+        let inputs: Vec<NodeId> = self.inputs.iter().map(|&i| NodeId(i, 0)).collect();
+        let backbone =
+            Graph { layers, nodes }.build(backbone_name, &inputs, &[NodeId(cut, index)])?;
+        Ok((backbone, head))
+    }
+
+    /// The node and output index of the (top-level) layer output `layer` (`"name"` or
+    /// `"name_k"` for output k of a multi-output layer), which must be called exactly once.
+    fn cut_point(&self, layer: &str) -> Result<(usize, usize)> {
         let (base, index) = match self.layers.iter().position(|l| l.name() == layer) {
             Some(i) => (i, 0),
             None => {
@@ -476,12 +658,7 @@ impl Functional {
                 self.nodes[node].shapes.len()
             )));
         }
-        let inputs: Vec<NodeId> = self.inputs.iter().map(|&i| NodeId(i, 0)).collect();
-        let graph = Graph {
-            layers: self.layers,
-            nodes: self.nodes,
-        };
-        graph.build(name, &inputs, &[NodeId(node, index)])
+        Ok((node, index))
     }
 
     /// A value's name: the input or layer name, `<layer>_<index>` for an output of a

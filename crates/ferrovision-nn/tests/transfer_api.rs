@@ -3,7 +3,9 @@
 //! decay against hand computations, warm start by layer name, and cutting a functional model
 //! at a layer to graft a new head.
 
-use ferrovision_nn::layers::{BatchNormalization, Conv2D, Dense, Flatten, GlobalAveragePooling2D};
+use ferrovision_nn::layers::{
+    Add, BatchNormalization, Conv2D, Dense, Flatten, GlobalAveragePooling2D,
+};
 use ferrovision_nn::optim::{Adam, Optimizer, Sgd};
 use ferrovision_nn::tensor::rng::{manual_seed, Rng};
 use ferrovision_nn::tensor::Tensor;
@@ -376,4 +378,76 @@ fn cut_and_graft_share_the_backbone() {
     assert!(err.to_string().contains("no layer 'nope'"), "{err}");
     let seq: Box<dyn Network> = Box::new(Sequential::new(&[2]).add(Dense::new(1)).build().unwrap());
     assert!(seq.into_functional().is_none());
+}
+
+#[test]
+fn split_at_gives_a_backbone_and_a_head_that_compose_back() {
+    let reference = small_net(11, false);
+    let x = image(12);
+    let want = reference
+        .forward(std::slice::from_ref(&x), &mut CallCtx::new(false))
+        .unwrap();
+    let handles: Vec<(String, Param)> = reference.named_weights();
+    let (backbone, head) = small_net(11, false)
+        .split_at("pool", "backbone", "head")
+        .unwrap();
+    assert_eq!(backbone.output_shapes(), vec![vec![None, Some(4)]]);
+    assert_eq!(head.output_shapes(), vec![vec![None, Some(3)]]);
+    // Every weight lands on exactly one side, under its own name.
+    let mut names: Vec<String> = backbone
+        .named_weights()
+        .into_iter()
+        .chain(head.named_weights())
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    let mut all: Vec<String> = handles.into_iter().map(|(n, _)| n).collect();
+    all.sort();
+    assert_eq!(names, all);
+    assert!(head.get_layer("features").is_some() && head.get_layer("conv").is_none());
+    // Features once, then the head: the whole model's output, bit for bit.
+    let features = backbone.forward(&[x], &mut CallCtx::new(false)).unwrap();
+    let got = head.forward(&features, &mut CallCtx::new(false)).unwrap();
+    assert_eq!(
+        got[0].to_vec::<f32>().unwrap(),
+        want[0].to_vec::<f32>().unwrap()
+    );
+}
+
+#[test]
+fn split_at_refuses_cuts_that_a_connection_crosses() {
+    // A residual around the cut point: `sum` reads `a`, which is before the cut at `b`.
+    let mut g = Graph::new();
+    let x = g.input("x", &[Some(4)]);
+    let a = g.apply(Dense::new(4).named("a"), &[x]).unwrap();
+    let b = g.apply(Dense::new(4).named("b"), &[a]).unwrap();
+    let s = g.apply(Add::new().named("sum"), &[a, b]).unwrap();
+    let y = g.apply(Dense::new(2).named("y"), &[s]).unwrap();
+    let net = g.build("res", &[x], &[y]).unwrap();
+    let err = net.split_at("b", "bb", "hh").err().unwrap().to_string();
+    assert!(err.contains("'sum'") && err.contains("reads 'a'"), "{err}");
+    // Cutting at the output leaves no head; an output before the cut cannot be in the head.
+    let err = small_net(1, false)
+        .split_at("logits", "b", "h")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no head"), "{err}");
+    let err = small_net(1, true)
+        .split_at("logits", "b", "h")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("no head") || err.contains("before the cut"),
+        "{err}"
+    );
+    let err = small_net(1, true)
+        .split_at("pool", "b", "h")
+        .map(|_| ())
+        .err();
+    assert!(
+        err.is_none(),
+        "features and logits both follow 'pool': {err:?}"
+    );
 }
