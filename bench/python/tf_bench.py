@@ -2,13 +2,14 @@
 """TensorFlow (2.x, CPU, NHWC, tf.function custom training loop) reference
 benchmarks for ferrovision.
 
-Usage: tf_bench.py {lenet5,resnet18,gemm} [--threads N]
+Usage: tf_bench.py {lenet5,resnet18,resnet50,mobilenet_v2,gemm} [--threads N]
 
 The last line printed is machine-readable, in the same format as the Rust
 benchmark (crates/ferrovision-bench):
   RESULT lenet5 train_img_s=<f> infer_img_s=<f> peak_rss_mb=<f>
   RESULT resnet18 train_steps_s=<f> infer_img_s=<f> peak_rss_mb=<f>
   RESULT gemm gflops_1024=<f> gflops_256x2304x576=<f>
+  RESULT resnet50|mobilenet_v2 infer_b1_img_s=<f> infer_b32_img_s=<f> train_b16_steps_s=<f> peak_rss_mb=<f>
 Run it with reference/.venv (see reference/setup_venv.sh).
 
 Models use tf.keras (Keras 3) layers; the training step is a tf.function
@@ -23,7 +24,7 @@ import sys
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workload", choices=["lenet5", "resnet18", "gemm"])
+    p.add_argument("workload", choices=["lenet5", "resnet18", "resnet50", "mobilenet_v2", "gemm"])
     p.add_argument("--threads", type=int, default=2, help="intra- and inter-op threads (default 2)")
     return p.parse_args()
 
@@ -304,11 +305,60 @@ def bench_gemm():
     print(f"RESULT gemm gflops_1024={g1:.2f} gflops_256x2304x576={g2:.2f}")
 
 
+# --------------------------------------------------------------------------- zoo (224 px)
+
+ZOO_SIDE = 224
+ZOO_CLASSES = 1000
+ZOO_TRAIN_BATCH = 16
+ZOO_TRAIN_WARMUP = 2
+ZOO_TRAIN_STEPS = 6
+ZOO_INFER_BATCH = 32
+
+
+def zoo_infer_rate(infer, x, reps):
+    infer(x)
+    rates = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        infer(x).numpy()
+        rates.append(x.shape[0] / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def bench_zoo(arch):
+    """Keras applications' `arch` (random init, channels-last), same protocol as
+    crates/ferrovision-bench/src/zoo.rs; tf.function steps as the other workloads."""
+    builder = {"resnet50": keras.applications.ResNet50,
+               "mobilenet_v2": keras.applications.MobileNetV2}[arch]
+    model = builder(weights=None, input_shape=(ZOO_SIDE, ZOO_SIDE, 3), classes=ZOO_CLASSES,
+                    classifier_activation=None)
+    rng = np.random.default_rng(SEED)
+    infer = make_infer(model)
+    b1 = zoo_infer_rate(infer, tf.constant(rng.random((1, ZOO_SIDE, ZOO_SIDE, 3), dtype=np.float32)), 10)
+    b32 = zoo_infer_rate(
+        infer, tf.constant(rng.random((ZOO_INFER_BATCH, ZOO_SIDE, ZOO_SIDE, 3), dtype=np.float32)), 3)
+    opt = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+    step = make_train_step(model, opt)
+    x = tf.constant(rng.random((ZOO_TRAIN_BATCH, ZOO_SIDE, ZOO_SIDE, 3), dtype=np.float32))
+    y = tf.constant(rng.integers(0, ZOO_CLASSES, ZOO_TRAIN_BATCH), dtype=tf.int32)
+    for _ in range(ZOO_TRAIN_WARMUP):
+        step(x, y).numpy()
+    rates = []
+    for _ in range(ZOO_TRAIN_STEPS):
+        t0 = time.perf_counter()
+        step(x, y).numpy()
+        rates.append(1.0 / (time.perf_counter() - t0))
+    print(f"RESULT {arch} infer_b1_img_s={b1:.2f} infer_b32_img_s={b32:.2f} "
+          f"train_b16_steps_s={statistics.median(rates):.3f} peak_rss_mb={peak_rss_mb():.1f}")
+
+
 def main():
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, numpy {np.__version__}, "
           f"python {sys.version.split()[0]}, threads intra {tf.config.threading.get_intra_op_parallelism_threads()} "
           f"inter {tf.config.threading.get_inter_op_parallelism_threads()}")
-    {"lenet5": bench_lenet5, "resnet18": bench_resnet18, "gemm": bench_gemm}[ARGS.workload]()
+    {"lenet5": bench_lenet5, "resnet18": bench_resnet18, "gemm": bench_gemm,
+     "resnet50": lambda: bench_zoo("resnet50"),
+     "mobilenet_v2": lambda: bench_zoo("mobilenet_v2")}[ARGS.workload]()
     sys.stdout.flush()
 
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """PyTorch (2.x eager, CPU, NCHW) reference benchmarks for ferrovision.
 
-Usage: torch_bench.py {lenet5,resnet18,gemm} [--threads N]
+Usage: torch_bench.py {lenet5,resnet18,resnet50,mobilenet_v2,gemm} [--threads N]
 
 The last line printed is machine-readable, in the same format as the Rust
 benchmark (crates/ferrovision-bench):
   RESULT lenet5 train_img_s=<f> infer_img_s=<f> peak_rss_mb=<f>
   RESULT resnet18 train_steps_s=<f> infer_img_s=<f> peak_rss_mb=<f>
   RESULT gemm gflops_1024=<f> gflops_256x2304x576=<f>
+  RESULT resnet50|mobilenet_v2 infer_b1_img_s=<f> infer_b32_img_s=<f> train_b16_steps_s=<f> peak_rss_mb=<f>
 Run it with reference/.venv (see reference/setup_venv.sh).
 """
 import argparse
@@ -17,7 +18,7 @@ import sys
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workload", choices=["lenet5", "resnet18", "gemm"])
+    p.add_argument("workload", choices=["lenet5", "resnet18", "resnet50", "mobilenet_v2", "gemm"])
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     return p.parse_args()
 
@@ -248,11 +249,65 @@ def bench_gemm():
     print(f"RESULT gemm gflops_1024={g1:.2f} gflops_256x2304x576={g2:.2f}")
 
 
+# --------------------------------------------------------------------------- zoo (224 px)
+
+ZOO_SIDE = 224
+ZOO_CLASSES = 1000
+ZOO_TRAIN_BATCH = 16
+ZOO_TRAIN_WARMUP = 2
+ZOO_TRAIN_STEPS = 6
+ZOO_INFER_BATCH = 32
+
+
+def zoo_infer_rate(model, x, reps):
+    with torch.no_grad():
+        model(x)
+        rates = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            model(x)
+            rates.append(x.shape[0] / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def bench_zoo(arch):
+    """torchvision's `arch` (random init), same protocol as crates/ferrovision-bench/src/zoo.rs."""
+    import torchvision
+
+    model = getattr(torchvision.models, arch)(weights=None, num_classes=ZOO_CLASSES)
+    g = torch.Generator().manual_seed(SEED)
+    model.eval()
+    b1 = zoo_infer_rate(model, torch.rand(1, 3, ZOO_SIDE, ZOO_SIDE, generator=g), 10)
+    b32 = zoo_infer_rate(model, torch.rand(ZOO_INFER_BATCH, 3, ZOO_SIDE, ZOO_SIDE, generator=g), 3)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(ZOO_TRAIN_BATCH, 3, ZOO_SIDE, ZOO_SIDE, generator=g)
+    y = torch.randint(0, ZOO_CLASSES, (ZOO_TRAIN_BATCH,), generator=g)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(ZOO_TRAIN_WARMUP):
+        step()
+    rates = []
+    for _ in range(ZOO_TRAIN_STEPS):
+        t0 = time.perf_counter()
+        step()
+        rates.append(1.0 / (time.perf_counter() - t0))
+    print(f"RESULT {arch} infer_b1_img_s={b1:.2f} infer_b32_img_s={b32:.2f} "
+          f"train_b16_steps_s={statistics.median(rates):.3f} peak_rss_mb={peak_rss_mb():.1f}")
+
+
 def main():
     print(f"torch {torch.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}, "
           f"threads {torch.get_num_threads()}, mkldnn {torch.backends.mkldnn.is_available()}, "
           f"cpu capability {torch.backends.cpu.get_cpu_capability()}")
-    {"lenet5": bench_lenet5, "resnet18": bench_resnet18, "gemm": bench_gemm}[ARGS.workload]()
+    {"lenet5": bench_lenet5, "resnet18": bench_resnet18, "gemm": bench_gemm,
+     "resnet50": lambda: bench_zoo("resnet50"),
+     "mobilenet_v2": lambda: bench_zoo("mobilenet_v2")}[ARGS.workload]()
     sys.stdout.flush()
 
 

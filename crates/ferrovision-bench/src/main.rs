@@ -21,9 +21,10 @@ mod pipeline;
 mod resnet18;
 mod util;
 mod vision;
+mod zoo;
 
 const USAGE: &str =
-    "usage: ferrovision-bench <lenet5|mnist|resnet18|gemm|optim|pipeline|compare|nms|coco|coco-segm|vision> [options]
+    "usage: ferrovision-bench <lenet5|mnist|resnet18|resnet50|mobilenet_v2|gemm|optim|pipeline|compare|nms|coco|coco-segm|vision> [options]
 
 workloads (each prints a last line `RESULT <name> key=value ...`):
   lenet5     LeNet-5 on 6016 random 1x28x28 images, batch 64, SGD momentum:
@@ -35,6 +36,10 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
   resnet18   ResNet-18 (ferrovision-models, public model API: Model::train_on_batch, nn's
              SGD momentum) on random 3x64x64 images, batch 16: median training steps/s over
              20 steps after 3 warm-up, inference img/s at batch 32 (Model::predict)
+  resnet50, mobilenet_v2
+             the zoo's ResNet-50 / MobileNet v2 (torchvision layouts; the peers run torchvision's
+             and Keras applications' nets) on random 3x224x224 images, 1000 classes: inference
+             img/s at batch 1 and 32, training steps/s at batch 16 (SGD momentum), peak RSS
   gemm       SGEMM GFLOP/s for 1024^3 and 256x2304x576, and the fraction of measured FP32 peak
   pipeline   decode + augment (random resized crop 224, flip, colour jitter) + batch 32 of the
              raccoon JPEGs, 1000 images: --images DIR --count N --workers N --compare
@@ -90,6 +95,7 @@ fn main() {
         "lenet5" => lenet5::run(&opts),
         "mnist" => mnist::run(&opts),
         "resnet18" => resnet18::run(&opts),
+        "resnet50" | "mobilenet_v2" => zoo::run(cmd, &opts),
         "gemm" => gemm::run(&opts),
         "compare" => compare::run(&opts),
         "optim" => optim::run(&opts),

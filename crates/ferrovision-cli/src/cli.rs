@@ -160,7 +160,7 @@ Examples:
     Classify(ClassifyArgs),
     /// List the model zoo's architectures and the pretrained weights of the local model cache
     Models(ModelsArgs),
-    /// Convert pretrained weights (PyTorch .pth, ...) into a checked safetensors file for a zoo
+    /// Convert pretrained weights (PyTorch .pth, Keras .h5, TF.js, ONNX, safetensors) into a checked safetensors file for a zoo
     /// architecture
     #[command(after_help = "Examples:
   ferrovision convert efficientnet-lite0-57934424.pth --arch efficientnet_lite0 --out lite0.safetensors

@@ -54,7 +54,7 @@ pub struct Recipe {
     #[arg(long, value_name = "FILE")]
     pub init_from: Option<PathBuf>,
     /// Pretrained backbone: load every weight of the --model's headless network from these
-    /// weights (a cache name such as efficientnet_lite0, or a file: PyTorch .pth, safetensors);
+    /// weights (a cache name such as efficientnet_lite0, or a file: PyTorch .pth, Keras .h5, TF.js manifest .json, ONNX, safetensors);
     /// the classifier stays freshly initialised for the data's classes. The images must be
     /// prepared as the weights expect (normalize in --augment)
     #[arg(long, value_name = "NAME|FILE", conflicts_with = "init_from")]

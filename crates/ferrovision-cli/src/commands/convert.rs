@@ -15,7 +15,7 @@ use std::path::PathBuf;
 /// `ferrovision convert`.
 #[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
-    /// Weights to convert: a file (PyTorch .pth/.pt, safetensors) or a cache name
+    /// Weights to convert: a file (PyTorch .pth/.pt, Keras .h5/.hdf5, TF.js manifest .json, ONNX .onnx, safetensors) or a cache name
     #[arg(value_name = "IN")]
     pub input: String,
     /// Zoo architecture the weights are for

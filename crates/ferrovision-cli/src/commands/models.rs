@@ -27,7 +27,14 @@ pub fn run(_: ModelsArgs) -> Result<()> {
         } else {
             "not installed (scripts/fetch_models.sh)"
         };
-        println!("  {:<20} for {:<20} {state}; {}", e.name, e.arch, e.origin);
+        // Weights whose architecture the zoo does not have yet are readable (convert, the
+        // import API) but not buildable: say so rather than name a model that is not there.
+        let arch = if ferrovision_models::lookup(e.arch).is_ok() {
+            format!("for {}", e.arch)
+        } else {
+            "weights only".to_string()
+        };
+        println!("  {:<20} {:<24} {state}; {}", e.name, arch, e.origin);
     }
     Ok(())
 }
