@@ -15,10 +15,15 @@ use ferrovision_nn::{
 };
 
 /// conv -> bn -> global pool -> dense "features" -> dense "logits", as a functional model.
+/// Every test holds this for its whole run: the initializers draw from the process-wide
+/// generator, so a test building layers while another seeds and builds would change the
+/// other's weights.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn small_net(seed: u64, two_outputs: bool) -> Functional {
-    // The initializers draw from the process-wide generator, which parallel tests share.
-    static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     manual_seed(seed);
     let mut g = Graph::new();
     let x = g.input("image", &[Some(3), Some(6), Some(6)]);
@@ -46,6 +51,7 @@ fn image(seed: u64) -> Tensor {
 
 #[test]
 fn selectors_parse_and_print() {
+    let _serial = serial();
     let cases = [
         ("all", LayerSelector::All),
         ("name:a/b", LayerSelector::Name("a/b".into())),
@@ -68,6 +74,7 @@ fn selectors_parse_and_print() {
 
 #[test]
 fn freeze_by_class_name_and_all() {
+    let _serial = serial();
     let mut net = small_net(1, false);
     assert_eq!(
         net.set_trainable_by_class("BatchNormalization", false)
@@ -118,6 +125,7 @@ fn freeze_by_class_name_and_all() {
 /// statistics even when the model is called in training mode, and leaves them unchanged.
 #[test]
 fn frozen_batch_norm_runs_in_inference_mode() {
+    let _serial = serial();
     let mut net = small_net(2, false);
     // Move the statistics away from their initial 0 / 1 first.
     for s in 0..3 {
@@ -185,6 +193,7 @@ fn close(got: &[f32], want: &[f64], tol: f64) {
 
 #[test]
 fn sgd_momentum_honours_lr_multipliers_and_coupled_decay() {
+    let _serial = serial();
     let ps = [param("kernel", &[1.0, -2.0]), param("bias", &[0.5, 0.25])];
     ps[0].1.set_lr_multiplier(0.1).unwrap();
     assert!(ps[1].1.set_lr_multiplier(-1.0).is_err());
@@ -212,6 +221,7 @@ fn sgd_momentum_honours_lr_multipliers_and_coupled_decay() {
 
 #[test]
 fn adam_honours_lr_multipliers() {
+    let _serial = serial();
     let ps = [param("kernel", &[1.0, -2.0]), param("bias", &[0.5, 0.25])];
     ps[0].1.set_lr_multiplier(0.25).unwrap();
     let lr = 0.01;
@@ -239,6 +249,7 @@ fn adam_honours_lr_multipliers() {
 
 #[test]
 fn coupled_weight_decay_round_trips_in_the_config() {
+    let _serial = serial();
     let opt = Sgd::new().momentum(0.9).coupled_weight_decay(1e-4);
     let cfg = opt.config();
     assert_eq!(cfg["config"]["coupled_weight_decay"], 1e-4);
@@ -254,6 +265,7 @@ fn coupled_weight_decay_round_trips_in_the_config() {
 
 #[test]
 fn lr_multiplier_by_selector() {
+    let _serial = serial();
     let net = small_net(3, false);
     let n = net
         .set_lr_multiplier(&"class:Conv2D".parse().unwrap(), 0.1)
@@ -270,6 +282,7 @@ fn lr_multiplier_by_selector() {
 
 #[test]
 fn warm_start_by_layer_name() {
+    let _serial = serial();
     let dir = std::env::temp_dir().join(format!("fv-warm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // A model with the same backbone and a 7-class head.
@@ -327,6 +340,7 @@ fn warm_start_by_layer_name() {
 
 #[test]
 fn cut_and_graft_share_the_backbone() {
+    let _serial = serial();
     let reference = small_net(7, true);
     let net = small_net(7, false);
     for (a, b) in reference
@@ -382,6 +396,7 @@ fn cut_and_graft_share_the_backbone() {
 
 #[test]
 fn split_at_gives_a_backbone_and_a_head_that_compose_back() {
+    let _serial = serial();
     let reference = small_net(11, false);
     let x = image(12);
     let want = reference
@@ -416,6 +431,7 @@ fn split_at_gives_a_backbone_and_a_head_that_compose_back() {
 
 #[test]
 fn split_at_refuses_cuts_that_a_connection_crosses() {
+    let _serial = serial();
     // A residual around the cut point: `sum` reads `a`, which is before the cut at `b`.
     let mut g = Graph::new();
     let x = g.input("x", &[Some(4)]);
