@@ -2,7 +2,7 @@
 """TensorFlow (2.x, CPU, NHWC, tf.function custom training loop) reference
 benchmarks for ferrovision.
 
-Usage: tf_bench.py {lenet5,resnet18,resnet50,mobilenet_v2,gemm} [--threads N]
+Usage: tf_bench.py {lenet5,resnet18,resnet20,resnet50,mobilenet_v2,gemm} [--threads N]
 
 The last line printed is machine-readable, in the same format as the Rust
 benchmark (crates/ferrovision-bench):
@@ -24,7 +24,7 @@ import sys
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workload", choices=["lenet5", "resnet18", "resnet50", "mobilenet_v2", "gemm"])
+    p.add_argument("workload", choices=["lenet5", "resnet18", "resnet20", "resnet50", "mobilenet_v2", "gemm"])
     p.add_argument("--threads", type=int, default=2, help="intra- and inter-op threads (default 2)")
     return p.parse_args()
 
@@ -352,12 +352,59 @@ def bench_zoo(arch):
           f"train_b16_steps_s={statistics.median(rates):.3f} peak_rss_mb={peak_rss_mb():.1f}")
 
 
+# --------------------------------------------------------------------------- resnet20 (CIFAR)
+
+CIFAR_STEPS = 391  # one 50 000-image epoch at batch 128
+
+
+def cifar_resnet20():
+    """He et al.'s CIFAR ResNet-20 in Keras (NHWC): 3x3 conv 16 + BN + ReLU, 3 stages of 3
+    basic blocks (16, 32, 64; 1x1 conv + BN projection when the shape changes), global average
+    pool, dense 10 - the zoo's `resnet20`."""
+    def conv_bn(x, filters, k, stride):
+        x = layers.Conv2D(filters, k, strides=stride, padding="same", use_bias=False)(x)
+        return layers.BatchNormalization(epsilon=1e-5, momentum=0.9)(x)
+
+    inp = keras.Input((32, 32, 3))
+    x = layers.ReLU()(conv_bn(inp, 16, 3, 1))
+    cin = 16
+    for i, w in enumerate([16, 32, 64]):
+        for b in range(3):
+            stride = 2 if i > 0 and b == 0 else 1
+            y = layers.ReLU()(conv_bn(x, w, 3, stride))
+            y = conv_bn(y, w, 3, 1)
+            short = conv_bn(x, w, 1, stride) if stride != 1 or cin != w else x
+            x = layers.ReLU()(layers.Add()([y, short]))
+            cin = w
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(10)(x))
+
+
+def bench_resnet20():
+    model = cifar_resnet20()
+    rng = np.random.default_rng(SEED)
+    infer = zoo_infer_rate(make_infer(model), tf.constant(rng.random((128, 32, 32, 3), dtype=np.float32)), 5)
+    step = make_train_step(model, keras.optimizers.SGD(learning_rate=0.1, momentum=0.9))
+    x = tf.constant(rng.random((128, 32, 32, 3), dtype=np.float32))
+    y = tf.constant(rng.integers(0, 10, 128), dtype=tf.int32)
+    for _ in range(3):
+        step(x, y).numpy()
+    rates = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        step(x, y).numpy()
+        rates.append(1.0 / (time.perf_counter() - t0))
+    r = statistics.median(rates)
+    print(f"RESULT resnet20 train_b128_steps_s={r:.3f} epoch_s={CIFAR_STEPS / r:.1f} "
+          f"infer_b128_img_s={infer:.1f} peak_rss_mb={peak_rss_mb():.1f}")
+
+
 def main():
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, numpy {np.__version__}, "
           f"python {sys.version.split()[0]}, threads intra {tf.config.threading.get_intra_op_parallelism_threads()} "
           f"inter {tf.config.threading.get_inter_op_parallelism_threads()}")
     {"lenet5": bench_lenet5, "resnet18": bench_resnet18, "gemm": bench_gemm,
-     "resnet50": lambda: bench_zoo("resnet50"),
+     "resnet20": bench_resnet20, "resnet50": lambda: bench_zoo("resnet50"),
      "mobilenet_v2": lambda: bench_zoo("mobilenet_v2")}[ARGS.workload]()
     sys.stdout.flush()
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch (2.x eager, CPU, NCHW) reference benchmarks for ferrovision.
 
-Usage: torch_bench.py {lenet5,resnet18,resnet50,mobilenet_v2,gemm} [--threads N]
+Usage: torch_bench.py {lenet5,resnet18,resnet20,resnet50,mobilenet_v2,gemm} [--threads N]
 
 The last line printed is machine-readable, in the same format as the Rust
 benchmark (crates/ferrovision-bench):
@@ -18,7 +18,7 @@ import sys
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workload", choices=["lenet5", "resnet18", "resnet50", "mobilenet_v2", "gemm"])
+    p.add_argument("workload", choices=["lenet5", "resnet18", "resnet20", "resnet50", "mobilenet_v2", "gemm"])
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     return p.parse_args()
 
@@ -301,12 +301,50 @@ def bench_zoo(arch):
           f"train_b16_steps_s={statistics.median(rates):.3f} peak_rss_mb={peak_rss_mb():.1f}")
 
 
+# --------------------------------------------------------------------------- resnet20 (CIFAR)
+
+CIFAR_STEPS = 391  # one 50 000-image epoch at batch 128
+
+
+def bench_resnet20():
+    """He et al.'s CIFAR ResNet-20 (reference/zoo/resnet.py, the same net as the zoo's), batch
+    128, SGD momentum; same protocol as crates/ferrovision-bench/src/zoo.rs."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                    "reference", "zoo"))
+    from resnet import CifarResNet
+
+    model = CifarResNet(3, 10)
+    g = torch.Generator().manual_seed(SEED)
+    model.eval()
+    infer = zoo_infer_rate(model, torch.rand(128, 3, 32, 32, generator=g), 5)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = torch.rand(128, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (128,), generator=g)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    rates = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        step()
+        rates.append(1.0 / (time.perf_counter() - t0))
+    r = statistics.median(rates)
+    print(f"RESULT resnet20 train_b128_steps_s={r:.3f} epoch_s={CIFAR_STEPS / r:.1f} "
+          f"infer_b128_img_s={infer:.1f} peak_rss_mb={peak_rss_mb():.1f}")
+
+
 def main():
     print(f"torch {torch.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}, "
           f"threads {torch.get_num_threads()}, mkldnn {torch.backends.mkldnn.is_available()}, "
           f"cpu capability {torch.backends.cpu.get_cpu_capability()}")
     {"lenet5": bench_lenet5, "resnet18": bench_resnet18, "gemm": bench_gemm,
-     "resnet50": lambda: bench_zoo("resnet50"),
+     "resnet20": bench_resnet20, "resnet50": lambda: bench_zoo("resnet50"),
      "mobilenet_v2": lambda: bench_zoo("mobilenet_v2")}[ARGS.workload]()
     sys.stdout.flush()
 

@@ -1,8 +1,10 @@
-//! The ImageNet-sized zoo workloads: `resnet50` and `mobilenet_v2` (`ferrovision-models`,
-//! torchvision's layouts; the peers run torchvision's and Keras applications' same
-//! architectures) on random 3x224x224 images, 1000 classes: inference img/s at batch 1 and 32
-//! (`Model::predict`), and training steps/s at batch 16 (`Model::train_on_batch`, SGD momentum
-//! 0.9, lr 0.01).
+//! The zoo workloads. `resnet50` and `mobilenet_v2` (`ferrovision-models`, torchvision's
+//! layouts; the peers run torchvision's and Keras applications' same architectures) on random
+//! 3x224x224 images, 1000 classes: inference img/s at batch 1 and 32 (`Model::predict`), and
+//! training steps/s at batch 16 (`Model::train_on_batch`, SGD momentum 0.9, lr 0.01).
+//! `resnet20`: the CIFAR ResNet-20 on random 3x32x32 images, 10 classes, the CIFAR recipe's
+//! batch 128: training steps/s and the compute time of one 50 000-image epoch (391 steps; the
+//! input pipeline is not included), inference img/s at batch 128.
 
 use crate::util::{median, peak_rss_mb, time, Opts};
 use ferrovision::nn::losses::SparseCategoricalCrossentropy;
@@ -20,7 +22,48 @@ const TRAIN_STEPS: usize = 6;
 const INFER_BATCH: usize = 32;
 
 pub fn run(arch: &str, _opts: &Opts) -> std::result::Result<(), String> {
+    if arch == "resnet20" {
+        return cifar_resnet20().map_err(|e| e.to_string());
+    }
     run_inner(arch).map_err(|e| e.to_string())
+}
+
+/// Steps of one CIFAR-10 epoch at batch 128 (50 000 images, the last batch partial).
+const CIFAR_STEPS: f64 = 391.0;
+
+fn cifar_resnet20() -> ferrovision::nn::Result<()> {
+    const BATCH: usize = 128;
+    manual_seed(0);
+    let net = build("resnet20", &ModelOptions::new(&[3, 32, 32], 10))?;
+    let mut model = Model::from_boxed(net);
+    model.compile(Compile::new(
+        Sgd::new().lr(0.1).momentum(0.9),
+        SparseCategoricalCrossentropy::new().from_logits(true),
+    ))?;
+    let mut rng = Rng::new(0);
+    let infer = infer_rate(&model, &Tensor::rand(&[BATCH, 3, 32, 32], &mut rng), 5)?;
+    let batch = Batch {
+        inputs: vec![Tensor::rand(&[BATCH, 3, 32, 32], &mut rng)],
+        targets: vec![Tensor::randint(&[BATCH], 0, 10, &mut rng)?],
+        sample_weight: None,
+    };
+    for _ in 0..3 {
+        model.train_on_batch(&batch)?;
+    }
+    let mut rates = Vec::new();
+    for _ in 0..20 {
+        let (l, secs) = time(|| model.train_on_batch(&batch));
+        l?;
+        rates.push(1.0 / secs);
+    }
+    let steps_s = median(&mut rates);
+    println!(
+        "RESULT resnet20 train_b128_steps_s={steps_s:.3} epoch_s={:.1} infer_b128_img_s={infer:.1} \
+         peak_rss_mb={:.1}",
+        CIFAR_STEPS / steps_s,
+        peak_rss_mb()
+    );
+    Ok(())
 }
 
 /// Median images/s of `reps` predictions of `x` (after one warm-up).
