@@ -204,6 +204,15 @@ Example:
     Voc(EvalVocArgs),
 }
 
+/// `--workers`: 1 to [`ferrovision_data::MAX_WORKERS`] threads.
+fn parse_workers(s: &str) -> Result<usize, String> {
+    let max = ferrovision_data::MAX_WORKERS;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number of threads from 1 to {max}")),
+    }
+}
+
 /// Checks a `--model` value against the zoo (`ferrovision_models::REGISTRY`).
 pub fn parse_model(name: &str) -> Result<String, String> {
     ferrovision_models::lookup(name)
@@ -229,8 +238,8 @@ pub struct TrainOpts {
     /// Images per training step [default: 32, demo: 64]
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
-    /// Optimizer: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, nadam, adamw
-    /// [default: adam]
+    /// Optimizer: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, amsgrad, nadam,
+    /// adamw [default: adam]
     #[arg(long, value_name = "NAME")]
     pub optimizer: Option<String>,
     /// Learning rate [default: the optimizer's Keras default, e.g. 0.001 for Adam, 0.01 for SGD]
@@ -257,7 +266,7 @@ pub struct TrainOpts {
 pub struct PipelineOpts {
     /// Threads that decode image files and prepare batches (shuffling, augmentation) while the
     /// model computes
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = parse_workers)]
     pub workers: usize,
     /// Print the input pipeline's per-stage statistics (elements, elements/s, time, MB,
     /// skipped errors): after each epoch when training, at the end when evaluating (training

@@ -12,11 +12,14 @@ pub mod commands;
 pub mod data;
 pub mod error;
 pub mod image_input;
+pub mod interrupt;
 pub mod nnglue;
 pub mod pipeline;
 pub mod plot;
 pub mod recipe;
 pub mod run_dir;
+pub mod run_journal;
+pub mod run_lock;
 pub mod tasks;
 pub mod training;
 
@@ -25,8 +28,8 @@ pub use error::{CliError, Result};
 use clap::Parser;
 
 /// Parses `args` (program name first) and runs the command. Returns the process exit status:
-/// 0 on success (and for `--help`/`--version`), 1 on any error, which is printed to stderr as
-/// `error: ...`.
+/// 0 on success (and for `--help`/`--version`), 1 on an error (130 or 143 when training was
+/// interrupted by SIGINT or SIGTERM), which is printed to stderr as `error: ...`.
 pub fn main_with_args<I, T>(args: I) -> i32
 where
     I: IntoIterator<Item = T>,
@@ -45,7 +48,7 @@ where
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            1
+            e.exit_code()
         }
     }
 }

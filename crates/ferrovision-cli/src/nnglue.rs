@@ -4,7 +4,7 @@
 use crate::error::{CliError, Result};
 use ferrovision_data::Normalize;
 use ferrovision_models::ModelOptions;
-use ferrovision_train::callbacks::{CSVLogger, ModelCheckpoint, TensorBoard};
+use ferrovision_train::callbacks::TensorBoard;
 use ferrovision_train::{Callback, Model};
 use std::path::Path;
 
@@ -28,20 +28,9 @@ pub fn input_shape(model: &Model) -> Vec<usize> {
         .unwrap_or_default()
 }
 
-/// Checkpoint, CSV and TensorBoard callbacks writing into the run directory `out`:
-/// `checkpoints/epoch-NNN.safetensors` (the whole model after every epoch), `log.csv`
-/// (appended to when resuming) and `tensorboard/{train,validation}`.
-pub fn callbacks(out: &Path, resume: bool) -> Result<Vec<Box<dyn Callback>>> {
-    let template = out
-        .join("checkpoints")
-        .join(format!("epoch-{{epoch:03d}}.{MODEL_EXT}"));
-    Ok(vec![
-        Box::new(ModelCheckpoint::new(
-            template.to_string_lossy().into_owned(),
-        )),
-        Box::new(CSVLogger::new(out.join("log.csv")).append(resume)),
-        Box::new(TensorBoard::new(out.join("tensorboard"))),
-    ])
+/// The TensorBoard callback of the run directory `out` (`tensorboard/{train,validation}`).
+pub fn tensorboard(out: &Path) -> Box<dyn Callback> {
+    Box::new(TensorBoard::new(out.join("tensorboard")))
 }
 
 /// Saves the whole model (architecture, weights, optimizer state, epoch) in one file.

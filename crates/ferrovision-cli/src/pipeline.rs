@@ -76,6 +76,9 @@ impl ImagePipeline {
         if batch_size == 0 {
             return Err(CliError::new("the batch size must be at least 1"));
         }
+        // A batch larger than the data is the whole data (as Keras does); capping keeps buffer
+        // sizes derived from the batch size bounded by the data.
+        let batch_size = batch_size.min(data.labels.len().max(1));
         Ok(ImagePipeline {
             shape: data.shape,
             pixels: Arc::new(data.pixels),

@@ -35,6 +35,9 @@ pub struct RunConfig {
     pub augment: Option<Augment>,
     /// Weight decay, momentum, schedule, frozen layers, warm start (absent in older runs).
     pub recipe: Recipe,
+    /// The run's id, stamped into its checkpoints so that resuming refuses a foreign one
+    /// (absent in runs written before ids existed; set when the run starts).
+    pub run_id: Option<String>,
 }
 
 impl RunConfig {
@@ -53,6 +56,7 @@ impl RunConfig {
             "test_limit": self.test_limit,
             "augment": self.augment,
             "recipe": self.recipe,
+            "run_id": self.run_id,
             "classes": classes,
         })
     }
@@ -97,6 +101,10 @@ impl RunConfig {
                 Value::Null => Recipe::default(),
                 r => serde_json::from_value(r.clone()).map_err(|_| bad("recipe"))?,
             },
+            run_id: match &v["run_id"] {
+                Value::Null => None,
+                id => Some(id.as_str().ok_or_else(|| bad("run_id"))?.to_string()),
+            },
         })
     }
 }
@@ -132,13 +140,28 @@ impl RunDir {
         self.root.join("history.png")
     }
 
-    /// The newest checkpoint (highest epoch number in its name), if any.
-    pub fn last_checkpoint(&self) -> Result<Option<PathBuf>> {
+    pub fn log(&self) -> PathBuf {
+        self.root.join("log.csv")
+    }
+    pub fn pipeline_stats(&self) -> PathBuf {
+        self.root.join("pipeline_stats.csv")
+    }
+    pub fn manifest(&self) -> PathBuf {
+        self.root.join(crate::run_journal::MANIFEST)
+    }
+    /// The checkpoint after `epoch` epochs: `checkpoints/epoch-NNN.safetensors`.
+    pub fn checkpoint(&self, epoch: usize) -> PathBuf {
+        self.checkpoints()
+            .join(format!("epoch-{epoch:03}.{}", nnglue::MODEL_EXT))
+    }
+
+    /// The newest checkpoint (highest epoch number in its name) and that number, if any.
+    pub fn last_checkpoint(&self) -> Result<Option<(usize, PathBuf)>> {
         let dir = self.checkpoints();
         if !dir.is_dir() {
             return Ok(None);
         }
-        let mut best: Option<(u64, PathBuf)> = None;
+        let mut best: Option<(usize, PathBuf)> = None;
         for entry in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
             let path = entry.map_err(|e| io_err(&dir, e))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -146,7 +169,7 @@ impl RunDir {
             let Some(num) = name
                 .strip_prefix("epoch-")
                 .and_then(|r| r.strip_suffix(ext.as_str()))
-                .and_then(|n| n.parse::<u64>().ok())
+                .and_then(|n| n.parse::<usize>().ok())
             else {
                 continue;
             };
@@ -154,7 +177,67 @@ impl RunDir {
                 best = Some((num, path));
             }
         }
-        Ok(best.map(|(_, p)| p))
+        Ok(best)
+    }
+
+    /// True when the directory holds nothing but a lock file and temporary files (what a run
+    /// that crashed before writing `run.json` leaves).
+    pub fn is_empty_or_lock_only(&self) -> Result<bool> {
+        for entry in std::fs::read_dir(&self.root).map_err(|e| io_err(&self.root, e))? {
+            let name = entry.map_err(|e| io_err(&self.root, e))?.file_name();
+            let name = name.to_string_lossy();
+            if name != crate::run_lock::LOCK_FILE && !ferrovision_io::fsutil::is_temp_name(&name) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes the files a training run writes here, and nothing else (a user's own files in
+    /// the directory stay); folders left empty are removed.
+    pub fn remove_outputs(&self) -> Result<()> {
+        let remove = |p: &Path| match std::fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(p, e)),
+            _ => Ok(()),
+        };
+        for p in [
+            self.config(),
+            self.manifest(),
+            self.model(),
+            self.history(),
+            self.plot(),
+            self.log(),
+            self.metrics(),
+            self.pipeline_stats(),
+        ] {
+            remove(&p)?;
+        }
+        ferrovision_io::fsutil::remove_stale_temps(&self.root)?;
+        let ckpt = self.checkpoints();
+        if ckpt.is_dir() {
+            ferrovision_io::fsutil::remove_stale_temps(&ckpt)?;
+            while let Some((_, p)) = self.last_checkpoint()? {
+                remove(&p)?;
+            }
+            let _ = std::fs::remove_dir(&ckpt);
+        }
+        let tb = self.root.join("tensorboard");
+        for sub in ["train", "validation", "pipeline"] {
+            let d = tb.join(sub);
+            if !d.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&d).map_err(|e| io_err(&d, e))? {
+                let p = entry.map_err(|e| io_err(&d, e))?.path();
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.starts_with("events.out.tfevents.") {
+                    remove(&p)?;
+                }
+            }
+            let _ = std::fs::remove_dir(&d);
+        }
+        let _ = std::fs::remove_dir(&tb);
+        Ok(())
     }
 
     /// The `run.json` of the run a saved model belongs to (`<run>/model.safetensors` or
@@ -244,6 +327,7 @@ mod tests {
                 freeze: vec!["class:BatchNormalization".into()],
                 ..Recipe::default()
             },
+            run_id: Some("00c0ffee00c0ffee".into()),
         };
         let v = cfg.to_json(&["a".into(), "b".into()]);
         assert_eq!(v["classes"], serde_json::json!(["a", "b"]));
@@ -257,8 +341,8 @@ mod tests {
             "augment": null});
         let back = RunConfig::from_json(&old, Path::new("run.json")).unwrap();
         assert_eq!(
-            (back.task, back.model.as_str(), back.test_limit),
-            (TaskKind::Classify, "lenet5", None)
+            (back.task, back.model.as_str(), back.test_limit, back.run_id),
+            (TaskKind::Classify, "lenet5", None, None)
         );
         let mut bad = old.clone();
         bad["model"] = json!("alexnet");

@@ -1,17 +1,20 @@
-//! One training run, shared by `train` and `demo`: open the task's data, build (or resume) the
-//! model, `fit` with the run directory's callbacks, then write the final model, history, plot
-//! and metrics.
+//! One training run, shared by `train` and `demo`: lock the run directory, restore it (when
+//! resuming), open the task's data, build the model, `fit` with the run directory's callbacks
+//! (each epoch committed by [`RunJournal`]), then write the final model, history, plot, metrics
+//! and manifest.
 
 use crate::cli::PipelineOpts;
-use crate::error::{io_err, CliError, Context, Result};
+use crate::error::{CliError, Context, Result};
+use crate::interrupt::{self, StopOnInterrupt};
 use crate::pipeline::PipelineStatsLogger;
 use crate::recipe;
-use crate::run_dir::{
-    history_from_json, history_to_json, read_json, write_json, RunConfig, RunDir,
-};
+use crate::run_dir::{history_to_json, write_json, RunConfig, RunDir};
+use crate::run_journal::{self, RunJournal};
+use crate::run_lock::RunLock;
 use crate::tasks::classify::TOP5_ACCURACY;
 use crate::tasks::OpenOpts;
 use crate::{nnglue, plot};
+use ferrovision_io::crash::crash_point;
 use ferrovision_nn::datasets::mnist::Split;
 use ferrovision_train::callbacks::{Callback, Logs};
 use ferrovision_train::{FitOptions, History, Model};
@@ -19,6 +22,28 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// The error of a `fit` that a SIGINT/SIGTERM stopped: which signal, what the run keeps and
+/// how to resume (exit status 128 + the signal number). None when no stop was requested.
+fn interrupted_error(out: &Path, epochs: usize, model: &Model) -> Option<CliError> {
+    let sig = interrupt::requested()?;
+    let done = model.epoch();
+    let kept = if done == 0 {
+        "no epoch was completed yet".to_string()
+    } else {
+        format!("the run keeps its checkpoint after epoch {done}")
+    };
+    Some(CliError::with_exit_code(
+        format!(
+            "interrupted by {} during epoch {} of {epochs}; {kept}. Resume with: ferrovision \
+             train --out {} --resume --epochs {epochs}",
+            interrupt::signal_name(sig),
+            done + 1,
+            out.display()
+        ),
+        128 + sig,
+    ))
+}
 
 /// What a training run produced.
 #[derive(Debug, Clone)]
@@ -81,7 +106,8 @@ pub struct RunRequest<'a> {
     pub augment_source: String,
 }
 
-/// Trains (or resumes) a run and writes the whole run directory.
+/// Trains (or resumes) a run and writes the whole run directory, holding its lock throughout.
+/// Resuming continues from whatever state a crash left (see [`crate::run_journal`]).
 pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
     let RunRequest {
         cfg,
@@ -96,25 +122,45 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
     if cfg.batch_size == 0 {
         return Err(CliError::new("--batch-size must be at least 1"));
     }
+    if epochs == 0 {
+        return Err(CliError::new("--epochs must be at least 1"));
+    }
+    let _lock = RunLock::acquire(out)?;
+    if !resume && dir.config().exists() {
+        // Another process started a run here after this one checked.
+        return Err(CliError::new(format!(
+            "{} already holds a training run; pass --resume to continue it, or choose another \
+             --out",
+            out.display()
+        )));
+    }
+    // What a writer that crashed here left half-written (resuming also restores the rest).
+    ferrovision_io::fsutil::remove_stale_temps(out)?;
+    interrupt::install();
     let task = cfg.task.task();
     let (mut model, mut history) = if resume {
-        let ckpt = dir.last_checkpoint()?.ok_or_else(|| {
-            CliError::new(format!(
-                "{}: no checkpoint to resume from (expected checkpoints/epoch-NNN.{})",
-                out.display(),
-                nnglue::MODEL_EXT
-            ))
-        })?;
-        let model = nnglue::load(&ckpt).context("cannot resume")?;
-        let history = if dir.history().is_file() {
-            history_from_json(&read_json(&dir.history())?, &dir.history())?
-        } else {
-            History::default()
-        };
-        (Some(model), history)
+        let r = run_journal::restore(&dir, cfg.run_id.as_deref())?;
+        (r.model, r.history)
     } else {
         (None, History::default())
     };
+    let done = model.as_ref().map_or(0, |m| m.epoch());
+    if done >= epochs {
+        if run_journal::finished_epochs(&dir) == Some(done) {
+            return Err(CliError::new(format!(
+                "{}: the run is complete ({done} epoch(s)); pass a larger --epochs to train \
+                 further",
+                out.display()
+            )));
+        }
+        if done > epochs {
+            return Err(CliError::new(format!(
+                "{}: the run already has {done} epoch(s), more than --epochs {epochs}; pass \
+                 --epochs {done} to finish it, or more to train further",
+                out.display()
+            )));
+        }
+    }
     let input_shape = model.as_ref().map(nnglue::input_shape);
     // Checks the stored normalisation of a resumed model before the data is opened.
     if let Some(m) = &model {
@@ -189,45 +235,53 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
     let n_train = train_data.len;
     let n_test = test_data.len;
 
-    let done = model.epoch();
-    if epochs <= done {
-        return Err(CliError::new(format!(
-            "{}: the run already has {done} epoch(s); pass a larger --epochs to train further",
-            out.display()
-        )));
-    }
-    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     write_json(&dir.config(), &cfg.to_json(&train_data.classes))?;
+    crash_point("run-config-written");
 
     let times = Arc::new(Mutex::new(Vec::new()));
-    let mut callbacks = nnglue::callbacks(out, resume)?;
-    callbacks.push(Box::new(EpochTimer {
-        start: None,
-        times: times.clone(),
-    }));
-    callbacks.push(Box::new(PipelineStatsLogger::new(
-        train_data.stats.clone(),
-        out,
-        resume,
-        pipe.stats,
-    )?));
-    let opts = FitOptions {
-        epochs,
-        verbose,
-        ..FitOptions::default()
-    };
-    let t0 = Instant::now();
-    let new = model.fit_source(
-        train_data.source.as_mut(),
-        Some(test_data.source.as_mut()),
-        &opts,
-        callbacks,
-    )?;
-    let train_seconds = t0.elapsed().as_secs_f64();
-    history.epochs.extend(new.epochs.iter().copied());
-    history.logs.extend(new.logs.iter().cloned());
+    let mut train_seconds = 0.0;
+    if done < epochs {
+        // The run is no longer finished at its old length.
+        run_journal::remove_manifest(&dir)?;
+        let callbacks: Vec<Box<dyn Callback>> = vec![
+            Box::new(StopOnInterrupt),
+            Box::new(EpochTimer {
+                start: None,
+                times: times.clone(),
+            }),
+            Box::new(PipelineStatsLogger::new(
+                train_data.stats.clone(),
+                out,
+                resume,
+                pipe.stats,
+            )?),
+            nnglue::tensorboard(out),
+            // Last: the epoch is committed once everything before it has run.
+            Box::new(RunJournal::new(out, cfg.run_id.clone(), history.clone())),
+        ];
+        let opts = FitOptions {
+            epochs,
+            verbose,
+            ..FitOptions::default()
+        };
+        let t0 = Instant::now();
+        let fitted = model.fit_source(
+            train_data.source.as_mut(),
+            Some(test_data.source.as_mut()),
+            &opts,
+            callbacks,
+        );
+        let new = match fitted {
+            Err(e) => return Err(interrupted_error(out, epochs, &model).unwrap_or(e.into())),
+            Ok(h) => h,
+        };
+        train_seconds = t0.elapsed().as_secs_f64();
+        history.epochs.extend(new.epochs.iter().copied());
+        history.logs.extend(new.logs.iter().cloned());
+    }
 
     nnglue::save(&model, &dir.model())?;
+    crash_point("final-model-written");
     let logs = model.evaluate_source(test_data.source.as_mut())?;
     let test_loss = logs.get("loss").unwrap_or(f64::NAN);
     let test_metric = logs.get(task.metric()).unwrap_or(f64::NAN);
@@ -259,6 +313,7 @@ pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
             }),
         }),
     )?;
+    run_journal::write_manifest(&dir, cfg.run_id.as_deref(), model.epoch())?;
     Ok(TrainOutcome {
         out: out.to_path_buf(),
         model_file: dir.model(),

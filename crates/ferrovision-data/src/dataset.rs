@@ -19,6 +19,22 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
+/// The most elements a stage reserves room for up front: batch and buffer sizes come from users
+/// (`--batch-size 4611686018427387904`), so larger groups grow as elements arrive instead of
+/// reserving (and overflowing) at once.
+const MAX_PREALLOC: usize = 4096;
+
+/// The most threads one parallel stage starts, whatever it is asked for.
+pub const MAX_WORKERS: usize = 256;
+
+/// The message of a caught panic payload.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// A boxed element iterator.
 pub type BoxIter<T> = Box<dyn Iterator<Item = Result<T>> + Send>;
 type Factory<T> = Arc<dyn Fn() -> Result<BoxIter<T>> + Send + Sync>;
@@ -332,7 +348,7 @@ impl<T: DataElement> Dataset<T> {
                 // Groups of `batch` upstream elements; an upstream error ends its group early
                 // and travels alone (the group's elements are dropped, as in `batch`).
                 let groups: BoxIter<Vec<T>> = Box::new(std::iter::from_fn(move || {
-                    let mut items = Vec::with_capacity(batch);
+                    let mut items = Vec::with_capacity(batch.min(MAX_PREALLOC));
                     while items.len() < batch {
                         match upi.next() {
                             Some(Ok(x)) => items.push(x),
@@ -457,7 +473,7 @@ impl<T: DataElement> Dataset<T> {
             move |mut up, _| {
                 let ep = epoch.fetch_add(1, Ordering::Relaxed);
                 let mut rng = Rng::new(mix_seed(seed, if reshuffle { ep } else { 0 }, 0x5A));
-                let mut buf: Vec<Result<T>> = Vec::with_capacity(buffer);
+                let mut buf: Vec<Result<T>> = Vec::with_capacity(buffer.min(MAX_PREALLOC));
                 let mut exhausted = false;
                 Ok(Box::new(std::iter::from_fn(move || {
                     while !exhausted && buf.len() < buffer {
@@ -510,7 +526,7 @@ impl<T: DataElement> Dataset<T> {
                 let combine = combine.clone();
                 let st = st.clone();
                 Ok(Box::new(std::iter::from_fn(move || {
-                    let mut items = Vec::with_capacity(n);
+                    let mut items = Vec::with_capacity(n.min(MAX_PREALLOC));
                     while items.len() < n {
                         match up.next() {
                             Some(Ok(x)) => items.push(x),
@@ -981,17 +997,34 @@ impl<T: Send + 'static> Prefetch<T> {
         let (tx, rx) = mpsc::sync_channel(buffer);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        std::thread::Builder::new()
+        let err_tx = tx.clone();
+        let spawned = std::thread::Builder::new()
             .name("fv-prefetch".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
-                    let Some(x) = up.next() else { break };
-                    if tx.send(x).is_err() {
-                        break;
+                    // A panic upstream becomes the stream's last element, not a silent end.
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| up.next())) {
+                        Ok(None) => break,
+                        Ok(Some(x)) => {
+                            if tx.send(x).is_err() {
+                                break;
+                            }
+                        }
+                        Err(p) => {
+                            let _ = tx.send(Err(Error::User(format!(
+                                "input pipeline stage panicked: {}",
+                                panic_message(p.as_ref())
+                            ))));
+                            break;
+                        }
                     }
                 }
-            })
-            .expect("cannot spawn prefetch thread");
+            });
+        if let Err(e) = spawned {
+            let _ = err_tx.try_send(Err(Error::User(format!(
+                "cannot start the input pipeline's prefetch thread: {e}"
+            ))));
+        }
         Prefetch { rx, stop }
     }
 }
@@ -1055,7 +1088,7 @@ impl<T: Send + 'static, U: Send + 'static> ParMap<T, U> {
             cv: Condvar::new(),
         });
         let (tx, rx) = mpsc::channel();
-        let handles = (0..workers)
+        let handles = (0..workers.clamp(1, MAX_WORKERS))
             .map(|w| {
                 let shared = shared.clone();
                 let tx = tx.clone();
@@ -1072,7 +1105,19 @@ impl<T: Send + 'static, U: Send + 'static> ParMap<T, U> {
                             if s.stop || s.done {
                                 return;
                             }
-                            match s.up.next() {
+                            // A panic upstream ends the stream with an error, not silently.
+                            let next =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    s.up.next()
+                                }))
+                                .unwrap_or_else(|p| {
+                                    s.done = true;
+                                    Some(Err(Error::User(format!(
+                                        "input pipeline stage panicked: {}",
+                                        panic_message(p.as_ref())
+                                    ))))
+                                });
+                            match next {
                                 None => {
                                     s.done = true;
                                     shared.cv.notify_all();
@@ -1094,12 +1139,10 @@ impl<T: Send + 'static, U: Send + 'static> ParMap<T, U> {
                                         f(x, epoch, idx)
                                     }))
                                     .unwrap_or_else(|p| {
-                                        let msg = p
-                                            .downcast_ref::<&str>()
-                                            .map(|s| s.to_string())
-                                            .or_else(|| p.downcast_ref::<String>().cloned())
-                                            .unwrap_or_default();
-                                        Err(Error::User(format!("map function panicked: {msg}")))
+                                        Err(Error::User(format!(
+                                            "map function panicked: {}",
+                                            panic_message(p.as_ref())
+                                        )))
                                     });
                                 stats.add_work(t.elapsed().as_nanos() as u64);
                                 r
@@ -1109,9 +1152,23 @@ impl<T: Send + 'static, U: Send + 'static> ParMap<T, U> {
                             return;
                         }
                     })
-                    .expect("cannot spawn map worker")
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Fewer threads than asked still work; none at all is an error the consumer sees first.
+        let mut spawn_error = None;
+        let handles = handles
+            .into_iter()
+            .filter_map(|h| h.map_err(|e| spawn_error = Some(e)).ok())
+            .collect::<Vec<_>>();
+        if handles.is_empty() {
+            let e = spawn_error.map_or_else(|| "no workers".to_string(), |e| e.to_string());
+            let _ = tx.send((
+                0,
+                Err(Error::User(format!(
+                    "cannot start the input pipeline's map workers: {e}"
+                ))),
+            ));
+        }
         ParMap {
             shared,
             rx,

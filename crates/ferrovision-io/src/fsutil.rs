@@ -31,7 +31,7 @@ impl AtomicFile {
             .into_owned();
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp_path = final_path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
-        let f = File::create(&tmp_path).map_err(|e| Error::io(&tmp_path, e))?;
+        let f = File::create(&tmp_path).map_err(|e| Error::io(&final_path, e))?;
         Ok(AtomicFile {
             final_path,
             tmp_path,
@@ -44,16 +44,41 @@ impl AtomicFile {
         &self.final_path
     }
 
-    /// Flushes, syncs and renames the temporary file to the final name.
+    /// Flushes, syncs and renames the temporary file to the final name, then syncs the folder
+    /// so the rename itself survives a power loss. Errors name the final path (the temporary
+    /// name means nothing to the user); on error the temporary file is removed.
     pub fn commit(mut self) -> Result<()> {
         let out = self.out.take().expect("AtomicFile used after commit");
-        let f = out
+        let written = out
             .into_inner()
-            .map_err(|e| Error::io(&self.tmp_path, e.into_error()))?;
-        f.sync_all().map_err(|e| Error::io(&self.tmp_path, e))?;
-        drop(f);
-        std::fs::rename(&self.tmp_path, &self.final_path)
-            .map_err(|e| Error::io(&self.final_path, e))
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&self.tmp_path);
+            return Err(Error::io(&self.final_path, e));
+        }
+        let name = self
+            .final_path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        crate::crash::crash_point(&format!("before-rename:{name}"));
+        if let Err(e) = std::fs::rename(&self.tmp_path, &self.final_path) {
+            let _ = std::fs::remove_file(&self.tmp_path);
+            return Err(Error::io(&self.final_path, e));
+        }
+        if let Some(dir) = self
+            .final_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            // Not every file system can sync a folder; the rename is done either way.
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        crate::crash::crash_point(&format!("after-rename:{name}"));
+        Ok(())
     }
 }
 
@@ -78,6 +103,45 @@ impl Drop for AtomicFile {
             let _ = std::fs::remove_file(&self.tmp_path);
         }
     }
+}
+
+/// True for the name of an [`AtomicFile`]'s temporary file (`.<name>.tmp-<pid>-<n>`).
+pub fn is_temp_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    let Some((_, tail)) = rest.rsplit_once(".tmp-") else {
+        return false;
+    };
+    let mut parts = tail.split('-');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(p), Some(n), None)
+            if !p.is_empty() && !n.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && n.bytes().all(|b| b.is_ascii_digit())
+    )
+}
+
+/// Removes the temporary files a crashed writer left in `dir` (not recursive); returns how
+/// many. Call it only while no other process writes into `dir` (e.g. under a run's lock).
+pub fn remove_stale_temps(dir: impl AsRef<Path>) -> Result<usize> {
+    let dir = dir.as_ref();
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        if name.to_str().is_some_and(is_temp_name) && entry.path().is_file() {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(&entry.path(), e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes `bytes` to `path` atomically, creating missing parent folders first.
@@ -143,6 +207,40 @@ mod tests {
             AtomicFile::create("/"),
             Err(Error::InvalidPath { .. })
         ));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn stale_temporary_files_are_recognised_and_removed_and_nothing_else() {
+        let dir = tmp("stale");
+        std::fs::create_dir_all(&dir).unwrap();
+        // What a writer killed between write and rename leaves behind.
+        let f = AtomicFile::create(dir.join("model.safetensors")).unwrap();
+        let tmp_name = f
+            .tmp_path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        std::mem::forget(f);
+        assert!(is_temp_name(&tmp_name), "{tmp_name}");
+        for keep in [
+            "model.safetensors",
+            ".hidden",
+            ".a.tmp-x-1",
+            "a.tmp-1-2",
+            ".log.csv.tmp-1",
+        ] {
+            assert!(!is_temp_name(keep), "{keep}");
+            std::fs::write(dir.join(keep), b"user").unwrap();
+        }
+        assert_eq!(remove_stale_temps(&dir).unwrap(), 1);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 5);
+        assert_eq!(remove_stale_temps(dir.join("missing")).unwrap(), 0);
+        // A failed write names the file the user asked for, not the temporary one.
+        let e = write_atomic(dir.join("model.safetensors/inner"), b"x").unwrap_err();
+        assert!(!e.to_string().contains(".tmp-"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

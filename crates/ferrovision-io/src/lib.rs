@@ -17,6 +17,7 @@
 //! - [`safetensors`]: named f32 tensors plus string metadata in one safetensors file (weights,
 //!   model files, checkpoints).
 
+pub mod crash;
 mod error;
 pub mod fsutil;
 pub mod protobuf;

@@ -3,33 +3,62 @@
 
 use crate::fsutil::write_atomic;
 use crate::{Error, Result};
-use ::safetensors::tensor::{Dtype, TensorView};
+use ::safetensors::tensor::Dtype;
 use ferrovision_tensor::Tensor;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Writes named f32 tensors (plus string metadata) as one safetensors file, atomically.
+///
+/// The bytes depend only on the tensors and the metadata: tensors are stored in name order and
+/// the header's keys are sorted (the `safetensors` crate's writer orders metadata as its hash
+/// map iterates, so the same model saved twice gave different files).
 pub fn save_safetensors(
     path: &Path,
     tensors: &[(String, Tensor)],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let data = t.to_vec::<f32>()?;
-        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        bufs.push((name.clone(), t.shape().to_vec(), bytes));
+    let mut order: Vec<&(String, Tensor)> = tensors.iter().collect();
+    order.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::format(
+            path,
+            format!("tensor '{}' appears twice", w[0].0),
+        ));
     }
-    let views = bufs
-        .iter()
-        .map(|(n, s, b)| {
-            TensorView::new(Dtype::F32, s.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| Error::format(path, format!("tensor '{n}': {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bytes = ::safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::format(path, e.to_string()))?;
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        let sorted: BTreeMap<String, String> = metadata.into_iter().collect();
+        header.insert("__metadata__".into(), serde_json::json!(sorted));
+    }
+    let mut data: Vec<u8> = Vec::new();
+    let mut entries = Vec::with_capacity(order.len());
+    for (name, t) in order {
+        let start = data.len();
+        for v in t.to_vec::<f32>()? {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        entries.push((
+            name.clone(),
+            serde_json::json!({
+                "dtype": "F32",
+                "shape": t.shape(),
+                "data_offsets": [start, data.len()],
+            }),
+        ));
+    }
+    // serde_json's map keeps keys sorted, so the header text is canonical.
+    header.extend(entries);
+    let mut text =
+        serde_json::to_string(&header).map_err(|e| Error::format(path, format!("header: {e}")))?;
+    // The data starts 8-byte aligned, as the reference writer pads it.
+    while (8 + text.len()) % 8 != 0 {
+        text.push(' ');
+    }
+    let mut bytes = Vec::with_capacity(8 + text.len() + data.len());
+    bytes.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.extend_from_slice(&data);
     write_atomic(path, &bytes)
 }
 
@@ -86,4 +115,55 @@ pub fn load_safetensors(path: &Path) -> Result<SafetensorsFile> {
     // Keep a stable order (the file sorts by dtype then name).
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(SafetensorsFile { tensors, metadata })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_files_are_byte_reproducible_and_read_back_by_the_reference_reader() {
+        let dir = std::env::temp_dir().join(format!("fv-st-{}", std::process::id()));
+        let t = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s).unwrap();
+        let tensors = vec![
+            (
+                "b/kernel".to_string(),
+                t(vec![1.0, -2.5, 3.0, 4.0, 5.0, 6.0], &[2, 3]),
+            ),
+            ("a/bias".to_string(), t(vec![0.5], &[1])),
+        ];
+        let meta = |keys: &[&str]| -> HashMap<String, String> {
+            keys.iter()
+                .map(|k| (k.to_string(), format!("v-{k}")))
+                .collect()
+        };
+        let (p1, p2) = (dir.join("one.safetensors"), dir.join("two.safetensors"));
+        save_safetensors(
+            &p1,
+            &tensors,
+            meta(&["epoch", "architecture", "rng", "compile"]),
+        )
+        .unwrap();
+        let mut reversed = tensors.clone();
+        reversed.reverse();
+        save_safetensors(
+            &p2,
+            &reversed,
+            meta(&["compile", "rng", "architecture", "epoch"]),
+        )
+        .unwrap();
+        let bytes = std::fs::read(&p1).unwrap();
+        assert_eq!(bytes, std::fs::read(&p2).unwrap());
+        // The reference implementation parses it and finds the same tensors.
+        let st = ::safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let view = st.tensor("b/kernel").unwrap();
+        assert_eq!((view.dtype(), view.shape()), (Dtype::F32, &[2usize, 3][..]));
+        let back = load_safetensors(&p1).unwrap();
+        assert_eq!(back.metadata["rng"], "v-rng");
+        assert_eq!(back.tensors[1].1.to_vec::<f32>().unwrap()[1], -2.5);
+        let dup = vec![tensors[0].clone(), tensors[0].clone()];
+        let e = save_safetensors(&p1, &dup, HashMap::new()).unwrap_err();
+        assert!(e.to_string().contains("appears twice"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -7,7 +7,7 @@ use callbacks_support::*;
 use ferrovision_nn::tensor::Tensor;
 use ferrovision_nn::{Error, NetworkExt};
 use ferrovision_train::callbacks::{
-    format_template, py_float_repr, CSVLogger, EarlyStopping, LambdaCallback,
+    format_template, history_csv, py_float_repr, CSVLogger, EarlyStopping, LambdaCallback,
     LearningRateScheduler, Mode, ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau, SaveFreq,
     TerminateOnNaN, TrainParams,
 };
@@ -514,6 +514,12 @@ fn csv_logger_in_fit_and_resume() {
             logs.get("val_loss").unwrap()
         );
     }
+    // The log rebuilt from the history is the streamed one, byte for byte.
+    let mut history = h1.clone();
+    history.epochs.extend(h2.epochs.clone());
+    history.logs.extend(h2.logs.clone());
+    assert_eq!(history_csv(&history), text);
+    assert_eq!(history_csv(&ferrovision_train::History::default()), "");
     // A CSV path under a regular file cannot be created: an I/O error naming the path.
     let bad = dir.join("logs/train.csv/nested.csv");
     let e = model

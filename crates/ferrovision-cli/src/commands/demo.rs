@@ -5,6 +5,8 @@ use crate::cli::TrainOpts;
 use crate::data::DataSpec;
 use crate::error::{io_err, CliError, Result};
 use crate::run_dir::{read_json, RunConfig, RunDir};
+use crate::run_journal::new_run_id;
+use crate::run_lock::RunLock;
 use crate::tasks::classify::{class_probabilities, format_top, top_k};
 use crate::tasks::TaskKind;
 use crate::training::{train_run, RunRequest};
@@ -23,7 +25,8 @@ pub struct DemoArgs {
     pub train: TrainOpts,
 }
 
-/// Removes what an earlier demo left in `out`, refusing to touch other runs.
+/// Removes what an earlier demo wrote in `out` (its files only: anything the user added stays),
+/// refusing to touch other runs.
 fn clear_demo_dir(out: &Path) -> Result<()> {
     let dir = RunDir::new(out);
     if !out.exists() {
@@ -37,19 +40,29 @@ fn clear_demo_dir(out: &Path) -> Result<()> {
                 out.display()
             )));
         }
-    } else if std::fs::read_dir(out)
-        .map_err(|e| io_err(out, e))?
-        .next()
-        .is_some()
-    {
+    } else if !dir.is_empty_or_lock_only()? {
         return Err(CliError::new(format!(
             "{} exists and is not a demo run directory; choose another --out",
             out.display()
         )));
     }
-    std::fs::remove_dir_all(out).map_err(|e| io_err(out, e))?;
+    let _lock = RunLock::acquire(out)?;
+    dir.remove_outputs()?;
+    let samples = out.join(SAMPLES);
+    if samples.is_dir() {
+        for entry in std::fs::read_dir(&samples).map_err(|e| io_err(&samples, e))? {
+            let path = entry.map_err(|e| io_err(&samples, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with("test-") && name.contains("-label-") && name.ends_with(".png") {
+                std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            }
+        }
+    }
     Ok(())
 }
+
+/// The folder of the demo's sample digits inside its run directory.
+const SAMPLES: &str = "samples";
 
 /// Trains, reports and classifies one held-out digit of each class.
 pub fn run(args: DemoArgs) -> Result<()> {
@@ -71,6 +84,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             .map(pipeline::load_augment)
             .transpose()?,
         recipe: Default::default(),
+        run_id: Some(new_run_id()),
     };
     let epochs = t.epochs.unwrap_or(15);
     clear_demo_dir(&args.out)?;
@@ -109,7 +123,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     // `ferrovision predict` would, with the model reloaded from disk.
     let (x_test, y_test) = builtin::digits(Split::Test)?;
     let labels = y_test.to_vec::<i64>()?;
-    let samples = args.out.join("samples");
+    let samples = args.out.join(SAMPLES);
     std::fs::create_dir_all(&samples).map_err(|e| io_err(&samples, e))?;
     let mut files = Vec::new();
     for digit in 0..10i64 {

@@ -7,6 +7,7 @@ use crate::nnglue;
 use crate::pipeline;
 use crate::recipe::Recipe;
 use crate::run_dir::{read_json, RunConfig, RunDir};
+use crate::run_journal::new_run_id;
 use crate::tasks::TaskKind;
 use crate::training::{train_run, RunRequest, TrainOutcome};
 use clap::Args;
@@ -62,6 +63,9 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(args.model.as_deref().unwrap_or("lenet5")));
     let dir = RunDir::new(&out);
+    if t.epochs == Some(0) {
+        return Err(CliError::new("--epochs must be at least 1"));
+    }
     if args.resume {
         if !dir.config().is_file() {
             return Err(CliError::new(format!(
@@ -129,6 +133,20 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
             out.display()
         )));
     }
+    if out.is_file() {
+        return Err(CliError::new(format!(
+            "--out {}: is a file; the run directory must be a new or empty folder",
+            out.display()
+        )));
+    }
+    // A run writes log.csv, metrics.json, ... : never over a folder of the user's own files.
+    if out.is_dir() && !dir.is_empty_or_lock_only()? {
+        return Err(CliError::new(format!(
+            "--out {}: the folder is not empty and holds no training run (no run.json); choose \
+             a new or empty folder",
+            out.display()
+        )));
+    }
     args.recipe.validate()?;
     let cfg = RunConfig {
         command: "train".into(),
@@ -147,6 +165,7 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
             .map(pipeline::load_augment)
             .transpose()?,
         recipe: args.recipe.clone(),
+        run_id: Some(new_run_id()),
     };
     Ok((cfg, out, t.epochs.unwrap_or(10)))
 }
@@ -197,7 +216,7 @@ pub fn run(args: TrainArgs) -> Result<TrainOutcome> {
     );
     println!(
         "wrote {}: model.{}, checkpoints/, log.csv, pipeline_stats.csv, tensorboard/, \
-         history.png, metrics.json",
+         history.png, metrics.json, manifest.json",
         o.out.display(),
         nnglue::MODEL_EXT
     );

@@ -36,6 +36,15 @@ impl Task for Classify {
 
     fn open(&self, data: &DataSpec, split: Split, opts: &OpenOpts) -> Result<TaskData> {
         let mut set = data.load(split, &opts.load_opts()?)?;
+        if set.labels.is_empty() {
+            let which = match split {
+                Split::Train => "training",
+                Split::Test => "test",
+            };
+            return Err(CliError::new(format!(
+                "{data}: the {which} set has no images"
+            )));
+        }
         let shape = set.image_shape();
         let classes = std::mem::take(&mut set.classes);
         if let Some((aug, source)) = &opts.augment {

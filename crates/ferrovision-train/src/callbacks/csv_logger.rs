@@ -2,7 +2,7 @@
 
 use super::pyfmt::py_float_repr;
 use super::{Callback, Logs, TrainParams};
-use crate::{Error, Model, Result};
+use crate::{Error, History, Model, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -46,15 +46,60 @@ impl CSVLogger {
         self.append = on;
         self
     }
+}
 
-    /// Quotes a field the way Python's csv module does (minimal quoting).
-    fn field(&self, s: &str) -> String {
-        if s.contains(self.separator) || s.contains(['"', '\r', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
+/// Quotes a field the way Python's csv module does (minimal quoting).
+fn csv_field(s: &str, sep: char) -> String {
+    if s.contains(sep) || s.contains(['"', '\r', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
     }
+}
+
+/// The columns after `epoch`: the first epoch's keys sorted, plus `val_<key>` columns when no
+/// validation key is present (Keras).
+fn csv_keys(first: &Logs) -> Vec<String> {
+    let mut keys: Vec<String> = first.iter().map(|(k, _)| k.to_string()).collect();
+    keys.sort();
+    if !keys.is_empty() && !keys.iter().any(|k| k.starts_with("val_")) {
+        let val: Vec<String> = keys.iter().map(|k| format!("val_{k}")).collect();
+        keys.extend(val);
+    }
+    keys
+}
+
+fn csv_header(keys: &[String], sep: char) -> String {
+    let header: Vec<String> = std::iter::once("epoch")
+        .chain(keys.iter().map(String::as_str))
+        .map(|k| csv_field(k, sep))
+        .collect();
+    header.join(&sep.to_string()) + "\n"
+}
+
+fn csv_row(epoch: usize, keys: &[String], logs: &Logs, sep: char) -> String {
+    let row: Vec<String> = std::iter::once(epoch.to_string())
+        .chain(
+            keys.iter()
+                .map(|k| logs.get(k).map_or("NA".to_string(), py_float_repr)),
+        )
+        .map(|v| csv_field(&v, sep))
+        .collect();
+    row.join(&sep.to_string()) + "\n"
+}
+
+/// The whole CSV text [`CSVLogger`] writes for these epochs (comma-separated, with header), so a
+/// log can be rebuilt from a [`History`] (e.g. after resuming from a checkpoint).
+pub fn history_csv(history: &History) -> String {
+    let Some(first) = history.logs.first() else {
+        return String::new();
+    };
+    let keys = csv_keys(first);
+    let mut out = csv_header(&keys, ',');
+    for (&epoch, logs) in history.epochs.iter().zip(&history.logs) {
+        out += &csv_row(epoch, &keys, logs, ',');
+    }
+    out
 }
 
 impl Callback for CSVLogger {
@@ -92,35 +137,17 @@ impl Callback for CSVLogger {
     }
 
     fn on_epoch_end(&mut self, _model: &mut Model, epoch: usize, logs: &Logs) -> Result<()> {
-        let sep = self.separator.to_string();
+        let sep = self.separator;
         let mut out = String::new();
         if self.keys.is_none() {
-            let mut keys: Vec<String> = logs.iter().map(|(k, _)| k.to_string()).collect();
-            keys.sort();
-            if !keys.is_empty() && !keys.iter().any(|k| k.starts_with("val_")) {
-                let val: Vec<String> = keys.iter().map(|k| format!("val_{k}")).collect();
-                keys.extend(val);
-            }
+            let keys = csv_keys(logs);
             if self.write_header {
-                let header: Vec<String> = std::iter::once("epoch")
-                    .chain(keys.iter().map(String::as_str))
-                    .map(|k| self.field(k))
-                    .collect();
-                out.push_str(&header.join(&sep));
-                out.push('\n');
+                out.push_str(&csv_header(&keys, sep));
             }
             self.keys = Some(keys);
         }
         let keys = self.keys.as_deref().unwrap_or_default();
-        let row: Vec<String> = std::iter::once(epoch.to_string())
-            .chain(
-                keys.iter()
-                    .map(|k| logs.get(k).map_or("NA".to_string(), py_float_repr)),
-            )
-            .map(|v| self.field(&v))
-            .collect();
-        out.push_str(&row.join(&sep));
-        out.push('\n');
+        out.push_str(&csv_row(epoch, keys, logs, sep));
         let file = self
             .file
             .as_mut()

@@ -21,7 +21,7 @@ mod tensorboard;
 mod terminate;
 
 pub use checkpoint::{ModelCheckpoint, SaveFreq};
-pub use csv_logger::CSVLogger;
+pub use csv_logger::{history_csv, CSVLogger};
 pub use early_stopping::EarlyStopping;
 pub use lambda::LambdaCallback;
 pub use lr::{LearningRateScheduler, ReduceLROnPlateau};

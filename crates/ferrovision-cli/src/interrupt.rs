@@ -1,0 +1,83 @@
+//! Graceful stop of training on SIGINT (Ctrl-C) and SIGTERM.
+//!
+//! The signal handlers only set a flag (async-signal-safe, through `signal-hook`); the
+//! training loop polls it after every step ([`StopOnInterrupt`]) and ends with an error before
+//! the epoch in progress is committed (see [`crate::run_journal`]): the run keeps its last
+//! checkpoint and `--resume` continues exactly as if that epoch had never started. A second
+//! signal while stopping ends the process at once (exit status 128 + the signal number).
+
+use ferrovision_train::callbacks::{Callback, Logs};
+use ferrovision_train::Model;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Once, OnceLock};
+
+static INSTALL: Once = Once::new();
+
+/// The number of the first signal received (0: none).
+fn signal_slot() -> Arc<AtomicUsize> {
+    static SLOT: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+    SLOT.get_or_init(|| Arc::new(AtomicUsize::new(0))).clone()
+}
+
+/// Installs the SIGINT/SIGTERM handlers (once per process; later calls do nothing). Where
+/// handlers cannot be installed, training simply is not stoppable gracefully.
+pub fn install() {
+    INSTALL.call_once(|| {
+        #[cfg(unix)]
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let flag = Arc::new(AtomicBool::new(false));
+            // Registered first: on the second signal the flag is already set and this exits.
+            let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, flag.clone());
+            let _ = signal_hook::flag::register(sig, flag);
+            let _ = signal_hook::flag::register_usize(sig, signal_slot(), sig as usize);
+        }
+    });
+}
+
+/// The signal that asked training to stop (SIGINT 2, SIGTERM 15), if any.
+pub fn requested() -> Option<i32> {
+    match signal_slot().load(Ordering::Relaxed) {
+        0 => None,
+        s => Some(s as i32),
+    }
+}
+
+/// The signal's name for messages.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        2 => "SIGINT",
+        15 => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+/// The error [`StopOnInterrupt`] ends `fit` with (the caller reports it as an interrupt).
+pub const INTERRUPTED: &str = "training interrupted";
+
+/// Ends `fit` with an error after the step in progress (or before the next epoch) once a stop
+/// was requested, so the epoch in progress is neither validated nor committed.
+pub struct StopOnInterrupt;
+
+impl StopOnInterrupt {
+    fn check() -> ferrovision_nn::Result<()> {
+        match requested() {
+            Some(_) => Err(ferrovision_nn::Error::config(INTERRUPTED)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Callback for StopOnInterrupt {
+    fn on_batch_end(
+        &mut self,
+        _model: &mut Model,
+        _batch: usize,
+        _logs: &Logs,
+    ) -> ferrovision_nn::Result<()> {
+        Self::check()
+    }
+
+    fn on_epoch_begin(&mut self, _model: &mut Model, _epoch: usize) -> ferrovision_nn::Result<()> {
+        Self::check()
+    }
+}

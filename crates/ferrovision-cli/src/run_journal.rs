@@ -1,0 +1,268 @@
+//! The run directory as a small transactional store: what is committed after each epoch, what
+//! resuming restores, and the manifest that marks a finished run.
+//!
+//! The commit point of an epoch is its checkpoint, `checkpoints/epoch-NNN.safetensors`, written
+//! atomically (temp file + rename). It holds the whole model (weights, optimizer state, epoch)
+//! plus the run's id and the history of every epoch so far, so everything else the run
+//! directory holds about epochs is derived from the newest checkpoint:
+//!
+//! 1. `pipeline_stats.csv` gets the epoch's row (before the commit; rows of uncommitted epochs
+//!    are dropped on resume);
+//! 2. the checkpoint is written (the commit);
+//! 3. `history.json` and `log.csv` are rewritten from the committed history.
+//!
+//! A finished run then writes `model.safetensors`, evaluates it, writes `history.png` and
+//! `metrics.json`, and last `manifest.json` (the files of the finished run with their sizes and
+//! SHA-256). Every crash point therefore leaves one of three states, all of which `--resume`
+//! continues to the outputs an uninterrupted run writes: no checkpoint (start over with the
+//! same seed), a checkpoint before the last epoch (train on), or the last checkpoint without
+//! a manifest (write the final outputs). Writers are kept apart by `run.lock`
+//! ([`crate::run_lock`]).
+
+use crate::error::{io_err, CliError, Context, Result};
+use crate::nnglue;
+use crate::run_dir::{history_from_json, history_to_json, read_json, write_json, RunDir};
+use ferrovision_io::crash::crash_point;
+use ferrovision_io::fsutil::remove_stale_temps;
+use ferrovision_io::write_atomic;
+use ferrovision_train::callbacks::{history_csv, Callback, Logs};
+use ferrovision_train::{History, Model};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// Model metadata key of the id of the run a checkpoint belongs to.
+pub const RUN_ID: &str = "run_id";
+
+/// Model metadata key of the history of every epoch up to a checkpoint (as `history.json`).
+pub const HISTORY: &str = "history";
+
+/// A new run id: 16 hex digits, unique enough to tell runs apart.
+pub fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    std::process::id().hash(&mut h);
+    std::time::SystemTime::now().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Commits a finished epoch: the checkpoint (with `run_id` and `history`), then the files
+/// derived from it. `history` already holds the epoch.
+pub fn commit_epoch(
+    model: &mut Model,
+    dir: &RunDir,
+    run_id: Option<&str>,
+    history: &History,
+) -> Result<()> {
+    model.set_metadata(HISTORY, history_to_json(history).to_string());
+    if let Some(id) = run_id {
+        model.set_metadata(RUN_ID, id);
+    }
+    nnglue::save(model, &dir.checkpoint(model.epoch()))?;
+    crash_point("epoch-committed");
+    write_derived(dir, history)
+}
+
+/// Rewrites `history.json` and `log.csv` from a history.
+fn write_derived(dir: &RunDir, history: &History) -> Result<()> {
+    write_json(&dir.history(), &history_to_json(history))?;
+    Ok(write_atomic(dir.log(), history_csv(history).as_bytes())?)
+}
+
+/// Commits each epoch of `fit` (see the module documentation). An interrupted epoch (see
+/// [`crate::interrupt`]) never reaches it: the run resumes from the one before.
+pub struct RunJournal {
+    dir: RunDir,
+    run_id: Option<String>,
+    history: History,
+}
+
+impl RunJournal {
+    /// A journal continuing `history` (the committed epochs) in `dir`.
+    pub fn new(dir: &Path, run_id: Option<String>, history: History) -> Self {
+        RunJournal {
+            dir: RunDir::new(dir),
+            run_id,
+            history,
+        }
+    }
+}
+
+impl Callback for RunJournal {
+    fn on_epoch_end(
+        &mut self,
+        model: &mut Model,
+        epoch: usize,
+        logs: &Logs,
+    ) -> ferrovision_nn::Result<()> {
+        self.history.epochs.push(epoch);
+        self.history.logs.push(logs.clone());
+        commit_epoch(model, &self.dir, self.run_id.as_deref(), &self.history)
+            .map_err(|e| ferrovision_nn::Error::config(e.to_string()))
+    }
+}
+
+/// What resuming a run directory found.
+pub struct Restored {
+    /// The model of the newest checkpoint (None: no epoch was committed yet).
+    pub model: Option<Model>,
+    /// The committed epochs' history.
+    pub history: History,
+}
+
+/// Brings a run directory back to its last committed epoch: removes temporary files a crash
+/// left, loads and checks the newest checkpoint (it must belong to this run and hold the epoch
+/// its name says), and rewrites the derived files from its history. Call it holding the lock.
+pub fn restore(dir: &RunDir, run_id: Option<&str>) -> Result<Restored> {
+    for d in [dir.root.clone(), dir.checkpoints()] {
+        remove_stale_temps(&d)?;
+    }
+    let Some((epoch, path)) = dir.last_checkpoint()? else {
+        // Nothing committed: whatever an earlier attempt wrote about epochs is void.
+        for p in [dir.history(), dir.log(), dir.pipeline_stats()] {
+            remove_if_present(&p)?;
+        }
+        return Ok(Restored {
+            model: None,
+            history: History::default(),
+        });
+    };
+    let model = nnglue::load(&path).context("cannot resume")?;
+    check_checkpoint(&path, &model, epoch, run_id)?;
+    let history = match model.metadata(HISTORY) {
+        Some(text) => {
+            let v: Value = serde_json::from_str(text).map_err(|e| {
+                CliError::new(format!("{}: invalid stored history ({e})", path.display()))
+            })?;
+            history_from_json(&v, &path)?
+        }
+        // Checkpoints written before histories were stored: the run's history.json.
+        None if dir.history().is_file() => {
+            history_from_json(&read_json(&dir.history())?, &dir.history())?
+        }
+        None => History::default(),
+    };
+    let history = truncate_history(history, model.epoch());
+    write_derived(dir, &history)?;
+    truncate_stats(&dir.pipeline_stats(), model.epoch())?;
+    Ok(Restored {
+        model: Some(model),
+        history,
+    })
+}
+
+/// Refuses a checkpoint that is not this run's: a model after a different number of epochs
+/// than its file name says, or one stamped with another run's id.
+fn check_checkpoint(path: &Path, model: &Model, epoch: usize, run_id: Option<&str>) -> Result<()> {
+    let foreign = |why: String| {
+        CliError::new(format!(
+            "{}: {why}; it was not written by this run. Move it out of checkpoints/ to resume \
+             from the checkpoint before it",
+            path.display()
+        ))
+    };
+    if model.epoch() != epoch {
+        return Err(foreign(format!(
+            "the file holds a model after {} epoch(s), its name says {epoch}",
+            model.epoch()
+        )));
+    }
+    match (run_id, model.metadata(RUN_ID)) {
+        (Some(ours), Some(theirs)) if ours != theirs => Err(foreign(format!(
+            "it belongs to run {theirs}, run.json is run {ours}"
+        ))),
+        (Some(ours), None) => Err(foreign(format!(
+            "it carries no run id (run.json is run {ours})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The first `epochs` epochs of a history (later ones were never committed).
+fn truncate_history(mut h: History, epochs: usize) -> History {
+    let keep = h.epochs.iter().take_while(|&&e| e < epochs).count();
+    h.epochs.truncate(keep);
+    h.logs.truncate(keep);
+    h
+}
+
+/// Drops the rows of `pipeline_stats.csv` (first column: the 1-based epoch) after `epochs`.
+fn truncate_stats(path: &Path, epochs: usize) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let epoch = line.split(',').next().and_then(|c| c.parse::<usize>().ok());
+        if i == 0 || epoch.is_some_and(|e| e <= epochs) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if epochs == 0 || out.lines().count() <= 1 {
+        return remove_if_present(path);
+    }
+    if out != text {
+        write_atomic(path, out.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// File name of the manifest of a finished run.
+pub const MANIFEST: &str = "manifest.json";
+
+/// The files a finished run lists in its manifest (those present).
+const OUTPUTS: &[&str] = &[
+    "run.json",
+    "model.safetensors",
+    "history.json",
+    "log.csv",
+    "pipeline_stats.csv",
+    "history.png",
+    "metrics.json",
+];
+
+/// Writes `manifest.json`, the last file of a finished run: its id, epochs and each output's
+/// size and SHA-256.
+pub fn write_manifest(dir: &RunDir, run_id: Option<&str>, epochs: usize) -> Result<()> {
+    let mut files = serde_json::Map::new();
+    for name in OUTPUTS {
+        let p = dir.root.join(name);
+        if !p.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&p).map_err(|e| io_err(&p, e))?;
+        let digest = Sha256::digest(&bytes);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        files.insert(
+            name.to_string(),
+            json!({"bytes": bytes.len(), "sha256": hex}),
+        );
+    }
+    write_json(
+        &dir.manifest(),
+        &json!({"complete": true, "run_id": run_id, "epochs": epochs, "files": files}),
+    )
+}
+
+/// Removes the manifest (a finished run trained further is unfinished until it ends).
+pub fn remove_manifest(dir: &RunDir) -> Result<()> {
+    remove_if_present(&dir.manifest())
+}
+
+/// The number of epochs of a finished run (its manifest), if it is finished.
+pub fn finished_epochs(dir: &RunDir) -> Option<usize> {
+    let v = read_json(&dir.manifest()).ok()?;
+    (v["complete"] == json!(true))
+        .then(|| v["epochs"].as_u64())
+        .flatten()
+        .map(|e| e as usize)
+}
