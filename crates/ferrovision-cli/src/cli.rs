@@ -169,7 +169,7 @@ Examples:
     /// Evaluate detections: COCO metrics (identical to pycocotools) or Pascal VOC AP
     #[command(subcommand)]
     Eval(EvalCommand),
-    /// Draw boxes (with labels and scores) on an image and write a PNG
+    /// Draw boxes (with labels and scores) on an image and write the picture (PNG, JPEG or BMP)
     #[command(
         after_help = "The boxes file is a JSON list of {\"bbox\": [x1, y1, x2, y2], \"label\": \"raccoon\", \"score\": 0.93} \
 (label and score optional), in pixels of the image.

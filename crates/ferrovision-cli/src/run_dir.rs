@@ -61,6 +61,25 @@ impl RunConfig {
         })
     }
 
+    /// The run id of a new run: the first 16 hex digits of the SHA-256 of its settings (as
+    /// `run.json` stores them, without classes or id). Runs with the same settings compute the
+    /// same checkpoints, so they may share an id (and their model files stay byte-identical);
+    /// any other run's checkpoint carries another id and resuming refuses it. Kept in `run.json`
+    /// and never recomputed, so a resume that changes e.g. the batch size keeps the run's id.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut v = self.to_json(&[]);
+        v["run_id"] = Value::Null;
+        let digest = Sha256::digest(v.to_string().as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// This configuration with its [`fingerprint`](Self::fingerprint) as run id.
+    pub fn with_fingerprint(mut self) -> Self {
+        self.run_id = Some(self.fingerprint());
+        self
+    }
+
     /// Reads `run.json` (runs written before tasks existed are `classify` runs).
     pub fn from_json(v: &Value, path: &Path) -> Result<Self> {
         let bad = |field: &str| {

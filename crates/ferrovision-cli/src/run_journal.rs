@@ -31,20 +31,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
-/// Model metadata key of the id of the run a checkpoint belongs to.
+/// Model metadata key of the id of the run a checkpoint belongs to (see
+/// [`RunConfig::fingerprint`](crate::run_dir::RunConfig::fingerprint)).
 pub const RUN_ID: &str = "run_id";
 
 /// Model metadata key of the history of every epoch up to a checkpoint (as `history.json`).
 pub const HISTORY: &str = "history";
-
-/// A new run id: 16 hex digits, unique enough to tell runs apart.
-pub fn new_run_id() -> String {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    std::process::id().hash(&mut h);
-    std::time::SystemTime::now().hash(&mut h);
-    format!("{:016x}", h.finish())
-}
 
 /// Commits a finished epoch: the checkpoint (with `run_id` and `history`), then the files
 /// derived from it. `history` already holds the epoch.

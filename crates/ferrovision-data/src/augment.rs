@@ -341,24 +341,71 @@ impl Augment {
                         "scale must satisfy 0 < lo <= hi <= 1 and ratio 0 < lo <= hi",
                     )
                 }
-                Op::ScaleJitter { min, max } | Op::Gamma { min, max }
-                    if !(*min > 0.0 && min <= max) =>
+                // Resizing by more than 16x would allocate images far beyond any real input.
+                Op::ScaleJitter { min, max } if !(*min > 0.0 && min <= max && *max <= 16.0) => {
+                    return bad(i, "needs 0 < min <= max <= 16")
+                }
+                Op::Gamma { min, max } if !(*min > 0.0 && min <= max && *max <= 100.0) => {
+                    return bad(i, "needs 0 < min <= max <= 100")
+                }
+                Op::Rotate { degrees } if !(0.0..=360.0).contains(degrees) => {
+                    return bad(i, "degrees must be in [0, 360]")
+                }
+                Op::Affine {
+                    degrees,
+                    translate,
+                    scale,
+                    shear,
+                } if !((0.0..=360.0).contains(degrees)
+                    && translate.iter().all(|t| (0.0..=1.0).contains(t))
+                    && scale[0] > 0.0
+                    && scale[0] <= scale[1]
+                    && scale[1] <= 10.0
+                    && (0.0..90.0).contains(shear)) =>
                 {
-                    return bad(i, "needs 0 < min <= max")
+                    return bad(
+                        i,
+                        "needs degrees in [0, 360], translate in [0, 1], scale 0 < lo <= hi <= \
+                         10 and shear in [0, 90)",
+                    )
                 }
                 Op::ColorJitter {
                     brightness,
                     contrast,
                     saturation,
                     hue,
-                } if *brightness < 0.0
-                    || *contrast < 0.0
-                    || *saturation < 0.0
+                } if ![brightness, contrast, saturation]
+                    .iter()
+                    .all(|x| (0.0..=100.0).contains(*x))
                     || !(0.0..=0.5).contains(hue) =>
                 {
-                    return bad(i, "jitter amounts must be >= 0 and hue <= 0.5")
+                    return bad(i, "jitter amounts must be in [0, 100] and hue in [0, 0.5]")
+                }
+                Op::GaussianNoise { std } if !(0.0..=255.0).contains(std) => {
+                    return bad(i, "std must be in [0, 255]")
+                }
+                Op::Blur { min, max, p }
+                    if !(*min >= 0.0 && min <= max && *max <= 64.0 && (0.0..=1.0).contains(p)) =>
+                {
+                    return bad(i, "needs 0 <= min <= max <= 64 and p in [0, 1]")
+                }
+                Op::Cutout { size, count } if *size == 0 || *size > 1 << 14 || *count > 1024 => {
+                    return bad(i, "size must be in 1..=16384 and count at most 1024")
                 }
                 _ => {}
+            }
+        }
+        if let Some(n) = &self.normalize {
+            let ok = !n.mean.is_empty()
+                && n.mean.len() == n.std.len()
+                && n.mean.iter().all(|m| m.is_finite())
+                && n.std.iter().all(|s| s.is_finite() && *s > 0.0);
+            if !ok {
+                return Err(Error::parse(
+                    source,
+                    None,
+                    "normalize needs as many finite means as standard deviations, each std > 0",
+                ));
             }
         }
         if !(0.0..=1.0).contains(&self.min_box_visibility) {

@@ -242,4 +242,66 @@ fn config_json_round_trip_and_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("aug.json:2") && e.contains("spin"), "{e}");
+    // Out-of-range values are errors naming the op (1e308 parses to infinity in f32).
+    for (op, want) in [
+        (
+            r#"{"op": "rotate", "degrees": 1e308}"#,
+            "degrees must be in [0, 360]",
+        ),
+        (
+            r#"{"op": "affine", "degrees": 10, "scale": [0, 1e9]}"#,
+            "scale 0 < lo <= hi <= 10",
+        ),
+        (
+            r#"{"op": "affine", "translate": [0.1, -0.2]}"#,
+            "translate in [0, 1]",
+        ),
+        (r#"{"op": "affine", "shear": 90}"#, "shear in [0, 90)"),
+        (
+            r#"{"op": "scale_jitter", "min": 0.5, "max": 1e9}"#,
+            "max <= 16",
+        ),
+        (
+            r#"{"op": "gaussian_noise", "std": -1}"#,
+            "std must be in [0, 255]",
+        ),
+        (
+            r#"{"op": "blur", "min": 0, "max": 1e6, "p": 0.5}"#,
+            "max <= 64",
+        ),
+        (
+            r#"{"op": "cutout", "size": 0, "count": 1}"#,
+            "size must be in 1..=16384",
+        ),
+        (
+            r#"{"op": "color_jitter", "brightness": 1e30}"#,
+            "jitter amounts",
+        ),
+        (r#"{"op": "gamma", "min": 0.5, "max": 1e300}"#, "max <= 100"),
+    ] {
+        let e = Augment::from_json(&format!(r#"{{"ops": [{op}]}}"#), "aug.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("aug.json") && e.contains("ops[0]") && e.contains(want),
+            "{op}: {e}"
+        );
+    }
+    for norm in [
+        r#"{"mean": [0.5], "std": [0]}"#,
+        r#"{"mean": [0.5, 0.5], "std": [0.2]}"#,
+        r#"{"mean": [], "std": []}"#,
+        r#"{"mean": [0.5], "std": [-0.1]}"#,
+    ] {
+        let e = Augment::from_json(
+            &format!(r#"{{"ops": [], "normalize": {norm}}}"#),
+            "aug.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("aug.json") && e.contains("normalize needs"),
+            "{norm}: {e}"
+        );
+    }
 }

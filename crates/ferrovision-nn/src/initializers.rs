@@ -44,6 +44,54 @@ pub enum Initializer {
 /// Keras' truncated-normal variance-scaling correction: the std of N(0,1) truncated at ±2.
 const TRUNC_STD: f32 = 0.879_625_7;
 
+thread_local! {
+    /// Weight values this thread may still create (None: no limit); see [`with_weight_budget`].
+    static BUDGET: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` (typically building a network from a stored architecture) allowing at most
+/// `max_values` weight values to be created by initializers on this thread, so that a file
+/// whose architecture asks for more weights than the file holds (`units: 1e9`, a 100000x100000
+/// input before a dense layer) is an error before anything that size is allocated.
+///
+/// ```
+/// use ferrovision_nn::initializers::{with_weight_budget, Initializer};
+/// let small = with_weight_budget(10, || Initializer::Zeros.init_global(&[2, 5], 5, 2));
+/// assert!(small.is_ok());
+/// let big = with_weight_budget(10, || Initializer::Zeros.init_global(&[1_000_000_000, 10], 10, 1));
+/// assert!(big.unwrap_err().to_string().contains("more weight values"));
+/// ```
+pub fn with_weight_budget<T>(max_values: usize, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BUDGET.with(|b| b.set(self.0));
+        }
+    }
+    let _restore = Restore(BUDGET.with(|b| b.replace(Some(max_values))));
+    f()
+}
+
+/// Takes `shape`'s values from the budget of [`with_weight_budget`] (checking that the element
+/// count does not overflow in any case).
+fn charge(shape: &[usize]) -> Result<()> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::config(format!("a weight of shape {shape:?} is too large")))?;
+    BUDGET.with(|b| match b.get() {
+        Some(left) if n > left => Err(Error::config(format!(
+            "the architecture needs more weight values than the file holds (a weight of shape \
+             {shape:?}: {n} values, {left} left)"
+        ))),
+        Some(left) => {
+            b.set(Some(left - n));
+            Ok(())
+        }
+        None => Ok(()),
+    })
+}
+
 impl Initializer {
     /// Draws a tensor of `shape`.
     pub fn init(
@@ -54,6 +102,7 @@ impl Initializer {
         rng: &mut Rng,
     ) -> Result<Tensor> {
         use Initializer::*;
+        charge(shape)?;
         let fi = fan_in.max(1) as f32;
         let fo = fan_out.max(1) as f32;
         let uniform = |limit: f32, rng: &mut Rng| Tensor::rand_uniform(shape, -limit, limit, rng);

@@ -292,6 +292,29 @@ fn corrupt_gzip_streams() {
     std::fs::write(&junk, [0x1f, 0x8b, 0x08, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
     let msg = format_msg(read_idx(&junk).unwrap_err(), &junk);
     assert!(msg.contains("gzip"), "{msg}");
+    // Bytes after a valid gzip stream are an error, as they are after a raw file.
+    for tail in [&b"garbage"[..], &[0u8; 16][..]] {
+        let trailing = tmp.join("trailing.gz");
+        std::fs::write(&trailing, [gz.as_slice(), tail].concat()).unwrap();
+        let msg = format_msg(read_idx(&trailing).unwrap_err(), &trailing);
+        assert!(msg.contains("gzip data is corrupt"), "{msg}");
+    }
+}
+
+#[test]
+fn a_multi_member_gzip_file_is_one_stream() {
+    // `cat head.gz body.gz > images.gz` (gzip's own multi-member format) is a valid file.
+    let tmp = scratch();
+    let raw = synthetic_images(5);
+    let (head, body) = raw.split_at(300);
+    let p = tmp.join("multi.gz");
+    std::fs::write(&p, [gzip(head), gzip(body)].concat()).unwrap();
+    let arr = read_idx(&p).unwrap();
+    assert_eq!(arr.to_bytes(), raw);
+    assert_eq!(
+        parse_idx(&[gzip(head), gzip(body)].concat(), &p).unwrap(),
+        arr
+    );
 }
 
 #[test]

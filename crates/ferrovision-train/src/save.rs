@@ -14,6 +14,7 @@
 use crate::step::PRIMARY_OPTIMIZER;
 use crate::{Error, Model, Result};
 use ferrovision_io::{load_safetensors, save_safetensors, SafetensorsFile};
+use ferrovision_nn::initializers::with_weight_budget;
 use ferrovision_nn::network::NetworkExt;
 use ferrovision_nn::weights::{self, assign_weights, network_from_config};
 use ferrovision_tensor::rng::{with_global, Rng};
@@ -90,7 +91,14 @@ impl Model {
         })?;
         let arch: Value = serde_json::from_str(arch)
             .map_err(|e| Error::format(path, format!("bad architecture JSON: {e}")))?;
-        let net = network_from_config(&arch).map_err(|e| Error::format(path, e.to_string()))?;
+        // The architecture may ask for anything; it gets no more weights than the file holds.
+        let stored: usize = file
+            .tensors
+            .iter()
+            .map(|(_, t)| t.shape().iter().product::<usize>())
+            .sum();
+        let net = with_weight_budget(stored, || network_from_config(&arch))
+            .map_err(|e| Error::format(path, e.to_string()))?;
         let mut model = Model::from_boxed(net);
         if let Some(c) = file.metadata.get("compile") {
             let c: Value = serde_json::from_str(c)

@@ -210,6 +210,15 @@ fn iou(a: &[f64; 4], b: &[f64; 4], one: f64) -> f64 {
 
 /// Evaluates detections against VOC annotations, class by class.
 pub fn evaluate_voc(gt: &[VocAnnotation], dets: &[VocDetection], opts: VocOpts) -> Result<VocEval> {
+    if !(0.0..=1.0).contains(&opts.iou_threshold) {
+        return Err(VisionError::invalid(
+            "evaluate_voc",
+            format!(
+                "the IoU threshold must be between 0 and 1, got {}",
+                opts.iou_threshold
+            ),
+        ));
+    }
     if let Some(i) = dets.iter().position(|d| !d.score.is_finite()) {
         return Err(VisionError::invalid(
             "evaluate_voc",

@@ -64,6 +64,21 @@ fn report_prints_per_class_ap_and_map() {
         text.contains(&format!("{:.4}", exp["map_07"].as_f64().unwrap())),
         "{text}"
     );
+    // An IoU threshold outside [0, 1] (or NaN) is an error, not a mAP.
+    for iou in [f64::NAN, f64::INFINITY, -1.0, 2.0] {
+        let bad = VocOpts {
+            iou_threshold: iou,
+            ..opts
+        };
+        let e = ferrovision_vision::eval_voc_report(
+            &dir.join("annotations"),
+            &dir.join("detections.json"),
+            bad,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("between 0 and 1"), "{iou}: {e}");
+    }
     let e = ferrovision_vision::eval_voc_report(&dir.join("nope"), &dir.join("x.json"), opts)
         .unwrap_err()
         .to_string();

@@ -5,7 +5,6 @@ use crate::cli::TrainOpts;
 use crate::data::DataSpec;
 use crate::error::{io_err, CliError, Result};
 use crate::run_dir::{read_json, RunConfig, RunDir};
-use crate::run_journal::new_run_id;
 use crate::run_lock::RunLock;
 use crate::tasks::classify::{class_probabilities, format_top, top_k};
 use crate::tasks::TaskKind;
@@ -84,8 +83,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
             .map(pipeline::load_augment)
             .transpose()?,
         recipe: Default::default(),
-        run_id: Some(new_run_id()),
-    };
+        run_id: None,
+    }
+    .with_fingerprint();
     let epochs = t.epochs.unwrap_or(15);
     clear_demo_dir(&args.out)?;
     println!("{}", builtin::LICENCE);

@@ -13,12 +13,13 @@ pub struct DrawArgs {
     /// The boxes (JSON list, see below)
     #[arg(long, value_name = "FILE")]
     pub boxes: PathBuf,
-    /// Output PNG (default: <image name>-boxes.png next to the image)
+    /// Output image, PNG, JPEG or BMP by its extension (default: <image name>-boxes.png next
+    /// to the image)
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
 
-/// Writes the annotated PNG and says where.
+/// Writes the annotated image and says where.
 pub fn run(args: DrawArgs) -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| {
         let stem = args

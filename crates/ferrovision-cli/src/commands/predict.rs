@@ -2,7 +2,7 @@
 
 use super::evaluate::task_of;
 use crate::cli::ClassNames;
-use crate::error::Result;
+use crate::error::{CliError, Result};
 use crate::nnglue;
 use crate::run_dir::RunDir;
 use crate::tasks::PredictOpts;
@@ -20,7 +20,7 @@ pub struct PredictArgs {
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<PathBuf>,
     /// Names to print for the classes [default: the class names stored in the model's run
-    /// directory (run.json), else digits]
+    /// directory (run.json), else digits for a 10-class model, else "class <i>"]
     #[arg(long, value_enum)]
     pub classes: Option<ClassNames>,
     /// How many of the most likely classes to print
@@ -42,18 +42,45 @@ fn run_class_names(model_file: &Path) -> Option<Vec<String>> {
 /// Prints one line per image: its path and the model's top classes.
 pub fn run(args: PredictArgs) -> Result<()> {
     let model = nnglue::load(&args.model_file)?;
+    let classes = model
+        .network()
+        .output_shapes()
+        .first()
+        .and_then(|s| s.last().copied().flatten())
+        .unwrap_or(0);
+    if args.top == 0 || args.top > classes {
+        return Err(CliError::new(format!(
+            "--top {} must be between 1 and the number of classes ({classes})",
+            args.top
+        )));
+    }
     let owned = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let class_names = match args.classes {
-        Some(ClassNames::Digits) => owned(&MNIST_CLASSES),
-        Some(ClassNames::Fashion) => owned(&FASHION_MNIST_CLASSES),
-        None => run_class_names(&args.model_file).unwrap_or_else(|| owned(&MNIST_CLASSES)),
+        Some(choice) => {
+            let names = match choice {
+                ClassNames::Digits => owned(&MNIST_CLASSES),
+                ClassNames::Fashion => owned(&FASHION_MNIST_CLASSES),
+            };
+            if names.len() != classes {
+                return Err(CliError::new(format!(
+                    "--classes names {} classes; the model in {} has {classes}",
+                    names.len(),
+                    args.model_file.display()
+                )));
+            }
+            Some(names)
+        }
+        // The run's own names, else digits for a 10-class model, else "class <i>".
+        None => run_class_names(&args.model_file)
+            .or_else(|| Some(owned(&MNIST_CLASSES)))
+            .filter(|n| n.len() == classes),
     };
     let task = task_of(&args.model_file)?.task();
     let lines = task.predict(
         &model,
         &args.images,
         &PredictOpts {
-            class_names: Some(class_names),
+            class_names,
             top: args.top,
         },
     )?;

@@ -7,7 +7,6 @@ use crate::nnglue;
 use crate::pipeline;
 use crate::recipe::Recipe;
 use crate::run_dir::{read_json, RunConfig, RunDir};
-use crate::run_journal::new_run_id;
 use crate::tasks::TaskKind;
 use crate::training::{train_run, RunRequest, TrainOutcome};
 use clap::Args;
@@ -165,8 +164,9 @@ fn train_config(args: &TrainArgs) -> Result<(RunConfig, PathBuf, usize)> {
             .map(pipeline::load_augment)
             .transpose()?,
         recipe: args.recipe.clone(),
-        run_id: Some(new_run_id()),
-    };
+        run_id: None,
+    }
+    .with_fingerprint();
     Ok((cfg, out, t.epochs.unwrap_or(10)))
 }
 

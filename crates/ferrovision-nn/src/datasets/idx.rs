@@ -7,7 +7,7 @@
 //! what was expected, never a panic or a silently short array.
 
 use crate::{Error, Result};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
@@ -98,7 +98,8 @@ impl IdxArray {
 /// The two bytes every gzip stream starts with.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Reads an IDX file, raw or gzipped (recognized by its content, whatever the file name).
+/// Reads an IDX file, raw or gzipped (recognized by its content, whatever the file name; a gzip
+/// file may hold several members, as `cat a.gz b.gz` makes, and nothing after them).
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -107,7 +108,7 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let n = read_full(&mut reader, &mut head).map_err(|e| Error::io(path, e))?;
     let chained = head[..n].chain(reader);
     if n == 2 && head == GZIP_MAGIC {
-        parse_stream(GzDecoder::new(chained), path, None)
+        parse_stream(MultiGzDecoder::new(chained), path, None)
     } else {
         parse_stream(chained, path, Some(len))
     }
@@ -117,7 +118,7 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 /// used in error messages only.
 pub fn parse_idx(bytes: &[u8], name: &Path) -> Result<IdxArray> {
     if bytes.starts_with(&GZIP_MAGIC) {
-        parse_stream(GzDecoder::new(bytes), name, None)
+        parse_stream(MultiGzDecoder::new(bytes), name, None)
     } else {
         parse_stream(bytes, name, Some(bytes.len() as u64))
     }

@@ -270,6 +270,36 @@ pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     Ok(ferrovision_io::write_atomic(path, &buf)?)
 }
 
+/// Writes an image in the format its file name says: `.png`, `.jpg`/`.jpeg` (quality 95) or
+/// `.bmp`; any other extension is an error (never PNG bytes under a `.jpg` name).
+pub fn save_image(img: &RgbImage, path: &Path) -> Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let err = |msg: String| VisionError::Image {
+        path: path.display().to_string(),
+        msg,
+    };
+    let mut buf = Vec::new();
+    match ext.as_str() {
+        "png" => return save_png(img, path),
+        "jpg" | "jpeg" => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 95)
+            .encode_image(img)
+            .map_err(|e| err(e.to_string()))?,
+        "bmp" => img
+            .write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Bmp)
+            .map_err(|e| err(e.to_string()))?,
+        _ => {
+            return Err(err(format!(
+                "cannot write '.{ext}' images; name the output .png, .jpg or .bmp"
+            )))
+        }
+    }
+    Ok(ferrovision_io::write_atomic(path, &buf)?)
+}
+
 /// Plots precision-recall curves (`(name, [(recall, precision)])`) with axes, ticks and a
 /// legend, and writes a `size x size` PNG.
 pub fn pr_curve_png(curves: &[(String, Vec<(f64, f64)>)], path: &Path, size: u32) -> Result<()> {
@@ -368,7 +398,8 @@ pub fn parse_draw_boxes(text: &str, file: &str) -> Result<Vec<DrawBox>> {
 }
 
 /// What `ferrovision draw` does: reads `image`, draws the boxes of the JSON file `boxes_json`
-/// (see [`parse_draw_boxes`]) and writes the annotated PNG to `out`. Returns the box count.
+/// (see [`parse_draw_boxes`]) and writes the annotated image to `out` (see [`save_image`]). Returns
+/// the box count.
 pub fn draw_boxes_file(image: &Path, boxes_json: &Path, out: &Path) -> Result<usize> {
     let boxes = parse_draw_boxes(
         &read_to_string(boxes_json)?,
@@ -376,7 +407,7 @@ pub fn draw_boxes_file(image: &Path, boxes_json: &Path, out: &Path) -> Result<us
     )?;
     let mut img = load_image(image)?;
     draw_boxes(&mut img, &boxes);
-    save_png(&img, out)?;
+    save_image(&img, out)?;
     Ok(boxes.len())
 }
 
