@@ -128,10 +128,12 @@ pub fn restore(dir: &RunDir, run_id: Option<&str>) -> Result<Restored> {
             })?;
             history_from_json(&v, &path)?
         }
-        // Checkpoints written before histories were stored: the run's history.json.
+        // Checkpoints written before histories were stored: the run's history.json, else its
+        // log.csv (older runs wrote history.json only at the end).
         None if dir.history().is_file() => {
             history_from_json(&read_json(&dir.history())?, &dir.history())?
         }
+        None if dir.log().is_file() => history_from_csv(&dir.log())?,
         None => History::default(),
     };
     let history = truncate_history(history, model.epoch());
@@ -141,6 +143,31 @@ pub fn restore(dir: &RunDir, run_id: Option<&str>) -> Result<Restored> {
         model: Some(model),
         history,
     })
+}
+
+/// Reads the epochs of a `log.csv` as written by `CSVLogger` (header `epoch,<keys...>`, `NA`
+/// for a missing value).
+fn history_from_csv(path: &Path) -> Result<History> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let mut h = History::default();
+    for (i, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let bad = || CliError::new(format!("{}:{}: not a log row", path.display(), i + 2));
+        if cells.len() != header.len() || header.first() != Some(&"epoch") {
+            return Err(bad());
+        }
+        h.epochs.push(cells[0].parse().map_err(|_| bad())?);
+        let mut logs = Logs::new();
+        for (k, v) in header.iter().zip(&cells).skip(1) {
+            if *v != "NA" {
+                logs.insert(*k, v.parse().map_err(|_| bad())?);
+            }
+        }
+        h.logs.push(logs);
+    }
+    Ok(h)
 }
 
 /// Refuses a checkpoint that is not this run's: a model after a different number of epochs
@@ -257,4 +284,36 @@ pub fn finished_epochs(dir: &RunDir) -> Option<usize> {
         .then(|| v["epochs"].as_u64())
         .flatten()
         .map(|e| e as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_runs_log_csv_reads_back_as_its_history() {
+        let mut h = History::default();
+        for (e, loss) in [(0usize, 2.302585092994046), (1, 0.1 + 0.2)] {
+            let mut l = Logs::new();
+            l.insert("loss", loss);
+            l.insert("accuracy", 1.0 / 3.0);
+            l.insert("lr", 1e-3);
+            h.epochs.push(e);
+            h.logs.push(l);
+        }
+        let dir = std::env::temp_dir().join(format!("fv-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("log.csv");
+        std::fs::write(&p, history_csv(&h)).unwrap();
+        let back = history_from_csv(&p).unwrap();
+        assert_eq!(back.epochs, h.epochs);
+        // Exact values (Python repr floats round-trip); the NA columns Keras adds stay absent.
+        assert_eq!(history_csv(&back), history_csv(&h));
+        assert_eq!(back.logs[1].get("loss"), Some(0.1 + 0.2));
+        assert_eq!(back.logs[0].get("val_loss"), None);
+        std::fs::write(&p, "epoch,loss\n0,x\n").unwrap();
+        let e = history_from_csv(&p).unwrap_err().to_string();
+        assert!(e.contains("log.csv:2"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

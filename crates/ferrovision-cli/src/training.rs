@@ -107,8 +107,19 @@ pub struct RunRequest<'a> {
 }
 
 /// Trains (or resumes) a run and writes the whole run directory, holding its lock throughout.
-/// Resuming continues from whatever state a crash left (see [`crate::run_journal`]).
+/// Resuming continues from whatever state a crash left (see [`crate::run_journal`]). A new run
+/// that fails before writing `run.json` (bad data, bad options) leaves no directory behind.
 pub fn train_run(req: RunRequest) -> Result<TrainOutcome> {
+    let out = req.out;
+    let created = !out.exists();
+    let result = train_run_locked(req);
+    if result.is_err() && created && RunDir::new(out).is_empty_or_lock_only().unwrap_or(false) {
+        let _ = std::fs::remove_dir_all(out);
+    }
+    result
+}
+
+fn train_run_locked(req: RunRequest) -> Result<TrainOutcome> {
     let RunRequest {
         cfg,
         out,

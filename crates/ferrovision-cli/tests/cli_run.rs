@@ -133,7 +133,7 @@ fn train_writes_a_run_directory_and_resume_is_exact() {
 
     // Resuming to an epoch already reached is a clear error.
     let err = fails(train(&run, "2", &["--resume"], &tmp));
-    assert!(err.contains("already has 3 epoch"), "{err}");
+    assert!(err.contains("the run is complete (3 epoch(s))"), "{err}");
 }
 
 /// Data rows of `pipeline_stats.csv` as (epoch, stage).

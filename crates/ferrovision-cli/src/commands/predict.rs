@@ -23,9 +23,10 @@ pub struct PredictArgs {
     /// directory (run.json), else digits for a 10-class model, else "class <i>"]
     #[arg(long, value_enum)]
     pub classes: Option<ClassNames>,
-    /// How many of the most likely classes to print
-    #[arg(long, value_name = "K", default_value_t = 3)]
-    pub top: usize,
+    /// How many of the most likely classes to print [default: 3, or all classes of a model
+    /// with fewer]
+    #[arg(long, value_name = "K")]
+    pub top: Option<usize>,
 }
 
 /// The class names a run stored in its `run.json`, if the model file belongs to a run.
@@ -48,10 +49,10 @@ pub fn run(args: PredictArgs) -> Result<()> {
         .first()
         .and_then(|s| s.last().copied().flatten())
         .unwrap_or(0);
-    if args.top == 0 || args.top > classes {
+    let top = args.top.unwrap_or(classes.min(3));
+    if top == 0 || top > classes {
         return Err(CliError::new(format!(
-            "--top {} must be between 1 and the number of classes ({classes})",
-            args.top
+            "--top {top} must be between 1 and the number of classes ({classes})"
         )));
     }
     let owned = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -81,7 +82,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         &args.images,
         &PredictOpts {
             class_names,
-            top: args.top,
+            top,
         },
     )?;
     for (path, line) in args.images.iter().zip(&lines) {
