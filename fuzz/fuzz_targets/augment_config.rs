@@ -1,0 +1,9 @@
+//! Augmentation configs (JSON ops with their range checks).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = ferrovision_data::Augment::from_json(text, "fuzz.json");
+    }
+});
