@@ -50,8 +50,12 @@ fn run_with_crash(args: &[&str], cwd: &Path, crash_at: &str) -> Output {
         .expect("runs the binary")
 }
 
-/// A safetensors file's tensors and metadata, with the run id (random per run) taken out.
-fn model_contents(path: &Path) -> (Vec<(String, Vec<f32>)>, Vec<(String, String)>) {
+/// A model file's tensors (name, values) and metadata (key, value).
+type ModelContents = (Vec<(String, Vec<f32>)>, Vec<(String, String)>);
+
+/// A safetensors file's tensors and metadata, with the run id taken out (runs with other
+/// settings, such as the reference, have other ids).
+fn model_contents(path: &Path) -> ModelContents {
     let f = load_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let tensors = f
         .tensors
@@ -304,7 +308,7 @@ fn sigterm_stops_training_with_a_resumable_run() {
         a
     };
     ok(ferrovision(&args("reference", &[]), &tmp));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrovision"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrovision"))
         .args(args("stopped", &[]))
         .current_dir(&tmp)
         .stdout(std::process::Stdio::piped())

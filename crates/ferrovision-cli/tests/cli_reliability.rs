@@ -114,6 +114,9 @@ fn craft(src: &Path, dst: &Path, edit: impl Fn(&mut serde_json::Value)) {
     std::fs::write(dst, out).unwrap();
 }
 
+/// An edit of a stored architecture.
+type ArchEdit = Box<dyn Fn(&mut serde_json::Value)>;
+
 /// Item 2: a model file whose architecture asks for huge weights is refused before anything
 /// that size is allocated, by every command that loads it.
 #[test]
@@ -130,7 +133,7 @@ fn a_crafted_architecture_cannot_make_loading_allocate() {
             .position(|l| l["class_name"] == "Dense")
             .unwrap()
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, ArchEdit)> = vec![
         (
             "units",
             Box::new(move |a| {

@@ -137,7 +137,7 @@ pub fn remove_stale_temps(dir: impl AsRef<Path>) -> Result<usize> {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let name = entry.file_name();
         if name.to_str().is_some_and(is_temp_name) && entry.path().is_file() {
-            std::fs::remove_file(entry.path()).map_err(|e| Error::io(&entry.path(), e))?;
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
             removed += 1;
         }
     }

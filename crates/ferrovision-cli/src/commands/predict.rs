@@ -77,14 +77,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
             .filter(|n| n.len() == classes),
     };
     let task = task_of(&args.model_file)?.task();
-    let lines = task.predict(
-        &model,
-        &args.images,
-        &PredictOpts {
-            class_names,
-            top,
-        },
-    )?;
+    let lines = task.predict(&model, &args.images, &PredictOpts { class_names, top })?;
     for (path, line) in args.images.iter().zip(&lines) {
         println!("{}: {line}", path.display());
     }
