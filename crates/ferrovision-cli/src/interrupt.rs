@@ -1,9 +1,11 @@
 //! Graceful stop of training on SIGINT (Ctrl-C) and SIGTERM.
 //!
 //! The signal handlers only set a flag (async-signal-safe, through `signal-hook`); the
-//! training loop polls it after every step ([`StopOnInterrupt`]) and ends with an error before
-//! the epoch in progress is committed (see [`crate::run_journal`]): the run keeps its last
-//! checkpoint and `--resume` continues exactly as if that epoch had never started. A second
+//! training loop polls it after every step ([`StopOnInterrupt`]), finishes the step, and the
+//! epoch in progress is suspended and saved as `checkpoints/partial.safetensors` (weights,
+//! optimizer and random state, the steps done and the epoch's running means and metrics; see
+//! [`crate::run_journal`]): `--resume` continues that epoch at the next step and ends exactly
+//! where an uninterrupted run ends. A second
 //! signal while stopping ends the process at once (exit status 128 + the signal number).
 
 use ferrovision_train::callbacks::{Callback, Logs};
@@ -51,33 +53,32 @@ pub fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-/// The error [`StopOnInterrupt`] ends `fit` with (the caller reports it as an interrupt).
+/// The error [`StopOnInterrupt`] ends `fit` with when a stop is requested between epochs.
 pub const INTERRUPTED: &str = "training interrupted";
 
-/// Ends `fit` with an error after the step in progress (or before the next epoch) once a stop
-/// was requested, so the epoch in progress is neither validated nor committed.
+/// Stops `fit` once a stop was requested: after the step in progress it suspends the epoch
+/// (`Model::suspend_training`: `fit` returns with the epoch's progress, which the caller
+/// checkpoints); before an epoch starts it ends `fit` with an error (nothing to save: the
+/// previous epoch was just committed).
 pub struct StopOnInterrupt;
-
-impl StopOnInterrupt {
-    fn check() -> ferrovision_nn::Result<()> {
-        match requested() {
-            Some(_) => Err(ferrovision_nn::Error::config(INTERRUPTED)),
-            None => Ok(()),
-        }
-    }
-}
 
 impl Callback for StopOnInterrupt {
     fn on_batch_end(
         &mut self,
-        _model: &mut Model,
+        model: &mut Model,
         _batch: usize,
         _logs: &Logs,
     ) -> ferrovision_nn::Result<()> {
-        Self::check()
+        if requested().is_some() {
+            model.suspend_training = true;
+        }
+        Ok(())
     }
 
     fn on_epoch_begin(&mut self, _model: &mut Model, _epoch: usize) -> ferrovision_nn::Result<()> {
-        Self::check()
+        match requested() {
+            Some(_) => Err(ferrovision_nn::Error::config(INTERRUPTED)),
+            None => Ok(()),
+        }
     }
 }

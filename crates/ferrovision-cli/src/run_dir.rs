@@ -174,6 +174,12 @@ impl RunDir {
             .join(format!("epoch-{epoch:03}.{}", nnglue::MODEL_EXT))
     }
 
+    /// The checkpoint of an epoch suspended mid-way by SIGINT/SIGTERM.
+    pub fn partial_checkpoint(&self) -> PathBuf {
+        self.checkpoints()
+            .join(format!("partial.{}", nnglue::MODEL_EXT))
+    }
+
     /// The newest checkpoint (highest epoch number in its name) and that number, if any.
     pub fn last_checkpoint(&self) -> Result<Option<(usize, PathBuf)>> {
         let dir = self.checkpoints();
@@ -238,6 +244,7 @@ impl RunDir {
             while let Some((_, p)) = self.last_checkpoint()? {
                 remove(&p)?;
             }
+            remove(&self.partial_checkpoint())?;
             let _ = std::fs::remove_dir(&ckpt);
         }
         let tb = self.root.join("tensorboard");

@@ -11,6 +11,10 @@
 //! 2. the checkpoint is written (the commit);
 //! 3. `history.json` and `log.csv` are rewritten from the committed history.
 //!
+//! An epoch suspended by SIGINT/SIGTERM is saved as `checkpoints/partial.safetensors` (the
+//! model with the epoch's progress, see `ferrovision_train::EpochProgress`); resuming takes it
+//! unless a later epoch was committed after it, and committing its epoch removes it.
+//!
 //! A finished run then writes `model.safetensors`, evaluates it, writes `history.png` and
 //! `metrics.json`, and last `manifest.json` (the files of the finished run with their sizes and
 //! SHA-256). Every crash point therefore leaves one of three states, all of which `--resume`
@@ -52,7 +56,26 @@ pub fn commit_epoch(
     }
     nnglue::save(model, &dir.checkpoint(model.epoch()))?;
     crash_point("epoch-committed");
+    // A suspended epoch's checkpoint is superseded once that epoch is committed.
+    remove_if_present(&dir.partial_checkpoint())?;
     write_derived(dir, history)
+}
+
+/// Saves the model of an epoch suspended mid-way (see [`crate::interrupt`]) as
+/// `checkpoints/partial.safetensors`, stamped like a checkpoint. Returns its path.
+pub fn save_partial(
+    model: &mut Model,
+    dir: &RunDir,
+    run_id: Option<&str>,
+    history: &History,
+) -> Result<std::path::PathBuf> {
+    model.set_metadata(HISTORY, history_to_json(history).to_string());
+    if let Some(id) = run_id {
+        model.set_metadata(RUN_ID, id);
+    }
+    let path = dir.partial_checkpoint();
+    nnglue::save(model, &path)?;
+    Ok(path)
 }
 
 /// Rewrites `history.json` and `log.csv` from a history.
@@ -109,7 +132,25 @@ pub fn restore(dir: &RunDir, run_id: Option<&str>) -> Result<Restored> {
     for d in [dir.root.clone(), dir.checkpoints()] {
         remove_stale_temps(&d)?;
     }
-    let Some((epoch, path)) = dir.last_checkpoint()? else {
+    let last = dir.last_checkpoint()?;
+    // A suspended epoch's checkpoint wins unless a later epoch was committed after it.
+    let partial = dir.partial_checkpoint();
+    if partial.is_file() {
+        let model = nnglue::load(&partial).context("cannot resume")?;
+        let newest = last.as_ref().map_or(0, |(e, _)| *e);
+        if model.epoch() >= newest && model.epoch_progress().is_some() {
+            check_checkpoint(&partial, &model, model.epoch(), run_id)?;
+            let history = stored_history(dir, &model, &partial)?;
+            write_derived(dir, &history)?;
+            truncate_stats(&dir.pipeline_stats(), model.epoch())?;
+            return Ok(Restored {
+                model: Some(model),
+                history,
+            });
+        }
+        remove_if_present(&partial)?;
+    }
+    let Some((epoch, path)) = last else {
         // Nothing committed: whatever an earlier attempt wrote about epochs is void.
         for p in [dir.history(), dir.log(), dir.pipeline_stats()] {
             remove_if_present(&p)?;
@@ -121,12 +162,24 @@ pub fn restore(dir: &RunDir, run_id: Option<&str>) -> Result<Restored> {
     };
     let model = nnglue::load(&path).context("cannot resume")?;
     check_checkpoint(&path, &model, epoch, run_id)?;
+    let history = stored_history(dir, &model, &path)?;
+    write_derived(dir, &history)?;
+    truncate_stats(&dir.pipeline_stats(), model.epoch())?;
+    Ok(Restored {
+        model: Some(model),
+        history,
+    })
+}
+
+/// The committed history a checkpoint holds (or, for checkpoints of older versions, the run's
+/// history.json or log.csv), cut to the checkpoint's epochs.
+fn stored_history(dir: &RunDir, model: &Model, path: &Path) -> Result<History> {
     let history = match model.metadata(HISTORY) {
         Some(text) => {
             let v: Value = serde_json::from_str(text).map_err(|e| {
                 CliError::new(format!("{}: invalid stored history ({e})", path.display()))
             })?;
-            history_from_json(&v, &path)?
+            history_from_json(&v, path)?
         }
         // Checkpoints written before histories were stored: the run's history.json, else its
         // log.csv (older runs wrote history.json only at the end).
@@ -136,13 +189,7 @@ pub fn restore(dir: &RunDir, run_id: Option<&str>) -> Result<Restored> {
         None if dir.log().is_file() => history_from_csv(&dir.log())?,
         None => History::default(),
     };
-    let history = truncate_history(history, model.epoch());
-    write_derived(dir, &history)?;
-    truncate_stats(&dir.pipeline_stats(), model.epoch())?;
-    Ok(Restored {
-        model: Some(model),
-        history,
-    })
+    Ok(truncate_history(history, model.epoch()))
 }
 
 /// Reads the epochs of a `log.csv` as written by `CSVLogger` (header `epoch,<keys...>`, `NA`

@@ -25,13 +25,23 @@ use std::time::Instant;
 
 /// The error of a `fit` that a SIGINT/SIGTERM stopped: which signal, what the run keeps and
 /// how to resume (exit status 128 + the signal number). None when no stop was requested.
-fn interrupted_error(out: &Path, epochs: usize, model: &Model) -> Option<CliError> {
+/// `partial` is the checkpoint of the suspended epoch, if one was written.
+fn interrupted_error(
+    out: &Path,
+    epochs: usize,
+    model: &Model,
+    partial: Option<&Path>,
+) -> Option<CliError> {
     let sig = interrupt::requested()?;
     let done = model.epoch();
-    let kept = if done == 0 {
-        "no epoch was completed yet".to_string()
-    } else {
-        format!("the run keeps its checkpoint after epoch {done}")
+    let kept = match (partial, model.epoch_progress()) {
+        (Some(p), Some(progress)) => format!(
+            "saved the epoch's progress after step {} in {}",
+            progress.steps,
+            p.display()
+        ),
+        _ if done == 0 => "no epoch was completed yet".to_string(),
+        _ => format!("the run keeps its checkpoint after epoch {done}"),
     };
     Some(CliError::with_exit_code(
         format!(
@@ -283,9 +293,18 @@ fn train_run_locked(req: RunRequest) -> Result<TrainOutcome> {
             callbacks,
         );
         let new = match fitted {
-            Err(e) => return Err(interrupted_error(out, epochs, &model).unwrap_or(e.into())),
+            Err(e) => return Err(interrupted_error(out, epochs, &model, None).unwrap_or(e.into())),
             Ok(h) => h,
         };
+        if model.epoch_progress().is_some() {
+            // Suspended mid-epoch by a signal: checkpoint the epoch's progress and stop.
+            history.epochs.extend(new.epochs.iter().copied());
+            history.logs.extend(new.logs.iter().cloned());
+            let partial =
+                run_journal::save_partial(&mut model, &dir, cfg.run_id.as_deref(), &history)?;
+            return Err(interrupted_error(out, epochs, &model, Some(&partial))
+                .unwrap_or_else(|| CliError::new("training was suspended without a signal")));
+        }
         train_seconds = t0.elapsed().as_secs_f64();
         history.epochs.extend(new.epochs.iter().copied());
         history.logs.extend(new.logs.iter().cloned());

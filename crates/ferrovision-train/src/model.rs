@@ -49,6 +49,17 @@ pub trait BatchSource {
     fn num_batches(&self) -> Option<usize> {
         None
     }
+
+    /// The batches of epoch `epoch` after its first `skip` ones (continuing an epoch that a
+    /// checkpoint stopped mid-way, see [`EpochProgress`]). By default the skipped batches are
+    /// produced and dropped, so they cost their loading but no training.
+    fn batches_from(
+        &mut self,
+        epoch: usize,
+        skip: usize,
+    ) -> Result<Box<dyn Iterator<Item = Result<Batch>> + '_>> {
+        Ok(Box::new(self.batches(epoch)?.skip(skip)))
+    }
 }
 
 /// In-memory arrays cut into batches, optionally shuffled with a seed (a new order each epoch,
@@ -371,6 +382,26 @@ pub struct Model {
     metadata: std::collections::BTreeMap<String, String>,
     /// Set by a callback (EarlyStopping, TerminateOnNaN) to end `fit` after the current batch.
     pub stop_training: bool,
+    /// Set by a callback to suspend `fit` after the current batch, keeping the epoch's
+    /// progress ([`Model::epoch_progress`]) so that saving now and `fit` later (even after
+    /// loading) finish the epoch exactly as if it had not been interrupted.
+    pub suspend_training: bool,
+    /// Where a suspended epoch stopped (saved with the model).
+    progress: Option<EpochProgress>,
+}
+
+/// Where a suspended epoch stopped: what `fit` needs to continue it exactly (the weights,
+/// optimizer state and random state are the model's own). Saved with the model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochProgress {
+    /// The epoch in progress (0-based: the number of completed epochs).
+    pub epoch: usize,
+    /// Training steps done in it.
+    pub steps: usize,
+    /// The running means of the step logs: name, weighted total, total weight.
+    pub means: Vec<(String, f64, f64)>,
+    /// The state of each compiled metric, in compile order ([`Metric::state`]).
+    pub metrics: Vec<Vec<f64>>,
 }
 
 /// The mean of a log value over batches; NaN before any batch (an empty epoch or source).
@@ -392,6 +423,30 @@ impl StepMeans {
             names
                 .into_iter()
                 .map(|n| (n, WeightedMean::default()))
+                .collect(),
+        )
+    }
+
+    fn state(&self) -> Vec<(String, f64, f64)> {
+        self.0
+            .iter()
+            .map(|(k, m)| (k.clone(), m.total, m.count))
+            .collect()
+    }
+
+    fn from_state(state: &[(String, f64, f64)]) -> Self {
+        StepMeans(
+            state
+                .iter()
+                .map(|(k, total, count)| {
+                    (
+                        k.clone(),
+                        WeightedMean {
+                            total: *total,
+                            count: *count,
+                        },
+                    )
+                })
                 .collect(),
         )
     }
@@ -466,6 +521,8 @@ impl Model {
             epoch: 0,
             metadata: Default::default(),
             stop_training: false,
+            suspend_training: false,
+            progress: None,
         }
     }
 
@@ -659,6 +716,40 @@ impl Model {
         self.step.train_step(&mut ctx, batch)
     }
 
+    /// Where a suspended epoch stopped, if `fit` was suspended mid-epoch (or a model saved
+    /// then was loaded); the next `fit` continues that epoch.
+    pub fn epoch_progress(&self) -> Option<&EpochProgress> {
+        self.progress.as_ref()
+    }
+
+    pub(crate) fn set_epoch_progress(&mut self, p: Option<EpochProgress>) {
+        self.progress = p;
+    }
+
+    fn metric_states(&self) -> Vec<Vec<f64>> {
+        self.compiled
+            .as_ref()
+            .map(|c| c.metrics.iter().map(|(_, m)| m.state()).collect())
+            .unwrap_or_default()
+    }
+
+    fn set_metric_states(&mut self, states: &[Vec<f64>]) -> Result<()> {
+        let Some(c) = &mut self.compiled else {
+            return Ok(());
+        };
+        if states.len() != c.metrics.len() {
+            return Err(Error::config(format!(
+                "the saved epoch progress has {} metric states, the model compiles {} metrics",
+                states.len(),
+                c.metrics.len()
+            )));
+        }
+        for ((_, m), s) in c.metrics.iter_mut().zip(states) {
+            m.set_state(s)?;
+        }
+        Ok(())
+    }
+
     fn reset_metrics(&mut self) {
         if let Some(c) = &mut self.compiled {
             for (_, m) in c.metrics.iter_mut() {
@@ -756,6 +847,17 @@ impl Model {
         };
         callbacks.insert(0, Box::new(ProgbarLogger::new(opts.verbose)));
         self.stop_training = false;
+        self.suspend_training = false;
+        if let Some(p) = &self.progress {
+            if p.epoch != initial_epoch {
+                return Err(Error::config(format!(
+                    "the model holds the progress of epoch {} (suspended after {} steps) but fit \
+                     starts at epoch {initial_epoch}",
+                    p.epoch + 1,
+                    p.steps
+                )));
+            }
+        }
         for cb in callbacks.iter_mut() {
             cb.on_train_begin(self, &params)?;
         }
@@ -767,8 +869,18 @@ impl Model {
             }
             self.reset_metrics();
             let mut means = StepMeans::new(self.step.log_names(self.net.as_ref()));
+            // A suspended epoch continues where it stopped, with its running means and metrics.
+            let skip = match self.progress.take() {
+                Some(p) => {
+                    means = StepMeans::from_state(&p.means);
+                    self.set_metric_states(&p.metrics)?;
+                    p.steps
+                }
+                None => 0,
+            };
             // Streamed: a pipeline's batches are produced while the model trains.
-            for (b, batch) in train.batches(epoch)?.enumerate() {
+            for (b, batch) in train.batches_from(epoch, skip)?.enumerate() {
+                let b = b + skip;
                 let batch = batch?;
                 for cb in callbacks.iter_mut() {
                     cb.on_batch_begin(self, b)?;
@@ -779,6 +891,19 @@ impl Model {
                 let logs = self.collect_logs(&means, "");
                 for cb in callbacks.iter_mut() {
                     cb.on_batch_end(self, b, &logs)?;
+                }
+                if self.suspend_training {
+                    self.suspend_training = false;
+                    self.progress = Some(EpochProgress {
+                        epoch,
+                        steps: b + 1,
+                        means: means.state(),
+                        metrics: self.metric_states(),
+                    });
+                    for cb in callbacks.iter_mut() {
+                        cb.on_train_end(self, &last_logs)?;
+                    }
+                    return Ok(history);
                 }
                 if self.stop_training {
                     break;

@@ -5,7 +5,8 @@
 //! as `optimizer/<layer>/<weight>/<slot>` (step count in the `optimizer_iterations` metadata),
 //! the slots of each named optimizer (custom train steps) as
 //! `optimizers/<name>/<layer>/<weight>/<slot>` (`optimizer_iterations/<name>`), and JSON in the
-//! metadata: `architecture`, `compile` (optimizers, losses, metrics), `epoch`, `rng` (the
+//! metadata: `architecture`, `compile` (optimizers, losses, metrics), `epoch`, `epoch_progress`
+//! (only for a model saved while `fit` was suspended mid-epoch), `rng` (the
 //! process-wide generator, so dropout continues the same stream and a resumed run is
 //! bit-identical to an uninterrupted one), `weight_settings` (the frozen weights and the
 //! learning-rate multipliers other than 1, so fine-tuning resumes exactly) and `user` (the
@@ -73,6 +74,9 @@ impl Model {
         }
         let state = with_global(|r| r.state());
         meta.insert("rng".to_string(), json!(state).to_string());
+        if let Some(p) = self.epoch_progress() {
+            meta.insert("epoch_progress".to_string(), json!(p).to_string());
+        }
         Ok(save_safetensors(path.as_ref(), &tensors, meta)?)
     }
 
@@ -188,6 +192,24 @@ impl Model {
             None => 0,
         };
         self.set_epoch(epoch);
+        let progress = match file.metadata.get("epoch_progress") {
+            Some(s) => {
+                let p: crate::EpochProgress = serde_json::from_str(s)
+                    .map_err(|e| Error::format(path, format!("bad epoch progress: {e}")))?;
+                if p.epoch != epoch {
+                    return Err(Error::format(
+                        path,
+                        format!(
+                            "the epoch progress is for epoch {}, the model has {epoch} epochs",
+                            p.epoch
+                        ),
+                    ));
+                }
+                Some(p)
+            }
+            None => None,
+        };
+        self.set_epoch_progress(progress);
         if let Some(s) = file.metadata.get("rng") {
             let state: [u64; 4] = serde_json::from_str(s)
                 .map_err(|e| Error::format(path, format!("bad rng state: {e}")))?;

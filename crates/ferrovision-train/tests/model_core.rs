@@ -464,6 +464,78 @@ fn resume_is_bit_exact() {
     }
 }
 
+/// An epoch suspended mid-way (as the CLI does on SIGINT/SIGTERM), saved, loaded into a new
+/// model and continued ends exactly where an uninterrupted run does: weights, the suspended
+/// epoch's logged means and metrics, and every later epoch.
+#[test]
+fn an_epoch_suspended_mid_way_continues_bit_exactly_after_save_and_load() {
+    use ferrovision_nn::metrics::MeanSquaredError as Mse;
+    use ferrovision_train::callbacks::LambdaCallback;
+    let (x, y) = regression(96, 7);
+    let opts = |epochs| FitOptions {
+        seed: 11,
+        ..quiet(epochs)
+    };
+    let compiled = || {
+        let mut m = Model::new(mlp());
+        m.compile(Compile::new(sgd(0.02, 0.9), MeanSquaredError::new()).metric(Mse::new()))
+            .unwrap();
+        m
+    };
+    let _guard = serial();
+    manual_seed(7);
+    let mut straight = compiled();
+    let want = straight.fit(&x, &y, opts(4), vec![]).unwrap();
+
+    manual_seed(7);
+    let mut first = compiled();
+    // Suspend after the third of six batches of the second epoch.
+    let suspend = LambdaCallback::new().on_batch_end(|m, b, _| {
+        if m.epoch() == 1 && b == 2 {
+            m.suspend_training = true;
+        }
+        Ok(())
+    });
+    let h = first.fit(&x, &y, opts(4), vec![Box::new(suspend)]).unwrap();
+    assert_eq!(h.epochs, vec![0]);
+    let p = first.epoch_progress().cloned().unwrap();
+    assert_eq!((p.epoch, p.steps, first.epoch()), (1, 3, 1));
+    assert_eq!(p.metrics.len(), 1);
+    let ckpt = tmp("suspended.fvm");
+    first.save(&ckpt).unwrap();
+    drop(first);
+    manual_seed(999); // overwritten by the checkpoint's random state
+    let mut resumed = Model::load(&ckpt).unwrap();
+    assert_eq!(resumed.epoch_progress(), Some(&p));
+    // Continuing from another epoch than the suspended one is refused.
+    let e = resumed
+        .fit(
+            &x,
+            &y,
+            FitOptions {
+                initial_epoch: Some(2),
+                ..opts(4)
+            },
+            vec![],
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("progress of epoch 2"), "{e}");
+    let h = resumed.fit(&x, &y, opts(4), vec![]).unwrap();
+    assert_eq!(h.epochs, vec![1, 2, 3]);
+    assert!(resumed.epoch_progress().is_none());
+    for (got, want) in h.logs.iter().zip(&want.logs[1..]) {
+        assert_eq!(
+            got.iter().collect::<Vec<_>>(),
+            want.iter().collect::<Vec<_>>()
+        );
+    }
+    let a = straight.network().get_weights().unwrap();
+    let b = resumed.network().get_weights().unwrap();
+    for (wa, wb) in a.iter().zip(&b) {
+        assert_eq!(wa.to_vec::<f32>().unwrap(), wb.to_vec::<f32>().unwrap());
+    }
+}
+
 /// The same with a fine-tuning setup: a cosine schedule, coupled weight decay, a frozen batch
 /// norm and a learning-rate multiplier. The checkpoint is loaded with `Model::load` (as the
 /// CLI resumes), so the frozen flags and multipliers must come from the file.

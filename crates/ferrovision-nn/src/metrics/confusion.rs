@@ -161,6 +161,23 @@ macro_rules! confusion_metric {
             fn reset(&mut self) {
                 self.0.counts = Counts::default();
             }
+            fn state(&self) -> Vec<f64> {
+                let c = &self.0.counts;
+                vec![c.tp, c.fp, c.fn_]
+            }
+            fn set_state(&mut self, state: &[f64]) -> Result<()> {
+                match state {
+                    [tp, fp, fn_] => {
+                        self.0.counts = Counts {
+                            tp: *tp,
+                            fp: *fp,
+                            fn_: *fn_,
+                        };
+                        Ok(())
+                    }
+                    _ => Err(super::state_len_error(&self.0.name, 3, state.len())),
+                }
+            }
             fn fresh(&self) -> Box<dyn Metric> {
                 let mut c = self.0.clone();
                 c.counts = Counts::default();

@@ -97,6 +97,21 @@ macro_rules! mean_metric_methods {
         fn reset(&mut self) {
             self.state = WeightedMean::default();
         }
+        fn state(&self) -> Vec<f64> {
+            vec![self.state.total, self.state.count]
+        }
+        fn set_state(&mut self, state: &[f64]) -> Result<()> {
+            match state {
+                [total, count] => {
+                    self.state = WeightedMean {
+                        total: *total,
+                        count: *count,
+                    };
+                    Ok(())
+                }
+                _ => Err(super::state_len_error(&self.name, 2, state.len())),
+            }
+        }
     };
     () => {
         mean_metric_methods!(no_fresh);

@@ -63,6 +63,32 @@ pub trait Metric: Send {
     fn config(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+
+    /// The accumulated state (e.g. weighted sum and count), so that an epoch interrupted
+    /// mid-way can be checkpointed and continued with the same result. Empty for a metric
+    /// without restorable state.
+    fn state(&self) -> Vec<f64> {
+        Vec::new()
+    }
+
+    /// Restores what [`Metric::state`] returned.
+    fn set_state(&mut self, state: &[f64]) -> Result<()> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::config(format!(
+                "metric '{}' cannot restore a saved state",
+                self.name()
+            )))
+        }
+    }
+}
+
+/// The error of a state of the wrong length.
+pub(crate) fn state_len_error(metric: &str, want: usize, got: usize) -> Error {
+    Error::config(format!(
+        "metric '{metric}': a saved state has {got} values, expected {want}"
+    ))
 }
 
 /// Per-sample weights `[N]` (or `[N, 1]`) as f64, checked against the batch size.
