@@ -726,11 +726,23 @@ impl Model {
         self.progress = p;
     }
 
-    fn metric_states(&self) -> Vec<Vec<f64>> {
-        self.compiled
-            .as_ref()
-            .map(|c| c.metrics.iter().map(|(_, m)| m.state()).collect())
-            .unwrap_or_default()
+    /// Every compiled metric's state; an error naming a metric that cannot save it.
+    fn metric_states(&self) -> Result<Vec<Vec<f64>>> {
+        let Some(c) = &self.compiled else {
+            return Ok(Vec::new());
+        };
+        c.metrics
+            .iter()
+            .map(|(_, m)| {
+                m.state().ok_or_else(|| {
+                    Error::config(format!(
+                        "metric '{}' cannot save its running state, so the epoch cannot be \
+                         suspended mid-way",
+                        m.name()
+                    ))
+                })
+            })
+            .collect()
     }
 
     fn set_metric_states(&mut self, states: &[Vec<f64>]) -> Result<()> {
@@ -898,7 +910,7 @@ impl Model {
                         epoch,
                         steps: b + 1,
                         means: means.state(),
-                        metrics: self.metric_states(),
+                        metrics: self.metric_states()?,
                     });
                     for cb in callbacks.iter_mut() {
                         cb.on_train_end(self, &last_logs)?;

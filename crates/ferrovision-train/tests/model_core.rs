@@ -536,6 +536,48 @@ fn an_epoch_suspended_mid_way_continues_bit_exactly_after_save_and_load() {
     }
 }
 
+/// A metric that cannot save its state makes suspending an error, never a silently reset metric.
+#[test]
+fn suspending_with_a_stateless_custom_metric_is_an_error() {
+    use ferrovision_train::callbacks::LambdaCallback;
+    struct Count(f64);
+    impl ferrovision_nn::Metric for Count {
+        fn name(&self) -> String {
+            "count".into()
+        }
+        fn update(&mut self, t: &Tensor, _p: &Tensor, _w: Option<&Tensor>) -> Result<()> {
+            self.0 += t.shape()[0] as f64;
+            Ok(())
+        }
+        fn result(&self) -> f64 {
+            self.0
+        }
+        fn reset(&mut self) {
+            self.0 = 0.0;
+        }
+        fn fresh(&self) -> Box<dyn ferrovision_nn::Metric> {
+            Box::new(Count(0.0))
+        }
+    }
+    let (x, y) = regression(32, 3);
+    let _guard = serial();
+    let mut m = Model::new(mlp());
+    m.compile(Compile::new(sgd(0.02, 0.0), MeanSquaredError::new()).metric(Count(0.0)))
+        .unwrap();
+    let suspend = LambdaCallback::new().on_batch_end(|m, _, _| {
+        m.suspend_training = true;
+        Ok(())
+    });
+    let e = m
+        .fit(&x, &y, quiet(2), vec![Box::new(suspend)])
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("metric 'count' cannot save its running state"),
+        "{e}"
+    );
+}
+
 /// The same with a fine-tuning setup: a cosine schedule, coupled weight decay, a frozen batch
 /// norm and a learning-rate multiplier. The checkpoint is loaded with `Model::load` (as the
 /// CLI resumes), so the frozen flags and multipliers must come from the file.

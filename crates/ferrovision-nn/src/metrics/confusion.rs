@@ -161,9 +161,9 @@ macro_rules! confusion_metric {
             fn reset(&mut self) {
                 self.0.counts = Counts::default();
             }
-            fn state(&self) -> Vec<f64> {
+            fn state(&self) -> Option<Vec<f64>> {
                 let c = &self.0.counts;
-                vec![c.tp, c.fp, c.fn_]
+                Some(vec![c.tp, c.fp, c.fn_])
             }
             fn set_state(&mut self, state: &[f64]) -> Result<()> {
                 match state {

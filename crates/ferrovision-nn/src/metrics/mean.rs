@@ -97,8 +97,8 @@ macro_rules! mean_metric_methods {
         fn reset(&mut self) {
             self.state = WeightedMean::default();
         }
-        fn state(&self) -> Vec<f64> {
-            vec![self.state.total, self.state.count]
+        fn state(&self) -> Option<Vec<f64>> {
+            Some(vec![self.state.total, self.state.count])
         }
         fn set_state(&mut self, state: &[f64]) -> Result<()> {
             match state {

@@ -65,22 +65,18 @@ pub trait Metric: Send {
     }
 
     /// The accumulated state (e.g. weighted sum and count), so that an epoch interrupted
-    /// mid-way can be checkpointed and continued with the same result. Empty for a metric
-    /// without restorable state.
-    fn state(&self) -> Vec<f64> {
-        Vec::new()
+    /// mid-way can be checkpointed and continued with the same result; None (the default)
+    /// when the metric cannot save it, which makes `fit` refuse to suspend mid-epoch.
+    fn state(&self) -> Option<Vec<f64>> {
+        None
     }
 
     /// Restores what [`Metric::state`] returned.
-    fn set_state(&mut self, state: &[f64]) -> Result<()> {
-        if state.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::config(format!(
-                "metric '{}' cannot restore a saved state",
-                self.name()
-            )))
-        }
+    fn set_state(&mut self, _state: &[f64]) -> Result<()> {
+        Err(Error::config(format!(
+            "metric '{}' cannot restore a saved state",
+            self.name()
+        )))
     }
 }
 
