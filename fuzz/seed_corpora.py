@@ -41,9 +41,48 @@ for p in files("crates/ferrovision-cli/data/*labels*.gz"):
     put("idx", os.path.basename(p) + ".raw", raw)
     put("idx", os.path.basename(p) + ".multi", gzip.compress(raw[:8]) + gzip.compress(raw[8:]))
 
-# Saved models.
+# Saved models: the given ones, a few weights-only fixtures, and a tiny model derived from a
+# given LeNet-5 (conv 2x3x3, flatten, dense 3 on 1x4x4 inputs: fast to build, so the fuzzer
+# gets thousands of executions a second instead of tens).
+def safetensors_bytes(meta, tensors):
+    header, data = {"__metadata__": meta}, b""
+    for name, shape in tensors:
+        n = 4
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + n]}
+        data += b"\0" * n
+    text = json.dumps(header, separators=(",", ":"))
+    text += " " * (-(8 + len(text)) % 8)
+    return len(text).to_bytes(8, "little") + text.encode() + data
+
+
 for p in sys.argv[1:] + files("reference/fixtures/import/*.safetensors")[:3]:
     put("safetensors_model", os.path.basename(p), read(p))
+for p in sys.argv[1:]:
+    raw = read(p)
+    n = int.from_bytes(raw[:8], "little")
+    meta = json.loads(raw[8:8 + n]).get("__metadata__", {})
+    arch = json.loads(meta.get("architecture", "{}"))
+    layers = arch.get("config", {}).get("layers", [])
+    conv = next((l for l in layers if l["class_name"] == "Conv2D"), None)
+    flat = next((l for l in layers if l["class_name"] == "Flatten"), None)
+    dense = next((l for l in layers if l["class_name"] == "Dense"), None)
+    if not (conv and flat and dense):
+        continue
+    conv["config"].update(filters=2, kernel_size=[3, 3], padding="same")
+    dense["config"].update(units=3)
+    arch["config"]["input_shape"] = [None, 1, 4, 4]
+    arch["config"]["layers"] = [conv, flat, dense]
+    shapes = {conv["config"]["name"]: ([2, 1, 3, 3], [2]), dense["config"]["name"]: ([32, 3], [3])}
+    tensors = []
+    for layer, (k, b) in shapes.items():
+        tensors += [(f"weights/{layer}/kernel", k), (f"weights/{layer}/bias", b)]
+        for slot in ("momentum", "velocity"):
+            tensors += [(f"optimizer/{layer}/kernel/{slot}", k), (f"optimizer/{layer}/bias/{slot}", b)]
+    meta = {k: v for k, v in meta.items() if k != "user"}
+    meta["architecture"] = json.dumps(arch)
+    put("safetensors_model", "tiny-" + os.path.basename(p), safetensors_bytes(meta, tensors))
 
 # TFRecord: the first byte picks the compression (0 none, 1 gzip, 2 zlib).
 for p in files("reference/fixtures/tfrecord/*.tfrecord*"):
