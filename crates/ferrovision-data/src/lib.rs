@@ -16,6 +16,7 @@
 
 pub mod annotations;
 pub mod augment;
+mod background;
 pub mod dataset;
 pub mod element;
 mod error;
@@ -30,7 +31,8 @@ pub mod video;
 pub mod viz;
 
 pub use augment::{Affine, Augment, Op};
-pub use dataset::{mix_seed, Dataset, DatasetIter, MAX_WORKERS};
+pub use background::MAX_WORKERS;
+pub use dataset::{mix_seed, Dataset, DatasetIter};
 pub use element::{Batchable, Cacheable, DataElement, PaddedBatchable, Unbatchable};
 pub use error::{Error, Result};
 /// Atomic writes and file reads (moved to `ferrovision-io`; re-exported for existing users).
