@@ -221,10 +221,7 @@ impl RunDir {
     /// Removes the files a training run writes here, and nothing else (a user's own files in
     /// the directory stay); folders left empty are removed.
     pub fn remove_outputs(&self) -> Result<()> {
-        let remove = |p: &Path| match std::fs::remove_file(p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(p, e)),
-            _ => Ok(()),
-        };
+        let remove = remove_if_present;
         for p in [
             self.config(),
             self.manifest(),
@@ -278,6 +275,14 @@ impl RunDir {
                 let v = read_json(&run.config()).ok()?;
                 Some((run, v))
             })
+    }
+}
+
+/// Removes a file; one that is not there is fine.
+pub fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path, e)),
+        _ => Ok(()),
     }
 }
 

@@ -25,7 +25,9 @@
 
 use crate::error::{io_err, CliError, Context, Result};
 use crate::nnglue;
-use crate::run_dir::{history_from_json, history_to_json, read_json, write_json, RunDir};
+use crate::run_dir::{
+    history_from_json, history_to_json, read_json, remove_if_present, write_json, RunDir,
+};
 use ferrovision_io::crash::crash_point;
 use ferrovision_io::fsutil::remove_stale_temps;
 use ferrovision_io::write_atomic;
@@ -50,10 +52,7 @@ pub fn commit_epoch(
     run_id: Option<&str>,
     history: &History,
 ) -> Result<()> {
-    model.set_metadata(HISTORY, history_to_json(history).to_string());
-    if let Some(id) = run_id {
-        model.set_metadata(RUN_ID, id);
-    }
+    stamp(model, run_id, history);
     nnglue::save(model, &dir.checkpoint(model.epoch()))?;
     crash_point("epoch-committed");
     // A suspended epoch's checkpoint is superseded once that epoch is committed.
@@ -69,13 +68,18 @@ pub fn save_partial(
     run_id: Option<&str>,
     history: &History,
 ) -> Result<std::path::PathBuf> {
+    stamp(model, run_id, history);
+    let path = dir.partial_checkpoint();
+    nnglue::save(model, &path)?;
+    Ok(path)
+}
+
+/// Stores the run's id and its committed history in the model's metadata (saved with it).
+fn stamp(model: &mut Model, run_id: Option<&str>, history: &History) {
     model.set_metadata(HISTORY, history_to_json(history).to_string());
     if let Some(id) = run_id {
         model.set_metadata(RUN_ID, id);
     }
-    let path = dir.partial_checkpoint();
-    nnglue::save(model, &path)?;
-    Ok(path)
 }
 
 /// Rewrites `history.json` and `log.csv` from a history.
@@ -132,23 +136,19 @@ pub fn restore(dir: &RunDir, run_id: Option<&str>) -> Result<Restored> {
     for d in [dir.root.clone(), dir.checkpoints()] {
         remove_stale_temps(&d)?;
     }
-    let last = dir.last_checkpoint()?;
+    let mut last = dir.last_checkpoint()?;
     // A suspended epoch's checkpoint wins unless a later epoch was committed after it.
     let partial = dir.partial_checkpoint();
+    let mut loaded = None;
     if partial.is_file() {
         let model = nnglue::load(&partial).context("cannot resume")?;
         let newest = last.as_ref().map_or(0, |(e, _)| *e);
         if model.epoch() >= newest && model.epoch_progress().is_some() {
-            check_checkpoint(&partial, &model, model.epoch(), run_id)?;
-            let history = stored_history(dir, &model, &partial)?;
-            write_derived(dir, &history)?;
-            truncate_stats(&dir.pipeline_stats(), model.epoch())?;
-            return Ok(Restored {
-                model: Some(model),
-                history,
-            });
+            last = Some((model.epoch(), partial));
+            loaded = Some(model);
+        } else {
+            remove_if_present(&partial)?;
         }
-        remove_if_present(&partial)?;
     }
     let Some((epoch, path)) = last else {
         // Nothing committed: whatever an earlier attempt wrote about epochs is void.
@@ -160,7 +160,10 @@ pub fn restore(dir: &RunDir, run_id: Option<&str>) -> Result<Restored> {
             history: History::default(),
         });
     };
-    let model = nnglue::load(&path).context("cannot resume")?;
+    let model = match loaded {
+        Some(m) => m,
+        None => nnglue::load(&path).context("cannot resume")?,
+    };
     check_checkpoint(&path, &model, epoch, run_id)?;
     let history = stored_history(dir, &model, &path)?;
     write_derived(dir, &history)?;
@@ -273,13 +276,6 @@ fn truncate_stats(path: &Path, epochs: usize) -> Result<()> {
         write_atomic(path, out.as_bytes())?;
     }
     Ok(())
-}
-
-fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path, e)),
-        _ => Ok(()),
-    }
 }
 
 /// File name of the manifest of a finished run.

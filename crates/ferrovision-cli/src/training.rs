@@ -155,14 +155,14 @@ fn train_run_locked(req: RunRequest) -> Result<TrainOutcome> {
             out.display()
         )));
     }
-    // What a writer that crashed here left half-written (resuming also restores the rest).
-    ferrovision_io::fsutil::remove_stale_temps(out)?;
     interrupt::install();
     let task = cfg.task.task();
     let (mut model, mut history) = if resume {
         let r = run_journal::restore(&dir, cfg.run_id.as_deref())?;
         (r.model, r.history)
     } else {
+        // What a writer that crashed here left half-written (`restore` does this on resume).
+        ferrovision_io::fsutil::remove_stale_temps(out)?;
         (None, History::default())
     };
     let done = model.as_ref().map_or(0, |m| m.epoch());

@@ -5,6 +5,7 @@ use crate::cli::ClassNames;
 use crate::error::{CliError, Result};
 use crate::nnglue;
 use crate::run_dir::RunDir;
+use crate::tasks::classify::output_classes;
 use crate::tasks::PredictOpts;
 use clap::Args;
 use ferrovision_nn::datasets::mnist::{FASHION_MNIST_CLASSES, MNIST_CLASSES};
@@ -43,12 +44,7 @@ fn run_class_names(model_file: &Path) -> Option<Vec<String>> {
 /// Prints one line per image: its path and the model's top classes.
 pub fn run(args: PredictArgs) -> Result<()> {
     let model = nnglue::load(&args.model_file)?;
-    let classes = model
-        .network()
-        .output_shapes()
-        .first()
-        .and_then(|s| s.last().copied().flatten())
-        .unwrap_or(0);
+    let classes = output_classes(&model);
     let top = args.top.unwrap_or(classes.min(3));
     if top == 0 || top > classes {
         return Err(CliError::new(format!(

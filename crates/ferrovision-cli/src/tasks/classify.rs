@@ -68,12 +68,7 @@ impl Task for Classify {
     }
 
     fn compile(&self, model: &mut Model, optimizer: Box<dyn Optimizer>) -> Result<()> {
-        let classes = model
-            .network()
-            .output_shapes()
-            .first()
-            .and_then(|s| s.last().copied().flatten())
-            .unwrap_or(0);
+        let classes = output_classes(model);
         let loss: Box<dyn Loss> = Box::new(SparseCategoricalCrossentropy::new().from_logits(true));
         let mut c =
             Compile::boxed(optimizer, vec![loss]).metric(Accuracy::sparse().named(ACCURACY));
@@ -95,6 +90,17 @@ impl Task for Classify {
             .map(|p| format_top(&top_k(p, opts.top), opts.class_names.as_deref()))
             .collect())
     }
+}
+
+/// The number of classes a classifier outputs (the last axis of its first output; 0 when not
+/// known).
+pub fn output_classes(model: &Model) -> usize {
+    model
+        .network()
+        .output_shapes()
+        .first()
+        .and_then(|s| s.last().copied().flatten())
+        .unwrap_or(0)
 }
 
 /// The per-sample input shape `[C, H, W]` of an image model.
