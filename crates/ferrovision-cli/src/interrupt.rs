@@ -16,9 +16,9 @@ use std::sync::{Arc, Once, OnceLock};
 static INSTALL: Once = Once::new();
 
 /// The number of the first signal received (0: none).
-fn signal_slot() -> Arc<AtomicUsize> {
+fn signal_slot() -> &'static Arc<AtomicUsize> {
     static SLOT: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
-    SLOT.get_or_init(|| Arc::new(AtomicUsize::new(0))).clone()
+    SLOT.get_or_init(|| Arc::new(AtomicUsize::new(0)))
 }
 
 /// Installs the SIGINT/SIGTERM handlers (once per process; later calls do nothing). Where
@@ -31,7 +31,7 @@ pub fn install() {
             // Registered first: on the second signal the flag is already set and this exits.
             let _ = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, flag.clone());
             let _ = signal_hook::flag::register(sig, flag);
-            let _ = signal_hook::flag::register_usize(sig, signal_slot(), sig as usize);
+            let _ = signal_hook::flag::register_usize(sig, signal_slot().clone(), sig as usize);
         }
     });
 }
