@@ -13,6 +13,7 @@
 //! Each workload runs alone in its own process and prints one machine-readable last line.
 
 mod compare;
+mod conv;
 mod gemm;
 mod lenet5;
 mod mnist;
@@ -24,7 +25,7 @@ mod vision;
 mod zoo;
 
 const USAGE: &str =
-    "usage: ferrovision-bench <lenet5|mnist|resnet18|resnet20|resnet50|mobilenet_v2|gemm|optim|pipeline|compare|nms|coco|coco-segm|vision> [options]
+    "usage: ferrovision-bench <lenet5|mnist|conv|resnet18|resnet20|resnet50|mobilenet_v2|gemm|optim|pipeline|compare|nms|coco|coco-segm|vision> [options]
 
 workloads (each prints a last line `RESULT <name> key=value ...`):
   lenet5     LeNet-5 on 6016 random 1x28x28 images, batch 64, SGD momentum:
@@ -33,6 +34,10 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
              FERROVISION_MNIST): Adam 1e-3, batch 64, --epochs N (default 3, the first a
              warm-up): median epoch seconds and test accuracy. With compare
              (--workloads mnist --data DIR) it runs Keras model.fit and a PyTorch loop too.
+  conv       the 3x3 stride-1 convolutions of ResNet-20/18/50, forward and input gradient,
+             im2col + GEMM against Winograd F(4x4,3x3), interleaved: ms and ratios per shape
+             (FERROVISION_BENCH_CONV=r20_s1,.. picks shapes; FERROVISION_BENCH_CONV_ALGO=
+             winograd|im2col times one algorithm only, for profiling)
   resnet18   ResNet-18 (ferrovision-models, public model API: Model::train_on_batch, nn's
              SGD momentum) on random 3x64x64 images, batch 16: median training steps/s over
              20 steps after 3 warm-up, inference img/s at batch 32 (Model::predict)
@@ -100,6 +105,7 @@ fn main() {
         "resnet18" => resnet18::run(&opts),
         "resnet20" | "resnet50" | "mobilenet_v2" => zoo::run(cmd, &opts),
         "gemm" => gemm::run(&opts),
+        "conv" => conv::run(&opts),
         "compare" => compare::run(&opts),
         "optim" => optim::run(&opts),
         "-h" | "--help" | "help" => {

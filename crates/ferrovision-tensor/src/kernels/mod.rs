@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod im2col;
 pub mod simd;
+pub mod winograd;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -68,6 +69,11 @@ pub fn detected_isa() -> Isa {
 }
 
 static OVERRIDE: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// Serialises the unit tests that set [`set_isa_override`] (a process-wide switch) or compare
+/// bits across calls that an override elsewhere could change.
+#[cfg(test)]
+pub(crate) static ISA_TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Forces a (lower) ISA for this process, `None` to go back to [`detected_isa`]. Requests above
 /// what the CPU supports are clamped.

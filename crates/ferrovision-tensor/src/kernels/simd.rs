@@ -122,6 +122,9 @@ mod tests {
     fn same_result_on_every_level() {
         let x: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin()).collect();
         let body = || x.iter().map(|v| v * 2.0 + 1.0).collect::<Vec<f32>>();
+        let _guard = super::super::ISA_TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let reference = body();
         for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
             super::super::set_isa_override(Some(level));

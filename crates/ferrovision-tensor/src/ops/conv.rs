@@ -162,6 +162,52 @@ pub fn set_min_gemm_columns(columns: usize) {
     MIN_GEMM_COLUMNS.store(columns.max(1), Ordering::Relaxed);
 }
 
+/// The algorithm of 3×3 stride-1 convolutions (2-d, one group, padding ≤ 2): the forward pass
+/// and the input gradient. Others always use their one algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// Winograd where the shape rule says it is faster (the default).
+    Auto,
+    /// Always Winograd F(4×4, 3×3) where it applies.
+    Winograd,
+    /// Always im2col + GEMM.
+    Im2col,
+}
+
+/// 0: not set yet (read `FERROVISION_CONV_ALGO`), then 1 + the `ConvAlgo` discriminant.
+static CONV_ALGO: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// The algorithm choice for 3×3 stride-1 convolutions: [`set_conv_algo`], else the
+/// `FERROVISION_CONV_ALGO` variable (`auto`, `winograd`, `im2col`), else [`ConvAlgo::Auto`].
+/// The choice depends on shapes only, so a run is reproducible; Winograd's results differ from
+/// im2col's by rounding (about 4e-6 of `Σ|w·x|`, see `kernels/winograd.rs`).
+pub fn conv_algo() -> ConvAlgo {
+    let decode = |discriminant: u8| match discriminant {
+        1 => ConvAlgo::Winograd,
+        2 => ConvAlgo::Im2col,
+        _ => ConvAlgo::Auto,
+    };
+    match CONV_ALGO.load(Ordering::Relaxed) {
+        0 => {
+            let algo = match std::env::var("FERROVISION_CONV_ALGO").as_deref() {
+                Ok("winograd") => ConvAlgo::Winograd,
+                Ok("im2col") => ConvAlgo::Im2col,
+                _ => ConvAlgo::Auto,
+            };
+            let _ =
+                CONV_ALGO.compare_exchange(0, 1 + algo as u8, Ordering::Relaxed, Ordering::Relaxed);
+            decode(CONV_ALGO.load(Ordering::Relaxed) - 1)
+        }
+        v => decode(v - 1),
+    }
+}
+
+/// Sets the process-wide [`conv_algo`] (benchmarks, tests, or to make results bit-identical to
+/// a run that used im2col).
+pub fn set_conv_algo(algo: ConvAlgo) {
+    CONV_ALGO.store(1 + algo as u8, Ordering::Relaxed);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Geometry
 

@@ -16,7 +16,8 @@
 use crate::kernels::depthwise;
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue};
 use crate::kernels::im2col;
-use crate::ops::conv::{min_gemm_columns, Geom};
+use crate::kernels::winograd;
+use crate::ops::conv::{conv_algo, min_gemm_columns, ConvAlgo, Geom};
 use crate::parallel::prelude::*;
 use crate::storage::pool;
 use crate::{Result, Tensor};
@@ -38,6 +39,31 @@ impl Geom {
             dh: w.dilation[0],
             dw: w.dilation[1],
         }
+    }
+    /// The Winograd geometry of this convolution's forward pass, when it is a 2-d 3×3 stride-1
+    /// one-group convolution with padding ≤ 2 (so its input gradient is one too) and the
+    /// algorithm choice ([`conv_algo`]) takes Winograd for it.
+    fn winograd(&self) -> Option<winograd::Geometry> {
+        let w = &self.win;
+        let fits = w.rank() == 2
+            && self.groups == 1
+            && w.kernel == [3, 3]
+            && w.stride == [1, 1]
+            && w.dilation == [1, 1]
+            && w.pad.iter().all(|&p| p <= 2);
+        let chosen = match conv_algo() {
+            ConvAlgo::Im2col => false,
+            ConvAlgo::Winograd => true,
+            ConvAlgo::Auto => winograd_is_faster(self),
+        };
+        (fits && chosen).then(|| winograd::Geometry {
+            n: self.n,
+            cin: self.cin,
+            cout: self.cout,
+            input: [w.input[0], w.input[1]],
+            out: [w.out[0], w.out[1]],
+            pad: [w.pad[0], w.pad[1]],
+        })
     }
     /// Images per GEMM for the general path.
     fn images_per_gemm(&self) -> usize {
@@ -68,12 +94,60 @@ pub(super) fn forward(
     } else {
         Activation::None
     };
+    let wino = geom.winograd();
     let y = x.with_f32(op, |xs| {
         w.with_f32(op, |ws| {
-            with_opt(bias, op, |bs| conv_forward(xs, ws, bs, act, geom))
+            with_opt(bias, op, |bs| match &wino {
+                Some(wg) => winograd_forward(xs, ws, bs, relu, wg),
+                None => conv_forward(xs, ws, bs, act, geom),
+            })
         })
     })???;
     Ok(Tensor::from_f32(y, out_shape))
+}
+
+/// The shape rule of [`ConvAlgo::Auto`], read off `ferrovision-bench conv` (README): Winograd
+/// F(4×4, 3×3) is faster where the feature map is large and the layer narrow (ResNet-20's 32 and
+/// 16 px stages: 1.1-1.4x, ResNet-50's 56 px stage: up to 1.5x); on wide layers with small maps
+/// the per-block packing of the 4x larger transformed filters costs more than the saved
+/// multiplies (ResNet-50's 28 px stage is level, so it stays on im2col).
+fn winograd_is_faster(g: &Geom) -> bool {
+    let side = g.win.out[0].min(g.win.out[1]);
+    let channels = g.cin.max(g.cout);
+    (side >= 16 && channels <= 32) || (side >= 28 && channels <= 64)
+}
+
+/// Winograd forward: `y = act(conv3x3(x, w) + bias)`.
+fn winograd_forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    wg: &winograd::Geometry,
+) -> Vec<f32> {
+    let mut u = PoolBuf::take(wg.filter_len());
+    winograd::transform_filter(w, wg.cout, wg.cin, false, &mut u.0);
+    let mut y = pool::take_uninit(wg.n * wg.cout * wg.out[0] * wg.out[1]);
+    winograd::conv3x3(x, &u.0, bias, relu, wg, &mut y);
+    y
+}
+
+/// Winograd input gradient of the forward geometry `wg`: the output gradient correlated with
+/// the rotated, transposed filters, padded by `2 − pad`.
+fn winograd_input_grad(gout: &[f32], w: &[f32], wg: &winograd::Geometry) -> Vec<f32> {
+    let back = winograd::Geometry {
+        n: wg.n,
+        cin: wg.cout,
+        cout: wg.cin,
+        input: wg.out,
+        out: wg.input,
+        pad: [2 - wg.pad[0], 2 - wg.pad[1]],
+    };
+    let mut u = PoolBuf::take(back.filter_len());
+    winograd::transform_filter(w, wg.cout, wg.cin, true, &mut u.0);
+    let mut dx = pool::take_uninit(back.n * back.cout * back.out[0] * back.out[1]);
+    winograd::conv3x3(gout, &u.0, None, false, &back, &mut dx);
+    dx
 }
 
 /// Transposed convolution forward (the input-gradient path of `geom`'s convolution, the bias
@@ -111,9 +185,16 @@ pub(super) fn backward(
 ) -> Result<[Option<Tensor>; 3]> {
     let [rx, rw, rb] = needs;
     let g = relu_mask(g, relu_out)?;
+    let wino = if rx { geom.winograd() } else { None };
     let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
         let (dx, dw) = with_opt(rw.then_some(sx), op, |xs| {
-            sw.with_f32(op, |ws| conv_backward(xs, ws, gd, geom, rx, None))
+            sw.with_f32(op, |ws| match &wino {
+                Some(wg) => {
+                    let dx = winograd_input_grad(gd, ws, wg);
+                    (Some(dx), conv_backward(xs, ws, gd, geom, false, None).1)
+                }
+                None => conv_backward(xs, ws, gd, geom, rx, None),
+            })
         })??;
         let db = rb.then(|| bias_grad(gd, geom.n, geom.cout, geom.p_out()));
         Ok((dx, dw, db))

@@ -1,0 +1,110 @@
+//! `conv`: the 3×3 stride-1 convolutions of ResNet-20 (CIFAR, batch 128), ResNet-18 (64 px,
+//! batch 16) and ResNet-50 (224 px, batch 16 and 1), forward and input gradient, timed with
+//! im2col + GEMM and with Winograd F(4×4, 3×3), interleaved in one process (medians). This is
+//! the measurement behind `ConvAlgo::Auto`'s shape rule; the last line lists each shape's ratio.
+
+use crate::util::{median, time, Opts};
+use ferrovision::prelude::*;
+use ferrovision::tensor::ops::conv::{set_conv_algo, ConvAlgo};
+use ferrovision::tensor::ConvOpts;
+
+/// (name, batch, channels, side): a 3×3 conv with `channels` in and out, padding 1.
+const SHAPES: &[(&str, usize, usize, usize)] = &[
+    ("r20_s1", 128, 16, 32),
+    ("r20_s2", 128, 32, 16),
+    ("r20_s3", 128, 64, 8),
+    ("r18_s1", 16, 64, 16),
+    ("r18_s2", 16, 128, 8),
+    ("r18_s3", 16, 256, 4),
+    ("r18_s4", 16, 512, 2),
+    ("r50_s1", 16, 64, 56),
+    ("r50_s2", 16, 128, 28),
+    ("r50_s3", 16, 256, 14),
+    ("r50_s4", 16, 512, 7),
+    ("r50_s1_b1", 1, 64, 56),
+    ("r50_s3_b1", 1, 256, 14),
+];
+
+pub fn run(_opts: &Opts) -> std::result::Result<(), String> {
+    run_inner().map_err(|e| e.to_string())
+}
+
+fn run_inner() -> ferrovision::tensor::Result<()> {
+    let mut rng = Rng::new(0);
+    let mut summary = Vec::new();
+    println!(
+        "{:<10} {:>5} {:>4} {:>4} | {:>9} {:>9} {:>6} | {:>9} {:>9} {:>6}",
+        "shape",
+        "batch",
+        "ch",
+        "side",
+        "fwd i2c",
+        "fwd wino",
+        "ratio",
+        "dx i2c",
+        "dx wino",
+        "ratio"
+    );
+    let only = std::env::var("FERROVISION_BENCH_CONV").ok();
+    // For profiling one algorithm: FERROVISION_BENCH_CONV_ALGO=winograd|im2col runs only it.
+    let profile_only = match std::env::var("FERROVISION_BENCH_CONV_ALGO").as_deref() {
+        Ok("winograd") => Some(ConvAlgo::Winograd),
+        Ok("im2col") => Some(ConvAlgo::Im2col),
+        _ => None,
+    };
+    for &(name, n, c, side) in SHAPES {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|s| s == name))
+        {
+            continue;
+        }
+        let x = Tensor::randn(&[n, c, side, side], 0.0, 1.0, &mut rng)?;
+        let w = Tensor::randn(&[c, c, 3, 3], 0.0, 0.05, &mut rng)?;
+        let opts = ConvOpts::new().pad(1);
+        let reps = (2e9 / (2.0 * 9.0 * (c * c * side * side * n) as f64)).clamp(3.0, 40.0) as usize;
+        let mut t = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+        for rep in 0..reps + 1 {
+            for (ai, algo) in [ConvAlgo::Im2col, ConvAlgo::Winograd]
+                .into_iter()
+                .enumerate()
+            {
+                if profile_only.is_some_and(|p| p != algo) {
+                    t[ai][0].push(f64::NAN);
+                    t[ai][1].push(f64::NAN);
+                    continue;
+                }
+                set_conv_algo(algo);
+                // Forward alone (no recording), then forward + input gradient.
+                let (y, fwd) = time(|| no_grad(|| x.conv2d(&w, None, &opts)));
+                y?;
+                let xg = x.detach().requires_grad_(true);
+                let w0 = w.detach();
+                let y = xg.conv2d(&w0, None, &opts)?;
+                let seed = Tensor::ones(y.shape());
+                let (r, bwd) = time(|| y.backward_with(&seed));
+                r?;
+                if rep > 0 {
+                    t[ai][0].push(fwd);
+                    t[ai][1].push(bwd);
+                }
+            }
+        }
+        set_conv_algo(ConvAlgo::Auto);
+        let ms = |v: &mut Vec<f64>| median(v) * 1e3;
+        let (fi, fw) = (ms(&mut t[0][0]), ms(&mut t[1][0]));
+        let (bi, bw) = (ms(&mut t[0][1]), ms(&mut t[1][1]));
+        println!(
+            "{name:<10} {n:>5} {c:>4} {side:>4} | {fi:>7.3}ms {fw:>7.3}ms {:>5.2}x | {bi:>7.3}ms {bw:>7.3}ms {:>5.2}x",
+            fi / fw,
+            bi / bw
+        );
+        summary.push(format!(
+            "{name}_fwd={:.2} {name}_dx={:.2}",
+            fi / fw,
+            bi / bw
+        ));
+    }
+    println!("RESULT conv {}", summary.join(" "));
+    Ok(())
+}

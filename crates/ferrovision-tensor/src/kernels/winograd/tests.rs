@@ -1,0 +1,223 @@
+//! Winograd F(4×4, 3×3) against a double-precision direct correlation.
+
+use super::*;
+use crate::kernels::{set_isa_override, Isa};
+
+/// A deterministic pseudo-random sequence in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Direct correlation in f64: `y[n][k][o] = Σ_c Σ_ij w[k][c][i][j] x[n][c][o + (i, j) − pad]`,
+/// and the sum of the absolute products (the scale of the rounding error).
+fn direct(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geometry) -> (Vec<f64>, Vec<f64>) {
+    let [ih, iw] = g.input;
+    let [oh, ow] = g.out;
+    let mut y = vec![0.0f64; g.n * g.cout * oh * ow];
+    let mut scale = vec![0.0f64; y.len()];
+    for n in 0..g.n {
+        for k in 0..g.cout {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = bias.map_or(0.0, |b| b[k] as f64);
+                    let mut mag = acc.abs();
+                    for c in 0..g.cin {
+                        for i in 0..3 {
+                            for j in 0..3 {
+                                let yy = (oy + i) as isize - g.pad[0] as isize;
+                                let xx = (ox + j) as isize - g.pad[1] as isize;
+                                if yy < 0 || xx < 0 || yy >= ih as isize || xx >= iw as isize {
+                                    continue;
+                                }
+                                let xv = x[((n * g.cin + c) * ih + yy as usize) * iw + xx as usize];
+                                let wv = w[((k * g.cin + c) * 3 + i) * 3 + j];
+                                acc += xv as f64 * wv as f64;
+                                mag += (xv as f64 * wv as f64).abs();
+                            }
+                        }
+                    }
+                    let at = ((n * g.cout + k) * oh + oy) * ow + ox;
+                    y[at] = acc;
+                    scale[at] = mag;
+                }
+            }
+        }
+    }
+    (y, scale)
+}
+
+fn run(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Geometry) -> Vec<f32> {
+    let mut u = vec![0.0; g.filter_len()];
+    transform_filter(w, g.cout, g.cin, false, &mut u);
+    let mut y = vec![f32::NAN; g.n * g.cout * g.out[0] * g.out[1]];
+    conv3x3(x, &u, bias, relu, g, &mut y);
+    y
+}
+
+/// The largest error relative to the scale of the products (`Σ |w·x|` per output).
+fn worst_error(got: &[f32], want: &[f64], scale: &[f64], relu: bool) -> f64 {
+    got.iter()
+        .zip(want)
+        .zip(scale)
+        .map(|((&g, &w), &s)| {
+            let w = if relu { w.max(0.0) } else { w };
+            (g as f64 - w).abs() / s.max(1e-6)
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Error bound relative to `Σ |w·x|`: F(4×4, 3×3) in f32 measures ~3e-6 on these inputs (direct
+/// f32 convolution: ~2e-7); the bound leaves room for longer channel sums.
+const TOL: f64 = 4e-5;
+
+fn geometry(n: usize, cin: usize, cout: usize, input: [usize; 2], pad: [usize; 2]) -> Geometry {
+    // Stride-1 "same"-style output for padding p on both sides: in + 2p − 2.
+    let out = [input[0] + 2 * pad[0] - 2, input[1] + 2 * pad[1] - 2];
+    Geometry {
+        n,
+        cin,
+        cout,
+        input,
+        out,
+        pad,
+    }
+}
+
+#[test]
+fn matches_direct_correlation_over_shapes_and_padding() {
+    let cases = [
+        geometry(1, 1, 1, [3, 3], [0, 0]),
+        geometry(1, 1, 1, [1, 1], [1, 1]),
+        geometry(2, 3, 5, [7, 9], [1, 1]),
+        geometry(3, 4, 2, [13, 17], [1, 1]),
+        geometry(2, 5, 3, [6, 6], [0, 0]),
+        geometry(1, 2, 4, [5, 11], [2, 2]),
+        geometry(2, 16, 16, [32, 32], [1, 1]),
+        geometry(9, 8, 8, [8, 8], [1, 1]),
+        geometry(1, 3, 3, [70, 37], [1, 0]),
+    ];
+    let mut worst = 0.0f64;
+    for (i, g) in cases.iter().enumerate() {
+        let x = values(g.n * g.cin * g.input[0] * g.input[1], 1 + i as u64);
+        let w = values(g.cout * g.cin * 9, 100 + i as u64);
+        let b = values(g.cout, 200 + i as u64);
+        for (bias, relu) in [(None, false), (Some(&b[..]), false), (Some(&b[..]), true)] {
+            let got = run(&x, &w, bias, relu, g);
+            let (want, scale) = direct(&x, &w, bias, g);
+            let err = worst_error(&got, &want, &scale, relu);
+            assert!(
+                err <= TOL,
+                "{g:?} bias {} relu {relu}: error {err:e}",
+                bias.is_some()
+            );
+            worst = worst.max(err);
+        }
+    }
+    eprintln!("winograd F(4x4,3x3): worst relative error {worst:e}");
+}
+
+#[test]
+fn output_larger_and_smaller_than_the_padded_input() {
+    // An asymmetric crop (out smaller than in + 2p − 2) and an extension (reads past the input
+    // are zero), as the input gradient needs.
+    for out in [[4, 5], [9, 10], [1, 1]] {
+        let g = Geometry {
+            n: 2,
+            cin: 3,
+            cout: 2,
+            input: [6, 7],
+            out,
+            pad: [2, 1],
+        };
+        let x = values(g.n * g.cin * 42, 7);
+        let w = values(g.cout * g.cin * 9, 8);
+        let got = run(&x, &w, None, false, &g);
+        let (want, scale) = direct(&x, &w, None, &g);
+        let err = worst_error(&got, &want, &scale, false);
+        assert!(err <= TOL, "out {out:?}: error {err:e}");
+    }
+}
+
+#[test]
+fn rotated_filters_give_the_input_gradient() {
+    // dx[c] = Σ_k rot180(w[k][c]) ⋆ dy[k], padded by 2 − pad: compare with the adjoint of the
+    // direct correlation.
+    let (n, cin, cout, ih, iw, pad) = (2, 3, 4, 9, 7, 1);
+    let fwd = geometry(n, cin, cout, [ih, iw], [pad, pad]);
+    let [oh, ow] = fwd.out;
+    let w = values(cout * cin * 9, 11);
+    let dy = values(n * cout * oh * ow, 12);
+    let mut want = vec![0.0f64; n * cin * ih * iw];
+    for b in 0..n {
+        for k in 0..cout {
+            for c in 0..cin {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        for i in 0..3 {
+                            for j in 0..3 {
+                                let yy = (oy + i) as isize - pad as isize;
+                                let xx = (ox + j) as isize - pad as isize;
+                                if yy < 0 || xx < 0 || yy >= ih as isize || xx >= iw as isize {
+                                    continue;
+                                }
+                                want[((b * cin + c) * ih + yy as usize) * iw + xx as usize] +=
+                                    dy[((b * cout + k) * oh + oy) * ow + ox] as f64
+                                        * w[((k * cin + c) * 3 + i) * 3 + j] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let g = Geometry {
+        n,
+        cin: cout,
+        cout: cin,
+        input: [oh, ow],
+        out: [ih, iw],
+        pad: [2 - pad, 2 - pad],
+    };
+    let mut u = vec![0.0; g.filter_len()];
+    transform_filter(&w, cout, cin, true, &mut u);
+    let mut dx = vec![f32::NAN; want.len()];
+    conv3x3(&dy, &u, None, false, &g, &mut dx);
+    let scale: f64 = w.iter().map(|v| v.abs() as f64).sum::<f64>() / cin as f64;
+    for (got, want) in dx.iter().zip(&want) {
+        assert!((*got as f64 - want).abs() <= TOL * scale, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn every_isa_level_and_thread_count_agree() {
+    let _guard = crate::kernels::ISA_TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let g = geometry(5, 7, 6, [19, 21], [1, 1]);
+    let x = values(g.n * g.cin * g.input[0] * g.input[1], 21);
+    let w = values(g.cout * g.cin * 9, 22);
+    let b = values(g.cout, 23);
+    let (want, scale) = direct(&x, &w, Some(&b), &g);
+    let reference = run(&x, &w, Some(&b), true, &g);
+    for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+        set_isa_override(Some(level));
+        let got = run(&x, &w, Some(&b), true, &g);
+        set_isa_override(None);
+        let err = worst_error(&got, &want, &scale, true);
+        assert!(err <= TOL, "{level:?}: error {err:e}");
+    }
+    let single = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool")
+        .install(|| run(&x, &w, Some(&b), true, &g));
+    assert_eq!(single, reference, "one thread must give the same bits");
+}

@@ -1,0 +1,80 @@
+//! 3×3 stride-1 convolutions through the public op with Winograd forced on: values and all
+//! three gradients agree with im2col + GEMM, and finite differences check the Winograd input
+//! gradient. (The kernel's own tests bound its error against a double-precision direct
+//! convolution.) The algorithm setting is process-wide, so the tests take turns.
+
+mod common;
+use common::{assert_close, uniform};
+use ferrovision_tensor::gradcheck::GradCheck;
+use ferrovision_tensor::ops::conv::{set_conv_algo, ConvAlgo, ConvOpts, Padding};
+use ferrovision_tensor::{Result, Tensor};
+
+fn with_algo<R>(algo: ConvAlgo, f: impl FnOnce() -> R) -> R {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    set_conv_algo(algo);
+    let r = f();
+    set_conv_algo(ConvAlgo::Auto);
+    r
+}
+
+/// Output and the gradients of x, w, b of `sum(conv(x, w, b) · probe)`.
+fn run(x: &Tensor, w: &Tensor, b: &Tensor, opts: &ConvOpts, relu: bool) -> Result<[Vec<f32>; 4]> {
+    let (x, w, b) = (
+        x.detach().requires_grad_(true),
+        w.detach().requires_grad_(true),
+        b.detach().requires_grad_(true),
+    );
+    let y = if relu {
+        x.conv2d_relu(&w, Some(&b), opts)?
+    } else {
+        x.conv2d(&w, Some(&b), opts)?
+    };
+    let probe = uniform(y.shape(), -1.0, 1.0, 99);
+    y.mul(&probe)?.sum_all()?.backward()?;
+    let grad = |t: &Tensor| t.grad().expect("gradient").to_vec::<f32>();
+    Ok([y.to_vec::<f32>()?, grad(&x)?, grad(&w)?, grad(&b)?])
+}
+
+#[test]
+fn winograd_matches_im2col_values_and_gradients() {
+    let cases: &[(&[usize], usize, Padding)] = &[
+        (&[2, 8, 16, 16], 8, Padding::Explicit(vec![(1, 1)])),
+        (&[3, 5, 9, 13], 7, Padding::Explicit(vec![(1, 1)])),
+        (&[1, 4, 11, 6], 3, Padding::Valid),
+        (&[2, 3, 8, 10], 5, Padding::Explicit(vec![(2, 2)])),
+        (&[2, 6, 7, 7], 4, Padding::Same),
+        (
+            &[1, 16, 33, 20],
+            16,
+            Padding::Explicit(vec![(1, 0), (0, 2)]),
+        ),
+    ];
+    for (i, (shape, cout, padding)) in cases.iter().enumerate() {
+        let x = uniform(shape, -1.0, 1.0, 10 + i as u64);
+        let w = uniform(&[*cout, shape[1], 3, 3], -0.5, 0.5, 20 + i as u64);
+        let b = uniform(&[*cout], -0.5, 0.5, 30 + i as u64);
+        let opts = ConvOpts::new().padding(padding.clone());
+        for relu in [false, true] {
+            let wino = with_algo(ConvAlgo::Winograd, || run(&x, &w, &b, &opts, relu)).unwrap();
+            let i2c = with_algo(ConvAlgo::Im2col, || run(&x, &w, &b, &opts, relu)).unwrap();
+            for (got, want) in wino.iter().zip(&i2c) {
+                assert_close(got, want, 1e-4, 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn winograd_input_gradient_passes_finite_differences() {
+    let x = uniform(&[2, 3, 7, 9], -1.0, 1.0, 1);
+    let w = uniform(&[4, 3, 3, 3], -1.0, 1.0, 2);
+    with_algo(ConvAlgo::Winograd, || {
+        for pad in [0, 1, 2] {
+            let opts = ConvOpts::new().pad(pad);
+            GradCheck::default()
+                .run(|t| t[0].conv2d(&t[1], None, &opts), &[x.clone(), w.clone()])
+                .unwrap();
+        }
+    });
+}
