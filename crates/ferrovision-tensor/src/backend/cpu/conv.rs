@@ -107,14 +107,14 @@ pub(super) fn forward(
 }
 
 /// The shape rule of [`ConvAlgo::Auto`], read off `ferrovision-bench conv` (README): Winograd
-/// F(4×4, 3×3) is faster where the feature map is large and the layer narrow (ResNet-20's 32 and
-/// 16 px stages: 1.1-1.4x, ResNet-50's 56 px stage: up to 1.5x); on wide layers with small maps
-/// the per-block packing of the 4x larger transformed filters costs more than the saved
-/// multiplies (ResNet-50's 28 px stage is level, so it stays on im2col).
+/// F(4×4, 3×3) is faster where the feature map is large and the layer not too wide (ResNet-20's
+/// 32 and 16 px stages, ResNet-18's 16 px stage at 64 px input, ResNet-50's 56 and 28 px stages:
+/// 1.1-1.6x); on wide layers with small maps the 4x larger transformed filters and the tile
+/// padding cost more than the saved multiplies.
 fn winograd_is_faster(g: &Geom) -> bool {
     let side = g.win.out[0].min(g.win.out[1]);
     let channels = g.cin.max(g.cout);
-    (side >= 16 && channels <= 32) || (side >= 28 && channels <= 64)
+    (side >= 16 && channels <= 64) || (side >= 28 && channels <= 128)
 }
 
 /// Winograd forward: `y = act(conv3x3(x, w) + bias)`.
