@@ -70,6 +70,20 @@ pub fn detected_isa() -> Isa {
 
 static OVERRIDE: AtomicU8 = AtomicU8::new(u8::MAX);
 
+/// Deterministic pseudo-random test values in [-1, 1) (xorshift), shared by the kernel tests.
+#[cfg(test)]
+pub(crate) fn test_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 /// Serialises the unit tests that set [`set_isa_override`] (a process-wide switch) or compare
 /// bits across calls that an override elsewhere could change.
 #[cfg(test)]

@@ -3,18 +3,7 @@
 use super::*;
 use crate::kernels::{set_isa_override, Isa};
 
-/// A deterministic pseudo-random sequence in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use crate::kernels::test_values as values;
 
 /// Direct correlation in f64: `y[n][k][o] = Σ_c Σ_ij w[k][c][i][j] x[n][c][o + (i, j) − pad]`,
 /// and the sum of the absolute products (the scale of the rounding error).
