@@ -202,10 +202,7 @@ fn input_tiles_body(w: &[f32], w_ld: usize, slots: usize, v: &mut [f32], v_ld: u
             }
             input_1d(&d, &mut out);
             for b in 0..A {
-                let dst: &mut [f32; LANES] = (&mut v[(a * A + b) * v_ld + s0..][..LANES])
-                    .try_into()
-                    .expect("16 lanes");
-                *dst = out[b];
+                v[(a * A + b) * v_ld + s0..][..LANES].copy_from_slice(&out[b]);
             }
             s0 += LANES;
         }
@@ -222,9 +219,7 @@ fn output_tiles_body(m: &[f32], m_ld: usize, slots: usize, z: &mut [f32], z_ld: 
         let mut s0 = 0;
         while s0 < slots {
             for b in 0..A {
-                mm[b] = m[(a * A + b) * m_ld + s0..][..LANES]
-                    .try_into()
-                    .expect("16 lanes");
+                mm[b].copy_from_slice(&m[(a * A + b) * m_ld + s0..][..LANES]);
             }
             output_1d(&mm, &mut out);
             let dst = &mut z[a * z_ld + MO * s0..][..MO * LANES];
