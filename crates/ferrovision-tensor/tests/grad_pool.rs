@@ -560,6 +560,57 @@ fn max_pool_matches_reference() {
     }
 }
 
+/// The 2x2 stride-2 pool (LeNet's, VGG's) has its own one-pass kernel: values, indices and the
+/// gradient against the reference over odd and even sizes, floor and ceil mode, with ties.
+#[test]
+fn two_by_two_stride_two_pool_matches_reference() {
+    let mut rng = Rng::new(13);
+    for (case, shape) in [
+        vec![2, 3, 28, 28],
+        vec![1, 2, 7, 9],
+        vec![3, 1, 2, 2],
+        vec![1, 4, 24, 66],
+        vec![2, 2, 13, 34],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for ceil in [false, true] {
+            let c = Cfg {
+                k: [1, 2, 2],
+                s: [1, 2, 2],
+                p: [0; 3],
+                d: [1; 3],
+                ceil,
+                include_pad: false,
+            };
+            let x = if case % 2 == 0 {
+                let v: Vec<f32> = (0..shape.iter().product::<usize>())
+                    .map(|_| rng.below(3) as f32)
+                    .collect();
+                Tensor::from_vec(v, &shape).unwrap()
+            } else {
+                uniform(&shape, -1.0, 1.0, case as u64)
+            };
+            let dims = dims3(&shape[2..]);
+            let planes = shape[0] * shape[1];
+            let (want, want_i) = ref_max(&vals(&x), planes, dims, &c);
+            let o = c.opts(2);
+            let (y, i) = max_with_indices(&x, 2, &o);
+            assert_eq!(vals(&y), want, "{shape:?} ceil {ceil}");
+            assert_eq!(idxs(&i), want_i, "{shape:?} ceil {ceil}");
+            assert_eq!(vals(&max_pool(&x, 2, &o).unwrap()), want);
+            let w = vals(&uniform(y.shape(), -1.0, 1.0, 7));
+            let (ip, op) = (dims.iter().product::<usize>(), want.len() / planes);
+            let mut gw = vec![0.0f32; x.numel()];
+            for (o, (&wi, &ii)) in w.iter().zip(&want_i).enumerate() {
+                gw[(o / op) * ip + ii as usize] += wi;
+            }
+            assert_close(&grad_of(&x, &w, |x| max_pool(x, 2, &o)), &gw, 1e-6, 1e-6);
+        }
+    }
+}
+
 #[test]
 fn avg_pool_matches_reference() {
     let mut rng = Rng::new(12);

@@ -11,6 +11,7 @@ pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod im2col;
+pub mod pool2x2;
 pub mod simd;
 pub mod winograd;
 

@@ -11,6 +11,7 @@
 
 use super::linear::active;
 use super::*;
+use crate::kernels::pool2x2::{max_pool_2x2, Pool2x2};
 use crate::storage::pool as bufpool;
 
 // ---------------------------------------------------------------------------------------------
@@ -420,6 +421,32 @@ pub(crate) fn plane_argmax(x: &[f32]) -> (f32, i32) {
     (bm, bi)
 }
 
+/// The geometry for the dedicated 2×2 stride-2 kernel when `plan` is that pool (2-d, no padding
+/// or dilation, floor mode), which computes the same values and indices in one pass.
+fn two_by_two(plan: &SepPlan) -> Option<Pool2x2> {
+    let axis = |t: &Option<Taps>| match t.as_ref().and_then(|t| t.affine.map(|af| (t, af))) {
+        Some((t, af))
+            if (af.k, af.s, af.d, af.pad, af.lo) == (2, 2, 1, 0, 0)
+                && af.hi == t.len_out
+                && 2 * t.len_out <= t.len_in =>
+        {
+            Some((t.len_in, t.len_out))
+        }
+        _ => None,
+    };
+    if plan.taps[0].is_some() || plan.dims[0] != 1 {
+        return None;
+    }
+    let ((h, oh), (w, ow)) = (axis(&plan.taps[1])?, axis(&plan.taps[2])?);
+    Some(Pool2x2 {
+        planes: plan.planes,
+        h,
+        w,
+        oh,
+        ow,
+    })
+}
+
 /// Max over the planned windows of the planes of `x`, with the argmax where `track`.
 pub(crate) fn forward(
     op: &'static str,
@@ -434,6 +461,7 @@ pub(crate) fn forward(
     let mut out = bufpool::take_uninit(plan.planes * out_plane);
     let mut idx = IdxBuf::take(if track { plan.planes * out_plane } else { 0 });
     let idx_plane = if track { out_plane } else { 0 };
+    let two_by_two = two_by_two(plan);
     x.with_f32(op, |xs| {
         par_planes(
             plan.planes,
@@ -443,6 +471,15 @@ pub(crate) fn forward(
             &mut idx,
             idx_plane,
             |r, o, ii| {
+                if let Some(g) = two_by_two {
+                    let g = Pool2x2 {
+                        planes: r.len(),
+                        ..g
+                    };
+                    let xp = &xs[r.start * in_plane..r.end * in_plane];
+                    max_pool_2x2(xp, g, o, track.then_some(ii));
+                    return;
+                }
                 if whole {
                     for (k, p) in r.enumerate() {
                         let (m, i) = plane_argmax(&xs[p * in_plane..(p + 1) * in_plane]);
