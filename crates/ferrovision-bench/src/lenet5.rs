@@ -5,6 +5,8 @@ use ferrovision::prelude::*;
 use ferrovision::tensor::ops::conv::ConvOpts;
 use ferrovision::tensor::ops::loss::CrossEntropyOpts;
 use ferrovision::tensor::ops::pool::PoolOpts;
+use ferrovision::tensor::trace;
+use std::collections::HashMap;
 
 const N_IMAGES: usize = 6016;
 const BATCH: usize = 64;
@@ -130,13 +132,25 @@ fn run_inner() -> Result<()> {
         Ok(())
     });
     let train_img_s = (2 * (N_IMAGES / BATCH) * BATCH) as f64 / secs;
-    // Inference: one warm-up pass, then two timed passes at batch 256.
-    let infer_pass = || -> Result<()> {
+    // Inference: one warm-up pass, then two timed passes at batch 256, through traced plans
+    // (one per batch size, like `Model::predict`) unless FERROVISION_RUN_EAGERLY=1.
+    let eager = ferrovision::train::traced::eager_by_default();
+    let mut plans: HashMap<usize, trace::Plan> = HashMap::new();
+    let forward = |x: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![model.forward(&x[0])?]) };
+    let mut infer_pass = || -> Result<()> {
         no_grad(|| {
             let mut start = 0;
             while start < N_IMAGES {
                 let len = INFER_BATCH.min(N_IMAGES - start);
-                let _ = model.forward(&images.narrow(0, start, len)?)?;
+                let x = [images.narrow(0, start, len)?];
+                match plans.get_mut(&len) {
+                    _ if eager => drop(forward(&x)?),
+                    Some(plan) => drop(plan.run(&x)?),
+                    None => {
+                        let (_, plan) = trace::trace(&x, forward)?;
+                        plans.insert(len, plan?);
+                    }
+                }
                 start += len;
             }
             Ok(())

@@ -30,6 +30,8 @@ const USAGE: &str =
 workloads (each prints a last line `RESULT <name> key=value ...`):
   lenet5     LeNet-5 on 6016 random 1x28x28 images, batch 64, SGD momentum:
              training img/s over 2 epochs after 1 warm-up epoch, inference img/s at batch 256
+             (through traced plans, like the Model workloads' predict; FERROVISION_RUN_EAGERLY=1
+             for eager inference)
   mnist      LeNet-5 trained with Model::fit on real MNIST (--data DIR with the IDX files, or
              FERROVISION_MNIST): Adam 1e-3, batch 64, --epochs N (default 3, the first a
              warm-up): median epoch seconds and test accuracy. With compare

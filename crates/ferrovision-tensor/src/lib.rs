@@ -27,6 +27,7 @@ pub mod rng;
 pub mod shape;
 pub mod storage;
 mod tensor;
+pub mod trace;
 
 pub use autograd::{custom_op, grad, is_grad_enabled, no_grad, NoGradGuard};
 pub use device::Device;

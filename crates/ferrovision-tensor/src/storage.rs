@@ -58,14 +58,40 @@ impl Buffer {
 pub struct Storage {
     buffer: RwLock<Buffer>,
     device: Device,
+    /// Creation order (a process-wide counter): a traced plan tells the tensors that existed
+    /// before its trace (weights) from those made during it.
+    id: u64,
+    /// Bumped by every [`Storage::write`]: a traced plan sees in-place changes (an optimizer
+    /// step on a weight it folded, an in-place op on a value it recorded).
+    version: AtomicU64,
 }
+
+/// The next [`Storage`] id.
+static NEXT_STORAGE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Storage {
     pub fn new(buffer: Buffer) -> Self {
         Storage {
             buffer: RwLock::new(buffer),
             device: Device::Cpu,
+            id: NEXT_STORAGE_ID.fetch_add(1, Ordering::Relaxed),
+            version: AtomicU64::new(0),
         }
+    }
+
+    /// The id the next storage will get (every storage made later has an id at least this).
+    pub fn next_id() -> u64 {
+        NEXT_STORAGE_ID.load(Ordering::Relaxed)
+    }
+
+    /// This storage's creation id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How many times write access was taken.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     pub fn device(&self) -> Device {
@@ -81,6 +107,7 @@ impl Storage {
 
     /// Write access (in-place updates such as optimizer steps).
     pub fn write(&self) -> RwLockWriteGuard<'_, Buffer> {
+        self.version.fetch_add(1, Ordering::AcqRel);
         self.buffer.write().unwrap_or_else(|e| e.into_inner())
     }
 }

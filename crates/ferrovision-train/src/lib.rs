@@ -17,6 +17,7 @@ mod data_source;
 mod model;
 mod save;
 pub mod step;
+pub mod traced;
 pub mod tta;
 
 pub use callbacks::{Callback, Logs};

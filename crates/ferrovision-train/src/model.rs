@@ -388,6 +388,9 @@ pub struct Model {
     pub suspend_training: bool,
     /// Where a suspended epoch stopped (saved with the model).
     progress: Option<EpochProgress>,
+    /// Traced inference plans by input signature (see [`Model::set_run_eagerly`]).
+    plans: std::sync::Mutex<crate::traced::Plans>,
+    run_eagerly: bool,
 }
 
 /// Where a suspended epoch stopped: what `fit` needs to continue it exactly (the weights,
@@ -523,7 +526,44 @@ impl Model {
             stop_training: false,
             suspend_training: false,
             progress: None,
+            plans: Default::default(),
+            run_eagerly: crate::traced::eager_by_default(),
         }
+    }
+
+    /// Runs inference eagerly, op by op (`true`), or through traced plans (`false`, the
+    /// default unless the environment sets `FERROVISION_RUN_EAGERLY=1`), like Keras'
+    /// `run_eagerly`. Traced plans ([`ferrovision_tensor::trace`]) are
+    /// built once per input signature by [`Model::predict`]: batch norms folded into the
+    /// convolutions before them, ReLUs fused into GEMM epilogues, no per-op bookkeeping.
+    /// Outputs agree with eager mode within rounding (bitwise where nothing was folded).
+    pub fn set_run_eagerly(&mut self, eager: bool) {
+        self.run_eagerly = eager;
+    }
+
+    /// True when inference runs eagerly (see [`Model::set_run_eagerly`]).
+    pub fn run_eagerly(&self) -> bool {
+        self.run_eagerly
+    }
+
+    /// What traced inference did so far: traces (one per input signature), replays, batches
+    /// run eagerly and why their signatures could not be planned.
+    pub fn trace_stats(&self) -> crate::traced::TraceStats {
+        self.lock_plans().stats().clone()
+    }
+
+    fn lock_plans(&self) -> std::sync::MutexGuard<'_, crate::traced::Plans> {
+        self.plans.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The model's outputs for `inputs` in inference mode: replayed from a traced plan unless
+    /// [`Model::run_eagerly`].
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        if self.run_eagerly {
+            return Ok(self.forward(inputs, false)?.0);
+        }
+        self.lock_plans()
+            .run(inputs, |x| Ok(self.forward(x, false)?.0))
     }
 
     /// Attaches a note saved with the model and restored by [`Model::load`] (e.g. how inputs
@@ -565,8 +605,9 @@ impl Model {
 
     /// The network, mutable (freezing layers).
     pub fn network_mut(&mut self) -> &mut dyn Network {
-        // Layers may change: list the weights again at the next step.
+        // Layers may change: list the weights again at the next step, trace again.
         self.weights = None;
+        self.lock_plans().clear();
         self.net.as_mut()
     }
 
@@ -712,6 +753,7 @@ impl Model {
             trainable: &weights.trainable,
             training: true,
             epoch,
+            plans: None,
         };
         self.step.train_step(&mut ctx, batch)
     }
@@ -979,6 +1021,7 @@ impl Model {
                     trainable: &[],
                     training: false,
                     epoch,
+                    plans: (!self.run_eagerly).then_some(&self.plans),
                 };
                 let step_logs = self.step.test_step(&mut ctx, &batch)?;
                 means.add(&step_logs, batch.len() as f64);
@@ -1012,7 +1055,7 @@ impl Model {
         let mut chunks: Vec<Vec<Tensor>> = vec![Vec::new(); n_out];
         no_grad(|| -> Result<()> {
             for batch in data.batches(0)? {
-                let (outs, _) = self.forward(&batch?.inputs, false)?;
+                let outs = self.infer(&batch?.inputs)?;
                 for (c, o) in chunks.iter_mut().zip(outs) {
                     c.push(o);
                 }

@@ -93,6 +93,8 @@ pub struct StepCtx<'a> {
     pub(crate) trainable: &'a [(String, Param)],
     pub(crate) training: bool,
     pub(crate) epoch: usize,
+    /// The model's traced inference plans (evaluation, unless the model runs eagerly).
+    pub(crate) plans: Option<&'a std::sync::Mutex<crate::traced::Plans>>,
 }
 
 impl<'a> StepCtx<'a> {
@@ -143,10 +145,31 @@ impl<'a> StepCtx<'a> {
 
     /// Runs the network in the step's mode and returns its outputs and the penalties its
     /// layers added (activity regularizers).
+    ///
+    /// In evaluation the forward pass replays the model's traced plan for the inputs'
+    /// signature (see `Model::set_run_eagerly`); the penalties are plan outputs too.
     pub fn forward(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
-        let mut call = CallCtx::new(self.training);
-        let outs = self.net.forward(inputs, &mut call)?;
-        Ok((outs, call.take_losses()))
+        let eager = |x: &[Tensor]| -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+            let mut call = CallCtx::new(self.training);
+            let outs = self.net.forward(x, &mut call)?;
+            Ok((outs, call.take_losses()))
+        };
+        match self.plans {
+            Some(plans) if !self.training => {
+                let n = self.net.output_shapes().len();
+                let mut all = plans
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .run(inputs, |x| {
+                        let (mut outs, penalties) = eager(x)?;
+                        outs.extend(penalties);
+                        Ok(outs)
+                    })?;
+                let penalties = all.split_off(n.min(all.len()));
+                Ok((all, penalties))
+            }
+            _ => eager(inputs),
+        }
     }
 
     /// The compiled objective (what [`TrainStep::compute_loss`] does by default): the sum of

@@ -234,9 +234,15 @@ fn attach(out: Tensor, meta: AutogradMeta) -> Tensor {
     }
 }
 
-/// True when an op on `inputs` is recorded: gradients are enabled and some input needs one.
-/// Ops check this before saving anything expensive for the gradient.
+/// True when an op on `inputs` is recorded: gradients are enabled and some input needs one, or
+/// a [`crate::trace`] is capturing this thread's ops. Ops check this before building their op
+/// record and saving anything expensive for the gradient.
 pub(crate) fn is_recorded(inputs: &[&Tensor]) -> bool {
+    needs_node(inputs) || crate::trace::is_tracing()
+}
+
+/// True when an op on `inputs` gets a graph node (gradients on, some input needs one).
+fn needs_node(inputs: &[&Tensor]) -> bool {
     is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
 }
 
@@ -249,7 +255,21 @@ pub(crate) fn record_rule(
     rule: GradRule,
     saved: Saved,
 ) -> Tensor {
-    attach_node(out, op, inputs, Backward::Rule(rule, saved))
+    attach_node(out, op, inputs, None, Backward::Rule(rule, saved))
+}
+
+/// [`record_rule`] for an op whose recorded inputs are not all it reads: `operands` lists
+/// everything a replay needs, in the op's own order (absent optionals as `None`), for a
+/// [`crate::trace`] to capture (batch norm's running statistics, for one).
+pub(crate) fn record_rule_operands(
+    out: Tensor,
+    op: Op,
+    inputs: &[&Tensor],
+    operands: &[Option<&Tensor>],
+    rule: GradRule,
+    saved: Saved,
+) -> Tensor {
+    attach_node(out, op, inputs, Some(operands), Backward::Rule(rule, saved))
 }
 
 /// Records an op whose gradient is a closure (user-defined ops; see [`record`]).
@@ -262,30 +282,48 @@ fn record_closure(
     if !is_recorded(inputs) {
         return out;
     }
-    attach_node(out, op, inputs, Backward::Closure(Box::new(backward)))
+    attach_node(out, op, inputs, None, Backward::Closure(Box::new(backward)))
 }
 
-fn attach_node(out: Tensor, op: Op, inputs: &[&Tensor], backward: Backward) -> Tensor {
-    if !is_recorded(inputs) {
-        return out;
-    }
-    let node = Node {
-        id: next_graph_id(),
-        op,
-        inputs: inputs
-            .iter()
-            .map(|t| Input {
-                edge: t.edge(),
-                tensor_id: t.id(),
-                shape: t.shape().to_vec(),
-                dtype: t.dtype(),
-            })
-            .collect(),
-        out_shape: out.shape().to_vec(),
-        out_dtype: out.dtype(),
-        backward: Mutex::new(Some(backward)),
+fn attach_node(
+    out: Tensor,
+    op: Op,
+    inputs: &[&Tensor],
+    operands: Option<&[Option<&Tensor>]>,
+    backward: Backward,
+) -> Tensor {
+    let traced = crate::trace::is_tracing().then(|| op.clone());
+    let out = if needs_node(inputs) {
+        let node = Node {
+            id: next_graph_id(),
+            op,
+            inputs: inputs
+                .iter()
+                .map(|t| Input {
+                    edge: t.edge(),
+                    tensor_id: t.id(),
+                    shape: t.shape().to_vec(),
+                    dtype: t.dtype(),
+                })
+                .collect(),
+            out_shape: out.shape().to_vec(),
+            out_dtype: out.dtype(),
+            backward: Mutex::new(Some(backward)),
+        };
+        attach(out, AutogradMeta::Node(Arc::new(node)))
+    } else {
+        out
     };
-    attach(out, AutogradMeta::Node(Arc::new(node)))
+    if let Some(op) = traced {
+        match operands {
+            Some(operands) => crate::trace::capture(op, operands, &out),
+            None => {
+                let operands: Vec<Option<&Tensor>> = inputs.iter().map(|&t| Some(t)).collect();
+                crate::trace::capture(op, &operands, &out);
+            }
+        }
+    }
+    out
 }
 
 /// Records an op with no gradient (e.g. an integer-valued output): asking for a gradient

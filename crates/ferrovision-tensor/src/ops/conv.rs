@@ -679,6 +679,26 @@ fn conv_t_op(
     Ok(record_rule(y, rec, &inputs, conv_t_grad, saved))
 }
 
+/// The convolution of `w.rank() - 2` spatial dims (1 to 3) with the ReLU fused when `relu`:
+/// how a traced plan replays a recorded [`Op::Conv`] (also after folding a batch norm into it).
+pub(crate) fn conv_nd(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    opts: &ConvOpts,
+    relu: bool,
+) -> Result<Tensor> {
+    let d = w.rank().saturating_sub(2);
+    let op = match (d, relu) {
+        (1, _) => "conv1d",
+        (2, false) => "conv2d",
+        (2, true) => "conv2d_relu",
+        _ => "conv3d",
+    };
+    let (g, shape) = conv_geom(op, x, w, bias, opts, d)?;
+    conv_op(op, x, w, bias, g, shape, relu)
+}
+
 impl Tensor {
     /// 1-d convolution (cross-correlation, like PyTorch): input `[N, Cin, L]`, weight
     /// `[Cout, Cin/groups, k]`, bias `[Cout]`; output `[N, Cout, L_out]`.

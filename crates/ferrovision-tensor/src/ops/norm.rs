@@ -8,7 +8,7 @@
 //! in `backend/cpu/norm.rs`).
 
 use super::axis::dense;
-use crate::autograd::{record_rule, GradCtx, Op, Saved};
+use crate::autograd::{record_rule_operands, GradCtx, Op, Saved};
 use crate::backend::{self, NormStats};
 use crate::{Error, Result, Tensor};
 
@@ -101,10 +101,11 @@ fn group_norm_impl(
         Op::GroupNorm { groups, eps }
     };
     let (out, stats) = backend::for_device(x.device(), op)?.norm(&rec, &x, weight, bias, None)?;
-    Ok(record_rule(
+    Ok(record_rule_operands(
         out,
         rec,
         &inputs(x_in, weight, bias),
+        &[Some(x_in), weight, bias],
         norm_grad,
         Saved::with_state(vec![x], stats),
     ))
@@ -179,10 +180,17 @@ impl Tensor {
         let running = Some([running_mean, running_var]);
         let (out, stats) =
             backend::for_device(x.device(), OP)?.norm(&rec, &x, weight, bias, running)?;
-        Ok(record_rule(
+        Ok(record_rule_operands(
             out,
             rec,
             &inputs(self, weight, bias),
+            &[
+                Some(self),
+                weight,
+                bias,
+                Some(running_mean),
+                Some(running_var),
+            ],
             norm_grad,
             Saved::with_state(vec![x], stats),
         ))
@@ -228,10 +236,11 @@ impl Tensor {
         };
         let (out, stats) =
             backend::for_device(x.device(), OP)?.norm(&rec, &x, weight, bias, None)?;
-        Ok(record_rule(
+        Ok(record_rule_operands(
             out,
             rec,
             &inputs(self, weight, bias),
+            &[Some(self), weight, bias],
             norm_grad,
             Saved::with_state(vec![x], stats),
         ))

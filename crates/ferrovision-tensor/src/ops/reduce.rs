@@ -163,7 +163,7 @@ impl Tensor {
             }
         };
         let (out, _) = self.reduce_on_backend(&rec)?;
-        if !self.requires_grad() || !crate::is_grad_enabled() {
+        if !crate::autograd::is_recorded(&[self]) {
             return Ok(out);
         }
         let (x, y) = (self.detach(), out.detach());
@@ -239,7 +239,7 @@ impl Tensor {
             keepdim,
         };
         let (out, _) = self.reduce_on_backend(&rec)?;
-        if !self.requires_grad() || !crate::is_grad_enabled() {
+        if !crate::autograd::is_recorded(&[self]) {
             return Ok(out);
         }
         let x = self.detach();

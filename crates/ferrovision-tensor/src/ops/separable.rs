@@ -12,7 +12,7 @@
 //! transposed map as their gradient; max pooling saves the argmax per output and scatters the
 //! output gradient through it.
 
-use crate::autograd::{is_grad_enabled, record_rule, GradCtx, Op, Saved};
+use crate::autograd::{record_rule, GradCtx, Op, Saved};
 use crate::backend;
 use crate::{Error, Result, Tensor};
 
@@ -359,7 +359,7 @@ pub(crate) fn separable_max(
 ) -> Result<MaxOut> {
     let s = Spatial::of(x, op, sp)?;
     let plan = SepPlan::new(&s, taps);
-    let needs_grad = is_grad_enabled() && x.requires_grad();
+    let needs_grad = crate::autograd::is_recorded(&[x]);
     // The argmax is tracked only when the indices or a gradient are asked for.
     let track = want_idx || needs_grad;
     let (values, idx) = backend::for_device(x.device(), op)?.pool(&rec, &plan, x, track)?;

@@ -1,0 +1,344 @@
+//! The plan optimisations: dead-step removal, batch-norm folding, ReLU epilogue fusion, and
+//! the release points of liveness.
+//!
+//! Folding (inference only): `bn(conv(x, W) + b)` with running statistics is
+//! `conv(x, W·s) + (b − mean)·s + beta` with `s = gamma / sqrt(var + eps)` per output channel
+//! (computed in f64). The folded weights are plan constants recomputed whenever a source weight's
+//! storage version changes, so a plan traced before training stays right after it.
+
+use super::{refuse, Fold, Plan, Slot};
+use crate::autograd::Op;
+use crate::{Result, Tensor};
+use std::sync::{Arc, Mutex, Weak};
+
+/// A folded convolution weight and bias.
+#[derive(Debug)]
+pub(super) struct Folded {
+    pub(super) weight: Tensor,
+    pub(super) bias: Tensor,
+}
+
+#[derive(Debug, PartialEq)]
+struct FoldKey {
+    sources: Vec<(u64, usize, Vec<usize>, u64)>,
+    eps: u32,
+}
+
+/// Folds alive in some plan, by what they were computed from.
+static SHARED_FOLDS: Mutex<Vec<(FoldKey, Weak<Folded>)>> = Mutex::new(Vec::new());
+
+/// How many times each step's output is read (by later steps or as a plan output).
+fn use_counts(plan: &Plan) -> Vec<usize> {
+    let mut uses = vec![0usize; plan.steps.len()];
+    let slots = plan
+        .steps
+        .iter()
+        .flat_map(|s| s.args.iter().flatten())
+        .chain(&plan.outputs);
+    for s in slots {
+        if let Slot::Value(j) = *s {
+            uses[j] += 1;
+        }
+    }
+    uses
+}
+
+/// Points every read of step `from`'s output at `to` instead; step `from` is left reading
+/// nothing (dead, removed by [`remove_dead`]).
+fn alias(plan: &mut Plan, from: usize, to: Slot) {
+    plan.steps[from].args.clear();
+    let slots = plan
+        .steps
+        .iter_mut()
+        .flat_map(|s| s.args.iter_mut().flatten())
+        .chain(plan.outputs.iter_mut());
+    for s in slots {
+        if *s == Slot::Value(from) {
+            *s = to;
+        }
+    }
+}
+
+/// Drops the steps no output depends on; returns how many.
+pub(super) fn remove_dead(plan: &mut Plan) -> usize {
+    let n = plan.steps.len();
+    let mut live = vec![false; n];
+    for s in &plan.outputs {
+        if let Slot::Value(j) = *s {
+            live[j] = true;
+        }
+    }
+    for i in (0..n).rev() {
+        if live[i] {
+            for a in plan.steps[i].args.iter().flatten() {
+                if let Slot::Value(j) = *a {
+                    live[j] = true;
+                }
+            }
+        }
+    }
+    let mut new_index = vec![usize::MAX; n];
+    let mut kept = 0;
+    for (i, &l) in live.iter().enumerate() {
+        if l {
+            new_index[i] = kept;
+            kept += 1;
+        }
+    }
+    let mut i = 0;
+    plan.steps.retain(|_| {
+        i += 1;
+        live[i - 1]
+    });
+    let slots = plan
+        .steps
+        .iter_mut()
+        .flat_map(|s| s.args.iter_mut().flatten())
+        .chain(plan.outputs.iter_mut());
+    for s in slots {
+        if let Slot::Value(j) = s {
+            *j = new_index[*j];
+        }
+    }
+    n - kept
+}
+
+/// The tensors a batch-norm fold reads.
+#[derive(Debug)]
+pub(super) struct BnSources {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    gamma: Option<Tensor>,
+    beta: Option<Tensor>,
+    mean: Tensor,
+    var: Tensor,
+}
+
+impl BnSources {
+    fn all(&self) -> impl Iterator<Item = &Tensor> {
+        [Some(&self.weight), self.bias.as_ref(), self.gamma.as_ref()]
+            .into_iter()
+            .chain([self.beta.as_ref(), Some(&self.mean), Some(&self.var)])
+            .flatten()
+    }
+
+    fn versions(&self) -> Vec<u64> {
+        self.all().map(|t| t.storage().version()).collect()
+    }
+
+    /// What identifies a fold's result: each source's storage, place in it and version.
+    fn key(&self, eps: f32) -> FoldKey {
+        let sources = self
+            .all()
+            .map(|t| {
+                let l = t.layout();
+                (
+                    t.storage().id(),
+                    l.offset,
+                    l.shape.clone(),
+                    t.storage().version(),
+                )
+            })
+            .collect();
+        FoldKey {
+            sources,
+            eps: eps.to_bits(),
+        }
+    }
+
+    /// The folded weight and bias, shared with any live plan that folded the same sources at the
+    /// same versions (a model traced for two batch sizes keeps one folded copy).
+    fn fold_shared(&self, eps: f32) -> Result<Arc<Folded>> {
+        let key = self.key(eps);
+        let mut shared = SHARED_FOLDS.lock().unwrap_or_else(|e| e.into_inner());
+        shared.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(f) = shared
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return Ok(f);
+        }
+        let (weight, bias) = self.fold(eps)?;
+        let f = Arc::new(Folded { weight, bias });
+        shared.push((key, Arc::downgrade(&f)));
+        Ok(f)
+    }
+
+    /// The folded convolution weight and bias.
+    fn fold(&self, eps: f32) -> Result<(Tensor, Tensor)> {
+        let w = self.weight.to_vec::<f32>()?;
+        let cout = self.weight.shape()[0];
+        let per = w.len() / cout.max(1);
+        let vec64 = |t: &Option<Tensor>, default: f64| -> Result<Vec<f64>> {
+            Ok(match t {
+                Some(t) => t.to_f64_vec()?,
+                None => vec![default; cout],
+            })
+        };
+        let (bias, gamma, beta) = (
+            vec64(&self.bias, 0.0)?,
+            vec64(&self.gamma, 1.0)?,
+            vec64(&self.beta, 0.0)?,
+        );
+        let (mean, var) = (self.mean.to_f64_vec()?, self.var.to_f64_vec()?);
+        if [bias.len(), gamma.len(), beta.len(), mean.len(), var.len()]
+            .iter()
+            .any(|&l| l != cout)
+        {
+            return Err(refuse(
+                "internal error: batch-norm statistics do not match the conv's channels",
+            ));
+        }
+        let mut wf = Vec::with_capacity(w.len());
+        let mut bf = Vec::with_capacity(cout);
+        for o in 0..cout {
+            let s = gamma[o] / (var[o] + eps as f64).sqrt();
+            wf.extend(
+                w[o * per..(o + 1) * per]
+                    .iter()
+                    .map(|&v| (v as f64 * s) as f32),
+            );
+            bf.push(((bias[o] - mean[o]) * s + beta[o]) as f32);
+        }
+        Ok((
+            Tensor::from_vec(wf, self.weight.shape())?,
+            Tensor::from_vec(bf, &[cout])?,
+        ))
+    }
+}
+
+/// Folds every inference batch norm whose input is a convolution used by nothing else.
+pub(super) fn fold_batch_norms(plan: &mut Plan) -> Result<usize> {
+    let mut count = 0;
+    for j in 0..plan.steps.len() {
+        let uses = use_counts(plan);
+        let Op::BatchNorm {
+            training: false,
+            eps,
+            ..
+        } = plan.steps[j].op
+        else {
+            continue;
+        };
+        let bn = &plan.steps[j].args;
+        let Some(Some(Slot::Value(c))) = bn.first().copied() else {
+            continue;
+        };
+        if uses[c] != 1 || !matches!(plan.steps[c].op, Op::Conv { relu: false, .. }) {
+            continue;
+        }
+        let konst = |s: Option<Slot>| -> Option<Option<Tensor>> {
+            match s {
+                None => Some(None),
+                Some(Slot::Const(k)) => Some(Some(plan.consts[k].clone())),
+                Some(_) => None,
+            }
+        };
+        let conv = &plan.steps[c].args;
+        let get = |v: &[Option<Slot>], i: usize| v.get(i).copied().flatten();
+        let (Some(Some(weight)), Some(bias)) = (konst(get(conv, 1)), konst(get(conv, 2))) else {
+            continue;
+        };
+        let (Some(gamma), Some(beta), Some(Some(mean)), Some(Some(var))) = (
+            konst(get(bn, 1)),
+            konst(get(bn, 2)),
+            konst(get(bn, 3)),
+            konst(get(bn, 4)),
+        ) else {
+            continue;
+        };
+        let sources = BnSources {
+            weight,
+            bias,
+            gamma,
+            beta,
+            mean,
+            var,
+        };
+        let folded = sources.fold_shared(eps)?;
+        plan.consts.push(folded.weight.clone());
+        plan.consts.push(folded.bias.clone());
+        let (kw, kb) = (plan.consts.len() - 2, plan.consts.len() - 1);
+        let args = &mut plan.steps[c].args;
+        args.resize(3, None);
+        args[1] = Some(Slot::Const(kw));
+        args[2] = Some(Slot::Const(kb));
+        alias(plan, j, Slot::Value(c));
+        plan.folds.push(Fold {
+            conv_weight: kw,
+            conv_bias: kb,
+            versions: sources.versions(),
+            sources,
+            eps,
+            folded,
+        });
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Recomputes the folds whose source weights changed since they were computed.
+pub(super) fn refresh_folds(plan: &mut Plan) -> Result<()> {
+    for f in &mut plan.folds {
+        let now = f.sources.versions();
+        if now != f.versions {
+            f.folded = f.sources.fold_shared(f.eps)?;
+            plan.consts[f.conv_weight] = f.folded.weight.clone();
+            plan.consts[f.conv_bias] = f.folded.bias.clone();
+            f.versions = now;
+        }
+    }
+    Ok(())
+}
+
+/// Moves each ReLU into the epilogue of the convolution or dense layer before it (when nothing
+/// else reads that layer's output).
+pub(super) fn fuse_relus(plan: &mut Plan) -> usize {
+    let mut fused = 0;
+    for j in 0..plan.steps.len() {
+        if plan.steps[j].op != Op::Relu {
+            continue;
+        }
+        let Some(Some(Slot::Value(c))) = plan.steps[j].args.first().copied() else {
+            continue;
+        };
+        if use_counts(plan)[c] != 1 {
+            continue;
+        }
+        match &mut plan.steps[c].op {
+            Op::Conv { relu, .. } | Op::Linear { relu } if !*relu => *relu = true,
+            _ => continue,
+        }
+        alias(plan, j, Slot::Value(c));
+        fused += 1;
+    }
+    fused
+}
+
+/// Sets each step's release list: the values read for the last time there.
+pub(super) fn plan_releases(plan: &mut Plan) {
+    let n = plan.steps.len();
+    let mut last = (0..n).collect::<Vec<usize>>();
+    for (i, s) in plan.steps.iter().enumerate() {
+        for a in s.args.iter().flatten() {
+            if let Slot::Value(j) = *a {
+                last[j] = last[j].max(i);
+            }
+        }
+    }
+    let mut keep = vec![false; n];
+    for s in &plan.outputs {
+        if let Slot::Value(j) = *s {
+            keep[j] = true;
+        }
+    }
+    for s in &mut plan.steps {
+        s.release.clear();
+    }
+    for j in 0..n {
+        if !keep[j] {
+            plan.steps[last[j]].release.push(j);
+        }
+    }
+}

@@ -1,0 +1,237 @@
+use super::*;
+use crate::rng::Rng;
+use crate::{ConvOpts, PoolOpts};
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(shape, 0.0, 1.0, &mut Rng::new(seed)).unwrap()
+}
+
+fn positive(shape: &[usize], seed: u64) -> Tensor {
+    randn(shape, seed).abs().unwrap().add_scalar(0.5).unwrap()
+}
+
+/// A small CNN: conv -> batch norm -> ReLU -> 2x2 max pool -> conv + ReLU -> global average
+/// -> dense -> softmax, with its weights.
+struct Net {
+    w1: Tensor,
+    b1: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    w2: Tensor,
+    wd: Tensor,
+    bd: Tensor,
+}
+
+impl Net {
+    fn new() -> Net {
+        Net {
+            w1: randn(&[6, 3, 3, 3], 1).mul_scalar(0.3).unwrap(),
+            b1: randn(&[6], 2),
+            gamma: positive(&[6], 3),
+            beta: randn(&[6], 4),
+            mean: randn(&[6], 5),
+            var: positive(&[6], 6),
+            w2: randn(&[8, 6, 3, 3], 7).mul_scalar(0.2).unwrap(),
+            wd: randn(&[8, 5], 8),
+            bd: randn(&[5], 9),
+        }
+    }
+
+    fn forward(&self, x: &[Tensor]) -> Result<Vec<Tensor>> {
+        let h = x[0].conv2d(&self.w1, Some(&self.b1), &ConvOpts::new().pad(1))?;
+        let h = h.batch_norm(
+            &self.mean,
+            &self.var,
+            Some(&self.gamma),
+            Some(&self.beta),
+            false,
+            0.1,
+            1e-3,
+        )?;
+        let h = h.relu()?.max_pool2d(&PoolOpts::new(&[2]))?;
+        let h = h.conv2d(&self.w2, None, &ConvOpts::new())?.relu()?;
+        let h = h.mean(&[2, 3], false)?;
+        let logits = h.linear(&self.wd, Some(&self.bd))?;
+        Ok(vec![logits.softmax(-1)?, logits])
+    }
+}
+
+fn worst_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn a_traced_cnn_folds_fuses_and_matches_eager_on_new_inputs() {
+    let net = Net::new();
+    let x = randn(&[4, 3, 10, 10], 10);
+    let (eager, plan) = trace(std::slice::from_ref(&x), |x| net.forward(x)).unwrap();
+    let mut plan = plan.unwrap();
+    let s = plan.stats().clone();
+    assert_eq!(s.folded_batch_norms, 1, "{s:?}");
+    // conv2 + ReLU; conv1's ReLU after the folded batch norm.
+    assert_eq!(s.fused_relus, 2, "{s:?}");
+    assert!(s.steps < s.captured, "{s:?}");
+    assert_eq!(eager.len(), 2);
+    for seed in [11, 12] {
+        let x2 = randn(&[4, 3, 10, 10], seed);
+        let want = net.forward(std::slice::from_ref(&x2)).unwrap();
+        let got = plan.run(std::slice::from_ref(&x2)).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.shape(), w.shape());
+            assert!(worst_diff(g, w) < 1e-5, "{}", worst_diff(g, w));
+        }
+    }
+}
+
+#[test]
+fn without_folds_the_replay_is_bitwise_equal() {
+    let w = randn(&[4, 2, 3, 3], 1);
+    let wd = randn(&[16, 3], 2);
+    let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        let h = x[0].conv2d(&w, None, &ConvOpts::new().pad(1))?.relu()?;
+        let h = h.avg_pool2d(&PoolOpts::new(&[2]))?.tanh()?;
+        let h = h.reshape(&[x[0].shape()[0], 16])?;
+        let y = h.linear(&wd, None)?.sigmoid()?;
+        Ok(vec![y.add(&x[1])?.mul_scalar(2.0)?])
+    };
+    let inputs = [randn(&[3, 2, 4, 4], 3), randn(&[3, 3], 4)];
+    let (_, plan) = trace(&inputs, f).unwrap();
+    let mut plan = plan.unwrap();
+    let new = [randn(&[3, 2, 4, 4], 5), randn(&[3, 3], 6)];
+    let want = f(&new).unwrap();
+    let got = plan.run(&new).unwrap();
+    assert_eq!(
+        got[0].to_vec::<f32>().unwrap(),
+        want[0].to_vec::<f32>().unwrap()
+    );
+}
+
+#[test]
+fn folds_follow_in_place_weight_changes() {
+    let net = Net::new();
+    let x = randn(&[2, 3, 10, 10], 20);
+    let (_, plan) = trace(std::slice::from_ref(&x), |x| net.forward(x)).unwrap();
+    let mut plan = plan.unwrap();
+    // An optimizer-style in-place update of weights the fold read.
+    let g: Vec<f32> = net
+        .gamma
+        .to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v * 2.0)
+        .collect();
+    net.gamma.assign_from_slice_(&g).unwrap();
+    let w: Vec<f32> = net.w1.to_vec::<f32>().unwrap().iter().map(|v| -v).collect();
+    net.w1.assign_from_slice_(&w).unwrap();
+    let want = net.forward(std::slice::from_ref(&x)).unwrap();
+    let got = plan.run(std::slice::from_ref(&x)).unwrap();
+    assert!(worst_diff(&got[1], &want[1]) < 1e-5);
+}
+
+#[test]
+fn values_made_outside_recorded_ops_refuse_the_plan() {
+    // A tensor computed on the host from the input: replaying would reuse the traced batch's.
+    let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        let m = x[0].to_vec::<f32>()?.iter().sum::<f32>();
+        let c = Tensor::from_vec(vec![m; x[0].numel()], x[0].shape())?;
+        Ok(vec![x[0].add(&c)?])
+    };
+    let (eager, plan) = trace(&[randn(&[2, 3], 1)], f).unwrap();
+    assert_eq!(eager[0].shape(), &[2, 3]);
+    let err = plan.unwrap_err().to_string();
+    assert!(err.contains("made during the trace"), "{err}");
+
+    // A detached input.
+    let g = |x: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![x[0].detach().relu()?]) };
+    let err = trace(&[randn(&[2, 3], 1)], g).unwrap().1.unwrap_err();
+    assert!(err.to_string().contains("traced input"), "{err}");
+}
+
+#[test]
+fn ops_without_a_replay_refuse_the_plan_and_errors_of_the_function_pass_through() {
+    let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        let y = crate::custom_op(
+            "twice",
+            &[&x[0]],
+            |xs| xs[0].mul_scalar(2.0),
+            |g| Ok(vec![Some(g.mul_scalar(2.0)?)]),
+        )?;
+        Ok(vec![y])
+    };
+    // Its forward runs on detached inputs, which a replay cannot follow.
+    let err = trace(&[randn(&[3], 1)], f).unwrap().1.unwrap_err();
+    assert!(err.to_string().contains("traced input"), "{err}");
+    // Training-mode dropout draws new random numbers each call: no replay.
+    let d = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        Ok(vec![x[0].dropout(0.5, true, &mut Rng::new(1))?])
+    };
+    let err = trace(&[randn(&[8], 1)], d).unwrap().1.unwrap_err();
+    assert!(
+        err.to_string().contains("'dropout' cannot be replayed"),
+        "{err}"
+    );
+
+    let bad = |x: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![x[0].reshape(&[7])?]) };
+    assert!(trace(&[randn(&[3], 1)], bad).is_err());
+    // The capture ended with the error: ops are no longer traced.
+    assert!(!is_tracing());
+}
+
+#[test]
+fn a_plan_rejects_other_shapes_and_unused_steps_are_removed() {
+    let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        let _unused = x[0].exp()?;
+        Ok(vec![x[0].relu()?])
+    };
+    let (_, plan) = trace(&[randn(&[2, 3], 1)], f).unwrap();
+    let mut plan = plan.unwrap();
+    assert_eq!(plan.stats().dead, 1);
+    assert_eq!(plan.stats().steps, 1);
+    let err = plan.run(&[randn(&[3, 3], 2)]).unwrap_err().to_string();
+    assert!(err.contains("traced signature"), "{err}");
+}
+
+#[test]
+fn values_changed_in_place_during_the_trace_refuse_the_plan() {
+    let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        let y = x[0].exp()?;
+        y.assign_from_slice_(&[1.0, 2.0])?;
+        Ok(vec![y.relu()?])
+    };
+    let err = trace(&[randn(&[2], 1)], f).unwrap().1.unwrap_err();
+    assert!(
+        err.to_string().contains("changed in place before 'relu'"),
+        "{err}"
+    );
+    let g = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        let y = x[0].exp()?;
+        y.assign_from_slice_(&[1.0, 2.0])?;
+        Ok(vec![y])
+    };
+    let err = trace(&[randn(&[2], 1)], g).unwrap().1.unwrap_err();
+    assert!(err.to_string().contains("output 0"), "{err}");
+}
+
+#[test]
+fn plans_of_two_batch_sizes_share_one_folded_copy() {
+    let net = Net::new();
+    let plan = |n: usize| {
+        let x = randn(&[n, 3, 10, 10], 30);
+        trace(std::slice::from_ref(&x), |x| net.forward(x))
+            .unwrap()
+            .1
+            .unwrap()
+    };
+    let (a, b) = (plan(4), plan(2));
+    assert!(a.folds[0]
+        .folded
+        .weight
+        .same_storage(&b.folds[0].folded.weight));
+}

@@ -1,0 +1,102 @@
+//! Traced inference for [`Model::predict`](crate::Model::predict) and the forward pass of
+//! [`Model::evaluate`](crate::Model::evaluate): one [`Plan`] per input signature (shapes and
+//! dtypes), traced on first use like a Keras `tf.function` and replayed after that.
+//!
+//! A signature whose trace cannot become a plan (an op without a replay, a layer computing on
+//! the host) is remembered with the reason and runs eagerly from then on, so a model always
+//! predicts; [`TraceStats`] says what happened. `Model::set_run_eagerly(true)` (Keras'
+//! `run_eagerly`) or `FERROVISION_RUN_EAGERLY=1` in the environment turns tracing off.
+
+use crate::Result;
+use ferrovision_tensor::trace::{trace, Plan};
+use ferrovision_tensor::{DType, Tensor};
+use std::collections::HashMap;
+
+/// True when `FERROVISION_RUN_EAGERLY` is `1` or `true`: new models run inference eagerly
+/// (like `tf.config.run_functions_eagerly(True)`), for debugging and A/B measurements.
+pub fn eager_by_default() -> bool {
+    matches!(
+        std::env::var("FERROVISION_RUN_EAGERLY").as_deref(),
+        Ok("1") | Ok("true")
+    )
+}
+
+/// Counters of traced inference.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceStats {
+    /// Traces run (one per new input signature; a retrace is a trace after the first).
+    pub traces: usize,
+    /// Batches run by replaying a plan.
+    pub replays: usize,
+    /// Batches run eagerly because their signature could not be planned.
+    pub eager_batches: usize,
+    /// Why signatures could not be planned (one entry per refused signature).
+    pub refused: Vec<String>,
+    /// Batch norms folded and ReLUs fused, summed over the plans built.
+    pub folded_batch_norms: usize,
+    pub fused_relus: usize,
+}
+
+type Signature = Vec<(Vec<usize>, DType)>;
+
+enum Entry {
+    Plan(Box<Plan>),
+    Eager,
+}
+
+/// The plans of one model, by input signature.
+#[derive(Default)]
+pub(crate) struct Plans {
+    entries: HashMap<Signature, Entry>,
+    stats: TraceStats,
+}
+
+impl Plans {
+    /// Forgets every plan (the network's layers may have changed).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub(crate) fn stats(&self) -> &TraceStats {
+        &self.stats
+    }
+
+    /// The outputs of `forward(inputs)`: replayed from the signature's plan, traced first when
+    /// the signature is new, eager where it cannot be planned.
+    pub(crate) fn run(
+        &mut self,
+        inputs: &[Tensor],
+        forward: impl FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
+    ) -> Result<Vec<Tensor>> {
+        let sig: Signature = inputs
+            .iter()
+            .map(|t| (t.shape().to_vec(), t.dtype()))
+            .collect();
+        match self.entries.get_mut(&sig) {
+            Some(Entry::Plan(plan)) => {
+                self.stats.replays += 1;
+                return Ok(plan.run(inputs)?);
+            }
+            Some(Entry::Eager) => {
+                self.stats.eager_batches += 1;
+                return forward(inputs);
+            }
+            None => {}
+        }
+        let (outputs, plan) = trace(inputs, forward)?;
+        self.stats.traces += 1;
+        let entry = match plan {
+            Ok(plan) => {
+                self.stats.folded_batch_norms += plan.stats().folded_batch_norms;
+                self.stats.fused_relus += plan.stats().fused_relus;
+                Entry::Plan(Box::new(plan))
+            }
+            Err(why) => {
+                self.stats.refused.push(format!("inputs {sig:?}: {why}"));
+                Entry::Eager
+            }
+        };
+        self.entries.insert(sig, entry);
+        Ok(outputs)
+    }
+}

@@ -1,0 +1,89 @@
+//! Traced inference over the whole model zoo: `Model::predict` through traced plans (the
+//! default) equals eager `predict` on every architecture, with random weights and random
+//! batch-norm statistics (so folding is not an identity), and the plans fold and fuse.
+
+use ferrovision::models::{self, ModelOptions};
+use ferrovision::nn::NetworkExt;
+use ferrovision::prelude::*;
+use ferrovision::train::Model;
+
+/// Random per-channel weights (biases, batch-norm scales, offsets and statistics; the kernels
+/// keep their random initialisation): moving variances in [0.5, 1.5), the rest their initial
+/// value plus N(0, 0.1²).
+fn randomise(model: &Model, seed: u64) {
+    let mut rng = Rng::new(seed);
+    for (name, p) in model.network().named_weights() {
+        let v = p.value();
+        if v.rank() != 1 {
+            continue;
+        }
+        let noise = Tensor::randn(&[v.numel()], 0.0, 0.1, &mut rng).unwrap();
+        let noise = noise.to_vec::<f32>().unwrap();
+        let old = v.to_vec::<f32>().unwrap();
+        let new: Vec<f32> = if name.ends_with("moving_variance") || name.ends_with("running_var") {
+            noise.iter().map(|e| 0.5 + e.abs() * 3.0).collect()
+        } else {
+            old.iter().zip(&noise).map(|(o, e)| o + e).collect()
+        };
+        p.assign(&new).unwrap();
+    }
+}
+
+fn worst_relative(a: &Tensor, b: &Tensor) -> f32 {
+    let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
+
+#[test]
+fn every_zoo_model_predicts_the_same_traced_and_eager() {
+    for name in models::names() {
+        let entry = models::lookup(name).unwrap();
+        let [c, h, w] = entry.default_input;
+        // Small images keep the test fast; the nets that need more get their minimum.
+        let mut side = if name.starts_with("inception_v3") {
+            75
+        } else {
+            h.min(w).min(64)
+        };
+        let net = match models::build(name, &ModelOptions::new(&[c, side, side], 10)) {
+            Ok(net) => net,
+            Err(_) => {
+                side = h.min(w);
+                models::build(name, &ModelOptions::new(&[c, side, side], 10)).unwrap()
+            }
+        };
+        let mut model = Model::from_boxed(net);
+        randomise(&model, 7);
+        let x = Tensor::randn(&[3, c, side, side], 0.0, 1.0, &mut Rng::new(1)).unwrap();
+        // Batches of 2: a full batch and a last batch of one, two signatures.
+        let traced = model.predict(&x, 2).unwrap();
+        let stats = model.trace_stats();
+        assert!(stats.refused.is_empty(), "{name}: {:?}", stats.refused);
+        assert_eq!(stats.traces, 2, "{name}: {stats:?}");
+        // Again: both signatures replay.
+        let again = model.predict(&x, 2).unwrap();
+        assert_eq!(model.trace_stats().replays, 2, "{name}");
+        model.set_run_eagerly(true);
+        let eager = model.predict(&x, 2).unwrap();
+        let err = worst_relative(&traced, &eager);
+        assert!(err < 1e-4, "{name}: traced vs eager {err:e}");
+        assert!(
+            eager.to_vec::<f32>().unwrap().iter().all(|v| v.is_finite()),
+            "{name}"
+        );
+        assert_eq!(
+            again.to_vec::<f32>().unwrap(),
+            traced.to_vec::<f32>().unwrap(),
+            "{name}: replays differ"
+        );
+        eprintln!(
+            "{name}: folded {} batch norms, fused {} ReLUs, error {err:e}",
+            stats.folded_batch_norms, stats.fused_relus
+        );
+    }
+}
