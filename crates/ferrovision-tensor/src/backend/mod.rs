@@ -55,6 +55,14 @@ pub trait Backend: Send + Sync {
     /// `Maximum`, `Minimum`): a new contiguous tensor of the broadcast shape.
     fn binary(&self, op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor>;
 
+    /// [`Backend::binary`] followed by a ReLU (NaN kept), in one pass where the backend can:
+    /// a traced plan's fusion of a residual block's add and ReLU. Equal to the two ops; the
+    /// default runs them one after the other.
+    fn binary_relu(&self, op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let y = self.binary(op, a, b)?;
+        self.unary(&Op::Relu, &y)
+    }
+
     /// The matrix product planned by `plan` (`op` is `MatMul` or `Linear { relu }`): `a·b`
     /// (+ `bias` per column) (then ReLU), a new contiguous tensor of `plan`'s output shape.
     fn matmul(

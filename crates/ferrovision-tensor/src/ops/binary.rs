@@ -11,6 +11,12 @@ fn binary_forward(op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     backend::for_device(a.device(), op.name())?.binary(op, a, b)
 }
 
+/// `relu(a op b)` in one pass, not recorded: a traced plan's fusion of a binary op and the
+/// ReLU after it (equal to the two ops, bit for bit).
+pub(crate) fn binary_relu(op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    backend::for_device(a.device(), op.name())?.binary_relu(op, a, b)
+}
+
 /// The axes of `shape` that broadcasting `target` up to `shape` expanded (leading dims and
 /// size-1 dims of `target`), or a `ShapeMismatch` naming `op`.
 fn expanded_axes(op: &'static str, shape: &[usize], target: &[usize]) -> Result<Vec<usize>> {

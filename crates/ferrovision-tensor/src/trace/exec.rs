@@ -49,11 +49,34 @@ fn axes(dims: &[usize]) -> Vec<isize> {
     dims.iter().map(|&d| d as isize).collect()
 }
 
+/// True for the broadcasting binary ops, which a ReLU after them can join ([`run`]'s
+/// `relu_after`).
+pub(crate) fn is_binary(op: &Op) -> bool {
+    use Op::*;
+    matches!(op, Add | Sub | Mul | Div | Pow | Maximum | Minimum)
+}
+
 /// Runs `op` on `args` (the recorded operands, in the op's order); `out_shape` is the shape
 /// the trace saw (used by the ops whose record leaves it to the shapes: reshape, expand).
-pub(crate) fn run(op: &Op, args: &[Option<Tensor>], out_shape: &[usize]) -> Result<Tensor> {
+/// `relu_after` (binary ops only) applies a ReLU in the same pass.
+pub(crate) fn run(
+    op: &Op,
+    args: &[Option<Tensor>],
+    out_shape: &[usize],
+    relu_after: bool,
+) -> Result<Tensor> {
     use Op::*;
     let x = arg(args, 0, op)?;
+    if relu_after {
+        if !is_binary(op) {
+            return Err(Error::invalid(
+                OP,
+                format!("internal error: a ReLU fused into '{}'", op.name()),
+            ));
+        }
+        let b = arg(args, 1, op)?;
+        return crate::ops::binary::binary_relu(op, x, b);
+    }
     let b = || arg(args, 1, op);
     match op {
         Add => x.add(b()?),

@@ -14,7 +14,8 @@
 //! 3. **Inference rewrites** ([`rewrite`]): a batch norm with running statistics right after a
 //!    convolution is folded into the convolution's weights and bias (refolded when any source
 //!    weight changes, tracked by storage versions), and a ReLU after a convolution or dense
-//!    layer moves into its GEMM epilogue.
+//!    layer moves into its GEMM epilogue, one after an elementwise binary op (a residual add)
+//!    into that op's pass.
 //! 4. **Liveness.** Each value is dropped right after its last use, so its buffer is back in the
 //!    pool for the next step.
 //!
@@ -122,6 +123,8 @@ struct Step {
     op: Op,
     args: Vec<Option<Slot>>,
     out_shape: Vec<usize>,
+    /// A ReLU fused into a binary op's pass (convolutions and dense layers carry it in `op`).
+    relu_after: bool,
     /// Values whose last use is this step (dropped after it runs).
     release: Vec<usize>,
 }
@@ -152,7 +155,8 @@ pub struct PlanStats {
     pub dead: usize,
     /// Batch norms folded into the convolution before them.
     pub folded_batch_norms: usize,
-    /// ReLUs moved into a convolution's or dense layer's epilogue.
+    /// ReLUs moved into the pass of the op before them (a convolution's or dense layer's GEMM
+    /// epilogue, an elementwise binary op such as a residual add).
     pub fused_relus: usize,
     /// Constants (weights, statistics) the plan reads.
     pub constants: usize,
@@ -304,6 +308,7 @@ impl Plan {
                 op: c.op,
                 args,
                 out_shape: c.out_shape,
+                relu_after: false,
                 release: Vec::new(),
             });
         }
@@ -405,7 +410,7 @@ impl Plan {
                 .iter()
                 .map(|a| a.map(|s| fetch(s, &values)).transpose())
                 .collect::<Result<Vec<_>>>()?;
-            let y = exec::run(&step.op, &args, &step.out_shape)?;
+            let y = exec::run(&step.op, &args, &step.out_shape, step.relu_after)?;
             if y.shape() != step.out_shape.as_slice() {
                 return Err(refuse(format!(
                     "step {i} ('{}') gave shape {:?}, the trace saw {:?}",

@@ -292,8 +292,8 @@ pub(super) fn refresh_folds(plan: &mut Plan) -> Result<()> {
     Ok(())
 }
 
-/// Moves each ReLU into the epilogue of the convolution or dense layer before it (when nothing
-/// else reads that layer's output).
+/// Moves each ReLU into the epilogue of the convolution or dense layer before it, or into the
+/// pass of the elementwise binary op before it (when nothing else reads that output).
 pub(super) fn fuse_relus(plan: &mut Plan) -> usize {
     let mut fused = 0;
     for j in 0..plan.steps.len() {
@@ -306,8 +306,10 @@ pub(super) fn fuse_relus(plan: &mut Plan) -> usize {
         if use_counts(plan)[c] != 1 {
             continue;
         }
-        match &mut plan.steps[c].op {
+        let step = &mut plan.steps[c];
+        match &mut step.op {
             Op::Conv { relu, .. } | Op::Linear { relu } if !*relu => *relu = true,
+            op if super::exec::is_binary(op) && !step.relu_after => step.relu_after = true,
             _ => continue,
         }
         alias(plan, j, Slot::Value(c));

@@ -99,11 +99,13 @@ fn without_folds_the_replay_is_bitwise_equal() {
         let h = h.avg_pool2d(&PoolOpts::new(&[2]))?.tanh()?;
         let h = h.reshape(&[x[0].shape()[0], 16])?;
         let y = h.linear(&wd, None)?.sigmoid()?;
-        Ok(vec![y.add(&x[1])?.mul_scalar(2.0)?])
+        Ok(vec![y.add(&x[1])?.relu()?.mul_scalar(2.0)?])
     };
     let inputs = [randn(&[3, 2, 4, 4], 3), randn(&[3, 3], 4)];
     let (_, plan) = trace(&inputs, f).unwrap();
     let mut plan = plan.unwrap();
+    // conv + ReLU and add + ReLU.
+    assert_eq!(plan.stats().fused_relus, 2);
     let new = [randn(&[3, 2, 4, 4], 5), randn(&[3, 3], 6)];
     let want = f(&new).unwrap();
     let got = plan.run(&new).unwrap();
@@ -234,4 +236,35 @@ fn plans_of_two_batch_sizes_share_one_folded_copy() {
         .folded
         .weight
         .same_storage(&b.folds[0].folded.weight));
+}
+
+#[test]
+fn a_fused_binary_relu_equals_the_two_ops_bit_for_bit() {
+    let mut a = randn(&[4, 3, 5], 40).to_vec::<f32>().unwrap();
+    a[7] = f32::NAN;
+    let a = Tensor::from_vec(a, &[4, 3, 5]).unwrap();
+    let b = positive(&[3, 1], 41);
+    for op in [
+        Op::Add,
+        Op::Sub,
+        Op::Mul,
+        Op::Div,
+        Op::Pow,
+        Op::Maximum,
+        Op::Minimum,
+    ] {
+        let fused = crate::ops::binary::binary_relu(&op, &a, &b).unwrap();
+        let two = exec::run(&op, &[Some(a.clone()), Some(b.clone())], &[], false)
+            .unwrap()
+            .relu()
+            .unwrap();
+        let bits = |t: &Tensor| -> Vec<u32> {
+            t.to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&fused), bits(&two), "{op:?}");
+    }
 }

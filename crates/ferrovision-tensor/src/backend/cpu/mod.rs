@@ -99,7 +99,7 @@ impl Backend for CpuBackend {
             Op::Cos => map_unary(x, name, f32::cos),
             Op::Tanh => map_f32(x, name, ew::tanh_slice),
             Op::Sigmoid => map_f32(x, name, ew::sigmoid_slice),
-            Op::Relu => map_unary(x, name, |x| if x > 0.0 || x.is_nan() { x } else { 0.0 }),
+            Op::Relu => map_unary(x, name, relu_f32),
             Op::Relu6 => map_unary(x, name, |x| clamp_f32(x, 0.0, 6.0)),
             Op::LeakyRelu { slope } => {
                 map_unary(x, name, move |x| if x > 0.0 { x } else { x * slope })
@@ -121,17 +121,11 @@ impl Backend for CpuBackend {
     }
 
     fn binary(&self, op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let name = op.name();
-        match op {
-            Op::Add => broadcast_map2(name, a, b, |x, y| x + y),
-            Op::Sub => broadcast_map2(name, a, b, |x, y| x - y),
-            Op::Mul => broadcast_map2(name, a, b, |x, y| x * y),
-            Op::Div => broadcast_map2(name, a, b, |x, y| x / y),
-            Op::Pow => broadcast_map2(name, a, b, pow_f32),
-            Op::Maximum => broadcast_map2(name, a, b, max_nan),
-            Op::Minimum => broadcast_map2(name, a, b, min_nan),
-            _ => Err(not_in_family(op, "broadcasting binary")),
-        }
+        binary_then(op, a, b, |v| v)
+    }
+
+    fn binary_relu(&self, op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        binary_then(op, a, b, relu_f32)
     }
 
     fn matmul(
@@ -461,6 +455,35 @@ where
     F: Fn(f32) -> f32 + Copy + Send + Sync,
 {
     map_f32(t, op, move |s, o| ew::map1(s, o, f))
+}
+
+/// `post(a op b)` for a broadcasting binary op: `post` is the identity for the op itself, a
+/// ReLU for the fused add + ReLU of traced plans.
+fn binary_then<P>(op: &Op, a: &Tensor, b: &Tensor, post: P) -> Result<Tensor>
+where
+    P: Fn(f32) -> f32 + Copy + Send + Sync,
+{
+    let name = op.name();
+    match op {
+        Op::Add => broadcast_map2(name, a, b, move |x, y| post(x + y)),
+        Op::Sub => broadcast_map2(name, a, b, move |x, y| post(x - y)),
+        Op::Mul => broadcast_map2(name, a, b, move |x, y| post(x * y)),
+        Op::Div => broadcast_map2(name, a, b, move |x, y| post(x / y)),
+        Op::Pow => broadcast_map2(name, a, b, move |x, y| post(pow_f32(x, y))),
+        Op::Maximum => broadcast_map2(name, a, b, move |x, y| post(max_nan(x, y))),
+        Op::Minimum => broadcast_map2(name, a, b, move |x, y| post(min_nan(x, y))),
+        _ => Err(not_in_family(op, "broadcasting binary")),
+    }
+}
+
+/// ReLU that keeps NaN (PyTorch's `relu`).
+#[inline(always)]
+fn relu_f32(x: f32) -> f32 {
+    if x > 0.0 || x.is_nan() {
+        x
+    } else {
+        0.0
+    }
 }
 
 /// `a^b` with exact squares and square roots like PyTorch.
