@@ -1,6 +1,6 @@
 //! The LeNet-5 workload: 6016 random 1x28x28 images, batch 64, SGD lr 0.01 momentum 0.9.
 
-use crate::util::{peak_rss_mb, time, Opts};
+use crate::util::{peak_fraction, peak_rss_mb, time, Opts};
 use ferrovision::prelude::*;
 use ferrovision::tensor::ops::conv::ConvOpts;
 use ferrovision::tensor::ops::loss::CrossEntropyOpts;
@@ -164,9 +164,22 @@ fn run_inner() -> Result<()> {
     r?;
     let infer_img_s = (2 * N_IMAGES) as f64 / secs;
     println!("loss first epoch {warm_loss:.4} -> last epoch {last:.4}");
+    // Fractions of the FP32 peak with nominal FLOPs: a training step counted as 3 forwards
+    // (traced for the count when inference ran eagerly).
+    let flops = match plans.get(&INFER_BATCH) {
+        Some(p) => p.stats().flops,
+        None => {
+            let x = [images.narrow(0, 0, INFER_BATCH)?];
+            no_grad(|| trace::trace(&x, forward))?.1?.stats().flops
+        }
+    } as f64
+        / INFER_BATCH as f64;
     println!(
-        "RESULT lenet5 train_img_s={train_img_s:.1} infer_img_s={infer_img_s:.1} peak_rss_mb={:.1}",
-        peak_rss_mb()
+        "RESULT lenet5 train_img_s={train_img_s:.1} infer_img_s={infer_img_s:.1} peak_rss_mb={:.1} \
+         train_peak_fraction={:.3} infer_peak_fraction={:.3}",
+        peak_rss_mb(),
+        peak_fraction(train_img_s, 3.0 * flops),
+        peak_fraction(infer_img_s, flops)
     );
     Ok(())
 }

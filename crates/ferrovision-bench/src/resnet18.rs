@@ -3,7 +3,7 @@
 //! layers) trained with `Model::train_on_batch` and the nn crate's SGD (lr 0.01, momentum 0.9)
 //! on random 3x64x64 images, batch 16, 10 classes.
 
-use crate::util::{median, peak_rss_mb, time, Opts};
+use crate::util::{forward_flops_per_image, median, peak_fraction, peak_rss_mb, time, Opts};
 use ferrovision::nn::losses::SparseCategoricalCrossentropy;
 use ferrovision::nn::optim::Sgd;
 use ferrovision::nn::NetworkExt;
@@ -58,9 +58,14 @@ fn run_inner() -> ferrovision::nn::Result<()> {
     });
     r?;
     let infer_img_s = (reps * INFER_BATCH) as f64 / secs;
+    // Fractions of the FP32 peak with nominal FLOPs: a training step counted as 3 forwards.
+    let flops = forward_flops_per_image(&model, INFER_BATCH);
     println!(
-        "RESULT resnet18 train_steps_s={train_steps_s:.3} infer_img_s={infer_img_s:.1} peak_rss_mb={:.1}",
-        peak_rss_mb()
+        "RESULT resnet18 train_steps_s={train_steps_s:.3} infer_img_s={infer_img_s:.1} \
+         peak_rss_mb={:.1} train_peak_fraction={:.3} infer_peak_fraction={:.3}",
+        peak_rss_mb(),
+        peak_fraction(train_steps_s * BATCH as f64, 3.0 * flops),
+        peak_fraction(infer_img_s, flops)
     );
     Ok(())
 }

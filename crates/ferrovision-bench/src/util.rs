@@ -133,3 +133,24 @@ pub fn median(v: &mut [f64]) -> f64 {
         0.5 * (v[n / 2 - 1] + v[n / 2])
     }
 }
+
+/// The fraction of this machine's FP32 peak (measured once per process, as in the `gemm`
+/// workload) that `rate` runs per second of `flops` nominal FLOPs each reach.
+pub fn peak_fraction(rate: f64, flops: f64) -> f64 {
+    static PEAK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let peak = *PEAK.get_or_init(|| {
+        ferrovision::tensor::kernels::gemm::measure_peak_gflops(
+            ferrovision::tensor::kernels::num_threads(),
+        )
+    });
+    rate * flops / (peak * 1e9)
+}
+
+/// Nominal FLOPs per image of the model's first traced plan (its forward pass at `batch`).
+pub fn forward_flops_per_image(model: &ferrovision::train::Model, batch: usize) -> f64 {
+    model
+        .trace_stats()
+        .plan_flops
+        .first()
+        .map_or(0.0, |&f| f as f64 / batch as f64)
+}

@@ -6,7 +6,7 @@
 //! batch 128: training steps/s and the compute time of one 50 000-image epoch (391 steps; the
 //! input pipeline is not included), inference img/s at batch 128.
 
-use crate::util::{median, peak_rss_mb, time, Opts};
+use crate::util::{forward_flops_per_image, median, peak_fraction, peak_rss_mb, time, Opts};
 use ferrovision::nn::losses::SparseCategoricalCrossentropy;
 use ferrovision::nn::optim::Sgd;
 use ferrovision::nn::NetworkExt;
@@ -57,11 +57,15 @@ fn cifar_resnet20() -> ferrovision::nn::Result<()> {
         rates.push(1.0 / secs);
     }
     let steps_s = median(&mut rates);
+    // Fractions of the FP32 peak with nominal FLOPs: a training step counted as 3 forwards.
+    let flops = forward_flops_per_image(&model, BATCH);
     println!(
         "RESULT resnet20 train_b128_steps_s={steps_s:.3} epoch_s={:.1} infer_b128_img_s={infer:.1} \
-         peak_rss_mb={:.1}",
+         peak_rss_mb={:.1} train_peak_fraction={:.3} infer_peak_fraction={:.3}",
         CIFAR_STEPS / steps_s,
-        peak_rss_mb()
+        peak_rss_mb(),
+        peak_fraction(steps_s * BATCH as f64, 3.0 * flops),
+        peak_fraction(infer, flops)
     );
     Ok(())
 }
@@ -116,10 +120,17 @@ fn run_inner(arch: &str) -> ferrovision::nn::Result<()> {
         rates.push(1.0 / secs);
     }
     let train_steps_s = median(&mut rates);
+    // Fractions of the FP32 peak with nominal FLOPs (the batch-1 plan, traced first); a
+    // training step counted as 3 forwards.
+    let flops = forward_flops_per_image(&model, 1);
     println!(
         "RESULT {arch} infer_b1_img_s={infer_b1:.2} infer_b32_img_s={infer_b32:.2} \
-         train_b16_steps_s={train_steps_s:.3} peak_rss_mb={:.1}",
-        peak_rss_mb()
+         train_b16_steps_s={train_steps_s:.3} peak_rss_mb={:.1} infer_b1_peak_fraction={:.3} \
+         infer_b32_peak_fraction={:.3} train_peak_fraction={:.3}",
+        peak_rss_mb(),
+        peak_fraction(infer_b1, flops),
+        peak_fraction(infer_b32, flops),
+        peak_fraction(train_steps_s * TRAIN_BATCH as f64, 3.0 * flops)
     );
     Ok(())
 }

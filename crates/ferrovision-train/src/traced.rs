@@ -35,6 +35,9 @@ pub struct TraceStats {
     /// Batch norms folded and ReLUs fused, summed over the plans built.
     pub folded_batch_norms: usize,
     pub fused_relus: usize,
+    /// Nominal FLOPs of one replay of each plan built, in trace order
+    /// ([`PlanStats::flops`](ferrovision_tensor::trace::PlanStats::flops)).
+    pub plan_flops: Vec<u64>,
 }
 
 type Signature = Vec<(Vec<usize>, DType)>;
@@ -89,6 +92,7 @@ impl Plans {
             Ok(plan) => {
                 self.stats.folded_batch_norms += plan.stats().folded_batch_norms;
                 self.stats.fused_relus += plan.stats().fused_relus;
+                self.stats.plan_flops.push(plan.stats().flops);
                 Entry::Plan(Box::new(plan))
             }
             Err(why) => {

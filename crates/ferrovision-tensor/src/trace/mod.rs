@@ -160,6 +160,10 @@ pub struct PlanStats {
     pub fused_relus: usize,
     /// Constants (weights, statistics) the plan reads.
     pub constants: usize,
+    /// Nominal floating-point operations of one replay: 2 per multiply-add of its convolutions
+    /// and matrix products (direct-convolution count, whatever algorithm runs; the other ops
+    /// are not counted). What a fraction-of-peak figure divides by.
+    pub flops: u64,
 }
 
 /// A traced, optimised inference step, replayed by [`Plan::run`] (see the module docs).
@@ -226,6 +230,14 @@ fn refuse(msg: impl Into<String>) -> Error {
     Error::invalid(OP, msg)
 }
 
+/// The refusal for `what`, a tensor the trace saw made without a recorded op.
+fn made_outside_ops(what: &str) -> Error {
+    refuse(format!(
+        "{what} was made during the trace without a recorded op (host-side computation or a \
+         detached value), so it cannot be replayed"
+    ))
+}
+
 impl Plan {
     fn build(
         inputs: &[Tensor],
@@ -241,10 +253,7 @@ impl Plan {
         // A tensor not made by a captured op: a constant if it existed before the trace.
         let constant = |t: &Tensor, consts: &mut Vec<Tensor>, what: &str| -> Result<Slot> {
             if t.storage().id() >= first_storage {
-                return Err(refuse(format!(
-                    "{what} was made during the trace without a recorded op (host-side \
-                     computation or a detached value), so it cannot be replayed"
-                )));
+                return Err(made_outside_ops(what));
             }
             if inputs.iter().any(|x| x.same_storage(t)) {
                 return Err(refuse(format!(
@@ -276,14 +285,7 @@ impl Plan {
                             slots.insert(o.id, s);
                             s
                         }
-                        None => {
-                            return Err(refuse(format!(
-                                "{} was made during the trace without a recorded op \
-                                 (host-side computation or a detached value), so it cannot be \
-                                 replayed",
-                                what()
-                            )))
-                        }
+                        None => return Err(made_outside_ops(&what())),
                     },
                 };
                 if let Slot::Value(j) = slot {
@@ -358,7 +360,45 @@ impl Plan {
         rewrite::plan_releases(&mut plan);
         plan.stats.steps = plan.steps.len();
         plan.stats.constants = plan.consts.len();
+        plan.stats.flops = plan.steps.iter().map(|s| plan.step_flops(s)).sum();
         Ok(plan)
+    }
+
+    /// The shape of a value the plan reads.
+    fn shape_of(&self, slot: Slot) -> &[usize] {
+        match slot {
+            Slot::Input(i) => &self.signature[i].0,
+            Slot::Const(k) => self.consts[k].shape(),
+            Slot::Value(j) => &self.steps[j].out_shape,
+        }
+    }
+
+    /// Nominal FLOPs of one step ([`PlanStats::flops`]).
+    fn step_flops(&self, step: &Step) -> u64 {
+        let arg = |i: usize| {
+            step.args
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|s| self.shape_of(s))
+        };
+        let outputs: usize = step.out_shape.iter().product();
+        // Multiply-adds per output: a convolution's weight holds cout · (cin/groups · kernel);
+        // a product's shared dimension is the right operand's second-to-last (or only) dim.
+        let per_output = match &step.op {
+            Op::Conv { .. } => arg(1).map_or(0, |w| {
+                let cout = w.first().copied().unwrap_or(1).max(1);
+                w.iter().product::<usize>() / cout
+            }),
+            Op::Linear { .. } => arg(1).and_then(|w| w.first().copied()).unwrap_or(0),
+            Op::MatMul => arg(1).map_or(0, |b| match b.len() {
+                0 => 0,
+                1 => b[0],
+                n => b[n - 2],
+            }),
+            _ => 0,
+        };
+        2 * (outputs as u64) * (per_output as u64)
     }
 
     /// What the trace captured and what the optimisations did.

@@ -268,3 +268,16 @@ fn a_fused_binary_relu_equals_the_two_ops_bit_for_bit() {
         assert_eq!(bits(&fused), bits(&two), "{op:?}");
     }
 }
+
+#[test]
+fn plans_count_the_nominal_flops_of_convolutions_and_products() {
+    let net = Net::new();
+    let x = randn(&[4, 3, 10, 10], 50);
+    let plan = trace(std::slice::from_ref(&x), |x| net.forward(x))
+        .unwrap()
+        .1
+        .unwrap();
+    // conv1: 4·6·10·10 outputs × 27 MACs; conv2 (5x5 -> 3x3): 4·8·3·3 × 54; dense: 4·5 × 8.
+    let macs = 4 * 6 * 100 * 27 + 4 * 8 * 9 * 54 + 4 * 5 * 8;
+    assert_eq!(plan.stats().flops, 2 * macs as u64);
+}
