@@ -37,28 +37,23 @@ fn max_value(a: f32, b: f32) -> f32 {
 }
 
 #[inline(always)]
-fn forward_body(x: &[f32], g: Pool2x2, out: &mut [f32], idx: Option<&mut [i32]>) {
+fn forward_body(x: &[f32], g: Pool2x2, out: &mut [f32], mut idx: Option<&mut [i32]>) {
     let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-    let x = &x[..g.planes * in_plane];
-    let out = &mut out[..g.planes * out_plane];
-    match idx {
-        Some(idx) => {
-            let idx = &mut idx[..g.planes * out_plane];
-            for p in 0..g.planes {
-                let xp = &x[p * in_plane..(p + 1) * in_plane];
-                for oy in 0..g.oh {
-                    let top = 2 * oy * g.w;
-                    let r0 = &xp[top..top + 2 * g.ow];
-                    let r1 = &xp[top + g.w..top + g.w + 2 * g.ow];
-                    let o = p * out_plane + oy * g.ow;
-                    let (orow, irow) = (&mut out[o..o + g.ow], &mut idx[o..o + g.ow]);
+    for p in 0..g.planes {
+        let xp = &x[p * in_plane..(p + 1) * in_plane];
+        for oy in 0..g.oh {
+            let top = 2 * oy * g.w;
+            let r0 = &xp[top..top + 2 * g.ow];
+            let r1 = &xp[top + g.w..top + g.w + 2 * g.ow];
+            let o = p * out_plane + oy * g.ow;
+            let orow = &mut out[o..o + g.ow];
+            let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+            match idx.as_deref_mut() {
+                Some(idx) => {
                     let (base, below) = (top as i32, g.w as i32);
-                    for (k, (((a, b), m), mi)) in r0
-                        .chunks_exact(2)
-                        .zip(r1.chunks_exact(2))
-                        .zip(orow.iter_mut())
-                        .zip(irow.iter_mut())
-                        .enumerate()
+                    let irow = &mut idx[o..o + g.ow];
+                    for (k, (((a, b), m), mi)) in
+                        pairs.zip(orow.iter_mut()).zip(irow.iter_mut()).enumerate()
                     {
                         let i = base + 2 * k as i32;
                         let (mut v, mut vi) = (a[0], i);
@@ -69,21 +64,8 @@ fn forward_body(x: &[f32], g: Pool2x2, out: &mut [f32], idx: Option<&mut [i32]>)
                         *mi = vi;
                     }
                 }
-            }
-        }
-        None => {
-            for p in 0..g.planes {
-                let xp = &x[p * in_plane..(p + 1) * in_plane];
-                for oy in 0..g.oh {
-                    let top = 2 * oy * g.w;
-                    let r0 = &xp[top..top + 2 * g.ow];
-                    let r1 = &xp[top + g.w..top + g.w + 2 * g.ow];
-                    let o = p * out_plane + oy * g.ow;
-                    for ((a, b), m) in r0
-                        .chunks_exact(2)
-                        .zip(r1.chunks_exact(2))
-                        .zip(out[o..o + g.ow].iter_mut())
-                    {
+                None => {
+                    for ((a, b), m) in pairs.zip(orow.iter_mut()) {
                         *m = max_value(max_value(max_value(a[0], a[1]), b[0]), b[1]);
                     }
                 }

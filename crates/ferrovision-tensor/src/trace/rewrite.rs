@@ -43,16 +43,19 @@ fn use_counts(plan: &Plan) -> Vec<usize> {
     uses
 }
 
+/// Every slot the plan reads: the steps' operands, then the outputs.
+fn slots_mut(plan: &mut Plan) -> impl Iterator<Item = &mut Slot> {
+    plan.steps
+        .iter_mut()
+        .flat_map(|s| s.args.iter_mut().flatten())
+        .chain(plan.outputs.iter_mut())
+}
+
 /// Points every read of step `from`'s output at `to` instead; step `from` is left reading
 /// nothing (dead, removed by [`remove_dead`]).
 fn alias(plan: &mut Plan, from: usize, to: Slot) {
     plan.steps[from].args.clear();
-    let slots = plan
-        .steps
-        .iter_mut()
-        .flat_map(|s| s.args.iter_mut().flatten())
-        .chain(plan.outputs.iter_mut());
-    for s in slots {
+    for s in slots_mut(plan) {
         if *s == Slot::Value(from) {
             *s = to;
         }
@@ -90,12 +93,7 @@ pub(super) fn remove_dead(plan: &mut Plan) -> usize {
         i += 1;
         live[i - 1]
     });
-    let slots = plan
-        .steps
-        .iter_mut()
-        .flat_map(|s| s.args.iter_mut().flatten())
-        .chain(plan.outputs.iter_mut());
-    for s in slots {
+    for s in slots_mut(plan) {
         if let Slot::Value(j) = s {
             *j = new_index[*j];
         }
