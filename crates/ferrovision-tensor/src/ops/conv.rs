@@ -590,39 +590,43 @@ fn conv_t_geom(
 // ---------------------------------------------------------------------------------------------
 // Autodiff wrappers
 
-/// The op record of a convolution: per-dim (before, after) padding recovered from the window.
-fn conv_record(geom: &Geom, relu: bool) -> Op {
+/// The op record of a convolution with `spatial` spatial dims: per-dim (before, after) padding
+/// recovered from the window. The window may run a 1-d convolution as a 2-d one of height 1;
+/// the record keeps the operands' own dims (the last `spatial` of the window).
+fn conv_record(geom: &Geom, relu: bool, spatial: usize) -> Op {
     let w = &geom.win;
-    let padding = (0..w.rank())
+    let first = w.rank().saturating_sub(spatial);
+    let padding = (first..w.rank())
         .map(|i| {
             let span = (w.out[i] - 1) * w.stride[i] + w.dilation[i] * (w.kernel[i] - 1) + 1;
             (w.pad[i], span.saturating_sub(w.input[i] + w.pad[i]))
         })
         .collect();
     Op::Conv {
-        stride: w.stride.clone(),
+        stride: w.stride[first..].to_vec(),
         padding,
-        dilation: w.dilation.clone(),
+        dilation: w.dilation[first..].to_vec(),
         groups: geom.groups,
         relu,
     }
 }
 
-/// The op record of a transposed convolution, whose geometry is that of the forward
-/// convolution it transposes (`win.out` is the transposed conv's input size).
-fn conv_t_record(geom: &Geom) -> Op {
+/// The op record of a transposed convolution with `spatial` spatial dims, whose geometry is that
+/// of the forward convolution it transposes (`win.out` is the transposed conv's input size).
+fn conv_t_record(geom: &Geom, spatial: usize) -> Op {
     let w = &geom.win;
-    let output_padding = (0..w.rank())
+    let first = w.rank().saturating_sub(spatial);
+    let output_padding = (first..w.rank())
         .map(|i| {
             let full = (w.out[i] - 1) * w.stride[i] + w.dilation[i] * (w.kernel[i] - 1) + 1;
             (w.input[i] + 2 * w.pad[i]).saturating_sub(full)
         })
         .collect();
     Op::ConvTranspose {
-        stride: w.stride.clone(),
-        padding: w.pad.clone(),
+        stride: w.stride[first..].to_vec(),
+        padding: w.pad[first..].to_vec(),
         output_padding,
-        dilation: w.dilation.clone(),
+        dilation: w.dilation[first..].to_vec(),
         groups: geom.groups,
     }
 }
@@ -646,7 +650,7 @@ fn conv_op(
     if !is_recorded(&inputs) {
         return Ok(y);
     }
-    let rec = conv_record(&geom, relu);
+    let rec = conv_record(&geom, relu, w.rank().saturating_sub(2));
     let mut tensors = vec![x.detach(), w.detach()];
     if relu {
         tensors.push(y.detach());
@@ -674,7 +678,7 @@ fn conv_t_op(
     if !is_recorded(&inputs) {
         return Ok(y);
     }
-    let rec = conv_t_record(&geom);
+    let rec = conv_t_record(&geom, w.rank().saturating_sub(2));
     let saved = Saved::with_state(vec![x.detach(), w.detach()], geom);
     Ok(record_rule(y, rec, &inputs, conv_t_grad, saved))
 }

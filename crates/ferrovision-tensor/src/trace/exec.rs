@@ -6,7 +6,7 @@
 //! make [`supported`] false, and a plan that needs them is not built (the caller runs eagerly).
 
 use crate::autograd::{Interpolation, Op};
-use crate::ops::conv::ConvOpts;
+use crate::ops::conv::{ConvOpts, ConvTransposeOpts};
 use crate::{Error, PoolOpts, ResizeMode, Result, Tensor};
 
 const OP: &str = "trace";
@@ -25,6 +25,7 @@ pub(crate) fn supported(op: &Op) -> bool {
         HardSigmoid | HardSwish | Clamp { .. } => true,
         ToDtype { .. } | Contiguous | Reshape | Permute { .. } | Slice { .. } | Expand => true,
         Sum { .. } | Mean { .. } | MatMul | Linear { .. } | Conv { .. } => true,
+        ConvTranspose { .. } => true,
         MaxPool { .. } | AvgPool { .. } | AdaptiveAvgPool { .. } | AdaptiveMaxPool { .. } => true,
         Resize { .. } | LayerNorm { .. } | GroupNorm { .. } | InstanceNorm { .. } => true,
         Softmax { .. } | LogSoftmax { .. } | Cat { .. } | Pad { .. } | Flip { .. } => true,
@@ -148,6 +149,26 @@ pub(crate) fn run(
                 groups: *groups,
             };
             crate::ops::conv::conv_nd(x, b()?, opt(args, 2), &opts, *relu)
+        }
+        ConvTranspose {
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+        } => {
+            let opts = ConvTransposeOpts::new()
+                .stride(stride)
+                .padding(padding)
+                .output_padding(output_padding)
+                .dilation(dilation)
+                .groups(*groups);
+            let (w, bias) = (b()?, opt(args, 2));
+            match stride.len() {
+                1 => x.conv_transpose1d(w, bias, &opts),
+                2 => x.conv_transpose2d(w, bias, &opts),
+                _ => x.conv_transpose3d(w, bias, &opts),
+            }
         }
         MaxPool {
             kernel,

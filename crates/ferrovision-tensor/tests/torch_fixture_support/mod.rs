@@ -444,7 +444,8 @@ pub fn run_fixture(fixture: &Fixture, forward: impl Fn(&Case, &Leaves) -> Result
         let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
             let leaves = case.leaves()?;
             let out = forward(case, &leaves)?;
-            check_output_and_grads(case, &leaves, &out)
+            check_output_and_grads(case, &leaves, &out)?;
+            check_traced_replay(case, &forward)
         }));
         let msg = match result {
             Ok(Ok(())) => continue,
@@ -472,6 +473,57 @@ pub fn run_fixture(fixture: &Fixture, forward: impl Fn(&Case, &Leaves) -> Result
         fixture.torch_version,
         failures.join("\n")
     );
+}
+
+/// The harness' string errors, convertible from the engine's (what `trace` needs).
+struct TraceErr(String);
+
+impl From<ferrovision_tensor::Error> for TraceErr {
+    fn from(e: ferrovision_tensor::Error) -> Self {
+        TraceErr(e.to_string())
+    }
+}
+
+/// Traces the case's forward with its leaves as the plan's inputs and replays it: the replay
+/// must equal an eager run bit for bit (single ops fold nothing). A plan may be refused for what
+/// traced plans do not cover (ops without a replay: losses, random and training-mode ops; values
+/// an op makes outside the recorded ops); any other refusal, such as a replay that errors, is a
+/// failure. Every run gets fresh leaves, so ops that update state in place (training-mode batch
+/// norm) see what the first run saw.
+fn check_traced_replay(
+    case: &Case,
+    forward: &impl Fn(&Case, &Leaves) -> Result<Tensor, String>,
+) -> Result<(), String> {
+    let leaves = case.leaves()?;
+    let inputs: Vec<Tensor> = leaves.0.values().cloned().collect();
+    let traced = ferrovision_tensor::trace::trace(&inputs, |_| {
+        forward(case, &leaves).map(|t| vec![t]).map_err(TraceErr)
+    });
+    let mut plan = match traced {
+        Ok((_, Ok(plan))) => plan,
+        Ok((_, Err(why))) => {
+            let why = why.to_string();
+            let covered = [
+                "cannot be replayed",
+                "outside the recorded ops",
+                "made during the trace",
+            ];
+            if covered.iter().any(|c| why.contains(c)) {
+                return Ok(());
+            }
+            return Err(format!("traced plan refused: {why}"));
+        }
+        Err(TraceErr(e)) => return Err(format!("traced run failed: {e}")),
+    };
+    let replayed = eng(plan.run(&inputs))?;
+    let eager = forward(case, &case.leaves()?)?;
+    let bits = |t: &Tensor| -> Result<Vec<u64>, String> {
+        Ok(eng(t.to_f64_vec())?.iter().map(|v| v.to_bits()).collect())
+    };
+    if replayed[0].shape() != eager.shape() || bits(&replayed[0])? != bits(&eager)? {
+        return Err("the traced plan's replay differs from the eager run".into());
+    }
+    Ok(())
 }
 
 /// Maps an error of the engine to the harness' string errors.
