@@ -27,12 +27,14 @@ fn step(m: &mut f32, mi: &mut i32, v: f32, i: i32) {
     *mi = if take { i } else { *mi };
 }
 
+/// Running NaN-propagating max without indices: `v` replaces `m` when larger or NaN (also the
+/// separable engine's max).
 #[inline(always)]
-fn max_value(a: f32, b: f32) -> f32 {
-    if (b > a) | b.is_nan() {
-        b
+pub(crate) fn max_nan(m: f32, v: f32) -> f32 {
+    if (v > m) | v.is_nan() {
+        v
     } else {
-        a
+        m
     }
 }
 
@@ -66,7 +68,7 @@ fn forward_body(x: &[f32], g: Pool2x2, out: &mut [f32], mut idx: Option<&mut [i3
                 }
                 None => {
                     for ((a, b), m) in pairs.zip(orow.iter_mut()) {
-                        *m = max_value(max_value(max_value(a[0], a[1]), b[0]), b[1]);
+                        *m = max_nan(max_nan(max_nan(a[0], a[1]), b[0]), b[1]);
                     }
                 }
             }

@@ -77,15 +77,7 @@ pub(crate) fn better_from<I: IdxSrc>(v: f32, i: i32, m: f32, mi: i32) -> bool {
     }
 }
 
-/// Running NaN-propagating max without indices.
-#[inline(always)]
-pub(crate) fn max_nan(m: f32, v: f32) -> f32 {
-    if (v > m) | v.is_nan() {
-        v
-    } else {
-        m
-    }
-}
+pub(crate) use crate::kernels::pool2x2::max_nan;
 
 /// Max over the taps of each output; `TRACK` also writes the winning flat index.
 pub(crate) fn max_pass<const TRACK: bool, I: IdxSrc>(
