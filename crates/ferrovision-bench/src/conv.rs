@@ -1,6 +1,6 @@
 //! `conv`: the 3×3 stride-1 convolutions of ResNet-20 (CIFAR, batch 128), ResNet-18 (64 px,
 //! batch 16) and ResNet-50 (224 px, batch 16 and 1), forward and input gradient, timed with
-//! im2col + GEMM and with Winograd F(4×4, 3×3), interleaved in one process (medians). This is
+//! im2col + GEMM and with Winograd F(4×4, 3×3) in its tiled and whole-batch layouts, interleaved in one process (medians). This is
 //! the measurement behind `ConvAlgo::Auto`'s shape rule; the last line lists each shape's ratio.
 
 use crate::util::{median, time, Opts};
@@ -17,12 +17,18 @@ const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("r18_s2", 16, 128, 8),
     ("r18_s3", 16, 256, 4),
     ("r18_s4", 16, 512, 2),
+    ("r18_s2_b32", 32, 128, 8),
+    ("r18_s3_b32", 32, 256, 4),
+    ("r18_s4_b32", 32, 512, 2),
     ("r50_s1", 16, 64, 56),
     ("r50_s2", 16, 128, 28),
     ("r50_s3", 16, 256, 14),
     ("r50_s4", 16, 512, 7),
     ("r50_s1_b1", 1, 64, 56),
     ("r50_s3_b1", 1, 256, 14),
+    ("r50_s4_b1", 1, 512, 7),
+    ("r50_s3_b32", 32, 256, 14),
+    ("r50_s4_b32", 32, 512, 7),
 ];
 
 pub fn run(_opts: &Opts) -> std::result::Result<(), String> {
@@ -33,25 +39,34 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
     let mut rng = Rng::new(0);
     let mut summary = Vec::new();
     println!(
-        "{:<10} {:>5} {:>4} {:>4} | {:>9} {:>9} {:>6} | {:>9} {:>9} {:>6}",
+        "{:<10} {:>5} {:>4} {:>4} | {:>9} {:>9} {:>9} {:>6} | {:>9} {:>9} {:>9} {:>6}",
         "shape",
         "batch",
         "ch",
         "side",
         "fwd i2c",
-        "fwd wino",
+        "wino-til",
+        "wino-wide",
         "ratio",
         "dx i2c",
-        "dx wino",
+        "wino-til",
+        "wino-wide",
         "ratio"
     );
     let only = std::env::var("FERROVISION_BENCH_CONV").ok();
-    // For profiling one algorithm: FERROVISION_BENCH_CONV_ALGO=winograd|im2col runs only it.
+    // For profiling one algorithm: FERROVISION_BENCH_CONV_ALGO=im2col|winograd-tiled|
+    // winograd-wide runs only it.
     let profile_only = match std::env::var("FERROVISION_BENCH_CONV_ALGO").as_deref() {
-        Ok("winograd") => Some(ConvAlgo::Winograd),
+        Ok("winograd-tiled") => Some(ConvAlgo::WinogradTiled),
+        Ok("winograd-wide") => Some(ConvAlgo::WinogradWide),
         Ok("im2col") => Some(ConvAlgo::Im2col),
         _ => None,
     };
+    const ALGOS: [ConvAlgo; 3] = [
+        ConvAlgo::Im2col,
+        ConvAlgo::WinogradTiled,
+        ConvAlgo::WinogradWide,
+    ];
     for &(name, n, c, side) in SHAPES {
         if only
             .as_deref()
@@ -63,12 +78,10 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
         let w = Tensor::randn(&[c, c, 3, 3], 0.0, 0.05, &mut rng)?;
         let opts = ConvOpts::new().pad(1);
         let reps = (2e9 / (2.0 * 9.0 * (c * c * side * side * n) as f64)).clamp(3.0, 40.0) as usize;
-        let mut t = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+        // t[algorithm][forward | input gradient]: one sample per repetition, interleaved.
+        let mut t: [[Vec<f64>; 2]; 3] = Default::default();
         for rep in 0..reps + 1 {
-            for (ai, algo) in [ConvAlgo::Im2col, ConvAlgo::Winograd]
-                .into_iter()
-                .enumerate()
-            {
+            for (ai, algo) in ALGOS.into_iter().enumerate() {
                 if profile_only.is_some_and(|p| p != algo) {
                     t[ai][0].push(f64::NAN);
                     t[ai][1].push(f64::NAN);
@@ -92,19 +105,25 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
         }
         set_conv_algo(ConvAlgo::Auto);
         let ms = |v: &mut Vec<f64>| median(v) * 1e3;
-        let (fi, fw) = (ms(&mut t[0][0]), ms(&mut t[1][0]));
-        let (bi, bw) = (ms(&mut t[0][1]), ms(&mut t[1][1]));
+        let f: Vec<f64> = t.iter_mut().map(|a| ms(&mut a[0])).collect();
+        let b: Vec<f64> = t.iter_mut().map(|a| ms(&mut a[1])).collect();
+        // Ratio: im2col time over the faster Winograd layout's.
+        let best = |v: &[f64]| v[0] / v[1].min(v[2]);
         println!(
-            "{name:<10} {n:>5} {c:>4} {side:>4} | {fi:>7.3}ms {fw:>7.3}ms {:>5.2}x | {bi:>7.3}ms {bw:>7.3}ms {:>5.2}x",
-            fi / fw,
-            bi / bw
+            "{name:<10} {n:>5} {c:>4} {side:>4} | {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>5.2}x",
+            f[0], f[1], f[2], best(&f), b[0], b[1], b[2], best(&b)
         );
         summary.push(format!(
-            "{name}_fwd={:.2} {name}_dx={:.2}",
-            fi / fw,
-            bi / bw
+            "{name}_fwd={:.2}/{:.2} {name}_dx={:.2}/{:.2}",
+            f[0] / f[1],
+            f[0] / f[2],
+            b[0] / b[1],
+            b[0] / b[2]
         ));
     }
-    println!("RESULT conv {}", summary.join(" "));
+    println!(
+        "RESULT conv (im2col time / tiled, / wide) {}",
+        summary.join(" ")
+    );
     Ok(())
 }

@@ -56,10 +56,16 @@ fn winograd_matches_im2col_values_and_gradients() {
         let b = uniform(&[*cout], -0.5, 0.5, 30 + i as u64);
         let opts = ConvOpts::new().padding(padding.clone());
         for relu in [false, true] {
-            let wino = with_algo(ConvAlgo::Winograd, || run(&x, &w, &b, &opts, relu)).unwrap();
             let i2c = with_algo(ConvAlgo::Im2col, || run(&x, &w, &b, &opts, relu)).unwrap();
-            for (got, want) in wino.iter().zip(&i2c) {
-                assert_close(got, want, 1e-4, 1e-4);
+            for algo in [
+                ConvAlgo::Winograd,
+                ConvAlgo::WinogradTiled,
+                ConvAlgo::WinogradWide,
+            ] {
+                let wino = with_algo(algo, || run(&x, &w, &b, &opts, relu)).unwrap();
+                for (got, want) in wino.iter().zip(&i2c) {
+                    assert_close(got, want, 1e-4, 1e-4);
+                }
             }
         }
     }
@@ -69,12 +75,45 @@ fn winograd_matches_im2col_values_and_gradients() {
 fn winograd_input_gradient_passes_finite_differences() {
     let x = uniform(&[2, 3, 7, 9], -1.0, 1.0, 1);
     let w = uniform(&[4, 3, 3, 3], -1.0, 1.0, 2);
-    with_algo(ConvAlgo::Winograd, || {
-        for pad in [0, 1, 2] {
-            let opts = ConvOpts::new().pad(pad);
-            GradCheck::default()
-                .run(|t| t[0].conv2d(&t[1], None, &opts), &[x.clone(), w.clone()])
+    for algo in [ConvAlgo::WinogradTiled, ConvAlgo::WinogradWide] {
+        with_algo(algo, || {
+            for pad in [0, 1, 2] {
+                let opts = ConvOpts::new().pad(pad);
+                GradCheck::default()
+                    .run(|t| t[0].conv2d(&t[1], None, &opts), &[x.clone(), w.clone()])
+                    .unwrap();
+            }
+        });
+    }
+}
+
+/// Inference caches the transformed filters; an in-place weight update (an optimizer step)
+/// must not be answered from the cache. Shapes where the shape rule takes each layout with
+/// cached filters (ResNet-18's 4 px and ResNet-50's 28 px stages).
+#[test]
+fn cached_inference_filters_follow_in_place_weight_updates() {
+    for (shape, seed) in [([16usize, 128, 4, 4], 40u64), ([1, 96, 28, 28], 50)] {
+        let x = uniform(&shape, -1.0, 1.0, seed);
+        let w = uniform(&[shape[1], shape[1], 3, 3], -0.1, 0.1, seed + 1);
+        let opts = ConvOpts::new().pad(1);
+        let infer = |algo| {
+            with_algo(algo, || {
+                ferrovision_tensor::no_grad(|| x.conv2d(&w, None, &opts))
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap()
+            })
+        };
+        for step in 0..3 {
+            let auto = infer(ConvAlgo::Auto);
+            // Twice: the second call reads the cache.
+            let again = infer(ConvAlgo::Auto);
+            let i2c = infer(ConvAlgo::Im2col);
+            assert_eq!(auto, again, "step {step}: a cached call gave other bits");
+            assert_close(&auto, &i2c, 1e-4, 1e-4);
+            let next = uniform(w.shape(), -0.1, 0.1, seed + 10 + step);
+            w.assign_from_slice_(&next.to_vec::<f32>().unwrap())
                 .unwrap();
         }
-    });
+    }
 }

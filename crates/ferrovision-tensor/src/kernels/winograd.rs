@@ -67,7 +67,8 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    fn tiles(&self) -> [usize; 2] {
+    /// Tile rows and columns of the output (4×4 outputs a tile).
+    pub fn tiles(&self) -> [usize; 2] {
         [self.out[0].div_ceil(MO), self.out[1].div_ceil(MO)]
     }
     /// Floats of the transformed filters `U` for this geometry.
@@ -78,61 +79,142 @@ impl Geometry {
 
 /// `U[ξ][k][c] = (G g Gᵀ)[ξ]` for filters `w` `[K][C][3][3]` (`rotate: false`), or for the
 /// rotated, transposed filters of the input gradient, `U[ξ][c][k]` from `w[k][c]` turned by 180°
-/// (`rotate: true`). `u` has [`Geometry::filter_len`] floats.
-pub fn transform_filter(w: &[f32], k: usize, c: usize, rotate: bool, u: &mut [f32]) {
+/// (`rotate: true`): `U[ξ][out][in]` for the convolution's output and input channels, the tiled
+/// layout's order ([`conv3x3`]). `in_major` stores `U[ξ][in][out]` instead, the whole-batch
+/// layout's ([`conv3x3_wide`]). `u` has [`Geometry::filter_len`] floats.
+///
+/// Vectorised over 16 filters at a time; bands of rows run in parallel (every value is computed
+/// the same way whatever the thread count).
+pub fn transform_filter(
+    w: &[f32],
+    k: usize,
+    c: usize,
+    rotate: bool,
+    in_major: bool,
+    u: &mut [f32],
+) {
     assert!(w.len() >= k * c * 9 && u.len() >= XI * k * c);
     let plane = k * c;
-    // One output row of U at a time (rows are k, or c when rotated): its 36 transformed values
-    // per column go to 36 contiguous runs, so the writes stream.
-    let (rows, cols) = if rotate { (c, k) } else { (k, c) };
-    let mut tmp = vec![0.0f32; XI * cols];
-    for r in 0..rows {
-        for col in 0..cols {
-            let (ki, ci) = if rotate { (col, r) } else { (r, col) };
-            let src = &w[(ki * c + ci) * 9..][..9];
-            let mut g = [[0.0f32; 3]; 3];
-            for i in 0..3 {
-                for j in 0..3 {
-                    g[i][j] = if rotate {
-                        src[(2 - i) * 3 + (2 - j)]
-                    } else {
-                        src[i * 3 + j]
-                    };
-                }
-            }
-            // Gg (6×3), then (Gg)Gᵀ (6×6).
-            let mut gg = [[0.0f32; 3]; A];
-            for j in 0..3 {
-                let column = filter_1d([g[0][j], g[1][j], g[2][j]]);
-                for a in 0..A {
-                    gg[a][j] = column[a];
-                }
-            }
-            for a in 0..A {
-                let row = filter_1d(gg[a]);
-                for b in 0..A {
-                    tmp[(a * A + b) * cols + col] = row[b];
-                }
-            }
+    if plane == 0 {
+        return;
+    }
+    // Rows and columns of each of the 36 planes of U.
+    let (outs, ins) = if rotate { (c, k) } else { (k, c) };
+    let (rows, cols) = if in_major { (ins, outs) } else { (outs, ins) };
+    // Bands of rows (a constant split, independent of the thread count): per band, its part of
+    // each of the 36 planes.
+    let band = rows.div_ceil(16).max(1);
+    let mut parts: Vec<Vec<&mut [f32]>> = (0..rows.div_ceil(band)).map(|_| Vec::new()).collect();
+    for plane_u in u[..XI * plane].chunks_mut(plane) {
+        for (bi, part) in plane_u.chunks_mut(band * cols).enumerate() {
+            parts[bi].push(part);
         }
-        for xi in 0..XI {
-            u[xi * plane + r * cols..][..cols].copy_from_slice(&tmp[xi * cols..][..cols]);
+    }
+    let spec = FilterSpec {
+        c,
+        rotate,
+        in_major,
+        cols,
+    };
+    let run = |(bi, mut part): (usize, Vec<&mut [f32]>)| {
+        let r0 = bi * band;
+        let r1 = (r0 + band).min(rows);
+        filter_rows(w, &spec, r0, r1, &mut part);
+    };
+    let jobs: Vec<_> = parts.into_iter().enumerate().collect();
+    if jobs.len() > 1 && crate::parallel::num_threads() > 1 {
+        jobs.into_par_iter().for_each(run);
+    } else {
+        jobs.into_iter().for_each(run);
+    }
+}
+
+/// What [`transform_filter`] computes (shared by its bands).
+struct FilterSpec {
+    c: usize,
+    rotate: bool,
+    in_major: bool,
+    cols: usize,
+}
+
+/// Rows `r0..r1` of every plane of U into `part[ξ]` (which starts at row `r0`).
+#[inline(always)]
+fn filter_rows_body(w: &[f32], s: &FilterSpec, r0: usize, r1: usize, part: &mut [&mut [f32]]) {
+    let mut g = [[[0.0f32; LANES]; 3]; 3];
+    let mut gg = [[[0.0f32; LANES]; 3]; A];
+    let mut out = [[0.0f32; LANES]; A];
+    for r in r0..r1 {
+        let mut col0 = 0;
+        while col0 < s.cols {
+            let lanes = LANES.min(s.cols - col0);
+            for l in 0..LANES {
+                if l >= lanes {
+                    for row in g.iter_mut() {
+                        for v in row.iter_mut() {
+                            v[l] = 0.0;
+                        }
+                    }
+                    continue;
+                }
+                let (out_ch, in_ch) = if s.in_major {
+                    (col0 + l, r)
+                } else {
+                    (r, col0 + l)
+                };
+                let (ki, ci) = if s.rotate {
+                    (in_ch, out_ch)
+                } else {
+                    (out_ch, in_ch)
+                };
+                let src = &w[(ki * s.c + ci) * 9..][..9];
+                for i in 0..3 {
+                    for j in 0..3 {
+                        g[i][j][l] = if s.rotate {
+                            src[(2 - i) * 3 + (2 - j)]
+                        } else {
+                            src[i * 3 + j]
+                        };
+                    }
+                }
+            }
+            // G g (6×3): along the filter's rows, for each column j.
+            for j in 0..3 {
+                filter_1d(&[g[0][j], g[1][j], g[2][j]], &mut out);
+                for a in 0..A {
+                    gg[a][j] = out[a];
+                }
+            }
+            // (G g) Gᵀ (6×6): along each row a.
+            let at = (r - r0) * s.cols + col0;
+            for a in 0..A {
+                filter_1d(&gg[a], &mut out);
+                for b in 0..A {
+                    part[a * A + b][at..at + lanes].copy_from_slice(&out[b][..lanes]);
+                }
+            }
+            col0 += LANES;
         }
     }
 }
 
-/// `G g` for one 3-vector.
+crate::multiversion! {
+    fn filter_rows(w: &[f32], s: &FilterSpec, r0: usize, r1: usize, part: &mut [&mut [f32]]) {
+        filter_rows_body(w, s, r0, r1, part)
+    }
+}
+
+/// `G g` over 16 lanes.
 #[inline(always)]
-fn filter_1d(g: [f32; 3]) -> [f32; A] {
-    let [g0, g1, g2] = g;
-    [
-        g0 / 4.0,
-        -(g0 + g1 + g2) / 6.0,
-        -(g0 - g1 + g2) / 6.0,
-        g0 / 24.0 + g1 / 12.0 + g2 / 6.0,
-        g0 / 24.0 - g1 / 12.0 + g2 / 6.0,
-        g2,
-    ]
+fn filter_1d(g: &[[f32; LANES]; 3], out: &mut [[f32; LANES]; A]) {
+    for l in 0..LANES {
+        let (g0, g1, g2) = (g[0][l], g[1][l], g[2][l]);
+        out[0][l] = g0 / 4.0;
+        out[1][l] = -(g0 + g1 + g2) / 6.0;
+        out[2][l] = -(g0 - g1 + g2) / 6.0;
+        out[3][l] = g0 / 24.0 + g1 / 12.0 + g2 / 6.0;
+        out[4][l] = g0 / 24.0 - g1 / 12.0 + g2 / 6.0;
+        out[5][l] = g2;
+    }
 }
 
 /// `Bᵀ d` over 16 lanes.
@@ -545,6 +627,9 @@ pub fn conv3x3(
         jobs.into_iter().for_each(run);
     }
 }
+
+mod wide;
+pub use wide::conv3x3_wide;
 
 #[cfg(test)]
 mod tests;

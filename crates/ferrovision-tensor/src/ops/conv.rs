@@ -172,19 +172,26 @@ pub enum ConvAlgo {
     Winograd,
     /// Always im2col + GEMM.
     Im2col,
+    /// Always Winograd in the tiled layout (benchmarks; `Winograd` picks the layout by shape).
+    WinogradTiled,
+    /// Always Winograd in the whole-batch layout for small maps and wide layers (benchmarks).
+    WinogradWide,
 }
 
 /// 0: not set yet (read `FERROVISION_CONV_ALGO`), then 1 + the `ConvAlgo` discriminant.
 static CONV_ALGO: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// The algorithm choice for 3×3 stride-1 convolutions: [`set_conv_algo`], else the
-/// `FERROVISION_CONV_ALGO` variable (`auto`, `winograd`, `im2col`), else [`ConvAlgo::Auto`].
+/// `FERROVISION_CONV_ALGO` variable (`auto`, `winograd`, `im2col`, `winograd-tiled`,
+/// `winograd-wide`), else [`ConvAlgo::Auto`].
 /// The choice depends on shapes only, so a run is reproducible; Winograd's results differ from
 /// im2col's by rounding (about 4e-6 of `Σ|w·x|`, see `kernels/winograd.rs`).
 pub fn conv_algo() -> ConvAlgo {
     let decode = |discriminant: u8| match discriminant {
         1 => ConvAlgo::Winograd,
         2 => ConvAlgo::Im2col,
+        3 => ConvAlgo::WinogradTiled,
+        4 => ConvAlgo::WinogradWide,
         _ => ConvAlgo::Auto,
     };
     match CONV_ALGO.load(Ordering::Relaxed) {
@@ -192,6 +199,8 @@ pub fn conv_algo() -> ConvAlgo {
             let algo = match std::env::var("FERROVISION_CONV_ALGO").as_deref() {
                 Ok("winograd") => ConvAlgo::Winograd,
                 Ok("im2col") => ConvAlgo::Im2col,
+                Ok("winograd-tiled") => ConvAlgo::WinogradTiled,
+                Ok("winograd-wide") => ConvAlgo::WinogradWide,
                 _ => ConvAlgo::Auto,
             };
             let _ =

@@ -13,6 +13,7 @@
 //! transposed convolution is the input-gradient path of a convolution (its bias initialises the
 //! col2im target), and its backward is the forward convolution.
 
+use super::filter_cache;
 use crate::kernels::depthwise;
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue};
 use crate::kernels::im2col;
@@ -42,8 +43,9 @@ impl Geom {
     }
     /// The Winograd geometry of this convolution's forward pass, when it is a 2-d 3×3 stride-1
     /// one-group convolution with padding ≤ 2 (so its input gradient is one too) and the
-    /// algorithm choice ([`conv_algo`]) takes Winograd for it.
-    fn winograd(&self) -> Option<winograd::Geometry> {
+    /// algorithm choice ([`conv_algo`]) takes Winograd for it (`inference`: gradients are off,
+    /// so the transformed filters are cached between calls).
+    fn winograd(&self, inference: bool) -> Option<winograd::Geometry> {
         let w = &self.win;
         let fits = w.rank() == 2
             && self.groups == 1
@@ -51,19 +53,23 @@ impl Geom {
             && w.stride == [1, 1]
             && w.dilation == [1, 1]
             && w.pad.iter().all(|&p| p <= 2);
-        let chosen = match conv_algo() {
-            ConvAlgo::Im2col => false,
-            ConvAlgo::Winograd => true,
-            ConvAlgo::Auto => winograd_is_faster(self),
-        };
-        (fits && chosen).then(|| winograd::Geometry {
+        if !fits {
+            return None;
+        }
+        let wg = winograd::Geometry {
             n: self.n,
             cin: self.cin,
             cout: self.cout,
             input: [w.input[0], w.input[1]],
             out: [w.out[0], w.out[1]],
             pad: [w.pad[0], w.pad[1]],
-        })
+        };
+        let chosen = match conv_algo() {
+            ConvAlgo::Im2col => false,
+            ConvAlgo::Winograd | ConvAlgo::WinogradTiled | ConvAlgo::WinogradWide => true,
+            ConvAlgo::Auto => winograd_rule(&wg, inference).is_some(),
+        };
+        chosen.then_some(wg)
     }
     /// Images per GEMM for the general path.
     fn images_per_gemm(&self) -> usize {
@@ -94,11 +100,11 @@ pub(super) fn forward(
     } else {
         Activation::None
     };
-    let wino = geom.winograd();
+    let wino = geom.winograd(!crate::autograd::is_grad_enabled());
     let y = x.with_f32(op, |xs| {
         w.with_f32(op, |ws| {
             with_opt(bias, op, |bs| match &wino {
-                Some(wg) => winograd_forward(xs, ws, bs, relu, wg),
+                Some(wg) => winograd_forward(xs, w, ws, bs, relu, wg),
                 None => conv_forward(xs, ws, bs, act, geom),
             })
         })
@@ -106,29 +112,52 @@ pub(super) fn forward(
     Ok(Tensor::from_f32(y, out_shape))
 }
 
-/// The shape rule of [`ConvAlgo::Auto`], read off `ferrovision-bench conv` (README): Winograd
-/// F(4×4, 3×3) is faster where the feature map is large and the layer not too wide (ResNet-20's
-/// 32 and 16 px stages, ResNet-18's 16 px stage at 64 px input, ResNet-50's 56 and 28 px stages:
-/// 1.1-1.6x); on wide layers with small maps the 4x larger transformed filters and the tile
-/// padding cost more than the saved multiplies.
-fn winograd_is_faster(g: &Geom) -> bool {
-    let side = g.win.out[0].min(g.win.out[1]);
-    let channels = g.cin.max(g.cout);
-    (side >= 16 && channels <= 64) || (side >= 28 && channels <= 128)
+/// The shape rule of [`ConvAlgo::Auto`], read off `ferrovision-bench conv` (README): `None`
+/// where im2col + GEMM is faster, else whether the whole-batch layout is (`Some(true)`) or the
+/// tiled one (`Some(false)`). `cached`: the transformed filters come from the inference cache.
+///
+/// The tiled layout wins where maps are large and layers narrow (ResNet-20's 32 and 16 px
+/// stages, ResNet-18's 16 px stage at 64 px input, ResNet-50's 56 and 28 px stages: 1.3-1.9x).
+/// The whole-batch layout wins on maps of at most 4×4 tiles with enough output positions in
+/// the batch to pay for the filter transform (4x the weights' size; read from the cache in
+/// inference): ResNet-18's 8 and 4 px stages, ResNet-50's 14 and 7 px ones, 1.1-2.3x. On 2×2
+/// maps a 4×4 tile wastes three quarters of its multiplies, and at batch 1 the transformed
+/// filters cost more to read than im2col's multiplies: im2col there.
+fn winograd_rule(wg: &winograd::Geometry, cached: bool) -> Option<bool> {
+    let side = wg.out[0].min(wg.out[1]);
+    let channels = wg.cin.max(wg.cout);
+    if (side >= 16 && channels <= 64) || (side >= 28 && channels <= 128) {
+        return Some(false);
+    }
+    let [th, tw] = wg.tiles();
+    let positions = wg.n * wg.out[0] * wg.out[1];
+    let enough = if cached { 256 } else { 512 };
+    (side >= 4 && th * tw <= 16 && positions >= enough).then_some(true)
 }
 
-/// Winograd forward: `y = act(conv3x3(x, w) + bias)`.
+/// Winograd forward: `y = act(conv3x3(x, w) + bias)` (`w` the weight tensor, `ws` its values).
+/// With gradients off (inference) the transformed filters are cached ([`filter_cache`]).
 fn winograd_forward(
     x: &[f32],
-    w: &[f32],
+    w: &Tensor,
+    ws: &[f32],
     bias: Option<&[f32]>,
     relu: bool,
     wg: &winograd::Geometry,
 ) -> Vec<f32> {
-    let mut u = PoolBuf::take(wg.filter_len());
-    winograd::transform_filter(w, wg.cout, wg.cin, false, &mut u.0);
     let mut y = pool::take_uninit(wg.n * wg.cout * wg.out[0] * wg.out[1]);
-    winograd::conv3x3(x, &u.0, bias, relu, wg, &mut y);
+    let inference = !crate::autograd::is_grad_enabled();
+    let wide = winograd_wide(wg, inference);
+    let transform = |u: &mut [f32]| winograd::transform_filter(ws, wg.cout, wg.cin, false, wide, u);
+    if inference {
+        let u = filter_cache::get_or_insert(w, false, wide, wg.filter_len(), transform);
+        winograd_conv(x, &u, wide, bias, relu, wg, &mut y);
+    } else {
+        filter_cache::release_stale();
+        let mut u = PoolBuf::take(wg.filter_len());
+        transform(&mut u.0);
+        winograd_conv(x, &u.0, wide, bias, relu, wg, &mut y);
+    }
     y
 }
 
@@ -143,11 +172,39 @@ fn winograd_input_grad(gout: &[f32], w: &[f32], wg: &winograd::Geometry) -> Vec<
         out: wg.input,
         pad: [2 - wg.pad[0], 2 - wg.pad[1]],
     };
+    let wide = winograd_wide(&back, false);
     let mut u = PoolBuf::take(back.filter_len());
-    winograd::transform_filter(w, wg.cout, wg.cin, true, &mut u.0);
+    winograd::transform_filter(w, wg.cout, wg.cin, true, wide, &mut u.0);
     let mut dx = pool::take_uninit(back.n * back.cout * back.out[0] * back.out[1]);
-    winograd::conv3x3(gout, &u.0, None, false, &back, &mut dx);
+    winograd_conv(gout, &u.0, wide, None, false, &back, &mut dx);
     dx
+}
+
+/// A Winograd convolution with filters `u` transformed for its layout (`wide`: input-major).
+fn winograd_conv(
+    x: &[f32],
+    u: &[f32],
+    wide: bool,
+    bias: Option<&[f32]>,
+    relu: bool,
+    wg: &winograd::Geometry,
+    y: &mut [f32],
+) {
+    if wide {
+        winograd::conv3x3_wide(x, u, bias, relu, wg, y);
+    } else {
+        winograd::conv3x3(x, u, bias, relu, wg, y);
+    }
+}
+
+/// The Winograd layout (`true`: whole-batch): the one [`conv_algo`] asks for, else the shape
+/// rule's, else tiled (`cached`: the transformed filters come from the inference cache).
+fn winograd_wide(wg: &winograd::Geometry, cached: bool) -> bool {
+    match conv_algo() {
+        ConvAlgo::WinogradWide => true,
+        ConvAlgo::WinogradTiled => false,
+        _ => winograd_rule(wg, cached).unwrap_or(false),
+    }
 }
 
 /// Transposed convolution forward (the input-gradient path of `geom`'s convolution, the bias
@@ -185,7 +242,7 @@ pub(super) fn backward(
 ) -> Result<[Option<Tensor>; 3]> {
     let [rx, rw, rb] = needs;
     let g = relu_mask(g, relu_out)?;
-    let wino = if rx { geom.winograd() } else { None };
+    let wino = if rx { geom.winograd(false) } else { None };
     let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
         let (dx, dw) = with_opt(rw.then_some(sx), op, |xs| {
             sw.with_f32(op, |ws| match &wino {

@@ -45,7 +45,7 @@ fn direct(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geometry) -> (Vec<f64>
 
 fn run(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Geometry) -> Vec<f32> {
     let mut u = vec![0.0; g.filter_len()];
-    transform_filter(w, g.cout, g.cin, false, &mut u);
+    transform_filter(w, g.cout, g.cin, false, false, &mut u);
     let mut y = vec![f32::NAN; g.n * g.cout * g.out[0] * g.out[1]];
     conv3x3(x, &u, bias, relu, g, &mut y);
     y
@@ -175,13 +175,88 @@ fn rotated_filters_give_the_input_gradient() {
         out: [ih, iw],
         pad: [2 - pad, 2 - pad],
     };
-    let mut u = vec![0.0; g.filter_len()];
-    transform_filter(&w, cout, cin, true, &mut u);
-    let mut dx = vec![f32::NAN; want.len()];
-    conv3x3(&dy, &u, None, false, &g, &mut dx);
     let scale: f64 = w.iter().map(|v| v.abs() as f64).sum::<f64>() / cin as f64;
-    for (got, want) in dx.iter().zip(&want) {
-        assert!((*got as f64 - want).abs() <= TOL * scale, "{got} vs {want}");
+    for wide in [false, true] {
+        let mut u = vec![0.0; g.filter_len()];
+        transform_filter(&w, cout, cin, true, wide, &mut u);
+        let mut dx = vec![f32::NAN; want.len()];
+        if wide {
+            conv3x3_wide(&dy, &u, None, false, &g, &mut dx);
+        } else {
+            conv3x3(&dy, &u, None, false, &g, &mut dx);
+        }
+        for (got, want) in dx.iter().zip(&want) {
+            assert!(
+                (*got as f64 - want).abs() <= TOL * scale,
+                "wide {wide}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn filter_layouts_are_transposes_and_thread_independent() {
+    let (k, c) = (37, 21);
+    let w = values(k * c * 9, 51);
+    let plane = k * c;
+    for rotate in [false, true] {
+        let (outs, ins) = if rotate { (c, k) } else { (k, c) };
+        let mut out_major = vec![f32::NAN; XI * plane];
+        transform_filter(&w, k, c, rotate, false, &mut out_major);
+        let mut in_major = vec![f32::NAN; XI * plane];
+        transform_filter(&w, k, c, rotate, true, &mut in_major);
+        for xi in 0..XI {
+            for o in 0..outs {
+                for i in 0..ins {
+                    assert_eq!(
+                        out_major[xi * plane + o * ins + i].to_bits(),
+                        in_major[xi * plane + i * outs + o].to_bits()
+                    );
+                }
+            }
+        }
+        // A filter transformed alone (plain scalar code) gives the same bits.
+        let (o, i) = (outs - 1, ins / 2);
+        let (ki, ci) = if rotate { (i, o) } else { (o, i) };
+        let f = &w[(ki * c + ci) * 9..][..9];
+        let g = |r: usize, s: usize| {
+            if rotate {
+                f[(2 - r) * 3 + (2 - s)]
+            } else {
+                f[r * 3 + s]
+            }
+        };
+        let g1 = |v: [f32; 3]| {
+            let [g0, g1, g2] = v;
+            [
+                g0 / 4.0,
+                -(g0 + g1 + g2) / 6.0,
+                -(g0 - g1 + g2) / 6.0,
+                g0 / 24.0 + g1 / 12.0 + g2 / 6.0,
+                g0 / 24.0 - g1 / 12.0 + g2 / 6.0,
+                g2,
+            ]
+        };
+        let cols: Vec<[f32; A]> = (0..3).map(|s| g1([g(0, s), g(1, s), g(2, s)])).collect();
+        for a in 0..A {
+            let row = g1([cols[0][a], cols[1][a], cols[2][a]]);
+            for b in 0..A {
+                assert_eq!(
+                    out_major[(a * A + b) * plane + o * ins + i].to_bits(),
+                    row[b].to_bits()
+                );
+            }
+        }
+        let single = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a one-thread pool")
+            .install(|| {
+                let mut u = vec![f32::NAN; XI * plane];
+                transform_filter(&w, k, c, rotate, false, &mut u);
+                u
+            });
+        assert_eq!(single, out_major);
     }
 }
 
@@ -208,5 +283,100 @@ fn every_isa_level_and_thread_count_agree() {
         .build()
         .expect("a one-thread pool")
         .install(|| run(&x, &w, Some(&b), true, &g));
+    assert_eq!(single, reference, "one thread must give the same bits");
+}
+
+fn run_wide(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Geometry) -> Vec<f32> {
+    let mut u = vec![0.0; g.filter_len()];
+    transform_filter(w, g.cout, g.cin, false, true, &mut u);
+    let mut y = vec![f32::NAN; g.n * g.cout * g.out[0] * g.out[1]];
+    conv3x3_wide(x, &u, bias, relu, g, &mut y);
+    y
+}
+
+#[test]
+fn wide_layout_matches_direct_correlation() {
+    // Channel counts below, at and above the 16 lanes, partial tiles, crops and extensions of
+    // the output, padding 0 to 2, and one image.
+    let cases = [
+        geometry(1, 1, 1, [3, 3], [0, 0]),
+        geometry(1, 1, 1, [1, 1], [1, 1]),
+        geometry(2, 3, 5, [7, 9], [1, 1]),
+        geometry(2, 17, 33, [4, 4], [1, 1]),
+        geometry(3, 32, 16, [2, 2], [1, 1]),
+        geometry(1, 40, 24, [14, 14], [1, 1]),
+        geometry(2, 16, 20, [7, 7], [1, 1]),
+        geometry(1, 2, 4, [5, 11], [2, 2]),
+        geometry(4, 64, 48, [8, 8], [1, 1]),
+        Geometry {
+            n: 2,
+            cin: 18,
+            cout: 3,
+            input: [6, 7],
+            out: [9, 10],
+            pad: [2, 1],
+        },
+        Geometry {
+            n: 2,
+            cin: 3,
+            cout: 19,
+            input: [6, 7],
+            out: [4, 5],
+            pad: [2, 1],
+        },
+    ];
+    let mut worst = 0.0f64;
+    for (i, g) in cases.iter().enumerate() {
+        let x = values(g.n * g.cin * g.input[0] * g.input[1], 31 + i as u64);
+        let w = values(g.cout * g.cin * 9, 130 + i as u64);
+        let b = values(g.cout, 230 + i as u64);
+        for (bias, relu) in [(None, false), (Some(&b[..]), false), (Some(&b[..]), true)] {
+            let got = run_wide(&x, &w, bias, relu, g);
+            let (want, scale) = direct(&x, &w, bias, g);
+            let err = worst_error(&got, &want, &scale, relu);
+            assert!(
+                err <= TOL,
+                "{g:?} bias {} relu {relu}: error {err:e}",
+                bias.is_some()
+            );
+            worst = worst.max(err);
+        }
+        // The two layouts agree to rounding.
+        let tiled = run(&x, &w, Some(&b), false, g);
+        let wide = run_wide(&x, &w, Some(&b), false, g);
+        let (_, scale) = direct(&x, &w, Some(&b), g);
+        for ((t, w), s) in tiled.iter().zip(&wide).zip(&scale) {
+            assert!(
+                ((t - w) as f64).abs() <= 2.0 * TOL * s.max(1e-6),
+                "{g:?}: {t} vs {w}"
+            );
+        }
+    }
+    eprintln!("winograd wide layout: worst relative error {worst:e}");
+}
+
+#[test]
+fn wide_layout_every_isa_level_and_thread_count_agree() {
+    let _guard = crate::kernels::ISA_TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let g = geometry(5, 20, 36, [6, 5], [1, 1]);
+    let x = values(g.n * g.cin * g.input[0] * g.input[1], 41);
+    let w = values(g.cout * g.cin * 9, 42);
+    let b = values(g.cout, 43);
+    let (want, scale) = direct(&x, &w, Some(&b), &g);
+    let reference = run_wide(&x, &w, Some(&b), true, &g);
+    for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+        set_isa_override(Some(level));
+        let got = run_wide(&x, &w, Some(&b), true, &g);
+        set_isa_override(None);
+        let err = worst_error(&got, &want, &scale, true);
+        assert!(err <= TOL, "{level:?}: error {err:e}");
+    }
+    let single = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool")
+        .install(|| run_wide(&x, &w, Some(&b), true, &g));
     assert_eq!(single, reference, "one thread must give the same bits");
 }

@@ -1,0 +1,230 @@
+//! The whole-batch ("wide") layout of Winograd F(4×4, 3×3), for small feature maps with many
+//! channels (ResNet-18's 8 and 4 px stages at 64 px input, ResNet-50's 14 and 7 px stages).
+//!
+//! The tiled layout ([`super::conv3x3`]) vectorises the transforms over tiles and splits the
+//! batch into L2-sized blocks, each running its own 36 GEMMs. On a 4×4 map an image is one tile
+//! (plus the layout's spare slot per tile row), so a block's GEMMs have a few dozen columns and
+//! stream the whole transformed filter bank `U` (36·C·K floats, 9 MB at 256 channels) once per
+//! block. Here the transforms are vectorised over 16 channels instead, every tile of the batch
+//! goes into one `V`, and each of the 36 GEMMs runs once over all tiles:
+//!
+//! 1. input transform, images in parallel: `V[t][ξ][c] = (Bᵀ d_{t,c} B)[ξ]`;
+//! 2. GEMMs, tile positions ξ in parallel: `M[ξ][t][k] = Σ_c V[t][ξ][c] · U[ξ][c][k]` (the
+//!    filters transformed input-major, [`super::transform_filter`] with `in_major`);
+//! 3. output transform, images in parallel: `y[n][k] = act(Aᵀ M A + bias)` per tile.
+//!
+//! The 1-d transforms are the tiled layout's, applied in another order, and the GEMM blocking
+//! differs, so the two layouts agree to rounding, not bits.
+//! Each output element is computed by one task whose work does not depend on the thread count,
+//! so results are the same for any number of threads.
+
+use super::{input_1d, output_1d, Geometry, A, LANES, MO, XI};
+use crate::kernels::gemm::{sgemm_isa, Epilogue};
+use crate::parallel::prelude::*;
+use crate::storage::pool::PooledVec;
+
+/// `y = act(conv3x3(x) + bias)` like [`super::conv3x3`], computed in the whole-batch layout:
+/// the same operands and layouts except `u`, the filters transformed input-major
+/// (`[36][cin][cout]`).
+pub fn conv3x3_wide(
+    x: &[f32],
+    u: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    g: &Geometry,
+    y: &mut [f32],
+) {
+    let [ih, iw] = g.input;
+    let [oh, ow] = g.out;
+    let (p_in, p_out) = (ih * iw, oh * ow);
+    assert!(x.len() >= g.n * g.cin * p_in, "winograd: input too short");
+    assert!(
+        y.len() >= g.n * g.cout * p_out,
+        "winograd: output too short"
+    );
+    assert!(u.len() >= g.filter_len(), "winograd: filters too short");
+    assert!(bias.is_none_or(|b| b.len() >= g.cout));
+    if g.n == 0 || p_out == 0 || g.cout == 0 {
+        return;
+    }
+    let [th, tw] = g.tiles();
+    let per_image = th * tw;
+    let tiles = g.n * per_image;
+    let isa = crate::kernels::isa();
+
+    let mut v = PooledVec::<f32>::take(tiles * XI * g.cin);
+    let mut m = PooledVec::<f32>::take(XI * tiles * g.cout);
+    if g.cin == 0 {
+        m.fill(0.0);
+    } else {
+        v.par_chunks_mut(per_image * XI * g.cin)
+            .enumerate()
+            .for_each(|(n, vn)| input_image(&x[n * g.cin * p_in..][..g.cin * p_in], g, vn));
+        gemms(isa, &v, u, g, tiles, &mut m);
+    }
+    y[..g.n * g.cout * p_out]
+        .par_chunks_mut(g.cout * p_out)
+        .enumerate()
+        .for_each(|(n, yn)| output_image(&m, n * per_image, tiles, g, bias, relu, yn));
+}
+
+/// The 36 GEMMs `M[ξ] = V[·][ξ] · U[ξ]`, tile positions in parallel (each on one thread).
+fn gemms(
+    isa: crate::kernels::Isa,
+    v: &[f32],
+    u: &[f32],
+    g: &Geometry,
+    tiles: usize,
+    m: &mut [f32],
+) {
+    m.par_chunks_mut(tiles * g.cout)
+        .enumerate()
+        .for_each(|(xi, mx)| {
+            sgemm_isa(
+                isa,
+                1,
+                tiles,
+                g.cout,
+                g.cin,
+                &v[xi * g.cin..],
+                XI * g.cin,
+                1,
+                &u[xi * g.cout * g.cin..],
+                g.cout,
+                1,
+                mx,
+                g.cout,
+                false,
+                Epilogue::default(),
+            );
+        });
+}
+
+/// The input transform of one image: `v[(t·36 + ξ)·cin + c]` for its tiles `t`.
+#[inline(always)]
+fn input_image_body(x: &[f32], g: &Geometry, v: &mut [f32]) {
+    let [ih, iw] = g.input;
+    let p_in = ih * iw;
+    let [th, tw] = g.tiles();
+    let mut d = [[[0.0f32; LANES]; A]; A];
+    let mut e = [[[0.0f32; LANES]; A]; A];
+    let mut col = [[0.0f32; LANES]; A];
+    let mut out = [[0.0f32; LANES]; A];
+    for ty in 0..th {
+        for tx in 0..tw {
+            let tile = &mut v[(ty * tw + tx) * XI * g.cin..][..XI * g.cin];
+            let mut c0 = 0;
+            while c0 < g.cin {
+                let lanes = LANES.min(g.cin - c0);
+                // Gather the 6×6 windows of `lanes` channels (zero outside the input).
+                for i in 0..A {
+                    let yy = (ty * MO + i) as isize - g.pad[0] as isize;
+                    let row_in = yy >= 0 && (yy as usize) < ih;
+                    for j in 0..A {
+                        let xx = (tx * MO + j) as isize - g.pad[1] as isize;
+                        let dst = &mut d[i][j];
+                        if !row_in || xx < 0 || xx as usize >= iw {
+                            *dst = [0.0; LANES];
+                            continue;
+                        }
+                        let at = yy as usize * iw + xx as usize;
+                        for l in 0..LANES {
+                            dst[l] = if l < lanes {
+                                x[(c0 + l) * p_in + at]
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+                // Bᵀ d B: along each row (j), then along each column (i).
+                for i in 0..A {
+                    input_1d(&d[i], &mut e[i]);
+                }
+                for b in 0..A {
+                    for i in 0..A {
+                        col[i] = e[i][b];
+                    }
+                    input_1d(&col, &mut out);
+                    for a in 0..A {
+                        let dst = &mut tile[(a * A + b) * g.cin + c0..][..lanes];
+                        dst.copy_from_slice(&out[a][..lanes]);
+                    }
+                }
+                c0 += LANES;
+            }
+        }
+    }
+}
+
+crate::multiversion! {
+    fn input_image(x: &[f32], g: &Geometry, v: &mut [f32]) {
+        input_image_body(x, g, v)
+    }
+}
+
+/// The output transform of one image (tiles `t0..t0 + tiles per image` of `m`, which holds
+/// `tiles` tiles per tile position): `y[k][o]` for every output channel and position.
+#[inline(always)]
+fn output_image_body(
+    m: &[f32],
+    t0: usize,
+    tiles: usize,
+    g: &Geometry,
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) {
+    let [oh, ow] = g.out;
+    let p_out = oh * ow;
+    let [th, tw] = g.tiles();
+    let mut mm = [[[0.0f32; LANES]; A]; A];
+    let mut z = [[[0.0f32; LANES]; MO]; A];
+    let mut col = [[0.0f32; LANES]; A];
+    let mut out = [[0.0f32; LANES]; MO];
+    for ty in 0..th {
+        let rows = MO.min(oh - ty * MO);
+        for tx in 0..tw {
+            let cols = MO.min(ow - tx * MO);
+            let t = t0 + ty * tw + tx;
+            let mut k0 = 0;
+            while k0 < g.cout {
+                let lanes = LANES.min(g.cout - k0);
+                for a in 0..A {
+                    for b in 0..A {
+                        let src = &m[((a * A + b) * tiles + t) * g.cout + k0..][..lanes];
+                        mm[a][b][..lanes].copy_from_slice(src);
+                    }
+                }
+                let mut bias_lanes = [0.0f32; LANES];
+                if let Some(bs) = bias {
+                    bias_lanes[..lanes].copy_from_slice(&bs[k0..k0 + lanes]);
+                }
+                // Aᵀ m A: along each row (b), then along each column (a).
+                for a in 0..A {
+                    output_1d(&mm[a], &mut z[a]);
+                }
+                for j in 0..cols {
+                    for a in 0..A {
+                        col[a] = z[a][j];
+                    }
+                    output_1d(&col, &mut out);
+                    for i in 0..rows {
+                        let at = (ty * MO + i) * ow + tx * MO + j;
+                        for l in 0..lanes {
+                            let v = out[i][l] + bias_lanes[l];
+                            y[(k0 + l) * p_out + at] = if relu { v.max(0.0) } else { v };
+                        }
+                    }
+                }
+                k0 += LANES;
+            }
+        }
+    }
+}
+
+crate::multiversion! {
+    fn output_image(m: &[f32], t0: usize, tiles: usize, g: &Geometry, bias: Option<&[f32]>, relu: bool, y: &mut [f32]) {
+        output_image_body(m, t0, tiles, g, bias, relu, y)
+    }
+}
