@@ -75,6 +75,22 @@ impl Geometry {
     pub fn filter_len(&self) -> usize {
         XI * self.cin * self.cout
     }
+    /// Panics unless the operands of a convolution of this geometry are long enough (a caller
+    /// bug: the op validated the shapes).
+    fn check_operands(&self, x: &[f32], u: &[f32], bias: Option<&[f32]>, y: &[f32]) {
+        let p_in = self.input[0] * self.input[1];
+        let p_out = self.out[0] * self.out[1];
+        assert!(
+            x.len() >= self.n * self.cin * p_in,
+            "winograd: input too short"
+        );
+        assert!(
+            y.len() >= self.n * self.cout * p_out,
+            "winograd: output too short"
+        );
+        assert!(u.len() >= self.filter_len(), "winograd: filters too short");
+        assert!(bias.is_none_or(|b| b.len() >= self.cout));
+    }
 }
 
 /// `U[ξ][k][c] = (G g Gᵀ)[ξ]` for filters `w` `[K][C][3][3]` (`rotate: false`), or for the
@@ -570,16 +586,8 @@ pub fn conv3x3(
     g: &Geometry,
     y: &mut [f32],
 ) {
-    let [ih, iw] = g.input;
+    g.check_operands(x, u, bias, y);
     let [oh, ow] = g.out;
-    let p_in = ih * iw;
-    assert!(x.len() >= g.n * g.cin * p_in, "winograd: input too short");
-    assert!(
-        y.len() >= g.n * g.cout * oh * ow,
-        "winograd: output too short"
-    );
-    assert!(u.len() >= g.filter_len(), "winograd: filters too short");
-    assert!(bias.is_none_or(|b| b.len() >= g.cout));
     if g.n == 0 || oh * ow == 0 || g.cout == 0 {
         return;
     }

@@ -63,6 +63,29 @@ fn worst_error(got: &[f32], want: &[f64], scale: &[f64], relu: bool) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Every case with no bias, a bias, and a bias + ReLU against the direct correlation: asserts
+/// the bound and returns the worst error (inputs seeded from `seed`).
+fn check_against_direct(layout: Runner, cases: &[Geometry], seed: u64) -> f64 {
+    let mut worst = 0.0f64;
+    for (i, g) in cases.iter().enumerate() {
+        let x = values(g.n * g.cin * g.input[0] * g.input[1], seed + i as u64);
+        let w = values(g.cout * g.cin * 9, seed + 100 + i as u64);
+        let b = values(g.cout, seed + 200 + i as u64);
+        for (bias, relu) in [(None, false), (Some(&b[..]), false), (Some(&b[..]), true)] {
+            let got = layout(&x, &w, bias, relu, g);
+            let (want, scale) = direct(&x, &w, bias, g);
+            let err = worst_error(&got, &want, &scale, relu);
+            assert!(
+                err <= TOL,
+                "{g:?} bias {} relu {relu}: error {err:e}",
+                bias.is_some()
+            );
+            worst = worst.max(err);
+        }
+    }
+    worst
+}
+
 /// Error bound relative to `Σ |w·x|`: F(4×4, 3×3) in f32 measures ~3e-6 on these inputs (direct
 /// f32 convolution: ~2e-7); the bound leaves room for longer channel sums.
 const TOL: f64 = 4e-5;
@@ -93,23 +116,7 @@ fn matches_direct_correlation_over_shapes_and_padding() {
         geometry(9, 8, 8, [8, 8], [1, 1]),
         geometry(1, 3, 3, [70, 37], [1, 0]),
     ];
-    let mut worst = 0.0f64;
-    for (i, g) in cases.iter().enumerate() {
-        let x = values(g.n * g.cin * g.input[0] * g.input[1], 1 + i as u64);
-        let w = values(g.cout * g.cin * 9, 100 + i as u64);
-        let b = values(g.cout, 200 + i as u64);
-        for (bias, relu) in [(None, false), (Some(&b[..]), false), (Some(&b[..]), true)] {
-            let got = run(&x, &w, bias, relu, g);
-            let (want, scale) = direct(&x, &w, bias, g);
-            let err = worst_error(&got, &want, &scale, relu);
-            assert!(
-                err <= TOL,
-                "{g:?} bias {} relu {relu}: error {err:e}",
-                bias.is_some()
-            );
-            worst = worst.max(err);
-        }
-    }
+    let worst = check_against_direct(run, &cases, 1);
     eprintln!("winograd F(4x4,3x3): worst relative error {worst:e}");
 }
 
@@ -265,26 +272,39 @@ fn every_isa_level_and_thread_count_agree() {
     let _guard = crate::kernels::ISA_TEST_LOCK
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let g = geometry(5, 7, 6, [19, 21], [1, 1]);
-    let x = values(g.n * g.cin * g.input[0] * g.input[1], 21);
-    let w = values(g.cout * g.cin * 9, 22);
-    let b = values(g.cout, 23);
-    let (want, scale) = direct(&x, &w, Some(&b), &g);
-    let reference = run(&x, &w, Some(&b), true, &g);
-    for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
-        set_isa_override(Some(level));
-        let got = run(&x, &w, Some(&b), true, &g);
-        set_isa_override(None);
-        let err = worst_error(&got, &want, &scale, true);
-        assert!(err <= TOL, "{level:?}: error {err:e}");
+    // (layout, geometry): the tiled layout on a map of many tiles, the whole-batch one with
+    // channel counts that are not multiples of the 16 lanes.
+    let cases: [(Runner, Geometry); 2] = [
+        (run, geometry(5, 7, 6, [19, 21], [1, 1])),
+        (run_wide, geometry(5, 20, 36, [6, 5], [1, 1])),
+    ];
+    for (layout, g) in cases {
+        let x = values(g.n * g.cin * g.input[0] * g.input[1], 21);
+        let w = values(g.cout * g.cin * 9, 22);
+        let b = values(g.cout, 23);
+        let (want, scale) = direct(&x, &w, Some(&b), &g);
+        let reference = layout(&x, &w, Some(&b), true, &g);
+        for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+            set_isa_override(Some(level));
+            let got = layout(&x, &w, Some(&b), true, &g);
+            set_isa_override(None);
+            let err = worst_error(&got, &want, &scale, true);
+            assert!(err <= TOL, "{g:?} {level:?}: error {err:e}");
+        }
+        let single = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a one-thread pool")
+            .install(|| layout(&x, &w, Some(&b), true, &g));
+        assert_eq!(
+            single, reference,
+            "{g:?}: one thread must give the same bits"
+        );
     }
-    let single = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("a one-thread pool")
-        .install(|| run(&x, &w, Some(&b), true, &g));
-    assert_eq!(single, reference, "one thread must give the same bits");
 }
+
+/// One layout's convolution: (x, w, bias, relu, geometry) -> y.
+type Runner = fn(&[f32], &[f32], Option<&[f32]>, bool, &Geometry) -> Vec<f32>;
 
 fn run_wide(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Geometry) -> Vec<f32> {
     let mut u = vec![0.0; g.filter_len()];
@@ -325,22 +345,11 @@ fn wide_layout_matches_direct_correlation() {
             pad: [2, 1],
         },
     ];
-    let mut worst = 0.0f64;
+    let worst = check_against_direct(run_wide, &cases, 31);
     for (i, g) in cases.iter().enumerate() {
         let x = values(g.n * g.cin * g.input[0] * g.input[1], 31 + i as u64);
         let w = values(g.cout * g.cin * 9, 130 + i as u64);
         let b = values(g.cout, 230 + i as u64);
-        for (bias, relu) in [(None, false), (Some(&b[..]), false), (Some(&b[..]), true)] {
-            let got = run_wide(&x, &w, bias, relu, g);
-            let (want, scale) = direct(&x, &w, bias, g);
-            let err = worst_error(&got, &want, &scale, relu);
-            assert!(
-                err <= TOL,
-                "{g:?} bias {} relu {relu}: error {err:e}",
-                bias.is_some()
-            );
-            worst = worst.max(err);
-        }
         // The two layouts agree to rounding.
         let tiled = run(&x, &w, Some(&b), false, g);
         let wide = run_wide(&x, &w, Some(&b), false, g);
@@ -353,30 +362,4 @@ fn wide_layout_matches_direct_correlation() {
         }
     }
     eprintln!("winograd wide layout: worst relative error {worst:e}");
-}
-
-#[test]
-fn wide_layout_every_isa_level_and_thread_count_agree() {
-    let _guard = crate::kernels::ISA_TEST_LOCK
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let g = geometry(5, 20, 36, [6, 5], [1, 1]);
-    let x = values(g.n * g.cin * g.input[0] * g.input[1], 41);
-    let w = values(g.cout * g.cin * 9, 42);
-    let b = values(g.cout, 43);
-    let (want, scale) = direct(&x, &w, Some(&b), &g);
-    let reference = run_wide(&x, &w, Some(&b), true, &g);
-    for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
-        set_isa_override(Some(level));
-        let got = run_wide(&x, &w, Some(&b), true, &g);
-        set_isa_override(None);
-        let err = worst_error(&got, &want, &scale, true);
-        assert!(err <= TOL, "{level:?}: error {err:e}");
-    }
-    let single = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("a one-thread pool")
-        .install(|| run_wide(&x, &w, Some(&b), true, &g));
-    assert_eq!(single, reference, "one thread must give the same bits");
 }

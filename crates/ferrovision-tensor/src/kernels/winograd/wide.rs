@@ -34,16 +34,9 @@ pub fn conv3x3_wide(
     g: &Geometry,
     y: &mut [f32],
 ) {
-    let [ih, iw] = g.input;
-    let [oh, ow] = g.out;
-    let (p_in, p_out) = (ih * iw, oh * ow);
-    assert!(x.len() >= g.n * g.cin * p_in, "winograd: input too short");
-    assert!(
-        y.len() >= g.n * g.cout * p_out,
-        "winograd: output too short"
-    );
-    assert!(u.len() >= g.filter_len(), "winograd: filters too short");
-    assert!(bias.is_none_or(|b| b.len() >= g.cout));
+    g.check_operands(x, u, bias, y);
+    let p_in = g.input[0] * g.input[1];
+    let p_out = g.out[0] * g.out[1];
     if g.n == 0 || p_out == 0 || g.cout == 0 {
         return;
     }
