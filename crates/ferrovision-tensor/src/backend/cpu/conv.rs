@@ -100,11 +100,12 @@ pub(super) fn forward(
     } else {
         Activation::None
     };
-    let wino = geom.winograd(!crate::autograd::is_grad_enabled());
+    let inference = !crate::autograd::is_grad_enabled();
+    let wino = geom.winograd(inference);
     let y = x.with_f32(op, |xs| {
         w.with_f32(op, |ws| {
             with_opt(bias, op, |bs| match &wino {
-                Some(wg) => winograd_forward(xs, w, ws, bs, relu, wg),
+                Some(wg) => winograd_forward(xs, w, ws, bs, relu, wg, inference),
                 None => conv_forward(xs, ws, bs, act, geom),
             })
         })
@@ -136,7 +137,7 @@ fn winograd_rule(wg: &winograd::Geometry, cached: bool) -> Option<bool> {
 }
 
 /// Winograd forward: `y = act(conv3x3(x, w) + bias)` (`w` the weight tensor, `ws` its values).
-/// With gradients off (inference) the transformed filters are cached ([`filter_cache`]).
+/// In inference (gradients off) the transformed filters are cached ([`filter_cache`]).
 fn winograd_forward(
     x: &[f32],
     w: &Tensor,
@@ -144,9 +145,9 @@ fn winograd_forward(
     bias: Option<&[f32]>,
     relu: bool,
     wg: &winograd::Geometry,
+    inference: bool,
 ) -> Vec<f32> {
     let mut y = pool::take_uninit(wg.n * wg.cout * wg.out[0] * wg.out[1]);
-    let inference = !crate::autograd::is_grad_enabled();
     let wide = winograd_wide(wg, inference);
     let transform = |u: &mut [f32]| winograd::transform_filter(ws, wg.cout, wg.cin, false, wide, u);
     if inference {
