@@ -66,7 +66,7 @@ impl Rule for AdadeltaRule {
     }
 
     #[inline(always)]
-    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
+    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [&mut [f32]]) -> bool {
         let [ag, ad] = slots else { return false };
         let (lr, rho, eps) = (c.lr, self.rho as f32, self.epsilon as f32);
         let one_m_rho = 1.0 - rho;

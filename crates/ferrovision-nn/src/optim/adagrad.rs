@@ -70,7 +70,7 @@ impl Rule for AdagradRule {
     }
 
     #[inline(always)]
-    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
+    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [&mut [f32]]) -> bool {
         let [acc] = slots else { return false };
         let (lr, eps) = (c.lr, self.epsilon as f32);
         for ((w, &g), a) in w.iter_mut().zip(g).zip(acc.iter_mut()) {

@@ -148,7 +148,7 @@ impl<const W: bool> Rule for AdamRule<W> {
     }
 
     #[inline(always)]
-    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
+    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [&mut [f32]]) -> bool {
         // Multiplying by the weight's learning-rate multiplier (1: exact no-op).
         let (alpha, eps) = (self.alpha * c.lr_scale, self.epsilon as f32);
         let (one_m_b1, one_m_b2) = ((1.0 - self.beta_1) as f32, (1.0 - self.beta_2) as f32);

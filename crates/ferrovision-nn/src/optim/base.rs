@@ -282,7 +282,7 @@ impl OptimizerBase {
             let bufs = &mut entry.bufs;
             let done = value
                 .update_with_grad_(&grad, "optimizer update", |w, g| {
-                    if update_simd(&*rule, &ctx, w, g, bufs) {
+                    if update_chunked(&*rule, &ctx, w, g, bufs) {
                         Ok(())
                     } else {
                         Err(Error::config(format!(
@@ -428,6 +428,48 @@ fn names_preview(params: &[(String, Param)]) -> String {
     s.join(", ")
 }
 
+/// Elements per task of a parallel update: large enough that the fork/join cost is small
+/// against streaming the weight, gradient and slots.
+const UPDATE_CHUNK: usize = 1 << 16;
+
+/// Runs `rule.update` over `w`, `g` and the slots in chunks of [`UPDATE_CHUNK`] elements,
+/// in parallel when there are several. Every rule is elementwise, so the result does not
+/// depend on the chunking or the thread count. False when the slot count or a slot's length
+/// is wrong.
+fn update_chunked<R: Rule>(
+    rule: &R,
+    c: &StepCtx,
+    w: &mut [f32],
+    g: &[f32],
+    bufs: &mut [Vec<f32>],
+) -> bool {
+    if bufs.iter().any(|b| b.len() != w.len()) || g.len() != w.len() {
+        return false;
+    }
+    if w.len() <= UPDATE_CHUNK || ferrovision_tensor::parallel::num_threads() <= 1 {
+        let mut slots: Vec<&mut [f32]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+        return update_simd(rule, c, w, g, &mut slots);
+    }
+    let mut slot_chunks: Vec<_> = bufs
+        .iter_mut()
+        .map(|b| b.chunks_mut(UPDATE_CHUNK))
+        .collect();
+    let jobs: Vec<(&mut [f32], &[f32], Vec<&mut [f32]>)> = w
+        .chunks_mut(UPDATE_CHUNK)
+        .zip(g.chunks(UPDATE_CHUNK))
+        .map(|(wc, gc)| {
+            let slots = slot_chunks.iter_mut().filter_map(|it| it.next()).collect();
+            (wc, gc, slots)
+        })
+        .collect();
+    use ferrovision_tensor::parallel::prelude::*;
+    jobs.into_par_iter()
+        .map(|(wc, gc, mut slots)| update_simd(rule, c, wc, gc, &mut slots))
+        .collect::<Vec<bool>>()
+        .into_iter()
+        .all(|ok| ok)
+}
+
 ferrovision_tensor::multiversion! {
     /// Runs `rule.update` compiled for the widest vector ISA the engine selects
     /// (`ferrovision_tensor::kernels::isa()`, so `FERROVISION_ISA` and `set_isa_override` apply):
@@ -439,7 +481,7 @@ ferrovision_tensor::multiversion! {
         c: &StepCtx,
         w: &mut [f32],
         g: &[f32],
-        slots: &mut [Vec<f32>],
+        slots: &mut [&mut [f32]],
     ) -> bool {
         rule.update(c, w, g, slots)
     }
@@ -484,7 +526,7 @@ impl StepCtx {
 
 /// An update rule: its slots and one fused in-place loop per weight. Its serde form is the
 /// optimizer-specific part of the config (the hyper-parameters, Keras key names).
-pub(crate) trait Rule: Send + Serialize + DeserializeOwned {
+pub(crate) trait Rule: Send + Sync + Serialize + DeserializeOwned {
     /// Keras class name (`Adam`).
     const CLASS: &'static str;
     /// Names of the per-weight slots, in buffer order.
@@ -501,7 +543,7 @@ pub(crate) trait Rule: Send + Serialize + DeserializeOwned {
     /// Recomputes step-dependent internal state after a restore.
     fn reset(&mut self, _iterations: u64) {}
     /// Updates `w` in place from `g`; returns false when the slot count is wrong.
-    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool;
+    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [&mut [f32]]) -> bool;
 }
 
 #[derive(Clone, Debug)]

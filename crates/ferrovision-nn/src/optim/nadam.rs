@@ -124,7 +124,7 @@ impl Rule for NadamRule {
     }
 
     #[inline(always)]
-    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
+    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [&mut [f32]]) -> bool {
         let [m, v] = slots else { return false };
         let (lr, eps, cm, cg, v_div) = (c.lr, self.epsilon as f32, self.cm, self.cg, self.v_div);
         let (one_m_b1, one_m_b2) = (

@@ -95,7 +95,7 @@ impl Rule for RmsPropRule {
     }
 
     #[inline(always)]
-    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
+    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [&mut [f32]]) -> bool {
         let (lr, rho, eps, mu) = (
             c.lr,
             self.rho as f32,

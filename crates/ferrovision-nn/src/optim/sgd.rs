@@ -69,7 +69,7 @@ impl Rule for SgdRule {
     }
 
     #[inline(always)]
-    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [Vec<f32>]) -> bool {
+    fn update(&self, c: &StepCtx, w: &mut [f32], g: &[f32], slots: &mut [&mut [f32]]) -> bool {
         let lr = c.lr;
         match slots {
             [] => {
