@@ -454,11 +454,12 @@ fn update_chunked<R: Rule>(
         .iter_mut()
         .map(|b| b.chunks_mut(UPDATE_CHUNK))
         .collect();
-    let jobs: Vec<(&mut [f32], &[f32], Vec<&mut [f32]>)> = w
+    let jobs: Vec<_> = w
         .chunks_mut(UPDATE_CHUNK)
         .zip(g.chunks(UPDATE_CHUNK))
         .map(|(wc, gc)| {
-            let slots = slot_chunks.iter_mut().filter_map(|it| it.next()).collect();
+            let slots: Vec<&mut [f32]> =
+                slot_chunks.iter_mut().filter_map(|it| it.next()).collect();
             (wc, gc, slots)
         })
         .collect();
