@@ -20,6 +20,7 @@
 //! - [`par_chunk`]: the chunk length worth a task, or `None` when one thread is better.
 //! - [`par_rows`]: whole rows of an output split into tasks.
 //! - [`par_planes`]: consecutive planes of an output and an auxiliary buffer split into tasks.
+//! - [`on_pool`]: runs a whole sequence of ops on a pool thread.
 
 #[cfg(not(feature = "threads"))]
 mod seq;
@@ -69,6 +70,23 @@ pub fn set_num_threads(n: usize) -> Result<(), String> {
                 "set_num_threads({n}): built without the `threads` feature (one thread only)"
             ))
         }
+    }
+}
+
+/// Runs `f` on a thread of the pool and returns its result (inline when already on one, or
+/// without the `threads` feature). A sequence of many parallel ops (a replayed plan) started
+/// from outside the pool otherwise hands every op to the pool and waits for it, two thread
+/// wake-ups per op; from inside, the running worker takes its share of each op at once.
+/// Thread-local state (the gradient mode) is the pool thread's, not the caller's: `f` sets
+/// what it needs.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "threads")]
+    {
+        rayon::scope(|_| f())
+    }
+    #[cfg(not(feature = "threads"))]
+    {
+        f()
     }
 }
 
@@ -168,6 +186,33 @@ mod tests {
             .chunks(plane)
             .enumerate()
             .all(|(p, c)| c.iter().all(|&v| v == p as f32)));
+    }
+
+    #[test]
+    fn on_pool_runs_on_a_pool_thread_and_nests() {
+        let (outer, inner) = on_pool(|| {
+            let outer = rayon_thread();
+            (outer, on_pool(rayon_thread))
+        });
+        if cfg!(feature = "threads") {
+            assert!(outer.is_some() && inner == outer, "{outer:?} {inner:?}");
+        } else {
+            assert_eq!((outer, inner), (None, None));
+        }
+        let mut v = vec![0u32; 1 << 17];
+        on_pool(|| par_rows(&mut v, 3, |r0, rows| rows.fill(r0 as u32 + 1)));
+        assert!(v.iter().all(|&x| x > 0));
+    }
+
+    fn rayon_thread() -> Option<usize> {
+        #[cfg(feature = "threads")]
+        {
+            rayon::current_thread_index()
+        }
+        #[cfg(not(feature = "threads"))]
+        {
+            None
+        }
     }
 
     #[test]

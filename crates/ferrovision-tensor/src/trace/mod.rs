@@ -430,7 +430,8 @@ impl Plan {
             )));
         }
         rewrite::refresh_folds(self)?;
-        no_grad(|| self.replay(inputs))
+        let plan = &*self;
+        crate::parallel::on_pool(|| no_grad(|| plan.replay(inputs)))
     }
 
     fn replay(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
