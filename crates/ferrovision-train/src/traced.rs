@@ -32,9 +32,11 @@ pub struct TraceStats {
     pub eager_batches: usize,
     /// Why signatures could not be planned (one entry per refused signature).
     pub refused: Vec<String>,
-    /// Batch norms folded and ReLUs fused, summed over the plans built.
+    /// Batch norms folded, ReLUs fused and residual adds fused into convolutions, summed over
+    /// the plans built.
     pub folded_batch_norms: usize,
     pub fused_relus: usize,
+    pub fused_residuals: usize,
     /// Nominal FLOPs of one replay of each plan built, in trace order
     /// ([`PlanStats::flops`](ferrovision_tensor::trace::PlanStats::flops)).
     pub plan_flops: Vec<u64>,
@@ -92,6 +94,7 @@ impl Plans {
             Ok(plan) => {
                 self.stats.folded_batch_norms += plan.stats().folded_batch_norms;
                 self.stats.fused_relus += plan.stats().fused_relus;
+                self.stats.fused_residuals += plan.stats().fused_residuals;
                 self.stats.plan_flops.push(plan.stats().flops);
                 Entry::Plan(Box::new(plan))
             }

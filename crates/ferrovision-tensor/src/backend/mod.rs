@@ -90,7 +90,9 @@ pub trait Backend: Send + Sync {
     ) -> Result<[Option<Tensor>; 3]>;
 
     /// The convolution planned by `geom` (`op` names it for errors): `conv(x, w) (+ bias per
-    /// output channel) (then ReLU where `relu`)`, a new contiguous tensor of `out_shape`.
+    /// output channel) (+ residual, a tensor of `out_shape`) (then ReLU where `relu`)`, a new
+    /// contiguous tensor of `out_shape`. The residual is a residual connection fused into the
+    /// convolution by traced plans: added after the bias, as the separate add would.
     #[allow(clippy::too_many_arguments)]
     fn conv(
         &self,
@@ -99,6 +101,7 @@ pub trait Backend: Send + Sync {
         x: &Tensor,
         w: &Tensor,
         bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
         relu: bool,
         out_shape: &[usize],
     ) -> Result<Tensor>;

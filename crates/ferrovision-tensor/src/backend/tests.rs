@@ -108,11 +108,12 @@ impl Backend for Counting {
         x: &Tensor,
         w: &Tensor,
         bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
         relu: bool,
         out_shape: &[usize],
     ) -> Result<Tensor> {
         bump(&self.conv);
-        CpuBackend.conv(op, geom, x, w, bias, relu, out_shape)
+        CpuBackend.conv(op, geom, x, w, bias, residual, relu, out_shape)
     }
     fn conv_backward(
         &self,

@@ -651,7 +651,8 @@ fn conv_op(
     out_shape: Vec<usize>,
     relu: bool,
 ) -> Result<Tensor> {
-    let y = backend::for_device(x.device(), op)?.conv(op, &geom, x, w, bias, relu, &out_shape)?;
+    let y =
+        backend::for_device(x.device(), op)?.conv(op, &geom, x, w, bias, None, relu, &out_shape)?;
     let mut inputs = vec![x, w];
     if let Some(b) = bias {
         inputs.push(b);
@@ -710,6 +711,38 @@ pub(crate) fn conv_nd(
     };
     let (g, shape) = conv_geom(op, x, w, bias, opts, d)?;
     conv_op(op, x, w, bias, g, shape, relu)
+}
+
+/// `act(conv(x, w) + bias + residual)` for a `residual` of the output's shape, in one pass
+/// where the algorithm allows (the GEMM epilogue): what traced plans turn a convolution
+/// followed by a residual add (and ReLU) into. Inference only: it records no gradient, and
+/// operands that need one are refused.
+pub(crate) fn conv_nd_residual(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: &Tensor,
+    opts: &ConvOpts,
+    relu: bool,
+) -> Result<Tensor> {
+    let op = "conv_residual";
+    let mut inputs = vec![x, w, residual];
+    if let Some(b) = bias {
+        inputs.push(b);
+    }
+    if is_recorded(&inputs) {
+        return Err(Error::invalid(
+            op,
+            "inference only: an operand requires a gradient (use separate conv and add ops)",
+        ));
+    }
+    let d = w.rank().saturating_sub(2);
+    let (g, shape) = conv_geom(op, x, w, bias, opts, d)?;
+    if residual.shape() != shape.as_slice() {
+        return Err(Error::shape_mismatch(op, &shape, residual.shape()));
+    }
+    residual.expect_f32(op)?;
+    backend::for_device(x.device(), op)?.conv(op, &g, x, w, bias, Some(residual), relu, &shape)
 }
 
 impl Tensor {

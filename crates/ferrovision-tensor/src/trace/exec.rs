@@ -33,6 +33,10 @@ pub(crate) fn supported(op: &Op) -> bool {
     }
 }
 
+/// Where a convolution step holds a residual fused into it ([`super::rewrite::fuse_residuals`]),
+/// after the input, weight and (optional) bias.
+pub(super) const RESIDUAL_ARG: usize = 3;
+
 fn arg<'a>(args: &'a [Option<Tensor>], i: usize, op: &Op) -> Result<&'a Tensor> {
     args.get(i).and_then(Option::as_ref).ok_or_else(|| {
         Error::invalid(
@@ -148,7 +152,12 @@ pub(crate) fn run(
                 dilation: dilation.clone(),
                 groups: *groups,
             };
-            crate::ops::conv::conv_nd(x, b()?, opt(args, 2), &opts, *relu)
+            match opt(args, RESIDUAL_ARG) {
+                Some(r) => {
+                    crate::ops::conv::conv_nd_residual(x, b()?, opt(args, 2), r, &opts, *relu)
+                }
+                None => crate::ops::conv::conv_nd(x, b()?, opt(args, 2), &opts, *relu),
+            }
         }
         ConvTranspose {
             stride,

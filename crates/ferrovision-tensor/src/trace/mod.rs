@@ -15,7 +15,8 @@
 //!    convolution is folded into the convolution's weights and bias (refolded when any source
 //!    weight changes, tracked by storage versions), and a ReLU after a convolution or dense
 //!    layer moves into its GEMM epilogue, one after an elementwise binary op (a residual add)
-//!    into that op's pass.
+//!    into that op's pass, and a residual add of a convolution's output into the convolution
+//!    (its epilogue adds the other operand).
 //! 4. **Liveness.** Each value is dropped right after its last use, so its buffer is back in the
 //!    pool for the next step.
 //!
@@ -158,6 +159,9 @@ pub struct PlanStats {
     /// ReLUs moved into the pass of the op before them (a convolution's or dense layer's GEMM
     /// epilogue, an elementwise binary op such as a residual add).
     pub fused_relus: usize,
+    /// Residual adds fused into the convolution before them (its GEMM epilogue adds the other
+    /// operand).
+    pub fused_residuals: usize,
     /// Constants (weights, statistics) the plan reads.
     pub constants: usize,
     /// Nominal floating-point operations of one replay: 2 per multiply-add of its convolutions
@@ -356,6 +360,7 @@ impl Plan {
         }
         plan.stats.folded_batch_norms = rewrite::fold_batch_norms(&mut plan)?;
         plan.stats.fused_relus = rewrite::fuse_relus(&mut plan);
+        plan.stats.fused_residuals = rewrite::fuse_residuals(&mut plan);
         rewrite::remove_dead(&mut plan);
         rewrite::plan_releases(&mut plan);
         plan.stats.steps = plan.steps.len();

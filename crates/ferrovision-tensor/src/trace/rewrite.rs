@@ -316,6 +316,67 @@ pub(super) fn fuse_relus(plan: &mut Plan) -> usize {
     fused
 }
 
+/// Fuses each residual add into the convolution that makes one of its operands (when nothing
+/// else reads the convolution's output and no broadcasting is involved):
+/// `act(conv(x, W) + b + r)` in one pass, the GEMM epilogue adding `r` while the output tile is
+/// in registers, instead of writing the convolution's output and reading it back. The fused
+/// step takes the add's place (its residual may be computed after the convolution), and a ReLU
+/// fused into the add ([`fuse_relus`], which runs first) moves into the convolution. The sum is
+/// the same (`(conv + b) + r`, addition commutes), so results are unchanged.
+pub(super) fn fuse_residuals(plan: &mut Plan) -> usize {
+    let mut fused = 0;
+    for j in 0..plan.steps.len() {
+        if plan.steps[j].op != Op::Add || plan.steps[j].args.len() != 2 {
+            continue;
+        }
+        let uses = use_counts(plan);
+        let out_shape = plan.steps[j].out_shape.clone();
+        let shape_of = |plan: &Plan, s: Slot| -> Option<Vec<usize>> {
+            match s {
+                Slot::Value(k) => Some(plan.steps[k].out_shape.clone()),
+                Slot::Input(i) => plan.signature.get(i).map(|(shape, _)| shape.clone()),
+                Slot::Const(k) => plan.consts.get(k).map(|t| t.shape().to_vec()),
+            }
+        };
+        let (Some(a), Some(b)) = (plan.steps[j].args[0], plan.steps[j].args[1]) else {
+            continue;
+        };
+        for (conv, residual) in [(a, b), (b, a)] {
+            let Slot::Value(c) = conv else { continue };
+            let is_conv = matches!(plan.steps[c].op, Op::Conv { relu: false, .. });
+            if !is_conv
+                || uses[c] != 1
+                || conv == residual
+                || plan.steps[c].args.len() > exec_residual_arg()
+                || plan.steps[c].out_shape != out_shape
+                || shape_of(plan, residual).as_deref() != Some(out_shape.as_slice())
+            {
+                continue;
+            }
+            let relu = plan.steps[j].relu_after;
+            let mut step_args = std::mem::take(&mut plan.steps[c].args);
+            step_args.resize(exec_residual_arg(), None);
+            step_args.push(Some(residual));
+            let mut op = plan.steps[c].op.clone();
+            if let Op::Conv { relu: r, .. } = &mut op {
+                *r = relu;
+            }
+            let step = &mut plan.steps[j];
+            step.op = op;
+            step.args = step_args;
+            step.relu_after = false;
+            // Step `c` now reads nothing and nobody reads it: removed as dead.
+            fused += 1;
+            break;
+        }
+    }
+    fused
+}
+
+fn exec_residual_arg() -> usize {
+    super::exec::RESIDUAL_ARG
+}
+
 /// Sets each step's release list: the values read for the last time there.
 pub(super) fn plan_releases(plan: &mut Plan) {
     let n = plan.steps.len();

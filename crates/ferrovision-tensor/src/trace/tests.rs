@@ -281,3 +281,97 @@ fn plans_count_the_nominal_flops_of_convolutions_and_products() {
     let macs = 4 * 6 * 100 * 27 + 4 * 8 * 9 * 54 + 4 * 5 * 8;
     assert_eq!(plan.stats().flops, 2 * macs as u64);
 }
+
+/// A residual add (with or without a ReLU) fuses into the convolution that makes one of its
+/// operands, on every convolution path (pointwise GEMM, im2col with one and with several images
+/// per GEMM, Winograd, depthwise), whether the residual is a traced input or computed after the
+/// convolution, and the replay equals the eager ops bit for bit.
+#[test]
+fn a_residual_add_fuses_into_the_convolution_bit_for_bit() {
+    // (input shape, weight shape, stride, padding, groups)
+    type Case = ([usize; 4], [usize; 4], usize, usize, usize);
+    let cases: [Case; 6] = [
+        ([2, 8, 16, 16], [12, 8, 1, 1], 1, 0, 1), // pointwise, one image per GEMM
+        ([2, 3, 33, 33], [8, 3, 3, 3], 2, 1, 1),  // im2col, one image per GEMM
+        ([3, 4, 9, 9], [6, 4, 3, 3], 2, 1, 1),    // im2col, images batched: reordering copy
+        ([2, 8, 16, 16], [8, 8, 3, 3], 1, 1, 1),  // Winograd (tiled)
+        ([2, 6, 10, 10], [6, 1, 3, 3], 1, 1, 6),  // depthwise
+        ([2, 4, 12, 12], [8, 2, 3, 3], 1, 1, 2),  // grouped im2col
+    ];
+    for (i, (xs, ws, stride, pad, groups)) in cases.into_iter().enumerate() {
+        let seed = 10 * i as u64;
+        let w = randn(&ws, seed + 1).mul_scalar(0.3).unwrap();
+        let b = randn(&[ws[0]], seed + 2);
+        let opts = ConvOpts::new().pad(pad).stride(&[stride]).groups(groups);
+        let wr = randn(&[ws[0], xs[1], 1, 1], seed + 3);
+        let ropts = ConvOpts::new().stride(&[stride]);
+        for (relu, residual_later) in [(true, false), (false, false), (true, true)] {
+            let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+                let y = x[0].conv2d(&w, Some(&b), &opts)?;
+                let r = if residual_later {
+                    // A projection shortcut traced after the main convolution.
+                    x[0].conv2d(&wr, None, &ropts)?
+                } else {
+                    x[1].clone()
+                };
+                let s = r.add(&y)?;
+                Ok(vec![if relu { s.relu()? } else { s }])
+            };
+            let out_shape = {
+                let y = randn(&xs, 0).conv2d(&w, None, &opts).unwrap();
+                y.shape().to_vec()
+            };
+            let inputs = [randn(&xs, seed + 4), randn(&out_shape, seed + 5)];
+            let (_, plan) = trace(&inputs, f).unwrap();
+            let mut plan = plan.unwrap();
+            let what = format!("case {i} relu={relu} later={residual_later}");
+            assert_eq!(plan.stats().fused_residuals, 1, "{what}");
+            let new = [randn(&xs, seed + 6), randn(&out_shape, seed + 7)];
+            let want = f(&new).unwrap()[0].to_vec::<f32>().unwrap();
+            let got = plan.run(&new).unwrap()[0].to_vec::<f32>().unwrap();
+            assert_eq!(got, want, "{what}");
+        }
+    }
+}
+
+/// Not fused: a broadcast residual, and a convolution output read elsewhere too.
+#[test]
+fn residuals_that_cannot_fuse_are_left_alone() {
+    let w = randn(&[4, 3, 3, 3], 1);
+    let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        let y = x[0].conv2d(&w, None, &ConvOpts::new().pad(1))?;
+        let broadcast = y.add(&x[1])?;
+        let z = x[0].conv2d(&w, None, &ConvOpts::new().pad(1))?;
+        let twice = z.add(&x[2])?.add(&z)?;
+        Ok(vec![broadcast, twice])
+    };
+    let inputs = [
+        randn(&[2, 3, 5, 5], 2),
+        randn(&[1, 4, 1, 1], 3),
+        randn(&[2, 4, 5, 5], 4),
+    ];
+    let (_, plan) = trace(&inputs, f).unwrap();
+    let mut plan = plan.unwrap();
+    assert_eq!(plan.stats().fused_residuals, 0);
+    let got = plan.run(&inputs).unwrap();
+    let want = f(&inputs).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.to_vec::<f32>().unwrap(), w.to_vec::<f32>().unwrap());
+    }
+}
+
+/// The fused op is for inference: operands that need a gradient are refused.
+#[test]
+fn the_fused_convolution_refuses_operands_that_need_a_gradient() {
+    let x = randn(&[1, 2, 4, 4], 1);
+    let w = randn(&[3, 2, 1, 1], 2).requires_grad_(true);
+    let r = randn(&[1, 3, 4, 4], 3);
+    let e = crate::ops::conv::conv_nd_residual(&x, &w, None, &r, &ConvOpts::new(), false);
+    assert!(e.is_err());
+    let bad = randn(&[1, 3, 4, 5], 4);
+    let w = w.detach();
+    let e = crate::ops::conv::conv_nd_residual(&x, &w, None, &bad, &ConvOpts::new(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("conv_residual"), "{e}");
+}

@@ -15,7 +15,7 @@
 
 use super::filter_cache;
 use crate::kernels::depthwise;
-use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue};
+use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue, Residual};
 use crate::kernels::im2col;
 use crate::kernels::winograd;
 use crate::ops::conv::{conv_algo, min_gemm_columns, ConvAlgo, Geom};
@@ -85,32 +85,86 @@ fn bias_grad(gd: &[f32], n: usize, c: usize, p: usize) -> Tensor {
     Tensor::from_f32(v, &[len])
 }
 
-/// Convolution forward `act(conv(x, w) + bias)` into a new tensor of shape `out_shape`.
+/// Convolution forward `act(conv(x, w) + bias + residual)` into a new tensor of shape
+/// `out_shape`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn forward(
     op: &'static str,
     geom: &Geom,
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
     relu: bool,
     out_shape: &[usize],
 ) -> Result<Tensor> {
-    let act = if relu {
-        Activation::Relu
-    } else {
-        Activation::None
-    };
     let inference = !crate::autograd::is_grad_enabled();
     let wino = geom.winograd(inference);
     let y = x.with_f32(op, |xs| {
         w.with_f32(op, |ws| {
-            with_opt(bias, op, |bs| match &wino {
-                Some(wg) => winograd_forward(xs, w, ws, bs, relu, wg, inference),
-                None => conv_forward(xs, ws, bs, act, geom),
+            with_opt(bias, op, |bs| {
+                with_opt(residual, op, |rs| match &wino {
+                    Some(wg) => {
+                        // The Winograd output transform takes no residual: added after it.
+                        let mut y =
+                            winograd_forward(xs, w, ws, bs, relu && rs.is_none(), wg, inference);
+                        if let Some(r) = rs {
+                            add_residual(&mut y, r, relu);
+                        }
+                        y
+                    }
+                    None => {
+                        let ep = ConvEpilogue {
+                            bias: bs,
+                            relu,
+                            residual: rs,
+                        };
+                        conv_forward(xs, ws, ep, geom)
+                    }
+                })
             })
         })
-    })???;
+    })????;
     Ok(Tensor::from_f32(y, out_shape))
+}
+
+/// `y = act(y + r)` elementwise (the residual of a convolution whose kernel cannot take it in
+/// its epilogue).
+fn add_residual(y: &mut [f32], r: &[f32], relu: bool) {
+    let body = |(yc, rc): (&mut [f32], &[f32])| {
+        for (v, &b) in yc.iter_mut().zip(rc) {
+            let s = *v + b;
+            *v = if relu { s.max(0.0) } else { s };
+        }
+    };
+    const CHUNK: usize = 1 << 15;
+    if y.len() >= 2 * CHUNK {
+        y.par_chunks_mut(CHUNK)
+            .zip(r.par_chunks(CHUNK))
+            .for_each(body);
+    } else {
+        body((y, r));
+    }
+}
+
+/// What the forward GEMMs add and apply to a block of outputs: the bias, a residual of the
+/// block's shape (a residual connection fused into the convolution before it, added after the
+/// bias, as the separate add would) and the ReLU.
+#[derive(Clone, Copy)]
+struct ConvEpilogue<'a> {
+    bias: Option<&'a [f32]>,
+    relu: bool,
+    residual: Option<&'a [f32]>,
+}
+
+impl ConvEpilogue<'_> {
+    fn act(&self) -> Activation {
+        if self.relu {
+            Activation::Relu
+        } else {
+            Activation::None
+        }
+    }
 }
 
 /// The shape rule of [`ConvAlgo::Auto`], read off `ferrovision-bench conv` (README): `None`
@@ -278,7 +332,14 @@ pub(super) fn transpose_backward(
     let [rx, rw, rb] = needs;
     let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
         let dx = if rx {
-            Some(sw.with_f32(op, |ws| conv_forward(gd, ws, None, Activation::None, geom))?)
+            Some(sw.with_f32(op, |ws| {
+                let ep = ConvEpilogue {
+                    bias: None,
+                    relu: false,
+                    residual: None,
+                };
+                conv_forward(gd, ws, ep, geom)
+            })?)
         } else {
             None
         };
@@ -390,7 +451,8 @@ fn col2im_images(
     }
 }
 
-/// `out[group rows] = act(W_g · col_g + bias)` for every group; `col` has `ld` columns.
+/// `out[group rows] = act(W_g · col_g + bias + residual)` for every group; `col`, `out` and the
+/// residual have `ld` columns.
 #[allow(clippy::too_many_arguments)]
 fn group_gemms(
     g: &Geom,
@@ -398,15 +460,20 @@ fn group_gemms(
     col: &[f32],
     ld: usize,
     out: &mut [f32],
-    bias: Option<&[f32]>,
-    act: Activation,
+    ep: ConvEpilogue<'_>,
     par: bool,
 ) {
     let (cout_g, kg) = (g.cout_g(), g.kg());
     let one = |gi: usize, o: &mut [f32]| {
         let epi = Epilogue {
-            bias: bias.map_or(Bias::None, |b| Bias::PerRow(&b[gi * cout_g..][..cout_g])),
-            act,
+            bias: ep
+                .bias
+                .map_or(Bias::None, |b| Bias::PerRow(&b[gi * cout_g..][..cout_g])),
+            act: ep.act(),
+            residual: ep.residual.map(|r| Residual {
+                values: &r[gi * cout_g * ld..][..cout_g * ld],
+                ld,
+            }),
         };
         sgemm(
             cout_g,
@@ -442,8 +509,7 @@ fn forward_images(
     xs: &[f32],
     nb: usize,
     w: &[f32],
-    bias: Option<&[f32]>,
-    act: Activation,
+    ep: ConvEpilogue<'_>,
     g: &Geom,
     y: &mut [f32],
     par: bool,
@@ -451,27 +517,46 @@ fn forward_images(
     let p = g.p_out();
     let ld = nb * p;
     if nb == 1 && g.pointwise() {
-        group_gemms(g, w, xs, p, y, bias, act, par);
+        group_gemms(g, w, xs, p, y, ep, par);
         return;
     }
     let mut col = PoolBuf::take(g.cin * g.kk() * ld);
     im2col_images(xs, nb, g, &mut col.0, ld, par);
     if nb == 1 {
-        group_gemms(g, w, &col.0, ld, y, bias, act, par);
+        group_gemms(g, w, &col.0, ld, y, ep, par);
         return;
     }
+    // The residual is laid out like `y`: added (then the ReLU) in the reordering copy.
+    let gemm_ep = match ep.residual {
+        Some(_) => ConvEpilogue {
+            relu: false,
+            residual: None,
+            ..ep
+        },
+        None => ep,
+    };
     let mut tmp = PoolBuf::take(g.cout * ld);
-    group_gemms(g, w, &col.0, ld, &mut tmp.0, bias, act, par);
+    group_gemms(g, w, &col.0, ld, &mut tmp.0, gemm_ep, par);
     // [cout, nb·p] -> [nb, cout, p]
     for (j, img) in y.chunks_mut(g.cout * p).enumerate() {
         for (co, row) in img.chunks_mut(p).enumerate() {
-            row.copy_from_slice(&tmp.0[co * ld + j * p..][..p]);
+            let src = &tmp.0[co * ld + j * p..][..p];
+            match ep.residual {
+                None => row.copy_from_slice(src),
+                Some(r) => {
+                    let r = &r[(j * g.cout + co) * p..][..p];
+                    for ((v, &a), &b) in row.iter_mut().zip(src).zip(r) {
+                        let s = a + b;
+                        *v = if ep.relu { s.max(0.0) } else { s };
+                    }
+                }
+            }
         }
     }
 }
 
-/// Convolution forward: `y = act(conv(x, w) + bias)`, `[n, cout, p_out]`.
-fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Activation, g: &Geom) -> Vec<f32> {
+/// Convolution forward: `y = act(conv(x, w) + bias + residual)`, `[n, cout, p_out]`.
+fn conv_forward(x: &[f32], w: &[f32], ep: ConvEpilogue<'_>, g: &Geom) -> Vec<f32> {
     let (p_in, p_out) = (g.p_in(), g.p_out());
     let mut y = pool::take_uninit(g.n * g.cout * p_out);
     if y.is_empty() {
@@ -486,8 +571,8 @@ fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Activation, g: 
             depthwise::forward(
                 &x[(n * g.cin + ci) * p_in..][..p_in],
                 &w[co * kk..][..kk],
-                bias.map_or(0.0, |b| b[co]),
-                act == Activation::Relu,
+                ep.bias.map_or(0.0, |b| b[co]),
+                ep.relu && ep.residual.is_none(),
                 &plane,
                 out,
             );
@@ -501,6 +586,9 @@ fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Activation, g: 
                 .enumerate()
                 .for_each(|(i, o)| body(i, o));
         }
+        if let Some(r) = ep.residual {
+            add_residual(&mut y, r, ep.relu);
+        }
         return y;
     }
     let cb = g.images_per_gemm();
@@ -511,7 +599,13 @@ fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Activation, g: 
         let n0 = ci * cb;
         let nb = ychunk.len() / (g.cout * p_out);
         let xs = &x[n0 * g.cin * p_in..(n0 + nb) * g.cin * p_in];
-        forward_images(xs, nb, w, bias, act, g, ychunk, inner_par);
+        let ep = ConvEpilogue {
+            residual: ep
+                .residual
+                .map(|r| &r[n0 * g.cout * p_out..(n0 + nb) * g.cout * p_out]),
+            ..ep
+        };
+        forward_images(xs, nb, w, ep, g, ychunk, inner_par);
     };
     let chunk_len = cb * g.cout * p_out;
     if nchunks > 1 && threads > 1 {
@@ -589,7 +683,7 @@ fn backward_images(
             for gi in 0..g.groups {
                 let epi = Epilogue {
                     bias: init.map_or(Bias::None, |b| Bias::PerRow(&b[gi * cin_g..][..cin_g])),
-                    act: Activation::None,
+                    ..Epilogue::default()
                 };
                 sgemm(
                     cin_g,

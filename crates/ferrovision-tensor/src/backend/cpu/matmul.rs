@@ -40,6 +40,7 @@ pub(super) fn forward(
         let epi = Epilogue {
             bias: bias.map_or(Bias::None, Bias::PerCol),
             act,
+            residual: None,
         };
         with_storage(a, op, |ad| {
             with_storage(b, op, |bd| {

@@ -160,10 +160,11 @@ impl Backend for CpuBackend {
         x: &Tensor,
         w: &Tensor,
         bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
         relu: bool,
         out_shape: &[usize],
     ) -> Result<Tensor> {
-        conv::forward(op, geom, x, w, bias, relu, out_shape)
+        conv::forward(op, geom, x, w, bias, residual, relu, out_shape)
     }
 
     fn conv_backward(

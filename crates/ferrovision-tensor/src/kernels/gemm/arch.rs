@@ -15,6 +15,10 @@ pub(super) struct TileEp {
     pub(super) bias_row: *const f32,
     /// Bias of the tile's column 0 (null: none).
     pub(super) bias_col: *const f32,
+    /// Residual matrix at the tile's (0, 0), added after the bias (null: none), and its row
+    /// stride.
+    pub(super) res: *const f32,
+    pub(super) ldr: usize,
 }
 
 /// `C[mr×nr] = ep(A_panel · B_panel)`: `a` is a packed micro-panel (`k` steps of `mr` values),

@@ -58,6 +58,10 @@ unsafe fn k256<const R: usize, const NV: usize>(
                     x = _mm256_add_ps(x, _mm256_maskload_ps(ep.bias_col.add(8 * v), mk));
                 }
                 x = _mm256_add_ps(x, br);
+                if !ep.res.is_null() {
+                    let rrow = ep.res.add(i * ep.ldr);
+                    x = _mm256_add_ps(x, _mm256_maskload_ps(rrow.add(8 * v), mk));
+                }
                 if ep.relu {
                     x = _mm256_max_ps(x, zero);
                 }

@@ -25,6 +25,14 @@ unsafe fn k512<const R: usize, const NV: usize>(
                 _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc) as *const i8);
                 _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc + 16 * NV - 1) as *const i8);
             }
+            // Likewise the residual tile.
+            if !ep.res.is_null() {
+                for i in 0..R {
+                    let r = ep.res.wrapping_add(i * ep.ldr);
+                    _mm_prefetch::<_MM_HINT_T0>(r as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(16 * NV - 1) as *const i8);
+                }
+            }
         }
         let mut acc = [[_mm512_setzero_ps(); NV]; R];
         let mut ap = a;
@@ -72,6 +80,14 @@ unsafe fn k512<const R: usize, const NV: usize>(
                 let br = _mm512_set1_ps(*ep.bias_row.add(i));
                 for v in 0..NV {
                     acc[i][v] = _mm512_add_ps(acc[i][v], br);
+                }
+            }
+        }
+        if !ep.res.is_null() {
+            for i in 0..R {
+                for v in 0..NV {
+                    let rv = _mm512_maskz_loadu_ps(masks[v], ep.res.add(i * ep.ldr + 16 * v));
+                    acc[i][v] = _mm512_add_ps(acc[i][v], rv);
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! Single-precision GEMM: BLIS-style packed panels, cache blocking, hand-written AVX-512 and
-//! AVX2+FMA micro-kernels, a portable scalar path, a fused epilogue (accumulate, bias, ReLU) and
-//! rayon threading.
+//! AVX2+FMA micro-kernels, a portable scalar path, a fused epilogue (accumulate, bias, residual,
+//! ReLU) and rayon threading.
 //!
 //! # Design
 //!
@@ -105,11 +105,21 @@ pub enum Activation {
     Relu,
 }
 
-/// Epilogue of a GEMM: `C = act(A·B (+ C if accumulate) + bias)`.
+/// Epilogue of a GEMM: `C = act(A·B (+ C if accumulate) + bias + residual)`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Epilogue<'a> {
     pub bias: Bias<'a>,
     pub act: Activation,
+    /// A matrix added after the bias, before the activation (a residual connection fused into
+    /// the layer before it).
+    pub residual: Option<Residual<'a>>,
+}
+
+/// An `m×n` matrix added in the epilogue: element (i, j) at `values[i*ld + j]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Residual<'a> {
+    pub values: &'a [f32],
+    pub ld: usize,
 }
 
 /// `C[m×n] (+)= A[m×k] · B[k×n]` then bias and activation.
@@ -186,6 +196,10 @@ pub fn sgemm_batched(
     if batch == 0 || m == 0 || n == 0 {
         return;
     }
+    assert!(
+        batch == 1 || epilogue.residual.is_none(),
+        "sgemm_batched: a residual cannot be shared by several problems"
+    );
     let c_span = (m - 1) * ldc + n;
     assert!(
         batch == 1 || stride_c >= c_span,
@@ -294,6 +308,18 @@ pub(crate) fn sgemm_isa(
             (std::ptr::null(), v.as_ptr())
         }
     };
+    let (res, ldr) = match epilogue.residual {
+        None => (std::ptr::null(), 0),
+        Some(r) => {
+            assert!(
+                (m == 1 || r.ld >= n)
+                    && span(r.values.len(), r.ld, 1, m, n).is_some_and(|s| s <= r.values.len()),
+                "sgemm: residual slice too short for m={m} n={n} ld={}",
+                r.ld
+            );
+            (r.values.as_ptr(), r.ld)
+        }
+    };
     let relu = epilogue.act == Activation::Relu;
     if k == 0 {
         // SAFETY: C bounds checked above; bias lengths checked above.
@@ -306,6 +332,8 @@ pub(crate) fn sgemm_isa(
                 accumulate,
                 bias_row,
                 bias_col,
+                res,
+                ldr,
                 relu,
             );
         }
@@ -333,6 +361,8 @@ pub(crate) fn sgemm_isa(
         accumulate,
         bias_row,
         bias_col,
+        res,
+        ldr,
         relu,
     };
     // SAFETY: all pointers and extents were validated above; `run` only touches
@@ -340,7 +370,7 @@ pub(crate) fn sgemm_isa(
     unsafe { job.run(threads, m, n, k) }
 }
 
-/// Applies `C = act((accumulate ? C : 0) + bias)` (the k = 0 case).
+/// Applies `C = act((accumulate ? C : 0) + bias + residual)` (the k = 0 case).
 unsafe fn epilogue_only(
     m: usize,
     n: usize,
@@ -349,6 +379,8 @@ unsafe fn epilogue_only(
     accumulate: bool,
     bias_row: *const f32,
     bias_col: *const f32,
+    res: *const f32,
+    ldr: usize,
     relu: bool,
 ) {
     for i in 0..m {
@@ -361,6 +393,9 @@ unsafe fn epilogue_only(
                 }
                 if !bias_col.is_null() {
                     v += *bias_col.add(j);
+                }
+                if !res.is_null() {
+                    v += *res.add(i * ldr + j);
                 }
                 if relu {
                     v = v.max(0.0);

@@ -22,6 +22,9 @@ pub(super) struct Job {
     pub(super) accumulate: bool,
     pub(super) bias_row: *const f32,
     pub(super) bias_col: *const f32,
+    /// Residual added after the bias (null: none), element (i, j) at `res[i*ldr + j]`.
+    pub(super) res: *const f32,
+    pub(super) ldr: usize,
     pub(super) relu: bool,
 }
 
@@ -59,6 +62,11 @@ impl Job {
                     self.bias_col
                 } else {
                     self.bias_col.add(j0)
+                },
+                res: if self.res.is_null() {
+                    self.res
+                } else {
+                    self.res.add(i0 * self.ldr + j0)
                 },
                 ..*self
             }
@@ -206,6 +214,9 @@ impl Job {
                     if !self.bias_col.is_null() {
                         v += *self.bias_col.add(j);
                     }
+                    if !self.res.is_null() {
+                        v += *self.res.add(i * self.ldr + j);
+                    }
                     if self.relu {
                         v = v.max(0.0);
                     }
@@ -259,6 +270,7 @@ impl Job {
                 }
                 sub.bias_row = std::ptr::null();
                 sub.bias_col = std::ptr::null();
+                sub.res = std::ptr::null();
                 sub.relu = false;
                 if t > 0 {
                     sub.c = unsafe { pbase.get().add((t - 1) * m * n) };
@@ -280,6 +292,9 @@ impl Job {
                     }
                     if !self.bias_col.is_null() {
                         v += *self.bias_col.add(j);
+                    }
+                    if !self.res.is_null() {
+                        v += *self.res.add(i * self.ldr + j);
                     }
                     if self.relu {
                         v = v.max(0.0);
@@ -363,6 +378,8 @@ impl Job {
                         relu: last && self.relu,
                         bias_row: std::ptr::null(),
                         bias_col: std::ptr::null(),
+                        res: std::ptr::null(),
+                        ldr: self.ldr,
                     };
                     if direct_b {
                         // jr outer: the B panel (kb×NR) stays in L1 for all row panels.
@@ -448,6 +465,9 @@ impl Job {
                 }
                 if !self.bias_col.is_null() {
                     ep.bias_col = self.bias_col.add(j);
+                }
+                if !self.res.is_null() {
+                    ep.res = self.res.add(i * self.ldr + j);
                 }
             }
         }

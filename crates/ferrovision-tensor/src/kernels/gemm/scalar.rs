@@ -29,6 +29,9 @@ pub(super) unsafe fn store_tile_scalar(
                 if !ep.bias_col.is_null() {
                     v += *ep.bias_col.add(j);
                 }
+                if !ep.res.is_null() {
+                    v += *ep.res.add(i * ep.ldr + j);
+                }
                 if ep.relu {
                     v = v.max(0.0);
                 }

@@ -48,11 +48,20 @@ fn check(
     let c0 = fill(m * ldc, seed + 4);
     let bias_row = fill(m, seed + 5);
     let bias_col = fill(n, seed + 6);
+    // Kinds 3 to 5: the bias of kind % 3 and a residual matrix (row stride n + 2).
+    let ldr = n + 2;
+    let res = fill(m * ldr, seed + 7);
+    let with_res = bias_kind >= 3;
+    let bias_kind = bias_kind % 3;
     let bias = match bias_kind {
         0 => Bias::None,
         1 => Bias::PerRow(&bias_row),
         _ => Bias::PerCol(&bias_col),
     };
+    let residual = with_res.then_some(Residual {
+        values: &res,
+        ld: ldr,
+    });
     let act = if relu {
         Activation::Relu
     } else {
@@ -74,7 +83,11 @@ fn check(
         &mut c,
         ldc,
         accumulate,
-        Epilogue { bias, act },
+        Epilogue {
+            bias,
+            act,
+            residual,
+        },
     );
     let tol = 1e-5 * (k.max(1) as f64).sqrt() * 4.0;
     for i in 0..m {
@@ -94,6 +107,9 @@ fn check(
                 1 => s += bias_row[i] as f64,
                 _ => s += bias_col[j] as f64,
             }
+            if with_res {
+                s += res[i * ldr + j] as f64;
+            }
             if relu {
                 s = s.max(0.0);
             }
@@ -102,7 +118,8 @@ fn check(
             assert!(
                 (got - s).abs() <= tol * scale,
                 "{isa:?} t={threads} m={m} n={n} k={k} ta={trans_a} tb={trans_b} \
-                 acc={accumulate} bias={bias_kind} relu={relu}: C[{i},{j}] = {got}, want {s}"
+                 acc={accumulate} bias={bias_kind} res={with_res} relu={relu}: C[{i},{j}] = {got}, \
+                 want {s}"
             );
         }
         // Padding between rows untouched.
@@ -128,7 +145,7 @@ fn all_isas_odd_sizes() {
                     let ta = matches!(case % 2, 0);
                     let tb = matches!(case % 3, 0);
                     let acc = case % 5 < 2;
-                    let bias = (case % 3) as u8;
+                    let bias = (case % 6) as u8;
                     let relu = case % 4 == 1;
                     check(isa, 1, m, n, k, ta, tb, acc, bias, relu);
                 }
@@ -143,7 +160,7 @@ fn all_isas_all_layouts_and_epilogues() {
         for ta in [false, true] {
             for tb in [false, true] {
                 for acc in [false, true] {
-                    for bias in 0..3u8 {
+                    for bias in 0..6u8 {
                         for relu in [false, true] {
                             check(isa, 1, 17, 33, 15, ta, tb, acc, bias, relu);
                             check(isa, 2, 33, 100, 7, ta, tb, acc, bias, relu);
@@ -179,10 +196,13 @@ fn threaded_grid_and_ksplit() {
         // Single output tile, long depth: split over k.
         check(isa, 2, 6, 25, 4000, false, true, false, 1, true);
         check(isa, 2, 6, 25, 4000, true, false, true, 2, false);
+        check(isa, 2, 6, 25, 4000, true, false, true, 4, true);
         check(isa, 4, 3, 5, 3000, false, false, true, 0, false);
         // Dot-product path split over rows (tall output, short n).
         check(isa, 2, 300, 5, 700, false, true, true, 1, true);
         check(isa, 2, 1000, 3, 300, false, true, false, 2, false);
+        check(isa, 2, 300, 5, 700, false, true, false, 5, true);
+        check(isa, 2, 200, 300, 64, false, false, true, 3, true);
     }
 }
 
@@ -190,7 +210,7 @@ fn threaded_grid_and_ksplit() {
 fn k_zero_applies_epilogue() {
     for isa in isas() {
         for acc in [false, true] {
-            for bias in 0..3u8 {
+            for bias in 0..6u8 {
                 check(isa, 1, 5, 9, 0, false, false, acc, bias, true);
             }
         }
@@ -242,6 +262,7 @@ fn public_entry_and_batched() {
     let ep = Epilogue {
         bias: Bias::PerRow(&bias),
         act: Activation::Relu,
+        residual: None,
     };
     let mut c = vec![0.0f32; batch * m * n];
     sgemm_batched(
