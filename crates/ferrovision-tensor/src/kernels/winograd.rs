@@ -77,7 +77,14 @@ impl Geometry {
     }
     /// Panics unless the operands of a convolution of this geometry are long enough (a caller
     /// bug: the op validated the shapes).
-    fn check_operands(&self, x: &[f32], u: &[f32], bias: Option<&[f32]>, y: &[f32]) {
+    fn check_operands(
+        &self,
+        x: &[f32],
+        u: &[f32],
+        bias: Option<&[f32]>,
+        res: Option<&[f32]>,
+        y: &[f32],
+    ) {
         let p_in = self.input[0] * self.input[1];
         let p_out = self.out[0] * self.out[1];
         assert!(
@@ -90,6 +97,10 @@ impl Geometry {
         );
         assert!(u.len() >= self.filter_len(), "winograd: filters too short");
         assert!(bias.is_none_or(|b| b.len() >= self.cout));
+        assert!(
+            res.is_none_or(|r| r.len() >= self.n * self.cout * p_out),
+            "winograd: residual too short"
+        );
     }
 }
 
@@ -332,8 +343,10 @@ fn output_tiles_body(m: &[f32], m_ld: usize, slots: usize, z: &mut [f32], z_ld: 
 }
 
 /// Step 2 of the output transform for one tile row: output row `i < rows` is
-/// `act(Σ_a Aᵀ[i][a] · z[a·z_ld + q] + bias)` for `q < width`, written to `y[i·stride + q]`.
+/// `act(Σ_a Aᵀ[i][a] · z[a·z_ld + q] + bias (+ res[i·stride + q]))` for `q < width`, written to
+/// `y[i·stride + q]`. The residual is added to the rounded `… + bias`, as a separate add would.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn output_rows_body(
     z: &[f32],
     z_ld: usize,
@@ -343,9 +356,11 @@ fn output_rows_body(
     y: &mut [f32],
     stride: usize,
     rows: usize,
+    res: Option<&[f32]>,
 ) {
     let r: [&[f32]; A] = std::array::from_fn(|a| &z[a * z_ld..][..width]);
-    let act = |v: f32| if relu { v.max(0.0) } else { v };
+    let fused_relu = relu && res.is_none();
+    let act = |v: f32| if fused_relu { v.max(0.0) } else { v };
     let (y0, rest) = y.split_at_mut(stride.min(y.len()));
     let y0 = &mut y0[..width];
     if rows == MO {
@@ -359,21 +374,32 @@ fn output_rows_body(
             y2[q] = act(m1 + m2 + 4.0 * (m3 + m4) + bias);
             y3[q] = act(m1 - m2 + 8.0 * (m3 - m4) + m5 + bias);
         }
-        return;
+    } else {
+        // A partial last tile row (1 to 3 output rows).
+        for i in 0..rows {
+            for q in 0..width {
+                let (m0, m1, m2, m3, m4, _) =
+                    (r[0][q], r[1][q], r[2][q], r[3][q], r[4][q], r[5][q]);
+                let v = match i {
+                    0 => m0 + m1 + m2 + m3 + m4,
+                    1 => m1 - m2 + 2.0 * (m3 - m4),
+                    _ => m1 + m2 + 4.0 * (m3 + m4),
+                };
+                if i == 0 {
+                    y0[q] = act(v + bias);
+                } else {
+                    rest[(i - 1) * stride + q] = act(v + bias);
+                }
+            }
+        }
     }
-    // A partial last tile row (1 to 3 output rows).
-    for i in 0..rows {
-        for q in 0..width {
-            let (m0, m1, m2, m3, m4, _) = (r[0][q], r[1][q], r[2][q], r[3][q], r[4][q], r[5][q]);
-            let v = match i {
-                0 => m0 + m1 + m2 + m3 + m4,
-                1 => m1 - m2 + 2.0 * (m3 - m4),
-                _ => m1 + m2 + 4.0 * (m3 + m4),
-            };
-            if i == 0 {
-                y0[q] = act(v + bias);
-            } else {
-                rest[(i - 1) * stride + q] = act(v + bias);
+    if let Some(res) = res {
+        // The rows were just written: still in L1.
+        for i in 0..rows {
+            let yr = &mut y[i * stride..][..width];
+            for (v, &b) in yr.iter_mut().zip(&res[i * stride..][..width]) {
+                let s = *v + b;
+                *v = if relu { s.max(0.0) } else { s };
             }
         }
     }
@@ -423,17 +449,19 @@ crate::multiversion! {
 /// The output transform of one block: `m[(ξ·cout + k)·ld + s]` into the block's output rows
 /// (`out[image·cout + k]`), with the bias and ReLU.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn output_block_body(
     m: &[f32],
     g: &Geometry,
     blk: &Block,
     bias: Option<&[f32]>,
+    res: Option<&[f32]>,
     relu: bool,
     half: &mut [f32],
     out: &mut [&mut [f32]],
     ld: usize,
 ) {
-    let ow = g.out[1];
+    let [oh, ow] = g.out;
     let row_stride = MO * (g.tiles()[1] + 1);
     let half_ld = half.len() / A;
     let rows_per_image = blk.th1 - blk.th0;
@@ -446,6 +474,11 @@ fn output_block_body(
             let plane = &mut *out[ni * g.cout + k];
             let y0 = tr * MO;
             let rows_here = MO.min(plane.len() / ow - y0);
+            // The residual is laid out like the whole output `y`.
+            let res_rows = res.map(|rs| {
+                let plane0 = ((blk.n0 + ni) * g.cout + k) * oh * ow;
+                &rs[plane0 + (blk.th0 * MO + y0) * ow..]
+            });
             output_rows_body(
                 &half[r * row_stride..],
                 half_ld,
@@ -455,14 +488,15 @@ fn output_block_body(
                 &mut plane[y0 * ow..],
                 ow,
                 rows_here,
+                res_rows,
             );
         }
     }
 }
 
 crate::multiversion! {
-    fn output_block(m: &[f32], g: &Geometry, blk: &Block, bias: Option<&[f32]>, relu: bool, half: &mut [f32], out: &mut [&mut [f32]], ld: usize) {
-        output_block_body(m, g, blk, bias, relu, half, out, ld)
+    fn output_block(m: &[f32], g: &Geometry, blk: &Block, bias: Option<&[f32]>, res: Option<&[f32]>, relu: bool, half: &mut [f32], out: &mut [&mut [f32]], ld: usize) {
+        output_block_body(m, g, blk, bias, res, relu, half, out, ld)
     }
 }
 
@@ -576,17 +610,19 @@ fn split_outputs<'y>(y: &'y mut [f32], blocks: &[Block], g: &Geometry) -> Vec<Ve
     outs
 }
 
-/// `y = act(conv3x3(x) + bias)`: `x` `[n][cin][input]`, `u` the transformed filters
-/// ([`transform_filter`], `[36][cout][cin]`), `y` `[n][cout][out]` (every element written).
+/// `y = act(conv3x3(x) + bias + res)`: `x` `[n][cin][input]`, `u` the transformed filters
+/// ([`transform_filter`], `[36][cout][cin]`), `res` (a residual connection, added after the
+/// bias as a separate add would) and `y` `[n][cout][out]` (every element written).
 pub fn conv3x3(
     x: &[f32],
     u: &[f32],
     bias: Option<&[f32]>,
+    res: Option<&[f32]>,
     relu: bool,
     g: &Geometry,
     y: &mut [f32],
 ) {
-    g.check_operands(x, u, bias, y);
+    g.check_operands(x, u, bias, res, y);
     let [oh, ow] = g.out;
     if g.n == 0 || oh * ow == 0 || g.cout == 0 {
         return;
@@ -626,7 +662,7 @@ pub fn conv3x3(
                 Epilogue::default(),
             );
         }
-        output_block(&m, g, &blk, bias, relu, &mut half, &mut out, slots);
+        output_block(&m, g, &blk, bias, res, relu, &mut half, &mut out, slots);
     };
     let jobs: Vec<_> = blocks.into_iter().zip(outs).collect();
     if jobs.len() > 1 && crate::parallel::num_threads() > 1 {

@@ -104,15 +104,7 @@ pub(super) fn forward(
         w.with_f32(op, |ws| {
             with_opt(bias, op, |bs| {
                 with_opt(residual, op, |rs| match &wino {
-                    Some(wg) => {
-                        // The Winograd output transform takes no residual: added after it.
-                        let mut y =
-                            winograd_forward(xs, w, ws, bs, relu && rs.is_none(), wg, inference);
-                        if let Some(r) = rs {
-                            add_residual(&mut y, r, relu);
-                        }
-                        y
-                    }
+                    Some(wg) => winograd_forward(xs, w, ws, bs, rs, relu, wg, inference),
                     None => {
                         let ep = ConvEpilogue {
                             bias: bs,
@@ -190,13 +182,16 @@ fn winograd_rule(wg: &winograd::Geometry, cached: bool) -> Option<bool> {
     (side >= 4 && th * tw <= 16 && positions >= enough).then_some(true)
 }
 
-/// Winograd forward: `y = act(conv3x3(x, w) + bias)` (`w` the weight tensor, `ws` its values).
+/// Winograd forward: `y = act(conv3x3(x, w) + bias + res)` (`w` the weight tensor, `ws` its
+/// values).
+#[allow(clippy::too_many_arguments)]
 /// In inference (gradients off) the transformed filters are cached ([`filter_cache`]).
 fn winograd_forward(
     x: &[f32],
     w: &Tensor,
     ws: &[f32],
     bias: Option<&[f32]>,
+    res: Option<&[f32]>,
     relu: bool,
     wg: &winograd::Geometry,
     inference: bool,
@@ -206,12 +201,12 @@ fn winograd_forward(
     let transform = |u: &mut [f32]| winograd::transform_filter(ws, wg.cout, wg.cin, false, wide, u);
     if inference {
         let u = filter_cache::get_or_insert(w, false, wide, wg.filter_len(), transform);
-        winograd_conv(x, &u, wide, bias, relu, wg, &mut y);
+        winograd_conv(x, &u, wide, bias, res, relu, wg, &mut y);
     } else {
         filter_cache::release_stale();
         let mut u = PoolBuf::take(wg.filter_len());
         transform(&mut u.0);
-        winograd_conv(x, &u.0, wide, bias, relu, wg, &mut y);
+        winograd_conv(x, &u.0, wide, bias, res, relu, wg, &mut y);
     }
     y
 }
@@ -231,24 +226,26 @@ fn winograd_input_grad(gout: &[f32], w: &[f32], wg: &winograd::Geometry) -> Vec<
     let mut u = PoolBuf::take(back.filter_len());
     winograd::transform_filter(w, wg.cout, wg.cin, true, wide, &mut u.0);
     let mut dx = pool::take_uninit(back.n * back.cout * back.out[0] * back.out[1]);
-    winograd_conv(gout, &u.0, wide, None, false, &back, &mut dx);
+    winograd_conv(gout, &u.0, wide, None, None, false, &back, &mut dx);
     dx
 }
 
 /// A Winograd convolution with filters `u` transformed for its layout (`wide`: input-major).
+#[allow(clippy::too_many_arguments)]
 fn winograd_conv(
     x: &[f32],
     u: &[f32],
     wide: bool,
     bias: Option<&[f32]>,
+    res: Option<&[f32]>,
     relu: bool,
     wg: &winograd::Geometry,
     y: &mut [f32],
 ) {
     if wide {
-        winograd::conv3x3_wide(x, u, bias, relu, wg, y);
+        winograd::conv3x3_wide(x, u, bias, res, relu, wg, y);
     } else {
-        winograd::conv3x3(x, u, bias, relu, wg, y);
+        winograd::conv3x3(x, u, bias, res, relu, wg, y);
     }
 }
 

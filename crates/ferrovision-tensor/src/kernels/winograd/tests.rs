@@ -47,7 +47,7 @@ fn run(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Geometry) -> 
     let mut u = vec![0.0; g.filter_len()];
     transform_filter(w, g.cout, g.cin, false, false, &mut u);
     let mut y = vec![f32::NAN; g.n * g.cout * g.out[0] * g.out[1]];
-    conv3x3(x, &u, bias, relu, g, &mut y);
+    conv3x3(x, &u, bias, None, relu, g, &mut y);
     y
 }
 
@@ -188,9 +188,9 @@ fn rotated_filters_give_the_input_gradient() {
         transform_filter(&w, cout, cin, true, wide, &mut u);
         let mut dx = vec![f32::NAN; want.len()];
         if wide {
-            conv3x3_wide(&dy, &u, None, false, &g, &mut dx);
+            conv3x3_wide(&dy, &u, None, None, false, &g, &mut dx);
         } else {
-            conv3x3(&dy, &u, None, false, &g, &mut dx);
+            conv3x3(&dy, &u, None, None, false, &g, &mut dx);
         }
         for (got, want) in dx.iter().zip(&want) {
             assert!(
@@ -310,7 +310,7 @@ fn run_wide(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Geometry
     let mut u = vec![0.0; g.filter_len()];
     transform_filter(w, g.cout, g.cin, false, true, &mut u);
     let mut y = vec![f32::NAN; g.n * g.cout * g.out[0] * g.out[1]];
-    conv3x3_wide(x, &u, bias, relu, g, &mut y);
+    conv3x3_wide(x, &u, bias, None, relu, g, &mut y);
     y
 }
 

@@ -23,18 +23,19 @@ use crate::kernels::gemm::{sgemm_isa, Epilogue};
 use crate::parallel::prelude::*;
 use crate::storage::pool::PooledVec;
 
-/// `y = act(conv3x3(x) + bias)` like [`super::conv3x3`], computed in the whole-batch layout:
+/// `y = act(conv3x3(x) + bias + res)` like [`super::conv3x3`], computed in the whole-batch layout:
 /// the same operands and layouts except `u`, the filters transformed input-major
 /// (`[36][cin][cout]`).
 pub fn conv3x3_wide(
     x: &[f32],
     u: &[f32],
     bias: Option<&[f32]>,
+    res: Option<&[f32]>,
     relu: bool,
     g: &Geometry,
     y: &mut [f32],
 ) {
-    g.check_operands(x, u, bias, y);
+    g.check_operands(x, u, bias, res, y);
     let p_in = g.input[0] * g.input[1];
     let p_out = g.out[0] * g.out[1];
     if g.n == 0 || p_out == 0 || g.cout == 0 {
@@ -58,7 +59,10 @@ pub fn conv3x3_wide(
     y[..g.n * g.cout * p_out]
         .par_chunks_mut(g.cout * p_out)
         .enumerate()
-        .for_each(|(n, yn)| output_image(&m, n * per_image, tiles, g, bias, relu, yn));
+        .for_each(|(n, yn)| {
+            let rn = res.map(|r| &r[n * g.cout * p_out..][..g.cout * p_out]);
+            output_image(&m, n * per_image, tiles, g, bias, rn, relu, yn)
+        });
 }
 
 /// The 36 GEMMs `M[ξ] = V[·][ξ] · U[ξ]`, tile positions in parallel (each on one thread).
@@ -159,12 +163,14 @@ crate::multiversion! {
 /// The output transform of one image (tiles `t0..t0 + tiles per image` of `m`, which holds
 /// `tiles` tiles per tile position): `y[k][o]` for every output channel and position.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn output_image_body(
     m: &[f32],
     t0: usize,
     tiles: usize,
     g: &Geometry,
     bias: Option<&[f32]>,
+    res: Option<&[f32]>,
     relu: bool,
     y: &mut [f32],
 ) {
@@ -205,7 +211,10 @@ fn output_image_body(
                     for i in 0..rows {
                         let at = (ty * MO + i) * ow + tx * MO + j;
                         for l in 0..lanes {
-                            let v = out[i][l] + bias_lanes[l];
+                            let mut v = out[i][l] + bias_lanes[l];
+                            if let Some(r) = res {
+                                v += r[(k0 + l) * p_out + at];
+                            }
                             y[(k0 + l) * p_out + at] = if relu { v.max(0.0) } else { v };
                         }
                     }
@@ -217,7 +226,7 @@ fn output_image_body(
 }
 
 crate::multiversion! {
-    fn output_image(m: &[f32], t0: usize, tiles: usize, g: &Geometry, bias: Option<&[f32]>, relu: bool, y: &mut [f32]) {
-        output_image_body(m, t0, tiles, g, bias, relu, y)
+    fn output_image(m: &[f32], t0: usize, tiles: usize, g: &Geometry, bias: Option<&[f32]>, res: Option<&[f32]>, relu: bool, y: &mut [f32]) {
+        output_image_body(m, t0, tiles, g, bias, res, relu, y)
     }
 }
