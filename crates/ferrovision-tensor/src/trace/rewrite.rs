@@ -6,6 +6,7 @@
 //! (computed in f64). The folded weights are plan constants recomputed whenever a source weight's
 //! storage version changes, so a plan traced before training stays right after it.
 
+use super::exec::RESIDUAL_ARG;
 use super::{refuse, Fold, Plan, Slot};
 use crate::autograd::Op;
 use crate::{Result, Tensor};
@@ -346,8 +347,7 @@ pub(super) fn fuse_residuals(plan: &mut Plan) -> usize {
             let is_conv = matches!(plan.steps[c].op, Op::Conv { relu: false, .. });
             if !is_conv
                 || uses[c] != 1
-                || conv == residual
-                || plan.steps[c].args.len() > exec_residual_arg()
+                || plan.steps[c].args.len() > RESIDUAL_ARG
                 || plan.steps[c].out_shape != out_shape
                 || shape_of(plan, residual).as_deref() != Some(out_shape.as_slice())
             {
@@ -355,7 +355,7 @@ pub(super) fn fuse_residuals(plan: &mut Plan) -> usize {
             }
             let relu = plan.steps[j].relu_after;
             let mut step_args = std::mem::take(&mut plan.steps[c].args);
-            step_args.resize(exec_residual_arg(), None);
+            step_args.resize(RESIDUAL_ARG, None);
             step_args.push(Some(residual));
             let mut op = plan.steps[c].op.clone();
             if let Op::Conv { relu: r, .. } = &mut op {
@@ -371,10 +371,6 @@ pub(super) fn fuse_residuals(plan: &mut Plan) -> usize {
         }
     }
     fused
-}
-
-fn exec_residual_arg() -> usize {
-    super::exec::RESIDUAL_ARG
 }
 
 /// Sets each step's release list: the values read for the last time there.

@@ -15,6 +15,7 @@
 
 use super::filter_cache;
 use crate::kernels::depthwise;
+use crate::kernels::elementwise;
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue, Residual};
 use crate::kernels::im2col;
 use crate::kernels::winograd;
@@ -123,26 +124,27 @@ pub(super) fn forward(
 /// `y = act(y + r)` elementwise (the residual of a convolution whose kernel cannot take it in
 /// its epilogue).
 fn add_residual(y: &mut [f32], r: &[f32], relu: bool) {
-    let body = |(yc, rc): (&mut [f32], &[f32])| {
-        for (v, &b) in yc.iter_mut().zip(rc) {
-            let s = *v + b;
-            *v = if relu { s.max(0.0) } else { s };
-        }
-    };
-    const CHUNK: usize = 1 << 15;
-    if y.len() >= 2 * CHUNK {
-        y.par_chunks_mut(CHUNK)
-            .zip(r.par_chunks(CHUNK))
-            .for_each(body);
+    crate::parallel::par_rows(y, 1, |i0, yc| {
+        let rc = &r[i0..i0 + yc.len()];
+        elementwise::zip_apply(yc, rc, |v, b| add_act(v, b, relu));
+    });
+}
+
+/// `act(a + b)`: the residual add, then the ReLU where asked.
+#[inline(always)]
+fn add_act(a: f32, b: f32, relu: bool) -> f32 {
+    let s = a + b;
+    if relu {
+        s.max(0.0)
     } else {
-        body((y, r));
+        s
     }
 }
 
 /// What the forward GEMMs add and apply to a block of outputs: the bias, a residual of the
 /// block's shape (a residual connection fused into the convolution before it, added after the
 /// bias, as the separate add would) and the ReLU.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct ConvEpilogue<'a> {
     bias: Option<&'a [f32]>,
     relu: bool,
@@ -329,14 +331,7 @@ pub(super) fn transpose_backward(
     let [rx, rw, rb] = needs;
     let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
         let dx = if rx {
-            Some(sw.with_f32(op, |ws| {
-                let ep = ConvEpilogue {
-                    bias: None,
-                    relu: false,
-                    residual: None,
-                };
-                conv_forward(gd, ws, ep, geom)
-            })?)
+            Some(sw.with_f32(op, |ws| conv_forward(gd, ws, ConvEpilogue::default(), geom))?)
         } else {
             None
         };
@@ -542,10 +537,7 @@ fn forward_images(
                 None => row.copy_from_slice(src),
                 Some(r) => {
                     let r = &r[(j * g.cout + co) * p..][..p];
-                    for ((v, &a), &b) in row.iter_mut().zip(src).zip(r) {
-                        let s = a + b;
-                        *v = if ep.relu { s.max(0.0) } else { s };
-                    }
+                    elementwise::map2(src, r, row, |a, b| add_act(a, b, ep.relu));
                 }
             }
         }
