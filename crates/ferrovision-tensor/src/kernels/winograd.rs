@@ -359,47 +359,64 @@ fn output_rows_body(
     res: Option<&[f32]>,
 ) {
     let r: [&[f32]; A] = std::array::from_fn(|a| &z[a * z_ld..][..width]);
-    let fused_relu = relu && res.is_none();
-    let act = |v: f32| if fused_relu { v.max(0.0) } else { v };
-    let (y0, rest) = y.split_at_mut(stride.min(y.len()));
-    let y0 = &mut y0[..width];
-    if rows == MO {
-        let (y1, rest) = rest.split_at_mut(stride);
-        let (y2, y3) = rest.split_at_mut(stride);
-        let (y1, y2, y3) = (&mut y1[..width], &mut y2[..width], &mut y3[..width]);
-        for q in 0..width {
-            let (m0, m1, m2, m3, m4, m5) = (r[0][q], r[1][q], r[2][q], r[3][q], r[4][q], r[5][q]);
-            y0[q] = act(m0 + m1 + m2 + m3 + m4 + bias);
-            y1[q] = act(m1 - m2 + 2.0 * (m3 - m4) + bias);
-            y2[q] = act(m1 + m2 + 4.0 * (m3 + m4) + bias);
-            y3[q] = act(m1 - m2 + 8.0 * (m3 - m4) + m5 + bias);
-        }
-    } else {
-        // A partial last tile row (1 to 3 output rows).
-        for i in 0..rows {
-            for q in 0..width {
-                let (m0, m1, m2, m3, m4, _) =
-                    (r[0][q], r[1][q], r[2][q], r[3][q], r[4][q], r[5][q]);
-                let v = match i {
-                    0 => m0 + m1 + m2 + m3 + m4,
-                    1 => m1 - m2 + 2.0 * (m3 - m4),
-                    _ => m1 + m2 + 4.0 * (m3 + m4),
-                };
-                if i == 0 {
-                    y0[q] = act(v + bias);
-                } else {
-                    rest[(i - 1) * stride + q] = act(v + bias);
-                }
-            }
+    // One loop per output row with the activation chosen outside it, so that each loop is a
+    // plain vectorisable map over the columns (no closures: they would not inherit the
+    // caller's target features and stay uninlined calls).
+    for i in 0..rows {
+        let yr = &mut y[i * stride..][..width];
+        let rr = res.map(|rs| &rs[i * stride..][..width]);
+        match i {
+            0 => output_row::<0>(&r, yr, bias, relu, rr),
+            1 => output_row::<1>(&r, yr, bias, relu, rr),
+            2 => output_row::<2>(&r, yr, bias, relu, rr),
+            _ => output_row::<3>(&r, yr, bias, relu, rr),
         }
     }
-    if let Some(res) = res {
-        // The rows were just written: still in L1.
-        for i in 0..rows {
-            let yr = &mut y[i * stride..][..width];
-            for (v, &b) in yr.iter_mut().zip(&res[i * stride..][..width]) {
-                let s = *v + b;
-                *v = if relu { s.max(0.0) } else { s };
+}
+
+/// Row `I` of `Aᵀ m` for one column of the half-transformed tile.
+#[inline(always)]
+fn output_row_value<const I: usize>(m0: f32, m1: f32, m2: f32, m3: f32, m4: f32, m5: f32) -> f32 {
+    match I {
+        0 => m0 + m1 + m2 + m3 + m4,
+        1 => m1 - m2 + 2.0 * (m3 - m4),
+        2 => m1 + m2 + 4.0 * (m3 + m4),
+        _ => m1 - m2 + 8.0 * (m3 - m4) + m5,
+    }
+}
+
+/// `y[q] = act(row_I(z[·][q]) + bias (+ res[q]))` over the columns of one output row.
+#[inline(always)]
+fn output_row<const I: usize>(
+    r: &[&[f32]; A],
+    y: &mut [f32],
+    bias: f32,
+    relu: bool,
+    res: Option<&[f32]>,
+) {
+    let n = y.len();
+    // Six slice locals (not an array in memory) so that the stores to `y` cannot alias them.
+    let (r0, r1, r2, r3, r4, r5) = (
+        &r[0][..n],
+        &r[1][..n],
+        &r[2][..n],
+        &r[3][..n],
+        &r[4][..n],
+        &r[5][..n],
+    );
+    match res {
+        None => {
+            for q in 0..n {
+                let v = output_row_value::<I>(r0[q], r1[q], r2[q], r3[q], r4[q], r5[q]) + bias;
+                y[q] = if relu { v.max(0.0) } else { v };
+            }
+        }
+        Some(rs) => {
+            let rs = &rs[..n];
+            for q in 0..n {
+                let v = output_row_value::<I>(r0[q], r1[q], r2[q], r3[q], r4[q], r5[q]) + bias;
+                let v = v + rs[q];
+                y[q] = if relu { v.max(0.0) } else { v };
             }
         }
     }
