@@ -9,10 +9,13 @@
 //!   images batched into one GEMM until it has [`min_gemm_columns`] output positions.
 //!
 //! Backward: input gradient by `Wᵀ · grad` then col2im, weight gradient by `grad · colᵀ`
-//! accumulated over the batch (one partial sum per thread), bias gradient by a reduction. A
+//! accumulated over the batch (one partial sum per thread; stride-1 layers with large planes
+//! use one GEMM per kernel tap on a padded copy instead, `conv_shifted.rs`), bias gradient by a
+//! reduction. A
 //! transposed convolution is the input-gradient path of a convolution (its bias initialises the
 //! col2im target), and its backward is the forward convolution.
 
+use super::conv_shifted::Shifted;
 use super::filter_cache;
 use crate::kernels::depthwise;
 use crate::kernels::elementwise;
@@ -754,6 +757,12 @@ fn conv_backward(
     let need_dw = x.is_some();
     if !need_dx && !need_dw {
         return (None, None);
+    }
+    // Stride-1 weight gradients without im2col (the input gradient below, as before).
+    if let (Some(x), Some(shifted)) = (x, Shifted::new(g)) {
+        let dw = shifted.weight_grad(x, gout, g);
+        let (dx, _) = conv_backward(None, w, gout, g, need_dx, init);
+        return (dx, Some(dw));
     }
     let wlen = g.cout * g.kg();
     let mut dx = need_dx.then(|| pool::take_uninit(g.n * g.cin * p_in));
