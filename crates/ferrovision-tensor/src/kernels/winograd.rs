@@ -20,7 +20,8 @@
 //!
 //! The transforms work on 16 tiles at once (one lane per tile), so the compiler vectorises them
 //! with AVX-512 or AVX2 ([`crate::multiversion!`]); they use no FMA contraction, so every ISA
-//! level computes the same values.
+//! level computes the same values. The transposes between tile-major rows and 16-lane vectors
+//! are AVX-512 shuffles where available (`winograd/shuffle.rs`, with scalar twins).
 //!
 //! The input gradient of a 3×3 stride-1 convolution is itself one: the output gradient
 //! correlated with the filters rotated by 180° and transposed in (K, C), padded by `2 − pad`
@@ -298,16 +299,21 @@ fn input_cols_body(rows: &[f32], row_len: usize, width: usize, w: &mut [f32], w_
 /// at `4·s + j`) into `v[ξ·v_ld + s]`.
 #[inline(always)]
 fn input_tiles_body(w: &[f32], w_ld: usize, slots: usize, v: &mut [f32], v_ld: usize) {
+    let fast = shuffle::fast();
     let mut d = [[0.0f32; LANES]; A];
+    let mut lo = [[0.0f32; LANES]; MO];
     let mut out = [[0.0f32; LANES]; A];
     for a in 0..A {
         let mut s0 = 0;
         while s0 < slots {
             let win = &w[a * w_ld + MO * s0..][..STEP];
-            for l in 0..LANES {
-                for j in 0..A {
-                    d[j][l] = win[MO * l + j];
-                }
+            // Columns 0..4 of the 16 tiles by one transpose; columns 4 and 5 of tile l are
+            // columns 0 and 1 of tile l + 1 (and the window's last two floats).
+            shuffle::deinterleave4(fast, &win[..MO * LANES], &mut lo);
+            d[..MO].copy_from_slice(&lo);
+            for j in 0..2 {
+                d[MO + j][..LANES - 1].copy_from_slice(&lo[j][1..]);
+                d[MO + j][LANES - 1] = win[MO * LANES + j];
             }
             input_1d(&d, &mut out);
             for b in 0..A {
@@ -322,6 +328,7 @@ fn input_tiles_body(w: &[f32], w_ld: usize, slots: usize, v: &mut [f32], v_ld: u
 /// (`z[a·z_ld + 4·s + j] = Σ_b Aᵀ[j][b] · m[(6a + b)·m_ld + s]`).
 #[inline(always)]
 fn output_tiles_body(m: &[f32], m_ld: usize, slots: usize, z: &mut [f32], z_ld: usize) {
+    let fast = shuffle::fast();
     let mut mm = [[0.0f32; LANES]; A];
     let mut out = [[0.0f32; LANES]; MO];
     for a in 0..A {
@@ -331,12 +338,7 @@ fn output_tiles_body(m: &[f32], m_ld: usize, slots: usize, z: &mut [f32], z_ld: 
                 mm[b].copy_from_slice(&m[(a * A + b) * m_ld + s0..][..LANES]);
             }
             output_1d(&mm, &mut out);
-            let dst = &mut z[a * z_ld + MO * s0..][..MO * LANES];
-            for l in 0..LANES {
-                for j in 0..MO {
-                    dst[MO * l + j] = out[j][l];
-                }
-            }
+            shuffle::interleave4(fast, &out, &mut z[a * z_ld + MO * s0..][..MO * LANES]);
             s0 += LANES;
         }
     }
@@ -689,6 +691,7 @@ pub fn conv3x3(
     }
 }
 
+mod shuffle;
 mod wide;
 pub use wide::conv3x3_wide;
 
