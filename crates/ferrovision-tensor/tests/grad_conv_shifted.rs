@@ -53,6 +53,20 @@ fn direct_weight_grad(
     dw.into_iter().map(|v| v as f32).collect()
 }
 
+/// `∂ Σ y·probe / ∂w` by autograd, for `y` computed from `w` (requires grad), with a fresh
+/// uniform `probe` of `y`'s shape: (the gradient, the probe).
+fn weight_grad_by_autograd(w: &Tensor, y: &Tensor, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let probe = uniform(y.shape(), -1.0, 1.0, seed);
+    y.mul(&probe)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let grad = w.grad().expect("weight gradient").to_vec::<f32>().unwrap();
+    (grad, probe.to_vec::<f32>().unwrap())
+}
+
 #[test]
 fn shifted_weight_gradients_match_the_direct_sum() {
     // (x shape, cout, kernel, padding before, padding after)
@@ -77,17 +91,10 @@ fn shifted_weight_gradients_match_the_direct_sum() {
         let y = x.conv2d(&w, None, &opts).unwrap();
         let (oh, ow) = (y.shape()[2], y.shape()[3]);
         assert!(oh * ow >= 1024, "case {i} must take the shifted path");
-        let probe = uniform(y.shape(), -1.0, 1.0, 300 + i as u64);
-        y.mul(&probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let got = w.grad().expect("weight gradient").to_vec::<f32>().unwrap();
+        let (got, probe) = weight_grad_by_autograd(&w, &y, 300 + i as u64);
         let want = direct_weight_grad(
             &x.to_vec::<f32>().unwrap(),
-            &probe.to_vec::<f32>().unwrap(),
+            &probe,
             [n, cin, ih, iw],
             [cout, oh, ow],
             k,
@@ -103,17 +110,10 @@ fn shifted_weight_gradient_of_conv1d_and_transposed_conv() {
     let x = uniform(&[2, 3, 1100], -1.0, 1.0, 1);
     let w = uniform(&[4, 3, 7], -0.5, 0.5, 2).requires_grad_(true);
     let y = x.conv1d(&w, None, &ConvOpts::new().pad(3)).unwrap();
-    let probe = uniform(y.shape(), -1.0, 1.0, 3);
-    y.mul(&probe)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let got = w.grad().expect("weight gradient").to_vec::<f32>().unwrap();
+    let (got, probe) = weight_grad_by_autograd(&w, &y, 3);
     let want = direct_weight_grad(
         &x.to_vec::<f32>().unwrap(),
-        &probe.to_vec::<f32>().unwrap(),
+        &probe,
         [2, 3, 1, 1100],
         [4, 1, 1100],
         [1, 7],
@@ -131,16 +131,9 @@ fn shifted_weight_gradient_of_conv1d_and_transposed_conv() {
         .conv_transpose2d(&w, None, &ConvTransposeOpts::new().pad(1))
         .unwrap();
     assert_eq!(y.shape(), &[3, 5, 32, 32]);
-    let probe = uniform(y.shape(), -1.0, 1.0, 6);
-    y.mul(&probe)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let got = w.grad().expect("weight gradient").to_vec::<f32>().unwrap();
+    let (got, probe) = weight_grad_by_autograd(&w, &y, 6);
     let want = direct_weight_grad(
-        &probe.to_vec::<f32>().unwrap(),
+        &probe,
         &x.to_vec::<f32>().unwrap(),
         [3, 5, 32, 32],
         [4, 32, 32],
@@ -167,17 +160,10 @@ fn shifted_weight_gradient_of_a_permuted_input() {
     let x: Tensor = base.permute(&[2, 3, 0, 1]).unwrap();
     let w = uniform(&[2, 3, 3, 3], -0.5, 0.5, 10).requires_grad_(true);
     let y = x.conv2d(&w, None, &ConvOpts::new().pad(1)).unwrap();
-    let probe = uniform(y.shape(), -1.0, 1.0, 11);
-    y.mul(&probe)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let got = w.grad().expect("weight gradient").to_vec::<f32>().unwrap();
+    let (got, probe) = weight_grad_by_autograd(&w, &y, 11);
     let want = direct_weight_grad(
         &x.to_vec::<f32>().unwrap(),
-        &probe.to_vec::<f32>().unwrap(),
+        &probe,
         [2, 3, 32, 32],
         [2, 32, 32],
         [3, 3],
