@@ -1,7 +1,10 @@
 //! `conv`: the 3×3 stride-1 convolutions of ResNet-20 (CIFAR, batch 128), ResNet-18 (64 px,
-//! batch 16) and ResNet-50 (224 px, batch 16 and 1), forward and input gradient, timed with
-//! im2col + GEMM and with Winograd F(4×4, 3×3) in its tiled and whole-batch layouts, interleaved in one process (medians). This is
-//! the measurement behind `ConvAlgo::Auto`'s shape rule; the last line lists each shape's ratio.
+//! batch 16) and ResNet-50 (224 px, batch 16 and 1), forward, input gradient and weight
+//! gradient, timed with im2col + GEMM (the shifted-window GEMMs for large-plane weight
+//! gradients) and with Winograd F(4×4, 3×3) (forward and input gradient in its tiled and
+//! whole-batch layouts; the weight gradient has one), interleaved in one process (medians).
+//! This is the measurement behind `ConvAlgo::Auto`'s shape rules; the last line lists each
+//! shape's ratios.
 
 use crate::util::{median, time, Opts};
 use ferrovision::prelude::*;
@@ -39,7 +42,7 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
     let mut rng = Rng::new(0);
     let mut summary = Vec::new();
     println!(
-        "{:<10} {:>5} {:>4} {:>4} | {:>9} {:>9} {:>9} {:>6} | {:>9} {:>9} {:>9} {:>6}",
+        "{:<10} {:>5} {:>4} {:>4} | {:>9} {:>9} {:>9} {:>6} | {:>9} {:>9} {:>9} {:>6} | {:>9} {:>9} {:>6}",
         "shape",
         "batch",
         "ch",
@@ -51,6 +54,9 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
         "dx i2c",
         "wino-til",
         "wino-wide",
+        "ratio",
+        "dw i2c",
+        "wino",
         "ratio"
     );
     let only = std::env::var("FERROVISION_BENCH_CONV").ok();
@@ -78,13 +84,15 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
         let w = Tensor::randn(&[c, c, 3, 3], 0.0, 0.05, &mut rng)?;
         let opts = ConvOpts::new().pad(1);
         let reps = (2e9 / (2.0 * 9.0 * (c * c * side * side * n) as f64)).clamp(3.0, 40.0) as usize;
-        // t[algorithm][forward | input gradient]: one sample per repetition, interleaved.
-        let mut t: [[Vec<f64>; 2]; 3] = Default::default();
+        // t[algorithm][forward | input gradient | weight gradient]: one sample per repetition,
+        // interleaved.
+        let mut t: [[Vec<f64>; 3]; 3] = Default::default();
         for rep in 0..reps + 1 {
             for (ai, algo) in ALGOS.into_iter().enumerate() {
                 if profile_only.is_some_and(|p| p != algo) {
-                    t[ai][0].push(f64::NAN);
-                    t[ai][1].push(f64::NAN);
+                    for v in &mut t[ai] {
+                        v.push(f64::NAN);
+                    }
                     continue;
                 }
                 set_conv_algo(algo);
@@ -97,9 +105,15 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
                 let seed = Tensor::ones(y.shape());
                 let (r, bwd) = time(|| y.backward_with(&seed));
                 r?;
+                // Weight gradient alone.
+                let wg = w.detach().requires_grad_(true);
+                let y = x.detach().conv2d(&wg, None, &opts)?;
+                let (r, dw) = time(|| y.backward_with(&seed));
+                r?;
                 if rep > 0 {
                     t[ai][0].push(fwd);
                     t[ai][1].push(bwd);
+                    t[ai][2].push(dw);
                 }
             }
         }
@@ -107,22 +121,26 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
         let ms = |v: &mut Vec<f64>| median(v) * 1e3;
         let f: Vec<f64> = t.iter_mut().map(|a| ms(&mut a[0])).collect();
         let b: Vec<f64> = t.iter_mut().map(|a| ms(&mut a[1])).collect();
+        // The weight gradient has one Winograd layout: the tiled and wide settings both take it.
+        let d: Vec<f64> = t.iter_mut().map(|a| ms(&mut a[2])).collect();
+        let dw_wino = d[1].min(d[2]);
         // Ratio: im2col time over the faster Winograd layout's.
         let best = |v: &[f64]| v[0] / v[1].min(v[2]);
         println!(
-            "{name:<10} {n:>5} {c:>4} {side:>4} | {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>5.2}x",
-            f[0], f[1], f[2], best(&f), b[0], b[1], b[2], best(&b)
+            "{name:<10} {n:>5} {c:>4} {side:>4} | {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>5.2}x",
+            f[0], f[1], f[2], best(&f), b[0], b[1], b[2], best(&b), d[0], dw_wino, d[0] / dw_wino
         );
         summary.push(format!(
-            "{name}_fwd={:.2}/{:.2} {name}_dx={:.2}/{:.2}",
+            "{name}_fwd={:.2}/{:.2} {name}_dx={:.2}/{:.2} {name}_dw={:.2}",
             f[0] / f[1],
             f[0] / f[2],
             b[0] / b[1],
-            b[0] / b[2]
+            b[0] / b[2],
+            d[0] / dw_wino
         ));
     }
     println!(
-        "RESULT conv (im2col time / tiled, / wide) {}",
+        "RESULT conv (im2col time / tiled, / wide; weight gradient: / Winograd) {}",
         summary.join(" ")
     );
     Ok(())

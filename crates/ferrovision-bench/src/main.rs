@@ -36,7 +36,7 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
              FERROVISION_MNIST): Adam 1e-3, batch 64, --epochs N (default 3, the first a
              warm-up): median epoch seconds and test accuracy. With compare
              (--workloads mnist --data DIR) it runs Keras model.fit and a PyTorch loop too.
-  conv       the 3x3 stride-1 convolutions of ResNet-20/18/50, forward and input gradient,
+  conv       the 3x3 stride-1 convolutions of ResNet-20/18/50, forward, input and weight gradients,
              im2col + GEMM against Winograd F(4x4,3x3), interleaved: ms and ratios per shape
              (FERROVISION_BENCH_CONV=r20_s1,.. picks shapes; FERROVISION_BENCH_CONV_ALGO=
              winograd|im2col times one algorithm only, for profiling)

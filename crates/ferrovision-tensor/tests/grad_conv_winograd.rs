@@ -1,6 +1,6 @@
 //! 3×3 stride-1 convolutions through the public op with Winograd forced on: values and all
 //! three gradients agree with im2col + GEMM, and finite differences check the Winograd input
-//! gradient. (The kernel's own tests bound its error against a double-precision direct
+//! and weight gradients. (The kernel's own tests bound its error against a double-precision direct
 //! convolution.) The algorithm setting is process-wide, so the tests take turns.
 
 mod common;
@@ -49,6 +49,8 @@ fn winograd_matches_im2col_values_and_gradients() {
             16,
             Padding::Explicit(vec![(1, 0), (0, 2)]),
         ),
+        // Channel counts past one 16-lane group, as the shape rule's weight gradients have.
+        (&[3, 33, 8, 12], 40, Padding::Same),
     ];
     for (i, (shape, cout, padding)) in cases.iter().enumerate() {
         let x = uniform(shape, -1.0, 1.0, 10 + i as u64);
@@ -72,7 +74,7 @@ fn winograd_matches_im2col_values_and_gradients() {
 }
 
 #[test]
-fn winograd_input_gradient_passes_finite_differences() {
+fn winograd_input_and_weight_gradients_pass_finite_differences() {
     let x = uniform(&[2, 3, 7, 9], -1.0, 1.0, 1);
     let w = uniform(&[4, 3, 3, 3], -1.0, 1.0, 2);
     for algo in [ConvAlgo::WinogradTiled, ConvAlgo::WinogradWide] {

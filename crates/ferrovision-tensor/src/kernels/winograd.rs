@@ -25,7 +25,8 @@
 //!
 //! The input gradient of a 3×3 stride-1 convolution is itself one: the output gradient
 //! correlated with the filters rotated by 180° and transposed in (K, C), padded by `2 − pad`
-//! ([`transform_filter`] with `rotate`).
+//! ([`transform_filter`] with `rotate`). The weight gradient is the transposed algorithm
+//! (`winograd/wgrad.rs`, [`weight_grad`]).
 
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
@@ -692,7 +693,9 @@ pub fn conv3x3(
 }
 
 mod shuffle;
+mod wgrad;
 mod wide;
+pub use wgrad::weight_grad;
 pub use wide::conv3x3_wide;
 
 #[cfg(test)]

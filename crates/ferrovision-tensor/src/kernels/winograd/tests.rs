@@ -363,3 +363,112 @@ fn wide_layout_matches_direct_correlation() {
     }
     eprintln!("winograd wide layout: worst relative error {worst:e}");
 }
+
+/// Weight gradient in f64, `dw[k][c][i][j] = Σ_n Σ_o dy[n][k][o] · x[n][c][o + (i, j) − pad]`,
+/// and the sum of the absolute products (the scale of the rounding error).
+fn direct_weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> (Vec<f64>, Vec<f64>) {
+    let [ih, iw] = g.input;
+    let [oh, ow] = g.out;
+    let mut dw = vec![0.0f64; g.cout * g.cin * 9];
+    let mut scale = vec![0.0f64; dw.len()];
+    for k in 0..g.cout {
+        for c in 0..g.cin {
+            for i in 0..3 {
+                for j in 0..3 {
+                    let (mut acc, mut mag) = (0.0f64, 0.0f64);
+                    for n in 0..g.n {
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let yy = (oy + i) as isize - g.pad[0] as isize;
+                                let xx = (ox + j) as isize - g.pad[1] as isize;
+                                if yy < 0 || xx < 0 || yy >= ih as isize || xx >= iw as isize {
+                                    continue;
+                                }
+                                let xv = x[((n * g.cin + c) * ih + yy as usize) * iw + xx as usize];
+                                let gv = dy[((n * g.cout + k) * oh + oy) * ow + ox];
+                                acc += xv as f64 * gv as f64;
+                                mag += (xv as f64 * gv as f64).abs();
+                            }
+                        }
+                    }
+                    let at = ((k * g.cin + c) * 3 + i) * 3 + j;
+                    dw[at] = acc;
+                    scale[at] = mag;
+                }
+            }
+        }
+    }
+    (dw, scale)
+}
+
+/// The Winograd weight gradient with chunks of `chunk_floats` transformed floats.
+fn run_weight_grad(x: &[f32], dy: &[f32], g: &Geometry, chunk_floats: usize) -> Vec<f32> {
+    let mut dw = vec![f32::NAN; g.cout * g.cin * 9];
+    wgrad::weight_grad_chunked(x, dy, g, &mut dw, chunk_floats);
+    dw
+}
+
+/// Error bound of the weight gradient relative to `Σ |dy·x|`: the sums over tiles run in the
+/// transformed domain, whose values are up to ~100x the inputs' (A's rows reach 1+2+4+8).
+const TOL_WGRAD: f64 = 1e-4;
+
+#[test]
+fn weight_gradient_matches_direct_sum() {
+    let cases = [
+        geometry(1, 1, 1, [3, 3], [0, 0]),
+        geometry(1, 1, 1, [1, 1], [1, 1]),
+        geometry(2, 3, 5, [7, 9], [1, 1]),
+        geometry(3, 4, 2, [13, 17], [1, 1]),
+        geometry(2, 5, 3, [6, 6], [0, 0]),
+        geometry(1, 2, 4, [5, 11], [2, 2]),
+        geometry(4, 16, 16, [16, 16], [1, 1]),
+        geometry(9, 20, 17, [8, 8], [1, 1]),
+        geometry(3, 18, 33, [2, 2], [1, 1]),
+        geometry(1, 3, 3, [70, 37], [1, 0]),
+        geometry(2, 2, 3, [9, 6], [0, 2]),
+    ];
+    let mut worst = 0.0f64;
+    for (i, g) in cases.iter().enumerate() {
+        let x = values(g.n * g.cin * g.input[0] * g.input[1], 300 + i as u64);
+        let dy = values(g.n * g.cout * g.out[0] * g.out[1], 400 + i as u64);
+        let (want, scale) = direct_weight_grad(&x, &dy, g);
+        // One chunk, one image a chunk, and two images a chunk (a last, shorter chunk).
+        let per_image = g.tiles()[0] * g.tiles()[1] * XI * (g.cin + g.cout);
+        for chunk_floats in [usize::MAX, 1, 2 * per_image] {
+            let got = run_weight_grad(&x, &dy, g, chunk_floats);
+            let err = worst_error(&got, &want, &scale, false);
+            assert!(
+                err <= TOL_WGRAD,
+                "{g:?} chunk {chunk_floats}: error {err:e}"
+            );
+            worst = worst.max(err);
+        }
+    }
+    eprintln!("winograd weight gradient: worst relative error {worst:e}");
+}
+
+#[test]
+fn weight_gradient_isa_levels_and_thread_counts_agree() {
+    let _guard = crate::kernels::ISA_TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let g = geometry(5, 20, 36, [10, 7], [1, 1]);
+    let x = values(g.n * g.cin * g.input[0] * g.input[1], 31);
+    let dy = values(g.n * g.cout * g.out[0] * g.out[1], 32);
+    let (want, scale) = direct_weight_grad(&x, &dy, &g);
+    let chunk = 2 * g.tiles()[0] * g.tiles()[1] * XI * (g.cin + g.cout);
+    let reference = run_weight_grad(&x, &dy, &g, chunk);
+    for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+        set_isa_override(Some(level));
+        let got = run_weight_grad(&x, &dy, &g, chunk);
+        set_isa_override(None);
+        let err = worst_error(&got, &want, &scale, false);
+        assert!(err <= TOL_WGRAD, "{level:?}: error {err:e}");
+    }
+    let single = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool")
+        .install(|| run_weight_grad(&x, &dy, &g, chunk));
+    assert_eq!(single, reference, "one thread must give the same bits");
+}

@@ -101,8 +101,12 @@ fn gemms(
 #[inline(always)]
 fn input_image_body(x: &[f32], g: &Geometry, v: &mut [f32]) {
     let [ih, iw] = g.input;
-    let p_in = ih * iw;
     let [th, tw] = g.tiles();
+    // The image channel-last with whole 16-lane groups (zero past `cin`), so that a window
+    // position's 16 channels are one contiguous load instead of 16 strided ones.
+    let cs = g.cin.next_multiple_of(LANES);
+    let mut hwc = PooledVec::<f32>::take(ih * iw * cs);
+    channels_last(x, g.cin, ih * iw, cs, &mut hwc);
     let mut d = [[[0.0f32; LANES]; A]; A];
     let mut e = [[[0.0f32; LANES]; A]; A];
     let mut col = [[0.0f32; LANES]; A];
@@ -113,25 +117,18 @@ fn input_image_body(x: &[f32], g: &Geometry, v: &mut [f32]) {
             let mut c0 = 0;
             while c0 < g.cin {
                 let lanes = LANES.min(g.cin - c0);
-                // Gather the 6×6 windows of `lanes` channels (zero outside the input).
+                // Gather the 6×6 windows of 16 channels (zero outside the input).
                 for i in 0..A {
                     let yy = (ty * MO + i) as isize - g.pad[0] as isize;
                     let row_in = yy >= 0 && (yy as usize) < ih;
                     for j in 0..A {
                         let xx = (tx * MO + j) as isize - g.pad[1] as isize;
-                        let dst = &mut d[i][j];
-                        if !row_in || xx < 0 || xx as usize >= iw {
-                            *dst = [0.0; LANES];
-                            continue;
-                        }
-                        let at = yy as usize * iw + xx as usize;
-                        for l in 0..LANES {
-                            dst[l] = if l < lanes {
-                                x[(c0 + l) * p_in + at]
-                            } else {
-                                0.0
-                            };
-                        }
+                        d[i][j] = if !row_in || xx < 0 || xx as usize >= iw {
+                            [0.0; LANES]
+                        } else {
+                            let at = (yy as usize * iw + xx as usize) * cs + c0;
+                            lanes16(&hwc[at..])
+                        };
                     }
                 }
                 // Bᵀ d B: along each row (j), then along each column (i).
@@ -144,8 +141,7 @@ fn input_image_body(x: &[f32], g: &Geometry, v: &mut [f32]) {
                     }
                     input_1d(&col, &mut out);
                     for a in 0..A {
-                        let dst = &mut tile[(a * A + b) * g.cin + c0..][..lanes];
-                        dst.copy_from_slice(&out[a][..lanes]);
+                        store_lanes(&out[a], &mut tile[(a * A + b) * g.cin + c0..][..lanes]);
                     }
                 }
                 c0 += LANES;
@@ -154,8 +150,75 @@ fn input_image_body(x: &[f32], g: &Geometry, v: &mut [f32]) {
     }
 }
 
+/// `dst[p·ld + c] = src[c·planes + p]` for `c < channels`, zero for `channels ≤ c < ld` (`ld`
+/// a multiple of 16): a `[channels][planes]` block channel-last. By 16×16 blocks through a
+/// small buffer, so that reads and writes are whole 16-float runs (element by element, one
+/// side strides by a power of two often enough and keeps missing the cache).
+#[inline(always)]
+pub(super) fn channels_last(
+    src: &[f32],
+    channels: usize,
+    planes: usize,
+    ld: usize,
+    dst: &mut [f32],
+) {
+    let src = &src[..channels * planes];
+    let dst = &mut dst[..planes * ld];
+    let mut block = [[0.0f32; LANES]; LANES];
+    let mut c0 = 0;
+    while c0 < ld {
+        let lanes = LANES.min(channels.saturating_sub(c0));
+        let mut p0 = 0;
+        while p0 + LANES <= planes {
+            for (l, row) in block.iter_mut().enumerate() {
+                *row = if l < lanes {
+                    lanes16(&src[(c0 + l) * planes + p0..])
+                } else {
+                    [0.0; LANES]
+                };
+            }
+            for i in 0..LANES {
+                let column: [f32; LANES] = std::array::from_fn(|l| block[l][i]);
+                store_lanes(&column, &mut dst[(p0 + i) * ld + c0..][..LANES]);
+            }
+            p0 += LANES;
+        }
+        for p in p0..planes {
+            for l in 0..LANES {
+                dst[p * ld + c0 + l] = if l < lanes {
+                    src[(c0 + l) * planes + p]
+                } else {
+                    0.0
+                };
+            }
+        }
+        c0 += LANES;
+    }
+}
+
+/// The 16 floats at the start of `src`.
+#[inline(always)]
+pub(super) fn lanes16(src: &[f32]) -> [f32; LANES] {
+    let mut r = [0.0; LANES];
+    r.copy_from_slice(&src[..LANES]);
+    r
+}
+
+/// The first `dst.len()` (at most 16) lanes of `v` into `dst`: a fixed-size copy for a whole
+/// group (a variable-length one becomes a `memcpy` call).
+#[inline(always)]
+pub(super) fn store_lanes(v: &[f32; LANES], dst: &mut [f32]) {
+    match <&mut [f32; LANES]>::try_from(&mut *dst) {
+        Ok(whole) => *whole = *v,
+        Err(_) => {
+            let n = dst.len();
+            dst.copy_from_slice(&v[..n]);
+        }
+    }
+}
+
 crate::multiversion! {
-    fn input_image(x: &[f32], g: &Geometry, v: &mut [f32]) {
+    pub(super) fn input_image(x: &[f32], g: &Geometry, v: &mut [f32]) {
         input_image_body(x, g, v)
     }
 }
