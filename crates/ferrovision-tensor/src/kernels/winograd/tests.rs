@@ -103,19 +103,27 @@ fn geometry(n: usize, cin: usize, cout: usize, input: [usize; 2], pad: [usize; 2
     }
 }
 
-#[test]
-fn matches_direct_correlation_over_shapes_and_padding() {
-    let cases = [
+/// Small geometries at the edges: one-pixel and exactly-one-tile maps, maps that are not whole
+/// tiles, no padding and padding 2.
+fn edge_geometries() -> Vec<Geometry> {
+    vec![
         geometry(1, 1, 1, [3, 3], [0, 0]),
         geometry(1, 1, 1, [1, 1], [1, 1]),
         geometry(2, 3, 5, [7, 9], [1, 1]),
         geometry(3, 4, 2, [13, 17], [1, 1]),
         geometry(2, 5, 3, [6, 6], [0, 0]),
         geometry(1, 2, 4, [5, 11], [2, 2]),
+    ]
+}
+
+#[test]
+fn matches_direct_correlation_over_shapes_and_padding() {
+    let mut cases = edge_geometries();
+    cases.extend([
         geometry(2, 16, 16, [32, 32], [1, 1]),
         geometry(9, 8, 8, [8, 8], [1, 1]),
         geometry(1, 3, 3, [70, 37], [1, 0]),
-    ];
+    ]);
     let worst = check_against_direct(run, &cases, 1);
     eprintln!("winograd F(4x4,3x3): worst relative error {worst:e}");
 }
@@ -414,19 +422,14 @@ const TOL_WGRAD: f64 = 1e-4;
 
 #[test]
 fn weight_gradient_matches_direct_sum() {
-    let cases = [
-        geometry(1, 1, 1, [3, 3], [0, 0]),
-        geometry(1, 1, 1, [1, 1], [1, 1]),
-        geometry(2, 3, 5, [7, 9], [1, 1]),
-        geometry(3, 4, 2, [13, 17], [1, 1]),
-        geometry(2, 5, 3, [6, 6], [0, 0]),
-        geometry(1, 2, 4, [5, 11], [2, 2]),
+    let mut cases = edge_geometries();
+    cases.extend([
         geometry(4, 16, 16, [16, 16], [1, 1]),
         geometry(9, 20, 17, [8, 8], [1, 1]),
         geometry(3, 18, 33, [2, 2], [1, 1]),
         geometry(1, 3, 3, [70, 37], [1, 0]),
         geometry(2, 2, 3, [9, 6], [0, 2]),
-    ];
+    ]);
     let mut worst = 0.0f64;
     for (i, g) in cases.iter().enumerate() {
         let x = values(g.n * g.cin * g.input[0] * g.input[1], 300 + i as u64);
