@@ -201,11 +201,12 @@ fn winograd_rule(wg: &winograd::Geometry, cached: bool) -> Option<bool> {
 
 /// The shape rule of [`ConvAlgo::Auto`] for weight gradients: whether Winograd is faster than
 /// the im2col (or shifted-window) GEMMs. Measured (2 threads, Zen 4, interleaved medians,
-/// im2col time / Winograd time): ResNet-18 at 64 px batch 16: 1.4x (16 px, 64 channels), 1.8x
-/// (8 px), 1.06x (4 px; 2.1x at batch 32), 0.23x (2 px: a 4×4 tile wastes three quarters);
-/// ResNet-50 224 px batch 16: 1.3x, 2.1x, 1.5x, 1.45x (56, 28, 14, 7 px); CIFAR ResNet-20
-/// batch 128: 0.59x at 16 channels (the shifted-window GEMMs win there), 1.06x at 32 and 1.2x
-/// at 64.
+/// im2col time / Winograd time, ranges over runs of `ferrovision-bench conv` and a per-layer
+/// timer): ResNet-18 at 64 px batch 16: 1.3-1.9x (16 px, 64 channels), 1.7-2.0x (8 px),
+/// 1.06-1.2x (4 px; 2.1x at batch 32), 0.23-0.27x (2 px: a 4×4 tile wastes three quarters);
+/// ResNet-50 224 px batch 16: 1.3-1.6x, 2.1x, 1.5-1.6x, 1.45x (56, 28, 14, 7 px); CIFAR
+/// ResNet-20 batch 128: 0.59-0.73x at 16 channels (the shifted-window GEMMs win there), 1.06x
+/// at 32 and 1.2x at 64.
 fn winograd_weight_grad_rule(wg: &winograd::Geometry) -> bool {
     wg.out[0].min(wg.out[1]) >= 4 && wg.cin.min(wg.cout) >= 32
 }
