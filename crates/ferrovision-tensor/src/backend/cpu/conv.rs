@@ -206,9 +206,13 @@ fn winograd_rule(wg: &winograd::Geometry, cached: bool) -> Option<bool> {
 /// 1.06-1.2x (4 px; 2.1x at batch 32), 0.23-0.27x (2 px: a 4×4 tile wastes three quarters);
 /// ResNet-50 224 px batch 16: 1.3-1.6x, 2.1x, 1.5-1.6x, 1.45x (56, 28, 14, 7 px); CIFAR
 /// ResNet-20 batch 128: 0.59-0.73x at 16 channels (the shifted-window GEMMs win there), 1.06x
-/// at 32 and 1.2x at 64.
+/// at 32 and 1.2x at 64. With few output positions in the batch the 36·C·K sums of `dU` cost
+/// more than the multiplies saved: ResNet-50 at batch 1, 0.84-0.86x (14 px, 196 positions) and
+/// 0.25-0.35x (7 px, 49 positions), hence at least 256 positions (ResNet-18's 4 px stage at
+/// batch 16: 1.05-1.19x).
 fn winograd_weight_grad_rule(wg: &winograd::Geometry) -> bool {
-    wg.out[0].min(wg.out[1]) >= 4 && wg.cin.min(wg.cout) >= 32
+    let positions = wg.n * wg.out[0] * wg.out[1];
+    wg.out[0].min(wg.out[1]) >= 4 && wg.cin.min(wg.cout) >= 32 && positions >= 256
 }
 
 /// Winograd forward: `y = act(conv3x3(x, w) + bias + res)` (`w` the weight tensor, `ws` its
