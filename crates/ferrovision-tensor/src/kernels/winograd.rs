@@ -218,7 +218,7 @@ fn filter_rows_body(w: &[f32], s: &FilterSpec, r0: usize, r1: usize, part: &mut 
             for a in 0..A {
                 filter_1d(&gg[a], &mut out);
                 for b in 0..A {
-                    part[a * A + b][at..at + lanes].copy_from_slice(&out[b][..lanes]);
+                    wide::store_lanes(&out[b], &mut part[a * A + b][at..at + lanes]);
                 }
             }
             col0 += LANES;

@@ -17,7 +17,7 @@
 //! parallel) add the chunk's sums to `dU`. Every `dU` element is summed by one task in a fixed
 //! chunk order, so the result is the same for any number of threads.
 
-use super::wide::{channels_last, input_image, lanes16, store_lanes};
+use super::wide::{channels_last, input_image, lanes16, load_lanes, store_lanes};
 use super::{Geometry, A, LANES, MO, XI};
 use crate::kernels::gemm::{sgemm_isa, Epilogue};
 use crate::parallel::prelude::*;
@@ -204,7 +204,7 @@ fn filter_grad_body(du: &[f32], g: &Geometry, k: usize, dwk: &mut [f32]) {
         for a in 0..A {
             for b in 0..A {
                 let src = &du[((a * A + b) * g.cout + k) * g.cin + c0..][..lanes];
-                u[a][b][..lanes].copy_from_slice(src);
+                load_lanes(src, &mut u[a][b]);
             }
         }
         // Gᵀ dU G: along each row (b), then along each column (a).

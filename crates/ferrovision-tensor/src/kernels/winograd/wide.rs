@@ -204,6 +204,16 @@ pub(super) fn lanes16(src: &[f32]) -> [f32; LANES] {
     r
 }
 
+/// `src` (at most 16 floats) into the first lanes of `dst`: a fixed-size copy for a whole
+/// group, as [`store_lanes`].
+#[inline(always)]
+pub(super) fn load_lanes(src: &[f32], dst: &mut [f32; LANES]) {
+    match <&[f32; LANES]>::try_from(src) {
+        Ok(whole) => *dst = *whole,
+        Err(_) => dst[..src.len()].copy_from_slice(src),
+    }
+}
+
 /// The first `dst.len()` (at most 16) lanes of `v` into `dst`: a fixed-size copy for a whole
 /// group (a variable-length one becomes a `memcpy` call).
 #[inline(always)]
@@ -255,7 +265,7 @@ fn output_image_body(
                 for a in 0..A {
                     for b in 0..A {
                         let src = &m[((a * A + b) * tiles + t) * g.cout + k0..][..lanes];
-                        mm[a][b][..lanes].copy_from_slice(src);
+                        load_lanes(src, &mut mm[a][b]);
                     }
                 }
                 let mut bias_lanes = [0.0f32; LANES];
