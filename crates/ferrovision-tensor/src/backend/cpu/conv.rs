@@ -65,14 +65,13 @@ impl Geom {
         })
     }
     /// The Winograd geometry of this convolution's forward pass (and input gradient) when it
-    /// has one and the algorithm choice ([`conv_algo`]) takes Winograd for it (`inference`:
-    /// gradients are off, so the transformed filters are cached between calls).
-    fn winograd(&self, inference: bool) -> Option<winograd::Geometry> {
+    /// has one and the algorithm choice ([`conv_algo`]) takes Winograd for it.
+    fn winograd(&self) -> Option<winograd::Geometry> {
         let wg = self.winograd_geometry()?;
         let chosen = match conv_algo() {
             ConvAlgo::Im2col => false,
             ConvAlgo::Winograd | ConvAlgo::WinogradTiled | ConvAlgo::WinogradWide => true,
-            ConvAlgo::Auto => winograd_rule(&wg, inference).is_some(),
+            ConvAlgo::Auto => winograd_rule(&wg).is_some(),
         };
         chosen.then_some(wg)
     }
@@ -115,7 +114,7 @@ pub(super) fn forward(
     out_shape: &[usize],
 ) -> Result<Tensor> {
     let inference = !crate::autograd::is_grad_enabled();
-    let wino = geom.winograd(inference);
+    let wino = geom.winograd();
     let y = x.with_f32(op, |xs| {
         w.with_f32(op, |ws| {
             with_opt(bias, op, |bs| {
@@ -178,16 +177,19 @@ impl ConvEpilogue<'_> {
 
 /// The shape rule of [`ConvAlgo::Auto`], read off `ferrovision-bench conv` (README): `None`
 /// where im2col + GEMM is faster, else whether the whole-batch layout is (`Some(true)`) or the
-/// tiled one (`Some(false)`). `cached`: the transformed filters come from the inference cache.
+/// tiled one (`Some(false)`).
 ///
 /// The tiled layout wins where maps are large and layers narrow (ResNet-20's 32 and 16 px
 /// stages, ResNet-18's 16 px stage at 64 px input, ResNet-50's 56 and 28 px stages: 1.3-1.9x).
 /// The whole-batch layout wins on maps of at most 4×4 tiles with enough output positions in
-/// the batch to pay for the filter transform (4x the weights' size; read from the cache in
-/// inference): ResNet-18's 8 and 4 px stages, ResNet-50's 14 and 7 px ones, 1.1-2.3x. On 2×2
-/// maps a 4×4 tile wastes three quarters of its multiplies, and at batch 1 the transformed
-/// filters cost more to read than im2col's multiplies: im2col there.
-fn winograd_rule(wg: &winograd::Geometry, cached: bool) -> Option<bool> {
+/// the batch (at least 256) to pay for the filter transform (4x the weights' size; read from
+/// the cache in inference): ResNet-18's 8 and 4 px stages, ResNet-50's 14 and 7 px ones,
+/// 1.1-2.3x. Training once asked for 512 positions (the filters are transformed every call);
+/// at 256, ResNet-18's 4 px stage at batch 16 trains 1.4x faster forward (the whole step
+/// 11.70 -> 12.34 steps/s, 4 interleaved pairs, Zen 4). On 2×2 maps a 4×4 tile wastes three
+/// quarters of its multiplies, and at batch 1 the transformed filters cost more to read than
+/// im2col's multiplies: im2col there.
+fn winograd_rule(wg: &winograd::Geometry) -> Option<bool> {
     let side = wg.out[0].min(wg.out[1]);
     let channels = wg.cin.max(wg.cout);
     if (side >= 16 && channels <= 64) || (side >= 28 && channels <= 128) {
@@ -195,8 +197,7 @@ fn winograd_rule(wg: &winograd::Geometry, cached: bool) -> Option<bool> {
     }
     let [th, tw] = wg.tiles();
     let positions = wg.n * wg.out[0] * wg.out[1];
-    let enough = if cached { 256 } else { 512 };
-    (side >= 4 && th * tw <= 16 && positions >= enough).then_some(true)
+    (side >= 4 && th * tw <= 16 && positions >= 256).then_some(true)
 }
 
 /// The shape rule of [`ConvAlgo::Auto`] for weight gradients: whether Winograd is faster than
@@ -230,7 +231,7 @@ fn winograd_forward(
     inference: bool,
 ) -> Vec<f32> {
     let mut y = pool::take_uninit(wg.n * wg.cout * wg.out[0] * wg.out[1]);
-    let wide = winograd_wide(wg, inference);
+    let wide = winograd_wide(wg);
     let transform = |u: &mut [f32]| winograd::transform_filter(ws, wg.cout, wg.cin, false, wide, u);
     if inference {
         let u = filter_cache::get_or_insert(w, false, wide, wg.filter_len(), transform);
@@ -255,7 +256,7 @@ fn winograd_input_grad(gout: &[f32], w: &[f32], wg: &winograd::Geometry) -> Vec<
         out: wg.input,
         pad: [2 - wg.pad[0], 2 - wg.pad[1]],
     };
-    let wide = winograd_wide(&back, false);
+    let wide = winograd_wide(&back);
     let mut u = PoolBuf::take(back.filter_len());
     winograd::transform_filter(w, wg.cout, wg.cin, true, wide, &mut u.0);
     let mut dx = pool::take_uninit(back.n * back.cout * back.out[0] * back.out[1]);
@@ -291,12 +292,12 @@ fn winograd_conv(
 }
 
 /// The Winograd layout (`true`: whole-batch): the one [`conv_algo`] asks for, else the shape
-/// rule's, else tiled (`cached`: the transformed filters come from the inference cache).
-fn winograd_wide(wg: &winograd::Geometry, cached: bool) -> bool {
+/// rule's, else tiled.
+fn winograd_wide(wg: &winograd::Geometry) -> bool {
     match conv_algo() {
         ConvAlgo::WinogradWide => true,
         ConvAlgo::WinogradTiled => false,
-        _ => winograd_rule(wg, cached).unwrap_or(false),
+        _ => winograd_rule(wg).unwrap_or(false),
     }
 }
 
@@ -335,7 +336,7 @@ pub(super) fn backward(
 ) -> Result<[Option<Tensor>; 3]> {
     let [rx, rw, rb] = needs;
     let g = relu_mask(g, relu_out)?;
-    let wino = if rx { geom.winograd(false) } else { None };
+    let wino = if rx { geom.winograd() } else { None };
     let wino_dw = if rw {
         geom.winograd_weight_grad()
     } else {
