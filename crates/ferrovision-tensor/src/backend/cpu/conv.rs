@@ -65,24 +65,27 @@ impl Geom {
         })
     }
     /// The Winograd geometry of this convolution's forward pass (and input gradient) when it
-    /// has one and the algorithm choice ([`conv_algo`]) takes Winograd for it.
+    /// has one and the algorithm choice takes Winograd for it ([`winograd_rule`] under
+    /// [`ConvAlgo::Auto`]).
     fn winograd(&self) -> Option<winograd::Geometry> {
-        let wg = self.winograd_geometry()?;
-        let chosen = match conv_algo() {
-            ConvAlgo::Im2col => false,
-            ConvAlgo::Winograd | ConvAlgo::WinogradTiled | ConvAlgo::WinogradWide => true,
-            ConvAlgo::Auto => winograd_rule(&wg).is_some(),
-        };
-        chosen.then_some(wg)
+        self.winograd_if(|wg| winograd_rule(wg).is_some())
     }
     /// The Winograd geometry of this convolution's weight gradient when the algorithm choice
     /// takes Winograd for it ([`winograd_weight_grad_rule`] under [`ConvAlgo::Auto`]).
     fn winograd_weight_grad(&self) -> Option<winograd::Geometry> {
+        self.winograd_if(winograd_weight_grad_rule)
+    }
+    /// The Winograd geometry when this convolution has one and [`conv_algo`] takes Winograd:
+    /// never with `Im2col`, always with a Winograd setting, by `auto_rule` with `Auto`.
+    fn winograd_if(
+        &self,
+        auto_rule: impl FnOnce(&winograd::Geometry) -> bool,
+    ) -> Option<winograd::Geometry> {
         let wg = self.winograd_geometry()?;
         let chosen = match conv_algo() {
             ConvAlgo::Im2col => false,
             ConvAlgo::Winograd | ConvAlgo::WinogradTiled | ConvAlgo::WinogradWide => true,
-            ConvAlgo::Auto => winograd_weight_grad_rule(&wg),
+            ConvAlgo::Auto => auto_rule(&wg),
         };
         chosen.then_some(wg)
     }
