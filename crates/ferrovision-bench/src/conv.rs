@@ -3,8 +3,10 @@
 //! gradient, timed with im2col + GEMM (the shifted-window GEMMs for large-plane weight
 //! gradients) and with Winograd F(4×4, 3×3) (forward and input gradient in its tiled and
 //! whole-batch layouts; the weight gradient has one), interleaved in one process (medians).
-//! This is the measurement behind `ConvAlgo::Auto`'s shape rules; the last line lists each
-//! shape's ratios.
+//! Maps of 2×2 and 1×1 are also timed in the dense form (one GEMM with a matrix built from
+//! the weights, cached like the Winograd filters: the forward times here read the caches, the
+//! build shows in whole training steps). This is the measurement behind `ConvAlgo::Auto`'s
+//! shape rules; the last line lists each shape's ratios.
 
 use crate::util::{median, time, Opts};
 use ferrovision::prelude::*;
@@ -23,6 +25,10 @@ const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("r18_s2_b32", 32, 128, 8),
     ("r18_s3_b32", 32, 256, 4),
     ("r18_s4_b32", 32, 512, 2),
+    ("r18_s4_b1", 1, 512, 2),
+    ("r18_s4_b4", 4, 512, 2),
+    ("r18_s4_b8", 8, 512, 2),
+    ("r18_1px", 16, 512, 1),
     ("r50_s1", 16, 64, 56),
     ("r50_s2", 16, 128, 28),
     ("r50_s3", 16, 256, 14),
@@ -42,7 +48,7 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
     let mut rng = Rng::new(0);
     let mut summary = Vec::new();
     println!(
-        "{:<10} {:>5} {:>4} {:>4} | {:>9} {:>9} {:>9} {:>6} | {:>9} {:>9} {:>9} {:>6} | {:>9} {:>9} {:>6}",
+        "{:<10} {:>5} {:>4} {:>4} | {:>9} {:>9} {:>9} {:>6} | {:>9} {:>9} {:>9} {:>6} | {:>9} {:>9} {:>6} | {:>9} {:>9} {:>6}",
         "shape",
         "batch",
         "ch",
@@ -57,21 +63,26 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
         "ratio",
         "dw i2c",
         "wino",
+        "ratio",
+        "fwd dense",
+        "dx dense",
         "ratio"
     );
     let only = std::env::var("FERROVISION_BENCH_CONV").ok();
-    // For profiling one algorithm: FERROVISION_BENCH_CONV_ALGO=im2col|winograd-tiled|
+    // For profiling one algorithm: FERROVISION_BENCH_CONV_ALGO=im2col|dense|winograd-tiled|
     // winograd-wide runs only it.
     let profile_only = match std::env::var("FERROVISION_BENCH_CONV_ALGO").as_deref() {
         Ok("winograd-tiled") => Some(ConvAlgo::WinogradTiled),
         Ok("winograd-wide") => Some(ConvAlgo::WinogradWide),
         Ok("im2col") => Some(ConvAlgo::Im2col),
+        Ok("dense") => Some(ConvAlgo::Dense),
         _ => None,
     };
-    const ALGOS: [ConvAlgo; 3] = [
+    const ALGOS: [ConvAlgo; 4] = [
         ConvAlgo::Im2col,
         ConvAlgo::WinogradTiled,
         ConvAlgo::WinogradWide,
+        ConvAlgo::Dense,
     ];
     for &(name, n, c, side) in SHAPES {
         if only
@@ -86,10 +97,13 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
         let reps = (2e9 / (2.0 * 9.0 * (c * c * side * side * n) as f64)).clamp(3.0, 40.0) as usize;
         // t[algorithm][forward | input gradient | weight gradient]: one sample per repetition,
         // interleaved.
-        let mut t: [[Vec<f64>; 3]; 3] = Default::default();
+        let mut t: [[Vec<f64>; 3]; 4] = Default::default();
+        // The dense form where it applies: input positions at most half the kernel's taps.
+        let dense_fits = 2 * side * side <= 9;
         for rep in 0..reps + 1 {
             for (ai, algo) in ALGOS.into_iter().enumerate() {
-                if profile_only.is_some_and(|p| p != algo) {
+                let skip = algo == ConvAlgo::Dense && !dense_fits;
+                if skip || profile_only.is_some_and(|p| p != algo) {
                     for v in &mut t[ai] {
                         v.push(f64::NAN);
                     }
@@ -126,9 +140,12 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
         let dw_wino = d[1].min(d[2]);
         // Ratio: im2col time over the faster Winograd layout's.
         let best = |v: &[f64]| v[0] / v[1].min(v[2]);
+        // Dense: im2col time over the dense form's, forward and input gradient together.
+        let dense = (f[0] + b[0]) / (f[3] + b[3]);
         println!(
-            "{name:<10} {n:>5} {c:>4} {side:>4} | {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>5.2}x",
-            f[0], f[1], f[2], best(&f), b[0], b[1], b[2], best(&b), d[0], dw_wino, d[0] / dw_wino
+            "{name:<10} {n:>5} {c:>4} {side:>4} | {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>7.3}ms {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>5.2}x | {:>7.3}ms {:>7.3}ms {:>5.2}x",
+            f[0], f[1], f[2], best(&f), b[0], b[1], b[2], best(&b), d[0], dw_wino, d[0] / dw_wino,
+            f[3], b[3], dense
         );
         summary.push(format!(
             "{name}_fwd={:.2}/{:.2} {name}_dx={:.2}/{:.2} {name}_dw={:.2}",
@@ -138,6 +155,13 @@ fn run_inner() -> ferrovision::tensor::Result<()> {
             b[0] / b[2],
             d[0] / dw_wino
         ));
+        if dense_fits {
+            summary.push(format!(
+                "{name}_dense_fwd={:.2} {name}_dense_dx={:.2}",
+                f[0] / f[3],
+                b[0] / b[3]
+            ));
+        }
     }
     println!(
         "RESULT conv (im2col time / tiled, / wide; weight gradient: / Winograd) {}",

@@ -37,9 +37,10 @@ workloads (each prints a last line `RESULT <name> key=value ...`):
              warm-up): median epoch seconds and test accuracy. With compare
              (--workloads mnist --data DIR) it runs Keras model.fit and a PyTorch loop too.
   conv       the 3x3 stride-1 convolutions of ResNet-20/18/50, forward, input and weight gradients,
-             im2col + GEMM against Winograd F(4x4,3x3), interleaved: ms and ratios per shape
-             (FERROVISION_BENCH_CONV=r20_s1,.. picks shapes; FERROVISION_BENCH_CONV_ALGO=
-             winograd|im2col times one algorithm only, for profiling)
+             im2col + GEMM against Winograd F(4x4,3x3) and (2x2 and 1x1 maps) the dense form,
+             interleaved: ms and ratios per shape (FERROVISION_BENCH_CONV=r20_s1,.. picks
+             shapes; FERROVISION_BENCH_CONV_ALGO=im2col|dense|winograd-tiled|winograd-wide
+             times one algorithm only, for profiling)
   resnet18   ResNet-18 (ferrovision-models, public model API: Model::train_on_batch, nn's
              SGD momentum) on random 3x64x64 images, batch 16: median training steps/s over
              20 steps after 3 warm-up, inference img/s at batch 32 (Model::predict)

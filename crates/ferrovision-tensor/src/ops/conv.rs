@@ -162,8 +162,10 @@ pub fn set_min_gemm_columns(columns: usize) {
     MIN_GEMM_COLUMNS.store(columns.max(1), Ordering::Relaxed);
 }
 
-/// The algorithm of 3×3 stride-1 convolutions (2-d, one group, padding ≤ 2): the forward pass
-/// and the input gradient. Others always use their one algorithm.
+/// The algorithm of 3×3 stride-1 convolutions (2-d, one group, padding ≤ 2) and of one-group
+/// convolutions on maps with at most half as many positions as the kernel has taps (the dense
+/// form, `backend/cpu/conv_dense.rs`): the forward pass and the input gradient. Others always
+/// use their one algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvAlgo {
     /// Winograd where the shape rule says it is faster (the default).
@@ -176,6 +178,9 @@ pub enum ConvAlgo {
     WinogradTiled,
     /// Always Winograd in the whole-batch layout for small maps and wide layers (benchmarks).
     WinogradWide,
+    /// The dense form of small-map convolutions wherever it fits (any batch size), else as
+    /// `Auto` (tests, benchmarks).
+    Dense,
 }
 
 /// 0: not set yet (read `FERROVISION_CONV_ALGO`), then 1 + the `ConvAlgo` discriminant.
@@ -183,15 +188,17 @@ static CONV_ALGO: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new
 
 /// The algorithm choice for 3×3 stride-1 convolutions: [`set_conv_algo`], else the
 /// `FERROVISION_CONV_ALGO` variable (`auto`, `winograd`, `im2col`, `winograd-tiled`,
-/// `winograd-wide`), else [`ConvAlgo::Auto`].
+/// `winograd-wide`, `dense`), else [`ConvAlgo::Auto`].
 /// The choice depends on shapes only, so a run is reproducible; Winograd's results differ from
-/// im2col's by rounding (about 4e-6 of `Σ|w·x|`, see `kernels/winograd.rs`).
+/// im2col's by rounding (about 4e-6 of `Σ|w·x|`, see `kernels/winograd.rs`), the dense form's
+/// by the order of its sums.
 pub fn conv_algo() -> ConvAlgo {
     let decode = |discriminant: u8| match discriminant {
         1 => ConvAlgo::Winograd,
         2 => ConvAlgo::Im2col,
         3 => ConvAlgo::WinogradTiled,
         4 => ConvAlgo::WinogradWide,
+        5 => ConvAlgo::Dense,
         _ => ConvAlgo::Auto,
     };
     match CONV_ALGO.load(Ordering::Relaxed) {
@@ -201,6 +208,7 @@ pub fn conv_algo() -> ConvAlgo {
                 Ok("im2col") => ConvAlgo::Im2col,
                 Ok("winograd-tiled") => ConvAlgo::WinogradTiled,
                 Ok("winograd-wide") => ConvAlgo::WinogradWide,
+                Ok("dense") => ConvAlgo::Dense,
                 _ => ConvAlgo::Auto,
             };
             let _ =

@@ -284,13 +284,14 @@ fn plans_count_the_nominal_flops_of_convolutions_and_products() {
 
 /// A residual add (with or without a ReLU) fuses into the convolution that makes one of its
 /// operands, on every convolution path (pointwise GEMM, im2col with one and with several images
-/// per GEMM, Winograd, depthwise), whether the residual is a traced input or computed after the
-/// convolution, and the replay equals the eager ops bit for bit.
+/// per GEMM, Winograd, depthwise, the dense small-map form in both GEMM orientations), whether
+/// the residual is a traced input or computed after the convolution, and the replay equals the
+/// eager ops bit for bit.
 #[test]
 fn a_residual_add_fuses_into_the_convolution_bit_for_bit() {
     // (input shape, weight shape, stride, padding, groups)
     type Case = ([usize; 4], [usize; 4], usize, usize, usize);
-    let cases: [Case; 8] = [
+    let cases: [Case; 11] = [
         ([1, 16, 90, 90], [16, 16, 3, 3], 1, 1, 1), // Winograd (tiled, bands of one image)
         ([4, 128, 8, 8], [128, 128, 3, 3], 1, 1, 1), // Winograd (whole-batch)
         ([2, 8, 16, 16], [12, 8, 1, 1], 1, 0, 1),   // pointwise, one image per GEMM
@@ -299,6 +300,9 @@ fn a_residual_add_fuses_into_the_convolution_bit_for_bit() {
         ([2, 8, 16, 16], [8, 8, 3, 3], 1, 1, 1),    // Winograd (tiled)
         ([2, 6, 10, 10], [6, 1, 3, 3], 1, 1, 6),    // depthwise
         ([2, 4, 12, 12], [8, 2, 3, 3], 1, 1, 2),    // grouped im2col
+        ([16, 32, 2, 2], [32, 32, 3, 3], 1, 1, 1),  // dense, Yᵀ = Dᵀ·Xᵀ
+        ([32, 8, 2, 2], [8, 8, 3, 3], 1, 1, 1),     // dense, Y = X·D
+        ([2, 16, 1, 1], [8, 16, 3, 3], 1, 1, 1),    // dense, a 1×1 map
     ];
     for (i, (xs, ws, stride, pad, groups)) in cases.into_iter().enumerate() {
         let seed = 10 * i as u64;

@@ -6,7 +6,9 @@
 //! - **pointwise** (1×1, stride 1, no padding): a plain GEMM on the NCHW data, no im2col;
 //! - **depthwise** 2-d (`groups == Cin`, `Cout = mult·Cin`): a direct kernel per channel plane;
 //! - **general**: im2col + GEMM with bias (+ReLU) fused in the GEMM epilogue, one GEMM per group,
-//!   images batched into one GEMM until it has [`min_gemm_columns`] output positions.
+//!   images batched into one GEMM until it has [`min_gemm_columns`] output positions;
+//! - 3×3 stride-1 layers may take **Winograd** (`kernels/winograd/`), and maps with fewer
+//!   positions than half the kernel's taps the **dense** form (`conv_dense.rs`), by shape rules.
 //!
 //! Backward: input gradient by `Wᵀ · grad` then col2im, weight gradient by `grad · colᵀ`
 //! accumulated over the batch (one partial sum per thread; stride-1 layers with large planes
@@ -15,6 +17,7 @@
 //! transposed convolution is the input-gradient path of a convolution (its bias initialises the
 //! col2im target), and its backward is the forward convolution.
 
+use super::conv_dense::Dense;
 use super::conv_shifted::Shifted;
 use super::filter_cache;
 use crate::kernels::depthwise;
@@ -85,7 +88,7 @@ impl Geom {
         let chosen = match conv_algo() {
             ConvAlgo::Im2col => false,
             ConvAlgo::Winograd | ConvAlgo::WinogradTiled | ConvAlgo::WinogradWide => true,
-            ConvAlgo::Auto => auto_rule(&wg),
+            ConvAlgo::Auto | ConvAlgo::Dense => auto_rule(&wg),
         };
         chosen.then_some(wg)
     }
@@ -117,13 +120,22 @@ pub(super) fn forward(
     out_shape: &[usize],
 ) -> Result<Tensor> {
     let inference = !crate::autograd::is_grad_enabled();
-    let wino = geom.winograd();
+    let dense = Dense::new(geom, !inference);
+    let wino = if dense.is_none() {
+        geom.winograd()
+    } else {
+        None
+    };
     let y = x.with_f32(op, |xs| {
         w.with_f32(op, |ws| {
             with_opt(bias, op, |bs| {
-                with_opt(residual, op, |rs| match &wino {
-                    Some(wg) => winograd_forward(xs, w, ws, bs, rs, relu, wg, inference),
-                    None => {
+                with_opt(residual, op, |rs| match (&dense, &wino) {
+                    (Some(dense), _) => {
+                        let d = dense.matrix(w, ws, geom);
+                        dense.forward(xs, &d, bs, rs, relu, geom)
+                    }
+                    (None, Some(wg)) => winograd_forward(xs, w, ws, bs, rs, relu, wg, inference),
+                    (None, None) => {
                         let ep = ConvEpilogue {
                             bias: bs,
                             relu,
@@ -237,7 +249,15 @@ fn winograd_forward(
     let wide = winograd_wide(wg);
     let transform = |u: &mut [f32]| winograd::transform_filter(ws, wg.cout, wg.cin, false, wide, u);
     if inference {
-        let u = filter_cache::get_or_insert(w, false, wide, wg.filter_len(), transform);
+        let form = filter_cache::Form::Winograd {
+            rotate: false,
+            in_major: wide,
+        };
+        let u = filter_cache::get_or_insert(w, form, || {
+            let mut u = vec![0.0f32; wg.filter_len()];
+            transform(&mut u);
+            u
+        });
         winograd_conv(x, &u, wide, bias, res, relu, wg, &mut y);
     } else {
         filter_cache::release_stale();
@@ -339,7 +359,12 @@ pub(super) fn backward(
 ) -> Result<[Option<Tensor>; 3]> {
     let [rx, rw, rb] = needs;
     let g = relu_mask(g, relu_out)?;
-    let wino = if rx { geom.winograd() } else { None };
+    let dense = if rx { Dense::new(geom, true) } else { None };
+    let wino = if rx && dense.is_none() {
+        geom.winograd()
+    } else {
+        None
+    };
     let wino_dw = if rw {
         geom.winograd_weight_grad()
     } else {
@@ -353,12 +378,16 @@ pub(super) fn backward(
                     (Some(xs), Some(wg)) => (None, Some(winograd_weight_grad(xs, gd, wg))),
                     (xs, _) => (xs, None),
                 };
-                let (dx, dw) = match &wino {
-                    Some(wg) => {
+                let (dx, dw) = match (&dense, &wino) {
+                    (Some(dense), _) => {
+                        let dx = dense.input_grad(gd, &dense.matrix(sw, ws, geom), geom);
+                        (Some(dx), conv_backward(xs, ws, gd, geom, false, None).1)
+                    }
+                    (None, Some(wg)) => {
                         let dx = winograd_input_grad(gd, ws, wg);
                         (Some(dx), conv_backward(xs, ws, gd, geom, false, None).1)
                     }
-                    None => conv_backward(xs, ws, gd, geom, rx, None),
+                    (None, None) => conv_backward(xs, ws, gd, geom, rx, None),
                 };
                 (dx, dw.or(dw_wino))
             })

@@ -1,15 +1,18 @@
-//! Transformed Winograd filters kept between inference calls.
+//! Transformed convolution filters kept between calls.
 //!
 //! A Winograd convolution first transforms its filters (`U = G g Gᵀ`, 36 floats per 3×3
 //! filter, [`crate::kernels::winograd::transform_filter`]). At 512 channels that is 38 MB
-//! written per call, more than the saved multiplies at batch 1. Inference (gradients off) runs
-//! the same weights again and again, so there the transformed filters are kept, keyed by the
-//! weight's storage, its version (bumped by every in-place write: an optimizer step makes the
-//! entry stale) and its view, and by the transform's orientation and layout. Entries whose
-//! storage is gone or was written since are dropped at the next lookup; beyond
-//! [`CAPACITY_FLOATS`] the least recently used go. Training (gradients on) never caches: its
-//! weights change every step.
+//! written per call, more than the saved multiplies at batch 1; the dense form of a small-map
+//! convolution (`conv_dense.rs`) likewise rewrites its weights into a larger matrix. Inference
+//! (gradients off) runs the same weights again and again, so there the transformed filters are
+//! kept, keyed by the weight's storage, its version (bumped by every in-place write: an
+//! optimizer step makes the entry stale) and its view, and by the form ([`Form`]). Entries
+//! whose storage is gone or was written since are dropped at the next lookup; beyond
+//! [`CAPACITY_FLOATS`] the least recently used go. Training's Winograd filters are never
+//! cached (its weights change every step, and the forward and backward passes use different
+//! transforms); its dense matrices are, so that a step's input gradient reuses the forward's.
 
+use crate::kernels::im2col::Window;
 use crate::storage::Storage;
 use crate::Tensor;
 use std::sync::{Arc, Mutex, Weak};
@@ -24,8 +27,17 @@ struct Key {
     offset: usize,
     shape: Vec<usize>,
     strides: Vec<usize>,
-    rotate: bool,
-    in_major: bool,
+    form: Form,
+}
+
+/// What was made from the weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Form {
+    /// Winograd filters: rotated for the input gradient or not, in the whole-batch layout
+    /// (`in_major`) or the tiled one.
+    Winograd { rotate: bool, in_major: bool },
+    /// The dense matrix of a small-map convolution over this window.
+    Dense(Window),
 }
 
 struct Entry {
@@ -64,7 +76,7 @@ pub(super) fn release_stale() {
     }
 }
 
-fn key(w: &Tensor, rotate: bool, in_major: bool) -> Key {
+fn key(w: &Tensor, form: Form) -> Key {
     let layout = w.layout();
     Key {
         storage: w.storage().id(),
@@ -72,21 +84,17 @@ fn key(w: &Tensor, rotate: bool, in_major: bool) -> Key {
         offset: layout.offset,
         shape: layout.shape.clone(),
         strides: layout.strides.clone(),
-        rotate,
-        in_major,
+        form,
     }
 }
 
-/// The transformed filters of `w` for `(rotate, in_major)` from the cache, or computed by
-/// `transform` (into a buffer of `len` floats) and cached.
+/// The filters of `w` in `form` from the cache, or made by `make` and cached.
 pub(super) fn get_or_insert(
     w: &Tensor,
-    rotate: bool,
-    in_major: bool,
-    len: usize,
-    transform: impl FnOnce(&mut [f32]),
+    form: Form,
+    make: impl FnOnce() -> Vec<f32>,
 ) -> Arc<Vec<f32>> {
-    let k = key(w, rotate, in_major);
+    let k = key(w, form);
     {
         let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
         cache.clock += 1;
@@ -98,9 +106,8 @@ pub(super) fn get_or_insert(
         }
     }
     // Computed outside the lock (other threads' convolutions go on meanwhile).
-    let mut u = vec![0.0f32; len];
-    transform(&mut u);
-    let filters = Arc::new(u);
+    let filters = Arc::new(make());
+    let len = filters.len();
     if len > CAPACITY_FLOATS {
         return filters;
     }

@@ -10,6 +10,7 @@
 //! call their kernels from their op files (see `docs/engine.md`).
 
 mod conv;
+mod conv_dense;
 mod conv_shifted;
 mod filter_cache;
 mod matmul;
