@@ -59,11 +59,28 @@ static CACHE: Mutex<Cache> = Mutex::new(Cache {
 
 /// Drops what can never be hit again: entries whose storage is gone or was written since.
 fn drop_stale(cache: &mut Cache) {
-    cache.entries.retain(|e| {
+    let fresh = |e: &Entry| {
         e.source
             .upgrade()
             .is_some_and(|s| s.version() == e.key.version)
-    });
+    };
+    if cache.entries.iter().all(fresh) {
+        return;
+    }
+    let (live, stale): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut cache.entries)
+        .into_iter()
+        .partition(fresh);
+    cache.entries = live;
+    stale.into_iter().for_each(recycle);
+}
+
+/// Hands a dropped entry's buffer back to the buffer pool when no convolution still holds it:
+/// training rebuilds its dense matrices every step, and fresh allocations of that size would
+/// fault their pages in again each time.
+fn recycle(e: Entry) {
+    if let Ok(filters) = Arc::try_unwrap(e.filters) {
+        crate::storage::pool::give_back(filters);
+    }
 }
 
 /// Frees the stale entries now. Training calls it (from its uncached Winograd convolutions)
@@ -125,7 +142,9 @@ pub(super) fn get_or_insert(
         else {
             break;
         };
-        held -= cache.entries.swap_remove(oldest).filters.len();
+        let evicted = cache.entries.swap_remove(oldest);
+        held -= evicted.filters.len();
+        recycle(evicted);
     }
     if !cache.entries.iter().any(|e| e.key == k) {
         cache.entries.push(Entry {
