@@ -755,7 +755,8 @@ impl Model {
             epoch,
             plans: None,
         };
-        self.step.train_step(&mut ctx, batch)
+        let step = &mut self.step;
+        ferrovision_tensor::parallel::on_pool(|| step.train_step(&mut ctx, batch))
     }
 
     /// Where a suspended epoch stopped, if `fit` was suspended mid-epoch (or a model saved

@@ -77,12 +77,14 @@ pub fn set_num_threads(n: usize) -> Result<(), String> {
 /// without the `threads` feature). A sequence of many parallel ops (a replayed plan) started
 /// from outside the pool otherwise hands every op to the pool and waits for it, two thread
 /// wake-ups per op; from inside, the running worker takes its share of each op at once.
-/// Thread-local state (the gradient mode) is the pool thread's, not the caller's: `f` sets
-/// what it needs.
+/// The caller's gradient mode carries over (`no_grad` is per thread); other thread-local
+/// state (an active trace capture) does not.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(feature = "threads")]
     {
-        rayon::scope(|_| f())
+        // The grad mode is per thread: the pool thread runs `f` in the caller's.
+        let grad = crate::autograd::is_grad_enabled();
+        rayon::scope(|_| if grad { f() } else { crate::no_grad(f) })
     }
     #[cfg(not(feature = "threads"))]
     {
@@ -202,6 +204,18 @@ mod tests {
         let mut v = vec![0u32; 1 << 17];
         on_pool(|| par_rows(&mut v, 3, |r0, rows| rows.fill(r0 as u32 + 1)));
         assert!(v.iter().all(|&x| x > 0));
+    }
+
+    /// `no_grad` is per thread: a pool thread runs `f` in the caller's mode, and the mode of
+    /// the pool thread is what it was afterwards.
+    #[test]
+    fn on_pool_carries_the_callers_gradient_mode() {
+        use crate::autograd::{is_grad_enabled, no_grad};
+        assert!(on_pool(is_grad_enabled));
+        assert!(!no_grad(|| on_pool(is_grad_enabled)));
+        let nested = on_pool(|| (is_grad_enabled(), no_grad(|| on_pool(is_grad_enabled))));
+        assert_eq!(nested, (true, false));
+        assert!(on_pool(is_grad_enabled));
     }
 
     fn rayon_thread() -> Option<usize> {
