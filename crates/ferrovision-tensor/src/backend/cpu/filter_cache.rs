@@ -59,28 +59,11 @@ static CACHE: Mutex<Cache> = Mutex::new(Cache {
 
 /// Drops what can never be hit again: entries whose storage is gone or was written since.
 fn drop_stale(cache: &mut Cache) {
-    let fresh = |e: &Entry| {
+    cache.entries.retain(|e| {
         e.source
             .upgrade()
             .is_some_and(|s| s.version() == e.key.version)
-    };
-    if cache.entries.iter().all(fresh) {
-        return;
-    }
-    let (live, stale): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut cache.entries)
-        .into_iter()
-        .partition(fresh);
-    cache.entries = live;
-    stale.into_iter().for_each(recycle);
-}
-
-/// Hands a dropped entry's buffer back to the buffer pool when no convolution still holds it:
-/// training rebuilds its dense matrices every step, and fresh allocations of that size would
-/// fault their pages in again each time.
-fn recycle(e: Entry) {
-    if let Ok(filters) = Arc::try_unwrap(e.filters) {
-        crate::storage::pool::give_back(filters);
-    }
+    });
 }
 
 /// Frees the stale entries now. Training calls it (from its uncached Winograd convolutions)
@@ -142,9 +125,7 @@ pub(super) fn get_or_insert(
         else {
             break;
         };
-        let evicted = cache.entries.swap_remove(oldest);
-        held -= evicted.filters.len();
-        recycle(evicted);
+        held -= cache.entries.swap_remove(oldest).filters.len();
     }
     if !cache.entries.iter().any(|e| e.key == k) {
         cache.entries.push(Entry {
