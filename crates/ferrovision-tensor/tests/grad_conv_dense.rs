@@ -5,19 +5,10 @@
 //! setting is process-wide, so the tests take turns.
 
 mod common;
-use common::{assert_close, uniform};
+use common::{assert_close, check_cached_filters_follow_weight_updates, uniform, with_algo};
 use ferrovision_tensor::gradcheck::GradCheck;
-use ferrovision_tensor::ops::conv::{set_conv_algo, ConvAlgo, ConvOpts, Padding};
+use ferrovision_tensor::ops::conv::{ConvAlgo, ConvOpts, Padding};
 use ferrovision_tensor::{Result, Tensor};
-
-fn with_algo<R>(algo: ConvAlgo, f: impl FnOnce() -> R) -> R {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    set_conv_algo(algo);
-    let r = f();
-    set_conv_algo(ConvAlgo::Auto);
-    r
-}
 
 /// A convolution of the input's rank (1-3 spatial dims), with the ReLU fused or not.
 fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: &ConvOpts, relu: bool) -> Result<Tensor> {
@@ -135,27 +126,6 @@ fn dense_input_gradient_passes_finite_differences() {
 /// step) must build it again. Shapes the shape rule gives the dense form in inference.
 #[test]
 fn cached_dense_matrices_follow_in_place_weight_updates() {
-    for (shape, seed) in [([16usize, 64, 2, 2], 60u64), ([2, 32, 1, 1], 70)] {
-        let x = uniform(&shape, -1.0, 1.0, seed);
-        let w = uniform(&[shape[1], shape[1], 3, 3], -0.1, 0.1, seed + 1);
-        let opts = ConvOpts::new().pad(1);
-        let infer = |algo| {
-            with_algo(algo, || {
-                ferrovision_tensor::no_grad(|| x.conv2d(&w, None, &opts))
-                    .unwrap()
-                    .to_vec::<f32>()
-                    .unwrap()
-            })
-        };
-        for step in 0..3 {
-            let auto = infer(ConvAlgo::Auto);
-            let again = infer(ConvAlgo::Auto);
-            let i2c = infer(ConvAlgo::Im2col);
-            assert_eq!(auto, again, "step {step}: a cached call gave other bits");
-            assert_close(&auto, &i2c, 1e-5, 1e-5);
-            let next = uniform(w.shape(), -0.1, 0.1, seed + 10 + step);
-            w.assign_from_slice_(&next.to_vec::<f32>().unwrap())
-                .unwrap();
-        }
-    }
+    check_cached_filters_follow_weight_updates([16, 64, 2, 2], 60, 1e-5);
+    check_cached_filters_follow_weight_updates([2, 32, 1, 1], 70, 1e-5);
 }

@@ -4,19 +4,10 @@
 //! convolution.) The algorithm setting is process-wide, so the tests take turns.
 
 mod common;
-use common::{assert_close, uniform};
+use common::{assert_close, check_cached_filters_follow_weight_updates, uniform, with_algo};
 use ferrovision_tensor::gradcheck::GradCheck;
-use ferrovision_tensor::ops::conv::{set_conv_algo, ConvAlgo, ConvOpts, Padding};
+use ferrovision_tensor::ops::conv::{ConvAlgo, ConvOpts, Padding};
 use ferrovision_tensor::{Result, Tensor};
-
-fn with_algo<R>(algo: ConvAlgo, f: impl FnOnce() -> R) -> R {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    set_conv_algo(algo);
-    let r = f();
-    set_conv_algo(ConvAlgo::Auto);
-    r
-}
 
 /// Output and the gradients of x, w, b of `sum(conv(x, w, b) · probe)`.
 fn run(x: &Tensor, w: &Tensor, b: &Tensor, opts: &ConvOpts, relu: bool) -> Result<[Vec<f32>; 4]> {
@@ -94,28 +85,6 @@ fn winograd_input_and_weight_gradients_pass_finite_differences() {
 /// cached filters (ResNet-18's 4 px and ResNet-50's 28 px stages).
 #[test]
 fn cached_inference_filters_follow_in_place_weight_updates() {
-    for (shape, seed) in [([16usize, 128, 4, 4], 40u64), ([1, 96, 28, 28], 50)] {
-        let x = uniform(&shape, -1.0, 1.0, seed);
-        let w = uniform(&[shape[1], shape[1], 3, 3], -0.1, 0.1, seed + 1);
-        let opts = ConvOpts::new().pad(1);
-        let infer = |algo| {
-            with_algo(algo, || {
-                ferrovision_tensor::no_grad(|| x.conv2d(&w, None, &opts))
-                    .unwrap()
-                    .to_vec::<f32>()
-                    .unwrap()
-            })
-        };
-        for step in 0..3 {
-            let auto = infer(ConvAlgo::Auto);
-            // Twice: the second call reads the cache.
-            let again = infer(ConvAlgo::Auto);
-            let i2c = infer(ConvAlgo::Im2col);
-            assert_eq!(auto, again, "step {step}: a cached call gave other bits");
-            assert_close(&auto, &i2c, 1e-4, 1e-4);
-            let next = uniform(w.shape(), -0.1, 0.1, seed + 10 + step);
-            w.assign_from_slice_(&next.to_vec::<f32>().unwrap())
-                .unwrap();
-        }
-    }
+    check_cached_filters_follow_weight_updates([16, 128, 4, 4], 40, 1e-4);
+    check_cached_filters_follow_weight_updates([1, 96, 28, 28], 50, 1e-4);
 }

@@ -161,7 +161,7 @@ fn add_residual(y: &mut [f32], r: &[f32], relu: bool) {
 
 /// `act(a + b)`: the residual add, then the ReLU where asked.
 #[inline(always)]
-fn add_act(a: f32, b: f32, relu: bool) -> f32 {
+pub(super) fn add_act(a: f32, b: f32, relu: bool) -> f32 {
     let s = a + b;
     if relu {
         s.max(0.0)

@@ -26,6 +26,7 @@
 //! many positions as the kernel has taps, with at least [`MIN_IMAGES`] images (below, reading
 //! the larger `D` costs more than the saved multiplies; measured in `ferrovision-bench conv`).
 
+use super::conv::add_act;
 use super::filter_cache::{self, Form};
 use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue, Residual};
 use crate::ops::conv::{conv_algo, ConvAlgo, Geom};
@@ -182,14 +183,7 @@ impl Dense {
             for (p, v) in y_row.iter_mut().enumerate() {
                 let s = yt.0[p * n + j];
                 *v = match residual {
-                    Some(r) => {
-                        let s = s + r[j * cols + p];
-                        if relu {
-                            s.max(0.0)
-                        } else {
-                            s
-                        }
-                    }
+                    Some(r) => add_act(s, r[j * cols + p], relu),
                     None => s,
                 };
             }
