@@ -954,3 +954,47 @@ fn empty_batch() {
     y.sum_all().unwrap().backward().unwrap();
     assert_eq!(w.grad().unwrap().to_vec::<f32>().unwrap(), vec![0.0; 108]);
 }
+
+/// In inference the im2col and 1×1 GEMMs read the weights packed once (the filter cache's
+/// panels); with gradients on they pack per call. Same sums in the same order: the same bits,
+/// also after the weights are written in place (the cached panels must follow).
+#[test]
+fn inference_weight_panels_match_and_follow_updates() {
+    use ferrovision_tensor::ops::conv::ConvAlgo;
+    // (input shape, out channels, kernel, stride, groups)
+    let cases: [([usize; 4], usize, usize, usize, usize); 4] = [
+        ([3, 16, 9, 9], 24, 3, 1, 1),
+        ([2, 32, 7, 7], 64, 1, 1, 1),
+        ([4, 12, 10, 10], 18, 3, 2, 3),
+        ([1, 40, 14, 14], 600, 1, 1, 1),
+    ];
+    for (i, (shape, cout, k, stride, groups)) in cases.into_iter().enumerate() {
+        let seed = 900 + 10 * i as u64;
+        let x = uniform(&shape, -1.0, 1.0, seed);
+        let w = uniform(&[cout, shape[1] / groups, k, k], -0.2, 0.2, seed + 1);
+        let opts = ConvOpts::new()
+            .stride(&[stride, stride])
+            .pad(k / 2)
+            .groups(groups);
+        for step in 0..3 {
+            let (train, infer) = common::with_algo(ConvAlgo::Im2col, || {
+                let train = x.conv2d(&w, None, &opts).unwrap().to_vec::<f32>().unwrap();
+                let infer = ferrovision_tensor::no_grad(|| x.conv2d(&w, None, &opts))
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap();
+                (train, infer)
+            });
+            assert!(
+                train
+                    .iter()
+                    .zip(&infer)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "case {i} step {step}: inference (packed weights) differs from training"
+            );
+            let next = uniform(w.shape(), -0.2, 0.2, seed + 20 + step);
+            w.assign_from_slice_(&next.to_vec::<f32>().unwrap())
+                .unwrap();
+        }
+    }
+}

@@ -256,6 +256,7 @@ pub(super) fn fold_batch_norms(plan: &mut Plan) -> Result<usize> {
             var,
         };
         let folded = sources.fold_shared(eps)?;
+        crate::backend::cpu::filter_cache::forget(&sources.weight);
         plan.consts.push(folded.weight.clone());
         plan.consts.push(folded.bias.clone());
         let (kw, kb) = (plan.consts.len() - 2, plan.consts.len() - 1);

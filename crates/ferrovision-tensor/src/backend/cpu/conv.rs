@@ -22,7 +22,9 @@ use super::conv_shifted::Shifted;
 use super::filter_cache;
 use crate::kernels::depthwise;
 use crate::kernels::elementwise;
-use crate::kernels::gemm::{sgemm, Activation, Bias, Epilogue, Residual};
+use crate::kernels::gemm::{
+    sgemm, sgemm_packed, Activation, Bias, Epilogue, PanelLayout, Residual,
+};
 use crate::kernels::im2col;
 use crate::kernels::winograd;
 use crate::ops::conv::{conv_algo, min_gemm_columns, ConvAlgo, Geom};
@@ -141,7 +143,9 @@ pub(super) fn forward(
                             relu,
                             residual: rs,
                         };
-                        conv_forward(xs, ws, ep, geom)
+                        let panels =
+                            (inference && !geom.depthwise()).then(|| weight_panels(w, ws, geom));
+                        conv_forward(xs, ws, panels.as_deref().map(Vec::as_slice), ep, geom)
                     }
                 })
             })
@@ -416,7 +420,9 @@ pub(super) fn transpose_backward(
     let [rx, rw, rb] = needs;
     let (dx, dw, db) = g.with_f32(op, |gd| -> Result<_> {
         let dx = if rx {
-            Some(sw.with_f32(op, |ws| conv_forward(gd, ws, ConvEpilogue::default(), geom))?)
+            Some(sw.with_f32(op, |ws| {
+                conv_forward(gd, ws, None, ConvEpilogue::default(), geom)
+            })?)
         } else {
             None
         };
@@ -528,12 +534,32 @@ fn col2im_images(
     }
 }
 
+/// The weights of every group packed as the GEMM reads them ([`PanelLayout`], groups one after
+/// the other), from the filter cache: inference runs them again and again, and packing them on
+/// every call (and cache block) was 9 % of ResNet-50's batch-1 inference.
+fn weight_panels(w: &Tensor, ws: &[f32], g: &Geom) -> std::sync::Arc<Vec<f32>> {
+    let layout = PanelLayout::new(g.cout_g(), g.kg());
+    let form = filter_cache::Form::Panels {
+        layout,
+        groups: g.groups,
+    };
+    filter_cache::get_or_insert(w, form, || {
+        let group = layout.len();
+        let mut panels = Vec::with_capacity(group * g.groups);
+        for gi in 0..g.groups {
+            panels.extend(layout.pack(&ws[gi * group..][..group], g.kg(), 1));
+        }
+        panels
+    })
+}
+
 /// `out[group rows] = act(W_g · col_g + bias + residual)` for every group; `col`, `out` and the
-/// residual have `ld` columns.
+/// residual have `ld` columns. `panels`: the weights packed ([`weight_panels`]).
 #[allow(clippy::too_many_arguments)]
 fn group_gemms(
     g: &Geom,
     w: &[f32],
+    panels: Option<&[f32]>,
     col: &[f32],
     ld: usize,
     out: &mut [f32],
@@ -552,21 +578,15 @@ fn group_gemms(
                 ld,
             }),
         };
-        sgemm(
-            cout_g,
-            ld,
-            kg,
-            &w[gi * cout_g * kg..],
-            kg,
-            1,
-            &col[gi * kg * ld..],
-            ld,
-            1,
-            o,
-            ld,
-            false,
-            epi,
-        );
+        let (wg, colg) = (&w[gi * cout_g * kg..], &col[gi * kg * ld..]);
+        match panels {
+            Some(panels) => {
+                let layout = PanelLayout::new(cout_g, kg);
+                let pg = &panels[gi * layout.len()..][..layout.len()];
+                sgemm_packed(&layout, pg, ld, wg, kg, 1, colg, ld, 1, o, ld, false, epi);
+            }
+            None => sgemm(cout_g, ld, kg, wg, kg, 1, colg, ld, 1, o, ld, false, epi),
+        }
     };
     let out = &mut out[..g.cout * ld];
     if par && g.groups > 1 {
@@ -586,6 +606,7 @@ fn forward_images(
     xs: &[f32],
     nb: usize,
     w: &[f32],
+    panels: Option<&[f32]>,
     ep: ConvEpilogue<'_>,
     g: &Geom,
     y: &mut [f32],
@@ -594,13 +615,13 @@ fn forward_images(
     let p = g.p_out();
     let ld = nb * p;
     if nb == 1 && g.pointwise() {
-        group_gemms(g, w, xs, p, y, ep, par);
+        group_gemms(g, w, panels, xs, p, y, ep, par);
         return;
     }
     let mut col = PoolBuf::take(g.cin * g.kk() * ld);
     im2col_images(xs, nb, g, &mut col.0, ld, par);
     if nb == 1 {
-        group_gemms(g, w, &col.0, ld, y, ep, par);
+        group_gemms(g, w, panels, &col.0, ld, y, ep, par);
         return;
     }
     // The residual is laid out like `y`: added (then the ReLU) in the reordering copy.
@@ -613,7 +634,7 @@ fn forward_images(
         None => ep,
     };
     let mut tmp = PoolBuf::take(g.cout * ld);
-    group_gemms(g, w, &col.0, ld, &mut tmp.0, gemm_ep, par);
+    group_gemms(g, w, panels, &col.0, ld, &mut tmp.0, gemm_ep, par);
     // [cout, nb·p] -> [nb, cout, p]
     for (j, img) in y.chunks_mut(g.cout * p).enumerate() {
         for (co, row) in img.chunks_mut(p).enumerate() {
@@ -629,8 +650,15 @@ fn forward_images(
     }
 }
 
-/// Convolution forward: `y = act(conv(x, w) + bias + residual)`, `[n, cout, p_out]`.
-fn conv_forward(x: &[f32], w: &[f32], ep: ConvEpilogue<'_>, g: &Geom) -> Vec<f32> {
+/// Convolution forward: `y = act(conv(x, w) + bias + residual)`, `[n, cout, p_out]`
+/// (`panels`: the weights packed, [`weight_panels`]).
+fn conv_forward(
+    x: &[f32],
+    w: &[f32],
+    panels: Option<&[f32]>,
+    ep: ConvEpilogue<'_>,
+    g: &Geom,
+) -> Vec<f32> {
     let (p_in, p_out) = (g.p_in(), g.p_out());
     let mut y = pool::take_uninit(g.n * g.cout * p_out);
     if y.is_empty() {
@@ -679,7 +707,7 @@ fn conv_forward(x: &[f32], w: &[f32], ep: ConvEpilogue<'_>, g: &Geom) -> Vec<f32
                 .map(|r| &r[n0 * g.cout * p_out..(n0 + nb) * g.cout * p_out]),
             ..ep
         };
-        forward_images(xs, nb, w, ep, g, ychunk, inner_par);
+        forward_images(xs, nb, w, panels, ep, g, ychunk, inner_par);
     };
     let chunk_len = cb * g.cout * p_out;
     if nchunks > 1 && threads > 1 {

@@ -3,7 +3,8 @@
 //! A Winograd convolution first transforms its filters (`U = G g Gᵀ`, 36 floats per 3×3
 //! filter, [`crate::kernels::winograd::transform_filter`]). At 512 channels that is 38 MB
 //! written per call, more than the saved multiplies at batch 1; the dense form of a small-map
-//! convolution (`conv_dense.rs`) likewise rewrites its weights into a larger matrix. Inference
+//! convolution (`conv_dense.rs`) likewise rewrites its weights into a larger matrix, and the
+//! im2col and 1×1 GEMMs pack theirs into micro-panels (`PanelLayout`) on every call. Inference
 //! (gradients off) runs the same weights again and again, so there the transformed filters are
 //! kept, keyed by the weight's storage, its version (bumped by every in-place write: an
 //! optimizer step makes the entry stale) and its view, and by the form ([`Form`]). Entries
@@ -11,13 +12,16 @@
 //! [`CAPACITY_FLOATS`] the least recently used go. Training's Winograd filters are never
 //! cached (its weights change every step, and the forward and backward passes use different
 //! transforms); its dense matrices are, so that a step's input gradient reuses the forward's.
+//! A traced plan that folds batch norms into copies of the weights [`forget`]s the originals.
 
+use crate::kernels::gemm::PanelLayout;
 use crate::kernels::im2col::Window;
 use crate::storage::Storage;
 use crate::Tensor;
 use std::sync::{Arc, Mutex, Weak};
 
-/// Most floats kept (256 MB): ResNet-50's Winograd layers need about 45 M.
+/// Most floats kept (256 MB): ResNet-50's Winograd layers need about 45 M, its other weights'
+/// panels about 12 M (batch 32; 25 M at batch 1, where its 14 and 7 px layers run im2col).
 const CAPACITY_FLOATS: usize = 64 << 20;
 
 #[derive(PartialEq, Eq)]
@@ -38,6 +42,9 @@ pub(super) enum Form {
     Winograd { rotate: bool, in_major: bool },
     /// The dense matrix of a small-map convolution over this window.
     Dense(Window),
+    /// The weights of each of `groups` groups packed as the GEMM reads them (im2col and 1×1
+    /// convolutions).
+    Panels { layout: PanelLayout, groups: usize },
 }
 
 struct Entry {
@@ -74,6 +81,15 @@ pub(super) fn release_stale() {
     if !cache.entries.is_empty() {
         drop_stale(&mut cache);
     }
+}
+
+/// Drops every entry made from `w`'s storage: a traced plan that folded a batch norm into a
+/// copy of these weights reads the copy, so what the eager tracing pass cached for the
+/// originals would only hold memory (ResNet-50's batch-1 inference: 190 MB).
+pub(crate) fn forget(w: &Tensor) {
+    let id = w.storage().id();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache.entries.retain(|e| e.key.storage != id);
 }
 
 fn key(w: &Tensor, form: Form) -> Key {

@@ -12,7 +12,7 @@
 mod conv;
 mod conv_dense;
 mod conv_shifted;
-mod filter_cache;
+pub(crate) mod filter_cache;
 mod matmul;
 pub(crate) mod norm;
 pub(crate) mod reduce;

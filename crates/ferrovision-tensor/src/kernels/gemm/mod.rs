@@ -17,6 +17,9 @@
 //!           micro-kernel: MR×NR register tile, C updated once with the epilogue
 //! ```
 //!
+//! A matrix used again and again (inference weights) can be packed once into the exact panel
+//! layout the loop nest reads ([`PanelLayout`], [`sgemm_packed`]): then no call packs A.
+//!
 //! The packing routines read any strides, so transposed operands cost nothing extra. When B is
 //! row-contiguous and `m` is small, B is read in place (no packing: every element of B is used
 //! by few row panels, so copying it would cost more than it saves).
@@ -165,6 +168,134 @@ pub fn sgemm(
     );
 }
 
+/// The micro-panel layout in which the GEMM reads an `m×k` matrix A: depth blocks of KC
+/// steps, each holding every row's panels (`mr` rows × the block's steps, contiguous). A matrix
+/// used again and again (inference weights) is packed once ([`PanelLayout::pack`]) and handed
+/// to [`sgemm_packed`], which then skips the A packing of every call and cache block.
+///
+/// ```
+/// use ferrovision_tensor::kernels::gemm::{sgemm_packed, Epilogue, PanelLayout};
+/// let (m, n, k) = (3, 2, 4);
+/// let a: Vec<f32> = (0..m * k).map(|v| v as f32).collect();
+/// let b = vec![1.0f32; k * n];
+/// let layout = PanelLayout::new(m, k);
+/// let panels = layout.pack(&a, k, 1);
+/// let mut c = vec![0.0f32; m * n];
+/// sgemm_packed(&layout, &panels, n, &a, k, 1, &b, n, 1, &mut c, n, false, Epilogue::default());
+/// assert_eq!(c, vec![6.0, 6.0, 22.0, 22.0, 38.0, 38.0]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PanelLayout {
+    m: usize,
+    k: usize,
+    mr: usize,
+    kc: usize,
+}
+
+impl PanelLayout {
+    /// The layout the current ISA's kernels read for an `m×k` A.
+    pub fn new(m: usize, k: usize) -> Self {
+        Self::for_isa(super::isa(), m, k)
+    }
+
+    pub(crate) fn for_isa(isa: Isa, m: usize, k: usize) -> Self {
+        let arch = arch_for(isa);
+        Self {
+            m,
+            k,
+            mr: plan::tile_rows(m.max(1), arch.mr),
+            kc: arch.kc,
+        }
+    }
+
+    /// Floats of the packed matrix (`m·k`: panels are not padded).
+    pub fn len(&self) -> usize {
+        self.m * self.k
+    }
+
+    /// Whether the matrix is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A (element (i, p) at `a[i*rsa + p*csa]`) in this layout.
+    ///
+    /// # Panics
+    /// If `a` is too short for the strides (a programming error).
+    pub fn pack(&self, a: &[f32], rsa: usize, csa: usize) -> Vec<f32> {
+        let (m, k) = (self.m, self.k);
+        let mut out = vec![0.0f32; self.len()];
+        if out.is_empty() {
+            return out;
+        }
+        assert!(
+            span(a.len(), rsa, csa, m, k).is_some_and(|s| s <= a.len()),
+            "PanelLayout::pack: A slice too short for m={m} k={k} rsa={rsa} csa={csa}"
+        );
+        // The panels are the same whichever ISA packs them; the current one is fastest.
+        let pack_a = arch_for(super::isa()).pack_a;
+        let mut pc = 0;
+        while pc < k {
+            let kb = self.kc.min(k - pc);
+            // SAFETY: A's extent was checked above; block `pc` fills out[pc·m..(pc+kb)·m].
+            unsafe {
+                pack_a(
+                    m,
+                    kb,
+                    a.as_ptr().add(pc * csa),
+                    rsa,
+                    csa,
+                    self.mr,
+                    out.as_mut_ptr().add(pc * m),
+                )
+            };
+            pc += kb;
+        }
+        out
+    }
+}
+
+/// [`sgemm`] with A also given packed: `panels` is [`PanelLayout::pack`] of the same `a` with
+/// `layout` (made for `m = layout`'s rows and `k` its depth). Where the GEMM takes a path that
+/// does not read panels (or the ISA changed since), it reads `a`.
+///
+/// # Panics
+/// As [`sgemm`]; also if `panels` is shorter than `layout.len()`.
+pub fn sgemm_packed(
+    layout: &PanelLayout,
+    panels: &[f32],
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    epilogue: Epilogue<'_>,
+) {
+    sgemm_isa_panels(
+        super::isa(),
+        crate::parallel::num_threads(),
+        layout.m,
+        n,
+        layout.k,
+        a,
+        rsa,
+        csa,
+        Some((layout, panels)),
+        b,
+        rsb,
+        csb,
+        c,
+        ldc,
+        accumulate,
+        epilogue,
+    );
+}
+
 /// `batch` independent GEMMs of the same shape: problem `t` uses `a[t*stride_a..]`,
 /// `b[t*stride_b..]` and `c[t*stride_c..]` with the strides of [`sgemm`] inside each. The bias
 /// (if any) is shared by all problems. Small problems run in parallel over the batch (one
@@ -287,6 +418,30 @@ pub(crate) fn sgemm_isa(
     accumulate: bool,
     epilogue: Epilogue<'_>,
 ) {
+    sgemm_isa_panels(
+        isa, threads, m, n, k, a, rsa, csa, None, b, rsb, csb, c, ldc, accumulate, epilogue,
+    );
+}
+
+/// [`sgemm_isa`] with A optionally already packed ([`PanelLayout::pack`] of the same `a`).
+fn sgemm_isa_panels(
+    isa: Isa,
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    packed: Option<(&PanelLayout, &[f32])>,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    epilogue: Epilogue<'_>,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -348,7 +503,7 @@ pub(crate) fn sgemm_isa(
         "sgemm: B slice too short for k={k} n={n} rsb={rsb} csb={csb}"
     );
     let arch = arch_for(isa);
-    let job = Job {
+    let mut job = Job {
         arch,
         a: a.as_ptr(),
         rsa,
@@ -364,9 +519,25 @@ pub(crate) fn sgemm_isa(
         res,
         ldr,
         relu,
+        ap: std::ptr::null(),
+        ap_m: 0,
+        ap_row: 0,
+        ap_mr: 0,
     };
+    if let Some((layout, panels)) = packed {
+        // Panels made for another ISA's blocking are not used (A is packed as usual).
+        if *layout == PanelLayout::for_isa(isa, m, k) {
+            assert!(
+                panels.len() >= layout.len(),
+                "sgemm: packed panels shorter than m·k"
+            );
+            job.ap = panels.as_ptr();
+            job.ap_m = m;
+            job.ap_mr = layout.mr;
+        }
+    }
     // SAFETY: all pointers and extents were validated above; `run` only touches
-    // A[0..m, 0..k], B[0..k, 0..n], C[0..m, 0..n] and bias[0..m or n].
+    // A[0..m, 0..k], B[0..k, 0..n], C[0..m, 0..n], bias[0..m or n] and the m·k panels.
     unsafe { job.run(threads, m, n, k) }
 }
 

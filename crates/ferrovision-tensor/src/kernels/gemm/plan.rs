@@ -26,6 +26,12 @@ pub(super) struct Job {
     pub(super) res: *const f32,
     pub(super) ldr: usize,
     pub(super) relu: bool,
+    /// A already packed ([`super::PanelLayout`]; null: packed on the fly): its panels, the
+    /// packing's row count, the row of this job's row 0 in it, and its panel height.
+    pub(super) ap: *const f32,
+    pub(super) ap_m: usize,
+    pub(super) ap_row: usize,
+    pub(super) ap_mr: usize,
 }
 
 // SAFETY: the pointers refer to slices borrowed for the whole call; worker threads write
@@ -68,6 +74,7 @@ impl Job {
                 } else {
                     self.res.add(i0 * self.ldr + j0)
                 },
+                ap_row: self.ap_row + i0,
                 ..*self
             }
         }
@@ -90,7 +97,7 @@ impl Job {
             return;
         }
         let ar = &self.arch;
-        let mr = tile_rows(m, ar.mr);
+        let mr = self.panel_rows(m);
         let mt = m.div_ceil(mr);
         let nt = n.div_ceil(ar.nr);
         if mt * nt < threads {
@@ -264,6 +271,8 @@ impl Job {
                 let p0 = t * chunk;
                 let kb = chunk.min(k - p0);
                 let mut sub = job;
+                // The packed panels are cut at KC, not at this split: pack on the fly.
+                sub.ap = std::ptr::null();
                 unsafe {
                     sub.a = job.a.add(p0 * job.csa);
                     sub.b = job.b.add(p0 * job.rsb);
@@ -305,6 +314,16 @@ impl Job {
         }
     }
 
+    /// Register tile height for `m` rows: the packed panels' where A is packed.
+    #[inline]
+    fn panel_rows(&self, m: usize) -> usize {
+        if self.ap.is_null() {
+            tile_rows(m, self.arch.mr)
+        } else {
+            self.ap_mr
+        }
+    }
+
     /// The blocked algorithm on the calling thread.
     unsafe fn run_serial(&self, m: usize, n: usize, k: usize) {
         PACK_BUFS.with(|cell| match cell.try_borrow_mut() {
@@ -328,7 +347,7 @@ impl Job {
         bbuf: &mut AlignedBuf,
     ) {
         let ar = self.arch;
-        let mr = tile_rows(m, ar.mr);
+        let mr = self.panel_rows(m);
         let nr = ar.nr;
         let mc = (ar.mc / mr).max(1) * mr;
         let kc = ar.kc;
@@ -339,7 +358,12 @@ impl Job {
         let kc_eff = kc.min(k);
         let mc_eff = mc.min(m.div_ceil(mr) * mr);
         let nc_eff = nc.min(n.div_ceil(nr) * nr);
-        let ap = abuf.get(mc_eff * kc_eff);
+        let prepacked = !self.ap.is_null();
+        let ap = if prepacked {
+            std::ptr::null_mut()
+        } else {
+            abuf.get(mc_eff * kc_eff)
+        };
         let bp = bbuf.get(kc_eff * if direct_b { nr } else { nc_eff });
         let mut jc = 0;
         while jc < n {
@@ -362,16 +386,22 @@ impl Job {
                 let mut ic = 0;
                 while ic < m {
                     let mb = mc.min(m - ic);
-                    unsafe {
-                        (ar.pack_a)(
-                            mb,
-                            kb,
-                            self.a.add(ic * self.rsa + pc * self.csa),
-                            self.rsa,
-                            self.csa,
-                            mr,
-                            ap,
-                        )
+                    let ap: *const f32 = if prepacked {
+                        // Depth block `pc` holds all `ap_m` rows' panels, `kb` steps each.
+                        unsafe { self.ap.add(pc * self.ap_m + (self.ap_row + ic) * kb) }
+                    } else {
+                        unsafe {
+                            (ar.pack_a)(
+                                mb,
+                                kb,
+                                self.a.add(ic * self.rsa + pc * self.csa),
+                                self.rsa,
+                                self.csa,
+                                mr,
+                                ap,
+                            )
+                        };
+                        ap
                     };
                     let mut ep = TileEp {
                         load_c: self.accumulate || !first,

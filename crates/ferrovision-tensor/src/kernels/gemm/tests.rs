@@ -67,8 +67,20 @@ fn check(
     } else {
         Activation::None
     };
+    let ep = Epilogue {
+        bias,
+        act,
+        residual,
+    };
     let mut c = c0.clone();
     sgemm_isa(
+        isa, threads, m, n, k, &a, rsa, csa, &b, rsb, csb, &mut c, ldc, accumulate, ep,
+    );
+    // With A packed beforehand: the same sums in the same order.
+    let layout = PanelLayout::for_isa(isa, m, k);
+    let panels = layout.pack(&a, rsa, csa);
+    let mut c_packed = c0.clone();
+    sgemm_isa_panels(
         isa,
         threads,
         m,
@@ -77,17 +89,20 @@ fn check(
         &a,
         rsa,
         csa,
+        Some((&layout, &panels)),
         &b,
         rsb,
         csb,
-        &mut c,
+        &mut c_packed,
         ldc,
         accumulate,
-        Epilogue {
-            bias,
-            act,
-            residual,
-        },
+        ep,
+    );
+    assert!(
+        c.iter()
+            .zip(&c_packed)
+            .all(|(x, y)| x.to_bits() == y.to_bits()),
+        "{isa:?} t={threads} m={m} n={n} k={k}: packed A gives other values"
     );
     let tol = 1e-5 * (k.max(1) as f64).sqrt() * 4.0;
     for i in 0..m {
@@ -203,6 +218,93 @@ fn threaded_grid_and_ksplit() {
         check(isa, 2, 1000, 3, 300, false, true, false, 2, false);
         check(isa, 2, 300, 5, 700, false, true, false, 5, true);
         check(isa, 2, 200, 300, 64, false, false, true, 3, true);
+    }
+}
+
+/// Blocked paths read the packed panels, not `a` (here zeros); panels made for another ISA's
+/// blocking are ignored.
+#[test]
+fn packed_panels_are_read() {
+    // (threads, m, n, k): depth over two KC blocks, rows past MC and not a multiple of the
+    // tile height, columns past NC, one thread and a grid.
+    for (threads, m, n, k) in [
+        (1, 37, 70, 500),
+        (2, 250, 600, 450),
+        (2, 13, 900, 40),
+        (1, 1, 33, 9),
+    ] {
+        let a = fill(m * k, 1);
+        let b = fill(k * n, 2);
+        let zeros = vec![0.0f32; m * k];
+        for isa in isas() {
+            let mut want = vec![0.0f32; m * n];
+            sgemm_isa(
+                isa,
+                threads,
+                m,
+                n,
+                k,
+                &a,
+                k,
+                1,
+                &b,
+                n,
+                1,
+                &mut want,
+                n,
+                false,
+                Epilogue::default(),
+            );
+            let layout = PanelLayout::for_isa(isa, m, k);
+            let panels = layout.pack(&a, k, 1);
+            let mut got = vec![0.0f32; m * n];
+            sgemm_isa_panels(
+                isa,
+                threads,
+                m,
+                n,
+                k,
+                &zeros,
+                k,
+                1,
+                Some((&layout, &panels)),
+                &b,
+                n,
+                1,
+                &mut got,
+                n,
+                false,
+                Epilogue::default(),
+            );
+            assert_eq!(got, want, "{isa:?} t={threads} m={m} n={n} k={k}");
+            // Another ISA's panels (other tile height or depth block): `a` is read.
+            for other in isas() {
+                let layout_other = PanelLayout::for_isa(other, m, k);
+                if layout_other == layout {
+                    continue;
+                }
+                let mut got = vec![0.0f32; m * n];
+                sgemm_isa_panels(
+                    isa,
+                    threads,
+                    m,
+                    n,
+                    k,
+                    &a,
+                    k,
+                    1,
+                    Some((&layout_other, &vec![f32::NAN; m * k])),
+                    &b,
+                    n,
+                    1,
+                    &mut got,
+                    n,
+                    false,
+                    Epilogue::default(),
+                );
+                assert_eq!(got, want, "{isa:?} with {other:?} panels");
+            }
+        }
     }
 }
 
