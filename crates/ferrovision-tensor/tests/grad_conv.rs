@@ -962,11 +962,13 @@ fn empty_batch() {
 fn inference_weight_panels_match_and_follow_updates() {
     use ferrovision_tensor::ops::conv::ConvAlgo;
     // (input shape, out channels, kernel, stride, groups)
-    let cases: [([usize; 4], usize, usize, usize, usize); 4] = [
+    let cases: [([usize; 4], usize, usize, usize, usize); 6] = [
         ([3, 16, 9, 9], 24, 3, 1, 1),
         ([2, 32, 7, 7], 64, 1, 1, 1),
         ([4, 12, 10, 10], 18, 3, 2, 3),
         ([1, 40, 14, 14], 600, 1, 1, 1),
+        ([1, 40, 7, 7], 600, 1, 1, 1),
+        ([2, 16, 7, 7], 64, 3, 1, 2),
     ];
     for (i, (shape, cout, k, stride, groups)) in cases.into_iter().enumerate() {
         let seed = 900 + 10 * i as u64;
