@@ -567,6 +567,7 @@ fn group_gemms(
     par: bool,
 ) {
     let (cout_g, kg) = (g.cout_g(), g.kg());
+    let layout = PanelLayout::new(cout_g, kg);
     let one = |gi: usize, o: &mut [f32]| {
         let epi = Epilogue {
             bias: ep
@@ -581,7 +582,6 @@ fn group_gemms(
         let (wg, colg) = (&w[gi * cout_g * kg..], &col[gi * kg * ld..]);
         match panels {
             Some(panels) => {
-                let layout = PanelLayout::new(cout_g, kg);
                 let pg = &panels[gi * layout.len()..][..layout.len()];
                 sgemm_packed(&layout, pg, ld, wg, kg, 1, colg, ld, 1, o, ld, false, epi);
             }

@@ -522,7 +522,6 @@ fn sgemm_isa_panels(
         ap: std::ptr::null(),
         ap_m: 0,
         ap_row: 0,
-        ap_mr: 0,
     };
     if let Some((layout, panels)) = packed {
         // Panels made for another ISA's blocking are not used (A is packed as usual).
@@ -533,7 +532,6 @@ fn sgemm_isa_panels(
             );
             job.ap = panels.as_ptr();
             job.ap_m = m;
-            job.ap_mr = layout.mr;
         }
     }
     // SAFETY: all pointers and extents were validated above; `run` only touches

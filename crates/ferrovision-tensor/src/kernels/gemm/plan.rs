@@ -27,11 +27,10 @@ pub(super) struct Job {
     pub(super) ldr: usize,
     pub(super) relu: bool,
     /// A already packed ([`super::PanelLayout`]; null: packed on the fly): its panels, the
-    /// packing's row count, the row of this job's row 0 in it, and its panel height.
+    /// packing's row count and the row of this job's row 0 in it.
     pub(super) ap: *const f32,
     pub(super) ap_m: usize,
     pub(super) ap_row: usize,
-    pub(super) ap_mr: usize,
 }
 
 // SAFETY: the pointers refer to slices borrowed for the whole call; worker threads write
@@ -314,14 +313,11 @@ impl Job {
         }
     }
 
-    /// Register tile height for `m` rows: the packed panels' where A is packed.
+    /// Register tile height for `m` rows: the packed panels' (those of all `ap_m` rows) where A
+    /// is packed.
     #[inline]
     fn panel_rows(&self, m: usize) -> usize {
-        if self.ap.is_null() {
-            tile_rows(m, self.arch.mr)
-        } else {
-            self.ap_mr
-        }
+        tile_rows(if self.ap.is_null() { m } else { self.ap_m }, self.arch.mr)
     }
 
     /// The blocked algorithm on the calling thread.
