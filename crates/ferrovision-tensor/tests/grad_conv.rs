@@ -1000,3 +1000,46 @@ fn inference_weight_panels_match_and_follow_updates() {
         }
     }
 }
+
+/// In inference the whole-batch Winograd filters and the dense small-map matrix are kept in
+/// the GEMM's B-panel layout; with gradients on they are made per call (or per weight
+/// version) in the plain layout. Same sums in the same order: the same bits, also after the
+/// weights are written in place.
+#[test]
+fn inference_b_panels_match_and_follow_updates() {
+    use ferrovision_tensor::ops::conv::ConvAlgo;
+    // (algorithm, input shape, out channels, padding)
+    let cases = [
+        (ConvAlgo::WinogradWide, [3, 16, 4, 4], 40, 1),
+        (ConvAlgo::WinogradWide, [2, 35, 7, 7], 33, 1),
+        (ConvAlgo::Dense, [4, 24, 2, 2], 40, 1),
+        (ConvAlgo::Dense, [33, 8, 2, 2], 20, 1),
+        (ConvAlgo::Dense, [2, 16, 1, 1], 70, 1),
+    ];
+    for (i, (algo, shape, cout, pad)) in cases.into_iter().enumerate() {
+        let seed = 1300 + 10 * i as u64;
+        let x = uniform(&shape, -1.0, 1.0, seed);
+        let w = uniform(&[cout, shape[1], 3, 3], -0.2, 0.2, seed + 1);
+        let opts = ConvOpts::new().pad(pad);
+        for step in 0..3 {
+            let (train, infer) = common::with_algo(algo, || {
+                let train = x.conv2d(&w, None, &opts).unwrap().to_vec::<f32>().unwrap();
+                let infer = ferrovision_tensor::no_grad(|| x.conv2d(&w, None, &opts))
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap();
+                (train, infer)
+            });
+            assert!(
+                train
+                    .iter()
+                    .zip(&infer)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "case {i} ({algo:?}) step {step}: inference (B panels) differs from training"
+            );
+            let next = uniform(w.shape(), -0.2, 0.2, seed + 20 + step);
+            w.assign_from_slice_(&next.to_vec::<f32>().unwrap())
+                .unwrap();
+        }
+    }
+}

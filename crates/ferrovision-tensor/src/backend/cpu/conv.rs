@@ -17,13 +17,13 @@
 //! transposed convolution is the input-gradient path of a convolution (its bias initialises the
 //! col2im target), and its backward is the forward convolution.
 
-use super::conv_dense::Dense;
+use super::conv_dense::{DMatrix, Dense};
 use super::conv_shifted::Shifted;
 use super::filter_cache;
 use crate::kernels::depthwise;
 use crate::kernels::elementwise;
 use crate::kernels::gemm::{
-    sgemm, sgemm_packed, Activation, Bias, Epilogue, PanelLayout, Residual,
+    sgemm, sgemm_packed, Activation, BPanelLayout, Bias, Epilogue, PanelLayout, Residual,
 };
 use crate::kernels::im2col;
 use crate::kernels::winograd;
@@ -132,9 +132,12 @@ pub(super) fn forward(
         w.with_f32(op, |ws| {
             with_opt(bias, op, |bs| {
                 with_opt(residual, op, |rs| match (&dense, &wino) {
+                    (Some(dense), _) if inference => {
+                        dense.forward_inference(xs, w, ws, bs, rs, relu, geom)
+                    }
                     (Some(dense), _) => {
                         let d = dense.matrix(w, ws, geom);
-                        dense.forward(xs, &d, bs, rs, relu, geom)
+                        dense.forward(xs, DMatrix::Plain(&d), bs, rs, relu, geom)
                     }
                     (None, Some(wg)) => winograd_forward(xs, w, ws, bs, rs, relu, wg, inference),
                     (None, None) => {
@@ -252,17 +255,28 @@ fn winograd_forward(
     let mut y = pool::take_uninit(wg.n * wg.cout * wg.out[0] * wg.out[1]);
     let wide = winograd_wide(wg);
     let transform = |u: &mut [f32]| winograd::transform_filter(ws, wg.cout, wg.cin, false, wide, u);
-    if inference {
+    if inference && wide {
+        // Kept in the GEMMs' B-panel layout: packing them was as costly as their product on
+        // few-tile maps.
+        let layout = BPanelLayout::new(wg.cin, wg.cout);
+        let u = filter_cache::get_or_insert(w, filter_cache::Form::WinogradPanels(layout), || {
+            let mut u = PoolBuf::take(wg.filter_len());
+            transform(&mut u.0);
+            winograd::wide_filter_panels(&u.0, &layout)
+        });
+        let filters = winograd::WideFilters::Panels(&u, layout);
+        winograd::conv3x3_wide(x, filters, bias, res, relu, wg, &mut y);
+    } else if inference {
         let form = filter_cache::Form::Winograd {
             rotate: false,
-            in_major: wide,
+            in_major: false,
         };
         let u = filter_cache::get_or_insert(w, form, || {
             let mut u = vec![0.0f32; wg.filter_len()];
             transform(&mut u);
             u
         });
-        winograd_conv(x, &u, wide, bias, res, relu, wg, &mut y);
+        winograd_conv(x, &u, false, bias, res, relu, wg, &mut y);
     } else {
         filter_cache::release_stale();
         let mut u = PoolBuf::take(wg.filter_len());
@@ -312,7 +326,7 @@ fn winograd_conv(
     y: &mut [f32],
 ) {
     if wide {
-        winograd::conv3x3_wide(x, u, bias, res, relu, wg, y);
+        winograd::conv3x3_wide(x, winograd::WideFilters::Plain(u), bias, res, relu, wg, y);
     } else {
         winograd::conv3x3(x, u, bias, res, relu, wg, y);
     }

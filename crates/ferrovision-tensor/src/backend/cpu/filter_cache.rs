@@ -6,7 +6,7 @@
 //! convolution (`conv_dense.rs`) likewise rewrites its weights into a larger matrix, and the
 //! im2col and 1×1 GEMMs pack theirs into micro-panels (`PanelLayout`) on every call. Inference
 //! (gradients off) runs the same weights again and again, so there the transformed filters are
-//! kept, keyed by the weight's storage, its version (bumped by every in-place write: an
+//! kept (where a GEMM reads them as its B, in its B-panel layout, `BPanelLayout`), keyed by the weight's storage, its version (bumped by every in-place write: an
 //! optimizer step makes the entry stale) and its view, and by the form ([`Form`]). Entries
 //! whose storage is gone or was written since are dropped at the next lookup; beyond
 //! [`CAPACITY_FLOATS`] the least recently used go. Training's Winograd filters are never
@@ -14,7 +14,7 @@
 //! transforms); its dense matrices are, so that a step's input gradient reuses the forward's.
 //! A traced plan that folds batch norms into copies of the weights [`forget`]s the originals.
 
-use crate::kernels::gemm::PanelLayout;
+use crate::kernels::gemm::{BPanelLayout, PanelLayout};
 use crate::kernels::im2col::Window;
 use crate::storage::Storage;
 use crate::Tensor;
@@ -40,8 +40,13 @@ pub(super) enum Form {
     /// Winograd filters: rotated for the input gradient or not, in the whole-batch layout
     /// (`in_major`) or the tiled one.
     Winograd { rotate: bool, in_major: bool },
+    /// Winograd filters of the whole-batch layout (not rotated), each of the 36 planes in
+    /// this B-panel layout ([`crate::kernels::winograd::WideFilters::Panels`]).
+    WinogradPanels(BPanelLayout),
     /// The dense matrix of a small-map convolution over this window.
     Dense(Window),
+    /// The same in this B-panel layout (inference's forward pass).
+    DensePanels(Window, BPanelLayout),
     /// The weights of each of `groups` groups packed as the GEMM reads them (im2col and 1×1
     /// convolutions).
     Panels { layout: PanelLayout, groups: usize },

@@ -18,7 +18,9 @@
 //! ```
 //!
 //! A matrix used again and again (inference weights) can be packed once into the exact panel
-//! layout the loop nest reads ([`PanelLayout`], [`sgemm_packed`]): then no call packs A.
+//! layout the loop nest reads: A as [`PanelLayout`] ([`sgemm_packed`]), B as [`BPanelLayout`]
+//! ([`sgemm_b_panels`]: the whole-batch Winograd filters and the dense small-map matrices,
+//! the B of their GEMMs); then no call packs it.
 //!
 //! The packing routines read any strides, so transposed operands cost nothing extra. When B is
 //! row-contiguous and `m` is small, B is read in place (no packing: every element of B is used
@@ -296,6 +298,188 @@ pub fn sgemm_packed(
     );
 }
 
+/// The panel layout in which the GEMM reads a `k×n` matrix B without packing it: the columns
+/// in NR-wide panels (NR the current ISA's register tile width, [`BPanelLayout::width`]), each
+/// panel a row-major `k×NR` slab, the slabs one after the other, the last one zero padded.
+/// A B used again and again (weights in inference) is packed once this way, and
+/// [`sgemm_b_panels`] then reads it where it is instead of packing it on every call and cache
+/// block.
+///
+/// ```
+/// use ferrovision_tensor::kernels::gemm::{sgemm_b_panels, BPanelLayout, Epilogue};
+/// let (m, n, k) = (2, 3, 2);
+/// let a = vec![1.0f32, 2.0, 3.0, 4.0];
+/// let b: Vec<f32> = (0..k * n).map(|v| v as f32).collect();
+/// let layout = BPanelLayout::new(k, n);
+/// let panels = layout.pack(&b, n, 1);
+/// let mut c = vec![0.0f32; m * n];
+/// sgemm_b_panels(&layout, &panels, m, &a, k, 1, &mut c, n, false, Epilogue::default());
+/// assert_eq!(c, vec![6.0, 9.0, 12.0, 12.0, 19.0, 26.0]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BPanelLayout {
+    k: usize,
+    n: usize,
+    nr: usize,
+    /// The instruction set whose kernels read these panels (the GEMM runs on it).
+    isa: Isa,
+}
+
+impl BPanelLayout {
+    /// The layout the current ISA's kernels read for a `k×n` B.
+    pub fn new(k: usize, n: usize) -> Self {
+        Self::for_isa(super::isa(), k, n)
+    }
+
+    pub(crate) fn for_isa(isa: Isa, k: usize, n: usize) -> Self {
+        let isa = arch::hw_isa(isa);
+        Self {
+            k,
+            n,
+            nr: arch_for(isa).nr,
+            isa,
+        }
+    }
+
+    /// Rows of B (the product's depth).
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of B.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    /// The instruction set whose kernels read these panels.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Columns per panel (a multiple of 16 on every ISA).
+    pub fn width(&self) -> usize {
+        self.nr
+    }
+
+    /// Floats of one panel (`k·width`).
+    pub fn panel_len(&self) -> usize {
+        self.k * self.nr
+    }
+
+    /// Floats of the whole layout (`k·n` rounded up to whole panels).
+    pub fn len(&self) -> usize {
+        self.n.div_ceil(self.nr) * self.panel_len()
+    }
+
+    /// Whether the matrix is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where element (p, j) lives.
+    #[inline]
+    pub fn index(&self, p: usize, j: usize) -> usize {
+        j / self.nr * self.panel_len() + p * self.nr + j % self.nr
+    }
+
+    /// B (element (p, j) at `b[p*rsb + j*csb]`) in this layout.
+    ///
+    /// # Panics
+    /// If `b` is too short for the strides (a programming error).
+    pub fn pack(&self, b: &[f32], rsb: usize, csb: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.len()];
+        if self.k == 0 || self.n == 0 {
+            return out;
+        }
+        assert!(
+            span(b.len(), rsb, csb, self.k, self.n).is_some_and(|s| s <= b.len()),
+            "BPanelLayout::pack: B slice too short for k={} n={} rsb={rsb} csb={csb}",
+            self.k,
+            self.n
+        );
+        for p in 0..self.k {
+            for j in 0..self.n {
+                out[self.index(p, j)] = b[p * rsb + j * csb];
+            }
+        }
+        out
+    }
+}
+
+/// [`sgemm`] with B given in its panel layout: `panels` holds B as [`BPanelLayout`] `layout`
+/// (whose `k` and `n` are the product's), and no call packs it. The product runs on the
+/// instruction set the layout was made for (the current one when it was made).
+///
+/// # Panics
+/// As [`sgemm`]; also if `panels` is shorter than `layout.len()`.
+pub fn sgemm_b_panels(
+    layout: &BPanelLayout,
+    panels: &[f32],
+    m: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    epilogue: Epilogue<'_>,
+) {
+    sgemm_b_panels_on(
+        crate::parallel::num_threads(),
+        layout,
+        panels,
+        m,
+        a,
+        rsa,
+        csa,
+        c,
+        ldc,
+        accumulate,
+        epilogue,
+    );
+}
+
+/// [`sgemm_b_panels`] with an explicit thread budget.
+pub(crate) fn sgemm_b_panels_on(
+    threads: usize,
+    layout: &BPanelLayout,
+    panels: &[f32],
+    m: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    epilogue: Epilogue<'_>,
+) {
+    assert!(
+        panels.len() >= layout.len(),
+        "sgemm: B panels shorter than their layout ({} < {})",
+        panels.len(),
+        layout.len()
+    );
+    let (rsb, csb) = (layout.nr, 1);
+    sgemm_core(
+        layout.isa,
+        threads,
+        m,
+        layout.n,
+        layout.k,
+        a,
+        rsa,
+        csa,
+        None,
+        BOperand::Panels(panels, layout.panel_len()),
+        rsb,
+        csb,
+        c,
+        ldc,
+        accumulate,
+        epilogue,
+    );
+}
+
 /// `batch` independent GEMMs of the same shape: problem `t` uses `a[t*stride_a..]`,
 /// `b[t*stride_b..]` and `c[t*stride_c..]` with the strides of [`sgemm`] inside each. The bias
 /// (if any) is shared by all problems. Small problems run in parallel over the batch (one
@@ -442,6 +626,54 @@ fn sgemm_isa_panels(
     accumulate: bool,
     epilogue: Epilogue<'_>,
 ) {
+    sgemm_core(
+        isa,
+        threads,
+        m,
+        n,
+        k,
+        a,
+        rsa,
+        csa,
+        packed,
+        BOperand::Strided(b),
+        rsb,
+        csb,
+        c,
+        ldc,
+        accumulate,
+        epilogue,
+    );
+}
+
+/// How B is given to [`sgemm_core`].
+#[derive(Clone, Copy)]
+enum BOperand<'a> {
+    /// Element (p, j) at `b[p*rsb + j*csb]`.
+    Strided(&'a [f32]),
+    /// In [`BPanelLayout`] (length checked by the caller), with this panel length.
+    Panels(&'a [f32], usize),
+}
+
+/// Validates the operands and runs the GEMM.
+fn sgemm_core(
+    isa: Isa,
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    packed: Option<(&PanelLayout, &[f32])>,
+    b_operand: BOperand<'_>,
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    epilogue: Epilogue<'_>,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -498,10 +730,16 @@ fn sgemm_isa_panels(
         span(a.len(), rsa, csa, m, k).is_some_and(|s| s <= a.len()),
         "sgemm: A slice too short for m={m} k={k} rsa={rsa} csa={csa}"
     );
-    assert!(
-        span(b.len(), rsb, csb, k, n).is_some_and(|s| s <= b.len()),
-        "sgemm: B slice too short for k={k} n={n} rsb={rsb} csb={csb}"
-    );
+    let (b, bpanel) = match b_operand {
+        BOperand::Strided(b) => {
+            assert!(
+                span(b.len(), rsb, csb, k, n).is_some_and(|s| s <= b.len()),
+                "sgemm: B slice too short for k={k} n={n} rsb={rsb} csb={csb}"
+            );
+            (b, 0)
+        }
+        BOperand::Panels(b, panel_len) => (b, panel_len),
+    };
     let arch = arch_for(isa);
     let mut job = Job {
         arch,
@@ -522,6 +760,7 @@ fn sgemm_isa_panels(
         ap: std::ptr::null(),
         ap_m: 0,
         ap_row: 0,
+        bpanel,
     };
     if let Some((layout, panels)) = packed {
         // Panels made for another ISA's blocking are not used (A is packed as usual).

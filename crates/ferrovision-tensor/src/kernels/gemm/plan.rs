@@ -31,6 +31,10 @@ pub(super) struct Job {
     pub(super) ap: *const f32,
     pub(super) ap_m: usize,
     pub(super) ap_row: usize,
+    /// B already in NR-wide panels ([`super::sgemm_b_panels`]; 0: strided B, packed on the
+    /// fly): the distance between panels. Element (p, j) is then at
+    /// `b[(j / nr)·bpanel + p·nr + j % nr]` (`rsb = nr`, `csb = 1`).
+    pub(super) bpanel: usize,
 }
 
 // SAFETY: the pointers refer to slices borrowed for the whole call; worker threads write
@@ -53,10 +57,16 @@ pub(super) fn ceil_div_f(a: usize, b: usize) -> f64 {
 impl Job {
     /// This job restricted to rows `i0..` and columns `j0..` of C.
     unsafe fn sub(&self, i0: usize, j0: usize) -> Job {
+        debug_assert!(self.bpanel == 0 || j0 % self.arch.nr == 0);
         unsafe {
             Job {
                 a: self.a.add(i0 * self.rsa),
-                b: self.b.add(j0 * self.csb),
+                // Column offsets of sub-jobs are whole panels.
+                b: if self.bpanel > 0 {
+                    self.b.add(j0 / self.arch.nr * self.bpanel)
+                } else {
+                    self.b.add(j0 * self.csb)
+                },
                 c: self.c.add(i0 * self.ldc + j0),
                 bias_row: if self.bias_row.is_null() {
                     self.bias_row
@@ -348,9 +358,10 @@ impl Job {
         let mc = (ar.mc / mr).max(1) * mr;
         let kc = ar.kc;
         let nc = ar.nc;
-        // Read B in place when it is row-contiguous and few row panels use each of its
-        // elements.
-        let direct_b = self.csb == 1 && m <= 2 * ar.mr;
+        // B given in panels is read where it is. Otherwise read B in place when it is
+        // row-contiguous and few row panels use each of its elements.
+        let b_panels = self.bpanel > 0;
+        let direct_b = !b_panels && self.csb == 1 && m <= 2 * ar.mr;
         let kc_eff = kc.min(k);
         let mc_eff = mc.min(m.div_ceil(mr) * mr);
         let nc_eff = nc.min(n.div_ceil(nr) * nr);
@@ -360,7 +371,11 @@ impl Job {
         } else {
             abuf.get(mc_eff * kc_eff)
         };
-        let bp = bbuf.get(kc_eff * if direct_b { nr } else { nc_eff });
+        let bp = if b_panels {
+            std::ptr::null_mut()
+        } else {
+            bbuf.get(kc_eff * if direct_b { nr } else { nc_eff })
+        };
         let mut jc = 0;
         while jc < n {
             let nb = nc.min(n - jc);
@@ -369,8 +384,11 @@ impl Job {
                 let kb = kc.min(k - pc);
                 let first = pc == 0;
                 let last = pc + kb == k;
-                let bsrc = unsafe { self.b.add(pc * self.rsb + jc * self.csb) };
-                if direct_b {
+                // (Unused where B is in panels.)
+                let bsrc = self.b.wrapping_add(pc * self.rsb + jc * self.csb);
+                if b_panels {
+                    // Read in place below.
+                } else if direct_b {
                     // Only a partial last panel needs a (padded) copy.
                     let rem = nb % nr;
                     if rem != 0 {
@@ -455,12 +473,18 @@ impl Job {
                             let mut jr = 0;
                             while jr < nb {
                                 let w = nr.min(nb - jr);
+                                let bpan = if b_panels {
+                                    // Panel (jc + jr) / nr, depth block pc.
+                                    unsafe { self.b.add((jc + jr) / nr * self.bpanel + pc * nr) }
+                                } else {
+                                    unsafe { bp.add(jr * kb) as *const f32 }
+                                };
                                 unsafe {
                                     self.tile_ep(&mut ep, last, ic + ir, jc + jr);
                                     (ar.kernel)(
                                         kb,
                                         apan,
-                                        bp.add(jr * kb),
+                                        bpan,
                                         nr,
                                         self.c.add((ic + ir) * self.ldc + jc + jr),
                                         self.ldc,

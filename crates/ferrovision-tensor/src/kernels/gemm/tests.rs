@@ -104,6 +104,22 @@ fn check(
             .all(|(x, y)| x.to_bits() == y.to_bits()),
         "{isa:?} t={threads} m={m} n={n} k={k}: packed A gives other values"
     );
+    // With B written in its panel layout: the same sums in the same order too, except where
+    // the strided call took the unpacked dot-product path (A rows and B columns contiguous),
+    // which panels never take; there the values are checked against f64 below.
+    let b_layout = BPanelLayout::for_isa(isa, k, n);
+    let b_panels = b_layout.pack(&b, rsb, csb);
+    let mut c_bp = c0.clone();
+    sgemm_b_panels_on(
+        threads, &b_layout, &b_panels, m, &a, rsa, csa, &mut c_bp, ldc, accumulate, ep,
+    );
+    let dot_layout = !trans_a && trans_b;
+    if !dot_layout {
+        assert!(
+            c.iter().zip(&c_bp).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{isa:?} t={threads} m={m} n={n} k={k}: B in panels gives other values"
+        );
+    }
     let tol = 1e-5 * (k.max(1) as f64).sqrt() * 4.0;
     for i in 0..m {
         for j in 0..n {
@@ -128,8 +144,13 @@ fn check(
             if relu {
                 s = s.max(0.0);
             }
-            let got = c[i * ldc + j] as f64;
             let scale = 1.0 + mag;
+            let got_bp = c_bp[i * ldc + j] as f64;
+            assert!(
+                (got_bp - s).abs() <= tol * scale,
+                "{isa:?} t={threads} m={m} n={n} k={k} B panels: C[{i},{j}] = {got_bp}, want {s}"
+            );
+            let got = c[i * ldc + j] as f64;
             assert!(
                 (got - s).abs() <= tol * scale,
                 "{isa:?} t={threads} m={m} n={n} k={k} ta={trans_a} tb={trans_b} \
@@ -143,6 +164,11 @@ fn check(
                 c[i * ldc + j],
                 c0[i * ldc + j],
                 "padding written at ({i},{j})"
+            );
+            assert_eq!(
+                c_bp[i * ldc + j],
+                c0[i * ldc + j],
+                "B panels: padding written at ({i},{j})"
             );
         }
     }

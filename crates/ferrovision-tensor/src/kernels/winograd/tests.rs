@@ -196,7 +196,7 @@ fn rotated_filters_give_the_input_gradient() {
         transform_filter(&w, cout, cin, true, wide, &mut u);
         let mut dx = vec![f32::NAN; want.len()];
         if wide {
-            conv3x3_wide(&dy, &u, None, None, false, &g, &mut dx);
+            conv3x3_wide(&dy, WideFilters::Plain(&u), None, None, false, &g, &mut dx);
         } else {
             conv3x3(&dy, &u, None, None, false, &g, &mut dx);
         }
@@ -318,7 +318,7 @@ fn run_wide(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Geometry
     let mut u = vec![0.0; g.filter_len()];
     transform_filter(w, g.cout, g.cin, false, true, &mut u);
     let mut y = vec![f32::NAN; g.n * g.cout * g.out[0] * g.out[1]];
-    conv3x3_wide(x, &u, bias, None, relu, g, &mut y);
+    conv3x3_wide(x, WideFilters::Plain(&u), bias, None, relu, g, &mut y);
     y
 }
 
@@ -361,6 +361,21 @@ fn wide_layout_matches_direct_correlation() {
         // The two layouts agree to rounding.
         let tiled = run(&x, &w, Some(&b), false, g);
         let wide = run_wide(&x, &w, Some(&b), false, g);
+        // Filters in the GEMMs' B-panel layout (inference's cached form): the same sums in
+        // the same order, so the same bits.
+        let mut u = vec![0.0; g.filter_len()];
+        transform_filter(&w, g.cout, g.cin, false, true, &mut u);
+        let layout = crate::kernels::gemm::BPanelLayout::new(g.cin, g.cout);
+        let panels = wide_filter_panels(&u, &layout);
+        let mut from_panels = vec![f32::NAN; wide.len()];
+        let filters = WideFilters::Panels(&panels, layout);
+        conv3x3_wide(&x, filters, Some(&b), None, false, g, &mut from_panels);
+        assert!(
+            wide.iter()
+                .zip(&from_panels)
+                .all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{g:?}: filter panels give other values"
+        );
         let (_, scale) = direct(&x, &w, Some(&b), g);
         for ((t, w), s) in tiled.iter().zip(&wide).zip(&scale) {
             assert!(

@@ -19,23 +19,60 @@
 //! so results are the same for any number of threads.
 
 use super::{input_1d, output_1d, Geometry, A, LANES, MO, XI};
-use crate::kernels::gemm::{sgemm_isa, Epilogue};
+use crate::kernels::gemm::{sgemm_b_panels_on, sgemm_isa, BPanelLayout, Epilogue};
 use crate::parallel::prelude::*;
 use crate::storage::pool::PooledVec;
 
+/// The transformed filters of the whole-batch layout: the B of its 36 GEMMs.
+#[derive(Debug, Clone, Copy)]
+pub enum WideFilters<'a> {
+    /// `[36][cin][cout]` ([`super::transform_filter`] with `in_major`), packed by every GEMM.
+    Plain(&'a [f32]),
+    /// The same planes each in the GEMM's B-panel layout (`layout`, `cin×cout`; plane ξ at
+    /// `ξ·layout.len()`), as [`wide_filter_panels`] makes them: read where they are. For
+    /// filters used again and again (inference): on ResNet-18's 4 px stage at batch 32 packing
+    /// the filters was as costly as their product.
+    Panels(&'a [f32], BPanelLayout),
+}
+
+/// The filters `u` (`[36][cin][cout]`, input-major) in [`WideFilters::Panels`]' layout:
+/// `layout` is `cin×cout` ([`BPanelLayout::new`]`(cin, cout)`).
+///
+/// # Panics
+/// If `u` is shorter than 36 planes of the layout's `cin·cout` (a programming error).
+pub fn wide_filter_panels(u: &[f32], layout: &BPanelLayout) -> Vec<f32> {
+    let plane = layout.rows() * layout.cols();
+    let mut out = Vec::with_capacity(XI * layout.len());
+    for p in u[..XI * plane].chunks_exact(plane.max(1)) {
+        out.extend_from_slice(&layout.pack(p, layout.cols(), 1));
+    }
+    out
+}
+
 /// `y = act(conv3x3(x) + bias + res)` like [`super::conv3x3`], computed in the whole-batch layout:
 /// the same operands and layouts except `u`, the filters transformed input-major
-/// (`[36][cin][cout]`).
+/// (`[36][cin][cout]`), plain or in panels ([`WideFilters`]; bitwise the same result).
 pub fn conv3x3_wide(
     x: &[f32],
-    u: &[f32],
+    u: WideFilters<'_>,
     bias: Option<&[f32]>,
     res: Option<&[f32]>,
     relu: bool,
     g: &Geometry,
     y: &mut [f32],
 ) {
-    g.check_operands(x, u, bias, res, y);
+    let u_len = match u {
+        WideFilters::Plain(u) => u.len(),
+        WideFilters::Panels(u, layout) => {
+            assert!(
+                layout == BPanelLayout::for_isa(layout.isa(), g.cin, g.cout)
+                    && u.len() >= XI * layout.len(),
+                "winograd: filter panels of another shape"
+            );
+            g.filter_len()
+        }
+    };
+    g.check_operands(x, u_len, bias, res, y);
     let p_in = g.input[0] * g.input[1];
     let p_out = g.out[0] * g.out[1];
     if g.n == 0 || p_out == 0 || g.cout == 0 {
@@ -69,15 +106,28 @@ pub fn conv3x3_wide(
 fn gemms(
     isa: crate::kernels::Isa,
     v: &[f32],
-    u: &[f32],
+    u: WideFilters<'_>,
     g: &Geometry,
     tiles: usize,
     m: &mut [f32],
 ) {
     m.par_chunks_mut(tiles * g.cout)
         .enumerate()
-        .for_each(|(xi, mx)| {
-            sgemm_isa(
+        .for_each(|(xi, mx)| match u {
+            WideFilters::Panels(u, layout) => sgemm_b_panels_on(
+                1,
+                &layout,
+                &u[xi * layout.len()..],
+                tiles,
+                &v[xi * g.cin..],
+                XI * g.cin,
+                1,
+                mx,
+                g.cout,
+                false,
+                Epilogue::default(),
+            ),
+            WideFilters::Plain(u) => sgemm_isa(
                 isa,
                 1,
                 tiles,
@@ -93,7 +143,7 @@ fn gemms(
                 g.cout,
                 false,
                 Epilogue::default(),
-            );
+            ),
         });
 }
 
