@@ -955,6 +955,39 @@ fn empty_batch() {
     assert_eq!(w.grad().unwrap().to_vec::<f32>().unwrap(), vec![0.0; 108]);
 }
 
+/// Three steps of: `x ⋆ w` with gradients on (training: weights packed per call or per weight
+/// version) and off (inference: the filter cache's packed forms) under `algo` give the same
+/// bits; then `w` is written in place, which the cached forms must follow.
+fn assert_inference_follows_training(
+    algo: ferrovision_tensor::ops::conv::ConvAlgo,
+    x: &Tensor,
+    w: &Tensor,
+    opts: &ConvOpts,
+    seed: u64,
+    case: &str,
+) {
+    for step in 0..3 {
+        let (train, infer) = common::with_algo(algo, || {
+            let train = x.conv2d(w, None, opts).unwrap().to_vec::<f32>().unwrap();
+            let infer = ferrovision_tensor::no_grad(|| x.conv2d(w, None, opts))
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap();
+            (train, infer)
+        });
+        assert!(
+            train
+                .iter()
+                .zip(&infer)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{case} ({algo:?}) step {step}: inference differs from training"
+        );
+        let next = uniform(w.shape(), -0.2, 0.2, seed + 20 + step);
+        w.assign_from_slice_(&next.to_vec::<f32>().unwrap())
+            .unwrap();
+    }
+}
+
 /// In inference the im2col and 1×1 GEMMs read the weights packed once (the filter cache's
 /// panels); with gradients on they pack per call. Same sums in the same order: the same bits,
 /// also after the weights are written in place (the cached panels must follow).
@@ -978,26 +1011,8 @@ fn inference_weight_panels_match_and_follow_updates() {
             .stride(&[stride, stride])
             .pad(k / 2)
             .groups(groups);
-        for step in 0..3 {
-            let (train, infer) = common::with_algo(ConvAlgo::Im2col, || {
-                let train = x.conv2d(&w, None, &opts).unwrap().to_vec::<f32>().unwrap();
-                let infer = ferrovision_tensor::no_grad(|| x.conv2d(&w, None, &opts))
-                    .unwrap()
-                    .to_vec::<f32>()
-                    .unwrap();
-                (train, infer)
-            });
-            assert!(
-                train
-                    .iter()
-                    .zip(&infer)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "case {i} step {step}: inference (packed weights) differs from training"
-            );
-            let next = uniform(w.shape(), -0.2, 0.2, seed + 20 + step);
-            w.assign_from_slice_(&next.to_vec::<f32>().unwrap())
-                .unwrap();
-        }
+        let case = format!("case {i} (packed weights)");
+        assert_inference_follows_training(ConvAlgo::Im2col, &x, &w, &opts, seed, &case);
     }
 }
 
@@ -1021,25 +1036,7 @@ fn inference_b_panels_match_and_follow_updates() {
         let x = uniform(&shape, -1.0, 1.0, seed);
         let w = uniform(&[cout, shape[1], 3, 3], -0.2, 0.2, seed + 1);
         let opts = ConvOpts::new().pad(pad);
-        for step in 0..3 {
-            let (train, infer) = common::with_algo(algo, || {
-                let train = x.conv2d(&w, None, &opts).unwrap().to_vec::<f32>().unwrap();
-                let infer = ferrovision_tensor::no_grad(|| x.conv2d(&w, None, &opts))
-                    .unwrap()
-                    .to_vec::<f32>()
-                    .unwrap();
-                (train, infer)
-            });
-            assert!(
-                train
-                    .iter()
-                    .zip(&infer)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "case {i} ({algo:?}) step {step}: inference (B panels) differs from training"
-            );
-            let next = uniform(w.shape(), -0.2, 0.2, seed + 20 + step);
-            w.assign_from_slice_(&next.to_vec::<f32>().unwrap())
-                .unwrap();
-        }
+        let case = format!("case {i} (B panels)");
+        assert_inference_follows_training(algo, &x, &w, &opts, seed, &case);
     }
 }
