@@ -57,7 +57,7 @@ pub(super) fn ceil_div_f(a: usize, b: usize) -> f64 {
 impl Job {
     /// This job restricted to rows `i0..` and columns `j0..` of C.
     unsafe fn sub(&self, i0: usize, j0: usize) -> Job {
-        debug_assert!(self.bpanel == 0 || j0 % self.arch.nr == 0);
+        debug_assert!(self.bpanel == 0 || j0.is_multiple_of(self.arch.nr));
         unsafe {
             Job {
                 a: self.a.add(i0 * self.rsa),
