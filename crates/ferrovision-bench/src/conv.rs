@@ -38,6 +38,11 @@ const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("r50_s4_b1", 1, 512, 7),
     ("r50_s3_b32", 32, 256, 14),
     ("r50_s4_b32", 32, 512, 7),
+    ("r18_s2_b1", 1, 128, 8),
+    ("r18_s3_b1", 1, 256, 4),
+    ("r18_s3_b4", 4, 256, 4),
+    ("r20_s2_b1", 1, 32, 16),
+    ("r20_s3_b1", 1, 64, 8),
 ];
 
 pub fn run(_opts: &Opts) -> std::result::Result<(), String> {

@@ -1040,3 +1040,45 @@ fn inference_b_panels_match_and_follow_updates() {
         assert_inference_follows_training(algo, &x, &w, &opts, seed, &case);
     }
 }
+
+/// The automatic choice in inference, where the Winograd filters are cached: the whole-batch
+/// layout from 4 tiles in the batch on layers of 64 channels or more (a batch-1 8×8 map), while
+/// training (filters transformed every call) keeps im2col there; one tile stays on im2col.
+/// Checked by bits against each algorithm forced.
+#[test]
+fn auto_takes_cached_winograd_on_small_batches_in_inference() {
+    use ferrovision_tensor::ops::conv::ConvAlgo;
+    let opts = ConvOpts::new().pad(1);
+    let run = |algo, x: &Tensor, w: &Tensor, grad: bool| {
+        common::with_algo(algo, || {
+            let y = if grad {
+                x.conv2d(w, None, &opts)
+            } else {
+                ferrovision_tensor::no_grad(|| x.conv2d(w, None, &opts))
+            };
+            y.unwrap().to_vec::<f32>().unwrap()
+        })
+    };
+    // (input shape, whether inference takes Winograd)
+    for (i, (shape, winograd)) in [([1, 64, 8, 8], true), ([1, 64, 4, 4], false)]
+        .into_iter()
+        .enumerate()
+    {
+        let seed = 1500 + 10 * i as u64;
+        let x = uniform(&shape, -1.0, 1.0, seed);
+        let w = uniform(&[64, 64, 3, 3], -0.2, 0.2, seed + 1);
+        let auto = run(ConvAlgo::Auto, &x, &w, false);
+        let wide = run(ConvAlgo::WinogradWide, &x, &w, false);
+        let i2c = run(ConvAlgo::Im2col, &x, &w, false);
+        assert_ne!(wide, i2c, "{shape:?}: the two algorithms round alike");
+        assert_eq!(auto == wide, winograd, "{shape:?}: inference");
+        assert_eq!(auto == i2c, !winograd, "{shape:?}: inference");
+        assert_close(&auto, &i2c, 1e-4, 1e-4);
+        let train = run(ConvAlgo::Auto, &x, &w, true);
+        assert_eq!(
+            train,
+            run(ConvAlgo::Im2col, &x, &w, true),
+            "{shape:?}: training"
+        );
+    }
+}
