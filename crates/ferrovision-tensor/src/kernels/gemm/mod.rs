@@ -278,7 +278,7 @@ pub fn sgemm_packed(
     accumulate: bool,
     epilogue: Epilogue<'_>,
 ) {
-    sgemm_isa_panels(
+    sgemm_core(
         super::isa(),
         crate::parallel::num_threads(),
         layout.m,
@@ -288,7 +288,7 @@ pub fn sgemm_packed(
         rsa,
         csa,
         Some((layout, panels)),
-        b,
+        BOperand::Strided(b),
         rsb,
         csb,
         c,
@@ -602,30 +602,6 @@ pub(crate) fn sgemm_isa(
     accumulate: bool,
     epilogue: Epilogue<'_>,
 ) {
-    sgemm_isa_panels(
-        isa, threads, m, n, k, a, rsa, csa, None, b, rsb, csb, c, ldc, accumulate, epilogue,
-    );
-}
-
-/// [`sgemm_isa`] with A optionally already packed ([`PanelLayout::pack`] of the same `a`).
-fn sgemm_isa_panels(
-    isa: Isa,
-    threads: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    packed: Option<(&PanelLayout, &[f32])>,
-    b: &[f32],
-    rsb: usize,
-    csb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-    epilogue: Epilogue<'_>,
-) {
     sgemm_core(
         isa,
         threads,
@@ -635,7 +611,7 @@ fn sgemm_isa_panels(
         a,
         rsa,
         csa,
-        packed,
+        None,
         BOperand::Strided(b),
         rsb,
         csb,
@@ -655,7 +631,8 @@ enum BOperand<'a> {
     Panels(&'a [f32], usize),
 }
 
-/// Validates the operands and runs the GEMM.
+/// Validates the operands and runs the GEMM: the one entry every public form reaches, with A
+/// optionally already packed ([`PanelLayout::pack`] of the same `a`) and B strided or in panels.
 fn sgemm_core(
     isa: Isa,
     threads: usize,

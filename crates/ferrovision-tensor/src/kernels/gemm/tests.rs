@@ -80,7 +80,7 @@ fn check(
     let layout = PanelLayout::for_isa(isa, m, k);
     let panels = layout.pack(&a, rsa, csa);
     let mut c_packed = c0.clone();
-    sgemm_isa_panels(
+    sgemm_core(
         isa,
         threads,
         m,
@@ -90,7 +90,7 @@ fn check(
         rsa,
         csa,
         Some((&layout, &panels)),
-        &b,
+        BOperand::Strided(&b),
         rsb,
         csb,
         &mut c_packed,
@@ -284,7 +284,7 @@ fn packed_panels_are_read() {
             let layout = PanelLayout::for_isa(isa, m, k);
             let panels = layout.pack(&a, k, 1);
             let mut got = vec![0.0f32; m * n];
-            sgemm_isa_panels(
+            sgemm_core(
                 isa,
                 threads,
                 m,
@@ -294,7 +294,7 @@ fn packed_panels_are_read() {
                 k,
                 1,
                 Some((&layout, &panels)),
-                &b,
+                BOperand::Strided(&b),
                 n,
                 1,
                 &mut got,
@@ -310,7 +310,7 @@ fn packed_panels_are_read() {
                     continue;
                 }
                 let mut got = vec![0.0f32; m * n];
-                sgemm_isa_panels(
+                sgemm_core(
                     isa,
                     threads,
                     m,
@@ -320,7 +320,7 @@ fn packed_panels_are_read() {
                     k,
                     1,
                     Some((&layout_other, &vec![f32::NAN; m * k])),
-                    &b,
+                    BOperand::Strided(&b),
                     n,
                     1,
                     &mut got,
