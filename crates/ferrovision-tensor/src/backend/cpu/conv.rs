@@ -210,13 +210,13 @@ impl ConvEpilogue<'_> {
 /// 1.1-2.3x. Training once asked for 512 positions (the filters are transformed every call);
 /// at 256, ResNet-18's 4 px stage at batch 16 trains 1.4x faster forward (the whole step
 /// 11.70 -> 12.34 steps/s, 4 interleaved pairs, Zen 4). On 2×2 maps a 4×4 tile wastes three
-/// quarters of its multiplies, and at batch 1 the transformed filters cost more to read than
-/// im2col's multiplies: im2col there.
+/// quarters of its multiplies, and with few tiles the transformed filters cost more to read
+/// than im2col's multiplies: im2col there.
 ///
 /// With `cached` filters (inference: transformed once, kept in the B-panel layout) the
 /// whole-batch layout needs only [`CACHED_MIN_TILES`] tiles in the batch instead of 256
-/// output positions, on layers of at least 64 channels (the range measured). Measured (forward, cached filters, 2 threads, Zen 4, im2col time / wide
-/// time): batch 1 ResNet-50 14 px 256 channels (16 tiles) 1.42-1.48x, 7 px 512 channels
+/// output positions, on layers of at least 64 channels (the range measured). Measured
+/// (forward, cached filters, 2 threads, Zen 4, im2col time / wide time): batch 1 ResNet-50 14 px 256 channels (16 tiles) 1.42-1.48x, 7 px 512 channels
 /// (4 tiles) 1.05-1.17x, ResNet-18 8 px 128 channels (4 tiles) 1.43x, ResNet-20 8 px 64
 /// channels 1.28x; ResNet-18's 4 px 256-channel map at batch 4 (4 tiles) 1.12x, at batch 1
 /// (one tile) 0.60x.
