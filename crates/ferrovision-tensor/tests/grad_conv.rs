@@ -1082,3 +1082,32 @@ fn auto_takes_cached_winograd_on_small_batches_in_inference() {
         );
     }
 }
+
+#[test]
+fn training_on_few_tiles_takes_whole_batch_winograd_with_filters_by_blocks() {
+    // ResNet-18's 4 px stage at 64 px input, batch 16: 16 tiles, the filters 8x the tiles'
+    // data, so training transforms them block by block (forward, input gradient) and sums the
+    // weight gradient by blocks. The values agree with im2col to rounding.
+    use ferrovision_tensor::ops::conv::ConvAlgo;
+    let opts = ConvOpts::new().pad(1);
+    let x0 = uniform(&[16, 256, 4, 4], -1.0, 1.0, 1600);
+    let w0 = uniform(&[256, 256, 3, 3], -0.1, 0.1, 1601);
+    let dy = uniform(&[16, 256, 4, 4], -1.0, 1.0, 1602);
+    let run = |algo| {
+        common::with_algo(algo, || {
+            let x = x0.clone().requires_grad_(true);
+            let w = w0.clone().requires_grad_(true);
+            let y = x.conv2d(&w, None, &opts).unwrap();
+            y.mul(&dy).unwrap().sum_all().unwrap().backward().unwrap();
+            let v = |t: Tensor| t.to_vec::<f32>().unwrap();
+            (v(y.detach()), v(x.grad().unwrap()), v(w.grad().unwrap()))
+        })
+    };
+    let auto = run(ConvAlgo::Auto);
+    let i2c = run(ConvAlgo::Im2col);
+    assert_eq!(auto, run(ConvAlgo::WinogradWide), "Auto takes the whole-batch layout");
+    assert_ne!(auto.0, i2c.0, "the two algorithms round alike");
+    assert_close(&auto.0, &i2c.0, 1e-4, 1e-4);
+    assert_close(&auto.1, &i2c.1, 1e-4, 1e-4);
+    assert_close(&auto.2, &i2c.2, 1e-3, 1e-4);
+}

@@ -144,6 +144,7 @@ pub fn transform_filter(
         rotate,
         in_major,
         cols,
+        fast: shuffle::fast(),
     };
     let run = |(bi, mut part): (usize, Vec<&mut [f32]>)| {
         let r0 = bi * band;
@@ -164,51 +165,41 @@ struct FilterSpec {
     rotate: bool,
     in_major: bool,
     cols: usize,
+    /// The AVX-512 tap gather ([`shuffle::fast`]).
+    fast: bool,
 }
 
 /// Rows `r0..r1` of every plane of U into `part[ξ]` (which starts at row `r0`).
 #[inline(always)]
 fn filter_rows_body(w: &[f32], s: &FilterSpec, r0: usize, r1: usize, part: &mut [&mut [f32]]) {
-    let mut g = [[[0.0f32; LANES]; 3]; 3];
+    let mut taps = [[0.0f32; LANES]; 9];
     let mut gg = [[[0.0f32; LANES]; 3]; A];
     let mut out = [[0.0f32; LANES]; A];
-    for r in r0..r1 {
-        let mut col0 = 0;
-        while col0 < s.cols {
-            let lanes = LANES.min(s.cols - col0);
-            for l in 0..LANES {
-                if l >= lanes {
-                    for row in g.iter_mut() {
-                        for v in row.iter_mut() {
-                            v[l] = 0.0;
-                        }
-                    }
-                    continue;
-                }
-                let (out_ch, in_ch) = if s.in_major {
-                    (col0 + l, r)
-                } else {
-                    (r, col0 + l)
-                };
-                let (ki, ci) = if s.rotate {
-                    (in_ch, out_ch)
-                } else {
-                    (out_ch, in_ch)
-                };
-                let src = &w[(ki * s.c + ci) * 9..][..9];
-                for i in 0..3 {
-                    for j in 0..3 {
-                        g[i][j][l] = if s.rotate {
-                            src[(2 - i) * 3 + (2 - j)]
-                        } else {
-                            src[i * 3 + j]
-                        };
-                    }
-                }
-            }
+    // The lanes run along the columns (output channels when input-major, else input
+    // channels): the weights' first index (K) or second (C), so 9·C or 9 floats apart.
+    let col_is_out = s.in_major;
+    let stride = if col_is_out != s.rotate { s.c * 9 } else { 9 };
+    // From one row's filters to the next's: the other index.
+    let step = if stride == 9 { s.c * 9 } else { 9 };
+    // 16 columns at a time, walking the rows: where the lanes are 9·C floats apart, each
+    // lane then reads its weights in order (16 sequential streams).
+    let mut col0 = 0;
+    while col0 < s.cols {
+        let lanes = LANES.min(s.cols - col0);
+        for r in r0..r1 {
+            let (out_ch, in_ch) = if col_is_out { (col0, r) } else { (r, col0) };
+            let (ki, ci) = if s.rotate {
+                (in_ch, out_ch)
+            } else {
+                (out_ch, in_ch)
+            };
+            let src = &w[(ki * s.c + ci) * 9..];
+            shuffle::prefetch_taps(src, stride, lanes, fused::PREFETCH_STEPS * step);
+            shuffle::gather_taps(s.fast, src, stride, lanes, s.rotate, &mut taps);
+            let g = |i: usize, j: usize| taps[3 * i + j];
             // G g (6×3): along the filter's rows, for each column j.
             for j in 0..3 {
-                filter_1d(&[g[0][j], g[1][j], g[2][j]], &mut out);
+                filter_1d(&[g(0, j), g(1, j), g(2, j)], &mut out);
                 for a in 0..A {
                     gg[a][j] = out[a];
                 }
@@ -221,8 +212,8 @@ fn filter_rows_body(w: &[f32], s: &FilterSpec, r0: usize, r1: usize, part: &mut 
                     wide::store_lanes(&out[b], &mut part[a * A + b][at..at + lanes]);
                 }
             }
-            col0 += LANES;
         }
+        col0 += LANES;
     }
 }
 
@@ -692,9 +683,11 @@ pub fn conv3x3(
     }
 }
 
+mod fused;
 mod shuffle;
 mod wgrad;
 mod wide;
+pub use fused::filters_by_blocks;
 pub use wgrad::weight_grad;
 pub use wide::{conv3x3_wide, wide_filter_panels, WideFilters};
 

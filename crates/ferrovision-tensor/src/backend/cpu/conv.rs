@@ -295,6 +295,14 @@ fn winograd_forward(
             u
         });
         winograd_conv(x, &u, false, bias, res, relu, wg, &mut y);
+    } else if wide && winograd::filters_by_blocks(wg) {
+        // Training on few tiles: the filters transformed block by block inside the GEMMs.
+        filter_cache::release_stale();
+        let filters = winograd::WideFilters::Weights {
+            w: ws,
+            rotate: false,
+        };
+        winograd::conv3x3_wide(x, filters, bias, res, relu, wg, &mut y);
     } else {
         filter_cache::release_stale();
         let mut u = PoolBuf::take(wg.filter_len());
@@ -316,9 +324,14 @@ fn winograd_input_grad(gout: &[f32], w: &[f32], wg: &winograd::Geometry) -> Vec<
         pad: [2 - wg.pad[0], 2 - wg.pad[1]],
     };
     let wide = winograd_wide(&back, false);
+    let mut dx = pool::take_uninit(back.n * back.cout * back.out[0] * back.out[1]);
+    if wide && winograd::filters_by_blocks(&back) {
+        let filters = winograd::WideFilters::Weights { w, rotate: true };
+        winograd::conv3x3_wide(gout, filters, None, None, false, &back, &mut dx);
+        return dx;
+    }
     let mut u = PoolBuf::take(back.filter_len());
     winograd::transform_filter(w, wg.cout, wg.cin, true, wide, &mut u.0);
-    let mut dx = pool::take_uninit(back.n * back.cout * back.out[0] * back.out[1]);
     winograd_conv(gout, &u.0, wide, None, None, false, &back, &mut dx);
     dx
 }

@@ -2,6 +2,7 @@
 //! unpacked dot-product kernel for `A·Bᵀ` with a long depth.
 
 use super::arch::TileEp;
+use crate::kernels::simd::transpose16;
 use std::arch::x86_64::*;
 
 pub(super) const AVX512_MR: usize = 12;
@@ -126,38 +127,6 @@ pub(super) unsafe fn kernel_avx512(
             dispatch_rows!(k512, 2, mr, [1 2 3 4 5 6 7 8 9 10 11 12], (k, a, b, ldb, c, ldc, nr, ep))
         } else {
             dispatch_rows!(k512, 1, mr, [1 2 3 4 5 6 7 8 9 10 11 12], (k, a, b, ldb, c, ldc, nr, ep))
-        }
-    }
-}
-
-/// Transposes a 16×16 block held as 16 row vectors.
-#[inline(always)]
-unsafe fn transpose16(r: &mut [__m512; 16]) {
-    unsafe {
-        let mut t = [_mm512_setzero_ps(); 16];
-        for g in 0..8 {
-            t[2 * g] = _mm512_unpacklo_ps(r[2 * g], r[2 * g + 1]);
-            t[2 * g + 1] = _mm512_unpackhi_ps(r[2 * g], r[2 * g + 1]);
-        }
-        // u[4g + e]: in 128-bit lane L, rows 4g..4g+4 of column 4L + e.
-        let mut u = [_mm512_setzero_ps(); 16];
-        for g in 0..4 {
-            let (a, b, c, d) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
-            let pd = _mm512_castps_pd;
-            u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(a), pd(c)));
-            u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(a), pd(c)));
-            u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(b), pd(d)));
-            u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(b), pd(d)));
-        }
-        for e in 0..4 {
-            let v = _mm512_shuffle_f32x4::<0x88>(u[e], u[4 + e]);
-            let w = _mm512_shuffle_f32x4::<0xDD>(u[e], u[4 + e]);
-            let x = _mm512_shuffle_f32x4::<0x88>(u[8 + e], u[12 + e]);
-            let y = _mm512_shuffle_f32x4::<0xDD>(u[8 + e], u[12 + e]);
-            r[e] = _mm512_shuffle_f32x4::<0x88>(v, x);
-            r[8 + e] = _mm512_shuffle_f32x4::<0xDD>(v, x);
-            r[4 + e] = _mm512_shuffle_f32x4::<0x88>(w, y);
-            r[12 + e] = _mm512_shuffle_f32x4::<0xDD>(w, y);
         }
     }
 }

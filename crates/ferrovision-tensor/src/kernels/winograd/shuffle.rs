@@ -4,6 +4,12 @@
 //! chains (measured: about a quarter of the tiled output transform); with AVX-512 they are two
 //! 4×4 transposes, of the floats inside each 128-bit block and of the blocks, 12 shuffles.
 //! Both only move values, so every ISA gives the same bits.
+//!
+//! The filter transforms likewise move 16 filters' nine taps between their storage (each
+//! filter's 3×3 taps side by side) and nine 16-lane vectors ([`gather_taps`],
+//! [`scatter_taps`]): element by element that is 144 scalar loads or stores whose vector
+//! reloads miss store forwarding (perf: most of `filter_rows`); with AVX-512, 16 masked row
+//! loads or stores around one 16×16 transpose.
 
 /// Floats per vector (tiles per step).
 const LANES: usize = 16;
@@ -30,10 +36,95 @@ fn deinterleave4_scalar(row: &[f32], v: &mut [[f32; LANES]; 4]) {
     }
 }
 
+/// Taps per 3×3 filter.
+const TAPS: usize = 9;
+
+/// `taps[t][l] = src[l·stride + t]` (`reverse`: `src[l·stride + 8 − t]`, the filter turned by
+/// 180°) for `l < lanes`, zero for `lanes ≤ l < 16` (scalar twin).
+#[inline(always)]
+fn gather_taps_scalar(
+    src: &[f32],
+    stride: usize,
+    lanes: usize,
+    reverse: bool,
+    taps: &mut [[f32; LANES]; TAPS],
+) {
+    for l in 0..LANES {
+        if l >= lanes {
+            for tap in taps.iter_mut() {
+                tap[l] = 0.0;
+            }
+            continue;
+        }
+        let f = &src[l * stride..][..TAPS];
+        for (t, tap) in taps.iter_mut().enumerate() {
+            tap[l] = if reverse { f[TAPS - 1 - t] } else { f[t] };
+        }
+    }
+}
+
+/// `dst[l·9 + t] = taps[t][l]` for `l < lanes` (scalar twin).
+#[inline(always)]
+fn scatter_taps_scalar(taps: &[[f32; LANES]; TAPS], lanes: usize, dst: &mut [f32]) {
+    let dst = &mut dst[..lanes * TAPS];
+    for l in 0..lanes {
+        for (t, tap) in taps.iter().enumerate() {
+            dst[l * TAPS + t] = tap[l];
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::LANES;
+    use super::{LANES, TAPS};
+    use crate::kernels::simd::transpose16;
     use std::arch::x86_64::*;
+
+    /// The nine taps of one filter in the low lanes of a vector.
+    const TAP_MASK: __mmask16 = (1 << TAPS) - 1;
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn gather_taps(
+        src: &[f32],
+        stride: usize,
+        lanes: usize,
+        reverse: bool,
+        taps: &mut [[f32; LANES]; TAPS],
+    ) {
+        assert!(lanes <= LANES && (lanes == 0 || (lanes - 1) * stride + TAPS <= src.len()));
+        // SAFETY: every row read is inside `src` (checked above); masked loads touch only the
+        // nine taps.
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); LANES];
+            for (l, row) in r.iter_mut().enumerate().take(lanes) {
+                *row = _mm512_maskz_loadu_ps(TAP_MASK, src.as_ptr().add(l * stride));
+            }
+            transpose16(&mut r);
+            for (t, tap) in taps.iter_mut().enumerate() {
+                let v = if reverse { r[TAPS - 1 - t] } else { r[t] };
+                _mm512_storeu_ps(tap.as_mut_ptr(), v);
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn scatter_taps(taps: &[[f32; LANES]; TAPS], lanes: usize, dst: &mut [f32]) {
+        let dst = &mut dst[..lanes * TAPS];
+        // SAFETY: unaligned loads inside the arrays; masked stores of nine floats at l·9 for
+        // l < lanes, inside `dst` (sliced above).
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); LANES];
+            for (tap, row) in taps.iter().zip(r.iter_mut()) {
+                *row = _mm512_loadu_ps(tap.as_ptr());
+            }
+            transpose16(&mut r);
+            for (l, row) in r.iter().enumerate().take(lanes) {
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(l * TAPS), TAP_MASK, *row);
+            }
+        }
+    }
 
     /// 4×4 transposes of the floats inside each 128-bit block of `x[0..4]` (an involution).
     #[inline]
@@ -118,6 +209,62 @@ pub(super) fn fast() -> bool {
     cfg!(target_arch = "x86_64") && super::super::isa() == super::super::Isa::Avx512
 }
 
+/// `taps[t][l] = src[l·stride + t]` for the 16 filters `l` (each 9 taps side by side, `stride`
+/// apart; `reverse`: `src[l·stride + 8 − t]`, turned by 180°), zero for `lanes ≤ l`. `fast`:
+/// the AVX-512 path, which [`fast`] must have allowed.
+///
+/// # Panics
+/// If `src` is shorter than `(lanes − 1)·stride + 9` (a programming error).
+#[inline(always)]
+pub(super) fn gather_taps(
+    fast: bool,
+    src: &[f32],
+    stride: usize,
+    lanes: usize,
+    reverse: bool,
+    taps: &mut [[f32; LANES]; TAPS],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if fast {
+        // SAFETY: `fast` is true only when the CPU has AVX-512 F.
+        unsafe { avx512::gather_taps(src, stride, lanes, reverse, taps) };
+        return;
+    }
+    let _ = fast;
+    gather_taps_scalar(src, stride, lanes, reverse, taps)
+}
+
+/// Asks for the 16 filters `ahead` floats past those [`gather_taps`] reads from `src` (rows
+/// `stride` apart): they come from memory while this step's are transformed. Hints only, never
+/// a fault (addresses past the weights are fine).
+#[inline(always)]
+pub(super) fn prefetch_taps(src: &[f32], stride: usize, lanes: usize, ahead: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for l in 0..lanes {
+        let p = src.as_ptr().wrapping_add(l * stride + ahead);
+        // SAFETY: a prefetch hint never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (src, stride, lanes, ahead);
+}
+
+/// `dst[l·9 + t] = taps[t][l]` for `l < lanes`: 16 filters' taps back side by side (`fast` as
+/// [`gather_taps`]).
+#[inline(always)]
+pub(super) fn scatter_taps(fast: bool, taps: &[[f32; LANES]; TAPS], lanes: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if fast {
+        // SAFETY: `fast` is true only when the CPU has AVX-512 F.
+        unsafe { avx512::scatter_taps(taps, lanes, dst) };
+        return;
+    }
+    let _ = fast;
+    scatter_taps_scalar(taps, lanes, dst)
+}
+
 /// `row[4·l + j] = v[j][l]` (`fast`: the AVX-512 shuffles, which [`fast`] must have allowed).
 #[inline(always)]
 pub(super) fn interleave4(fast: bool, v: &[[f32; LANES]; 4], row: &mut [f32]) {
@@ -171,6 +318,43 @@ mod tests {
             let mut back = [[0.0f32; LANES]; 4];
             deinterleave4(path, &row, &mut back);
             assert_eq!(back, v, "deinterleave fast={path}");
+        }
+    }
+
+    #[test]
+    fn taps_move_between_filters_and_lanes() {
+        // 16 filters 13 floats apart; every lane count, both orientations.
+        let stride = 13;
+        let src: Vec<f32> = (0..15 * stride + TAPS).map(|i| i as f32).collect();
+        for path in [false, fast()] {
+            for lanes in [0, 1, 7, 15, 16] {
+                for reverse in [false, true] {
+                    let mut taps = [[f32::NAN; LANES]; TAPS];
+                    gather_taps(path, &src, stride, lanes, reverse, &mut taps);
+                    for (t, tap) in taps.iter().enumerate() {
+                        for (l, &v) in tap.iter().enumerate() {
+                            let want = if l >= lanes {
+                                0.0
+                            } else if reverse {
+                                src[l * stride + TAPS - 1 - t]
+                            } else {
+                                src[l * stride + t]
+                            };
+                            assert_eq!(v, want, "gather fast={path} lanes={lanes} t={t} l={l}");
+                        }
+                    }
+                    let mut dst = vec![f32::NAN; LANES * TAPS + 5];
+                    scatter_taps(path, &taps, lanes, &mut dst);
+                    for (i, &v) in dst.iter().enumerate() {
+                        let (l, t) = (i / TAPS, i % TAPS);
+                        if l < lanes {
+                            assert_eq!(v, taps[t][l], "scatter fast={path} lanes={lanes} i={i}");
+                        } else {
+                            assert!(v.is_nan(), "scatter fast={path} wrote past lane {lanes}");
+                        }
+                    }
+                }
+            }
         }
     }
 }

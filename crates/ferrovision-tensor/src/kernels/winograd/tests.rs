@@ -191,11 +191,18 @@ fn rotated_filters_give_the_input_gradient() {
         pad: [2 - pad, 2 - pad],
     };
     let scale: f64 = w.iter().map(|v| v.abs() as f64).sum::<f64>() / cin as f64;
-    for wide in [false, true] {
+    // Tiled, whole-batch, and whole-batch with the filters transformed block by block.
+    for (wide, blocks) in [(false, false), (true, false), (true, true)] {
         let mut u = vec![0.0; g.filter_len()];
         transform_filter(&w, cout, cin, true, wide, &mut u);
         let mut dx = vec![f32::NAN; want.len()];
-        if wide {
+        if blocks {
+            let filters = WideFilters::Weights {
+                w: &w,
+                rotate: true,
+            };
+            conv3x3_wide(&dy, filters, None, None, false, &g, &mut dx);
+        } else if wide {
             conv3x3_wide(&dy, WideFilters::Plain(&u), None, None, false, &g, &mut dx);
         } else {
             conv3x3(&dy, &u, None, None, false, &g, &mut dx);
@@ -203,7 +210,7 @@ fn rotated_filters_give_the_input_gradient() {
         for (got, want) in dx.iter().zip(&want) {
             assert!(
                 (*got as f64 - want).abs() <= TOL * scale,
-                "wide {wide}: {got} vs {want}"
+                "wide {wide} blocks {blocks}: {got} vs {want}"
             );
         }
     }
@@ -282,9 +289,10 @@ fn every_isa_level_and_thread_count_agree() {
         .unwrap_or_else(|e| e.into_inner());
     // (layout, geometry): the tiled layout on a map of many tiles, the whole-batch one with
     // channel counts that are not multiples of the 16 lanes.
-    let cases: [(Runner, Geometry); 2] = [
+    let cases: [(Runner, Geometry); 3] = [
         (run, geometry(5, 7, 6, [19, 21], [1, 1])),
         (run_wide, geometry(5, 20, 36, [6, 5], [1, 1])),
+        (run_blocks, geometry(2, 150, 70, [4, 4], [1, 1])),
     ];
     for (layout, g) in cases {
         let x = values(g.n * g.cin * g.input[0] * g.input[1], 21);
@@ -320,6 +328,45 @@ fn run_wide(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Geometry
     let mut y = vec![f32::NAN; g.n * g.cout * g.out[0] * g.out[1]];
     conv3x3_wide(x, WideFilters::Plain(&u), bias, None, relu, g, &mut y);
     y
+}
+
+fn run_blocks(x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool, g: &Geometry) -> Vec<f32> {
+    let mut y = vec![f32::NAN; g.n * g.cout * g.out[0] * g.out[1]];
+    let filters = WideFilters::Weights { w, rotate: false };
+    conv3x3_wide(x, filters, bias, None, relu, g, &mut y);
+    y
+}
+
+#[test]
+fn filters_by_blocks_match_direct_correlation_and_the_whole_transform() {
+    // Several blocks of input channels (more than 128), output channels that end in a partial
+    // register panel or a partial 16-lane group, one tile and maps of several, padding 0 to 2.
+    let cases = [
+        geometry(1, 150, 40, [4, 4], [1, 1]),
+        geometry(2, 40, 150, [4, 4], [1, 1]),
+        geometry(3, 17, 33, [7, 7], [1, 1]),
+        geometry(1, 300, 20, [2, 3], [1, 1]),
+        geometry(2, 24, 72, [6, 6], [0, 0]),
+        geometry(1, 5, 3, [5, 11], [2, 2]),
+    ];
+    let worst = check_against_direct(run_blocks, &cases, 61);
+    for (i, g) in cases.iter().enumerate() {
+        let x = values(g.n * g.cin * g.input[0] * g.input[1], 61 + i as u64);
+        let w = values(g.cout * g.cin * 9, 161 + i as u64);
+        let whole = run_wide(&x, &w, None, false, g);
+        let blocks = run_blocks(&x, &w, None, false, g);
+        let (_, scale) = direct(&x, &w, None, g);
+        for ((p, q), s) in whole.iter().zip(&blocks).zip(&scale) {
+            assert!(
+                ((p - q) as f64).abs() <= 2.0 * TOL * s.max(1e-6),
+                "{g:?}: {p} vs {q}"
+            );
+        }
+    }
+    // The rule: ResNet-18's 4 px stage at batch 16 takes blocks, its 8 px stage does not.
+    assert!(filters_by_blocks(&geometry(16, 256, 256, [4, 4], [1, 1])));
+    assert!(!filters_by_blocks(&geometry(16, 128, 128, [8, 8], [1, 1])));
+    eprintln!("winograd filters by blocks: worst relative error {worst:e}");
 }
 
 #[test]
@@ -444,6 +491,10 @@ fn weight_gradient_matches_direct_sum() {
         geometry(3, 18, 33, [2, 2], [1, 1]),
         geometry(1, 3, 3, [70, 37], [1, 0]),
         geometry(2, 2, 3, [9, 6], [0, 2]),
+        // dU by blocks in one chunk (filters >= 8x the tiles' data): several blocks of input
+        // channels, a partial block of output channels.
+        geometry(2, 150, 40, [4, 4], [1, 1]),
+        geometry(1, 40, 300, [3, 4], [1, 1]),
     ]);
     let mut worst = 0.0f64;
     for (i, g) in cases.iter().enumerate() {
@@ -470,23 +521,32 @@ fn weight_gradient_isa_levels_and_thread_counts_agree() {
     let _guard = crate::kernels::ISA_TEST_LOCK
         .lock()
         .unwrap_or_else(|e| e.into_inner());
+    // Chunks of two images with dU whole, and one chunk with dU by blocks.
     let g = geometry(5, 20, 36, [10, 7], [1, 1]);
-    let x = values(g.n * g.cin * g.input[0] * g.input[1], 31);
-    let dy = values(g.n * g.cout * g.out[0] * g.out[1], 32);
-    let (want, scale) = direct_weight_grad(&x, &dy, &g);
-    let chunk = 2 * g.tiles()[0] * g.tiles()[1] * XI * (g.cin + g.cout);
-    let reference = run_weight_grad(&x, &dy, &g, chunk);
-    for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
-        set_isa_override(Some(level));
-        let got = run_weight_grad(&x, &dy, &g, chunk);
-        set_isa_override(None);
-        let err = worst_error(&got, &want, &scale, false);
-        assert!(err <= TOL_WGRAD, "{level:?}: error {err:e}");
+    let two_images = 2 * g.tiles()[0] * g.tiles()[1] * XI * (g.cin + g.cout);
+    for (g, chunk) in [
+        (g, two_images),
+        (geometry(2, 150, 40, [4, 4], [1, 1]), usize::MAX),
+    ] {
+        let x = values(g.n * g.cin * g.input[0] * g.input[1], 31);
+        let dy = values(g.n * g.cout * g.out[0] * g.out[1], 32);
+        let (want, scale) = direct_weight_grad(&x, &dy, &g);
+        let reference = run_weight_grad(&x, &dy, &g, chunk);
+        for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+            set_isa_override(Some(level));
+            let got = run_weight_grad(&x, &dy, &g, chunk);
+            set_isa_override(None);
+            let err = worst_error(&got, &want, &scale, false);
+            assert!(err <= TOL_WGRAD, "{g:?} {level:?}: error {err:e}");
+        }
+        let single = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a one-thread pool")
+            .install(|| run_weight_grad(&x, &dy, &g, chunk));
+        assert_eq!(
+            single, reference,
+            "{g:?}: one thread must give the same bits"
+        );
     }
-    let single = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("a one-thread pool")
-        .install(|| run_weight_grad(&x, &dy, &g, chunk));
-    assert_eq!(single, reference, "one thread must give the same bits");
 }

@@ -58,7 +58,9 @@ pub(super) fn weight_grad_chunked(
     let per_image = th * tw;
     let chunk = (chunk_floats / (per_image * XI * (g.cin + g.cout))).clamp(1, g.n);
     let isa = crate::kernels::isa();
-    let mut du = PooledVec::<f32>::take(XI * g.cout * g.cin);
+    // dU whole only where the blocks of `fused::weight_grad_blocks` are not taken.
+    let whole_du = chunk < g.n || !super::fused::weight_grad_by_blocks(g, g.n * per_image);
+    let mut du = PooledVec::<f32>::take(if whole_du { XI * g.cout * g.cin } else { 0 });
     let mut v = PooledVec::<f32>::take(chunk * per_image * XI * g.cin);
     let mut mb = PooledVec::<f32>::take(chunk * per_image * XI * g.cout);
     let mut n0 = 0;
@@ -76,6 +78,10 @@ pub(super) fn weight_grad_chunked(
                 grad_image(&dy[(n0 + i) * g.cout * p_out..][..g.cout * p_out], g, mn)
             });
         let (v, mb) = (&v[..], &mb[..]);
+        if !whole_du {
+            // One chunk, and the filters outweigh the tiles: dU by blocks, never whole.
+            return super::fused::weight_grad_blocks(mb, v, g, tiles, dw);
+        }
         du.par_chunks_mut(g.cout * g.cin)
             .enumerate()
             .for_each(|(xi, du_xi)| {
@@ -104,7 +110,7 @@ pub(super) fn weight_grad_chunked(
     dw[..wlen]
         .par_chunks_mut(g.cin * 9)
         .enumerate()
-        .for_each(|(k, dwk)| filter_grad(du, g, k, dwk));
+        .for_each(|(k, dwk)| filter_grad(&du[k * g.cin..], g.cout * g.cin, g.cin, dwk));
 }
 
 /// `A d` over 16 lanes (6 values from 4: the transpose of the output transform's `Aᵀ`).
@@ -190,20 +196,23 @@ crate::multiversion! {
     }
 }
 
-/// `dw[k] = Gᵀ dU[·][k] G` for output channel `k` (`dwk`: `[cin][3][3]`), 16 input channels at a
-/// time.
+/// `dw[k][c] = Gᵀ dU[·][k][c] G` for one output channel `k` and the input channels `c` of `dwk`
+/// (`[c][3][3]`), 16 at a time; `du[ξ·plane + c]` is `dU[ξ][k][c]`.
 #[inline(always)]
-fn filter_grad_body(du: &[f32], g: &Geometry, k: usize, dwk: &mut [f32]) {
+pub(super) fn filter_grad_body(du: &[f32], plane: usize, dwk: &mut [f32]) {
+    let cin = dwk.len() / 9;
+    let fast = super::shuffle::fast();
     let mut u = [[[0.0f32; LANES]; A]; A];
     let mut h = [[[0.0f32; LANES]; 3]; A];
     let mut col = [[0.0f32; LANES]; A];
     let mut out = [[0.0f32; LANES]; 3];
+    let mut taps = [[0.0f32; LANES]; 9];
     let mut c0 = 0;
-    while c0 < g.cin {
-        let lanes = LANES.min(g.cin - c0);
+    while c0 < cin {
+        let lanes = LANES.min(cin - c0);
         for a in 0..A {
             for b in 0..A {
-                let src = &du[((a * A + b) * g.cout + k) * g.cin + c0..][..lanes];
+                let src = &du[(a * A + b) * plane + c0..][..lanes];
                 load_lanes(src, &mut u[a][b]);
             }
         }
@@ -217,17 +226,16 @@ fn filter_grad_body(du: &[f32], g: &Geometry, k: usize, dwk: &mut [f32]) {
             }
             filter_grad_1d(&col, &mut out);
             for p in 0..3 {
-                for l in 0..lanes {
-                    dwk[(c0 + l) * 9 + p * 3 + q] = out[p][l];
-                }
+                taps[p * 3 + q] = out[p];
             }
         }
+        super::shuffle::scatter_taps(fast, &taps, lanes, &mut dwk[c0 * 9..]);
         c0 += LANES;
     }
 }
 
 crate::multiversion! {
-    fn filter_grad(du: &[f32], g: &Geometry, k: usize, dwk: &mut [f32]) {
-        filter_grad_body(du, g, k, dwk)
+    pub(super) fn filter_grad(du: &[f32], plane: usize, cin: usize, dwk: &mut [f32]) {
+        filter_grad_body(du, plane, &mut dwk[..cin * 9])
     }
 }

@@ -33,6 +33,11 @@ pub enum WideFilters<'a> {
     /// filters used again and again (inference): on ResNet-18's 4 px stage at batch 32 packing
     /// the filters was as costly as their product.
     Panels(&'a [f32], BPanelLayout),
+    /// Not transformed: the weights (`[cout][cin][3][3]`, or with `rotate` the forward filters
+    /// `[cin][cout][3][3]` of an input gradient, turned by 180°), transformed block by block
+    /// inside the GEMMs (`winograd/fused.rs`). For training, where the filters are new on every
+    /// call: `U` is never written whole.
+    Weights { w: &'a [f32], rotate: bool },
 }
 
 /// The filters `u` (`[36][cin][cout]`, input-major) in [`WideFilters::Panels`]' layout:
@@ -71,6 +76,7 @@ pub fn conv3x3_wide(
             );
             g.filter_len()
         }
+        WideFilters::Weights { .. } => g.filter_len(),
     };
     g.check_operands(x, u_len, bias, res, y);
     let p_in = g.input[0] * g.input[1];
@@ -111,9 +117,13 @@ fn gemms(
     tiles: usize,
     m: &mut [f32],
 ) {
+    if let WideFilters::Weights { w, rotate } = u {
+        return super::fused::gemms(super::fused::FilterSource { w, rotate }, v, g, tiles, m);
+    }
     m.par_chunks_mut(tiles * g.cout)
         .enumerate()
         .for_each(|(xi, mx)| match u {
+            WideFilters::Weights { .. } => unreachable!("handled above"),
             WideFilters::Panels(u, layout) => sgemm_b_panels_on(
                 1,
                 &layout,
