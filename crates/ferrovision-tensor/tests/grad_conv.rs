@@ -1105,7 +1105,11 @@ fn training_on_few_tiles_takes_whole_batch_winograd_with_filters_by_blocks() {
     };
     let auto = run(ConvAlgo::Auto);
     let i2c = run(ConvAlgo::Im2col);
-    assert_eq!(auto, run(ConvAlgo::WinogradWide), "Auto takes the whole-batch layout");
+    assert_eq!(
+        auto,
+        run(ConvAlgo::WinogradWide),
+        "Auto takes the whole-batch layout"
+    );
     assert_ne!(auto.0, i2c.0, "the two algorithms round alike");
     assert_close(&auto.0, &i2c.0, 1e-4, 1e-4);
     assert_close(&auto.1, &i2c.1, 1e-4, 1e-4);

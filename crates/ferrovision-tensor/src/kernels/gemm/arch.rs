@@ -21,11 +21,13 @@ pub(super) struct TileEp {
     pub(super) ldr: usize,
 }
 
-/// `C[mr×nr] = ep(A_panel · B_panel)`: `a` is a packed micro-panel (`k` steps of `mr` values),
+/// `C[mr×nr] = ep(A_panel · B_panel)`: `a` holds `k` steps of `mr` contiguous values, `a_step`
+/// floats apart (`mr` for a packed micro-panel; the column stride of an A read in place),
 /// `b` holds `k` rows of NR values at stride `ldb` (zero padded past `nr`).
 pub(super) type KernelFn = unsafe fn(
     k: usize,
     a: *const f32,
+    a_step: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,

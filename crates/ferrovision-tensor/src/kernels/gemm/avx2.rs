@@ -10,6 +10,7 @@ static MASK_SRC: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 
 unsafe fn k256<const R: usize, const NV: usize>(
     k: usize,
     a: *const f32,
+    a_step: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -32,7 +33,7 @@ unsafe fn k256<const R: usize, const NV: usize>(
                     acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
                 }
             }
-            ap = ap.add(R);
+            ap = ap.add(a_step);
             bp = bp.add(ldb);
         }
         let mut masks = [_mm256_setzero_si256(); NV];
@@ -75,6 +76,7 @@ unsafe fn k256<const R: usize, const NV: usize>(
 pub(super) unsafe fn kernel_avx2(
     k: usize,
     a: *const f32,
+    a_step: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -85,9 +87,9 @@ pub(super) unsafe fn kernel_avx2(
 ) {
     unsafe {
         if nr > 8 {
-            dispatch_rows!(k256, 2, mr, [1 2 3 4 5 6], (k, a, b, ldb, c, ldc, nr, ep))
+            dispatch_rows!(k256, 2, mr, [1 2 3 4 5 6], (k, a, a_step, b, ldb, c, ldc, nr, ep))
         } else {
-            dispatch_rows!(k256, 1, mr, [1 2 3 4 5 6], (k, a, b, ldb, c, ldc, nr, ep))
+            dispatch_rows!(k256, 1, mr, [1 2 3 4 5 6], (k, a, a_step, b, ldb, c, ldc, nr, ep))
         }
     }
 }

@@ -12,6 +12,7 @@ pub(super) const AVX512_MR: usize = 12;
 unsafe fn k512<const R: usize, const NV: usize>(
     k: usize,
     a: *const f32,
+    a_step: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -52,7 +53,7 @@ unsafe fn k512<const R: usize, const NV: usize>(
         };
         for _ in 0..k {
             step(ap, bp, &mut acc);
-            ap = ap.add(R);
+            ap = ap.add(a_step);
             bp = bp.add(ldb);
         }
         // Epilogue, as whole-tile passes so the tile stays in registers.
@@ -112,6 +113,7 @@ unsafe fn k512<const R: usize, const NV: usize>(
 pub(super) unsafe fn kernel_avx512(
     k: usize,
     a: *const f32,
+    a_step: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -122,11 +124,11 @@ pub(super) unsafe fn kernel_avx512(
 ) {
     unsafe {
         if nr > 32 {
-            dispatch_rows!(k512, 4, mr, [1 2 3 4 5 6], (k, a, b, ldb, c, ldc, nr, ep))
+            dispatch_rows!(k512, 4, mr, [1 2 3 4 5 6], (k, a, a_step, b, ldb, c, ldc, nr, ep))
         } else if nr > 16 {
-            dispatch_rows!(k512, 2, mr, [1 2 3 4 5 6 7 8 9 10 11 12], (k, a, b, ldb, c, ldc, nr, ep))
+            dispatch_rows!(k512, 2, mr, [1 2 3 4 5 6 7 8 9 10 11 12], (k, a, a_step, b, ldb, c, ldc, nr, ep))
         } else {
-            dispatch_rows!(k512, 1, mr, [1 2 3 4 5 6 7 8 9 10 11 12], (k, a, b, ldb, c, ldc, nr, ep))
+            dispatch_rows!(k512, 1, mr, [1 2 3 4 5 6 7 8 9 10 11 12], (k, a, a_step, b, ldb, c, ldc, nr, ep))
         }
     }
 }

@@ -362,11 +362,15 @@ impl Job {
         // row-contiguous and few row panels use each of its elements.
         let b_panels = self.bpanel > 0;
         let direct_b = !b_panels && self.csb == 1 && m <= 2 * ar.mr;
+        let prepacked = !self.ap.is_null();
+        // Likewise A in place when each depth step's rows are contiguous (a transposed
+        // operand: the input gradient's `Wᵀ`) and few column panels use each element: packing
+        // it was 23 % of a 4608×64×512 product.
+        let direct_a = !prepacked && self.rsa == 1 && n <= 2 * nr;
         let kc_eff = kc.min(k);
         let mc_eff = mc.min(m.div_ceil(mr) * mr);
         let nc_eff = nc.min(n.div_ceil(nr) * nr);
-        let prepacked = !self.ap.is_null();
-        let ap = if prepacked {
+        let ap = if prepacked || direct_a {
             std::ptr::null_mut()
         } else {
             abuf.get(mc_eff * kc_eff)
@@ -400,9 +404,15 @@ impl Job {
                 let mut ic = 0;
                 while ic < m {
                     let mb = mc.min(m - ic);
-                    let ap: *const f32 = if prepacked {
+                    // Panel `ir` of this block starts at `ap + ir·a_panel`, its depth steps
+                    // `a_step` apart (`None`: packed, one panel's height).
+                    let (ap, a_panel, a_step): (*const f32, usize, Option<usize>) = if prepacked {
                         // Depth block `pc` holds all `ap_m` rows' panels, `kb` steps each.
-                        unsafe { self.ap.add(pc * self.ap_m + (self.ap_row + ic) * kb) }
+                        let ap = unsafe { self.ap.add(pc * self.ap_m + (self.ap_row + ic) * kb) };
+                        (ap, kb, None)
+                    } else if direct_a {
+                        let ap = self.a.wrapping_add(ic * self.rsa + pc * self.csa);
+                        (ap, 1, Some(self.csa))
                     } else {
                         unsafe {
                             (ar.pack_a)(
@@ -415,7 +425,7 @@ impl Job {
                                 ap,
                             )
                         };
-                        ap
+                        (ap, kb, None)
                     };
                     let mut ep = TileEp {
                         load_c: self.accumulate || !first,
@@ -449,7 +459,8 @@ impl Job {
                                     self.tile_ep(&mut ep, last, ic + ir, jc + jr);
                                     (ar.kernel)(
                                         kb,
-                                        ap.add(ir * kb),
+                                        ap.add(ir * a_panel),
+                                        a_step.unwrap_or(h),
                                         bpan,
                                         ldb,
                                         self.c.add((ic + ir) * self.ldc + jc + jr),
@@ -469,7 +480,8 @@ impl Job {
                         let mut ir = 0;
                         while ir < mb {
                             let h = mr.min(mb - ir);
-                            let apan = unsafe { ap.add(ir * kb) };
+                            let apan = unsafe { ap.add(ir * a_panel) };
+                            let a_step = a_step.unwrap_or(h);
                             let mut jr = 0;
                             while jr < nb {
                                 let w = nr.min(nb - jr);
@@ -484,6 +496,7 @@ impl Job {
                                     (ar.kernel)(
                                         kb,
                                         apan,
+                                        a_step,
                                         bpan,
                                         nr,
                                         self.c.add((ic + ir) * self.ldc + jc + jr),

@@ -45,6 +45,7 @@ pub(super) unsafe fn store_tile_scalar(
 pub(super) unsafe fn kernel_scalar_r<const R: usize>(
     k: usize,
     a: *const f32,
+    a_step: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -57,7 +58,7 @@ pub(super) unsafe fn kernel_scalar_r<const R: usize>(
         unsafe {
             let bv = &*(b.add(p * ldb) as *const [f32; SCALAR_NR]);
             for i in 0..R {
-                let av = *a.add(p * R + i);
+                let av = *a.add(p * a_step + i);
                 for j in 0..SCALAR_NR {
                     acc[i][j] += av * bv[j];
                 }
@@ -71,6 +72,7 @@ pub(super) unsafe fn kernel_scalar_r<const R: usize>(
 pub(super) unsafe fn kernel_scalar(
     k: usize,
     a: *const f32,
+    a_step: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -81,10 +83,10 @@ pub(super) unsafe fn kernel_scalar(
 ) {
     unsafe {
         match mr {
-            1 => kernel_scalar_r::<1>(k, a, b, ldb, c, ldc, nr, ep),
-            2 => kernel_scalar_r::<2>(k, a, b, ldb, c, ldc, nr, ep),
-            3 => kernel_scalar_r::<3>(k, a, b, ldb, c, ldc, nr, ep),
-            _ => kernel_scalar_r::<4>(k, a, b, ldb, c, ldc, nr, ep),
+            1 => kernel_scalar_r::<1>(k, a, a_step, b, ldb, c, ldc, nr, ep),
+            2 => kernel_scalar_r::<2>(k, a, a_step, b, ldb, c, ldc, nr, ep),
+            3 => kernel_scalar_r::<3>(k, a, a_step, b, ldb, c, ldc, nr, ep),
+            _ => kernel_scalar_r::<4>(k, a, a_step, b, ldb, c, ldc, nr, ep),
         }
     }
 }
