@@ -62,6 +62,9 @@ pub(super) struct Arch {
     pub(super) mc: usize,
     pub(super) nc: usize,
     pub(super) kernel: KernelFn,
+    /// The kernel over an A read in place row by row (`a_step` the row stride, depth steps
+    /// adjacent), where the ISA has one.
+    pub(super) kernel_rows: Option<KernelFn>,
     pub(super) pack_a: PackAFn,
     pub(super) pack_b: PackBFn,
     /// Wider register tile for short tiles over unpacked B (0: none): the kernel accepts
@@ -112,6 +115,7 @@ pub(super) fn arch_for(isa: Isa) -> Arch {
             mc: 192,
             nc: 512,
             kernel: super::avx512::kernel_avx512,
+            kernel_rows: Some(super::avx512::kernel_rows_avx512),
             pack_a: super::avx512::pack_a_avx512,
             pack_b: super::avx512::pack_b_avx512,
             wide_nr: 64,
@@ -126,6 +130,7 @@ pub(super) fn arch_for(isa: Isa) -> Arch {
             mc: 192,
             nc: 512,
             kernel: super::avx2::kernel_avx2,
+            kernel_rows: None,
             pack_a: super::avx2::pack_a_avx2,
             pack_b: super::avx2::pack_b_avx2,
             wide_nr: 0,
@@ -139,6 +144,7 @@ pub(super) fn arch_for(isa: Isa) -> Arch {
             mc: 128,
             nc: 512,
             kernel: kernel_scalar,
+            kernel_rows: None,
             pack_a: pack_a_generic,
             pack_b: pack_b_generic::<SCALAR_NR>,
             wide_nr: 0,

@@ -9,7 +9,7 @@ pub(super) const AVX512_MR: usize = 12;
 
 /// AVX-512 tile of R rows × 16·NV columns.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-unsafe fn k512<const R: usize, const NV: usize>(
+unsafe fn k512<const R: usize, const NV: usize, const A_ROWS: bool>(
     k: usize,
     a: *const f32,
     a_step: usize,
@@ -37,6 +37,8 @@ unsafe fn k512<const R: usize, const NV: usize>(
             }
         }
         let mut acc = [[_mm512_setzero_ps(); NV]; R];
+        // A_ROWS: A read in place row by row, rows `a_step` apart and depth steps adjacent.
+        let (row_stride, a_step) = if A_ROWS { (a_step, 1) } else { (1, a_step) };
         let mut ap = a;
         let mut bp = b;
         let step = |ap: *const f32, bp: *const f32, acc: &mut [[__m512; NV]; R]| {
@@ -45,7 +47,7 @@ unsafe fn k512<const R: usize, const NV: usize>(
                 bv[v] = _mm512_loadu_ps(bp.add(16 * v));
             }
             for i in 0..R {
-                let av = _mm512_set1_ps(*ap.add(i));
+                let av = _mm512_set1_ps(*ap.add(if A_ROWS { i * row_stride } else { i }));
                 for v in 0..NV {
                     acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
                 }
@@ -109,6 +111,8 @@ unsafe fn k512<const R: usize, const NV: usize>(
     }
 }
 
+/// The tile kernel over a packed A panel (or a transposed A read in place: `a_step` floats
+/// between depth steps, the `mr` values of a step contiguous).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
 pub(super) unsafe fn kernel_avx512(
     k: usize,
@@ -122,13 +126,48 @@ pub(super) unsafe fn kernel_avx512(
     nr: usize,
     ep: &TileEp,
 ) {
+    unsafe { kernel_any::<false>(k, a, a_step, b, ldb, c, ldc, mr, nr, ep) }
+}
+
+/// The tile kernel over A read in place row by row: row `i` at `a + i·a_step`, its depth steps
+/// adjacent (a row-major A, the forward pass's weights, with few columns to share a packing).
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+pub(super) unsafe fn kernel_rows_avx512(
+    k: usize,
+    a: *const f32,
+    a_step: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    ep: &TileEp,
+) {
+    unsafe { kernel_any::<true>(k, a, a_step, b, ldb, c, ldc, mr, nr, ep) }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_any<const A_ROWS: bool>(
+    k: usize,
+    a: *const f32,
+    a_step: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    ep: &TileEp,
+) {
     unsafe {
         if nr > 32 {
-            dispatch_rows!(k512, 4, mr, [1 2 3 4 5 6], (k, a, a_step, b, ldb, c, ldc, nr, ep))
+            dispatch_rows!(k512, 4, A_ROWS, mr, [1 2 3 4 5 6], (k, a, a_step, b, ldb, c, ldc, nr, ep))
         } else if nr > 16 {
-            dispatch_rows!(k512, 2, mr, [1 2 3 4 5 6 7 8 9 10 11 12], (k, a, a_step, b, ldb, c, ldc, nr, ep))
+            dispatch_rows!(k512, 2, A_ROWS, mr, [1 2 3 4 5 6 7 8 9 10 11 12], (k, a, a_step, b, ldb, c, ldc, nr, ep))
         } else {
-            dispatch_rows!(k512, 1, mr, [1 2 3 4 5 6 7 8 9 10 11 12], (k, a, a_step, b, ldb, c, ldc, nr, ep))
+            dispatch_rows!(k512, 1, A_ROWS, mr, [1 2 3 4 5 6 7 8 9 10 11 12], (k, a, a_step, b, ldb, c, ldc, nr, ep))
         }
     }
 }

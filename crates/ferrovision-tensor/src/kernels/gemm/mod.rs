@@ -68,6 +68,12 @@ macro_rules! dispatch_rows {
             _ => unreachable!(),
         }
     };
+    ($f:ident, $nv:literal, $flag:ident, $mr:expr, [$($r:literal)*], $args:tt) => {
+        match $mr {
+            $($r => $f::<$r, $nv, $flag> $args,)*
+            _ => unreachable!(),
+        }
+    };
 }
 
 mod arch;
