@@ -21,6 +21,7 @@
 //! - [`par_rows`]: whole rows of an output split into tasks.
 //! - [`par_planes`]: consecutive planes of an output and an auxiliary buffer split into tasks.
 //! - [`on_pool`]: runs a whole sequence of ops on a pool thread.
+//! - [`SendPtr`]: a buffer's base pointer handed to tasks that write disjoint parts of it.
 
 #[cfg(not(feature = "threads"))]
 mod seq;
@@ -37,6 +38,21 @@ pub mod prelude {
 }
 
 use prelude::*;
+
+/// A buffer's base pointer shared with tasks that each write their own disjoint part of it
+/// (where the parts are not contiguous slices `par_chunks_mut` could hand out). The tasks'
+/// `unsafe` blocks carry the disjointness argument.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: only ever dereferenced by tasks writing disjoint regions (see the type's docs).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// Number of threads parallel loops may use (rayon's pool size; 1 without `threads`).
 pub fn num_threads() -> usize {

@@ -2,6 +2,7 @@
 //! split, dot-product path) and the blocked loop nest with thread-local packing buffers.
 
 use super::arch::{Arch, DotFn, TileEp, DOT_KC, DOT_MAX_MN, DOT_MAX_SHORT, DOT_MIN_K};
+use crate::parallel::SendPtr;
 use std::cell::RefCell;
 
 /// Below this many flops a GEMM runs on the calling thread.
@@ -544,17 +545,6 @@ impl Job {
                 }
             }
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-pub(super) struct SendPtr(*mut f32);
-// SAFETY: used only to hand disjoint regions of one buffer to worker threads.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

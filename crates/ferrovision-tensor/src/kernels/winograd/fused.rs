@@ -22,6 +22,7 @@ use super::wide::store_lanes;
 use super::{filter_1d, Geometry, A, LANES, XI};
 use crate::kernels::gemm::{sgemm_b_panels_on, sgemm_isa, BPanelLayout, Epilogue};
 use crate::parallel::prelude::*;
+use crate::parallel::SendPtr;
 use crate::storage::pool::PooledVec;
 
 /// Input channels per block (the GEMMs' depth; at most the GEMM's own depth block, 384, so
@@ -136,17 +137,6 @@ pub(super) fn gemms(src: FilterSource<'_>, v: &[f32], g: &Geometry, tiles: usize
             c0 += cw;
         }
     });
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the tasks write disjoint column ranges (see `gemms`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// The transformed filters of input channels `c0..c0 + cw` and output channels `k0..k0 + kw`:
