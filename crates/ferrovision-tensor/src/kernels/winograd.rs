@@ -26,7 +26,9 @@
 //! The input gradient of a 3×3 stride-1 convolution is itself one: the output gradient
 //! correlated with the filters rotated by 180° and transposed in (K, C), padded by `2 − pad`
 //! ([`transform_filter`] with `rotate`). The weight gradient is the transposed algorithm
-//! (`winograd/wgrad.rs`, [`weight_grad`]).
+//! (`winograd/wgrad.rs`, [`weight_grad`]). In training on few-tile maps, where the transformed
+//! filters outweigh the tiles, the whole-batch layout transforms them block by block inside its
+//! GEMMs instead of writing them whole (`winograd/fused.rs`, [`filters_by_blocks`]).
 
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 

@@ -4,18 +4,20 @@
 //! filters: `U` is 36·C·K floats, four times the weights (9.4 MB at 256 channels), written
 //! once and read back by the 36 GEMMs. On few-tile maps (ResNet-18's 8 and 4 px stages at
 //! 64 px input, 16-64 tiles in the batch) each `U` element then serves a handful of
-//! multiply-adds, and moving `U` through memory costs as much as the products. Here `U` never
-//! exists whole: the output channels are split into column blocks (one task each), and per
-//! block of input channels a task transforms just that part of the filters (36 planes of
-//! `cb × kb`, straight into the GEMM's B-panel layout, L2-resident) and runs the 36 GEMMs on
-//! it, adding to its own columns of `M`. The weights are read instead of `U` (a quarter of the
-//! bytes), and nothing is packed.
+//! multiply-adds, and moving `U` through memory costs as much as the products (the rule,
+//! [`filters_by_blocks`], takes this form for ResNet-18's 4 px stage, not its 8 px one). Here
+//! `U` never exists whole: the output channels are split into column blocks (one task each),
+//! and per block of input channels a task transforms just that part of the filters (36 planes
+//! of `cb × kb`, straight into the GEMM's B-panel layout, L2-resident) and runs the 36 GEMMs
+//! on it, adding to its own columns of `M`. The weights are read instead of `U` (a quarter of
+//! the bytes), and nothing is packed.
 //!
 //! The transform is [`super::transform_filter`]'s (same 1-d steps, same order), so `U` has the
-//! same values; the GEMMs sum over the input channels in blocks of [`BLOCK_IN`] instead of the
-//! GEMM's own depth blocks, so `M` agrees with the unfused layout to rounding, and bitwise where
-//! the input channels fit one block of both. Each `M` element is computed by one task in a fixed
-//! order: the result does not depend on the number of threads.
+//! same values; the GEMMs sum over the input channels in blocks (64-128, at most [`BLOCK_IN`])
+//! instead of the GEMM's own depth blocks, so `M` agrees with the unfused layout to rounding.
+//! Each `M` element is computed by one task in a fixed order: the result does not depend on the
+//! number of threads. The weight gradient's blocks ([`weight_grad_blocks`]) are the same idea
+//! for `dU`.
 
 use super::wgrad::filter_grad;
 use super::wide::store_lanes;
