@@ -111,45 +111,13 @@ unsafe fn k512<const R: usize, const NV: usize, const A_ROWS: bool>(
     }
 }
 
-/// The tile kernel over a packed A panel (or a transposed A read in place: `a_step` floats
-/// between depth steps, the `mr` values of a step contiguous).
+/// The tile kernel. `A_ROWS: false`: over a packed A panel (or a transposed A read in place):
+/// `a_step` floats between depth steps, the `mr` values of a step contiguous. `A_ROWS: true`:
+/// over A read in place row by row, row `i` at `a + i·a_step` and its depth steps adjacent (a
+/// row-major A, the forward pass's weights, with few columns to share a packing).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-pub(super) unsafe fn kernel_avx512(
-    k: usize,
-    a: *const f32,
-    a_step: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    ep: &TileEp,
-) {
-    unsafe { kernel_any::<false>(k, a, a_step, b, ldb, c, ldc, mr, nr, ep) }
-}
-
-/// The tile kernel over A read in place row by row: row `i` at `a + i·a_step`, its depth steps
-/// adjacent (a row-major A, the forward pass's weights, with few columns to share a packing).
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-pub(super) unsafe fn kernel_rows_avx512(
-    k: usize,
-    a: *const f32,
-    a_step: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    ep: &TileEp,
-) {
-    unsafe { kernel_any::<true>(k, a, a_step, b, ldb, c, ldc, mr, nr, ep) }
-}
-
-#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_any<const A_ROWS: bool>(
+pub(super) unsafe fn kernel_avx512<const A_ROWS: bool>(
     k: usize,
     a: *const f32,
     a_step: usize,
