@@ -95,15 +95,32 @@ fn random_data(rng: &mut Rng) -> Result<(Tensor, Tensor)> {
     Ok((images, labels))
 }
 
-fn epoch(model: &LeNet5, opt: &mut Sgd, images: &Tensor, labels: &Tensor) -> Result<f64> {
+/// One training epoch. The forward pass replays a traced training plan (traced on the first
+/// step, like `Model::train_on_batch`) unless `plan` is `None` (eager mode); the loss and the
+/// backward pass run as written, through the plan's gradient.
+fn epoch(
+    model: &LeNet5,
+    opt: &mut Sgd,
+    images: &Tensor,
+    labels: &Tensor,
+    plan: &mut Option<Option<trace::Plan>>,
+) -> Result<f64> {
     let mut total = 0.0;
     let steps = N_IMAGES / BATCH;
+    let forward = |x: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![model.forward(&x[0])?]) };
     for s in 0..steps {
         let x = images.narrow(0, s * BATCH, BATCH)?;
         let y = labels.narrow(0, s * BATCH, BATCH)?;
-        let loss = model
-            .forward(&x)?
-            .cross_entropy(&y, &CrossEntropyOpts::default())?;
+        let logits = match plan {
+            None => model.forward(&x)?,
+            Some(Some(p)) => p.run(std::slice::from_ref(&x))?.remove(0),
+            Some(slot) => {
+                let (mut outs, p) = trace::trace_training(std::slice::from_ref(&x), forward)?;
+                *slot = Some(p?);
+                outs.remove(0)
+            }
+        };
+        let loss = logits.cross_entropy(&y, &CrossEntropyOpts::default())?;
         total += loss.item()?;
         loss.backward()?;
         opt.step(&model.params)?;
@@ -120,13 +137,15 @@ fn run_inner() -> Result<()> {
     let (images, labels) = random_data(&mut rng)?;
     let model = LeNet5::new(&mut rng)?;
     let mut opt = Sgd::new(&model.params, 0.01, 0.9);
-    let (warm, _) = time(|| epoch(&model, &mut opt, &images, &labels));
+    let eager = ferrovision::train::traced::eager_by_default();
+    let mut train_plan = (!eager).then_some(None);
+    let (warm, _) = time(|| epoch(&model, &mut opt, &images, &labels, &mut train_plan));
     let warm_loss = warm?;
     println!("warm-up epoch loss {warm_loss:.4}");
     let mut last = 0.0;
     let (_, secs) = time(|| -> Result<()> {
         for e in 0..2 {
-            last = epoch(&model, &mut opt, &images, &labels)?;
+            last = epoch(&model, &mut opt, &images, &labels, &mut train_plan)?;
             println!("epoch {} loss {:.4}", e + 1, last);
         }
         Ok(())
@@ -134,7 +153,6 @@ fn run_inner() -> Result<()> {
     let train_img_s = (2 * (N_IMAGES / BATCH) * BATCH) as f64 / secs;
     // Inference: one warm-up pass, then two timed passes at batch 256, through traced plans
     // (one per batch size, like `Model::predict`) unless FERROVISION_RUN_EAGERLY=1.
-    let eager = ferrovision::train::traced::eager_by_default();
     let mut plans: HashMap<usize, trace::Plan> = HashMap::new();
     let forward = |x: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![model.forward(&x[0])?]) };
     let mut infer_pass = || -> Result<()> {

@@ -105,6 +105,17 @@ pub fn with_global<R>(f: impl FnOnce(&mut Rng) -> R) -> R {
     f(g.get_or_insert_with(|| Rng::new(0)))
 }
 
+/// The process-wide generator's state (what a traced training step restores after checking
+/// its replay, which draws the same masks again).
+pub(crate) fn global_state() -> [u64; 4] {
+    with_global(|r| r.state())
+}
+
+/// Sets the process-wide generator's state.
+pub(crate) fn set_global_state(state: [u64; 4]) {
+    *GLOBAL.lock().unwrap_or_else(|e| e.into_inner()) = Some(Rng::from_state(state));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

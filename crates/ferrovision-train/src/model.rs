@@ -492,10 +492,11 @@ impl WeightCache {
     }
 
     /// Rebuilds the trainable list when a flag changed since it was made (the first call always
-    /// builds it unless there are no weights, when it stays empty).
-    fn refresh(&mut self) {
+    /// builds it unless there are no weights, when it stays empty); true when it did.
+    fn refresh(&mut self) -> bool {
         let flags: Vec<bool> = self.all.iter().map(|(_, p)| p.trainable()).collect();
-        if flags != self.flags {
+        let changed = flags != self.flags;
+        if changed {
             self.trainable = self
                 .all
                 .iter()
@@ -505,6 +506,7 @@ impl WeightCache {
                 .collect();
             self.flags = flags;
         }
+        changed
     }
 }
 
@@ -531,12 +533,14 @@ impl Model {
         }
     }
 
-    /// Runs inference eagerly, op by op (`true`), or through traced plans (`false`, the
+    /// Runs the model eagerly, op by op (`true`), or through traced plans (`false`, the
     /// default unless the environment sets `FERROVISION_RUN_EAGERLY=1`), like Keras'
-    /// `run_eagerly`. Traced plans ([`ferrovision_tensor::trace`]) are
-    /// built once per input signature by [`Model::predict`]: batch norms folded into the
-    /// convolutions before them, ReLUs fused into GEMM epilogues, no per-op bookkeeping.
-    /// Outputs agree with eager mode within rounding (bitwise where nothing was folded).
+    /// `run_eagerly`. Traced plans ([`ferrovision_tensor::trace`]) are built once per input
+    /// signature: for inference ([`Model::predict`], `evaluate`) with batch norms folded into
+    /// the convolutions before them and ReLUs fused into GEMM epilogues (outputs agree with
+    /// eager mode within rounding, bitwise where nothing was folded); for training steps
+    /// (`fit`, `train_on_batch`: the forward pass of [`StepCtx::forward`](crate::StepCtx::forward)
+    /// with its backward pass), bitwise equal to eager training.
     pub fn set_run_eagerly(&mut self, eager: bool) {
         self.run_eagerly = eager;
     }
@@ -738,7 +742,14 @@ impl Model {
         let weights = self
             .weights
             .get_or_insert_with(|| WeightCache::new(net.named_weights()));
-        weights.refresh();
+        if weights.refresh() {
+            // A weight was frozen or unfrozen through its handle: training plans hold the
+            // weights' previous handles (a trainable flag change makes a new one).
+            self.plans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear_training();
+        }
         let c = self
             .compiled
             .as_mut()
@@ -753,7 +764,7 @@ impl Model {
             trainable: &weights.trainable,
             training: true,
             epoch,
-            plans: None,
+            plans: (!self.run_eagerly).then_some(&self.plans),
         };
         let step = &mut self.step;
         ferrovision_tensor::parallel::on_pool(|| step.train_step(&mut ctx, batch))

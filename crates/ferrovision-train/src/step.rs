@@ -93,7 +93,7 @@ pub struct StepCtx<'a> {
     pub(crate) trainable: &'a [(String, Param)],
     pub(crate) training: bool,
     pub(crate) epoch: usize,
-    /// The model's traced inference plans (evaluation, unless the model runs eagerly).
+    /// The model's traced plans (unless the model runs eagerly).
     pub(crate) plans: Option<&'a std::sync::Mutex<crate::traced::Plans>>,
 }
 
@@ -146,30 +146,35 @@ impl<'a> StepCtx<'a> {
     /// Runs the network in the step's mode and returns its outputs and the penalties its
     /// layers added (activity regularizers).
     ///
-    /// In evaluation the forward pass replays the model's traced plan for the inputs'
-    /// signature (see `Model::set_run_eagerly`); the penalties are plan outputs too.
+    /// Unless the model runs eagerly (`Model::set_run_eagerly`), the forward pass replays the
+    /// model's traced plan for the inputs' signature: in evaluation an inference plan, in
+    /// training (with gradients on) a training plan whose outputs carry its backward pass, so
+    /// a loss built on them backpropagates as eagerly. The penalties are plan outputs too.
     pub fn forward(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
         let eager = |x: &[Tensor]| -> Result<(Vec<Tensor>, Vec<Tensor>)> {
             let mut call = CallCtx::new(self.training);
             let outs = self.net.forward(x, &mut call)?;
             Ok((outs, call.take_losses()))
         };
-        match self.plans {
-            Some(plans) if !self.training => {
-                let n = self.net.output_shapes().len();
-                let mut all = plans
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .run(inputs, |x| {
-                        let (mut outs, penalties) = eager(x)?;
-                        outs.extend(penalties);
-                        Ok(outs)
-                    })?;
-                let penalties = all.split_off(n.min(all.len()));
-                Ok((all, penalties))
-            }
-            _ => eager(inputs),
-        }
+        let Some(plans) = self.plans else {
+            return eager(inputs);
+        };
+        let n = self.net.output_shapes().len();
+        let joined = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+            let (mut outs, penalties) = eager(x)?;
+            outs.extend(penalties);
+            Ok(outs)
+        };
+        let mut plans = plans.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = if self.training && ferrovision_tensor::is_grad_enabled() {
+            plans.run_training(inputs, joined)?
+        } else if self.training {
+            return eager(inputs);
+        } else {
+            plans.run(inputs, joined)?
+        };
+        let penalties = all.split_off(n.min(all.len()));
+        Ok((all, penalties))
     }
 
     /// The compiled objective (what [`TrainStep::compute_loss`] does by default): the sum of

@@ -29,6 +29,13 @@ fn randomise(model: &Model, seed: u64) {
     }
 }
 
+/// The tests build models and draw dropout masks from the process-wide generator: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn worst_relative(a: &Tensor, b: &Tensor) -> f32 {
     let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
     let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
@@ -41,6 +48,7 @@ fn worst_relative(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn every_zoo_model_predicts_the_same_traced_and_eager() {
+    let _serial = serial();
     for name in models::names() {
         let entry = models::lookup(name).unwrap();
         let [c, h, w] = entry.default_input;
@@ -84,6 +92,88 @@ fn every_zoo_model_predicts_the_same_traced_and_eager() {
         eprintln!(
             "{name}: folded {} batch norms, fused {} ReLUs, error {err:e}",
             stats.folded_batch_norms, stats.fused_relus
+        );
+    }
+}
+
+/// Trains two copies of every zoo architecture for two steps, one eagerly and one through a
+/// traced training plan (the default), and requires the same losses and the same weights and
+/// batch-norm statistics bit for bit after every step. Architectures with random layers
+/// (dropout, drop-connect) train eagerly: their plan is refused.
+#[test]
+fn every_zoo_model_trains_the_same_traced_and_eager() {
+    use ferrovision::nn::losses::SparseCategoricalCrossentropy;
+    use ferrovision::nn::optim::Sgd;
+    use ferrovision::train::{Batch, Compile};
+    let _serial = serial();
+    for name in models::names() {
+        let entry = models::lookup(name).unwrap();
+        let [c, h, w] = entry.default_input;
+        let side = if name.starts_with("inception_v3") {
+            75
+        } else {
+            h.min(w).min(64)
+        };
+        let build = |eager: bool| {
+            manual_seed(3);
+            let net = models::build(name, &ModelOptions::new(&[c, side, side], 10))
+                .or_else(|_| models::build(name, &ModelOptions::new(&[c, h, w], 10)))
+                .unwrap();
+            let mut model = Model::from_boxed(net);
+            model.set_run_eagerly(eager);
+            model
+                .compile(Compile::new(
+                    Sgd::new().lr(0.01).momentum(0.9),
+                    SparseCategoricalCrossentropy::new().from_logits(true),
+                ))
+                .unwrap();
+            model
+        };
+        let (mut eager, mut traced) = (build(true), build(false));
+        let weights = |m: &Model| -> Vec<Vec<u32>> {
+            m.network()
+                .named_weights()
+                .iter()
+                .map(|(_, p)| p.to_vec().unwrap().iter().map(|v| v.to_bits()).collect())
+                .collect()
+        };
+        assert_eq!(weights(&eager), weights(&traced), "{name}: copies differ");
+        let side = eager.network().input_shapes()[0][2].unwrap_or(side);
+        // Class targets shaped like the output without its class axis ([N] or [N, H, W]).
+        let mut target_shape = vec![2];
+        target_shape.extend(
+            eager.network().output_shapes()[0][2..]
+                .iter()
+                .map(|d| d.unwrap_or(1)),
+        );
+        for step in 0..2u64 {
+            let mut rng = Rng::new(10 + step);
+            let batch = Batch {
+                inputs: vec![Tensor::randn(&[2, c, side, side], 0.0, 1.0, &mut rng).unwrap()],
+                targets: vec![Tensor::randint(&target_shape, 0, 10, &mut rng).unwrap()],
+                sample_weight: None,
+            };
+            // The same dropout masks for both (the global generator).
+            manual_seed(100 + step);
+            let a = eager.train_on_batch(&batch).unwrap();
+            manual_seed(100 + step);
+            let b = traced.train_on_batch(&batch).unwrap();
+            assert_eq!(a.to_bits(), b.to_bits(), "{name}: loss at step {step}");
+            assert!(
+                weights(&eager) == weights(&traced),
+                "{name}: weights differ after step {step}"
+            );
+        }
+        let stats = traced.trace_stats();
+        assert_eq!(stats.training_traces, 1, "{name}: {stats:?}");
+        // Only random layers (dropout, drop-connect) keep an architecture eager.
+        match stats.refused.first() {
+            Some(why) => assert!(traced.summary().contains("Dropout"), "{name}: {why}"),
+            None => assert_eq!(stats.training_replays, 1, "{name}: {stats:?}"),
+        }
+        eprintln!(
+            "{name}: {}",
+            stats.refused.first().map_or("replayed", |why| why.as_str())
         );
     }
 }

@@ -344,51 +344,17 @@ impl Layer for BatchNormalization {
         };
         let gamma = self.gamma.as_ref().map(|p| p.value());
         let beta = self.beta.as_ref().map(|p| p.value());
-        let y = if ctx.training && self.trainable {
-            // Momentum 1 makes the engine write the plain batch mean and unbiased variance into
-            // scratch buffers; the moving averages are then updated the Keras way (biased
-            // variance, `momentum` on the old value).
-            let (bm, bv) = (Tensor::zeros(&[c]), Tensor::zeros(&[c]));
-            let y = xt.batch_norm(
-                &bm,
-                &bv,
-                gamma.as_ref(),
-                beta.as_ref(),
-                true,
-                1.0,
-                self.epsilon,
-            )?;
-            let m = (x.numel() / c) as f64;
-            let mom = self.momentum as f64;
-            let (bm, bv) = (bm.to_vec::<f32>()?, bv.to_vec::<f32>()?);
-            let (old_m, old_v) = (mm.to_vec()?, mv.to_vec()?);
-            let new_m: Vec<f32> = old_m
-                .iter()
-                .zip(&bm)
-                .map(|(&o, &b)| (o as f64 * mom + b as f64 * (1.0 - mom)) as f32)
-                .collect();
-            let new_v: Vec<f32> = old_v
-                .iter()
-                .zip(&bv)
-                .map(|(&o, &b)| {
-                    let biased = b as f64 * (m - 1.0) / m;
-                    (o as f64 * mom + biased * (1.0 - mom)) as f32
-                })
-                .collect();
-            mm.assign(&new_m)?;
-            mv.assign(&new_v)?;
-            y
-        } else {
-            xt.batch_norm(
-                &mm.value(),
-                &mv.value(),
-                gamma.as_ref(),
-                beta.as_ref(),
-                false,
-                0.0,
-                self.epsilon,
-            )?
-        };
+        // Training (a trainable layer) normalises with the batch's statistics and moves the
+        // moving averages the Keras way, in the engine's op (so traced plans replay it).
+        let y = xt.batch_norm_keras(
+            &mm.value(),
+            &mv.value(),
+            gamma.as_ref(),
+            beta.as_ref(),
+            ctx.training && self.trainable,
+            self.momentum,
+            self.epsilon,
+        )?;
         if ax == 1 {
             Ok(y)
         } else {

@@ -66,8 +66,38 @@ impl Saved {
 
 /// What a [`GradRule`] sees of its node: the saved values and the inputs' shapes and needs.
 pub(crate) struct GradCtx<'a> {
-    node: &'a Node,
+    op: &'a Op,
+    inputs: &'a dyn RuleInputs,
     saved: Saved,
+}
+
+/// The recorded inputs as a gradient rule sees them: a graph node's, or a traced training
+/// step's ([`crate::trace`]).
+pub(crate) trait RuleInputs {
+    /// True when input `i` takes part in autodiff.
+    fn needs(&self, i: usize) -> bool;
+    /// The shape input `i` had.
+    fn shape(&self, i: usize) -> &[usize];
+    fn len(&self) -> usize;
+}
+
+impl RuleInputs for Vec<Input> {
+    fn needs(&self, i: usize) -> bool {
+        self.get(i).is_some_and(|x| x.edge.is_some())
+    }
+    fn shape(&self, i: usize) -> &[usize] {
+        self.get(i).map_or(&[], |x| x.shape.as_slice())
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+impl<'a> GradCtx<'a> {
+    /// The context of a traced step's rule: its op, its inputs, what its replay saved.
+    pub(crate) fn new(op: &'a Op, inputs: &'a dyn RuleInputs, saved: Saved) -> GradCtx<'a> {
+        GradCtx { op, inputs, saved }
+    }
 }
 
 impl GradCtx<'_> {
@@ -89,24 +119,24 @@ impl GradCtx<'_> {
 
     /// True when input `i` takes part in autodiff (so wants a gradient).
     pub fn needs(&self, i: usize) -> bool {
-        self.node.inputs.get(i).is_some_and(|x| x.edge.is_some())
+        self.inputs.needs(i)
     }
 
     /// The shape input `i` had.
     pub fn input_shape(&self, i: usize) -> &[usize] {
-        self.node.inputs.get(i).map_or(&[], |x| x.shape.as_slice())
+        self.inputs.shape(i)
     }
 
     /// The number of recorded inputs.
     pub fn num_inputs(&self) -> usize {
-        self.node.inputs.len()
+        self.inputs.len()
     }
 
     /// An error for a rule called with a record it does not handle (an engine bug).
     pub fn internal(&self, what: &str) -> Error {
         Error::Backward(format!(
             "internal error in the gradient of op '{}': {what}",
-            self.node.op.name()
+            self.op.name()
         ))
     }
 
@@ -117,7 +147,7 @@ impl GradCtx<'_> {
 }
 
 /// A node's gradient, taken by the first backward through it.
-enum Backward {
+pub(crate) enum Backward {
     /// The engine's ops: the family rule and the saved values.
     Rule(GradRule, Saved),
     /// [`Op::Custom`]: the user's closure.
@@ -180,6 +210,76 @@ pub(crate) enum AutogradMeta {
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+    /// Set while a traced training step replays an op ([`collect_backward`]).
+    static COLLECTING: Cell<bool> = const { Cell::new(false) };
+    /// What the ops run under [`collect_backward`] recorded: (output id, gradient).
+    static COLLECTED: std::cell::RefCell<Vec<(u64, Backward)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` (one op of a traced training step, [`crate::trace`]) so that the op records its
+/// gradient rule and saved values for the plan instead of attaching a graph node: returns
+/// `f`'s result and the backward recorded for `out_id(result)`, the op's output (`None` when
+/// the op recorded nothing for it). The plan runs the rules itself in its backward pass.
+///
+/// Records are matched to the output, and the list is kept per call, so that work a pool
+/// thread picks up while this op waits (another caller's) cannot mix its records in.
+pub(crate) fn collect_backward<R>(
+    f: impl FnOnce() -> R,
+    out_id: impl FnOnce(&R) -> Option<u64>,
+) -> (R, Option<Backward>) {
+    struct Reset(bool, Vec<(u64, Backward)>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            COLLECTING.with(|c| c.set(self.0));
+            COLLECTED.with(|v| std::mem::swap(&mut *v.borrow_mut(), &mut self.1));
+        }
+    }
+    let mut reset = Reset(
+        COLLECTING.with(|c| c.replace(true)),
+        COLLECTED.with(|v| std::mem::take(&mut *v.borrow_mut())),
+    );
+    // The gradient mode stays the caller's (on): kernels choose their training paths by
+    // it, as eagerly.
+    let r = f();
+    let mine = COLLECTED.with(|v| std::mem::take(&mut *v.borrow_mut()));
+    COLLECTED.with(|v| *v.borrow_mut() = std::mem::take(&mut reset.1));
+    let id = out_id(&r);
+    let backward = mine
+        .into_iter()
+        .rev()
+        .find(|(o, _)| Some(*o) == id)
+        .map(|(_, b)| b);
+    (r, backward)
+}
+
+/// Runs `f` with this thread's engine state set for a new job: gradient mode `grad`, no trace
+/// capture, no collecting; restores the state after. Pool jobs run through it
+/// ([`crate::parallel::on_pool`]): a pool thread waiting inside one job's op may run another
+/// caller's job, which must not see the first one's modes.
+#[cfg_attr(not(feature = "threads"), allow(dead_code))]
+pub(crate) fn isolated<R>(grad: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore {
+        grad: bool,
+        collecting: bool,
+        tracing: bool,
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GRAD_ENABLED.with(|g| g.set(self.grad));
+            COLLECTING.with(|c| c.set(self.collecting));
+            crate::trace::set_tracing(self.tracing);
+        }
+    }
+    let _restore = Restore {
+        grad: GRAD_ENABLED.with(|g| g.replace(grad)),
+        collecting: COLLECTING.with(|c| c.replace(false)),
+        tracing: crate::trace::set_tracing(false),
+    };
+    f()
+}
+
+fn is_collecting() -> bool {
+    COLLECTING.with(Cell::get)
 }
 
 /// True unless the current thread is inside a [`no_grad`] scope.
@@ -238,7 +338,7 @@ fn attach(out: Tensor, meta: AutogradMeta) -> Tensor {
 /// a [`crate::trace`] is capturing this thread's ops. Ops check this before building their op
 /// record and saving anything expensive for the gradient.
 pub(crate) fn is_recorded(inputs: &[&Tensor]) -> bool {
-    needs_node(inputs) || crate::trace::is_tracing()
+    needs_node(inputs) || crate::trace::is_tracing() || is_collecting()
 }
 
 /// True when an op on `inputs` gets a graph node (gradients on, some input needs one).
@@ -273,7 +373,7 @@ pub(crate) fn record_rule_operands(
 }
 
 /// Records an op whose gradient is a closure (user-defined ops; see [`record`]).
-fn record_closure(
+pub(crate) fn record_closure(
     out: Tensor,
     op: Op,
     inputs: &[&Tensor],
@@ -292,6 +392,10 @@ fn attach_node(
     operands: Option<&[Option<&Tensor>]>,
     backward: Backward,
 ) -> Tensor {
+    if is_collecting() {
+        COLLECTED.with(|v| v.borrow_mut().push((out.id(), backward)));
+        return out;
+    }
     let traced = crate::trace::is_tracing().then(|| op.clone());
     let out = if needs_node(inputs) {
         let node = Node {
@@ -316,10 +420,10 @@ fn attach_node(
     };
     if let Some(op) = traced {
         match operands {
-            Some(operands) => crate::trace::capture(op, operands, &out),
+            Some(operands) => crate::trace::capture(op, operands, inputs, &out),
             None => {
                 let operands: Vec<Option<&Tensor>> = inputs.iter().map(|&t| Some(t)).collect();
-                crate::trace::capture(op, &operands, &out);
+                crate::trace::capture(op, &operands, inputs, &out);
             }
         }
     }
@@ -500,7 +604,7 @@ fn accumulate_leaf(cell: &Arc<LeafCell>, g: Tensor) -> Result<()> {
 }
 
 /// `a + b` for equal shapes, without recording (gradient accumulation).
-fn add_same_shape(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub(crate) fn add_same_shape(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.shape() != b.shape() {
         return Err(Error::shape_mismatch(
             "grad accumulate",
@@ -614,7 +718,11 @@ fn run_backward(
                 let gs = match b {
                     Backward::Closure(f) => f(&g)?,
                     Backward::Rule(rule, saved) => {
-                        let mut ctx = GradCtx { node: &node, saved };
+                        let mut ctx = GradCtx {
+                            op: &node.op,
+                            inputs: &node.inputs,
+                            saved,
+                        };
                         rule(&node.op, &mut ctx, &g)?
                     }
                 };

@@ -255,10 +255,14 @@ pub enum Op {
     },
 
     // ----- normalisation -----
+    /// Batch norm; in training the running statistics are updated in place, PyTorch's way
+    /// (`(1 − momentum)·running + momentum·batch`, unbiased variance) or, with `keras`,
+    /// Keras' (`momentum·running + (1 − momentum)·batch`, biased variance).
     BatchNorm {
         training: bool,
         momentum: f32,
         eps: f32,
+        keras: bool,
     },
     LayerNorm {
         normalized_shape: Vec<usize>,
@@ -317,13 +321,18 @@ pub enum Op {
     },
 
     // ----- regularisation -----
-    /// Elementwise dropout with probability `p` (the mask is saved, not recomputed).
+    /// Elementwise dropout with probability `p` (the mask is saved, not recomputed);
+    /// `global_rng`: the mask was drawn from the process-wide generator (so a traced training
+    /// step can draw its next one), else from a caller's.
     Dropout {
         p: f32,
+        global_rng: bool,
     },
-    /// Channel dropout (whole feature maps) with probability `p`.
+    /// Channel dropout (whole feature maps) with probability `p` (`global_rng` as for
+    /// [`Op::Dropout`]).
     SpatialDropout {
         p: f32,
+        global_rng: bool,
     },
 
     // ----- selection and assembly -----

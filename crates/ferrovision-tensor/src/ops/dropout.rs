@@ -46,7 +46,7 @@ fn all_dropped(rec: Op, x: &Tensor) -> Tensor {
 /// The gradient rule of the dropouts: the output gradient through the saved mask and scale
 /// (zeros when everything was dropped).
 fn grad(op: &Op, ctx: &mut GradCtx<'_>, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-    if matches!(op, Op::Dropout { p } | Op::SpatialDropout { p } if *p == 1.0) {
+    if matches!(op, Op::Dropout { p, .. } | Op::SpatialDropout { p, .. } if *p == 1.0) {
         return Ok(vec![Some(Tensor::zeros(g.shape()))]);
     }
     let Mask(mask) = *ctx.take_state::<Mask>()?;
@@ -67,6 +67,17 @@ impl Tensor {
     /// assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
     /// ```
     pub fn dropout(&self, p: f32, training: bool, rng: &mut Rng) -> Result<Tensor> {
+        self.dropout_from(p, training, rng, false)
+    }
+
+    /// [`Tensor::dropout`]; `global_rng` says whether `rng` is the process-wide generator.
+    fn dropout_from(
+        &self,
+        p: f32,
+        training: bool,
+        rng: &mut Rng,
+        global_rng: bool,
+    ) -> Result<Tensor> {
         const OP: &str = "dropout";
         check_p(OP, p)?;
         if !training || p == 0.0 {
@@ -74,9 +85,9 @@ impl Tensor {
         }
         self.expect_f32(OP)?;
         if p == 1.0 {
-            return Ok(all_dropped(Op::Dropout { p }, self));
+            return Ok(all_dropped(Op::Dropout { p, global_rng }, self));
         }
-        run(Op::Dropout { p }, self, rng)
+        run(Op::Dropout { p, global_rng }, self, rng)
     }
 
     /// Spatial dropout of `[N, C, ...]` (like Keras `SpatialDropout2D` / `torch.nn.functional.
@@ -84,6 +95,17 @@ impl Tensor {
     /// scaled by `1 / (1 − p)`. Same conventions as [`Tensor::dropout`]; one random number per
     /// (sample, channel).
     pub fn spatial_dropout(&self, p: f32, training: bool, rng: &mut Rng) -> Result<Tensor> {
+        self.spatial_dropout_from(p, training, rng, false)
+    }
+
+    /// [`Tensor::spatial_dropout`]; `global_rng` as for [`Tensor::dropout_from`].
+    fn spatial_dropout_from(
+        &self,
+        p: f32,
+        training: bool,
+        rng: &mut Rng,
+        global_rng: bool,
+    ) -> Result<Tensor> {
         const OP: &str = "spatial_dropout";
         check_p(OP, p)?;
         if self.rank() < 2 {
@@ -98,19 +120,19 @@ impl Tensor {
         }
         self.expect_f32(OP)?;
         if p == 1.0 {
-            return Ok(all_dropped(Op::SpatialDropout { p }, self));
+            return Ok(all_dropped(Op::SpatialDropout { p, global_rng }, self));
         }
-        run(Op::SpatialDropout { p }, self, rng)
+        run(Op::SpatialDropout { p, global_rng }, self, rng)
     }
 
     /// [`Tensor::dropout`] drawing from the process-wide generator (see
     /// [`crate::rng::manual_seed`]).
     pub fn dropout_global(&self, p: f32, training: bool) -> Result<Tensor> {
-        crate::rng::with_global(|r| self.dropout(p, training, r))
+        crate::rng::with_global(|r| self.dropout_from(p, training, r, true))
     }
 
     /// [`Tensor::spatial_dropout`] drawing from the process-wide generator.
     pub fn spatial_dropout_global(&self, p: f32, training: bool) -> Result<Tensor> {
-        crate::rng::with_global(|r| self.spatial_dropout(p, training, r))
+        crate::rng::with_global(|r| self.spatial_dropout_from(p, training, r, true))
     }
 }

@@ -134,6 +134,63 @@ impl Tensor {
         momentum: f32,
         eps: f32,
     ) -> Result<Tensor> {
+        self.batch_norm_impl(
+            [running_mean, running_var],
+            weight,
+            bias,
+            training,
+            momentum,
+            eps,
+            false,
+        )
+    }
+
+    /// [`Tensor::batch_norm`] with Keras' update of the moving statistics in training:
+    /// `moving = momentum·moving + (1 − momentum)·batch`, with the batch's biased variance
+    /// (`keras.layers.BatchNormalization`; `momentum` is Keras', e.g. 0.99).
+    ///
+    /// ```
+    /// use ferrovision_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 3.0], &[2, 1]).unwrap();
+    /// let (mean, var) = (Tensor::zeros(&[1]), Tensor::ones(&[1]));
+    /// x.batch_norm_keras(&mean, &var, None, None, true, 0.9, 1e-3).unwrap();
+    /// // Batch mean 2, biased variance 1.
+    /// assert!((mean.to_vec::<f32>().unwrap()[0] - 0.2).abs() < 1e-6);
+    /// assert!((var.to_vec::<f32>().unwrap()[0] - 1.0).abs() < 1e-6);
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_keras(
+        &self,
+        moving_mean: &Tensor,
+        moving_var: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        training: bool,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<Tensor> {
+        self.batch_norm_impl(
+            [moving_mean, moving_var],
+            weight,
+            bias,
+            training,
+            momentum,
+            eps,
+            true,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_impl(
+        &self,
+        [running_mean, running_var]: [&Tensor; 2],
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        training: bool,
+        momentum: f32,
+        eps: f32,
+        keras: bool,
+    ) -> Result<Tensor> {
         const OP: &str = "batch_norm";
         self.expect_f32(OP)?;
         if !(eps >= 0.0 && eps.is_finite()) {
@@ -176,6 +233,7 @@ impl Tensor {
             training,
             momentum,
             eps,
+            keras,
         };
         let running = Some([running_mean, running_var]);
         let (out, stats) =

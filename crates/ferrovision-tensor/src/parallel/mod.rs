@@ -94,13 +94,14 @@ pub fn set_num_threads(n: usize) -> Result<(), String> {
 /// from outside the pool otherwise hands every op to the pool and waits for it, two thread
 /// wake-ups per op; from inside, the running worker takes its share of each op at once.
 /// The caller's gradient mode carries over (`no_grad` is per thread); other thread-local
-/// state (an active trace capture) does not.
+/// state (an active trace capture) does not. `f` runs with that state set afresh and restored
+/// after: a pool thread that picks up `f` while it waits inside another job's op goes back to
+/// that job's modes.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(feature = "threads")]
     {
-        // The grad mode is per thread: the pool thread runs `f` in the caller's.
         let grad = crate::autograd::is_grad_enabled();
-        rayon::scope(|_| if grad { f() } else { crate::no_grad(f) })
+        rayon::scope(|_| crate::autograd::isolated(grad, f))
     }
     #[cfg(not(feature = "threads"))]
     {
@@ -232,6 +233,22 @@ mod tests {
         let nested = on_pool(|| (is_grad_enabled(), no_grad(|| on_pool(is_grad_enabled))));
         assert_eq!(nested, (true, false));
         assert!(on_pool(is_grad_enabled));
+    }
+
+    /// A job a pool thread picks up while waiting inside another job (simulated here: the job
+    /// runs on a thread inside `no_grad` and a trace capture) sees its own caller's modes, and
+    /// the thread's modes are back afterwards.
+    #[test]
+    fn a_job_runs_with_its_own_modes_and_restores_the_threads() {
+        use crate::autograd::{is_grad_enabled, isolated, no_grad};
+        let before = crate::trace::set_tracing(true);
+        let (inner, after) = no_grad(|| {
+            let inner = isolated(true, || (is_grad_enabled(), crate::trace::is_tracing()));
+            (inner, (is_grad_enabled(), crate::trace::is_tracing()))
+        });
+        crate::trace::set_tracing(before);
+        assert_eq!(inner, (true, false));
+        assert_eq!(after, (false, true));
     }
 
     fn rayon_thread() -> Option<usize> {

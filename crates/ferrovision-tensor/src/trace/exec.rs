@@ -11,12 +11,16 @@ use crate::{Error, PoolOpts, ResizeMode, Result, Tensor};
 
 const OP: &str = "trace";
 
-/// True when [`run`] can replay `op`.
-pub(crate) fn supported(op: &Op) -> bool {
+/// True when [`run`] can replay `op` in an inference plan, or in a training plan (`training`:
+/// batch norm in training mode too, which updates its running statistics in place each time,
+/// as eagerly).
+pub(crate) fn supported(op: &Op, training: bool) -> bool {
     use Op::*;
     match op {
-        BatchNorm { training, .. } => !training,
-        Dropout { .. } | SpatialDropout { .. } => false,
+        BatchNorm { training: t, .. } => !t || training,
+        // Masks from the process-wide generator: a training step draws the next ones, as
+        // eagerly (a caller's generator is not in the record).
+        Dropout { global_rng, .. } | SpatialDropout { global_rng, .. } => *global_rng && training,
         Add | Sub | Mul | Div | Pow | Maximum | Minimum => true,
         Neg | AddScalar { .. } | SubScalar { .. } | RsubScalar { .. } | MulScalar { .. } => true,
         DivScalar { .. } | PowScalar { .. } | Reciprocal | Square | Sqrt | Rsqrt | Abs => true,
@@ -240,24 +244,35 @@ pub(crate) fn run(
             x.resize(size, mode)
         }
         BatchNorm {
-            training: false,
+            training,
             momentum,
             eps,
-        } => x.batch_norm(
-            arg(args, 3, op)?,
-            arg(args, 4, op)?,
-            opt(args, 1),
-            opt(args, 2),
-            false,
-            *momentum,
-            *eps,
-        ),
+            keras,
+        } => {
+            let norm = if *keras {
+                Tensor::batch_norm_keras
+            } else {
+                Tensor::batch_norm
+            };
+            norm(
+                x,
+                arg(args, 3, op)?,
+                arg(args, 4, op)?,
+                opt(args, 1),
+                opt(args, 2),
+                *training,
+                *momentum,
+                *eps,
+            )
+        }
         LayerNorm {
             normalized_shape,
             eps,
         } => x.layer_norm(normalized_shape, opt(args, 1), opt(args, 2), *eps),
         GroupNorm { groups, eps } => x.group_norm(*groups, opt(args, 1), opt(args, 2), *eps),
         InstanceNorm { eps } => x.instance_norm(opt(args, 1), opt(args, 2), *eps),
+        Dropout { p, .. } => x.dropout_global(*p, true),
+        SpatialDropout { p, .. } => x.spatial_dropout_global(*p, true),
         Softmax { axis } => x.softmax(*axis as isize),
         LogSoftmax { axis } => x.log_softmax(*axis as isize),
         Cat { axis } => {

@@ -33,6 +33,9 @@
 
 mod exec;
 mod rewrite;
+mod train;
+
+pub use train::trace_training;
 
 use crate::autograd::{no_grad, Op};
 use crate::storage::Storage;
@@ -55,6 +58,8 @@ struct Operand {
 struct Captured {
     op: Op,
     operands: Vec<Option<Operand>>,
+    /// Ids of the inputs the op's gradient rule sees (a subset of the operands).
+    input_ids: Vec<u64>,
     out_id: u64,
     out_shape: Vec<usize>,
     out_version: u64,
@@ -76,8 +81,15 @@ pub(crate) fn is_tracing() -> bool {
     TRACING.with(Cell::get)
 }
 
+/// Sets whether this thread captures ops; returns the previous setting (pool jobs run with
+/// capture off: `autograd::isolated`).
+#[cfg_attr(not(feature = "threads"), allow(dead_code))]
+pub(crate) fn set_tracing(on: bool) -> bool {
+    TRACING.with(|t| t.replace(on))
+}
+
 /// Called by the op recorder for every op while tracing.
-pub(crate) fn capture(op: Op, operands: &[Option<&Tensor>], out: &Tensor) {
+pub(crate) fn capture(op: Op, operands: &[Option<&Tensor>], inputs: &[&Tensor], out: &Tensor) {
     let first = FIRST_STORAGE.with(Cell::get);
     let c = Captured {
         op,
@@ -91,6 +103,7 @@ pub(crate) fn capture(op: Op, operands: &[Option<&Tensor>], out: &Tensor) {
                 })
             })
             .collect(),
+        input_ids: inputs.iter().map(|t| t.id()).collect(),
         out_id: out.id(),
         out_shape: out.shape().to_vec(),
         out_version: out.storage().version(),
@@ -124,6 +137,8 @@ struct Step {
     op: Op,
     args: Vec<Option<Slot>>,
     out_shape: Vec<usize>,
+    /// The inputs its gradient rule sees, where they come from (training plans).
+    inputs: Vec<Slot>,
     /// A ReLU fused into a binary op's pass (convolutions and dense layers carry it in `op`).
     relu_after: bool,
     /// Values whose last use is this step (dropped after it runs).
@@ -178,6 +193,8 @@ pub struct Plan {
     steps: Vec<Step>,
     outputs: Vec<Slot>,
     folds: Vec<Fold>,
+    /// The backward pass of a training plan ([`trace_training`]); `None` for inference.
+    backprop: Option<train::Backprop>,
     stats: PlanStats,
 }
 
@@ -208,6 +225,24 @@ pub fn trace<E: From<Error>>(
     inputs: &[Tensor],
     f: impl FnOnce(&[Tensor]) -> std::result::Result<Vec<Tensor>, E>,
 ) -> std::result::Result<(Vec<Tensor>, Result<Plan>), E> {
+    let (outputs, captured, first_storage) = capture_run(inputs, f)?;
+    let built =
+        Plan::build(inputs, &outputs, captured, first_storage, false).and_then(|mut plan| {
+            let replayed = plan.check_against(inputs, &outputs, 1e-3)?;
+            Ok((plan, replayed))
+        });
+    Ok(match built {
+        Ok((plan, replayed)) => (replayed, Ok(plan)),
+        Err(why) => (outputs, Err(why)),
+    })
+}
+
+/// Runs `f(inputs)` while this thread's ops are captured; returns its outputs, the capture
+/// and the first storage id made during it.
+fn capture_run<E: From<Error>>(
+    inputs: &[Tensor],
+    f: impl FnOnce(&[Tensor]) -> std::result::Result<Vec<Tensor>, E>,
+) -> std::result::Result<(Vec<Tensor>, Vec<Captured>, u64), E> {
     if is_tracing() {
         return Err(Error::invalid(OP, "a trace is already running on this thread").into());
     }
@@ -220,14 +255,7 @@ pub fn trace<E: From<Error>>(
     TRACING.with(|t| t.set(false));
     let captured = CAPTURED.with(|v| std::mem::take(&mut *v.borrow_mut()));
     drop(guard);
-    let built = Plan::build(inputs, &outputs, captured, first_storage).and_then(|mut plan| {
-        let replayed = plan.check_against(inputs, &outputs)?;
-        Ok((plan, replayed))
-    });
-    Ok(match built {
-        Ok((plan, replayed)) => (replayed, Ok(plan)),
-        Err(why) => (outputs, Err(why)),
-    })
+    Ok((outputs, captured, first_storage))
 }
 
 fn refuse(msg: impl Into<String>) -> Error {
@@ -248,6 +276,7 @@ impl Plan {
         outputs: &[Tensor],
         captured: Vec<Captured>,
         first_storage: u64,
+        training: bool,
     ) -> Result<Plan> {
         let mut slots: HashMap<u64, Slot> = HashMap::new();
         for (i, t) in inputs.iter().enumerate() {
@@ -307,6 +336,18 @@ impl Plan {
             if slots.contains_key(&c.out_id) {
                 continue;
             }
+            let inputs = c
+                .input_ids
+                .iter()
+                .map(|id| {
+                    slots.get(id).copied().ok_or_else(|| {
+                        refuse(format!(
+                            "internal error: an input of '{}' is not among its operands",
+                            c.op.name()
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<Slot>>>()?;
             slots.insert(c.out_id, Slot::Value(steps.len()));
             made_at.push(c.out_version);
             outs_storage.push(c.out_storage);
@@ -314,6 +355,7 @@ impl Plan {
                 op: c.op,
                 args,
                 out_shape: c.out_shape,
+                inputs,
                 relu_after: false,
                 release: Vec::new(),
             });
@@ -344,24 +386,34 @@ impl Plan {
             steps,
             outputs: outs,
             folds: Vec::new(),
+            backprop: None,
             stats: PlanStats {
                 captured: captured_count,
                 ..PlanStats::default()
             },
         };
-        plan.stats.dead = rewrite::remove_dead(&mut plan);
+        // A training step keeps every op: an unused one may still update state (a batch
+        // norm's running statistics), as it did eagerly.
+        if !training {
+            plan.stats.dead = rewrite::remove_dead(&mut plan);
+        }
         for s in &plan.steps {
-            if !exec::supported(&s.op) {
+            if !exec::supported(&s.op, training) {
                 return Err(refuse(format!(
-                    "op '{}' cannot be replayed in a traced plan",
-                    s.op.name()
+                    "op '{}' cannot be replayed in a traced {} plan",
+                    s.op.name(),
+                    if training { "training" } else { "inference" }
                 )));
             }
         }
-        plan.stats.folded_batch_norms = rewrite::fold_batch_norms(&mut plan)?;
-        plan.stats.fused_relus = rewrite::fuse_relus(&mut plan);
-        plan.stats.fused_residuals = rewrite::fuse_residuals(&mut plan);
-        rewrite::remove_dead(&mut plan);
+        if training {
+            plan.backprop = Some(train::Backprop::new(&plan)?);
+        } else {
+            plan.stats.folded_batch_norms = rewrite::fold_batch_norms(&mut plan)?;
+            plan.stats.fused_relus = rewrite::fuse_relus(&mut plan);
+            plan.stats.fused_residuals = rewrite::fuse_residuals(&mut plan);
+            rewrite::remove_dead(&mut plan);
+        }
         rewrite::plan_releases(&mut plan);
         plan.stats.steps = plan.steps.len();
         plan.stats.constants = plan.consts.len();
@@ -425,7 +477,13 @@ impl Plan {
                 .all(|(t, (shape, dtype))| t.shape() == shape.as_slice() && t.dtype() == *dtype)
     }
 
-    /// Replays the plan on `inputs` (the traced signature), without recording gradients.
+    /// True for a training plan ([`trace_training`]).
+    pub fn is_training(&self) -> bool {
+        self.backprop.is_some()
+    }
+
+    /// Replays the plan on `inputs` (the traced signature). An inference plan records no
+    /// gradients; a training plan's outputs carry its backward pass (see [`trace_training`]).
     pub fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         if !self.accepts(inputs) {
             let got: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
@@ -434,12 +492,28 @@ impl Plan {
                 self.signature
             )));
         }
+        let plan = &*self;
+        if let Some(backprop) = &plan.backprop {
+            return crate::parallel::on_pool(|| backprop.run(plan, inputs));
+        }
         rewrite::refresh_folds(self)?;
         let plan = &*self;
         crate::parallel::on_pool(|| no_grad(|| plan.replay(inputs)))
     }
 
     fn replay(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.replay_with(inputs, |_, step, args| {
+            exec::run(&step.op, args, &step.out_shape, step.relu_after)
+        })
+    }
+
+    /// Runs every step through `run_step(index, step, operands)`, checking its output shape and
+    /// releasing values after their last use; returns the outputs.
+    fn replay_with(
+        &self,
+        inputs: &[Tensor],
+        mut run_step: impl FnMut(usize, &Step, &[Option<Tensor>]) -> Result<Tensor>,
+    ) -> Result<Vec<Tensor>> {
         let mut values: Vec<Option<Tensor>> = vec![None; self.steps.len()];
         let fetch = |s: Slot, values: &[Option<Tensor>]| -> Result<Tensor> {
             match s {
@@ -456,7 +530,7 @@ impl Plan {
                 .iter()
                 .map(|a| a.map(|s| fetch(s, &values)).transpose())
                 .collect::<Result<Vec<_>>>()?;
-            let y = exec::run(&step.op, &args, &step.out_shape, step.relu_after)?;
+            let y = run_step(i, step, &args)?;
             if y.shape() != step.out_shape.as_slice() {
                 return Err(refuse(format!(
                     "step {i} ('{}') gave shape {:?}, the trace saw {:?}",
@@ -474,9 +548,14 @@ impl Plan {
         self.outputs.iter().map(|&s| fetch(s, &values)).collect()
     }
 
-    /// Replays on the trace's own inputs and compares with the eager outputs; returns the
-    /// replayed ones.
-    fn check_against(&mut self, inputs: &[Tensor], eager: &[Tensor]) -> Result<Vec<Tensor>> {
+    /// Replays on the trace's own inputs and compares with the eager outputs (differences up
+    /// to `tolerance` times their magnitude; 0: bitwise); returns the replayed ones.
+    fn check_against(
+        &mut self,
+        inputs: &[Tensor],
+        eager: &[Tensor],
+        tolerance: f64,
+    ) -> Result<Vec<Tensor>> {
         let replayed = self.run(inputs)?;
         for (i, (a, b)) in replayed.iter().zip(eager).enumerate() {
             if a.shape() != b.shape() || a.dtype() != b.dtype() {
@@ -502,7 +581,7 @@ impl Plan {
                     0.0f64,
                     |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
                 );
-            if worst > 1e-3 * scale {
+            if worst > tolerance * scale {
                 return Err(refuse(format!(
                     "replayed output {i} differs from the eager run by {worst:e} (scale {scale:e})"
                 )));

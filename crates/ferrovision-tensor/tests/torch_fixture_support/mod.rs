@@ -445,7 +445,8 @@ pub fn run_fixture(fixture: &Fixture, forward: impl Fn(&Case, &Leaves) -> Result
             let leaves = case.leaves()?;
             let out = forward(case, &leaves)?;
             check_output_and_grads(case, &leaves, &out)?;
-            check_traced_replay(case, &forward)
+            check_traced_replay(case, &forward)?;
+            check_traced_training(case, &forward)
         }));
         let msg = match result {
             Ok(Ok(())) => continue,
@@ -522,6 +523,70 @@ fn check_traced_replay(
     };
     if replayed[0].shape() != eager.shape() || bits(&replayed[0])? != bits(&eager)? {
         return Err("the traced plan's replay differs from the eager run".into());
+    }
+    Ok(())
+}
+
+/// For a case with gradients: traces its forward as a training plan (the inputs that need a
+/// gradient are the plan's weights, the others its inputs) and replays it; the replay's output
+/// and the gradients its backward pass gives (seeded with the case's cotangent) must equal an
+/// eager run's bit for bit. Refusals as in [`check_traced_replay`].
+fn check_traced_training(
+    case: &Case,
+    forward: &impl Fn(&Case, &Leaves) -> Result<Tensor, String>,
+) -> Result<(), String> {
+    if case.grads.is_empty() {
+        return Ok(());
+    }
+    let leaves = case.leaves()?;
+    let inputs: Vec<Tensor> = leaves
+        .0
+        .values()
+        .filter(|t| !t.requires_grad())
+        .cloned()
+        .collect();
+    let traced = ferrovision_tensor::trace::trace_training(&inputs, |_| {
+        forward(case, &leaves).map(|t| vec![t]).map_err(TraceErr)
+    });
+    let mut plan = match traced {
+        Ok((_, Ok(plan))) => plan,
+        Ok((_, Err(why))) => {
+            let why = why.to_string();
+            let covered = [
+                "cannot be replayed",
+                "outside the recorded ops",
+                "made during the trace",
+            ];
+            if covered.iter().any(|c| why.contains(c)) {
+                return Ok(());
+            }
+            return Err(format!("traced training plan refused: {why}"));
+        }
+        Err(TraceErr(e)) => return Err(format!("traced training run failed: {e}")),
+    };
+    let cot = case.cotangent.tensor()?;
+    let replayed = eng(plan.run(&inputs))?.remove(0);
+    eng(replayed.backward_with(&cot))?;
+    let fresh = case.leaves()?;
+    let eager = forward(case, &fresh)?;
+    eng(eager.backward_with(&cot))?;
+    let bits = |t: &Tensor| -> Result<Vec<u64>, String> {
+        Ok(eng(t.to_f64_vec())?.iter().map(|v| v.to_bits()).collect())
+    };
+    if bits(&replayed)? != bits(&eager)? {
+        return Err("the training plan's replay differs from the eager run".into());
+    }
+    for name in case.grads.keys() {
+        let (a, b) = (leaves.get(name)?.grad(), fresh.get(name)?.grad());
+        let same = match (&a, &b) {
+            (Some(a), Some(b)) => bits(a)? == bits(b)?,
+            _ => false,
+        };
+        if !same {
+            return Err(format!(
+                "grad {name}: the training plan's backward differs from the eager one"
+            ));
+        }
     }
     Ok(())
 }

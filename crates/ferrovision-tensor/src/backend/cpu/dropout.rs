@@ -20,8 +20,8 @@ const CHUNK: usize = 1 << 16;
 /// tensor of `shape`.
 fn params(op: &Op, shape: &[usize]) -> Result<(u64, f32, usize)> {
     let (p, seg) = match *op {
-        Op::Dropout { p } => (p, 1),
-        Op::SpatialDropout { p } if shape.len() >= 2 => (p, shape[2..].iter().product()),
+        Op::Dropout { p, .. } => (p, 1),
+        Op::SpatialDropout { p, .. } if shape.len() >= 2 => (p, shape[2..].iter().product()),
         _ => return Err(Error::invalid(op.name(), "not a dropout op of this shape")),
     };
     let threshold = (p as f64 * 4_294_967_296.0).round() as u64;

@@ -62,6 +62,7 @@ pub(super) fn forward(
             training,
             momentum,
             eps,
+            keras,
         } => {
             let Some([rm, rv]) = running else {
                 return Err(super::not_in_family(
@@ -69,7 +70,8 @@ pub(super) fn forward(
                     "batch norm with running statistics",
                 ));
             };
-            batch_norm(x, rm, rv, weight, bias, training, momentum, eps)
+            let update = training.then_some(RunningUpdate { momentum, keras });
+            batch_norm(x, rm, rv, weight, bias, update, eps)
         }
         Op::LayerNorm {
             ref normalized_shape,
@@ -542,14 +544,20 @@ fn layer_norm_backward(
 /// Batch norm of `[N, C, ...]` with batch (`training`, updating the running statistics in
 /// place) or running statistics.
 #[allow(clippy::too_many_arguments)]
+/// How training updates the running statistics ([`Op::BatchNorm`]).
+#[derive(Clone, Copy)]
+struct RunningUpdate {
+    momentum: f32,
+    keras: bool,
+}
+
 fn batch_norm(
     x: &Tensor,
     running_mean: &Tensor,
     running_var: &Tensor,
     weight: Option<&Tensor>,
     bias: Option<&Tensor>,
-    training: bool,
-    momentum: f32,
+    update: Option<RunningUpdate>,
     eps: f32,
 ) -> Result<(Tensor, NormStats)> {
     const OP: &str = "batch_norm";
@@ -558,18 +566,23 @@ fn batch_norm(
     let b = param(bias)?;
     let m = n * s;
     let shape = x.shape().to_vec();
-    let (mean, invstd): (Vec<f32>, Vec<f32>) = if training {
+    let (mean, invstd): (Vec<f32>, Vec<f32>) = if let Some(update) = update {
         let (mu, var) = x.with_f32(OP, |xs| channel_stats(xs, n, c, s))?;
-        let mom = momentum as f64;
-        let unbias = m as f64 / (m - 1) as f64;
+        let mom = update.momentum as f64;
+        // (weight of the old value, weight of the batch's, factor on the biased variance)
+        let (keep, take, var_factor) = if update.keras {
+            (mom, 1.0 - mom, 1.0)
+        } else {
+            (1.0 - mom, mom, m as f64 / (m - 1) as f64)
+        };
         running_mean.with_f32_mut(OP, |rm| {
             for (r, &v) in rm.iter_mut().zip(&mu) {
-                *r = ((1.0 - mom) * *r as f64 + mom * v) as f32;
+                *r = (keep * *r as f64 + take * v) as f32;
             }
         })?;
         running_var.with_f32_mut(OP, |rv| {
             for (r, &v) in rv.iter_mut().zip(&var) {
-                *r = ((1.0 - mom) * *r as f64 + mom * v * unbias) as f32;
+                *r = (keep * *r as f64 + take * v * var_factor) as f32;
             }
         })?;
         (
