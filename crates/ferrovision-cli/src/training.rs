@@ -68,6 +68,30 @@ pub struct TrainOutcome {
     pub test_samples: usize,
     pub epochs: usize,
     pub train_seconds: f64,
+    /// How the steps ran: traced plans (how many traced, replayed) or eagerly, and why.
+    pub execution: String,
+}
+
+/// How a model's steps ran, one line (and one per refused signature) ([`ferrovision_train::traced::TraceStats`]).
+pub fn execution_summary(model: &Model) -> String {
+    if model.run_eagerly() {
+        return "eager (FERROVISION_RUN_EAGERLY or run_eagerly)".into();
+    }
+    let s = model.trace_stats();
+    let mut line = format!(
+        "traced: {} training plan(s), {} step(s) replayed, {} eager; {} inference plan(s), \
+         {} batch(es) replayed, {} eager",
+        s.training_traces,
+        s.training_replays,
+        s.training_eager_batches,
+        s.traces,
+        s.replays,
+        s.eager_batches
+    );
+    for why in &s.refused {
+        line.push_str(&format!("\n  refused (runs eagerly): {why}"));
+    }
+    line
 }
 
 /// Records the wall time of each epoch.
@@ -320,6 +344,7 @@ fn train_run_locked(req: RunRequest) -> Result<TrainOutcome> {
     plot::plot_history(&history, &dir.plot())?;
     let epoch_seconds = times.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let lr = model.optimizer().map(|o| o.learning_rate());
+    let execution = execution_summary(&model);
     write_json(
         &dir.metrics(),
         &json!({
@@ -353,5 +378,6 @@ fn train_run_locked(req: RunRequest) -> Result<TrainOutcome> {
         test_samples: n_test,
         epochs: model.epoch(),
         train_seconds,
+        execution,
     })
 }

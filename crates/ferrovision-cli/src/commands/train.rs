@@ -214,6 +214,7 @@ pub fn run(args: TrainArgs) -> Result<TrainOutcome> {
         o.epochs,
         o.train_seconds
     );
+    println!("{}", o.execution);
     println!(
         "wrote {}: model.{}, checkpoints/, log.csv, pipeline_stats.csv, tensorboard/, \
          history.png, metrics.json, manifest.json",
