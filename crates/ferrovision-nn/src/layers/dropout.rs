@@ -2,7 +2,9 @@
 //!
 //! `Dropout` with a Keras `noise_shape` draws one keep/drop decision per entry of that
 //! (broadcastable) shape: `[None, 1, 1, 1]` drops whole samples of a residual branch, the
-//! drop-connect / stochastic depth of EfficientNet.
+//! drop-connect / stochastic depth of EfficientNet. Per-sample (`[N, 1, ..., 1]`) and
+//! per-channel (`[N, C, 1, ..., 1]`) masks run as the engine's channel dropout (an op traced
+//! training steps replay); other noise shapes draw the mask on the host.
 
 use super::common::{check_rank, check_tensor_rank};
 use crate::layer::{single_input, single_shape, CallCtx, Layer, Shape};
@@ -144,6 +146,15 @@ impl Layer for Dropout {
         }
         // Every entry of the mask shape is known here (taken from the tensor).
         let mask_shape: Vec<usize> = mask_shape.into_iter().flatten().collect();
+        if let Some(groups) = leading_mask(&mask_shape, x.shape()) {
+            // One decision per sample (drop-connect) or per (sample, channel): the engine's
+            // channel dropout over the input viewed as [N, groups, rest], an op traced
+            // training steps replay.
+            let n = x.shape()[0];
+            let viewed = x.reshape(&[n, groups, x.numel() / (n * groups).max(1)])?;
+            let y = viewed.spatial_dropout_global(self.rate, true)?;
+            return Ok(y.reshape(x.shape())?);
+        }
         let keep = 1.0 - self.rate;
         let mask = rng::with_global(|r| Tensor::bernoulli(&mask_shape, keep, r))?;
         // Inverted scaling; rate 1 leaves the all-zero mask as is.
@@ -162,6 +173,19 @@ impl Layer for Dropout {
             noise_shape: self.noise_shape.clone(),
         })
     }
+}
+
+/// For a mask of `mask` over an input of `shape`: the number of decisions per sample when the
+/// mask is `[N, 1, ..., 1]` (1) or `[N, C, 1, ..., 1]` (`C`), so the input's trailing values
+/// share each one; `None` for other masks (and inputs of rank < 2).
+fn leading_mask(mask: &[usize], shape: &[usize]) -> Option<usize> {
+    if shape.len() < 2 || mask.len() != shape.len() || mask[0] != shape[0] {
+        return None;
+    }
+    let groups = mask[1];
+    let rest_is_one = mask[2..].iter().all(|&d| d == 1);
+    (rest_is_one && (groups == 1 || groups == shape[1]) && shape.iter().all(|&d| d > 0))
+        .then_some(groups)
 }
 
 /// Channel dropout (Keras `SpatialDropout2D`): in training mode whole channels of each sample

@@ -23,8 +23,7 @@
 //!   from the eager engine's (rounding only).
 //!
 //! Refused (the caller trains eagerly): ops without a replay (dropout from a caller's generator,
-//! which the record does not name; masks made on the host, such as drop-connect's; losses;
-//! user ops) and inputs that require gradients (adversarial training differentiates the
+//! which the record does not name; masks made on the host; losses; user ops) and inputs that require gradients (adversarial training differentiates the
 //! inputs: not covered).
 
 use super::{capture_run, exec, refuse, Plan, Slot};
@@ -94,11 +93,10 @@ pub fn trace_training<E: From<Error>>(
             ))),
         ));
     }
-    let built =
-        Plan::build(inputs, &outputs, captured, first_storage, true).and_then(|mut plan| {
-            check_replay(&mut plan, inputs, &outputs, rng_before)?;
-            Ok(plan)
-        });
+    let built = Plan::build(inputs, &outputs, captured, first_storage, true).and_then(|plan| {
+        check_replay(&plan, inputs, &outputs, rng_before)?;
+        Ok(plan)
+    });
     Ok((outputs, built))
 }
 
@@ -107,27 +105,28 @@ pub fn trace_training<E: From<Error>>(
 /// generator as it was before the eager pass (`rng_before`), so it draws the same ones; the
 /// generator is left where the eager pass left it.
 fn check_replay(
-    plan: &mut Plan,
+    plan: &Plan,
     inputs: &[Tensor],
     eager: &[Tensor],
     rng_before: [u64; 4],
 ) -> Result<()> {
+    let Some(backprop) = &plan.backprop else {
+        return Ok(());
+    };
+    let updated: Vec<(Tensor, Vec<f32>)> = backprop
+        .updated_consts
+        .iter()
+        .map(|&k| Ok((plan.consts[k].clone(), plan.consts[k].to_vec::<f32>()?)))
+        .collect::<Result<_>>()?;
     let rng_after = crate::rng::global_state();
     crate::rng::set_global_state(rng_before);
-    let updated: Vec<(Tensor, Vec<f32>)> = match &plan.backprop {
-        Some(b) => b
-            .updated_consts
-            .iter()
-            .map(|&k| Ok((plan.consts[k].clone(), plan.consts[k].to_vec::<f32>()?)))
-            .collect::<Result<_>>()?,
-        None => Vec::new(),
-    };
-    let checked = plan.check_against(inputs, eager, 0.0);
+    let checked = crate::parallel::on_pool(|| backprop.replay(plan, inputs, false))
+        .and_then(|(replayed, _)| super::compare_outputs(&replayed, eager, 0.0));
     crate::rng::set_global_state(rng_after);
     for (t, v) in &updated {
         t.assign_from_slice_(v)?;
     }
-    checked.map(|_| ())
+    checked
 }
 
 /// Where gradients flow in one replay: per step, whether its rule runs; per constant, whether
@@ -216,6 +215,21 @@ impl Backprop {
     /// Replays the forward pass, saving what the gradient rules need, and hangs the outputs
     /// that carry gradients from one graph node running the backward pass.
     pub(super) fn run(&self, plan: &Plan, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let (outputs, state) = self.replay(plan, inputs, true)?;
+        let (saved, needs) = state;
+        self.attach(plan, outputs, saved, needs)
+    }
+
+    /// The forward replay: outputs, and (when `keep` is set) each step's recorded gradient
+    /// with where gradients flow. Without `keep` (the trace's check) every record is dropped
+    /// as soon as its op has run, so the check holds one step's saved values, not a pass's.
+    #[allow(clippy::type_complexity)]
+    fn replay(
+        &self,
+        plan: &Plan,
+        inputs: &[Tensor],
+        keep: bool,
+    ) -> Result<(Vec<Tensor>, (Vec<Option<Backward>>, Needs))> {
         if let Some(i) = inputs.iter().position(Tensor::requires_grad) {
             return Err(refuse(format!(
                 "input {i} requires a gradient: training plans differentiate weights only"
@@ -247,9 +261,23 @@ impl Backprop {
                     step.op.name()
                 )));
             }
-            saved[j] = recorded;
+            if keep {
+                saved[j] = recorded;
+            }
             Ok(y)
         })?;
+        Ok((outputs, (saved, needs)))
+    }
+
+    /// Hangs the outputs that carry gradients from one graph node whose gradient runs the
+    /// saved rules.
+    fn attach(
+        &self,
+        plan: &Plan,
+        outputs: Vec<Tensor>,
+        saved: Vec<Option<Backward>>,
+        needs: Needs,
+    ) -> Result<Vec<Tensor>> {
         let params: Vec<usize> = self
             .grad_consts
             .iter()
