@@ -146,7 +146,8 @@ pub fn peak_fraction(rate: f64, flops: f64) -> f64 {
     rate * flops / (peak * 1e9)
 }
 
-/// Nominal FLOPs per image of the model's first traced plan (its forward pass at `batch`).
+/// Nominal FLOPs per image of the model's first traced inference plan (its forward pass at
+/// `batch`).
 pub fn forward_flops_per_image(model: &ferrovision::train::Model, batch: usize) -> f64 {
     model
         .trace_stats()

@@ -43,9 +43,11 @@ pub struct TraceStats {
     pub folded_batch_norms: usize,
     pub fused_relus: usize,
     pub fused_residuals: usize,
-    /// Nominal FLOPs of one replay of each plan built, in trace order
+    /// Nominal FLOPs of one replay of each inference plan built, in trace order
     /// ([`PlanStats::flops`](ferrovision_tensor::trace::PlanStats::flops)).
     pub plan_flops: Vec<u64>,
+    /// The same for each training plan (its forward pass).
+    pub training_plan_flops: Vec<u64>,
     /// Training steps: traces, forward passes replayed from a training plan, and forward
     /// passes run eagerly (refused signatures, inputs that need gradients).
     pub training_traces: usize,
@@ -116,7 +118,7 @@ impl Plans {
         self.stats.training_traces += 1;
         let entry = match plan {
             Ok(plan) => {
-                self.stats.plan_flops.push(plan.stats().flops);
+                self.stats.training_plan_flops.push(plan.stats().flops);
                 Entry::Plan(Box::new(plan))
             }
             Err(why) => {
