@@ -46,25 +46,30 @@ fn worst_relative(a: &Tensor, b: &Tensor) -> f32 {
         / scale
 }
 
+/// Zoo model `name` for 10 classes at a small square size (64 px; Inception v3 its minimum,
+/// 75), or at its default size when it needs more; with its channels and side.
+fn build_small(name: &str) -> (Box<dyn ferrovision::nn::Network>, usize, usize) {
+    let [c, h, w] = models::lookup(name).unwrap().default_input;
+    let side = if name.starts_with("inception_v3") {
+        75
+    } else {
+        h.min(w).min(64)
+    };
+    match models::build(name, &ModelOptions::new(&[c, side, side], 10)) {
+        Ok(net) => (net, c, side),
+        Err(_) => {
+            let side = h.min(w);
+            let net = models::build(name, &ModelOptions::new(&[c, side, side], 10)).unwrap();
+            (net, c, side)
+        }
+    }
+}
+
 #[test]
 fn every_zoo_model_predicts_the_same_traced_and_eager() {
     let _serial = serial();
     for name in models::names() {
-        let entry = models::lookup(name).unwrap();
-        let [c, h, w] = entry.default_input;
-        // Small images keep the test fast; the nets that need more get their minimum.
-        let mut side = if name.starts_with("inception_v3") {
-            75
-        } else {
-            h.min(w).min(64)
-        };
-        let net = match models::build(name, &ModelOptions::new(&[c, side, side], 10)) {
-            Ok(net) => net,
-            Err(_) => {
-                side = h.min(w);
-                models::build(name, &ModelOptions::new(&[c, side, side], 10)).unwrap()
-            }
-        };
+        let (net, c, side) = build_small(name);
         let mut model = Model::from_boxed(net);
         randomise(&model, 7);
         let x = Tensor::randn(&[3, c, side, side], 0.0, 1.0, &mut Rng::new(1)).unwrap();
@@ -107,18 +112,9 @@ fn every_zoo_model_trains_the_same_traced_and_eager() {
     use ferrovision::train::{Batch, Compile};
     let _serial = serial();
     for name in models::names() {
-        let entry = models::lookup(name).unwrap();
-        let [c, h, w] = entry.default_input;
-        let side = if name.starts_with("inception_v3") {
-            75
-        } else {
-            h.min(w).min(64)
-        };
         let build = |eager: bool| {
             manual_seed(3);
-            let net = models::build(name, &ModelOptions::new(&[c, side, side], 10))
-                .or_else(|_| models::build(name, &ModelOptions::new(&[c, h, w], 10)))
-                .unwrap();
+            let (net, c, side) = build_small(name);
             let mut model = Model::from_boxed(net);
             model.set_run_eagerly(eager);
             model
@@ -127,9 +123,9 @@ fn every_zoo_model_trains_the_same_traced_and_eager() {
                     SparseCategoricalCrossentropy::new().from_logits(true),
                 ))
                 .unwrap();
-            model
+            (model, c, side)
         };
-        let (mut eager, mut traced) = (build(true), build(false));
+        let ((mut eager, c, side), (mut traced, _, _)) = (build(true), build(false));
         let weights = |m: &Model| -> Vec<Vec<u32>> {
             m.network()
                 .named_weights()
@@ -138,7 +134,6 @@ fn every_zoo_model_trains_the_same_traced_and_eager() {
                 .collect()
         };
         assert_eq!(weights(&eager), weights(&traced), "{name}: copies differ");
-        let side = eager.network().input_shapes()[0][2].unwrap_or(side);
         // Class targets shaped like the output without its class axis ([N] or [N, H, W]).
         let mut target_shape = vec![2];
         target_shape.extend(

@@ -93,11 +93,39 @@ impl RuleInputs for Vec<Input> {
     }
 }
 
-impl<'a> GradCtx<'a> {
-    /// The context of a traced step's rule: its op, its inputs, what its replay saved.
-    pub(crate) fn new(op: &'a Op, inputs: &'a dyn RuleInputs, saved: Saved) -> GradCtx<'a> {
-        GradCtx { op, inputs, saved }
+/// Runs one op's gradient (`backward`, taken from its node or a traced step) on the output
+/// gradient `g`, and checks the result: one entry per recorded input, each shaped like it.
+pub(crate) fn run_gradient(
+    op: &Op,
+    inputs: &dyn RuleInputs,
+    backward: Backward,
+    g: &Tensor,
+) -> Result<Vec<Option<Tensor>>> {
+    let grads = match backward {
+        Backward::Closure(f) => f(g)?,
+        Backward::Rule(rule, saved) => rule(op, &mut GradCtx { op, inputs, saved }, g)?,
+    };
+    if grads.len() != inputs.len() {
+        return Err(Error::Backward(format!(
+            "op '{}' returned {} gradients for {} inputs",
+            op.name(),
+            grads.len(),
+            inputs.len()
+        )));
     }
+    for (i, gi) in grads.iter().enumerate() {
+        if let Some(gi) = gi {
+            if gi.shape() != inputs.shape(i) {
+                return Err(Error::Backward(format!(
+                    "op '{}' produced a gradient of shape {:?} for an input of shape {:?}",
+                    op.name(),
+                    gi.shape(),
+                    inputs.shape(i)
+                )));
+            }
+        }
+    }
+    Ok(grads)
 }
 
 impl GradCtx<'_> {
@@ -595,7 +623,11 @@ impl Tensor {
 }
 
 fn accumulate_leaf(cell: &Arc<LeafCell>, g: Tensor) -> Result<()> {
-    let mut slot = cell.grad.lock().unwrap_or_else(|e| e.into_inner());
+    accumulate(&mut cell.grad.lock().unwrap_or_else(|e| e.into_inner()), g)
+}
+
+/// Adds the gradient `g` into `slot` (the first contribution is kept as is: `prev + g` after).
+pub(crate) fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     *slot = Some(match slot.take() {
         None => g,
         Some(prev) => add_same_shape(&prev, &g)?,
@@ -604,7 +636,7 @@ fn accumulate_leaf(cell: &Arc<LeafCell>, g: Tensor) -> Result<()> {
 }
 
 /// `a + b` for equal shapes, without recording (gradient accumulation).
-pub(crate) fn add_same_shape(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+fn add_same_shape(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.shape() != b.shape() {
         return Err(Error::shape_mismatch(
             "grad accumulate",
@@ -714,28 +746,7 @@ fn run_backward(
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let input_grads: Vec<Option<Tensor>> = match (g, backward) {
-            (Some(g), Some(b)) => {
-                let gs = match b {
-                    Backward::Closure(f) => f(&g)?,
-                    Backward::Rule(rule, saved) => {
-                        let mut ctx = GradCtx {
-                            op: &node.op,
-                            inputs: &node.inputs,
-                            saved,
-                        };
-                        rule(&node.op, &mut ctx, &g)?
-                    }
-                };
-                if gs.len() != node.inputs.len() {
-                    return Err(Error::Backward(format!(
-                        "op '{}' returned {} gradients for {} inputs",
-                        node.op.name(),
-                        gs.len(),
-                        node.inputs.len()
-                    )));
-                }
-                gs
-            }
+            (Some(g), Some(b)) => run_gradient(&node.op, &node.inputs, b, &g)?,
             (Some(_), None) => {
                 return Err(Error::Backward(format!(
                     "the graph through op '{}' was already freed by an earlier backward; run the \
@@ -750,16 +761,6 @@ fn run_backward(
             }
         };
         for (input, g) in node.inputs.iter().zip(input_grads) {
-            if let Some(g) = &g {
-                if g.shape() != input.shape.as_slice() {
-                    return Err(Error::Backward(format!(
-                        "op '{}' produced a gradient of shape {:?} for an input of shape {:?}",
-                        node.op.name(),
-                        g.shape(),
-                        input.shape
-                    )));
-                }
-            }
             match &input.edge {
                 None => {}
                 Some(Edge::Leaf(cell)) => {

@@ -407,7 +407,7 @@ impl Plan {
             }
         }
         if training {
-            plan.backprop = Some(train::Backprop::new(&plan)?);
+            plan.backprop = Some(train::Backprop::new(&plan));
         } else {
             plan.stats.folded_batch_norms = rewrite::fold_batch_norms(&mut plan)?;
             plan.stats.fused_relus = rewrite::fuse_relus(&mut plan);
@@ -492,8 +492,8 @@ impl Plan {
                 self.signature
             )));
         }
-        let plan = &*self;
-        if let Some(backprop) = &plan.backprop {
+        if let Some(backprop) = &self.backprop {
+            let plan = &*self;
             return crate::parallel::on_pool(|| backprop.run(plan, inputs));
         }
         rewrite::refresh_folds(self)?;

@@ -28,7 +28,7 @@
 
 use super::{capture_run, exec, refuse, Plan, Slot};
 use crate::autograd::{
-    add_same_shape, collect_backward, is_grad_enabled, record_closure, Backward, GradCtx, Op,
+    accumulate, collect_backward, is_grad_enabled, record_closure, run_gradient, Backward, Op,
     RuleInputs,
 };
 use crate::{Error, Result, Tensor};
@@ -121,7 +121,7 @@ fn check_replay(
     let rng_after = crate::rng::global_state();
     crate::rng::set_global_state(rng_before);
     let checked = crate::parallel::on_pool(|| backprop.replay(plan, inputs, false))
-        .and_then(|(replayed, _)| super::compare_outputs(&replayed, eager, 0.0));
+        .and_then(|r| super::compare_outputs(&r.outputs, eager, 0.0));
     crate::rng::set_global_state(rng_after);
     for (t, v) in &updated {
         t.assign_from_slice_(v)?;
@@ -146,6 +146,14 @@ impl Needs {
     }
 }
 
+/// What a forward replay gives: the outputs, each step's recorded gradient (when kept) and
+/// where gradients flow.
+struct Replayed {
+    outputs: Vec<Tensor>,
+    saved: Vec<Option<Backward>>,
+    needs: Needs,
+}
+
 /// The inputs of one step's rule during the plan's backward pass.
 struct StepInputs<'a> {
     step: &'a BackStep,
@@ -164,17 +172,8 @@ impl RuleInputs for StepInputs<'_> {
     }
 }
 
-/// Adds `g` into `slot` (the first contribution is kept as is).
-fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
-    *slot = Some(match slot.take() {
-        None => g,
-        Some(prev) => add_same_shape(&prev, &g)?,
-    });
-    Ok(())
-}
-
 impl Backprop {
-    pub(super) fn new(plan: &Plan) -> Result<Backprop> {
+    pub(super) fn new(plan: &Plan) -> Backprop {
         let mut grad_consts = Vec::new();
         let mut updated_consts = Vec::new();
         let mut program = Vec::with_capacity(plan.steps.len());
@@ -205,31 +204,24 @@ impl Backprop {
         grad_consts.dedup();
         updated_consts.sort_unstable();
         updated_consts.dedup();
-        Ok(Backprop {
+        Backprop {
             program: Arc::new(program),
             grad_consts,
             updated_consts,
-        })
+        }
     }
 
     /// Replays the forward pass, saving what the gradient rules need, and hangs the outputs
     /// that carry gradients from one graph node running the backward pass.
     pub(super) fn run(&self, plan: &Plan, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let (outputs, state) = self.replay(plan, inputs, true)?;
-        let (saved, needs) = state;
-        self.attach(plan, outputs, saved, needs)
+        let replayed = self.replay(plan, inputs, true)?;
+        self.attach(plan, replayed)
     }
 
     /// The forward replay: outputs, and (when `keep` is set) each step's recorded gradient
     /// with where gradients flow. Without `keep` (the trace's check) every record is dropped
     /// as soon as its op has run, so the check holds one step's saved values, not a pass's.
-    #[allow(clippy::type_complexity)]
-    fn replay(
-        &self,
-        plan: &Plan,
-        inputs: &[Tensor],
-        keep: bool,
-    ) -> Result<(Vec<Tensor>, (Vec<Option<Backward>>, Needs))> {
+    fn replay(&self, plan: &Plan, inputs: &[Tensor], keep: bool) -> Result<Replayed> {
         if let Some(i) = inputs.iter().position(Tensor::requires_grad) {
             return Err(refuse(format!(
                 "input {i} requires a gradient: training plans differentiate weights only"
@@ -266,18 +258,21 @@ impl Backprop {
             }
             Ok(y)
         })?;
-        Ok((outputs, (saved, needs)))
+        Ok(Replayed {
+            outputs,
+            saved,
+            needs,
+        })
     }
 
     /// Hangs the outputs that carry gradients from one graph node whose gradient runs the
     /// saved rules.
-    fn attach(
-        &self,
-        plan: &Plan,
-        outputs: Vec<Tensor>,
-        saved: Vec<Option<Backward>>,
-        needs: Needs,
-    ) -> Result<Vec<Tensor>> {
+    fn attach(&self, plan: &Plan, replayed: Replayed) -> Result<Vec<Tensor>> {
+        let Replayed {
+            outputs,
+            saved,
+            needs,
+        } = replayed;
         let params: Vec<usize> = self
             .grad_consts
             .iter()
@@ -377,31 +372,10 @@ impl Gradient {
                 step,
                 needs: &self.needs,
             };
-            let input_grads = match backward {
-                Backward::Rule(rule, saved) => {
-                    rule(&step.op, &mut GradCtx::new(&step.op, &view, saved), &g)?
-                }
-                Backward::Closure(f) => f(&g)?,
-            };
+            let input_grads = run_gradient(&step.op, &view, backward, &g)?;
             drop(g);
-            if input_grads.len() != step.inputs.len() {
-                return Err(Error::Backward(format!(
-                    "op '{}' returned {} gradients for {} inputs",
-                    step.op.name(),
-                    input_grads.len(),
-                    step.inputs.len()
-                )));
-            }
-            for ((&slot, shape), gi) in step.inputs.iter().zip(&step.shapes).zip(input_grads) {
+            for (&slot, gi) in step.inputs.iter().zip(input_grads) {
                 let Some(gi) = gi else { continue };
-                if gi.shape() != shape.as_slice() {
-                    return Err(Error::Backward(format!(
-                        "op '{}' produced a gradient of shape {:?} for an input of shape {:?}",
-                        step.op.name(),
-                        gi.shape(),
-                        shape
-                    )));
-                }
                 match slot {
                     Slot::Value(k) if self.needs.steps[k] => accumulate(&mut grads[k], gi)?,
                     Slot::Const(k) if self.needs.consts[k] => accumulate(&mut const_grads[k], gi)?,

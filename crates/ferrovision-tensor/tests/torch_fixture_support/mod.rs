@@ -5,6 +5,7 @@
 //! Uses only the core tensor API, so it compiles whatever ops exist.
 #![allow(dead_code)]
 
+use ferrovision_tensor::trace::Plan;
 use ferrovision_tensor::Tensor;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -485,6 +486,32 @@ impl From<ferrovision_tensor::Error> for TraceErr {
     }
 }
 
+/// The plan of a trace (`kind`: "" or "training "), `None` when it was refused for what traced
+/// plans do not cover (ops without a replay: losses, random and training-mode ops; values an op
+/// makes outside the recorded ops); any other refusal, and a failed run, is an error.
+fn planned(
+    traced: Result<(Vec<Tensor>, ferrovision_tensor::Result<Plan>), TraceErr>,
+    kind: &str,
+) -> Result<Option<Plan>, String> {
+    match traced {
+        Ok((_, Ok(plan))) => Ok(Some(plan)),
+        Ok((_, Err(why))) => {
+            let why = why.to_string();
+            let covered = [
+                "cannot be replayed",
+                "outside the recorded ops",
+                "made during the trace",
+            ];
+            if covered.iter().any(|c| why.contains(c)) {
+                Ok(None)
+            } else {
+                Err(format!("traced {kind}plan refused: {why}"))
+            }
+        }
+        Err(TraceErr(e)) => Err(format!("traced {kind}run failed: {e}")),
+    }
+}
+
 /// Traces the case's forward with its leaves as the plan's inputs and replays it: the replay
 /// must equal an eager run bit for bit (single ops fold nothing). A plan may be refused for what
 /// traced plans do not cover (ops without a replay: losses, random and training-mode ops; values
@@ -500,21 +527,8 @@ fn check_traced_replay(
     let traced = ferrovision_tensor::trace::trace(&inputs, |_| {
         forward(case, &leaves).map(|t| vec![t]).map_err(TraceErr)
     });
-    let mut plan = match traced {
-        Ok((_, Ok(plan))) => plan,
-        Ok((_, Err(why))) => {
-            let why = why.to_string();
-            let covered = [
-                "cannot be replayed",
-                "outside the recorded ops",
-                "made during the trace",
-            ];
-            if covered.iter().any(|c| why.contains(c)) {
-                return Ok(());
-            }
-            return Err(format!("traced plan refused: {why}"));
-        }
-        Err(TraceErr(e)) => return Err(format!("traced run failed: {e}")),
+    let Some(mut plan) = planned(traced, "")? else {
+        return Ok(());
     };
     let replayed = eng(plan.run(&inputs))?;
     let eager = forward(case, &case.leaves()?)?;
@@ -548,21 +562,8 @@ fn check_traced_training(
     let traced = ferrovision_tensor::trace::trace_training(&inputs, |_| {
         forward(case, &leaves).map(|t| vec![t]).map_err(TraceErr)
     });
-    let mut plan = match traced {
-        Ok((_, Ok(plan))) => plan,
-        Ok((_, Err(why))) => {
-            let why = why.to_string();
-            let covered = [
-                "cannot be replayed",
-                "outside the recorded ops",
-                "made during the trace",
-            ];
-            if covered.iter().any(|c| why.contains(c)) {
-                return Ok(());
-            }
-            return Err(format!("traced training plan refused: {why}"));
-        }
-        Err(TraceErr(e)) => return Err(format!("traced training run failed: {e}")),
+    let Some(mut plan) = planned(traced, "training ")? else {
+        return Ok(());
     };
     let cot = case.cotangent.tensor()?;
     let replayed = eng(plan.run(&inputs))?.remove(0);
