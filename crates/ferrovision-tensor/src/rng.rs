@@ -3,6 +3,8 @@
 //! a process-wide generator seeded with [`manual_seed`] (default seed 0), so a run that sets
 //! one seed is reproducible. Normal samples use the Box-Muller transform.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 /// A xoshiro256++ generator.
@@ -100,20 +102,60 @@ pub fn manual_seed(seed: u64) {
 }
 
 /// Runs `f` with the process-wide generator (seed 0 unless [`manual_seed`] was called).
+///
+/// Inside [`record_global_draws`] the generator's state before each call is logged; inside
+/// [`replay_global_draws`] each call gets a private generator from the next logged state and
+/// the process-wide one is not touched.
 pub fn with_global<R>(f: impl FnOnce(&mut Rng) -> R) -> R {
+    let replayed = DRAWS.with(|d| match &mut *d.borrow_mut() {
+        Some(DrawLog::Replay(states)) => Some(states.pop_front()),
+        _ => None,
+    });
+    if let Some(state) = replayed {
+        // A replay that draws more often than the recording gets an unrelated stream, so its
+        // check fails instead of disturbing the process-wide generator.
+        return f(&mut state.map_or_else(|| Rng::new(0), Rng::from_state));
+    }
     let mut g = GLOBAL.lock().unwrap_or_else(|e| e.into_inner());
-    f(g.get_or_insert_with(|| Rng::new(0)))
+    let g = g.get_or_insert_with(|| Rng::new(0));
+    DRAWS.with(|d| {
+        if let Some(DrawLog::Record(states)) = &mut *d.borrow_mut() {
+            states.push(g.state());
+        }
+    });
+    f(g)
 }
 
-/// The process-wide generator's state (what a traced training step restores after checking
-/// its replay, which draws the same masks again).
-pub(crate) fn global_state() -> [u64; 4] {
-    with_global(|r| r.state())
+/// What [`with_global`] does with the process-wide generator on this thread.
+enum DrawLog {
+    Record(Vec<[u64; 4]>),
+    Replay(VecDeque<[u64; 4]>),
 }
 
-/// Sets the process-wide generator's state.
-pub(crate) fn set_global_state(state: [u64; 4]) {
-    *GLOBAL.lock().unwrap_or_else(|e| e.into_inner()) = Some(Rng::from_state(state));
+thread_local! {
+    static DRAWS: RefCell<Option<DrawLog>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` and returns, beside its result, the process-wide generator's state before each of
+/// the draws `f` made on this thread (what a traced training step's check needs to draw the
+/// same dropout masks again without rewinding the generator other threads share).
+pub(crate) fn record_global_draws<R>(f: impl FnOnce() -> R) -> (R, Vec<[u64; 4]>) {
+    let outer = DRAWS.with(|d| d.borrow_mut().replace(DrawLog::Record(Vec::new())));
+    let r = f();
+    let log = DRAWS.with(|d| std::mem::replace(&mut *d.borrow_mut(), outer));
+    match log {
+        Some(DrawLog::Record(states)) => (r, states),
+        _ => (r, Vec::new()),
+    }
+}
+
+/// Runs `f` with this thread's draws from the process-wide generator served, in order, from
+/// `states` (see [`record_global_draws`]).
+pub(crate) fn replay_global_draws<R>(states: Vec<[u64; 4]>, f: impl FnOnce() -> R) -> R {
+    let outer = DRAWS.with(|d| d.borrow_mut().replace(DrawLog::Replay(states.into())));
+    let r = f();
+    DRAWS.with(|d| *d.borrow_mut() = outer);
+    r
 }
 
 #[cfg(test)]

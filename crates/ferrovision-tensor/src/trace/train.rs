@@ -83,8 +83,8 @@ pub fn trace_training<E: From<Error>>(
     inputs: &[Tensor],
     f: impl FnOnce(&[Tensor]) -> std::result::Result<Vec<Tensor>, E>,
 ) -> std::result::Result<(Vec<Tensor>, Result<Plan>), E> {
-    let rng_before = crate::rng::global_state();
-    let (outputs, captured, first_storage) = capture_run(inputs, f)?;
+    let (captured_run, draws) = crate::rng::record_global_draws(|| capture_run(inputs, f));
+    let (outputs, captured, first_storage) = captured_run?;
     if let Some(i) = inputs.iter().position(Tensor::requires_grad) {
         return Ok((
             outputs,
@@ -94,21 +94,21 @@ pub fn trace_training<E: From<Error>>(
         ));
     }
     let built = Plan::build(inputs, &outputs, captured, first_storage, true).and_then(|plan| {
-        check_replay(&plan, inputs, &outputs, rng_before)?;
+        check_replay(&plan, inputs, &outputs, draws)?;
         Ok(plan)
     });
     Ok((outputs, built))
 }
 
 /// Replays `plan` on the trace's inputs and requires the eager outputs bitwise, restoring the
-/// constants the replay updated. The replay draws its dropout masks from the process-wide
-/// generator as it was before the eager pass (`rng_before`), so it draws the same ones; the
-/// generator is left where the eager pass left it.
+/// constants the replay updated. The replay's draws from the process-wide generator come from
+/// the states logged before the eager pass's draws (`draws`), so it draws the same dropout
+/// masks and leaves the shared generator where the eager pass left it.
 fn check_replay(
     plan: &Plan,
     inputs: &[Tensor],
     eager: &[Tensor],
-    rng_before: [u64; 4],
+    draws: Vec<[u64; 4]>,
 ) -> Result<()> {
     let Some(backprop) = &plan.backprop else {
         return Ok(());
@@ -118,11 +118,10 @@ fn check_replay(
         .iter()
         .map(|&k| Ok((plan.consts[k].clone(), plan.consts[k].to_vec::<f32>()?)))
         .collect::<Result<_>>()?;
-    let rng_after = crate::rng::global_state();
-    crate::rng::set_global_state(rng_before);
-    let checked = crate::parallel::on_pool(|| backprop.replay(plan, inputs, false))
-        .and_then(|r| super::compare_outputs(&r.outputs, eager, 0.0));
-    crate::rng::set_global_state(rng_after);
+    let checked = crate::parallel::on_pool(|| {
+        crate::rng::replay_global_draws(draws, || backprop.replay(plan, inputs, false))
+    })
+    .and_then(|r| super::compare_outputs(&r.outputs, eager, 0.0));
     for (t, v) in &updated {
         t.assign_from_slice_(v)?;
     }

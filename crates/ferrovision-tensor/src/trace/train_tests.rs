@@ -239,8 +239,12 @@ fn under_no_grad_a_training_plan_replays_without_a_graph() {
     assert!(outs.iter().all(|o| !o.requires_grad()));
 }
 
+/// Tests that draw from the process-wide generator run one at a time.
+static GLOBAL_GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn dropout_from_the_global_generator_replays_the_eager_masks() {
+    let _serial = GLOBAL_GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
     let w = randn(&[3, 64], 1).requires_grad_(true);
     let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
         Ok(vec![x[0].linear(&w, None)?.dropout_global(0.5, true)?])
@@ -264,4 +268,29 @@ fn dropout_from_the_global_generator_replays_the_eager_masks() {
     w.zero_grad();
     next_eager[0].sum_all().unwrap().backward().unwrap();
     assert_eq!(bits(&g), bits(&w.grad().unwrap()));
+}
+
+#[test]
+fn the_trace_check_is_not_disturbed_by_other_threads_drawing_from_the_global_generator() {
+    let _serial = GLOBAL_GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let w = randn(&[3, 64], 1).requires_grad_(true);
+    let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        Ok(vec![x[0].linear(&w, None)?.dropout_global(0.5, true)?])
+    };
+    let x = randn(&[4, 3], 2);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let noise = randn(&[256], 3);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                noise.dropout_global(0.5, true).unwrap();
+                std::thread::yield_now();
+            }
+        });
+        for _ in 0..20 {
+            let (_, plan) = trace_training(std::slice::from_ref(&x), f).unwrap();
+            assert!(plan.is_ok(), "{:?}", plan.err());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
 }
