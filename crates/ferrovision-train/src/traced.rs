@@ -102,34 +102,7 @@ impl Plans {
             self.stats.training_eager_batches += 1;
             return forward(inputs);
         }
-        let sig = signature(inputs);
-        match self.training.get_mut(&sig) {
-            Some(Entry::Plan(plan)) => {
-                self.stats.training_replays += 1;
-                return Ok(plan.run(inputs)?);
-            }
-            Some(Entry::Eager) => {
-                self.stats.training_eager_batches += 1;
-                return forward(inputs);
-            }
-            None => {}
-        }
-        let (outputs, plan) = trace_training(inputs, forward)?;
-        self.stats.training_traces += 1;
-        let entry = match plan {
-            Ok(plan) => {
-                self.stats.training_plan_flops.push(plan.stats().flops);
-                Entry::Plan(Box::new(plan))
-            }
-            Err(why) => {
-                self.stats
-                    .refused
-                    .push(format!("training, inputs {sig:?}: {why}"));
-                Entry::Eager
-            }
-        };
-        self.training.insert(sig, entry);
-        Ok(outputs)
+        self.run_with(Kind::Training, inputs, forward)
     }
 
     pub(crate) fn stats(&self) -> &TraceStats {
@@ -143,34 +116,94 @@ impl Plans {
         inputs: &[Tensor],
         forward: impl FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
     ) -> Result<Vec<Tensor>> {
+        self.run_with(Kind::Inference, inputs, forward)
+    }
+
+    /// The one cache walk of both kinds of plan: replay, run eagerly, or trace and remember.
+    fn run_with(
+        &mut self,
+        kind: Kind,
+        inputs: &[Tensor],
+        forward: impl FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
+    ) -> Result<Vec<Tensor>> {
         let sig = signature(inputs);
-        match self.entries.get_mut(&sig) {
+        let (table, counts) = match kind {
+            Kind::Inference => (&mut self.entries, self.stats.inference_counts()),
+            Kind::Training => (&mut self.training, self.stats.training_counts()),
+        };
+        match table.get_mut(&sig) {
             Some(Entry::Plan(plan)) => {
-                self.stats.replays += 1;
+                *counts.replays += 1;
                 return Ok(plan.run(inputs)?);
             }
             Some(Entry::Eager) => {
-                self.stats.eager_batches += 1;
+                *counts.eager_batches += 1;
                 return forward(inputs);
             }
             None => {}
         }
-        let (outputs, plan) = trace(inputs, forward)?;
-        self.stats.traces += 1;
+        let (outputs, plan) = match kind {
+            Kind::Inference => trace(inputs, forward)?,
+            Kind::Training => trace_training(inputs, forward)?,
+        };
+        *counts.traces += 1;
         let entry = match plan {
             Ok(plan) => {
-                self.stats.folded_batch_norms += plan.stats().folded_batch_norms;
-                self.stats.fused_relus += plan.stats().fused_relus;
-                self.stats.fused_residuals += plan.stats().fused_residuals;
-                self.stats.plan_flops.push(plan.stats().flops);
+                let stats = plan.stats();
+                counts.plan_flops.push(stats.flops);
+                // Training plans make no inference rewrites: these stay 0 for them.
+                self.stats.folded_batch_norms += stats.folded_batch_norms;
+                self.stats.fused_relus += stats.fused_relus;
+                self.stats.fused_residuals += stats.fused_residuals;
                 Entry::Plan(Box::new(plan))
             }
             Err(why) => {
-                self.stats.refused.push(format!("inputs {sig:?}: {why}"));
+                let prefix = match kind {
+                    Kind::Inference => "",
+                    Kind::Training => "training, ",
+                };
+                self.stats
+                    .refused
+                    .push(format!("{prefix}inputs {sig:?}: {why}"));
                 Entry::Eager
             }
         };
-        self.entries.insert(sig, entry);
+        table.insert(sig, entry);
         Ok(outputs)
+    }
+}
+
+/// Which plans a run uses.
+#[derive(Clone, Copy)]
+enum Kind {
+    Inference,
+    Training,
+}
+
+/// One kind's counters in [`TraceStats`].
+struct Counts<'a> {
+    traces: &'a mut usize,
+    replays: &'a mut usize,
+    eager_batches: &'a mut usize,
+    plan_flops: &'a mut Vec<u64>,
+}
+
+impl TraceStats {
+    fn inference_counts(&mut self) -> Counts<'_> {
+        Counts {
+            traces: &mut self.traces,
+            replays: &mut self.replays,
+            eager_batches: &mut self.eager_batches,
+            plan_flops: &mut self.plan_flops,
+        }
+    }
+
+    fn training_counts(&mut self) -> Counts<'_> {
+        Counts {
+            traces: &mut self.training_traces,
+            replays: &mut self.training_replays,
+            eager_batches: &mut self.training_eager_batches,
+            plan_flops: &mut self.training_plan_flops,
+        }
     }
 }
