@@ -150,6 +150,33 @@ pub(crate) unsafe fn transpose16(r: &mut [__m512; 16]) {
     }
 }
 
+/// Transposes an 8×8 block held as 8 row vectors (AVX2; the GEMM's AVX2 packers).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn transpose8(r: &mut [__m256; 8]) {
+    unsafe {
+        let mut t = [_mm256_setzero_ps(); 8];
+        for g in 0..4 {
+            t[2 * g] = _mm256_unpacklo_ps(r[2 * g], r[2 * g + 1]);
+            t[2 * g + 1] = _mm256_unpackhi_ps(r[2 * g], r[2 * g + 1]);
+        }
+        // u[4g + e]: in 128-bit lane L, rows 4g..4g+4 of column 4L + e.
+        let mut u = [_mm256_setzero_ps(); 8];
+        let pd = _mm256_castps_pd;
+        for g in 0..2 {
+            let (a, b, c, d) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+            u[4 * g] = _mm256_castpd_ps(_mm256_unpacklo_pd(pd(a), pd(c)));
+            u[4 * g + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(pd(a), pd(c)));
+            u[4 * g + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(pd(b), pd(d)));
+            u[4 * g + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(pd(b), pd(d)));
+        }
+        for e in 0..4 {
+            r[e] = _mm256_permute2f128_ps::<0x20>(u[e], u[4 + e]);
+            r[4 + e] = _mm256_permute2f128_ps::<0x31>(u[e], u[4 + e]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

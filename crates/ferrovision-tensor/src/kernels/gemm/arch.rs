@@ -135,7 +135,7 @@ pub(super) fn arch_for(isa: Isa) -> Arch {
             pack_b: super::avx2::pack_b_avx2,
             wide_nr: 0,
             wide_mr: 0,
-            dot: None,
+            dot: Some(super::avx2::dot_avx2),
         },
         _ => Arch {
             mr: SCALAR_MR,

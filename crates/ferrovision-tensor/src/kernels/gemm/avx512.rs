@@ -418,54 +418,6 @@ unsafe fn dot_tile<const R: usize, const C: usize>(
     }
 }
 
-#[inline(always)]
-unsafe fn dot_tiles<const R: usize, const C: usize>(
-    m: usize,
-    n: usize,
-    kb: usize,
-    a: *const f32,
-    rsa: usize,
-    b: *const f32,
-    csb: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
-    // The smaller operand is swept repeatedly (it stays in cache); the larger one once.
-    let col_ptrs = |j0: usize| {
-        let vc = C.min(n - j0);
-        let mut bc = [b; C];
-        for j in 0..C {
-            bc[j] = unsafe { b.add((j0 + j.min(vc - 1)) * csb) };
-        }
-        (bc, vc)
-    };
-    let row_ptrs = |i0: usize| {
-        let vr = R.min(m - i0);
-        let mut ar = [a; R];
-        for i in 0..R {
-            ar[i] = unsafe { a.add((i0 + i.min(vr - 1)) * rsa) };
-        }
-        (ar, vr)
-    };
-    if m > n {
-        for i0 in (0..m).step_by(R) {
-            let (ar, vr) = row_ptrs(i0);
-            for j0 in (0..n).step_by(C) {
-                let (bc, vc) = col_ptrs(j0);
-                unsafe { dot_tile::<R, C>(kb, &ar, &bc, out.add(i0 * ldo + j0), ldo, vr, vc) };
-            }
-        }
-    } else {
-        for j0 in (0..n).step_by(C) {
-            let (bc, vc) = col_ptrs(j0);
-            for i0 in (0..m).step_by(R) {
-                let (ar, vr) = row_ptrs(i0);
-                unsafe { dot_tile::<R, C>(kb, &ar, &bc, out.add(i0 * ldo + j0), ldo, vr, vc) };
-            }
-        }
-    }
-}
-
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
 pub(super) unsafe fn dot_avx512(
     m: usize,
@@ -480,21 +432,15 @@ pub(super) unsafe fn dot_avx512(
 ) {
     // Pick the tile shape with the least padded work.
     const SHAPES: [(usize, usize); 6] = [(4, 6), (6, 4), (3, 8), (8, 3), (2, 12), (12, 2)];
-    let mut best = (usize::MAX, 0);
-    for (s, &(r, c)) in SHAPES.iter().enumerate() {
-        let cost = m.div_ceil(r) * n.div_ceil(c) * (2 * r * c + r + c);
-        if cost < best.0 {
-            best = (cost, s);
-        }
-    }
+    use super::dot::tiles;
     unsafe {
-        match best.1 {
-            0 => dot_tiles::<4, 6>(m, n, kb, a, rsa, b, csb, out, ldo),
-            1 => dot_tiles::<6, 4>(m, n, kb, a, rsa, b, csb, out, ldo),
-            2 => dot_tiles::<3, 8>(m, n, kb, a, rsa, b, csb, out, ldo),
-            3 => dot_tiles::<8, 3>(m, n, kb, a, rsa, b, csb, out, ldo),
-            4 => dot_tiles::<2, 12>(m, n, kb, a, rsa, b, csb, out, ldo),
-            _ => dot_tiles::<12, 2>(m, n, kb, a, rsa, b, csb, out, ldo),
+        match SHAPES[super::dot::shape(m, n, &SHAPES)] {
+            (4, 6) => tiles::<4, 6>(dot_tile::<4, 6>, m, n, kb, a, rsa, b, csb, out, ldo),
+            (6, 4) => tiles::<6, 4>(dot_tile::<6, 4>, m, n, kb, a, rsa, b, csb, out, ldo),
+            (3, 8) => tiles::<3, 8>(dot_tile::<3, 8>, m, n, kb, a, rsa, b, csb, out, ldo),
+            (8, 3) => tiles::<8, 3>(dot_tile::<8, 3>, m, n, kb, a, rsa, b, csb, out, ldo),
+            (2, 12) => tiles::<2, 12>(dot_tile::<2, 12>, m, n, kb, a, rsa, b, csb, out, ldo),
+            _ => tiles::<12, 2>(dot_tile::<12, 2>, m, n, kb, a, rsa, b, csb, out, ldo),
         }
     }
 }

@@ -27,7 +27,8 @@
 //! by few row panels, so copying it would cost more than it saves).
 //!
 //! Blocking (AVX-512, tuned on Zen 4: 32 KiB L1d, 1 MiB L2): KC = 384, MC = 192, NC = 512.
-//! Row-major A is packed with in-register 16×16 transposes, column-major B likewise.
+//! Row-major A is packed with in-register 16×16 transposes, column-major B likewise (AVX2:
+//! 8×8 transposes).
 //!
 //! Micro-kernels: AVX-512 `MR×32` (MR ≤ 12, two zmm per row, 24 accumulators), AVX2 `6×16`,
 //! scalar `4×16`. Each is instantiated for every row count ≤ MR, so edge tiles in `m` run a
@@ -42,9 +43,9 @@
 //! thread.
 //!
 //! `A·Bᵀ` with both operands contiguous in k, a small output (≤ 4096 elements) and a long depth
-//! (weight gradients of convolutions and linear layers) skips packing altogether: an AVX-512
-//! dot-product kernel keeps a 4×6 (or similar) block of vector accumulators over k, with k split
-//! over the threads.
+//! (weight gradients of convolutions and linear layers) skips packing altogether: a
+//! dot-product kernel keeps a 4×6 (AVX-512; AVX2 4×3, or similar) block of vector accumulators
+//! over k, with k split over the threads (`dot.rs` walks the tiles, each ISA supplies one).
 //!
 //! The AVX-512 intrinsics need Rust ≥ 1.89.
 //! # Files
@@ -53,7 +54,9 @@
 //! - `arch.rs`: per-ISA kernel table and blocking parameters.
 //! - `plan.rs`: the threading cost model and the blocked loop nest.
 //! - `pack.rs`: portable packing of A and B into micro-panels.
-//! - `scalar.rs`, `avx2.rs`, `avx512.rs`: the micro-kernels.
+//! - `scalar.rs`, `avx2.rs`, `avx512.rs`: the micro-kernels, transposing packers and
+//!   dot-product tiles.
+//! - `dot.rs`: the dot-product path's tile walk.
 //! - `peak.rs`: the FMA peak probe ([`measure_peak_gflops`]).
 
 #![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
@@ -84,6 +87,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 #[clippy::msrv = "1.89"]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod dot;
 mod pack;
 mod peak;
 mod plan;
