@@ -21,7 +21,7 @@
 //! The transforms work on 16 tiles at once (one lane per tile), so the compiler vectorises them
 //! with AVX-512 or AVX2 ([`crate::multiversion!`]); they use no FMA contraction, so every ISA
 //! level computes the same values. The transposes between tile-major rows and 16-lane vectors
-//! are AVX-512 shuffles where available (`winograd/shuffle.rs`, with scalar twins).
+//! are AVX-512 or AVX2 shuffles where available (`winograd/shuffle.rs`, with scalar twins).
 //!
 //! The input gradient of a 3×3 stride-1 convolution is itself one: the output gradient
 //! correlated with the filters rotated by 180° and transposed in (K, C), padded by `2 − pad`
@@ -167,8 +167,8 @@ struct FilterSpec {
     rotate: bool,
     in_major: bool,
     cols: usize,
-    /// The AVX-512 tap gather ([`shuffle::fast`]).
-    fast: bool,
+    /// The shuffles this CPU runs ([`shuffle::fast`]).
+    fast: shuffle::Shuffles,
 }
 
 /// Rows `r0..r1` of every plane of U into `part[ξ]` (which starts at row `r0`).

@@ -2,8 +2,9 @@
 //! per tile, lane = tile) and 64 floats with each tile's four values side by side
 //! (`row[4·l + j] = v[j][l]`). The compiler turns the scalar twins into long insert/extract
 //! chains (measured: about a quarter of the tiled output transform); with AVX-512 they are two
-//! 4×4 transposes, of the floats inside each 128-bit block and of the blocks, 12 shuffles.
-//! Both only move values, so every ISA gives the same bits.
+//! 4×4 transposes, of the floats inside each 128-bit block and of the blocks, 12 shuffles; with
+//! AVX2 the same in-block transposes and a swap of 128-bit halves, per 8 tiles. All only move
+//! values, so every ISA gives the same bits.
 //!
 //! The filter transforms likewise move 16 filters' nine taps between their storage (each
 //! filter's 3×3 taps side by side) and nine 16-lane vectors ([`gather_taps`],
@@ -203,21 +204,104 @@ mod avx512 {
     }
 }
 
-/// Whether the AVX-512 shuffles run (looked up once per transform call, not per step).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::LANES;
+    use std::arch::x86_64::*;
+
+    /// 4×4 transposes of the floats inside each 128-bit half of `x[0..4]` (an involution).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn in_halves(x: [__m256; 4]) -> [__m256; 4] {
+        let t0 = _mm256_castps_pd(_mm256_unpacklo_ps(x[0], x[1]));
+        let t1 = _mm256_castps_pd(_mm256_unpackhi_ps(x[0], x[1]));
+        let t2 = _mm256_castps_pd(_mm256_unpacklo_ps(x[2], x[3]));
+        let t3 = _mm256_castps_pd(_mm256_unpackhi_ps(x[2], x[3]));
+        [
+            _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2)),
+            _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2)),
+            _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3)),
+            _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3)),
+        ]
+    }
+
+    /// Lanes `8h..8h + 8` of the four vectors, interleaved (`after in_halves`, vector `i`'s
+    /// half `b` holds tile `4b + i`), into 32 floats: tiles in order, two per 8 floats.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn interleave4(v: &[[f32; LANES]; 4], row: &mut [f32]) {
+        let row = &mut row[..4 * LANES];
+        // SAFETY: unaligned 8-float loads and stores inside the arrays and `row`.
+        unsafe {
+            for h in 0..2 {
+                let x = std::array::from_fn(|j| _mm256_loadu_ps(v[j].as_ptr().add(8 * h)));
+                let y = in_halves(x);
+                let out = [
+                    _mm256_permute2f128_ps::<0x20>(y[0], y[1]),
+                    _mm256_permute2f128_ps::<0x20>(y[2], y[3]),
+                    _mm256_permute2f128_ps::<0x31>(y[0], y[1]),
+                    _mm256_permute2f128_ps::<0x31>(y[2], y[3]),
+                ];
+                for (c, o) in out.into_iter().enumerate() {
+                    _mm256_storeu_ps(row.as_mut_ptr().add(32 * h + 8 * c), o);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn deinterleave4(row: &[f32], v: &mut [[f32; LANES]; 4]) {
+        let row = &row[..4 * LANES];
+        // SAFETY: unaligned 8-float loads and stores inside `row` and the arrays.
+        unsafe {
+            for h in 0..2 {
+                let c: [__m256; 4] =
+                    std::array::from_fn(|c| _mm256_loadu_ps(row.as_ptr().add(32 * h + 8 * c)));
+                let y = [
+                    _mm256_permute2f128_ps::<0x20>(c[0], c[2]),
+                    _mm256_permute2f128_ps::<0x31>(c[0], c[2]),
+                    _mm256_permute2f128_ps::<0x20>(c[1], c[3]),
+                    _mm256_permute2f128_ps::<0x31>(c[1], c[3]),
+                ];
+                for (vj, x) in v.iter_mut().zip(in_halves(y)) {
+                    _mm256_storeu_ps(vj.as_mut_ptr().add(8 * h), x);
+                }
+            }
+        }
+    }
+}
+
+/// Which shuffles run: looked up once per transform call ([`fast`]), not per step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shuffles {
+    Scalar,
+    /// AVX2 interleaves; the tap gathers stay scalar.
+    Avx2,
+    Avx512,
+}
+
+/// The shuffles this CPU runs (per the ISA level in force).
 #[inline(always)]
-pub(super) fn fast() -> bool {
-    cfg!(target_arch = "x86_64") && super::super::isa() == super::super::Isa::Avx512
+pub(super) fn fast() -> Shuffles {
+    use super::super::{isa, Isa};
+    match isa() {
+        _ if !cfg!(target_arch = "x86_64") => Shuffles::Scalar,
+        Isa::Avx512 => Shuffles::Avx512,
+        Isa::Avx2 => Shuffles::Avx2,
+        _ => Shuffles::Scalar,
+    }
 }
 
 /// `taps[t][l] = src[l·stride + t]` for the 16 filters `l` (each 9 taps side by side, `stride`
 /// apart; `reverse`: `src[l·stride + 8 − t]`, turned by 180°), zero for `lanes ≤ l`. `fast`:
-/// the AVX-512 path, which [`fast`] must have allowed.
+/// the shuffles [`fast`] allowed (AVX-512 has a vector path).
 ///
 /// # Panics
 /// If `src` is shorter than `(lanes − 1)·stride + 9` (a programming error).
 #[inline(always)]
 pub(super) fn gather_taps(
-    fast: bool,
+    fast: Shuffles,
     src: &[f32],
     stride: usize,
     lanes: usize,
@@ -225,8 +309,8 @@ pub(super) fn gather_taps(
     taps: &mut [[f32; LANES]; TAPS],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if fast {
-        // SAFETY: `fast` is true only when the CPU has AVX-512 F.
+    if fast == Shuffles::Avx512 {
+        // SAFETY: `Avx512` only when the CPU has AVX-512 F.
         unsafe { avx512::gather_taps(src, stride, lanes, reverse, taps) };
         return;
     }
@@ -254,10 +338,15 @@ pub(super) fn prefetch_taps(src: &[f32], stride: usize, lanes: usize, ahead: usi
 /// `dst[l·9 + t] = taps[t][l]` for `l < lanes`: 16 filters' taps back side by side (`fast` as
 /// [`gather_taps`]).
 #[inline(always)]
-pub(super) fn scatter_taps(fast: bool, taps: &[[f32; LANES]; TAPS], lanes: usize, dst: &mut [f32]) {
+pub(super) fn scatter_taps(
+    fast: Shuffles,
+    taps: &[[f32; LANES]; TAPS],
+    lanes: usize,
+    dst: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
-    if fast {
-        // SAFETY: `fast` is true only when the CPU has AVX-512 F.
+    if fast == Shuffles::Avx512 {
+        // SAFETY: `Avx512` only when the CPU has AVX-512 F.
         unsafe { avx512::scatter_taps(taps, lanes, dst) };
         return;
     }
@@ -265,27 +354,29 @@ pub(super) fn scatter_taps(fast: bool, taps: &[[f32; LANES]; TAPS], lanes: usize
     scatter_taps_scalar(taps, lanes, dst)
 }
 
-/// `row[4·l + j] = v[j][l]` (`fast`: the AVX-512 shuffles, which [`fast`] must have allowed).
+/// `row[4·l + j] = v[j][l]` (`fast`: the shuffles [`fast`] allowed).
 #[inline(always)]
-pub(super) fn interleave4(fast: bool, v: &[[f32; LANES]; 4], row: &mut [f32]) {
+pub(super) fn interleave4(fast: Shuffles, v: &[[f32; LANES]; 4], row: &mut [f32]) {
+    // SAFETY: `Avx512` / `Avx2` only when the CPU has those features.
     #[cfg(target_arch = "x86_64")]
-    if fast {
-        // SAFETY: `fast` is true only when the CPU has AVX-512 F.
-        unsafe { avx512::interleave4(v, row) };
-        return;
+    match fast {
+        Shuffles::Avx512 => return unsafe { avx512::interleave4(v, row) },
+        Shuffles::Avx2 => return unsafe { avx2::interleave4(v, row) },
+        Shuffles::Scalar => {}
     }
     let _ = fast;
     interleave4_scalar(v, row)
 }
 
-/// `v[j][l] = row[4·l + j]` (`fast`: the AVX-512 shuffles, which [`fast`] must have allowed).
+/// `v[j][l] = row[4·l + j]` (`fast`: the shuffles [`fast`] allowed).
 #[inline(always)]
-pub(super) fn deinterleave4(fast: bool, row: &[f32], v: &mut [[f32; LANES]; 4]) {
+pub(super) fn deinterleave4(fast: Shuffles, row: &[f32], v: &mut [[f32; LANES]; 4]) {
+    // SAFETY: `Avx512` / `Avx2` only when the CPU has those features.
     #[cfg(target_arch = "x86_64")]
-    if fast {
-        // SAFETY: `fast` is true only when the CPU has AVX-512 F.
-        unsafe { avx512::deinterleave4(row, v) };
-        return;
+    match fast {
+        Shuffles::Avx512 => return unsafe { avx512::deinterleave4(row, v) },
+        Shuffles::Avx2 => return unsafe { avx2::deinterleave4(row, v) },
+        Shuffles::Scalar => {}
     }
     let _ = fast;
     deinterleave4_scalar(row, v)
@@ -295,20 +386,29 @@ pub(super) fn deinterleave4(fast: bool, row: &[f32], v: &mut [[f32; LANES]; 4]) 
 mod tests {
     use super::*;
 
+    /// The scalar twins and every SIMD path this CPU runs.
+    fn paths() -> Vec<Shuffles> {
+        let mut v = vec![Shuffles::Scalar];
+        let hw = crate::kernels::hardware_isa();
+        if cfg!(target_arch = "x86_64") && hw >= crate::kernels::Isa::Avx2 {
+            v.push(Shuffles::Avx2);
+        }
+        if cfg!(target_arch = "x86_64") && hw >= crate::kernels::Isa::Avx512 {
+            v.push(Shuffles::Avx512);
+        }
+        v
+    }
+
     #[test]
     fn both_paths_move_every_value_to_its_place() {
         let v: [[f32; LANES]; 4] =
             std::array::from_fn(|j| std::array::from_fn(|l| (100 * j + l) as f32));
-        for path in [false, fast()] {
+        for path in paths() {
             let mut row = [f32::NAN; 4 * LANES + 3];
             interleave4(path, &v, &mut row);
             for l in 0..LANES {
                 for j in 0..4 {
-                    assert_eq!(
-                        row[4 * l + j],
-                        v[j][l],
-                        "interleave fast={path} l={l} j={j}"
-                    );
+                    assert_eq!(row[4 * l + j], v[j][l], "interleave {path:?} l={l} j={j}");
                 }
             }
             assert!(
@@ -317,7 +417,7 @@ mod tests {
             );
             let mut back = [[0.0f32; LANES]; 4];
             deinterleave4(path, &row, &mut back);
-            assert_eq!(back, v, "deinterleave fast={path}");
+            assert_eq!(back, v, "deinterleave {path:?}");
         }
     }
 
@@ -326,7 +426,7 @@ mod tests {
         // 16 filters 13 floats apart; every lane count, both orientations.
         let stride = 13;
         let src: Vec<f32> = (0..15 * stride + TAPS).map(|i| i as f32).collect();
-        for path in [false, fast()] {
+        for path in paths() {
             for lanes in [0, 1, 7, 15, 16] {
                 for reverse in [false, true] {
                     let mut taps = [[f32::NAN; LANES]; TAPS];
@@ -340,7 +440,7 @@ mod tests {
                             } else {
                                 src[l * stride + t]
                             };
-                            assert_eq!(v, want, "gather fast={path} lanes={lanes} t={t} l={l}");
+                            assert_eq!(v, want, "gather {path:?} lanes={lanes} t={t} l={l}");
                         }
                     }
                     let mut dst = vec![f32::NAN; LANES * TAPS + 5];
@@ -348,9 +448,9 @@ mod tests {
                     for (i, &v) in dst.iter().enumerate() {
                         let (l, t) = (i / TAPS, i % TAPS);
                         if l < lanes {
-                            assert_eq!(v, taps[t][l], "scatter fast={path} lanes={lanes} i={i}");
+                            assert_eq!(v, taps[t][l], "scatter {path:?} lanes={lanes} i={i}");
                         } else {
-                            assert!(v.is_nan(), "scatter fast={path} wrote past lane {lanes}");
+                            assert!(v.is_nan(), "scatter {path:?} wrote past lane {lanes}");
                         }
                     }
                 }
