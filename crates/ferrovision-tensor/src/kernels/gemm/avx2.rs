@@ -6,9 +6,9 @@ use std::arch::x86_64::*;
 
 static MASK_SRC: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
 
-/// AVX2 tile of R rows × 8·NV columns.
+/// AVX2 tile of R rows × 8·NV columns (`A_ROWS` as in [`kernel_avx2`]).
 #[target_feature(enable = "avx2,fma")]
-unsafe fn k256<const R: usize, const NV: usize>(
+unsafe fn k256<const R: usize, const NV: usize, const A_ROWS: bool>(
     k: usize,
     a: *const f32,
     a_step: usize,
@@ -21,6 +21,7 @@ unsafe fn k256<const R: usize, const NV: usize>(
 ) {
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); NV]; R];
+        let (row_stride, a_step) = if A_ROWS { (a_step, 1) } else { (1, a_step) };
         let mut ap = a;
         let mut bp = b;
         for _ in 0..k {
@@ -29,7 +30,7 @@ unsafe fn k256<const R: usize, const NV: usize>(
                 bv[v] = _mm256_loadu_ps(bp.add(8 * v));
             }
             for i in 0..R {
-                let av = _mm256_broadcast_ss(&*ap.add(i));
+                let av = _mm256_broadcast_ss(&*ap.add(if A_ROWS { i * row_stride } else { i }));
                 for v in 0..NV {
                     acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
                 }
@@ -73,8 +74,11 @@ unsafe fn k256<const R: usize, const NV: usize>(
     }
 }
 
+/// The tile kernel. `A_ROWS: false`: over a packed A panel (or a transposed A read in place),
+/// `a_step` floats between depth steps; `A_ROWS: true`: over a row-major A read in place, row
+/// `i` at `a + i·a_step` (GEMMs with few columns, where packing A costs more than it saves).
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn kernel_avx2(
+pub(super) unsafe fn kernel_avx2<const A_ROWS: bool>(
     k: usize,
     a: *const f32,
     a_step: usize,
@@ -88,9 +92,9 @@ pub(super) unsafe fn kernel_avx2(
 ) {
     unsafe {
         if nr > 8 {
-            dispatch_rows!(k256, 2, mr, [1 2 3 4 5 6], (k, a, a_step, b, ldb, c, ldc, nr, ep))
+            dispatch_rows!(k256, 2, A_ROWS, mr, [1 2 3 4 5 6], (k, a, a_step, b, ldb, c, ldc, nr, ep))
         } else {
-            dispatch_rows!(k256, 1, mr, [1 2 3 4 5 6], (k, a, a_step, b, ldb, c, ldc, nr, ep))
+            dispatch_rows!(k256, 1, A_ROWS, mr, [1 2 3 4 5 6], (k, a, a_step, b, ldb, c, ldc, nr, ep))
         }
     }
 }
