@@ -10,7 +10,8 @@
 //! filter's 3×3 taps side by side) and nine 16-lane vectors ([`gather_taps`],
 //! [`scatter_taps`]): element by element that is 144 scalar loads or stores whose vector
 //! reloads miss store forwarding (perf: most of `filter_rows`); with AVX-512, 16 masked row
-//! loads or stores around one 16×16 transpose.
+//! loads or stores around one 16×16 transpose; with AVX2, one 8×8 transpose per 8 filters'
+//! first eight taps.
 
 /// Floats per vector (tiles per step).
 const LANES: usize = 16;
@@ -206,7 +207,8 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::LANES;
+    use super::{LANES, TAPS};
+    use crate::kernels::simd::transpose8;
     use std::arch::x86_64::*;
 
     /// 4×4 transposes of the floats inside each 128-bit half of `x[0..4]` (an involution).
@@ -227,6 +229,69 @@ mod avx2 {
 
     /// Lanes `8h..8h + 8` of the four vectors, interleaved (`after in_halves`, vector `i`'s
     /// half `b` holds tile `4b + i`), into 32 floats: tiles in order, two per 8 floats.
+    /// [`super::gather_taps`] per 8 lanes: taps 0-7 by one 8×8 transpose of the filters' first
+    /// eight taps, tap 8 element by element.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn gather_taps(
+        src: &[f32],
+        stride: usize,
+        lanes: usize,
+        reverse: bool,
+        taps: &mut [[f32; LANES]; TAPS],
+    ) {
+        assert!(lanes <= LANES && (lanes == 0 || (lanes - 1) * stride + TAPS <= src.len()));
+        for h in 0..2 {
+            let here = lanes.saturating_sub(8 * h).min(8);
+            let mut r = [_mm256_setzero_ps(); 8];
+            // SAFETY: every row read is 8 of the 9 taps of a filter inside `src` (checked above).
+            unsafe {
+                for (l, row) in r.iter_mut().enumerate().take(here) {
+                    *row = _mm256_loadu_ps(src.as_ptr().add((8 * h + l) * stride));
+                }
+                transpose8(&mut r);
+            }
+            let last: [f32; 8] = std::array::from_fn(|l| {
+                if l < here {
+                    src[(8 * h + l) * stride + TAPS - 1]
+                } else {
+                    0.0
+                }
+            });
+            for (t, tap) in taps.iter_mut().enumerate() {
+                let k = if reverse { TAPS - 1 - t } else { t };
+                let dst = &mut tap[8 * h..8 * h + 8];
+                if k == TAPS - 1 {
+                    dst.copy_from_slice(&last);
+                } else {
+                    // SAFETY: an unaligned 8-float store inside `dst`.
+                    unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), r[k]) };
+                }
+            }
+        }
+    }
+
+    /// [`super::scatter_taps`] per 8 lanes (the inverse of [`gather_taps`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn scatter_taps(taps: &[[f32; LANES]; TAPS], lanes: usize, dst: &mut [f32]) {
+        let dst = &mut dst[..lanes * TAPS];
+        for h in 0..2 {
+            let here = lanes.saturating_sub(8 * h).min(8);
+            let mut r: [__m256; 8] =
+                // SAFETY: unaligned 8-float loads inside the arrays.
+                std::array::from_fn(|t| unsafe { _mm256_loadu_ps(taps[t][8 * h..].as_ptr()) });
+            // SAFETY: register shuffles only.
+            unsafe { transpose8(&mut r) };
+            for (l, row) in r.iter().enumerate().take(here) {
+                let at = (8 * h + l) * TAPS;
+                // SAFETY: 8 floats at `at` inside `dst` (its filter's first eight taps).
+                unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(at), *row) };
+                dst[at + TAPS - 1] = taps[TAPS - 1][8 * h + l];
+            }
+        }
+    }
+
     #[inline]
     #[target_feature(enable = "avx2")]
     pub(super) fn interleave4(v: &[[f32; LANES]; 4], row: &mut [f32]) {
@@ -276,7 +341,6 @@ mod avx2 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Shuffles {
     Scalar,
-    /// AVX2 interleaves; the tap gathers stay scalar.
     Avx2,
     Avx512,
 }
@@ -308,11 +372,14 @@ pub(super) fn gather_taps(
     reverse: bool,
     taps: &mut [[f32; LANES]; TAPS],
 ) {
+    // SAFETY: `Avx512` / `Avx2` only when the CPU has those features.
     #[cfg(target_arch = "x86_64")]
-    if fast == Shuffles::Avx512 {
-        // SAFETY: `Avx512` only when the CPU has AVX-512 F.
-        unsafe { avx512::gather_taps(src, stride, lanes, reverse, taps) };
-        return;
+    match fast {
+        Shuffles::Avx512 => {
+            return unsafe { avx512::gather_taps(src, stride, lanes, reverse, taps) }
+        }
+        Shuffles::Avx2 => return unsafe { avx2::gather_taps(src, stride, lanes, reverse, taps) },
+        Shuffles::Scalar => {}
     }
     let _ = fast;
     gather_taps_scalar(src, stride, lanes, reverse, taps)
@@ -344,11 +411,12 @@ pub(super) fn scatter_taps(
     lanes: usize,
     dst: &mut [f32],
 ) {
+    // SAFETY: `Avx512` / `Avx2` only when the CPU has those features.
     #[cfg(target_arch = "x86_64")]
-    if fast == Shuffles::Avx512 {
-        // SAFETY: `Avx512` only when the CPU has AVX-512 F.
-        unsafe { avx512::scatter_taps(taps, lanes, dst) };
-        return;
+    match fast {
+        Shuffles::Avx512 => return unsafe { avx512::scatter_taps(taps, lanes, dst) },
+        Shuffles::Avx2 => return unsafe { avx2::scatter_taps(taps, lanes, dst) },
+        Shuffles::Scalar => {}
     }
     let _ = fast;
     scatter_taps_scalar(taps, lanes, dst)
