@@ -105,6 +105,25 @@ unsafe fn lane_mask(n: usize) -> __m256i {
     unsafe { _mm256_loadu_si256(MASK_SRC.as_ptr().add(8 - n.min(8)) as *const __m256i) }
 }
 
+/// `rows` (≤ 8) source rows of `pl` (≤ 8) floats, `stride` apart from `src`, transposed: lane
+/// `i` of vector `q` is row `i`'s value `q`; lanes and vectors past them are zeros.
+#[inline(always)]
+unsafe fn transposed_block(src: *const f32, stride: usize, rows: usize, pl: usize) -> [__m256; 8] {
+    unsafe {
+        let pm = lane_mask(pl);
+        let mut r = [_mm256_setzero_ps(); 8];
+        for (i, row) in r.iter_mut().enumerate().take(rows) {
+            *row = if pl == 8 {
+                _mm256_loadu_ps(src.add(i * stride))
+            } else {
+                _mm256_maskload_ps(src.add(i * stride), pm)
+            };
+        }
+        crate::kernels::simd::transpose8(&mut r);
+        r
+    }
+}
+
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn pack_a_avx2(
     mb: usize,
@@ -129,16 +148,7 @@ pub(super) unsafe fn pack_a_avx2(
             let mut p0 = 0;
             while p0 < kb {
                 let pl = (kb - p0).min(8);
-                let pm = lane_mask(pl);
-                let mut r = [_mm256_setzero_ps(); 8];
-                for i in 0..h {
-                    r[i] = if pl == 8 {
-                        _mm256_loadu_ps(src.add(i * rsa + p0))
-                    } else {
-                        _mm256_maskload_ps(src.add(i * rsa + p0), pm)
-                    };
-                }
-                crate::kernels::simd::transpose8(&mut r);
+                let r = transposed_block(src.add(p0), rsa, h, pl);
                 for q in 0..pl {
                     _mm256_maskstore_ps(dst.add((p0 + q) * h), hm, r[q]);
                 }
@@ -175,16 +185,7 @@ pub(super) unsafe fn pack_b_avx2(
                 let mut p0 = 0;
                 while p0 < kb {
                     let pl = (kb - p0).min(8);
-                    let pm = lane_mask(pl);
-                    let mut r = [_mm256_setzero_ps(); 8];
-                    for j in 0..cols {
-                        r[j] = if pl == 8 {
-                            _mm256_loadu_ps(sh.add(j * csb + p0))
-                        } else {
-                            _mm256_maskload_ps(sh.add(j * csb + p0), pm)
-                        };
-                    }
-                    crate::kernels::simd::transpose8(&mut r);
+                    let r = transposed_block(sh.add(p0), csb, cols, pl);
                     for q in 0..pl {
                         _mm256_storeu_ps(dh.add((p0 + q) * NR), r[q]);
                     }
