@@ -98,6 +98,13 @@ impl Plans {
         inputs: &[Tensor],
         forward: impl FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
     ) -> Result<Vec<Tensor>> {
+        // The inference plans' folded weights go stale with this step: free them (and the
+        // kernels' transforms of them) for the step's own buffers.
+        for entry in self.entries.values_mut() {
+            if let Entry::Plan(plan) = entry {
+                plan.release_stale_folds(true);
+            }
+        }
         if inputs.iter().any(Tensor::requires_grad) {
             self.stats.training_eager_batches += 1;
             return forward(inputs);

@@ -271,7 +271,7 @@ pub(super) fn fold_batch_norms(plan: &mut Plan) -> Result<usize> {
             versions: sources.versions(),
             sources,
             eps,
-            folded,
+            folded: Some(folded),
         });
         count += 1;
     }
@@ -282,14 +282,31 @@ pub(super) fn fold_batch_norms(plan: &mut Plan) -> Result<usize> {
 pub(super) fn refresh_folds(plan: &mut Plan) -> Result<()> {
     for f in &mut plan.folds {
         let now = f.sources.versions();
-        if now != f.versions {
-            f.folded = f.sources.fold_shared(f.eps)?;
-            plan.consts[f.conv_weight] = f.folded.weight.clone();
-            plan.consts[f.conv_bias] = f.folded.bias.clone();
+        if now != f.versions || f.folded.is_none() {
+            let folded = f.sources.fold_shared(f.eps)?;
+            plan.consts[f.conv_weight] = folded.weight.clone();
+            plan.consts[f.conv_bias] = folded.bias.clone();
+            f.folded = Some(folded);
             f.versions = now;
         }
     }
     Ok(())
+}
+
+/// Drops the stale folds' tensors (see [`Plan::release_stale_folds`]): the plan's constants
+/// point at the unfolded weight until [`refresh_folds`] runs.
+pub(super) fn release_stale_folds(plan: &mut Plan, about_to_train: bool) -> usize {
+    let mut released = 0;
+    for f in &mut plan.folds {
+        let trained = about_to_train && f.sources.all().any(Tensor::requires_grad);
+        if f.folded.is_some() && (trained || f.sources.versions() != f.versions) {
+            f.folded = None;
+            plan.consts[f.conv_weight] = f.sources.weight.clone();
+            plan.consts[f.conv_bias] = f.sources.weight.clone();
+            released += 1;
+        }
+    }
+    released
 }
 
 /// Moves each ReLU into the epilogue of the convolution or dense layer before it, or into the

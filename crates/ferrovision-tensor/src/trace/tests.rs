@@ -135,6 +135,34 @@ fn folds_follow_in_place_weight_changes() {
     let want = net.forward(std::slice::from_ref(&x)).unwrap();
     let got = plan.run(std::slice::from_ref(&x)).unwrap();
     assert!(worst_diff(&got[1], &want[1]) < 1e-5);
+
+    // Fresh folds are kept; stale ones (the weights changed again) are released, and the
+    // next run folds the current weights.
+    assert_eq!(plan.release_stale_folds(true), 0, "no source is trainable");
+    assert!(plan.folds[0].folded.is_some());
+    let w: Vec<f32> = w.iter().map(|v| v * 0.5).collect();
+    net.w1.assign_from_slice_(&w).unwrap();
+    assert_eq!(plan.release_stale_folds(false), 1);
+    assert!(plan.folds[0].folded.is_none());
+    assert_eq!(plan.release_stale_folds(false), 0);
+    let want = net.forward(std::slice::from_ref(&x)).unwrap();
+    let got = plan.run(std::slice::from_ref(&x)).unwrap();
+    assert!(worst_diff(&got[1], &want[1]) < 1e-5);
+    assert!(plan.folds[0].folded.is_some());
+}
+
+#[test]
+fn folds_of_trainable_weights_are_released_before_training() {
+    let mut net = Net::new();
+    net.gamma = net.gamma.requires_grad_(true);
+    let x = randn(&[2, 3, 10, 10], 21);
+    let (_, plan) = no_grad(|| trace(std::slice::from_ref(&x), |x| net.forward(x))).unwrap();
+    let mut plan = plan.unwrap();
+    assert_eq!(plan.release_stale_folds(false), 0, "fresh");
+    assert_eq!(plan.release_stale_folds(true), 1, "gamma is trainable");
+    let want = no_grad(|| net.forward(std::slice::from_ref(&x))).unwrap();
+    let got = no_grad(|| plan.run(std::slice::from_ref(&x))).unwrap();
+    assert!(worst_diff(&got[1], &want[1]) < 1e-5);
 }
 
 #[test]
@@ -232,10 +260,8 @@ fn plans_of_two_batch_sizes_share_one_folded_copy() {
             .unwrap()
     };
     let (a, b) = (plan(4), plan(2));
-    assert!(a.folds[0]
-        .folded
-        .weight
-        .same_storage(&b.folds[0].folded.weight));
+    let folded = |p: &Plan| p.folds[0].folded.as_ref().unwrap().weight.clone();
+    assert!(folded(&a).same_storage(&folded(&b)));
 }
 
 #[test]
