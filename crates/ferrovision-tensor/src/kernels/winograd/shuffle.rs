@@ -227,8 +227,6 @@ mod avx2 {
         ]
     }
 
-    /// Lanes `8h..8h + 8` of the four vectors, interleaved (`after in_halves`, vector `i`'s
-    /// half `b` holds tile `4b + i`), into 32 floats: tiles in order, two per 8 floats.
     /// [`super::gather_taps`] per 8 lanes: taps 0-7 by one 8×8 transpose of the filters' first
     /// eight taps, tap 8 element by element.
     #[inline]
