@@ -364,15 +364,6 @@ impl Tensor {
         Tensor::from_parts(self.0.storage.clone(), layout, self.dtype(), None)
     }
 
-    /// The f32 values as a new contiguous vector from the pool (for kernels that write outputs).
-    pub(crate) fn f32_vec(&self, op: &'static str) -> Result<Vec<f32>> {
-        self.with_f32(op, |s| {
-            let mut v = pool::take_uninit(s.len());
-            v.copy_from_slice(s);
-            v
-        })
-    }
-
     /// Errors unless the dtype is f32 (the compute type of float ops).
     pub(crate) fn expect_f32(&self, op: &'static str) -> Result<()> {
         if self.dtype() != DType::F32 {

@@ -644,12 +644,20 @@ fn add_same_shape(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             b.shape(),
         ));
     }
-    let mut out = a.f32_vec("grad accumulate")?;
-    b.with_f32("grad accumulate", |bs| {
-        for (o, &x) in out.iter_mut().zip(bs) {
-            *o += x;
-        }
-    })?;
+    // One pass writing `a + b` (vectorised, threads over large gradients), not a copy of `a`
+    // and a second pass adding `b`: residual networks sum a full activation's gradient here
+    // at every skip connection.
+    let mut out = crate::storage::pool::take_uninit(a.numel());
+    a.with_f32("grad accumulate", |a_s| {
+        b.with_f32("grad accumulate", |b_s| {
+            crate::parallel::par_rows(&mut out, 1, |i0, o| {
+                let n = o.len();
+                crate::kernels::elementwise::map2(&a_s[i0..i0 + n], &b_s[i0..i0 + n], o, |x, y| {
+                    x + y
+                })
+            })
+        })
+    })??;
     Ok(Tensor::from_f32(out, a.shape()))
 }
 
