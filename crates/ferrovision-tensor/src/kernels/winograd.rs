@@ -14,9 +14,10 @@
 //! blocks (whole images, or bands of tile rows of one image) sized so that a block's `V` and `M`
 //! (36·(C+K)·tiles floats) stay in the L2 cache: per block the input tiles are transformed into
 //! `V`, the 36 GEMMs run on one thread with the shared `U`, and `M` is transformed back into the
-//! block's output rows with the bias and ReLU applied. Blocks run in parallel and each output
-//! element is computed by one block with the same operation order, so results do not depend on
-//! the number of threads. The block plan depends on the shape only.
+//! block's output rows with the bias and ReLU applied. Blocks run in parallel (with fewer
+//! blocks than threads, one block at batch 1 on 28 px maps, a block's 36 GEMMs run in parallel
+//! instead) and each output element is computed by one block with the same operation order, so
+//! results do not depend on the number of threads. The block plan depends on the shape only.
 //!
 //! The transforms work on 16 tiles at once (one lane per tile), so the compiler vectorises them
 //! with AVX-512 or AVX2 ([`crate::multiversion!`]); they use no FMA contraction, so every ISA
@@ -645,6 +646,10 @@ pub fn conv3x3(
     let [_, tw] = g.tiles();
     let row_stride = MO * (tw + 1);
     let isa = super::isa();
+    // Fewer blocks than threads (small batches: one block at batch 1 on 28 px maps): the
+    // block's 36 GEMMs run in parallel instead, each still on one thread (same results).
+    let jobs_parallel = blocks.len() > 1 && crate::parallel::num_threads() > 1;
+    let gemms_parallel = blocks.len() < crate::parallel::num_threads();
     let run = |(blk, mut out): (Block, Vec<&mut [f32]>)| {
         // Slots (tw + 1 per tile row) padded to whole 16-lane steps: the GEMMs' column count.
         let slots = (blk.images * (blk.th1 - blk.th0) * (tw + 1)).next_multiple_of(LANES);
@@ -656,7 +661,7 @@ pub fn conv3x3(
         let mut v = PooledVec::<f32>::take(XI * g.cin * slots);
         let mut m = PooledVec::<f32>::take(XI * g.cout * slots);
         input_block(x, g, &blk, &mut rows, &mut half, &mut v, slots);
-        for xi in 0..XI {
+        let gemm = |xi: usize, mx: &mut [f32]| {
             sgemm_isa(
                 isa,
                 1,
@@ -669,16 +674,26 @@ pub fn conv3x3(
                 &v[xi * g.cin * slots..],
                 slots,
                 1,
-                &mut m[xi * g.cout * slots..],
+                mx,
                 slots,
                 false,
                 Epilogue::default(),
-            );
+            )
+        };
+        let planes = m[..XI * g.cout * slots].chunks_mut(g.cout * slots);
+        if gemms_parallel {
+            planes
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(xi, mx)| gemm(xi, mx));
+        } else {
+            planes.enumerate().for_each(|(xi, mx)| gemm(xi, mx));
         }
         output_block(&m, g, &blk, bias, res, relu, &mut half, &mut out, slots);
     };
     let jobs: Vec<_> = blocks.into_iter().zip(outs).collect();
-    if jobs.len() > 1 && crate::parallel::num_threads() > 1 {
+    if jobs_parallel {
         jobs.into_par_iter().for_each(run);
     } else {
         jobs.into_iter().for_each(run);

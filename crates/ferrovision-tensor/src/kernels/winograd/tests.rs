@@ -288,11 +288,15 @@ fn every_isa_level_and_thread_count_agree() {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     // (layout, geometry): the tiled layout on a map of many tiles, the whole-batch one with
-    // channel counts that are not multiples of the 16 lanes.
-    let cases: [(Runner, Geometry); 3] = [
+    // channel counts that are not multiples of the 16 lanes; and one image (fewer than the
+    // threads): the tiled layout's one block with its GEMMs in parallel, the whole-batch
+    // layout's transforms split over tiles and output channels.
+    let cases: [(Runner, Geometry); 5] = [
         (run, geometry(5, 7, 6, [19, 21], [1, 1])),
         (run_wide, geometry(5, 20, 36, [6, 5], [1, 1])),
         (run_blocks, geometry(2, 150, 70, [4, 4], [1, 1])),
+        (run, geometry(1, 40, 24, [28, 28], [1, 1])),
+        (run_wide, geometry(1, 40, 36, [14, 14], [1, 1])),
     ];
     for (layout, g) in cases {
         let x = values(g.n * g.cin * g.input[0] * g.input[1], 21);
@@ -548,5 +552,45 @@ fn weight_gradient_isa_levels_and_thread_counts_agree() {
             single, reference,
             "{g:?}: one thread must give the same bits"
         );
+    }
+}
+
+#[test]
+fn wide_layout_adds_the_residual_of_each_output_channel() {
+    // One image (its output channels split over the threads) and two, 36 output channels (a
+    // partial 16-lane group): with the residual fused, each output is the unfused one plus
+    // its own residual value, in the same order (so the same bits).
+    for n in [1, 2] {
+        let g = geometry(n, 20, 36, [14, 14], [1, 1]);
+        let x = values(g.n * g.cin * g.input[0] * g.input[1], 71);
+        let w = values(g.cout * g.cin * 9, 72);
+        let b = values(g.cout, 73);
+        let len = g.n * g.cout * g.out[0] * g.out[1];
+        let r = values(len, 74);
+        let mut u = vec![0.0; g.filter_len()];
+        transform_filter(&w, g.cout, g.cin, false, true, &mut u);
+        let mut plain = vec![f32::NAN; len];
+        conv3x3_wide(
+            &x,
+            WideFilters::Plain(&u),
+            Some(&b),
+            None,
+            false,
+            &g,
+            &mut plain,
+        );
+        let mut fused = vec![f32::NAN; len];
+        conv3x3_wide(
+            &x,
+            WideFilters::Plain(&u),
+            Some(&b),
+            Some(&r),
+            true,
+            &g,
+            &mut fused,
+        );
+        for ((p, q), f) in plain.iter().zip(&r).zip(&fused) {
+            assert_eq!((p + q).max(0.0).to_bits(), f.to_bits(), "n = {n}");
+        }
     }
 }

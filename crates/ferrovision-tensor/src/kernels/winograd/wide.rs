@@ -8,10 +8,12 @@
 //! block. Here the transforms are vectorised over 16 channels instead, every tile of the batch
 //! goes into one `V`, and each of the 36 GEMMs runs once over all tiles:
 //!
-//! 1. input transform, images in parallel: `V[t][ξ][c] = (Bᵀ d_{t,c} B)[ξ]`;
+//! 1. input transform, images in parallel (with fewer images than threads, batch 1, each
+//!    image's tiles in parallel): `V[t][ξ][c] = (Bᵀ d_{t,c} B)[ξ]`;
 //! 2. GEMMs, tile positions ξ in parallel: `M[ξ][t][k] = Σ_c V[t][ξ][c] · U[ξ][c][k]` (the
 //!    filters transformed input-major, [`super::transform_filter`] with `in_major`);
-//! 3. output transform, images in parallel: `y[n][k] = act(Aᵀ M A + bias)` per tile.
+//! 3. output transform, images in parallel (with fewer images than threads, groups of 16
+//!    output channels in parallel): `y[n][k] = act(Aᵀ M A + bias)` per tile.
 //!
 //! The 1-d transforms are the tiled layout's, applied in another order, and the GEMM blocking
 //! differs, so the two layouts agree to rounding, not bits.
@@ -79,7 +81,6 @@ pub fn conv3x3_wide(
         WideFilters::Weights { .. } => g.filter_len(),
     };
     g.check_operands(x, u_len, bias, res, y);
-    let p_in = g.input[0] * g.input[1];
     let p_out = g.out[0] * g.out[1];
     if g.n == 0 || p_out == 0 || g.cout == 0 {
         return;
@@ -94,18 +95,10 @@ pub fn conv3x3_wide(
     if g.cin == 0 {
         m.fill(0.0);
     } else {
-        v.par_chunks_mut(per_image * XI * g.cin)
-            .enumerate()
-            .for_each(|(n, vn)| input_image(&x[n * g.cin * p_in..][..g.cin * p_in], g, vn));
+        input_images(x, g, &mut v);
         gemms(isa, &v, u, g, tiles, &mut m);
     }
-    y[..g.n * g.cout * p_out]
-        .par_chunks_mut(g.cout * p_out)
-        .enumerate()
-        .for_each(|(n, yn)| {
-            let rn = res.map(|r| &r[n * g.cout * p_out..][..g.cout * p_out]);
-            output_image(&m, n * per_image, tiles, g, bias, rn, relu, yn)
-        });
+    output_images(&m, tiles, g, bias, res, relu, y);
 }
 
 /// The 36 GEMMs `M[ξ] = V[·][ξ] · U[ξ]`, tile positions in parallel (each on one thread).
@@ -157,23 +150,64 @@ fn gemms(
         });
 }
 
+/// The input transforms of the images of `x` into `v` (whole images, `v[(t·36 + ξ)·cin + c]`):
+/// images in parallel, or with fewer images than threads (batch 1) each image's tiles in
+/// parallel. Every value is computed the same way either way.
+fn input_images(x: &[f32], g: &Geometry, v: &mut [f32]) {
+    let p_in = g.input[0] * g.input[1];
+    let [th, tw] = g.tiles();
+    let per_image = th * tw;
+    let image_len = per_image * XI * g.cin;
+    let threads = crate::parallel::num_threads();
+    if g.n >= threads || per_image == 1 {
+        v.par_chunks_mut(image_len)
+            .enumerate()
+            .for_each(|(n, vn)| input_image(&x[n * g.cin * p_in..][..g.cin * p_in], g, vn));
+        return;
+    }
+    let cs = g.cin.next_multiple_of(LANES);
+    let mut hwc = PooledVec::<f32>::take(p_in * cs);
+    let per_task = per_image.div_ceil(2 * threads);
+    for (n, vn) in v.chunks_mut(image_len).enumerate() {
+        channels_last_image(
+            &x[n * g.cin * p_in..][..g.cin * p_in],
+            g.cin,
+            p_in,
+            cs,
+            &mut hwc,
+        );
+        vn.par_chunks_mut(per_task * XI * g.cin)
+            .enumerate()
+            .for_each(|(i, part)| input_tiles(&hwc, g, i * per_task, part));
+    }
+}
+
 /// The input transform of one image: `v[(t·36 + ξ)·cin + c]` for its tiles `t`.
 #[inline(always)]
 fn input_image_body(x: &[f32], g: &Geometry, v: &mut [f32]) {
     let [ih, iw] = g.input;
-    let [th, tw] = g.tiles();
     // The image channel-last with whole 16-lane groups (zero past `cin`), so that a window
     // position's 16 channels are one contiguous load instead of 16 strided ones.
     let cs = g.cin.next_multiple_of(LANES);
     let mut hwc = PooledVec::<f32>::take(ih * iw * cs);
     channels_last(x, g.cin, ih * iw, cs, &mut hwc);
+    input_tiles_body(&hwc, g, 0, v);
+}
+
+/// The input transform of tiles `t0..` of one image (as many as `v` holds) from the image
+/// channel-last (`hwc`, 16-lane channel groups).
+#[inline(always)]
+fn input_tiles_body(hwc: &[f32], g: &Geometry, t0: usize, v: &mut [f32]) {
+    let [ih, iw] = g.input;
+    let tw = g.tiles()[1];
+    let cs = g.cin.next_multiple_of(LANES);
     let mut d = [[[0.0f32; LANES]; A]; A];
     let mut e = [[[0.0f32; LANES]; A]; A];
     let mut col = [[0.0f32; LANES]; A];
     let mut out = [[0.0f32; LANES]; A];
-    for ty in 0..th {
-        for tx in 0..tw {
-            let tile = &mut v[(ty * tw + tx) * XI * g.cin..][..XI * g.cin];
+    for (i_tile, tile) in v.chunks_exact_mut(XI * g.cin).enumerate() {
+        let (ty, tx) = ((t0 + i_tile) / tw, (t0 + i_tile) % tw);
+        {
             let mut c0 = 0;
             while c0 < g.cin {
                 let lanes = LANES.min(g.cin - c0);
@@ -293,6 +327,67 @@ crate::multiversion! {
     }
 }
 
+crate::multiversion! {
+    fn input_tiles(hwc: &[f32], g: &Geometry, t0: usize, v: &mut [f32]) {
+        input_tiles_body(hwc, g, t0, v)
+    }
+}
+
+crate::multiversion! {
+    fn channels_last_image(src: &[f32], channels: usize, planes: usize, ld: usize, dst: &mut [f32]) {
+        channels_last(src, channels, planes, ld, dst)
+    }
+}
+
+/// The output transforms of every image from `m` into `y` (`[n][cout][oh·ow]`): images in
+/// parallel, or with fewer images than threads (batch 1) groups of output channels of each
+/// image in parallel. Every value is computed the same way either way.
+#[allow(clippy::too_many_arguments)]
+fn output_images(
+    m: &[f32],
+    tiles: usize,
+    g: &Geometry,
+    bias: Option<&[f32]>,
+    res: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) {
+    let p_out = g.out[0] * g.out[1];
+    let per_image = g.tiles()[0] * g.tiles()[1];
+    let image_len = g.cout * p_out;
+    let threads = crate::parallel::num_threads();
+    let groups = g.cout.div_ceil(LANES);
+    if g.n >= threads || groups == 1 {
+        y[..g.n * image_len]
+            .par_chunks_mut(image_len)
+            .enumerate()
+            .for_each(|(n, yn)| {
+                let rn = res.map(|r| &r[n * image_len..][..image_len]);
+                output_image(m, n * per_image, tiles, g, 0, bias, rn, relu, yn)
+            });
+        return;
+    }
+    let per_task = groups.div_ceil(2 * threads) * LANES;
+    for (n, yn) in y[..g.n * image_len].chunks_mut(image_len).enumerate() {
+        let rn = res.map(|r| &r[n * image_len..][..image_len]);
+        yn.par_chunks_mut(per_task * p_out)
+            .enumerate()
+            .for_each(|(i, part)| {
+                output_image(
+                    m,
+                    n * per_image,
+                    tiles,
+                    g,
+                    i * per_task,
+                    bias,
+                    rn,
+                    relu,
+                    part,
+                )
+            });
+    }
+}
+
 /// The output transform of one image (tiles `t0..t0 + tiles per image` of `m`, which holds
 /// `tiles` tiles per tile position): `y[k][o]` for every output channel and position.
 #[inline(always)]
@@ -302,6 +397,7 @@ fn output_image_body(
     t0: usize,
     tiles: usize,
     g: &Geometry,
+    k_begin: usize,
     bias: Option<&[f32]>,
     res: Option<&[f32]>,
     relu: bool,
@@ -310,6 +406,7 @@ fn output_image_body(
     let [oh, ow] = g.out;
     let p_out = oh * ow;
     let [th, tw] = g.tiles();
+    let k_end = k_begin + y.len() / p_out;
     let mut mm = [[[0.0f32; LANES]; A]; A];
     let mut z = [[[0.0f32; LANES]; MO]; A];
     let mut col = [[0.0f32; LANES]; A];
@@ -319,9 +416,9 @@ fn output_image_body(
         for tx in 0..tw {
             let cols = MO.min(ow - tx * MO);
             let t = t0 + ty * tw + tx;
-            let mut k0 = 0;
-            while k0 < g.cout {
-                let lanes = LANES.min(g.cout - k0);
+            let mut k0 = k_begin;
+            while k0 < k_end {
+                let lanes = LANES.min(k_end - k0);
                 for a in 0..A {
                     for b in 0..A {
                         let src = &m[((a * A + b) * tiles + t) * g.cout + k0..][..lanes];
@@ -348,7 +445,7 @@ fn output_image_body(
                             if let Some(r) = res {
                                 v += r[(k0 + l) * p_out + at];
                             }
-                            y[(k0 + l) * p_out + at] = if relu { v.max(0.0) } else { v };
+                            y[(k0 - k_begin + l) * p_out + at] = if relu { v.max(0.0) } else { v };
                         }
                     }
                 }
@@ -359,7 +456,7 @@ fn output_image_body(
 }
 
 crate::multiversion! {
-    fn output_image(m: &[f32], t0: usize, tiles: usize, g: &Geometry, bias: Option<&[f32]>, res: Option<&[f32]>, relu: bool, y: &mut [f32]) {
-        output_image_body(m, t0, tiles, g, bias, res, relu, y)
+    fn output_image(m: &[f32], t0: usize, tiles: usize, g: &Geometry, k_begin: usize, bias: Option<&[f32]>, res: Option<&[f32]>, relu: bool, y: &mut [f32]) {
+        output_image_body(m, t0, tiles, g, k_begin, bias, res, relu, y)
     }
 }
