@@ -644,21 +644,9 @@ fn add_same_shape(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             b.shape(),
         ));
     }
-    // One pass writing `a + b` (vectorised, threads over large gradients), not a copy of `a`
-    // and a second pass adding `b`: residual networks sum a full activation's gradient here
-    // at every skip connection.
-    let mut out = crate::storage::pool::take_uninit(a.numel());
-    a.with_f32("grad accumulate", |a_s| {
-        b.with_f32("grad accumulate", |b_s| {
-            crate::parallel::par_rows(&mut out, 1, |i0, o| {
-                let n = o.len();
-                crate::kernels::elementwise::map2(&a_s[i0..i0 + n], &b_s[i0..i0 + n], o, |x, y| {
-                    x + y
-                })
-            })
-        })
-    })??;
-    Ok(Tensor::from_f32(out, a.shape()))
+    // One vectorised, threaded pass writing `a + b` (not a copy of `a`, then `b` added):
+    // residual networks sum a full activation's gradient here at every skip connection.
+    crate::ops::broadcast::broadcast_map2("grad accumulate", a, b, |x, y| x + y)
 }
 
 /// Gradients of `output` with respect to each of `inputs` (leaf variables), returned instead of

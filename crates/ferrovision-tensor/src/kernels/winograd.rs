@@ -648,7 +648,6 @@ pub fn conv3x3(
     let isa = super::isa();
     // Fewer blocks than threads (small batches: one block at batch 1 on 28 px maps): the
     // block's 36 GEMMs run in parallel instead, each still on one thread (same results).
-    let jobs_parallel = blocks.len() > 1 && crate::parallel::num_threads() > 1;
     let gemms_parallel = blocks.len() < crate::parallel::num_threads();
     let run = |(blk, mut out): (Block, Vec<&mut [f32]>)| {
         // Slots (tw + 1 per tile row) padded to whole 16-lane steps: the GEMMs' column count.
@@ -680,20 +679,22 @@ pub fn conv3x3(
                 Epilogue::default(),
             )
         };
-        let planes = m[..XI * g.cout * slots].chunks_mut(g.cout * slots);
+        let planes = &mut m[..XI * g.cout * slots];
         if gemms_parallel {
             planes
-                .collect::<Vec<_>>()
-                .into_par_iter()
+                .par_chunks_mut(g.cout * slots)
                 .enumerate()
                 .for_each(|(xi, mx)| gemm(xi, mx));
         } else {
-            planes.enumerate().for_each(|(xi, mx)| gemm(xi, mx));
+            planes
+                .chunks_mut(g.cout * slots)
+                .enumerate()
+                .for_each(|(xi, mx)| gemm(xi, mx));
         }
         output_block(&m, g, &blk, bias, res, relu, &mut half, &mut out, slots);
     };
     let jobs: Vec<_> = blocks.into_iter().zip(outs).collect();
-    if jobs_parallel {
+    if jobs.len() > 1 && crate::parallel::num_threads() > 1 {
         jobs.into_par_iter().for_each(run);
     } else {
         jobs.into_iter().for_each(run);

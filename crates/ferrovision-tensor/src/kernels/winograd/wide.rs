@@ -207,39 +207,37 @@ fn input_tiles_body(hwc: &[f32], g: &Geometry, t0: usize, v: &mut [f32]) {
     let mut out = [[0.0f32; LANES]; A];
     for (i_tile, tile) in v.chunks_exact_mut(XI * g.cin).enumerate() {
         let (ty, tx) = ((t0 + i_tile) / tw, (t0 + i_tile) % tw);
-        {
-            let mut c0 = 0;
-            while c0 < g.cin {
-                let lanes = LANES.min(g.cin - c0);
-                // Gather the 6×6 windows of 16 channels (zero outside the input).
-                for i in 0..A {
-                    let yy = (ty * MO + i) as isize - g.pad[0] as isize;
-                    let row_in = yy >= 0 && (yy as usize) < ih;
-                    for j in 0..A {
-                        let xx = (tx * MO + j) as isize - g.pad[1] as isize;
-                        d[i][j] = if !row_in || xx < 0 || xx as usize >= iw {
-                            [0.0; LANES]
-                        } else {
-                            let at = (yy as usize * iw + xx as usize) * cs + c0;
-                            lanes16(&hwc[at..])
-                        };
-                    }
+        let mut c0 = 0;
+        while c0 < g.cin {
+            let lanes = LANES.min(g.cin - c0);
+            // Gather the 6×6 windows of 16 channels (zero outside the input).
+            for i in 0..A {
+                let yy = (ty * MO + i) as isize - g.pad[0] as isize;
+                let row_in = yy >= 0 && (yy as usize) < ih;
+                for j in 0..A {
+                    let xx = (tx * MO + j) as isize - g.pad[1] as isize;
+                    d[i][j] = if !row_in || xx < 0 || xx as usize >= iw {
+                        [0.0; LANES]
+                    } else {
+                        let at = (yy as usize * iw + xx as usize) * cs + c0;
+                        lanes16(&hwc[at..])
+                    };
                 }
-                // Bᵀ d B: along each row (j), then along each column (i).
-                for i in 0..A {
-                    input_1d(&d[i], &mut e[i]);
-                }
-                for b in 0..A {
-                    for i in 0..A {
-                        col[i] = e[i][b];
-                    }
-                    input_1d(&col, &mut out);
-                    for a in 0..A {
-                        store_lanes(&out[a], &mut tile[(a * A + b) * g.cin + c0..][..lanes]);
-                    }
-                }
-                c0 += LANES;
             }
+            // Bᵀ d B: along each row (j), then along each column (i).
+            for i in 0..A {
+                input_1d(&d[i], &mut e[i]);
+            }
+            for b in 0..A {
+                for i in 0..A {
+                    col[i] = e[i][b];
+                }
+                input_1d(&col, &mut out);
+                for a in 0..A {
+                    store_lanes(&out[a], &mut tile[(a * A + b) * g.cin + c0..][..lanes]);
+                }
+            }
+            c0 += LANES;
         }
     }
 }
