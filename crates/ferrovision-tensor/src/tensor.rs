@@ -263,6 +263,12 @@ impl Tensor {
         Ok(f(&mut data[l.offset..l.offset + l.numel()]))
     }
 
+    /// True when no other tensor handle or view shares this tensor's storage, so writing into
+    /// it in place changes no value anyone else can read (an op's fresh output).
+    pub(crate) fn is_sole_owner(&self) -> bool {
+        Arc::strong_count(&self.0) == 1 && Arc::strong_count(&self.0.storage) == 1
+    }
+
     pub(crate) fn check_cpu(&self, op: &'static str) -> Result<()> {
         match self.device() {
             Device::Cpu => Ok(()),

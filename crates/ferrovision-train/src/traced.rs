@@ -38,11 +38,12 @@ pub struct TraceStats {
     pub eager_batches: usize,
     /// Why signatures could not be planned (one entry per refused signature).
     pub refused: Vec<String>,
-    /// Batch norms folded, ReLUs fused and residual adds fused into convolutions, summed over
-    /// the plans built.
+    /// Batch norms folded, ReLUs fused, residual adds fused into convolutions and elementwise
+    /// unary ops run chained after the op before them, summed over the plans built.
     pub folded_batch_norms: usize,
     pub fused_relus: usize,
     pub fused_residuals: usize,
+    pub fused_elementwise: usize,
     /// Nominal FLOPs of one replay of each inference plan built, in trace order
     /// ([`PlanStats::flops`](ferrovision_tensor::trace::PlanStats::flops)).
     pub plan_flops: Vec<u64>,
@@ -162,6 +163,7 @@ impl Plans {
                 self.stats.folded_batch_norms += stats.folded_batch_norms;
                 self.stats.fused_relus += stats.fused_relus;
                 self.stats.fused_residuals += stats.fused_residuals;
+                self.stats.fused_elementwise += stats.fused_elementwise;
                 Entry::Plan(Box::new(plan))
             }
             Err(why) => {

@@ -95,8 +95,8 @@ fn every_zoo_model_predicts_the_same_traced_and_eager() {
             "{name}: replays differ"
         );
         eprintln!(
-            "{name}: folded {} batch norms, fused {} ReLUs, error {err:e}",
-            stats.folded_batch_norms, stats.fused_relus
+            "{name}: folded {} batch norms, fused {} ReLUs and {} elementwise ops, error {err:e}",
+            stats.folded_batch_norms, stats.fused_relus, stats.fused_elementwise
         );
     }
 }

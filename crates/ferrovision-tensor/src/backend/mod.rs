@@ -46,6 +46,14 @@ pub trait Backend: Send + Sync {
     /// `Clamp`): a new contiguous tensor of the same shape. Errors name the op.
     fn unary(&self, op: &Op, x: &Tensor) -> Result<Tensor>;
 
+    /// The elementwise unary ops `ops` applied one after the other to `x`, which the caller
+    /// hands over: a traced plan's elementwise-chain fusion. Equal to calling
+    /// [`Backend::unary`] for each op (the default does that); a backend may instead run the
+    /// whole chain in one pass, in `x`'s own buffer when nothing else holds it.
+    fn unary_chain(&self, ops: &[Op], x: Tensor) -> Result<Tensor> {
+        ops.iter().try_fold(x, |t, op| self.unary(op, &t))
+    }
+
     /// The input gradient of the elementwise unary op `op` for the output gradient `g`, from
     /// the tensor its op method saved (`saved`: the input or output, see each op; `None` for
     /// the ops with a constant derivative: `Neg`, the scalar add/sub/mul/div).

@@ -37,6 +37,21 @@ impl Tensor {
         Ok(record_rule(out, op, &[self], grad, saved))
     }
 
+    /// The elementwise unary ops `ops` applied one after the other, in one pass where the
+    /// backend can (`Backend::unary_chain`; in this tensor's buffer when nothing else holds
+    /// it): a traced inference plan's elementwise-chain fusion. Not recorded for autodiff, so
+    /// refused where a gradient would be recorded.
+    pub(crate) fn unary_chain(self, ops: &[Op]) -> Result<Tensor> {
+        const OP: &str = "unary_chain";
+        if is_recorded(&[&self]) {
+            return Err(Error::invalid(
+                OP,
+                "internal error: a fused chain cannot record gradients",
+            ));
+        }
+        backend::for_device(self.device(), OP)?.unary_chain(ops, self)
+    }
+
     // ----- scalar arithmetic -----
 
     /// `-self`.

@@ -65,6 +65,46 @@ pub(crate) fn is_binary(op: &Op) -> bool {
     matches!(op, Add | Sub | Mul | Div | Pow | Maximum | Minimum)
 }
 
+/// True for the elementwise unary ops of f32 tensors (activations, scalar arithmetic), which
+/// can run chained in one pass after the op before them ([`super::rewrite::fuse_chains`]).
+pub(crate) fn is_unary_elementwise(op: &Op) -> bool {
+    use Op::*;
+    matches!(
+        op,
+        Neg | AddScalar { .. }
+            | SubScalar { .. }
+            | RsubScalar { .. }
+            | MulScalar { .. }
+            | DivScalar { .. }
+            | PowScalar { .. }
+            | Reciprocal
+            | Square
+            | Sqrt
+            | Rsqrt
+            | Abs
+            | Sign
+            | Exp
+            | Log
+            | Log1p
+            | Sin
+            | Cos
+            | Tanh
+            | Sigmoid
+            | Relu
+            | Relu6
+            | LeakyRelu { .. }
+            | Elu { .. }
+            | Selu
+            | Gelu
+            | GeluTanh
+            | Softplus
+            | Silu
+            | HardSigmoid
+            | HardSwish
+            | Clamp { .. }
+    )
+}
+
 /// Runs `op` on `args` (the recorded operands, in the op's order); `out_shape` is the shape
 /// the trace saw (used by the ops whose record leaves it to the shapes: reshape, expand).
 /// `relu_after` (binary ops only) applies a ReLU in the same pass.

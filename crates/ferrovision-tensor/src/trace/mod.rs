@@ -16,7 +16,9 @@
 //!    weight changes, tracked by storage versions), and a ReLU after a convolution or dense
 //!    layer moves into its GEMM epilogue, one after an elementwise binary op (a residual add)
 //!    into that op's pass, and a residual add of a convolution's output into the convolution
-//!    (its epilogue adds the other operand).
+//!    (its epilogue adds the other operand). Chains of the remaining elementwise unary ops
+//!    (other activations, scalar arithmetic) run in one pass after the op that makes their
+//!    input, block by block in that op's fresh output buffer.
 //! 4. **Liveness.** Each value is dropped right after its last use, so its buffer is back in the
 //!    pool for the next step.
 //!
@@ -141,6 +143,9 @@ struct Step {
     inputs: Vec<Slot>,
     /// A ReLU fused into a binary op's pass (convolutions and dense layers carry it in `op`).
     relu_after: bool,
+    /// Elementwise unary ops run on the output in one pass after `op`
+    /// ([`rewrite::fuse_chains`]).
+    chain: Vec<Op>,
     /// Values whose last use is this step (dropped after it runs).
     release: Vec<usize>,
 }
@@ -178,6 +183,9 @@ pub struct PlanStats {
     /// Residual adds fused into the convolution before them (its GEMM epilogue adds the other
     /// operand).
     pub fused_residuals: usize,
+    /// Elementwise unary ops (activations, scalar arithmetic) run in one pass after the op
+    /// before them, block by block in that op's output buffer, instead of as steps of their own.
+    pub fused_elementwise: usize,
     /// Constants (weights, statistics) the plan reads.
     pub constants: usize,
     /// Nominal floating-point operations of one replay: 2 per multiply-add of its convolutions
@@ -360,6 +368,7 @@ impl Plan {
                 out_shape: c.out_shape,
                 inputs,
                 relu_after: false,
+                chain: Vec::new(),
                 release: Vec::new(),
             });
         }
@@ -415,6 +424,7 @@ impl Plan {
             plan.stats.folded_batch_norms = rewrite::fold_batch_norms(&mut plan)?;
             plan.stats.fused_relus = rewrite::fuse_relus(&mut plan);
             plan.stats.fused_residuals = rewrite::fuse_residuals(&mut plan);
+            plan.stats.fused_elementwise = rewrite::fuse_chains(&mut plan);
             rewrite::remove_dead(&mut plan);
         }
         rewrite::plan_releases(&mut plan);
@@ -515,7 +525,12 @@ impl Plan {
 
     fn replay(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         self.replay_with(inputs, |_, step, args| {
-            exec::run(&step.op, args, &step.out_shape, step.relu_after)
+            let y = exec::run(&step.op, args, &step.out_shape, step.relu_after)?;
+            if step.chain.is_empty() {
+                Ok(y)
+            } else {
+                y.unary_chain(&step.chain)
+            }
         })
     }
 

@@ -1,5 +1,5 @@
-//! The plan optimisations: dead-step removal, batch-norm folding, ReLU epilogue fusion, and
-//! the release points of liveness.
+//! The plan optimisations: dead-step removal, batch-norm folding, ReLU epilogue fusion,
+//! residual fusion, elementwise-chain fusion, and the release points of liveness.
 //!
 //! Folding (inference only): `bn(conv(x, W) + b)` with running statistics is
 //! `conv(x, W·s) + (b − mean)·s + beta` with `s = gamma / sqrt(var + eps)` per output channel
@@ -387,6 +387,34 @@ pub(super) fn fuse_residuals(plan: &mut Plan) -> usize {
             fused += 1;
             break;
         }
+    }
+    fused
+}
+
+/// Runs each elementwise unary op (an activation other than a fused ReLU, scalar arithmetic)
+/// in the pass of the step that makes its input, when nothing else reads that input:
+/// `relu6(conv(x))` becomes the convolution, then one blocked pass of ReLU6 in the
+/// convolution's fresh output buffer; a chain `f(g(h(x)))` one pass of all three
+/// (`Backend::unary_chain`). Each op still runs its own kernel on every value, in the same
+/// order: bitwise the unfused result.
+pub(super) fn fuse_chains(plan: &mut Plan) -> usize {
+    let mut fused = 0;
+    for j in 0..plan.steps.len() {
+        if !super::exec::is_unary_elementwise(&plan.steps[j].op) || plan.steps[j].relu_after {
+            continue;
+        }
+        let Some(Some(Slot::Value(c))) = plan.steps[j].args.first().copied() else {
+            continue;
+        };
+        if use_counts(plan)[c] != 1 {
+            continue;
+        }
+        let op = plan.steps[j].op.clone();
+        let tail = std::mem::take(&mut plan.steps[j].chain);
+        plan.steps[c].chain.push(op);
+        plan.steps[c].chain.extend(tail);
+        alias(plan, j, Slot::Value(c));
+        fused += 1;
     }
     fused
 }

@@ -410,3 +410,142 @@ fn the_fused_convolution_refuses_operands_that_need_a_gradient() {
         .to_string();
     assert!(e.contains("conv_residual"), "{e}");
 }
+
+/// Every elementwise unary op a chain may hold, with attributes that exercise them.
+fn unary_ops() -> Vec<Op> {
+    vec![
+        Op::Neg,
+        Op::AddScalar { c: 0.75 },
+        Op::SubScalar { c: -1.5 },
+        Op::RsubScalar { c: 2.0 },
+        Op::MulScalar { c: 1.25 },
+        Op::DivScalar { c: 3.0 },
+        Op::PowScalar { p: 2.0 },
+        Op::PowScalar { p: 1.7 },
+        Op::Reciprocal,
+        Op::Square,
+        Op::Sqrt,
+        Op::Rsqrt,
+        Op::Abs,
+        Op::Sign,
+        Op::Exp,
+        Op::Log,
+        Op::Log1p,
+        Op::Sin,
+        Op::Cos,
+        Op::Tanh,
+        Op::Sigmoid,
+        Op::Relu,
+        Op::Relu6,
+        Op::LeakyRelu { slope: 0.1 },
+        Op::Elu { alpha: 0.9 },
+        Op::Selu,
+        Op::Gelu,
+        Op::GeluTanh,
+        Op::Softplus,
+        Op::Silu,
+        Op::HardSigmoid,
+        Op::HardSwish,
+        Op::Clamp {
+            min: Some(-0.5),
+            max: None,
+        },
+        Op::Clamp {
+            min: Some(-1.0),
+            max: Some(2.5),
+        },
+    ]
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+/// Values over several chain blocks and thread chunks (not a whole number of either), with
+/// NaN, infinities and signed zeros among them.
+fn chain_input() -> Tensor {
+    let mut v = randn(&[3, 7, 41, 43], 60)
+        .mul_scalar(3.0)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    for (i, special) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0]
+        .into_iter()
+        .enumerate()
+    {
+        v[i * 7919] = special;
+    }
+    Tensor::from_vec(v, &[3, 7, 41, 43]).unwrap()
+}
+
+#[test]
+fn unary_chains_equal_the_ops_one_after_the_other_bit_for_bit() {
+    let x = chain_input();
+    let ops = unary_ops();
+    let one_by_one = |chain: &[Op]| {
+        chain.iter().fold(x.clone(), |t, op| {
+            exec::run(op, &[Some(t)], &[], false).unwrap()
+        })
+    };
+    // Each op alone, then chains of 2, 3 and 5 consecutive ops (odd and even lengths end in
+    // either block of the ping-pong), both in a buffer the chain owns (in place) and in one
+    // another handle still reads (a new buffer; the shared one must not change).
+    let mut chains: Vec<Vec<Op>> = ops.iter().map(|op| vec![op.clone()]).collect();
+    for len in [2, 3, 5] {
+        for start in (0..ops.len()).step_by(len) {
+            chains.push(ops.iter().cycle().skip(start).take(len).cloned().collect());
+        }
+    }
+    let before = bits(&x);
+    for chain in &chains {
+        let want = bits(&one_by_one(chain));
+        let owned = x.mul_scalar(1.0).unwrap();
+        assert!(owned.is_sole_owner());
+        assert_eq!(bits(&owned.unary_chain(chain).unwrap()), want, "{chain:?}");
+        let shared = x.clone();
+        assert_eq!(bits(&shared.unary_chain(chain).unwrap()), want, "{chain:?}");
+        assert_eq!(bits(&x), before, "{chain:?} wrote into a shared buffer");
+    }
+}
+
+#[test]
+fn elementwise_chains_fuse_into_the_step_before_them_bit_for_bit() {
+    let (a, b) = (chain_input(), positive(&[7, 1, 43], 61));
+    let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        let h = x[0].mul(&x[1])?.sigmoid()?.mul_scalar(2.0)?.relu6()?;
+        // A chain whose head is a view of a traced input: run into a new buffer.
+        let v = x[0].reshape(&[21, 41, 43])?.tanh()?.add_scalar(1.0)?;
+        Ok(vec![h, v])
+    };
+    let eager = f(&[a.clone(), b.clone()]).unwrap();
+    let (first, plan) = trace(&[a.clone(), b.clone()], f).unwrap();
+    let mut plan = plan.unwrap();
+    assert_eq!(plan.stats().fused_elementwise, 5, "{:?}", plan.stats());
+    assert_eq!(plan.stats().steps, 2, "{:?}", plan.stats());
+    for (got, want) in first.iter().zip(&eager) {
+        assert_eq!(bits(got), bits(want));
+    }
+    let before = bits(&a);
+    let again = plan.run(&[a.clone(), b.clone()]).unwrap();
+    for (got, want) in again.iter().zip(&eager) {
+        assert_eq!(bits(got), bits(want));
+    }
+    assert_eq!(bits(&a), before, "the chain wrote into the traced input");
+}
+
+#[test]
+fn values_read_twice_end_a_chain() {
+    let x = chain_input();
+    let f = |x: &[Tensor]| -> Result<Vec<Tensor>> {
+        let s = x[0].sigmoid()?;
+        Ok(vec![s.exp()?.add(&s.tanh()?)?])
+    };
+    let (out, plan) = trace(std::slice::from_ref(&x), f).unwrap();
+    let plan = plan.unwrap();
+    assert_eq!(plan.stats().fused_elementwise, 0, "{:?}", plan.stats());
+    assert_eq!(bits(&out[0]), bits(&f(&[x]).unwrap()[0]));
+}

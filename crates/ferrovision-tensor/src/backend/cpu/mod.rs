@@ -1,7 +1,8 @@
 //! The CPU backend: the engine's own kernels ([`crate::kernels`]) behind [`Backend`].
 //!
-//! One file per op family: the elementwise unary and broadcasting binary arms are here (each
-//! picks the vectorised kernel of one [`Op`] variant), matrix products in `matmul.rs`,
+//! One file per op family: the broadcasting binary arms are here, the elementwise unary ones
+//! and their fused chains in `unary.rs` (each picks the vectorised kernel of one [`Op`]
+//! variant), matrix products in `matmul.rs`,
 //! convolutions in `conv.rs`, reductions in `reduce.rs`, normalisations in `norm.rs`, softmax in `softmax.rs`,
 //! RoI Align / RoI pooling in `roi.rs`, losses in `loss/`, copies in `manip.rs` (gather/scatter
 //! in `manip/gather.rs`), pooling and resizing in `separable/`, comparisons / `where` /
@@ -28,6 +29,7 @@ mod compare;
 // dropout masks, dtype conversion
 mod convert;
 mod dropout;
+mod unary;
 pub(crate) mod unary_grad;
 
 use super::Backend;
@@ -59,68 +61,12 @@ impl Backend for CpuBackend {
     }
 
     fn unary(&self, op: &Op, x: &Tensor) -> Result<Tensor> {
-        let name = op.name();
-        match *op {
-            Op::DivScalar { c } => map_unary(x, name, move |x| x / c),
-            Op::Sign => map_unary(x, name, sign_f32),
-            Op::PowScalar { p } => {
-                // Exact products, roots and divisions for the common exponents, like PyTorch.
-                if p == 0.0 {
-                    map_unary(x, name, |_| 1.0)
-                } else if p == 1.0 {
-                    map_unary(x, name, |x| x)
-                } else if p == 2.0 {
-                    map_unary(x, name, |x| x * x)
-                } else if p == 3.0 {
-                    map_unary(x, name, |x| x * x * x)
-                } else if p == 0.5 {
-                    map_unary(x, name, f32::sqrt)
-                } else if p == -0.5 {
-                    map_unary(x, name, |x| 1.0 / x.sqrt())
-                } else if p == -1.0 {
-                    map_unary(x, name, |x| 1.0 / x)
-                } else if p == -2.0 {
-                    map_unary(x, name, |x| 1.0 / (x * x))
-                } else {
-                    map_unary(x, name, move |x| x.powf(p))
-                }
-            }
-            Op::Neg => map_unary(x, name, |x| -x),
-            Op::AddScalar { c } => map_unary(x, name, move |x| x + c),
-            Op::SubScalar { c } => map_unary(x, name, move |x| x - c),
-            Op::RsubScalar { c } => map_unary(x, name, move |x| c - x),
-            Op::MulScalar { c } => map_unary(x, name, move |x| x * c),
-            Op::Reciprocal => map_unary(x, name, |x| 1.0 / x),
-            Op::Square => map_unary(x, name, |x| x * x),
-            Op::Sqrt => map_unary(x, name, f32::sqrt),
-            Op::Rsqrt => map_unary(x, name, |x| 1.0 / x.sqrt()),
-            Op::Abs => map_unary(x, name, f32::abs),
-            Op::Exp => map_f32(x, name, ew::exp_slice),
-            Op::Log => map_f32(x, name, ew::log_slice),
-            Op::Log1p => map_f32(x, name, ew::log1p_slice),
-            Op::Sin => map_unary(x, name, f32::sin),
-            Op::Cos => map_unary(x, name, f32::cos),
-            Op::Tanh => map_f32(x, name, ew::tanh_slice),
-            Op::Sigmoid => map_f32(x, name, ew::sigmoid_slice),
-            Op::Relu => map_unary(x, name, relu_f32),
-            Op::Relu6 => map_unary(x, name, |x| clamp_f32(x, 0.0, 6.0)),
-            Op::LeakyRelu { slope } => {
-                map_unary(x, name, move |x| if x > 0.0 { x } else { x * slope })
-            }
-            Op::Elu { alpha } => map_f32(x, name, move |x, y| ew::elu_slice(x, y, alpha, 1.0)),
-            Op::Selu => map_f32(x, name, |x, y| ew::elu_slice(x, y, SELU_ALPHA, SELU_SCALE)),
-            Op::Gelu => map_f32(x, name, ew::gelu_slice),
-            Op::GeluTanh => map_f32(x, name, ew::gelu_tanh_slice),
-            Op::Softplus => map_f32(x, name, ew::softplus_slice),
-            Op::Silu => map_f32(x, name, ew::silu_slice),
-            Op::HardSigmoid => map_unary(x, name, |x| clamp_f32(x + 3.0, 0.0, 6.0) / 6.0),
-            Op::HardSwish => map_unary(x, name, |x| x * clamp_f32(x + 3.0, 0.0, 6.0) / 6.0),
-            Op::Clamp { min, max } => {
-                let (lo, hi) = clamp_bounds(min, max);
-                map_unary(x, name, move |x| clamp_f32(x, lo, hi))
-            }
-            _ => Err(not_in_family(op, "elementwise unary")),
-        }
+        let kernel = unary::kernel(op)?;
+        map_f32(x, op.name(), kernel)
+    }
+
+    fn unary_chain(&self, ops: &[Op], x: Tensor) -> Result<Tensor> {
+        unary::chain(ops, x)
     }
 
     fn binary(&self, op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor> {
