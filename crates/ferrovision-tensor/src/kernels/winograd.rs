@@ -568,7 +568,10 @@ fn plan_blocks(g: &Geometry) -> Vec<Block> {
             n0 += images;
         }
     } else {
-        let band = (target / (tw + 1)).max(1);
+        // As few bands as fit the target, of equal height: 14 tile rows (56 px maps) are two
+        // bands of 7, not 8 + 6, so two threads (batch 1) get the same work.
+        let bands = th.div_ceil((target / (tw + 1)).max(1));
+        let band = th.div_ceil(bands);
         for n in 0..g.n {
             let mut th0 = 0;
             while th0 < th {
