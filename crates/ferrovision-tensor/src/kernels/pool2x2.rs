@@ -6,7 +6,10 @@
 //! a candidate replaces the running maximum when it is larger or NaN: PyTorch's rule (the first
 //! maximum wins a tie, the last NaN wins), and bit for bit what the separable engine computes,
 //! values and indices (tested against it). The loops read the two rows with stride-2 loads that
-//! the compiler turns into shuffles, compiled per ISA by [`crate::multiversion!`].
+//! the compiler turns into shuffles, compiled per ISA by [`crate::multiversion!`]; the indexed
+//! scan (training), which the compiler leaves scalar, has an AVX2 twin that splits 16 columns of
+//! each row into even and odd ones with two shuffles and scans 8 windows with compares and
+//! blends.
 
 /// Geometry of one call: `planes` input planes of `h × w`, outputs `oh × ow` with
 /// `2·oh ≤ h` and `2·ow ≤ w` (a floor-mode pool; odd trailing rows/columns are not read).
@@ -77,11 +80,115 @@ fn forward_body(x: &[f32], g: Pool2x2, out: &mut [f32], mut idx: Option<&mut [i3
 }
 
 crate::multiversion! {
-    /// Max over every 2×2 stride-2 window of `g.planes` planes of `x` into `out`
-    /// (`g.planes · oh · ow` values); with `idx`, also each maximum's flat index in its input
-    /// plane (`y · w + x`).
-    pub fn max_pool_2x2(x: &[f32], g: Pool2x2, out: &mut [f32], idx: Option<&mut [i32]>) {
+    /// [`max_pool_2x2`] compiled per ISA (the plain loops; with indices they stay scalar).
+    fn scan(x: &[f32], g: Pool2x2, out: &mut [f32], idx: Option<&mut [i32]>) {
         forward_body(x, g, out, idx)
+    }
+}
+
+/// Max over every 2×2 stride-2 window of `g.planes` planes of `x` into `out`
+/// (`g.planes · oh · ow` values); with `idx`, also each maximum's flat index in its input
+/// plane (`y · w + x`). With indices (training) on AVX2 hardware, 8 windows at a time
+/// ([`avx2::forward_indexed`]); the same steps, so the same values and indices.
+///
+/// # Panics
+/// If `x`, `out` or `idx` is shorter than the geometry needs (a programming error).
+pub fn max_pool_2x2(x: &[f32], g: Pool2x2, out: &mut [f32], idx: Option<&mut [i32]>) {
+    assert!(x.len() >= g.planes * g.h * g.w && 2 * g.oh <= g.h && 2 * g.ow <= g.w);
+    assert!(out.len() >= g.planes * g.oh * g.ow);
+    match idx {
+        #[cfg(target_arch = "x86_64")]
+        Some(idx) if crate::kernels::simd::dispatch_level() >= crate::kernels::Isa::Avx2 => {
+            assert!(idx.len() >= g.planes * g.oh * g.ow);
+            // SAFETY: the CPU has AVX2 (the dispatch level says so); the lengths are checked.
+            unsafe { avx2::forward_indexed(x, g, out, idx) }
+        }
+        idx => scan(x, g, out, idx),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::Pool2x2;
+    use std::arch::x86_64::*;
+
+    /// The even and the odd ones of the 16 floats at `p`, each in order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn split_pairs(p: *const f32) -> (__m256, __m256) {
+        let (lo, hi) = unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) };
+        // Per 128-bit half: [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6]; 64-bit lanes (0, 2, 1, 3)
+        // put them in order.
+        let even = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+        let odd = _mm256_shuffle_ps::<0b11_01_11_01>(lo, hi);
+        let order = |v: __m256| {
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+        };
+        (order(even), order(odd))
+    }
+
+    /// [`super::step`] on 8 lanes: `(v, vi)` replaces `(m, mi)` where larger or NaN.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn step(m: &mut __m256, mi: &mut __m256i, v: __m256, vi: __m256i) {
+        let take = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_GT_OQ>(v, *m),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+        );
+        *m = _mm256_blendv_ps(*m, v, take);
+        *mi = _mm256_castps_si256(_mm256_blendv_ps(
+            _mm256_castsi256_ps(*mi),
+            _mm256_castsi256_ps(vi),
+            take,
+        ));
+    }
+
+    /// The indexed window scan, 8 windows (16 input columns of two rows) at a time, the last
+    /// `ow mod 8` windows one by one. The caller checked the lengths: reads stay inside each
+    /// row pair because `2·ow ≤ w` and `2·oh ≤ h`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn forward_indexed(x: &[f32], g: Pool2x2, out: &mut [f32], idx: &mut [i32]) {
+        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        let vector_ow = g.ow / 8 * 8;
+        let pairs = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+        let (one, below) = (_mm256_set1_epi32(1), _mm256_set1_epi32(g.w as i32));
+        for p in 0..g.planes {
+            let xp = &x[p * in_plane..(p + 1) * in_plane];
+            for oy in 0..g.oh {
+                let top = 2 * oy * g.w;
+                let o = p * out_plane + oy * g.ow;
+                for k in (0..vector_ow).step_by(8) {
+                    let i0 = top + 2 * k;
+                    // SAFETY: columns 2k..2k+16 ≤ 2·ow ≤ w of rows 2·oy and 2·oy + 1 < h.
+                    let ((a0, a1), (b0, b1)) = unsafe {
+                        (
+                            split_pairs(xp.as_ptr().add(i0)),
+                            split_pairs(xp.as_ptr().add(i0 + g.w)),
+                        )
+                    };
+                    let i = _mm256_add_epi32(_mm256_set1_epi32(i0 as i32), pairs);
+                    let ib = _mm256_add_epi32(i, below);
+                    let (mut m, mut mi) = (a0, i);
+                    step(&mut m, &mut mi, a1, _mm256_add_epi32(i, one));
+                    step(&mut m, &mut mi, b0, ib);
+                    step(&mut m, &mut mi, b1, _mm256_add_epi32(ib, one));
+                    // SAFETY: outputs o + k .. o + k + 8 ≤ o + ow, inside the checked lengths.
+                    unsafe {
+                        _mm256_storeu_ps(out.as_mut_ptr().add(o + k), m);
+                        _mm256_storeu_si256(idx.as_mut_ptr().add(o + k).cast(), mi);
+                    }
+                }
+                for k in vector_ow..g.ow {
+                    let i = top + 2 * k;
+                    let (mut m, mut mi) = (xp[i], i as i32);
+                    super::step(&mut m, &mut mi, xp[i + 1], i as i32 + 1);
+                    super::step(&mut m, &mut mi, xp[i + g.w], (i + g.w) as i32);
+                    super::step(&mut m, &mut mi, xp[i + g.w + 1], (i + g.w) as i32 + 1);
+                    out[o + k] = m;
+                    idx[o + k] = mi;
+                }
+            }
+        }
     }
 }
 
@@ -117,7 +224,15 @@ mod tests {
     #[test]
     fn every_isa_equals_the_plain_scan_with_ties_and_nans() {
         let _lock = ISA_TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        for (planes, h, w) in [(3, 28, 28), (2, 7, 9), (5, 2, 2), (1, 24, 66), (4, 13, 34)] {
+        for (planes, h, w) in [
+            (3, 28, 28),
+            (2, 7, 9),
+            (5, 2, 2),
+            (1, 24, 66),
+            (4, 13, 34),
+            (2, 6, 64),
+            (2, 5, 35),
+        ] {
             let g = Pool2x2 {
                 planes,
                 h,
