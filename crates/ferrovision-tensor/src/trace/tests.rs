@@ -284,13 +284,6 @@ fn a_fused_binary_relu_equals_the_two_ops_bit_for_bit() {
             .unwrap()
             .relu()
             .unwrap();
-        let bits = |t: &Tensor| -> Vec<u32> {
-            t.to_vec::<f32>()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect()
-        };
         assert_eq!(bits(&fused), bits(&two), "{op:?}");
     }
 }
@@ -457,7 +450,8 @@ fn unary_ops() -> Vec<Op> {
     ]
 }
 
-fn bits(t: &Tensor) -> Vec<u32> {
+/// The bit patterns of an f32 tensor's values (bitwise comparisons, NaN payloads included).
+pub(super) fn bits(t: &Tensor) -> Vec<u32> {
     t.to_vec::<f32>()
         .unwrap()
         .iter()

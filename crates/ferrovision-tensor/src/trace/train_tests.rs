@@ -1,5 +1,6 @@
 use super::*;
 use crate::rng::Rng;
+use crate::trace::tests::bits;
 use crate::{ConvOpts, PoolOpts};
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
@@ -100,14 +101,6 @@ fn sgd(net: &Net) {
         }
         w.zero_grad();
     }
-}
-
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.to_vec::<f32>()
-        .unwrap()
-        .iter()
-        .map(|v| v.to_bits())
-        .collect()
 }
 
 fn batch(seed: u64) -> (Tensor, Tensor) {
