@@ -93,24 +93,27 @@ pub(super) fn kernel(op: &Op) -> Result<SliceKernel> {
 }
 
 /// `ops` applied one after the other to `x` in one pass: in `x`'s buffer when `x` is a
-/// contiguous f32 tensor that nothing else holds, else into a new one.
+/// contiguous f32 tensor that nothing else holds, else into a new one (the first op reads each
+/// block of `x` into it, the others run there).
 pub(super) fn chain(ops: &[Op], x: Tensor) -> Result<Tensor> {
     let kernels = ops.iter().map(kernel).collect::<Result<Vec<_>>>()?;
     let Some((first, rest)) = kernels.split_first() else {
         return Ok(x);
     };
+    let name = ops[0].name();
     if x.is_sole_owner() && x.dtype() == crate::DType::F32 && x.is_contiguous() {
-        x.with_f32_mut(ops[0].name(), |v| {
+        x.with_f32_mut(name, |v| {
             for_blocks(v, |block, twin| run_in_place(block, &kernels, twin))
         })?;
         return Ok(x);
     }
-    let y = map_f32(&x, ops[0].name(), first)?;
-    drop(x);
-    y.with_f32_mut(ops[0].name(), |v| {
-        for_blocks(v, |block, twin| run_in_place(block, rest, twin))
-    })?;
-    Ok(y)
+    map_f32(&x, name, |src, out| {
+        let mut twin = [0.0f32; BLOCK];
+        for (s, o) in src.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+            first(s, o);
+            run_in_place(o, rest, &mut twin[..o.len()]);
+        }
+    })
 }
 
 /// Calls `f(block, twin)` on each [`BLOCK`]-long block of `v` (threads over large tensors),
