@@ -22,11 +22,7 @@ pub(crate) fn supported(op: &Op, training: bool) -> bool {
         // eagerly (a caller's generator is not in the record).
         Dropout { global_rng, .. } | SpatialDropout { global_rng, .. } => *global_rng && training,
         Add | Sub | Mul | Div | Pow | Maximum | Minimum => true,
-        Neg | AddScalar { .. } | SubScalar { .. } | RsubScalar { .. } | MulScalar { .. } => true,
-        DivScalar { .. } | PowScalar { .. } | Reciprocal | Square | Sqrt | Rsqrt | Abs => true,
-        Sign | Exp | Log | Log1p | Sin | Cos | Tanh | Sigmoid | Relu | Relu6 => true,
-        LeakyRelu { .. } | Elu { .. } | Selu | Gelu | GeluTanh | Softplus | Silu => true,
-        HardSigmoid | HardSwish | Clamp { .. } => true,
+        op if is_unary_elementwise(op) => true,
         ToDtype { .. } | Contiguous | Reshape | Permute { .. } | Slice { .. } | Expand => true,
         Sum { .. } | Mean { .. } | MatMul | Linear { .. } | Conv { .. } => true,
         ConvTranspose { .. } => true,
