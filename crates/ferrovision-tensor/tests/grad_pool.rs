@@ -611,6 +611,60 @@ fn two_by_two_stride_two_pool_matches_reference() {
     }
 }
 
+/// The 3x3 stride-2 pool (ResNet's and Inception's stems) has its own one-pass kernel too:
+/// values, indices and the gradient against the reference with padding 0 and 1, floor and ceil
+/// mode, planes wide enough for its vector blocks and too small for them, with ties.
+#[test]
+fn three_by_three_stride_two_pool_matches_reference() {
+    let mut rng = Rng::new(14);
+    for (case, shape) in [
+        vec![2, 3, 32, 32],
+        vec![1, 2, 7, 9],
+        vec![3, 1, 3, 3],
+        vec![1, 2, 24, 66],
+        vec![2, 2, 13, 35],
+        vec![1, 1, 56, 56],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (pad, ceil) in [(0, false), (0, true), (1, false), (1, true)] {
+            let c = Cfg {
+                k: [1, 3, 3],
+                s: [1, 2, 2],
+                p: [0, pad, pad],
+                d: [1; 3],
+                ceil,
+                include_pad: false,
+            };
+            let x = if case % 2 == 0 {
+                let v: Vec<f32> = (0..shape.iter().product::<usize>())
+                    .map(|_| rng.below(3) as f32)
+                    .collect();
+                Tensor::from_vec(v, &shape).unwrap()
+            } else {
+                uniform(&shape, -1.0, 1.0, case as u64)
+            };
+            let dims = dims3(&shape[2..]);
+            let planes = shape[0] * shape[1];
+            let (want, want_i) = ref_max(&vals(&x), planes, dims, &c);
+            let o = c.opts(2);
+            let (y, i) = max_with_indices(&x, 2, &o);
+            let what = format!("{shape:?} pad {pad} ceil {ceil}");
+            assert_eq!(vals(&y), want, "{what}");
+            assert_eq!(idxs(&i), want_i, "{what}");
+            assert_eq!(vals(&max_pool(&x, 2, &o).unwrap()), want, "{what}");
+            let w = vals(&uniform(y.shape(), -1.0, 1.0, 7));
+            let (ip, op) = (dims.iter().product::<usize>(), want.len() / planes);
+            let mut gw = vec![0.0f32; x.numel()];
+            for (o, (&wi, &ii)) in w.iter().zip(&want_i).enumerate() {
+                gw[(o / op) * ip + ii as usize] += wi;
+            }
+            assert_close(&grad_of(&x, &w, |x| max_pool(x, 2, &o)), &gw, 1e-6, 1e-6);
+        }
+    }
+}
+
 #[test]
 fn avg_pool_matches_reference() {
     let mut rng = Rng::new(12);

@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod im2col;
 pub mod pool2x2;
+pub mod pool3x3;
 pub mod simd;
 pub mod winograd;
 

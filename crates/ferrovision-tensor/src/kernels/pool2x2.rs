@@ -24,7 +24,7 @@ pub struct Pool2x2 {
 
 /// One candidate step of the window scan: `(v, i)` replaces `(m, mi)` when larger or NaN.
 #[inline(always)]
-fn step(m: &mut f32, mi: &mut i32, v: f32, i: i32) {
+pub(crate) fn step(m: &mut f32, mi: &mut i32, v: f32, i: i32) {
     let take = (v > *m) | v.is_nan();
     *m = if take { v } else { *m };
     *mi = if take { i } else { *mi };
@@ -108,14 +108,14 @@ pub fn max_pool_2x2(x: &[f32], g: Pool2x2, out: &mut [f32], idx: Option<&mut [i3
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use super::Pool2x2;
     use std::arch::x86_64::*;
 
     /// The even and the odd ones of the 16 floats at `p`, each in order.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn split_pairs(p: *const f32) -> (__m256, __m256) {
+    pub(crate) unsafe fn split_pairs(p: *const f32) -> (__m256, __m256) {
         let (lo, hi) = unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) };
         // Per 128-bit half: [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6]; 64-bit lanes (0, 2, 1, 3)
         // put them in order.
@@ -130,7 +130,7 @@ mod avx2 {
     /// [`super::step`] on 8 lanes: `(v, vi)` replaces `(m, mi)` where larger or NaN.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn step(m: &mut __m256, mi: &mut __m256i, v: __m256, vi: __m256i) {
+    pub(crate) fn step(m: &mut __m256, mi: &mut __m256i, v: __m256, vi: __m256i) {
         let take = _mm256_or_ps(
             _mm256_cmp_ps::<_CMP_GT_OQ>(v, *m),
             _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),

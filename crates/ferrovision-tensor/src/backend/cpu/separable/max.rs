@@ -12,6 +12,7 @@
 use super::linear::active;
 use super::*;
 use crate::kernels::pool2x2::{max_pool_2x2, Pool2x2};
+use crate::kernels::pool3x3::{max_pool_3x3s2, window, Pool3x3};
 use crate::storage::pool as bufpool;
 
 // ---------------------------------------------------------------------------------------------
@@ -439,6 +440,36 @@ fn two_by_two(plan: &SepPlan) -> Option<Pool2x2> {
     })
 }
 
+/// The geometry for the dedicated 3×3 stride-2 kernel when `plan` is that pool (2-d, undilated,
+/// padding ≤ 1, floor or ceil mode), which computes the same values and indices in one pass.
+fn three_by_three(plan: &SepPlan) -> Option<Pool3x3> {
+    let axis = |t: &Option<Taps>| {
+        let t = t.as_ref()?;
+        let af = t.affine?;
+        // Every window, border ones included, must be the kernel's clipped window.
+        let same = (0..af.lo).chain(af.hi..t.len_out).all(|o| {
+            let (s, e) = window(o, t.len_in, af.pad);
+            t.taps(o).0.iter().copied().eq(s..e)
+        });
+        ((af.k, af.s, af.d) == (3, 2, 1) && af.pad <= 1 && same)
+            .then_some((t.len_in, t.len_out, af.pad))
+    };
+    if plan.taps[0].is_some() || plan.dims[0] != 1 {
+        return None;
+    }
+    let ((h, oh, pad_h), (w, ow, pad_w)) = (axis(&plan.taps[1])?, axis(&plan.taps[2])?);
+    let g = Pool3x3 {
+        planes: plan.planes,
+        h,
+        w,
+        oh,
+        ow,
+        pad_h,
+        pad_w,
+    };
+    g.is_valid().then_some(g)
+}
+
 /// Max over the planned windows of the planes of `x`, with the argmax where `track`.
 pub(crate) fn forward(
     op: &'static str,
@@ -454,6 +485,7 @@ pub(crate) fn forward(
     let mut idx = IdxBuf::take(if track { plan.planes * out_plane } else { 0 });
     let idx_plane = if track { out_plane } else { 0 };
     let two_by_two = two_by_two(plan);
+    let three_by_three = three_by_three(plan);
     x.with_f32(op, |xs| {
         par_planes(
             plan.planes,
@@ -470,6 +502,15 @@ pub(crate) fn forward(
                     };
                     let xp = &xs[r.start * in_plane..r.end * in_plane];
                     max_pool_2x2(xp, g, o, track.then_some(ii));
+                    return;
+                }
+                if let Some(g) = three_by_three {
+                    let g = Pool3x3 {
+                        planes: r.len(),
+                        ..g
+                    };
+                    let xp = &xs[r.start * in_plane..r.end * in_plane];
+                    max_pool_3x3s2(xp, g, o, track.then_some(ii));
                     return;
                 }
                 if whole {

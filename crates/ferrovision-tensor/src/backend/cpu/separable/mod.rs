@@ -5,8 +5,10 @@
 //! Each op runs as one 1-D pass per non-trivial axis over each `(n, c)` plane: first the depth
 //! and height passes, whose taps are whole contiguous rows (vectorised elementwise loops), then
 //! the width pass, which shrinks the data first for the cheap strided part. The 2x2-stride-2,
-//! 3x3-stride-2 and 3x3-stride-1 width passes have specialised loops; small planes are run
-//! through the passes in groups, and whole-plane windows (global pooling) are plain reductions.
+//! 3x3-stride-2 and 3x3-stride-1 width passes have specialised loops, and 2-d max pools with
+//! 2x2 or 3x3 windows of stride 2 run one-pass kernels instead (`kernels/pool2x2.rs`,
+//! `kernels/pool3x3.rs`); small planes are run through the passes in groups, and whole-plane
+//! windows (global pooling) are plain reductions.
 //!
 //! This module holds the shared pieces (the parallel plane driver, grouping, block cover);
 //! [`linear`] runs linear maps (average pooling, resize) and [`max`] max pooling with argmax
