@@ -560,6 +560,34 @@ fn max_pool_matches_reference() {
     }
 }
 
+/// One 2-d max pool case for the dedicated kernels: values, indices, the untracked path and the
+/// gradient against the reference; even cases use integer values in 0..3 (many ties).
+fn check_2d_max_pool(shape: &[usize], c: &Cfg, case: usize, rng: &mut Rng) {
+    let x = if case.is_multiple_of(2) {
+        let v: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| rng.below(3) as f32)
+            .collect();
+        Tensor::from_vec(v, shape).unwrap()
+    } else {
+        uniform(shape, -1.0, 1.0, case as u64)
+    };
+    let dims = dims3(&shape[2..]);
+    let planes = shape[0] * shape[1];
+    let (want, want_i) = ref_max(&vals(&x), planes, dims, c);
+    let o = c.opts(2);
+    let (y, i) = max_with_indices(&x, 2, &o);
+    assert_eq!(vals(&y), want, "{shape:?} {c:?}");
+    assert_eq!(idxs(&i), want_i, "{shape:?} {c:?}");
+    assert_eq!(vals(&max_pool(&x, 2, &o).unwrap()), want, "{shape:?} {c:?}");
+    let w = vals(&uniform(y.shape(), -1.0, 1.0, 7));
+    let (ip, op) = (dims.iter().product::<usize>(), want.len() / planes);
+    let mut gw = vec![0.0f32; x.numel()];
+    for (o, (&wi, &ii)) in w.iter().zip(&want_i).enumerate() {
+        gw[(o / op) * ip + ii as usize] += wi;
+    }
+    assert_close(&grad_of(&x, &w, |x| max_pool(x, 2, &o)), &gw, 1e-6, 1e-6);
+}
+
 /// The 2x2 stride-2 pool (LeNet's, VGG's) has its own one-pass kernel: values, indices and the
 /// gradient against the reference over odd and even sizes, floor and ceil mode, with ties.
 #[test]
@@ -584,29 +612,7 @@ fn two_by_two_stride_two_pool_matches_reference() {
                 ceil,
                 include_pad: false,
             };
-            let x = if case % 2 == 0 {
-                let v: Vec<f32> = (0..shape.iter().product::<usize>())
-                    .map(|_| rng.below(3) as f32)
-                    .collect();
-                Tensor::from_vec(v, &shape).unwrap()
-            } else {
-                uniform(&shape, -1.0, 1.0, case as u64)
-            };
-            let dims = dims3(&shape[2..]);
-            let planes = shape[0] * shape[1];
-            let (want, want_i) = ref_max(&vals(&x), planes, dims, &c);
-            let o = c.opts(2);
-            let (y, i) = max_with_indices(&x, 2, &o);
-            assert_eq!(vals(&y), want, "{shape:?} ceil {ceil}");
-            assert_eq!(idxs(&i), want_i, "{shape:?} ceil {ceil}");
-            assert_eq!(vals(&max_pool(&x, 2, &o).unwrap()), want);
-            let w = vals(&uniform(y.shape(), -1.0, 1.0, 7));
-            let (ip, op) = (dims.iter().product::<usize>(), want.len() / planes);
-            let mut gw = vec![0.0f32; x.numel()];
-            for (o, (&wi, &ii)) in w.iter().zip(&want_i).enumerate() {
-                gw[(o / op) * ip + ii as usize] += wi;
-            }
-            assert_close(&grad_of(&x, &w, |x| max_pool(x, 2, &o)), &gw, 1e-6, 1e-6);
+            check_2d_max_pool(&shape, &c, case, &mut rng);
         }
     }
 }
@@ -637,30 +643,7 @@ fn three_by_three_stride_two_pool_matches_reference() {
                 ceil,
                 include_pad: false,
             };
-            let x = if case % 2 == 0 {
-                let v: Vec<f32> = (0..shape.iter().product::<usize>())
-                    .map(|_| rng.below(3) as f32)
-                    .collect();
-                Tensor::from_vec(v, &shape).unwrap()
-            } else {
-                uniform(&shape, -1.0, 1.0, case as u64)
-            };
-            let dims = dims3(&shape[2..]);
-            let planes = shape[0] * shape[1];
-            let (want, want_i) = ref_max(&vals(&x), planes, dims, &c);
-            let o = c.opts(2);
-            let (y, i) = max_with_indices(&x, 2, &o);
-            let what = format!("{shape:?} pad {pad} ceil {ceil}");
-            assert_eq!(vals(&y), want, "{what}");
-            assert_eq!(idxs(&i), want_i, "{what}");
-            assert_eq!(vals(&max_pool(&x, 2, &o).unwrap()), want, "{what}");
-            let w = vals(&uniform(y.shape(), -1.0, 1.0, 7));
-            let (ip, op) = (dims.iter().product::<usize>(), want.len() / planes);
-            let mut gw = vec![0.0f32; x.numel()];
-            for (o, (&wi, &ii)) in w.iter().zip(&want_i).enumerate() {
-                gw[(o / op) * ip + ii as usize] += wi;
-            }
-            assert_close(&grad_of(&x, &w, |x| max_pool(x, 2, &o)), &gw, 1e-6, 1e-6);
+            check_2d_max_pool(&shape, &c, case, &mut rng);
         }
     }
 }
