@@ -15,13 +15,17 @@ use crate::commands::train::TrainArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-const ABOUT: &str = "Train, evaluate and use image classifiers from a model zoo (LeNet-5, an \
-MLP, ResNet-20, ResNet-18) on MNIST, CIFAR-10 or your own image folders, evaluate detections \
-(COCO, Pascal VOC) and draw boxes, with no Python and no downloads.";
+const ABOUT: &str = "Train, evaluate and use image classifiers from a model zoo (LeNet-5, \
+CIFAR and ImageNet ResNets, VGG, GoogLeNet, Inception v3, MobileNet, EfficientNet-Lite0) on \
+MNIST, CIFAR-10 or your own image folders, classify photos with pretrained weights imported from \
+PyTorch, Keras, TF.js or ONNX files, evaluate detections (COCO, Pascal VOC) and draw boxes, with \
+no Python and no downloads.";
 
-const LONG_ABOUT: &str = "Train, evaluate and use image classifiers from a model zoo (LeNet-5, an \
-MLP, ResNet-20, ResNet-18) on MNIST, CIFAR-10 or your own image folders, evaluate detections \
-(COCO, Pascal VOC) and draw boxes, with no Python and no downloads.
+const LONG_ABOUT: &str = "Train, evaluate and use image classifiers from a model zoo (LeNet-5, \
+CIFAR and ImageNet ResNets, VGG, GoogLeNet, Inception v3, MobileNet, EfficientNet-Lite0) on \
+MNIST, CIFAR-10 or your own image folders, classify photos with pretrained weights imported from \
+PyTorch, Keras, TF.js or ONNX files, evaluate detections (COCO, Pascal VOC) and draw boxes, with \
+no Python and no downloads.
 
 New here? Run `ferrovision demo`: it trains LeNet-5 on a slice of real MNIST digits built into \
 this program, prints the test accuracy, saves the model and classifies a few digits it never saw.

@@ -1,7 +1,7 @@
 //! The task layer end to end through the binary: zoo models other than LeNet-5 trained on image
 //! folders and on a slice of real CIFAR-10 (from `../shared/data`, skipped with a message when
-//! absent), then evaluated and used by `predict`; and the errors of wrong sources, models and
-//! tasks.
+//! absent), then evaluated and used by `predict`; the committed CIFAR-10 ResNet-20 scored on the
+//! whole test split; and the errors of wrong sources, models and tasks.
 
 mod common;
 
@@ -227,6 +227,44 @@ fn cifar10_slice_with_resnet20() {
         "{text}"
     );
     assert_eq!(text.matches('%').count(), 3, "{text}");
+}
+
+/// The committed ResNet-20 of the 200-epoch cutout run (issue 12) still scores what its run
+/// recorded on the whole CIFAR-10 test split with today's engine and input pipeline.
+#[test]
+fn committed_cifar10_resnet20_keeps_its_test_accuracy() {
+    let Some(cifar) = shared_data("cifar10") else {
+        return;
+    };
+    let tmp = scratch();
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runs/cifar10-resnet20-cutout");
+    let recorded = json(&run.join("metrics.json"))["test_accuracy"]
+        .as_f64()
+        .unwrap();
+    let model = run.join("model.safetensors");
+    let spec = format!("cifar10:{}", cifar.display());
+    let text = ok(ferrovision(
+        &[
+            "evaluate",
+            "--model-file",
+            model.to_str().unwrap(),
+            "--data",
+            &spec,
+        ],
+        &tmp,
+    ));
+    assert!(text.contains("(10000 images)"), "{text}");
+    let accuracy: f64 = text
+        .split("accuracy ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {text}"));
+    assert!(accuracy >= 0.90, "{text}");
+    assert!(
+        (accuracy - recorded).abs() < 5e-4,
+        "{text} vs recorded {recorded}"
+    );
 }
 
 #[test]
