@@ -24,6 +24,19 @@ fn shared_data(sub: &str) -> Option<PathBuf> {
     p
 }
 
+/// `ferrovision evaluate --model-file MODEL --data SPEC EXTRA...`, its output (must succeed).
+fn evaluate(model: &Path, spec: &str, extra: &[&str], cwd: &Path) -> String {
+    let mut args = vec![
+        "evaluate",
+        "--model-file",
+        model.to_str().unwrap(),
+        "--data",
+        spec,
+    ];
+    args.extend_from_slice(extra);
+    ok(ferrovision(&args, cwd))
+}
+
 /// Writes `root/<split>/{red,blue}/<i>.png`: 16x16 images that are noisy red or noisy blue
 /// (`n` per class and split), a problem any classifier separates.
 fn colour_folder(root: &Path, n: usize) {
@@ -79,16 +92,7 @@ fn image_folder_with_resnet20_and_mlp_trains_evaluates_and_predicts() {
         "{summary}"
     );
     // evaluate reads the folder at the model's shape and reproduces the run's numbers.
-    let text = ok(ferrovision(
-        &[
-            "evaluate",
-            "--model-file",
-            model.to_str().unwrap(),
-            "--data",
-            &spec,
-        ],
-        &tmp,
-    ));
+    let text = evaluate(&model, &spec, &[], &tmp);
     let expected = format!("accuracy {:.4}", m["test_accuracy"].as_f64().unwrap());
     assert!(text.contains(&expected), "{text} vs {expected}");
     // predict names the classes stored with the run (2 classes: top 2).
@@ -183,18 +187,7 @@ fn cifar10_slice_with_resnet20() {
     assert!((0.0..=1.0).contains(&acc), "{acc}");
 
     let model = run.join("model.safetensors");
-    let text = ok(ferrovision(
-        &[
-            "evaluate",
-            "--model-file",
-            model.to_str().unwrap(),
-            "--data",
-            &spec,
-            "--limit",
-            "40",
-        ],
-        &tmp,
-    ));
+    let text = evaluate(&model, &spec, &["--limit", "40"], &tmp);
     let expected = format!("accuracy {:.4}", acc);
     assert!(text.contains(&expected), "{text} vs {expected}");
 
@@ -243,16 +236,7 @@ fn committed_cifar10_resnet20_keeps_its_test_accuracy() {
         .unwrap();
     let model = run.join("model.safetensors");
     let spec = format!("cifar10:{}", cifar.display());
-    let text = ok(ferrovision(
-        &[
-            "evaluate",
-            "--model-file",
-            model.to_str().unwrap(),
-            "--data",
-            &spec,
-        ],
-        &tmp,
-    ));
+    let text = evaluate(&model, &spec, &[], &tmp);
     assert!(text.contains("(10000 images)"), "{text}");
     let accuracy: f64 = text
         .split("accuracy ")
